@@ -1,0 +1,43 @@
+"""The command line: ``python -m simulator COMMAND ...``.
+
+Every module in :mod:`simulator.commands` is a subcommand: it provides
+``register(subparsers)``, which adds its parser and sets ``handler`` to a
+function ``(args) -> int``. Problems with the input raise
+:class:`~simulator.errors.SimulatorError`; they are printed as one
+``error: ...`` message on standard error with exit status 2, never as a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from . import commands
+from .errors import SimulatorError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m simulator",
+        description="Simulate data, tensor, pipeline and hybrid parallel training on "
+        "virtual devices.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        importlib.import_module(f"{commands.__name__}.{info.name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except SimulatorError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

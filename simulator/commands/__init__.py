@@ -1,0 +1,1 @@
+"""Subcommands of ``python -m simulator``; each module provides ``register(subparsers)``."""

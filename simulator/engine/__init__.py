@@ -1,0 +1,8 @@
+"""The SimPy core: devices (compute stream, memory ledger), links and their costs."""
+
+from .core import Engine
+from .cost import CostModel
+from .memory import MemoryLedger, format_bytes
+from .network import Network, Route
+
+__all__ = ["CostModel", "Engine", "MemoryLedger", "Network", "Route", "format_bytes"]

@@ -1,0 +1,47 @@
+"""The roofline cost model: how long a kernel takes on a device.
+
+A kernel that performs ``F`` GEMM FLOPs and moves ``M`` bytes takes
+
+    launch + max(F / (peak[dtype] * eff[class]), M / (memory_bandwidth * eff[class]))
+
+(Williams, Waterman and Patterson 2009, "Roofline: an insightful visual
+performance model", sec. 2; the efficiency factors are the achievable fraction
+of peak for the op class, see :mod:`simulator.hardware`). A kernel of class
+``fixed`` (abstract models) takes exactly its stated seconds.
+"""
+
+from __future__ import annotations
+
+from ..hardware import DeviceSpec
+from ..tape import ComputeSegment, Kernel
+
+
+class CostModel:
+    """Kernel and segment times on one device type, cached per distinct kernel."""
+
+    def __init__(self, device: DeviceSpec) -> None:
+        self.device = device
+        self._cache: dict[Kernel, float] = {}
+
+    def kernel_time(self, kernel: Kernel) -> float:
+        """Seconds for one kernel (roofline, see the module docstring)."""
+        cached = self._cache.get(kernel)
+        if cached is not None:
+            return cached
+        if kernel.op_class == "fixed":
+            seconds = kernel.seconds
+        else:
+            dev = self.device
+            eff = dev.efficiency[kernel.op_class]
+            compute = kernel.flops / (dev.peak(kernel.dtype) * eff) if kernel.flops else 0.0
+            memory = kernel.bytes / (dev.memory_bandwidth * eff) if kernel.bytes else 0.0
+            seconds = dev.launch_overhead + max(compute, memory)
+        self._cache[kernel] = seconds
+        return seconds
+
+    def segment_time(self, segment: ComputeSegment) -> float:
+        """A lockstep segment lasts as long as its slowest tensor-parallel rank."""
+        return max(
+            (sum(self.kernel_time(k) for k in kernels) for kernels in segment.kernels.values()),
+            default=0.0,
+        )

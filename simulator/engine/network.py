@@ -1,0 +1,120 @@
+"""Links, routes and how messages share them.
+
+Topology (see :mod:`simulator.hardware`): every device has an *intra-node*
+port into its node's switch and an *inter-node* port into the cluster's
+network; each port has an ``out`` and an ``in`` direction (full duplex). A
+message from ``a`` to ``b`` uses ``a``'s out direction and ``b``'s in
+direction of the intra-node ports when both sit in one node, of the
+inter-node ports otherwise; the switches themselves never block.
+
+Contention model: **a port direction carries one message at a time, first come
+first served.** A message holds both of its port directions for
+``latency + bytes / bandwidth`` (its alpha-beta time), and waits until both
+are free. Two messages through one port therefore take twice as long as one;
+messages on disjoint ports do not interact. The model is deterministic and
+cheap: a port is just the time at which it becomes free, so reserving a
+message is O(1) and needs no simulation process of its own.
+
+A collective reserves all of its messages when it starts, in the order of its
+plan, each no earlier than the messages it depends on have arrived. Later
+traffic through the same ports queues behind them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from ..comm.plan import Plan
+from ..hardware import ClusterSpec, LinkSpec
+
+Port = tuple[int, str, str]  # (device, "intra" | "inter", "out" | "in")
+
+
+@dataclass(frozen=True)
+class Route:
+    """The ports a message uses and the link that sets its speed."""
+
+    out_port: Port
+    in_port: Port
+    link: LinkSpec
+    kind: str  # "intra" or "inter"
+
+    def seconds(self, nbytes: float) -> float:
+        """Alpha-beta time of one message: ``latency + bytes / bandwidth``."""
+        return self.link.latency + nbytes / self.link.effective_bandwidth
+
+
+class Network:
+    """Routes between devices and the reservation state of every port."""
+
+    def __init__(self, cluster: ClusterSpec) -> None:
+        self.cluster = cluster
+        self.free_at: dict[Port, float] = defaultdict(float)
+        self._routes: dict[tuple[int, int], Route] = {}
+
+    def route(self, src: int, dst: int) -> Route:
+        """The route from ``src`` to ``dst`` (which must differ)."""
+        cached = self._routes.get((src, dst))
+        if cached is not None:
+            return cached
+        if src == dst:
+            raise ValueError(f"no route from device {src} to itself")
+        same_node = self.cluster.node_of(src) == self.cluster.node_of(dst)
+        kind = "intra" if same_node else "inter"
+        link = self.cluster.intra_node if same_node else self.cluster.inter_node
+        route = Route((src, kind, "out"), (dst, kind, "in"), link, kind)
+        self._routes[(src, dst)] = route
+        return route
+
+    def reserve(
+        self, route: Route, ready: float, seconds: float, free_at: dict[Port, float] | None = None
+    ) -> tuple[float, float]:
+        """Book both ports of ``route`` for ``seconds``, no earlier than ``ready``.
+
+        Returns the message's ``(start, end)``.
+        """
+        ports = self.free_at if free_at is None else free_at
+        start = max(ready, ports[route.out_port], ports[route.in_port])
+        end = start + seconds
+        ports[route.out_port] = ports[route.in_port] = end
+        return start, end
+
+    def time_plan(
+        self,
+        plan: Plan,
+        devices: tuple[int, ...],
+        start: float,
+        free_at: dict[Port, float] | None = None,
+    ) -> list[tuple[float, float]]:
+        """Reserve every message of ``plan`` (ranks mapped to ``devices``).
+
+        Returns ``(start, end)`` per transfer. With ``free_at`` given, books a
+        scratch copy of the ports instead of the real ones.
+        """
+        times: list[tuple[float, float]] = []
+        for t in plan.transfers:
+            ready = max([start, *(times[d][1] for d in t.deps)])
+            route = self.route(devices[t.src], devices[t.dst])
+            times.append(self.reserve(route, ready, route.seconds(t.nbytes), free_at))
+        return times
+
+    def idle_duration(self, plan: Plan, devices: tuple[int, ...]) -> float:
+        """How long ``plan`` takes on otherwise idle links."""
+        times = self.time_plan(plan, devices, 0.0, free_at=defaultdict(float))
+        return max((end for _, end in times), default=0.0)
+
+    def ports_of(self, plan: Plan, devices: tuple[int, ...]) -> set[Port]:
+        ports: set[Port] = set()
+        for t in plan.transfers:
+            route = self.route(devices[t.src], devices[t.dst])
+            ports.update((route.out_port, route.in_port))
+        return ports
+
+    def reserve_block(self, ports: set[Port], ready: float, seconds: float) -> tuple[float, float]:
+        """Book a set of ports together for ``seconds`` (a fused collective)."""
+        start = max([ready, *(self.free_at[p] for p in ports)])
+        end = start + seconds
+        for p in ports:
+            self.free_at[p] = end
+        return start, end

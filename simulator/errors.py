@@ -1,0 +1,53 @@
+"""Errors a user can cause, each with one message that names the problem and the fix.
+
+Every error the simulator raises on purpose derives from :class:`SimulatorError`.
+The command line catches exactly this family, prints ``error: <message>`` on one
+line and exits with status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class SimulatorError(Exception):
+    """Base class: a problem with the input, reported in one line."""
+
+
+class ScenarioError(SimulatorError):
+    """A scenario file (or the equivalent Python objects) is invalid."""
+
+
+class LayoutError(SimulatorError):
+    """A parallel layout is impossible: sizes that do not divide, too many devices, ..."""
+
+
+class ScheduleError(SimulatorError):
+    """A pipeline schedule is malformed; the message shows the rank x step grid."""
+
+
+class DeadlockError(SimulatorError):
+    """The simulation cannot make progress; the message says what every worker waits for."""
+
+
+class OutOfMemoryError(SimulatorError):
+    """A device needs more memory than it has.
+
+    Attributes:
+        device: index of the device that overflowed first.
+        request: ``(tag, bytes)`` of the allocation that crossed the capacity.
+        breakdown: bytes by category on that device at its peak.
+        capacity: the device's memory in bytes.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        device: int,
+        request: tuple[str, int],
+        breakdown: dict[str, int],
+        capacity: int,
+    ) -> None:
+        super().__init__(message)
+        self.device = device
+        self.request = request
+        self.breakdown = breakdown
+        self.capacity = capacity

@@ -1,0 +1,168 @@
+"""Layers with explicit forward and backward and saved context.
+
+``y, ctx = layer.forward(x)`` returns the output and everything backward will
+need; ``dx = layer.backward(dy, ctx)`` returns the input gradient and
+accumulates the parameter gradients. Nothing about a micro-batch is kept on
+the layer, so many micro-batches can be in flight at once, and the arrays in
+``ctx`` *are* the activation memory a pipeline stage stashes (DESIGN.md, key
+decision 1).
+
+Backward splits in two, as zero-bubble schedules need (Qi et al. 2024,
+sec. 2): ``backward_input`` (B) computes ``dx`` and returns what the weight
+gradient needs, ``backward_weight`` (W) computes the parameter gradients.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .. import ops
+from ..arrays import Array, ShapeArray
+from .param import Param
+
+
+class Layer:
+    """Base class; subclasses implement forward, backward_input and backward_weight."""
+
+    name = "layer"
+
+    def parameters(self) -> list[Param]:
+        return []
+
+    def forward(self, x: Array) -> tuple[Array, Any]:
+        raise NotImplementedError
+
+    def backward_input(self, dy: Array, ctx: Any) -> tuple[Array, Any]:
+        """B: the input gradient, plus the context ``backward_weight`` needs."""
+        raise NotImplementedError
+
+    def backward_weight(self, wctx: Any) -> None:
+        """W: accumulate parameter gradients (nothing for layers without parameters)."""
+
+    def backward(self, dy: Array, ctx: Any) -> Array:
+        """B then W."""
+        dx, wctx = self.backward_input(dy, ctx)
+        self.backward_weight(wctx)
+        return dx
+
+
+def init_normal(
+    rng: np.random.Generator | None, shape: tuple[int, ...], std: float, dtype: str
+) -> Array:
+    """Gaussian initial values, or a ShapeArray when ``rng`` is None (shape-only)."""
+    if rng is None:
+        return ShapeArray(shape, dtype)
+    return rng.normal(0.0, std, size=shape).astype(dtype)
+
+
+def init_constant(
+    rng: np.random.Generator | None, shape: tuple[int, ...], value: float, dtype: str
+) -> Array:
+    if rng is None:
+        return ShapeArray(shape, dtype)
+    return np.full(shape, value, dtype=dtype)
+
+
+class Linear(Layer):
+    """``y = x @ W + b`` over the last axis; ``W`` is ``(in, out)``.
+
+    Forward: one GEMM of ``2 N in out`` FLOPs for ``N`` rows. B: ``dx = dy W^T``
+    (same FLOPs). W: ``dW = x^T dy`` (same FLOPs) and ``db = sum(dy)``.
+    """
+
+    def __init__(self, name: str, weight: Array, bias: Array | None) -> None:
+        self.name = name
+        self.weight = Param(f"{name}.weight", weight)
+        self.bias = None if bias is None else Param(f"{name}.bias", bias)
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        fan_in: int,
+        fan_out: int,
+        rng: np.random.Generator | None,
+        dtype: str,
+        bias: bool = True,
+        std: float | None = None,
+    ) -> Linear:
+        """He-style initialisation ``N(0, 2/fan_in)`` unless ``std`` is given."""
+        std = math.sqrt(2.0 / fan_in) if std is None else std
+        w = init_normal(rng, (fan_in, fan_out), std, dtype)
+        b = init_constant(rng, (fan_out,), 0.0, dtype) if bias else None
+        return cls(name, w, b)
+
+    def parameters(self) -> list[Param]:
+        return [self.weight] + ([self.bias] if self.bias is not None else [])
+
+    def forward(self, x: Array) -> tuple[Array, Any]:
+        y = ops.matmul(x, self.weight.value, name=f"{self.name}")
+        if self.bias is not None:
+            y = ops.add(y, self.bias.value, name=f"{self.name}.bias")
+        return y, x
+
+    def backward_input(self, dy: Array, ctx: Any) -> tuple[Array, Any]:
+        dx = ops.matmul(dy, self.weight.value.T, name=f"{self.name}.dx")
+        return dx, (ctx, dy)
+
+    def backward_weight(self, wctx: Any) -> None:
+        x, dy = wctx
+        x2 = x.reshape(-1, x.shape[-1])
+        dy2 = dy.reshape(-1, dy.shape[-1])
+        self.weight.accumulate(ops.matmul(x2.T, dy2, name=f"{self.name}.dW"))
+        if self.bias is not None:
+            self.bias.accumulate(ops.sum_to_last(dy, name=f"{self.name}.db"))
+
+
+class ReLU(Layer):
+    name = "relu"
+
+    def forward(self, x: Array) -> tuple[Array, Any]:
+        return ops.relu(x), x
+
+    def backward_input(self, dy: Array, ctx: Any) -> tuple[Array, Any]:
+        return ops.relu_backward(dy, ctx), None
+
+
+class GELU(Layer):
+    """GELU; saves its input, as Korthikanti et al. (2022, sec. 4.1) count it."""
+
+    name = "gelu"
+
+    def forward(self, x: Array) -> tuple[Array, Any]:
+        return ops.gelu(x), x
+
+    def backward_input(self, dy: Array, ctx: Any) -> tuple[Array, Any]:
+        return ops.gelu_backward(dy, ctx), None
+
+
+class Sequential(Layer):
+    """Layers applied in order; the context is the list of their contexts."""
+
+    def __init__(self, name: str, layers: list[Layer]) -> None:
+        self.name = name
+        self.layers = layers
+
+    def parameters(self) -> list[Param]:
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def forward(self, x: Array) -> tuple[Array, Any]:
+        ctxs = []
+        for layer in self.layers:
+            x, ctx = layer.forward(x)
+            ctxs.append(ctx)
+        return x, ctxs
+
+    def backward_input(self, dy: Array, ctx: Any) -> tuple[Array, Any]:
+        wctxs = []
+        for layer, c in zip(reversed(self.layers), reversed(ctx), strict=True):
+            dy, w = layer.backward_input(dy, c)
+            wctxs.append(w)
+        return dy, wctxs[::-1]
+
+    def backward_weight(self, wctx: Any) -> None:
+        for layer, w in zip(self.layers, wctx, strict=True):
+            layer.backward_weight(w)

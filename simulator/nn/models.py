@@ -1,0 +1,71 @@
+"""Models: a list of pipeline-splittable blocks, a loss, and their data.
+
+A model config (a frozen dataclass per kind, as nanoGPT does) builds the
+model in numerics mode (numpy parameters, from the seed) or in shape-only
+mode (ShapeArray parameters), and draws the global batch of a step. Blocks
+are the unit a pipeline partitions: a stage holds a contiguous run of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ..arrays import Array
+from .data import regression_batch, rng_for
+from .layers import Layer, Linear, ReLU, Sequential
+from .loss import MSELoss
+from .param import Param
+
+
+@dataclass
+class Model:
+    """Blocks applied in order, then the loss on the last block's output."""
+
+    name: str
+    blocks: list[Layer]
+    loss: Any
+    dtype: str
+
+    def parameters(self) -> list[Param]:
+        return [p for b in self.blocks for p in b.parameters()]
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.size for p in self.parameters())
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    """A stack of ``layers`` square linear layers of ``width``, ReLU between them.
+
+    Block ``i`` is ``Linear`` followed by ``ReLU`` (the last block has no
+    ReLU), trained with MSE on a synthetic regression task.
+    """
+
+    kind: ClassVar[str] = "mlp"
+    layers: int = 8
+    width: int = 256
+    dtype: str = "float64"
+
+    @property
+    def num_blocks(self) -> int:
+        return self.layers
+
+    def build(self, seed: int, shape_only: bool) -> Model:
+        rng = None if shape_only else rng_for(seed, 0)
+        blocks: list[Layer] = []
+        for i in range(self.layers):
+            linear = Linear.create(f"fc{i}", self.width, self.width, rng, self.dtype)
+            last = i == self.layers - 1
+            blocks.append(Sequential(f"block{i}", [linear] if last else [linear, ReLU()]))
+        return Model("mlp", blocks, MSELoss(), self.dtype)
+
+    def batch(
+        self, seed: int, step: int, global_batch: int, shape_only: bool
+    ) -> tuple[Array, Array]:
+        return regression_batch(seed, step, global_batch, self.width, self.dtype, shape_only)
+
+    def tokens(self, samples: int) -> int:
+        """Samples are the unit of throughput for this model."""
+        return samples

@@ -1,0 +1,96 @@
+"""Optimizers: SGD and Adam, with their state in the memory ledger.
+
+For 16-bit parameters (shape-only mode) the optimizer keeps an fp32 master
+copy, as mixed-precision training does (Micikevicius et al. 2018, sec. 3.1):
+Adam then holds 4 (master) + 4 (momentum) + 4 (variance) = 12 bytes per
+parameter, which with 2-byte weights and 2-byte gradients gives the 16 bytes
+per parameter of the ZeRO paper (Rajbhandari et al. 2020, sec. 3.1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ops
+from ..arrays import ITEMSIZE, dtype_of, is_shape_only
+from .param import Param
+
+HALF = ("bf16", "fp16")
+
+
+class Optimizer:
+    """Base class. ``step`` updates the given parameters from their gradients."""
+
+    name = "optimizer"
+    #: optimizer state arrays per parameter (besides an fp32 master copy).
+    moments = 0
+
+    def __init__(self, lr: float) -> None:
+        self.lr = lr
+
+    def state_bytes(self, param: Param) -> int:
+        """Bytes of optimizer state this parameter needs (master copy included)."""
+        dtype = dtype_of(param.value)
+        if dtype in HALF:
+            return param.size * 4 * (1 + self.moments)
+        return param.size * ITEMSIZE[dtype] * self.moments
+
+    def step(self, params: list[Param]) -> None:
+        for p in params:
+            self.update(p)
+
+    def update(self, p: Param) -> None:
+        raise NotImplementedError
+
+    def _traffic(self, p: Param) -> int:
+        """Bytes one update moves: read weight and gradient, write weight, read and
+        write every state array."""
+        return 3 * p.nbytes + 2 * self.state_bytes(p)
+
+
+class SGD(Optimizer):
+    """Plain SGD: ``w <- w - lr * g`` (the seed's update rule)."""
+
+    name = "sgd"
+
+    def update(self, p: Param) -> None:
+        if not is_shape_only(p.value):
+            p.value -= self.lr * p.grad
+        ops.emit("sgd", "elementwise", dtype_of(p.value), 0, self._traffic(p))
+
+
+class Adam(Optimizer):
+    """Adam (Kingma and Ba 2015, algorithm 1) with bias correction."""
+
+    name = "adam"
+    moments = 2
+
+    def __init__(
+        self, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
+    ) -> None:
+        super().__init__(lr)
+        self.beta1, self.beta2, self.eps = beta1, beta2, eps
+        self._state: dict[int, tuple[np.ndarray, np.ndarray, list[int]]] = {}
+
+    def update(self, p: Param) -> None:
+        if not is_shape_only(p.value):
+            m, v, t = self._state.setdefault(
+                id(p), (np.zeros_like(p.value), np.zeros_like(p.value), [0])
+            )
+            t[0] += 1
+            g = p.grad
+            m *= self.beta1
+            m += (1 - self.beta1) * g
+            v *= self.beta2
+            v += (1 - self.beta2) * g * g
+            m_hat = m / (1 - self.beta1 ** t[0])
+            v_hat = v / (1 - self.beta2 ** t[0])
+            p.value -= self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+        ops.emit("adam", "elementwise", dtype_of(p.value), 0, self._traffic(p))
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam}
+
+
+def make_optimizer(name: str, lr: float) -> Optimizer:
+    return OPTIMIZERS[name](lr)

@@ -1,0 +1,90 @@
+"""The device mesh: which device holds which (dp, tp, pp) coordinates.
+
+Ranks are laid out along named axes in an *order* that lists the axes from
+fastest-varying to slowest, as Megatron-LM's ``RankGenerator`` does; its
+default ``tp-cp-dp-pp`` puts the ``t`` ranks of a tensor-parallel group on
+consecutive devices -- inside one node whenever ``t`` divides the node size --
+and pipeline stages furthest apart (Narayanan et al. 2021, sec. 3.3 explain
+why: tensor parallelism's all-reduces need the fastest links). Context
+parallelism (``cp``) is accepted in order strings for compatibility and has
+size 1 here.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from ..errors import LayoutError
+
+AXES = ("tp", "cp", "dp", "pp")
+DEFAULT_ORDER = "tp-cp-dp-pp"
+
+
+def parse_order(order: str) -> tuple[str, ...]:
+    """``"tp-dp-pp"`` -> ``("tp", "cp", "dp", "pp")`` order with cp placed after tp if absent."""
+    axes = tuple(a.strip() for a in order.split("-"))
+    if "cp" not in axes:
+        i = axes.index("tp") + 1 if "tp" in axes else 0
+        axes = (*axes[:i], "cp", *axes[i:])
+    if sorted(axes) != sorted(AXES):
+        raise LayoutError(
+            f"order {order!r} must name each of tp, dp and pp once (cp optional), fastest "
+            f"first, e.g. 'tp-dp-pp' or 'tp-pp-dp'"
+        )
+    return axes
+
+
+@dataclass(frozen=True)
+class Mesh:
+    """``dp x tp x pp`` ranks mapped onto devices ``0 .. dp*tp*pp - 1``."""
+
+    dp: int = 1
+    tp: int = 1
+    pp: int = 1
+    order: str = DEFAULT_ORDER
+
+    def __post_init__(self) -> None:
+        for axis in ("dp", "tp", "pp"):
+            if getattr(self, axis) < 1:
+                raise LayoutError(f"{axis} must be at least 1, got {getattr(self, axis)}")
+        parse_order(self.order)
+
+    @property
+    def size(self) -> int:
+        return self.dp * self.tp * self.pp
+
+    def _sizes(self) -> dict[str, int]:
+        return {"tp": self.tp, "cp": 1, "dp": self.dp, "pp": self.pp}
+
+    def device(self, dp: int = 0, tp: int = 0, pp: int = 0) -> int:
+        """The device at coordinates ``(dp, tp, pp)``."""
+        coords = {"tp": tp, "cp": 0, "dp": dp, "pp": pp}
+        sizes = self._sizes()
+        index, stride = 0, 1
+        for axis in parse_order(self.order):
+            index += coords[axis] * stride
+            stride *= sizes[axis]
+        return index
+
+    def coords(self, device: int) -> dict[str, int]:
+        """Inverse of :meth:`device`."""
+        sizes = self._sizes()
+        out = {}
+        for axis in parse_order(self.order):
+            device, out[axis] = divmod(device, sizes[axis])
+        return {a: out[a] for a in ("dp", "tp", "pp")}
+
+    def group(self, axis: str, **fixed: int) -> list[int]:
+        """Devices along ``axis`` with the other coordinates fixed (default 0)."""
+        size = self._sizes()[axis]
+        return [self.device(**{**fixed, axis: i}) for i in range(size)]
+
+    def groups(self, axis: str) -> list[list[int]]:
+        """Every group along ``axis``; together they partition the devices."""
+        others = [a for a in ("dp", "tp", "pp") if a != axis]
+        ranges = [range(self._sizes()[a]) for a in others]
+        return [
+            self.group(axis, **dict(zip(others, combo, strict=True)))
+            for combo in itertools.product(*ranges)
+        ]

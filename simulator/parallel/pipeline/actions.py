@@ -1,0 +1,157 @@
+"""Pipeline schedules as data: actions, per-rank lists, a text grid, CSV.
+
+An :class:`Action` is one unit of pipeline work: ``F`` (forward), ``B``
+(backward; in schedules that split it, only the input gradient) or ``W``
+(weight gradient) of one *stage* (a model chunk) for one micro-batch. It
+prints and parses in the compact notation ``2F0`` -- stage 2, forward,
+micro-batch 0 -- used by PyTorch's pipelining schedules and by this project's
+CSV files.
+
+A :class:`Schedule` is one list of actions per rank (``None`` marks an idle
+step in a hand-written schedule). Which rank runs a stage is read off the
+schedule itself.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ...errors import ScheduleError
+
+KINDS = ("F", "B", "W")
+_ACTION = re.compile(r"^\s*(\d+)\s*([FBW])\s*(\d+)\s*$")
+
+
+@dataclass(frozen=True, order=True)
+class Action:
+    """``stage`` ``kind`` ``mb``: e.g. ``Action(2, "F", 0)`` prints as ``2F0``."""
+
+    stage: int
+    kind: str
+    mb: int
+
+    def __str__(self) -> str:
+        return f"{self.stage}{self.kind}{self.mb}"
+
+    @classmethod
+    def parse(cls, text: str) -> Action:
+        match = _ACTION.match(text)
+        if not match:
+            raise ScheduleError(
+                f"cannot read action {text!r}: write STAGE KIND MICROBATCH, e.g. 2F0, 1B3, 0W2"
+            )
+        return cls(int(match[1]), match[2], int(match[3]))
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Per-rank action lists.
+
+    Attributes:
+        name: the schedule's name (``gpipe``, ``1f1b``, ``file:x.csv`` ...).
+        ranks: one tuple of actions per rank; ``None`` is an idle step.
+        num_stages: model stages (chunks), ``ranks * chunks per rank``.
+        microbatches: micro-batches per step.
+    """
+
+    name: str
+    ranks: tuple[tuple[Action | None, ...], ...]
+    num_stages: int
+    microbatches: int
+
+    @property
+    def num_ranks(self) -> int:
+        return len(self.ranks)
+
+    @property
+    def split_backward(self) -> bool:
+        """True when backward is split into B (input) and W (weight) actions."""
+        return any(a is not None and a.kind == "W" for row in self.ranks for a in row)
+
+    @property
+    def chunks_per_rank(self) -> int:
+        return self.num_stages // max(1, self.num_ranks)
+
+    def actions(self, rank: int) -> list[Action]:
+        """The actions of ``rank`` in order, without idle steps."""
+        return [a for a in self.ranks[rank] if a is not None]
+
+    def stage_to_rank(self) -> dict[int, int]:
+        """The rank that runs each stage (the validator checks it is unique)."""
+        placement: dict[int, int] = {}
+        for r, row in enumerate(self.ranks):
+            for a in row:
+                if a is not None:
+                    placement.setdefault(a.stage, r)
+        return placement
+
+    def grid(self, mark: tuple[int, int] | None = None) -> str:
+        """A rank x step text grid; ``mark=(rank, step)`` brackets one cell."""
+        width = max([4, *(len(str(a)) + 2 for row in self.ranks for a in row if a)])
+        steps = max((len(row) for row in self.ranks), default=0)
+        header = "step    " + "".join(f"{s:>{width}}" for s in range(steps))
+        lines = [header]
+        for r, row in enumerate(self.ranks):
+            cells = []
+            for s in range(steps):
+                text = str(row[s]) if s < len(row) and row[s] is not None else "."
+                if mark == (r, s):
+                    text = f">{text}<"
+                cells.append(f"{text:>{width}}")
+            lines.append(f"rank {r:<3}" + "".join(cells))
+        return "\n".join(lines)
+
+    def to_csv(self) -> str:
+        """One row per rank, one cell per step, empty cells for idle steps."""
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        for row in self.ranks:
+            writer.writerow(["" if a is None else str(a) for a in row])
+        return buf.getvalue()
+
+    def save_csv(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_csv())
+
+
+def parse_csv(text: str, name: str = "csv") -> Schedule:
+    """Read a schedule written one row per rank; stage and micro-batch counts are inferred."""
+    ranks: list[tuple[Action | None, ...]] = []
+    for r, row in enumerate(csv.reader(io.StringIO(text))):
+        if not any(cell.strip() for cell in row) and not ranks:
+            continue
+        cells: list[Action | None] = []
+        for s, cell in enumerate(row):
+            if not cell.strip():
+                cells.append(None)
+                continue
+            try:
+                cells.append(Action.parse(cell))
+            except ScheduleError as err:
+                raise ScheduleError(f"{name}: rank {r}, step {s}: {err}") from None
+        ranks.append(tuple(cells))
+    while ranks and not any(ranks[-1]):
+        ranks.pop()
+    actions = [a for row in ranks for a in row if a is not None]
+    if not actions:
+        raise ScheduleError(
+            f"{name}: the schedule has no actions; write one row of actions per rank"
+        )
+    return Schedule(
+        name=name,
+        ranks=tuple(ranks),
+        num_stages=1 + max(a.stage for a in actions),
+        microbatches=1 + max(a.mb for a in actions),
+    )
+
+
+def load_csv(path: str | Path) -> Schedule:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as err:
+        raise ScheduleError(f"cannot read schedule file {str(p)!r}: {err.strerror}") from None
+    return parse_csv(text, name=f"file:{p.name}")

@@ -1,0 +1,144 @@
+"""The schedule registry: ``get_schedule(name)`` and the classic schedules.
+
+A schedule generator is a pure function ``(p, m, v) -> Schedule`` for ``p``
+ranks, ``m`` micro-batches and ``v`` chunks (model stages) per rank. Each
+registered schedule documents its rules, its closed-form bubble and its source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ...errors import LayoutError, ScheduleError
+from .actions import Action, Schedule
+
+#: ``(p, m, v, t_f, t_b, t_w) -> bubble fraction`` (t_b is the B part only).
+BubbleFormula = Callable[[int, int, int, float, float, float], float]
+
+
+@dataclass(frozen=True)
+class ScheduleInfo:
+    """A registered schedule.
+
+    Attributes:
+        name: registry key.
+        build: ``(p, m, v) -> per-rank action lists``.
+        summary: one line for listings.
+        split_backward: whether backward is split into B and W.
+        chunked: whether ``v > 1`` chunks per rank are supported.
+        bubble: the closed-form bubble fraction, or None when there is none.
+        rules: extra checks on ``(p, m, v)`` raising :class:`LayoutError`.
+    """
+
+    name: str
+    build: Callable[[int, int, int], list[list[Action]]]
+    summary: str
+    split_backward: bool = False
+    chunked: bool = False
+    bubble: BubbleFormula | None = None
+    rules: Callable[[int, int, int], None] | None = None
+
+    def __call__(self, p: int, m: int, v: int = 1) -> Schedule:
+        if p < 1 or m < 1 or v < 1:
+            raise LayoutError(
+                f"schedule {self.name!r} needs at least one rank, micro-batch and chunk "
+                f"(got p={p}, m={m}, v={v})"
+            )
+        if v > 1 and not self.chunked:
+            raise LayoutError(
+                f"schedule {self.name!r} runs one chunk per rank; set chunks = 1 or use a "
+                "schedule with chunks (interleaved, zbv)"
+            )
+        if self.rules is not None:
+            self.rules(p, m, v)
+        rows = self.build(p, m, v)
+        return Schedule(self.name, tuple(tuple(r) for r in rows), p * v, m)
+
+
+_REGISTRY: dict[str, ScheduleInfo] = {}
+
+
+def register(info: ScheduleInfo) -> ScheduleInfo:
+    _REGISTRY[info.name] = info
+    return info
+
+
+def get_schedule(name: str) -> ScheduleInfo:
+    """The registered schedule ``name``; raises with the list of names otherwise."""
+    if name not in _REGISTRY:
+        raise ScheduleError(
+            f"unknown schedule {name!r}; choose one of: {', '.join(_REGISTRY)} "
+            "or 'file:PATH.csv' for a schedule of your own"
+        )
+    return _REGISTRY[name]
+
+
+def schedule_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def flush_bubble(p: int, m: int, v: int, *_: float) -> float:
+    """GPipe and 1F1B: ``(p-1)/(m+p-1)`` of the step is bubble (Huang et al. 2019,
+    sec. 2.3; Narayanan et al. 2021, sec. 2.2.1, stated there relative to the
+    ideal time as ``(p-1)/m``)."""
+    return (p - 1) / (m + p - 1)
+
+
+def naive_bubble(p: int, m: int, v: int, *_: float) -> float:
+    """Layer-wise model parallelism: one stage works at a time, ``(p-1)/p`` idle
+    (Ultra-Scale Playbook, pipeline section)."""
+    return (p - 1) / p
+
+
+def _naive(p: int, m: int, v: int) -> list[list[Action]]:
+    # Micro-batches run one after another: each finishes its backward on stage 0
+    # before the next one starts, so only one stage is ever busy.
+    return [[a for k in range(m) for a in (Action(r, "F", k), Action(r, "B", k))] for r in range(p)]
+
+
+def _gpipe(p: int, m: int, v: int) -> list[list[Action]]:
+    # All forwards, then all backwards (Huang et al. 2019, fig. 2c): every stage
+    # stashes the activations of all m micro-batches.
+    return [
+        [Action(r, "F", k) for k in range(m)] + [Action(r, "B", k) for k in range(m)]
+        for r in range(p)
+    ]
+
+
+def _one_f_one_b(p: int, m: int, v: int) -> list[list[Action]]:
+    # PipeDream-Flush (Narayanan et al. 2021, sec. 2.2.1, fig. 4 top): rank r runs
+    # p - r - 1 warm-up forwards, then alternates one forward and one backward, then
+    # drains the remaining backwards. At most p - r micro-batches are in flight.
+    rows = []
+    for r in range(p):
+        warmup = min(p - r - 1, m)
+        row = [Action(r, "F", k) for k in range(warmup)]
+        for k in range(m - warmup):
+            row += [Action(r, "F", warmup + k), Action(r, "B", k)]
+        row += [Action(r, "B", k) for k in range(m - warmup, m)]
+        rows.append(row)
+    return rows
+
+
+register(
+    ScheduleInfo(
+        "naive",
+        _naive,
+        "layer-wise model parallelism, one stage busy at a time",
+        bubble=naive_bubble,
+    )
+)
+register(
+    ScheduleInfo(
+        "gpipe", _gpipe, "all forwards, then all backwards (Huang et al. 2019)", bubble=flush_bubble
+    )
+)
+register(
+    ScheduleInfo(
+        "1f1b",
+        _one_f_one_b,
+        "one forward, one backward (PipeDream-Flush; Narayanan et al. 2021)",
+        bubble=flush_bubble,
+    )
+)

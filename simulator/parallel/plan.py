@@ -1,0 +1,270 @@
+"""From a strategy to a plan: a device mesh, workers, their chunks and programs.
+
+``build_plan`` checks the layout (it must fit the cluster and the sizes must
+divide), picks and validates the pipeline schedule, builds the model from the
+seed, splits its blocks into stages, hands every worker its chunks (sharded
+for tensor parallelism, copied for data parallelism) and lowers the schedule
+into one program per worker.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..arrays import Array
+from ..engine.cost import CostModel
+from ..errors import LayoutError
+from ..hardware import ClusterSpec
+from ..tape import recording
+from ..training import TrainingConfig
+from . import partition as partitions
+from .mesh import Mesh
+from .pipeline.actions import Schedule, load_csv
+from .pipeline.schedules import get_schedule
+from .pipeline.validate import validate
+from .program import Compute, Instruction, OptimizerStep, Recv, Send, SyncGrads
+from .shard import ParallelBlock, ShardLoss, ShardMap
+from .stage import RECOMPUTE, Chunk
+from .strategy import Strategy
+
+
+@dataclass
+class Worker:
+    """A lockstep tensor-parallel group: ``devices[r]`` runs TP rank ``r``."""
+
+    index: int
+    dp_rank: int
+    pp_rank: int
+    devices: tuple[int, ...]
+    chunks: dict[int, Chunk] = field(default_factory=dict)
+    program: list[Instruction] = field(default_factory=list)
+
+    def params(self, rank: int) -> list:
+        return [p for c in self.chunks.values() for p in c.params(rank)]
+
+    def listing(self) -> str:
+        """The program, one instruction per line."""
+        head = (
+            f"worker {self.index} (dp {self.dp_rank}, pp {self.pp_rank}, devices "
+            f"{list(self.devices)})"
+        )
+        return "\n".join([head, *(f"  {i:3d}  {ins}" for i, ins in enumerate(self.program))])
+
+
+@dataclass
+class Plan:
+    """Everything the runtime needs to run a strategy."""
+
+    strategy: Strategy
+    cluster: ClusterSpec
+    model_config: Any
+    training: TrainingConfig
+    mesh: Mesh
+    schedule: Schedule
+    stage_rank: dict[int, int]
+    stages: list[range]
+    workers: list[Worker]
+    micro_batch_size: int
+    num_parameters: int
+
+    def worker(self, dp_rank: int, pp_rank: int) -> Worker:
+        return self.workers[dp_rank * self.strategy.pp + pp_rank]
+
+    def dp_group(self, pp_rank: int) -> list[Worker]:
+        """The data-parallel replicas of pipeline rank ``pp_rank``."""
+        return [self.worker(d, pp_rank) for d in range(self.strategy.dp)]
+
+    @property
+    def shape_only(self) -> bool:
+        return not self.training.numerics
+
+
+def check_layout(cluster: ClusterSpec, training: TrainingConfig, s: Strategy) -> int:
+    """Raise :class:`LayoutError` for layouts that cannot run; returns the micro-batch size."""
+    for key in ("dp", "tp", "pp", "microbatches", "chunks"):
+        if getattr(s, key) < 1:
+            raise LayoutError(
+                f"strategy {s.name!r}: {key} must be at least 1, got {getattr(s, key)}"
+            )
+    if s.num_devices > cluster.num_devices:
+        raise LayoutError(
+            f"strategy {s.name!r} needs dp*tp*pp = {s.dp}*{s.tp}*{s.pp} = {s.num_devices} "
+            f"devices but the cluster has {cluster.num_devices} ({cluster.nodes} nodes x "
+            f"{cluster.devices_per_node}); add nodes or use smaller dp, tp or pp"
+        )
+    replicas_batches = s.dp * s.microbatches
+    if training.global_batch % replicas_batches:
+        raise LayoutError(
+            f"strategy {s.name!r}: global_batch {training.global_batch} does not divide into "
+            f"dp*microbatches = {s.dp}*{s.microbatches} = {replicas_batches} equal micro-batches;"
+            f" choose sizes whose product divides the batch"
+        )
+    if s.recompute not in RECOMPUTE:
+        raise LayoutError(f"strategy {s.name!r}: recompute must be one of {RECOMPUTE}")
+    if s.partition not in partitions.PARTITIONS:
+        raise LayoutError(f"strategy {s.name!r}: partition must be one of {partitions.PARTITIONS}")
+    return training.global_batch // replicas_batches
+
+
+def resolve_schedule(s: Strategy, base_dir: Path | None) -> Schedule:
+    """The strategy's schedule: from the registry or from ``file:PATH.csv``."""
+    if s.schedule.startswith("file:"):
+        path = Path(s.schedule[5:])
+        if base_dir is not None and not path.is_absolute():
+            path = base_dir / path
+        schedule = load_csv(path)
+        if schedule.num_ranks != s.pp:
+            raise LayoutError(
+                f"strategy {s.name!r}: schedule file {path.name} has "
+                f"{schedule.num_ranks} rank rows but pp = {s.pp}"
+            )
+        return schedule
+    return get_schedule(s.schedule)(s.pp, s.microbatches, s.chunks)
+
+
+def block_costs(
+    model_config: Any, cluster: ClusterSpec, micro_batch: int, training: TrainingConfig
+) -> list[float]:
+    """Seconds of forward + backward of every block for one micro-batch (shape-only).
+
+    The loss is charged to the last block. Models may provide ``block_costs``
+    themselves (abstract models know their stage times).
+    """
+    if hasattr(model_config, "block_costs"):
+        return model_config.block_costs()
+    model = model_config.build(training.seed, shape_only=True)
+    x, y = model_config.batch(training.seed, 0, micro_batch, shape_only=True)
+    cost = CostModel(cluster.device)
+    costs = []
+    for i, block in enumerate(model.blocks):
+        with recording() as tape:
+            out, ctx = block.forward(x)
+            dy = out
+            if i == len(model.blocks) - 1:
+                _, lctx = model.loss.forward(out, y)
+                dy = model.loss.backward(lctx, 1.0)
+            block.backward(dy, ctx)
+        costs.append(sum(cost.kernel_time(k) for k in tape.kernels()))
+        x = out
+    return costs
+
+
+def parallelize(block: Any, s: Strategy) -> ParallelBlock:
+    """The block as a tensor-parallel group of ``s.tp`` ranks runs it."""
+    if s.tp == 1:
+        return ShardMap([block])
+    from .tensor import shard_block
+
+    return shard_block(block, s.tp, s.sequence_parallel)
+
+
+def parallel_loss(loss: Any, s: Strategy) -> ShardLoss:
+    if s.tp > 1 and hasattr(loss, "shard"):
+        return loss.shard(s.tp, s.sequence_parallel)
+    return ShardLoss([loss] * s.tp)
+
+
+def lower(
+    schedule: Schedule, pp_rank: int, stage_rank: dict[int, int], worker_of: dict[int, int]
+) -> list[Instruction]:
+    """One rank's actions -> instructions, with the sends and receives they imply.
+
+    ``worker_of`` maps a pipeline rank to the worker index of this replica.
+    """
+    last = schedule.num_stages - 1
+    split = schedule.split_backward
+    program: list[Instruction] = []
+    for a in schedule.actions(pp_rank):
+        if a.kind == "F":
+            if a.stage > 0 and stage_rank[a.stage - 1] != pp_rank:
+                program.append(
+                    Recv("activation", a.stage - 1, a.mb, worker_of[stage_rank[a.stage - 1]])
+                )
+            program.append(Compute(a))
+            if a.stage < last and stage_rank[a.stage + 1] != pp_rank:
+                program.append(
+                    Send("activation", a.stage, a.mb, worker_of[stage_rank[a.stage + 1]])
+                )
+        elif a.kind == "B":
+            if a.stage < last and stage_rank[a.stage + 1] != pp_rank:
+                program.append(
+                    Recv("gradient", a.stage + 1, a.mb, worker_of[stage_rank[a.stage + 1]])
+                )
+            program.append(Compute(a, fused=not split))
+            if a.stage > 0 and stage_rank[a.stage - 1] != pp_rank:
+                program.append(Send("gradient", a.stage, a.mb, worker_of[stage_rank[a.stage - 1]]))
+        else:
+            program.append(Compute(a, fused=False))
+    program += [SyncGrads(), OptimizerStep()]
+    return program
+
+
+def build_plan(
+    cluster: ClusterSpec,
+    model_config: Any,
+    training: TrainingConfig,
+    strategy: Strategy,
+    base_dir: Path | None = None,
+) -> Plan:
+    """Check, place and lower ``strategy``; see the module docstring."""
+    s = strategy
+    micro_batch = check_layout(cluster, training, s)
+    mesh = Mesh(s.dp, s.tp, s.pp, s.order)
+    schedule = resolve_schedule(s, base_dir)
+    num_stages = schedule.num_stages
+    if num_stages % s.pp:
+        raise LayoutError(
+            f"strategy {s.name!r}: the schedule has {num_stages} stages, which "
+            f"does not divide over pp = {s.pp} ranks"
+        )
+    validate(schedule, num_stages, s.microbatches)
+    stage_rank = schedule.stage_to_rank()
+
+    shape_only = not training.numerics
+    model = model_config.build(training.seed, shape_only=shape_only)
+    if s.partition == "uniform":
+        stages = partitions.uniform(len(model.blocks), num_stages)
+    else:
+        if num_stages > len(model.blocks):
+            partitions.uniform(len(model.blocks), num_stages)  # raises the clear error
+        costs = block_costs(model_config, cluster, micro_batch, training)
+        stages = partitions.balanced(costs, num_stages)
+
+    workers: list[Worker] = []
+    for d in range(s.dp):
+        replica = model if d == 0 or shape_only else copy.deepcopy(model)
+        for r in range(s.pp):
+            devices = tuple(mesh.device(dp=d, tp=t, pp=r) for t in range(s.tp))
+            workers.append(Worker(len(workers), d, r, devices))
+        for c, blocks in enumerate(stages):
+            loss = parallel_loss(replica.loss, s) if c == num_stages - 1 else None
+            chunk = Chunk(c, [parallelize(replica.blocks[i], s) for i in blocks], loss, s.recompute)
+            workers[d * s.pp + stage_rank[c]].chunks[c] = chunk
+    for w in workers:
+        worker_of = {r: w.dp_rank * s.pp + r for r in range(s.pp)}
+        w.program = lower(schedule, w.pp_rank, stage_rank, worker_of)
+    return Plan(
+        s,
+        cluster,
+        model_config,
+        training,
+        mesh,
+        schedule,
+        stage_rank,
+        stages,
+        workers,
+        micro_batch,
+        model.num_parameters,
+    )
+
+
+def gather_params(plan: Plan, dp_rank: int = 0) -> dict[str, Array]:
+    """The full parameters of one replica, named as in the single-device model."""
+    out: dict[str, Array] = {}
+    for r in range(plan.strategy.pp):
+        for chunk in plan.worker(dp_rank, r).chunks.values():
+            out.update(chunk.full_params())
+    return out

@@ -1,0 +1,131 @@
+"""A chunk: the contiguous run of blocks one pipeline stage holds.
+
+The chunk is where a micro-batch's forward and backward are stitched from its
+blocks, where the loss is applied on the last chunk, and where activation
+recomputation happens (``recompute = "full"`` keeps only every block's input
+and reruns its forward right before its backward -- GPipe's
+re-materialisation, Huang et al. 2019, sec. 2.3; Chen et al. 2016).
+
+It leaves :class:`~simulator.tape.Mark` records on the tape -- the start of
+each block's work and the moment each block's parameter gradients are final
+-- so that data-parallel hooks can gather parameters or launch gradient
+all-reduces at the right point of the timeline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..arrays import Array, tree_bytes
+from ..nn.param import Param
+from ..tape import Mark, record, tagged
+from .shard import ParallelBlock, ShardLoss
+
+RECOMPUTE = ("none", "full", "selective")
+
+
+class Chunk:
+    """Blocks ``blocks`` of model stage ``index``; ``loss`` only on the last stage."""
+
+    def __init__(
+        self,
+        index: int,
+        blocks: list[ParallelBlock],
+        loss: ShardLoss | None,
+        recompute: str = "none",
+    ) -> None:
+        self.index = index
+        self.blocks = blocks
+        self.loss = loss
+        self.recompute = recompute
+        self.ranks = blocks[0].ranks if blocks else 1
+
+    # -- forward -----------------------------------------------------------------
+    def forward(
+        self, xs: list[Array], targets: list[Array] | None = None
+    ) -> tuple[list[Array], Any]:
+        """Run the blocks; on the last chunk return the per-rank loss values."""
+        ctxs = []
+        for i, block in enumerate(self.blocks):
+            record(Mark("block", (self.index, i, "F")))
+            if self.recompute == "full":
+                inputs = xs
+                xs, _ = block.forward(xs)
+                ctxs.append(("inputs", inputs))
+            else:
+                xs, c = block.forward(xs)
+                ctxs.append(c)
+        if self.loss is None:
+            return xs, (ctxs, None)
+        values, lctx = self.loss.forward(xs, targets)
+        return values, (ctxs, lctx)
+
+    # -- backward ----------------------------------------------------------------
+    def _block_ctx(self, i: int, c: Any) -> Any:
+        """The block's saved context, rebuilt by a second forward under full recomputation."""
+        if self.recompute == "full":
+            with tagged("recompute"):
+                _, c = self.blocks[i].forward(c[1])
+        return c
+
+    def _start(self, dys: list[Array] | None, ctx: Any, scale: float) -> list[Array]:
+        _, lctx = ctx
+        if self.loss is not None:
+            return self.loss.backward(lctx, scale)
+        assert dys is not None
+        return dys
+
+    def backward_input(
+        self, dys: list[Array] | None, ctx: Any, scale: float
+    ) -> tuple[list[Array], list[Any]]:
+        """B: input gradients only; returns them and what W will need."""
+        ctxs, _ = ctx
+        dys = self._start(dys, ctx, scale)
+        wctxs: list[Any] = [None] * len(self.blocks)
+        for i in reversed(range(len(self.blocks))):
+            record(Mark("block", (self.index, i, "B")))
+            dys, wctxs[i] = self.blocks[i].backward_input(dys, self._block_ctx(i, ctxs[i]))
+        return dys, wctxs
+
+    def backward_weight(self, wctxs: list[Any]) -> None:
+        """W: parameter gradients of every block, last block first."""
+        for i in reversed(range(len(self.blocks))):
+            record(Mark("block", (self.index, i, "W")))
+            self.blocks[i].backward_weight(wctxs[i])
+            record(Mark("grads_ready", (self.index, i)))
+
+    def backward(self, dys: list[Array] | None, ctx: Any, scale: float) -> list[Array]:
+        """B and W fused, block by block, as schedules without a B/W split run them."""
+        ctxs, _ = ctx
+        dys = self._start(dys, ctx, scale)
+        for i in reversed(range(len(self.blocks))):
+            record(Mark("block", (self.index, i, "B")))
+            dys, w = self.blocks[i].backward_input(dys, self._block_ctx(i, ctxs[i]))
+            self.blocks[i].backward_weight(w)
+            record(Mark("grads_ready", (self.index, i)))
+        return dys
+
+    # -- bookkeeping ---------------------------------------------------------------
+    def stash_bytes(self, ctx: Any, rank: int) -> int:
+        """Activation bytes rank ``rank`` keeps from forward until backward."""
+        ctxs, lctx = ctx
+        seen: set[int] = set()
+        total = sum(
+            tree_bytes(c[1][rank] if self.recompute == "full" else c[rank], seen) for c in ctxs
+        )
+        return total + (tree_bytes(lctx[rank], seen) if lctx is not None else 0)
+
+    @staticmethod
+    def wstash_bytes(wctxs: list[Any], rank: int) -> int:
+        """Bytes rank ``rank`` keeps from B until W (inputs and output gradients)."""
+        seen: set[int] = set()
+        return sum(tree_bytes(w[rank], seen) for w in wctxs)
+
+    def params(self, rank: int) -> list[Param]:
+        return [p for b in self.blocks for p in b.params(rank)]
+
+    def full_params(self) -> dict[str, Array]:
+        out: dict[str, Array] = {}
+        for b in self.blocks:
+            out.update(b.full_params())
+        return out
