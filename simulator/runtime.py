@@ -48,7 +48,9 @@ class Runtime:
         self.step = 0
         self.losses: list[float | None] = []
         self.step_windows: list[tuple[float, float]] = []
-        self.exposed = defaultdict(float)  # device -> seconds waiting on communication
+        self.exposed: dict[int, float] = defaultdict(float)  # device -> s waiting on comm
+        self.step_bytes_sent: list[int] = []  # per device, last step
+        self.step_comm_bytes: dict[str, int] = {}  # by kind, last step
         self.model_flops = 0.0  # GEMM FLOPs of one step, every device, recompute excluded
         self.hardware_flops = 0.0
         self.action_seconds: dict[tuple[int, str], float] = {}  # (chunk, kind) -> seconds
@@ -70,6 +72,9 @@ class Runtime:
             self.step = step
             self._step_losses = []
             self.model_flops = self.hardware_flops = 0.0
+            self.exposed.clear()
+            sent_before = list(self.engine.bytes_sent)
+            kinds_before = dict(self.engine.comm_bytes)
             start = self.env.now
             procs = [self.env.process(self._worker(w)) for w in self.plan.workers]
             done = simpy.AllOf(self.env, procs)
@@ -81,6 +86,12 @@ class Runtime:
                 raise DeadlockError(self._deadlock_report()) from None
             self.step_windows.append((start, self.env.now))
             self.losses.append(self._mean_loss())
+            self.step_bytes_sent = [
+                a - b for a, b in zip(self.engine.bytes_sent, sent_before, strict=True)
+            ]
+            self.step_comm_bytes = {
+                k: v - kinds_before.get(k, 0) for k, v in self.engine.comm_bytes.items()
+            }
         for ledger in self.engine.memory:
             ledger.check()
 
