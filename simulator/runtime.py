@@ -151,7 +151,8 @@ class Runtime:
             )
         _, x, y = self._data
         lo = (w.dp_rank * self.plan.strategy.microbatches + mb) * size
-        return x[lo : lo + size], y[lo : lo + size]
+        # copies, so that a micro-batch's stash does not pin the whole global batch
+        return x[lo : lo + size].copy(), y[lo : lo + size].copy()
 
     def run_recorded(self, key: tuple, fn: Callable[[], Any]) -> tuple[Any, Tape]:
         """Run ``fn`` on a new tape; shape-only results are computed once per ``key``."""
