@@ -18,6 +18,8 @@ Definitions (the tests rely on them):
 * ``bubble_fraction_analytic``: the schedule's closed form (see
   :mod:`simulator.parallel.pipeline.schedules`), fed with the measured times
   of the first stage's F, B and W; null when there is none.
+* ``peak_inflight_microbatches``: the most micro-batches whose activations a
+  device held at once (forward done, backward -- or W -- not yet).
 * FLOPs count GEMMs only; ``mfu`` uses model FLOPs, ``hfu`` adds the forward
   passes that recomputation repeats (Chowdhery et al. 2022, PaLM, appendix B).
 """
@@ -96,9 +98,9 @@ def summarize(runtime: Any) -> dict[str, Any]:
     lo, hi = runtime.step_windows[-1]
     iteration = hi - lo
     events = runtime.engine.trace.events
-    devices = [d for w in plan.workers for d in w.devices]
+    worker_of = {d: w.index for w in plan.workers for d in w.devices}
     per_device = []
-    for d in sorted(devices):
+    for d in sorted(worker_of):
         times = device_times(events, d, lo, hi)
         per_device.append(
             {
@@ -108,6 +110,7 @@ def summarize(runtime: Any) -> dict[str, Any]:
                 "peak_memory_bytes": runtime.engine.memory[d].peak,
                 "bytes_sent": runtime.step_bytes_sent[d],
                 "memory": runtime.engine.memory[d].breakdown(),
+                "peak_inflight_microbatches": runtime.peak_inflight[worker_of[d]],
                 "_span": times["span_s"],
             }
         )

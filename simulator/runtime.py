@@ -54,6 +54,8 @@ class Runtime:
         self.model_flops = 0.0  # GEMM FLOPs of one step, every device, recompute excluded
         self.hardware_flops = 0.0
         self.action_seconds: dict[tuple[int, str], float] = {}  # (chunk, kind) -> seconds
+        self.inflight: dict[int, set[tuple[int, int]]] = defaultdict(set)  # worker -> (c, mb)
+        self.peak_inflight: dict[int, int] = defaultdict(int)  # worker -> most in flight
         self._waiting: dict[int, str] = {}
         self._slots: dict[tuple, simpy.Event] = {}
         self._buffers: dict[int, dict[tuple, Any]] = defaultdict(dict)
@@ -181,6 +183,9 @@ class Runtime:
                 )
                 stash[(a.stage, a.mb)] = ctx
                 self._charge(w, tag, lambda r: chunk.stash_bytes(ctx, r))
+                live = self.inflight[w.index]
+                live.add((a.stage, a.mb))
+                self.peak_inflight[w.index] = max(self.peak_inflight[w.index], len(live))
                 if chunk.loss is not None:
                     if not self.shape_only:
                         self._step_losses.append(float(out[0]))
@@ -213,11 +218,14 @@ class Runtime:
         # activation memory lives until the backward that consumes it is done
         if a.kind == "B":
             self._release(w, tag)
-            if not ins.fused:
+            if ins.fused:
+                self.inflight[w.index].discard((a.stage, a.mb))
+            else:
                 wtag = f"activations/c{a.stage}.mb{a.mb}.W"
                 self._charge(w, wtag, lambda r: chunk.wstash_bytes(wctx, r))
         elif a.kind == "W":
             self._release(w, f"activations/c{a.stage}.mb{a.mb}.W")
+            self.inflight[w.index].discard((a.stage, a.mb))
 
     def _charge(self, w: Worker, tag: str, bytes_of: Callable[[int], int]) -> None:
         for r, d in enumerate(w.devices):

@@ -17,6 +17,21 @@ from .layers import Layer, Linear, ReLU, Sequential
 from .loss import MSELoss
 from .param import Param
 
+FLOAT_DTYPES = ("float64", "float32", "bf16", "fp16")
+
+
+def require_positive(config: Any, *names: str) -> None:
+    """Raise ValueError naming the first field that is not a positive integer."""
+    for name in names:
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def require_dtype(dtype: str) -> None:
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(FLOAT_DTYPES)}, got {dtype!r}")
+
 
 @dataclass
 class Model:
@@ -48,9 +63,9 @@ class MLPConfig:
     width: int = 256
     dtype: str = "float64"
 
-    @property
-    def num_blocks(self) -> int:
-        return self.layers
+    def __post_init__(self) -> None:
+        require_positive(self, "layers", "width")
+        require_dtype(self.dtype)
 
     def build(self, seed: int, shape_only: bool) -> Model:
         rng = None if shape_only else rng_for(seed, 0)
@@ -69,3 +84,7 @@ class MLPConfig:
     def tokens(self, samples: int) -> int:
         """Samples are the unit of throughput for this model."""
         return samples
+
+
+#: Model kinds a scenario's ``[model] kind`` may name.
+MODEL_KINDS: dict[str, type] = {"mlp": MLPConfig}

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..arrays import Array
+from ..arrays import NUMPY_DTYPES, Array
 from ..engine.cost import CostModel
 from ..errors import LayoutError
 from ..hardware import ClusterSpec
@@ -212,6 +212,12 @@ def build_plan(
     """Check, place and lower ``strategy``; see the module docstring."""
     s = strategy
     micro_batch = check_layout(cluster, training, s)
+    dtype = getattr(model_config, "dtype", None)
+    if training.numerics and dtype is not None and dtype not in NUMPY_DTYPES:
+        raise LayoutError(
+            f"model dtype {dtype} has no numpy arithmetic; set [training] numerics = false to "
+            f"run it shape-only, or use float64 or float32"
+        )
     mesh = Mesh(s.dp, s.tp, s.pp, s.order)
     schedule = resolve_schedule(s, base_dir)
     num_stages = schedule.num_stages

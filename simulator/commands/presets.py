@@ -1,0 +1,30 @@
+"""``python -m simulator presets``: the hardware presets and their datasheet figures."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..engine.memory import format_bytes
+from ..hardware import GB, PRESETS, TFLOPS, US
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("presets", help="list the hardware presets", description=__doc__)
+    p.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    for name, c in PRESETS.items():
+        d = c.device
+        peaks = ", ".join(f"{k} {v / TFLOPS:g}" for k, v in d.peak_flops.items())
+        print(f"{name}: {c.devices_per_node} x {d.name} per node")
+        print(
+            f"  peak TFLOP/s: {peaks}; memory {format_bytes(d.memory_bytes)}, "
+            f"{d.memory_bandwidth / GB:g} GB/s; launch {d.launch_overhead / US:g} us"
+        )
+        for label, link in (("intra-node", c.intra_node), ("inter-node", c.inter_node)):
+            print(
+                f"  {label}: {link.bandwidth / GB:g} GB/s per direction x {link.efficiency:g}"
+                f" achievable, {link.latency / US:g} us latency"
+            )
+    return 0

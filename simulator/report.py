@@ -1,0 +1,72 @@
+"""The console comparison table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .engine.memory import format_bytes
+
+_UNITS = ((1.0, "s"), (1e-3, "ms"), (1e-6, "us"))
+
+
+def time_unit(seconds: float) -> tuple[float, str]:
+    """The largest unit in which ``seconds`` is at least 1 (s, ms or us)."""
+    for scale, name in _UNITS:
+        if seconds >= scale:
+            return scale, name
+    return _UNITS[-1]
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def comparison_table(results: list[dict[str, Any]], capacity: float | None = None) -> str:
+    """A text table of strategies, fastest first; out-of-memory strategies last, marked."""
+    rows = sorted(results, key=lambda r: (r["status"] != "ok", r["iteration_time_s"]))
+    scale, unit = time_unit(max((r["iteration_time_s"] for r in rows), default=0.0))
+    header = [
+        "strategy",
+        "dp x tp x pp",
+        "schedule",
+        "m",
+        f"step ({unit})",
+        "bubble",
+        "analytic",
+        f"exposed comm ({unit})",
+        "peak memory",
+        "MFU",
+        "final loss",
+        "status",
+    ]
+    table = [header]
+    for r in rows:
+        loss = r["loss"][-1] if r["loss"] else None
+        table.append(
+            [
+                r["strategy"],
+                f"{r['dp']} x {r['tp']} x {r['pp']}",
+                r["schedule"] or "-",
+                str(r["microbatches"]),
+                f"{r['iteration_time_s'] / scale:.3f}",
+                _pct(r["bubble_fraction"]),
+                _pct(r["bubble_fraction_analytic"]),
+                f"{r['exposed_comm_s'] / scale:.3f}",
+                format_bytes(r["peak_memory_bytes"]),
+                _pct(r["mfu"]),
+                "-" if loss is None else f"{loss:.6f}",
+                r["status"].upper() if r["status"] != "ok" else "ok",
+            ]
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i < 3 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in table
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    if capacity is not None:
+        lines.append(f"(device memory: {format_bytes(capacity)})")
+    return "\n".join(lines)

@@ -1,0 +1,115 @@
+"""The run command: table, JSON, files, and exit status 2 with one line for bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from simulator.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = """
+name = "cli"
+[cluster]
+preset = "toy"
+[model]
+kind = "mlp"
+layers = 4
+width = 16
+[training]
+global_batch = 8
+steps = 2
+[[strategy]]
+name = "single"
+[[strategy]]
+name = "pipe"
+pp = 2
+microbatches = 4
+schedule = "1f1b"
+"""
+
+
+def scenario(tmp_path, text=BASE):
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_run_prints_the_table_and_writes_the_files(tmp_path, capsys):
+    assert main(["run", scenario(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "single" in out and "pipe" in out and "bubble" in out
+    for name in (
+        "results.json",
+        "single.gantt.png",
+        "pipe.trace.json",
+        "pipe.memory.png",
+        "compare.png",
+    ):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+
+
+def test_json_contract(tmp_path, capsys):
+    assert main(["run", scenario(tmp_path), "--json", "--out", str(tmp_path / "o")]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["scenario"] == "cli"
+    pipe = data["results"][1]
+    for key in (
+        "strategy",
+        "status",
+        "message",
+        "dp",
+        "tp",
+        "pp",
+        "schedule",
+        "microbatches",
+        "iteration_time_s",
+        "bubble_fraction",
+        "bubble_fraction_analytic",
+        "loss",
+        "devices",
+        "comm_bytes",
+        "exposed_comm_s",
+    ):
+        assert key in pipe
+    assert pipe["status"] == "ok" and len(pipe["loss"]) == 2 and len(pipe["devices"]) == 2
+    for key in ("device", "compute_s", "comm_s", "idle_s", "peak_memory_bytes", "bytes_sent"):
+        assert key in pipe["devices"][0]
+    assert data["results"][0]["loss"] == pytest.approx(pipe["loss"], rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("layers = 4", "layers = 1"), "cannot split 1 blocks into 2 pipeline stages"),
+        (("pp = 2", "pp = 8"), "needs dp*tp*pp = 1*1*8 = 8 devices but the cluster has 4"),
+        (("microbatches = 4", "microbatches = 3"), "does not divide into"),
+        (('preset = "toy"', 'preset = "nope"'), "unknown cluster preset"),
+        (("width = 16", "width = -16"), "width must be a positive integer"),
+        (("steps = 2", "stepz = 2"), "unknown key 'stepz'"),
+        (("steps = 2", "steps = 2.5"), "steps must be an integer"),
+        (('[[strategy]]\nname = "single"', '[[strategy]\nname = "single"'), "invalid TOML"),
+        (('schedule = "1f1b"', 'schedule = "zigzag"'), "unknown schedule 'zigzag'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys, change, message):
+    assert main(["run", scenario(tmp_path, BASE.replace(*change))]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_missing_file_exits_2(capsys):
+    assert main(["run", "no/such/file.toml"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_module_entry_point_prints_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "simulator", "run", str(tmp_path / "x.toml")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
