@@ -28,18 +28,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .intervals import union as _union
 from .parallel.pipeline.schedules import get_schedule
 from .trace import COMM, COMPUTE, Event
-
-
-def _union(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
-    merged: list[tuple[float, float]] = []
-    for start, end in sorted(intervals):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-        else:
-            merged.append((start, end))
-    return merged
 
 
 def _length(intervals: list[tuple[float, float]]) -> float:

@@ -27,6 +27,7 @@ import simpy
 from .arrays import nbytes
 from .engine import Engine
 from .errors import DeadlockError
+from .intervals import union as _union
 from .nn.context import BatchInfo, batch
 from .parallel.data import DataParallel
 from .parallel.plan import Plan, Worker
@@ -64,7 +65,14 @@ class Runtime:
         self._step_losses: list[Any] = []
         self._meetings: dict[tuple, dict[str, Any]] = {}
         self._data: tuple[int, Any, Any] | None = None
+        self._handlers: dict[type, Callable[[Worker, Any], Process | None]] = {
+            Compute: self._compute,
+            Send: self._send,
+            Recv: self._recv,
+        }
         self.dp = DataParallel(self)
+        self.register(SyncGrads, self.dp.sync)
+        self.register(OptimizerStep, self.dp.optimizer_step)
 
     # -- driving ---------------------------------------------------------------------
     def run(self) -> None:
@@ -117,20 +125,16 @@ class Runtime:
         w = self.plan.workers[index]
         return f"dp {w.dp_rank}, pp rank {w.pp_rank}"
 
+    def register(self, kind: type, handler: Callable[[Worker, Any], Process | None]) -> None:
+        """Run instructions of type ``kind`` with ``handler(worker, instruction)``, which
+        returns a generator (it takes simulated time) or None."""
+        self._handlers[kind] = handler
+
     def _worker(self, w: Worker) -> Process:
         for instruction in w.program:
-            if isinstance(instruction, Compute):
-                yield from self._compute(w, instruction)
-            elif isinstance(instruction, Send):
-                self._send(w, instruction)
-            elif isinstance(instruction, Recv):
-                yield from self._recv(w, instruction)
-            elif isinstance(instruction, SyncGrads):
-                yield from self.dp.sync(w)
-            elif isinstance(instruction, OptimizerStep):
-                yield from self.dp.optimizer_step(w)
-            else:  # pragma: no cover - programs are built by plan.lower
-                raise TypeError(f"unknown instruction {instruction!r}")
+            steps = self._handlers[type(instruction)](w, instruction)
+            if steps is not None:
+                yield from steps
 
     # -- compute ---------------------------------------------------------------------------
     def batch_info(self, w: Worker, mb: int) -> BatchInfo:
@@ -310,22 +314,20 @@ class Runtime:
         self._buffers[w.index][(ins.what, ins.chunk, ins.mb)] = payload
 
     # -- collectives between workers -----------------------------------------------------------
-    def meet(
+    def _rendezvous(
         self,
         w: Worker,
         key: tuple,
         members: list[Worker],
         payload: Any,
         run: Callable[[list[Any]], tuple[list[Any], float]],
-        what: str,
-    ) -> Process:
-        """Rendezvous of ``members`` for a collective; returns this worker's result.
+    ) -> simpy.Event:
+        """Register ``w``'s payload for the collective ``key`` of ``members``.
 
         When the last member arrives, ``run`` gets every member's payload (in
         member order), performs the collective -- numerics and engine time --
         and returns the per-member results and the time the collective ends.
-        Each member waits until then; only the time after the last arrival
-        counts as exposed communication.
+        The returned event fires then, with ``(results by worker, start, end)``.
         """
         full_key = (self.step, *key)
         meeting = self._meetings.setdefault(full_key, {"payloads": {}, "event": self.env.event()})
@@ -336,13 +338,52 @@ class Runtime:
             start = self.env.now
             by_worker = {m.index: r for m, r in zip(members, results, strict=True)}
             self.env.timeout(end - start).callbacks.append(
-                lambda _: meeting["event"].succeed((by_worker, start))
+                lambda _: meeting["event"].succeed((by_worker, start, end))
             )
-        self._waiting[w.index] = what
+        return meeting["event"]
+
+    def launch(
+        self,
+        w: Worker,
+        key: tuple,
+        members: list[Worker],
+        payload: Any,
+        run: Callable[[list[Any]], tuple[list[Any], float]],
+    ) -> simpy.Event:
+        """Start a collective without waiting for it (e.g. a DDP gradient bucket);
+        :meth:`wait` collects the results."""
+        return self._rendezvous(w, key, members, payload, run)
+
+    def wait(self, w: Worker, handles: list[simpy.Event], what: str) -> Process:
+        """Wait for launched collectives; returns ``w``'s results in order.
+
+        The wait counts as exposed communication while any of the collectives is
+        under way (the rest of the wait is for peers still computing).
+        """
         begin = self.env.now
-        by_worker, comm_start = yield meeting["event"]
+        self._waiting[w.index] = what
+        results, windows = [], []
+        for handle in handles:
+            by_worker, start, end = yield handle
+            results.append(by_worker[w.index])
+            windows.append((start, end))
         self._waiting.pop(w.index, None)
-        exposed = max(0.0, self.env.now - max(begin, comm_start))
+        exposed = sum(
+            max(0.0, min(end, self.env.now) - max(start, begin)) for start, end in _union(windows)
+        )
         for d in w.devices:
             self.exposed[d] += exposed
-        return by_worker[w.index]
+        return results
+
+    def meet(
+        self,
+        w: Worker,
+        key: tuple,
+        members: list[Worker],
+        payload: Any,
+        run: Callable[[list[Any]], tuple[list[Any], float]],
+        what: str,
+    ) -> Process:
+        """A blocking collective: :meth:`launch` then :meth:`wait`."""
+        (result,) = yield from self.wait(w, [self.launch(w, key, members, payload, run)], what)
+        return result

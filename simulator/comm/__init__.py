@@ -11,9 +11,18 @@ from .plan import Plan, PlanBuilder, Transfer
 ALGORITHMS = {"ring": ring}
 
 
+def supports(op: str, algorithm: str) -> bool:
+    return algorithm in ALGORITHMS and hasattr(ALGORITHMS[algorithm], op)
+
+
+def collective(op: str, xs: list, algorithm: str = "ring", nodes=None):
+    """Run collective ``op`` over ``xs`` with ``algorithm``; returns (results, plan)."""
+    return getattr(ALGORITHMS[algorithm], op)(xs)
+
+
 def all_reduce(xs: list, algorithm: str = "ring"):
     """Sum ``xs`` across ranks with ``algorithm``; returns (results, plan)."""
-    return ALGORITHMS[algorithm].all_reduce(xs)
+    return collective("all_reduce", xs, algorithm)
 
 
-__all__ = ["ALGORITHMS", "Plan", "PlanBuilder", "Transfer", "all_reduce"]
+__all__ = ["ALGORITHMS", "Plan", "PlanBuilder", "Transfer", "all_reduce", "collective", "supports"]
