@@ -14,6 +14,7 @@ from .errors import (
     SimulatorError,
 )
 from .hardware import ClusterSpec, DeviceSpec, LinkSpec, preset
+from .nn.gpt import GPTConfig
 from .nn.models import MLPConfig
 from .parallel import Mesh, Strategy, build_plan
 from .training import TrainingConfig
@@ -22,6 +23,7 @@ __all__ = [
     "ClusterSpec",
     "DeadlockError",
     "DeviceSpec",
+    "GPTConfig",
     "LayoutError",
     "LinkSpec",
     "MLPConfig",

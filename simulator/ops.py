@@ -39,7 +39,8 @@ def _out(shape: tuple[int, ...], dtype: str) -> ShapeArray:
     return ShapeArray(shape, dtype)
 
 
-def _bytes(*arrays: Array | float) -> int:
+def bytes_moved(*arrays: Array | float) -> int:
+    """Bytes of the arrays among ``arrays`` (scalars move nothing): each read or written once."""
     return sum(int(a.nbytes) for a in arrays if hasattr(a, "nbytes"))
 
 
@@ -55,12 +56,15 @@ def matmul(a: Array, b: Array, name: str = "matmul") -> Array:
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     dtype = dtype_of(a)
     out = _out((*batch, m, n), dtype) if is_shape_only(a) else a @ b
-    emit(name, "gemm", dtype, 2 * math.prod(batch) * m * n * k, _bytes(a, b, out))
+    emit(name, "gemm", dtype, 2 * math.prod(batch) * m * n * k, bytes_moved(a, b, out))
     return out
 
 
-def _elementwise(name: str, op_class: str, fn, *inputs: Array, dtype: str | None = None) -> Array:
-    """Apply ``fn`` elementwise (with broadcasting) and record a memory-bound kernel."""
+def elementwise(name: str, op_class: str, fn, *inputs: Array, dtype: str | None = None) -> Array:
+    """Apply ``fn`` elementwise (with broadcasting) and record a memory-bound kernel.
+
+    Shared by the op modules (:mod:`simulator.ops_nn`) for their pointwise ops.
+    """
     arrays = [x for x in inputs if hasattr(x, "shape")]
     out_dtype = dtype or dtype_of(arrays[0])
     if is_shape_only(arrays[0]):
@@ -68,24 +72,24 @@ def _elementwise(name: str, op_class: str, fn, *inputs: Array, dtype: str | None
         out = _out(shape, out_dtype)
     else:
         out = fn(*inputs)
-    emit(name, op_class, out_dtype, 0, _bytes(*arrays, out))
+    emit(name, op_class, out_dtype, 0, bytes_moved(*arrays, out))
     return out
 
 
 def add(a: Array, b: Array, name: str = "add") -> Array:
-    return _elementwise(name, "elementwise", np.add, a, b)
+    return elementwise(name, "elementwise", np.add, a, b)
 
 
 def sub(a: Array, b: Array, name: str = "sub") -> Array:
-    return _elementwise(name, "elementwise", np.subtract, a, b)
+    return elementwise(name, "elementwise", np.subtract, a, b)
 
 
 def mul(a: Array, b: Array, name: str = "mul") -> Array:
-    return _elementwise(name, "elementwise", np.multiply, a, b)
+    return elementwise(name, "elementwise", np.multiply, a, b)
 
 
 def scale(x: Array, c: float, name: str = "scale") -> Array:
-    return _elementwise(name, "elementwise", lambda v: v * c, x)
+    return elementwise(name, "elementwise", lambda v: v * c, x)
 
 
 def sum_to_last(x: Array, name: str = "sum") -> Array:
@@ -95,16 +99,16 @@ def sum_to_last(x: Array, name: str = "sum") -> Array:
         out = _out((x.shape[-1],), dtype)
     else:
         out = x.reshape(-1, x.shape[-1]).sum(axis=0)
-    emit(name, "elementwise", dtype, 0, _bytes(x, out))
+    emit(name, "elementwise", dtype, 0, bytes_moved(x, out))
     return out
 
 
 def relu(x: Array) -> Array:
-    return _elementwise("relu", "elementwise", lambda v: np.maximum(v, 0), x)
+    return elementwise("relu", "elementwise", lambda v: np.maximum(v, 0), x)
 
 
 def relu_backward(dy: Array, x: Array) -> Array:
-    return _elementwise("relu_backward", "elementwise", lambda g, v: g * (v > 0), dy, x)
+    return elementwise("relu_backward", "elementwise", lambda g, v: g * (v > 0), dy, x)
 
 
 _GELU_C = math.sqrt(2.0 / math.pi)
@@ -123,25 +127,25 @@ def _gelu_grad(g: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 def gelu(x: Array) -> Array:
     """GELU, tanh approximation (Hendrycks and Gimpel 2016, eq. in sec. 2; as in GPT-2)."""
-    return _elementwise("gelu", "elementwise", _gelu, x)
+    return elementwise("gelu", "elementwise", _gelu, x)
 
 
 def gelu_backward(dy: Array, x: Array) -> Array:
-    return _elementwise("gelu_backward", "elementwise", _gelu_grad, dy, x)
+    return elementwise("gelu_backward", "elementwise", _gelu_grad, dy, x)
 
 
 def mse(pred: Array, target: Array) -> Array:
     """Mean squared error over every element: ``mean((pred - target)^2)``."""
     dtype = dtype_of(pred)
     out = _out((), dtype) if is_shape_only(pred) else np.mean((pred - target) ** 2)
-    emit("mse", "elementwise", dtype, 0, _bytes(pred, target))
+    emit("mse", "elementwise", dtype, 0, bytes_moved(pred, target))
     return out
 
 
 def mse_backward(pred: Array, target: Array, grad_scale: float) -> Array:
     """Gradient of ``grad_scale * mse(pred, target)`` with respect to ``pred``."""
     factor = 2.0 * grad_scale / math.prod(pred.shape)
-    return _elementwise("mse_backward", "elementwise", lambda p, t: factor * (p - t), pred, target)
+    return elementwise("mse_backward", "elementwise", lambda p, t: factor * (p - t), pred, target)
 
 
 def update(name: str, param: Array, state: list[Array], fn) -> None:
@@ -153,4 +157,4 @@ def update(name: str, param: Array, state: list[Array], fn) -> None:
     dtype = dtype_of(param)
     if not is_shape_only(param):
         fn()
-    emit(name, "elementwise", dtype, 0, 2 * _bytes(param, *state))
+    emit(name, "elementwise", dtype, 0, 2 * bytes_moved(param, *state))

@@ -1,0 +1,121 @@
+"""Dropout whose masks depend on *which* sample is dropped, never on how the batch is split.
+
+Parallel training must reproduce single-device training exactly (DESIGN.md:
+single-device training is the oracle), dropout included. So a mask is not
+drawn from a generator that advances as micro-batches go by; every sample's
+mask is drawn afresh from
+
+    numpy.random.default_rng([seed, step, layer, site, global sample index])
+
+where ``seed``, ``step`` and the index of the micro-batch's first sample come
+from :func:`simulator.nn.context.current_batch` (the runtime sets it around
+every forward and backward). Any split of the batch over data-parallel
+replicas and micro-batches therefore drops the same units, and recomputation
+-- which runs a forward again under the same batch context -- regenerates the
+identical masks.
+
+Slices of a mask (tensor and sequence parallelism)
+-------------------------------------------------
+A tensor-parallel rank holds some attention heads, a sequence-parallel rank
+some positions, of every sample. Such a rank builds its dropout with
+``window`` (one slice per axis of the *per-sample* mask, i.e. every axis after
+the batch axis) and ``full_shape`` (the per-sample shape of the whole mask):
+it draws each sample's full mask and applies only its window, so the ranks
+together apply exactly the single-device mask. For example, rank ``r`` of
+``t`` on the attention-probability dropout of ``a`` heads uses
+``window=(slice(r * a // t, (r + 1) * a // t),)`` and ``full_shape=(a, s, s)``;
+with sequence parallelism over a ``(b, s, h)`` activation,
+``window=(slice(s0, s1),)`` and ``full_shape=(s, h)``. :meth:`Dropout.sliced`
+makes such a copy of a layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import ops_nn
+from ..arrays import Array, ShapeArray, is_shape_only
+from .context import current_batch
+from .layers import Layer
+
+#: The places of a GPT that drop units; with the layer index they name a mask.
+SITES = {"embedding": 0, "attention_probs": 1, "attention_out": 2, "mlp_out": 3}
+
+
+class Dropout(Layer):
+    """Drop units with probability ``p``; the saved context is the one-byte mask.
+
+    Attributes:
+        p: drop probability; ``0`` makes the layer the identity (nothing saved).
+        layer: index of the transformer layer the site belongs to.
+        site: a key of :data:`SITES`.
+        window: per-sample slices this layer applies, or None for the whole mask.
+        full_shape: per-sample shape of the whole mask (required with ``window``).
+    """
+
+    name = "dropout"
+
+    def __init__(
+        self,
+        p: float,
+        layer: int,
+        site: str,
+        window: tuple[slice, ...] | None = None,
+        full_shape: tuple[int, ...] | None = None,
+    ) -> None:
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        if site not in SITES:
+            raise ValueError(f"unknown dropout site {site!r}; choose one of {sorted(SITES)}")
+        if (window is None) != (full_shape is None):
+            raise ValueError("a dropout window needs the full per-sample mask shape, and back")
+        self.p = p
+        self.layer = layer
+        self.site = site
+        self.window = window
+        self.full_shape = full_shape
+
+    def sliced(self, window: tuple[slice, ...], full_shape: tuple[int, ...]) -> Dropout:
+        """This dropout restricted to ``window`` of a per-sample mask of ``full_shape``."""
+        return Dropout(self.p, self.layer, self.site, window, full_shape)
+
+    def _sample_shape(self, x: Array) -> tuple[int, ...]:
+        """Per-sample shape of the mask this layer applies; checks it against ``x``."""
+        if self.full_shape is None or self.window is None:
+            return tuple(x.shape[1:])
+        dims = list(self.full_shape)
+        for axis, window in enumerate(self.window):
+            dims[axis] = len(range(*window.indices(self.full_shape[axis])))
+        if tuple(dims) != tuple(x.shape[1:]):
+            raise ValueError(
+                f"dropout window {self.window} of a {self.full_shape} mask is {tuple(dims)} "
+                f"per sample, but the input has {tuple(x.shape[1:])}"
+            )
+        return tuple(dims)
+
+    def mask(self, x: Array) -> Array:
+        """The keep-mask (``uint8``, 1 keeps) for the samples in the rows of ``x``."""
+        shape = (x.shape[0], *self._sample_shape(x))
+        if is_shape_only(x):
+            return ShapeArray(shape, "uint8")
+        info = current_batch()
+        full = self.full_shape or shape[1:]
+        window = self.window or ()
+        rows = []
+        for i in range(x.shape[0]):
+            key = [info.seed, info.step, self.layer, SITES[self.site], info.first_sample + i]
+            rows.append(np.random.default_rng(key).random(full)[window] >= self.p)
+        return np.stack(rows).astype(np.uint8)
+
+    def forward(self, x: Array) -> tuple[Array, Any]:
+        if self.p == 0.0:
+            return x, None
+        mask = self.mask(x)
+        return ops_nn.dropout(x, mask, self.p), mask
+
+    def backward_input(self, dy: Array, ctx: Any) -> tuple[Array, Any]:
+        if ctx is None:
+            return dy, None
+        return ops_nn.dropout_backward(dy, ctx, self.p), None

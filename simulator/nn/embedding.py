@@ -1,0 +1,129 @@
+"""Token and position embeddings, and the output layer that shares the token table.
+
+GPT's input is ``h0 = W_e[tokens] + W_p[positions]`` (Radford et al. 2018,
+"Improving Language Understanding by Generative Pre-Training", sec. 3.1,
+eq. 2), followed by dropout in GPT-2. Its output logits reuse the token table:
+``logits = h W_e^T`` (weight tying, Press and Wolf 2017, "Using the Output
+Embedding to Improve Language Models"; GPT-2 and Megatron-LM do the same).
+
+Tying means one :class:`~simulator.nn.param.Param` object serves both ends of
+the model. :class:`Embedding` owns it and lists it in ``parameters()``;
+:class:`TiedLogits` borrows it (``logits.weight is embedding.weight``) and
+lists nothing, so the model, its optimizer and its memory count the table
+once, while the gradients of both uses accumulate into the one ``grad``.
+
+A lookup is a gather, not a GEMM: it adds no model FLOPs (Korthikanti et al.
+2022, appendix A count only the logits GEMM, ``2bshV``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import ops, ops_nn
+from ..arrays import Array, ShapeArray, is_shape_only
+from .dropout import Dropout
+from .layers import Layer, init_normal
+from .param import Param
+
+
+class Embedding(Layer):
+    """Token ids ``(b, s)`` -> ``dropout(W_e[ids] + W_p[0..s-1])``, ``(b, s, hidden)``.
+
+    Backward has no input gradient (token ids are integers): B only undoes the
+    dropout, W scatter-adds the gradient into the rows of both tables that
+    forward read.
+
+    Attributes:
+        weight: the token table ``(vocab, hidden)``, shared with the output layer.
+        positions: the learned position table ``(seq_len, hidden)``.
+        dropout: dropout on the sum (site ``embedding``).
+    """
+
+    #: Megatron-LM checkpoints transformer layers only; rerunning this block
+    #: would be wasted work (and is outside Megatron-LM SC21 eq. 3).
+    recomputable = False
+
+    def __init__(self, name: str, weight: Param, positions: Param, dropout: Dropout) -> None:
+        self.name = name
+        self.weight = weight
+        self.positions = positions
+        self.dropout = dropout
+
+    @classmethod
+    def create(
+        cls,
+        name: str,
+        vocab: int,
+        seq_len: int,
+        hidden: int,
+        dropout: float,
+        rng: np.random.Generator | None,
+        dtype: str,
+        std: float = 0.02,
+    ) -> Embedding:
+        """Both tables ``N(0, std^2)``, as GPT-2 initialises them."""
+        return cls(
+            name,
+            Param(f"{name}.wte", init_normal(rng, (vocab, hidden), std, dtype)),
+            Param(f"{name}.wpe", init_normal(rng, (seq_len, hidden), std, dtype)),
+            Dropout(dropout, 0, "embedding"),
+        )
+
+    def parameters(self) -> list[Param]:
+        return [self.weight, self.positions]
+
+    def _position_ids(self, tokens: Array) -> Array:
+        """Ids ``0 .. s-1`` as one row ``(1, s)``, broadcast over the batch."""
+        s = tokens.shape[1]
+        if s > self.positions.shape[0]:
+            raise ValueError(
+                f"sequence of {s} tokens is longer than the {self.positions.shape[0]} positions"
+            )
+        return ShapeArray((1, s), "int64") if is_shape_only(tokens) else np.arange(s)[None, :]
+
+    def forward(self, x: Array) -> tuple[Array, Any]:
+        words = ops_nn.embedding(x, self.weight.value)
+        where = ops_nn.embedding(self._position_ids(x), self.positions.value)
+        y, mask = self.dropout.forward(ops.add(words, where, name=f"{self.name}.add"))
+        return y, (x, mask)
+
+    def backward_input(self, dy: Array, ctx: Any) -> tuple[None, Any]:
+        tokens, mask = ctx
+        dsum, _ = self.dropout.backward_input(dy, mask)
+        return None, (tokens, dsum)
+
+    def backward_weight(self, wctx: Any) -> None:
+        tokens, dsum = wctx
+        self.weight.accumulate(ops_nn.embedding_backward(tokens, dsum, self.weight.shape[0]))
+        positions = self._position_ids(tokens)
+        self.positions.accumulate(
+            ops_nn.embedding_backward(positions, dsum, self.positions.shape[0])
+        )
+
+
+class TiedLogits(Layer):
+    """``logits = x W^T`` with ``W`` the embedding's token table ``(vocab, hidden)``.
+
+    FLOPs: ``2bshV`` forward, the same for B (``dx = dlogits W``) and for W
+    (``dW += dlogits^T x``). The parameter is borrowed, so ``parameters()`` is
+    empty; see the module docstring.
+    """
+
+    def __init__(self, name: str, weight: Param) -> None:
+        self.name = name
+        self.weight = weight
+
+    def forward(self, x: Array) -> tuple[Array, Any]:
+        return ops.matmul(x, self.weight.value.T, name=self.name), x
+
+    def backward_input(self, dy: Array, ctx: Any) -> tuple[Array, Any]:
+        return ops.matmul(dy, self.weight.value, name=f"{self.name}.dx"), (ctx, dy)
+
+    def backward_weight(self, wctx: Any) -> None:
+        x, dy = wctx
+        dy2 = dy.reshape(-1, dy.shape[-1])
+        x2 = x.reshape(-1, x.shape[-1])
+        self.weight.accumulate(ops.matmul(dy2.T, x2, name=f"{self.name}.dW"))

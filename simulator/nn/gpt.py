@@ -1,0 +1,173 @@
+"""GPT: a decoder-only transformer language model, as pipeline-splittable blocks.
+
+The model is GPT-2's (Radford et al. 2019): token and position embeddings,
+``layers`` pre-LN transformer layers, a final layer norm, and logits over the
+vocabulary from the token table itself (tied weights), trained with the
+next-token cross-entropy. Its blocks are what a pipeline splits:
+
+    [Embedding, TransformerLayer x layers, Head]
+    tokens (b, s) int64 -> hidden (b, s, h) -> ... -> logits (b, s, V)
+
+The same code runs on numpy arrays (a tiny GPT really learns) and on shape-only
+arrays (a GPT-3-sized step in well under a second), and its counts match the
+published formulas exactly:
+
+* parameters: ``12 L h^2 (1 + 13/(12h) + (V+s)/(12Lh)) + 2h`` -- Megatron-LM
+  SC21 (Narayanan et al. 2021) eq. 2, which counts the tied token table once
+  and the position table, plus the final layer norm's gain and bias (``2h``),
+  which eq. 2 leaves out;
+* model FLOPs of a step over ``B`` sequences: ``72 B L s h^2 (1 + s/(6h) +
+  V/(12hL))`` (Korthikanti et al. 2022, appendix A, eq. 7);
+* with full recomputation of every transformer layer: ``96 B s L h^2 (1 +
+  s/(6h) + V/(16Lh))`` (Megatron-LM SC21 eq. 3). The embedding and head
+  blocks say ``recomputable = False``: rerunning the logits would add
+  ``2BshV`` that eq. 3 does not have.
+* stash per transformer layer in 16-bit: ``sbh(34 + 5as/h)`` (Korthikanti et
+  al. 2022, sec. 4.1, table 2); see :mod:`simulator.nn.transformer`.
+
+With ``ffn_mult`` other than 4 the formulas no longer apply (they assume a
+``4h`` MLP); the code counts what it runs either way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from ..arrays import ITEMSIZE, NUMPY_DTYPES, Array, ShapeArray
+from .cross_entropy import CrossEntropyLoss
+from .data import rng_for
+from .embedding import Embedding, TiedLogits
+from .layers import Layer, Sequential
+from .models import Model
+from .norm import LayerNorm
+from .param import Param
+from .text import bigram_batch, check_vocab, text_batch
+from .transformer import TransformerLayer
+
+DATA = ("synthetic", "text")
+
+
+class Head(Sequential):
+    """The last block: final layer norm, then logits with the tied token table.
+
+    Attributes:
+        ln_f: the final layer norm (GPT-2 adds it after the last layer).
+        logits: :class:`~simulator.nn.embedding.TiedLogits`; ``logits.weight``
+            is the embedding's ``weight`` Param, the same object.
+    """
+
+    #: not rerun under full recomputation (see the module docstring).
+    recomputable = False
+
+    def __init__(self, name: str, ln_f: LayerNorm, logits: TiedLogits) -> None:
+        self.ln_f = ln_f
+        self.logits = logits
+        super().__init__(name, [ln_f, logits])
+
+    @classmethod
+    def create(cls, name: str, table: Param, rng: np.random.Generator | None, dtype: str) -> Head:
+        return cls(
+            name,
+            LayerNorm(f"{name}.ln_f", table.shape[1], rng, dtype),
+            TiedLogits(f"{name}.logits", table),
+        )
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    """A GPT of ``layers`` layers of width ``hidden`` with ``heads`` heads.
+
+    Attributes:
+        layers, hidden, heads, seq_len, vocab: L, h, a, s, V of the formulas.
+        ffn_mult: MLP inner size as a multiple of ``hidden`` (4 in GPT-2/3).
+        dropout: drop probability of every dropout (embedding, attention
+            probabilities, both residual branches); 0 disables them.
+        dtype: ``float64``/``float32`` for numerics, ``bf16``/``fp16`` shape-only.
+        data: ``synthetic`` (bigram rule) or ``text`` (characters of the
+            shipped text; ``vocab`` must cover them), see :mod:`simulator.nn.text`.
+        init_std: standard deviation of the initial weights (GPT-2: 0.02).
+    """
+
+    kind: ClassVar[str] = "gpt"
+    layers: int = 2
+    hidden: int = 64
+    heads: int = 4
+    seq_len: int = 32
+    vocab: int = 64
+    ffn_mult: int = 4
+    dropout: float = 0.0
+    dtype: str = "float64"
+    data: str = "synthetic"
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        for key in ("layers", "hidden", "heads", "seq_len", "vocab", "ffn_mult"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"GPT {key} must be at least 1, got {getattr(self, key)}")
+        if self.hidden % self.heads:
+            raise ValueError(f"GPT hidden {self.hidden} does not divide into {self.heads} heads")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"GPT dropout must be in [0, 1), got {self.dropout}")
+        if self.dtype not in ITEMSIZE:
+            raise ValueError(f"GPT dtype {self.dtype!r} is not one of {sorted(ITEMSIZE)}")
+        if self.data not in DATA:
+            raise ValueError(f"GPT data must be one of {DATA}, got {self.data!r}")
+        if self.data == "text":
+            check_vocab(self.vocab)
+
+    @property
+    def num_blocks(self) -> int:
+        return self.layers + 2
+
+    def build(self, seed: int, shape_only: bool) -> Model:
+        """Embedding, transformer layers and head, from the seed (or shapes only)."""
+        if not shape_only and self.dtype not in NUMPY_DTYPES:
+            raise ValueError(
+                f"GPT dtype {self.dtype!r} is shape-only; numerics need float64 or float32"
+            )
+        rng = None if shape_only else rng_for(seed, 0)
+        embedding = Embedding.create(
+            "embedding",
+            self.vocab,
+            self.seq_len,
+            self.hidden,
+            self.dropout,
+            rng,
+            self.dtype,
+            self.init_std,
+        )
+        blocks: list[Layer] = [embedding]
+        for i in range(self.layers):
+            blocks.append(
+                TransformerLayer.create(
+                    i,
+                    self.hidden,
+                    self.heads,
+                    self.ffn_mult,
+                    self.dropout,
+                    self.layers,
+                    rng,
+                    self.dtype,
+                    self.init_std,
+                )
+            )
+        blocks.append(Head.create("head", embedding.weight, rng, self.dtype))
+        return Model("gpt", blocks, CrossEntropyLoss(), self.dtype)
+
+    def batch(
+        self, seed: int, step: int, global_batch: int, shape_only: bool
+    ) -> tuple[Array, Array]:
+        """Tokens and next-token targets, int64 ``(global_batch, seq_len)``."""
+        if shape_only:
+            shape = (global_batch, self.seq_len)
+            return ShapeArray(shape, "int64"), ShapeArray(shape, "int64")
+        if self.data == "text":
+            return text_batch(seed, step, global_batch, self.seq_len)
+        return bigram_batch(seed, step, global_batch, self.seq_len, self.vocab)
+
+    def tokens(self, samples: int) -> int:
+        """Tokens are the unit of throughput of a language model."""
+        return samples * self.seq_len

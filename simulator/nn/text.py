@@ -1,0 +1,95 @@
+"""Token data for language models, a pure function of (seed, step).
+
+Two tasks, both returning ``(tokens, targets)`` as int64 ``(batch, seq_len)``
+arrays with ``targets[:, t] = tokens[:, t + 1]`` in the underlying sequence
+(next-token prediction):
+
+* ``synthetic``: sequences of a fixed random *bigram rule*. Each token has
+  :data:`BRANCHING` possible successors, drawn once from the seed; a sequence
+  starts at a random token and picks one successor uniformly at every step.
+  A model that learns the rule reaches ``ln(BRANCHING)`` nats per token (a bit
+  less where a token's successors coincide), down from ``ln(vocab)``.
+* ``text``: windows of a small public-domain text shipped with the package
+  (the opening of Lewis Carroll's *Alice's Adventures in Wonderland*, 1865),
+  one token per character, for a character-level model.
+
+The whole global batch of a step is drawn at once and every strategy slices
+it the same way, as :mod:`simulator.nn.data` explains.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+import numpy as np
+
+from ..arrays import Array
+from .data import rng_for
+
+#: Successors per token of the synthetic bigram rule.
+BRANCHING = 2
+#: The text shipped in ``simulator/data``.
+TEXT = "alice"
+
+
+def bigram_batch(seed: int, step: int, batch: int, seq_len: int, vocab: int) -> tuple[Array, Array]:
+    """Sequences of the seed's bigram rule (see the module docstring)."""
+    successors = rng_for(seed, 1_000_033).integers(vocab, size=(vocab, BRANCHING))
+    rng = rng_for(seed, 3, step)
+    seq = np.empty((batch, seq_len + 1), dtype=np.int64)
+    seq[:, 0] = rng.integers(vocab, size=batch)
+    choice = rng.integers(BRANCHING, size=(batch, seq_len))
+    for t in range(seq_len):
+        seq[:, t + 1] = successors[seq[:, t], choice[:, t]]
+    return seq[:, :-1].copy(), seq[:, 1:].copy()
+
+
+@cache
+def load_text(name: str = TEXT) -> str:
+    """The text ``simulator/data/<name>.txt``."""
+    return (resources.files("simulator") / "data" / f"{name}.txt").read_text(encoding="utf-8")
+
+
+def alphabet(name: str = TEXT) -> str:
+    """The distinct characters of the text, sorted: character ``alphabet[i]`` is token ``i``."""
+    return "".join(sorted(set(load_text(name))))
+
+
+def check_vocab(vocab: int, name: str = TEXT) -> None:
+    """Raise ValueError unless ``vocab`` tokens cover every character of the text."""
+    needed = len(alphabet(name))
+    if vocab < needed:
+        raise ValueError(
+            f"the text {name!r} has {needed} distinct characters but vocab is {vocab}; "
+            f"use vocab >= {needed}"
+        )
+
+
+def encode(text: str, name: str = TEXT) -> np.ndarray:
+    """Token ids of ``text`` (every character must occur in the shipped text)."""
+    index = {c: i for i, c in enumerate(alphabet(name))}
+    return np.array([index[c] for c in text], dtype=np.int64)
+
+
+def decode(ids: np.ndarray, name: str = TEXT) -> str:
+    """The characters of token ids, e.g. to read a model's predictions."""
+    chars = alphabet(name)
+    return "".join(chars[i] for i in np.asarray(ids).reshape(-1))
+
+
+def text_batch(
+    seed: int, step: int, batch: int, seq_len: int, name: str = TEXT
+) -> tuple[Array, Array]:
+    """``batch`` windows of ``seq_len + 1`` characters at random offsets of the text."""
+    ids = _encoded(name)
+    if len(ids) <= seq_len:
+        raise ValueError(f"the text {name!r} is shorter than seq_len + 1 = {seq_len + 1}")
+    starts = rng_for(seed, 4, step).integers(len(ids) - seq_len, size=batch)
+    windows = ids[starts[:, None] + np.arange(seq_len + 1)]
+    return windows[:, :-1].copy(), windows[:, 1:].copy()
+
+
+@cache
+def _encoded(name: str) -> np.ndarray:
+    return encode(load_text(name), name)

@@ -1,0 +1,143 @@
+"""The GPT-2 transformer layer, assembled from explicit sub-layers.
+
+A pre-LN layer (Radford et al. 2019, "Language Models are Unsupervised
+Multitask Learners", sec. 2.3: layer norm moved to the input of each
+sub-block) computes
+
+    x1 = x  + dropout(proj(attention_core(qkv(ln1(x)))))
+    y  = x1 + dropout(fc2(gelu(fc1(ln2(x1)))))
+
+Every piece is its own layer with its own saved context, so the stash of the
+whole layer is exactly what its parts keep (Korthikanti et al. 2022, sec. 4.1,
+16-bit bytes): ln1 input 2sbh, qkv input 2sbh, Q K V 6sbh, softmax output
+2as^2b, its dropout mask as^2b and output 2as^2b, projection input 2sbh,
+dropout mask sbh; ln2 input 2sbh, fc1 input 2sbh, GELU input 8sbh, fc2
+input 8sbh, dropout mask sbh -- ``sbh(34 + 5as/h)`` in all. The residual
+additions keep nothing.
+
+The sub-layers are attributes (``ln1, qkv, core, proj, drop1, ln2, fc1,
+gelu, fc2, drop2``) so that a tensor-parallel layer can be built from their
+shards: ``qkv`` and ``fc1`` split by output columns (whole heads for ``qkv``,
+see :func:`simulator.ops_nn.split_heads`), ``proj`` and ``fc2`` by input
+rows, the core by heads (Megatron-LM, Shoeybi et al. 2019, sec. 3).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .. import ops
+from ..arrays import Array
+from .attention import AttentionCore
+from .dropout import Dropout
+from .layers import GELU, Layer, Linear, Sequential
+from .norm import LayerNorm
+from .param import Param
+
+
+class Residual(Layer):
+    """``y = x + branch(x)``; the output gradient reaches ``x`` along both paths."""
+
+    def __init__(self, name: str, branch: Layer) -> None:
+        self.name = name
+        self.branch = branch
+
+    def parameters(self) -> list[Param]:
+        return self.branch.parameters()
+
+    def forward(self, x: Array) -> tuple[Array, Any]:
+        out, ctx = self.branch.forward(x)
+        return ops.add(x, out, name=f"{self.name}.residual"), ctx
+
+    def backward_input(self, dy: Array, ctx: Any) -> tuple[Array, Any]:
+        dx, wctx = self.branch.backward_input(dy, ctx)
+        return ops.add(dy, dx, name=f"{self.name}.residual.dx"), wctx
+
+    def backward_weight(self, wctx: Any) -> None:
+        self.branch.backward_weight(wctx)
+
+
+class TransformerLayer(Sequential):
+    """One pre-LN GPT-2 layer: an attention residual, then an MLP residual.
+
+    Forward GEMM FLOPs for ``b`` sequences of ``s`` tokens (Korthikanti et al.
+    2022, appendix A): QKV ``6bsh^2``, scores and values ``4bs^2h``, projection
+    ``2bsh^2``, MLP ``4 * ffn_mult * bsh^2`` (``16bsh^2`` for the usual 4),
+    ``24bsh^2 + 4bs^2h`` in all; backward twice that.
+
+    Set ``selective`` to recompute the attention core in backward (Korthikanti
+    et al. 2022, sec. 4.2): the layer then stashes ``34sbh`` bytes in 16-bit.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        ln1: LayerNorm,
+        qkv: Linear,
+        core: AttentionCore,
+        proj: Linear,
+        drop1: Dropout,
+        ln2: LayerNorm,
+        fc1: Linear,
+        fc2: Linear,
+        drop2: Dropout,
+    ) -> None:
+        self.ln1, self.qkv, self.core, self.proj, self.drop1 = ln1, qkv, core, proj, drop1
+        self.ln2, self.fc1, self.gelu, self.fc2, self.drop2 = ln2, fc1, GELU(), fc2, drop2
+        attention = Sequential(f"{name}.attn", [ln1, qkv, core, proj, drop1])
+        mlp = Sequential(f"{name}.mlp", [ln2, fc1, self.gelu, fc2, drop2])
+        super().__init__(name, [Residual(attention.name, attention), Residual(mlp.name, mlp)])
+
+    @classmethod
+    def create(
+        cls,
+        index: int,
+        hidden: int,
+        heads: int,
+        ffn_mult: int,
+        dropout: float,
+        num_layers: int,
+        rng: np.random.Generator | None,
+        dtype: str,
+        std: float = 0.02,
+    ) -> TransformerLayer:
+        """Layer ``index`` of ``num_layers``, initialised as GPT-2 is.
+
+        Weights ``N(0, std^2)``, biases zero, layer norms the identity; the
+        two projections that feed the residual stream get ``std / sqrt(2 L)``
+        (Radford et al. 2019, sec. 2.3: two residual additions per layer).
+        """
+        if hidden % heads:
+            raise ValueError(f"hidden size {hidden} does not divide into {heads} heads")
+        name = f"layer{index}"
+        resid_std = std / math.sqrt(2 * num_layers)
+        inner = ffn_mult * hidden
+        return cls(
+            name,
+            LayerNorm(f"{name}.ln1", hidden, rng, dtype),
+            Linear.create(f"{name}.attn.qkv", hidden, 3 * hidden, rng, dtype, std=std),
+            AttentionCore(
+                f"{name}.attn.core",
+                heads,
+                hidden // heads,
+                Dropout(dropout, index, "attention_probs"),
+            ),
+            Linear.create(f"{name}.attn.proj", hidden, hidden, rng, dtype, std=resid_std),
+            Dropout(dropout, index, "attention_out"),
+            LayerNorm(f"{name}.ln2", hidden, rng, dtype),
+            Linear.create(f"{name}.mlp.fc1", hidden, inner, rng, dtype, std=std),
+            Linear.create(f"{name}.mlp.fc2", inner, hidden, rng, dtype, std=resid_std),
+            Dropout(dropout, index, "mlp_out"),
+        )
+
+    @property
+    def selective(self) -> bool:
+        """Whether the attention core is recomputed in backward (selective recomputation)."""
+        return self.core.selective
+
+    @selective.setter
+    def selective(self, value: bool) -> None:
+        self.core.selective = value
