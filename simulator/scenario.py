@@ -22,7 +22,7 @@ from typing import Any
 
 from .errors import ScenarioError
 from .hardware import DTYPE_BYTES, GB, TFLOPS, US, ClusterSpec, GiB, preset
-from .nn.models import MODEL_KINDS
+from .nn.models import model_kinds
 from .parallel.strategy import Strategy
 from .training import COLLECTIVE_DETAILS, TrainingConfig
 
@@ -238,11 +238,11 @@ def _model(r: _Reader, data: dict[str, Any]) -> Any:
     if not isinstance(data, dict):
         raise r.fail("[model] must be a table")
     kind = data.get("kind", "mlp")
-    if kind not in MODEL_KINDS:
+    if kind not in model_kinds():
         raise r.fail(
-            f"[model] kind must be one of {', '.join(map(repr, MODEL_KINDS))}, got {kind!r}"
+            f"[model] kind must be one of {', '.join(map(repr, model_kinds()))}, got {kind!r}"
         )
-    cls = MODEL_KINDS[kind]
+    cls = model_kinds()[kind]
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     schema = {"kind": Key(str, "model kind")}

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from gradcheck import check_layer
+from .gradcheck import check_layer
 
 from simulator.nn.attention import AttentionCore
 from simulator.nn.context import BatchInfo, batch

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from gradcheck import assert_close_at
+from .gradcheck import assert_close_at
 
 from simulator.nn.cross_entropy import CrossEntropyLoss
 

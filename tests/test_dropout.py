@@ -4,7 +4,7 @@ import itertools
 
 import numpy as np
 import pytest
-from gradcheck import check_layer
+from .gradcheck import check_layer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

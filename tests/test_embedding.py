@@ -1,7 +1,7 @@
 """Embeddings and the tied output layer."""
 
 import numpy as np
-from gradcheck import check_layer
+from .gradcheck import check_layer
 
 from simulator.arrays import ShapeArray
 from simulator.nn.context import BatchInfo, batch

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from gradcheck import assert_close_at
+from .gradcheck import assert_close_at
 
 from simulator.arrays import ShapeArray, tree_bytes
 from simulator.hardware import preset

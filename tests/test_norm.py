@@ -1,7 +1,7 @@
 """LayerNorm: gradients, and it stashes its input only."""
 
 import numpy as np
-from gradcheck import check_layer
+from .gradcheck import check_layer
 
 from simulator.arrays import ShapeArray, tree_bytes
 from simulator.nn.norm import LayerNorm

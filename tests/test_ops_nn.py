@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 import pytest
-from gradcheck import assert_close_at
+from .gradcheck import assert_close_at
 
 from simulator import ops_nn
 from simulator.arrays import ShapeArray

@@ -28,9 +28,9 @@ def test_every_scenario_key_is_documented():
 def test_every_model_key_is_documented():
     import dataclasses
 
-    from simulator.nn.models import MODEL_KINDS
+    from simulator.nn.models import model_kinds
 
-    for kind, cls in MODEL_KINDS.items():
+    for kind, cls in model_kinds().items():
         assert f"`{kind}`" in README
         for f in dataclasses.fields(cls):
             assert f"`{f.name}`" in README, f"{kind}.{f.name}"

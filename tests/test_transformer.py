@@ -6,7 +6,7 @@ Large Transformer Models", sec. 4.1 and table 2 (16-bit, one-byte masks).
 
 import numpy as np
 import pytest
-from gradcheck import check_layer
+from .gradcheck import check_layer
 
 from simulator.arrays import ShapeArray, tree_bytes
 from simulator.nn.context import BatchInfo, batch

@@ -109,12 +109,28 @@ class TiedLogits(Layer):
 
     FLOPs: ``2bshV`` forward, the same for B (``dx = dlogits W``) and for W
     (``dW += dlogits^T x``). The parameter is borrowed, so ``parameters()`` is
-    empty; see the module docstring.
+    empty; see the module docstring. When a pipeline separates it from the
+    embedding, :meth:`own_copy` makes it hold (and list) a copy instead.
     """
 
     def __init__(self, name: str, weight: Param) -> None:
         self.name = name
         self.weight = weight
+        self.owned = False
+
+    def parameters(self) -> list[Param]:
+        return [self.weight] if self.owned else []
+
+    def borrowed(self) -> list[Param]:
+        return [] if self.owned else [self.weight]
+
+    def own_copy(self, param: Param) -> Param:
+        if param is not self.weight or self.owned:
+            raise ValueError(f"{self.name} does not borrow {param.name}")
+        value = param.value if is_shape_only(param.value) else param.value.copy()
+        self.weight = Param(param.name, value)
+        self.owned = True
+        return self.weight
 
     def forward(self, x: Array) -> tuple[Array, Any]:
         return ops.matmul(x, self.weight.value.T, name=self.name), x

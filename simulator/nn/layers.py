@@ -32,6 +32,19 @@ class Layer:
     def parameters(self) -> list[Param]:
         return []
 
+    def borrowed(self) -> list[Param]:
+        """Parameters this layer uses but another layer owns (tied weights)."""
+        return []
+
+    def own_copy(self, param: Param) -> Param:
+        """Stop borrowing ``param``: hold (and list) a copy of it instead.
+
+        A pipeline that puts the two ends of a tied weight on different workers
+        gives the borrowing end its own copy and keeps the two equal by adding
+        their gradients before every update (Megatron-LM's embedding group).
+        """
+        raise TypeError(f"{self.name} borrows no parameters")
+
     def forward(self, x: Array) -> tuple[Array, Any]:
         raise NotImplementedError
 
@@ -148,6 +161,13 @@ class Sequential(Layer):
 
     def parameters(self) -> list[Param]:
         return [p for layer in self.layers for p in layer.parameters()]
+
+    def borrowed(self) -> list[Param]:
+        return [p for layer in self.layers for p in layer.borrowed()]
+
+    def own_copy(self, param: Param) -> Param:
+        (layer,) = [layer for layer in self.layers if any(p is param for p in layer.borrowed())]
+        return layer.own_copy(param)
 
     def forward(self, x: Array) -> tuple[Array, Any]:
         ctxs = []

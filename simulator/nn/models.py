@@ -86,5 +86,8 @@ class MLPConfig:
         return samples
 
 
-#: Model kinds a scenario's ``[model] kind`` may name.
-MODEL_KINDS: dict[str, type] = {"mlp": MLPConfig}
+def model_kinds() -> dict[str, type]:
+    """Model kinds a scenario's ``[model] kind`` may name."""
+    from .gpt import GPTConfig
+
+    return {"mlp": MLPConfig, "gpt": GPTConfig}

@@ -32,6 +32,8 @@ class ParallelBlock:
 
     name = "block"
     ranks = 1
+    #: rerun under ``recompute = "full"`` (Megatron checkpoints transformer layers only)
+    recomputable = True
 
     def forward(self, xs: list[Array]) -> tuple[list[Array], list[Any]]:
         raise NotImplementedError
@@ -45,6 +47,17 @@ class ParallelBlock:
     def params(self, rank: int) -> list[Param]:
         """The parameters rank ``rank`` holds (shards or replicas)."""
         raise NotImplementedError
+
+    def borrowed(self, rank: int) -> list[Param]:
+        """Parameters rank ``rank`` uses but another block owns (tied weights)."""
+        return []
+
+    def own_copy(self, rank: int, param: Param) -> Param:
+        """Make rank ``rank`` hold a copy of a borrowed parameter; see ``Layer.own_copy``."""
+        raise TypeError(f"{self.name} borrows no parameters")
+
+    def configure(self, selective: bool) -> None:
+        """Turn selective recomputation of the attention core on or off, where there is one."""
 
     def full_params(self) -> dict[str, Array]:
         """Every parameter as the single-device model would hold it."""
@@ -62,6 +75,7 @@ class ShardMap(ParallelBlock):
         self.layers = layers
         self.ranks = len(layers)
         self.name = layers[0].name
+        self.recomputable = getattr(layers[0], "recomputable", True)
 
     def forward(self, xs: list[Array]) -> tuple[list[Array], list[Any]]:
         ys, ctxs = [], []
@@ -88,6 +102,17 @@ class ShardMap(ParallelBlock):
 
     def params(self, rank: int) -> list[Param]:
         return self.layers[rank].parameters()
+
+    def borrowed(self, rank: int) -> list[Param]:
+        return self.layers[rank].borrowed()
+
+    def own_copy(self, rank: int, param: Param) -> Param:
+        return self.layers[rank].own_copy(param)
+
+    def configure(self, selective: bool) -> None:
+        for layer in self.layers:
+            if hasattr(layer, "selective"):
+                layer.selective = selective
 
     def full_params(self) -> dict[str, Array]:
         return {p.name: p.value for p in self.layers[0].parameters()}

@@ -39,6 +39,12 @@ class Chunk:
         self.loss = loss
         self.recompute = recompute
         self.ranks = blocks[0].ranks if blocks else 1
+        for block in blocks:
+            block.configure(selective=recompute == "selective")
+
+    def _rerun(self, i: int) -> bool:
+        """Whether block ``i`` keeps only its input and reruns its forward in backward."""
+        return self.recompute == "full" and self.blocks[i].recomputable
 
     # -- forward -----------------------------------------------------------------
     def forward(
@@ -48,7 +54,7 @@ class Chunk:
         ctxs = []
         for i, block in enumerate(self.blocks):
             record(Mark("block", (self.index, i, "F")))
-            if self.recompute == "full":
+            if self._rerun(i):
                 inputs = xs
                 xs, _ = block.forward(xs)
                 ctxs.append(("inputs", inputs))
@@ -63,7 +69,7 @@ class Chunk:
     # -- backward ----------------------------------------------------------------
     def _block_ctx(self, i: int, c: Any) -> Any:
         """The block's saved context, rebuilt by a second forward under full recomputation."""
-        if self.recompute == "full":
+        if self._rerun(i):
             with tagged("recompute"):
                 _, c = self.blocks[i].forward(c[1])
         return c
