@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from comm_helpers import check_plan
+from comm_helpers import arrays, assert_results, check_plan
 
 from simulator import LayoutError, comm
 from simulator.arrays import ShapeArray
@@ -76,3 +76,18 @@ def test_bad_requests_raise_one_line_layout_errors(call, message: str) -> None:
     with pytest.raises(LayoutError, match=message) as err:
         call([ShapeArray((4,), "float32")] * 4)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("algorithm", list(comm.ALGORITHMS["all_reduce"]))
+def test_all_reduce_keeps_multidimensional_shapes(algorithm: str) -> None:
+    xs = arrays(4, 0, seed=3, shape=(3, 5))
+    results, _ = comm.all_reduce(xs, algorithm, nodes=[0, 0, 1, 1])
+    assert_results("all_reduce", results, xs)
+
+
+@pytest.mark.parametrize("algorithm", list(comm.ALGORITHMS["all_gather"]))
+def test_all_gather_concatenates_along_the_first_axis(algorithm: str) -> None:
+    xs = arrays(4, 0, seed=4, shape=(2, 3))
+    results, _ = comm.all_gather(xs, algorithm)
+    assert all(r.shape == (8, 3) for r in results)
+    assert_results("all_gather", results, xs)

@@ -56,8 +56,7 @@ def node_groups(nodes: Sequence[int] | None, p: int, op: str) -> list[list[int]]
     groups: dict[int, list[int]] = {}
     for rank, node in enumerate(nodes):
         groups.setdefault(node, []).append(rank)
-    sizes = sorted({len(g) for g in groups.values()})
-    if len(sizes) > 1:
+    if len({len(g) for g in groups.values()}) > 1:
         raise LayoutError(
             f"hierarchical {op} needs the same number of ranks on every node, got "
             f"{', '.join(str(len(g)) for g in groups.values())} on nodes "

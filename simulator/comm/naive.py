@@ -2,9 +2,10 @@
 
 The simplest way to combine data from ``p`` ranks: every rank sends what it
 has to a root (rank 0 unless a root is given), the root computes the result,
-and the root sends each rank what it needs. Early distributed training worked
-like this (Li et al. 2014, "Scaling distributed machine learning with the
-parameter server", OSDI), and it is the baseline every other algorithm here
+and the root sends each rank what it needs. This is a parameter server with a
+single server (Li et al. 2014, "Scaling distributed machine learning with the
+parameter server", OSDI, shard the parameters over many servers to avoid
+exactly this bottleneck), and it is the baseline every other algorithm here
 improves on: all ``p-1`` messages of a phase queue on *one* port of the root,
 so the time grows linearly with ``p`` while the other ranks' links sit idle.
 

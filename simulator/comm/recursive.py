@@ -42,7 +42,7 @@ power-of-two core; here ring or tree serve those sizes).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..arrays import Array, concat, split
 from ..errors import LayoutError
@@ -61,8 +61,8 @@ def require_power_of_two(p: int, op: str, algorithm: str) -> None:
 def _exchange_rounds(
     p: int,
     distances: Sequence[int],
-    send_bytes,
-    combine,
+    send_bytes: Callable[[int, int], int],
+    combine: Callable[[int], None],
     builder: PlanBuilder,
     received: list[list[int]],
     first_step: int,
