@@ -41,7 +41,6 @@ from typing import Any
 
 from .. import comm
 from ..arrays import ShapeArray, concat, dtype_of, is_shape_only, split_bounds
-from ..errors import LayoutError
 from ..nn.optim import make_optimizer
 from ..nn.param import Param
 from ..tape import Mark, on_rank

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import comm
 from ..arrays import NUMPY_DTYPES, Array
 from ..engine.cost import CostModel
 from ..errors import LayoutError
@@ -104,9 +105,31 @@ def check_layout(cluster: ClusterSpec, training: TrainingConfig, s: Strategy) ->
         )
     if s.recompute not in RECOMPUTE:
         raise LayoutError(f"strategy {s.name!r}: recompute must be one of {RECOMPUTE}")
+    check_data_parallel(s)
     if s.partition not in partitions.PARTITIONS:
         raise LayoutError(f"strategy {s.name!r}: partition must be one of {partitions.PARTITIONS}")
     return training.global_batch // replicas_batches
+
+
+def check_data_parallel(s: Strategy) -> None:
+    """The gradient collectives must exist for the chosen algorithm and group size."""
+    algorithm = s.allreduce_algorithm
+    ops = ["all_reduce"] if s.zero == 0 else ["reduce_scatter", "all_gather"]
+    for op in ops:
+        if algorithm not in comm.ALGORITHMS[op]:
+            raise LayoutError(
+                f"strategy {s.name!r}: {'ZeRO needs ' + op if s.zero else op} but "
+                f"allreduce_algorithm {algorithm!r} has none; choose one of "
+                f"{', '.join(comm.ALGORITHMS[op])}")
+    if algorithm in ("recursive", "rabenseifner") and s.dp & (s.dp - 1):
+        raise LayoutError(
+            f"strategy {s.name!r}: allreduce_algorithm {algorithm!r} needs a power-of-two "
+            f"data-parallel group, got dp = {s.dp}; use ring or a power-of-two dp")
+    if s.zero == 3 and s.pp > 1:
+        raise LayoutError(
+            f"strategy {s.name!r}: zero = 3 with pp > 1 is not supported (its per-block "
+            "parameter gathers would have to cross pipeline stages, which DeepSpeed does not do "
+            "either); use zero <= 2 with pipelines")
 
 
 def resolve_schedule(s: Strategy, base_dir: Path | None) -> Schedule:
