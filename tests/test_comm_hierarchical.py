@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from comm_helpers import arrays, assert_results, check_plan, simulate
+from .comm_helpers import arrays, assert_results, check_plan, simulate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from comm_helpers import arrays, assert_results, check_plan
+from .comm_helpers import arrays, assert_results, check_plan
 
 from simulator import LayoutError, comm
 from simulator.arrays import ShapeArray

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from comm_helpers import ALPHA, BANDWIDTH, switch
+from .comm_helpers import ALPHA, BANDWIDTH, switch
 
 from simulator import LayoutError, ScenarioError, comm, preset
 from simulator.comm import closed_forms

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from comm_helpers import ALPHA, BETA, arrays, assert_results, check_plan, simulate, switch
+from .comm_helpers import ALPHA, BETA, arrays, assert_results, check_plan, simulate, switch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
