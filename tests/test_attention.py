@@ -2,12 +2,13 @@
 
 import numpy as np
 import pytest
-from .gradcheck import check_layer
 
 from simulator.nn.attention import AttentionCore
 from simulator.nn.context import BatchInfo, batch
 from simulator.nn.dropout import Dropout
 from simulator.tape import recording
+
+from .gradcheck import check_layer
 
 B, S, HEADS, D = 2, 5, 4, 3
 

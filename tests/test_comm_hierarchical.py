@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from .comm_helpers import arrays, assert_results, check_plan, simulate
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator import LayoutError, comm, preset
 from simulator.arrays import ShapeArray
 from simulator.comm import closed_forms
+
+from .comm_helpers import arrays, assert_results, check_plan, simulate
 
 
 @settings(max_examples=50, deadline=None)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from .comm_helpers import ALPHA, BETA, arrays, assert_results, check_plan, simulate, switch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator import comm
 from simulator.arrays import ShapeArray
 from simulator.comm import closed_forms
+
+from .comm_helpers import ALPHA, BETA, arrays, assert_results, check_plan, simulate, switch
 
 OPS = ("broadcast", "reduce", "all_reduce", "reduce_scatter", "all_gather", "all_to_all")
 

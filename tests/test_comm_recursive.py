@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 
 import pytest
-from .comm_helpers import ALPHA, BETA, arrays, assert_results, check_plan, simulate, switch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator import LayoutError, comm
 from simulator.arrays import ShapeArray
 from simulator.comm import closed_forms
+
+from .comm_helpers import ALPHA, BETA, arrays, assert_results, check_plan, simulate, switch
 
 CASES = [
     ("all_reduce", "recursive"),

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from .comm_helpers import arrays, assert_results, check_plan
 
 from simulator import LayoutError, comm
 from simulator.arrays import ShapeArray
+
+from .comm_helpers import arrays, assert_results, check_plan
 
 PAIRS = [(op, algorithm) for op, algs in comm.ALGORITHMS.items() for algorithm in algs]
 

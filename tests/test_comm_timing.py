@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from .comm_helpers import ALPHA, BANDWIDTH, switch
 
 from simulator import LayoutError, ScenarioError, comm, preset
 from simulator.comm import closed_forms
@@ -15,6 +14,8 @@ from simulator.comm.timing import (
 )
 from simulator.engine import Engine
 from simulator.trace import COMM
+
+from .comm_helpers import ALPHA, BANDWIDTH, switch
 
 
 def test_inputs_are_float32_when_the_size_allows_it() -> None:

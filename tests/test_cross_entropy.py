@@ -4,9 +4,10 @@ import math
 
 import numpy as np
 import pytest
-from .gradcheck import assert_close_at
 
 from simulator.nn.cross_entropy import CrossEntropyLoss
+
+from .gradcheck import assert_close_at
 
 
 def test_uniform_logits_cost_log_vocab():

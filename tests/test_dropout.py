@@ -4,13 +4,14 @@ import itertools
 
 import numpy as np
 import pytest
-from .gradcheck import check_layer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator.arrays import ShapeArray, tree_bytes
 from simulator.nn.context import BatchInfo, batch
 from simulator.nn.dropout import Dropout
+
+from .gradcheck import check_layer
 
 
 def masks_for(drop: Dropout, x: np.ndarray, first: int, step: int = 3) -> np.ndarray:

@@ -1,12 +1,13 @@
 """Embeddings and the tied output layer."""
 
 import numpy as np
-from .gradcheck import check_layer
 
 from simulator.arrays import ShapeArray
 from simulator.nn.context import BatchInfo, batch
 from simulator.nn.embedding import Embedding, TiedLogits
 from simulator.tape import recording
+
+from .gradcheck import check_layer
 
 
 def test_embedding_gradients_with_dropout():

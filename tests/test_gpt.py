@@ -9,7 +9,6 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from .gradcheck import assert_close_at
 
 from simulator.arrays import ShapeArray, tree_bytes
 from simulator.hardware import preset
@@ -19,6 +18,8 @@ from simulator.parallel import Strategy, build_plan
 from simulator.runtime import Runtime
 from simulator.tape import recording, tagged
 from simulator.training import TrainingConfig
+
+from .gradcheck import assert_close_at
 
 TINY = GPTConfig(layers=2, hidden=8, heads=2, seq_len=5, vocab=11, dropout=0.1)
 SMALL = GPTConfig(layers=4, hidden=32, heads=4, seq_len=16, vocab=64, dtype="bf16")

@@ -1,10 +1,11 @@
 """LayerNorm: gradients, and it stashes its input only."""
 
 import numpy as np
-from .gradcheck import check_layer
 
 from simulator.arrays import ShapeArray, tree_bytes
 from simulator.nn.norm import LayerNorm
+
+from .gradcheck import check_layer
 
 
 def test_layernorm_gradients():

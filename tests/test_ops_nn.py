@@ -4,11 +4,12 @@ import math
 
 import numpy as np
 import pytest
-from .gradcheck import assert_close_at
 
 from simulator import ops_nn
 from simulator.arrays import ShapeArray
 from simulator.tape import recording
+
+from .gradcheck import assert_close_at
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ Large Transformer Models", sec. 4.1 and table 2 (16-bit, one-byte masks).
 
 import numpy as np
 import pytest
-from .gradcheck import check_layer
 
 from simulator.arrays import ShapeArray, tree_bytes
 from simulator.nn.context import BatchInfo, batch
@@ -14,6 +13,8 @@ from simulator.nn.transformer import TransformerLayer
 from simulator.parallel.shard import ShardMap
 from simulator.parallel.stage import Chunk
 from simulator.tape import recording
+
+from .gradcheck import check_layer
 
 SIZES = [(8, 2, 16, 4), (32, 3, 24, 2), (2048, 1, 12288, 96)]  # (s, b, h, a); the last: GPT-3
 

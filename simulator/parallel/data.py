@@ -207,7 +207,7 @@ class DataParallel:
                 devices = tuple(m.devices[r] for m in group)
                 nodes = [self.plan.cluster.node_of(dev) for dev in devices]
                 outs, plan = comm.collective(
-                    op, [p[r] for p in payloads], self._algorithm(op), nodes=nodes
+                    op, [p[r] for p in payloads], self.strategy.allreduce_algorithm, nodes=nodes
                 )
                 end = max(end, self.rt.engine.collective(plan, devices, "dp", f"grad {op}"))
                 for i, out in enumerate(outs):
@@ -284,7 +284,7 @@ class DataParallel:
                     outs, plan = comm.collective(
                         "all_gather",
                         [p[r][i] for p in payloads],
-                        self._algorithm("all_gather"),
+                        self.strategy.allreduce_algorithm,
                         nodes=nodes,
                     )
                     if timed:
@@ -341,7 +341,7 @@ class DataParallel:
                 devices = tuple(m.devices[r] for m in group)
                 nodes = [self.plan.cluster.node_of(dev) for dev in devices]
                 _, plan = comm.collective(
-                    "all_gather", shapes[r], self._algorithm("all_gather"), nodes=nodes
+                    "all_gather", shapes[r], self.strategy.allreduce_algorithm, nodes=nodes
                 )
                 end = max(end, self.rt.engine.collective(plan, devices, "dp", "param all-gather"))
             return [None] * len(payloads), end
@@ -354,12 +354,3 @@ class DataParallel:
         if self._gathered.pop(w.index, None) is not None:
             for dev in w.devices:
                 self.rt.engine.memory[dev].free("buffers/gathered parameters")
-
-    def _algorithm(self, op: str) -> str:
-        algorithm = self.strategy.allreduce_algorithm
-        if op != "all_reduce" and not comm.supports(op, algorithm):
-            raise LayoutError(
-                f"strategy {self.strategy.name!r}: ZeRO needs {op} with "
-                f"allreduce_algorithm = {algorithm!r}, which has none; use ring"
-            )
-        return algorithm

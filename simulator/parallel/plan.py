@@ -120,16 +120,19 @@ def check_data_parallel(s: Strategy) -> None:
             raise LayoutError(
                 f"strategy {s.name!r}: {'ZeRO needs ' + op if s.zero else op} but "
                 f"allreduce_algorithm {algorithm!r} has none; choose one of "
-                f"{', '.join(comm.ALGORITHMS[op])}")
+                f"{', '.join(comm.ALGORITHMS[op])}"
+            )
     if algorithm in ("recursive", "rabenseifner") and s.dp & (s.dp - 1):
         raise LayoutError(
             f"strategy {s.name!r}: allreduce_algorithm {algorithm!r} needs a power-of-two "
-            f"data-parallel group, got dp = {s.dp}; use ring or a power-of-two dp")
+            f"data-parallel group, got dp = {s.dp}; use ring or a power-of-two dp"
+        )
     if s.zero == 3 and s.pp > 1:
         raise LayoutError(
             f"strategy {s.name!r}: zero = 3 with pp > 1 is not supported (its per-block "
             "parameter gathers would have to cross pipeline stages, which DeepSpeed does not do "
-            "either); use zero <= 2 with pipelines")
+            "either); use zero <= 2 with pipelines"
+        )
 
 
 def resolve_schedule(s: Strategy, base_dir: Path | None) -> Schedule:
