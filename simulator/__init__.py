@@ -5,6 +5,14 @@ simulated with SimPy; every strategy records a timeline, pipeline bubbles,
 memory and traffic, and reproduces single-device training exactly.
 """
 
+import os
+
+# Layers multiply small matrices; a multithreaded BLAS spends more time waking
+# threads than computing (and thrashes when cores are shared). One thread,
+# unless the user chose otherwise, and only if numpy is not loaded yet.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 from .errors import (
     DeadlockError,
     LayoutError,

@@ -17,6 +17,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
+from matplotlib.collections import PolyCollection
 from matplotlib.patches import Patch
 
 from .engine.memory import format_bytes
@@ -28,6 +29,21 @@ W_COLOUR = "#5b6b7c"
 OPT_COLOUR = "#3a3a3a"
 COMM_COLOURS = {"pp": "#3b75af", "dp": "#e07b39", "tp": "#8c5fb8", "embedding": "#4f9d69"}
 MAX_ROWS = 32
+
+
+class _Boxes:
+    """Rectangles gathered first and drawn as one collection."""
+
+    def __init__(self) -> None:
+        self.verts: list[list[tuple[float, float]]] = []
+        self.colours: list[Any] = []
+
+    def add(self, x: float, w: float, y: float, h: float, colour: Any) -> None:
+        self.verts.append([(x, y), (x + w, y), (x + w, y + h), (x, y + h)])
+        self.colours.append(colour)
+
+    def collection(self, **style: Any) -> PolyCollection:
+        return PolyCollection(self.verts, facecolors=self.colours, **style)
 
 
 def _mb_colour(mb: int, light: bool) -> Any:
@@ -100,12 +116,15 @@ def gantt(result: Any, path: str | Path) -> None:
     kinds_seen: set[str] = set()
     cats_seen: set[str] = set()
     nodes = result.plan.cluster.devices_per_node
+    blocks: dict[str, _Boxes] = {}  # one collection per hatch: drawing is fast
+    messages = _Boxes()
     for row, d in enumerate(shown):
         y = len(shown) - 1 - row
         for e in _merged([e for e in by_device[d] if e.lane == COMPUTE]):
             x0, w = (e.start - lo) / scale, e.duration / scale
-            ax.broken_barh(
-                [(x0, w)], (y + 0.36, 0.56), edgecolor="white", linewidth=0.4, **_style(e)
+            style = _style(e)
+            blocks.setdefault(style.get("hatch", ""), _Boxes()).add(
+                x0, w, y + 0.36, 0.56, style["facecolor"]
             )
             cats_seen.add(e.cat)
             if w > span * 0.022 and e.cat != "opt":
@@ -120,15 +139,17 @@ def gantt(result: Any, path: str | Path) -> None:
                     color="black" if e.cat in ("F", "recompute") else "white",
                 )
         for e in [e for e in by_device[d] if e.lane == COMM]:
-            colour = COMM_COLOURS.get(e.cat, "#999999")
             kinds_seen.add(e.cat)
-            ax.broken_barh(
-                [((e.start - lo) / scale, e.duration / scale)],
-                (y + 0.06, 0.24),
-                facecolor=colour,
-                alpha=0.75,
-                edgecolor="none",
+            messages.add(
+                (e.start - lo) / scale,
+                e.duration / scale,
+                y + 0.06,
+                0.24,
+                COMM_COLOURS.get(e.cat, "#999999"),
             )
+    for hatch, boxes in blocks.items():
+        ax.add_collection(boxes.collection(edgecolor="white", linewidth=0.4, hatch=hatch or None))
+    ax.add_collection(messages.collection(alpha=0.75, edgecolor="none"))
     ax.set_yticks([len(shown) - 1 - i + 0.5 for i in range(len(shown))])
     ax.set_yticklabels([f"device {d}\nnode {d // nodes}" for d in shown], fontsize=8)
     ax.set_ylim(0, len(shown))
@@ -259,7 +280,7 @@ def compare(result: Any, path: str | Path) -> None:
     ax1.set_yticklabels(names, fontsize=8)
     ax1.set_xlabel(f"step time ({unit})")
     ax1.set_title("where the step time goes", fontsize=10, loc="left")
-    ax1.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=3, frameon=False)
+    ax1.legend(fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=3, frameon=False)
     ax1.grid(axis="x", alpha=0.25)
     capacity = result.results[0].plan.cluster.device.memory_bytes
     peaks = [r.metrics["peak_memory_bytes"] for r in rows]

@@ -70,7 +70,12 @@ class Runtime:
             Send: self._send,
             Recv: self._recv,
         }
-        self.dp = DataParallel(self)
+        if plan.strategy.data_parallel == "replicated":
+            from .parallel.replicated import Replicated
+
+            self.dp: DataParallel = Replicated(self)
+        else:
+            self.dp = DataParallel(self)
         self.register(SyncGrads, self.dp.sync)
         self.register(OptimizerStep, self.dp.optimizer_step)
 
@@ -104,6 +109,10 @@ class Runtime:
             }
         for ledger in self.engine.memory:
             ledger.check()
+
+    def record_loss(self, value: float) -> None:
+        """A micro-batch's mean loss; the step reports the mean over them."""
+        self._step_losses.append(value)
 
     def _mean_loss(self) -> float | None:
         if self.shape_only or not self._step_losses:
@@ -192,7 +201,7 @@ class Runtime:
                 self.peak_inflight[w.index] = max(self.peak_inflight[w.index], len(live))
                 if chunk.loss is not None:
                     if not self.shape_only:
-                        self._step_losses.append(float(out[0]))
+                        self.record_loss(float(out[0]))
                 else:
                     buffers[("activation", a.stage, a.mb)] = out
             elif a.kind == "B":

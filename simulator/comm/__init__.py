@@ -11,6 +11,8 @@ Operations (what every rank ends with, ``x_r`` being rank ``r``'s array):
 * ``send_recv``: ``x_{r-1}`` (every rank sends to the next one on a ring);
 * ``broadcast``: ``x_root``;
 * ``reduce``: the root ``sum_r x_r``, every other rank ``None``;
+* ``scatter``: piece ``r`` of ``x_root`` split along axis 0;
+* ``gather``: the root the concatenation of all ``x_r``, every other rank ``None``;
 * ``all_reduce``: ``sum_r x_r``;
 * ``reduce_scatter``: chunk ``r`` of the flattened sum, chunks as
   :func:`simulator.arrays.split_bounds` cuts it;
@@ -42,6 +44,8 @@ ALGORITHMS: dict[str, dict[str, Callable[..., Result]]] = {
     "send_recv": {"ring": ring.send_recv},
     "broadcast": {"tree": tree.broadcast, "naive": naive.broadcast},
     "reduce": {"tree": tree.reduce, "naive": naive.reduce},
+    "scatter": {"naive": naive.scatter},
+    "gather": {"naive": naive.gather},
     "all_reduce": {
         "ring": ring.all_reduce,
         "tree": tree.all_reduce,
@@ -64,7 +68,7 @@ ALGORITHMS: dict[str, dict[str, Callable[..., Result]]] = {
 }
 OPS = tuple(ALGORITHMS)
 #: Operations with a root rank.
-ROOTED = ("broadcast", "reduce")
+ROOTED = ("broadcast", "reduce", "scatter", "gather")
 #: Algorithms that take ``nodes``.
 TOPOLOGY_AWARE = ("hierarchical",)
 #: Operations whose inputs must all have one shape (they add or swap elements).

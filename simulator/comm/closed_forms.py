@@ -136,6 +136,12 @@ def two_level_all_reduce(
     )
 
 
+def naive_scatter(p: int, n: float, alpha: float, beta: float) -> float:
+    """``(p-1) (alpha + n/p beta)``: the root sends every other rank its ``n/p`` piece
+    through its one out-port (gather: through its in-port)."""
+    return (p - 1) * (alpha + n / p * beta)
+
+
 #: ``FLAT[(op, algorithm)](p, n, alpha, beta)``: the time on one switch whose
 #: every port has latency ``alpha`` and ``1/beta`` bytes/s. Exact for the
 #: simulator when ``n`` divides into equal chunks (by ``p`` elements).
@@ -159,6 +165,8 @@ FLAT: dict[tuple[str, str], Callable[[int, float, float, float], float]] = {
     ("all_gather", "naive"): naive_all_gather,
     ("all_to_all", "ring"): ring_all_gather,
     ("all_to_all", "naive"): naive_all_to_all,
+    ("scatter", "naive"): naive_scatter,
+    ("gather", "naive"): naive_scatter,
 }
 
 
@@ -166,7 +174,7 @@ def bus_factor(op: str, p: int) -> float:
     """nccl-tests' bus-bandwidth factor for ``op`` on ``p`` ranks (doc/PERFORMANCE.md)."""
     if op == "all_reduce":
         return 2 * (p - 1) / p
-    if op in ("reduce_scatter", "all_gather", "all_to_all"):
+    if op in ("reduce_scatter", "all_gather", "all_to_all", "scatter", "gather"):
         return (p - 1) / p
     if op in ("broadcast", "reduce", "send_recv"):
         return 1.0

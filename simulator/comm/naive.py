@@ -13,6 +13,7 @@ Two phases, each a burst of ``p-1`` messages through the root's in-port
 (gather) or out-port (scatter)::
 
     reduce, broadcast           (p-1) (alpha + n beta)
+    scatter, gather             (p-1) (alpha + n/p beta)
     all-reduce                2 (p-1) (alpha + n beta)
     reduce-scatter, all-gather  (p-1) (alpha + n beta) + (p-1) (alpha + n/p beta)
     all-to-all                2 (p-1) (alpha + (p-1)/p n beta)
@@ -70,6 +71,27 @@ def reduce(xs: Sequence[Array], root: int = 0) -> tuple[list[Array | None], Plan
     _gather(builder, [x.nbytes for x in xs], root, 0)
     results: list[Array | None] = [None] * p
     results[root] = _sum(xs, root)
+    return results, builder.build()
+
+
+def scatter(xs: Sequence[Array], root: int = 0) -> tuple[list[Array], Plan]:
+    """The root splits ``xs[root]`` along axis 0 and sends rank ``r`` piece ``r``
+    (``torch.nn.DataParallel`` scatters its inputs this way)."""
+    p = len(xs)
+    builder = PlanBuilder("scatter", "naive", p)
+    pieces = split(xs[root], p)
+    _scatter(builder, [x.nbytes for x in pieces], root, 0, ())
+    return [x.copy() for x in pieces], builder.build()
+
+
+def gather(xs: Sequence[Array], root: int = 0) -> tuple[list[Array | None], Plan]:
+    """Every rank sends its array to the root, which concatenates them along axis 0;
+    the other ranks get ``None``."""
+    p = len(xs)
+    builder = PlanBuilder("gather", "naive", p)
+    _gather(builder, [x.nbytes for x in xs], root, 0)
+    results: list[Array | None] = [None] * p
+    results[root] = concat(xs)
     return results, builder.build()
 
 

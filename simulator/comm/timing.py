@@ -31,7 +31,7 @@ def collective_inputs(op: str, p: int, nbytes: int) -> list[ShapeArray]:
     """Shape-only inputs of ``nbytes`` (see the module docstring), one per rank."""
     dtype = "float32" if nbytes % ITEMSIZE["float32"] == 0 else "uint8"
     count = nbytes // ITEMSIZE[dtype]
-    if op == "all_gather":
+    if op in ("all_gather", "gather"):
         return [ShapeArray((hi - lo,), dtype) for lo, hi in split_bounds(count, p)]
     return [ShapeArray((count,), dtype) for _ in range(p)]
 

@@ -70,6 +70,7 @@ class Plan:
     workers: list[Worker]
     micro_batch_size: int
     num_parameters: int
+    detached_loss: ShardLoss | None = None  # the primary's loss under "replicated"
 
     def worker(self, dp_rank: int, pp_rank: int) -> Worker:
         return self.workers[dp_rank * self.strategy.pp + pp_rank]
@@ -106,6 +107,10 @@ def check_layout(cluster: ClusterSpec, training: TrainingConfig, s: Strategy) ->
     if s.recompute not in RECOMPUTE:
         raise LayoutError(f"strategy {s.name!r}: recompute must be one of {RECOMPUTE}")
     check_data_parallel(s)
+    if s.data_parallel == "replicated":
+        from . import replicated
+
+        replicated.check(s)
     if s.partition not in partitions.PARTITIONS:
         raise LayoutError(f"strategy {s.name!r}: partition must be one of {partitions.PARTITIONS}")
     return training.global_batch // replicas_batches
@@ -273,11 +278,20 @@ def build_plan(
             workers.append(Worker(len(workers), d, r, devices))
         for c, blocks in enumerate(stages):
             loss = parallel_loss(replica.loss, s) if c == num_stages - 1 else None
+            if s.data_parallel == "replicated":
+                loss = None  # the primary computes the loss on the gathered outputs
             chunk = Chunk(c, [parallelize(replica.blocks[i], s) for i in blocks], loss, s.recompute)
             workers[d * s.pp + stage_rank[c]].chunks[c] = chunk
     for w in workers:
         worker_of = {r: w.dp_rank * s.pp + r for r in range(s.pp)}
         w.program = lower(schedule, w.pp_rank, stage_rank, worker_of)
+    detached = None
+    if s.data_parallel == "replicated":
+        from . import replicated
+
+        detached = parallel_loss(model.loss, s)
+        for w in workers:
+            w.program = replicated.lower(w)
     return Plan(
         s,
         cluster,
@@ -290,6 +304,7 @@ def build_plan(
         workers,
         micro_batch,
         model.num_parameters,
+        detached,
     )
 
 
