@@ -27,6 +27,10 @@ def expected(op: str, xs: list[np.ndarray], root: int = 0) -> list[np.ndarray | 
         return split(total.reshape(-1), p)
     if op == "all_gather":
         return [np.concatenate(xs)] * p
+    if op == "scatter":
+        return split(xs[root], p)
+    if op == "gather":
+        return [np.concatenate(xs) if r == root else None for r in range(p)]
     if op == "all_to_all":
         blocks = [split(x.reshape(-1), p) for x in xs]
         return [np.concatenate([blocks[s][r] for s in range(p)]) for r in range(p)]

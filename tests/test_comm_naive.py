@@ -12,7 +12,8 @@ from simulator.comm import closed_forms
 
 from .comm_helpers import ALPHA, BETA, arrays, assert_results, check_plan, simulate, switch
 
-OPS = ("broadcast", "reduce", "all_reduce", "reduce_scatter", "all_gather", "all_to_all")
+OPS = ("broadcast", "reduce", "all_reduce", "reduce_scatter", "all_gather", "all_to_all",
+       "scatter", "gather")
 
 
 @settings(max_examples=60, deadline=None)
@@ -38,6 +39,8 @@ def test_every_message_touches_the_root() -> None:
     [
         ("broadcast", closed_forms.naive_broadcast),
         ("reduce", closed_forms.naive_broadcast),
+        ("scatter", closed_forms.naive_scatter),
+        ("gather", closed_forms.naive_scatter),
         ("all_reduce", closed_forms.naive_all_reduce),
         ("reduce_scatter", closed_forms.naive_all_gather),
         ("all_gather", closed_forms.naive_all_gather),
@@ -46,7 +49,7 @@ def test_every_message_touches_the_root() -> None:
 )
 def test_time_is_the_closed_form(op: str, form, p: int) -> None:
     n = 4 * p * 100
-    piece = n // 4 // p if op == "all_gather" else n // 4
+    piece = n // 4 // p if op in ("all_gather", "gather") else n // 4
     _, plan = comm.collective(op, [ShapeArray((piece,), "float32")] * p, "naive", root=p - 1)
     end, _ = simulate(plan, switch(p))
     assert end == pytest.approx(form(p, n, ALPHA, BETA), rel=1e-9)

@@ -35,11 +35,13 @@ def test_every_pair_runs_shape_only(op: str, algorithm: str) -> None:
     assert (plan.op, plan.algorithm, plan.group_size) == (op, algorithm, p)
     size = {
         "reduce_scatter": [3] * 5 + [2] * 3,
+        "scatter": [3] * 5 + [2] * 3,
         "all_gather": [n * p] * p,
+        "gather": [n * p] * p,
         "all_to_all": [3 * p] * 5 + [2 * p] * 3,
     }.get(op, [n] * p)
     for r, (got, want) in enumerate(zip(results, size, strict=True)):
-        if op == "reduce" and r != 5:
+        if op in ("reduce", "gather") and r != 5:
             assert got is None
         else:
             assert got == ShapeArray((want,), "float32")
