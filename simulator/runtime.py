@@ -30,8 +30,9 @@ from .errors import DeadlockError
 from .intervals import union as _union
 from .nn.context import BatchInfo, batch
 from .parallel.data import DataParallel
-from .parallel.plan import Plan, Worker
+from .parallel.plan import Plan
 from .parallel.program import Compute, OptimizerStep, Recv, Send, SyncGrads
+from .parallel.worker import Worker
 from .tape import CollectiveCall, ComputeSegment, Mark, Tape, recording
 
 Process = Generator[simpy.Event, Any, Any]

@@ -12,8 +12,16 @@ from simulator.comm import closed_forms
 
 from .comm_helpers import ALPHA, BETA, arrays, assert_results, check_plan, simulate, switch
 
-OPS = ("broadcast", "reduce", "all_reduce", "reduce_scatter", "all_gather", "all_to_all",
-       "scatter", "gather")
+OPS = (
+    "broadcast",
+    "reduce",
+    "all_reduce",
+    "reduce_scatter",
+    "all_gather",
+    "all_to_all",
+    "scatter",
+    "gather",
+)
 
 
 @settings(max_examples=60, deadline=None)

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Generator
-from dataclasses import dataclass
 from typing import Any
 
 from .. import comm
@@ -44,21 +43,43 @@ from ..arrays import ShapeArray, concat, dtype_of, is_shape_only, split_bounds
 from ..nn.optim import make_optimizer
 from ..nn.param import Param
 from ..tape import Mark, on_rank
-from .plan import Worker
+from .buckets import Bucket, make_buckets
+from .tied import sync_tied
+from .worker import Worker
 
 Process = Generator[Any, Any, Any]
-MiB = 2**20  # PyTorch's bucket_cap_mb counts 2**20 bytes
 
 
-@dataclass(frozen=True)
-class Bucket:
-    """Blocks whose gradients travel together, in the order they become ready."""
+def group_collective(
+    runtime: Any,
+    op: str,
+    algorithm: str,
+    group: list[Worker],
+    payloads: list[list[Any]],
+    kind: str,
+    label: str,
+    timed: bool = True,
+    ranks: list[int] | None = None,
+) -> tuple[list[list[Any]], float]:
+    """Run ``op`` for every tensor-parallel rank over the workers of ``group``.
 
-    index: int
-    blocks: tuple[tuple[int, int], ...]  # (chunk, block)
-
-    def params(self, w: Worker, rank: int) -> list[Param]:
-        return [p for c, b in self.blocks for p in w.chunks[c].blocks[b].params(rank)]
+    ``payloads[m][i]`` is member ``m``'s array for the ``i``-th collective, which
+    runs on the devices ``group[m].devices[ranks[i]]`` (``ranks`` defaults to one
+    collective per rank). Returns the results in the same layout and the time
+    the last collective ends (now, when ``timed`` is false: the numbers are
+    needed but the time is paid elsewhere).
+    """
+    results: list[list[Any]] = [[] for _ in group]
+    end = runtime.env.now
+    for i, r in enumerate(ranks or range(len(payloads[0]))):
+        devices = tuple(m.devices[r] for m in group)
+        nodes = [runtime.plan.cluster.node_of(d) for d in devices]
+        outs, plan = comm.collective(op, [p[i] for p in payloads], algorithm, nodes=nodes)
+        if timed:
+            end = max(end, runtime.engine.collective(plan, devices, kind, label))
+        for m, out in enumerate(outs):
+            results[m].append(out)
+    return results, end
 
 
 class DataParallel:
@@ -69,86 +90,55 @@ class DataParallel:
         self.plan = runtime.plan
         s = self.strategy = runtime.plan.strategy
         self.d, self.m, self.zero = s.dp, s.microbatches, s.zero
+        self.algorithm = s.allreduce_algorithm
         self.optimizer = make_optimizer(self.plan.training.optimizer, self.plan.training.lr)
+        self.sharded = self.zero > 0 and self.d > 1
         # ZeRO-2 and 3 reduce every micro-batch; bucketed DDP launches during backward
         self.every_microbatch = self.zero >= 2
         self.overlap = self.d > 1 and (s.bucket_mb > 0 or self.every_microbatch)
-        self.buckets = {w.index: self._buckets(w) for w in self.plan.workers}
+        tied = {id(p) for pair in self.plan.tied for _, a, b in pair.params for p in (a, b)}
+        per_block = self.zero == 3 or (self.every_microbatch and s.bucket_mb == 0)
+        self.buckets = {
+            w.index: make_buckets(w, s.bucket_mb, per_block, tied) for w in self.plan.workers
+        }
         self._shards: dict[tuple[int, int, int], Param] = {}
         self._ready: dict[int, Counter] = {}
         self._rounds: dict[int, Counter] = {}
         self._handles: dict[int, list[tuple[Bucket, Any]]] = {}
-        self._gathered: dict[int, tuple[int, int] | None] = {}
+        self._gathered: dict[int, tuple[int, int]] = {}
         self._gathers: Counter = Counter()  # tells successive gathers of a block apart
 
-    # -- layout --------------------------------------------------------------------------
-    def _buckets(self, w: Worker) -> list[Bucket]:
-        order = [
-            (c, b)
-            for c in sorted(w.chunks, reverse=True)
-            for b in reversed(range(len(w.chunks[c].blocks)))
-            if w.chunks[c].blocks[b].params(0)
-        ]
-        if self.zero == 3 or (self.every_microbatch and self.strategy.bucket_mb == 0):
-            return [Bucket(i, (blk,)) for i, blk in enumerate(order)]
-        if self.strategy.bucket_mb == 0:
-            return [Bucket(0, tuple(order))] if order else []
-        cap = self.strategy.bucket_mb * MiB
-        buckets: list[Bucket] = []
-        current: list[tuple[int, int]] = []
-        size = 0
-        for c, b in order:
-            current.append((c, b))
-            size += sum(p.nbytes for p in w.chunks[c].blocks[b].params(0))
-            if size >= cap:
-                buckets.append(Bucket(len(buckets), tuple(current)))
-                current, size = [], 0
-        if current:
-            buckets.append(Bucket(len(buckets), tuple(current)))
-        return buckets
-
-    def _owned(self, w: Worker, rank: int, bucket: Bucket) -> tuple[int, int]:
-        """The slice of the bucket's flat vector this replica owns under ZeRO."""
-        size = sum(p.size for p in bucket.params(w, rank))
-        return split_bounds(size, self.d)[w.dp_rank]
-
+    # -- model state -------------------------------------------------------------------------
     def _shard(self, w: Worker, rank: int, bucket: Bucket) -> Param:
-        """The owned part of a bucket's parameters (its optimizer state lives here)."""
+        """The part of a bucket this replica owns under ZeRO (its optimizer state lives here)."""
         key = (w.index, rank, bucket.index)
         if key not in self._shards:
-            lo, hi = self._owned(w, rank, bucket)
             flat = concat([p.value.reshape(-1) for p in bucket.params(w, rank)])
+            lo, hi = split_bounds(flat.size, self.d)[w.dp_rank]
             value = flat[lo:hi] if is_shape_only(flat) else flat[lo:hi].copy()
             self._shards[key] = Param(f"bucket{bucket.index}.shard", value)
         return self._shards[key]
 
     def allocate_model_state(self) -> None:
-        """Charge parameters, gradients and optimizer state to every device."""
+        """Charge parameters, gradients and optimizer state to every device (ZeRO's
+        partitioning, Rajbhandari et al. 2020, sec. 5.1-5.3)."""
         for w in self.plan.workers:
+            buckets = self.buckets[w.index]
             for r, d in enumerate(w.devices):
                 ledger = self.rt.engine.memory[d]
                 params = w.params(r)
                 full = sum(p.nbytes for p in params)
-                if self.zero == 0 or self.d == 1:
-                    shard_bytes, state = full, sum(self.optimizer.state_bytes(p) for p in params)
-                else:
-                    shards = [self._shard(w, r, b) for b in self.buckets[w.index]]
-                    shard_bytes = sum(s.nbytes for s in shards)
-                    state = sum(self.optimizer.state_bytes(s) for s in shards)
-                # parameters and gradients not in any bucket (no data parallelism)
-                ledger.allocate(
-                    "parameters", shard_bytes if self.zero == 3 and self.d > 1 else full
-                )
-                ledger.allocate("gradients", shard_bytes if self.zero >= 2 and self.d > 1 else full)
-                ledger.allocate("optimizer", state)
-                if self.zero >= 2 and self.d > 1 and self.buckets[w.index]:
+                owned = [self._shard(w, r, b) for b in buckets] if self.sharded else params
+                part = sum(p.nbytes for p in owned)
+                ledger.allocate("parameters", part if self.zero == 3 and self.sharded else full)
+                ledger.allocate("gradients", part if self.zero >= 2 and self.sharded else full)
+                ledger.allocate("optimizer", sum(self.optimizer.state_bytes(p) for p in owned))
+                if self.zero >= 2 and self.sharded and buckets:
                     # the staging buffer a bucket's full gradients pass through
-                    largest = max(
-                        sum(p.nbytes for p in b.params(w, r)) for b in self.buckets[w.index]
-                    )
+                    largest = max(sum(p.nbytes for p in b.params(w, r)) for b in buckets)
                     ledger.allocate("buffers/gradient bucket", largest)
 
-    # -- during backward -------------------------------------------------------------------
+    # -- during backward ---------------------------------------------------------------------
     def on_mark(self, w: Worker, mark: Mark) -> Process | None:
         """Launch bucket collectives as gradients become final; gather ZeRO-3 parameters."""
         if self.d == 1:
@@ -157,7 +147,10 @@ class DataParallel:
             self._ready.setdefault(w.index, Counter())[mark.value] += 1
             self._launch_ready(w)
         elif mark.name == "block" and self.zero == 3:
-            return self._gather_block(w, mark.value)
+            self._release_gathered(w)
+            chunk, block, phase = mark.value
+            if phase != "W" and w.chunks[chunk].blocks[block].params(0):
+                return self._gather_block(w, chunk, block)
         return None
 
     def _launch_ready(self, w: Worker) -> None:
@@ -169,9 +162,9 @@ class DataParallel:
         launched = True
         while launched:
             launched = False
-            for i, bucket in enumerate(self.buckets[w.index]):
-                done = rounds[i]
-                if done >= limit:
+            for bucket in self.buckets[w.index]:
+                i, done = bucket.index, rounds[bucket.index]
+                if bucket.tail or done >= limit:
                     continue
                 if i > 0 and rounds[i - 1] <= done:
                     break  # the previous bucket goes first
@@ -192,37 +185,34 @@ class DataParallel:
                     p.zero_grad()
         op = "all_reduce" if self.zero == 0 else "reduce_scatter"
         group = self.plan.dp_group(w.pp_rank)
-        handle = self.rt.launch(
-            w, ("grads", w.pp_rank, bucket.index, round_), group, payload, self._run(op, group)
-        )
-        self._handles.setdefault(w.index, []).append((bucket, handle))
-
-    def _run(self, op: str, group: list[Worker]):
-        """The collective body: numerics per tensor-parallel rank, timed on its devices."""
 
         def run(payloads: list[list[Any]]) -> tuple[list[list[Any]], float]:
-            results: list[list[Any]] = [[] for _ in payloads]
-            end = self.rt.env.now
-            for r in range(len(payloads[0])):
-                devices = tuple(m.devices[r] for m in group)
-                nodes = [self.plan.cluster.node_of(dev) for dev in devices]
-                outs, plan = comm.collective(
-                    op, [p[r] for p in payloads], self.strategy.allreduce_algorithm, nodes=nodes
-                )
-                end = max(end, self.rt.engine.collective(plan, devices, "dp", f"grad {op}"))
-                for i, out in enumerate(outs):
-                    results[i].append(out)
-            return results, end
+            return group_collective(
+                self.rt, op, self.algorithm, group, payloads, "dp", f"grad {op}"
+            )
 
-        return run
+        key = ("grads", w.pp_rank, bucket.index, round_)
+        self._handles.setdefault(w.index, []).append(
+            (bucket, self.rt.launch(w, key, group, payload, run))
+        )
 
-    # -- synchronisation -------------------------------------------------------------------
+    # -- end of the step ---------------------------------------------------------------------
     def sync(self, w: Worker, _instruction: Any = None) -> Process:
-        """Finish the gradient exchange of the step (see the module docstring)."""
-        if self.d == 1:
-            return
-        if not self.overlap:
-            for bucket in self.buckets[w.index]:
+        """Finish the gradient exchange, then sum the copies of tied weights."""
+        if self.d > 1:
+            yield from self._exchange(w)
+        if self.plan.tied:
+            yield from sync_tied(self.rt, w, self.plan.tied, self._grad_of)
+
+    def _grad_of(self, w: Worker, rank: int, param: Param) -> Any:
+        if not self.sharded:
+            return param.grad
+        (bucket,) = [b for b in self.buckets[w.index] if b.tail and b.params(w, rank)[0] is param]
+        return self._shard(w, rank, bucket).grad
+
+    def _exchange(self, w: Worker) -> Process:
+        for bucket in self.buckets[w.index]:
+            if bucket.tail or not self.overlap:
                 self._launch(w, bucket, 0)
         handles = self._handles.pop(w.index, [])
         self._ready.pop(w.index, None)
@@ -235,24 +225,23 @@ class DataParallel:
             for r, flat in enumerate(per_rank):
                 if is_shape_only(flat):
                     continue
-                if self.zero == 0:
-                    offset = 0
-                    for p in bucket.params(w, r):
-                        p.grad[...] = flat[offset : offset + p.size].reshape(p.shape) * scale
-                        offset += p.size
-                else:
+                if self.sharded:
                     self._shard(w, r, bucket).grad += flat * scale
+                    continue
+                offset = 0
+                for p in bucket.params(w, r):
+                    p.grad[...] = flat[offset : offset + p.size].reshape(p.shape) * scale
+                    offset += p.size
         self._release_gathered(w)
 
     def optimizer_step(self, w: Worker, _instruction: Any = None) -> Process:
         """Update what this replica owns; under ZeRO, all-gather the updated parameters."""
-        sharded = self.zero > 0 and self.d > 1
 
         def step() -> None:
             for r in range(len(w.devices)):
                 with on_rank(r):
                     params = w.params(r)
-                    if sharded:
+                    if self.sharded:
                         shards = [self._shard(w, r, b) for b in self.buckets[w.index]]
                         self.optimizer.step(shards)
                         for s in shards:
@@ -264,36 +253,29 @@ class DataParallel:
 
         _, tape = self.rt.run_recorded(("optimizer", w.pp_rank), step)
         yield from self.rt.replay(w, tape, "optimizer", "opt")
-        if sharded:
+        if self.sharded:
             yield from self._gather_params(w)
 
     def _gather_params(self, w: Worker) -> Process:
-        """All-gather the updated parts and write the full parameters back."""
+        """All-gather the updated parts of every bucket and write the parameters back."""
         buckets = self.buckets[w.index]
-        payload = [[self._shard(w, r, b).value for b in buckets] for r in range(len(w.devices))]
         group = self.plan.dp_group(w.pp_rank)
-        timed = self.zero < 3  # ZeRO-3 pays for its gathers block by block instead
+        ranks = [r for _ in buckets for r in range(len(w.devices))]
+        payload = [self._shard(w, r, b).value for b in buckets for r in range(len(w.devices))]
 
-        def run(payloads: list[list[list[Any]]]) -> tuple[list[Any], float]:
-            results: list[list[list[Any]]] = [[[] for _ in buckets] for _ in payloads]
-            end = self.rt.env.now
-            for r in range(len(w.devices)):
-                devices = tuple(m.devices[r] for m in group)
-                nodes = [self.plan.cluster.node_of(dev) for dev in devices]
-                for i in range(len(buckets)):
-                    outs, plan = comm.collective(
-                        "all_gather",
-                        [p[r][i] for p in payloads],
-                        self.strategy.allreduce_algorithm,
-                        nodes=nodes,
-                    )
-                    if timed:
-                        end = max(
-                            end, self.rt.engine.collective(plan, devices, "dp", "param all-gather")
-                        )
-                    for k, out in enumerate(outs):
-                        results[k][i].append(out)
-            return results, end
+        def run(payloads: list[list[Any]]) -> tuple[list[list[Any]], float]:
+            # ZeRO-3 pays for its gathers block by block, before each use
+            return group_collective(
+                self.rt,
+                "all_gather",
+                self.algorithm,
+                group,
+                payloads,
+                "dp",
+                "param all-gather",
+                timed=self.zero < 3,
+                ranks=ranks,
+            )
 
         gathered = yield from self.rt.meet(
             w,
@@ -303,8 +285,10 @@ class DataParallel:
             run,
             "the parameter all-gather of its replicas",
         )
-        for i, bucket in enumerate(buckets):
-            for r, flat in enumerate(gathered[i]):
+        flat_of = iter(gathered)
+        for bucket in buckets:
+            for r in range(len(w.devices)):
+                flat = next(flat_of)
                 if is_shape_only(flat):
                     continue
                 offset = 0
@@ -312,39 +296,30 @@ class DataParallel:
                     p.value[...] = flat[offset : offset + p.size].reshape(p.shape)
                     offset += p.size
 
-    # -- ZeRO-3 ---------------------------------------------------------------------------
-    def _gather_block(self, w: Worker, where: tuple[int, int, str]) -> Process | None:
-        chunk, block, phase = where
-        self._release_gathered(w)
-        if phase == "W" or not w.chunks[chunk].blocks[block].params(0):
-            return None
-        return self._timed_gather(w, chunk, block)
-
-    def _timed_gather(self, w: Worker, chunk: int, block: int) -> Process:
+    # -- ZeRO-3 ----------------------------------------------------------------------------
+    def _gather_block(self, w: Worker, chunk: int, block: int) -> Process:
+        """All-gather one block's parameters right before it runs; held until the next block."""
         group = self.plan.dp_group(w.pp_rank)
-        (bucket,) = [b for b in self.buckets[w.index] if b.blocks == ((chunk, block),)]
-        shapes = []
+        (bucket,) = [b for b in self.buckets[w.index] if b.blocks == {(chunk, block)}]
+        pieces = []
         for r, dev in enumerate(w.devices):
             params = bucket.params(w, r)
             size = sum(p.size for p in params)
             dtype = dtype_of(params[0].value)
-            shapes.append([ShapeArray((hi - lo,), dtype) for lo, hi in split_bounds(size, self.d)])
-            full = sum(p.nbytes for p in params)
+            pieces.append([ShapeArray((hi - lo,), dtype) for lo, hi in split_bounds(size, self.d)])
             self.rt.engine.memory[dev].allocate(
-                "buffers/gathered parameters", full - self._shard(w, r, bucket).nbytes
+                "buffers/gathered parameters",
+                sum(p.nbytes for p in params) - self._shard(w, r, bucket).nbytes,
             )
         self._gathered[w.index] = (chunk, block)
 
-        def run(payloads: list[Any]) -> tuple[list[Any], float]:
-            end = self.rt.env.now
-            for r in range(len(w.devices)):
-                devices = tuple(m.devices[r] for m in group)
-                nodes = [self.plan.cluster.node_of(dev) for dev in devices]
-                _, plan = comm.collective(
-                    "all_gather", shapes[r], self.strategy.allreduce_algorithm, nodes=nodes
-                )
-                end = max(end, self.rt.engine.collective(plan, devices, "dp", "param all-gather"))
-            return [None] * len(payloads), end
+        def run(_: list[Any]) -> tuple[list[Any], float]:
+            # every member's part has the same shape; the values were gathered already
+            payloads = [[pieces[r][m] for r in range(len(w.devices))] for m in range(self.d)]
+            _, end = group_collective(
+                self.rt, "all_gather", self.algorithm, group, payloads, "dp", "param all-gather"
+            )
+            return [None] * len(group), end
 
         self._gathers[(w.index, chunk, block)] += 1
         key = ("gather", w.pp_rank, chunk, block, self._gathers[(w.index, chunk, block)])

@@ -10,7 +10,7 @@ into one program per worker.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,29 +30,8 @@ from .program import Compute, Instruction, OptimizerStep, Recv, Send, SyncGrads
 from .shard import ParallelBlock, ShardLoss, ShardMap
 from .stage import RECOMPUTE, Chunk
 from .strategy import Strategy
-
-
-@dataclass
-class Worker:
-    """A lockstep tensor-parallel group: ``devices[r]`` runs TP rank ``r``."""
-
-    index: int
-    dp_rank: int
-    pp_rank: int
-    devices: tuple[int, ...]
-    chunks: dict[int, Chunk] = field(default_factory=dict)
-    program: list[Instruction] = field(default_factory=list)
-
-    def params(self, rank: int) -> list:
-        return [p for c in self.chunks.values() for p in c.params(rank)]
-
-    def listing(self) -> str:
-        """The program, one instruction per line."""
-        head = (
-            f"worker {self.index} (dp {self.dp_rank}, pp {self.pp_rank}, devices "
-            f"{list(self.devices)})"
-        )
-        return "\n".join([head, *(f"  {i:3d}  {ins}" for i, ins in enumerate(self.program))])
+from .tied import TiedPair, tie_copies
+from .worker import Worker
 
 
 @dataclass
@@ -71,6 +50,7 @@ class Plan:
     micro_batch_size: int
     num_parameters: int
     detached_loss: ShardLoss | None = None  # the primary's loss under "replicated"
+    tied: list[TiedPair] = field(default_factory=list)  # tied weights split by the pipeline
 
     def worker(self, dp_rank: int, pp_rank: int) -> Worker:
         return self.workers[dp_rank * self.strategy.pp + pp_rank]
@@ -271,8 +251,12 @@ def build_plan(
         stages = partitions.balanced(costs, num_stages)
 
     workers: list[Worker] = []
-    for d in range(s.dp):
-        replica = model if d == 0 or shape_only else copy.deepcopy(model)
+    tied: list[TiedPair] = []
+    pairs: list[TiedPair] = []
+    # copies before any chunk is built: building may give a block its own copy of a
+    # tied weight, and every replica must start from the same untouched model
+    replicas = [model if d == 0 or shape_only else copy.deepcopy(model) for d in range(s.dp)]
+    for d, replica in enumerate(replicas):
         for r in range(s.pp):
             devices = tuple(mesh.device(dp=d, tp=t, pp=r) for t in range(s.tp))
             workers.append(Worker(len(workers), d, r, devices))
@@ -282,6 +266,11 @@ def build_plan(
                 loss = None  # the primary computes the loss on the gathered outputs
             chunk = Chunk(c, [parallelize(replica.blocks[i], s) for i in blocks], loss, s.recompute)
             workers[d * s.pp + stage_rank[c]].chunks[c] = chunk
+        if d == 0 or not shape_only:
+            pairs = tie_copies(workers[d * s.pp : (d + 1) * s.pp])
+            tied += pairs
+        else:  # shape-only replicas share replica 0's blocks, copies included
+            tied += [replace(p, owner=p.owner + d * s.pp, user=p.user + d * s.pp) for p in pairs]
     for w in workers:
         worker_of = {r: w.dp_rank * s.pp + r for r in range(s.pp)}
         w.program = lower(schedule, w.pp_rank, stage_rank, worker_of)
@@ -305,6 +294,7 @@ def build_plan(
         micro_batch,
         model.num_parameters,
         detached,
+        tied,
     )
 
 

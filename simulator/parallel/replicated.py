@@ -33,8 +33,8 @@ from ..errors import LayoutError
 from ..nn.context import BatchInfo, batch
 from ..tape import on_rank
 from .data import DataParallel
-from .plan import Worker
 from .strategy import Strategy
+from .worker import Worker
 
 Process = Generator[Any, Any, Any]
 PRIMARY = 0

@@ -117,7 +117,7 @@ class Chunk:
         ctxs, lctx = ctx
         seen: set[int] = set()
         total = sum(
-            tree_bytes(c[1][rank] if self.recompute == "full" else c[rank], seen) for c in ctxs
+            tree_bytes(c[1][rank] if self._rerun(i) else c[rank], seen) for i, c in enumerate(ctxs)
         )
         return total + (tree_bytes(lctx[rank], seen) if lctx is not None else 0)
 

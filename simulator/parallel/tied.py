@@ -1,0 +1,93 @@
+"""Tied weights that a pipeline splits: Megatron-LM's embedding group.
+
+A GPT uses its token embedding twice: to look tokens up on the first stage
+and to compute the logits on the last. When the pipeline puts the two ends on
+different workers, each holds its own copy of the table; both copies must get
+the *sum* of both uses' gradients before every update, so that they stay
+equal (Shoeybi et al. 2019, sec. 3; Megatron-LM's ``_allreduce_embedding_grads``
+all-reduces them over the group of the first and last pipeline stage). The
+planner makes the copies (:func:`tie_copies`); the data-parallel step sums the
+gradients after the replicas have agreed (:func:`sync_tied`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+from .. import comm
+from ..nn.param import Param
+from .worker import Worker
+
+Process = Generator[Any, Any, Any]
+
+
+@dataclass(frozen=True)
+class TiedPair:
+    """A parameter owned on worker ``owner`` and copied on worker ``user``.
+
+    ``params`` holds ``(tp rank, owner's Param, user's copy)`` per shard.
+    """
+
+    owner: int
+    user: int
+    params: tuple[tuple[int, Param, Param], ...]
+
+    def mine(self, w: Worker) -> list[tuple[int, Param]]:
+        """This worker's side of the pair: ``(tp rank, Param)``."""
+        side = 1 if w.index == self.owner else 2
+        return [(entry[0], entry[side]) for entry in self.params]
+
+
+def tie_copies(replica: list[Worker]) -> list[TiedPair]:
+    """Give every borrowed parameter whose owner is another worker a copy of its own."""
+    owner_of = {id(p): w for w in replica for r in range(len(w.devices)) for p in w.params(r)}
+    copies: dict[tuple[int, int], list[tuple[int, Param, Param]]] = {}
+    for w in replica:
+        for chunk in w.chunks.values():
+            for block in chunk.blocks:
+                for r in range(block.ranks):
+                    for p in block.borrowed(r):
+                        owner = owner_of.get(id(p))
+                        if owner is not None and owner is not w:
+                            copy = block.own_copy(r, p)
+                            copies.setdefault((owner.index, w.index), []).append((r, p, copy))
+    return [TiedPair(o, u, tuple(ps)) for (o, u), ps in copies.items()]
+
+
+def sync_tied(
+    runtime: Any, w: Worker, pairs: list[TiedPair], grad_of: Callable[[Worker, int, Param], Any]
+) -> Process:
+    """Sum the gradients of both copies of every tied pair ``w`` belongs to.
+
+    ``grad_of(worker, rank, param)`` returns the array that holds the
+    parameter's gradient (under ZeRO, the owned part of its bucket).
+    """
+    for k, pair in enumerate(pairs):
+        if w.index not in (pair.owner, pair.user):
+            continue
+        members = [runtime.plan.workers[pair.owner], runtime.plan.workers[pair.user]]
+        payload = [grad_of(w, r, p) for r, p in pair.mine(w)]
+
+        def run(payloads: list[list[Any]], members=members, pair=pair) -> tuple[list, float]:
+            results: list[list[Any]] = [[], []]
+            end = runtime.env.now
+            for i, (r, _, _) in enumerate(pair.params):
+                outs, plan = comm.all_reduce([p[i] for p in payloads], "ring")
+                devices = (members[0].devices[r], members[1].devices[r])
+                end = max(
+                    end,
+                    runtime.engine.collective(plan, devices, "embedding", "tied embedding grads"),
+                )
+                for m, out in enumerate(outs):
+                    results[m].append(out)
+            return results, end
+
+        summed = yield from runtime.meet(
+            w, ("tied", k), members, payload, run, "the gradient of its tied copy"
+        )
+        for out, (r, p) in zip(summed, pair.mine(w), strict=True):
+            target = grad_of(w, r, p)
+            if not runtime.shape_only:
+                target[...] = out
