@@ -1,10 +1,6 @@
-"""Pictures of a run: Gantt chart, memory over time, strategy comparison.
+"""Pictures of a run: memory over time and the strategy comparison.
 
-The Gantt chart has one row per device: compute on the upper lane, coloured
-by micro-batch (forward light, backward full, weight-gradient W in its own
-colour, optimizer grey, recomputation hatched) and labelled ``F3``/``B3``;
-communication on the lower lane, coloured by kind (pipeline, data, tensor
-parallel). White space is idle time.
+The Gantt chart lives in :mod:`simulator.gantt` and is re-exported here.
 """
 
 from __future__ import annotations
@@ -15,190 +11,13 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
-from matplotlib.collections import PolyCollection
-from matplotlib.patches import Patch
 
 from .engine.memory import format_bytes
+from .gantt import gantt
 from .report import time_unit
-from .trace import COMM, COMPUTE, Event
 
-MB_COLOURS = plt.get_cmap("tab20").colors[::2] + plt.get_cmap("tab20").colors[1::2]
-W_COLOUR = "#5b6b7c"
-OPT_COLOUR = "#3a3a3a"
-COMM_COLOURS = {"pp": "#3b75af", "dp": "#e07b39", "tp": "#8c5fb8", "embedding": "#4f9d69"}
-MAX_ROWS = 32
-
-
-class _Boxes:
-    """Rectangles gathered first and drawn as one collection."""
-
-    def __init__(self) -> None:
-        self.verts: list[list[tuple[float, float]]] = []
-        self.colours: list[Any] = []
-
-    def add(self, x: float, w: float, y: float, h: float, colour: Any) -> None:
-        self.verts.append([(x, y), (x + w, y), (x + w, y + h), (x, y + h)])
-        self.colours.append(colour)
-
-    def collection(self, **style: Any) -> PolyCollection:
-        return PolyCollection(self.verts, facecolors=self.colours, **style)
-
-
-def _mb_colour(mb: int, light: bool) -> Any:
-    base = MB_COLOURS[mb % len(MB_COLOURS)]
-    if not light:
-        return base
-    rgb = mcolors.to_rgb(base)
-    return tuple(0.55 * c + 0.45 for c in rgb)
-
-
-def _merged(events: list[Event]) -> list[Event]:
-    """Adjacent pieces of one action (a block at a time) drawn as one block."""
-    out: list[Event] = []
-    for e in sorted(events, key=lambda e: e.start):
-        last = out[-1] if out else None
-        if (
-            last is not None
-            and last.name == e.name
-            and last.cat == e.cat
-            and abs(last.end - e.start) <= 1e-12 * max(1.0, abs(e.start))
-        ):
-            out[-1] = Event(
-                last.device, last.lane, last.start, e.end, last.name, last.cat, last.args
-            )
-        else:
-            out.append(e)
-    return out
-
-
-def _style(e: Event) -> dict[str, Any]:
-    mb = e.args.get("mb")
-    if e.cat == "opt":
-        return {"facecolor": OPT_COLOUR}
-    if e.cat == "W":
-        return {"facecolor": W_COLOUR}
-    if e.cat == "recompute":
-        return {"facecolor": _mb_colour(mb or 0, True), "hatch": "xxx"}
-    return {"facecolor": _mb_colour(mb or 0, e.cat == "F")}
-
-
-def _title(result: Any, unit: str, scale: float) -> str:
-    m = result.metrics
-    layout = f"dp{m['dp']} x tp{m['tp']} x pp{m['pp']}"
-    sched = (
-        f", {m['schedule']}, m={m['microbatches']}" if m["pp"] > 1 else f", m={m['microbatches']}"
-    )
-    bubble = f"bubble {100 * m['bubble_fraction']:.1f}%"
-    if m.get("bubble_fraction_analytic") is not None and m["pp"] > 1:
-        bubble += f" (analytic {100 * m['bubble_fraction_analytic']:.1f}%)"
-    status = "" if m["status"] == "ok" else f"  [{m['status'].upper()}]"
-    return (
-        f"{m['strategy']}: {layout}{sched}\nstep {m['iteration_time_s'] / scale:.3f} {unit}"
-        f", {bubble}{status}"
-    )
-
-
-def gantt(result: Any, path: str | Path) -> None:
-    """One row per device: compute lane above, communication lane below."""
-    lo, hi = result.runtime.step_windows[-1]
-    scale, unit = time_unit(hi - lo)
-    devices = sorted(d for w in result.plan.workers for d in w.devices)
-    shown = devices[:MAX_ROWS]
-    events = result.trace.window(lo, hi).events
-    by_device: dict[int, list[Event]] = {d: [] for d in shown}
-    for e in events:
-        if e.device in by_device:
-            by_device[e.device].append(e)
-    fig, ax = plt.subplots(figsize=(13, 1.2 + 0.62 * len(shown)))
-    span = (hi - lo) / scale
-    kinds_seen: set[str] = set()
-    cats_seen: set[str] = set()
-    nodes = result.plan.cluster.devices_per_node
-    blocks: dict[str, _Boxes] = {}  # one collection per hatch: drawing is fast
-    messages = _Boxes()
-    for row, d in enumerate(shown):
-        y = len(shown) - 1 - row
-        for e in _merged([e for e in by_device[d] if e.lane == COMPUTE]):
-            x0, w = (e.start - lo) / scale, e.duration / scale
-            style = _style(e)
-            blocks.setdefault(style.get("hatch", ""), _Boxes()).add(
-                x0, w, y + 0.36, 0.56, style["facecolor"]
-            )
-            cats_seen.add(e.cat)
-            if w > span * 0.022 and e.cat != "opt":
-                label = e.name if e.cat != "recompute" else "R" + e.name[1:]
-                ax.text(
-                    x0 + w / 2,
-                    y + 0.64,
-                    label,
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="black" if e.cat in ("F", "recompute") else "white",
-                )
-        for e in [e for e in by_device[d] if e.lane == COMM]:
-            kinds_seen.add(e.cat)
-            messages.add(
-                (e.start - lo) / scale,
-                e.duration / scale,
-                y + 0.06,
-                0.24,
-                COMM_COLOURS.get(e.cat, "#999999"),
-            )
-    for hatch, boxes in blocks.items():
-        ax.add_collection(boxes.collection(edgecolor="white", linewidth=0.4, hatch=hatch or None))
-    ax.add_collection(messages.collection(alpha=0.75, edgecolor="none"))
-    ax.set_yticks([len(shown) - 1 - i + 0.5 for i in range(len(shown))])
-    ax.set_yticklabels([f"device {d}\nnode {d // nodes}" for d in shown], fontsize=8)
-    ax.set_ylim(0, len(shown))
-    ax.set_xlim(0, span * 1.005)
-    ax.set_xlabel(f"time since the step started ({unit})")
-    ax.grid(axis="x", alpha=0.25)
-    ax.set_axisbelow(True)
-    title = _title(result, unit, scale)
-    if len(devices) > len(shown):
-        title += f"  (first {len(shown)} of {len(devices)} devices)"
-    ax.set_title(title, fontsize=10, loc="left")
-    legend = []
-    if "F" in cats_seen:
-        legend.append(
-            Patch(facecolor=_mb_colour(0, True), label="F forward (colour = micro-batch)")
-        )
-    if cats_seen & {"B", "BW"}:
-        legend.append(Patch(facecolor=_mb_colour(0, False), label="B backward"))
-    if "W" in cats_seen:
-        legend.append(Patch(facecolor=W_COLOUR, label="W weight gradient"))
-    if "recompute" in cats_seen:
-        legend.append(Patch(facecolor=_mb_colour(0, True), hatch="xxx", label="recompute"))
-    if "opt" in cats_seen:
-        legend.append(Patch(facecolor=OPT_COLOUR, label="optimizer"))
-    names = {
-        "pp": "pipeline send",
-        "dp": "data-parallel comm",
-        "tp": "tensor-parallel comm",
-        "embedding": "tied-embedding sync",
-    }
-    for k in sorted(kinds_seen):
-        legend.append(
-            Patch(
-                facecolor=COMM_COLOURS.get(k, "#999999"),
-                alpha=0.75,
-                label=f"{names.get(k, k)} (lower lane)",
-            )
-        )
-    ax.legend(
-        handles=legend,
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.5 / (1 + len(shown)) - 0.08),
-        ncol=min(4, len(legend)),
-        fontsize=8,
-        frameon=False,
-    )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+__all__ = ["compare", "gantt", "memory"]
 
 
 def _bytes_unit(n: float) -> tuple[float, str]:
