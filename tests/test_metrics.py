@@ -70,3 +70,22 @@ def test_time_is_conserved_on_every_device(p, m, schedule):
     for d in result.metrics["devices"]:
         assert d["compute_s"] + d["comm_only_s"] + d["idle_s"] == pytest.approx(t, rel=1e-9)
         assert d["exposed_comm_s"] <= t - d["compute_s"] + 1e-15
+
+
+@pytest.mark.parametrize("pp", [1, 2])
+def test_mfu_counts_model_flops_and_hfu_adds_recomputation(pp):
+    from simulator.nn.gpt import GPTConfig
+
+    config = GPTConfig(layers=4, hidden=32, heads=4, seq_len=16, vocab=64, dtype="bf16")
+    B, L, s, h, V = 8, 4, 16, 32, 64
+    eq7 = 72 * B * L * s * h**2 * (1 + s / (6 * h) + V / (12 * h * L))  # Korthikanti eq. 7
+    eq3 = 96 * B * s * L * h**2 * (1 + s / (6 * h) + V / (16 * L * h))  # Megatron-LM eq. 3
+    result = run(config, Strategy("r", pp=pp, microbatches=2, recompute="full"),
+                 numerics=False, global_batch=B, steps=1)
+    m = result.metrics
+    assert m["model_flops_per_iteration"] == pytest.approx(eq7, rel=1e-9)
+    assert m["hardware_flops_per_iteration"] == pytest.approx(eq3, rel=1e-9)
+    peak = result.plan.cluster.device.peak("bf16") * pp * m["iteration_time_s"]
+    assert m["mfu"] == pytest.approx(eq7 / peak, rel=1e-9)
+    assert m["hfu"] == pytest.approx(eq3 / peak, rel=1e-9)
+    assert m["tokens_per_s"] == pytest.approx(B * s / m["iteration_time_s"], rel=1e-12)
