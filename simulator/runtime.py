@@ -24,7 +24,8 @@ from typing import Any
 
 import simpy
 
-from .arrays import nbytes
+from . import comm
+from .arrays import nbytes, split
 from .engine import Engine
 from .errors import DeadlockError
 from .intervals import union as _union
@@ -287,27 +288,53 @@ class Runtime:
         return self._slots[key]
 
     def _send(self, w: Worker, ins: Send) -> None:
+        """Send a chunk's activation or gradient to the worker of the next (previous) stage.
+
+        Every tensor-parallel rank sends its copy to the same rank of the peer.
+        With ``pp_scatter_gather`` (Narayanan et al. 2021, sec. 4.1) rank ``r``
+        sends only the ``r``-th ``1/t`` of the (replicated) tensor and the
+        receivers all-gather it over their fast intra-node links.
+        """
         payload = self._buffers[w.index].pop((ins.what, ins.chunk, ins.mb))
         peer = self.plan.workers[ins.peer]
         seconds = None
         if hasattr(self.plan.model_config, "transfer_seconds"):
             seconds = self.plan.model_config.transfer_seconds(ins.chunk, ins.what)
+        scatter = self.plan.strategy.pp_scatter_gather and len(w.devices) > 1
+        pieces = [
+            split(x.reshape(-1), len(w.devices))[r] if scatter else x for r, x in enumerate(payload)
+        ]
         start = self.env.now
+        name = f"{ins.what[:3]} {ins.chunk}/{ins.mb}"
         arrival = max(
             self.engine.send(
-                src,
-                dst,
-                nbytes(x),
-                "pp",
-                f"{ins.what[:3]} {ins.chunk}/{ins.mb}",
-                seconds=seconds,
-                mb=ins.mb,
-                chunk=ins.chunk,
+                src, dst, nbytes(x), "pp", name, seconds=seconds, mb=ins.mb, chunk=ins.chunk
             )
-            for src, dst, x in zip(w.devices, peer.devices, payload, strict=True)
+            for src, dst, x in zip(w.devices, peer.devices, pieces, strict=True)
         )
         slot = self._slot((self.step, ins.what, ins.chunk, ins.mb, peer.index))
-        self.env.timeout(arrival - start).callbacks.append(lambda _: slot.succeed((payload, start)))
+        self.env.process(
+            self._deliver(peer, slot, payload, pieces if scatter else None, arrival, start)
+        )
+
+    def _deliver(
+        self,
+        peer: Worker,
+        slot: simpy.Event,
+        payload: list,
+        pieces: list | None,
+        arrival: float,
+        start: float,
+    ) -> Process:
+        """Hand a message to the receiver when it arrives (after the all-gather of the
+        scattered pieces, which rebuilds the tensor from the pieces themselves)."""
+        yield self.env.timeout(arrival - self.env.now)
+        if pieces is not None:
+            gathered, plan = comm.all_gather(pieces)
+            end = self.engine.collective(plan, peer.devices, "tp", "pp all-gather")
+            yield self.env.timeout(end - self.env.now)
+            payload = [g.reshape(x.shape) for g, x in zip(gathered, payload, strict=True)]
+        slot.succeed((payload, start))
 
     def _recv(self, w: Worker, ins: Recv) -> Process:
         slot = self._slot((self.step, ins.what, ins.chunk, ins.mb, w.index))

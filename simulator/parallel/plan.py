@@ -87,6 +87,12 @@ def check_layout(cluster: ClusterSpec, training: TrainingConfig, s: Strategy) ->
     if s.recompute not in RECOMPUTE:
         raise LayoutError(f"strategy {s.name!r}: recompute must be one of {RECOMPUTE}")
     check_data_parallel(s)
+    if s.pp_scatter_gather and s.sequence_parallel:
+        raise LayoutError(
+            f"strategy {s.name!r}: pp_scatter_gather has nothing to scatter with "
+            "sequence_parallel: the activations are already split along the sequence; "
+            "drop one of them"
+        )
     if s.data_parallel == "replicated":
         from . import replicated
 
