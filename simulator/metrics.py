@@ -41,9 +41,9 @@ def _clip(events: list[Event], lo: float, hi: float) -> list[tuple[float, float]
     return [(max(e.start, lo), min(e.end, hi)) for e in events if e.end > lo and e.start < hi]
 
 
-def device_times(events: list[Event], device: int, lo: float, hi: float) -> dict[str, float]:
-    """Compute, communication, communication-only and idle seconds of one device."""
-    mine = [e for e in events if e.device == device]
+def device_times(mine: list[Event], lo: float, hi: float) -> dict[str, float]:
+    """Compute, communication, communication-only and idle seconds of one device,
+    from that device's events, over ``[lo, hi]``."""
     compute = _union(_clip([e for e in mine if e.lane == COMPUTE], lo, hi))
     comm = _union(_clip([e for e in mine if e.lane == COMM], lo, hi))
     busy = _length(_union(compute + comm))
@@ -88,11 +88,14 @@ def summarize(runtime: Any) -> dict[str, Any]:
     s = plan.strategy
     lo, hi = runtime.step_windows[-1]
     iteration = hi - lo
-    events = runtime.engine.trace.events
+    by_device: dict[int, list[Event]] = {}
+    for e in runtime.engine.trace.events:
+        if e.end > lo and e.start < hi:
+            by_device.setdefault(e.device, []).append(e)
     worker_of = {d: w.index for w in plan.workers for d in w.devices}
     per_device = []
     for d in sorted(worker_of):
-        times = device_times(events, d, lo, hi)
+        times = device_times(by_device.get(d, []), lo, hi)
         per_device.append(
             {
                 "device": d,

@@ -254,9 +254,10 @@ class Runtime:
         """Spend the simulated time ``tape`` describes on worker ``w``'s devices."""
         for item in tape.items:
             if isinstance(item, ComputeSegment):
-                if item.seconds is None:
+                if item.seconds is None:  # priced once; shape-only tapes are replayed often
                     item.seconds = self.engine.segment_time(item)
-                flops = sum(k.flops for k in item.kernels.get(0, ())) * len(w.devices)
+                    item.flops = sum(k.flops for ks in item.kernels.values() for k in ks)
+                flops = item.flops
                 self.hardware_flops += flops
                 if item.tag != "recompute":
                     self.model_flops += flops

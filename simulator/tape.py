@@ -50,12 +50,14 @@ class ComputeSegment:
 
     ``tag`` is empty for ordinary work and ``"recompute"`` for a forward that
     activation recomputation runs again (it counts as hardware FLOPs, not model
-    FLOPs). ``seconds`` caches the segment's time once the runtime has priced it.
+    FLOPs). ``seconds`` and ``flops`` cache what the segment costs once the runtime
+    has priced it.
     """
 
     kernels: dict[int, list[Kernel]] = field(default_factory=dict)
     tag: str = ""
     seconds: float | None = None
+    flops: float = 0.0  # GEMM FLOPs of every rank together, set with ``seconds``
 
 
 @dataclass(frozen=True)

@@ -80,8 +80,13 @@ def test_mfu_counts_model_flops_and_hfu_adds_recomputation(pp):
     B, L, s, h, V = 8, 4, 16, 32, 64
     eq7 = 72 * B * L * s * h**2 * (1 + s / (6 * h) + V / (12 * h * L))  # Korthikanti eq. 7
     eq3 = 96 * B * s * L * h**2 * (1 + s / (6 * h) + V / (16 * L * h))  # Megatron-LM eq. 3
-    result = run(config, Strategy("r", pp=pp, microbatches=2, recompute="full"),
-                 numerics=False, global_batch=B, steps=1)
+    result = run(
+        config,
+        Strategy("r", pp=pp, microbatches=2, recompute="full"),
+        numerics=False,
+        global_batch=B,
+        steps=1,
+    )
     m = result.metrics
     assert m["model_flops_per_iteration"] == pytest.approx(eq7, rel=1e-9)
     assert m["hardware_flops_per_iteration"] == pytest.approx(eq3, rel=1e-9)

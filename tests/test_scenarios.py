@@ -24,8 +24,9 @@ def test_quickstart_pipelines_match_the_single_device():
     single = result["single"].losses
     for name in ("gpipe", "1f1b"):
         assert result[name].losses == pytest.approx(single, rel=1e-9)
-    assert result["1f1b"].metrics["peak_memory_bytes"] < result["gpipe"].metrics[
-        "peak_memory_bytes"]
+    assert (
+        result["1f1b"].metrics["peak_memory_bytes"] < result["gpipe"].metrics["peak_memory_bytes"]
+    )
 
 
 def test_gpt3_on_one_device_reports_its_breakdown_and_runs_out_of_memory():
@@ -35,8 +36,11 @@ def test_gpt3_on_one_device_reports_its_breakdown_and_runs_out_of_memory():
     psi = result.metrics["parameters"]
     memory = result.metrics["devices"][0]["memory"]
     # mixed-precision Adam: 2 + 2 + 12 bytes per parameter (ZeRO paper, sec. 3.1)
-    assert (memory["parameters"], memory["gradients"], memory["optimizer"]) == \
-        (2 * psi, 2 * psi, 12 * psi)
+    assert (memory["parameters"], memory["gradients"], memory["optimizer"]) == (
+        2 * psi,
+        2 * psi,
+        12 * psi,
+    )
     b, s_, h, a, L = 1, 2048, 12288, 96, 96
     per_layer = s_ * b * h * (34 + 5 * a * s_ / h)  # Korthikanti et al. 2022, table 2
     assert memory["activations_peak"] > L * per_layer
