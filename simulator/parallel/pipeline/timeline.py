@@ -81,16 +81,18 @@ class Timeline:
         timed = [t for row in self.rows for t in row if t.end > t.start]
         if not timed:
             return self.schedule.grid()
-        unit = _common_unit([Fraction(t.end - t.start) for t in timed])
+        # float times are read to three decimals, so 0.1 does not become 2**-55ths
+        unit = _common_unit([Fraction(t.end - t.start).limit_denominator(1000) for t in timed])
         origin = min(t.start for t in timed)
-        columns = int((max(t.end for t in timed) - origin) / unit)
+        columns = round((max(t.end for t in timed) - origin) / unit)
         width = max(4, *(len(str(t.action)) + 1 for t in timed))
-        lines = ["time    " + "".join(f"{c:>{width}}" for c in range(columns))]
+        lines = [] if unit == 1 else [f"(one column = {unit} time units)"]
+        lines.append("time    " + "".join(f"{c:>{width}}" for c in range(columns)))
         for r, row in enumerate(self.rows):
             cells = ["."] * columns
             for t in row:
-                first = int((t.start - origin) / unit)
-                last = int((t.end - origin) / unit)
+                first = round((t.start - origin) / unit)
+                last = round((t.end - origin) / unit)
                 cells[first:last] = [str(t.action)] + ["-"] * (last - first - 1)
             lines.append(f"rank {r:<3}" + "".join(f"{c:>{width}}" for c in cells))
         return "\n".join(lines)
