@@ -55,6 +55,13 @@ def test_gpipe_and_1f1b_bubble(name: str, p: int, m: int) -> None:
     assert result["bubble_fraction_analytic"] == pytest.approx((p - 1) / (m + p - 1), abs=1e-15)
 
 
+def test_naive_model_parallel_bubble() -> None:
+    # one stage busy at a time (Ultra-Scale Playbook, pipeline section)
+    result = _run("naive", 4, 3)
+    assert result["bubble_fraction"] == pytest.approx(3 / 4, abs=1e-12)
+    assert result["bubble_fraction_analytic"] == pytest.approx(3 / 4, abs=1e-15)
+
+
 @pytest.mark.parametrize(("p", "m", "v"), [(2, 2, 2), (2, 4, 3), (4, 4, 2), (4, 8, 2)])
 def test_interleaved_bubble(p: int, m: int, v: int) -> None:
     # Narayanan et al. 2021 sec. 2.2.2

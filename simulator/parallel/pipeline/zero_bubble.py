@@ -76,13 +76,13 @@ def _zb_h2(p: int, m: int, v: int) -> list[list[Action]]:
 def zb_h1_bubble(p: int, m: int, v: int, t_f: float, t_b: float, t_w: float) -> float:
     """ZB-H1's bubble: time ``(p-1)(T_F+T_B) - (min(m,p)-1) min(T_F,T_W)``.
 
-    The first rank waits ``(p-1) T_B`` for its first B (the B's no longer
-    carry W's up the pipeline) and, in the cool-down, ``T_F`` per later
-    stage minus the W that stage delayed into the gap. For ``m >= p`` and
-    ``T_W <= T_F`` this is Table 2's ``(p-1)(T_F+T_B-T_W)`` (Qi et al. 2024):
-    a third of 1F1B's ``(p-1)(T_F+T_B+T_W)`` when the three are equal. For
-    ``T_W > T_F`` the delayed W can only fill a gap of ``T_F``. Holds for every
-    ``m >= 1``.
+    With ``m >= p`` the first rank waits ``(p-1) T_B`` for its first B (the
+    B's travel up without W's) and ``max(0, T_F - T_W)`` before each of its
+    last ``p-1`` B's (where 1F1B's cool-down had the next stage still running
+    a forward; the W that stage delayed covers ``T_W`` of it). For
+    ``T_W <= T_F`` this is Table 2's ``(p-1)(T_F+T_B-T_W)`` (Qi et al. 2024),
+    a third of 1F1B's ``(p-1)(T_F+T_B+T_W)`` when the three are equal. The
+    formula holds for every ``m >= 1``.
     """
     time = (p - 1) * (t_f + t_b) - (min(m, p) - 1) * min(t_f, t_w)
     return bubble_from_time(m, t_f, t_b, t_w, time)
