@@ -10,6 +10,9 @@ CSV files.
 A :class:`Schedule` is one list of actions per rank (``None`` marks an idle
 step in a hand-written schedule). Which rank runs a stage is read off the
 schedule itself.
+
+:func:`dependencies` states what every action waits for; the validator, the
+unit-time timeline and the schedule generators all reason with it.
 """
 
 from __future__ import annotations
@@ -80,6 +83,26 @@ class Schedule:
         """The actions of ``rank`` in order, without idle steps."""
         return [a for a in self.ranks[rank] if a is not None]
 
+    def peak_in_flight(self) -> list[int]:
+        """Per rank, the most (stage, micro-batch) stashes held at once.
+
+        A forward stashes its activations; they are freed by the W of the same
+        stage and micro-batch, or by the backward when it is not split. Ranks
+        run their lists one action at a time, so counting along each list is
+        exact. With one chunk per rank this is the number of micro-batches in
+        flight, the quantity Narayanan et al. (2021, sec. 2.2.1) and Qi et al.
+        (2024, Table 2) bound.
+        """
+        release = "W" if self.split_backward else "B"
+        peaks = []
+        for r in range(self.num_ranks):
+            held = peak = 0
+            for a in self.actions(r):
+                held += (a.kind == "F") - (a.kind == release)
+                peak = max(peak, held)
+            peaks.append(peak)
+        return peaks
+
     def stage_to_rank(self) -> dict[int, int]:
         """The rank that runs each stage (the validator checks it is unique)."""
         placement: dict[int, int] = {}
@@ -91,7 +114,8 @@ class Schedule:
 
     def grid(self, mark: tuple[int, int] | None = None) -> str:
         """A rank x step text grid; ``mark=(rank, step)`` brackets one cell."""
-        width = max([4, *(len(str(a)) + 2 for row in self.ranks for a in row if a)])
+        # room for the ">...<" marker and a space between cells
+        width = max([5, *(len(str(a)) + 3 for row in self.ranks for a in row if a)])
         steps = max((len(row) for row in self.ranks), default=0)
         header = "step    " + "".join(f"{s:>{width}}" for s in range(steps))
         lines = [header]
@@ -115,6 +139,24 @@ class Schedule:
 
     def save_csv(self, path: str | Path) -> None:
         Path(path).write_text(self.to_csv())
+
+
+def dependencies(action: Action, num_stages: int) -> list[Action]:
+    """The actions ``action`` needs finished first, on its own rank or another.
+
+    ``F`` of stage ``s`` needs ``F`` of ``s-1`` (its input activation); ``B``
+    of ``s`` needs its own ``F`` (the stash) and ``B`` of ``s+1`` (the output
+    gradient; the last stage starts from the loss); ``W`` needs the ``B`` of
+    the same stage and micro-batch (Qi et al. 2024, sec. 2: W may run any time
+    after its B). A fused backward (schedules without W) has the ``B`` rule.
+    """
+    s, k = action.stage, action.mb
+    if action.kind == "F":
+        return [Action(s - 1, "F", k)] if s > 0 else []
+    if action.kind == "B":
+        upstream = [Action(s + 1, "B", k)] if s < num_stages - 1 else []
+        return [Action(s, "F", k), *upstream]
+    return [Action(s, "B", k)]
 
 
 def parse_csv(text: str, name: str = "csv") -> Schedule:

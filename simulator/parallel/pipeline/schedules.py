@@ -3,6 +3,16 @@
 A schedule generator is a pure function ``(p, m, v) -> Schedule`` for ``p``
 ranks, ``m`` micro-batches and ``v`` chunks (model stages) per rank. Each
 registered schedule documents its rules, its closed-form bubble and its source.
+
+The families live one per module and register themselves when the package is
+imported: this module (naive, GPipe, 1F1B), :mod:`.interleaved` (Megatron-LM's
+interleaved 1F1B), :mod:`.zero_bubble` (ZB-H1, ZB-H2) and :mod:`.zbv` (the
+V-shape zero-bubble schedule).
+
+Bubble formulas return the *fraction* of the step that is bubble, in the
+simulator's sense (DESIGN.md: ``1 - mean(busy) / max(span)``, the "bubble
+rate" of Qi et al. 2024, sec. 5.3), for equal stages and free communication;
+they return None outside the conditions under which they are exact.
 """
 
 from __future__ import annotations
@@ -13,8 +23,9 @@ from dataclasses import dataclass
 from ...errors import LayoutError, ScheduleError
 from .actions import Action, Schedule
 
-#: ``(p, m, v, t_f, t_b, t_w) -> bubble fraction`` (t_b is the B part only).
-BubbleFormula = Callable[[int, int, int, float, float, float], float]
+#: ``(p, m, v, t_f, t_b, t_w) -> bubble fraction`` or None where no closed form holds.
+#: ``t_b`` is the B part only; fused schedules see ``t_b`` = whole backward, ``t_w = 0``.
+BubbleFormula = Callable[[int, int, int, float, float, float], float | None]
 
 
 @dataclass(frozen=True)
@@ -27,7 +38,8 @@ class ScheduleInfo:
         summary: one line for listings.
         split_backward: whether backward is split into B and W.
         chunked: whether ``v > 1`` chunks per rank are supported.
-        bubble: the closed-form bubble fraction, or None when there is none.
+        bubble: the closed-form bubble fraction, or None when there is none
+            (a formula may also return None where its conditions fail).
         rules: extra checks on ``(p, m, v)`` raising :class:`LayoutError`.
     """
 
@@ -60,6 +72,7 @@ _REGISTRY: dict[str, ScheduleInfo] = {}
 
 
 def register(info: ScheduleInfo) -> ScheduleInfo:
+    """Add ``info`` to the registry under its name (each family module calls this)."""
     _REGISTRY[info.name] = info
     return info
 
@@ -75,7 +88,19 @@ def get_schedule(name: str) -> ScheduleInfo:
 
 
 def schedule_names() -> list[str]:
+    """The registered names, in registration order."""
     return list(_REGISTRY)
+
+
+def bubble_from_time(m: int, t_f: float, t_b: float, t_w: float, bubble_time: float) -> float:
+    """Bubble *fraction* from a bubble *time*: ``bubble / (m (t_f+t_b+t_w) + bubble)``.
+
+    Every rank computes for ``m (t_f + t_b + t_w)``; the longest span is that
+    plus the bubble time of the longest rank (Qi et al. 2024, sec. 5.3, whose
+    Table 2 gives bubble times).
+    """
+    total = m * (t_f + t_b + t_w) + bubble_time
+    return bubble_time / total if total else 0.0
 
 
 def flush_bubble(p: int, m: int, v: int, *_: float) -> float:

@@ -1,51 +1,54 @@
 """Check a schedule before it runs, and explain what is wrong on the grid.
 
-The rules (for ``S`` stages and ``m`` micro-batches):
+The rules, for ``S`` stages and ``m`` micro-batches, checked in this order so
+that each mistake is reported by the rule that explains it best:
 
-1. every stage runs on exactly one rank;
-2. every ``(stage, micro-batch)`` has exactly one ``F`` and one ``B``, and,
-   when the schedule splits backward, exactly one ``W``;
-3. it can run: each action waits only for actions that come earlier in some
-   order. ``F`` of stage ``s`` needs ``F`` of ``s-1``; ``B`` of ``s`` needs
-   ``B`` of ``s+1`` (the last stage needs its own ``F``); ``W`` needs the ``B``
-   of the same stage and micro-batch; each rank runs its list in order. Sends
-   never block (they are buffered), so the only way to get stuck is a cycle of
-   waits, which is found by running the schedule with every action taking no
-   time.
+1. every action names a stage in ``0..S-1`` and a micro-batch in ``0..m-1``,
+   and every stage runs on exactly one rank;
+2. no action appears twice;
+3. every stage runs on some rank, and every ``(stage, micro-batch)`` has one
+   ``F`` and one ``B`` -- and one ``W`` when the schedule splits backward
+   into B and W (any ``W`` in the schedule means it does; Qi et al. 2024,
+   sec. 2). A missing action is reported at the cell of its partner: the F
+   without a backward, the W without its B;
+4. on one rank, no action comes before something it needs from that rank
+   (``B`` before its ``F``, ``W`` before its ``B``, or a stage's work before
+   the same rank's work on the stage feeding it);
+5. it can run: each action waits only for actions that can happen before it
+   (:func:`~simulator.parallel.pipeline.actions.dependencies`). Sends never
+   block (they are buffered), so the only way to get stuck is a cycle of
+   waits across ranks, found by placing the schedule in time with every
+   action taking no time (:func:`~simulator.parallel.pipeline.timeline.run`).
 
-Errors name the rank and the step and show the rank x step grid with the
-offending cell marked ``>like this<``.
+Each error is one :class:`~simulator.errors.ScheduleError` that names the
+rank and the step, explains the rule, and shows the rank x step grid with
+the offending cell marked ``>like this<``. The runtime's own deadlock
+detection (:class:`~simulator.errors.DeadlockError`) remains the last line of
+defence for programs built without this check.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-
 from ...errors import ScheduleError
-from .actions import Action, Schedule
+from .actions import Action, Schedule, dependencies
+from .timeline import run
+
+_NAMES = {"F": "the forward", "B": "the backward", "W": "the weight gradient"}
+_HINTS = {
+    "FB": "every forward needs its backward on the same stage",
+    "BF": "a backward needs the forward that stashed its activations",
+    "BW": "a schedule with W actions splits every backward and needs one W per B",
+    "WB": "W computes the weight gradient from what its B leaves behind",
+}
 
 
 def _fail(schedule: Schedule, message: str, cell: tuple[int, int] | None) -> ScheduleError:
     return ScheduleError(f"schedule {schedule.name!r}: {message}\n{schedule.grid(mark=cell)}")
 
 
-def _where(schedule: Schedule, action: Action) -> tuple[int, int] | None:
-    for r, row in enumerate(schedule.ranks):
-        for s, a in enumerate(row):
-            if a == action:
-                return r, s
-    return None
-
-
-def dependencies(action: Action, num_stages: int, split: bool) -> list[Action]:
-    """The actions ``action`` needs finished first (across ranks and on its own)."""
-    s, k = action.stage, action.mb
-    if action.kind == "F":
-        return [Action(s - 1, "F", k)] if s > 0 else []
-    if action.kind == "B":
-        upstream = Action(s + 1, "B", k) if s < num_stages - 1 else None
-        return [Action(s, "F", k)] + ([upstream] if upstream else [])
-    return [Action(s, "B", k)]
+def _cells(schedule: Schedule) -> list[tuple[int, int, Action]]:
+    ranks = schedule.ranks
+    return [(r, s, a) for r, row in enumerate(ranks) for s, a in enumerate(row) if a is not None]
 
 
 def validate(
@@ -54,109 +57,126 @@ def validate(
     """Raise :class:`ScheduleError` unless ``schedule`` is complete and can run.
 
     ``num_stages`` and ``microbatches``, when given, are what the strategy
-    expects; the schedule must cover exactly those.
+    expects; the schedule must cover exactly those. Otherwise they are read
+    off the schedule (the largest stage and micro-batch it names).
     """
     stages = schedule.num_stages if num_stages is None else num_stages
     m = schedule.microbatches if microbatches is None else microbatches
-    split = schedule.split_backward
+    cells = _cells(schedule)
 
-    # 1. stages and micro-batches in range, each stage on exactly one rank.
+    # 1. in range, each stage on one rank.
     owner: dict[int, int] = {}
-    for r, row in enumerate(schedule.ranks):
-        for s, a in enumerate(row):
-            if a is None:
-                continue
-            if a.stage >= stages:
-                raise _fail(
-                    schedule,
-                    f"rank {r}, step {s}: {a} names stage {a.stage} but the "
-                    f"model has {stages} stages (0..{stages - 1})",
-                    (r, s),
-                )
-            if a.mb >= m:
-                raise _fail(
-                    schedule,
-                    f"rank {r}, step {s}: {a} names micro-batch {a.mb} but "
-                    f"the step has {m} micro-batches (0..{m - 1})",
-                    (r, s),
-                )
-            if owner.setdefault(a.stage, r) != r:
-                raise _fail(
-                    schedule,
-                    f"rank {r}, step {s}: stage {a.stage} also runs on rank "
-                    f"{owner[a.stage]}; each stage must live on exactly one rank",
-                    (r, s),
-                )
-
-    # 2. exactly one of each action.
-    counts = Counter(a for row in schedule.ranks for a in row if a is not None)
-    for action, n in counts.items():
-        if n > 1:
+    for r, s, a in cells:
+        if a.stage >= stages:
             raise _fail(
                 schedule,
-                f"{action} appears {n} times; each action must appear once",
-                _where(schedule, action),
+                f"rank {r}, step {s}: {a} names stage {a.stage} but the model has "
+                f"{stages} stages (0..{stages - 1})",
+                (r, s),
             )
-    kinds = ("F", "B", "W") if split else ("F", "B")
-    for stage in range(stages):
-        for k in range(m):
-            for kind in kinds:
-                need = Action(stage, kind, k)
-                if need not in counts:
-                    rank = owner.get(stage)
-                    place = f"rank {rank}" if rank is not None else "no rank"
-                    hint = " (a schedule with W actions needs one W per B)" if kind == "W" else ""
-                    raise _fail(
-                        schedule,
-                        f"{need} is missing: stage {stage} ({place}) never "
-                        f"runs {_NAMES[kind]} of micro-batch {k}{hint}",
-                        None,
-                    )
+        if a.mb >= m:
+            raise _fail(
+                schedule,
+                f"rank {r}, step {s}: {a} names micro-batch {a.mb} but the step has "
+                f"{m} micro-batches (0..{m - 1})",
+                (r, s),
+            )
+        if owner.setdefault(a.stage, r) != r:
+            raise _fail(
+                schedule,
+                f"rank {r}, step {s}: stage {a.stage} also runs on rank {owner[a.stage]}; "
+                "each stage must live on exactly one rank (its weights and stashes are there)",
+                (r, s),
+            )
 
-    # 3. on one rank, an action may not come before what it needs from that rank.
+    # 2. each action once.
+    seen: dict[Action, tuple[int, int]] = {}
+    for r, s, a in cells:
+        if a in seen:
+            r0, s0 = seen[a]
+            raise _fail(
+                schedule,
+                f"rank {r}, step {s}: {a} appears again (first at rank {r0}, step {s0}); "
+                "each action must appear exactly once",
+                (r, s),
+            )
+        seen[a] = (r, s)
+
+    # 3. complete. Gaps are found from sorted numbers, so a file naming stage
+    # 10**9 fails at once instead of counting up to it.
+    absent = _first_gap(sorted(owner), stages)
+    if absent is not None:
+        raise _fail(
+            schedule, f"no rank runs stage {absent}; every stage 0..{stages - 1} needs a rank", None
+        )
+    forwards: dict[int, list[int]] = {stage: [] for stage in owner}
+    for _, _, a in cells:
+        if a.kind == "F":
+            forwards[a.stage].append(a.mb)
+    for stage, mbs in sorted(forwards.items()):
+        k = _first_gap(sorted(mbs), m)
+        # with a B or W of that micro-batch present, the partner check below
+        # points at its cell instead
+        if k is not None and all(Action(stage, kind, k) not in seen for kind in "BW"):
+            raise _fail(
+                schedule,
+                f"rank {owner[stage]}: stage {stage} never processes micro-batch {k} "
+                f"({Action(stage, 'F', k)} and {Action(stage, 'B', k)} are missing)",
+                None,
+            )
+    # W's first, then B's, then F's: a missing action is reported at the cell
+    # that explains it best (the W without its B, the B without its W, the F
+    # with no backward at all).
+    partners = {"W": "B", "B": "FW" if schedule.split_backward else "F", "F": "B"}
+    for r, s, a in sorted(cells, key=lambda cell: "WBF".index(cell[2].kind)):
+        for kind in partners[a.kind]:
+            partner = Action(a.stage, kind, a.mb)
+            if partner not in seen:
+                hint = _HINTS[a.kind + kind]
+                raise _fail(
+                    schedule,
+                    f"rank {r}, step {s}: {a} has no {_NAMES[kind][4:]} ({partner} is "
+                    f"missing); {hint}",
+                    (r, s),
+                )
+
+    # 4. on one rank, nothing before what it needs from that same rank.
     for r, row in enumerate(schedule.ranks):
         step_of = {a: s for s, a in enumerate(row) if a is not None}
         for s, a in enumerate(row):
             if a is None:
                 continue
-            for d in dependencies(a, stages, split):
+            for d in dependencies(a, stages):
                 if step_of.get(d, -1) > s:
                     raise _fail(
                         schedule,
-                        f"rank {r}, step {s}: {a} comes before {d} (step "
-                        f"{step_of[d]}) on the same rank, but {_NAMES[a.kind]} needs "
-                        f"{_NAMES[d.kind]} first",
+                        f"rank {r}, step {s}: {a} comes before {d} (step {step_of[d]}) on "
+                        f"the same rank, but {_NAMES[a.kind]} needs {_NAMES[d.kind]} first",
                         (r, s),
                     )
 
-    # 4. run it with zero-time actions to find waits that can never end.
-    done: set[Action] = set()
-    position = [0] * schedule.num_ranks
-    rows = [[(s, a) for s, a in enumerate(row) if a is not None] for row in schedule.ranks]
-    progress = True
-    while progress:
-        progress = False
-        for r, row in enumerate(rows):
-            while position[r] < len(row):
-                _, action = row[position[r]]
-                if any(d not in done for d in dependencies(action, stages, split)):
-                    break
-                done.add(action)
-                position[r] += 1
-                progress = True
-    stuck = [(r, rows[r][position[r]]) for r in range(len(rows)) if position[r] < len(rows[r])]
-    if stuck:
+    # 5. a cycle of waits across ranks.
+    timeline = run(schedule, 0, 0, 0)
+    if timeline.stuck:
+        finished = {t.action for row in timeline.rows for t in row}
         waits = []
-        for r, (_, action) in stuck:
-            missing = [d for d in dependencies(action, stages, split) if d not in done]
+        for r, _, action in timeline.stuck:
+            missing = [d for d in dependencies(action, stages) if d not in finished]
             who = ", ".join(f"{d} on rank {owner[d.stage]}" for d in missing)
             waits.append(f"rank {r} waits at {action} for {who}")
-        r0, (s0, a0) = stuck[0]
+        r0, s0, a0 = timeline.stuck[0]
         raise _fail(
             schedule,
-            f"deadlock at rank {r0}, step {s0} ({a0}): the waits form a cycle: " + "; ".join(waits),
+            f"deadlock at rank {r0}, step {s0} ({a0}): the ranks wait for each other in a "
+            "cycle: " + "; ".join(waits) + ". Reorder so that every action's inputs can be "
+            "produced before it",
             (r0, s0),
         )
 
 
-_NAMES = {"F": "the forward", "B": "the backward", "W": "the weight gradient"}
+def _first_gap(present: list[int], size: int) -> int | None:
+    """The smallest number in ``0..size-1`` missing from the sorted ``present``."""
+    for expected, value in enumerate(present):
+        if value != expected:
+            return expected
+    return len(present) if len(present) < size else None

@@ -1,0 +1,151 @@
+"""Where each action of a schedule falls in time on an idealised pipeline.
+
+A schedule only fixes the *order* of actions on every rank. :func:`run` places
+them in time the way the papers draw their figures (Narayanan et al. 2021,
+fig. 4; Qi et al. 2024, fig. 3): every ``F`` takes ``t_f``, every ``B``
+``t_b`` and every ``W`` ``t_w`` (a backward that is not split into B and W
+takes ``t_b + t_w``), an action starts as soon as its rank has finished the
+previous one and the actions it depends on have finished
+(:func:`~simulator.parallel.pipeline.actions.dependencies`), plus ``comm``
+when one of them ran on another rank. That is a longest-path computation over
+the schedule's dependency graph; a cycle in that graph means the schedule can
+never finish, and the ranks left waiting are reported in ``Timeline.stuck``.
+
+The simulator's runtime does the same thing with real costs; this module is
+the cheap unit-time version for printing schedules, for the validator's
+deadlock check (every action taking no time) and for designing schedules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from math import gcd, lcm
+
+from .actions import Action, Schedule, dependencies
+
+Number = int | float | Fraction
+
+
+@dataclass(frozen=True)
+class Timed:
+    """An action placed in time: it ran at ``step`` of ``rank``'s list."""
+
+    action: Action
+    rank: int
+    step: int
+    start: Number
+    end: Number
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """A schedule placed in time by :func:`run`.
+
+    Attributes:
+        schedule: the schedule.
+        rows: per rank, the actions that could run, in order.
+        stuck: ``(rank, step, action)`` for every rank that could not finish,
+            at the action it waits at; empty when the schedule runs through.
+    """
+
+    schedule: Schedule
+    rows: tuple[tuple[Timed, ...], ...]
+    stuck: tuple[tuple[int, int, Action], ...]
+
+    def busy(self, rank: int) -> Number:
+        return sum(t.end - t.start for t in self.rows[rank])
+
+    def span(self, rank: int) -> Number:
+        """From the rank's first action's start to its last action's end."""
+        row = self.rows[rank]
+        return row[-1].end - row[0].start if row else 0
+
+    def bubble_fraction(self) -> Number:
+        """``1 - mean(busy) / max(span)``: the simulator's bubble metric (and the
+        Zero Bubble paper's "bubble rate", Qi et al. 2024, sec. 5.3)."""
+        longest = max(self.span(r) for r in range(len(self.rows)))
+        if not longest:
+            return 0
+        mean_busy = sum(self.busy(r) for r in range(len(self.rows))) / len(self.rows)
+        return 1 - mean_busy / longest
+
+    def grid(self) -> str:
+        """A rank x time text grid: one column per time unit, idle units shown as ``.``.
+
+        The time unit is the largest one that divides every duration (1 when
+        F, B and W take one unit each); an action longer than one unit
+        continues in ``-`` cells. With unit times this is the picture of the
+        papers' figures.
+        """
+        timed = [t for row in self.rows for t in row if t.end > t.start]
+        if not timed:
+            return self.schedule.grid()
+        # float times are read to three decimals, so 0.1 does not become 2**-55ths
+        unit = _common_unit([Fraction(t.end - t.start).limit_denominator(1000) for t in timed])
+        origin = min(t.start for t in timed)
+        columns = round((max(t.end for t in timed) - origin) / unit)
+        width = max(4, *(len(str(t.action)) + 1 for t in timed))
+        lines = [] if unit == 1 else [f"(one column = {unit} time units)"]
+        lines.append("time    " + "".join(f"{c:>{width}}" for c in range(columns)))
+        for r, row in enumerate(self.rows):
+            cells = ["."] * columns
+            for t in row:
+                first = round((t.start - origin) / unit)
+                last = round((t.end - origin) / unit)
+                cells[first:last] = [str(t.action)] + ["-"] * (last - first - 1)
+            lines.append(f"rank {r:<3}" + "".join(f"{c:>{width}}" for c in cells))
+        return "\n".join(lines)
+
+
+def _common_unit(durations: list[Fraction]) -> Fraction:
+    """The largest duration that divides all of ``durations`` (all positive)."""
+    numerator = 0
+    denominator = 1
+    for d in durations:
+        denominator = lcm(denominator, d.denominator)
+    for d in durations:
+        numerator = gcd(numerator, d.numerator * (denominator // d.denominator))
+    return Fraction(numerator, denominator)
+
+
+def run(
+    schedule: Schedule,
+    t_f: Number = 1,
+    t_b: Number = 1,
+    t_w: Number = 1,
+    comm: Number = 0,
+) -> Timeline:
+    """Place ``schedule`` in time (see the module docstring).
+
+    Pass :class:`~fractions.Fraction` or integer times for exact arithmetic.
+    Actions whose dependencies are missing from the schedule wait forever and
+    show up in ``stuck``, like a cycle does.
+    """
+    split = schedule.split_backward
+    duration = {"F": t_f, "B": t_b if split else t_b + t_w, "W": t_w}
+    owner = schedule.stage_to_rank()
+    rows = [[(s, a) for s, a in enumerate(row) if a is not None] for row in schedule.ranks]
+    placed: list[list[Timed]] = [[] for _ in rows]
+    finish: dict[Action, tuple[Number, int]] = {}
+    position = [0] * len(rows)
+    progress = True
+    while progress:
+        progress = False
+        for r, row in enumerate(rows):
+            while position[r] < len(row):
+                step, action = row[position[r]]
+                needs = dependencies(action, schedule.num_stages)
+                if any(d not in finish for d in needs):
+                    break
+                start = placed[r][-1].end if placed[r] else 0
+                for d in needs:
+                    end, rank = finish[d]
+                    start = max(start, end + (comm if rank != r else 0))
+                timed = Timed(action, r, step, start, start + duration[action.kind])
+                placed[r].append(timed)
+                finish[action] = (timed.end, owner.get(action.stage, r))
+                position[r] += 1
+                progress = True
+    stuck = tuple((r, *row[position[r]]) for r, row in enumerate(rows) if position[r] < len(row))
+    return Timeline(schedule, tuple(tuple(p) for p in placed), stuck)

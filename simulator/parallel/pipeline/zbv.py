@@ -1,0 +1,137 @@
+"""ZB-V: the V-shape zero-bubble schedule, two chunks per rank.
+
+Qi, Wan, Agrawal, Huang and Lin 2024, "Pipeline Parallelism with Controllable
+Memory" (NeurIPS 2024), which builds schedules from a repeated building block
+and names the zero-bubble V-shape member ZB-V; it ships as the ``zbv``
+schedule of the authors' zero-bubble repository (sail-sg,
+zero-bubble-pipeline-parallelism).
+
+**Placement.** The model is cut into ``2p`` chunks; rank ``r`` holds chunk
+``r`` and chunk ``2p-1-r``. A micro-batch's forward runs down the ranks
+(chunks ``0..p-1`` on ranks ``0..p-1``), turns on the last rank (chunks
+``p-1`` and ``p`` are both there, so that hand-off is local) and comes back up
+(chunk ``2p-1``, with the loss, is on rank 0). The backward retraces the V.
+The first rank therefore gets its first backward after ``2p`` forward chunks
+instead of waiting for the whole pipeline twice, and every rank does the
+same work per micro-batch: ``F`` and ``B`` and ``W`` of two chunks.
+
+**Order on rank r**, writing ``a`` for chunk ``r`` and ``c`` for chunk
+``2p-1-r`` (micro-batch numbers count up separately per chunk and kind):
+
+1. ``2(p-r-1)`` forwards of ``a``;
+2. ``r+1`` times: forward ``a``, forward ``c`` -- the rank is busy for the
+   ``2p`` time units before its first backward arrives;
+3. ``p-r-1`` times: ``B`` of ``c``, ``W`` of ``c``, forward ``c``;
+4. steady state, ``m-2p+r+1`` times: forward ``a``, ``B c``, ``W c``,
+   forward ``c``, ``B a``, ``W a``;
+5. cool-down: the remaining actions are list-scheduled on the unit-time
+   timeline (every action one unit, free communication): whenever the rank is
+   free it runs a ready forward, else a ready B (lowest micro-batch first),
+   else a pending W -- so the W's fill the holes of the drain, as in ZB-H2's
+   parallelogram.
+
+**Rules and properties.** ``chunks`` must be 2. Any ``m >= 1`` gives a valid
+schedule (for ``m < 2p-1`` phases 1-4 are cut to the micro-batches that
+exist). With ``m >= 2p-1``, equal chunk times ``T_F = T_B = T_W`` and free
+communication there is no bubble (checked on the unit-time timeline for
+``p <= 16`` and in the simulator's tests); there is no closed form for other
+times, so the bubble formula is 0 under those conditions and None otherwise.
+A stash lives from its F to its W: the first rank holds at most ``2p+1``
+chunk stashes, i.e. ``p + 1/2`` stages' worth, half a stage more than 1F1B's
+first rank (the paper counts the V-shape at 1F1B's memory); for large ``p``
+some middle ranks hold one or two more during the cool-down.
+"""
+
+from __future__ import annotations
+
+from math import isclose
+
+from ...errors import LayoutError
+from .actions import Action, Schedule, dependencies
+from .schedules import ScheduleInfo, register
+from .timeline import run
+
+
+def _rules(p: int, m: int, v: int) -> None:
+    if v != 2:
+        raise LayoutError(
+            f"zbv places two chunks on every rank (a V: rank r holds chunks r and 2p-1-r); "
+            f"set chunks = 2 (got {v})"
+        )
+
+
+def _head(p: int, m: int) -> list[list[Action]]:
+    """Phases 1-4 of the module docstring, cut to micro-batches below ``m``."""
+    full = max(m, 2 * p - 1)
+    rows = []
+    for r in range(p):
+        phases = (
+            ["Fa"] * 2 * (p - r - 1)
+            + ["Fa", "Fc"] * (r + 1)
+            + ["Bc", "Wc", "Fc"] * (p - r - 1)
+            + ["Fa", "Bc", "Wc", "Fc", "Ba", "Wa"] * (full - 2 * p + r + 1)
+        )
+        chunk = {"a": r, "c": 2 * p - 1 - r}
+        count = dict.fromkeys(phases, 0)
+        row = []
+        for name in phases:
+            row.append(Action(chunk[name[1]], name[0], count[name]))
+            count[name] += 1
+        rows.append([a for a in row if a.mb < m])
+    return rows
+
+
+def _priority(a: Action) -> tuple[int, int, int]:
+    # forwards keep the V fed, then backwards (oldest first), W only to fill a hole
+    if a.kind == "W":
+        return (2, a.stage, a.mb)
+    return (0 if a.kind == "F" else 1, a.mb, a.stage)
+
+
+def _zbv(p: int, m: int, v: int) -> list[list[Action]]:
+    stages = 2 * p
+    rows = _head(p, m)
+    placed = run(Schedule("zbv", tuple(map(tuple, rows)), stages, m))
+    finish = {t.action: t.end for row in placed.rows for t in row}
+    free = [row[-1].end if row else 0 for row in placed.rows]
+    remaining = []
+    for r, row in enumerate(rows):
+        mine = {Action(s, k, mb) for s in (r, stages - 1 - r) for k in "FBW" for mb in range(m)}
+        remaining.append(mine - set(row))
+    now = min(free)
+    while any(remaining):
+        for r in range(p):
+            if free[r] > now or not remaining[r]:
+                continue
+            ready = [
+                a
+                for a in remaining[r]
+                if all(finish.get(d, now + 1) <= now for d in dependencies(a, stages))
+            ]
+            if ready:
+                a = min(ready, key=_priority)
+                rows[r].append(a)
+                remaining[r].remove(a)
+                finish[a] = free[r] = now + 1
+        now += 1
+    return rows
+
+
+def zbv_bubble(p: int, m: int, v: int, t_f: float, t_b: float, t_w: float) -> float | None:
+    """0 for ``m >= 2p-1`` with ``T_F = T_B = T_W``, else None (module docstring)."""
+    if m >= 2 * p - 1 and isclose(t_f, t_b, rel_tol=1e-9) and isclose(t_b, t_w, rel_tol=1e-9):
+        return 0.0
+    return None
+
+
+register(
+    ScheduleInfo(
+        "zbv",
+        _zbv,
+        "V-shape zero bubble, rank r holds chunks r and 2p-1-r (Qi et al. 2024, ZB-V)",
+        split_backward=True,
+        chunked=True,
+        bubble=zbv_bubble,
+        rules=_rules,
+    )
+)
