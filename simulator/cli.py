@@ -41,3 +41,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. piped into `head`: the reader has all it wanted
+        sys.stderr.close()
+        return 0

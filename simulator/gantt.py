@@ -23,7 +23,11 @@ from matplotlib.patches import Patch
 from .report import time_unit
 from .trace import COMM, COMPUTE, Event
 
-MB_COLOURS = plt.get_cmap("tab20").colors[::2] + plt.get_cmap("tab20").colors[1::2]
+# tab10 without its grey, then the lighter tab20 shades without theirs: grey is kept
+# for W blocks and the optimizer, so no micro-batch looks like them
+MB_COLOURS = tuple(c for i, c in enumerate(plt.get_cmap("tab10").colors) if i != 7) + tuple(
+    c for i, c in enumerate(plt.get_cmap("tab20").colors) if i % 2 and i != 15
+)
 W_COLOUR = "#5b6b7c"
 OPT_COLOUR = "#3a3a3a"
 COMM_COLOURS = {"pp": "#3b75af", "dp": "#e07b39", "tp": "#8c5fb8", "embedding": "#4f9d69"}

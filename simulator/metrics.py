@@ -10,8 +10,9 @@ Definitions (the tests rely on them):
   compute stream is not) and ``idle_s`` (neither); ``compute_s + comm_only_s
   + idle_s = iteration_time_s``. ``exposed_comm_s``: time the device's compute
   stream waited while communication it needed was under way.
-* ``bubble_fraction``: ``1 - mean(compute busy) / max(device span)``, a span
-  running from a device's first to its last compute op of the step. With
+* ``bubble_fraction``: ``1 - mean(busy) / max(device span)``, a span running
+  from a device's first to its last forward or backward op of the step (the
+  optimizer step, after the pipeline has drained, is left out of both). With
   equal stages and free communication it is exactly ``(p-1)/(m+p-1)`` for
   GPipe and 1F1B, and it is the Zero Bubble paper's "bubble rate" (Qi et al.
   2024, sec. 5.3).
@@ -46,6 +47,7 @@ def device_times(mine: list[Event], lo: float, hi: float) -> dict[str, float]:
     from that device's events, over ``[lo, hi]``."""
     compute = _union(_clip([e for e in mine if e.lane == COMPUTE], lo, hi))
     comm = _union(_clip([e for e in mine if e.lane == COMM], lo, hi))
+    work = _union(_clip([e for e in mine if e.lane == COMPUTE and e.cat != "opt"], lo, hi))
     busy = _length(_union(compute + comm))
     compute_s = _length(compute)
     return {
@@ -53,16 +55,18 @@ def device_times(mine: list[Event], lo: float, hi: float) -> dict[str, float]:
         "comm_s": _length(comm),
         "comm_only_s": busy - compute_s,
         "idle_s": (hi - lo) - busy,
-        "span_s": (compute[-1][1] - compute[0][0]) if compute else 0.0,
+        "work_s": _length(work),
+        "span_s": (work[-1][1] - work[0][0]) if work else 0.0,
     }
 
 
 def bubble_fraction(times: list[dict[str, float]]) -> float:
-    """``1 - mean(compute busy) / max(span)`` over the devices (DESIGN.md)."""
+    """``1 - mean(busy) / max(span)`` over the devices, counting the forward and
+    backward work (the optimizer step runs after the pipeline has drained)."""
     longest = max((t["span_s"] for t in times), default=0.0)
     if longest == 0:
         return 0.0
-    return 1.0 - sum(t["compute_s"] for t in times) / len(times) / longest
+    return 1.0 - sum(t["work_s"] for t in times) / len(times) / longest
 
 
 def analytic_bubble(runtime: Any) -> float | None:
@@ -99,16 +103,16 @@ def summarize(runtime: Any) -> dict[str, Any]:
         per_device.append(
             {
                 "device": d,
-                **{k: v for k, v in times.items() if k != "span_s"},
+                **{k: v for k, v in times.items() if k not in ("span_s", "work_s")},
                 "exposed_comm_s": runtime.exposed.get(d, 0.0),
                 "peak_memory_bytes": runtime.engine.memory[d].peak,
                 "bytes_sent": runtime.step_bytes_sent[d],
                 "memory": runtime.engine.memory[d].breakdown(),
                 "peak_inflight_microbatches": runtime.peak_inflight[worker_of[d]],
-                "_span": times["span_s"],
+                "_span": (times["work_s"], times["span_s"]),
             }
         )
-    spans = [{"compute_s": p["compute_s"], "span_s": p.pop("_span")} for p in per_device]
+    spans = [dict(zip(("work_s", "span_s"), p.pop("_span"), strict=True)) for p in per_device]
     num = len(per_device)
     dtype = plan.model_config.dtype
     peak = plan.cluster.device.peak_flops.get(dtype, 0.0)

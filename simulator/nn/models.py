@@ -88,6 +88,7 @@ class MLPConfig:
 
 def model_kinds() -> dict[str, type]:
     """Model kinds a scenario's ``[model] kind`` may name."""
+    from .abstract import AbstractConfig
     from .gpt import GPTConfig
 
-    return {"mlp": MLPConfig, "gpt": GPTConfig}
+    return {"mlp": MLPConfig, "gpt": GPTConfig, "abstract": AbstractConfig}
