@@ -3,6 +3,21 @@
 Real numpy training math runs on virtual devices whose compute and links are
 simulated with SimPy; every strategy records a timeline, pipeline bubbles,
 memory and traffic, and reproduces single-device training exactly.
+
+The public API, from the bottom up:
+
+* hardware: :func:`preset`, :data:`PRESETS`, :class:`ClusterSpec`,
+  :class:`DeviceSpec`, :class:`LinkSpec`, :func:`single_switch`;
+* the engine and its record: :class:`Engine`, :class:`Trace`, :mod:`ops`
+  (the op vocabulary), :func:`recording` (the tape of what code did);
+* models: :class:`MLPConfig`, :class:`GPTConfig`, :class:`AbstractConfig`;
+* collectives: :mod:`simulator.comm`;
+* strategies: :class:`Strategy`, :class:`TrainingConfig`, :class:`Mesh`,
+  pipeline schedules (:func:`get_schedule`, :func:`schedule_names`,
+  :class:`Schedule`, :class:`Action`, :func:`parse_csv`, :func:`validate`);
+* running: :func:`run_strategy`, :func:`run_scenario`, :func:`load_scenario`,
+  :func:`parse_scenario`, :func:`write_outputs`, :func:`comparison_table`;
+* pictures: :mod:`simulator.plots` (``gantt``, ``memory``, ``compare``).
 """
 
 import os
@@ -13,6 +28,8 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from . import comm, ops
+from .engine import Engine
 from .errors import (
     DeadlockError,
     LayoutError,
@@ -21,27 +38,70 @@ from .errors import (
     ScheduleError,
     SimulatorError,
 )
-from .hardware import ClusterSpec, DeviceSpec, LinkSpec, preset
+from .experiment import (
+    ScenarioResult,
+    StrategyResult,
+    run_scenario,
+    run_strategy,
+    write_outputs,
+)
+from .hardware import PRESETS, ClusterSpec, DeviceSpec, LinkSpec, preset, single_switch
+from .nn.abstract import AbstractConfig
 from .nn.gpt import GPTConfig
 from .nn.models import MLPConfig
 from .parallel import Mesh, Strategy, build_plan
+from .parallel.pipeline import (
+    Action,
+    Schedule,
+    get_schedule,
+    parse_csv,
+    schedule_names,
+    validate,
+)
+from .report import comparison_table
+from .scenario import Scenario, load_scenario, parse_scenario
+from .tape import recording
+from .trace import Trace
 from .training import TrainingConfig
 
 __all__ = [
+    "PRESETS",
+    "AbstractConfig",
+    "Action",
     "ClusterSpec",
     "DeadlockError",
     "DeviceSpec",
+    "Engine",
     "GPTConfig",
     "LayoutError",
     "LinkSpec",
     "MLPConfig",
     "Mesh",
     "OutOfMemoryError",
+    "Scenario",
     "ScenarioError",
+    "ScenarioResult",
+    "Schedule",
     "ScheduleError",
     "SimulatorError",
     "Strategy",
+    "StrategyResult",
+    "Trace",
     "TrainingConfig",
     "build_plan",
+    "comm",
+    "comparison_table",
+    "get_schedule",
+    "load_scenario",
+    "ops",
+    "parse_csv",
+    "parse_scenario",
     "preset",
+    "recording",
+    "run_scenario",
+    "run_strategy",
+    "schedule_names",
+    "single_switch",
+    "validate",
+    "write_outputs",
 ]
