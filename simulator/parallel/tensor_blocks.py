@@ -143,8 +143,8 @@ def replicas(layer: Layer, t: int) -> ShardMap:
 
 @contextlib.contextmanager
 def summed_over_ranks(params: list[list[Param]], label: str) -> Iterator[None]:
-    """Make the gradients that the block inside computes of replicated ``params`` (per
-    rank) the sum over the ranks.
+    """Inside the block, the gradients of the replicated ``params`` (a list per rank)
+    become their sums over the ranks.
 
     Under sequence parallelism each rank's layer norms (and row-parallel
     biases) see only its ``s/t`` positions, so each rank's gradient is a

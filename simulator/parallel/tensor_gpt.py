@@ -127,10 +127,11 @@ class ParallelTransformerLayer(Sharded):
     def __init__(self, layer: TransformerLayer, t: int, sequence_parallel: bool) -> None:
         heads, head_dim = layer.core.heads, layer.core.head_dim
         check_divides(
-            f"attention heads of hidden size {heads * head_dim}",
+            "attention heads",
             heads,
             t,
-            f"choose tp among the divisors of heads = {heads}",
+            f"choose tp among the divisors of heads = {heads} (hidden = {heads * head_dim} is "
+            f"split by whole heads)",
         )
         inner = layer.fc1.weight.shape[1]
         check_divides("MLP inner size", inner, t, f"choose tp among the divisors of {inner}")

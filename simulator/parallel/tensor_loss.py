@@ -57,7 +57,8 @@ def _loss_and_softmax(e: Array, total: Array, picked: Array) -> tuple[Array, Arr
     else:
         loss = np.mean(np.log(total) - picked)
         probs = e / total[..., None]
-    ops.emit("vocab_parallel_loss", "normalization", dtype, 0, ops.bytes_moved(e, total, probs))
+    traffic = ops.bytes_moved(e, total, picked, probs)
+    ops.emit("vocab_parallel_loss", "normalization", dtype, 0, traffic)
     return loss, probs
 
 
