@@ -89,16 +89,16 @@ class Embedding(Layer):
     def parameters(self) -> list[Param]:
         return [self.weight, self.positions]
 
-    def _position_ids(self, like: Array, first: int = 0) -> Array:
-        """Ids ``first .. first+n-1`` as one row ``(1, n)``, ``n = like.shape[1]``,
+    def _position_ids(self, x: Array, first: int = 0) -> Array:
+        """Ids ``first .. first+n-1`` as one row ``(1, n)``, ``n = x.shape[1]``,
         broadcast over the batch."""
-        n = like.shape[1]
+        n = x.shape[1]
         if first + n > self.positions.shape[0]:
             raise ValueError(
                 f"sequence of {first + n} tokens is longer than the "
                 f"{self.positions.shape[0]} positions"
             )
-        if is_shape_only(like):
+        if is_shape_only(x):
             return ShapeArray((1, n), "int64")
         return np.arange(first, first + n)[None, :]
 
