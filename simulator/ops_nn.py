@@ -164,22 +164,45 @@ def dropout_backward(dy: Array, mask: Array, p: float) -> Array:
 # -- embeddings ------------------------------------------------------------------------------
 
 
-def embedding(ids: Array, table: Array) -> Array:
+def shard_rows(ids: np.ndarray, rows: int, start: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices into a shard holding ids ``start .. start + rows - 1``, and which ids it holds.
+
+    Ids of other shards point at row 0; callers zero what those rows give.
+    """
+    local = ids - start
+    inside = (local >= 0) & (local < rows)
+    return np.where(inside, local, 0), inside
+
+
+def embedding(ids: Array, table: Array, start: int | None = None) -> Array:
     """Rows ``table[ids]``: a gather, not a GEMM (it reads the ids and the rows it
-    copies, and writes them)."""
+    copies, and writes them).
+
+    ``start`` makes ``table`` a vocabulary shard holding the rows of ids
+    ``start .. start + len(table) - 1``: ids outside it give zero rows, so the
+    shards' results add up to the whole lookup (Megatron-LM's
+    ``VocabParallelEmbedding``, Shoeybi et al. 2019, sec. 3).
+    """
     dtype = dtype_of(table)
     shape = (*ids.shape, table.shape[-1])
-    out: Array = ShapeArray(shape, dtype) if is_shape_only(table) else table[ids]
+    if is_shape_only(table):
+        out: Array = ShapeArray(shape, dtype)
+    elif start is None:
+        out = table[ids]
+    else:
+        rows, inside = shard_rows(ids, table.shape[0], start)
+        out = np.where(inside[..., None], table[rows], 0.0).astype(table.dtype, copy=False)
     emit("embedding", "elementwise", dtype, 0, bytes_moved(ids) + 2 * out.nbytes)
     return out
 
 
-def embedding_backward(ids: Array, dy: Array, rows: int) -> Array:
+def embedding_backward(ids: Array, dy: Array, rows: int, start: int | None = None) -> Array:
     """Gradient of :func:`embedding` w.r.t. a table of ``rows`` rows: ``dy`` scatter-added
     into the rows ``ids`` picked (a row picked twice gets both gradients).
 
     ``ids`` may broadcast against ``dy.shape[:-1]`` (position ids ``(1, s)``
-    for a batch of ``b`` sequences).
+    for a batch of ``b`` sequences). With ``start`` the table is a vocabulary
+    shard, as in :func:`embedding`, and ids outside it contribute nothing.
     """
     width = dy.shape[-1]
     dtype = dtype_of(dy)
@@ -188,7 +211,11 @@ def embedding_backward(ids: Array, dy: Array, rows: int) -> Array:
     else:
         out = np.zeros((rows, width), dtype=dy.dtype)
         flat = np.broadcast_to(ids, dy.shape[:-1]).reshape(-1)
-        np.add.at(out, flat, dy.reshape(-1, width))
+        grads = dy.reshape(-1, width)
+        if start is not None:
+            flat, inside = shard_rows(flat, rows, start)
+            flat, grads = flat[inside], grads[inside]
+        np.add.at(out, flat, grads)
     emit("embedding_backward", "elementwise", dtype, 0, bytes_moved(ids, dy, out))
     return out
 

@@ -25,8 +25,11 @@ together apply exactly the single-device mask. For example, rank ``r`` of
 ``t`` on the attention-probability dropout of ``a`` heads uses
 ``window=(slice(r * a // t, (r + 1) * a // t),)`` and ``full_shape=(a, s, s)``;
 with sequence parallelism over a ``(b, s, h)`` activation,
-``window=(slice(s0, s1),)`` and ``full_shape=(s, h)``. :meth:`Dropout.sliced`
-makes such a copy of a layer.
+``window=(slice(s0, s1),)`` and ``full_shape=(s, h)``. ``full_shape`` may stop
+after the windowed axes -- ``(a,)`` or ``(s,)`` above -- and the remaining
+axes are then the input's, so a tensor-parallel layer can cut its heads before
+it knows the sequence length. :meth:`Dropout.sliced` makes such a copy of a
+layer.
 """
 
 from __future__ import annotations
@@ -52,7 +55,8 @@ class Dropout(Layer):
         layer: index of the transformer layer the site belongs to.
         site: a key of :data:`SITES`.
         window: per-sample slices this layer applies, or None for the whole mask.
-        full_shape: per-sample shape of the whole mask (required with ``window``).
+        full_shape: per-sample shape of the whole mask (required with ``window``),
+            or only its leading axes, at least those the window cuts.
     """
 
     name = "dropout"
@@ -71,6 +75,8 @@ class Dropout(Layer):
             raise ValueError(f"unknown dropout site {site!r}; choose one of {sorted(SITES)}")
         if (window is None) != (full_shape is None):
             raise ValueError("a dropout window needs the full per-sample mask shape, and back")
+        if window is not None and full_shape is not None and len(window) > len(full_shape):
+            raise ValueError(f"dropout window {window} cuts more axes than {full_shape} has")
         self.p = p
         self.layer = layer
         self.site = site
@@ -81,17 +87,22 @@ class Dropout(Layer):
         """This dropout restricted to ``window`` of a per-sample mask of ``full_shape``."""
         return Dropout(self.p, self.layer, self.site, window, full_shape)
 
+    def _full_shape(self, x: Array) -> tuple[int, ...]:
+        """Per-sample shape of the whole mask: ``full_shape``, completed from ``x``."""
+        given = self.full_shape or ()
+        return (*given, *x.shape[1 + len(given) :])
+
     def _sample_shape(self, x: Array) -> tuple[int, ...]:
         """Per-sample shape of the mask this layer applies; checks it against ``x``."""
         if self.full_shape is None or self.window is None:
             return tuple(x.shape[1:])
-        dims = list(self.full_shape)
+        dims = list(self._full_shape(x))
         for axis, window in enumerate(self.window):
-            dims[axis] = len(range(*window.indices(self.full_shape[axis])))
+            dims[axis] = len(range(*window.indices(dims[axis])))
         if tuple(dims) != tuple(x.shape[1:]):
             raise ValueError(
-                f"dropout window {self.window} of a {self.full_shape} mask is {tuple(dims)} "
-                f"per sample, but the input has {tuple(x.shape[1:])}"
+                f"dropout window {self.window} of a {self._full_shape(x)} mask is "
+                f"{tuple(dims)} per sample, but the input has {tuple(x.shape[1:])}"
             )
         return tuple(dims)
 
@@ -101,7 +112,7 @@ class Dropout(Layer):
         if is_shape_only(x):
             return ShapeArray(shape, "uint8")
         info = current_batch()
-        full = self.full_shape or shape[1:]
+        full = self._full_shape(x)
         window = self.window or ()
         rows = []
         for i in range(x.shape[0]):

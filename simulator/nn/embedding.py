@@ -36,21 +36,35 @@ class Embedding(Layer):
     dropout, W scatter-adds the gradient into the rows of both tables that
     forward read.
 
+    Forward is :meth:`lookup` then :meth:`add_positions`, so that a
+    vocabulary-parallel rank can add the partial lookups of all ranks between
+    the two (Megatron-LM, Shoeybi et al. 2019, sec. 3).
+
     Attributes:
         weight: the token table ``(vocab, hidden)``, shared with the output layer.
         positions: the learned position table ``(seq_len, hidden)``.
         dropout: dropout on the sum (site ``embedding``).
+        vocab_start: None for the whole token table; for a vocabulary shard, the
+            id of its first row (ids outside the shard look up zeros).
     """
 
     #: Megatron-LM checkpoints transformer layers only; rerunning this block
     #: would be wasted work (and is outside Megatron-LM SC21 eq. 3).
     recomputable = False
 
-    def __init__(self, name: str, weight: Param, positions: Param, dropout: Dropout) -> None:
+    def __init__(
+        self,
+        name: str,
+        weight: Param,
+        positions: Param,
+        dropout: Dropout,
+        vocab_start: int | None = None,
+    ) -> None:
         self.name = name
         self.weight = weight
         self.positions = positions
         self.dropout = dropout
+        self.vocab_start = vocab_start
 
     @classmethod
     def create(
@@ -75,19 +89,34 @@ class Embedding(Layer):
     def parameters(self) -> list[Param]:
         return [self.weight, self.positions]
 
-    def _position_ids(self, tokens: Array) -> Array:
-        """Ids ``0 .. s-1`` as one row ``(1, s)``, broadcast over the batch."""
-        s = tokens.shape[1]
-        if s > self.positions.shape[0]:
+    def _position_ids(self, x: Array, first: int = 0) -> Array:
+        """Ids ``first .. first+n-1`` as one row ``(1, n)``, ``n = x.shape[1]``,
+        broadcast over the batch."""
+        n = x.shape[1]
+        if first + n > self.positions.shape[0]:
             raise ValueError(
-                f"sequence of {s} tokens is longer than the {self.positions.shape[0]} positions"
+                f"sequence of {first + n} tokens is longer than the "
+                f"{self.positions.shape[0]} positions"
             )
-        return ShapeArray((1, s), "int64") if is_shape_only(tokens) else np.arange(s)[None, :]
+        if is_shape_only(x):
+            return ShapeArray((1, n), "int64")
+        return np.arange(first, first + n)[None, :]
+
+    def lookup(self, tokens: Array) -> Array:
+        """The token rows ``W_e[tokens]`` (zeros for ids outside a vocabulary shard)."""
+        return ops_nn.embedding(tokens, self.weight.value, self.vocab_start)
+
+    def add_positions(self, words: Array, first: int = 0) -> tuple[Array, Array | None]:
+        """``dropout(words + W_p[first .. first+n-1])`` and the dropout mask.
+
+        ``first`` is the position of the first row, non-zero for a
+        sequence-parallel rank that holds a later part of the sequence.
+        """
+        where = ops_nn.embedding(self._position_ids(words, first), self.positions.value)
+        return self.dropout.forward(ops.add(words, where, name=f"{self.name}.add"))
 
     def forward(self, x: Array) -> tuple[Array, Any]:
-        words = ops_nn.embedding(x, self.weight.value)
-        where = ops_nn.embedding(self._position_ids(x), self.positions.value)
-        y, mask = self.dropout.forward(ops.add(words, where, name=f"{self.name}.add"))
+        y, mask = self.add_positions(self.lookup(x))
         return y, (x, mask)
 
     def backward_input(self, dy: Array, ctx: Any) -> tuple[None, Any]:
@@ -97,7 +126,9 @@ class Embedding(Layer):
 
     def backward_weight(self, wctx: Any) -> None:
         tokens, dsum = wctx
-        self.weight.accumulate(ops_nn.embedding_backward(tokens, dsum, self.weight.shape[0]))
+        self.weight.accumulate(
+            ops_nn.embedding_backward(tokens, dsum, self.weight.shape[0], self.vocab_start)
+        )
         positions = self._position_ids(tokens)
         self.positions.accumulate(
             ops_nn.embedding_backward(positions, dsum, self.positions.shape[0])

@@ -50,6 +50,22 @@ class Model:
         return sum(p.size for p in self.parameters())
 
 
+class MLPBlock(Sequential):
+    """Block ``index`` of an MLP of ``depth`` blocks: ``Linear`` then ``ReLU``, or
+    ``Linear`` alone for the last block.
+
+    It knows its place in the stack because tensor parallelism pairs the blocks
+    (see :mod:`simulator.parallel.tensor`).
+    """
+
+    def __init__(self, index: int, depth: int, linear: Linear) -> None:
+        self.index = index
+        self.depth = depth
+        self.linear = linear
+        last = index == depth - 1
+        super().__init__(f"block{index}", [linear] if last else [linear, ReLU()])
+
+
 @dataclass(frozen=True)
 class MLPConfig:
     """A stack of ``layers`` square linear layers of ``width``, ReLU between them.
@@ -72,8 +88,7 @@ class MLPConfig:
         blocks: list[Layer] = []
         for i in range(self.layers):
             linear = Linear.create(f"fc{i}", self.width, self.width, rng, self.dtype)
-            last = i == self.layers - 1
-            blocks.append(Sequential(f"block{i}", [linear] if last else [linear, ReLU()]))
+            blocks.append(MLPBlock(i, self.layers, linear))
         return Model("mlp", blocks, MSELoss(), self.dtype)
 
     def batch(

@@ -12,7 +12,8 @@ class Param:
     optimizer step reads them and :meth:`zero_grad` clears them.
     """
 
-    __slots__ = ("grad", "name", "value")
+    # weak references let tensor parallelism find the shards cut from a tied table
+    __slots__ = ("__weakref__", "grad", "name", "value")
 
     def __init__(self, name: str, value: Array) -> None:
         self.name = name

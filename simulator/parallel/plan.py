@@ -84,6 +84,11 @@ def check_layout(cluster: ClusterSpec, training: TrainingConfig, s: Strategy) ->
             f"dp*microbatches = {s.dp}*{s.microbatches} = {replicas_batches} equal micro-batches;"
             f" choose sizes whose product divides the batch"
         )
+    if s.sequence_parallel and s.tp == 1:
+        raise LayoutError(
+            f"strategy {s.name!r}: sequence_parallel splits the sequence over the tensor-parallel "
+            f"ranks, and tp = 1; set tp > 1 or sequence_parallel = false"
+        )
     if s.recompute not in RECOMPUTE:
         raise LayoutError(f"strategy {s.name!r}: recompute must be one of {RECOMPUTE}")
     check_data_parallel(s)

@@ -1,0 +1,192 @@
+"""Composing tensor-parallel blocks, and the MLP over a tensor-parallel group.
+
+The pieces between the parallel GEMMs of :mod:`simulator.parallel.tensor`:
+chains of blocks (a rank's context is the list of its blocks' contexts),
+residual additions, dropout on sequence shards, replicated layers, and the
+sum over ranks of gradients that sequence parallelism leaves partial.
+
+MLP models pair their blocks (Shoeybi et al. 2019, sec. 3, fig. 3a): block
+``2i`` is column-parallel, block ``2i+1`` row-parallel, the ReLU between them
+runs on each rank's columns. An odd last block has no partner; it is
+*replicated*: every rank computes the whole layer on the whole input it holds
+after the previous row-parallel block, and gets the same gradient, so it
+needs no communication.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+from .. import ops
+from ..arrays import Array, concat, like
+from ..errors import LayoutError
+from ..nn.dropout import Dropout
+from ..nn.layers import Layer
+from ..nn.models import MLPBlock
+from ..nn.param import Param
+from .shard import ParallelBlock, ShardMap
+from .tensor import (
+    ColumnParallel,
+    Region,
+    RowParallel,
+    check_divides,
+    collective,
+    column_shards,
+    per_rank,
+)
+
+
+def by_rank(parts: list[list[Any]]) -> list[list[Any]]:
+    """Per-part lists of per-rank values -> per-rank lists of per-part values."""
+    return [list(values) for values in zip(*parts, strict=True)]
+
+
+class Chain(ParallelBlock):
+    """Parallel blocks applied in order; rank ``r``'s context is the list of theirs."""
+
+    def __init__(self, name: str, blocks: list[ParallelBlock]) -> None:
+        self.name = name
+        self.blocks = blocks
+        self.ranks = blocks[0].ranks
+
+    def forward(self, xs: list[Array]) -> tuple[list[Array], list[Any]]:
+        ctxs = []
+        for block in self.blocks:
+            xs, c = block.forward(xs)
+            ctxs.append(c)
+        return xs, by_rank(ctxs)
+
+    def backward_input(self, dys: list[Array], ctx: list[Any]) -> tuple[list[Array], list[Any]]:
+        wctxs: list[Any] = [None] * len(self.blocks)
+        for i in reversed(range(len(self.blocks))):
+            dys, wctxs[i] = self.blocks[i].backward_input(dys, [c[i] for c in ctx])
+        return dys, by_rank(wctxs)
+
+    def backward_weight(self, wctx: list[Any]) -> None:
+        for i in reversed(range(len(self.blocks))):
+            self.blocks[i].backward_weight([w[i] for w in wctx])
+
+    def params(self, rank: int) -> list[Param]:
+        return [p for b in self.blocks for p in b.params(rank)]
+
+    def borrowed(self, rank: int) -> list[Param]:
+        return [p for b in self.blocks for p in b.borrowed(rank)]
+
+    def own_copy(self, rank: int, param: Param) -> Param:
+        (block,) = [b for b in self.blocks if any(p is param for p in b.borrowed(rank))]
+        return block.own_copy(rank, param)
+
+    def configure(self, selective: bool) -> None:
+        for block in self.blocks:
+            block.configure(selective)
+
+    def full_params(self) -> dict[str, Array]:
+        out: dict[str, Array] = {}
+        for block in self.blocks:
+            out.update(block.full_params())
+        return out
+
+
+class Residual(Chain):
+    """``x + branch(x)`` on every rank (see :class:`simulator.nn.transformer.Residual`)."""
+
+    def forward(self, xs: list[Array]) -> tuple[list[Array], list[Any]]:
+        ys, ctx = super().forward(xs)
+        name = f"{self.name}.residual"
+        return per_rank(self.ranks, lambda r: ops.add(xs[r], ys[r], name=name)), ctx
+
+    def backward_input(self, dys: list[Array], ctx: list[Any]) -> tuple[list[Array], list[Any]]:
+        dxs, wctx = super().backward_input(dys, ctx)
+        name = f"{self.name}.residual.dx"
+        return per_rank(self.ranks, lambda r: ops.add(dys[r], dxs[r], name=name)), wctx
+
+
+class SequenceDropout(ParallelBlock):
+    """Dropout on sequence shards: rank ``r`` of ``t`` holding ``n`` positions applies
+    positions ``r n .. (r+1) n - 1`` of every sample's single-device mask
+    (:meth:`simulator.nn.dropout.Dropout.sliced`)."""
+
+    def __init__(self, dropout: Dropout, t: int) -> None:
+        self.name = dropout.name
+        self.dropout = dropout
+        self.ranks = t
+
+    def _window(self, r: int, x: Array) -> Dropout:
+        n = x.shape[1]
+        return self.dropout.sliced((slice(r * n, (r + 1) * n),), (self.ranks * n,))
+
+    def forward(self, xs: list[Array]) -> tuple[list[Array], list[Any]]:
+        outs = per_rank(self.ranks, lambda r: self._window(r, xs[r]).forward(xs[r]))
+        return [y for y, _ in outs], [mask for _, mask in outs]
+
+    def backward_input(self, dys: list[Array], ctx: list[Any]) -> tuple[list[Array], list[Any]]:
+        dxs = per_rank(self.ranks, lambda r: self.dropout.backward_input(dys[r], ctx[r])[0])
+        return dxs, [None] * self.ranks
+
+    def backward_weight(self, wctx: list[Any]) -> None:
+        """Dropout has no parameters."""
+
+    def params(self, rank: int) -> list[Param]:
+        return []
+
+    def full_params(self) -> dict[str, Array]:
+        return {}
+
+
+def replicas(layer: Layer, t: int) -> ShardMap:
+    """``t`` copies of ``layer``, one per rank, each with its own parameters."""
+    return ShardMap([layer, *(copy.deepcopy(layer) for _ in range(t - 1))])
+
+
+@contextlib.contextmanager
+def summed_over_ranks(params: list[list[Param]], label: str) -> Iterator[None]:
+    """Inside the block, the gradients of the replicated ``params`` (a list per rank)
+    become their sums over the ranks.
+
+    Under sequence parallelism each rank's layer norms (and row-parallel
+    biases) see only its ``s/t`` positions, so each rank's gradient is a
+    partial sum. The block writes this micro-batch's gradients into fresh
+    buffers; one all-reduce adds them across the group and the sums are
+    added to the accumulated gradients. Megatron-LM all-reduces these
+    gradients once per step instead (``_allreduce_layernorm_grads``, after
+    the last micro-batch): the total is the same sum over ranks and
+    micro-batches, only added in another order, and doing it per micro-batch
+    keeps every replica's gradient complete whenever data parallelism reads it.
+    """
+    kept = [[p.grad for p in ps] for ps in params]
+    for ps in params:
+        for p in ps:
+            p.grad = like(p.grad)
+    yield
+    fresh = [concat([p.grad.reshape(-1) for p in ps]) for ps in params]
+    summed = collective("all_reduce", fresh, label)
+    for ps, grads, flat in zip(params, kept, summed, strict=True):
+        offset = 0
+        for p, g in zip(ps, grads, strict=True):
+            g += flat[offset : offset + p.size].reshape(p.shape)
+            p.grad = g
+            offset += p.size
+
+
+# -- the MLP --------------------------------------------------------------------------------------
+def shard_mlp_block(block: MLPBlock, t: int, sequence_parallel: bool) -> ParallelBlock:
+    """Column-parallel, row-parallel or replicated, by the block's place (module docstring)."""
+    if sequence_parallel:
+        raise LayoutError(
+            "sequence_parallel splits a transformer's sequence, and the MLP model has none; "
+            "set sequence_parallel = false"
+        )
+    linear = block.linear
+    relu = [ShardMap([block.layers[1]] * t)] if len(block.layers) > 1 else []
+    region = Region(t)
+    if block.index % 2 == 0 and block.index + 1 < block.depth:
+        check_divides("MLP width", linear.weight.shape[1], t, "choose a width that tp divides")
+        column = ColumnParallel(linear.name, column_shards(linear, t), region, block.name)
+        return Chain(block.name, [column, *relu])
+    if block.index % 2 == 1:
+        check_divides("MLP width", linear.weight.shape[0], t, "choose a width that tp divides")
+        return Chain(block.name, [RowParallel(linear, region, block.name), *relu])
+    return replicas(block, t)

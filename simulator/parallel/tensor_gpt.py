@@ -1,0 +1,293 @@
+"""Tensor (and sequence) parallelism for the GPT: its layers and vocabulary-parallel ends.
+
+Built from the pieces of :mod:`simulator.parallel.tensor` around the
+single-device layers, whose parameters are sliced per rank (Shoeybi et al.
+2019, sec. 3, fig. 3 and 4):
+
+* **transformer layer**: ``qkv`` column-parallel by whole heads (its output is
+  head-major, so a block of columns is a block of heads), the attention core
+  on each rank's ``a/t`` heads with that window of the single-device dropout
+  mask, ``proj`` row-parallel; ``fc1`` column-parallel and ``fc2``
+  row-parallel on the ``4h`` inner size. Layer norms are replicated; the bias
+  of a row-parallel layer is added once, after g. Four f/g collectives per
+  layer, two per residual branch.
+* **embedding**: vocabulary-parallel. Rank ``r`` holds rows ``r V/t ..
+  (r+1) V/t`` of the token table, looks up zeros for other ids, and g adds
+  the partial embeddings (all-reduce; under sequence parallelism a
+  reduce-scatter, so each rank keeps its positions, adds their position
+  embeddings and applies that window of the dropout mask).
+* **head**: the final layer norm (replicated), then the logits as a
+  column-parallel GEMM with the *same* per-rank shard of the tied table.
+  Rank ``r``'s logits cover its ``V/t`` words only.
+* **loss**: :mod:`simulator.parallel.tensor_loss` works on those shards and
+  exchanges only ``b s`` numbers per step of the softmax, so the ``b s V``
+  logits are never gathered.
+
+Sequence parallelism (Korthikanti et al. 2022, sec. 4.2.2) splits the layer
+norms, dropouts and residual additions along the sequence; the layer norms'
+(and row-parallel biases') gradients are then partial sums, added across the
+group in the weight-gradient pass
+(:func:`~simulator.parallel.tensor_blocks.summed_over_ranks`).
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from ..arrays import Array, concat
+from ..nn.attention import AttentionCore
+from ..nn.embedding import Embedding, TiedLogits
+from ..nn.gpt import Head
+from ..nn.param import Param
+from ..nn.transformer import TransformerLayer
+from .shard import ParallelBlock, ShardMap
+from .tensor import ColumnParallel, Region, RowParallel, check_divides, column_shards, own, per_rank
+from .tensor_blocks import Chain, Residual, SequenceDropout, replicas, summed_over_ranks
+
+#: The shards cut from each tied token table, by ``t``.
+_TABLE_SHARDS: weakref.WeakKeyDictionary[Param, dict[int, list[Param]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def table_shards(table: Param, t: int) -> list[Param]:
+    """Rank ``r``'s rows ``r V/t .. (r+1) V/t`` of a tied token table, one Param per rank.
+
+    The embedding and the logits ask for the shards of the same table and get
+    the same Param objects, as the single-device model shares one Param: on
+    one worker both uses accumulate into one gradient. A pipeline that puts
+    them on different workers gives the logits a copy (:meth:`ParallelHead.own_copy`).
+    """
+    cut = _TABLE_SHARDS.setdefault(table, {})
+    if t not in cut:
+        rows = table.shape[0] // t
+        cut[t] = [Param(table.name, own(table.value[r * rows : (r + 1) * rows])) for r in range(t)]
+    return cut[t]
+
+
+class Sharded(ParallelBlock):
+    """A single-device block rebuilt from parallel pieces, ``body``.
+
+    Under sequence parallelism the gradients of the parameters listed by
+    :meth:`partial` are partial sums; W adds them over the group.
+    """
+
+    body: Chain
+    region: Region
+
+    def partial(self, rank: int) -> list[Param]:
+        """Replicated parameters whose gradient on ``rank`` covers only its positions."""
+        raise NotImplementedError
+
+    def forward(self, xs: list[Array]) -> tuple[list[Array], list[Any]]:
+        return self.body.forward(xs)
+
+    def backward_input(self, dys: list[Array], ctx: list[Any]) -> tuple[list[Array], list[Any]]:
+        return self.body.backward_input(dys, ctx)
+
+    def backward_weight(self, wctx: list[Any]) -> None:
+        if not self.region.sequence_parallel:
+            self.body.backward_weight(wctx)
+            return
+        params = [self.partial(r) for r in range(self.ranks)]
+        with summed_over_ranks(params, f"all-reduce layernorm grads ({self.name})"):
+            self.body.backward_weight(wctx)
+
+    def params(self, rank: int) -> list[Param]:
+        return self.body.params(rank)
+
+    def borrowed(self, rank: int) -> list[Param]:
+        return self.body.borrowed(rank)
+
+    def own_copy(self, rank: int, param: Param) -> Param:
+        return self.body.own_copy(rank, param)
+
+    def configure(self, selective: bool) -> None:
+        self.body.configure(selective)
+
+    def full_params(self) -> dict[str, Array]:
+        return self.body.full_params()
+
+
+def dropout_block(layer: Any, t: int, sequence_parallel: bool) -> ParallelBlock:
+    """A dropout of the replicated region: every rank applies the whole mask to its
+    copy, or, under sequence parallelism, its positions' window of it."""
+    return SequenceDropout(layer, t) if sequence_parallel else ShardMap([layer] * t)
+
+
+class ParallelTransformerLayer(Sharded):
+    """One GPT-2 layer over ``t`` ranks (fig. 3 of Shoeybi et al. 2019; with sequence
+    parallelism fig. 5 of Korthikanti et al. 2022)::
+
+        x1 = x  + dropout(g(proj_r(core_r(qkv_r(f(ln1(x)))))) + b_proj)
+        y  = x1 + dropout(g(fc2_r(gelu(fc1_r(f(ln2(x1)))))) + b_fc2)
+    """
+
+    def __init__(self, layer: TransformerLayer, t: int, sequence_parallel: bool) -> None:
+        heads, head_dim = layer.core.heads, layer.core.head_dim
+        check_divides(
+            "attention heads",
+            heads,
+            t,
+            f"choose tp among the divisors of heads = {heads} (hidden = {heads * head_dim} is "
+            f"split by whole heads)",
+        )
+        inner = layer.fc1.weight.shape[1]
+        check_divides("MLP inner size", inner, t, f"choose tp among the divisors of {inner}")
+        self.name = layer.name
+        self.ranks = t
+        self.recomputable = getattr(layer, "recomputable", True)
+        self.region = region = Region(t, sequence_parallel)
+        attention, mlp = f"{layer.name} attention", f"{layer.name} mlp"
+        per = heads // t
+        cores = [
+            AttentionCore(
+                layer.core.name,
+                per,
+                head_dim,
+                layer.core.dropout.sliced((slice(r * per, (r + 1) * per),), (heads,)),
+                layer.core.selective,
+            )
+            for r in range(t)
+        ]
+        self.ln1, self.ln2 = replicas(layer.ln1, t), replicas(layer.ln2, t)
+        self.proj = RowParallel(layer.proj, region, attention)
+        self.fc2 = RowParallel(layer.fc2, region, mlp)
+        self.body = Chain(
+            layer.name,
+            [
+                Residual(
+                    f"{layer.name}.attn",
+                    [
+                        self.ln1,
+                        ColumnParallel(
+                            layer.qkv.name, column_shards(layer.qkv, t), region, attention
+                        ),
+                        ShardMap(cores),
+                        self.proj,
+                        dropout_block(layer.drop1, t, sequence_parallel),
+                    ],
+                ),
+                Residual(
+                    f"{layer.name}.mlp",
+                    [
+                        self.ln2,
+                        ColumnParallel(layer.fc1.name, column_shards(layer.fc1, t), region, mlp),
+                        ShardMap([layer.gelu] * t),
+                        self.fc2,
+                        dropout_block(layer.drop2, t, sequence_parallel),
+                    ],
+                ),
+            ],
+        )
+
+    def partial(self, rank: int) -> list[Param]:
+        return [
+            *self.ln1.params(rank),
+            *self.proj.biases[rank : rank + 1],
+            *self.ln2.params(rank),
+            *self.fc2.biases[rank : rank + 1],
+        ]
+
+
+class ParallelHead(Sharded):
+    """Final layer norm, then vocabulary-parallel logits ``x W_r^T`` from the tied table."""
+
+    def __init__(self, head: Head, t: int, sequence_parallel: bool) -> None:
+        table = head.logits.weight
+        check_divides("vocabulary", table.shape[0], t, "choose a vocab size that tp divides")
+        self.name = head.name
+        self.ranks = t
+        self.recomputable = head.recomputable
+        self.region = Region(t, sequence_parallel)
+        tied = [TiedLogits(head.logits.name, shard) for shard in table_shards(table, t)]
+        for logits in tied:
+            logits.owned = head.logits.owned
+        self.ln_f = replicas(head.ln_f, t)
+        logits = ColumnParallel(head.logits.name, tied, self.region, "logits", axis=0)
+        self.body = Chain(head.name, [self.ln_f, logits])
+
+    def partial(self, rank: int) -> list[Param]:
+        return self.ln_f.params(rank)
+
+
+class VocabParallelEmbedding(ParallelBlock):
+    """Token and position embeddings with the token table split by vocabulary rows.
+
+    Every rank runs the single-device :class:`~simulator.nn.embedding.Embedding`
+    on its shard (``vocab_start`` masks the other ids); g adds the partial
+    lookups. Backward needs no communication for the table without sequence
+    parallelism; with it, g's backward all-gathers the output gradient, from
+    which every rank computes its rows' and the whole position table's
+    gradient (so the position table's gradient is complete on every rank).
+    """
+
+    recomputable = False
+
+    def __init__(self, embedding: Embedding, t: int, sequence_parallel: bool) -> None:
+        vocab = embedding.weight.shape[0]
+        seq_len = embedding.positions.shape[0]
+        check_divides("vocabulary", vocab, t, "choose a vocab size that tp divides")
+        if sequence_parallel:
+            check_divides(
+                "sequence length that sequence parallelism splits",
+                seq_len,
+                t,
+                "choose a seq_len that tp divides or set sequence_parallel = false",
+            )
+        self.name = embedding.name
+        self.ranks = t
+        self.region = Region(t, sequence_parallel)
+        window = seq_len // t
+        self.shards = [
+            Embedding(
+                embedding.name,
+                shard,
+                Param(embedding.positions.name, own(embedding.positions.value)),
+                embedding.dropout.sliced((slice(r * window, (r + 1) * window),), (seq_len,))
+                if sequence_parallel
+                else embedding.dropout,
+                vocab_start=r * (vocab // t),
+            )
+            for r, shard in enumerate(table_shards(embedding.weight, t))
+        ]
+
+    def forward(self, xs: list[Array]) -> tuple[list[Array], list[Any]]:
+        words = per_rank(self.ranks, lambda r: self.shards[r].lookup(xs[r]))
+        words = self.region.leave(words, "embedding")
+        # a sequence-parallel rank holds positions r n .. (r+1) n - 1
+        n = words[0].shape[1] if self.region.sequence_parallel else 0
+        outs = per_rank(self.ranks, lambda r: self.shards[r].add_positions(words[r], r * n))
+        return [y for y, _ in outs], [(x, mask) for x, (_, mask) in zip(xs, outs, strict=True)]
+
+    def backward_input(self, dys: list[Array], ctx: list[Any]) -> tuple[list[Any], list[Any]]:
+        def undrop(r: int) -> Array:
+            return self.shards[r].dropout.backward_input(dys[r], ctx[r][1])[0]
+
+        dsums = self.region.leave_backward(per_rank(self.ranks, undrop), "embedding")
+        return [None] * self.ranks, [(c[0], d) for c, d in zip(ctx, dsums, strict=True)]
+
+    def backward_weight(self, wctx: list[Any]) -> None:
+        per_rank(self.ranks, lambda r: self.shards[r].backward_weight(wctx[r]))
+
+    def params(self, rank: int) -> list[Param]:
+        return self.shards[rank].parameters()
+
+    def full_params(self) -> dict[str, Array]:
+        first = self.shards[0]
+        return {
+            first.weight.name: concat([s.weight.value for s in self.shards], 0),
+            first.positions.name: first.positions.value,
+        }
+
+
+def shard_gpt_block(block: Any, t: int, sequence_parallel: bool) -> ParallelBlock | None:
+    """The tensor-parallel version of a GPT block, or None for a block of another model."""
+    if isinstance(block, TransformerLayer):
+        return ParallelTransformerLayer(block, t, sequence_parallel)
+    if isinstance(block, Embedding):
+        return VocabParallelEmbedding(block, t, sequence_parallel)
+    if isinstance(block, Head):
+        return ParallelHead(block, t, sequence_parallel)
+    return None
