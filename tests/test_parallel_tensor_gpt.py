@@ -66,17 +66,17 @@ def test_each_rank_shares_one_shard_of_the_tied_table_between_embedding_and_logi
     assert full.shape == (32, 16) and "embedding.wte" not in head.full_params()
 
 
-def test_a_pipeline_can_give_each_rank_of_the_head_its_own_copy_of_the_shard():
+def test_a_pipeline_gives_each_rank_of_the_head_its_own_copy_of_the_shard():
     plan = plan_of(Strategy("tp2-pp2", tp=2, pp=2, microbatches=2))
     embedding = plan.workers[0].chunks[0].blocks[0]
     head = plan.workers[1].chunks[1].blocks[-1]
-    (shard,) = head.borrowed(1)
-    copy = head.own_copy(1, shard)
-    assert copy is not shard and copy.name == "embedding.wte"
-    np.testing.assert_array_equal(copy.value, embedding.params(1)[0].value)
-    assert head.borrowed(1) == [] and copy in head.params(1)
-    untouched = embedding.params(0)[0]
-    assert head.borrowed(0) == [untouched] and untouched not in head.params(0)
+    (pair,) = plan.tied
+    assert (pair.owner, pair.user) == (0, 1) and [r for r, _, _ in pair.params] == [0, 1]
+    for r, original, copy in pair.params:
+        assert original is embedding.params(r)[0]
+        assert copy is not original and copy.name == "embedding.wte" and copy in head.params(r)
+        np.testing.assert_array_equal(copy.value, original.value)
+        assert head.borrowed(r) == []
 
 
 @settings(max_examples=20, deadline=None)
