@@ -32,6 +32,7 @@ W_COLOUR = "#5b6b7c"
 OPT_COLOUR = "#3a3a3a"
 COMM_COLOURS = {"pp": "#3b75af", "dp": "#e07b39", "tp": "#8c5fb8", "embedding": "#4f9d69"}
 MAX_ROWS = 32
+MANY_BOXES = 3000
 
 
 class _Boxes:
@@ -57,20 +58,16 @@ def _mb_colour(mb: int, light: bool) -> Any:
     return tuple(0.55 * c + 0.45 for c in rgb)
 
 
-def _merged(events: list[Event]) -> list[Event]:
-    """Adjacent pieces of one action (a block at a time) drawn as one block."""
+def _merged(events: list[Event], gap: float, same) -> list[Event]:
+    """Pieces that ``same`` says belong together, less than ``gap`` apart, drawn as one
+    block: the pieces of one action (a block at a time, interrupted by short
+    tensor-parallel collectives), or back-to-back messages of one kind. Gaps
+    below a pixel would not show anyway, and fewer shapes draw much faster."""
     out: list[Event] = []
     for e in sorted(events, key=lambda e: e.start):
         last = out[-1] if out else None
-        if (
-            last is not None
-            and last.name == e.name
-            and last.cat == e.cat
-            and abs(last.end - e.start) <= 1e-12 * max(1.0, abs(e.start))
-        ):
-            out[-1] = Event(
-                last.device, last.lane, last.start, e.end, last.name, last.cat, last.args
-            )
+        if last is not None and same(last, e) and e.start - last.end <= gap:
+            out[-1] = last._replace(end=max(last.end, e.end))
         else:
             out.append(e)
     return out
@@ -110,12 +107,20 @@ def title(result: Any, unit: str, scale: float) -> str:
     )
 
 
-def _legend(cats: set[str], kinds: set[str]) -> list[Patch]:
+def _legend(cats: set[str], kinds: set[str], plain: bool) -> list[Patch]:
     entries = [
         ("F", Patch(facecolor=_mb_colour(0, True), label="F forward (colour = micro-batch)")),
         ("B", Patch(facecolor=_mb_colour(0, False), label="B backward")),
         ("W", Patch(facecolor=W_COLOUR, label="W weight gradient")),
-        ("recompute", Patch(facecolor=_mb_colour(0, True), hatch="xxx", label="recompute")),
+        (
+            "recompute",
+            Patch(
+                facecolor=_mb_colour(0, True),
+                hatch=None if plain else "xxx",
+                alpha=0.6 if plain else None,
+                label="recompute",
+            ),
+        ),
         ("opt", Patch(facecolor=OPT_COLOUR, label="optimizer")),
     ]
     cats = cats | ({"B"} if "BW" in cats else set())
@@ -136,16 +141,26 @@ def gantt(result: Any, path: str | Path) -> None:
     scale, unit = time_unit(hi - lo)
     span = (hi - lo) / scale
     devices = sorted(d for w in result.plan.workers for d in w.devices)
-    shown = devices[:MAX_ROWS]
+    shown, note = devices[:MAX_ROWS], f"first {MAX_ROWS} of {len(devices)} devices"
+    if len(devices) > MAX_ROWS and len(result.plan.workers[0].devices) > 1:
+        # a tensor-parallel group works in lockstep: one row per group says it all
+        leaders = sorted(w.devices[0] for w in result.plan.workers)
+        shown = leaders[:MAX_ROWS]
+        note = f"tensor-parallel rank 0 of {min(len(leaders), MAX_ROWS)} of {len(leaders)} groups"
     rows = {d: len(shown) - 1 - i for i, d in enumerate(shown)}
-    events = [e for e in result.trace.window(lo, hi).events if e.device in rows]
+    by_device: dict[int, list[Event]] = {d: [] for d in rows}
+    for e in result.trace.window(lo, hi).events:
+        if e.device in by_device:
+            by_device[e.device].append(e)
     blocks: dict[str, _Boxes] = {}  # one collection per hatch: drawing stays fast
     messages = _Boxes()
     labels: list[tuple[float, float, str, str]] = []
-    cats = {e.cat for e in events if e.lane == COMPUTE}
-    kinds = {e.cat for e in events if e.lane == COMM}
+    cats = {e.cat for es in by_device.values() for e in es if e.lane == COMPUTE}
+    kinds = {e.cat for es in by_device.values() for e in es if e.lane == COMM}
+    pixel = (hi - lo) / 2000  # about one pixel of the time axis
     for d, y in rows.items():
-        for e in _merged([e for e in events if e.device == d and e.lane == COMPUTE]):
+        compute = [e for e in by_device[d] if e.lane == COMPUTE]
+        for e in _merged(compute, pixel, lambda a, b: (a.name, a.cat) == (b.name, b.cat)):
             x0, w = (e.start - lo) / scale, e.duration / scale
             style = _style(e)
             blocks.setdefault(style.get("hatch", ""), _Boxes()).add(
@@ -161,24 +176,33 @@ def gantt(result: Any, path: str | Path) -> None:
                         "black" if e.cat in ("F", "recompute") else "white",
                     )
                 )
-        for e in events:
-            if e.device == d and e.lane == COMM:
-                messages.add(
-                    (e.start - lo) / scale,
-                    e.duration / scale,
-                    y + 0.06,
-                    0.24,
-                    COMM_COLOURS.get(e.cat, "#999999"),
-                )
-    legend = _legend(cats, kinds)
+        comm = [e for e in by_device[d] if e.lane == COMM]
+        for e in _merged(comm, pixel, lambda a, b: a.cat == b.cat):
+            messages.add(
+                (e.start - lo) / scale,
+                e.duration / scale,
+                y + 0.06,
+                0.24,
+                COMM_COLOURS.get(e.cat, "#999999"),
+            )
+    legend = _legend(cats, kinds, plain=sum(len(b.verts) for b in blocks.values()) > MANY_BOXES)
     legend_rows = -(-len(legend) // 4)
     # margins in inches: the title above; the time axis and the legend below
     bottom = 0.7 + 0.25 * legend_rows
     height = 0.62 * len(shown) + 0.65 + bottom
     fig, ax = plt.subplots(figsize=(13, height))
     fig.subplots_adjust(left=0.08, right=0.99, top=1 - 0.6 / height, bottom=bottom / height)
+    # hatching and edges cost a lot to draw: big runs get plain blocks
+    many = sum(len(b.verts) for b in blocks.values()) > MANY_BOXES
     for hatch, boxes in blocks.items():
-        ax.add_collection(boxes.collection(edgecolor="white", linewidth=0.4, hatch=hatch or None))
+        ax.add_collection(
+            boxes.collection(
+                edgecolor="none" if many else "white",
+                linewidth=0.4,
+                hatch=None if many or not hatch else hatch,
+                alpha=0.6 if many and hatch else None,
+            )
+        )
     ax.add_collection(messages.collection(alpha=0.75, edgecolor="none"))
     for x, y, text, colour in labels:
         ax.text(x, y, text, ha="center", va="center", fontsize=7, color=colour)
@@ -192,7 +216,7 @@ def gantt(result: Any, path: str | Path) -> None:
     ax.set_axisbelow(True)
     heading = title(result, unit, scale)
     if len(devices) > len(shown):
-        heading += f"  (first {len(shown)} of {len(devices)} devices)"
+        heading += f"  ({note})"
     ax.set_title(heading, fontsize=10, loc="left")
     fig.legend(
         handles=legend,

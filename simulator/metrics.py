@@ -29,34 +29,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from .intervals import union as _union
+import numpy as np
+
+from .intervals import covered
 from .parallel.pipeline.schedules import get_schedule
-from .trace import COMM, COMPUTE, Event
-
-
-def _length(intervals: list[tuple[float, float]]) -> float:
-    return sum(end - start for start, end in intervals)
-
-
-def _clip(events: list[Event], lo: float, hi: float) -> list[tuple[float, float]]:
-    return [(max(e.start, lo), min(e.end, hi)) for e in events if e.end > lo and e.start < hi]
+from .trace import COMPUTE, Event
 
 
 def device_times(mine: list[Event], lo: float, hi: float) -> dict[str, float]:
     """Compute, communication, communication-only and idle seconds of one device,
     from that device's events, over ``[lo, hi]``."""
-    compute = _union(_clip([e for e in mine if e.lane == COMPUTE], lo, hi))
-    comm = _union(_clip([e for e in mine if e.lane == COMM], lo, hi))
-    work = _union(_clip([e for e in mine if e.lane == COMPUTE and e.cat != "opt"], lo, hi))
-    busy = _length(_union(compute + comm))
-    compute_s = _length(compute)
+    starts = np.clip(np.fromiter((e.start for e in mine), float, len(mine)), lo, hi)
+    ends = np.clip(np.fromiter((e.end for e in mine), float, len(mine)), lo, hi)
+    compute = np.fromiter((e.lane == COMPUTE for e in mine), bool, len(mine))
+    work = compute & np.fromiter((e.cat != "opt" for e in mine), bool, len(mine))
+    compute_s = covered(starts[compute], ends[compute])
+    busy = covered(starts, ends)
     return {
         "compute_s": compute_s,
-        "comm_s": _length(comm),
+        "comm_s": covered(starts[~compute], ends[~compute]),
         "comm_only_s": busy - compute_s,
         "idle_s": (hi - lo) - busy,
-        "work_s": _length(work),
-        "span_s": (work[-1][1] - work[0][0]) if work else 0.0,
+        "work_s": covered(starts[work], ends[work]),
+        "span_s": float(ends[work].max() - starts[work].min()) if work.any() else 0.0,
     }
 
 

@@ -11,21 +11,20 @@ device, one thread per stream.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 #: Lanes (streams) of a device.
 COMPUTE, COMM = "compute", "comm"
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
     """Something a device did from ``start`` to ``end`` (seconds) on one lane.
 
     ``cat`` is the kind: ``F``/``B``/``W``/``BW``/``opt``/``recompute`` for
     compute, ``dp``/``tp``/``pp``/... for communication. ``args`` holds details
-    such as the micro-batch, the chunk, bytes, the peer and the link.
+    such as the micro-batch, the chunk, bytes, the peer and the link. (A named
+    tuple: large runs record hundreds of thousands of these.)
     """
 
     device: int
@@ -34,7 +33,7 @@ class Event:
     end: float
     name: str
     cat: str
-    args: dict[str, Any] = field(default_factory=dict, compare=False)
+    args: dict[str, Any]
 
     @property
     def duration(self) -> float:

@@ -10,6 +10,7 @@ simulation with, never what it runs.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 
 
@@ -77,4 +78,11 @@ class PlanBuilder:
         return len(self.transfers) - 1
 
     def build(self) -> Plan:
-        return Plan(self.op, self.algorithm, self.group_size, tuple(self.transfers))
+        """The plan; equal plans come back as one shared object, so that caches keyed
+        by plans (the engine times a plan once per group of devices) compare them by
+        identity instead of message by message."""
+        plan = Plan(self.op, self.algorithm, self.group_size, tuple(self.transfers))
+        return _INTERNED.setdefault(plan, plan)
+
+
+_INTERNED: weakref.WeakValueDictionary[Plan, Plan] = weakref.WeakValueDictionary()

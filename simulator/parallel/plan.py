@@ -10,7 +10,7 @@ into one program per worker.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -263,10 +263,10 @@ def build_plan(
 
     workers: list[Worker] = []
     tied: list[TiedPair] = []
-    pairs: list[TiedPair] = []
     # copies before any chunk is built: building may give a block its own copy of a
     # tied weight, and every replica must start from the same untouched model
-    replicas = [model if d == 0 or shape_only else copy.deepcopy(model) for d in range(s.dp)]
+    # (shape-only models are cheap to copy: their arrays hold no data)
+    replicas = [model if d == 0 else copy.deepcopy(model) for d in range(s.dp)]
     for d, replica in enumerate(replicas):
         for r in range(s.pp):
             devices = tuple(mesh.device(dp=d, tp=t, pp=r) for t in range(s.tp))
@@ -277,11 +277,7 @@ def build_plan(
                 loss = None  # the primary computes the loss on the gathered outputs
             chunk = Chunk(c, [parallelize(replica.blocks[i], s) for i in blocks], loss, s.recompute)
             workers[d * s.pp + stage_rank[c]].chunks[c] = chunk
-        if d == 0 or not shape_only:
-            pairs = tie_copies(workers[d * s.pp : (d + 1) * s.pp])
-            tied += pairs
-        else:  # shape-only replicas share replica 0's blocks, copies included
-            tied += [replace(p, owner=p.owner + d * s.pp, user=p.user + d * s.pp) for p in pairs]
+        tied += tie_copies(workers[d * s.pp : (d + 1) * s.pp])
     for w in workers:
         worker_of = {r: w.dp_rank * s.pp + r for r in range(s.pp)}
         w.program = lower(schedule, w.pp_rank, stage_rank, worker_of)
