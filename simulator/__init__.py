@@ -9,12 +9,14 @@ The public API, from the bottom up:
 * hardware: :func:`preset`, :data:`PRESETS`, :class:`ClusterSpec`,
   :class:`DeviceSpec`, :class:`LinkSpec`, :func:`single_switch`;
 * the engine and its record: :class:`Engine`, :class:`Trace`, :mod:`ops`
-  (the op vocabulary), :func:`recording` (the tape of what code did);
+  (the op vocabulary), :func:`recording` (the tape of what code did),
+  :class:`ShapeArray` (an array with a shape and no data);
 * models: :class:`MLPConfig`, :class:`GPTConfig`, :class:`AbstractConfig`;
 * collectives: :mod:`simulator.comm`;
 * strategies: :class:`Strategy`, :class:`TrainingConfig`, :class:`Mesh`,
   pipeline schedules (:func:`get_schedule`, :func:`schedule_names`,
-  :class:`Schedule`, :class:`Action`, :func:`parse_csv`, :func:`validate`);
+  :class:`Schedule`, :class:`Action`, :func:`parse_csv`, :func:`validate`,
+  :func:`unit_timeline` (a schedule placed on an idealised unit-time pipeline));
 * running: :func:`run_strategy`, :func:`run_scenario`, :func:`load_scenario`,
   :func:`parse_scenario`, :func:`write_outputs`, :func:`comparison_table`;
 * pictures: :mod:`simulator.plots` (``gantt``, ``memory``, ``compare``).
@@ -83,6 +85,7 @@ __all__ = [
     "ScenarioResult",
     "Schedule",
     "ScheduleError",
+    "ShapeArray",
     "SimulatorError",
     "Strategy",
     "StrategyResult",
@@ -102,6 +105,7 @@ __all__ = [
     "run_strategy",
     "schedule_names",
     "single_switch",
+    "unit_timeline",
     "validate",
     "write_outputs",
 ]

@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # the command line only writes files: no window, no display
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args) or 0)

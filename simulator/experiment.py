@@ -48,6 +48,10 @@ class StrategyResult:
     def trace(self):
         return self.runtime.engine.trace
 
+    def memory(self, device: int) -> dict[str, int]:
+        """Bytes by category on ``device`` at their peaks (see :mod:`simulator.engine.memory`)."""
+        return self.runtime.engine.memory[device].breakdown()
+
     def parameters(self, dp_rank: int = 0) -> dict[str, Any]:
         """Final weights of one replica, named as in the single-device model."""
         return gather_params(self.plan, dp_rank)

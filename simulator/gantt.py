@@ -12,12 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
 from matplotlib.collections import PolyCollection
+from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from .report import time_unit
@@ -48,6 +46,16 @@ class _Boxes:
 
     def collection(self, **style: Any) -> PolyCollection:
         return PolyCollection(self.verts, facecolors=self.colours, **style)
+
+
+def _finish(fig: Figure, path: str | Path | None) -> Figure | None:
+    """Save to ``path`` and free the figure, or, without a path, return it (for a
+    notebook to show)."""
+    if path is None:
+        return fig
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return None
 
 
 def _mb_colour(mb: int, light: bool) -> Any:
@@ -135,7 +143,7 @@ def _legend(cats: set[str], kinds: set[str], plain: bool) -> list[Patch]:
     ]
 
 
-def gantt(result: Any, path: str | Path) -> None:
+def gantt(result: Any, path: str | Path | None = None) -> Figure | None:
     """Draw the last step of ``result`` (see the module docstring) into ``path``."""
     lo, hi = result.runtime.step_windows[-1]
     scale, unit = time_unit(hi - lo)
@@ -226,5 +234,4 @@ def gantt(result: Any, path: str | Path) -> None:
         fontsize=8,
         frameon=False,
     )
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return _finish(fig, path)

@@ -1,6 +1,8 @@
 """Pictures of a run: memory over time and the strategy comparison.
 
 The Gantt chart lives in :mod:`simulator.gantt` and is re-exported here.
+Every function saves to ``path`` when one is given, and otherwise returns the
+matplotlib figure (in a notebook, it shows itself).
 """
 
 from __future__ import annotations
@@ -8,13 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
 from .engine.memory import format_bytes
-from .gantt import gantt
+from .gantt import _finish, gantt
 from .report import time_unit
 
 __all__ = ["compare", "gantt", "memory"]
@@ -27,7 +27,7 @@ def _bytes_unit(n: float) -> tuple[float, str]:
     return 1.0, "B"
 
 
-def memory(result: Any, path: str | Path) -> None:
+def memory(result: Any, path: str | Path | None = None) -> Figure | None:
     """Memory in use on every device over the whole run, one line per device."""
     rt = result.runtime
     devices = sorted(d for w in result.plan.workers for d in w.devices)[:16]
@@ -64,11 +64,10 @@ def memory(result: Any, path: str | Path) -> None:
         fontsize=7, ncol=2 if len(devices) > 8 else 1, loc="upper left", bbox_to_anchor=(1.01, 1.0)
     )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return _finish(fig, path)
 
 
-def compare(result: Any, path: str | Path) -> None:
+def compare(result: Any, path: str | Path | None = None) -> Figure | None:
     """Per strategy: the step split into compute, exposed communication and bubble
     (idle), and the peak memory per device against the capacity."""
     rows = sorted(result.results, key=lambda r: (r.status != "ok", r.metrics["iteration_time_s"]))
@@ -139,5 +138,4 @@ def compare(result: Any, path: str | Path) -> None:
     ax2.grid(axis="x", alpha=0.25)
     fig.suptitle(f"{result.name}: strategies, fastest first", fontsize=11, x=0.01, ha="left")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return _finish(fig, path)

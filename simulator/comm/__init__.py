@@ -25,7 +25,8 @@ Algorithms, one module each: ``ring`` (:mod:`.ring`), ``tree`` (binomial,
 (halving then doubling, :mod:`.recursive`) and ``hierarchical`` (two-level,
 :mod:`.hierarchical`). :data:`ALGORITHMS` lists which operation has which.
 Algorithms that exploit the topology read ``nodes``, the node of every group
-rank; the others ignore it.
+rank; the others ignore it. :mod:`.closed_forms` holds the alpha-beta formulas
+and nccl-tests' bandwidths, :mod:`.timing` times one collective on idle links.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from collections.abc import Callable, Sequence
 
 from ..arrays import Array, ShapeArray
 from ..errors import LayoutError
-from . import hierarchical, naive, recursive, ring, tree
+from . import closed_forms, hierarchical, naive, recursive, ring, tree
 from .plan import Plan, PlanBuilder, Transfer
 
 Result = tuple[list, Plan]
@@ -204,6 +205,8 @@ def all_to_all(
     return collective("all_to_all", xs, algorithm, nodes=nodes)
 
 
+from . import timing  # noqa: E402  (it uses collective(), defined above)
+
 __all__ = [
     "ALGORITHMS",
     "OPS",
@@ -216,9 +219,11 @@ __all__ = [
     "all_reduce",
     "all_to_all",
     "broadcast",
+    "closed_forms",
     "collective",
     "lookup",
     "reduce",
     "reduce_scatter",
     "send_recv",
+    "timing",
 ]
