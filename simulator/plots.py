@@ -81,8 +81,11 @@ def compare(result: Any, path: str | Path | None = None) -> Figure | None:
         compute.append(c / scale)
         exposed.append(x / scale)
         idle.append(max(0.0, r.metrics["iteration_time_s"] - c - x) / scale)
-    fig, (ax1, ax2) = plt.subplots(
-        1, 2, figsize=(13, 2.2 + 0.5 * len(rows)), gridspec_kw={"width_ratios": [3, 2]}
+    # margins in inches: the titles above, the axes labels and one legend row below
+    height = 0.5 * len(rows) + 2.0
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, height), gridspec_kw={"width_ratios": [3, 2]})
+    fig.subplots_adjust(
+        left=0.15, right=0.98, wspace=0.08, top=1 - 0.75 / height, bottom=1.15 / height
     )
     ys = list(range(len(rows)))[::-1]
     ax1.barh(ys, compute, color="#4c8bc9", label="compute (mean over devices)")
@@ -98,7 +101,6 @@ def compare(result: Any, path: str | Path | None = None) -> Figure | None:
     ax1.set_yticklabels(names, fontsize=8)
     ax1.set_xlabel(f"step time ({unit})")
     ax1.set_title("where the step time goes", fontsize=10, loc="left")
-    ax1.legend(fontsize=8, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=3, frameon=False)
     ax1.grid(axis="x", alpha=0.25)
     capacity = result.results[0].plan.cluster.device.memory_bytes
     peaks = [r.metrics["peak_memory_bytes"] for r in rows]
@@ -125,7 +127,6 @@ def compare(result: Any, path: str | Path | None = None) -> Figure | None:
             linewidth=1,
             label=f"device capacity {format_bytes(capacity)}",
         )
-        ax2.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.28), frameon=False)
     ax2.set_xlim(0, max([*peaks, capacity if show_capacity else 0]) / sb * 1.3)
     ax2.set_yticks(ys)
     ax2.set_yticklabels([])
@@ -137,5 +138,13 @@ def compare(result: Any, path: str | Path | None = None) -> Figure | None:
     )
     ax2.grid(axis="x", alpha=0.25)
     fig.suptitle(f"{result.name}: strategies, fastest first", fontsize=11, x=0.01, ha="left")
-    fig.tight_layout()
+    handles = [h for ax in (ax1, ax2) for h in ax.get_legend_handles_labels()[0]]
+    fig.legend(
+        handles=handles,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=len(handles),
+        fontsize=8,
+        frameon=False,
+    )
     return _finish(fig, path)
