@@ -244,16 +244,22 @@ def cross_entropy(logits: Array, targets: Array) -> tuple[Array, Array]:
     return loss, probs
 
 
-def cross_entropy_backward(probs: Array, targets: Array, scale: float) -> Array:
+def cross_entropy_backward(probs: Array, targets: Array, scale: float, start: int = 0) -> Array:
     """Gradient of ``scale * cross_entropy`` w.r.t. the logits:
-    ``scale * (probs - onehot(targets)) / N`` over ``N`` tokens."""
+    ``scale * (probs - onehot(targets)) / N`` over ``N`` tokens.
+
+    ``probs`` may hold only the vocabulary columns ``start ..`` of a shard
+    (vocabulary-parallel cross-entropy); targets outside it add nothing.
+    """
     dtype = dtype_of(probs)
     factor = scale / math.prod(targets.shape)
     if is_shape_only(probs):
         out: Array = ShapeArray(probs.shape, dtype)
     else:
         out = probs * factor
-        rows = out.reshape(-1, probs.shape[-1])
-        rows[np.arange(rows.shape[0]), targets.reshape(-1)] -= factor
+        flat = out.reshape(-1, probs.shape[-1])
+        rows, inside = shard_rows(targets.reshape(-1), probs.shape[-1], start)
+        hit = np.flatnonzero(inside)
+        flat[hit, rows[hit]] -= factor
     emit("cross_entropy_backward", "normalization", dtype, 0, bytes_moved(probs, targets, out))
     return out

@@ -10,14 +10,12 @@ softmax cross the group.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
-from .. import ops
+from .. import ops, ops_nn
 from ..arrays import Array, ShapeArray, dtype_of, is_shape_only
-from ..ops_nn import shard_rows
 from .tensor import collective, per_rank
 
 
@@ -41,7 +39,7 @@ def _exp_and_target(z: Array, maxima: Array, targets: Array, start: int) -> tupl
         shifted = z - maxima.max(axis=0)[..., None]
         e = np.exp(shifted)
         total = e.sum(axis=-1)
-        rows, inside = shard_rows(targets, z.shape[-1], start)
+        rows, inside = ops_nn.shard_rows(targets, z.shape[-1], start)
         picked = np.where(inside, np.take_along_axis(shifted, rows[..., None], -1)[..., 0], 0.0)
     traffic = ops.bytes_moved(z, maxima, targets, e, total, picked)
     ops.emit("vocab_parallel_exp", "normalization", dtype, 0, traffic)
@@ -60,23 +58,6 @@ def _loss_and_softmax(e: Array, total: Array, picked: Array) -> tuple[Array, Arr
     traffic = ops.bytes_moved(e, total, picked, probs)
     ops.emit("vocab_parallel_loss", "normalization", dtype, 0, traffic)
     return loss, probs
-
-
-def _softmax_grad(probs: Array, targets: Array, start: int, scale: float) -> Array:
-    """``scale (softmax - onehot(target)) / N`` on this rank's columns."""
-    dtype = dtype_of(probs)
-    factor = scale / math.prod(targets.shape)
-    if is_shape_only(probs):
-        out: Array = ShapeArray(probs.shape, dtype)
-    else:
-        out = probs * factor
-        flat = out.reshape(-1, probs.shape[-1])
-        rows, inside = shard_rows(targets.reshape(-1), probs.shape[-1], start)
-        hit = np.flatnonzero(inside)
-        flat[hit, rows[hit]] -= factor
-    traffic = ops.bytes_moved(probs, targets, out)
-    ops.emit("cross_entropy_backward", "normalization", dtype, 0, traffic)
-    return out
 
 
 class VocabParallelCrossEntropy:
@@ -120,4 +101,7 @@ class VocabParallelCrossEntropy:
 
     def backward(self, ctx: list[Any], scale: float) -> list[Array]:
         words = ctx[0][0].shape[-1]
-        return per_rank(self.ranks, lambda r: _softmax_grad(ctx[r][0], ctx[r][1], r * words, scale))
+        return per_rank(
+            self.ranks,
+            lambda r: ops_nn.cross_entropy_backward(ctx[r][0], ctx[r][1], scale, r * words),
+        )
