@@ -206,15 +206,6 @@ def concat(xs: Sequence[Array], axis: int = 0) -> Array:
     return np.concatenate(xs, axis=axis)
 
 
-def signature(x: Any) -> Any:
-    """A hashable description of shapes and dtypes of nested lists/tuples of arrays."""
-    if isinstance(x, (list, tuple)):
-        return tuple(signature(e) for e in x)
-    if x is None:
-        return None
-    return (tuple(x.shape), dtype_of(x))
-
-
 def tree_bytes(tree: Any, seen: set[int] | None = None) -> int:
     """Bytes of the distinct arrays in nested lists, tuples and dicts.
 

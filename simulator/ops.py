@@ -146,15 +146,3 @@ def mse_backward(pred: Array, target: Array, grad_scale: float) -> Array:
     """Gradient of ``grad_scale * mse(pred, target)`` with respect to ``pred``."""
     factor = 2.0 * grad_scale / math.prod(pred.shape)
     return elementwise("mse_backward", "elementwise", lambda p, t: factor * (p - t), pred, target)
-
-
-def update(name: str, param: Array, state: list[Array], fn) -> None:
-    """An in-place optimizer update of ``param`` (and its optimizer ``state``).
-
-    ``fn`` mutates the numpy arrays; the kernel reads and writes the parameter
-    and every state array and reads the gradient (counted in ``state``).
-    """
-    dtype = dtype_of(param)
-    if not is_shape_only(param):
-        fn()
-    emit(name, "elementwise", dtype, 0, 2 * bytes_moved(param, *state))

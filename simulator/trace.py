@@ -53,9 +53,6 @@ class Trace:
     ) -> None:
         self.events.append(Event(device, lane, start, end, name, cat, args))
 
-    def lane(self, device: int, lane: str) -> list[Event]:
-        return [e for e in self.events if e.device == device and e.lane == lane]
-
     def window(self, start: float, end: float) -> Trace:
         """The events that overlap ``[start, end]`` (memory samples are kept whole)."""
         sub = Trace(self.num_devices)

@@ -58,3 +58,27 @@ def test_deadlock_is_reported_with_what_each_worker_waits_for(monkeypatch):
     with pytest.raises(DeadlockError, match="cannot make progress") as err:
         Runtime(plan).run()
     assert "worker 0" in str(err.value) and "waits for the gradient of stage 1" in str(err.value)
+
+
+def test_programs_print_what_each_worker_does():
+    plan = build_plan(
+        preset("toy"),
+        MLPConfig(4, 8),
+        TrainingConfig(global_batch=4, steps=1),
+        Strategy("x", pp=2, microbatches=2, schedule="1f1b"),
+    )
+    first, last = (w.listing().splitlines() for w in plan.workers)
+    assert first[0] == "worker 0 (dp 0, pp 0, devices [0])"
+    assert [line.split(maxsplit=1)[1] for line in first[1:]] == [
+        "0F0",
+        "send activation 0/0 -> w1",
+        "0F1",
+        "send activation 0/1 -> w1",
+        "recv gradient 1/0 <- w1",
+        "0B0(+W)",
+        "recv gradient 1/1 <- w1",
+        "0B1(+W)",
+        "sync grads",
+        "optimizer step",
+    ]
+    assert "recv activation 0/0 <- w0" in last[1]
