@@ -4,8 +4,8 @@ One SimPy process per worker walks its program. Compute instructions run the
 chunk's numpy code eagerly (or reuse the recorded result in shape-only mode,
 where every micro-batch has the same shapes) and then *replay* the recorded
 tape in simulated time: compute segments on the workers' compute streams,
-tensor-parallel collectives over their links. Sends reserve the links and
-deliver the real arrays when they arrive; receives wait for them. Data
+tensor-parallel collectives over their links. Messages and collectives
+between workers are in :mod:`simulator.exchange`. Data
 parallelism (gradient synchronisation, the optimizer step, ZeRO's sharding)
 is delegated to :mod:`simulator.parallel.data`.
 
@@ -24,11 +24,9 @@ from typing import Any
 
 import simpy
 
-from . import comm
-from .arrays import nbytes, split
 from .engine import Engine
 from .errors import DeadlockError
-from .intervals import union as _union
+from .exchange import Exchange
 from .nn.context import BatchInfo, batch
 from .parallel.data import DataParallel
 from .parallel.plan import Plan
@@ -39,7 +37,7 @@ from .tape import CollectiveCall, ComputeSegment, Mark, Tape, recording
 Process = Generator[simpy.Event, Any, Any]
 
 
-class Runtime:
+class Runtime(Exchange):
     """Runs a :class:`~simulator.parallel.plan.Plan` for ``training.steps`` steps."""
 
     def __init__(self, plan: Plan) -> None:
@@ -281,147 +279,3 @@ class Runtime:
         exposed = max(0.0, end - max(begin, comm_start))
         for d in w.devices:
             self.exposed[d] += exposed
-
-    # -- point to point --------------------------------------------------------------------
-    def _slot(self, key: tuple) -> simpy.Event:
-        if key not in self._slots:
-            self._slots[key] = self.env.event()
-        return self._slots[key]
-
-    def _send(self, w: Worker, ins: Send) -> None:
-        """Send a chunk's activation or gradient to the worker of the next (previous) stage.
-
-        Every tensor-parallel rank sends its copy to the same rank of the peer.
-        With ``pp_scatter_gather`` (Narayanan et al. 2021, sec. 4.1) rank ``r``
-        sends only the ``r``-th ``1/t`` of the (replicated) tensor and the
-        receivers all-gather it over their fast intra-node links.
-        """
-        payload = self._buffers[w.index].pop((ins.what, ins.chunk, ins.mb))
-        peer = self.plan.workers[ins.peer]
-        seconds = None
-        if hasattr(self.plan.model_config, "transfer_seconds"):
-            seconds = self.plan.model_config.transfer_seconds(ins.chunk, ins.what)
-        scatter = self.plan.strategy.pp_scatter_gather and len(w.devices) > 1
-        pieces = [
-            split(x.reshape(-1), len(w.devices))[r] if scatter else x for r, x in enumerate(payload)
-        ]
-        start = self.env.now
-        name = f"{ins.what[:3]} {ins.chunk}/{ins.mb}"
-        arrival = max(
-            self.engine.send(
-                src, dst, nbytes(x), "pp", name, seconds=seconds, mb=ins.mb, chunk=ins.chunk
-            )
-            for src, dst, x in zip(w.devices, peer.devices, pieces, strict=True)
-        )
-        slot = self._slot((self.step, ins.what, ins.chunk, ins.mb, peer.index))
-        self.env.process(
-            self._deliver(peer, slot, payload, pieces if scatter else None, arrival, start)
-        )
-
-    def _deliver(
-        self,
-        peer: Worker,
-        slot: simpy.Event,
-        payload: list,
-        pieces: list | None,
-        arrival: float,
-        start: float,
-    ) -> Process:
-        """Hand a message to the receiver when it arrives (after the all-gather of the
-        scattered pieces, which rebuilds the tensor from the pieces themselves)."""
-        yield self.env.timeout(arrival - self.env.now)
-        if pieces is not None:
-            gathered, plan = comm.all_gather(pieces)
-            end = self.engine.collective(plan, peer.devices, "tp", "pp all-gather")
-            yield self.env.timeout(end - self.env.now)
-            payload = [g.reshape(x.shape) for g, x in zip(gathered, payload, strict=True)]
-        slot.succeed((payload, start))
-
-    def _recv(self, w: Worker, ins: Recv) -> Process:
-        slot = self._slot((self.step, ins.what, ins.chunk, ins.mb, w.index))
-        self._waiting[w.index] = (
-            f"the {ins.what} of stage {ins.chunk}, micro-batch {ins.mb} from worker {ins.peer}"
-        )
-        begin = self.env.now
-        payload, sent = yield slot
-        del self._waiting[w.index]
-        # only the part of the wait during which the message was on the wire is exposed
-        exposed = max(0.0, self.env.now - max(begin, sent))
-        for d in w.devices:
-            self.exposed[d] += exposed
-        self._buffers[w.index][(ins.what, ins.chunk, ins.mb)] = payload
-
-    # -- collectives between workers -----------------------------------------------------------
-    def _rendezvous(
-        self,
-        w: Worker,
-        key: tuple,
-        members: list[Worker],
-        payload: Any,
-        run: Callable[[list[Any]], tuple[list[Any], float]],
-    ) -> simpy.Event:
-        """Register ``w``'s payload for the collective ``key`` of ``members``.
-
-        When the last member arrives, ``run`` gets every member's payload (in
-        member order), performs the collective -- numerics and engine time --
-        and returns the per-member results and the time the collective ends.
-        The returned event fires then, with ``(results by worker, start, end)``.
-        """
-        full_key = (self.step, *key)
-        meeting = self._meetings.setdefault(full_key, {"payloads": {}, "event": self.env.event()})
-        meeting["payloads"][w.index] = payload
-        if len(meeting["payloads"]) == len(members):
-            del self._meetings[full_key]
-            results, end = run([meeting["payloads"][m.index] for m in members])
-            start = self.env.now
-            by_worker = {m.index: r for m, r in zip(members, results, strict=True)}
-            self.env.timeout(end - start).callbacks.append(
-                lambda _: meeting["event"].succeed((by_worker, start, end))
-            )
-        return meeting["event"]
-
-    def launch(
-        self,
-        w: Worker,
-        key: tuple,
-        members: list[Worker],
-        payload: Any,
-        run: Callable[[list[Any]], tuple[list[Any], float]],
-    ) -> simpy.Event:
-        """Start a collective without waiting for it (e.g. a DDP gradient bucket);
-        :meth:`wait` collects the results."""
-        return self._rendezvous(w, key, members, payload, run)
-
-    def wait(self, w: Worker, handles: list[simpy.Event], what: str) -> Process:
-        """Wait for launched collectives; returns ``w``'s results in order.
-
-        The wait counts as exposed communication while any of the collectives is
-        under way (the rest of the wait is for peers still computing).
-        """
-        begin = self.env.now
-        self._waiting[w.index] = what
-        results, windows = [], []
-        for handle in handles:
-            by_worker, start, end = yield handle
-            results.append(by_worker[w.index])
-            windows.append((start, end))
-        self._waiting.pop(w.index, None)
-        exposed = sum(
-            max(0.0, min(end, self.env.now) - max(start, begin)) for start, end in _union(windows)
-        )
-        for d in w.devices:
-            self.exposed[d] += exposed
-        return results
-
-    def meet(
-        self,
-        w: Worker,
-        key: tuple,
-        members: list[Worker],
-        payload: Any,
-        run: Callable[[list[Any]], tuple[list[Any], float]],
-        what: str,
-    ) -> Process:
-        """A blocking collective: :meth:`launch` then :meth:`wait`."""
-        (result,) = yield from self.wait(w, [self.launch(w, key, members, payload, run)], what)
-        return result
