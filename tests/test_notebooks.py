@@ -25,7 +25,15 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT_S = 120
 MIN_PNG_BYTES = 10_000  # an empty set of axes with a title and a grid is about 11 kB ...
 MIN_COLOURED = 0.005  # ... and has no coloured pixels; every real picture here has > 1 %
-PUBLIC_MODULES = {"simulator", "simulator.comm", "simulator.plots", "simulator.ops"}
+# notebook 3 shows Megatron's column- and row-parallel layers shard by shard, which only
+# simulator.parallel.tensor (shard_block) exposes
+PUBLIC_MODULES = {
+    "simulator",
+    "simulator.comm",
+    "simulator.plots",
+    "simulator.ops",
+    "simulator.parallel.tensor",
+}
 WHICH_SIMULATOR = (
     "import pathlib, simulator\nprint(pathlib.Path(simulator.__file__).resolve().parent)"
 )
