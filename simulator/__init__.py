@@ -13,7 +13,8 @@ The public API, from the bottom up:
   :class:`ShapeArray` (an array with a shape and no data);
 * models: :class:`MLPConfig`, :class:`GPTConfig`, :class:`AbstractConfig`;
 * collectives: :mod:`simulator.comm`;
-* strategies: :class:`Strategy`, :class:`TrainingConfig`, :class:`Mesh`,
+* strategies: :class:`Strategy`, :class:`TrainingConfig`, :class:`Mesh` and
+  :func:`describe_mesh` (which links every group's traffic crosses),
   pipeline schedules (:func:`get_schedule`, :func:`schedule_names`,
   :class:`Schedule`, :class:`Action`, :func:`parse_csv`, :func:`validate`,
   :func:`unit_timeline` (a schedule placed on an idealised unit-time pipeline));
@@ -31,6 +32,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from . import comm, ops
+from .arrays import ShapeArray
 from .engine import Engine
 from .errors import (
     DeadlockError,
@@ -52,6 +54,7 @@ from .nn.abstract import AbstractConfig
 from .nn.gpt import GPTConfig
 from .nn.models import MLPConfig
 from .parallel import Mesh, Strategy, build_plan
+from .parallel.mesh import describe as describe_mesh
 from .parallel.pipeline import (
     Action,
     Schedule,
@@ -60,6 +63,7 @@ from .parallel.pipeline import (
     schedule_names,
     validate,
 )
+from .parallel.pipeline.timeline import run as unit_timeline
 from .report import comparison_table
 from .scenario import Scenario, load_scenario, parse_scenario
 from .tape import recording
@@ -94,6 +98,7 @@ __all__ = [
     "build_plan",
     "comm",
     "comparison_table",
+    "describe_mesh",
     "get_schedule",
     "load_scenario",
     "ops",

@@ -16,6 +16,7 @@ import itertools
 from dataclasses import dataclass
 
 from ..errors import LayoutError
+from ..hardware import ClusterSpec
 
 AXES = ("tp", "cp", "dp", "pp")
 DEFAULT_ORDER = "tp-cp-dp-pp"
@@ -88,3 +89,40 @@ class Mesh:
             self.group(axis, **dict(zip(others, combo, strict=True)))
             for combo in itertools.product(*ranges)
         ]
+
+
+WHY = {
+    "tp": "two all-reduces per layer, forward and backward",
+    "dp": "one gradient all-reduce per step",
+    "pp": "one activation and one gradient per micro-batch",
+}
+
+
+def describe(mesh: Mesh, cluster: ClusterSpec) -> list[str]:
+    """Which device holds which coordinates, and which links every group's traffic
+    crosses (what ``python -m simulator mesh`` prints), one line per entry."""
+    per_node = cluster.devices_per_node
+    lines = [
+        f"{mesh.dp} x {mesh.tp} x {mesh.pp} (dp x tp x pp) = {mesh.size} devices on "
+        f"{cluster.nodes} node(s) of {per_node} {cluster.device.name}, order {mesh.order}",
+        "",
+        "device  node  dp  tp  pp",
+    ]
+    for d in range(mesh.size):
+        c = mesh.coords(d)
+        lines.append(f"{d:>6}  {d // per_node:>4}  {c['dp']:>2}  {c['tp']:>2}  {c['pp']:>2}")
+    for axis in ("tp", "dp", "pp"):
+        size = getattr(mesh, axis)
+        lines += ["", f"{axis} groups ({WHY[axis]}):"]
+        if size == 1:
+            lines.append("  none (size 1)")
+            continue
+        for group in sorted(mesh.groups(axis)):
+            nodes = sorted({d // per_node for d in group})
+            link = (
+                "inside node " + str(nodes[0])
+                if len(nodes) == 1
+                else f"across nodes {', '.join(map(str, nodes))} (network links)"
+            )
+            lines.append(f"  devices {group}: {link}")
+    return lines
