@@ -103,13 +103,11 @@ class Exchange:
         payload, sent = yield slot
         del self._waiting[w.index]
         # only the part of the wait during which the message was on the wire is exposed
-        exposed = max(0.0, self.env.now - max(begin, sent))
-        for d in w.devices:
-            self.exposed[d] += exposed
+        self.expose(w, max(0.0, self.env.now - max(begin, sent)))
         self._buffers[w.index][(ins.what, ins.chunk, ins.mb)] = payload
 
     # -- collectives between workers -----------------------------------------------------------
-    def _rendezvous(
+    def launch(
         self,
         w: Worker,
         key: tuple,
@@ -117,7 +115,8 @@ class Exchange:
         payload: Any,
         run: Callable[[list[Any]], tuple[list[Any], float]],
     ) -> simpy.Event:
-        """Register ``w``'s payload for the collective ``key`` of ``members``.
+        """Start the collective ``key`` of ``members`` without waiting for it (e.g. a
+        DDP gradient bucket); :meth:`wait` collects the results.
 
         When the last member arrives, ``run`` gets every member's payload (in
         member order), performs the collective -- numerics and engine time --
@@ -137,18 +136,6 @@ class Exchange:
             )
         return meeting["event"]
 
-    def launch(
-        self,
-        w: Worker,
-        key: tuple,
-        members: list[Worker],
-        payload: Any,
-        run: Callable[[list[Any]], tuple[list[Any], float]],
-    ) -> simpy.Event:
-        """Start a collective without waiting for it (e.g. a DDP gradient bucket);
-        :meth:`wait` collects the results."""
-        return self._rendezvous(w, key, members, payload, run)
-
     def wait(self, w: Worker, handles: list[simpy.Event], what: str) -> Process:
         """Wait for launched collectives; returns ``w``'s results in order.
 
@@ -163,12 +150,19 @@ class Exchange:
             results.append(by_worker[w.index])
             windows.append((start, end))
         self._waiting.pop(w.index, None)
-        exposed = sum(
-            max(0.0, min(end, self.env.now) - max(start, begin)) for start, end in union(windows)
+        self.expose(
+            w,
+            sum(
+                max(0.0, min(end, self.env.now) - max(start, begin))
+                for start, end in union(windows)
+            ),
         )
-        for d in w.devices:
-            self.exposed[d] += exposed
         return results
+
+    def expose(self, w: Worker, seconds: float) -> None:
+        """Charge ``seconds`` of waiting on communication to every device of ``w``."""
+        for d in w.devices:
+            self.exposed[d] += seconds
 
     def meet(
         self,

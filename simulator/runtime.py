@@ -276,6 +276,4 @@ class Runtime(Exchange):
         begin = self.env.now
         if end > begin:
             yield self.env.timeout(end - begin)
-        exposed = max(0.0, end - max(begin, comm_start))
-        for d in w.devices:
-            self.exposed[d] += exposed
+        self.expose(w, max(0.0, end - max(begin, comm_start)))

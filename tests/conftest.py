@@ -58,3 +58,16 @@ def assert_matches_single(
 @pytest.fixture
 def ideal() -> ClusterSpec:
     return ideal_cluster()
+
+
+def assert_run_fails(tmp_path, capsys, text: str, message: str) -> None:
+    """``python -m simulator run`` on ``text`` exits with status 2 and one line naming
+    the problem (``message`` is part of it), never a traceback."""
+    from simulator.cli import main
+
+    path = tmp_path / "scenario.toml"
+    path.write_text(text)
+    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert message in err, err

@@ -9,6 +9,8 @@ import pytest
 
 from simulator.cli import main
 
+from .conftest import assert_run_fails
+
 ROOT = Path(__file__).resolve().parents[1]
 BASE = """
 name = "cli"
@@ -95,9 +97,7 @@ def test_json_contract(tmp_path, capsys):
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, change, message):
-    assert main(["run", scenario(tmp_path, BASE.replace(*change))]) == 2
-    err = capsys.readouterr().err
-    assert message in err and err.startswith("error: ") and err.count("\n") == 1
+    assert_run_fails(tmp_path, capsys, BASE.replace(*change), message)
 
 
 def test_missing_file_exits_2(capsys):

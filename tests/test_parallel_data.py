@@ -2,12 +2,11 @@
 
 import pytest
 
-from simulator.cli import main
 from simulator.hardware import preset
 from simulator.nn.models import MLPConfig
 from simulator.parallel import Strategy
 
-from .conftest import assert_matches_single, ideal_cluster, run
+from .conftest import assert_matches_single, assert_run_fails, ideal_cluster, run
 
 MODEL = MLPConfig(layers=6, width=16)
 
@@ -167,11 +166,7 @@ name = "x"
     ],
 )
 def test_bad_data_parallel_input_exits_2_with_one_line(tmp_path, capsys, lines, message):
-    path = tmp_path / "s.toml"
-    path.write_text(BAD.format(lines))
-    assert main(["run", str(path)]) == 2
-    err = capsys.readouterr().err
-    assert message in err and err.count("\n") == 1
+    assert_run_fails(tmp_path, capsys, BAD.format(lines), message)
 
 
 def test_ideal_ddp_has_no_exposed_communication():

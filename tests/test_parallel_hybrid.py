@@ -3,9 +3,8 @@
 import pytest
 
 from simulator import GPTConfig, Strategy
-from simulator.cli import main
 
-from .conftest import assert_matches_single, run
+from .conftest import assert_matches_single, assert_run_fails, run
 
 GPT = GPTConfig(layers=4, hidden=16, heads=4, seq_len=8, vocab=32, dropout=0.1)
 TRAINING = {"global_batch": 8, "steps": 2, "optimizer": "adam", "lr": 0.01}
@@ -121,8 +120,4 @@ name = "x"
     ],
 )
 def test_bad_layouts_exit_2_with_one_clear_line(tmp_path, capsys, lines, message):
-    path = tmp_path / "s.toml"
-    path.write_text(BAD.format(lines))
-    assert main(["run", str(path)]) == 2
-    err = capsys.readouterr().err
-    assert message in err and err.startswith("error: ")
+    assert_run_fails(tmp_path, capsys, BAD.format(lines), message)

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from simulator.arrays import ShapeArray
-from simulator.cli import main
 from simulator.errors import LayoutError
 from simulator.experiment import run_strategy
 from simulator.hardware import preset
@@ -30,7 +29,7 @@ from simulator.scenario import load_scenario
 from simulator.trace import COMM
 from simulator.training import TrainingConfig
 
-from .conftest import ideal_cluster
+from .conftest import assert_run_fails, ideal_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 B, S, H, A = 4, 16, 32, 4  # micro-batch, sequence, hidden, heads
@@ -196,11 +195,7 @@ tp = 4
 def test_layouts_that_do_not_divide_exit_2_with_one_line(tmp_path, capsys, text, changes, message):
     for old, new in changes.items():
         text = text.replace(old, new)
-    path = tmp_path / "bad.toml"
-    path.write_text(text)
-    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err
-    assert message in err and err.startswith("error: ") and err.count("\n") == 1
+    assert_run_fails(tmp_path, capsys, text, message)
 
 
 def test_an_mlp_inner_size_that_does_not_divide_is_an_error():
