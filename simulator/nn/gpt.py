@@ -36,12 +36,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..arrays import ITEMSIZE, NUMPY_DTYPES, Array, ShapeArray
+from ..arrays import NUMPY_DTYPES, Array, ShapeArray
 from .cross_entropy import CrossEntropyLoss
 from .data import rng_for
 from .embedding import Embedding, TiedLogits
 from .layers import Layer, Sequential
-from .models import Model
+from .models import Model, require_dtype, require_positive
 from .norm import LayerNorm
 from .param import Param
 from .text import bigram_batch, check_vocab, text_batch
@@ -104,15 +104,12 @@ class GPTConfig:
     init_std: float = 0.02
 
     def __post_init__(self) -> None:
-        for key in ("layers", "hidden", "heads", "seq_len", "vocab", "ffn_mult"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"GPT {key} must be at least 1, got {getattr(self, key)}")
+        require_positive(self, "layers", "hidden", "heads", "seq_len", "vocab", "ffn_mult")
+        require_dtype(self.dtype)
         if self.hidden % self.heads:
             raise ValueError(f"GPT hidden {self.hidden} does not divide into {self.heads} heads")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"GPT dropout must be in [0, 1), got {self.dropout}")
-        if self.dtype not in ITEMSIZE:
-            raise ValueError(f"GPT dtype {self.dtype!r} is not one of {sorted(ITEMSIZE)}")
         if self.data not in DATA:
             raise ValueError(f"GPT data must be one of {DATA}, got {self.data!r}")
         if self.data == "text":
