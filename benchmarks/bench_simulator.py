@@ -60,6 +60,9 @@ CASES: dict[str, Callable[[], object]] = {
     "GPT-3 175B, dp2 x pp8, 64 micro-batches, full recompute (shape-only)": gpt3(
         Strategy("p", dp=2, pp=8, microbatches=64, partition="uniform", recompute="full"), 2, 128
     ),
+    "GPT-3 175B, tp8 x pp8 on 64 A100s, 32 micro-batches, full recompute (shape-only)": gpt3(
+        Strategy("t", tp=8, pp=8, microbatches=32, partition="uniform", recompute="full"), 8, 32
+    ),
     "ring all-reduce of 1 GB over 256 devices, every message timed": lambda: time_collective(
         "all_reduce", "ring", preset("dgx-a100", nodes=32), 256, 10**9
     ),
