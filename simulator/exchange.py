@@ -26,6 +26,8 @@ from .parallel.program import Recv, Send
 from .parallel.worker import Worker
 
 Process = Generator[simpy.Event, Any, Any]
+#: A collective's body: every member's payload in, (every member's result, end time) out.
+Body = Callable[[list[Any]], tuple[list[Any], float]]
 
 
 class Exchange:
@@ -113,7 +115,7 @@ class Exchange:
         key: tuple,
         members: list[Worker],
         payload: Any,
-        run: Callable[[list[Any]], tuple[list[Any], float]],
+        run: Body,
     ) -> simpy.Event:
         """Start the collective ``key`` of ``members`` without waiting for it (e.g. a
         DDP gradient bucket); :meth:`wait` collects the results.
@@ -170,7 +172,7 @@ class Exchange:
         key: tuple,
         members: list[Worker],
         payload: Any,
-        run: Callable[[list[Any]], tuple[list[Any], float]],
+        run: Body,
         what: str,
     ) -> Process:
         """A blocking collective: :meth:`launch` then :meth:`wait`."""
