@@ -51,3 +51,11 @@ class OutOfMemoryError(SimulatorError):
         self.request = request
         self.breakdown = breakdown
         self.capacity = capacity
+
+
+class DivergedError(SimulatorError):
+    """The loss became NaN or infinite; ``step`` is the training step it happened at."""
+
+    def __init__(self, message: str, step: int) -> None:
+        super().__init__(message)
+        self.step = step

@@ -3,25 +3,36 @@
 ``run_strategy`` plans and simulates one strategy; ``run_scenario`` checks
 every strategy of a scenario first (so a bad layout stops everything before
 any time is spent), then runs them one by one. A strategy that runs out of
-memory is reported with status ``"oom"`` and the others still run.
+memory is reported with status ``"oom"``, one whose loss becomes NaN or
+infinite with ``"diverged"``, and the others still run.
+
+``results.json`` is strict JSON: a number that is not finite is written as
+``null``. Traces of more than :data:`GZIP_EVENTS` events are written
+gzip-compressed (``.trace.json.gz``, which Perfetto opens as it is).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import OutOfMemoryError
+from .errors import DivergedError, OutOfMemoryError
 from .hardware import ClusterSpec
 from .metrics import summarize
 from .parallel.plan import Plan, build_plan, gather_params
 from .parallel.strategy import Strategy
+from .progress import ProgressBar
 from .runtime import Runtime
 from .scenario import Scenario
+from .trace import Trace
 from .training import TrainingConfig
+
+#: Traces with more events than this are written gzip-compressed.
+GZIP_EVENTS = 200_000
 
 
 @dataclass
@@ -45,8 +56,14 @@ class StrategyResult:
         return self.metrics["loss"]
 
     @property
-    def trace(self):
+    def trace(self) -> Trace:
         return self.runtime.engine.trace
+
+    @property
+    def step_window(self) -> tuple[float, float]:
+        """The last step's start and end, simulated seconds."""
+        record = self.runtime.records[-1]
+        return record.start, record.end
 
     def memory(self, device: int) -> dict[str, int]:
         """Bytes by category on ``device`` at their peaks (see :mod:`simulator.engine.memory`)."""
@@ -63,7 +80,8 @@ class ScenarioResult:
     results: list[StrategyResult] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return {"scenario": self.name, "results": [r.metrics for r in self.results]}
+        """The results JSON; numbers that are not finite become None (strict JSON)."""
+        return _finite({"scenario": self.name, "results": [r.metrics for r in self.results]})
 
     def __getitem__(self, name: str) -> StrategyResult:
         for r in self.results:
@@ -72,14 +90,32 @@ class ScenarioResult:
         raise KeyError(name)
 
 
-def execute(plan: Plan) -> StrategyResult:
-    """Simulate a plan; out-of-memory becomes ``status = "oom"`` with the message."""
+def _finite(value: Any) -> Any:
+    """``value`` with every float that is not finite replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def execute(plan: Plan, progress: bool = False) -> StrategyResult:
+    """Simulate a plan; out-of-memory becomes ``status = "oom"`` and a loss that is not
+    finite ``"diverged"``, each with its message. ``progress`` shows a bar (module
+    :mod:`simulator.progress`)."""
     runtime = Runtime(plan)
     status, message = "ok", ""
     try:
-        runtime.run()
+        with ProgressBar(runtime, progress) as bar:
+            if bar.active:
+                runtime.progress = bar.update
+            runtime.run()
     except OutOfMemoryError as err:
         status, message = "oom", str(err)
+    except DivergedError as err:
+        status, message = "diverged", str(err)
     metrics = summarize(runtime)
     metrics["status"], metrics["message"] = status, message
     return StrategyResult(plan, runtime, metrics)
@@ -96,20 +132,38 @@ def run_strategy(
     return execute(build_plan(cluster, model, training, strategy, base_dir))
 
 
-def run_scenario(scenario: Scenario) -> ScenarioResult:
-    """Check every strategy, then run each (see the module docstring)."""
+def run_scenario(scenario: Scenario, progress: bool = False) -> ScenarioResult:
+    """Check every strategy, then run each (see the module docstring).
+
+    ``progress`` shows a progress bar per strategy on standard error (when it is
+    a terminal), after saying how many events a large run will take.
+    """
     plans = [
         build_plan(scenario.cluster, scenario.model, scenario.training, s, scenario.base_dir)
         for s in scenario.strategies
     ]
     result = ScenarioResult(scenario.name)
     for plan in plans:
-        result.results.append(execute(plan))
+        result.results.append(execute(plan, progress))
     return result
 
 
 def file_stem(name: str) -> str:
     return re.sub(r"[^\w.+-]", "_", name)
+
+
+def trace_path(out: Path, stem: str, result: StrategyResult) -> Path:
+    """Where a strategy's Chrome trace goes: gzip-compressed when it is large."""
+    events = sum(len(result.trace.groups[g]) for g in result.trace.group)
+    suffix = ".trace.json.gz" if events > GZIP_EVENTS else ".trace.json"
+    return out / f"{stem}{suffix}"
+
+
+def write_results(result: ScenarioResult, out_dir: str | Path) -> Path:
+    """Write ``results.json`` (strict JSON) into ``out_dir``; returns its path."""
+    path = Path(out_dir) / "results.json"
+    path.write_text(json.dumps(result.to_json(), indent=2, allow_nan=False) + "\n")
+    return path
 
 
 def write_outputs(result: ScenarioResult, out_dir: str | Path) -> list[Path]:
@@ -119,18 +173,14 @@ def write_outputs(result: ScenarioResult, out_dir: str | Path) -> list[Path]:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written = [out / "results.json"]
-    written[0].write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    written = [write_results(result, out)]
     for r in result.results:
         stem = file_stem(r.name)
-        r.trace.write_chrome(out / f"{stem}.trace.json")
+        trace = trace_path(out, stem, r)
+        r.trace.write_chrome(trace)
         plots.gantt(r, out / f"{stem}.gantt.png")
         plots.memory(r, out / f"{stem}.memory.png")
-        written += [
-            out / f"{stem}.gantt.png",
-            out / f"{stem}.trace.json",
-            out / f"{stem}.memory.png",
-        ]
+        written += [out / f"{stem}.gantt.png", trace, out / f"{stem}.memory.png"]
     if len(result.results) > 1:
         plots.compare(result, out / "compare.png")
         written.append(out / "compare.png")

@@ -145,7 +145,7 @@ def _legend(cats: set[str], kinds: set[str], plain: bool) -> list[Patch]:
 
 def gantt(result: Any, path: str | Path | None = None) -> Figure | None:
     """Draw the last step of ``result`` (see the module docstring) into ``path``."""
-    lo, hi = result.runtime.step_windows[-1]
+    lo, hi = result.step_window
     scale, unit = time_unit(hi - lo)
     span = (hi - lo) / scale
     devices = sorted(d for w in result.plan.workers for d in w.devices)
@@ -157,9 +157,8 @@ def gantt(result: Any, path: str | Path | None = None) -> Figure | None:
         note = f"tensor-parallel rank 0 of {min(len(leaders), MAX_ROWS)} of {len(leaders)} groups"
     rows = {d: len(shown) - 1 - i for i, d in enumerate(shown)}
     by_device: dict[int, list[Event]] = {d: [] for d in rows}
-    for e in result.trace.window(lo, hi).events:
-        if e.device in by_device:
-            by_device[e.device].append(e)
+    for e in result.trace.select(rows, lo, hi):
+        by_device[e.device].append(e)
     blocks: dict[str, _Boxes] = {}  # one collection per hatch: drawing stays fast
     messages = _Boxes()
     labels: list[tuple[float, float, str, str]] = []

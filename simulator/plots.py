@@ -31,7 +31,7 @@ def memory(result: Any, path: str | Path | None = None) -> Figure | None:
     """Memory in use on every device over the whole run, one line per device."""
     rt = result.runtime
     devices = sorted(d for w in result.plan.workers for d in w.devices)[:16]
-    end = rt.step_windows[-1][1]
+    end = rt.records[-1].end
     scale_t, unit_t = time_unit(end)
     peak = max(rt.engine.memory[d].peak for d in devices)
     scale_b, unit_b = _bytes_unit(peak)
@@ -48,8 +48,8 @@ def memory(result: Any, path: str | Path | None = None) -> Figure | None:
     capacity = result.plan.cluster.device.memory_bytes
     if capacity <= 3 * peak:
         ax.axhline(capacity / scale_b, color="red", linestyle="--", linewidth=1, label="capacity")
-    for lo, _ in rt.step_windows[1:]:
-        ax.axvline(lo / scale_t, color="grey", linestyle=":", linewidth=0.8)
+    for record in rt.records[1:]:
+        ax.axvline(record.start / scale_t, color="grey", linestyle=":", linewidth=0.8)
     ax.set_ylim(bottom=0)
     ax.set_xlabel(f"simulated time ({unit_t}); dotted lines start a new step")
     ax.set_ylabel(f"memory in use ({unit_b})")

@@ -10,7 +10,13 @@ math did (DESIGN.md, key decision 2).
 
 A worker is a lockstep tensor-parallel group: code that loops over the shards
 marks which rank it runs for with :func:`on_rank`, and a compute segment lasts
-as long as its slowest rank.
+as long as its slowest rank. Segments line up across ranks by position, not by
+the order the loop visits them: between two collectives (or marks), each
+rank's kernels are cut where the rank's tag changes, and piece ``k`` of every
+rank joins segment ``k``. A loop that runs, rank by rank, a recomputed part
+and then the rest therefore gives two segments -- all ranks' recomputation,
+then all ranks' rest -- each as long as its slowest rank, not ``2t`` segments
+one after another.
 """
 
 from __future__ import annotations
@@ -94,16 +100,29 @@ class Tape:
         self.items: list[Item] = []
         self.rank = 0
         self.tag = ""
+        # since the last collective or mark: the segments opened, and per rank the
+        # position of its current piece and that piece's tag
+        self._segments: list[ComputeSegment] = []
+        self._piece: dict[int, tuple[int, str]] = {}
 
     def kernel(self, kernel: Kernel) -> None:
-        last = self.items[-1] if self.items else None
-        if not isinstance(last, ComputeSegment) or last.tag != self.tag:
-            last = ComputeSegment(tag=self.tag)
-            self.items.append(last)
-        last.kernels.setdefault(self.rank, []).append(kernel)
+        rank, tag = self.rank, self.tag
+        piece = self._piece.get(rank)
+        if piece is None:
+            index = 0
+        else:
+            index = piece[0] if piece[1] == tag else piece[0] + 1
+        self._piece[rank] = (index, tag)
+        if index == len(self._segments):
+            segment = ComputeSegment(tag=tag)
+            self._segments.append(segment)
+            self.items.append(segment)
+        self._segments[index].kernels.setdefault(rank, []).append(kernel)
 
     def append(self, item: CollectiveCall | Mark) -> None:
         self.items.append(item)
+        self._segments = []
+        self._piece = {}
 
     def kernels(self, rank: int = 0) -> list[Kernel]:
         """Every kernel one rank ran, in order."""

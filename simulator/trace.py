@@ -1,21 +1,39 @@
-"""The timeline: every compute block, transfer and memory change, timestamped.
+"""The timeline: every compute block and transfer, timestamped, in columns.
 
-The engine appends :class:`Event` objects while the simulation runs; metrics,
-Gantt charts and the Chrome trace are all computed from this one record
-(DESIGN.md, key decision 6). Chrome trace-event JSON
+The engine records what devices did while the simulation runs; Gantt charts,
+the Chrome trace and the per-device views are all computed from this one
+record (DESIGN.md, key decision 6). The record is *columnar* and *grouped*
+(key decision 8): one row per thing that happened, naming the **group** of
+devices that did it in lockstep (a tensor-parallel group, or every replica of
+a folded data-parallel run), a **label** (lane, name, kind and details,
+interned: a million rows share a few thousand labels) and its start and end.
+A message between two groups names the receiving group as its **peer**: rank
+``i`` of one sends to rank ``i`` of the other.
+
+:attr:`Trace.events` expands the rows into one :class:`Event` per device, the
+view pictures and exports want; it is built on demand and cached.
+
+Chrome trace-event JSON
 (https://docs.google.com/document/d/1CvAClvFfyA5R-PhYUmn5OOQtYMH4h6I0nSsKchNAySU)
 opens in Perfetto (ui.perfetto.dev) and chrome://tracing: one process per
-device, one thread per stream.
+device, one thread per stream. A path ending in ``.gz`` is written
+gzip-compressed, which Perfetto opens as it is.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
+from array import array
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
+
 #: Lanes (streams) of a device.
 COMPUTE, COMM = "compute", "comm"
+NO_PEER = -1
 
 
 class Event(NamedTuple):
@@ -23,8 +41,7 @@ class Event(NamedTuple):
 
     ``cat`` is the kind: ``F``/``B``/``W``/``BW``/``opt``/``recompute`` for
     compute, ``dp``/``tp``/``pp``/... for communication. ``args`` holds details
-    such as the micro-batch, the chunk, bytes, the peer and the link. (A named
-    tuple: large runs record hundreds of thousands of these.)
+    such as the micro-batch, the chunk, bytes, the peer and the link.
     """
 
     device: int
@@ -40,32 +57,126 @@ class Event(NamedTuple):
         return self.end - self.start
 
 
-class Trace:
-    """An append-only list of events plus per-device memory samples."""
+class Label(NamedTuple):
+    """What a row of the trace is: its lane, name, kind and details."""
 
-    def __init__(self, num_devices: int) -> None:
-        self.num_devices = num_devices
-        self.events: list[Event] = []
-        self.memory: dict[int, list[tuple[float, int]]] = {}
+    lane: str
+    name: str
+    cat: str
+    args: tuple[tuple[str, Any], ...]
+
+
+class Trace:
+    """Columnar rows of (group, peer, label, start, end); see the module docstring."""
+
+    def __init__(self) -> None:
+        self.groups: list[tuple[int, ...]] = []
+        self._group_ids: dict[tuple[int, ...], int] = {}
+        self.labels: list[Label] = []
+        self._label_ids: dict[Label, int] = {}
+        self.group = array("q")
+        self.peer = array("q")
+        self.label = array("q")
+        self.start = array("d")
+        self.end = array("d")
+        self.ledgers: dict[int, Any] = {}  # device -> MemoryLedger, for memory counters
+        self._events: list[Event] | None = None
+
+    # -- recording ---------------------------------------------------------------------
+    def group_id(self, devices: tuple[int, ...]) -> int:
+        """The id of a group of devices (created on first use)."""
+        gid = self._group_ids.get(devices)
+        if gid is None:
+            gid = self._group_ids[devices] = len(self.groups)
+            self.groups.append(devices)
+        return gid
+
+    def label_id(self, lane: str, name: str, cat: str, **args: Any) -> int:
+        """The id of a label (created on first use); ``args`` values must be hashable."""
+        key = Label(lane, name, cat, tuple(args.items()))
+        lid = self._label_ids.get(key)
+        if lid is None:
+            lid = self._label_ids[key] = len(self.labels)
+            self.labels.append(key)
+        return lid
+
+    def record(self, group: int, label: int, start: float, end: float, peer: int = NO_PEER) -> None:
+        """Append one row (the engine's hot path: ids come from :meth:`group_id` and
+        :meth:`label_id`)."""
+        self.group.append(group)
+        self.peer.append(peer)
+        self.label.append(label)
+        self.start.append(start)
+        self.end.append(end)
+        self._events = None
 
     def add(
         self, device: int, lane: str, start: float, end: float, name: str, cat: str, **args: Any
     ) -> None:
-        self.events.append(Event(device, lane, start, end, name, cat, args))
+        """Append one row for a single device."""
+        self.record(self.group_id((device,)), self.label_id(lane, name, cat, **args), start, end)
 
-    def window(self, start: float, end: float) -> Trace:
-        """The events that overlap ``[start, end]`` (memory samples are kept whole)."""
-        sub = Trace(self.num_devices)
-        sub.events = [
-            e for e in self.events if (e.end > start and e.start < end) or e.start == e.end == start
-        ]
-        sub.memory = self.memory
-        return sub
+    def __len__(self) -> int:
+        return len(self.start)
 
-    def to_chrome(self) -> dict[str, Any]:
+    # -- reading -----------------------------------------------------------------------
+    @property
+    def devices(self) -> list[int]:
+        """Every device that appears in the trace, sorted."""
+        return sorted({d for g in self.groups for d in g})
+
+    @property
+    def events(self) -> list[Event]:
+        """One :class:`Event` per device per row, in recording order."""
+        if self._events is None:
+            self._events = list(self._expand(range(len(self))))
+        return self._events
+
+    def select(
+        self, devices: Iterable[int] | None = None, lo: float = -np.inf, hi: float = np.inf
+    ) -> list[Event]:
+        """The events of ``devices`` (all when None) that overlap ``[lo, hi]``."""
+        start = np.frombuffer(self.start, dtype=float)
+        end = np.frombuffer(self.end, dtype=float)
+        rows = np.flatnonzero(((end > lo) & (start < hi)) | ((start == end) & (start == lo)))
+        wanted = None if devices is None else set(devices)
+        return [e for e in self._expand(rows.tolist()) if wanted is None or e.device in wanted]
+
+    def _expand(self, rows: Iterable[int]) -> Iterable[Event]:
+        groups, labels = self.groups, self.labels
+        for i in rows:
+            lane, name, cat, items = labels[self.label[i]]
+            args = dict(items)
+            start, end = self.start[i], self.end[i]
+            devices = groups[self.group[i]]
+            per_rank = args.get("bytes")
+            uniform = not isinstance(per_rank, tuple)
+            if lane == COMPUTE:
+                for d in devices:
+                    yield Event(d, lane, start, end, name, cat, args)
+            elif self.peer[i] == NO_PEER:
+                for r, d in enumerate(devices):
+                    one = args if uniform else {**args, "bytes": per_rank[r]}
+                    yield Event(d, lane, start, end, name, cat, {**one, "direction": "collective"})
+            else:
+                for a, b in zip(devices, groups[self.peer[i]], strict=True):
+                    send = {**args, "peer": b, "direction": "send"}
+                    yield Event(a, lane, start, end, name, cat, send)
+                    yield Event(
+                        b, lane, start, end, name, cat, {**send, "peer": a, "direction": "recv"}
+                    )
+
+    def window(self, start: float, end: float) -> list[Event]:
+        """The events that overlap ``[start, end]``."""
+        return self.select(None, start, end)
+
+    # -- Chrome trace ------------------------------------------------------------------
+    def to_chrome(self, events: list[Event] | None = None) -> dict[str, Any]:
         """Chrome trace-event JSON (a dict ready for ``json.dump``)."""
+        events = self.events if events is None else events
+        devices = sorted({e.device for e in events} | set(self.ledgers))
         out: list[dict[str, Any]] = []
-        for d in range(self.num_devices):
+        for d in devices:
             out.append(
                 {
                     "ph": "M",
@@ -86,8 +197,9 @@ class Trace:
             )
         threads: dict[tuple[int, str], list[float]] = {}
         tids: dict[tuple[int, str, int], int] = {}
+        count: dict[int, int] = {}
         for e in sorted(
-            self.events, key=lambda e: (e.device, e.lane != COMPUTE, e.start, e.end, e.name)
+            events, key=lambda e: (e.device, e.lane != COMPUTE, e.start, e.end, e.name)
         ):
             # Chrome needs the events of one thread nested; overlapping messages
             # (full duplex, two ports) go to extra threads of the same lane.
@@ -100,7 +212,7 @@ class Trace:
                 ends[slot] = e.end
             key = (e.device, e.lane, slot)
             if key not in tids:
-                tids[key] = len([k for k in tids if k[0] == e.device]) + 1
+                tids[key] = count[e.device] = count.get(e.device, 0) + 1
                 label = e.lane if slot == 0 else f"{e.lane} {slot + 1}"
                 out.append(
                     {
@@ -123,8 +235,9 @@ class Trace:
                     "args": e.args,
                 }
             )
-        for d, samples in sorted(self.memory.items()):
-            for t, b in samples:
+        for d in devices:
+            ledger = self.ledgers.get(d)
+            for t, b in ledger.samples if ledger is not None else ():
                 out.append(
                     {
                         "ph": "C",
@@ -137,5 +250,13 @@ class Trace:
                 )
         return {"traceEvents": out, "displayTimeUnit": "ms"}
 
-    def write_chrome(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_chrome(), separators=(",", ":")))
+    def write_chrome(self, path: str | Path, events: list[Event] | None = None) -> None:
+        """Write the Chrome trace; gzip-compressed when ``path`` ends in ``.gz``."""
+        text = json.dumps(self.to_chrome(events), separators=(",", ":"), allow_nan=False)
+        p = Path(path)
+        if p.suffix == ".gz":
+            # mtime 0: the same run gives the same bytes
+            with gzip.GzipFile(p, "wb", mtime=0) as f:
+                f.write(text.encode())
+        else:
+            p.write_text(text)

@@ -22,6 +22,9 @@ class TrainingConfig:
             ``fused`` times a collective once on idle links and books it as one
             block (much faster for large shape-only runs); ``auto`` picks
             ``steps`` with numerics and ``fused`` without.
+        fold_replicas: simulate identical data-parallel replicas once
+            (:mod:`simulator.runtime.fold`); the results are the same either way,
+            folding only makes large runs fast. Set false to compare.
     """
 
     numerics: bool = True
@@ -31,6 +34,7 @@ class TrainingConfig:
     lr: float = 0.01
     seed: int = 0
     collective_detail: str = "auto"
+    fold_replicas: bool = True
 
     @property
     def detail(self) -> str:

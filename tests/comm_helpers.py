@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from simulator.arrays import split
-from simulator.comm import Plan
+from simulator.comm import TransferPlan as Plan
 from simulator.engine import Engine
 from simulator.hardware import ClusterSpec, single_switch
 

@@ -68,8 +68,11 @@ def test_json_contract(tmp_path, capsys):
         "schedule",
         "microbatches",
         "iteration_time_s",
+        "compute_fraction",
+        "exposed_comm_fraction",
         "bubble_fraction",
         "bubble_fraction_analytic",
+        "folded_replicas",
         "loss",
         "devices",
         "comm_bytes",
@@ -77,7 +80,17 @@ def test_json_contract(tmp_path, capsys):
     ):
         assert key in pipe
     assert pipe["status"] == "ok" and len(pipe["loss"]) == 2 and len(pipe["devices"]) == 2
-    for key in ("device", "compute_s", "comm_s", "idle_s", "peak_memory_bytes", "bytes_sent"):
+    for key in (
+        "device",
+        "compute_s",
+        "exposed_comm_s",
+        "bubble_s",
+        "compute_fraction",
+        "exposed_comm_fraction",
+        "bubble_fraction",
+        "peak_memory_bytes",
+        "bytes_sent",
+    ):
         assert key in pipe["devices"][0]
     assert data["results"][0]["loss"] == pytest.approx(pipe["loss"], rel=1e-9)
 

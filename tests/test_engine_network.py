@@ -3,6 +3,7 @@
 import pytest
 
 from simulator.engine import Engine
+from simulator.engine.network import describe_port
 from simulator.hardware import GB, single_switch
 
 ALPHA, BW = 5e-6, 10 * GB
@@ -39,7 +40,7 @@ def test_messages_are_traced_on_both_ends_and_counted():
     sent, received = e.trace.events
     assert (sent.device, sent.args["direction"], sent.args["peer"]) == (0, "send", 1)
     assert (received.device, received.args["direction"]) == (1, "recv")
-    assert e.bytes_sent == [1000, 0, 0, 0] and e.comm_bytes["pp"] == 1000
+    assert dict(e.bytes_sent) == {0: 1000} and e.comm_bytes["pp"] == 1000
 
 
 def test_inter_node_route_uses_network_ports():
@@ -47,5 +48,6 @@ def test_inter_node_route_uses_network_ports():
 
     e = Engine(preset("dgx-a100", nodes=2))
     route = e.network.route(0, 8)
-    assert route.kind == "inter" and route.out_port == (0, "inter", "out")
+    assert route.kind == "inter" and describe_port(route.out_port) == "device 0 inter out"
+    assert describe_port(route.in_port) == "device 8 inter in"
     assert e.network.route(0, 1).kind == "intra"

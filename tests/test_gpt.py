@@ -112,8 +112,8 @@ def test_model_flops_are_korthikanti_eq7(pp, microbatches):
     )
     rt = Runtime(plan)
     rt.run()
-    assert rt.model_flops == pytest.approx(eq7_model_flops(SMALL, B), rel=1e-9)
-    assert rt.hardware_flops == rt.model_flops
+    assert rt.records[-1].model_flops == pytest.approx(eq7_model_flops(SMALL, B), rel=1e-9)
+    assert rt.records[-1].hardware_flops == rt.records[-1].model_flops
 
 
 @pytest.mark.parametrize("config", [SMALL, replace(GPT3, layers=2)])

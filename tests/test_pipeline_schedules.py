@@ -65,7 +65,9 @@ def test_interleaved_closed_form_is_exact_on_the_timeline() -> None:
 
 
 def test_table_2_of_the_zero_bubble_paper() -> None:
-    # Qi et al. 2024, Table 2, with T_W <= T_F and m >= 2p-1: bubble times
+    # Qi et al. 2024, Table 2, with T_W <= T_F and m >= 2p-1: the idle time inside the
+    # first rank's span (the paper's "bubble"); the step's bubble adds for ZB-H2 that
+    # the last rank starts (p-1) T_F later
     p, m = 4, 8
     for t_f, t_b, t_w in [(F(1), F(1), F(1)), (F(1), F(1), F(1, 2)), (F(3, 2), F(1), F(1))]:
         compute = m * (t_f + t_b + t_w)
@@ -74,15 +76,23 @@ def test_table_2_of_the_zero_bubble_paper() -> None:
             ("zb-h2", (p - 1) * (t_f + t_b - 2 * t_w)),
         ]:
             timeline = run(get_schedule(name)(p, m), t_f, t_b, t_w)
-            assert timeline.bubble_fraction() == bubble / (compute + bubble)
+            assert timeline.span(0) - timeline.busy(0) == bubble
+            step = compute + max(bubble, (p - 1) * t_f if name == "zb-h2" else 0)
+            assert timeline.step == step
+            assert timeline.bubble_fraction() == 1 - compute / step
 
 
-def test_zbv_has_no_bubble_with_equal_times() -> None:
+def test_zbv_has_no_bubble_inside_any_rank_with_equal_times() -> None:
     for p in (1, 2, 3, 4, 5, 8):
         for m in (2 * p - 1, 2 * p, 3 * p + 2):
-            timeline = run(get_schedule("zbv")(p, m, 2))
-            assert timeline.bubble_fraction() == 0, (p, m)
-            assert get_schedule("zbv").bubble(p, m, 2, 1.0, 1.0, 1.0) == 0
+            timeline = run(get_schedule("zbv")(p, m, 2), F(1), F(1), F(1))
+            assert all(timeline.span(r) == timeline.busy(r) for r in range(p)), (p, m)
+            # only the last rank's later start: (p-1) T of the step's 6m + (p-1)
+            expected = F(p - 1, 6 * m + p - 1)
+            assert timeline.bubble_fraction() == expected, (p, m)
+            assert get_schedule("zbv").bubble(p, m, 2, 1.0, 1.0, 1.0) == pytest.approx(
+                float(expected), abs=1e-15
+            )
     assert get_schedule("zbv").bubble(4, 8, 2, 1.0, 1.0, 0.5) is None
 
 

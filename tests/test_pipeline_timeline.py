@@ -20,8 +20,8 @@ def test_grid_is_time_aligned_with_idle_cells_and_fused_backwards() -> None:
     grid = run(get_schedule("1f1b")(2, 2)).grid().splitlines()
     cells = [line.split()[2:] for line in grid[1:]]
     # fused backward = B + W = two units; rank 0 idles while rank 1 works
-    assert cells[0] == ["0F0", "0F1", ".", ".", "0B0", "-", ".", "0B1", "-"]
-    assert cells[1] == [".", "1F0", "1B0", "-", "1F1", "1B1", "-", ".", "."]
+    assert cells[0] == ["0F0", "0F1", ".", ".", "0BW0", "-", ".", "0BW1", "-"]
+    assert cells[1] == [".", "1F0", "1BW0", "-", "1F1", "1BW1", "-", ".", "."]
 
 
 def test_grid_unit_divides_every_duration() -> None:
@@ -29,12 +29,12 @@ def test_grid_unit_divides_every_duration() -> None:
     lines = run(get_schedule("1f1b")(2, 2), 1, 1, Fraction(1, 2)).grid().splitlines()
     assert lines[0] == "(one column = 1/2 time units)"
     assert lines[2].split()[2:6] == ["0F0", "-", "0F1", "-"]
-    assert lines[3].split()[6:9] == ["1B0", "-", "-"]
+    assert lines[3].split()[6:9] == ["1BW0", "-", "-"]
 
 
 def test_a_cycle_leaves_ranks_stuck_where_they_wait() -> None:
     f0, f1 = Action(0, "F", 0), Action(1, "F", 0)
-    b0, b1 = Action(0, "B", 0), Action(1, "B", 0)
+    b0, b1 = Action(0, "BW", 0), Action(1, "BW", 0)
     # rank 0 wants stage 1's gradient before it has sent the activation
     schedule = Schedule("cycle", ((b0, f0), (f1, b1)), 2, 1)
     timeline = run(schedule, 0, 0, 0)
@@ -47,4 +47,4 @@ def test_communication_delays_only_cross_rank_dependencies() -> None:
     ends = {t.action: t.end for row in timeline.rows for t in row}
     # F0 on rank 0 ends at 1, arrives at 1.5; B on rank 1 ends at 3.5, arrives at 4
     assert ends[Action(1, "F", 0)] == Fraction(5, 2)
-    assert ends[Action(0, "B", 0)] == 5
+    assert ends[Action(0, "BW", 0)] == 5

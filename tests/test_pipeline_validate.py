@@ -10,7 +10,7 @@ from simulator.hardware import preset
 from simulator.nn.models import MLPConfig
 from simulator.parallel import Strategy, build_plan
 from simulator.parallel.pipeline import get_schedule, parse_csv, schedule_names, validate
-from simulator.parallel.plan import lower
+from simulator.parallel.program import lower
 from simulator.runtime import Runtime
 from simulator.training import TrainingConfig
 
@@ -25,10 +25,10 @@ def _error(text: str, stages: int | None = None, microbatches: int | None = None
 MALFORMED = {
     "missing backward": (
         "0F0,0F1,0B0\n,1F0,1B0,1F1,1B1\n",
-        "rank 0, step 1: 0F1 has no backward (0B1 is missing)",
+        "rank 0, step 1: 0F1 has no backward (0BW1 is missing)",
         ">0F1<",
     ),
-    "B before F": ("0F0,0B0\n1B0,1F0\n", "rank 1, step 0: 1B0 comes before 1F0", ">1B0<"),
+    "B before F": ("0F0,0B0\n1B0,1F0\n", "rank 1, step 0: 1BW0 comes before 1F0", ">1BW0<"),
     "stage on two ranks": (
         "0F0,0B0,1F1,1B1\n1F0,1B0,0F1,0B1\n",
         "rank 1, step 0: stage 1 also runs on rank 0",
@@ -36,12 +36,12 @@ MALFORMED = {
     ),
     "dependency cycle": (
         "0F0,0B0,0F1,0B1\n1F1,1B1,1F0,1B0\n",
-        "deadlock at rank 0, step 1 (0B0)",
-        ">0B0<",
+        "deadlock at rank 0, step 1 (0BW0)",
+        ">0BW0<",
     ),
     "W without its B": (
         "0F0,0B0,0W0\n1F0,1W0\n",
-        "rank 1, step 1: 1W0 has no backward (1B0 is missing)",
+        "rank 1, step 1: 1W0 has no input-gradient backward (1B0 is missing)",
         ">1W0<",
     ),
     "B without its W": (
@@ -107,9 +107,8 @@ def test_runtime_reports_a_deadlock_the_validator_was_not_asked_about() -> None:
         Strategy("x", pp=2, microbatches=2, schedule="gpipe"),
     )
     cycle = parse_csv("0F0,0B0,0F1,0B1\n1F1,1B1,1F0,1B0\n", "cycle")
-    worker_of = {0: 0, 1: 1}
     for w in plan.workers:
-        w.program = lower(cycle, w.pp_rank, plan.stage_rank, worker_of)
+        w.program = lower(cycle.actions(w.pp_rank), w.pp_rank, plan.stage_rank, 2)
     with pytest.raises(DeadlockError) as info:
         Runtime(plan).run()
     message = str(info.value)

@@ -41,8 +41,8 @@ def test_deadlock_is_reported_with_what_each_worker_waits_for(monkeypatch):
     bad = Schedule(
         "crossed",
         (
-            (Action(0, "F", 0), Action(0, "B", 1), Action(0, "F", 1), Action(0, "B", 0)),
-            (Action(1, "F", 0), Action(1, "F", 1), Action(1, "B", 0), Action(1, "B", 1)),
+            (Action(0, "F", 0), Action(0, "BW", 1), Action(0, "F", 1), Action(0, "BW", 0)),
+            (Action(1, "F", 0), Action(1, "F", 1), Action(1, "BW", 0), Action(1, "BW", 1)),
         ),
         2,
         2,
@@ -75,9 +75,9 @@ def test_programs_print_what_each_worker_does():
         "0F1",
         "send activation 0/1 -> w1",
         "recv gradient 1/0 <- w1",
-        "0B0(+W)",
+        "0BW0",
         "recv gradient 1/1 <- w1",
-        "0B1(+W)",
+        "0BW1",
         "sync grads",
         "optimizer step",
     ]

@@ -1,7 +1,7 @@
 """Collectives as algorithms over point-to-point transfers (DESIGN.md, key decision 5).
 
 Each collective takes one array per group rank and returns one array per rank
-plus the :class:`~simulator.comm.plan.Plan` of messages it sent; the engine
+plus the :class:`~simulator.transfer.TransferPlan` of messages it sent; the engine
 times the plan on the links (:meth:`simulator.engine.Engine.collective`). The
 arrays may be numpy arrays (the sums are real) or
 :class:`~simulator.arrays.ShapeArray` objects (only the sizes matter).
@@ -35,10 +35,11 @@ from collections.abc import Callable, Sequence
 
 from ..arrays import Array, ShapeArray
 from ..errors import LayoutError
+from ..transfer import Transfer, TransferPlan
 from . import closed_forms, hierarchical, naive, recursive, ring, tree
-from .plan import Plan, PlanBuilder, Transfer
+from .plan import PlanBuilder
 
-Result = tuple[list, Plan]
+Result = tuple[list, TransferPlan]
 
 #: ``ALGORITHMS[op][algorithm]`` is the function that runs ``op`` with ``algorithm``.
 ALGORITHMS: dict[str, dict[str, Callable[..., Result]]] = {
@@ -212,9 +213,9 @@ __all__ = [
     "OPS",
     "ROOTED",
     "TOPOLOGY_AWARE",
-    "Plan",
     "PlanBuilder",
     "Transfer",
+    "TransferPlan",
     "all_gather",
     "all_reduce",
     "all_to_all",

@@ -37,7 +37,8 @@ from collections.abc import Sequence
 
 from ..arrays import Array, concat, split
 from ..errors import LayoutError
-from .plan import Plan, PlanBuilder
+from ..transfer import TransferPlan
+from .plan import PlanBuilder
 from .ring import all_gather_steps, reduce_scatter_steps
 
 
@@ -65,7 +66,9 @@ def node_groups(nodes: Sequence[int] | None, p: int, op: str) -> list[list[int]]
     return list(groups.values())
 
 
-def all_reduce(xs: Sequence[Array], nodes: Sequence[int] | None = None) -> tuple[list[Array], Plan]:
+def all_reduce(
+    xs: Sequence[Array], nodes: Sequence[int] | None = None
+) -> tuple[list[Array], TransferPlan]:
     """Reduce-scatter in each node, all-reduce across nodes, all-gather in each node."""
     p = len(xs)
     local = node_groups(nodes, p, "all_reduce")

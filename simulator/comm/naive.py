@@ -30,7 +30,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..arrays import Array, concat, split
-from .plan import Plan, PlanBuilder
+from ..transfer import TransferPlan
+from .plan import PlanBuilder
 
 
 def _gather(builder: PlanBuilder, sizes: Sequence[int], root: int, step: int) -> list[int]:
@@ -56,7 +57,7 @@ def _sum(xs: Sequence[Array], root: int) -> Array:
     return total
 
 
-def broadcast(xs: Sequence[Array], root: int = 0) -> tuple[list[Array], Plan]:
+def broadcast(xs: Sequence[Array], root: int = 0) -> tuple[list[Array], TransferPlan]:
     """The root sends ``xs[root]`` to every rank in turn (the other entries are not read)."""
     p = len(xs)
     builder = PlanBuilder("broadcast", "naive", p)
@@ -64,7 +65,7 @@ def broadcast(xs: Sequence[Array], root: int = 0) -> tuple[list[Array], Plan]:
     return [xs[root].copy() for _ in range(p)], builder.build()
 
 
-def reduce(xs: Sequence[Array], root: int = 0) -> tuple[list[Array | None], Plan]:
+def reduce(xs: Sequence[Array], root: int = 0) -> tuple[list[Array | None], TransferPlan]:
     """Every rank sends its array to the root, which sums them; others get ``None``."""
     p = len(xs)
     builder = PlanBuilder("reduce", "naive", p)
@@ -74,7 +75,7 @@ def reduce(xs: Sequence[Array], root: int = 0) -> tuple[list[Array | None], Plan
     return results, builder.build()
 
 
-def scatter(xs: Sequence[Array], root: int = 0) -> tuple[list[Array], Plan]:
+def scatter(xs: Sequence[Array], root: int = 0) -> tuple[list[Array], TransferPlan]:
     """The root splits ``xs[root]`` along axis 0 and sends rank ``r`` piece ``r``
     (``torch.nn.DataParallel`` scatters its inputs this way)."""
     p = len(xs)
@@ -84,7 +85,7 @@ def scatter(xs: Sequence[Array], root: int = 0) -> tuple[list[Array], Plan]:
     return [x.copy() for x in pieces], builder.build()
 
 
-def gather(xs: Sequence[Array], root: int = 0) -> tuple[list[Array | None], Plan]:
+def gather(xs: Sequence[Array], root: int = 0) -> tuple[list[Array | None], TransferPlan]:
     """Every rank sends its array to the root, which concatenates them along axis 0;
     the other ranks get ``None``."""
     p = len(xs)
@@ -95,7 +96,7 @@ def gather(xs: Sequence[Array], root: int = 0) -> tuple[list[Array | None], Plan
     return results, builder.build()
 
 
-def all_reduce(xs: Sequence[Array]) -> tuple[list[Array], Plan]:
+def all_reduce(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
     """Reduce to rank 0, which sends the sum back to everyone."""
     p = len(xs)
     builder = PlanBuilder("all_reduce", "naive", p)
@@ -105,7 +106,7 @@ def all_reduce(xs: Sequence[Array]) -> tuple[list[Array], Plan]:
     return [total.copy() for _ in range(p)], builder.build()
 
 
-def reduce_scatter(xs: Sequence[Array]) -> tuple[list[Array], Plan]:
+def reduce_scatter(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
     """Reduce whole arrays to rank 0, which sends rank ``r`` chunk ``r`` of the sum."""
     p = len(xs)
     builder = PlanBuilder("reduce_scatter", "naive", p)
@@ -116,7 +117,7 @@ def reduce_scatter(xs: Sequence[Array]) -> tuple[list[Array], Plan]:
     return [c.copy() for c in chunks], builder.build()
 
 
-def all_gather(xs: Sequence[Array]) -> tuple[list[Array], Plan]:
+def all_gather(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
     """Every rank sends its piece to rank 0, which sends the concatenation to everyone."""
     p = len(xs)
     builder = PlanBuilder("all_gather", "naive", p)
@@ -126,7 +127,7 @@ def all_gather(xs: Sequence[Array]) -> tuple[list[Array], Plan]:
     return [whole.copy() for _ in range(p)], builder.build()
 
 
-def all_to_all(xs: Sequence[Array]) -> tuple[list[Array], Plan]:
+def all_to_all(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
     """Rank 0 relays: it collects every block meant for another rank, then delivers them."""
     p = len(xs)
     builder = PlanBuilder("all_to_all", "naive", p)

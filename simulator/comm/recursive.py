@@ -46,7 +46,8 @@ from collections.abc import Callable, Sequence
 
 from ..arrays import Array, concat, split
 from ..errors import LayoutError
-from .plan import Plan, PlanBuilder
+from ..transfer import TransferPlan
+from .plan import PlanBuilder
 
 
 def require_power_of_two(p: int, op: str, algorithm: str) -> None:
@@ -140,7 +141,7 @@ def _doubling_all_gather(
     return _exchange_rounds(p, _doublings(p), send_bytes, combine, builder, received, first_step)
 
 
-def all_reduce(xs: Sequence[Array]) -> tuple[list[Array], Plan]:
+def all_reduce(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
     """Recursive doubling: ``lg p`` rounds of swapping and adding whole arrays."""
     p = len(xs)
     require_power_of_two(p, "all_reduce", "recursive")
@@ -158,7 +159,7 @@ def all_reduce(xs: Sequence[Array]) -> tuple[list[Array], Plan]:
     return data, builder.build()
 
 
-def reduce_scatter(xs: Sequence[Array]) -> tuple[list[Array], Plan]:
+def reduce_scatter(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
     """Recursive halving: rank ``r`` ends with chunk ``r`` of the flattened sum."""
     p = len(xs)
     require_power_of_two(p, "reduce_scatter", "recursive")
@@ -168,7 +169,7 @@ def reduce_scatter(xs: Sequence[Array]) -> tuple[list[Array], Plan]:
     return [chunks[r][r].copy() for r in range(p)], builder.build()
 
 
-def all_gather(xs: Sequence[Array]) -> tuple[list[Array], Plan]:
+def all_gather(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
     """Recursive doubling: everyone ends with the concatenation of all pieces."""
     p = len(xs)
     require_power_of_two(p, "all_gather", "recursive")
@@ -180,7 +181,7 @@ def all_gather(xs: Sequence[Array]) -> tuple[list[Array], Plan]:
     return [concat(c) for c in chunks], builder.build()
 
 
-def rabenseifner_all_reduce(xs: Sequence[Array]) -> tuple[list[Array], Plan]:
+def rabenseifner_all_reduce(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
     """Recursive-halving reduce-scatter, then recursive-doubling all-gather."""
     p = len(xs)
     require_power_of_two(p, "all_reduce", "rabenseifner")

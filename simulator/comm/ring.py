@@ -47,7 +47,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..arrays import Array, concat, split
-from .plan import Plan, PlanBuilder
+from ..transfer import TransferPlan
+from .plan import PlanBuilder
 
 
 def reduce_scatter_steps(
@@ -108,7 +109,7 @@ def all_gather_steps(
     return first_step + max(q - 1, 0)
 
 
-def all_reduce(xs: Sequence[Array]) -> tuple[list[Array], Plan]:
+def all_reduce(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
     """Every rank ends with the elementwise sum (reduce-scatter, then all-gather)."""
     p = len(xs)
     builder = PlanBuilder("all_reduce", "ring", p)
@@ -119,7 +120,7 @@ def all_reduce(xs: Sequence[Array]) -> tuple[list[Array], Plan]:
     return [concat(c).reshape(x.shape) for c, x in zip(chunks, xs, strict=True)], builder.build()
 
 
-def reduce_scatter(xs: Sequence[Array]) -> tuple[list[Array], Plan]:
+def reduce_scatter(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
     """Rank ``r`` ends with chunk ``r`` of the flattened sum."""
     p = len(xs)
     builder = PlanBuilder("reduce_scatter", "ring", p)
@@ -128,7 +129,7 @@ def reduce_scatter(xs: Sequence[Array]) -> tuple[list[Array], Plan]:
     return [chunks[r][r].copy() for r in range(p)], builder.build()
 
 
-def all_gather(xs: Sequence[Array]) -> tuple[list[Array], Plan]:
+def all_gather(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
     """Every rank ends with the concatenation (along axis 0) of all ranks' pieces."""
     p = len(xs)
     builder = PlanBuilder("all_gather", "ring", p)
@@ -139,7 +140,7 @@ def all_gather(xs: Sequence[Array]) -> tuple[list[Array], Plan]:
     return [concat(c) for c in chunks], builder.build()
 
 
-def send_recv(xs: Sequence[Array]) -> tuple[list[Array], Plan]:
+def send_recv(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
     """Every rank sends its array to the next rank: rank ``r`` ends with ``xs[r-1]``."""
     p = len(xs)
     builder = PlanBuilder("send_recv", "ring", p)
@@ -149,7 +150,7 @@ def send_recv(xs: Sequence[Array]) -> tuple[list[Array], Plan]:
     return [xs[(r - 1) % p].copy() for r in range(p)], builder.build()
 
 
-def all_to_all(xs: Sequence[Array]) -> tuple[list[Array], Plan]:
+def all_to_all(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
     """Block ``j`` of rank ``i``'s flattened array ends as block ``i`` of rank ``j``'s result."""
     p = len(xs)
     builder = PlanBuilder("all_to_all", "ring", p)

@@ -39,7 +39,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..arrays import Array
-from .plan import Plan, PlanBuilder
+from ..transfer import TransferPlan
+from .plan import PlanBuilder
 
 
 def _reduce_steps(
@@ -86,7 +87,7 @@ def _broadcast_steps(
         step, mask = step + 1, 2 * mask
 
 
-def broadcast(xs: Sequence[Array], root: int = 0) -> tuple[list[Array], Plan]:
+def broadcast(xs: Sequence[Array], root: int = 0) -> tuple[list[Array], TransferPlan]:
     """Every rank ends with a copy of ``xs[root]`` (the other entries are not read)."""
     p = len(xs)
     builder = PlanBuilder("broadcast", "tree", p)
@@ -96,7 +97,7 @@ def broadcast(xs: Sequence[Array], root: int = 0) -> tuple[list[Array], Plan]:
     return data, builder.build()
 
 
-def reduce(xs: Sequence[Array], root: int = 0) -> tuple[list[Array | None], Plan]:
+def reduce(xs: Sequence[Array], root: int = 0) -> tuple[list[Array | None], TransferPlan]:
     """The root ends with the elementwise sum; the other ranks' results are ``None``."""
     p = len(xs)
     builder = PlanBuilder("reduce", "tree", p)
@@ -107,7 +108,7 @@ def reduce(xs: Sequence[Array], root: int = 0) -> tuple[list[Array | None], Plan
     return results, builder.build()
 
 
-def all_reduce(xs: Sequence[Array]) -> tuple[list[Array], Plan]:
+def all_reduce(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
     """Binomial reduce to rank 0, then binomial broadcast from rank 0."""
     p = len(xs)
     builder = PlanBuilder("all_reduce", "tree", p)

@@ -103,7 +103,7 @@ def _report(
     timeline = run(schedule, t_f, t_b, t_w)
     p, m, v = schedule.num_ranks, schedule.microbatches, schedule.chunks_per_rank
     analytic = closed(p, m, v, float(t_f), float(t_b), float(t_w)) if closed else None
-    release = "W" if schedule.split_backward else "B"
+    release = "W" if schedule.split_backward else "BW"
     return "\n\n".join(
         [
             f"{title}\n{p} ranks, {m} micro-batches, {v} chunk(s) per rank "

@@ -1,16 +1,26 @@
 """The engine: a SimPy environment with devices, links, a trace and ledgers.
 
-The engine knows nothing about models or strategies. It offers three things
-that take simulated time, and records each of them in the trace:
+The engine knows nothing about models, strategies or collective algorithms. It
+offers three things that take simulated time, and records each in the trace:
 
 * :meth:`Engine.compute` -- a compute block on the compute stream of one or
   more devices (a tensor-parallel group works in lockstep);
-* :meth:`Engine.send` -- point-to-point messages over the network;
-* :meth:`Engine.collective` -- a collective's transfer plan over the network,
-  either message by message (``"steps"``) or as one block whose length is the
-  plan's time on idle links (``"fused"``, for large shape-only runs).
+* :meth:`Engine.send` and :meth:`Engine.send_group` -- point-to-point messages
+  over the network;
+* :meth:`Engine.collective` -- a collective's transfer plan
+  (:class:`~simulator.transfer.TransferPlan`) over the network, either message
+  by message (``"steps"``) or as one block whose length is the plan's time on
+  idle links (``"fused"``, for large shape-only runs).
 
-Plus a memory ledger per device (:mod:`simulator.engine.memory`).
+Plus a memory ledger per device (:mod:`simulator.engine.memory`), created when
+a device is first used: a cluster of a billion devices costs nothing until
+its devices work.
+
+*Groups.* Every method that records takes the devices that do the work in
+lockstep. An optional ``shown`` group is what the trace records and what the
+traffic counters charge: the timed devices' pattern repeated -- a data-parallel
+run whose identical replicas are simulated once shows every replica's devices
+(:mod:`simulator.runtime.fold`).
 """
 
 from __future__ import annotations
@@ -19,15 +29,26 @@ from collections import defaultdict
 
 import simpy
 
-from ..comm.plan import Plan
 from ..hardware import ClusterSpec
 from ..tape import ComputeSegment
-from ..trace import COMM, COMPUTE, Event, Trace
+from ..trace import COMM, COMPUTE, NO_PEER, Trace
+from ..transfer import TransferPlan
 from .cost import CostModel
 from .memory import MemoryLedger
 from .network import Network
 
 DETAILS = ("steps", "fused")
+
+
+class Ledgers(dict[int, MemoryLedger]):
+    """Memory ledgers by device, created for a device when it is first asked for."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self._engine = engine
+
+    def __missing__(self, device: int) -> MemoryLedger:
+        return self._engine.ledger((device,))
 
 
 class Engine:
@@ -40,77 +61,62 @@ class Engine:
         self.env = simpy.Environment()
         self.network = Network(cluster)
         self.cost = CostModel(cluster.device)
-        self.trace = Trace(cluster.num_devices)
+        self.trace = Trace()
         self.collective_detail = collective_detail
-        self.memory = [
-            MemoryLedger(d, cluster.device.memory_bytes, lambda: self.env.now)
-            for d in range(cluster.num_devices)
-        ]
-        self.trace.memory = {d: led.samples for d, led in enumerate(self.memory)}
-        self.bytes_sent = [0] * cluster.num_devices
-        self.comm_bytes: dict[str, int] = defaultdict(int)
-        self._fused: dict[tuple[Plan, tuple[int, ...]], tuple[float, set, list[int]]] = {}
+        self.memory = Ledgers(self)
+        self.trace.ledgers = self.memory
+        self.bytes_sent: defaultdict[int, int] = defaultdict(int)
+        self.comm_bytes: defaultdict[str, int] = defaultdict(int)
+        self._fused: dict[tuple[TransferPlan, tuple[int, ...]], tuple[float, tuple[int, ...]]] = {}
 
     @property
     def now(self) -> float:
         return self.env.now
 
-    # -- compute ---------------------------------------------------------------
+    def ledger(self, devices: tuple[int, ...]) -> MemoryLedger:
+        """The ledger shared by ``devices`` (which work in lockstep), created on first use."""
+        first = dict.get(self.memory, devices[0])
+        if first is not None and first.devices == devices:
+            return first
+        if any(dict.get(self.memory, d) is not None for d in devices):
+            raise ValueError(f"devices {devices} already have ledgers of their own")
+        ledger = MemoryLedger(devices, self.cluster.device.memory_bytes, lambda: self.env.now)
+        for d in devices:
+            self.memory[d] = ledger
+        return ledger
+
+    def split_ledger(self, devices: tuple[int, ...]) -> None:
+        """Give each of ``devices`` a ledger of its own, with the shared history."""
+        shared = self.memory[devices[0]]
+        for d in shared.devices:
+            self.memory[d] = shared.copy_for(d)
+
+    # -- compute ---------------------------------------------------------------------------
     def compute(
         self, devices: tuple[int, ...], seconds: float, name: str, cat: str, **args
     ) -> simpy.Timeout:
         """Occupy the compute stream of ``devices`` for ``seconds`` from now."""
         start = self.env.now
-        # one shared args dict and direct appends: large runs record ~10^6 events
-        self.trace.events.extend(
-            Event(d, COMPUTE, start, start + seconds, name, cat, args) for d in devices
+        trace = self.trace
+        trace.record(
+            trace.group_id(devices),
+            trace.label_id(COMPUTE, name, cat, **args),
+            start,
+            start + seconds,
         )
         return self.env.timeout(seconds)
 
     def segment_time(self, segment: ComputeSegment) -> float:
         return self.cost.segment_time(segment)
 
-    # -- communication ----------------------------------------------------------
-    def _record_message(
-        self,
-        src: int,
-        dst: int,
-        nbytes: int,
-        start: float,
-        end: float,
-        name: str,
-        kind: str,
-        link: str,
-        **args,
-    ) -> None:
-        self.bytes_sent[src] += nbytes
-        self.comm_bytes[kind] += nbytes
-        self.trace.add(
-            src,
-            COMM,
-            start,
-            end,
-            name,
-            kind,
-            bytes=nbytes,
-            peer=dst,
-            direction="send",
-            link=link,
-            **args,
-        )
-        self.trace.add(
-            dst,
-            COMM,
-            start,
-            end,
-            name,
-            kind,
-            bytes=nbytes,
-            peer=src,
-            direction="recv",
-            link=link,
-            **args,
-        )
+    # -- communication ---------------------------------------------------------------------
+    def _count(self, shown: tuple[int, ...], sent: tuple[int, ...] | int, kind: str) -> None:
+        """Charge the bytes every device of ``shown`` sent (``sent`` per timed rank)."""
+        per = (sent,) if isinstance(sent, int) else sent
+        for i, d in enumerate(shown):
+            b = per[i % len(per)]
+            self.bytes_sent[d] += b
+            self.comm_bytes[kind] += b
 
     def send(
         self,
@@ -127,65 +133,116 @@ class Engine:
         ``seconds`` overrides the alpha-beta time (abstract models give the
         transfer time directly). A message to oneself is free and instant.
         """
-        if src == dst:
-            return self.env.now
-        route = self.network.route(src, dst)
-        duration = route.seconds(nbytes) if seconds is None else seconds
-        start, end = self.network.reserve(route, self.env.now, duration)
-        self._record_message(src, dst, nbytes, start, end, name, kind, route.kind, **args)
-        return end
+        return self.send_group((src,), (dst,), nbytes, kind, name, seconds, **args)
 
-    def collective(self, plan: Plan, devices: tuple[int, ...], kind: str, name: str) -> float:
+    def send_group(
+        self,
+        srcs: tuple[int, ...],
+        dsts: tuple[int, ...],
+        nbytes: int,
+        kind: str,
+        name: str,
+        seconds: float | None = None,
+        shown: tuple[tuple[int, ...], tuple[int, ...]] | None = None,
+        **args,
+    ) -> float:
+        """``srcs[i]`` sends ``nbytes`` to ``dsts[i]`` for every ``i``, all now; returns
+        when the last arrives. One trace row when they all move together."""
+        now = self.env.now
+        network, trace = self.network, self.trace
+        times = []
+        for src, dst in zip(srcs, dsts, strict=True):
+            if src == dst:
+                times.append((now, now, "self"))
+                continue
+            route = network.route(src, dst)
+            duration = route.seconds(nbytes) if seconds is None else seconds
+            times.append((*network.reserve(route, now, duration), route.kind))
+        src_shown, dst_shown = shown or (srcs, dsts)
+        moved = [(s, d) for s, d in zip(src_shown, dst_shown, strict=True) if s != d]
+        if moved:
+            self._count(tuple(s for s, _ in moved), nbytes, kind)
+        if len(set(times)) == 1 or len(srcs) == 1:
+            start, end, link = times[0]
+            if link != "self":
+                trace.record(
+                    trace.group_id(tuple(s for s, _ in moved)),
+                    trace.label_id(COMM, name, kind, bytes=nbytes, link=link, **args),
+                    start,
+                    end,
+                    trace.group_id(tuple(d for _, d in moved)),
+                )
+        else:
+            k = len(srcs)
+            for i, (s, d) in enumerate(zip(src_shown, dst_shown, strict=True)):
+                start, end, link = times[i % k]
+                if s != d:
+                    trace.record(
+                        trace.group_id((s,)),
+                        trace.label_id(COMM, name, kind, bytes=nbytes, link=link, **args),
+                        start,
+                        end,
+                        trace.group_id((d,)),
+                    )
+        return max(end for _, end, _ in times)
+
+    def collective(
+        self,
+        plan: TransferPlan,
+        devices: tuple[int, ...],
+        kind: str,
+        name: str,
+        shown: tuple[int, ...] | None = None,
+    ) -> float:
         """Run ``plan`` over ``devices`` starting now; returns its end time."""
         now = self.env.now
         if not plan.transfers:
             return now
+        trace, network = self.trace, self.network
+        if network.mirror:
+            network.catch_up(devices)
+        shown = shown or devices
+        self._count(shown, plan.bytes_by_rank(), kind)
         if self.collective_detail == "steps":
-            times = self.network.time_plan(plan, devices, now)
+            times = network.time_plan(plan, devices, now)
+            copies = len(shown) // len(devices)
             for t, (start, end) in zip(plan.transfers, times, strict=True):
-                src, dst = devices[t.src], devices[t.dst]
-                link = self.network.route(src, dst).kind
-                self._record_message(
-                    src,
-                    dst,
-                    t.nbytes,
+                link = network.route(devices[t.src], devices[t.dst]).kind
+                label = trace.label_id(
+                    COMM, name, kind, bytes=t.nbytes, link=link, step=t.step, op=plan.op,
+                    algorithm=plan.algorithm,
+                )  # fmt: skip
+                p = len(devices)
+                trace.record(
+                    trace.group_id(tuple(shown[c * p + t.src] for c in range(copies))),
+                    label,
                     start,
                     end,
-                    name,
-                    kind,
-                    link,
-                    step=t.step,
-                    op=plan.op,
-                    algorithm=plan.algorithm,
+                    trace.group_id(tuple(shown[c * p + t.dst] for c in range(copies))),
                 )
             return max(end for _, end in times)
         key = (plan, devices)
-        if key not in self._fused:
-            self._fused[key] = (
-                self.network.idle_duration(plan, devices),
-                self.network.ports_of(plan, devices),
-                [plan.bytes_sent(r) for r in range(len(devices))],
+        cached = self._fused.get(key)
+        if cached is None:
+            cached = self._fused[key] = (
+                network.idle_duration(plan, devices),
+                network.ports_of(plan, devices),
             )
-        duration, ports, sent_by_rank = self._fused[key]
-        start, end = self.network.reserve_block(ports, now, duration)
-        events = self.trace.events
-        for d, sent in zip(devices, sent_by_rank, strict=True):
-            self.bytes_sent[d] += sent
-            self.comm_bytes[kind] += sent
-            events.append(
-                Event(
-                    d,
-                    COMM,
-                    start,
-                    end,
-                    name,
-                    kind,
-                    {
-                        "bytes": sent,
-                        "op": plan.op,
-                        "algorithm": plan.algorithm,
-                        "direction": "collective",
-                    },
-                )
-            )
+        duration, ports = cached
+        start, end = network.reserve_block(ports, now, duration)
+        sent = plan.bytes_by_rank()
+        trace.record(
+            trace.group_id(shown),
+            trace.label_id(
+                COMM,
+                name,
+                kind,
+                bytes=sent[0] if len(set(sent)) == 1 else sent * (len(shown) // len(devices)),
+                op=plan.op,
+                algorithm=plan.algorithm,
+            ),
+            start,
+            end,
+            NO_PEER,
+        )
         return end

@@ -1,8 +1,16 @@
-"""A memory ledger per device: what is allocated, by tag, over time.
+"""A memory ledger: what a device holds, by category, over time.
 
-Tags name what the bytes are for; the part before ``/`` is the category that
-reports and plots group by: ``parameters``, ``gradients``, ``optimizer``,
-``activations`` (``activations/mb3`` is micro-batch 3's stash) and ``buffers``.
+Every allocation belongs to one *category*, the unit reports and plots group
+by: ``parameters``, ``gradients``, ``optimizer``, ``activations`` and
+``buffers``. The ledger keeps the bytes in use per category, their peaks, the
+breakdown at the overall peak and every change as a columnar record
+``(time, category, delta)``, from which the memory plot draws the stacked
+categories over time.
+
+One ledger may stand for several devices that hold exactly the same bytes at
+every moment -- the ranks of a tensor-parallel group, which work in lockstep
+on equal shards (DESIGN.md, key decisions 3 and 8) -- so a group costs one
+record per change, not one per device.
 
 The ledger never refuses an allocation: it records the first moment the device
 goes over its capacity and keeps counting, so a run that does not fit still
@@ -10,15 +18,23 @@ reports its whole memory breakdown ("needs 2.9 TB, has 80 GB"). The runtime
 calls :meth:`MemoryLedger.check` at the end and turns the overflow into an
 :class:`~simulator.errors.OutOfMemoryError` naming the device, the request and
 the breakdown.
+
+Two ways to book: :meth:`MemoryLedger.change` takes a category index and a
+signed byte count (the runtime's fast path, which remembers what it holds
+itself); :meth:`MemoryLedger.allocate` and :meth:`MemoryLedger.free` take
+*tags* such as ``activations/mb3`` -- the part before ``/`` is the category --
+and remember what each tag holds (for code written by hand, as in notebook 01).
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable
 
 from ..errors import OutOfMemoryError
 
 CATEGORIES = ("parameters", "gradients", "optimizer", "activations", "buffers")
+PARAMETERS, GRADIENTS, OPTIMIZER, ACTIVATIONS, BUFFERS = range(len(CATEGORIES))
 
 
 def category(tag: str) -> str:
@@ -35,20 +51,54 @@ def format_bytes(n: float) -> str:
 
 
 class MemoryLedger:
-    """Allocations of one device (see the module docstring)."""
+    """Allocations of one device, or of devices in lockstep (see the module docstring)."""
 
-    def __init__(self, device: int, capacity: float, clock: Callable[[], float]) -> None:
-        self.device = device
+    def __init__(
+        self, device: int | tuple[int, ...], capacity: float, clock: Callable[[], float]
+    ) -> None:
+        self.devices = (device,) if isinstance(device, int) else tuple(device)
         self.capacity = capacity
         self._clock = clock
-        self.by_tag: dict[str, int] = {}
         self.current = 0
         self.peak = 0
+        self.by_category = [0] * len(CATEGORIES)
+        self.category_peak = [0] * len(CATEGORIES)
         self.peak_breakdown: dict[str, int] = dict.fromkeys(CATEGORIES, 0)
-        self.category_peak: dict[str, int] = dict.fromkeys(CATEGORIES, 0)
-        self._by_category: dict[str, int] = dict.fromkeys(CATEGORIES, 0)
-        self.samples: list[tuple[float, int]] = [(0.0, 0)]
+        self.by_tag: dict[str, int] = {}
         self.overflow: tuple[float, str, int] | None = None
+        # the record: at time t, category c changed by delta bytes
+        self.times = array("d")
+        self.cats = array("b")
+        self.deltas = array("q")
+
+    @property
+    def device(self) -> int:
+        """The (first) device this ledger stands for."""
+        return self.devices[0]
+
+    # -- booking -----------------------------------------------------------------------
+    def change(self, cat: int, delta: int, what: str = "") -> None:
+        """Add ``delta`` bytes (negative to release) to category index ``cat``."""
+        if not delta:
+            return
+        held = self.by_category[cat] + delta
+        if held < 0:
+            raise ValueError(
+                f"device {self.device}: releasing {-delta} B of {CATEGORIES[cat]}, "
+                f"holds {self.by_category[cat]} B"
+            )
+        self.by_category[cat] = held
+        if held > self.category_peak[cat]:
+            self.category_peak[cat] = held
+        current = self.current = self.current + delta
+        if current > self.peak:
+            self.peak = current
+            self.peak_breakdown = dict(zip(CATEGORIES, self.by_category, strict=True))
+            if current > self.capacity and self.overflow is None:
+                self.overflow = (self._clock(), what or CATEGORIES[cat], delta)
+        self.times.append(self._clock())
+        self.cats.append(cat)
+        self.deltas.append(delta)
 
     def allocate(self, tag: str, nbytes: int) -> None:
         """Add ``nbytes`` under ``tag``; zero-byte requests are ignored."""
@@ -56,9 +106,9 @@ class MemoryLedger:
             raise ValueError(f"negative allocation {nbytes} for {tag}")
         if nbytes == 0:
             return
-        self._change(tag, nbytes)
-        if self.current > self.capacity and self.overflow is None:
-            self.overflow = (self._clock(), tag, nbytes)
+        cat = self._category_index(tag)
+        self.by_tag[tag] = self.by_tag.get(tag, 0) + nbytes
+        self.change(cat, nbytes, tag)
 
     def free(self, tag: str, nbytes: int | None = None) -> None:
         """Release ``nbytes`` of ``tag`` (all of it when ``nbytes`` is None)."""
@@ -66,41 +116,64 @@ class MemoryLedger:
         amount = held if nbytes is None else nbytes
         if amount > held:
             raise ValueError(f"device {self.device}: freeing {amount} B of {tag}, holds {held} B")
-        if amount:
-            self._change(tag, -amount)
+        if not amount:
+            return
+        if amount == held:
+            del self.by_tag[tag]
+        else:
+            self.by_tag[tag] = held - amount
+        self.change(self._category_index(tag), -amount, tag)
 
-    def _change(self, tag: str, delta: int) -> None:
+    @staticmethod
+    def _category_index(tag: str) -> int:
         cat = category(tag)
-        if cat not in self._by_category:
+        if cat not in CATEGORIES:
             raise ValueError(f"unknown memory category in tag {tag!r}; use one of {CATEGORIES}")
-        new = self.by_tag.get(tag, 0) + delta
-        if new:
-            self.by_tag[tag] = new
-        else:
-            self.by_tag.pop(tag, None)
-        self.current += delta
-        self._by_category[cat] += delta
-        if self._by_category[cat] > self.category_peak[cat]:
-            self.category_peak[cat] = self._by_category[cat]
-        if self.current > self.peak:
-            self.peak = self.current
-            self.peak_breakdown = dict(self._by_category)
-        now = self._clock()
-        if self.samples[-1][0] == now:
-            self.samples[-1] = (now, self.current)
-        else:
-            self.samples.append((now, self.current))
+        return CATEGORIES.index(cat)
+
+    # -- reading -----------------------------------------------------------------------
+    @property
+    def samples(self) -> list[tuple[float, int]]:
+        """``(time, bytes in use)`` after every change (the last change at a time wins),
+        starting with ``(0, 0)``."""
+        out = [(0.0, 0)]
+        current = 0
+        for t, d in zip(self.times, self.deltas, strict=True):
+            current += d
+            if out[-1][0] == t:
+                out[-1] = (t, current)
+            else:
+                out.append((t, current))
+        return out
 
     def breakdown(self) -> dict[str, int]:
         """The report: persistent model state, peak activations, overall peak."""
+        p = self.category_peak
         return {
-            "parameters": self.category_peak["parameters"],
-            "gradients": self.category_peak["gradients"],
-            "optimizer": self.category_peak["optimizer"],
-            "activations_peak": self.category_peak["activations"],
-            "buffers_peak": self.category_peak["buffers"],
+            "parameters": p[PARAMETERS],
+            "gradients": p[GRADIENTS],
+            "optimizer": p[OPTIMIZER],
+            "activations_peak": p[ACTIVATIONS],
+            "buffers_peak": p[BUFFERS],
             "peak": self.peak,
         }
+
+    def copy_for(self, device: int) -> MemoryLedger:
+        """A ledger for ``device`` alone with this ledger's whole history (a lockstep
+        group whose ranks start to hold different bytes gets one ledger each)."""
+        twin = MemoryLedger(device, self.capacity, self._clock)
+        for name in ("current", "peak", "overflow"):
+            setattr(twin, name, getattr(self, name))
+        twin.by_category = list(self.by_category)
+        twin.category_peak = list(self.category_peak)
+        twin.peak_breakdown = dict(self.peak_breakdown)
+        twin.by_tag = dict(self.by_tag)
+        twin.times, twin.cats, twin.deltas = (
+            array("d", self.times),
+            array("b", self.cats),
+            array("q", self.deltas),
+        )
+        return twin
 
     def check(self) -> None:
         """Raise :class:`OutOfMemoryError` if the device ever went over capacity."""
@@ -108,8 +181,12 @@ class MemoryLedger:
             return
         _, tag, nbytes = self.overflow
         parts = ", ".join(f"{cat} {format_bytes(b)}" for cat, b in self.peak_breakdown.items() if b)
+        who = f"device {self.device}"
+        if len(self.devices) > 1:
+            who += f" (and devices {', '.join(map(str, self.devices[1:4]))}"
+            who += ", ...)" if len(self.devices) > 4 else ", in lockstep)"
         message = (
-            f"device {self.device} is out of memory: needs {format_bytes(self.peak)} at its peak "
+            f"{who} is out of memory: needs {format_bytes(self.peak)} at its peak "
             f"({parts}) but has {format_bytes(self.capacity)}; it first overflowed allocating "
             f"{format_bytes(nbytes)} for {tag}. Fix: spread the model over more devices "
             f"(tp, pp, zero), recompute activations, or use fewer or smaller micro-batches"

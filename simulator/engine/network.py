@@ -15,6 +15,10 @@ messages on disjoint ports do not interact. The model is deterministic and
 cheap: a port is just the time at which it becomes free, so reserving a
 message is O(1) and needs no simulation process of its own.
 
+A port direction is a small integer (:func:`port`), so that the reservation
+state is one dictionary of floats holding only the ports some message used:
+a cluster of a billion devices costs nothing until its devices talk.
+
 A collective reserves all of its messages when it starts, in the order of its
 plan, each no earlier than the messages it depends on have arrived. Later
 traffic through the same ports queues behind them.
@@ -25,18 +29,32 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from ..comm.plan import Plan
 from ..hardware import ClusterSpec, LinkSpec
+from ..transfer import TransferPlan
 
-Port = tuple[int, str, str]  # (device, "intra" | "inter", "out" | "in")
+INTRA, INTER = "intra", "inter"
+_OUT, _IN = 0, 1
+_NETWORKS = (INTRA, INTER)
+
+
+def port(device: int, network: str, direction: int) -> int:
+    """The id of one port direction: ``device``'s ``intra``/``inter`` port, out (0) or in (1)."""
+    return 4 * device + 2 * _NETWORKS.index(network) + direction
+
+
+def describe_port(p: int) -> str:
+    """``9`` -> ``"device 2 intra in"``: a port id in words, for error messages and traces."""
+    device, rest = divmod(p, 4)
+    network, direction = divmod(rest, 2)
+    return f"device {device} {_NETWORKS[network]} {'in' if direction else 'out'}"
 
 
 @dataclass(frozen=True)
 class Route:
     """The ports a message uses and the link that sets its speed."""
 
-    out_port: Port
-    in_port: Port
+    out_port: int
+    in_port: int
     link: LinkSpec
     kind: str  # "intra" or "inter"
 
@@ -50,8 +68,10 @@ class Network:
 
     def __init__(self, cluster: ClusterSpec) -> None:
         self.cluster = cluster
-        self.free_at: dict[Port, float] = defaultdict(float)
+        self.free_at: defaultdict[int, float] = defaultdict(float)
         self._routes: dict[tuple[int, int], Route] = {}
+        #: device -> the device whose ports its ports follow (folded replicas)
+        self.mirror: dict[int, int] = {}
 
     def route(self, src: int, dst: int) -> Route:
         """The route from ``src`` to ``dst`` (which must differ)."""
@@ -61,31 +81,32 @@ class Network:
         if src == dst:
             raise ValueError(f"no route from device {src} to itself")
         same_node = self.cluster.node_of(src) == self.cluster.node_of(dst)
-        kind = "intra" if same_node else "inter"
+        kind = INTRA if same_node else INTER
         link = self.cluster.intra_node if same_node else self.cluster.inter_node
-        route = Route((src, kind, "out"), (dst, kind, "in"), link, kind)
+        route = Route(port(src, kind, _OUT), port(dst, kind, _IN), link, kind)
         self._routes[(src, dst)] = route
         return route
 
     def reserve(
-        self, route: Route, ready: float, seconds: float, free_at: dict[Port, float] | None = None
+        self, route: Route, ready: float, seconds: float, free_at: dict[int, float] | None = None
     ) -> tuple[float, float]:
         """Book both ports of ``route`` for ``seconds``, no earlier than ``ready``.
 
         Returns the message's ``(start, end)``.
         """
         ports = self.free_at if free_at is None else free_at
-        start = max(ready, ports[route.out_port], ports[route.in_port])
+        a, b = route.out_port, route.in_port
+        start = max(ready, ports[a], ports[b])
         end = start + seconds
-        ports[route.out_port] = ports[route.in_port] = end
+        ports[a] = ports[b] = end
         return start, end
 
     def time_plan(
         self,
-        plan: Plan,
+        plan: TransferPlan,
         devices: tuple[int, ...],
         start: float,
-        free_at: dict[Port, float] | None = None,
+        free_at: dict[int, float] | None = None,
     ) -> list[tuple[float, float]]:
         """Reserve every message of ``plan`` (ranks mapped to ``devices``).
 
@@ -99,22 +120,38 @@ class Network:
             times.append(self.reserve(route, ready, route.seconds(t.nbytes), free_at))
         return times
 
-    def idle_duration(self, plan: Plan, devices: tuple[int, ...]) -> float:
+    def idle_duration(self, plan: TransferPlan, devices: tuple[int, ...]) -> float:
         """How long ``plan`` takes on otherwise idle links."""
         times = self.time_plan(plan, devices, 0.0, free_at=defaultdict(float))
         return max((end for _, end in times), default=0.0)
 
-    def ports_of(self, plan: Plan, devices: tuple[int, ...]) -> set[Port]:
-        ports: set[Port] = set()
+    def ports_of(self, plan: TransferPlan, devices: tuple[int, ...]) -> tuple[int, ...]:
+        """Every port direction ``plan`` uses on ``devices``, sorted."""
+        ports: set[int] = set()
         for t in plan.transfers:
             route = self.route(devices[t.src], devices[t.dst])
             ports.update((route.out_port, route.in_port))
-        return ports
+        return tuple(sorted(ports))
 
-    def reserve_block(self, ports: set[Port], ready: float, seconds: float) -> tuple[float, float]:
+    def catch_up(self, devices: tuple[int, ...]) -> None:
+        """Bring the ports of mirrored devices up to their twins' (see
+        :mod:`simulator.runtime.fold`): a folded replica's ports saw none of its own
+        traffic, which its twin's saw for it."""
+        free = self.free_at
+        for d in devices:
+            twin = self.mirror.get(d)
+            if twin is not None:
+                for k in range(4):
+                    if free[4 * twin + k] > free[4 * d + k]:
+                        free[4 * d + k] = free[4 * twin + k]
+
+    def reserve_block(
+        self, ports: tuple[int, ...], ready: float, seconds: float
+    ) -> tuple[float, float]:
         """Book a set of ports together for ``seconds`` (a fused collective)."""
-        start = max([ready, *(self.free_at[p] for p in ports)])
+        free = self.free_at
+        start = max([ready, *(free[p] for p in ports)])
         end = start + seconds
         for p in ports:
-            self.free_at[p] = end
+            free[p] = end
         return start, end

@@ -30,28 +30,42 @@ Rajbhandari et al. 2020, sec. 5 and 7):
 
 The collectives run over the data-parallel group of every tensor-parallel
 rank: the devices that hold the same shard in every replica.
+
+The runtime (:mod:`simulator.runtime`) executes this variant through a small
+contract, :class:`~simulator.runtime.protocols.DataParallelSync`: it charges
+the model state, hears the tape's marks while backward runs, and handles the
+``SYNC`` and ``STEP`` instructions. A simulated worker may stand for several
+identical replicas (:mod:`simulator.runtime.fold`); it then hands in all of
+their payloads at once, and applies every member's results.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Generator
-from typing import Any
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
 
 from .. import comm
 from ..arrays import ShapeArray, concat, dtype_of, is_shape_only, split_bounds
+from ..engine.memory import BUFFERS, GRADIENTS, OPTIMIZER, PARAMETERS
 from ..nn.optim import make_optimizer
 from ..nn.param import Param
 from ..tape import Mark, on_rank
 from .buckets import Bucket, make_buckets
+from .program import Op
 from .tied import sync_tied
 from .worker import Worker
+
+if TYPE_CHECKING:
+    from ..runtime.core import Runtime
+    from ..runtime.meetings import Handle
+    from ..runtime.workers import SimWorker
 
 Process = Generator[Any, Any, Any]
 
 
 def group_collective(
-    runtime: Any,
+    rt: Runtime,
     op: str,
     algorithm: str,
     group: list[Worker],
@@ -70,13 +84,13 @@ def group_collective(
     needed but the time is paid elsewhere).
     """
     results: list[list[Any]] = [[] for _ in group]
-    end = runtime.env.now
+    end = rt.env.now
     for i, r in enumerate(ranks or range(len(payloads[0]))):
         devices = tuple(m.devices[r] for m in group)
-        nodes = [runtime.plan.cluster.node_of(d) for d in devices]
+        nodes = [rt.plan.cluster.node_of(d) for d in devices]
         outs, plan = comm.collective(op, [p[i] for p in payloads], algorithm, nodes=nodes)
         if timed:
-            end = max(end, runtime.engine.collective(plan, devices, kind, label))
+            end = max(end, rt.engine.collective(plan, devices, kind, label))
         for m, out in enumerate(outs):
             results[m].append(out)
     return results, end
@@ -85,28 +99,46 @@ def group_collective(
 class DataParallel:
     """Model state, gradient synchronisation and optimizer step for one run."""
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
         self.plan = runtime.plan
         s = self.strategy = runtime.plan.strategy
-        self.d, self.m, self.zero = s.dp, s.microbatches, s.zero
+        self.dp_size, self.microbatches, self.zero = s.dp, s.microbatches, s.zero
         self.algorithm = s.allreduce_algorithm
         self.optimizer = make_optimizer(self.plan.training.optimizer, self.plan.training.lr)
-        self.sharded = self.zero > 0 and self.d > 1
+        self.sharded = self.zero > 0 and self.dp_size > 1
         # ZeRO-2 and 3 reduce every micro-batch; bucketed DDP launches during backward
         self.every_microbatch = self.zero >= 2
-        self.overlap = self.d > 1 and (s.bucket_mb > 0 or self.every_microbatch)
+        self.overlap = self.dp_size > 1 and (s.bucket_mb > 0 or self.every_microbatch)
+        #: the runtime keeps the tape's marks only when a hook listens
+        self.wants_marks = self.overlap or (self.zero == 3 and self.dp_size > 1)
         tied = {id(p) for pair in self.plan.tied for _, a, b in pair.params for p in (a, b)}
         per_block = self.zero == 3 or (self.every_microbatch and s.bucket_mb == 0)
-        self.buckets = {
-            w.index: make_buckets(w, s.bucket_mb, per_block, tied) for w in self.plan.workers
-        }
+        # every replica of a pipeline rank has the same blocks: one bucket list per rank
+        self.buckets = [
+            make_buckets(self.plan.worker(0, r), s.bucket_mb, per_block, tied) for r in range(s.pp)
+        ]
         self._shards: dict[tuple[int, int, int], Param] = {}
         self._ready: dict[int, Counter] = {}
         self._rounds: dict[int, Counter] = {}
-        self._handles: dict[int, list[tuple[Bucket, Any]]] = {}
-        self._gathered: dict[int, tuple[int, int]] = {}
+        self._handles: dict[int, list[tuple[Bucket, Handle]]] = {}
+        self._gathered: dict[int, list[int]] = {}
         self._gathers: Counter = Counter()  # tells successive gathers of a block apart
+
+    def handlers(self) -> dict[Op, Callable[[SimWorker, tuple], Any]]:
+        """The instructions this variant runs."""
+        return {Op.SYNC: self.sync, Op.STEP: self.optimizer_step}
+
+    def _members(self, sw: SimWorker) -> list[Worker]:
+        """The members whose numbers exist (shape-only: the first stands for all)."""
+        return sw.members[:1] if self.rt.shape_only else sw.members
+
+    def _payloads(self, sw: SimWorker, make: Callable[[Worker], Any]) -> dict[int, Any]:
+        """Every member's payload by worker index (shape-only: the first one's for all)."""
+        if self.rt.shape_only:
+            one = make(sw.lead)
+            return {m.index: one for m in sw.members}
+        return {m.index: make(m) for m in sw.members}
 
     # -- model state -------------------------------------------------------------------------
     def _shard(self, w: Worker, rank: int, bucket: Bucket) -> Param:
@@ -114,7 +146,7 @@ class DataParallel:
         key = (w.index, rank, bucket.index)
         if key not in self._shards:
             flat = concat([p.value.reshape(-1) for p in bucket.params(w, rank)])
-            lo, hi = split_bounds(flat.size, self.d)[w.dp_rank]
+            lo, hi = split_bounds(flat.size, self.dp_size)[w.dp_rank]
             value = flat[lo:hi] if is_shape_only(flat) else flat[lo:hi].copy()
             self._shards[key] = Param(f"bucket{bucket.index}.shard", value)
         return self._shards[key]
@@ -122,127 +154,135 @@ class DataParallel:
     def allocate_model_state(self) -> None:
         """Charge parameters, gradients and optimizer state to every device (ZeRO's
         partitioning, Rajbhandari et al. 2020, sec. 5.1-5.3)."""
-        for w in self.plan.workers:
-            buckets = self.buckets[w.index]
-            for r, d in enumerate(w.devices):
-                ledger = self.rt.engine.memory[d]
+        for sw in self.rt.workers:
+            w = sw.lead
+            buckets = self.buckets[w.pp_rank]
+            amounts: dict[int, list[int]] = {c: [] for c in (PARAMETERS, GRADIENTS, OPTIMIZER)}
+            largest = []
+            for r in range(len(w.devices)):
                 params = w.params(r)
                 full = sum(p.nbytes for p in params)
                 owned = [self._shard(w, r, b) for b in buckets] if self.sharded else params
                 part = sum(p.nbytes for p in owned)
-                ledger.allocate("parameters", part if self.zero == 3 and self.sharded else full)
-                ledger.allocate("gradients", part if self.zero >= 2 and self.sharded else full)
-                ledger.allocate("optimizer", sum(self.optimizer.state_bytes(p) for p in owned))
+                amounts[PARAMETERS].append(part if self.zero == 3 and self.sharded else full)
+                amounts[GRADIENTS].append(part if self.zero >= 2 and self.sharded else full)
+                amounts[OPTIMIZER].append(sum(self.optimizer.state_bytes(p) for p in owned))
                 if self.zero >= 2 and self.sharded and buckets:
                     # the staging buffer a bucket's full gradients pass through
-                    largest = max(sum(p.nbytes for p in b.params(w, r)) for b in buckets)
-                    ledger.allocate("buffers/gradient bucket", largest)
+                    largest.append(max(sum(p.nbytes for p in b.params(w, r)) for b in buckets))
+            for category, per_rank in amounts.items():
+                self.rt.charge(sw, category, per_rank)
+            if largest:
+                self.rt.charge(sw, BUFFERS, largest)
 
     # -- during backward ---------------------------------------------------------------------
-    def on_mark(self, w: Worker, mark: Mark) -> Process | None:
+    def on_mark(self, sw: SimWorker, mark: Mark) -> Process | None:
         """Launch bucket collectives as gradients become final; gather ZeRO-3 parameters."""
-        if self.d == 1:
+        if self.dp_size == 1:
             return None
         if mark.name == "grads_ready" and self.overlap:
-            self._ready.setdefault(w.index, Counter())[mark.value] += 1
-            self._launch_ready(w)
+            self._ready.setdefault(sw.index, Counter())[mark.value] += 1
+            self._launch_ready(sw)
         elif mark.name == "block" and self.zero == 3:
-            self._release_gathered(w)
+            self._release_gathered(sw)
             chunk, block, phase = mark.value
-            if phase != "W" and w.chunks[chunk].blocks[block].params(0):
-                return self._gather_block(w, chunk, block)
+            if phase != "W" and sw.lead.chunks[chunk].blocks[block].params(0):
+                return self._gather_block(sw, chunk, block)
         return None
 
-    def _launch_ready(self, w: Worker) -> None:
+    def _launch_ready(self, sw: SimWorker) -> None:
         """Launch every bucket whose gradients are final, in bucket order per round."""
-        ready = self._ready[w.index]
-        rounds = self._rounds.setdefault(w.index, Counter())
+        ready = self._ready[sw.index]
+        rounds = self._rounds.setdefault(sw.index, Counter())
         # DDP and ZeRO-1 reduce once, after the last micro-batch; ZeRO-2/3 every one
-        limit = self.m if self.every_microbatch else 1
+        limit = self.microbatches if self.every_microbatch else 1
         launched = True
         while launched:
             launched = False
-            for bucket in self.buckets[w.index]:
+            for bucket in self.buckets[sw.pp_rank]:
                 i, done = bucket.index, rounds[bucket.index]
                 if bucket.tail or done >= limit:
                     continue
                 if i > 0 and rounds[i - 1] <= done:
                     break  # the previous bucket goes first
-                target = done + 1 if self.every_microbatch else self.m
+                target = done + 1 if self.every_microbatch else self.microbatches
                 if not all(ready[blk] >= target for blk in bucket.blocks):
                     break
                 rounds[i] += 1
-                self._launch(w, bucket, done)
+                self._launch(sw, bucket, done)
                 launched = True
 
-    def _launch(self, w: Worker, bucket: Bucket, round_: int) -> None:
-        payload = []
-        for r in range(len(w.devices)):
-            params = bucket.params(w, r)
-            payload.append(concat([p.grad.reshape(-1) for p in params]))
-            if self.every_microbatch:
-                for p in params:  # the full gradient is handed over and dropped
-                    p.zero_grad()
+    def _launch(self, sw: SimWorker, bucket: Bucket, round_: int) -> None:
+        def flat_grads(w: Worker) -> list[Any]:
+            payload = []
+            for r in range(len(w.devices)):
+                params = bucket.params(w, r)
+                payload.append(concat([p.grad.reshape(-1) for p in params]))
+                if self.every_microbatch:
+                    for p in params:  # the full gradient is handed over and dropped
+                        p.zero_grad()
+            return payload
+
         op = "all_reduce" if self.zero == 0 else "reduce_scatter"
-        group = self.plan.dp_group(w.pp_rank)
+        group = self.plan.dp_group(sw.pp_rank)
 
         def run(payloads: list[list[Any]]) -> tuple[list[list[Any]], float]:
             return group_collective(
                 self.rt, op, self.algorithm, group, payloads, "dp", f"grad {op}"
             )
 
-        key = ("grads", w.pp_rank, bucket.index, round_)
-        self._handles.setdefault(w.index, []).append(
-            (bucket, self.rt.launch(w, key, group, payload, run))
-        )
+        key = ("grads", sw.pp_rank, bucket.index, round_)
+        handle = self.rt.meetings.launch(key, group, self._payloads(sw, flat_grads), run)
+        self._handles.setdefault(sw.index, []).append((bucket, handle))
 
     # -- end of the step ---------------------------------------------------------------------
-    def sync(self, w: Worker, _instruction: Any = None) -> Process:
+    def sync(self, sw: SimWorker, _instruction: Any = None) -> Process:
         """Finish the gradient exchange, then sum the copies of tied weights."""
-        if self.d > 1:
-            yield from self._exchange(w)
+        if self.dp_size > 1:
+            yield from self._exchange(sw)
         if self.plan.tied:
-            yield from sync_tied(self.rt, w, self.plan.tied, self._grad_of)
+            yield from sync_tied(self.rt, sw, self.plan.tied, self._grad_of)
 
     def _grad_of(self, w: Worker, rank: int, param: Param) -> Any:
         if not self.sharded:
             return param.grad
-        (bucket,) = [b for b in self.buckets[w.index] if b.tail and b.params(w, rank)[0] is param]
+        (bucket,) = [b for b in self.buckets[w.pp_rank] if b.tail and b.params(w, rank)[0] is param]
         return self._shard(w, rank, bucket).grad
 
-    def _exchange(self, w: Worker) -> Process:
-        for bucket in self.buckets[w.index]:
+    def _exchange(self, sw: SimWorker) -> Process:
+        for bucket in self.buckets[sw.pp_rank]:
             if bucket.tail or not self.overlap:
-                self._launch(w, bucket, 0)
-        handles = self._handles.pop(w.index, [])
-        self._ready.pop(w.index, None)
-        self._rounds.pop(w.index, None)
-        results = yield from self.rt.wait(
-            w, [h for _, h in handles], "the gradient exchange of its replicas"
+                self._launch(sw, bucket, 0)
+        launched = self._handles.pop(sw.index, [])
+        self._ready.pop(sw.index, None)
+        self._rounds.pop(sw.index, None)
+        yield from self.rt.meetings.wait(
+            sw, [h for _, h in launched], "the gradient exchange of its replicas"
         )
-        scale = 1.0 / self.d if self.strategy.grad_reduction == "mean" else 1.0
-        for (bucket, _), per_rank in zip(handles, results, strict=True):
-            for r, flat in enumerate(per_rank):
-                if is_shape_only(flat):
-                    continue
-                if self.sharded:
-                    self._shard(w, r, bucket).grad += flat * scale
-                    continue
-                offset = 0
-                for p in bucket.params(w, r):
-                    p.grad[...] = flat[offset : offset + p.size].reshape(p.shape) * scale
-                    offset += p.size
-        self._release_gathered(w)
+        scale = 1.0 / self.dp_size if self.strategy.grad_reduction == "mean" else 1.0
+        for w in self._members(sw):
+            for bucket, handle in launched:
+                for r, flat in enumerate(handle.results[w.index]):
+                    if is_shape_only(flat):
+                        continue
+                    if self.sharded:
+                        self._shard(w, r, bucket).grad += flat * scale
+                        continue
+                    offset = 0
+                    for p in bucket.params(w, r):
+                        p.grad[...] = flat[offset : offset + p.size].reshape(p.shape) * scale
+                        offset += p.size
+        self._release_gathered(sw)
 
-    def optimizer_step(self, w: Worker, _instruction: Any = None) -> Process:
-        """Update what this replica owns; under ZeRO, all-gather the updated parameters."""
+    def optimizer_step(self, sw: SimWorker, _instruction: Any = None) -> Process:
+        """Update what each member owns; under ZeRO, all-gather the updated parameters."""
 
-        def step() -> None:
+        def step(w: Worker) -> None:
             for r in range(len(w.devices)):
                 with on_rank(r):
                     params = w.params(r)
                     if self.sharded:
-                        shards = [self._shard(w, r, b) for b in self.buckets[w.index]]
+                        shards = [self._shard(w, r, b) for b in self.buckets[w.pp_rank]]
                         self.optimizer.step(shards)
                         for s in shards:
                             s.zero_grad()
@@ -251,17 +291,23 @@ class DataParallel:
                     for p in params:
                         p.zero_grad()
 
-        _, tape = self.rt.run_recorded(("optimizer", w.pp_rank), step)
-        yield from self.rt.replay(w, tape, "optimizer", "opt")
+        members = self._members(sw)
+        _, compiled = self.rt.run_recorded(("optimizer", sw.pp_rank), lambda: step(members[0]))
+        for w in members[1:]:
+            step(w)
+        yield from self.rt.replay(sw, compiled, "optimizer", "opt")
         if self.sharded:
-            yield from self._gather_params(w)
+            yield from self._gather_params(sw)
 
-    def _gather_params(self, w: Worker) -> Process:
+    def _gather_params(self, sw: SimWorker) -> Process:
         """All-gather the updated parts of every bucket and write the parameters back."""
-        buckets = self.buckets[w.index]
-        group = self.plan.dp_group(w.pp_rank)
-        ranks = [r for _ in buckets for r in range(len(w.devices))]
-        payload = [self._shard(w, r, b).value for b in buckets for r in range(len(w.devices))]
+        buckets = self.buckets[sw.pp_rank]
+        group = self.plan.dp_group(sw.pp_rank)
+        t = len(sw.devices)
+        ranks = [r for _ in buckets for r in range(t)]
+
+        def parts(w: Worker) -> list[Any]:
+            return [self._shard(w, r, b).value for b in buckets for r in range(t)]
 
         def run(payloads: list[list[Any]]) -> tuple[list[list[Any]], float]:
             # ZeRO-3 pays for its gathers block by block, before each use
@@ -277,55 +323,69 @@ class DataParallel:
                 ranks=ranks,
             )
 
-        gathered = yield from self.rt.meet(
-            w,
-            ("params", w.pp_rank),
+        handle = yield from self.rt.meetings.meet(
+            sw,
+            ("params", sw.pp_rank),
             group,
-            payload,
+            self._payloads(sw, parts),
             run,
             "the parameter all-gather of its replicas",
         )
-        flat_of = iter(gathered)
-        for bucket in buckets:
-            for r in range(len(w.devices)):
-                flat = next(flat_of)
-                if is_shape_only(flat):
-                    continue
-                offset = 0
-                for p in bucket.params(w, r):
-                    p.value[...] = flat[offset : offset + p.size].reshape(p.shape)
-                    offset += p.size
+        for w in self._members(sw):
+            flat_of = iter(handle.results[w.index])
+            for bucket in buckets:
+                for r in range(t):
+                    flat = next(flat_of)
+                    if is_shape_only(flat):
+                        continue
+                    offset = 0
+                    for p in bucket.params(w, r):
+                        p.value[...] = flat[offset : offset + p.size].reshape(p.shape)
+                        offset += p.size
 
     # -- ZeRO-3 ----------------------------------------------------------------------------
-    def _gather_block(self, w: Worker, chunk: int, block: int) -> Process:
+    def _gather_block(self, sw: SimWorker, chunk: int, block: int) -> Process:
         """All-gather one block's parameters right before it runs; held until the next block."""
-        group = self.plan.dp_group(w.pp_rank)
-        (bucket,) = [b for b in self.buckets[w.index] if b.blocks == {(chunk, block)}]
-        pieces = []
-        for r, dev in enumerate(w.devices):
+        group = self.plan.dp_group(sw.pp_rank)
+        w = sw.lead
+        (bucket,) = [b for b in self.buckets[sw.pp_rank] if b.blocks == {(chunk, block)}]
+        pieces, held = [], []
+        for r in range(len(w.devices)):
             params = bucket.params(w, r)
             size = sum(p.size for p in params)
             dtype = dtype_of(params[0].value)
-            pieces.append([ShapeArray((hi - lo,), dtype) for lo, hi in split_bounds(size, self.d)])
-            self.rt.engine.memory[dev].allocate(
-                "buffers/gathered parameters",
-                sum(p.nbytes for p in params) - self._shard(w, r, bucket).nbytes,
-            )
-        self._gathered[w.index] = (chunk, block)
+            bounds = split_bounds(size, self.dp_size)
+            pieces.append([ShapeArray((hi - lo,), dtype) for lo, hi in bounds])
+            held.append(sum(p.nbytes for p in params) - self._shard(w, r, bucket).nbytes)
+        self.rt.charge(sw, BUFFERS, held)
+        self._gathered[sw.index] = held
 
         def run(_: list[Any]) -> tuple[list[Any], float]:
             # every member's part has the same shape; the values were gathered already
-            payloads = [[pieces[r][m] for r in range(len(w.devices))] for m in range(self.d)]
+            t = len(w.devices)
+            payloads = [[pieces[r][m] for r in range(t)] for m in range(self.dp_size)]
             _, end = group_collective(
                 self.rt, "all_gather", self.algorithm, group, payloads, "dp", "param all-gather"
             )
             return [None] * len(group), end
 
-        self._gathers[(w.index, chunk, block)] += 1
-        key = ("gather", w.pp_rank, chunk, block, self._gathers[(w.index, chunk, block)])
-        yield from self.rt.meet(w, key, group, None, run, "a ZeRO-3 parameter all-gather")
+        self._gathers[(sw.index, chunk, block)] += 1
+        key = ("gather", sw.pp_rank, chunk, block, self._gathers[(sw.index, chunk, block)])
+        yield from self.rt.meetings.meet(
+            sw, key, group, dict.fromkeys(m.index for m in sw.members), run,
+            "a ZeRO-3 parameter all-gather",
+        )  # fmt: skip
 
-    def _release_gathered(self, w: Worker) -> None:
-        if self._gathered.pop(w.index, None) is not None:
-            for dev in w.devices:
-                self.rt.engine.memory[dev].free("buffers/gathered parameters")
+    def _release_gathered(self, sw: SimWorker) -> None:
+        held = self._gathered.pop(sw.index, None)
+        if held is not None:
+            self.rt.charge(sw, BUFFERS, [-b for b in held])
+
+
+def make_sync(runtime: Runtime) -> DataParallel:
+    """The data-parallel variant the strategy names."""
+    if runtime.plan.strategy.data_parallel == "replicated":
+        from .replicated import Replicated
+
+        return Replicated(runtime)
+    return DataParallel(runtime)

@@ -26,7 +26,7 @@ from .mesh import Mesh
 from .pipeline.actions import Schedule, load_csv
 from .pipeline.schedules import get_schedule
 from .pipeline.validate import validate
-from .program import Compute, Instruction, OptimizerStep, Recv, Send, SyncGrads
+from .program import lower
 from .shard import ParallelBlock, ShardLoss, ShardMap
 from .stage import RECOMPUTE, Chunk
 from .strategy import Strategy
@@ -51,6 +51,11 @@ class Plan:
     num_parameters: int
     detached_loss: ShardLoss | None = None  # the primary's loss under "replicated"
     tied: list[TiedPair] = field(default_factory=list)  # tied weights split by the pipeline
+
+    @property
+    def messages_per_replica(self) -> int:
+        """Message ids one replica's programs use (:func:`~.program.message_id`)."""
+        return 2 * self.schedule.num_stages * self.strategy.microbatches
 
     def worker(self, dp_rank: int, pp_rank: int) -> Worker:
         return self.workers[dp_rank * self.strategy.pp + pp_rank]
@@ -189,41 +194,6 @@ def parallel_loss(loss: Any, s: Strategy) -> ShardLoss:
     return ShardLoss([loss] * s.tp)
 
 
-def lower(
-    schedule: Schedule, pp_rank: int, stage_rank: dict[int, int], worker_of: dict[int, int]
-) -> list[Instruction]:
-    """One rank's actions -> instructions, with the sends and receives they imply.
-
-    ``worker_of`` maps a pipeline rank to the worker index of this replica.
-    """
-    last = schedule.num_stages - 1
-    split = schedule.split_backward
-    program: list[Instruction] = []
-    for a in schedule.actions(pp_rank):
-        if a.kind == "F":
-            if a.stage > 0 and stage_rank[a.stage - 1] != pp_rank:
-                program.append(
-                    Recv("activation", a.stage - 1, a.mb, worker_of[stage_rank[a.stage - 1]])
-                )
-            program.append(Compute(a))
-            if a.stage < last and stage_rank[a.stage + 1] != pp_rank:
-                program.append(
-                    Send("activation", a.stage, a.mb, worker_of[stage_rank[a.stage + 1]])
-                )
-        elif a.kind == "B":
-            if a.stage < last and stage_rank[a.stage + 1] != pp_rank:
-                program.append(
-                    Recv("gradient", a.stage + 1, a.mb, worker_of[stage_rank[a.stage + 1]])
-                )
-            program.append(Compute(a, fused=not split))
-            if a.stage > 0 and stage_rank[a.stage - 1] != pp_rank:
-                program.append(Send("gradient", a.stage, a.mb, worker_of[stage_rank[a.stage - 1]]))
-        else:
-            program.append(Compute(a, fused=False))
-    program += [SyncGrads(), OptimizerStep()]
-    return program
-
-
 def build_plan(
     cluster: ClusterSpec,
     model_config: Any,
@@ -278,9 +248,11 @@ def build_plan(
             chunk = Chunk(c, [parallelize(replica.blocks[i], s) for i in blocks], loss, s.recompute)
             workers[d * s.pp + stage_rank[c]].chunks[c] = chunk
         tied += tie_copies(workers[d * s.pp : (d + 1) * s.pp])
+    # one program per pipeline rank, shared by its replicas (programs name ranks)
+    programs = [lower(schedule.actions(r), r, stage_rank, s.microbatches) for r in range(s.pp)]
     for w in workers:
-        worker_of = {r: w.dp_rank * s.pp + r for r in range(s.pp)}
-        w.program = lower(schedule, w.pp_rank, stage_rank, worker_of)
+        w.program = programs[w.pp_rank]
+        w.peers = {r: w.dp_rank * s.pp + r for r in range(s.pp)}
     detached = None
     if s.data_parallel == "replicated":
         from . import replicated
@@ -289,19 +261,19 @@ def build_plan(
         for w in workers:
             w.program = replicated.lower(w)
     return Plan(
-        s,
-        cluster,
-        model_config,
-        training,
-        mesh,
-        schedule,
-        stage_rank,
-        stages,
-        workers,
-        micro_batch,
-        model.num_parameters,
-        detached,
-        tied,
+        strategy=s,
+        cluster=cluster,
+        model_config=model_config,
+        training=training,
+        mesh=mesh,
+        schedule=schedule,
+        stage_rank=stage_rank,
+        stages=stages,
+        workers=workers,
+        micro_batch_size=micro_batch,
+        num_parameters=model.num_parameters,
+        detached_loss=detached,
+        tied=tied,
     )
 
 

@@ -1,73 +1,134 @@
 """Programs are data: the instructions one worker runs in one training step.
 
 A strategy lowers to one list of instructions per worker (DESIGN.md, key
-decision 4). The runtime (:mod:`simulator.runtime`) executes them; printing a
-program shows exactly what a worker does and in which order.
+decision 4); the runtime (:mod:`simulator.runtime`) executes them, and
+:func:`describe` prints them, so a listing shows exactly what a worker does
+and in which order.
+
+An instruction is a small tuple whose first element is its :class:`Op`:
+
+* ``(COMPUTE, action, outbox)``: run a pipeline action (``F``, ``B``, ``W``
+  or the full backward ``BW`` of one stage and micro-batch); ``outbox`` is the
+  id of the message the next instruction sends from its result, or -1;
+* ``(SEND, what, stage, mb, peer, message)`` and
+  ``(RECV, what, stage, mb, peer, message)``: an activation (``what = 0``)
+  or gradient (``1``) of a stage and micro-batch, to or from the worker of
+  pipeline rank ``peer`` of the same replica;
+* ``(SYNC,)``: make the data-parallel replicas' gradients agree;
+* ``(STEP,)``: update the parameters this worker owns;
+* the steps of ``nn.DataParallel`` (:mod:`simulator.parallel.replicated`).
+
+Tuples, not objects: a 64-stage pipeline of 512 micro-batches has 200,000
+instructions, built in a blink and small in memory. Programs name pipeline
+*ranks* and per-replica message ids, so every data-parallel replica shares
+its pipeline rank's program.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from enum import IntEnum
 
-from .pipeline.actions import Action
+from .pipeline.actions import Action, Kind
+
+ACTIVATION, GRADIENT = 0, 1
+WHAT = ("activation", "gradient")
 
 
-@dataclass(frozen=True)
-class Compute:
-    """Run a pipeline action: ``F``, ``B`` or ``W`` of one chunk and micro-batch.
+class Op(IntEnum):
+    """The instruction set (see the module docstring)."""
 
-    ``fused`` backward (schedules without a B/W split) runs B and W together.
+    COMPUTE = 0
+    SEND = 1
+    RECV = 2
+    SYNC = 3
+    STEP = 4
+    # nn.DataParallel, step by step (simulator.parallel.replicated)
+    REPLICATE = 5
+    SCATTER_INPUTS = 6
+    FORWARD_BODY = 7
+    GATHER_OUTPUTS = 8
+    LOSS_ON_PRIMARY = 9
+    SCATTER_GRADS = 10
+    BACKWARD_BODY = 11
+    REDUCE_GRADS = 12
+    PRIMARY_STEP = 13
+
+
+COMPUTE, SEND, RECV, SYNC, STEP = Op.COMPUTE, Op.SEND, Op.RECV, Op.SYNC, Op.STEP
+
+_TEXT = {
+    Op.SYNC: "sync grads",
+    Op.STEP: "optimizer step",
+    Op.REPLICATE: "broadcast parameters from the primary",
+    Op.SCATTER_INPUTS: "scatter the inputs from the primary",
+    Op.FORWARD_BODY: "forward (no loss)",
+    Op.GATHER_OUTPUTS: "gather the outputs on the primary",
+    Op.LOSS_ON_PRIMARY: "loss and its gradient (primary only)",
+    Op.SCATTER_GRADS: "scatter the output gradients from the primary",
+    Op.BACKWARD_BODY: "backward",
+    Op.REDUCE_GRADS: "reduce the gradients onto the primary",
+    Op.PRIMARY_STEP: "optimizer step (primary only)",
+}
+
+
+def message_id(what: int, stage: int, mb: int, num_stages: int, microbatches: int) -> int:
+    """A per-replica number for the activation or gradient of ``stage`` and ``mb``."""
+    return (what * num_stages + stage) * microbatches + mb
+
+
+def compute(action: Action, outbox: int = -1) -> tuple:
+    return (COMPUTE, action, outbox)
+
+
+def describe(ins: tuple, worker_of_rank: dict[int, int] | None = None) -> str:
+    """One instruction in words; ``worker_of_rank`` maps pipeline ranks to worker
+    indices, to name the peer of a message."""
+    op = ins[0]
+    if op == COMPUTE:
+        return str(ins[1])
+    if op in (SEND, RECV):
+        _, what, stage, mb, peer, _ = ins
+        who = (worker_of_rank or {}).get(peer, peer)
+        arrow = "->" if op == SEND else "<-"
+        return f"{'send' if op == SEND else 'recv'} {WHAT[what]} {stage}/{mb} {arrow} w{who}"
+    return _TEXT[Op(op)]
+
+
+def lower(
+    actions: list[Action], rank: int, stage_rank: dict[int, int], microbatches: int
+) -> list[tuple]:
+    """One pipeline rank's actions -> instructions, with the messages they imply.
+
+    An ``F`` receives its input from the rank of the previous stage and sends
+    its output to the rank of the next one; a backward (``B`` or ``BW``)
+    receives the gradient of its output from the next stage's rank and sends
+    the gradient of its input back. Stages on the same rank hand over through
+    the worker's own buffers, without a message. Linear in the actions.
     """
-
-    action: Action
-    fused: bool = True
-
-    def __str__(self) -> str:
-        return (
-            str(self.action) if not self.fused or self.action.kind != "B" else f"{self.action}(+W)"
-        )
-
-
-@dataclass(frozen=True)
-class Send:
-    """Send ``what`` (``activation`` or ``gradient``) of a chunk and micro-batch to ``peer``."""
-
-    what: str
-    chunk: int
-    mb: int
-    peer: int
-
-    def __str__(self) -> str:
-        return f"send {self.what} {self.chunk}/{self.mb} -> w{self.peer}"
-
-
-@dataclass(frozen=True)
-class Recv:
-    """Wait for ``what`` of a chunk and micro-batch from ``peer``."""
-
-    what: str
-    chunk: int
-    mb: int
-    peer: int
-
-    def __str__(self) -> str:
-        return f"recv {self.what} {self.chunk}/{self.mb} <- w{self.peer}"
-
-
-@dataclass(frozen=True)
-class SyncGrads:
-    """Make the gradients of all data-parallel replicas agree (all-reduce and the like)."""
-
-    def __str__(self) -> str:
-        return "sync grads"
-
-
-@dataclass(frozen=True)
-class OptimizerStep:
-    """Update the parameters this worker owns, then zero the gradients."""
-
-    def __str__(self) -> str:
-        return "optimizer step"
-
-
-Instruction = Compute | Send | Recv | SyncGrads | OptimizerStep
+    last = len(stage_rank) - 1
+    stages = last + 1
+    program: list[tuple] = []
+    for a in actions:
+        s, kind, k = a
+        if kind == Kind.W:
+            program.append((COMPUTE, a, -1))
+            continue
+        if kind == Kind.F:
+            what, source, target = ACTIVATION, s - 1, s + 1
+            has_source, has_target = s > 0, s < last
+        else:
+            what, source, target = GRADIENT, s + 1, s - 1
+            has_source, has_target = s < last, s > 0
+        if has_source and stage_rank[source] != rank:
+            peer = stage_rank[source]
+            program.append(
+                (RECV, what, source, k, peer, message_id(what, source, k, stages, microbatches))
+            )
+        outbox = -1
+        if has_target and stage_rank[target] != rank:
+            outbox = message_id(what, s, k, stages, microbatches)
+        program.append((COMPUTE, a, outbox))
+        if outbox >= 0:
+            program.append((SEND, what, s, k, stage_rank[target], outbox))
+    program += [(SYNC,), (STEP,)]
+    return program

@@ -23,77 +23,27 @@ of the replicas' gradients *is* the global-batch gradient.
 
 from __future__ import annotations
 
-from collections.abc import Generator
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
 
 from .. import comm
 from ..arrays import concat
+from ..engine.memory import ACTIVATIONS, GRADIENTS, OPTIMIZER, PARAMETERS
 from ..errors import LayoutError
 from ..nn.context import BatchInfo, batch
 from ..tape import on_rank
 from .data import DataParallel
+from .pipeline.actions import BW, Action, F
+from .program import Op
 from .strategy import Strategy
 from .worker import Worker
 
+if TYPE_CHECKING:
+    from ..runtime.core import Runtime
+    from ..runtime.workers import SimWorker
+
 Process = Generator[Any, Any, Any]
 PRIMARY = 0
-
-
-@dataclass(frozen=True)
-class Replicate:
-    """Broadcast the primary's parameters to every replica."""
-
-    def __str__(self) -> str:
-        return "broadcast parameters from the primary"
-
-
-@dataclass(frozen=True)
-class ScatterInputs:
-    def __str__(self) -> str:
-        return "scatter the inputs from the primary"
-
-
-@dataclass(frozen=True)
-class ForwardBody:
-    def __str__(self) -> str:
-        return "forward (no loss)"
-
-
-@dataclass(frozen=True)
-class GatherOutputs:
-    def __str__(self) -> str:
-        return "gather the outputs on the primary"
-
-
-@dataclass(frozen=True)
-class LossOnPrimary:
-    def __str__(self) -> str:
-        return "loss and its gradient (primary only)"
-
-
-@dataclass(frozen=True)
-class ScatterGrads:
-    def __str__(self) -> str:
-        return "scatter the output gradients from the primary"
-
-
-@dataclass(frozen=True)
-class BackwardBody:
-    def __str__(self) -> str:
-        return "backward"
-
-
-@dataclass(frozen=True)
-class ReduceGrads:
-    def __str__(self) -> str:
-        return "reduce the gradients onto the primary"
-
-
-@dataclass(frozen=True)
-class PrimaryStep:
-    def __str__(self) -> str:
-        return "optimizer step (primary only)"
 
 
 def check(s: Strategy) -> None:
@@ -118,66 +68,67 @@ def check(s: Strategy) -> None:
         )
 
 
-def lower(w: Worker) -> list[Any]:
+def lower(w: Worker) -> list[tuple]:
     """The program of one replica; the primary also computes the loss and updates."""
     primary = w.dp_rank == PRIMARY
     return [
-        Replicate(),
-        ScatterInputs(),
-        ForwardBody(),
-        GatherOutputs(),
-        *([LossOnPrimary()] if primary else []),
-        ScatterGrads(),
-        BackwardBody(),
-        ReduceGrads(),
-        *([PrimaryStep()] if primary else []),
+        (Op.REPLICATE,),
+        (Op.SCATTER_INPUTS,),
+        (Op.FORWARD_BODY,),
+        (Op.GATHER_OUTPUTS,),
+        *([(Op.LOSS_ON_PRIMARY,)] if primary else []),
+        (Op.SCATTER_GRADS,),
+        (Op.BACKWARD_BODY,),
+        (Op.REDUCE_GRADS,),
+        *([(Op.PRIMARY_STEP,)] if primary else []),
     ]
 
 
 class Replicated(DataParallel):
     """Runs the instructions of :func:`lower` (see the module docstring)."""
 
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Runtime) -> None:
         super().__init__(runtime)
         self.group = self.plan.dp_group(0)
         self.loss = self.plan.detached_loss
-        for kind, handler in (
-            (Replicate, self.replicate),
-            (ScatterInputs, self.scatter_inputs),
-            (ForwardBody, self.forward),
-            (GatherOutputs, self.gather_outputs),
-            (LossOnPrimary, self.loss_on_primary),
-            (ScatterGrads, self.scatter_grads),
-            (BackwardBody, self.backward),
-            (ReduceGrads, self.reduce_grads),
-            (PrimaryStep, self.step),
-        ):
-            runtime.register(kind, handler)
-        self._state: dict[str, Any] = {}
+        self._state: dict[Any, Any] = {}
+
+    def handlers(self) -> dict[Op, Callable[[SimWorker, tuple], Any]]:
+        return {
+            Op.REPLICATE: self.replicate,
+            Op.SCATTER_INPUTS: self.scatter_inputs,
+            Op.FORWARD_BODY: self.forward,
+            Op.GATHER_OUTPUTS: self.gather_outputs,
+            Op.LOSS_ON_PRIMARY: self.loss_on_primary,
+            Op.SCATTER_GRADS: self.scatter_grads,
+            Op.BACKWARD_BODY: self.backward,
+            Op.REDUCE_GRADS: self.reduce_grads,
+            Op.PRIMARY_STEP: self.step,
+        }
 
     def allocate_model_state(self) -> None:
         """Every replica holds parameters and gradients; only the primary optimizer state."""
-        for w in self.plan.workers:
-            (d,) = w.devices
-            params = w.params(0)
-            ledger = self.rt.engine.memory[d]
-            ledger.allocate("parameters", sum(p.nbytes for p in params))
-            ledger.allocate("gradients", sum(p.nbytes for p in params))
-            if w.dp_rank == PRIMARY:
-                ledger.allocate("optimizer", sum(self.optimizer.state_bytes(p) for p in params))
+        for sw in self.rt.workers:
+            params = sw.lead.params(0)
+            self.rt.charge(sw, PARAMETERS, [sum(p.nbytes for p in params)])
+            self.rt.charge(sw, GRADIENTS, [sum(p.nbytes for p in params)])
+            if sw.lead.dp_rank == PRIMARY:
+                self.rt.charge(sw, OPTIMIZER, [sum(self.optimizer.state_bytes(p) for p in params)])
 
     def _collective(
-        self, w: Worker, op: str, payload: Any, what: str, algorithm: str = "naive"
+        self, sw: SimWorker, op: str, payload: Any, what: str, algorithm: str = "naive"
     ) -> Process:
-        """One collective over the replicas, rooted at the primary."""
+        """One collective over the replicas, rooted at the primary; returns ``sw``'s result."""
         devices = tuple(m.devices[0] for m in self.group)
 
         def run(payloads: list[Any]) -> tuple[list[Any], float]:
             outs, plan = comm.collective(op, payloads, algorithm, root=PRIMARY)
             return outs, self.rt.engine.collective(plan, devices, "dp", what)
 
-        result = yield from self.rt.meet(w, (op, what), self.group, payload, run, what)
-        return result
+        handle = yield from self.rt.meetings.meet(
+            sw, (op, what), self.group, {sw.lead.index: payload}, run, what
+        )
+        return handle.results[sw.lead.index]
 
     def _flat(self, w: Worker, grads: bool) -> Any:
         return concat([(p.grad if grads else p.value).reshape(-1) for p in w.params(0)])
@@ -189,43 +140,39 @@ class Replicated(DataParallel):
             target[...] = flat[offset : offset + p.size].reshape(p.shape)
             offset += p.size
 
-    def replicate(self, w: Worker, _: Any) -> Process:
+    def replicate(self, sw: SimWorker, _: Any) -> Process:
+        w = sw.lead
         flat = yield from self._collective(
-            w, "broadcast", self._flat(w, False), "broadcast parameters", "tree"
+            sw, "broadcast", self._flat(w, False), "broadcast parameters", "tree"
         )
-        if not self.shape_only and w.dp_rank != PRIMARY:
+        if not self.rt.shape_only and w.dp_rank != PRIMARY:
             self._unflatten(w, flat, grads=False)
-
-    @property
-    def shape_only(self) -> bool:
-        return self.rt.shape_only
 
     def _whole_batch(self) -> tuple[Any, Any]:
         training = self.plan.training
         return self.plan.model_config.batch(
-            training.seed, self.rt.step, training.global_batch, self.shape_only
+            training.seed, self.rt.step, training.global_batch, self.rt.shape_only
         )
 
-    def scatter_inputs(self, w: Worker, _: Any) -> Process:
+    def scatter_inputs(self, sw: SimWorker, _: Any) -> Process:
         # only the primary holds data; the others contribute nothing to a scatter
         payload = None
-        if w.dp_rank == PRIMARY:
+        if sw.lead.dp_rank == PRIMARY:
             payload, self._state["targets"] = self._whole_batch()
-        piece = yield from self._collective(w, "scatter", payload, "scatter inputs")
-        self._state[("inputs", w.index)] = piece
+        piece = yield from self._collective(sw, "scatter", payload, "scatter inputs")
+        self._state[("inputs", sw.index)] = piece
 
-    def forward(self, w: Worker, _: Any) -> Process:
+    def forward(self, sw: SimWorker, _: Any) -> Process:
+        w = sw.lead
         chunk = w.chunks[0]
-        x = self._state.pop(("inputs", w.index))
-        info = self._info(w)
-        with batch(info):
-            (out, ctx), tape = self.rt.run_recorded((0, "F"), lambda: chunk.forward([x]))
-        self._state[("ctx", w.index)] = ctx
-        self._state[("out", w.index)] = out[0]
-        self.rt.engine.memory[w.devices[0]].allocate(
-            "activations/replica", chunk.stash_bytes(ctx, 0)
-        )
-        yield from self.rt.replay(w, tape, "F", "F", chunk=0, mb=0)
+        x = self._state.pop(("inputs", sw.index))
+        with batch(self._info(w)):
+            (out, ctx), compiled = self.rt.run_recorded((0, "F"), lambda: chunk.forward([x]))
+        stash = chunk.stash_bytes(ctx, 0)
+        self._state[("ctx", sw.index)] = (ctx, stash)
+        self._state[("out", sw.index)] = out[0]
+        self.rt.charge(sw, ACTIVATIONS, [stash])
+        yield from self.rt.replay(sw, compiled, Action(0, F, 0))
 
     def _info(self, w: Worker) -> BatchInfo:
         size = self.plan.micro_batch_size
@@ -233,13 +180,13 @@ class Replicated(DataParallel):
         first = self.rt.step * training.global_batch + w.dp_rank * size
         return BatchInfo(training.seed, self.rt.step, first, size)
 
-    def gather_outputs(self, w: Worker, _: Any) -> Process:
-        out = self._state.pop(("out", w.index))
-        whole = yield from self._collective(w, "gather", out, "gather outputs")
-        if w.dp_rank == PRIMARY:
+    def gather_outputs(self, sw: SimWorker, _: Any) -> Process:
+        out = self._state.pop(("out", sw.index))
+        whole = yield from self._collective(sw, "gather", out, "gather outputs")
+        if sw.lead.dp_rank == PRIMARY:
             self._state["outputs"] = whole
 
-    def loss_on_primary(self, w: Worker, _: Any) -> Process:
+    def loss_on_primary(self, sw: SimWorker, _: Any) -> Process:
         outputs, targets = self._state.pop("outputs"), self._state.pop("targets")
 
         def loss() -> Any:
@@ -247,35 +194,37 @@ class Replicated(DataParallel):
                 values, ctx = self.loss.forward([outputs], [targets])
                 return values, self.loss.backward(ctx, 1.0)
 
-        (values, grads), tape = self.rt.run_recorded(("loss",), loss)
-        if not self.shape_only:
+        (values, grads), compiled = self.rt.run_recorded(("loss",), loss)
+        if not self.rt.shape_only:
             self.rt.record_loss(float(values[0]))
         self._state["output grads"] = grads[0]
-        yield from self.rt.replay(w, tape, "loss", "F", chunk=0, mb=0)
+        yield from self.rt.replay(sw, compiled, "loss", "F")
 
-    def scatter_grads(self, w: Worker, _: Any) -> Process:
-        payload = self._state.pop("output grads") if w.dp_rank == PRIMARY else None
-        piece = yield from self._collective(w, "scatter", payload, "scatter output grads")
-        self._state[("dy", w.index)] = piece
+    def scatter_grads(self, sw: SimWorker, _: Any) -> Process:
+        payload = self._state.pop("output grads") if sw.lead.dp_rank == PRIMARY else None
+        piece = yield from self._collective(sw, "scatter", payload, "scatter output grads")
+        self._state[("dy", sw.index)] = piece
 
-    def backward(self, w: Worker, _: Any) -> Process:
+    def backward(self, sw: SimWorker, _: Any) -> Process:
+        w = sw.lead
         chunk = w.chunks[0]
-        dy = self._state.pop(("dy", w.index))
-        ctx = self._state.pop(("ctx", w.index))
+        dy = self._state.pop(("dy", sw.index))
+        ctx, stash = self._state.pop(("ctx", sw.index))
         with batch(self._info(w)):
-            _, tape = self.rt.run_recorded((0, "BW"), lambda: chunk.backward([dy], ctx, 1.0))
-        yield from self.rt.replay(w, tape, "B", "BW", chunk=0, mb=0)
-        self.rt.engine.memory[w.devices[0]].free("activations/replica")
+            _, compiled = self.rt.run_recorded((0, "BW"), lambda: chunk.backward([dy], ctx, 1.0))
+        yield from self.rt.replay(sw, compiled, Action(0, BW, 0))
+        self.rt.charge(sw, ACTIVATIONS, [-stash])
 
-    def reduce_grads(self, w: Worker, _: Any) -> Process:
+    def reduce_grads(self, sw: SimWorker, _: Any) -> Process:
+        w = sw.lead
         summed = yield from self._collective(
-            w, "reduce", self._flat(w, True), "reduce grads", "tree"
+            sw, "reduce", self._flat(w, True), "reduce grads", "tree"
         )
-        if not self.shape_only and w.dp_rank == PRIMARY:
+        if not self.rt.shape_only and w.dp_rank == PRIMARY:
             self._unflatten(w, summed, grads=True)
 
-    def step(self, w: Worker, _: Any) -> Process:
-        yield from self.optimizer_step(w)
+    def step(self, sw: SimWorker, _: Any) -> Process:
+        yield from self.optimizer_step(sw)
         for m in self.group:
             for p in m.params(0):
                 p.zero_grad()

@@ -34,6 +34,9 @@ class ParallelBlock:
     ranks = 1
     #: rerun under ``recompute = "full"`` (Megatron checkpoints transformer layers only)
     recomputable = True
+    #: True: its output differs across ranks (a shard); False: the same on every rank;
+    #: None: as its input (elementwise work on each rank's part)
+    shards_output: bool | None = False
 
     def forward(self, xs: list[Array]) -> tuple[list[Array], list[Any]]:
         raise NotImplementedError
@@ -70,6 +73,8 @@ class ShardMap(ParallelBlock):
     ``full_params`` reports rank 0's copy: ShardMap holds replicas (or, for
     ``t = 1``, the only copy).
     """
+
+    shards_output = None
 
     def __init__(self, layers: list[Layer]) -> None:
         self.layers = layers

@@ -42,6 +42,16 @@ class Chunk:
         for block in blocks:
             block.configure(selective=recompute == "selective")
 
+    @property
+    def output_sharded(self) -> bool:
+        """Whether the chunk's output differs across tensor-parallel ranks (it ends in a
+        column-parallel layer) instead of being replicated on every rank."""
+        sharded = False
+        for block in self.blocks:
+            if block.shards_output is not None:
+                sharded = block.shards_output
+        return sharded
+
     def _rerun(self, i: int) -> bool:
         """Whether block ``i`` keeps only its input and reruns its forward in backward."""
         return self.recompute == "full" and self.blocks[i].recomputable

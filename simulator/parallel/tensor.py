@@ -175,6 +175,8 @@ class ColumnParallel(ParallelBlock):
     parallelism (gathered again in W, see the module docstring).
     """
 
+    shards_output = True
+
     def __init__(
         self, name: str, shards: list[Layer], region: Region, where: str, axis: int = 1
     ) -> None:

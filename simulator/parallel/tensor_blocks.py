@@ -51,6 +51,10 @@ class Chain(ParallelBlock):
         self.name = name
         self.blocks = blocks
         self.ranks = blocks[0].ranks
+        self.shards_output = None
+        for block in blocks:
+            if block.shards_output is not None:
+                self.shards_output = block.shards_output
 
     def forward(self, xs: list[Array]) -> tuple[list[Array], list[Any]]:
         ctxs = []

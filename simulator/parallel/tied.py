@@ -14,11 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import comm
 from ..nn.param import Param
 from .worker import Worker
+
+if TYPE_CHECKING:
+    from ..runtime.core import Runtime
+    from ..runtime.workers import SimWorker
 
 Process = Generator[Any, Any, Any]
 
@@ -57,37 +61,45 @@ def tie_copies(replica: list[Worker]) -> list[TiedPair]:
 
 
 def sync_tied(
-    runtime: Any, w: Worker, pairs: list[TiedPair], grad_of: Callable[[Worker, int, Param], Any]
+    rt: Runtime,
+    sw: SimWorker,
+    pairs: list[TiedPair],
+    grad_of: Callable[[Worker, int, Param], Any],
 ) -> Process:
-    """Sum the gradients of both copies of every tied pair ``w`` belongs to.
+    """Sum the gradients of both copies of every tied pair ``sw``'s members belong to.
 
     ``grad_of(worker, rank, param)`` returns the array that holds the
-    parameter's gradient (under ZeRO, the owned part of its bucket).
+    parameter's gradient (under ZeRO, the owned part of its bucket). Every
+    pair is launched before any is waited for: the replicas' sums run side by
+    side.
     """
+    mine = {m.index: m for m in sw.members}
+    launched = []
     for k, pair in enumerate(pairs):
-        if w.index not in (pair.owner, pair.user):
+        members = [rt.plan.workers[pair.owner], rt.plan.workers[pair.user]]
+        here = [m for m in members if m.index in mine]
+        if not here:
             continue
-        members = [runtime.plan.workers[pair.owner], runtime.plan.workers[pair.user]]
-        payload = [grad_of(w, r, p) for r, p in pair.mine(w)]
 
         def run(payloads: list[list[Any]], members=members, pair=pair) -> tuple[list, float]:
             results: list[list[Any]] = [[], []]
-            end = runtime.env.now
+            end = rt.env.now
             for i, (r, _, _) in enumerate(pair.params):
                 outs, plan = comm.all_reduce([p[i] for p in payloads], "ring")
                 devices = (members[0].devices[r], members[1].devices[r])
                 end = max(
-                    end,
-                    runtime.engine.collective(plan, devices, "embedding", "tied embedding grads"),
+                    end, rt.engine.collective(plan, devices, "embedding", "tied embedding grads")
                 )
                 for m, out in enumerate(outs):
                     results[m].append(out)
             return results, end
 
-        summed = yield from runtime.meet(
-            w, ("tied", k), members, payload, run, "the gradient of its tied copy"
-        )
-        for out, (r, p) in zip(summed, pair.mine(w), strict=True):
-            target = grad_of(w, r, p)
-            if not runtime.shape_only:
-                target[...] = out
+        payloads = {w.index: [grad_of(w, r, p) for r, p in pair.mine(w)] for w in here}
+        launched.append((pair, here, rt.meetings.launch(("tied", k), members, payloads, run)))
+    yield from rt.meetings.wait(sw, [h for _, _, h in launched], "the gradient of its tied copy")
+    if rt.shape_only:
+        return
+    for pair, here, handle in launched:
+        for w in here:
+            for out, (r, p) in zip(handle.results[w.index], pair.mine(w), strict=True):
+                grad_of(w, r, p)[...] = out

@@ -1,11 +1,21 @@
 """Pipeline schedules as data: actions, per-rank lists, a text grid, CSV.
 
-An :class:`Action` is one unit of pipeline work: ``F`` (forward), ``B``
-(backward; in schedules that split it, only the input gradient) or ``W``
-(weight gradient) of one *stage* (a model chunk) for one micro-batch. It
-prints and parses in the compact notation ``2F0`` -- stage 2, forward,
+An :class:`Action` is one unit of pipeline work on one *stage* (a model chunk)
+for one micro-batch. Its :class:`Kind` is one of
+
+* ``F``: the forward;
+* ``BW``: the full backward, input and weight gradients together (GPipe,
+  1F1B, interleaved);
+* ``B``: the input-gradient part of a split backward (what the previous stage
+  waits for), and ``W``: its weight-gradient part (what nobody waits for) --
+  the split of Qi et al. 2024, sec. 2, which PyTorch calls
+  ``BACKWARD_INPUT``/``BACKWARD_WEIGHT`` next to ``FULL_BACKWARD``.
+
+It prints and parses in the compact notation ``2F0`` -- stage 2, forward,
 micro-batch 0 -- used by PyTorch's pipelining schedules and by this project's
-CSV files.
+CSV files: ``1BW3``, ``1B3``, ``0W2``. (In files written before the split had
+its own name, a schedule without any ``W`` wrote its full backward ``B``; the
+parser reads such files as they were meant.)
 
 A :class:`Schedule` is one list of actions per rank (``None`` marks an idle
 step in a hand-written schedule). Which rank runs a stage is read off the
@@ -21,20 +31,37 @@ import csv
 import io
 import re
 from dataclasses import dataclass
+from enum import StrEnum
+from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
 from ...errors import ScheduleError
 
-KINDS = ("F", "B", "W")
-_ACTION = re.compile(r"^\s*(\d+)\s*([FBW])\s*(\d+)\s*$")
+_ACTION = re.compile(r"^\s*(\d+)\s*(BW|[FBW])\s*(\d+)\s*$")
 
 
-@dataclass(frozen=True, order=True)
-class Action:
-    """``stage`` ``kind`` ``mb``: e.g. ``Action(2, "F", 0)`` prints as ``2F0``."""
+class Kind(StrEnum):
+    """What an action computes; its value is how it prints."""
+
+    F = "F"
+    B = "B"
+    W = "W"
+    BW = "BW"
+
+
+#: The kinds, for loops and messages.
+KINDS = tuple(Kind)
+F, B, W, BW = Kind.F, Kind.B, Kind.W, Kind.BW
+#: Kinds that produce the gradient of a stage's input (what the previous stage waits for).
+BACKWARDS = (B, BW)
+
+
+class Action(NamedTuple):
+    """``stage`` ``kind`` ``mb``: e.g. ``Action(2, Kind.F, 0)`` prints as ``2F0``."""
 
     stage: int
-    kind: str
+    kind: Kind
     mb: int
 
     def __str__(self) -> str:
@@ -45,9 +72,10 @@ class Action:
         match = _ACTION.match(text)
         if not match:
             raise ScheduleError(
-                f"cannot read action {text!r}: write STAGE KIND MICROBATCH, e.g. 2F0, 1B3, 0W2"
+                f"cannot read action {text!r}: write STAGE KIND MICROBATCH, e.g. 2F0, 1BW3, "
+                "1B3, 0W2"
             )
-        return cls(int(match[1]), match[2], int(match[3]))
+        return cls(int(match[1]), Kind(match[2]), int(match[3]))
 
 
 @dataclass(frozen=True)
@@ -70,10 +98,10 @@ class Schedule:
     def num_ranks(self) -> int:
         return len(self.ranks)
 
-    @property
+    @cached_property
     def split_backward(self) -> bool:
         """True when backward is split into B (input) and W (weight) actions."""
-        return any(a is not None and a.kind == "W" for row in self.ranks for a in row)
+        return any(a is not None and a.kind != F and a.kind != BW for r in self.ranks for a in r)
 
     @property
     def chunks_per_rank(self) -> int:
@@ -87,18 +115,17 @@ class Schedule:
         """Per rank, the most (stage, micro-batch) stashes held at once.
 
         A forward stashes its activations; they are freed by the W of the same
-        stage and micro-batch, or by the backward when it is not split. Ranks
+        stage and micro-batch, or by the full backward ``BW``. Ranks
         run their lists one action at a time, so counting along each list is
         exact. With one chunk per rank this is the number of micro-batches in
         flight, the quantity Narayanan et al. (2021, sec. 2.2.1) and Qi et al.
         (2024, Table 2) bound.
         """
-        release = "W" if self.split_backward else "B"
         peaks = []
         for r in range(self.num_ranks):
             held = peak = 0
             for a in self.actions(r):
-                held += (a.kind == "F") - (a.kind == release)
+                held += (a.kind == F) - (a.kind == W or a.kind == BW)
                 peak = max(peak, held)
             peaks.append(peak)
         return peaks
@@ -144,19 +171,19 @@ class Schedule:
 def dependencies(action: Action, num_stages: int) -> list[Action]:
     """The actions ``action`` needs finished first, on its own rank or another.
 
-    ``F`` of stage ``s`` needs ``F`` of ``s-1`` (its input activation); ``B``
-    of ``s`` needs its own ``F`` (the stash) and ``B`` of ``s+1`` (the output
-    gradient; the last stage starts from the loss); ``W`` needs the ``B`` of
-    the same stage and micro-batch (Qi et al. 2024, sec. 2: W may run any time
-    after its B). A fused backward (schedules without W) has the ``B`` rule.
+    ``F`` of stage ``s`` needs ``F`` of ``s-1`` (its input activation); a
+    backward (``B`` or ``BW``) of ``s`` needs its own ``F`` (the stash) and the
+    backward of the same kind of ``s+1`` (the output gradient; the last stage
+    starts from the loss); ``W`` needs the ``B`` of the same stage and
+    micro-batch (Qi et al. 2024, sec. 2: W may run any time after its B).
     """
-    s, k = action.stage, action.mb
-    if action.kind == "F":
-        return [Action(s - 1, "F", k)] if s > 0 else []
-    if action.kind == "B":
-        upstream = [Action(s + 1, "B", k)] if s < num_stages - 1 else []
-        return [Action(s, "F", k), *upstream]
-    return [Action(s, "B", k)]
+    s, k, kind = action.stage, action.mb, action.kind
+    if kind == F:
+        return [Action(s - 1, F, k)] if s > 0 else []
+    if kind == W:
+        return [Action(s, B, k)]
+    upstream = [Action(s + 1, kind, k)] if s < num_stages - 1 else []
+    return [Action(s, F, k), *upstream]
 
 
 def parse_csv(text: str, name: str = "csv") -> Schedule:
@@ -178,6 +205,11 @@ def parse_csv(text: str, name: str = "csv") -> Schedule:
     while ranks and not any(ranks[-1]):
         ranks.pop()
     actions = [a for row in ranks for a in row if a is not None]
+    if not any(a.kind == W for a in actions):
+        # written before the full backward had a name of its own: B meant all of it
+        ranks = [tuple(a if a is None or a.kind != B else a._replace(kind=BW) for a in row)
+                 for row in ranks]  # fmt: skip
+        actions = [a for row in ranks for a in row if a is not None]
     if not actions:
         raise ScheduleError(
             f"{name}: the schedule has no actions; write one row of actions per rank"
@@ -190,10 +222,27 @@ def parse_csv(text: str, name: str = "csv") -> Schedule:
     )
 
 
-def load_csv(path: str | Path) -> Schedule:
+#: Largest schedule file read (a schedule of a million actions is about 6 MB).
+MAX_FILE_BYTES = 64 * 2**20
+
+
+def load_csv(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> Schedule:
+    """Read a schedule file: UTF-8 text of at most ``max_bytes`` bytes."""
     p = Path(path)
     try:
-        text = p.read_text()
+        with p.open("rb") as f:
+            data = f.read(max_bytes + 1)
     except OSError as err:
         raise ScheduleError(f"cannot read schedule file {str(p)!r}: {err.strerror}") from None
+    if len(data) > max_bytes:
+        raise ScheduleError(
+            f"schedule file {str(p)!r} is larger than {max_bytes} bytes, the limit for "
+            "schedule files; write a smaller schedule (or raise max_file_bytes in [limits])"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ScheduleError(
+            f"schedule file {str(p)!r} is not UTF-8 text (byte {err.start}); save it as UTF-8 CSV"
+        ) from None
     return parse_csv(text, name=f"file:{p.name}")

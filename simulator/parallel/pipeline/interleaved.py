@@ -28,7 +28,7 @@ forward to backward time (checked by ``tests/test_pipeline_schedules.py``).
 from __future__ import annotations
 
 from ...errors import LayoutError
-from .actions import Action
+from .actions import BW, Action, F, Kind
 from .schedules import ScheduleInfo, register
 
 
@@ -44,19 +44,19 @@ def _rules(p: int, m: int, v: int) -> None:
 def _interleaved(p: int, m: int, v: int) -> list[list[Action]]:
     total = m * v
 
-    def virtual(k: int, r: int, kind: str) -> Action:
+    def virtual(k: int, r: int, kind: Kind) -> Action:
         local = (k // p) % v
-        if kind == "B":
+        if kind == BW:
             local = v - 1 - local
         return Action(local * p + r, kind, (k // (p * v)) * p + k % p)
 
     rows = []
     for r in range(p):
         warmup = min(2 * (p - r - 1) + (v - 1) * p, total)
-        row = [virtual(k, r, "F") for k in range(warmup)]
+        row = [virtual(k, r, F) for k in range(warmup)]
         for k in range(total - warmup):
-            row += [virtual(warmup + k, r, "F"), virtual(k, r, "B")]
-        row += [virtual(k, r, "B") for k in range(total - warmup, total)]
+            row += [virtual(warmup + k, r, F), virtual(k, r, BW)]
+        row += [virtual(k, r, BW) for k in range(total - warmup, total)]
         rows.append(row)
     return rows
 

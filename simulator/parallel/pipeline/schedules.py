@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ...errors import LayoutError, ScheduleError
-from .actions import Action, Schedule
+from .actions import BW, Action, F, Schedule
 
 #: ``(p, m, v, t_f, t_b, t_w) -> bubble fraction`` or None where no closed form holds.
 #: ``t_b`` is the B part only; fused schedules see ``t_b`` = whole backward, ``t_w = 0``.
@@ -119,15 +119,14 @@ def naive_bubble(p: int, m: int, v: int, *_: float) -> float:
 def _naive(p: int, m: int, v: int) -> list[list[Action]]:
     # Micro-batches run one after another: each finishes its backward on stage 0
     # before the next one starts, so only one stage is ever busy.
-    return [[a for k in range(m) for a in (Action(r, "F", k), Action(r, "B", k))] for r in range(p)]
+    return [[a for k in range(m) for a in (Action(r, F, k), Action(r, BW, k))] for r in range(p)]
 
 
 def _gpipe(p: int, m: int, v: int) -> list[list[Action]]:
     # All forwards, then all backwards (Huang et al. 2019, fig. 2c): every stage
     # stashes the activations of all m micro-batches.
     return [
-        [Action(r, "F", k) for k in range(m)] + [Action(r, "B", k) for k in range(m)]
-        for r in range(p)
+        [Action(r, F, k) for k in range(m)] + [Action(r, BW, k) for k in range(m)] for r in range(p)
     ]
 
 
@@ -138,10 +137,10 @@ def _one_f_one_b(p: int, m: int, v: int) -> list[list[Action]]:
     rows = []
     for r in range(p):
         warmup = min(p - r - 1, m)
-        row = [Action(r, "F", k) for k in range(warmup)]
+        row = [Action(r, F, k) for k in range(warmup)]
         for k in range(m - warmup):
-            row += [Action(r, "F", warmup + k), Action(r, "B", k)]
-        row += [Action(r, "B", k) for k in range(m - warmup, m)]
+            row += [Action(r, F, warmup + k), Action(r, BW, k)]
+        row += [Action(r, BW, k) for k in range(m - warmup, m)]
         rows.append(row)
     return rows
 

@@ -3,9 +3,9 @@
 A schedule only fixes the *order* of actions on every rank. :func:`run` places
 them in time the way the papers draw their figures (Narayanan et al. 2021,
 fig. 4; Qi et al. 2024, fig. 3): every ``F`` takes ``t_f``, every ``B``
-``t_b`` and every ``W`` ``t_w`` (a backward that is not split into B and W
-takes ``t_b + t_w``), an action starts as soon as its rank has finished the
-previous one and the actions it depends on have finished
+``t_b``, every ``W`` ``t_w`` and a full backward ``BW`` ``t_b + t_w``; an
+action starts as soon as its rank has finished the previous one and the
+actions it depends on have finished
 (:func:`~simulator.parallel.pipeline.actions.dependencies`), plus ``comm``
 when one of them ran on another rank. That is a longest-path computation over
 the schedule's dependency graph; a cycle in that graph means the schedule can
@@ -18,11 +18,12 @@ deadlock check (every action taking no time) and for designing schedules.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from fractions import Fraction
 from math import gcd, lcm
 
-from .actions import Action, Schedule, dependencies
+from .actions import BW, Action, B, F, Schedule, W, dependencies
 
 Number = int | float | Fraction
 
@@ -61,14 +62,22 @@ class Timeline:
         row = self.rows[rank]
         return row[-1].end - row[0].start if row else 0
 
+    @property
+    def step(self) -> Number:
+        """From the first action's start to the last action's end, over all ranks."""
+        placed = [row for row in self.rows if row]
+        if not placed:
+            return 0
+        return max(row[-1].end for row in placed) - min(row[0].start for row in placed)
+
     def bubble_fraction(self) -> Number:
-        """``1 - mean(busy) / max(span)``: the simulator's bubble metric (and the
-        Zero Bubble paper's "bubble rate", Qi et al. 2024, sec. 5.3)."""
-        longest = max(self.span(r) for r in range(len(self.rows)))
-        if not longest:
+        """``1 - mean(busy) / step``: the simulator's bubble metric (DESIGN.md,
+        "Definitions"): every rank's idle time over the step, averaged."""
+        step = self.step
+        if not step:
             return 0
         mean_busy = sum(self.busy(r) for r in range(len(self.rows))) / len(self.rows)
-        return 1 - mean_busy / longest
+        return 1 - mean_busy / step
 
     def grid(self) -> str:
         """A rank x time text grid: one column per time unit, idle units shown as ``.``.
@@ -121,31 +130,37 @@ def run(
     Pass :class:`~fractions.Fraction` or integer times for exact arithmetic.
     Actions whose dependencies are missing from the schedule wait forever and
     show up in ``stuck``, like a cycle does.
+
+    Linear in the number of actions: a rank that must wait is put aside on the
+    action it waits for and taken up again when that action is placed.
     """
-    split = schedule.split_backward
-    duration = {"F": t_f, "B": t_b if split else t_b + t_w, "W": t_w}
+    duration = {F: t_f, B: t_b, W: t_w, BW: t_b + t_w}
+    stages = schedule.num_stages
     owner = schedule.stage_to_rank()
     rows = [[(s, a) for s, a in enumerate(row) if a is not None] for row in schedule.ranks]
     placed: list[list[Timed]] = [[] for _ in rows]
     finish: dict[Action, tuple[Number, int]] = {}
+    waiting: dict[Action, list[int]] = {}
     position = [0] * len(rows)
-    progress = True
-    while progress:
-        progress = False
-        for r, row in enumerate(rows):
-            while position[r] < len(row):
-                step, action = row[position[r]]
-                needs = dependencies(action, schedule.num_stages)
-                if any(d not in finish for d in needs):
-                    break
-                start = placed[r][-1].end if placed[r] else 0
-                for d in needs:
-                    end, rank = finish[d]
-                    start = max(start, end + (comm if rank != r else 0))
-                timed = Timed(action, r, step, start, start + duration[action.kind])
-                placed[r].append(timed)
-                finish[action] = (timed.end, owner.get(action.stage, r))
-                position[r] += 1
-                progress = True
+    ready = deque(range(len(rows)))
+    while ready:
+        r = ready.popleft()
+        row, mine = rows[r], placed[r]
+        while position[r] < len(row):
+            step, action = row[position[r]]
+            needs = dependencies(action, stages)
+            missing = next((d for d in needs if d not in finish), None)
+            if missing is not None:
+                waiting.setdefault(missing, []).append(r)
+                break
+            start = mine[-1].end if mine else 0
+            for d in needs:
+                end, rank = finish[d]
+                start = max(start, end + (comm if rank != r else 0))
+            timed = Timed(action, r, step, start, start + duration[action.kind])
+            mine.append(timed)
+            finish[action] = (timed.end, owner.get(action.stage, r))
+            position[r] += 1
+            ready.extend(waiting.pop(action, ()))
     stuck = tuple((r, *row[position[r]]) for r, row in enumerate(rows) if position[r] < len(row))
     return Timeline(schedule, tuple(tuple(p) for p in placed), stuck)

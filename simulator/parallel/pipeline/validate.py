@@ -7,10 +7,11 @@ that each mistake is reported by the rule that explains it best:
    and every stage runs on exactly one rank;
 2. no action appears twice;
 3. every stage runs on some rank, and every ``(stage, micro-batch)`` has one
-   ``F`` and one ``B`` -- and one ``W`` when the schedule splits backward
-   into B and W (any ``W`` in the schedule means it does; Qi et al. 2024,
-   sec. 2). A missing action is reported at the cell of its partner: the F
-   without a backward, the W without its B;
+   ``F`` and one full backward ``BW`` -- or, when the schedule splits
+   backward (any ``B`` or ``W`` in it means it does; Qi et al. 2024, sec. 2),
+   one ``B`` and one ``W``; one schedule does not mix the two. A missing
+   action is reported at the cell of its partner: the F without a backward,
+   the W without its B;
 4. on one rank, no action comes before something it needs from that rank
    (``B`` before its ``F``, ``W`` before its ``B``, or a stage's work before
    the same rank's work on the stage feeding it);
@@ -30,15 +31,22 @@ defence for programs built without this check.
 from __future__ import annotations
 
 from ...errors import ScheduleError
-from .actions import Action, Schedule, dependencies
+from .actions import BW, Action, B, F, Schedule, W, dependencies
 from .timeline import run
 
-_NAMES = {"F": "the forward", "B": "the backward", "W": "the weight gradient"}
+_NAMES = {
+    F: "the forward",
+    B: "the input-gradient backward",
+    W: "the weight gradient",
+    BW: "the backward",
+}
 _HINTS = {
-    "FB": "every forward needs its backward on the same stage",
-    "BF": "a backward needs the forward that stashed its activations",
-    "BW": "a schedule with W actions splits every backward and needs one W per B",
-    "WB": "W computes the weight gradient from what its B leaves behind",
+    (F, BW): "every forward needs its backward on the same stage",
+    (F, B): "every forward needs its backward on the same stage",
+    (BW, F): "a backward needs the forward that stashed its activations",
+    (B, F): "a backward needs the forward that stashed its activations",
+    (B, W): "a schedule with W actions splits every backward and needs one W per B",
+    (W, B): "W computes the weight gradient from what its B leaves behind",
 }
 
 
@@ -111,28 +119,41 @@ def validate(
         )
     forwards: dict[int, list[int]] = {stage: [] for stage in owner}
     for _, _, a in cells:
-        if a.kind == "F":
+        if a.kind == F:
             forwards[a.stage].append(a.mb)
     for stage, mbs in sorted(forwards.items()):
         k = _first_gap(sorted(mbs), m)
         # with a B or W of that micro-batch present, the partner check below
         # points at its cell instead
-        if k is not None and all(Action(stage, kind, k) not in seen for kind in "BW"):
+        if k is not None and all(Action(stage, kind, k) not in seen for kind in (B, W, BW)):
             raise _fail(
                 schedule,
                 f"rank {owner[stage]}: stage {stage} never processes micro-batch {k} "
-                f"({Action(stage, 'F', k)} and {Action(stage, 'B', k)} are missing)",
+                f"({Action(stage, F, k)} and its backward are missing)",
                 None,
             )
     # W's first, then B's, then F's: a missing action is reported at the cell
     # that explains it best (the W without its B, the B without its W, the F
     # with no backward at all).
-    partners = {"W": "B", "B": "FW" if schedule.split_backward else "F", "F": "B"}
-    for r, s, a in sorted(cells, key=lambda cell: "WBF".index(cell[2].kind)):
+    split = schedule.split_backward
+    if split:
+        mixed = next(((r, s, a) for r, s, a in cells if a.kind == BW), None)
+        if mixed is not None:
+            r, s, a = mixed
+            raise _fail(
+                schedule,
+                f"rank {r}, step {s}: {a} is a full backward, but the schedule splits the "
+                "backward into B and W elsewhere; write B and W for every backward, or BW for "
+                "every one",
+                (r, s),
+            )
+    partners = {W: (B,), B: (F, W), BW: (F,), F: (B if split else BW,)}
+    order = (W, B, BW, F)
+    for r, s, a in sorted(cells, key=lambda cell: order.index(cell[2].kind)):
         for kind in partners[a.kind]:
             partner = Action(a.stage, kind, a.mb)
             if partner not in seen:
-                hint = _HINTS[a.kind + kind]
+                hint = _HINTS[(a.kind, kind)]
                 raise _fail(
                     schedule,
                     f"rank {r}, step {s}: {a} has no {_NAMES[kind][4:]} ({partner} is "

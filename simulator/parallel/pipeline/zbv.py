@@ -33,9 +33,11 @@ same work per micro-batch: ``F`` and ``B`` and ``W`` of two chunks.
 **Rules and properties.** ``chunks`` must be 2. Any ``m >= 1`` gives a valid
 schedule (for ``m < 2p-1`` phases 1-4 are cut to the micro-batches that
 exist). With ``m >= 2p-1``, equal chunk times ``T_F = T_B = T_W`` and free
-communication there is no bubble (checked on the unit-time timeline for
-``p <= 16`` and in the simulator's tests); there is no closed form for other
-times, so the bubble formula is 0 under those conditions and None otherwise.
+communication no rank idles between its first and last action (checked on
+the unit-time timeline for ``p <= 16`` and in the simulator's tests); the
+step's bubble is only the ``(p-1) T`` by which the last rank starts later.
+There is no closed form for other times, so the bubble formula is that under
+those conditions and None otherwise.
 A stash lives from its F to its W: the first rank holds at most ``2p+1``
 chunk stashes, i.e. ``p + 1/2`` stages' worth, half a stage more than 1F1B's
 first rank (the paper counts the V-shape at 1F1B's memory); for large ``p``
@@ -47,8 +49,8 @@ from __future__ import annotations
 from math import isclose
 
 from ...errors import LayoutError
-from .actions import Action, Schedule, dependencies
-from .schedules import ScheduleInfo, register
+from .actions import Action, B, F, Kind, Schedule, W, dependencies
+from .schedules import ScheduleInfo, bubble_from_time, register
 from .timeline import run
 
 
@@ -75,7 +77,7 @@ def _head(p: int, m: int) -> list[list[Action]]:
         count = dict.fromkeys(phases, 0)
         row = []
         for name in phases:
-            row.append(Action(chunk[name[1]], name[0], count[name]))
+            row.append(Action(chunk[name[1]], Kind(name[0]), count[name]))
             count[name] += 1
         rows.append([a for a in row if a.mb < m])
     return rows
@@ -83,9 +85,9 @@ def _head(p: int, m: int) -> list[list[Action]]:
 
 def _priority(a: Action) -> tuple[int, int, int]:
     # forwards keep the V fed, then backwards (oldest first), W only to fill a hole
-    if a.kind == "W":
+    if a.kind == W:
         return (2, a.stage, a.mb)
-    return (0 if a.kind == "F" else 1, a.mb, a.stage)
+    return (0 if a.kind == F else 1, a.mb, a.stage)
 
 
 def _zbv(p: int, m: int, v: int) -> list[list[Action]]:
@@ -96,7 +98,7 @@ def _zbv(p: int, m: int, v: int) -> list[list[Action]]:
     free = [row[-1].end if row else 0 for row in placed.rows]
     remaining = []
     for r, row in enumerate(rows):
-        mine = {Action(s, k, mb) for s in (r, stages - 1 - r) for k in "FBW" for mb in range(m)}
+        mine = {Action(s, k, mb) for s in (r, stages - 1 - r) for k in (F, B, W) for mb in range(m)}
         remaining.append(mine - set(row))
     now = min(free)
     while any(remaining):
@@ -118,9 +120,16 @@ def _zbv(p: int, m: int, v: int) -> list[list[Action]]:
 
 
 def zbv_bubble(p: int, m: int, v: int, t_f: float, t_b: float, t_w: float) -> float | None:
-    """0 for ``m >= 2p-1`` with ``T_F = T_B = T_W``, else None (module docstring)."""
+    """For ``m >= 2p-1`` with ``T_F = T_B = T_W = T`` (per chunk): bubble time
+    ``(p-1) T``, else None.
+
+    Every rank's span is busy (the V has no bubble, Qi et al. 2024, sec. 4),
+    but the last rank's first forward starts ``(p-1) T`` after the first
+    rank's and it ends the step that much later; every rank computes ``2 m
+    (T_F+T_B+T_W)`` (two chunks).
+    """
     if m >= 2 * p - 1 and isclose(t_f, t_b, rel_tol=1e-9) and isclose(t_b, t_w, rel_tol=1e-9):
-        return 0.0
+        return bubble_from_time(2 * m, t_f, t_b, t_w, (p - 1) * t_f)
     return None
 
 

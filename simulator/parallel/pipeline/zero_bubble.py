@@ -30,17 +30,21 @@ the extra delay turns the cool-down from a trapezoid into a parallelogram;
 every rank holds ``2p-1`` micro-batches (``(2p-1) M_B``, Table 2).
 
 The closed forms below were derived on the timeline where every F takes
-``T_F``, B ``T_B`` and W ``T_W`` on every stage, communication is free, and
-the bubble is the longest rank span minus the ``m (T_F+T_B+T_W)`` every rank
-computes; they are verified against that timeline and against the simulator
-(``tests/test_pipeline_schedules.py``).
+``T_F``, B ``T_B`` and W ``T_W`` on every stage and communication is free.
+The bubble time is the step -- from the first forward to the last action of
+any rank -- minus the ``m (T_F+T_B+T_W)`` every rank computes, as the
+simulator measures it (DESIGN.md, "Definitions"). Qi et al.'s Table 2 counts
+the idle time inside the longest *rank's span* instead, which leaves out
+that later ranks start later: for ZB-H1 the two agree, for ZB-H2 the step
+can be longer than any span. Both closed forms are verified against that
+timeline and against the simulator (``tests/test_pipeline_schedules.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from .actions import Action
+from .actions import Action, B, F, W
 from .schedules import ScheduleInfo, bubble_from_time, register
 
 
@@ -51,16 +55,16 @@ def handcrafted(
     rows = []
     for i in range(p):
         ahead = min(warmup(i), m)
-        row = [Action(i, "F", k) for k in range(ahead)]
+        row = [Action(i, F, k) for k in range(ahead)]
         weights = 0
         for k in range(m):
             if ahead + k < m:
-                row.append(Action(i, "F", ahead + k))
-            row.append(Action(i, "B", k))
+                row.append(Action(i, F, ahead + k))
+            row.append(Action(i, B, k))
             if k >= delay(i):
-                row.append(Action(i, "W", weights))
+                row.append(Action(i, W, weights))
                 weights += 1
-        row += [Action(i, "W", k) for k in range(weights, m)]
+        row += [Action(i, W, k) for k in range(weights, m)]
         rows.append(row)
     return rows
 
@@ -73,7 +77,7 @@ def _zb_h2(p: int, m: int, v: int) -> list[list[Action]]:
     return handcrafted(p, m, lambda i: 2 * (p - 1 - i), lambda i: 2 * i)
 
 
-def zb_h1_bubble(p: int, m: int, v: int, t_f: float, t_b: float, t_w: float) -> float:
+def zb_h1_bubble(p: int, m: int, v: int, t_f: float, t_b: float, t_w: float) -> float | None:
     """ZB-H1's bubble: time ``(p-1)(T_F+T_B) - (min(m,p)-1) min(T_F,T_W)``.
 
     With ``m >= p`` the first rank waits ``(p-1) T_B`` for its first B (the
@@ -82,28 +86,35 @@ def zb_h1_bubble(p: int, m: int, v: int, t_f: float, t_b: float, t_w: float) -> 
     a forward; the W that stage delayed covers ``T_W`` of it). For
     ``T_W <= T_F`` this is Table 2's ``(p-1)(T_F+T_B-T_W)`` (Qi et al. 2024),
     a third of 1F1B's ``(p-1)(T_F+T_B+T_W)`` when the three are equal. The
-    formula holds for every ``m >= 1``.
+    first rank finishes last, so the formula is the step's bubble, for every
+    ``m >= 1``, as long as ``T_W <= T_B`` (with a slower W, rank ``i``'s ``i``
+    delayed W's end after the first rank's last one); None otherwise.
     """
+    if t_w > t_b:
+        return None
     time = (p - 1) * (t_f + t_b) - (min(m, p) - 1) * min(t_f, t_w)
     return bubble_from_time(m, t_f, t_b, t_w, time)
 
 
 def zb_h2_bubble(p: int, m: int, v: int, t_f: float, t_b: float, t_w: float) -> float | None:
-    """ZB-H2's bubble: time ``(p-1)[max(0, T_B-T_F) + max(0, T_F + min(T_F,T_B) - 2 T_W)]``.
+    """ZB-H2's bubble: time ``(p-1) max(T_F, max(0, T_B-T_F) + max(0, T_F + min(T_F,T_B) - 2 T_W))``.
 
-    The first term is the first rank's wait for its first B when B is slower
-    than F (its ``2p-1`` warm-up forwards then end before the B arrives); the
-    second is the cool-down the delayed W's cannot fill. When
-    ``2 T_W <= T_F + min(T_F, T_B)`` (e.g. ``T_W <= T_F <= T_B`` or
-    ``T_B <= T_F`` and ``2 T_W <= T_F + T_B``) it is Table 2's
-    ``(p-1)(T_F+T_B-2T_W)`` (Qi et al. 2024), zero for ``T_F = T_B = T_W``.
-    Needs ``m >= 2p-1`` so the first rank has enough forwards to fill its
-    warm-up; None below that.
+    Inside the first rank's span: ``(p-1) max(0, T_B-T_F)``, its wait for its
+    first B when B is slower than F (its ``2p-1`` warm-up forwards then end
+    before the B arrives), plus ``(p-1) max(0, T_F + min(T_F,T_B) - 2 T_W)``,
+    the cool-down the delayed W's cannot fill. When ``2 T_W <= T_F +
+    min(T_F, T_B)`` that is Table 2's ``(p-1)(T_F+T_B-2T_W)`` (Qi et al.
+    2024), zero for ``T_F = T_B = T_W``. But the last rank starts ``(p-1)
+    T_F`` after the first and has no idle time of its own, so it ends the
+    step that much after it started: the step's bubble is the larger of the
+    two (``(p-1) T_F`` when the three times are equal, where the spans alone
+    would say zero). Needs ``m >= 2p-1`` so the first rank has enough
+    forwards to fill its warm-up; None below that.
     """
     if m < 2 * p - 1:
         return None
-    time = (p - 1) * (max(0, t_b - t_f) + max(0, t_f + min(t_f, t_b) - 2 * t_w))
-    return bubble_from_time(m, t_f, t_b, t_w, time)
+    inside = (p - 1) * (max(0, t_b - t_f) + max(0, t_f + min(t_f, t_b) - 2 * t_w))
+    return bubble_from_time(m, t_f, t_b, t_w, max((p - 1) * t_f, inside))
 
 
 register(

@@ -1,0 +1,381 @@
+"""The runtime: every worker walks its program on the engine, step after step.
+
+One SimPy process per simulated worker (:mod:`simulator.runtime.workers`)
+runs its instructions (:mod:`simulator.parallel.program`) in order. Each
+instruction has a handler that does its work at the current simulated time
+and returns what the process must wait for: nothing, one event, or a small
+process of its own. The handlers live where their story is told:
+
+* ``COMPUTE``: :mod:`simulator.runtime.compute` (the math, then its time);
+* ``SEND``, ``RECV``: :mod:`simulator.runtime.messages`;
+* ``SYNC``, ``STEP`` and the ``nn.DataParallel`` steps: the data-parallel
+  variant of the strategy (:mod:`simulator.parallel.data`,
+  :mod:`simulator.parallel.replicated`), which meets the other replicas
+  through :mod:`simulator.runtime.meetings`.
+
+Steps are separated by a barrier; each leaves a
+:class:`~simulator.runtime.record.StepRecord`. A step that cannot finish
+because every worker waits for something no one will ever send is found the
+way SimPy signals it -- its event queue runs empty
+(:class:`simpy.core.EmptySchedule`) before the step's "all done" event
+fired -- and raised as :class:`~simulator.errors.DeadlockError` naming what
+each worker waits for. Python's cyclic garbage collector finds nothing to
+collect in a simulation and costs a fifth of its time, so it is paused
+while the workers run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+from collections.abc import Callable, Generator, Iterator
+from typing import Any
+
+import simpy
+from simpy.core import EmptySchedule, StopSimulation
+
+from ..engine import Engine
+from ..engine.memory import MemoryLedger
+from ..errors import DeadlockError, DivergedError
+from ..nn.context import BatchInfo
+from ..parallel.pipeline.actions import Action
+from ..parallel.plan import Plan
+from ..parallel.program import Op, message_id
+from ..parallel.worker import Worker
+from ..tape import recording
+from ..trace import COMPUTE
+from .compute import Compute
+from .fold import Fold, decide_fold, mirrors
+from .meetings import Meetings
+from .messages import Mailbox
+from .record import StepRecord, WorkerRecord
+from .tapes import COLLECTIVE, MARK, SEGMENT, CompiledTape, compile_tape
+from .workers import SimWorker
+
+Process = Generator[simpy.Event, Any, Any]
+Handler = Callable[[SimWorker, tuple], Any]
+
+
+class Runtime:
+    """Runs a :class:`~simulator.parallel.plan.Plan` for ``training.steps`` steps.
+
+    ``fold`` (default: the plan's ``training.fold_replicas``) lets identical
+    data-parallel replicas be simulated once (:mod:`simulator.runtime.fold`);
+    ``progress`` is called with the number of events processed so far.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        fold: bool | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        from ..parallel.data import make_sync  # the variants build on this runtime
+
+        self.plan = plan
+        self.training = plan.training
+        self.engine = Engine(plan.cluster, plan.training.detail)
+        self.env = self.engine.env
+        self.shape_only = plan.shape_only
+        self.step = 0
+        self.records: list[StepRecord] = []
+        self.fold: Fold = decide_fold(plan, self.training.fold_replicas if fold is None else fold)
+        self.progress = progress
+        self.tapes: dict[tuple, tuple[Any, CompiledTape]] = {}
+        self._labels: dict[tuple, int] = {}
+        self._losses: list[float] = []
+        self._data: tuple[int, Any, Any] | None = None
+        self._flops = [0.0, 0.0]  # model, hardware
+        self._actions: dict[tuple[int, str], float] = {}
+        self._transfer = getattr(plan.model_config, "transfer_seconds", None)
+        self.meetings = Meetings(self.env, self.fire_at)
+        if self.fold:
+            self.engine.network.mirror = mirrors(plan)
+        self.workers = self._simulated_workers()
+        self._peers = {(sw.members[0].dp_rank if not self.fold else 0, sw.pp_rank): sw
+                       for sw in self.workers}  # fmt: skip
+        replicas = 1 if self.fold else plan.strategy.dp
+        self.mailbox = Mailbox(self, plan.messages_per_replica * replicas)
+        self.compute = Compute(self)
+        self.sync = make_sync(self)
+        self.handlers: list[Handler | None] = [None] * len(Op)
+        self.handlers[Op.COMPUTE] = self.compute
+        self.handlers[Op.SEND] = self.mailbox.send
+        self.handlers[Op.RECV] = self.mailbox.recv
+        for op, handler in self.sync.handlers().items():
+            self.handlers[op] = handler
+
+    @property
+    def losses(self) -> list[float | None]:
+        """The mean loss of every step simulated so far (None shape-only)."""
+        return [r.loss for r in self.records]
+
+    def _simulated_workers(self) -> list[SimWorker]:
+        plan, engine = self.plan, self.engine
+        if self.fold:
+            groups = [plan.dp_group(r) for r in range(plan.strategy.pp)]
+        else:
+            groups = [[w] for w in plan.workers]
+        out = []
+        for members in groups:
+            shown = tuple(d for m in members for d in m.devices)
+            out.append(
+                SimWorker(
+                    index=len(out),
+                    members=members,
+                    devices=members[0].devices,
+                    shown=shown,
+                    group=engine.trace.group_id(shown),
+                    ledger=engine.ledger(shown),
+                    program=members[0].program,
+                    message_base=0 if self.fold else members[0].dp_rank * plan.messages_per_replica,
+                )
+            )
+        return out
+
+    # -- driving -------------------------------------------------------------------------
+    def run(self) -> None:
+        """Simulate every step; raises DeadlockError, DivergedError or OutOfMemoryError."""
+        self.sync.allocate_model_state()
+        with _collector_paused():
+            for step in range(self.training.steps):
+                self.step = step
+                self.records.append(self._run_step())
+                loss = self.records[-1].loss
+                if loss is not None and not math.isfinite(loss):
+                    raise DivergedError(
+                        f"strategy {self.plan.strategy.name!r} diverged: the loss is {loss} "
+                        f"at step {step}; lower the learning rate ([training] lr)",
+                        step,
+                    )
+        for ledger in {id(x): x for x in self.engine.memory.values()}.values():
+            ledger.check()
+
+    def _run_step(self) -> StepRecord:
+        env, engine = self.env, self.engine
+        start = env.now
+        sent_before = dict(engine.bytes_sent)
+        kinds_before = dict(engine.comm_bytes)
+        self._losses = []
+        self._flops = [0.0, 0.0]
+        self.mailbox.reset()
+        for sw in self.workers:
+            sw.start_step()
+        done = simpy.AllOf(env, [env.process(self._process(sw)) for sw in self.workers])
+        self._drive(done)
+        return StepRecord(
+            start=start,
+            end=env.now,
+            loss=None
+            if self.shape_only or not self._losses
+            else sum(self._losses) / len(self._losses),
+            model_flops=self._flops[0],
+            hardware_flops=self._flops[1],
+            workers=tuple(
+                WorkerRecord(sw.shown, sw.compute_s, sw.exposed_s, sw.peak_inflight)
+                for sw in self.workers
+            ),
+            bytes_sent={d: b - sent_before.get(d, 0) for d, b in engine.bytes_sent.items()},
+            comm_bytes={k: v - kinds_before.get(k, 0) for k, v in engine.comm_bytes.items()},
+            action_seconds=dict(self._actions),
+            folded_replicas=self.fold.replicas,
+        )
+
+    def _drive(self, done: simpy.Event) -> None:
+        """Process events until ``done`` fires (SimPy's own ``run(until=...)`` loop, with a
+        progress report every few thousand events); an empty queue first is a deadlock."""
+        step = self.env.step
+        done.callbacks.append(StopSimulation.callback)
+        events = 0
+        try:
+            while True:
+                for _ in range(4096):
+                    step()
+                events += 4096
+                if self.progress is not None:
+                    self.progress(events)
+        except StopSimulation:
+            return
+        except EmptySchedule:
+            raise DeadlockError(self._deadlock_report()) from None
+
+    def _process(self, sw: SimWorker) -> Process:
+        handlers = self.handlers
+        for ins in sw.program:
+            waits = handlers[ins[0]](sw, ins)
+            if waits is not None:
+                if isinstance(waits, simpy.Event):
+                    yield waits
+                else:
+                    yield from waits
+
+    def _deadlock_report(self) -> str:
+        waits = "; ".join(
+            f"{sw.describe()} waits for {sw.waiting_for}" for sw in self.workers if sw.waiting_for
+        )
+        return (
+            f"strategy {self.plan.strategy.name!r} cannot make progress in step "
+            f"{self.step}: {waits or 'every worker waits'}. Fix the schedule so that every "
+            "receive has a matching send that can happen first"
+        )
+
+    # -- services for the handlers ----------------------------------------------------------
+    def fire_at(self, event: simpy.Event, when: float, value: Any = None) -> None:
+        """Trigger ``event`` at time ``when`` (what ``succeed`` does, but later): one
+        event, processed at that time, wakes whoever waits on it."""
+        event._ok = True
+        event._value = value
+        self.env.schedule(event, delay=max(0.0, when - self.env.now))
+
+    def peer(self, sw: SimWorker, pp_rank: int) -> SimWorker:
+        """The simulated worker of pipeline rank ``pp_rank`` in ``sw``'s replica."""
+        return self._peers[(0 if self.fold else sw.lead.dp_rank, pp_rank)]
+
+    def message(self, what: int, stage: int, mb: int) -> int:
+        s = self.plan.strategy
+        return message_id(what, stage, mb, self.plan.schedule.num_stages, s.microbatches)
+
+    def transfer_seconds(self, stage: int, what: str) -> float | None:
+        """A message's time when the model states it (abstract models), else None."""
+        return None if self._transfer is None else self._transfer(stage, what)
+
+    def batch_info(self, w: Worker, mb: int) -> BatchInfo:
+        size = self.plan.micro_batch_size
+        first = (
+            self.step * self.training.global_batch
+            + (w.dp_rank * self.plan.strategy.microbatches + mb) * size
+        )
+        return BatchInfo(self.training.seed, self.step, first, size)
+
+    def micro_batch(self, w: Worker, mb: int) -> tuple[Any, Any]:
+        """Inputs and targets of micro-batch ``mb`` of ``w``'s replica."""
+        size = self.plan.micro_batch_size
+        if self._data is None or self._data[0] != self.step:
+            self._data = (
+                self.step,
+                *self.plan.model_config.batch(
+                    self.training.seed, self.step, self.training.global_batch, self.shape_only
+                ),
+            )
+        _, x, y = self._data
+        lo = (w.dp_rank * self.plan.strategy.microbatches + mb) * size
+        # copies, so that a micro-batch's stash does not pin the whole global batch
+        return x[lo : lo + size].copy(), y[lo : lo + size].copy()
+
+    def recorded(self, fn: Callable[[], Any]) -> tuple[Any, CompiledTape]:
+        """Run ``fn`` on a new tape and price the tape."""
+        with recording() as tape:
+            result = fn()
+        return result, compile_tape(tape, self.engine.cost, self.sync.wants_marks)
+
+    def run_recorded(self, key: tuple, fn: Callable[[], Any]) -> tuple[Any, CompiledTape]:
+        """:meth:`recorded`; shape-only results are computed once per ``key``."""
+        if not self.shape_only:
+            return self.recorded(fn)
+        hit = self.tapes.get(key)
+        if hit is None:
+            hit = self.tapes[key] = self.recorded(fn)
+        return hit
+
+    def record_loss(self, value: float) -> None:
+        """A micro-batch's mean loss; the step reports the mean over them."""
+        self._losses.append(value)
+
+    def count_flops(self, sw: SimWorker, compiled: CompiledTape) -> None:
+        replicas = len(sw.members)
+        self._flops[0] += compiled.model_flops * replicas
+        self._flops[1] += compiled.hardware_flops * replicas
+
+    def note_action(self, action: Action, seconds: float) -> None:
+        """The first duration of each action kind on each stage (for the analytic bubble)."""
+        key = (action.stage, str(action.kind))
+        if key not in self._actions:
+            self._actions[key] = seconds
+
+    def record_compute(
+        self, sw: SimWorker, action: Action | str, tag: str, seconds: float, cat: str = ""
+    ) -> None:
+        """One compute row in the trace, from now, for ``seconds``: a pipeline action, or
+        other work named ``action`` of kind ``cat`` (``tag`` marks recomputation)."""
+        key = (action, tag, cat)
+        label = self._labels.get(key)
+        if label is None:
+            trace = self.engine.trace
+            if isinstance(action, Action):
+                label = trace.label_id(
+                    COMPUTE, str(action), tag or str(action.kind), chunk=action.stage, mb=action.mb
+                )
+            else:
+                label = trace.label_id(COMPUTE, action, tag or cat)
+            self._labels[key] = label
+        now = self.env.now
+        self.engine.trace.record(sw.group, label, now, now + seconds)
+
+    def charge(self, sw: SimWorker, category: int, per_rank: list[int]) -> None:
+        """Change ``category`` by ``per_rank[r]`` bytes on rank ``r``'s devices."""
+        first = per_rank[0]
+        if all(b == first for b in per_rank):
+            sw.ledger.change(category, first)
+            return
+        # the ranks differ: from now on every device keeps its own ledger
+        ledgers = self.ledgers_of(sw)
+        t = len(sw.devices)
+        for i, ledger in enumerate(ledgers):
+            ledger.change(category, per_rank[i % t])
+
+    def ledgers_of(self, sw: SimWorker) -> list[MemoryLedger]:
+        """One ledger per device of ``sw`` (splitting the shared one if need be)."""
+        memory = self.engine.memory
+        if sw.ledger is not None and len(sw.shown) > 1:
+            self.engine.split_ledger(sw.shown)
+            sw.ledger = None  # type: ignore[assignment]
+        return [memory[d] for d in sw.shown]
+
+    # -- replay ----------------------------------------------------------------------------
+    def replay(
+        self, sw: SimWorker, compiled: CompiledTape, action: Action | str, cat: str = ""
+    ) -> Process:
+        """Spend the time ``compiled`` describes on ``sw``'s devices.
+
+        ``action`` names the rows: a pipeline action, or other work such as
+        ``"optimizer"`` of kind ``cat``.
+        """
+        env = self.env
+        self.count_flops(sw, compiled)
+        for item in compiled.items:
+            kind = item[0]
+            if kind == SEGMENT:
+                _, seconds, tag = item
+                self.record_compute(sw, action, tag, seconds, cat)
+                sw.compute_s += seconds
+                yield env.timeout(seconds)
+            elif kind == COLLECTIVE:
+                call = item[1]
+                end = self.engine.collective(call.plan, sw.devices, call.kind, call.label, sw.shown)
+                yield from self.wait_for_collective(sw, end, f"a {call.op} of its group")
+            elif kind == MARK:
+                hook = self.sync.on_mark(sw, item[1])
+                if hook is not None:
+                    yield from hook
+
+    def wait_for_collective(self, sw: SimWorker, end: float, what: str) -> Process:
+        """Block ``sw`` until its own group's collective ends: exposed communication."""
+        now = self.env.now
+        if end > now:
+            sw.waiting_for = what
+            yield self.env.timeout(end - now)
+            sw.waiting_for = ""
+            sw.exposed_s += end - now
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector (the simulation's objects are long-lived)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -1,0 +1,104 @@
+"""Folding identical data-parallel replicas into one simulated replica.
+
+Data-parallel replicas run the same program on the same shapes. When their
+hardware is the same too, their timelines are identical -- every replica's
+device does the same thing at the same moment -- and simulating all of them
+repeats one replica's events ``dp`` times. So the runtime simulates one
+worker per pipeline rank that stands for all of that rank's replicas (its
+*members*): the data-parallel collectives still run over the whole group of
+devices, with every replica's numbers, but everything else is simulated once
+and recorded once for all of them (DESIGN.md, key decision 8). Results and
+pictures still list every device; ``results.json`` says how many replicas
+each simulated one stood for (``folded_replicas``).
+
+Folding is automatic, and taken only when it provably gives the unfolded
+run's numbers exactly. The replicas are identical when:
+
+1. the strategy is DDP or ZeRO (``nn.DataParallel``'s primary does extra work);
+2. every replica's links are of the same kind as replica 0's wherever it
+   sends: inside each tensor-parallel group and between the ranks its
+   pipeline messages and tied-weight sums connect (a layout whose replicas
+   straddle node boundaries differently is not folded);
+3. no replica shares a port with another: each device has its own ports;
+4. when collectives are timed message by message (``collective_detail =
+   "steps"``), the data-parallel traffic starts only once the pipeline has
+   drained (no DDP buckets during backward, ZeRO stage 0 or 1): a collective
+   whose messages overlap a replica's own traffic could end at different
+   times on different replicas. Fused collectives book all their ports as
+   one block and stay identical on every replica.
+
+The data-parallel collectives book the ports of every replica. The ports of
+replica ``d > 0`` saw none of its own pipeline and tensor-parallel traffic,
+which replica 0's ports saw for it; so before a collective books a port of
+replica ``d``, the port catches up with its twin in replica 0 (see
+:meth:`simulator.engine.network.Network.catch_up`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..parallel.plan import Plan
+from ..parallel.program import SEND
+
+
+@dataclass(frozen=True)
+class Fold:
+    """``replicas`` data-parallel replicas per simulated one (1: not folded), and why."""
+
+    replicas: int
+    reason: str
+
+    def __bool__(self) -> bool:
+        return self.replicas > 1
+
+
+def decide_fold(plan: Plan, allowed: bool) -> Fold:
+    """Fold when allowed and exact (module docstring)."""
+    s = plan.strategy
+    if s.dp == 1:
+        return Fold(1, "one replica")
+    if not allowed:
+        return Fold(1, "folding turned off")
+    if s.data_parallel != "ddp":
+        return Fold(1, "nn.DataParallel's primary does what the other replicas do not")
+    overlap = s.bucket_mb > 0 or s.zero >= 2
+    if plan.training.detail == "steps" and overlap:
+        return Fold(1, "data-parallel messages overlap the pipeline's, timed one by one")
+    peers = [
+        sorted({ins[4] for ins in plan.worker(0, r).program if ins[0] == SEND}) for r in range(s.pp)
+    ]
+    signatures = {_signature(plan, d, peers) for d in range(s.dp)}
+    if len(signatures) > 1:
+        return Fold(1, "the replicas' links differ")
+    return Fold(s.dp, f"{s.dp} identical replicas")
+
+
+def _signature(plan: Plan, d: int, peers: list[list[int]]) -> tuple:
+    """Which of replica ``d``'s device pairs that talk share a node, in replica order;
+    ``peers[r]`` are the pipeline ranks rank ``r`` sends to."""
+    cluster = plan.cluster
+
+    def same_node(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[bool, ...]:
+        return tuple(cluster.node_of(x) == cluster.node_of(y) for x in a for y in b)
+
+    out = []
+    for r in range(plan.strategy.pp):
+        devices = plan.worker(d, r).devices
+        out.append(same_node(devices, devices))
+        out += [same_node(devices, plan.worker(d, p).devices) for p in peers[r]]
+    for pair in plan.tied:
+        if plan.workers[pair.owner].dp_rank == 0:
+            owner, user = plan.workers[pair.owner].pp_rank, plan.workers[pair.user].pp_rank
+            out.append(same_node(plan.worker(d, owner).devices, plan.worker(d, user).devices))
+    return tuple(out)
+
+
+def mirrors(plan: Plan) -> dict[int, int]:
+    """Every device of replica ``d > 0`` -> its twin in replica 0."""
+    out = {}
+    for w in plan.workers:
+        if w.dp_rank:
+            twin = plan.worker(0, w.pp_rank)
+            out.update(zip(w.devices, twin.devices, strict=True))
+    return out

@@ -1,0 +1,76 @@
+"""What a recorded tape costs, worked out once.
+
+Layer code records a :class:`~simulator.tape.Tape`: compute segments (kernels
+per tensor-parallel rank), collectives issued inside layers, and marks. To
+*replay* it the runtime needs the seconds of every segment on the device's
+roofline and the FLOPs it counts. :func:`compile_tape` prices the tape once
+and keeps only what replay needs, as small tuples:
+
+* ``(SEGMENT, seconds, tag)`` -- compute on the worker's compute stream;
+* ``(COLLECTIVE, call)`` -- a tensor-parallel collective over the worker's
+  devices (:class:`~simulator.tape.CollectiveCall`);
+* ``(MARK, mark)`` -- a point data-parallel hooks care about; dropped when no
+  hook listens, so that the segments around it merge.
+
+A shape-only run replays the same tape for every micro-batch (their shapes
+are equal), so this is done once per stage and action kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..engine.cost import CostModel
+from ..tape import CollectiveCall, ComputeSegment, Mark, Tape
+
+SEGMENT, COLLECTIVE, MARK = 0, 1, 2
+RECOMPUTE = "recompute"
+
+
+@dataclass(frozen=True)
+class CompiledTape:
+    """A tape's replay items and totals.
+
+    Attributes:
+        items: the replay items (module docstring).
+        seconds: total compute seconds (segments only).
+        model_flops: GEMM FLOPs of every rank, recomputation excluded (MFU).
+        hardware_flops: the same with recomputation (HFU).
+        simple: one segment and nothing else: replay is a single timeout.
+    """
+
+    items: tuple[tuple[Any, ...], ...]
+    seconds: float
+    model_flops: float
+    hardware_flops: float
+
+    @property
+    def simple(self) -> bool:
+        return len(self.items) == 1 and self.items[0][0] == SEGMENT
+
+
+def compile_tape(tape: Tape, cost: CostModel, keep_marks: bool) -> CompiledTape:
+    """Price ``tape`` on ``cost``'s device; keep marks only when ``keep_marks``."""
+    items: list[tuple[Any, ...]] = []
+    seconds = model = hardware = 0.0
+    for item in tape.items:
+        if isinstance(item, ComputeSegment):
+            t = cost.segment_time(item)
+            flops = sum(k.flops for ks in item.kernels.values() for k in ks)
+            hardware += flops
+            if item.tag != RECOMPUTE:
+                model += flops
+            if t <= 0:
+                continue
+            seconds += t
+            last = items[-1] if items else None
+            if last is not None and last[0] == SEGMENT and last[2] == item.tag:
+                items[-1] = (SEGMENT, last[1] + t, item.tag)
+            else:
+                items.append((SEGMENT, t, item.tag))
+        elif isinstance(item, CollectiveCall):
+            items.append((COLLECTIVE, item))
+        elif isinstance(item, Mark) and keep_marks:
+            items.append((MARK, item))
+    return CompiledTape(tuple(items), seconds, model, hardware)

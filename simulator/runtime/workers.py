@@ -1,0 +1,77 @@
+"""A simulated worker: one SimPy process, its devices, and everything it holds.
+
+The plan (:mod:`simulator.parallel.plan`) has one :class:`~simulator.parallel.worker.Worker`
+per pipeline rank of every data-parallel replica: a lockstep tensor-parallel
+group with its chunks and its program. The runtime simulates a
+:class:`SimWorker` for each -- or, when the replicas are provably identical
+(:mod:`simulator.runtime.fold`), one SimWorker per pipeline rank that stands
+for all of its replicas, its *members*.
+
+A SimWorker owns its per-step state, so nothing about a micro-batch lives on
+the layers (DESIGN.md, key decision 1) or on the runtime:
+
+* ``stash``: what each forward left for its backward (and B for its W), per
+  member, keyed by ``(stage, micro-batch)``;
+* ``buffers``: activations and gradients that arrived or were produced for a
+  stage on this worker, per member, keyed by message id;
+* counters the metrics read: compute and exposed seconds, micro-batches in
+  flight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..engine.memory import MemoryLedger
+from ..parallel.worker import Worker
+
+
+@dataclass(eq=False)
+class SimWorker:
+    """One simulated process (see the module docstring).
+
+    Attributes:
+        index: position among the simulated workers.
+        members: the plan workers it stands for (one unless folded), replica order.
+        devices: the devices it is timed on (the first member's).
+        shown: every device it stands for, member after member.
+        group: the trace group id of ``shown``.
+        ledger: the memory ledger all of ``shown`` share.
+        program: the instructions it runs every step (shared by its members).
+        message_base: offset of its replica's message ids in the mailbox.
+    """
+
+    index: int
+    members: list[Worker]
+    devices: tuple[int, ...]
+    shown: tuple[int, ...]
+    group: int
+    ledger: MemoryLedger
+    program: list[tuple]
+    message_base: int
+    stash: dict[tuple, list[Any]] = field(default_factory=dict)
+    buffers: dict[int, list[Any]] = field(default_factory=dict)
+    inflight: int = 0
+    peak_inflight: int = 0
+    compute_s: float = 0.0
+    exposed_s: float = 0.0
+    waiting_for: str = ""
+
+    @property
+    def pp_rank(self) -> int:
+        return self.members[0].pp_rank
+
+    @property
+    def lead(self) -> Worker:
+        """The member whose chunks are timed (and, shape-only, the only one that runs)."""
+        return self.members[0]
+
+    def describe(self) -> str:
+        dp = ", ".join(str(m.dp_rank) for m in self.members)
+        return f"worker {self.lead.index} (dp {dp}, pp rank {self.pp_rank})"
+
+    def start_step(self) -> None:
+        self.compute_s = self.exposed_s = 0.0
+        self.inflight = self.peak_inflight = 0
+        self.waiting_for = ""
