@@ -26,7 +26,7 @@ from .metrics import summarize
 from .parallel.plan import Plan, build_plan, gather_params
 from .parallel.strategy import Strategy
 from .progress import ProgressBar
-from .runtime import Runtime
+from .runtime import Runtime, collector_paused
 from .scenario import Scenario
 from .trace import Trace
 from .training import TrainingConfig
@@ -129,7 +129,8 @@ def run_strategy(
     base_dir: Path | None = None,
 ) -> StrategyResult:
     """Plan and simulate one strategy."""
-    return execute(build_plan(cluster, model, training, strategy, base_dir))
+    with collector_paused():
+        return execute(build_plan(cluster, model, training, strategy, base_dir))
 
 
 def run_scenario(scenario: Scenario, progress: bool = False) -> ScenarioResult:
@@ -138,13 +139,14 @@ def run_scenario(scenario: Scenario, progress: bool = False) -> ScenarioResult:
     ``progress`` shows a progress bar per strategy on standard error (when it is
     a terminal), after saying how many events a large run will take.
     """
-    plans = [
-        build_plan(scenario.cluster, scenario.model, scenario.training, s, scenario.base_dir)
-        for s in scenario.strategies
-    ]
-    result = ScenarioResult(scenario.name)
-    for plan in plans:
-        result.results.append(execute(plan, progress))
+    with collector_paused():
+        plans = [
+            build_plan(scenario.cluster, scenario.model, scenario.training, s, scenario.base_dir)
+            for s in scenario.strategies
+        ]
+        result = ScenarioResult(scenario.name)
+        for plan in plans:
+            result.results.append(execute(plan, progress))
     return result
 
 

@@ -6,9 +6,11 @@ record (DESIGN.md, key decision 6). The record is *columnar* and *grouped*
 (key decision 8): one row per thing that happened, naming the **group** of
 devices that did it in lockstep (a tensor-parallel group, or every replica of
 a folded data-parallel run), a **label** (lane, name, kind and details,
-interned: a million rows share a few thousand labels) and its start and end.
-A message between two groups names the receiving group as its **peer**: rank
-``i`` of one sends to rank ``i`` of the other.
+interned: a million rows share a few thousand labels), its start and end, and
+the **micro-batch** it worked on (or -1), which a label's name shows where it
+writes ``{mb}``: the forward of stage 2 is one label, ``2F{mb}``, for every
+micro-batch. A message between two groups names the receiving group as its
+**peer**: rank ``i`` of one sends to rank ``i`` of the other.
 
 :attr:`Trace.events` expands the rows into one :class:`Event` per device, the
 view pictures and exports want; it is built on demand and cached.
@@ -79,8 +81,9 @@ class Trace:
         self.label = array("q")
         self.start = array("d")
         self.end = array("d")
+        self.mb = array("q")
         self.ledgers: dict[int, Any] = {}  # device -> MemoryLedger, for memory counters
-        self._events: list[Event] | None = None
+        self._events: tuple[int, list[Event]] = (0, [])
 
     # -- recording ---------------------------------------------------------------------
     def group_id(self, devices: tuple[int, ...]) -> int:
@@ -100,7 +103,9 @@ class Trace:
             self.labels.append(key)
         return lid
 
-    def record(self, group: int, label: int, start: float, end: float, peer: int = NO_PEER) -> None:
+    def record(
+        self, group: int, label: int, start: float, end: float, peer: int = NO_PEER, mb: int = -1
+    ) -> None:
         """Append one row (the engine's hot path: ids come from :meth:`group_id` and
         :meth:`label_id`)."""
         self.group.append(group)
@@ -108,7 +113,7 @@ class Trace:
         self.label.append(label)
         self.start.append(start)
         self.end.append(end)
-        self._events = None
+        self.mb.append(mb)
 
     def add(
         self, device: int, lane: str, start: float, end: float, name: str, cat: str, **args: Any
@@ -128,9 +133,9 @@ class Trace:
     @property
     def events(self) -> list[Event]:
         """One :class:`Event` per device per row, in recording order."""
-        if self._events is None:
-            self._events = list(self._expand(range(len(self))))
-        return self._events
+        if self._events[0] != len(self):
+            self._events = (len(self), list(self._expand(range(len(self)))))
+        return self._events[1]
 
     def select(
         self, devices: Iterable[int] | None = None, lo: float = -np.inf, hi: float = np.inf
@@ -147,6 +152,10 @@ class Trace:
         for i in rows:
             lane, name, cat, items = labels[self.label[i]]
             args = dict(items)
+            mb = self.mb[i]
+            if mb >= 0:
+                name = name.format(mb=mb)
+                args["mb"] = mb
             start, end = self.start[i], self.end[i]
             devices = groups[self.group[i]]
             per_rank = args.get("bytes")

@@ -33,6 +33,7 @@ from ..hardware import ClusterSpec
 from ..tape import ComputeSegment
 from ..trace import COMM, COMPUTE, NO_PEER, Trace
 from ..transfer import TransferPlan
+from .channel import Channel
 from .cost import CostModel
 from .memory import MemoryLedger
 from .network import Network
@@ -110,13 +111,24 @@ class Engine:
         return self.cost.segment_time(segment)
 
     # -- communication ---------------------------------------------------------------------
-    def _count(self, shown: tuple[int, ...], sent: tuple[int, ...] | int, kind: str) -> None:
-        """Charge the bytes every device of ``shown`` sent (``sent`` per timed rank)."""
+    def _count(
+        self,
+        shown: tuple[int, ...],
+        sent: tuple[int, ...] | int,
+        kind: str,
+        to: tuple[int, ...] | None = None,
+    ) -> None:
+        """Charge the bytes every device of ``shown`` sent (``sent`` per timed rank); a
+        device sending to itself (``to``) sends nothing."""
         per = (sent,) if isinstance(sent, int) else sent
+        bytes_sent, total = self.bytes_sent, 0
         for i, d in enumerate(shown):
+            if to is not None and to[i] == d:
+                continue
             b = per[i % len(per)]
-            self.bytes_sent[d] += b
-            self.comm_bytes[kind] += b
+            bytes_sent[d] += b
+            total += b
+        self.comm_bytes[kind] += total
 
     def send(
         self,
@@ -133,58 +145,46 @@ class Engine:
         ``seconds`` overrides the alpha-beta time (abstract models give the
         transfer time directly). A message to oneself is free and instant.
         """
-        return self.send_group((src,), (dst,), nbytes, kind, name, seconds, **args)
+        if src == dst:
+            return self.env.now
+        route = self.network.route(src, dst)
+        duration = route.seconds(nbytes) if seconds is None else seconds
+        start, end = self.network.reserve(route, self.env.now, duration)
+        self._count((src,), nbytes, kind)
+        trace = self.trace
+        label = trace.label_id(COMM, name, kind, bytes=nbytes, link=route.kind, **args)
+        trace.record(trace.group_id((src,)), label, start, end, trace.group_id((dst,)))
+        return end
 
     def send_group(
         self,
         srcs: tuple[int, ...],
         dsts: tuple[int, ...],
-        nbytes: int,
+        nbytes: int | tuple[int, ...],
         kind: str,
         name: str,
         seconds: float | None = None,
         shown: tuple[tuple[int, ...], tuple[int, ...]] | None = None,
-        **args,
+        mb: int = -1,
     ) -> float:
-        """``srcs[i]`` sends ``nbytes`` to ``dsts[i]`` for every ``i``, all now; returns
-        when the last arrives. One trace row when they all move together."""
-        now = self.env.now
-        network, trace = self.network, self.trace
-        times = []
-        for src, dst in zip(srcs, dsts, strict=True):
-            if src == dst:
-                times.append((now, now, "self"))
-                continue
-            route = network.route(src, dst)
-            duration = route.seconds(nbytes) if seconds is None else seconds
-            times.append((*network.reserve(route, now, duration), route.kind))
-        src_shown, dst_shown = shown or (srcs, dsts)
-        moved = [(s, d) for s, d in zip(src_shown, dst_shown, strict=True) if s != d]
-        if moved:
-            self._count(tuple(s for s, _ in moved), nbytes, kind)
-        if len(set(times)) == 1 or len(srcs) == 1:
-            start, end, link = times[0]
-            if link != "self":
-                trace.record(
-                    trace.group_id(tuple(s for s, _ in moved)),
-                    trace.label_id(COMM, name, kind, bytes=nbytes, link=link, **args),
-                    start,
-                    end,
-                    trace.group_id(tuple(d for _, d in moved)),
-                )
-        else:
-            k = len(srcs)
-            for i, (s, d) in enumerate(zip(src_shown, dst_shown, strict=True)):
-                start, end, link = times[i % k]
-                if s != d:
-                    trace.record(
-                        trace.group_id((s,)),
-                        trace.label_id(COMM, name, kind, bytes=nbytes, link=link, **args),
-                        start,
-                        end,
-                        trace.group_id((d,)),
-                    )
-        return max(end for _, end, _ in times)
+        """``srcs[i]`` sends ``nbytes`` (or ``nbytes[i]``) to ``dsts[i]`` for every ``i``,
+        all now; returns when the last arrives. One trace row when they all move
+        together; ``name`` may show the micro-batch ``mb`` as ``{mb}``. (A message
+        sent again and again is cheaper through a :meth:`channel`.)"""
+        return self.channel(srcs, dsts, nbytes, kind, name, seconds, shown).send(mb)
+
+    def channel(
+        self,
+        srcs: tuple[int, ...],
+        dsts: tuple[int, ...],
+        nbytes: int | tuple[int, ...],
+        kind: str,
+        name: str,
+        seconds: float | None = None,
+        shown: tuple[tuple[int, ...], tuple[int, ...]] | None = None,
+    ) -> Channel:
+        """A :class:`~simulator.engine.channel.Channel` for messages like this one."""
+        return Channel(self, srcs, dsts, nbytes, kind, name, seconds, shown)
 
     def collective(
         self,

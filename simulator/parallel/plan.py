@@ -1,7 +1,7 @@
 """From a strategy to a plan: a device mesh, workers, their chunks and programs.
 
 ``build_plan`` checks the layout (it must fit the cluster and the sizes must
-divide), picks and validates the pipeline schedule, builds the model from the
+divide), picks the pipeline schedule (validating one written by hand), builds the model from the
 seed, splits its blocks into stages, hands every worker its chunks (sharded
 for tensor parallelism, copied for data parallelism) and lowers the schedule
 into one program per worker.
@@ -218,7 +218,8 @@ def build_plan(
             f"strategy {s.name!r}: the schedule has {num_stages} stages, which "
             f"does not divide over pp = {s.pp} ranks"
         )
-    validate(schedule, num_stages, s.microbatches)
+    if s.schedule.startswith("file:") or not get_schedule(s.schedule).checked:
+        validate(schedule, num_stages, s.microbatches)
     stage_rank = schedule.stage_to_rank()
 
     shape_only = not training.numerics

@@ -7,9 +7,15 @@ and in which order.
 
 An instruction is a small tuple whose first element is its :class:`Op`:
 
-* ``(COMPUTE, action, outbox)``: run a pipeline action (``F``, ``B``, ``W``
-  or the full backward ``BW`` of one stage and micro-batch); ``outbox`` is the
-  id of the message the next instruction sends from its result, or -1;
+* ``(COMPUTE, action, inbox, outbox, sends, kind)``: run a pipeline action
+  (``F``, ``B``, ``W`` or the full backward ``BW`` of one stage and
+  micro-batch). ``inbox`` and ``outbox`` are the message ids of what it takes
+  (the activation from the previous stage, or the gradient from the next one)
+  and of what it produces for the neighbouring stage, -1 for none; ``sends``
+  says whether the next instruction sends the product to another rank
+  (otherwise the neighbouring stage is on this rank and takes it from there);
+  ``kind`` numbers the action's stage and kind, :func:`action_kind`, the same
+  for every micro-batch;
 * ``(SEND, what, stage, mb, peer, message)`` and
   ``(RECV, what, stage, mb, peer, message)``: an activation (``what = 0``)
   or gradient (``1``) of a stage and micro-batch, to or from the worker of
@@ -28,7 +34,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from .pipeline.actions import Action, Kind
+from .pipeline.actions import KINDS, Action, Kind
 
 ACTIVATION, GRADIENT = 0, 1
 WHAT = ("activation", "gradient")
@@ -71,13 +77,15 @@ _TEXT = {
 }
 
 
+def action_kind(action: Action) -> int:
+    """``4 stage + k`` for kind ``k`` of ``F``, ``B``, ``W``, ``BW``: a small number per
+    (stage, kind), for tables that are the same for every micro-batch."""
+    return 4 * action.stage + KINDS.index(action.kind)
+
+
 def message_id(what: int, stage: int, mb: int, num_stages: int, microbatches: int) -> int:
     """A per-replica number for the activation or gradient of ``stage`` and ``mb``."""
     return (what * num_stages + stage) * microbatches + mb
-
-
-def compute(action: Action, outbox: int = -1) -> tuple:
-    return (COMPUTE, action, outbox)
 
 
 def describe(ins: tuple, worker_of_rank: dict[int, int] | None = None) -> str:
@@ -106,29 +114,33 @@ def lower(
     the worker's own buffers, without a message. Linear in the actions.
     """
     last = len(stage_rank) - 1
-    stages = last + 1
+    m = microbatches
+    gradients = (last + 1) * m  # message ids: activations first, then gradients
+    kind_code = {kind: i for i, kind in enumerate(KINDS)}
     program: list[tuple] = []
+    append = program.append
     for a in actions:
         s, kind, k = a
-        if kind == Kind.W:
-            program.append((COMPUTE, a, -1))
-            continue
+        code = 4 * s + kind_code[kind]
         if kind == Kind.F:
-            what, source, target = ACTIVATION, s - 1, s + 1
-            has_source, has_target = s > 0, s < last
+            inbox = (s - 1) * m + k if s > 0 else -1
+            outbox = s * m + k if s < last else -1
+            if s > 0 and stage_rank[s - 1] != rank:
+                append((RECV, ACTIVATION, s - 1, k, stage_rank[s - 1], inbox))
+            sends = s < last and stage_rank[s + 1] != rank
+            append((COMPUTE, a, inbox, outbox, sends, code))
+            if sends:
+                append((SEND, ACTIVATION, s, k, stage_rank[s + 1], outbox))
+        elif kind == Kind.W:
+            append((COMPUTE, a, -1, -1, False, code))
         else:
-            what, source, target = GRADIENT, s + 1, s - 1
-            has_source, has_target = s < last, s > 0
-        if has_source and stage_rank[source] != rank:
-            peer = stage_rank[source]
-            program.append(
-                (RECV, what, source, k, peer, message_id(what, source, k, stages, microbatches))
-            )
-        outbox = -1
-        if has_target and stage_rank[target] != rank:
-            outbox = message_id(what, s, k, stages, microbatches)
-        program.append((COMPUTE, a, outbox))
-        if outbox >= 0:
-            program.append((SEND, what, s, k, stage_rank[target], outbox))
+            inbox = gradients + (s + 1) * m + k if s < last else -1
+            outbox = gradients + s * m + k if s > 0 else -1
+            if s < last and stage_rank[s + 1] != rank:
+                append((RECV, GRADIENT, s + 1, k, stage_rank[s + 1], inbox))
+            sends = s > 0 and stage_rank[s - 1] != rank
+            append((COMPUTE, a, inbox, outbox, sends, code))
+            if sends:
+                append((SEND, GRADIENT, s, k, stage_rank[s - 1], outbox))
     program += [(SYNC,), (STEP,)]
     return program

@@ -17,9 +17,17 @@ Data-parallel synchronisation plugs in through the small contract of
 ``on_mark``, ``handlers``, ``wants_marks``).
 """
 
-from .core import Runtime
+from .core import Runtime, collector_paused
 from .fold import Fold, decide_fold
 from .record import StepRecord, WorkerRecord
 from .workers import SimWorker
 
-__all__ = ["Fold", "Runtime", "SimWorker", "StepRecord", "WorkerRecord", "decide_fold"]
+__all__ = [
+    "Fold",
+    "Runtime",
+    "SimWorker",
+    "StepRecord",
+    "WorkerRecord",
+    "collector_paused",
+    "decide_fold",
+]

@@ -4,11 +4,10 @@
 and micro-batch on a simulated worker, in two halves:
 
 1. **The math.** The chunk's numpy code runs eagerly for every member the
-   worker stands for (in shape-only mode once: every micro-batch and every
-   member has the same shapes, so the result is computed once per stage and
-   kind and reused). Its input comes from the worker's buffers, its stash
-   goes to the worker's stash, and the ops it ran are recorded on a tape,
-   priced once (:mod:`simulator.runtime.tapes`).
+   worker stands for. Its input comes from the worker's buffers (under the
+   instruction's ``inbox`` message id), its product goes back there (under
+   ``outbox``), its stash to the worker's stash, and the ops it ran are
+   recorded on a tape, priced once (:mod:`simulator.runtime.tapes`).
 2. **The time.** The tape is replayed on the worker's devices: a tape that is
    a single compute segment -- the common case -- is one timeout; otherwise
    segments, tensor-parallel collectives and data-parallel hooks take turns
@@ -17,6 +16,11 @@ and micro-batch on a simulated worker, in two halves:
 Memory follows the stash: a forward charges its activations when it starts,
 and they are released when the backward that consumes them ends (the ``W``,
 when backward is split: what ``B`` keeps for it is charged as ``B`` ends).
+
+In shape-only mode every micro-batch of a stage has the same shapes, so the
+first one runs the math and the rest reuse what it did -- its tape, its
+stash and its product (:class:`Known`): a known action costs a few
+dictionary operations and one timeout.
 """
 
 from __future__ import annotations
@@ -27,13 +31,70 @@ import simpy
 
 from ..engine.memory import ACTIVATIONS
 from ..nn.context import batch
-from ..parallel.pipeline.actions import BW, Action, F, W
-from ..parallel.program import ACTIVATION, GRADIENT
+from ..parallel.pipeline.actions import BW, Action, B, F, Kind, W
+from ..parallel.program import action_kind
 from .tapes import CompiledTape
 from .workers import SimWorker
 
 if TYPE_CHECKING:
     from .core import Runtime
+
+#: bytes per rank: one number when every rank of the group holds the same
+PerRank = list[int]
+
+
+class Known:
+    """Shape-only: what an action of one stage and kind does, for every micro-batch.
+
+    ``fast`` says it is one segment on a worker whose ranks hold the same
+    bytes: then it is replayed from these numbers alone (:meth:`Compute.known`).
+    """
+
+    __slots__ = (
+        "charge",
+        "compiled",
+        "fast",
+        "forward",
+        "freed",
+        "hardware_flops",
+        "keeps_stash",
+        "kept",
+        "label",
+        "model_flops",
+        "output",
+        "release",
+        "seconds",
+        "stash",
+    )
+
+    def __init__(
+        self,
+        compiled: CompiledTape,
+        charge: PerRank | None,
+        release: tuple[PerRank, PerRank | None] | None,
+        output: list[Any] | None,
+        stash: Any,
+        label: int,
+        kind: Kind,
+        replicas: int,
+    ) -> None:
+        self.compiled = compiled
+        self.charge = charge
+        self.release = release
+        self.output = output  # what it leaves for the next stage (per member)
+        self.stash = stash  # what it leaves for its backward (F) or for its W (B)
+        self.label = label
+        self.forward = kind == F
+        self.seconds = compiled.seconds
+        self.model_flops = compiled.model_flops * replicas
+        self.hardware_flops = compiled.hardware_flops * replicas
+        uniform = [charge, *(release or ())]
+        self.fast = compiled.simple and all(b is None or len(set(b)) == 1 for b in uniform)
+        # one rank's bytes (the fast path's ranks all hold the same): freed and kept at the end
+        freed, kept = release or ([0], None)
+        self.freed = -freed[0]
+        self.kept = kept[0] if kept else 0
+        self.keeps_stash = kind == B  # the stash lives on until the W
 
 
 class Compute:
@@ -41,42 +102,108 @@ class Compute:
 
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
+        self.env = runtime.env
+        self.shape_only = runtime.shape_only
         self.scale = 1.0 / runtime.plan.strategy.microbatches
-        #: shape-only: bytes every rank stashes, per (stage, kind)
-        self._stash_bytes: dict[tuple[int, str], list[int]] = {}
+        self._stash_bytes: dict[tuple[int, str], PerRank] = {}
+        #: shape-only, by action kind (:func:`~simulator.parallel.program.action_kind`)
+        self._known: list[Known | None] = [None] * (4 * runtime.plan.schedule.num_stages)
+        #: per simulated worker, what frees a known action's stash when it ends
+        self._finishers: dict[int, Any] = {}
 
     def __call__(self, sw: SimWorker, ins: tuple) -> simpy.Event | Any:
-        action, outbox = ins[1], ins[2]
-        compiled, charge, release = self.math(sw, action)
+        known = self._known[ins[5]] if self.shape_only else None
+        if known is not None and known.fast and sw.ledger is not None:
+            return self.known(sw, ins, known)
+        _, action, inbox, outbox, sends, kind = ins
         rt = self.rt
-        if charge:
+        if known is None:
+            compiled, charge, release = self.math(sw, action, inbox, outbox)
+            label = rt.compute_label(action, compiled.items[0][2] if compiled.simple else "")
+            if compiled.simple:
+                rt.note_action(action, compiled.seconds)
+            if self.shape_only:
+                self._learn(sw, action, kind, outbox, compiled, charge, release, label)
+        else:
+            compiled, charge, release, label = (
+                known.compiled, known.charge, known.release, known.label
+            )  # fmt: skip
+            buffers, base = sw.buffers, sw.message_base
+            if inbox >= 0:
+                del buffers[inbox + base]
+            if outbox >= 0:
+                buffers[outbox + base] = known.output
+        if charge is not None:
             rt.charge(sw, ACTIVATIONS, charge)
         if action.kind == F:
             sw.inflight += 1
             if sw.inflight > sw.peak_inflight:
                 sw.peak_inflight = sw.inflight
-        if compiled.simple:
-            rt.count_flops(sw, compiled)
-            seconds = compiled.seconds
-            rt.record_compute(sw, action, compiled.items[0][2], seconds)
-            sw.compute_s += seconds
-            rt.note_action(action, seconds)
-            done = self.rt.env.timeout(seconds)
-            if outbox >= 0:
-                rt.mailbox.publish(outbox + sw.message_base, done)
-            if release is not None:
-                done.callbacks.append(lambda _: self.finish(sw, action, release))
-            return done
-        return self._replay(sw, action, compiled, release)
+        if not compiled.simple:
+            return self._replay(sw, action, compiled, release)
+        rt.count_flops(sw, compiled)
+        seconds = compiled.seconds
+        now = self.env.now
+        rt.engine.trace.record(sw.group, label, now, now + seconds, -1, action.mb)
+        sw.compute_s += seconds
+        done = self.env.timeout(seconds)
+        if sends:
+            rt.mailbox.publish(outbox + sw.message_base, done, now + seconds)
+        if release is not None:
+            done.callbacks.append(lambda _: self.finish(sw, action, release))
+        return done
+
+    def known(self, sw: SimWorker, ins: tuple, known: Known) -> simpy.Event:
+        """A known action on a uniform worker (shape-only): its numbers, no math."""
+        _, action, inbox, outbox, sends, _ = ins
+        buffers, base = sw.buffers, sw.message_base
+        if inbox >= 0:
+            del buffers[inbox + base]
+        if outbox >= 0:
+            buffers[outbox + base] = known.output
+        if known.charge is not None:
+            sw.ledger.change(ACTIVATIONS, known.charge[0])
+        if known.forward:
+            sw.inflight += 1
+            if sw.inflight > sw.peak_inflight:
+                sw.peak_inflight = sw.inflight
+        rt = self.rt
+        rt.model_flops += known.model_flops
+        rt.hardware_flops += known.hardware_flops
+        seconds = known.seconds
+        now = self.env.now
+        rt.record_row(sw.group, known.label, now, now + seconds, -1, action.mb)
+        sw.compute_s += seconds
+        done = self.env.timeout(seconds)
+        if sends:
+            rt.mailbox.publish(outbox + base, done, now + seconds)
+        if known.release is not None:
+            sw.releasing = known
+            finisher = self._finishers.get(sw.index)
+            if finisher is None:
+                finisher = self._finishers[sw.index] = lambda _, w=sw: self._release(w)
+            done.callbacks.append(finisher)
+        return done
+
+    @staticmethod
+    def _release(sw: SimWorker) -> None:
+        """When a known backward ends: free the forward's stash (and keep W's)."""
+        known = sw.releasing
+        change = sw.ledger.change
+        change(ACTIVATIONS, known.freed)
+        if known.kept:
+            change(ACTIVATIONS, known.kept)
+        if not known.keeps_stash:
+            sw.inflight -= 1
 
     def _replay(self, sw: SimWorker, action: Action, compiled: CompiledTape, release: Any) -> Any:
-        start = self.rt.env.now
+        start = self.env.now
         yield from self.rt.replay(sw, compiled, action)
-        self.rt.note_action(action, self.rt.env.now - start)
+        self.rt.note_action(action, self.env.now - start)
         if release is not None:
             self.finish(sw, action, release)
 
-    def finish(self, sw: SimWorker, action: Action, release: tuple[Any, Any]) -> None:
+    def finish(self, sw: SimWorker, action: Action, release: tuple[PerRank, Any]) -> None:
         """After a backward: free the forward's stash; after B, charge what W needs."""
         freed, kept = release
         self.rt.charge(sw, ACTIVATIONS, [-b for b in freed])
@@ -85,21 +212,33 @@ class Compute:
         if action.kind == BW or action.kind == W:
             sw.inflight -= 1
 
+    def _learn(
+        self,
+        sw: SimWorker,
+        action: Action,
+        kind: int,
+        outbox: int,
+        compiled: CompiledTape,
+        charge: PerRank | None,
+        release: Any,
+        label: int,
+    ) -> None:
+        """Remember what the action did (shape-only), so the next micro-batches skip the
+        math."""
+        stage, what, mb = action
+        output = sw.buffers.get(outbox + sw.message_base) if outbox >= 0 else None
+        stash = sw.stash.get((stage, mb) if what == F else (stage, mb, W))
+        self._known[kind] = Known(
+            compiled, charge, release, output, stash, label, what, len(sw.members)
+        )
+
     # -- the math -----------------------------------------------------------------------
-    def _each(
-        self, sw: SimWorker, key: tuple, mb: int, work: Any
-    ) -> tuple[list[Any], CompiledTape]:
-        """``work(i, member)`` for every member, under its micro-batch's context; the
-        first member's on a tape. Shape-only: once per ``key``, then from the cache."""
+    def _each(self, sw: SimWorker, mb: int, work: Any) -> tuple[list[Any], CompiledTape]:
+        """``work(i, member)`` for every member whose numbers exist (shape-only: the first
+        stands for all), under its micro-batch's context; the first member's on a tape."""
         rt = self.rt
-        if rt.shape_only:
-            hit = rt.tapes.get(key)
-            if hit is None:
-                with batch(rt.batch_info(sw.lead, mb)):
-                    hit = rt.tapes[key] = rt.recorded(lambda: work(0, sw.lead))
-            return [hit[0]], hit[1]
         results, compiled = [], None
-        for i, member in enumerate(sw.members):
+        for i, member in enumerate(sw.members[:1] if rt.shape_only else sw.members):
             with batch(rt.batch_info(member, mb)):
                 if i == 0:
                     result, compiled = rt.recorded(lambda m=member: work(0, m))
@@ -110,8 +249,8 @@ class Compute:
         return results, compiled
 
     def math(
-        self, sw: SimWorker, action: Action
-    ) -> tuple[CompiledTape, list[int] | None, tuple[list[int], list[int] | None] | None]:
+        self, sw: SimWorker, action: Action, inbox: int, outbox: int
+    ) -> tuple[CompiledTape, PerRank | None, tuple[PerRank, PerRank | None] | None]:
         """Run the action's numbers for every member; returns the priced tape, the
         activation bytes to charge now (per rank) and what to release (and keep)
         when it ends."""
@@ -122,10 +261,8 @@ class Compute:
         t = len(sw.devices)
         chunk = sw.lead.chunks[stage]
         last = chunk.loss is not None
+        source = buffers.pop(inbox + base) if inbox >= 0 else None
         if kind == F:
-            source = (
-                None if stage == 0 else buffers.pop(rt.message(ACTIVATION, stage - 1, mb) + base)
-            )
 
             def forward(i: int, member: Any) -> Any:
                 mine = member.chunks[stage]
@@ -134,33 +271,30 @@ class Compute:
                 xs = [x] * t if source is None else source[i]
                 return mine.forward(xs, [y] * t if last else None)
 
-            results, compiled = self._each(sw, (stage, kind), mb, forward)
+            results, compiled = self._each(sw, mb, forward)
             ctxs = [ctx for _, ctx in results]
             charge = self._bytes((stage, kind), lambda r: chunk.stash_bytes(ctxs[0], r), t)
             stash[(stage, mb)] = (ctxs, charge)
-            if not last:
-                buffers[rt.message(ACTIVATION, stage, mb) + base] = [out for out, _ in results]
-            elif not rt.shape_only:
+            if outbox >= 0:
+                buffers[outbox + base] = [out for out, _ in results]
+            if last and not rt.shape_only:
                 for out, _ in results:
                     rt.record_loss(float(out[0]))
             return compiled, charge, None
         if kind == W:
-            wctxs, held = stash.pop((stage, mb, W))
-            _, compiled = self._each(
-                sw, (stage, kind), mb, lambda i, m: m.chunks[stage].backward_weight(wctxs[i])
-            )
+            wctxs, held = self._stashed(sw, (stage, mb, W), (stage, B))
+            _, compiled = self._each(sw, mb, lambda i, m: m.chunks[stage].backward_weight(wctxs[i]))
             return compiled, None, (held, None)
         # a backward: B (input gradient only) or BW (both)
-        ctxs, held = stash.pop((stage, mb))
-        grads = None if last else buffers.pop(rt.message(GRADIENT, stage + 1, mb) + base)
+        ctxs, held = self._stashed(sw, (stage, mb), (stage, F))
 
         def backward(i: int, member: Any) -> Any:
-            mine, dys = member.chunks[stage], None if grads is None else grads[i]
+            mine, dys = member.chunks[stage], None if source is None else source[i]
             if kind == BW:
                 return mine.backward(dys, ctxs[i], self.scale)
             return mine.backward_input(dys, ctxs[i], self.scale)
 
-        results, compiled = self._each(sw, (stage, kind), mb, backward)
+        results, compiled = self._each(sw, mb, backward)
         kept = None
         if kind == BW:
             dxs = results
@@ -169,11 +303,21 @@ class Compute:
             wctxs = [w for _, w in results]
             kept = self._bytes((stage, kind), lambda r: chunk.wstash_bytes(wctxs[0], r), t)
             stash[(stage, mb, W)] = (wctxs, kept)
-        if stage > 0:
-            buffers[rt.message(GRADIENT, stage, mb) + base] = dxs
+        if outbox >= 0:
+            buffers[outbox + base] = dxs
         return compiled, None, (held, kept)
 
-    def _bytes(self, key: tuple[int, str], bytes_of: Any, t: int) -> list[int]:
+    def _stashed(self, sw: SimWorker, key: tuple, producer: tuple[int, str]) -> Any:
+        """Take what a forward (or B) left for ``key``. Shape-only, a known forward skips
+        the stash: what its first micro-batch left is the same for every one."""
+        entry = sw.stash.pop(key, None)
+        if entry is None:
+            known = self._known[action_kind(Action(producer[0], producer[1], 0))]
+            assert known is not None
+            entry = known.stash
+        return entry
+
+    def _bytes(self, key: tuple[int, str], bytes_of: Any, t: int) -> PerRank:
         """``bytes_of(rank)`` for every rank (shape-only: computed once per key)."""
         cached = self._stash_bytes.get(key) if self.rt.shape_only else None
         if cached is None:

@@ -41,7 +41,7 @@ from ..errors import DeadlockError, DivergedError
 from ..nn.context import BatchInfo
 from ..parallel.pipeline.actions import Action
 from ..parallel.plan import Plan
-from ..parallel.program import Op, message_id
+from ..parallel.program import WHAT, Op, message_id
 from ..parallel.worker import Worker
 from ..tape import recording
 from ..trace import COMPUTE
@@ -86,10 +86,12 @@ class Runtime:
         self._labels: dict[tuple, int] = {}
         self._losses: list[float] = []
         self._data: tuple[int, Any, Any] | None = None
-        self._flops = [0.0, 0.0]  # model, hardware
+        self.model_flops = self.hardware_flops = 0.0  # this step's, every device
         self._actions: dict[tuple[int, str], float] = {}
         self._transfer = getattr(plan.model_config, "transfer_seconds", None)
+        self._transfer_cache: dict[tuple[int, int], float | None] = {}
         self.meetings = Meetings(self.env, self.fire_at)
+        self.record_row = self.engine.trace.record
         if self.fold:
             self.engine.network.mirror = mirrors(plan)
         self.workers = self._simulated_workers()
@@ -138,7 +140,7 @@ class Runtime:
     def run(self) -> None:
         """Simulate every step; raises DeadlockError, DivergedError or OutOfMemoryError."""
         self.sync.allocate_model_state()
-        with _collector_paused():
+        with collector_paused():
             for step in range(self.training.steps):
                 self.step = step
                 self.records.append(self._run_step())
@@ -158,7 +160,7 @@ class Runtime:
         sent_before = dict(engine.bytes_sent)
         kinds_before = dict(engine.comm_bytes)
         self._losses = []
-        self._flops = [0.0, 0.0]
+        self.model_flops = self.hardware_flops = 0.0
         self.mailbox.reset()
         for sw in self.workers:
             sw.start_step()
@@ -170,8 +172,8 @@ class Runtime:
             loss=None
             if self.shape_only or not self._losses
             else sum(self._losses) / len(self._losses),
-            model_flops=self._flops[0],
-            hardware_flops=self._flops[1],
+            model_flops=self.model_flops,
+            hardware_flops=self.hardware_flops,
             workers=tuple(
                 WorkerRecord(sw.shown, sw.compute_s, sw.exposed_s, sw.peak_inflight)
                 for sw in self.workers
@@ -211,8 +213,12 @@ class Runtime:
                     yield from waits
 
     def _deadlock_report(self) -> str:
+        def what(sw: SimWorker) -> str:
+            waiting = sw.waiting_for
+            return waiting if isinstance(waiting, str) else self.mailbox.describe_wait(sw, waiting)
+
         waits = "; ".join(
-            f"{sw.describe()} waits for {sw.waiting_for}" for sw in self.workers if sw.waiting_for
+            f"{sw.describe()} waits for {what(sw)}" for sw in self.workers if sw.waiting_for
         )
         return (
             f"strategy {self.plan.strategy.name!r} cannot make progress in step "
@@ -236,9 +242,15 @@ class Runtime:
         s = self.plan.strategy
         return message_id(what, stage, mb, self.plan.schedule.num_stages, s.microbatches)
 
-    def transfer_seconds(self, stage: int, what: str) -> float | None:
+    def transfer_seconds(self, stage: int, what: int) -> float | None:
         """A message's time when the model states it (abstract models), else None."""
-        return None if self._transfer is None else self._transfer(stage, what)
+        if self._transfer is None:
+            return None
+        key = (stage, what)
+        seconds = self._transfer_cache.get(key)
+        if seconds is None:
+            seconds = self._transfer_cache[key] = self._transfer(stage, WHAT[what])
+        return seconds
 
     def batch_info(self, w: Worker, mb: int) -> BatchInfo:
         size = self.plan.micro_batch_size
@@ -284,8 +296,8 @@ class Runtime:
 
     def count_flops(self, sw: SimWorker, compiled: CompiledTape) -> None:
         replicas = len(sw.members)
-        self._flops[0] += compiled.model_flops * replicas
-        self._flops[1] += compiled.hardware_flops * replicas
+        self.model_flops += compiled.model_flops * replicas
+        self.hardware_flops += compiled.hardware_flops * replicas
 
     def note_action(self, action: Action, seconds: float) -> None:
         """The first duration of each action kind on each stage (for the analytic bubble)."""
@@ -293,29 +305,36 @@ class Runtime:
         if key not in self._actions:
             self._actions[key] = seconds
 
-    def record_compute(
-        self, sw: SimWorker, action: Action | str, tag: str, seconds: float, cat: str = ""
-    ) -> None:
-        """One compute row in the trace, from now, for ``seconds``: a pipeline action, or
-        other work named ``action`` of kind ``cat`` (``tag`` marks recomputation)."""
-        key = (action, tag, cat)
+    def compute_label(self, action: Action | str, tag: str, cat: str = "") -> int:
+        """The trace label of compute rows: a pipeline action's (its name shows the
+        micro-batch of each row), or other work named ``action`` of kind ``cat``;
+        ``tag`` marks recomputation."""
+        is_action = isinstance(action, Action)
+        key = (action.stage, action.kind, tag) if is_action else (action, tag, cat)
         label = self._labels.get(key)
         if label is None:
             trace = self.engine.trace
-            if isinstance(action, Action):
-                label = trace.label_id(
-                    COMPUTE, str(action), tag or str(action.kind), chunk=action.stage, mb=action.mb
-                )
+            if is_action:
+                name = f"{action.stage}{action.kind}{{mb}}"
+                label = trace.label_id(COMPUTE, name, tag or str(action.kind), chunk=action.stage)
             else:
                 label = trace.label_id(COMPUTE, action, tag or cat)
             self._labels[key] = label
+        return label
+
+    def record_compute(
+        self, sw: SimWorker, action: Action | str, tag: str, seconds: float, cat: str = ""
+    ) -> None:
+        """One compute row in the trace, from now, for ``seconds``."""
+        label = self.compute_label(action, tag, cat)
         now = self.env.now
-        self.engine.trace.record(sw.group, label, now, now + seconds)
+        mb = action.mb if isinstance(action, Action) else -1
+        self.engine.trace.record(sw.group, label, now, now + seconds, -1, mb)
 
     def charge(self, sw: SimWorker, category: int, per_rank: list[int]) -> None:
         """Change ``category`` by ``per_rank[r]`` bytes on rank ``r``'s devices."""
         first = per_rank[0]
-        if all(b == first for b in per_rank):
+        if sw.ledger is not None and (len(per_rank) == 1 or per_rank.count(first) == len(per_rank)):
             sw.ledger.change(category, first)
             return
         # the ranks differ: from now on every device keeps its own ledger
@@ -370,7 +389,7 @@ class Runtime:
 
 
 @contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector (the simulation's objects are long-lived)."""
     enabled = gc.isenabled()
     gc.disable()

@@ -13,7 +13,8 @@ one simulation event:
   published its compute's timeout in the slot, and the receiver waits on that
   same event -- the sender's own, no new one -- then on the wire if need be;
 * it comes earlier still: it leaves an event in the slot, which the sender
-  fires at the arrival time.
+  fires when the message can be taken (when it publishes its compute: at the
+  compute's end; otherwise at the arrival).
 
 Waiting for a neighbour's message, its time on the wire included, is
 *bubble* (DESIGN.md, "Definitions"). With ``pp_scatter_gather`` (Narayanan
@@ -28,12 +29,13 @@ on every rank and travels whole: there is nothing to scatter.
 from __future__ import annotations
 
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import simpy
 
 from .. import comm
 from ..arrays import nbytes, split
+from ..engine.channel import Channel
 from ..parallel.program import WHAT
 from .workers import SimWorker
 
@@ -41,15 +43,8 @@ if TYPE_CHECKING:
     from .core import Runtime
 
 Process = Generator[simpy.Event, Any, Any]
-
-
-class Delivered(NamedTuple):
-    """A message in its slot: per member, per rank arrays, and the pieces that travelled
-    when they were scattered (None otherwise)."""
-
-    arrival: float
-    payloads: list[Any]
-    pieces: list[Any] | None
+#: trace names of messages (``{mb}`` is filled in from the row)
+_NAMES = ("act {stage}/{{mb}}", "grad {stage}/{{mb}}")
 
 
 class Mailbox:
@@ -59,68 +54,87 @@ class Mailbox:
         self.rt = runtime
         self.env = runtime.env
         self.slots: list[Any] = [None] * size
+        #: (sender, what, stage) -> its channel: the same message every micro-batch
+        self._channels: dict[tuple[int, int, int], Channel] = {}
 
     def reset(self) -> None:
         self.slots = [None] * len(self.slots)
 
-    def publish(self, message: int, compute: simpy.Event) -> None:
-        """The compute whose end sends ``message`` has started; receivers may wait on it."""
+    def publish(self, message: int, compute: simpy.Event, end: float) -> None:
+        """The compute whose end (at ``end``) sends ``message`` has started; receivers
+        may wait on it."""
         waiting = self.slots[message]
         self.slots[message] = compute
-        if waiting is not None:  # a receiver came early: let it wait on the compute
-            waiting.succeed()
+        if waiting is not None:  # a receiver came early: wake it when the message is sent
+            self.rt.fire_at(waiting, end)
 
     # -- sending ---------------------------------------------------------------------
     def send(self, sw: SimWorker, ins: tuple) -> None:
         _, what, stage, mb, peer, message = ins
-        rt = self.rt
         message += sw.message_base
         payloads = sw.buffers.pop(message)
-        receiver = rt.peer(sw, peer)
-        t = len(sw.devices)
-        lead = sw.lead.chunks[stage]
-        scatter = rt.plan.strategy.pp_scatter_gather and t > 1 and not lead.output_sharded
+        channel = self._channels.get((sw.index, what, stage))
+        if channel is None:
+            channel = self._open(sw, what, stage, peer, payloads)
         pieces = None
-        if scatter:
+        if channel.scatter:
+            t = len(sw.devices)
             pieces = [
                 [split(x.reshape(-1), t)[r] for r, x in enumerate(per_rank)]
                 for per_rank in payloads
             ]
-        sizes = tuple(nbytes(x) for x in (pieces or payloads)[0])
-        seconds = rt.transfer_seconds(stage, WHAT[what])
-        arrival = rt.engine.send_group(
+        arrival = channel.send(mb)
+        waiting = self.slots[message]
+        # a delivered message: (arrival, per member per rank arrays, scattered pieces)
+        self.slots[message] = (arrival, payloads, pieces)
+        if waiting is not None and not waiting.triggered:
+            self.rt.fire_at(waiting, arrival)
+
+    def _open(
+        self, sw: SimWorker, what: int, stage: int, peer: int, payloads: list[Any]
+    ) -> Channel:
+        """The channel of ``sw``'s messages of ``what`` from ``stage`` (the same size for
+        every micro-batch)."""
+        rt = self.rt
+        receiver = rt.peer(sw, peer)
+        t = len(sw.devices)
+        scatter = (
+            rt.plan.strategy.pp_scatter_gather
+            and t > 1
+            and not sw.lead.chunks[stage].output_sharded
+        )
+        sent = (
+            [split(x.reshape(-1), t)[r] for r, x in enumerate(payloads[0])]
+            if scatter
+            else payloads[0]
+        )
+        sizes = tuple(nbytes(x) for x in sent)
+        channel = rt.engine.channel(
             sw.devices,
             receiver.devices,
             sizes[0] if len(set(sizes)) == 1 else sizes,
             "pp",
-            f"{WHAT[what][:3]} {stage}/{mb}",
-            seconds,
-            shown=(sw.shown, receiver.shown),
-            mb=mb,
-            chunk=stage,
+            _NAMES[what].format(stage=stage),
+            rt.transfer_seconds(stage, what),
+            (sw.shown, receiver.shown),
         )
-        waiting = self.slots[message]
-        self.slots[message] = Delivered(arrival, payloads, pieces)
-        if waiting is not None and not waiting.triggered:
-            rt.fire_at(waiting, arrival)
+        channel.scatter = scatter
+        self._channels[(sw.index, what, stage)] = channel
+        return channel
 
     # -- receiving -------------------------------------------------------------------
     def recv(self, sw: SimWorker, ins: tuple) -> Process | None:
         """Take the message if it is there; otherwise a process that waits for it."""
         message = ins[5] + sw.message_base
         entry = self.slots[message]
-        if entry.__class__ is Delivered and entry.arrival <= self.env.now and entry.pieces is None:
+        if entry.__class__ is tuple and entry[0] <= self.env.now and entry[2] is None:
             self.slots[message] = None
-            sw.buffers[message] = entry.payloads
+            sw.buffers[message] = entry[1]
             return None
         return self._receive(sw, ins, message)
 
     def _receive(self, sw: SimWorker, ins: tuple, message: int) -> Process:
-        _, what, stage, mb, peer, _ = ins
-        sw.waiting_for = (
-            f"the {WHAT[what]} of stage {stage}, micro-batch {mb} from worker "
-            f"{self.rt.peer(sw, peer).lead.index}"
-        )
+        sw.waiting_for = ins  # put in words only if the run deadlocks (describe_wait)
         entry = self.slots[message]
         if entry is None:
             entry = self.slots[message] = self.env.event()
@@ -129,20 +143,28 @@ class Mailbox:
         if isinstance(entry, simpy.Event):  # the sender's compute: the send follows its end
             yield entry
             entry = self.slots[message]
-        if entry.arrival > self.env.now:
-            yield self.env.timeout(entry.arrival - self.env.now)
+        arrival, payloads, pieces = entry
+        if arrival > self.env.now:
+            yield self.env.timeout(arrival - self.env.now)
         sw.waiting_for = ""
         self.slots[message] = None
-        payloads = entry.payloads
-        if entry.pieces is not None:
-            payloads = yield from self._gather(sw, entry)
+        if pieces is not None:
+            payloads = yield from self._gather(sw, pieces, payloads)
         sw.buffers[message] = payloads
 
-    def _gather(self, sw: SimWorker, entry: Delivered) -> Process:
+    def describe_wait(self, sw: SimWorker, ins: tuple) -> str:
+        """What a worker stuck at the receive ``ins`` waits for, in words."""
+        _, what, stage, mb, peer, _ = ins
+        return (
+            f"the {WHAT[what]} of stage {stage}, micro-batch {mb} from worker "
+            f"{self.rt.peer(sw, peer).lead.index}"
+        )
+
+    def _gather(self, sw: SimWorker, scattered: list[Any], payloads: list[Any]) -> Process:
         """All-gather the scattered pieces over the receivers' tensor-parallel group."""
         rt = self.rt
         gathered, plan = [], None
-        for pieces, whole in zip(entry.pieces, entry.payloads, strict=True):
+        for pieces, whole in zip(scattered, payloads, strict=True):
             outs, plan = comm.all_gather(pieces)
             gathered.append([g.reshape(x.shape) for g, x in zip(outs, whole, strict=True)])
         assert plan is not None

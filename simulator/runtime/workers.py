@@ -56,7 +56,9 @@ class SimWorker:
     peak_inflight: int = 0
     compute_s: float = 0.0
     exposed_s: float = 0.0
-    waiting_for: str = ""
+    waiting_for: str | tuple = ""  # what it waits for: words, or the receive instruction
+    #: the action whose end frees its stash, and what it frees (see runtime.compute)
+    releasing: Any = None
 
     @property
     def pp_rank(self) -> int:

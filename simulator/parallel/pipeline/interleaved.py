@@ -75,5 +75,6 @@ register(
         chunked=True,
         bubble=interleaved_bubble,
         rules=_rules,
+        checked=True,
     )
 )

@@ -41,6 +41,10 @@ class ScheduleInfo:
         bubble: the closed-form bubble fraction, or None when there is none
             (a formula may also return None where its conditions fail).
         rules: extra checks on ``(p, m, v)`` raising :class:`LayoutError`.
+        checked: the generator is proven by the test suite, which validates its
+            schedules over a grid of sizes (``tests/test_pipeline_validate.py``),
+            so runs skip validating it; a schedule registered from elsewhere is
+            validated before every run that uses it.
     """
 
     name: str
@@ -50,6 +54,7 @@ class ScheduleInfo:
     chunked: bool = False
     bubble: BubbleFormula | None = None
     rules: Callable[[int, int, int], None] | None = None
+    checked: bool = False
 
     def __call__(self, p: int, m: int, v: int = 1) -> Schedule:
         if p < 1 or m < 1 or v < 1:
@@ -151,11 +156,16 @@ register(
         _naive,
         "layer-wise model parallelism, one stage busy at a time",
         bubble=naive_bubble,
+        checked=True,
     )
 )
 register(
     ScheduleInfo(
-        "gpipe", _gpipe, "all forwards, then all backwards (Huang et al. 2019)", bubble=flush_bubble
+        "gpipe",
+        _gpipe,
+        "all forwards, then all backwards (Huang et al. 2019)",
+        bubble=flush_bubble,
+        checked=True,
     )
 )
 register(
@@ -164,5 +174,6 @@ register(
         _one_f_one_b,
         "one forward, one backward (PipeDream-Flush; Narayanan et al. 2021)",
         bubble=flush_bubble,
+        checked=True,
     )
 )

@@ -142,5 +142,6 @@ register(
         chunked=True,
         bubble=zbv_bubble,
         rules=_rules,
+        checked=True,
     )
 )

@@ -124,6 +124,7 @@ register(
         "1F1B memory, W delayed into the cool-down (Qi et al. 2024, ZB-H1)",
         split_backward=True,
         bubble=zb_h1_bubble,
+        checked=True,
     )
 )
 register(
@@ -133,5 +134,6 @@ register(
         "2p-1 micro-batches in flight, no bubble when F=B=W (Qi et al. 2024, ZB-H2)",
         split_backward=True,
         bubble=zb_h2_bubble,
+        checked=True,
     )
 )

@@ -1,0 +1,119 @@
+"""A channel: the same message between the same devices, sent again and again.
+
+A pipeline sends one activation per micro-batch from each stage's devices to
+the next stage's, always the same size over the same routes. A
+:class:`Channel` works out once what every such message needs -- the routes,
+their alpha-beta times, the trace label and groups, the traffic to count --
+so that sending one is a few additions: book the ports, record one trace row,
+count the bytes (DESIGN.md, key decision 8).
+
+``srcs[i]`` sends to ``dsts[i]``: the ranks of a tensor-parallel group send
+side by side to the same ranks of the next group. ``shown`` (optional) are
+the device groups the trace records and the counters charge, the timed
+pattern repeated for folded replicas (:mod:`simulator.runtime.fold`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..trace import COMM
+
+if TYPE_CHECKING:
+    from .core import Engine
+
+
+class Channel:
+    """Messages of ``nbytes`` (one size, or one per rank) from ``srcs`` to ``dsts``."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        srcs: tuple[int, ...],
+        dsts: tuple[int, ...],
+        nbytes: int | tuple[int, ...],
+        kind: str,
+        name: str,
+        seconds: float | None = None,
+        shown: tuple[tuple[int, ...], tuple[int, ...]] | None = None,
+    ) -> None:
+        self.engine = engine
+        network, trace = engine.network, engine.trace
+        per_rank = (nbytes,) * len(srcs) if isinstance(nbytes, int) else nbytes
+        #: per timed pair: (out port, in port, seconds, label), or None for a device itself
+        self.pairs: list[tuple[int, int, float, int] | None] = []
+        for src, dst, size in zip(srcs, dsts, per_rank, strict=True):
+            if src == dst:
+                self.pairs.append(None)
+                continue
+            route = network.route(src, dst)
+            duration = route.seconds(size) if seconds is None else seconds
+            label = trace.label_id(COMM, name, kind, bytes=size, link=route.kind)
+            self.pairs.append((route.out_port, route.in_port, duration, label))
+        src_shown, dst_shown = shown or (srcs, dsts)
+        k = len(srcs)
+        self.rows = [
+            (trace.group_id((a,)), trace.group_id((b,)))
+            for a, b in zip(src_shown, dst_shown, strict=True)
+            if a != b
+        ]
+        moved = [(a, b) for a, b in zip(src_shown, dst_shown, strict=True) if a != b]
+        self.group = trace.group_id(tuple(a for a, _ in moved)) if moved else -1
+        self.peer = trace.group_id(tuple(b for _, b in moved)) if moved else -1
+        #: bytes every shown sender sends, and their sum
+        self.sent = [
+            (a, per_rank[i % k]) for i, (a, b) in enumerate(zip(src_shown, dst_shown, strict=True))
+            if a != b
+        ]  # fmt: skip
+        self.total = sum(b for _, b in self.sent)
+        self.kind = kind
+        #: whether the sender scatters the message over its ranks (set by the runtime)
+        self.scatter = False
+        #: the one timed pair, when that is all there is (and it is what is shown)
+        self.single = self.pairs[0] if len(self.pairs) == 1 and len(self.sent) == 1 else None
+
+    def send(self, mb: int = -1) -> float:
+        """Send one message now; returns when the last piece arrives."""
+        engine = self.engine
+        now = engine.env.now
+        if self.single is not None:  # one device to another: the common case, kept lean
+            out, into, duration, label = self.single
+            free = engine.network.free_at
+            a, b = free[out], free[into]
+            start = now if now >= a and now >= b else max(now, a, b)
+            end = free[out] = free[into] = start + duration
+            engine.trace.record(self.group, label, start, end, self.peer, mb)
+            engine.bytes_sent[self.sent[0][0]] += self.total
+            engine.comm_bytes[self.kind] += self.total
+            return end
+        free = engine.network.free_at
+        record = engine.trace.record
+        bytes_sent = engine.bytes_sent
+        for device, b in self.sent:
+            bytes_sent[device] += b
+        engine.comm_bytes[self.kind] += self.total
+        times = []
+        for pair in self.pairs:
+            if pair is None:
+                continue
+            out, into, duration, _ = pair
+            a, b = free[out], free[into]
+            start = now if now >= a and now >= b else max(now, a, b)
+            end = free[out] = free[into] = start + duration
+            times.append((start, end))
+        if not times:
+            return now
+        if len(times) == 1 or len(set(times)) == 1:
+            start, end = times[0]
+            label = next(p[3] for p in self.pairs if p is not None)
+            record(self.group, label, start, end, self.peer, mb)
+            return end
+        # the pieces moved at different times: one row per device pair
+        live = [
+            (p, t) for p, t in zip((p for p in self.pairs if p is not None), times, strict=True)
+        ]
+        k = len(live)
+        for i, (src, dst) in enumerate(self.rows):
+            (_, _, _, label), (start, end) = live[i % k]
+            record(src, label, start, end, dst, mb)
+        return max(end for _, end in times)
