@@ -15,6 +15,7 @@ them, and neither needs the other.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class TransferPlan:
     def bytes_sent(self, rank: int) -> int:
         return sum(t.nbytes for t in self.transfers if t.src == rank)
 
+    @cached_property
     def bytes_by_rank(self) -> tuple[int, ...]:
         """Bytes every rank sends, in rank order."""
         sent = [0] * self.group_size

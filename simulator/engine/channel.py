@@ -67,8 +67,10 @@ class Channel:
         ]  # fmt: skip
         self.total = sum(b for _, b in self.sent)
         self.kind = kind
-        #: whether the sender scatters the message over its ranks (set by the runtime)
+        #: whether the sender scatters the message over its ranks, and the pieces of a
+        #: shape-only message (set by the runtime)
         self.scatter = False
+        self.pieces: list | None = None
         #: the one timed pair, when that is all there is (and it is what is shown)
         self.single = self.pairs[0] if len(self.pairs) == 1 and len(self.sent) == 1 else None
 

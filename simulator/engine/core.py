@@ -69,6 +69,7 @@ class Engine:
         self.bytes_sent: defaultdict[int, int] = defaultdict(int)
         self.comm_bytes: defaultdict[str, int] = defaultdict(int)
         self._fused: dict[tuple[TransferPlan, tuple[int, ...]], tuple[float, tuple[int, ...]]] = {}
+        self._counted: dict[tuple, tuple[list[tuple[int, int]], int]] = {}
 
     @property
     def now(self) -> float:
@@ -120,15 +121,20 @@ class Engine:
     ) -> None:
         """Charge the bytes every device of ``shown`` sent (``sent`` per timed rank); a
         device sending to itself (``to``) sends nothing."""
-        per = (sent,) if isinstance(sent, int) else sent
-        bytes_sent, total = self.bytes_sent, 0
-        for i, d in enumerate(shown):
-            if to is not None and to[i] == d:
-                continue
-            b = per[i % len(per)]
+        key = (shown, sent, to)
+        counted = self._counted.get(key)
+        if counted is None:
+            per = (sent,) if isinstance(sent, int) else sent
+            pairs = [
+                (d, per[i % len(per)])
+                for i, d in enumerate(shown)
+                if to is None or to[i] != d
+            ]  # fmt: skip
+            counted = self._counted[key] = (pairs, sum(b for _, b in pairs))
+        bytes_sent = self.bytes_sent
+        for d, b in counted[0]:
             bytes_sent[d] += b
-            total += b
-        self.comm_bytes[kind] += total
+        self.comm_bytes[kind] += counted[1]
 
     def send(
         self,
@@ -202,7 +208,7 @@ class Engine:
         if network.mirror:
             network.catch_up(devices)
         shown = shown or devices
-        self._count(shown, plan.bytes_by_rank(), kind)
+        self._count(shown, plan.bytes_by_rank, kind)
         if self.collective_detail == "steps":
             times = network.time_plan(plan, devices, now)
             copies = len(shown) // len(devices)
@@ -230,7 +236,7 @@ class Engine:
             )
         duration, ports = cached
         start, end = network.reserve_block(ports, now, duration)
-        sent = plan.bytes_by_rank()
+        sent = plan.bytes_by_rank
         trace.record(
             trace.group_id(shown),
             trace.label_id(

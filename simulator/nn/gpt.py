@@ -152,7 +152,7 @@ class GPTConfig:
                 )
             )
         blocks.append(Head.create("head", embedding.weight, rng, self.dtype))
-        return Model("gpt", blocks, CrossEntropyLoss(), self.dtype)
+        return Model("gpt", blocks, CrossEntropyLoss(), self.dtype, ends=(1, 1))
 
     def batch(
         self, seed: int, step: int, global_batch: int, shape_only: bool

@@ -35,12 +35,18 @@ def require_dtype(dtype: str) -> None:
 
 @dataclass
 class Model:
-    """Blocks applied in order, then the loss on the last block's output."""
+    """Blocks applied in order, then the loss on the last block's output.
+
+    ``ends`` counts the blocks before and after the repeated layers (a GPT's
+    embedding and head): a uniform pipeline split shares out the layers and
+    gives those to the first and the last stage, as Megatron-LM does.
+    """
 
     name: str
     blocks: list[Layer]
     loss: Any
     dtype: str
+    ends: tuple[int, int] = (0, 0)
 
     def parameters(self) -> list[Param]:
         return [p for b in self.blocks for p in b.parameters()]

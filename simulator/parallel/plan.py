@@ -179,6 +179,19 @@ def block_costs(
     return costs
 
 
+def uniform_layers(num_blocks: int, parts: int, ends: tuple[int, int]) -> list[range]:
+    """``parts`` stages with the same number of layers each (the first ones take one more
+    when they do not divide); the ``ends`` blocks before and after the layers join the
+    first and the last stage (Megatron-LM places the embedding and the output layer so,
+    Narayanan et al. 2021, sec. 2.2)."""
+    before, after = ends
+    layers = partitions.uniform(num_blocks - before - after, parts)
+    shifted = [range(r.start + before, r.stop + before) for r in layers]
+    shifted[0] = range(0, shifted[0].stop)
+    shifted[-1] = range(shifted[-1].start, num_blocks)
+    return shifted
+
+
 def parallelize(block: Any, s: Strategy) -> ParallelBlock:
     """The block as a tensor-parallel group of ``s.tp`` ranks runs it."""
     if s.tp == 1:
@@ -225,7 +238,7 @@ def build_plan(
     shape_only = not training.numerics
     model = model_config.build(training.seed, shape_only=shape_only)
     if s.partition == "uniform":
-        stages = partitions.uniform(len(model.blocks), num_stages)
+        stages = uniform_layers(len(model.blocks), num_stages, model.ends)
     else:
         if num_stages > len(model.blocks):
             partitions.uniform(len(model.blocks), num_stages)  # raises the clear error

@@ -43,6 +43,17 @@ if TYPE_CHECKING:
     from .core import Runtime
 
 Process = Generator[simpy.Event, Any, Any]
+
+
+def scatter(payloads: list[list[Any]]) -> list[list[Any]]:
+    """Rank ``r``'s ``r``-th ``1/t`` of its (replicated) array, for every member."""
+    out = []
+    for per_rank in payloads:
+        t = len(per_rank)
+        out.append([split(x.reshape(-1), t)[r] for r, x in enumerate(per_rank)])
+    return out
+
+
 #: trace names of messages (``{mb}`` is filled in from the row)
 _NAMES = ("act {stage}/{{mb}}", "grad {stage}/{{mb}}")
 
@@ -78,11 +89,7 @@ class Mailbox:
             channel = self._open(sw, what, stage, peer, payloads)
         pieces = None
         if channel.scatter:
-            t = len(sw.devices)
-            pieces = [
-                [split(x.reshape(-1), t)[r] for r, x in enumerate(per_rank)]
-                for per_rank in payloads
-            ]
+            pieces = channel.pieces if self.rt.shape_only else scatter(payloads)
         arrival = channel.send(mb)
         waiting = self.slots[message]
         # a delivered message: (arrival, per member per rank arrays, scattered pieces)
@@ -98,17 +105,13 @@ class Mailbox:
         rt = self.rt
         receiver = rt.peer(sw, peer)
         t = len(sw.devices)
-        scatter = (
+        scattered = (
             rt.plan.strategy.pp_scatter_gather
             and t > 1
             and not sw.lead.chunks[stage].output_sharded
         )
-        sent = (
-            [split(x.reshape(-1), t)[r] for r, x in enumerate(payloads[0])]
-            if scatter
-            else payloads[0]
-        )
-        sizes = tuple(nbytes(x) for x in sent)
+        pieces = scatter(payloads) if scattered else None
+        sizes = tuple(nbytes(x) for x in (pieces[0] if pieces else payloads[0]))
         channel = rt.engine.channel(
             sw.devices,
             receiver.devices,
@@ -118,7 +121,8 @@ class Mailbox:
             rt.transfer_seconds(stage, what),
             (sw.shown, receiver.shown),
         )
-        channel.scatter = scatter
+        channel.scatter = scattered
+        channel.pieces = pieces  # shape-only: the same pieces every micro-batch
         self._channels[(sw.index, what, stage)] = channel
         return channel
 
@@ -163,11 +167,14 @@ class Mailbox:
     def _gather(self, sw: SimWorker, scattered: list[Any], payloads: list[Any]) -> Process:
         """All-gather the scattered pieces over the receivers' tensor-parallel group."""
         rt = self.rt
-        gathered, plan = [], None
-        for pieces, whole in zip(scattered, payloads, strict=True):
-            outs, plan = comm.all_gather(pieces)
-            gathered.append([g.reshape(x.shape) for g, x in zip(outs, whole, strict=True)])
-        assert plan is not None
+        if rt.shape_only:  # the gathered shapes are the sent ones
+            _, plan = comm.all_gather(scattered[0])
+            gathered = payloads
+        else:
+            gathered = []
+            for pieces, whole in zip(scattered, payloads, strict=True):
+                outs, plan = comm.all_gather(pieces)
+                gathered.append([g.reshape(x.shape) for g, x in zip(outs, whole, strict=True)])
         end = rt.engine.collective(plan, sw.devices, "tp", "pp all-gather", shown=sw.shown)
         yield from rt.wait_for_collective(sw, end, "the all-gather of a scattered message")
         return gathered
