@@ -1,81 +1,195 @@
-"""How long simulations take, as ratios against a baseline run in the same process.
+"""How fast the simulator is, measured against baselines run in the same process.
 
-Run: ``python benchmarks/bench_simulator.py`` (not part of the test suite).
-Wall-clock times depend on the machine; the ratios to the baseline -- one
-single-device step of the quick-start MLP -- are what to compare across
-changes.
+Run: ``python benchmarks/bench_simulator.py [--quick]`` (not part of the test
+suite; wall-clock times depend on the machine and on what else runs on it,
+so every figure is printed next to a baseline measured alongside it).
+
+1. **Pipeline ops per second.** The abstract 1F1B pipeline (F = 1 ms, B =
+   2 ms, no communication), the whole ``run_scenario`` call -- plan, simulate,
+   metrics, no files -- at 64 stages x 512 micro-batches, as a fraction of
+   the rate at which bare SimPy processes ``env.timeout`` events in the same
+   process; and the cost per op at 64 x 512 against 8 x 32 (the core must
+   scale linearly).
+2. **Narayanan et al. 2021, Table 1**, each row one ``python -m simulator run``
+   of a scenario in ``scenarios/megatron_table1/`` at full size, in a child
+   process: its wall time and peak resident memory.
+3. **GPT-3 175B on 1024 A100s** (dp16 x tp8 x pp8, global batch 1536).
+4. **``scenarios/gpt3_175b_layouts.toml``**, the whole scenario.
+5. **A numerics step against plain numpy**: one training step of an MLP
+   through the simulator (math, tape, replay) against the same math written
+   directly in numpy.
 """
 
 from __future__ import annotations
 
+import argparse
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from pathlib import Path
 
-from simulator import (
+# first: before numpy loads, the simulator limits its BLAS to one thread, for both sides
+from simulator import (  # isort: skip
     GPTConfig,
     MLPConfig,
     Strategy,
     TrainingConfig,
+    parse_scenario,
     preset,
+    run_scenario,
     run_strategy,
 )
-from simulator.comm.timing import time_collective
+import numpy as np
+import simpy
 
-GPT3 = GPTConfig(
-    layers=96, hidden=12288, heads=96, seq_len=2048, vocab=51200, dropout=0.1, dtype="bf16"
-)
-
-
-def best_of(fn: Callable[[], object], repeat: int = 3) -> float:
-    """The fastest of ``repeat`` wall-clock runs, in seconds."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+ROOT = Path(__file__).resolve().parent.parent
 
 
-def mlp(strategy: Strategy, batch: int = 256, nodes: int = 1) -> Callable[[], object]:
-    return lambda: run_strategy(
-        preset("toy", nodes=nodes),
-        MLPConfig(8, 256),
-        TrainingConfig(global_batch=batch, steps=1),
-        strategy,
+def bare_simpy_rate(events: int = 400_000) -> float:
+    """Events per second of one SimPy process that only yields timeouts."""
+    env = simpy.Environment()
+
+    def process():
+        for _ in range(events):
+            yield env.timeout(1)
+
+    env.process(process())
+    start = time.perf_counter()
+    env.run()
+    return events / (time.perf_counter() - start)
+
+
+def pipeline_rate(p: int, m: int) -> float:
+    """F and B ops per second of a whole ``run_scenario`` of the abstract 1F1B pipeline."""
+    scenario = parse_scenario(
+        {
+            "name": "bench",
+            "cluster": {"preset": "toy", "nodes": max(1, p // 4)},
+            "model": {"kind": "abstract", "stages": p, "forward_ms": 1.0, "backward_ms": 2.0,
+                      "weight_ms": 0.0},
+            "training": {"numerics": False, "global_batch": m, "steps": 1},
+            "strategy": [{"name": "1f1b", "pp": p, "microbatches": m, "schedule": "1f1b"}],
+        }
+    )  # fmt: skip
+    start = time.perf_counter()
+    run_scenario(scenario)
+    return 2 * p * m / (time.perf_counter() - start)
+
+
+def best(fn, repeat: int = 3) -> float:
+    return max(fn() for _ in range(repeat))
+
+
+def run_file(path: Path) -> tuple[float, float, str]:
+    """Wall seconds, the child's peak RSS (GB) and the table row of ``run PATH --no-files``."""
+    child = (
+        "import resource, sys\n"
+        "from simulator.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "print('peak-rss', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+        "sys.exit(code)\n"
     )
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", child, "run", str(path), "--no-files", "--quiet",
+         "--out", str(ROOT / "out" / "bench" / path.stem)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    wall = time.perf_counter() - start
+    kib = int(done.stderr.split("peak-rss")[1].split()[0])
+    lines = done.stdout.splitlines()
+    row = lines[lines.index(next(x for x in lines if x.startswith("--"))) + 1]
+    return wall, kib * 1024 / 1e9, row
 
 
-def gpt3(strategy: Strategy, nodes: int, batch: int) -> Callable[[], object]:
-    training = TrainingConfig(numerics=False, global_batch=batch, steps=1, optimizer="adam")
-    return lambda: run_strategy(preset("dgx-a100", nodes=nodes), GPT3, training, strategy)
+def numpy_step(x: np.ndarray, y: np.ndarray, ws: list, bs: list, lr: float) -> None:
+    """One SGD step of the MLP in plain numpy (the simulator's model, written out)."""
+    acts, h = [], x
+    for i, (w, b) in enumerate(zip(ws, bs, strict=True)):
+        acts.append(h)
+        h = h @ w + b
+        if i < len(ws) - 1:
+            acts.append(h)
+            h = np.maximum(h, 0)
+    grad = 2.0 * (h - y) / h.size
+    for i in reversed(range(len(ws))):
+        if i < len(ws) - 1:
+            grad = grad * (acts.pop() > 0)
+        inp = acts.pop()
+        dw, db = inp.T @ grad, grad.sum(axis=0)
+        grad = grad @ ws[i].T
+        ws[i] -= lr * dw
+        bs[i] -= lr * db
 
 
-CASES: dict[str, Callable[[], object]] = {
-    "MLP 1F1B, 4 stages, 8 micro-batches (numerics)": mlp(Strategy("1f1b", pp=4, microbatches=8)),
-    "MLP DDP with buckets, 8 replicas on 2 nodes (numerics)": mlp(
-        Strategy("ddp", dp=8, bucket_mb=0.5), batch=512, nodes=2
-    ),
-    "MLP ZeRO-3, 8 replicas (numerics)": mlp(Strategy("z3", dp=8, zero=3), batch=512, nodes=2),
-    "GPT-3 175B, 1 device (shape-only)": gpt3(Strategy("one"), 1, 1),
-    "GPT-3 175B, dp2 x pp8, 64 micro-batches, full recompute (shape-only)": gpt3(
-        Strategy("p", dp=2, pp=8, microbatches=64, partition="uniform", recompute="full"), 2, 128
-    ),
-    "GPT-3 175B, tp8 x pp8 on 64 A100s, 32 micro-batches, full recompute (shape-only)": gpt3(
-        Strategy("t", tp=8, pp=8, microbatches=32, partition="uniform", recompute="full"), 8, 32
-    ),
-    "ring all-reduce of 1 GB over 256 devices, every message timed": lambda: time_collective(
-        "all_reduce", "ring", preset("dgx-a100", nodes=32), 256, 10**9
-    ),
-}
+def numerics_ratio(layers: int = 8, width: int = 256, batch: int = 256) -> tuple[float, float]:
+    """Seconds per step through the simulator and in plain numpy (steps beyond the first)."""
+    model = MLPConfig(layers, width)
+
+    def simulated(steps: int) -> float:
+        start = time.perf_counter()
+        run_strategy(
+            preset("toy"), model, TrainingConfig(global_batch=batch, steps=steps), Strategy()
+        )
+        return time.perf_counter() - start
+
+    sim = min((simulated(6) - simulated(1)) / 5 for _ in range(3))
+    rng = np.random.default_rng(0)
+    teacher = rng.normal(0.0, 1.0 / np.sqrt(width), (width, width))
+    ws = [rng.normal(size=(width, width)) / np.sqrt(width) for _ in range(layers)]
+    bs = [np.zeros(width) for _ in range(layers)]
+    plain = []
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(5):
+            # the step's batch, drawn as the simulator's regression task draws it
+            x = rng.normal(0.0, 1.0, (batch, width))
+            numpy_step(x, np.tanh(x @ teacher), ws, bs, 1e-3)
+        plain.append((time.perf_counter() - start) / 5)
+    return sim, min(plain)
 
 
 def main() -> None:
-    baseline = best_of(mlp(Strategy("single")))
-    print(f"baseline: one single-device step of an 8 x 256 MLP, batch 256: {baseline * 1e3:.1f} ms")
-    print(f"{'case':<72} {'seconds':>8} {'x baseline':>11}")
-    for name, fn in CASES.items():
-        t = best_of(fn)
-        print(f"{name:<72} {t:>8.3f} {t / baseline:>11.1f}")
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="skip the 1T row")
+    args = parser.parse_args()
+
+    print("1. abstract 1F1B pipeline, whole run_scenario, against bare SimPy in this process")
+    bare = best(bare_simpy_rate)
+    big, small = best(lambda: pipeline_rate(64, 512)), best(lambda: pipeline_rate(8, 32))
+    print(f"   bare SimPy timeouts:     {bare:>10,.0f} events/s")
+    print(f"   64 x 512 pipeline:       {big:>10,.0f} ops/s = {big / bare:.1%} of bare SimPy")
+    print(f"   8 x 32 pipeline:         {small:>10,.0f} ops/s")
+    print(f"   cost per op, 64x512 / 8x32: {small / big:.2f}")
+
+    print("2. Narayanan et al. 2021 Table 1, one `run` each (child process)")
+    rows = ["18b", "39b", "145b"] + ([] if args.quick else ["1t"])
+    for row in rows:
+        wall, rss, line = run_file(ROOT / "scenarios" / "megatron_table1" / f"{row}.toml")
+        print(f"   {row:>5}: {wall:6.1f} s, peak RSS {rss:.2f} GB | {line.strip()}")
+
+    print("3. GPT-3 175B on 1024 A100s, dp16 x tp8 x pp8, global batch 1536")
+    gpt3 = GPTConfig(layers=96, hidden=12288, heads=96, seq_len=2048, vocab=51200,
+                     dropout=0.1, dtype="bf16")  # fmt: skip
+    strategy = Strategy(
+        "gpt3", dp=16, tp=8, pp=8, microbatches=96, partition="uniform", recompute="full"
+    )
+    training = TrainingConfig(numerics=False, global_batch=1536, steps=1, optimizer="adam")
+    start = time.perf_counter()
+    result = run_strategy(preset("dgx-a100", nodes=128), gpt3, training, strategy)
+    print(
+        f"   {time.perf_counter() - start:.2f} s (step {result.metrics['iteration_time_s']:.2f} "
+        f"s simulated, MFU {result.metrics['mfu']:.1%}, "
+        f"{result.metrics['folded_replicas']} replicas folded)"
+    )
+
+    print("4. scenarios/gpt3_175b_layouts.toml")
+    wall, rss, _ = run_file(ROOT / "scenarios" / "gpt3_175b_layouts.toml")
+    print(f"   {wall:.1f} s, peak RSS {rss:.2f} GB")
+
+    print("5. one numerics step of an 8 x 256 MLP, batch 256, float64")
+    sim, plain = numerics_ratio()
+    print(f"   simulator {sim * 1e3:.1f} ms, plain numpy {plain * 1e3:.1f} ms: {sim / plain:.2f}x")
 
 
 if __name__ == "__main__":

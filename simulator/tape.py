@@ -108,10 +108,8 @@ class Tape:
     def kernel(self, kernel: Kernel) -> None:
         rank, tag = self.rank, self.tag
         piece = self._piece.get(rank)
-        if piece is None:
-            index = 0
-        else:
-            index = piece[0] if piece[1] == tag else piece[0] + 1
+        # a rank's pieces are cut where its tag changes
+        index = 0 if piece is None else piece[0] if piece[1] == tag else piece[0] + 1
         self._piece[rank] = (index, tag)
         if index == len(self._segments):
             segment = ComputeSegment(tag=tag)

@@ -1,10 +1,12 @@
-"""``python -m simulator run SCENARIO.toml [--out DIR] [--json]``.
+"""``python -m simulator run SCENARIO.toml [--out DIR] [--json] [--no-files] [--quiet]``.
 
 Checks every strategy, simulates each, prints the comparison table (or, with
 ``--json``, only the results JSON) and writes ``results.json`` and, per
-strategy, ``<name>.gantt.png``, ``<name>.trace.json`` and
-``<name>.memory.png`` (plus ``compare.png``) into ``--out`` (default
-``out/<scenario name>``).
+strategy, ``<name>.gantt.png``, ``<name>.trace.json`` (``.trace.json.gz`` for
+large traces) and ``<name>.memory.png`` (plus ``compare.png``) into
+``--out`` (default ``out/<scenario name>``). ``--no-files`` writes only
+``results.json``. A progress bar shows on standard error while a long run
+simulates (when it is a terminal; ``--quiet`` hides it).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..experiment import file_stem, run_scenario, write_outputs
+from ..experiment import file_stem, run_scenario, write_outputs, write_results
 from ..report import comparison_table
 from ..scenario import load_scenario
 
@@ -28,16 +30,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("scenario", help="path to a scenario TOML file")
     p.add_argument("--out", metavar="DIR", help="output folder (default: out/<scenario name>)")
     p.add_argument("--json", action="store_true", help="print only the results JSON")
+    p.add_argument(
+        "--no-files",
+        action="store_true",
+        help="write only results.json: no pictures, no traces",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario)
-    result = run_scenario(scenario)
     out = Path(args.out) if args.out else Path("out") / file_stem(scenario.name)
-    written = write_outputs(result, out)
+    result = run_scenario(scenario, progress=not (args.quiet or args.json))
+    if args.no_files:
+        out.mkdir(parents=True, exist_ok=True)
+        written = [write_results(result, out)]
+    else:
+        written = write_outputs(result, out)
     if args.json:
-        print(json.dumps(result.to_json()))
+        print(json.dumps(result.to_json(), allow_nan=False))
         return 0
     print(
         f"scenario {scenario.name!r} on {scenario.cluster.nodes} x "
@@ -50,8 +62,9 @@ def handle(args: argparse.Namespace) -> int:
     for r in result.results:
         if r.status != "ok":
             print(f"{r.name}: {r.metrics['message']}")
-    print(
-        f"wrote {len(written)} files to {out}/ (results.json, *.gantt.png, *.trace.json, "
-        f"*.memory.png{', compare.png' if len(result.results) > 1 else ''})"
-    )
+    files = "results.json" if args.no_files else (
+        "results.json, *.gantt.png, *.trace.json, *.memory.png"
+        + (", compare.png" if len(result.results) > 1 else "")
+    )  # fmt: skip
+    print(f"wrote {len(written)} files to {out}/ ({files})")
     return 0

@@ -73,6 +73,8 @@ class Channel:
         self.pieces: list | None = None
         #: the one timed pair, when that is all there is (and it is what is shown)
         self.single = self.pairs[0] if len(self.pairs) == 1 and len(self.sent) == 1 else None
+        #: folded replicas mirror this traffic: note when it leaves each port
+        self.own = engine.own_free if len(src_shown) > k and engine.network.mirror else None
 
     def send(self, mb: int = -1) -> float:
         """Send one message now; returns when the last piece arrives."""
@@ -102,6 +104,8 @@ class Channel:
             a, b = free[out], free[into]
             start = now if now >= a and now >= b else max(now, a, b)
             end = free[out] = free[into] = start + duration
+            if self.own is not None:
+                self.own[out] = self.own[into] = end
             times.append((start, end))
         if not times:
             return now

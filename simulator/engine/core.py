@@ -70,6 +70,8 @@ class Engine:
         self.comm_bytes: defaultdict[str, int] = defaultdict(int)
         self._fused: dict[tuple[TransferPlan, tuple[int, ...]], tuple[float, tuple[int, ...]]] = {}
         self._counted: dict[tuple, tuple[list[tuple[int, int]], int]] = {}
+        #: port -> when the traffic that folded replicas mirror (their own) last ends there
+        self.own_free: dict[int, float] = {}
 
     @property
     def now(self) -> float:
@@ -205,12 +207,17 @@ class Engine:
         if not plan.transfers:
             return now
         trace, network = self.trace, self.network
-        if network.mirror:
-            network.catch_up(devices)
+        mirrored = bool(network.mirror) and shown is not None and shown != devices
+        if network.mirror and not mirrored:
+            network.catch_up(devices, self.own_free)
         shown = shown or devices
         self._count(shown, plan.bytes_by_rank, kind)
         if self.collective_detail == "steps":
             times = network.time_plan(plan, devices, now)
+            if mirrored:
+                for t, (_, end) in zip(plan.transfers, times, strict=True):
+                    route = network.route(devices[t.src], devices[t.dst])
+                    self.own_free[route.out_port] = self.own_free[route.in_port] = end
             copies = len(shown) // len(devices)
             for t, (start, end) in zip(plan.transfers, times, strict=True):
                 link = network.route(devices[t.src], devices[t.dst]).kind
@@ -236,6 +243,9 @@ class Engine:
             )
         duration, ports = cached
         start, end = network.reserve_block(ports, now, duration)
+        if mirrored:
+            for p in ports:
+                self.own_free[p] = end
         sent = plan.bytes_by_rank
         trace.record(
             trace.group_id(shown),

@@ -133,17 +133,19 @@ class Network:
             ports.update((route.out_port, route.in_port))
         return tuple(sorted(ports))
 
-    def catch_up(self, devices: tuple[int, ...]) -> None:
-        """Bring the ports of mirrored devices up to their twins' (see
+    def catch_up(self, devices: tuple[int, ...], own: dict[int, float]) -> None:
+        """Bring the ports of mirrored devices up to their twins' own traffic (see
         :mod:`simulator.runtime.fold`): a folded replica's ports saw none of its own
-        traffic, which its twin's saw for it."""
+        traffic, which its twin's saw for it; ``own`` holds when each port's own
+        traffic (not the collectives the replicas share) last ends."""
         free = self.free_at
         for d in devices:
             twin = self.mirror.get(d)
             if twin is not None:
                 for k in range(4):
-                    if free[4 * twin + k] > free[4 * d + k]:
-                        free[4 * d + k] = free[4 * twin + k]
+                    mine, theirs = 4 * d + k, own.get(4 * twin + k, 0.0)
+                    if theirs > free[mine]:
+                        free[mine] = theirs
 
     def reserve_block(
         self, ports: tuple[int, ...], ready: float, seconds: float

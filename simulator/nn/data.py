@@ -8,6 +8,8 @@ them.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..arrays import Array, ShapeArray
@@ -16,6 +18,14 @@ from ..arrays import Array, ShapeArray
 def rng_for(seed: int, *stream: int) -> np.random.Generator:
     """An independent generator for a named stream, e.g. ``rng_for(seed, step)``."""
     return np.random.default_rng([seed, *stream])
+
+
+@functools.lru_cache(maxsize=8)
+def _teacher(seed: int, width: int) -> np.ndarray:
+    """The regression task's fixed teacher (drawn once per seed and width, read-only)."""
+    teacher = rng_for(seed, 1_000_003).normal(0.0, 1.0 / np.sqrt(width), (width, width))
+    teacher.flags.writeable = False
+    return teacher
 
 
 def regression_batch(
@@ -28,7 +38,7 @@ def regression_batch(
     """
     if shape_only:
         return ShapeArray((batch, width), dtype), ShapeArray((batch, width), dtype)
-    teacher = rng_for(seed, 1_000_003).normal(0.0, 1.0 / np.sqrt(width), (width, width))
+    teacher = _teacher(seed, width)
     x = rng_for(seed, 2, step).normal(0.0, 1.0, (batch, width))
     y = np.tanh(x @ teacher)
     return x.astype(dtype), y.astype(dtype)

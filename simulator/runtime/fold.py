@@ -20,18 +20,19 @@ run's numbers exactly. The replicas are identical when:
    pipeline messages and tied-weight sums connect (a layout whose replicas
    straddle node boundaries differently is not folded);
 3. no replica shares a port with another: each device has its own ports;
-4. when collectives are timed message by message (``collective_detail =
-   "steps"``), the data-parallel traffic starts only once the pipeline has
-   drained (no DDP buckets during backward, ZeRO stage 0 or 1): a collective
-   whose messages overlap a replica's own traffic could end at different
-   times on different replicas. Fused collectives book all their ports as
-   one block and stay identical on every replica.
+4. the data-parallel traffic starts only once the pipeline has drained (no
+   DDP buckets during backward, ZeRO stage 0 or 1). A collective that
+   overlaps the replicas' own traffic shares their ports with it, and when
+   two things happen at the same simulated moment one of them books a port
+   first: replica 0's tensor-parallel all-reduce may go before the
+   gradient bucket and replica 1's after it, and the replicas are no longer
+   identical in the simulation (nor exactly in life).
 
 The data-parallel collectives book the ports of every replica. The ports of
 replica ``d > 0`` saw none of its own pipeline and tensor-parallel traffic,
 which replica 0's ports saw for it; so before a collective books a port of
-replica ``d``, the port catches up with its twin in replica 0 (see
-:meth:`simulator.engine.network.Network.catch_up`).
+replica ``d``, the port catches up with the last of that own traffic on its
+twin in replica 0 (see :meth:`simulator.engine.network.Network.catch_up`).
 """
 
 from __future__ import annotations
@@ -62,9 +63,8 @@ def decide_fold(plan: Plan, allowed: bool) -> Fold:
         return Fold(1, "folding turned off")
     if s.data_parallel != "ddp":
         return Fold(1, "nn.DataParallel's primary does what the other replicas do not")
-    overlap = s.bucket_mb > 0 or s.zero >= 2
-    if plan.training.detail == "steps" and overlap:
-        return Fold(1, "data-parallel messages overlap the pipeline's, timed one by one")
+    if s.bucket_mb > 0 or s.zero >= 2:
+        return Fold(1, "data-parallel traffic overlaps the replicas' own")
     peers = [
         sorted({ins[4] for ins in plan.worker(0, r).program if ins[0] == SEND}) for r in range(s.pp)
     ]

@@ -97,7 +97,7 @@ def zb_h1_bubble(p: int, m: int, v: int, t_f: float, t_b: float, t_w: float) -> 
 
 
 def zb_h2_bubble(p: int, m: int, v: int, t_f: float, t_b: float, t_w: float) -> float | None:
-    """ZB-H2's bubble: time ``(p-1) max(T_F, max(0, T_B-T_F) + max(0, T_F + min(T_F,T_B) - 2 T_W))``.
+    """ZB-H2's bubble: ``(p-1) max(T_F, max(0, T_B-T_F) + max(0, T_F + min(T_F,T_B) - 2T_W))``.
 
     Inside the first rank's span: ``(p-1) max(0, T_B-T_F)``, its wait for its
     first B when B is slower than F (its ``2p-1`` warm-up forwards then end
