@@ -71,8 +71,10 @@ class CollectiveCall:
     """A collective issued from inside layer code (tensor or sequence parallel).
 
     ``plan`` is the algorithm's list of transfers between group ranks
-    (:class:`simulator.comm.plan.Transfer`); the runtime maps ranks to the
-    worker's devices.
+    (:class:`simulator.transfer.TransferPlan`); the runtime maps ranks to the
+    worker's devices. The worker waits for it to end before its next compute,
+    unless it has a ``handle`` (>= 0): then it runs alongside the compute that
+    follows, until a :class:`Wait` for that handle.
     """
 
     op: str
@@ -80,6 +82,14 @@ class CollectiveCall:
     kind: str
     plan: Any
     label: str
+    handle: int = -1
+
+
+@dataclass(frozen=True)
+class Wait:
+    """Here the code needs the result of the asynchronous collective ``handle``."""
+
+    handle: int
 
 
 @dataclass(frozen=True)
@@ -90,7 +100,7 @@ class Mark:
     value: Any = None
 
 
-Item = ComputeSegment | CollectiveCall | Mark
+Item = ComputeSegment | CollectiveCall | Wait | Mark
 
 
 class Tape:
@@ -104,6 +114,7 @@ class Tape:
         # position of its current piece and that piece's tag
         self._segments: list[ComputeSegment] = []
         self._piece: dict[int, tuple[int, str]] = {}
+        self._handles = -1
 
     def kernel(self, kernel: Kernel) -> None:
         rank, tag = self.rank, self.tag
@@ -117,7 +128,12 @@ class Tape:
             self.items.append(segment)
         self._segments[index].kernels.setdefault(rank, []).append(kernel)
 
-    def append(self, item: CollectiveCall | Mark) -> None:
+    def new_handle(self) -> int:
+        """A number for an asynchronous collective, unique on this tape."""
+        self._handles += 1
+        return self._handles
+
+    def append(self, item: CollectiveCall | Wait | Mark) -> None:
         self.items.append(item)
         self._segments = []
         self._piece = {}
@@ -183,7 +199,13 @@ def tagged(tag: str) -> Iterator[None]:
         tape.tag = previous
 
 
-def record(item: Kernel | CollectiveCall | Mark) -> None:
+def new_handle() -> int:
+    """A handle for an asynchronous collective on the active tape (0 outside one)."""
+    tape = _active.get()
+    return 0 if tape is None else tape.new_handle()
+
+
+def record(item: Kernel | CollectiveCall | Wait | Mark) -> None:
     """Append to the active tape; outside :func:`recording` this does nothing."""
     tape = _active.get()
     if tape is None:

@@ -198,7 +198,7 @@ def parallelize(block: Any, s: Strategy) -> ParallelBlock:
         return ShardMap([block])
     from .tensor import shard_block
 
-    return shard_block(block, s.tp, s.sequence_parallel)
+    return shard_block(block, s.tp, s.sequence_parallel, s.async_tp)
 
 
 def parallel_loss(loss: Any, s: Strategy) -> ShardLoss:

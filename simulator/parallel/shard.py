@@ -47,6 +47,13 @@ class ParallelBlock:
     def backward_weight(self, wctx: list[Any]) -> None:
         raise NotImplementedError
 
+    def backward(self, dys: list[Array], ctx: list[Any]) -> list[Array]:
+        """B and W together, as schedules without a B/W split run them; blocks whose
+        collectives can overlap their GEMMs interleave the two."""
+        dxs, wctx = self.backward_input(dys, ctx)
+        self.backward_weight(wctx)
+        return dxs
+
     def params(self, rank: int) -> list[Param]:
         """The parameters rank ``rank`` holds (shards or replicas)."""
         raise NotImplementedError

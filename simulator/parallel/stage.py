@@ -116,8 +116,7 @@ class Chunk:
         dys = self._start(dys, ctx, scale)
         for i in reversed(range(len(self.blocks))):
             record(Mark("block", (self.index, i, "B")))
-            dys, w = self.blocks[i].backward_input(dys, self._block_ctx(i, ctxs[i]))
-            self.blocks[i].backward_weight(w)
+            dys = self.blocks[i].backward(dys, self._block_ctx(i, ctxs[i]))
             record(Mark("grads_ready", (self.index, i)))
         return dys
 

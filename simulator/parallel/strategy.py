@@ -32,6 +32,7 @@ class Strategy:
     sequence_parallel: bool = False
     order: str = DEFAULT_ORDER
     pp_scatter_gather: bool = False
+    async_tp: bool = True
 
     @property
     def num_devices(self) -> int:

@@ -55,7 +55,7 @@ from ..errors import LayoutError
 from ..nn.layers import Layer, Linear
 from ..nn.models import MLPBlock
 from ..nn.param import Param
-from ..tape import CollectiveCall, on_rank, record
+from ..tape import CollectiveCall, Wait, new_handle, on_rank, record
 from .shard import ParallelBlock
 
 T = TypeVar("T")
@@ -64,14 +64,21 @@ ALGORITHM = "ring"
 
 
 # -- collectives on the tape ------------------------------------------------------------------
-def collective(op: str, xs: list[Array], label: str) -> list[Array]:
-    """Run ``op`` over the ranks' arrays and record it for the runtime to time."""
+def collective(op: str, xs: list[Array], label: str, handle: int = -1) -> list[Array]:
+    """Run ``op`` over the ranks' arrays and record it for the runtime to time; with a
+    ``handle`` it runs alongside what follows until :func:`wait` (the numbers are
+    computed now either way)."""
     outs, plan = comm.collective(op, xs, ALGORITHM)
-    record(CollectiveCall(op, ALGORITHM, "tp", plan, label))
+    record(CollectiveCall(op, ALGORITHM, "tp", plan, label, handle))
     return outs
 
 
-def all_gather_sequence(xs: list[Array], label: str) -> list[Array]:
+def wait(handle: int) -> None:
+    """The code needs the asynchronous collective ``handle``'s result from here on."""
+    record(Wait(handle))
+
+
+def all_gather_sequence(xs: list[Array], label: str, handle: int = -1) -> list[Array]:
     """``(b, s/t, ...)`` sequence shards -> the whole ``(b, s, ...)`` on every rank.
 
     Collectives cut and join along the first axis; Megatron-LM keeps its
@@ -79,14 +86,14 @@ def all_gather_sequence(xs: list[Array], label: str) -> list[Array]:
     ``(b, s, h)``, so they are viewed sequence-first around the collective
     (a view, so no kernel).
     """
-    outs = collective("all_gather", [x.swapaxes(0, 1) for x in xs], label)
+    outs = collective("all_gather", [x.swapaxes(0, 1) for x in xs], label, handle)
     return [out.swapaxes(0, 1) for out in outs]
 
 
-def reduce_scatter_sequence(xs: list[Array], label: str) -> list[Array]:
+def reduce_scatter_sequence(xs: list[Array], label: str, handle: int = -1) -> list[Array]:
     """Sum the ranks' ``(b, s, ...)`` arrays; rank ``r`` keeps positions ``r s/t .. (r+1) s/t``."""
     b, s, *rest = xs[0].shape
-    outs = collective("reduce_scatter", [x.swapaxes(0, 1) for x in xs], label)
+    outs = collective("reduce_scatter", [x.swapaxes(0, 1) for x in xs], label, handle)
     return [out.reshape(s // len(xs), b, *rest).swapaxes(0, 1) for out in outs]
 
 
@@ -104,11 +111,14 @@ class Region:
     """The conjugate operators f and g around a tensor-parallel region.
 
     ``where`` names the layer in the collectives' labels, e.g.
-    ``"f: all-reduce dx (layer0 attention)"``.
+    ``"f: all-reduce dx (layer0 attention)"``. ``overlap`` lets the backward
+    of a column-parallel GEMM run its collectives alongside its GEMMs, as
+    Megatron-LM does (:meth:`ColumnParallel.backward`).
     """
 
     t: int
     sequence_parallel: bool = False
+    overlap: bool = True
 
     def enter(self, xs: list[Array], where: str) -> list[Array]:
         """f forward: identity, or all-gather the sequence."""
@@ -116,11 +126,11 @@ class Region:
             return all_gather_sequence(xs, f"f: all-gather x ({where})")
         return xs
 
-    def enter_backward(self, dxs: list[Array], where: str) -> list[Array]:
+    def enter_backward(self, dxs: list[Array], where: str, handle: int = -1) -> list[Array]:
         """f backward: add the ranks' partial input gradients."""
         if self.sequence_parallel:
-            return reduce_scatter_sequence(dxs, f"f: reduce-scatter dx ({where})")
-        return collective("all_reduce", dxs, f"f: all-reduce dx ({where})")
+            return reduce_scatter_sequence(dxs, f"f: reduce-scatter dx ({where})", handle)
+        return collective("all_reduce", dxs, f"f: all-reduce dx ({where})", handle)
 
     def leave(self, ys: list[Array], where: str) -> list[Array]:
         """g forward: add the ranks' partial outputs."""
@@ -134,10 +144,10 @@ class Region:
             return all_gather_sequence(dys, f"g: all-gather dy ({where})")
         return dys
 
-    def regather(self, xs: list[Array], where: str) -> list[Array]:
+    def regather(self, xs: list[Array], where: str, handle: int = -1) -> list[Array]:
         """The whole input again for a weight gradient (sequence parallelism keeps a shard)."""
         if self.sequence_parallel:
-            return all_gather_sequence(xs, f"all-gather x again for dW ({where})")
+            return all_gather_sequence(xs, f"all-gather x again for dW ({where})", handle)
         return xs
 
 
@@ -200,6 +210,30 @@ class ColumnParallel(ParallelBlock):
     def backward_weight(self, wctx: list[Any]) -> None:
         inputs = self.region.regather([x for x, _ in wctx], self.where)
         per_rank(self.ranks, lambda r: self.shards[r].backward_weight((inputs[r], wctx[r][1])))
+
+    def backward(self, dys: list[Array], ctx: list[Any]) -> list[Array]:
+        """B and W together, their collectives alongside the GEMMs that do not need them.
+
+        Megatron-LM's ``LinearWithGradAccumulationAndAsyncCommunication``
+        (``megatron/core/tensor_parallel/layers.py``; Narayanan et al. 2021,
+        sec. 4.2): under sequence parallelism the input is all-gathered while
+        the input-gradient GEMM runs; then the input gradient's all-reduce
+        (reduce-scatter under sequence parallelism) runs while the
+        weight-gradient GEMM does. Without ``overlap``, one after the other.
+        """
+        if not self.region.overlap:
+            return super().backward(dys, ctx)
+        region, where = self.region, self.where
+        gather = new_handle() if region.sequence_parallel else -1
+        inputs = region.regather(list(ctx), where, gather)
+        outs = per_rank(self.ranks, lambda r: self.shards[r].backward_input(dys[r], ctx[r]))
+        if gather >= 0:
+            wait(gather)
+        reduce = new_handle()
+        dxs = region.enter_backward([dx for dx, _ in outs], where, reduce)
+        per_rank(self.ranks, lambda r: self.shards[r].backward_weight((inputs[r], outs[r][1][1])))
+        wait(reduce)
+        return dxs
 
     def params(self, rank: int) -> list[Param]:
         return self.shards[rank].parameters()
@@ -282,15 +316,16 @@ def check_divides(what: str, size: int, t: int, fix: str) -> None:
         raise LayoutError(f"tp = {t} does not divide the {what} ({size}); {fix}")
 
 
-def shard_block(block: Any, t: int, sequence_parallel: bool) -> ParallelBlock:
-    """The single-device ``block`` as a tensor-parallel group of ``t`` ranks runs it."""
+def shard_block(block: Any, t: int, sequence_parallel: bool, overlap: bool = True) -> ParallelBlock:
+    """The single-device ``block`` as a tensor-parallel group of ``t`` ranks runs it
+    (``overlap``: see :class:`Region`)."""
     # the sharded models build on this module, so they are imported when first needed
     from .tensor_blocks import shard_mlp_block
     from .tensor_gpt import shard_gpt_block
 
     if isinstance(block, MLPBlock):
-        return shard_mlp_block(block, t, sequence_parallel)
-    sharded = shard_gpt_block(block, t, sequence_parallel)
+        return shard_mlp_block(block, t, sequence_parallel, overlap)
+    sharded = shard_gpt_block(block, t, sequence_parallel, overlap)
     if sharded is None:
         raise LayoutError(
             f"tensor parallelism does not know how to split block {block.name!r} "

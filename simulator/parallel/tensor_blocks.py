@@ -73,6 +73,11 @@ class Chain(ParallelBlock):
         for i in reversed(range(len(self.blocks))):
             self.blocks[i].backward_weight([w[i] for w in wctx])
 
+    def backward(self, dys: list[Array], ctx: list[Any]) -> list[Array]:
+        for i in reversed(range(len(self.blocks))):
+            dys = self.blocks[i].backward(dys, [c[i] for c in ctx])
+        return dys
+
     def params(self, rank: int) -> list[Param]:
         return [p for b in self.blocks for p in b.params(rank)]
 
@@ -104,8 +109,15 @@ class Residual(Chain):
 
     def backward_input(self, dys: list[Array], ctx: list[Any]) -> tuple[list[Array], list[Any]]:
         dxs, wctx = super().backward_input(dys, ctx)
+        return self._through(dys, dxs), wctx
+
+    def backward(self, dys: list[Array], ctx: list[Any]) -> list[Array]:
+        return self._through(dys, super().backward(dys, ctx))
+
+    def _through(self, dys: list[Array], dxs: list[Array]) -> list[Array]:
+        """The residual's gradient: what flows past the branch plus what flows through it."""
         name = f"{self.name}.residual.dx"
-        return per_rank(self.ranks, lambda r: ops.add(dys[r], dxs[r], name=name)), wctx
+        return per_rank(self.ranks, lambda r: ops.add(dys[r], dxs[r], name=name))
 
 
 class SequenceDropout(ParallelBlock):
@@ -176,7 +188,9 @@ def summed_over_ranks(params: list[list[Param]], label: str) -> Iterator[None]:
 
 
 # -- the MLP --------------------------------------------------------------------------------------
-def shard_mlp_block(block: MLPBlock, t: int, sequence_parallel: bool) -> ParallelBlock:
+def shard_mlp_block(
+    block: MLPBlock, t: int, sequence_parallel: bool, overlap: bool = True
+) -> ParallelBlock:
     """Column-parallel, row-parallel or replicated, by the block's place (module docstring)."""
     if sequence_parallel:
         raise LayoutError(
@@ -185,7 +199,7 @@ def shard_mlp_block(block: MLPBlock, t: int, sequence_parallel: bool) -> Paralle
         )
     linear = block.linear
     relu = [ShardMap([block.layers[1]] * t)] if len(block.layers) > 1 else []
-    region = Region(t)
+    region = Region(t, overlap=overlap)
     if block.index % 2 == 0 and block.index + 1 < block.depth:
         check_divides("MLP width", linear.weight.shape[1], t, "choose a width that tp divides")
         column = ColumnParallel(linear.name, column_shards(linear, t), region, block.name)

@@ -32,6 +32,7 @@ group in the weight-gradient pass
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from typing import Any
 
@@ -87,12 +88,19 @@ class Sharded(ParallelBlock):
         return self.body.backward_input(dys, ctx)
 
     def backward_weight(self, wctx: list[Any]) -> None:
+        with self._partial_sums():
+            self.body.backward_weight(wctx)
+
+    def backward(self, dys: list[Array], ctx: list[Any]) -> list[Array]:
+        with self._partial_sums():
+            return self.body.backward(dys, ctx)
+
+    def _partial_sums(self) -> Any:
+        """Under sequence parallelism, the gradients of :meth:`partial` summed over ranks."""
         if not self.region.sequence_parallel:
-            self.body.backward_weight(wctx)
-            return
+            return contextlib.nullcontext()
         params = [self.partial(r) for r in range(self.ranks)]
-        with summed_over_ranks(params, f"all-reduce layernorm grads ({self.name})"):
-            self.body.backward_weight(wctx)
+        return summed_over_ranks(params, f"all-reduce layernorm grads ({self.name})")
 
     def params(self, rank: int) -> list[Param]:
         return self.body.params(rank)
@@ -124,7 +132,9 @@ class ParallelTransformerLayer(Sharded):
         y  = x1 + dropout(g(fc2_r(gelu(fc1_r(f(ln2(x1)))))) + b_fc2)
     """
 
-    def __init__(self, layer: TransformerLayer, t: int, sequence_parallel: bool) -> None:
+    def __init__(
+        self, layer: TransformerLayer, t: int, sequence_parallel: bool, overlap: bool = True
+    ) -> None:
         heads, head_dim = layer.core.heads, layer.core.head_dim
         check_divides(
             "attention heads",
@@ -138,7 +148,7 @@ class ParallelTransformerLayer(Sharded):
         self.name = layer.name
         self.ranks = t
         self.recomputable = getattr(layer, "recomputable", True)
-        self.region = region = Region(t, sequence_parallel)
+        self.region = region = Region(t, sequence_parallel, overlap)
         attention, mlp = f"{layer.name} attention", f"{layer.name} mlp"
         per = heads // t
         cores = [
@@ -194,13 +204,13 @@ class ParallelTransformerLayer(Sharded):
 class ParallelHead(Sharded):
     """Final layer norm, then vocabulary-parallel logits ``x W_r^T`` from the tied table."""
 
-    def __init__(self, head: Head, t: int, sequence_parallel: bool) -> None:
+    def __init__(self, head: Head, t: int, sequence_parallel: bool, overlap: bool = True) -> None:
         table = head.logits.weight
         check_divides("vocabulary", table.shape[0], t, "choose a vocab size that tp divides")
         self.name = head.name
         self.ranks = t
         self.recomputable = head.recomputable
-        self.region = Region(t, sequence_parallel)
+        self.region = Region(t, sequence_parallel, overlap)
         tied = [TiedLogits(head.logits.name, shard) for shard in table_shards(table, t)]
         for logits in tied:
             logits.owned = head.logits.owned
@@ -282,12 +292,14 @@ class VocabParallelEmbedding(ParallelBlock):
         }
 
 
-def shard_gpt_block(block: Any, t: int, sequence_parallel: bool) -> ParallelBlock | None:
+def shard_gpt_block(
+    block: Any, t: int, sequence_parallel: bool, overlap: bool = True
+) -> ParallelBlock | None:
     """The tensor-parallel version of a GPT block, or None for a block of another model."""
     if isinstance(block, TransformerLayer):
-        return ParallelTransformerLayer(block, t, sequence_parallel)
+        return ParallelTransformerLayer(block, t, sequence_parallel, overlap)
     if isinstance(block, Embedding):
         return VocabParallelEmbedding(block, t, sequence_parallel)
     if isinstance(block, Head):
-        return ParallelHead(block, t, sequence_parallel)
+        return ParallelHead(block, t, sequence_parallel, overlap)
     return None

@@ -50,7 +50,7 @@ from .fold import Fold, decide_fold, mirrors
 from .meetings import Meetings
 from .messages import Mailbox
 from .record import StepRecord, WorkerRecord
-from .tapes import COLLECTIVE, MARK, SEGMENT, CompiledTape, compile_tape
+from .tapes import COLLECTIVE, MARK, SEGMENT, WAIT, CompiledTape, compile_tape
 from .workers import SimWorker
 
 Process = Generator[simpy.Event, Any, Any]
@@ -362,6 +362,7 @@ class Runtime:
         """
         env = self.env
         self.count_flops(sw, compiled)
+        pending: dict[int, float] = {}  # asynchronous collectives: handle -> end
         for item in compiled.items:
             kind = item[0]
             if kind == SEGMENT:
@@ -372,7 +373,13 @@ class Runtime:
             elif kind == COLLECTIVE:
                 call = item[1]
                 end = self.engine.collective(call.plan, sw.devices, call.kind, call.label, sw.shown)
-                yield from self.wait_for_collective(sw, end, f"a {call.op} of its group")
+                if call.handle >= 0:
+                    pending[call.handle] = end
+                else:
+                    yield from self.wait_for_collective(sw, end, f"a {call.op} of its group")
+            elif kind == WAIT:
+                end = pending.pop(item[1])
+                yield from self.wait_for_collective(sw, end, "an asynchronous collective")
             elif kind == MARK:
                 hook = self.sync.on_mark(sw, item[1])
                 if hook is not None:

@@ -8,7 +8,10 @@ and keeps only what replay needs, as small tuples:
 
 * ``(SEGMENT, seconds, tag)`` -- compute on the worker's compute stream;
 * ``(COLLECTIVE, call)`` -- a tensor-parallel collective over the worker's
-  devices (:class:`~simulator.tape.CollectiveCall`);
+  devices (:class:`~simulator.tape.CollectiveCall`), which the worker waits
+  for, unless the call has a handle: then it runs alongside the compute
+  that follows until
+* ``(WAIT, handle)`` -- where the code needs that collective's result;
 * ``(MARK, mark)`` -- a point data-parallel hooks care about; dropped when no
   hook listens, so that the segments around it merge.
 
@@ -22,9 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..engine.cost import CostModel
-from ..tape import CollectiveCall, ComputeSegment, Mark, Tape
+from ..tape import CollectiveCall, ComputeSegment, Mark, Tape, Wait
 
-SEGMENT, COLLECTIVE, MARK = 0, 1, 2
+SEGMENT, COLLECTIVE, WAIT, MARK = 0, 1, 2, 3
 RECOMPUTE = "recompute"
 
 
@@ -71,6 +74,8 @@ def compile_tape(tape: Tape, cost: CostModel, keep_marks: bool) -> CompiledTape:
                 items.append((SEGMENT, t, item.tag))
         elif isinstance(item, CollectiveCall):
             items.append((COLLECTIVE, item))
+        elif isinstance(item, Wait):
+            items.append((WAIT, item.handle))
         elif isinstance(item, Mark) and keep_marks:
             items.append((MARK, item))
     return CompiledTape(tuple(items), seconds, model, hardware)
