@@ -68,19 +68,19 @@ def memory(result: Any, path: str | Path | None = None) -> Figure | None:
 
 
 def compare(result: Any, path: str | Path | None = None) -> Figure | None:
-    """Per strategy: the step split into compute, exposed communication and bubble
-    (idle), and the peak memory per device against the capacity."""
+    """Per strategy: the step split into compute, exposed communication and bubble (the
+    means over devices, DESIGN.md "Definitions"), and the peak memory per device
+    against the capacity."""
     rows = sorted(result.results, key=lambda r: (r.status != "ok", r.metrics["iteration_time_s"]))
     scale, unit = time_unit(max(r.metrics["iteration_time_s"] for r in rows))
     names = [r.name for r in rows]
     compute, exposed, idle = [], [], []
     for r in rows:
-        devs = r.metrics["devices"]
-        c = sum(d["compute_s"] for d in devs) / len(devs)
-        x = r.metrics["exposed_comm_s"]
-        compute.append(c / scale)
-        exposed.append(x / scale)
-        idle.append(max(0.0, r.metrics["iteration_time_s"] - c - x) / scale)
+        m = r.metrics
+        step = m["iteration_time_s"] / scale
+        compute.append(m["compute_fraction"] * step)
+        exposed.append(m["exposed_comm_fraction"] * step)
+        idle.append(m["bubble_fraction"] * step)
     # margins in inches: the titles above, the axes labels and one legend row below
     height = 0.5 * len(rows) + 2.0
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, height), gridspec_kw={"width_ratios": [3, 2]})
@@ -95,7 +95,7 @@ def compare(result: Any, path: str | Path | None = None) -> Figure | None:
         idle,
         left=[a + b for a, b in zip(compute, exposed, strict=True)],
         color="#d9d9d9",
-        label="bubble and other idle",
+        label="bubble",
     )
     ax1.set_yticks(ys)
     ax1.set_yticklabels(names, fontsize=8)

@@ -18,22 +18,26 @@ def time_unit(seconds: float) -> tuple[float, str]:
 
 
 def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
+    # abs: a bubble of -2e-16 is rounding, and prints as 0.0%, not -0.0%
+    return "-" if x is None else f"{abs(100 * x) if abs(x) < 5e-4 else 100 * x:.1f}%"
 
 
 def comparison_table(results: list[dict[str, Any]], capacity: float | None = None) -> str:
-    """A text table of strategies, fastest first; out-of-memory strategies last, marked."""
-    rows = sorted(results, key=lambda r: (r["status"] != "ok", r["iteration_time_s"]))
-    scale, unit = time_unit(max((r["iteration_time_s"] for r in rows), default=0.0))
+    """A text table of strategies, fastest first; failed ones (out of memory, diverged)
+    last, marked. The step splits into compute, exposed communication and bubble
+    (DESIGN.md, "Definitions"); "analytic" is the schedule's closed-form bubble."""
+    rows = sorted(results, key=lambda r: (r["status"] != "ok", r["iteration_time_s"] or 0.0))
+    scale, unit = time_unit(max((r["iteration_time_s"] or 0.0 for r in rows), default=0.0))
     header = [
         "strategy",
         "dp x tp x pp",
         "schedule",
         "m",
         f"step ({unit})",
+        "compute",
+        "exposed comm",
         "bubble",
         "analytic",
-        f"exposed comm ({unit})",
         "peak memory",
         "MFU",
         "final loss",
@@ -48,10 +52,11 @@ def comparison_table(results: list[dict[str, Any]], capacity: float | None = Non
                 f"{r['dp']} x {r['tp']} x {r['pp']}",
                 r["schedule"] or "-",
                 str(r["microbatches"]),
-                f"{r['iteration_time_s'] / scale:.3f}",
+                f"{(r['iteration_time_s'] or 0.0) / scale:.3f}",
+                _pct(r["compute_fraction"]),
+                _pct(r["exposed_comm_fraction"]),
                 _pct(r["bubble_fraction"]),
                 _pct(r["bubble_fraction_analytic"]),
-                f"{r['exposed_comm_s'] / scale:.3f}",
                 format_bytes(r["peak_memory_bytes"]),
                 _pct(r["mfu"]),
                 "-" if loss is None else f"{loss:.6f}",
