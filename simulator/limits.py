@@ -90,12 +90,12 @@ def _number(x: float) -> str:
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e6 else f"{x:g}"
 
 
-def positive_int(hi: float | None = None) -> Range:
-    return Range(lo=1, hi=hi, integer=True)
+#: Every limit is a positive integer (Python ints: no upper end).
+LIMIT_RANGE = Range(lo=1, integer=True)
 
 
-#: A finite number > 0 (learning rates, factors).
-POSITIVE = Range(lo=0, lo_open=True)
+def _limit(default: int, doc: str) -> Any:
+    return field(default=default, metadata={"doc": doc, "range": LIMIT_RANGE})
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ class Limits:
     Attributes:
         max_events: simulated events (kernels, messages, collective steps) of
             one strategy's run, as estimated before it starts. SimPy handles
-            some 10^5 events a second, so the default is a few minutes.
+            some 10^5 events a second, so the default is a run of a minute or two.
         max_devices: devices one strategy uses (``dp * tp * pp``); the cluster
             itself may be larger, unused devices cost nothing.
         max_steps: training steps of a run.
@@ -122,21 +122,15 @@ class Limits:
             shape-only runs hold no arrays.
     """
 
-    max_events: int = field(default=10_000_000, metadata={"doc": "simulated events of one run"})
-    max_devices: int = field(default=65_536, metadata={"doc": "devices one strategy uses"})
-    max_steps: int = field(default=10_000, metadata={"doc": "training steps"})
-    max_microbatches: int = field(
-        default=4_096, metadata={"doc": "micro-batches per replica per step"}
-    )
-    max_stages: int = field(default=4_096, metadata={"doc": "pipeline model stages, pp * chunks"})
-    max_blocks: int = field(default=4_096, metadata={"doc": "pipeline blocks of the model"})
-    max_file_bytes: int = field(
-        default=16 * MiB, metadata={"doc": "bytes of a scenario or schedule file"}
-    )
-    max_sweep_points: int = field(default=1_000, metadata={"doc": "points of a sweep"})
-    max_numerics_bytes: int = field(
-        default=4 * GiB, metadata={"doc": "host memory of a numerics run's arrays"}
-    )
+    max_events: int = _limit(10_000_000, "simulated events of one run")
+    max_devices: int = _limit(65_536, "devices one strategy uses")
+    max_steps: int = _limit(10_000, "training steps")
+    max_microbatches: int = _limit(4_096, "micro-batches per replica per step")
+    max_stages: int = _limit(4_096, "pipeline model stages, pp * chunks")
+    max_blocks: int = _limit(4_096, "pipeline blocks of the model")
+    max_file_bytes: int = _limit(16 * MiB, "bytes of a scenario or schedule file")
+    max_sweep_points: int = _limit(1_000, "points of a sweep")
+    max_numerics_bytes: int = _limit(4 * GiB, "host memory of a numerics run's arrays")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -166,10 +160,6 @@ class Limits:
             name,
             value,
         )
-
-
-#: Every limit is a positive integer (Python ints: no upper end).
-LIMIT_RANGE = Range(lo=1, integer=True)
 
 
 def limit_names() -> tuple[str, ...]:

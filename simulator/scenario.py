@@ -35,7 +35,7 @@ from .arrays import ITEMSIZE, tree_bytes
 from .errors import LimitError, ScenarioError
 from .faults import FAULT_KINDS, Fault, check_faults
 from .hardware import DTYPE_BYTES, GB, TFLOPS, US, ClusterSpec, GiB, preset
-from .limits import LIMIT_RANGE, Limits, Range
+from .limits import Limits, Range
 from .nn.models import model_kinds
 from .parallel.strategy import FILE_SCHEDULE, Strategy, name_check
 from .paths import file_stem, read_text
@@ -190,7 +190,6 @@ def _scalar(t: type) -> list[type]:
 
 STRATEGY = keys_of(Strategy)
 LIMITS = keys_of(Limits)
-LIMITS = {k: replace(v, range=LIMIT_RANGE) for k, v in LIMITS.items()}
 FAULT_KIND = _key(str, "straggler, slow_link or fail", choices=tuple(FAULT_KINDS))
 FAULTS = {kind: {"kind": FAULT_KIND, **keys_of(cls)} for kind, cls in FAULT_KINDS.items()}
 
