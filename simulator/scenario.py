@@ -12,7 +12,7 @@ closest known one; a size over a limit raises
 :class:`~simulator.errors.LimitError`, naming the limit and how to raise it.
 
 The schemas of ``[[strategy]]``, ``[[fault]]``, ``[limits]`` and ``[model]``
-are derived from the dataclasses they build (:func:`keys_of`): field names,
+are derived from the dataclasses they build (:func:`simulator.schema.keys_of`): field names,
 types, and the ``doc``, ``range``, ``choices`` and ``check`` of each field's
 metadata, whose allowed values come from the registries that implement them
 (collective algorithms, schedules, partitions, recomputation modes). Nothing
@@ -22,11 +22,8 @@ here repeats them.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import tomllib
-import types
-import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -39,42 +36,10 @@ from .limits import Limits, Range
 from .nn.models import model_kinds
 from .parallel.strategy import FILE_SCHEDULE, Strategy, name_check
 from .paths import file_stem, read_text
+from .schema import Key, Reader, keys_of, show
 from .training import COLLECTIVE_DETAILS, TrainingConfig
 
 SCHEMA_VERSION = 1
-#: Longest string value (names, presets, paths).
-MAX_STRING_CHARS = 1024
-
-
-@dataclass(frozen=True)
-class Key:
-    """One allowed key: its TOML types, what it means and which values it allows.
-
-    Attributes:
-        kind: Python types the TOML value may have (``list`` for one value per stage).
-        doc: what the key means.
-        range: the numbers allowed, for a number and for every element of a list.
-        choices: the values allowed, or a function returning them (a registry).
-        check: ``value -> None`` when allowed, else what is wrong (``must be ..., got ...``).
-        items: types of a list's elements.
-    """
-
-    kind: tuple[type, ...]
-    doc: str
-    range: Range | None = None
-    choices: tuple[Any, ...] | Callable[[], Iterable[Any]] | None = None
-    check: Callable[[Any], str | None] | None = None
-    items: tuple[type, ...] = ()
-
-    def allowed(self) -> tuple[Any, ...] | None:
-        """The choices, read from their registry now."""
-        if self.choices is None:
-            return None
-        return tuple(self.choices() if callable(self.choices) else self.choices)
-
-
-def _key(kind: type | tuple[type, ...], doc: str, **rules: Any) -> Key:
-    return Key(kind if isinstance(kind, tuple) else (kind,), doc, **rules)
 
 
 NUMBER = (int, float)
@@ -89,108 +54,67 @@ DURATION = {"range": Range(lo=0, hi=1e9)}
 FRACTION = {"range": Range(lo=1e-6, hi=1)}
 
 TOP = {
-    "version": _key(int, "scenario format version; 1", choices=(SCHEMA_VERSION,)),
-    "name": _key(str, "the scenario's name (used in reports)", check=name_check),
-    "seed": _key(
+    "version": Key.of(int, "scenario format version; 1", choices=(SCHEMA_VERSION,)),
+    "name": Key.of(str, "the scenario's name (used in reports)", check=name_check),
+    "seed": Key.of(
         int, "seeds weights, data and dropout", range=Range(lo=0, hi=2**63 - 1, integer=True)
     ),
-    "cluster": _key(dict, "the hardware"),
-    "model": _key(dict, "what to train"),
-    "training": _key(dict, "how to train"),
-    "strategy": _key(list, "the strategies to compare ([[strategy]] tables)"),
-    "fault": _key(list, "faults to inject ([[fault]] tables)"),
-    "limits": _key(dict, "resource limits ([limits] table)"),
+    "cluster": Key.of(dict, "the hardware"),
+    "model": Key.of(dict, "what to train"),
+    "training": Key.of(dict, "how to train"),
+    "strategy": Key.of(list, "the strategies to compare ([[strategy]] tables)"),
+    "fault": Key.of(list, "faults to inject ([[fault]] tables)"),
+    "limits": Key.of(dict, "resource limits ([limits] table)"),
 }
 CLUSTER = {
-    "preset": _key(str, "a hardware preset (see `python -m simulator presets`)"),
-    "nodes": _key(int, "number of nodes", range=Range(lo=1, hi=1e9, integer=True)),
-    "devices_per_node": _key(int, "devices in each node", range=Range(lo=1, hi=1e6, integer=True)),
-    "device": _key(dict, "overrides of the device's datasheet figures"),
-    "intra_node": _key(dict, "overrides of the links inside a node"),
-    "inter_node": _key(dict, "overrides of the links between nodes"),
+    "preset": Key.of(str, "a hardware preset (see `python -m simulator presets`)"),
+    "nodes": Key.of(int, "number of nodes", range=Range(lo=1, hi=1e9, integer=True)),
+    "devices_per_node": Key.of(
+        int, "devices in each node", range=Range(lo=1, hi=1e6, integer=True)
+    ),
+    "device": Key.of(dict, "overrides of the device's datasheet figures"),
+    "intra_node": Key.of(dict, "overrides of the links inside a node"),
+    "inter_node": Key.of(dict, "overrides of the links between nodes"),
 }
 DEVICE = {
-    "peak_tflops": _key(NUMBER, "dense peak TFLOP/s for every dtype", **RATE),
-    **{f"peak_tflops_{d}": _key(NUMBER, f"dense peak TFLOP/s in {d}", **RATE) for d in DTYPE_BYTES},
-    "memory_gib": _key(NUMBER, "memory capacity, GiB", range=Range(lo=1e-9, hi=1e9, inf=True)),
-    "memory_bandwidth_gbs": _key(NUMBER, "memory bandwidth, GB/s", **RATE_OR_INF),
-    "launch_us": _key(NUMBER, "overhead added to every kernel, microseconds", **DURATION),
-    "gemm_efficiency": _key(NUMBER, "achievable fraction of peak for GEMMs", **FRACTION),
-    "elementwise_efficiency": _key(NUMBER, "achievable fraction for elementwise ops", **FRACTION),
-    "normalization_efficiency": _key(
+    "peak_tflops": Key.of(NUMBER, "dense peak TFLOP/s for every dtype", **RATE),
+    **{
+        f"peak_tflops_{d}": Key.of(NUMBER, f"dense peak TFLOP/s in {d}", **RATE)
+        for d in DTYPE_BYTES
+    },
+    "memory_gib": Key.of(NUMBER, "memory capacity, GiB", range=Range(lo=1e-9, hi=1e9, inf=True)),
+    "memory_bandwidth_gbs": Key.of(NUMBER, "memory bandwidth, GB/s", **RATE_OR_INF),
+    "launch_us": Key.of(NUMBER, "overhead added to every kernel, microseconds", **DURATION),
+    "gemm_efficiency": Key.of(NUMBER, "achievable fraction of peak for GEMMs", **FRACTION),
+    "elementwise_efficiency": Key.of(NUMBER, "achievable fraction for elementwise ops", **FRACTION),
+    "normalization_efficiency": Key.of(
         NUMBER, "achievable fraction for softmax/layernorm", **FRACTION
     ),
 }
 LINK = {
-    "bandwidth_gbs": _key(NUMBER, "bandwidth per direction, GB/s", **RATE_OR_INF),
-    "latency_us": _key(NUMBER, "latency per message, microseconds", **DURATION),
-    "efficiency": _key(NUMBER, "achievable fraction of the bandwidth", **FRACTION),
+    "bandwidth_gbs": Key.of(NUMBER, "bandwidth per direction, GB/s", **RATE_OR_INF),
+    "latency_us": Key.of(NUMBER, "latency per message, microseconds", **DURATION),
+    "efficiency": Key.of(NUMBER, "achievable fraction of the bandwidth", **FRACTION),
 }
 TRAINING = {
-    "numerics": _key(bool, "run the real math (true) or shapes only (false)"),
-    "global_batch": _key(
+    "numerics": Key.of(bool, "run the real math (true) or shapes only (false)"),
+    "global_batch": Key.of(
         int,
         "samples (sequences) per step over all replicas",
         range=Range(lo=1, hi=2**40, integer=True),
     ),
-    "steps": _key(int, "training steps to simulate", **POS_INT),
-    "optimizer": _key(str, "optimizer", choices=("sgd", "adam")),
-    "lr": _key(NUMBER, "learning rate", range=Range(lo=0, lo_open=True)),
-    "collective_detail": _key(
+    "steps": Key.of(int, "training steps to simulate", **POS_INT),
+    "optimizer": Key.of(str, "optimizer", choices=("sgd", "adam")),
+    "lr": Key.of(NUMBER, "learning rate", range=Range(lo=0, lo_open=True)),
+    "collective_detail": Key.of(
         str, "time collectives message by message or as one block", choices=COLLECTIVE_DETAILS
     ),
 }
 
 
-def keys_of(cls: type) -> dict[str, Key]:
-    """The schema of a dataclass: one :class:`Key` per field.
-
-    Types come from the annotations (``float`` accepts integers too; a tuple
-    or list annotation accepts a TOML list), the rest from each field's
-    metadata: ``doc``, ``range`` (default: any finite number, any integer),
-    ``choices`` (values or a function returning them), ``check``.
-    """
-    hints = typing.get_type_hints(cls)
-    out = {}
-    for f in dataclasses.fields(cls):
-        kinds, items = _toml_types(hints[f.name])
-        numeric = [k for k in (*kinds, *items) if k in (int, float)]
-        default_range = None
-        if numeric:
-            default_range = Range(integer=float not in numeric)
-        out[f.name] = Key(
-            kinds,
-            f.metadata.get("doc", f.name.replace("_", " ")),
-            range=f.metadata.get("range", default_range),
-            choices=f.metadata.get("choices"),
-            check=f.metadata.get("check"),
-            items=items,
-        )
-    return out
-
-
-def _toml_types(hint: Any) -> tuple[tuple[type, ...], tuple[type, ...]]:
-    """TOML value types and list element types for a dataclass field annotation."""
-    is_union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
-    kinds: list[type] = []
-    items: list[type] = []
-    for a in typing.get_args(hint) if is_union else (hint,):
-        origin = typing.get_origin(a) or a
-        if origin in (tuple, list):
-            kinds.append(list)
-            items += [t for arg in typing.get_args(a) if arg is not Ellipsis for t in _scalar(arg)]
-        elif a is not type(None):
-            kinds += _scalar(a)
-    return tuple(dict.fromkeys(kinds)), tuple(dict.fromkeys(items))
-
-
-def _scalar(t: type) -> list[type]:
-    return [int, float] if t is float else [t]
-
-
 STRATEGY = keys_of(Strategy)
 LIMITS = keys_of(Limits)
-FAULT_KIND = _key(str, "straggler, slow_link or fail", choices=tuple(FAULT_KINDS))
+FAULT_KIND = Key.of(str, "straggler, slow_link or fail", choices=tuple(FAULT_KINDS))
 FAULTS = {kind: {"kind": FAULT_KIND, **keys_of(cls)} for kind, cls in FAULT_KINDS.items()}
 
 
@@ -208,108 +132,12 @@ class Scenario:
     faults: tuple[Fault, ...] = ()
 
 
-class _Reader:
-    """Checks tables against a schema, with the file name in every message."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, message: str) -> ScenarioError:
-        return ScenarioError(f"{self.source}: {message}")
-
-    def table(self, data: Any, where: str, schema: Mapping[str, Key]) -> dict[str, Any]:
-        """Check the table ``data`` (``where`` names it; "" for the top level)."""
-        if not isinstance(data, dict):
-            raise self.fail(f"{where} must be a table, got {_show(data)}")
-        for key, value in data.items():
-            if key not in schema:
-                close = difflib.get_close_matches(key, list(schema), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise self.fail(
-                    f"unknown key {_show(key)} {'in ' + where if where else 'at the top level'}"
-                    f"{hint}; allowed: {', '.join(schema)}"
-                )
-            self.value(value, f"{where} {key}" if where else key, schema[key])
-        return data
-
-    def value(self, value: Any, where: str, key: Key) -> None:
-        if not key.items:
-            self._one(value, where, key, key.kind)
-        elif isinstance(value, list):
-            # one rule for a number and for every element of a list of them
-            for i, x in enumerate(value):
-                self._one(x, f"{where}[{i}]", key, key.items)
-        else:
-            self._one(value, where, key, tuple(k for k in key.kind if k is not list))
-
-    def _one(self, value: Any, where: str, key: Key, kinds: tuple[type, ...]) -> None:
-        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
-        if not ok:
-            raise self.fail(f"{where} must be {_kinds_text(key, kinds)}, got {_show(value)}")
-        if isinstance(value, str) and len(value) > MAX_STRING_CHARS:
-            raise self.fail(
-                f"{where} is {len(value):,} characters long; at most {MAX_STRING_CHARS} allowed"
-            )
-        allowed = key.allowed()
-        if allowed is not None and value not in allowed:
-            raise self.fail(
-                f"{where} must be one of {', '.join(map(repr, allowed))}, got {_show(value)}"
-            )
-        if key.check is not None:
-            problem = key.check(value)
-            if problem:
-                raise self.fail(f"{where} {problem}")
-        if (
-            key.range is not None
-            and isinstance(value, (int, float))
-            and not isinstance(value, bool)
-        ):
-            problem = key.range.problem(value)
-            if problem:
-                raise self.fail(f"{where} {problem}")
-
-
-def _kinds_text(key: Key, kinds: tuple[type, ...]) -> str:
-    """``an integer``, ``a number``, ``a number or a list of numbers`` ..."""
-    if kinds != key.kind:  # an element of a list
-        return _type_names(kinds)
-    if key.items:
-        items = _type_names(key.items).replace("an integer", "integers")
-        items = items.replace("a number", "numbers")
-        return f"{_type_names(tuple(k for k in kinds if k is not list))} or a list of {items}"
-    return _type_names(kinds)
-
-
-def _type_names(kinds: tuple[type, ...]) -> str:
-    if int in kinds and float in kinds:
-        kinds = tuple(k for k in kinds if k is not int)
-    names = {
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        bool: "true or false",
-        dict: "a table",
-        list: "a list",
-    }
-    return " or ".join(names.get(k, k.__name__) for k in kinds)
-
-
-def _show(value: Any) -> str:
-    """A value for a one-line message: tables and lists summarised, long text cut."""
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return f"a list of {len(value)}"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _limits(r: _Reader, data: Any, override: Mapping[str, int] | None) -> Limits:
+def _limits(r: Reader, data: Any, override: Mapping[str, int] | None) -> Limits:
     values = r.table(data, "[limits]", LIMITS)
     return Limits(**{**values, **(override or {})})
 
 
-def _cluster(r: _Reader, data: Any) -> ClusterSpec:
+def _cluster(r: Reader, data: Any) -> ClusterSpec:
     r.table(data, "[cluster]", CLUSTER)
     try:
         spec = preset(data.get("preset", "toy"), data.get("nodes"))
@@ -348,11 +176,11 @@ def _cluster(r: _Reader, data: Any) -> ClusterSpec:
     return replace(spec, device=device, **links)
 
 
-def _model(r: _Reader, data: Any) -> Any:
+def _model(r: Reader, data: Any) -> Any:
     kinds = model_kinds()
     if not isinstance(data, dict):
-        raise r.fail(f"[model] must be a table, got {_show(data)}")
-    kind_key = _key(str, "model kind", choices=tuple(kinds))
+        raise r.fail(f"[model] must be a table, got {show(data)}")
+    kind_key = Key.of(str, "model kind", choices=tuple(kinds))
     kind = data.get("kind", "mlp")
     r.value(kind, "[model] kind", kind_key)
     cls = kinds[kind]
@@ -367,7 +195,7 @@ def _tuple(v: Any) -> Any:
     return tuple(v) if isinstance(v, list) else v
 
 
-def _strategies(r: _Reader, data: Any) -> list[Strategy]:
+def _strategies(r: Reader, data: Any) -> list[Strategy]:
     if not isinstance(data, list) or not data:
         raise r.fail("add at least one [[strategy]] table")
     out: list[Strategy] = []
@@ -389,14 +217,14 @@ def _strategies(r: _Reader, data: Any) -> list[Strategy]:
     return out
 
 
-def _faults(r: _Reader, data: Any, cluster: ClusterSpec) -> tuple[Fault, ...]:
+def _faults(r: Reader, data: Any, cluster: ClusterSpec) -> tuple[Fault, ...]:
     if not isinstance(data, list):
-        raise r.fail(f"fault must be a list of [[fault]] tables, got {_show(data)}")
+        raise r.fail(f"fault must be a list of [[fault]] tables, got {show(data)}")
     out = []
     for i, table in enumerate(data):
         where = f"[[fault]] #{i + 1}"
         if not isinstance(table, dict):
-            raise r.fail(f"{where} must be a table, got {_show(table)}")
+            raise r.fail(f"{where} must be a table, got {show(table)}")
         if "kind" not in table:
             raise r.fail(f"{where} needs kind = one of {', '.join(map(repr, FAULT_KINDS))}")
         r.value(table["kind"], f"{where} kind", FAULT_KIND)
@@ -429,7 +257,7 @@ def _num_blocks(model: Any) -> int:
     return model.num_blocks if hasattr(model, "num_blocks") else model.layers
 
 
-def _check_sizes(r: _Reader, scenario: Scenario) -> None:
+def _check_sizes(r: Reader, scenario: Scenario) -> None:
     """The cheap arithmetic checks, before any model, schedule or plan is built."""
     limits, training = scenario.limits, scenario.training
     limits.check("max_steps", training.steps, f"{r.source}: [training] steps")
@@ -449,7 +277,7 @@ def _check_sizes(r: _Reader, scenario: Scenario) -> None:
         )
 
 
-def _check_schedule_files(r: _Reader, scenario: Scenario) -> None:
+def _check_schedule_files(r: Reader, scenario: Scenario) -> None:
     """Schedule files exist, are regular files within the size limit, and are UTF-8."""
     for s in scenario.strategies:
         if s.schedule.startswith(FILE_SCHEDULE):
@@ -498,7 +326,7 @@ def parse_scenario(
     ``limits`` overrides the file's ``[limits]`` table (the command line's
     ``--max-...`` flags).
     """
-    r = _Reader(source)
+    r = Reader(source)
     r.table(data, "", TOP)
     scenario_limits = _limits(r, data.get("limits", {}), limits)
     training_data = r.table(data.get("training", {}), "[training]", TRAINING)
