@@ -24,6 +24,23 @@ class ScheduleError(SimulatorError):
     """A pipeline schedule is malformed; the message shows the rank x step grid."""
 
 
+class LimitError(SimulatorError):
+    """An input would exceed a resource limit (:class:`simulator.limits.Limits`).
+
+    The message names the limit, the value, the key it came from and how to
+    raise the limit; ``limit`` and ``value`` keep the numbers for callers.
+    """
+
+    def __init__(self, message: str, limit: str = "", value: float = 0) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.value = value
+
+
+class OutputError(SimulatorError):
+    """An output folder cannot be created or written; found before any simulation runs."""
+
+
 class DeadlockError(SimulatorError):
     """The simulation cannot make progress; the message says what every worker waits for."""
 

@@ -1,136 +1,121 @@
-"""Scenario files (TOML, version 1) -> cluster, model, training and strategies.
+"""Scenario files (TOML, version 1) -> cluster, model, training, strategies, faults and limits.
 
 A scenario names a cluster, a model, the training settings and one or more
-strategies to compare (the README documents every key). Mistakes are reported
-as one :class:`~simulator.errors.ScenarioError` line that names the file, the
-table, the key and what is allowed; unknown keys suggest the closest known one.
+strategies to compare (the README documents every key). The file is checked
+completely before anything is built: every key is known, every value has the
+right type and lies in its range (numbers finite unless ``inf`` means
+something, lists element by element, strings of bounded length), and the
+sizes it asks for stay within :class:`~simulator.limits.Limits`. A mistake is
+reported as one :class:`~simulator.errors.ScenarioError` line that names the
+file, the table, the key and what is allowed; unknown keys suggest the
+closest known one; a size over a limit raises
+:class:`~simulator.errors.LimitError`, naming the limit and how to raise it.
+
+The schemas of ``[[strategy]]``, ``[[fault]]``, ``[limits]`` and ``[model]``
+are derived from the dataclasses they build (:func:`simulator.schema.keys_of`): field names,
+types, and the ``doc``, ``range``, ``choices`` and ``check`` of each field's
+metadata, whose allowed values come from the registries that implement them
+(collective algorithms, schedules, partitions, recomputation modes). Nothing
+here repeats them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import math
-import re
 import tomllib
-import types
-import typing
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import ScenarioError
+from .arrays import ITEMSIZE, tree_bytes
+from .errors import LimitError, ScenarioError
+from .faults import FAULT_KINDS, Fault, check_faults
 from .hardware import DTYPE_BYTES, GB, TFLOPS, US, ClusterSpec, GiB, preset
+from .limits import Limits, Range
 from .nn.models import model_kinds
-from .parallel.strategy import Strategy
+from .parallel.strategy import FILE_SCHEDULE, Strategy, name_check
+from .paths import file_stem, read_text
+from .schema import Key, Reader, keys_of, show
 from .training import COLLECTIVE_DETAILS, TrainingConfig
 
 SCHEMA_VERSION = 1
 
 
-@dataclass(frozen=True)
-class Key:
-    """One allowed key: its type, an optional check and what it means."""
-
-    kind: type | tuple[type, ...]
-    doc: str
-    check: Callable[[Any], bool] | None = None
-    expect: str = ""
-    choices: tuple[Any, ...] | None = None
-
-
-def _positive(v: Any) -> bool:
-    return v > 0
-
-
-def _non_negative(v: Any) -> bool:
-    return v >= 0
-
-
-def _fraction(v: Any) -> bool:
-    return 0 < v <= 1
-
-
-POS_INT = {"check": _positive, "expect": "a positive integer"}
-POS = {"check": _positive, "expect": "a positive number (inf allowed)"}
-NON_NEG = {"check": _non_negative, "expect": "a number >= 0"}
-FRACTION = {"check": _fraction, "expect": "a number in (0, 1]"}
+NUMBER = (int, float)
+POS_INT = {"range": Range(lo=1, integer=True)}
+#: Rates (FLOP/s, bytes/s): from a thousandth of a unit to a billion units, so no
+#: time computed from them overflows; ``inf`` where "free" means something.
+RATE = {"range": Range(lo=1e-6, hi=1e9)}
+RATE_OR_INF = {"range": Range(lo=1e-6, hi=1e9, inf=True)}
+#: Durations in microseconds: finite, >= 0, at most 1000 s.
+DURATION = {"range": Range(lo=0, hi=1e9)}
+#: Achievable fractions of a peak.
+FRACTION = {"range": Range(lo=1e-6, hi=1)}
 
 TOP = {
-    "version": Key(int, "scenario format version; 1", choices=(SCHEMA_VERSION,)),
-    "name": Key(str, "the scenario's name (used in reports)"),
-    "seed": Key(
-        int, "seeds weights, data and dropout", check=_non_negative, expect="an integer >= 0"
+    "version": Key.of(int, "scenario format version; 1", choices=(SCHEMA_VERSION,)),
+    "name": Key.of(str, "the scenario's name (used in reports)", check=name_check),
+    "seed": Key.of(
+        int, "seeds weights, data and dropout", range=Range(lo=0, hi=2**63 - 1, integer=True)
     ),
-    "cluster": Key(dict, "the hardware"),
-    "model": Key(dict, "what to train"),
-    "training": Key(dict, "how to train"),
-    "strategy": Key(list, "the strategies to compare ([[strategy]] tables)"),
+    "cluster": Key.of(dict, "the hardware"),
+    "model": Key.of(dict, "what to train"),
+    "training": Key.of(dict, "how to train"),
+    "strategy": Key.of(list, "the strategies to compare ([[strategy]] tables)"),
+    "fault": Key.of(list, "faults to inject ([[fault]] tables)"),
+    "limits": Key.of(dict, "resource limits ([limits] table)"),
 }
 CLUSTER = {
-    "preset": Key(str, "a hardware preset (see `python -m simulator presets`)"),
-    "nodes": Key(int, "number of nodes", **POS_INT),
-    "devices_per_node": Key(int, "devices in each node", **POS_INT),
-    "device": Key(dict, "overrides of the device's datasheet figures"),
-    "intra_node": Key(dict, "overrides of the links inside a node"),
-    "inter_node": Key(dict, "overrides of the links between nodes"),
+    "preset": Key.of(str, "a hardware preset (see `python -m simulator presets`)"),
+    "nodes": Key.of(int, "number of nodes", range=Range(lo=1, hi=1e9, integer=True)),
+    "devices_per_node": Key.of(
+        int, "devices in each node", range=Range(lo=1, hi=1e6, integer=True)
+    ),
+    "device": Key.of(dict, "overrides of the device's datasheet figures"),
+    "intra_node": Key.of(dict, "overrides of the links inside a node"),
+    "inter_node": Key.of(dict, "overrides of the links between nodes"),
 }
 DEVICE = {
-    "peak_tflops": Key((int, float), "dense peak TFLOP/s for every dtype", **POS),
+    "peak_tflops": Key.of(NUMBER, "dense peak TFLOP/s for every dtype", **RATE),
     **{
-        f"peak_tflops_{d}": Key((int, float), f"dense peak TFLOP/s in {d}", **POS)
+        f"peak_tflops_{d}": Key.of(NUMBER, f"dense peak TFLOP/s in {d}", **RATE)
         for d in DTYPE_BYTES
     },
-    "memory_gib": Key((int, float), "memory capacity, GiB", **POS),
-    "memory_bandwidth_gbs": Key((int, float), "memory bandwidth, GB/s", **POS),
-    "launch_us": Key((int, float), "overhead added to every kernel, microseconds", **NON_NEG),
-    "gemm_efficiency": Key((int, float), "achievable fraction of peak for GEMMs", **FRACTION),
-    "elementwise_efficiency": Key(
-        (int, float), "achievable fraction for elementwise ops", **FRACTION
-    ),
-    "normalization_efficiency": Key(
-        (int, float), "achievable fraction for softmax/layernorm", **FRACTION
+    "memory_gib": Key.of(NUMBER, "memory capacity, GiB", range=Range(lo=1e-9, hi=1e9, inf=True)),
+    "memory_bandwidth_gbs": Key.of(NUMBER, "memory bandwidth, GB/s", **RATE_OR_INF),
+    "launch_us": Key.of(NUMBER, "overhead added to every kernel, microseconds", **DURATION),
+    "gemm_efficiency": Key.of(NUMBER, "achievable fraction of peak for GEMMs", **FRACTION),
+    "elementwise_efficiency": Key.of(NUMBER, "achievable fraction for elementwise ops", **FRACTION),
+    "normalization_efficiency": Key.of(
+        NUMBER, "achievable fraction for softmax/layernorm", **FRACTION
     ),
 }
 LINK = {
-    "bandwidth_gbs": Key((int, float), "bandwidth per direction, GB/s", **POS),
-    "latency_us": Key((int, float), "latency per message, microseconds", **NON_NEG),
-    "efficiency": Key((int, float), "achievable fraction of the bandwidth", **FRACTION),
+    "bandwidth_gbs": Key.of(NUMBER, "bandwidth per direction, GB/s", **RATE_OR_INF),
+    "latency_us": Key.of(NUMBER, "latency per message, microseconds", **DURATION),
+    "efficiency": Key.of(NUMBER, "achievable fraction of the bandwidth", **FRACTION),
 }
 TRAINING = {
-    "numerics": Key(bool, "run the real math (true) or shapes only (false)"),
-    "global_batch": Key(int, "samples (sequences) per step over all replicas", **POS_INT),
-    "steps": Key(int, "training steps to simulate", **POS_INT),
-    "optimizer": Key(str, "optimizer", choices=("sgd", "adam")),
-    "lr": Key((int, float), "learning rate", **POS),
-    "collective_detail": Key(
+    "numerics": Key.of(bool, "run the real math (true) or shapes only (false)"),
+    "global_batch": Key.of(
+        int,
+        "samples (sequences) per step over all replicas",
+        range=Range(lo=1, hi=2**40, integer=True),
+    ),
+    "steps": Key.of(int, "training steps to simulate", **POS_INT),
+    "optimizer": Key.of(str, "optimizer", choices=("sgd", "adam")),
+    "lr": Key.of(NUMBER, "learning rate", range=Range(lo=0, lo_open=True)),
+    "collective_detail": Key.of(
         str, "time collectives message by message or as one block", choices=COLLECTIVE_DETAILS
     ),
 }
-STRATEGY = {
-    "name": Key(str, "a unique name (also names the output files)"),
-    "dp": Key(int, "data-parallel replicas", **POS_INT),
-    "tp": Key(int, "tensor-parallel group size", **POS_INT),
-    "pp": Key(int, "pipeline stages (ranks)", **POS_INT),
-    "microbatches": Key(int, "micro-batches per replica per step", **POS_INT),
-    "schedule": Key(str, "pipeline schedule name, or file:PATH.csv"),
-    "chunks": Key(int, "model chunks per pipeline rank (interleaved, V-shape)", **POS_INT),
-    "partition": Key(str, "how blocks are split into stages", choices=("balanced", "uniform")),
-    "data_parallel": Key(str, "data-parallel flavour", choices=("ddp", "replicated")),
-    "allreduce_algorithm": Key(
-        str,
-        "gradient all-reduce algorithm",
-        choices=("ring", "tree", "naive", "recursive", "hierarchical"),
-    ),
-    "bucket_mb": Key((int, float), "DDP gradient bucket size in MB; 0 = one all-reduce", **NON_NEG),
-    "zero": Key(int, "ZeRO stage", choices=(0, 1, 2, 3)),
-    "grad_reduction": Key(str, "average or add the replicas' gradients", choices=("mean", "sum")),
-    "recompute": Key(str, "activation recomputation", choices=("none", "full", "selective")),
-    "sequence_parallel": Key(bool, "split layer norm and dropout along the sequence (tp > 1)"),
-    "order": Key(str, "rank order of the mesh axes, fastest first, e.g. tp-dp-pp"),
-    "pp_scatter_gather": Key(bool, "send 1/tp of each activation and all-gather it"),
-}
+
+
+STRATEGY = keys_of(Strategy)
+LIMITS = keys_of(Limits)
+FAULT_KIND = Key.of(str, "straggler, slow_link or fail", choices=tuple(FAULT_KINDS))
+FAULTS = {kind: {"kind": FAULT_KIND, **keys_of(cls)} for kind, cls in FAULT_KINDS.items()}
 
 
 @dataclass
@@ -143,64 +128,21 @@ class Scenario:
     training: TrainingConfig
     strategies: list[Strategy]
     base_dir: Path = field(default_factory=Path.cwd)
+    limits: Limits = field(default_factory=Limits)
+    faults: tuple[Fault, ...] = ()
 
 
-class _Reader:
-    """Checks tables against a schema, with the file name in every message."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, message: str) -> ScenarioError:
-        return ScenarioError(f"{self.source}: {message}")
-
-    def table(self, data: Any, where: str, schema: dict[str, Key]) -> dict[str, Any]:
-        if not isinstance(data, dict):
-            raise self.fail(f"{where} must be a table")
-        for key, value in data.items():
-            if key not in schema:
-                close = difflib.get_close_matches(key, schema, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise self.fail(
-                    f"unknown key {key!r} in {where}{hint}; allowed: {', '.join(schema)}"
-                )
-            self.value(value, f"{where} {key}", schema[key])
-        return data
-
-    def value(self, value: Any, where: str, key: Key) -> None:
-        kinds = key.kind if isinstance(key.kind, tuple) else (key.kind,)
-        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
-        if not ok:
-            names = " or ".join(_type_name(k) for k in kinds)
-            raise self.fail(f"{where} must be {names}, got {_show(value)}")
-        if isinstance(value, float) and math.isnan(value):
-            raise self.fail(f"{where} must be a number, got nan")
-        if key.choices is not None and value not in key.choices:
-            raise self.fail(
-                f"{where} must be one of {', '.join(map(repr, key.choices))}, got {_show(value)}"
-            )
-        if key.check is not None and not key.check(value):
-            raise self.fail(f"{where} must be {key.expect}, got {_show(value)}")
+def _limits(r: Reader, data: Any, override: Mapping[str, int] | None) -> Limits:
+    values = r.table(data, "[limits]", LIMITS)
+    return Limits(**{**values, **(override or {})})
 
 
-def _type_name(kind: type) -> str:
-    return {
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        bool: "true or false",
-        dict: "a table",
-        list: "a list",
-    }.get(kind, kind.__name__)
-
-
-def _show(value: Any) -> str:
-    return repr(value) if not isinstance(value, dict) else "a table"
-
-
-def _cluster(r: _Reader, data: dict[str, Any]) -> ClusterSpec:
+def _cluster(r: Reader, data: Any) -> ClusterSpec:
     r.table(data, "[cluster]", CLUSTER)
-    spec = preset(data.get("preset", "toy"), data.get("nodes"))
+    try:
+        spec = preset(data.get("preset", "toy"), data.get("nodes"))
+    except ScenarioError as err:
+        raise r.fail(f"[cluster] {err}") from None
     if "devices_per_node" in data:
         spec = replace(spec, devices_per_node=data["devices_per_node"])
     dev = r.table(data.get("device", {}), "[cluster.device]", DEVICE)
@@ -234,101 +176,197 @@ def _cluster(r: _Reader, data: dict[str, Any]) -> ClusterSpec:
     return replace(spec, device=device, **links)
 
 
-def _model(r: _Reader, data: dict[str, Any]) -> Any:
+def _model(r: Reader, data: Any) -> Any:
+    kinds = model_kinds()
     if not isinstance(data, dict):
-        raise r.fail("[model] must be a table")
+        raise r.fail(f"[model] must be a table, got {show(data)}")
+    kind_key = Key.of(str, "model kind", choices=tuple(kinds))
     kind = data.get("kind", "mlp")
-    if kind not in model_kinds():
-        raise r.fail(
-            f"[model] kind must be one of {', '.join(map(repr, model_kinds()))}, got {kind!r}"
-        )
-    cls = model_kinds()[kind]
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    schema = {"kind": Key(str, "model kind")}
-    for name in fields:
-        schema[name] = Key(_runtime_types(hints[name]), name)
-    values = r.table(data, "[model]", schema)
+    r.value(kind, "[model] kind", kind_key)
+    cls = kinds[kind]
+    values = r.table(data, "[model]", {"kind": kind_key, **keys_of(cls)})
     try:
         return cls(**{k: _tuple(v) for k, v in values.items() if k != "kind"})
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, ScenarioError) as err:
         raise r.fail(f"[model] {err}") from None
-
-
-def _runtime_types(hint: Any) -> tuple[type, ...]:
-    """Python types a TOML value may have for a dataclass field annotation."""
-    args = (
-        typing.get_args(hint)
-        if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
-        else (hint,)
-    )
-    out: list[type] = []
-    for a in args:
-        origin = typing.get_origin(a) or a
-        if origin in (tuple, list):
-            out.append(list)
-        elif a is float:
-            out += [int, float]
-        else:
-            out.append(origin)
-    return tuple(out)
 
 
 def _tuple(v: Any) -> Any:
     return tuple(v) if isinstance(v, list) else v
 
 
-def _strategies(r: _Reader, data: Any) -> list[Strategy]:
+def _strategies(r: Reader, data: Any) -> list[Strategy]:
     if not isinstance(data, list) or not data:
         raise r.fail("add at least one [[strategy]] table")
-    out, names = [], set()
+    out: list[Strategy] = []
+    stems: dict[str, str] = {}
     for i, table in enumerate(data):
         values = r.table(table, f"[[strategy]] #{i + 1}", STRATEGY)
         name = values.get("name", f"strategy{i + 1}")
-        if not re.fullmatch(r"[\w.+-]+", name):
+        stem = file_stem(name).lower()
+        if stem in stems:
+            other = stems[stem]
             raise r.fail(
-                f"[[strategy]] #{i + 1} name {name!r} may only use letters, digits "
-                "and . _ + - (it names output files)"
+                f"[[strategy]] name {name!r} is used twice; names must be unique"
+                if other == name
+                else f"[[strategy]] names {other!r} and {name!r} differ only in case; their "
+                "output files would overwrite each other on case-insensitive file systems"
             )
-        if name in names:
-            raise r.fail(f"[[strategy]] name {name!r} is used twice; names must be unique")
-        names.add(name)
+        stems[stem] = name
         out.append(Strategy(**{**values, "name": name}))
     return out
 
 
+def _faults(r: Reader, data: Any, cluster: ClusterSpec) -> tuple[Fault, ...]:
+    if not isinstance(data, list):
+        raise r.fail(f"fault must be a list of [[fault]] tables, got {show(data)}")
+    out = []
+    for i, table in enumerate(data):
+        where = f"[[fault]] #{i + 1}"
+        if not isinstance(table, dict):
+            raise r.fail(f"{where} must be a table, got {show(table)}")
+        if "kind" not in table:
+            raise r.fail(f"{where} needs kind = one of {', '.join(map(repr, FAULT_KINDS))}")
+        r.value(table["kind"], f"{where} kind", FAULT_KIND)
+        kind = table["kind"]
+        values = r.table(table, f"{where} ({kind})", FAULTS[kind])
+        args = {k: v for k, v in values.items() if k != "kind"}
+        missing = [
+            f.name
+            for f in dataclasses.fields(FAULT_KINDS[kind])
+            if f.name not in args
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING
+        ]
+        if missing:
+            raise r.fail(f"{where} ({kind}) needs {' and '.join(missing)}")
+        try:
+            out.append(FAULT_KINDS[kind](**args))
+        except ScenarioError as err:
+            raise r.fail(f"{where}: {err}") from None
+    try:
+        check_faults(out, cluster.num_devices, cluster.nodes)
+    except ScenarioError as err:
+        raise r.fail(str(err)) from None
+    return tuple(out)
+
+
+def _num_blocks(model: Any) -> int:
+    """Pipeline blocks of a model config, without building it."""
+    # GPT and abstract configs count their blocks; an MLP has one per layer
+    return model.num_blocks if hasattr(model, "num_blocks") else model.layers
+
+
+def _check_sizes(r: Reader, scenario: Scenario) -> None:
+    """The cheap arithmetic checks, before any model, schedule or plan is built."""
+    limits, training = scenario.limits, scenario.training
+    limits.check("max_steps", training.steps, f"{r.source}: [training] steps")
+    blocks = _num_blocks(scenario.model)
+    limits.check("max_blocks", blocks, f"{r.source}: the model's pipeline blocks")
+    for s in scenario.strategies:
+        where = f"{r.source}: [[strategy]] {s.name!r}"
+        limits.check("max_microbatches", s.microbatches, f"{where} microbatches")
+        limits.check("max_devices", s.num_devices, f"{where} dp*tp*pp")
+        limits.check("max_stages", s.num_stages, f"{where} pp*chunks")
+        # every step runs at least a forward and a backward of every micro-batch on
+        # every stage, each at least one event: a lower bound of the run's events
+        limits.check(
+            "max_events",
+            2 * training.steps * s.num_stages * s.microbatches,
+            f"{where} 2*steps*pp*chunks*microbatches (fewest events the run needs)",
+        )
+
+
+def _check_schedule_files(r: Reader, scenario: Scenario) -> None:
+    """Schedule files exist, are regular files within the size limit, and are UTF-8."""
+    for s in scenario.strategies:
+        if s.schedule.startswith(FILE_SCHEDULE):
+            path = Path(s.schedule[len(FILE_SCHEDULE) :])
+            if not path.is_absolute():
+                path = scenario.base_dir / path
+            try:
+                read_text(path, "schedule file", scenario.limits, ScenarioError)
+            except LimitError as err:
+                raise LimitError(f"{r.source}: [[strategy]] {s.name!r}: {err}") from None
+            except ScenarioError as err:
+                raise r.fail(f"[[strategy]] {s.name!r} schedule: {err}") from None
+
+
+def numerics_bytes(model: Any, training: TrainingConfig, strategies: list[Strategy]) -> int:
+    """Host memory the real arrays of a numerics run need, at least (an estimate).
+
+    Every strategy's plan holds ``dp`` copies of the parameters (tensor and
+    pipeline parallelism split a copy, they do not add one), each with its
+    gradients and, for Adam, two moments (Kingma & Ba 2015, Algorithm 1);
+    all plans are built before the first one runs. On top comes what one
+    forward pass of the global batch stashes for the backward, measured by
+    running the model's blocks on shape-only arrays.
+    """
+    built = model.build(training.seed, shape_only=True)
+    per_copy = built.num_parameters * ITEMSIZE[built.dtype]
+    moments = 2 if training.optimizer == "adam" else 0
+    parameters = per_copy * (2 + moments) * sum(s.dp for s in strategies)
+    x, _ = model.batch(training.seed, 0, training.global_batch, shape_only=True)
+    seen: set[int] = set()
+    stash = 0
+    for block in built.blocks:
+        x, ctx = block.forward(x)
+        stash += tree_bytes(ctx, seen)
+    return parameters + stash
+
+
 def parse_scenario(
-    data: dict[str, Any], source: str = "scenario", base_dir: Path | None = None
+    data: dict[str, Any],
+    source: str = "scenario",
+    base_dir: Path | None = None,
+    limits: Mapping[str, int] | None = None,
 ) -> Scenario:
-    """Turn parsed TOML into a :class:`Scenario` (raises ScenarioError)."""
-    r = _Reader(source)
-    r.table(data, "the top level", TOP)
+    """Turn parsed TOML into a :class:`Scenario` (raises ScenarioError or LimitError).
+
+    ``limits`` overrides the file's ``[limits]`` table (the command line's
+    ``--max-...`` flags).
+    """
+    r = Reader(source)
+    r.table(data, "", TOP)
+    scenario_limits = _limits(r, data.get("limits", {}), limits)
     training_data = r.table(data.get("training", {}), "[training]", TRAINING)
-    seed = data.get("seed", 0)
-    training = TrainingConfig(**{k: v for k, v in training_data.items()}, seed=seed)
+    training = TrainingConfig(**training_data, seed=data.get("seed", 0))
     if "model" not in data:
         raise r.fail('add a [model] table (kind = "mlp", "gpt" or "abstract")')
-    return Scenario(
+    cluster = _cluster(r, data.get("cluster", {}))
+    scenario = Scenario(
         name=data.get("name", Path(source).stem),
-        cluster=_cluster(r, data.get("cluster", {})),
+        cluster=cluster,
         model=_model(r, data["model"]),
         training=training,
         strategies=_strategies(r, data.get("strategy")),
         base_dir=base_dir or Path.cwd(),
+        limits=scenario_limits,
+        faults=_faults(r, data.get("fault", []), cluster),
     )
+    _check_sizes(r, scenario)
+    _check_schedule_files(r, scenario)
+    if training.numerics:
+        need = numerics_bytes(scenario.model, training, scenario.strategies)
+        scenario_limits.check(
+            "max_numerics_bytes",
+            need,
+            f"{source}: the estimated host memory of the numerics arrays (bytes)",
+        )
+    return scenario
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Read and check a scenario file."""
+def load_scenario(path: str | Path, limits: Mapping[str, int] | None = None) -> Scenario:
+    """Read and check a scenario file (UTF-8, at most ``max_file_bytes``).
+
+    ``limits`` overrides the file's ``[limits]`` table, e.g. with the command
+    line's ``--max-...`` flags; it also bounds the size of the file itself,
+    which the file's own table cannot.
+    """
     p = Path(path)
-    try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise ScenarioError(f"scenario file {str(p)!r} does not exist") from None
-    except OSError as err:
-        raise ScenarioError(f"cannot read scenario file {str(p)!r}: {err.strerror}") from None
+    text = read_text(p, "scenario file", Limits(**(limits or {})), ScenarioError, table=False)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ScenarioError(f"{p}: invalid TOML: {err}") from None
-    return parse_scenario(data, str(p), p.parent)
+    return parse_scenario(data, str(p), p.parent, limits)

@@ -93,3 +93,74 @@ def test_the_real_command_line(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.startswith("error: schedule 'file:cycle.csv': deadlock at rank 0, step 1")
+
+
+def _fails(capsys: pytest.CaptureFixture, *argv: str) -> str:
+    """The command exits 2 with one ``error:`` line and prints nothing else."""
+    code, out, err = _cli(capsys, *argv)
+    assert code == 2 and out == "", (code, out)
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ("1f1b", "-p", "1000000", "-m", "4"),
+            "--stages = 1,000,000 is over the limit max_stages = 4,096; if you mean it, raise the "
+            "limit with --max-stages N",
+        ),
+        (("interleaved", "-p", "4", "-m", "4", "-v", "5000"), "--stages * --chunks = 20,000"),
+        (("1f1b", "-p", "4", "-m", "100000"), "--microbatches = 100,000 is over the limit"),
+        (("1f1b", "-p", "4000", "-m", "4000"), "is over the limit max_events = 10,000,000"),
+        (("1f1b", "-p", "10", "-m", "4", "--max-stages", "8"), "over the limit max_stages = 8"),
+        (("1f1b", "-p", "4", "-m", "4", "--max-stages", "0"), "--max-stages must be an integer"),
+    ],
+)
+def test_sizes_past_a_limit_fail_at_once(capsys, argv, message) -> None:
+    assert message in _fails(capsys, *argv)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("1f1b", "-p", "4", "-m", "8", "-v", "0"), "--chunks must be an integer >= 1, got 0"),
+        (("1f1b", "-p", "0", "-m", "8"), "--stages must be an integer >= 1, got 0"),
+        (("1f1b", "-p", "4", "-m", "-1"), "--microbatches must be an integer >= 1, got -1"),
+        (
+            ("zb-h1", "-p", "4", "-m", "8", "--times", "-1", "1", "1"),
+            "--times T_F must be a number in [0.001, 1000], got -1.0",
+        ),
+        (("zb-h1", "-p", "4", "-m", "8", "--times", "1", "nan", "1"), "--times T_B must be"),
+        (("zb-h1", "-p", "4", "-m", "8", "--times", "1", "1", "inf"), "--times T_W must be"),
+        (("zb-h1", "-p", "4", "-m", "8", "--times", "1e-9", "1", "1"), "got 1e-09"),
+    ],
+)
+def test_flags_are_checked_like_scenario_keys(capsys, argv, message) -> None:
+    assert message in _fails(capsys, *argv)
+
+
+def test_csv_into_a_missing_folder_is_an_error(tmp_path: Path, capsys) -> None:
+    err = _fails(capsys, "1f1b", "-p", "2", "-m", "2", "--csv", str(tmp_path / "no" / "x.csv"))
+    assert "the folder" in err and "does not exist" in err
+    err = _fails(capsys, "1f1b", "-p", "2", "-m", "2", "--csv", str(tmp_path))
+    assert f"cannot write --csv {str(tmp_path)!r}" in err
+
+
+def test_validate_reads_bounded_utf8_files(tmp_path: Path, capsys) -> None:
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(b"0F0,0B0\n\xe91F0\n")
+    assert "is not UTF-8 text (byte 0xe9 at offset 8)" in _fails(capsys, "--validate", str(latin))
+    assert "is not a regular file" in _fails(capsys, "--validate", "/dev/zero")
+    big = tmp_path / "big.csv"
+    big.write_text("0F0,0B0\n")
+    err = _fails(capsys, "--validate", str(big), "--max-file-bytes", "4")
+    assert "= 8 is over the limit max_file_bytes = 4" in err
+
+
+def test_grids_too_large_to_read_are_summarised(capsys) -> None:
+    code, out, _ = _cli(capsys, "1f1b", "-p", "4", "-m", "8", "--times", "1", "1", "0.999")
+    assert code == 0
+    assert "(4 ranks x 32,989 columns: too large to read, not printed" in out
+    assert "bubble on this timeline" in out

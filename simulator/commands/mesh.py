@@ -5,15 +5,26 @@ process group of every axis the devices in it and the links its traffic
 crosses: NVLink-class links inside a node, the network between nodes. With
 Megatron-LM's default order ``tp-cp-dp-pp`` tensor-parallel groups stay inside
 a node whenever ``tp`` divides the node size.
+
+The sizes are checked like the keys of a scenario before anything is built:
+positive integers, ``--nodes`` too (``--nodes 0`` is an error, not "as many
+as needed"), and ``dp * tp * pp`` within ``--max-devices``.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 from ..errors import LayoutError
 from ..hardware import preset
+from ..limits import Limits, Range, add_limit_flags, check_flag, limit_flags
 from ..parallel.mesh import DEFAULT_ORDER, Mesh, describe
+
+#: Allowed --dp, --tp, --pp (their product is limited by --max-devices).
+SIZE = Range(lo=1, integer=True)
+#: Allowed --nodes, as the scenario key ``[cluster] nodes``.
+NODES = Range(lo=1, hi=1e9, integer=True)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,13 +44,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=DEFAULT_ORDER,
         help=f"axes from fastest to slowest varying ({DEFAULT_ORDER})",
     )
+    add_limit_flags(p, "max_devices")
     p.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
+    limits = replace(Limits(), **limit_flags(args))
+    for flag in ("dp", "tp", "pp"):
+        check_flag(getattr(args, flag), f"--{flag}", SIZE)
+    if args.nodes is not None:
+        check_flag(args.nodes, "--nodes", NODES)
+    limits.check("max_devices", args.dp * args.tp * args.pp, "--dp * --tp * --pp", table=False)
     mesh = Mesh(args.dp, args.tp, args.pp, args.order)
     per_node = preset(args.preset).devices_per_node
-    nodes = args.nodes or -(-mesh.size // per_node)
+    nodes = args.nodes if args.nodes is not None else -(-mesh.size // per_node)
     cluster = preset(args.preset, nodes)
     if mesh.size > cluster.num_devices:
         raise LayoutError(

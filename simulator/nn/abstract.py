@@ -24,12 +24,13 @@ the compute stream. It runs in shape-only mode only (``numerics = false``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from .. import ops
 from ..arrays import Array, ShapeArray
 from ..errors import ScenarioError
+from ..limits import Range
 from .layers import Layer
 from .models import Model
 
@@ -72,6 +73,18 @@ class AbstractLoss:
         return ShapeArray(ctx, "uint8")
 
 
+#: Model stages (pipeline blocks).
+STAGES = Range(lo=1, hi=1e9, integer=True)
+#: Stage times in milliseconds: finite, >= 0, at most a million seconds.
+TIME_MS = Range(lo=0, hi=1e9)
+#: Stash bytes per micro-batch and stage: an integer, at most a petabyte.
+STASH_BYTES = Range(lo=0, hi=1e15, integer=True)
+
+
+def _meta(doc: str, allowed: Range) -> dict[str, Any]:
+    return {"doc": doc, "range": allowed}
+
+
 @dataclass(frozen=True)
 class AbstractConfig:
     """Stage times and stash sizes, each one number or one value per stage.
@@ -88,27 +101,46 @@ class AbstractConfig:
             is stage ``i``'s. A hand-off between chunks on one rank is free.
         activation_bytes: stashed per micro-batch per stage.
         dtype: only names the peak FLOP/s used for MFU (which is 0 here).
+
+    A per-stage field given as one number and given as a list obey one rule,
+    checked element by element (:data:`TIME_MS`, :data:`STASH_BYTES`): a
+    ``nan`` or ``inf`` anywhere is an error, never a silent 0.
     """
 
     kind: ClassVar[str] = "abstract"
-    stages: int = 4
-    forward_ms: PerStage = 1.0
-    backward_ms: PerStage = 1.0
-    weight_ms: PerStage = 1.0
-    comm_ms: PerStage = 0.0
-    activation_bytes: int | tuple[int, ...] | list[int] = 1 << 20
-    dtype: str = "float32"
+    stages: int = field(default=4, metadata={"doc": "model stages", "range": STAGES})
+    forward_ms: PerStage = field(default=1.0, metadata=_meta("forward time", TIME_MS))
+    backward_ms: PerStage = field(default=1.0, metadata=_meta("input-gradient (B) time", TIME_MS))
+    weight_ms: PerStage = field(default=1.0, metadata=_meta("weight-gradient (W) time", TIME_MS))
+    comm_ms: PerStage = field(default=0.0, metadata=_meta("time of each message", TIME_MS))
+    activation_bytes: int | tuple[int, ...] | list[int] = field(
+        default=1 << 20, metadata=_meta("bytes stashed per micro-batch", STASH_BYTES)
+    )
+    dtype: str = field(default="float32", metadata={"doc": "names the peak FLOP/s"})
 
     def __post_init__(self) -> None:
-        if self.stages < 1:
-            raise ScenarioError(f"abstract model: stages must be at least 1, got {self.stages}")
+        problem = STAGES.problem(self.stages)
+        if problem:
+            raise ScenarioError(f"abstract model: stages {problem}")
         for f in fields(self):
-            if f.name in (*_TIMES, "activation_bytes"):
-                values = self.per_stage(f.name)
-                if any(x < 0 for x in values):
-                    raise ScenarioError(f"abstract model: {f.name} must not be negative")
+            allowed = f.metadata.get("range")
+            if f.name == "stages" or allowed is None:
+                continue
+            value = getattr(self, f.name)
+            if isinstance(value, (list, tuple)):
+                if len(value) != self.stages:
+                    raise ScenarioError(
+                        f"abstract model: {f.name} has {len(value)} values but stages = "
+                        f"{self.stages}; give one number or one value per stage"
+                    )
                 # lists become tuples so the frozen config stays hashable
-                object.__setattr__(self, f.name, tuple(values))
+                object.__setattr__(self, f.name, tuple(value))
+            items = value if isinstance(value, (list, tuple)) else [value]
+            for i, x in enumerate(items):
+                problem = allowed.problem(x)
+                if problem:
+                    where = f"{f.name}[{i}]" if isinstance(value, (list, tuple)) else f.name
+                    raise ScenarioError(f"abstract model: {where} {problem}")
 
     def per_stage(self, key: str) -> list[float]:
         """The value of ``key`` for every stage (a scalar repeats)."""

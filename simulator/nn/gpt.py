@@ -37,6 +37,7 @@ from typing import ClassVar
 import numpy as np
 
 from ..arrays import NUMPY_DTYPES, Array, ShapeArray
+from ..limits import Range
 from .cross_entropy import CrossEntropyLoss
 from .data import rng_for
 from .embedding import Embedding, TiedLogits
@@ -44,10 +45,13 @@ from .layers import Layer, Sequential
 from .models import Model, require_dtype, require_positive
 from .norm import LayerNorm
 from .param import Param
-from .text import bigram_batch, check_vocab, text_batch
+from .text import bigram_batch, check_seq_len, check_vocab, text_batch
 from .transformer import TransformerLayer
 
 DATA = ("synthetic", "text")
+#: Standard deviation of the initial weights: 0 (all zeros) up to 1, far beyond
+#: any published value (GPT-2 and GPT-3 use 0.02).
+INIT_STD = Range(lo=0, hi=1)
 
 
 class Head(Sequential):
@@ -112,8 +116,12 @@ class GPTConfig:
             raise ValueError(f"GPT dropout must be in [0, 1), got {self.dropout}")
         if self.data not in DATA:
             raise ValueError(f"GPT data must be one of {DATA}, got {self.data!r}")
+        problem = INIT_STD.problem(self.init_std)
+        if problem:
+            raise ValueError(f"GPT init_std {problem}")
         if self.data == "text":
             check_vocab(self.vocab)
+            check_seq_len(self.seq_len)
 
     @property
     def num_blocks(self) -> int:

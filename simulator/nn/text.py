@@ -66,6 +66,17 @@ def check_vocab(vocab: int, name: str = TEXT) -> None:
         )
 
 
+def check_seq_len(seq_len: int, name: str = TEXT) -> None:
+    """Raise ValueError unless the text holds a window of ``seq_len + 1`` characters
+    (a sequence and its next-token targets)."""
+    length = len(load_text(name))
+    if seq_len + 1 > length:
+        raise ValueError(
+            f"the text {name!r} has {length} characters, too few for seq_len = {seq_len} "
+            f"(a window is seq_len + 1 characters); use seq_len <= {length - 1}"
+        )
+
+
 def encode(text: str, name: str = TEXT) -> np.ndarray:
     """Token ids of ``text`` (every character must occur in the shipped text)."""
     index = {c: i for i, c in enumerate(alphabet(name))}
@@ -82,9 +93,8 @@ def text_batch(
     seed: int, step: int, batch: int, seq_len: int, name: str = TEXT
 ) -> tuple[Array, Array]:
     """``batch`` windows of ``seq_len + 1`` characters at random offsets of the text."""
+    check_seq_len(seq_len, name)
     ids = _encoded(name)
-    if len(ids) <= seq_len:
-        raise ValueError(f"the text {name!r} is shorter than seq_len + 1 = {seq_len + 1}")
     starts = rng_for(seed, 4, step).integers(len(ids) - seq_len, size=batch)
     windows = ids[starts[:, None] + np.arange(seq_len + 1)]
     return windows[:, :-1].copy(), windows[:, 1:].copy()

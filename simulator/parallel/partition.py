@@ -10,7 +10,9 @@ transformer layers.
 
 from __future__ import annotations
 
-from functools import cache
+from itertools import accumulate
+
+import numpy as np
 
 from ..errors import LayoutError
 
@@ -18,7 +20,7 @@ PARTITIONS = ("balanced", "uniform")
 
 
 def uniform(num_blocks: int, parts: int) -> list[range]:
-    _check(num_blocks, parts)
+    check_parts(num_blocks, parts)
     base, extra = divmod(num_blocks, parts)
     out, lo = [], 0
     for i in range(parts):
@@ -29,46 +31,93 @@ def uniform(num_blocks: int, parts: int) -> list[range]:
 
 
 def balanced(costs: list[float], parts: int) -> list[range]:
-    """Contiguous ranges of ``costs`` minimising the largest range sum."""
+    """Contiguous ranges of ``costs`` minimising the largest range sum.
+
+    The dynamic programme over suffixes (PipeDream's planner, Narayanan et al.
+    2019, sec. 3.1): ``best[k][s]`` is the best split of ``blocks[s:]`` into
+    ``k`` stages, as ``(largest stage cost, spread, first cut)``, where the
+    spread is the largest distance of a stage's block count from the ideal
+    ``n / parts``. A split is better when its cost is lower, or when the
+    costs agree to a relative 1e-12 (rounding must not break a tie) and its
+    spread is smaller; among equals the first cut found, the shortest first
+    stage, wins.
+
+    The table is filled bottom-up, ``k = 1, 2, ..., parts``, one numpy
+    vector over all start blocks ``s`` at a time, so no depth of recursion
+    is needed for any number of stages. For each ``k`` the candidate first
+    stages are tried from short to long; with non-negative costs a start
+    stops trying once no longer first stage can win: its cost can only grow,
+    and past the ideal length so can its spread.
+    """
     n = len(costs)
-    _check(n, parts)
-    prefix = [0.0]
-    for c in costs:
-        prefix.append(prefix[-1] + c)
+    check_parts(n, parts)
+    prefix = np.array(list(accumulate(costs, initial=0.0)), dtype=np.float64)
+    nonneg = bool(np.all(np.diff(prefix) >= 0))
     ideal = n / parts
-
-    @cache
-    def best(start: int, k: int) -> tuple[float, float, tuple[int, ...]]:
-        # (max stage cost, spread of block counts, cut points) for blocks[start:] in k stages
-        if k == 1:
-            return prefix[n] - prefix[start], abs((n - start) - ideal), (n,)
-        result = None
-        for end in range(start + 1, n - k + 2):
-            head = prefix[end] - prefix[start]
-            worst, spread, cuts = best(end, k - 1)
-            cand = (max(head, worst), max(spread, abs((end - start) - ideal)), (end, *cuts))
-            # compare costs with a relative tolerance so rounding never breaks a tie
-            if (
-                result is None
-                or cand[0] < result[0] * (1 - 1e-12)
-                or (
-                    abs(cand[0] - result[0]) <= 1e-12 * max(result[0], 1e-300)
-                    and cand[1] < result[1]
+    if nonneg:
+        # every split of blocks[s:] has a stage holding block j >= s, and a computed
+        # stage cost is never below the computed cost of one of its blocks (float
+        # subtraction is monotone), so the largest such block bounds the split's cost
+        block = np.diff(prefix)
+        largest = np.append(np.maximum.accumulate(block[::-1])[::-1], -np.inf)
+    # k = 1: the one stage blocks[s:]
+    starts = np.arange(n + 1)
+    worst = prefix[n] - prefix[starts]
+    spread = np.abs((n - starts) - ideal)
+    cuts: list[np.ndarray] = [np.full(n + 1, n)]
+    for k in range(2, parts + 1):
+        # starts that leave room for k stages and that the final answer can reach
+        s = np.arange(parts - k, n - k + 1)
+        best0 = np.maximum(prefix[s + 1] - prefix[s], worst[s + 1])
+        best1 = np.maximum(spread[s + 1], np.abs(1 - ideal))
+        cut = s + 1
+        active = np.ones(len(s), dtype=bool)
+        for length in range(2, n - k - s[0] + 2):
+            end = s + length
+            active &= end <= n - k + 1
+            if nonneg:
+                # a start is done when no longer first stage can replace its best split:
+                # not by a cost lower by the tolerance (every split costs at least the
+                # first stage and at least the start's largest block), and not by a
+                # tie with a smaller spread (the first stage's length is past ideal + spread)
+                head_now = prefix[np.minimum(end, n)] - prefix[s]
+                floor = best0 * (1 - 1e-12)
+                no_lower = (head_now >= floor) | (largest[s] >= floor)
+                no_tie = (head_now - best0 > 1e-12 * np.maximum(best0, 1e-300)) | (
+                    (length >= ideal) & (np.abs(length - ideal) >= best1)
                 )
-            ):
-                result = cand
-        assert result is not None
-        return result
-
-    _, _, cuts = best(0, parts)
+                active &= ~(no_lower & no_tie)
+            if not active.any():
+                break
+            e = np.where(active, end, s + 1)
+            head = prefix[e] - prefix[s]
+            c0 = np.maximum(head, worst[e])
+            c1 = np.maximum(spread[e], np.abs(length - ideal))
+            better = active & (
+                (c0 < best0 * (1 - 1e-12))
+                | ((np.abs(c0 - best0) <= 1e-12 * np.maximum(best0, 1e-300)) & (c1 < best1))
+            )
+            best0 = np.where(better, c0, best0)
+            best1 = np.where(better, c1, best1)
+            cut = np.where(better, end, cut)
+        worst = np.full(n + 1, np.inf)
+        spread = np.full(n + 1, np.inf)
+        worst[s], spread[s] = best0, best1
+        full_cut = np.full(n + 1, n)
+        full_cut[s] = cut
+        cuts.append(full_cut)
     out, lo = [], 0
-    for hi in cuts:
+    for k in range(parts, 0, -1):
+        hi = int(cuts[k - 1][lo])
         out.append(range(lo, hi))
         lo = hi
     return out
 
 
-def _check(num_blocks: int, parts: int) -> None:
+def check_parts(num_blocks: int, parts: int) -> None:
+    """Raise :class:`LayoutError` unless every one of ``parts`` stages can get a block."""
+    if parts < 1:
+        raise LayoutError(f"a pipeline needs at least one stage, got {parts}")
     if parts > num_blocks:
         raise LayoutError(
             f"cannot split {num_blocks} blocks into {parts} pipeline stages: every stage needs "

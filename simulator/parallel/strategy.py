@@ -1,38 +1,143 @@
 """A parallel strategy: how one training step is spread over devices.
 
-The fields are the keys of a ``[[strategy]]`` table in a scenario file (see
-the README's scenario reference for what each one means and allows).
+The fields are the keys of a ``[[strategy]]`` table in a scenario file. Each
+field's metadata says what it means (``doc``), which values it allows
+(``choices``, read from the registries that implement them, or ``range``) and
+any other rule (``check``); :mod:`simulator.scenario` derives its schema from
+them, so this class is the one place the strategy options are written down.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from .mesh import DEFAULT_ORDER
+from .. import comm
+from ..errors import LayoutError
+from ..limits import Range
+from .mesh import DEFAULT_ORDER, parse_order
+from .partition import PARTITIONS
+from .pipeline import schedule_names
+from .stage import RECOMPUTE
+
+#: Data-parallel flavours: DDP (all-reduce of gradients) or nn.DataParallel.
+DATA_PARALLEL = ("ddp", "replicated")
+#: ZeRO stages (Rajbhandari et al. 2020, sec. 5): 0 = plain DDP, 1 optimizer
+#: state, 2 and gradients, 3 and parameters partitioned.
+ZERO_STAGES = (0, 1, 2, 3)
+GRAD_REDUCTIONS = ("mean", "sum")
+#: Strategy names label tables and name output files: short and printable.
+MAX_NAME_CHARS = 64
+#: Prefix of a schedule read from a CSV file.
+FILE_SCHEDULE = "file:"
+
+
+def allreduce_algorithms() -> tuple[str, ...]:
+    """Gradient all-reduce algorithms: every all-reduce of :data:`simulator.comm.ALGORITHMS`."""
+    return tuple(comm.ALGORITHMS["all_reduce"])
+
+
+def schedule_check(value: str) -> str | None:
+    """None for a registered schedule or ``file:PATH``; else what is wrong."""
+    if value in schedule_names() or (
+        value.startswith(FILE_SCHEDULE) and value[len(FILE_SCHEDULE) :].strip()
+    ):
+        return None
+    return (
+        f"names an unknown schedule {value!r}; choose one of "
+        f"{', '.join(map(repr, schedule_names()))} or 'file:PATH.csv'"
+    )
+
+
+def name_check(value: str) -> str | None:
+    """None for a printable name of 1 to :data:`MAX_NAME_CHARS` characters; else what is wrong."""
+    if 0 < len(value) <= MAX_NAME_CHARS and value.isprintable() and value.strip() == value:
+        return None
+    shown = repr(value) if len(value) <= 40 else repr(value[:37]) + "..."
+    return (
+        f"must be a name of 1 to {MAX_NAME_CHARS} printable characters without leading or "
+        f"trailing spaces, got {shown}"
+    )
+
+
+def order_check(value: str) -> str | None:
+    """None for a valid mesh order such as ``tp-dp-pp``; else what is wrong."""
+    try:
+        parse_order(value)
+    except LayoutError:
+        return (
+            "must name each of tp, dp and pp once (cp optional), fastest first, e.g. "
+            f"'tp-dp-pp', got {value!r}"
+        )
+    return None
+
+
+def _size(doc: str) -> dict:
+    return {"doc": doc, "range": Range(lo=1, integer=True)}
 
 
 @dataclass(frozen=True)
 class Strategy:
     """One way to run the step; ``dp * tp * pp`` devices."""
 
-    name: str = "single"
-    dp: int = 1
-    tp: int = 1
-    pp: int = 1
-    microbatches: int = 1
-    schedule: str = "1f1b"
-    chunks: int = 1
-    partition: str = "balanced"
-    data_parallel: str = "ddp"
-    allreduce_algorithm: str = "ring"
-    bucket_mb: float = 0.0
-    zero: int = 0
-    grad_reduction: str = "mean"
-    recompute: str = "none"
-    sequence_parallel: bool = False
-    order: str = DEFAULT_ORDER
-    pp_scatter_gather: bool = False
-    async_tp: bool = True
+    name: str = field(
+        default="single",
+        metadata={"doc": "a unique name; names the output files", "check": name_check},
+    )
+    dp: int = field(default=1, metadata=_size("data-parallel replicas"))
+    tp: int = field(default=1, metadata=_size("tensor-parallel group size"))
+    pp: int = field(default=1, metadata=_size("pipeline stages (ranks)"))
+    microbatches: int = field(default=1, metadata=_size("micro-batches per replica per step"))
+    schedule: str = field(
+        default="1f1b",
+        metadata={"doc": "pipeline schedule name, or file:PATH.csv", "check": schedule_check},
+    )
+    chunks: int = field(
+        default=1, metadata=_size("model chunks per pipeline rank (interleaved, V-shape)")
+    )
+    partition: str = field(
+        default="balanced",
+        metadata={"doc": "how blocks are split into stages", "choices": PARTITIONS},
+    )
+    data_parallel: str = field(
+        default="ddp", metadata={"doc": "data-parallel flavour", "choices": DATA_PARALLEL}
+    )
+    allreduce_algorithm: str = field(
+        default="ring",
+        metadata={"doc": "gradient all-reduce algorithm", "choices": allreduce_algorithms},
+    )
+    bucket_mb: float = field(
+        default=0.0,
+        metadata={
+            "doc": "DDP gradient bucket size in MB; 0 = one all-reduce",
+            "range": Range(lo=0, hi=1e9),
+        },
+    )
+    zero: int = field(default=0, metadata={"doc": "ZeRO stage", "choices": ZERO_STAGES})
+    grad_reduction: str = field(
+        default="mean",
+        metadata={"doc": "average or add the replicas' gradients", "choices": GRAD_REDUCTIONS},
+    )
+    recompute: str = field(
+        default="none", metadata={"doc": "activation recomputation", "choices": RECOMPUTE}
+    )
+    sequence_parallel: bool = field(
+        default=False,
+        metadata={"doc": "split layer norm and dropout along the sequence (tp > 1)"},
+    )
+    order: str = field(
+        default=DEFAULT_ORDER,
+        metadata={"doc": "rank order of the mesh axes, fastest first", "check": order_check},
+    )
+    pp_scatter_gather: bool = field(
+        default=False, metadata={"doc": "send 1/tp of each activation and all-gather it"}
+    )
+    async_tp: bool = field(
+        default=True,
+        metadata={
+            "doc": "overlap tensor-parallel collectives with the GEMMs that do not need them "
+            "(Megatron-LM's asynchronous all-reduce and sequence-parallel all-gather)"
+        },
+    )
 
     @property
     def num_devices(self) -> int:

@@ -36,7 +36,7 @@ import simpy
 from .. import comm
 from ..arrays import nbytes, split
 from ..engine.channel import Channel
-from ..parallel.program import WHAT
+from ..parallel.program import ACTIVATION, WHAT
 from .workers import SimWorker
 
 if TYPE_CHECKING:
@@ -105,11 +105,10 @@ class Mailbox:
         rt = self.rt
         receiver = rt.peer(sw, peer)
         t = len(sw.devices)
-        scattered = (
-            rt.plan.strategy.pp_scatter_gather
-            and t > 1
-            and not sw.lead.chunks[stage].output_sharded
-        )
+        # the tensor at the cut: the sender's output, or the gradient of its input, whose
+        # producer (the stage before) is on the receiver
+        cut = sw.lead.chunks[stage] if what == ACTIVATION else receiver.lead.chunks[stage - 1]
+        scattered = rt.plan.strategy.pp_scatter_gather and t > 1 and not cut.output_sharded
         pieces = scatter(payloads) if scattered else None
         sizes = tuple(nbytes(x) for x in (pieces[0] if pieces else payloads[0]))
         channel = rt.engine.channel(
