@@ -15,17 +15,18 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import DivergedError, OutOfMemoryError
 from .hardware import ClusterSpec
+from .limits import Limits
 from .metrics import summarize
 from .parallel.plan import Plan, build_plan, gather_params
 from .parallel.strategy import Strategy
-from .progress import ProgressBar
+from .paths import file_stem
+from .progress import ProgressBar, estimate_events
 from .runtime import Runtime, collector_paused
 from .scenario import Scenario
 from .trace import Trace
@@ -101,11 +102,17 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def execute(plan: Plan, progress: bool = False) -> StrategyResult:
+def execute(plan: Plan, progress: bool = False, limits: Limits | None = None) -> StrategyResult:
     """Simulate a plan; out-of-memory becomes ``status = "oom"`` and a loss that is not
     finite ``"diverged"``, each with its message. ``progress`` shows a bar (module
-    :mod:`simulator.progress`)."""
+    :mod:`simulator.progress`); a run estimated past ``limits.max_events`` is refused
+    before it starts."""
     runtime = Runtime(plan)
+    (limits or Limits()).check(
+        "max_events",
+        estimate_events(runtime),
+        f"strategy {plan.strategy.name!r}: the estimated events of the run",
+    )
     status, message = "ok", ""
     try:
         with ProgressBar(runtime, progress) as bar:
@@ -146,12 +153,8 @@ def run_scenario(scenario: Scenario, progress: bool = False) -> ScenarioResult:
         ]
         result = ScenarioResult(scenario.name)
         for plan in plans:
-            result.results.append(execute(plan, progress))
+            result.results.append(execute(plan, progress, scenario.limits))
     return result
-
-
-def file_stem(name: str) -> str:
-    return re.sub(r"[^\w.+-]", "_", name)
 
 
 def trace_path(out: Path, stem: str, result: StrategyResult) -> Path:

@@ -15,7 +15,9 @@ import argparse
 import json
 from pathlib import Path
 
-from ..experiment import file_stem, run_scenario, write_outputs, write_results
+from ..experiment import run_scenario, write_outputs, write_results
+from ..limits import add_limit_flags, limit_flags, limit_names
+from ..paths import file_stem, prepare_output_dir
 from ..report import comparison_table
 from ..scenario import load_scenario
 
@@ -36,18 +38,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="write only results.json: no pictures, no traces",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_limit_flags(p, *limit_names())
     p.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
-    scenario = load_scenario(args.scenario)
+    scenario = load_scenario(args.scenario, limit_flags(args))
     out = Path(args.out) if args.out else Path("out") / file_stem(scenario.name)
+    prepare_output_dir(out)  # before the simulation: a bad --out costs nothing
     result = run_scenario(scenario, progress=not (args.quiet or args.json))
-    if args.no_files:
-        out.mkdir(parents=True, exist_ok=True)
-        written = [write_results(result, out)]
-    else:
-        written = write_outputs(result, out)
+    written = [write_results(result, out)] if args.no_files else write_outputs(result, out)
     if args.json:
         print(json.dumps(result.to_json(), allow_nan=False))
         return 0

@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ...errors import ScheduleError
+from ...limits import Limits
+from ...paths import read_text
 
 _ACTION = re.compile(r"^\s*(\d+)\s*(BW|[FBW])\s*(\d+)\s*$")
 
@@ -222,27 +224,7 @@ def parse_csv(text: str, name: str = "csv") -> Schedule:
     )
 
 
-#: Largest schedule file read (a schedule of a million actions is about 6 MB).
-MAX_FILE_BYTES = 64 * 2**20
-
-
-def load_csv(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> Schedule:
-    """Read a schedule file: UTF-8 text of at most ``max_bytes`` bytes."""
-    p = Path(path)
-    try:
-        with p.open("rb") as f:
-            data = f.read(max_bytes + 1)
-    except OSError as err:
-        raise ScheduleError(f"cannot read schedule file {str(p)!r}: {err.strerror}") from None
-    if len(data) > max_bytes:
-        raise ScheduleError(
-            f"schedule file {str(p)!r} is larger than {max_bytes} bytes, the limit for "
-            "schedule files; write a smaller schedule (or raise max_file_bytes in [limits])"
-        )
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ScheduleError(
-            f"schedule file {str(p)!r} is not UTF-8 text (byte {err.start}); save it as UTF-8 CSV"
-        ) from None
-    return parse_csv(text, name=f"file:{p.name}")
+def load_csv(path: str | Path, limits: Limits | None = None) -> Schedule:
+    """Read a schedule file: UTF-8 text of at most ``limits.max_file_bytes`` bytes."""
+    text = read_text(path, "schedule file", limits, ScheduleError)
+    return parse_csv(text, name=f"file:{Path(path).name}")
