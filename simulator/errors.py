@@ -76,3 +76,13 @@ class DivergedError(SimulatorError):
     def __init__(self, message: str, step: int) -> None:
         super().__init__(message)
         self.step = step
+
+
+class DeviceFailedError(SimulatorError):
+    """A device failed during the run (a ``[[fault]] kind = "fail"``); the message names it,
+    the time, every worker left waiting and the work lost."""
+
+    def __init__(self, message: str, device: int, time: float) -> None:
+        super().__init__(message)
+        self.device = device
+        self.time = time

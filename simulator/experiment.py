@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import DivergedError, OutOfMemoryError
+from .errors import DeviceFailedError, DivergedError, OutOfMemoryError
+from .faults import Fault
 from .hardware import ClusterSpec
 from .limits import Limits
 from .metrics import summarize
@@ -102,12 +104,17 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def execute(plan: Plan, progress: bool = False, limits: Limits | None = None) -> StrategyResult:
-    """Simulate a plan; out-of-memory becomes ``status = "oom"`` and a loss that is not
-    finite ``"diverged"``, each with its message. ``progress`` shows a bar (module
-    :mod:`simulator.progress`); a run estimated past ``limits.max_events`` is refused
-    before it starts."""
-    runtime = Runtime(plan)
+def execute(
+    plan: Plan,
+    progress: bool = False,
+    limits: Limits | None = None,
+    faults: Iterable[Fault] = (),
+) -> StrategyResult:
+    """Simulate a plan; out-of-memory becomes ``status = "oom"``, a loss that is not
+    finite ``"diverged"`` and a failed device (one of ``faults``) ``"failed"``, each
+    with its message. ``progress`` shows a bar (module :mod:`simulator.progress`); a
+    run estimated past ``limits.max_events`` is refused before it starts."""
+    runtime = Runtime(plan, faults=faults)
     (limits or Limits()).check(
         "max_events",
         estimate_events(runtime),
@@ -123,6 +130,8 @@ def execute(plan: Plan, progress: bool = False, limits: Limits | None = None) ->
         status, message = "oom", str(err)
     except DivergedError as err:
         status, message = "diverged", str(err)
+    except DeviceFailedError as err:
+        status, message = "failed", str(err)
     metrics = summarize(runtime)
     metrics["status"], metrics["message"] = status, message
     return StrategyResult(plan, runtime, metrics)
@@ -134,10 +143,11 @@ def run_strategy(
     training: TrainingConfig,
     strategy: Strategy,
     base_dir: Path | None = None,
+    faults: Iterable[Fault] = (),
 ) -> StrategyResult:
-    """Plan and simulate one strategy."""
+    """Plan and simulate one strategy (under ``faults``: see :mod:`simulator.faults`)."""
     with collector_paused():
-        return execute(build_plan(cluster, model, training, strategy, base_dir))
+        return execute(build_plan(cluster, model, training, strategy, base_dir), faults=faults)
 
 
 def run_scenario(scenario: Scenario, progress: bool = False) -> ScenarioResult:
@@ -153,7 +163,7 @@ def run_scenario(scenario: Scenario, progress: bool = False) -> ScenarioResult:
         ]
         result = ScenarioResult(scenario.name)
         for plan in plans:
-            result.results.append(execute(plan, progress, scenario.limits))
+            result.results.append(execute(plan, progress, scenario.limits, scenario.faults))
     return result
 
 

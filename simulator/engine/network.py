@@ -27,7 +27,8 @@ traffic through the same ports queues behind them.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 from ..hardware import ClusterSpec, LinkSpec
 from ..transfer import TransferPlan
@@ -72,6 +73,8 @@ class Network:
         self._routes: dict[tuple[int, int], Route] = {}
         #: device -> the device whose ports its ports follow (folded replicas)
         self.mirror: dict[int, int] = {}
+        #: ``(src, dst, inter_node) -> bandwidth multiplier`` for degraded links (faults)
+        self.link_factor: Callable[[int, int, bool], float] | None = None
 
     def route(self, src: int, dst: int) -> Route:
         """The route from ``src`` to ``dst`` (which must differ)."""
@@ -83,6 +86,10 @@ class Network:
         same_node = self.cluster.node_of(src) == self.cluster.node_of(dst)
         kind = INTRA if same_node else INTER
         link = self.cluster.intra_node if same_node else self.cluster.inter_node
+        if self.link_factor is not None:
+            factor = self.link_factor(src, dst, not same_node)
+            if factor != 1.0:
+                link = replace(link, bandwidth=link.bandwidth * factor)
         route = Route(port(src, kind, _OUT), port(dst, kind, _IN), link, kind)
         self._routes[(src, dst)] = route
         return route

@@ -113,7 +113,7 @@ class Compute:
 
     def __call__(self, sw: SimWorker, ins: tuple) -> simpy.Event | Any:
         known = self._known[ins[5]] if self.shape_only else None
-        if known is not None and known.fast and sw.ledger is not None:
+        if known is not None and known.fast and sw.ledger is not None and sw.pace is None:
             return self.known(sw, ins, known)
         _, action, inbox, outbox, sends, kind = ins
         rt = self.rt
@@ -142,7 +142,7 @@ class Compute:
         if not compiled.simple:
             return self._replay(sw, action, compiled, release)
         rt.count_flops(sw, compiled)
-        seconds = compiled.seconds
+        seconds = compiled.seconds if sw.pace is None else sw.pace(compiled.seconds)
         now = self.env.now
         rt.engine.trace.record(sw.group, label, now, now + seconds, -1, action.mb)
         sw.compute_s += seconds

@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any
 
 import simpy
@@ -37,7 +37,8 @@ from simpy.core import EmptySchedule, StopSimulation
 
 from ..engine import Engine
 from ..engine.memory import MemoryLedger
-from ..errors import DeadlockError, DivergedError
+from ..errors import DeadlockError, DeviceFailedError, DivergedError
+from ..faults import Fault
 from ..nn.context import BatchInfo
 from ..parallel.pipeline.actions import Action
 from ..parallel.plan import Plan
@@ -46,6 +47,7 @@ from ..parallel.worker import Worker
 from ..tape import recording
 from ..trace import COMPUTE
 from .compute import Compute
+from .faults import FaultModel
 from .fold import Fold, decide_fold, mirrors
 from .meetings import Meetings
 from .messages import Mailbox
@@ -62,7 +64,8 @@ class Runtime:
 
     ``fold`` (default: the plan's ``training.fold_replicas``) lets identical
     data-parallel replicas be simulated once (:mod:`simulator.runtime.fold`);
-    ``progress`` is called with the number of events processed so far.
+    ``progress`` is called with the number of events processed so far;
+    ``faults`` are stragglers, slow links and failures (:mod:`.faults`).
     """
 
     def __init__(
@@ -70,6 +73,7 @@ class Runtime:
         plan: Plan,
         fold: bool | None = None,
         progress: Callable[[int], None] | None = None,
+        faults: Iterable[Fault] = (),
     ) -> None:
         from ..parallel.data import make_sync  # the variants build on this runtime
 
@@ -80,7 +84,11 @@ class Runtime:
         self.shape_only = plan.shape_only
         self.step = 0
         self.records: list[StepRecord] = []
-        self.fold: Fold = decide_fold(plan, self.training.fold_replicas if fold is None else fold)
+        self.faults = FaultModel(faults, plan.cluster, plan.training.seed)
+        if self.faults:
+            self.engine.network.link_factor = self.faults.link_factor
+        allowed = self.training.fold_replicas if fold is None else fold
+        self.fold: Fold = decide_fold(plan, allowed, self.faults)
         self.progress = progress
         self.tapes: dict[tuple, tuple[Any, CompiledTape]] = {}
         self._labels: dict[tuple, int] = {}
@@ -107,6 +115,10 @@ class Runtime:
         self.handlers[Op.RECV] = self.mailbox.recv
         for op, handler in self.sync.handlers().items():
             self.handlers[op] = handler
+        for sw in self.workers:
+            sw.pace = self.faults.pace(sw)
+        for when, device in self.faults.failures:
+            self.env.process(self._fail(device, when))
 
     @property
     def losses(self) -> list[float | None]:
@@ -164,8 +176,21 @@ class Runtime:
         self.mailbox.reset()
         for sw in self.workers:
             sw.start_step()
-        done = simpy.AllOf(env, [env.process(self._process(sw)) for sw in self.workers])
-        self._drive(done)
+        for sw in self.workers:
+            sw.process = env.process(self._process(sw))
+        done = simpy.AllOf(env, [sw.process for sw in self.workers])
+        try:
+            self._drive(done)
+        except DeviceFailedError:
+            self.records.append(self._record(start, sent_before, kinds_before))
+            raise
+        return self._record(start, sent_before, kinds_before)
+
+    def _record(
+        self, start: float, sent_before: dict[int, int], kinds_before: dict[str, int]
+    ) -> StepRecord:
+        """The step from ``start`` to now (see :class:`~.record.StepRecord`)."""
+        env, engine = self.env, self.engine
         return StepRecord(
             start=start,
             end=env.now,
@@ -200,25 +225,62 @@ class Runtime:
         except StopSimulation:
             return
         except EmptySchedule:
+            failed = next((sw for sw in self.workers if sw.failed), None)
+            if failed is not None:
+                raise self._failure_report(failed) from None
             raise DeadlockError(self._deadlock_report()) from None
 
     def _process(self, sw: SimWorker) -> Process:
         handlers = self.handlers
-        for ins in sw.program:
-            waits = handlers[ins[0]](sw, ins)
-            if waits is not None:
-                if isinstance(waits, simpy.Event):
-                    yield waits
-                else:
-                    yield from waits
+        try:
+            for ins in sw.program:
+                waits = handlers[ins[0]](sw, ins)
+                if waits is not None:
+                    if isinstance(waits, simpy.Event):
+                        yield waits
+                    else:
+                        yield from waits
+        except simpy.Interrupt:
+            return  # a device of this worker failed: it does nothing more
+
+    def _fail(self, device: int, when: float) -> Process:
+        """Device ``device`` stops at ``when``: its worker's process ends there."""
+        yield self.env.timeout(when)
+        sw = next((sw for sw in self.workers if device in sw.shown), None)
+        if sw is None or sw.failed:
+            return  # the strategy does not use it (or its worker is down already)
+        sw.failed = (device, when)
+        sw.waiting_for = ""
+        self.engine.trace.add(device, COMPUTE, when, when, "failed", "failed")
+        if sw.process is not None and sw.process.is_alive:
+            sw.process.interrupt("device failed")
+
+    def _failure_report(self, failed: SimWorker) -> DeviceFailedError:
+        device, when = failed.failed
+        waits = "; ".join(
+            f"{sw.describe()} waits for {self._waits(sw)}"
+            for sw in self.workers
+            if sw.waiting_for and sw is not failed
+        )
+        started = self.records[0].start if self.records else 0.0
+        lost = when - started
+        return DeviceFailedError(
+            f"strategy {self.plan.strategy.name!r}: device {device} failed at "
+            f"{when * 1e3:.3f} ms, in step {self.step}, and {failed.describe()} stopped; "
+            f"left waiting: {waits or 'no one'}. The run keeps no checkpoint, so all "
+            f"{lost * 1e3:.3f} ms of simulated training since it started are lost (see "
+            "`python -m simulator goodput` for how often to checkpoint)",
+            device,
+            when,
+        )
+
+    def _waits(self, sw: SimWorker) -> str:
+        waiting = sw.waiting_for
+        return waiting if isinstance(waiting, str) else self.mailbox.describe_wait(sw, waiting)
 
     def _deadlock_report(self) -> str:
-        def what(sw: SimWorker) -> str:
-            waiting = sw.waiting_for
-            return waiting if isinstance(waiting, str) else self.mailbox.describe_wait(sw, waiting)
-
         waits = "; ".join(
-            f"{sw.describe()} waits for {what(sw)}" for sw in self.workers if sw.waiting_for
+            f"{sw.describe()} waits for {self._waits(sw)}" for sw in self.workers if sw.waiting_for
         )
         return (
             f"strategy {self.plan.strategy.name!r} cannot make progress in step "
@@ -367,6 +429,8 @@ class Runtime:
             kind = item[0]
             if kind == SEGMENT:
                 _, seconds, tag = item
+                if sw.pace is not None:
+                    seconds = sw.pace(seconds)
                 self.record_compute(sw, action, tag, seconds, cat)
                 sw.compute_s += seconds
                 yield env.timeout(seconds)

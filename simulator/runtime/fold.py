@@ -14,7 +14,8 @@ each simulated one stood for (``folded_replicas``).
 Folding is automatic, and taken only when it provably gives the unfolded
 run's numbers exactly. The replicas are identical when:
 
-1. the strategy is DDP or ZeRO (``nn.DataParallel``'s primary does extra work);
+1. the strategy is DDP or ZeRO (``nn.DataParallel``'s primary does extra work),
+   and no fault (a straggler, a slow link, a failure) touches its devices;
 2. every replica's links are of the same kind as replica 0's wherever it
    sends: inside each tensor-parallel group and between the ranks its
    pipeline messages and tied-weight sums connect (a layout whose replicas
@@ -40,6 +41,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..parallel.plan import Plan
+from .faults import FaultModel
 from ..parallel.program import SEND
 
 
@@ -54,13 +56,15 @@ class Fold:
         return self.replicas > 1
 
 
-def decide_fold(plan: Plan, allowed: bool) -> Fold:
+def decide_fold(plan: Plan, allowed: bool, faults: FaultModel | None = None) -> Fold:
     """Fold when allowed and exact (module docstring)."""
     s = plan.strategy
     if s.dp == 1:
         return Fold(1, "one replica")
     if not allowed:
         return Fold(1, "folding turned off")
+    if faults and faults.touches(d for w in plan.workers for d in w.devices):
+        return Fold(1, "a fault makes the replicas differ")
     if s.data_parallel != "ddp":
         return Fold(1, "nn.DataParallel's primary does what the other replicas do not")
     if s.bucket_mb > 0 or s.zero >= 2:

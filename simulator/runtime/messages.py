@@ -139,12 +139,12 @@ class Mailbox:
     def _receive(self, sw: SimWorker, ins: tuple, message: int) -> Process:
         sw.waiting_for = ins  # put in words only if the run deadlocks (describe_wait)
         entry = self.slots[message]
-        if entry is None:
-            entry = self.slots[message] = self.env.event()
-            yield entry
-            entry = self.slots[message]
-        if isinstance(entry, simpy.Event):  # the sender's compute: the send follows its end
-            yield entry
+        while entry.__class__ is not tuple:
+            if entry is None or entry.processed:
+                # nothing sent yet, or a compute that ended without its send (its device
+                # failed): leave an event for the sender to fire
+                entry = self.slots[message] = self.env.event()
+            yield entry  # that event, or the sender's compute: the send follows its end
             entry = self.slots[message]
         arrival, payloads, pieces = entry
         if arrival > self.env.now:

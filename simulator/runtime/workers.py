@@ -20,6 +20,7 @@ the layers (DESIGN.md, key decision 1) or on the runtime:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +60,11 @@ class SimWorker:
     waiting_for: str | tuple = ""  # what it waits for: words, or the receive instruction
     #: the action whose end frees its stash, and what it frees (see runtime.compute)
     releasing: Any = None
+    #: how a straggler stretches this worker's compute (None: full speed)
+    pace: Callable[[float], float] | None = None
+    #: its process this step, and when one of its devices failed (runtime.faults)
+    process: Any = None
+    failed: tuple[int, float] | None = None
 
     @property
     def pp_rank(self) -> int:
