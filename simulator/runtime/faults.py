@@ -48,7 +48,7 @@ class FaultModel:
             f.node: f.factor for f in self.faults if isinstance(f, SlowLink) and f.node is not None
         }  # fmt: skip
         self.failures = sorted(
-            ((f.at_ms / 1e3, f.device) for f in self.faults if isinstance(f, Fail))
+            (f.at_ms / 1e3, f.device) for f in self.faults if isinstance(f, Fail)
         )
 
     def __bool__(self) -> bool:

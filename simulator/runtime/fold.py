@@ -41,8 +41,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..parallel.plan import Plan
-from .faults import FaultModel
 from ..parallel.program import SEND
+from .faults import FaultModel
 
 
 @dataclass(frozen=True)
