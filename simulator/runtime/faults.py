@@ -41,12 +41,9 @@ class FaultModel:
         self.seed = seed
         self.faults = tuple(faults)
         self.stragglers = {f.device: f for f in self.faults if isinstance(f, Straggler)}
-        self.slow_devices = {
-            f.device: f.factor for f in self.faults if isinstance(f, SlowLink) and f.device is not None
-        }  # fmt: skip
-        self.slow_nodes = {
-            f.node: f.factor for f in self.faults if isinstance(f, SlowLink) and f.node is not None
-        }  # fmt: skip
+        links = [f for f in self.faults if isinstance(f, SlowLink)]
+        self.slow_devices = {f.device: f.factor for f in links if f.device is not None}
+        self.slow_nodes = {f.node: f.factor for f in links if f.node is not None}
         self.failures = sorted(
             (f.at_ms / 1e3, f.device) for f in self.faults if isinstance(f, Fail)
         )
