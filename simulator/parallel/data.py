@@ -171,9 +171,9 @@ class DataParallel:
                     # the staging buffer a bucket's full gradients pass through
                     largest.append(max(sum(p.nbytes for p in b.params(w, r)) for b in buckets))
             for category, per_rank in amounts.items():
-                self.rt.charge(sw, category, per_rank)
+                sw.charge(self.rt.engine, category, per_rank)
             if largest:
-                self.rt.charge(sw, BUFFERS, largest)
+                sw.charge(self.rt.engine, BUFFERS, largest)
 
     # -- during backward ---------------------------------------------------------------------
     def on_mark(self, sw: SimWorker, mark: Mark) -> Process | None:
@@ -292,10 +292,10 @@ class DataParallel:
                         p.zero_grad()
 
         members = self._members(sw)
-        _, compiled = self.rt.run_recorded(("optimizer", sw.pp_rank), lambda: step(members[0]))
+        _, compiled = self.rt.replay.priced(("optimizer", sw.pp_rank), lambda: step(members[0]))
         for w in members[1:]:
             step(w)
-        yield from self.rt.replay(sw, compiled, "optimizer", "opt")
+        yield from self.rt.replay.run(sw, compiled, "optimizer", "opt")
         if self.sharded:
             yield from self._gather_params(sw)
 
@@ -357,7 +357,7 @@ class DataParallel:
             bounds = split_bounds(size, self.dp_size)
             pieces.append([ShapeArray((hi - lo,), dtype) for lo, hi in bounds])
             held.append(sum(p.nbytes for p in params) - self._shard(w, r, bucket).nbytes)
-        self.rt.charge(sw, BUFFERS, held)
+        sw.charge(self.rt.engine, BUFFERS, held)
         self._gathered[sw.index] = held
 
         def run(_: list[Any]) -> tuple[list[Any], float]:
@@ -379,7 +379,7 @@ class DataParallel:
     def _release_gathered(self, sw: SimWorker) -> None:
         held = self._gathered.pop(sw.index, None)
         if held is not None:
-            self.rt.charge(sw, BUFFERS, [-b for b in held])
+            sw.charge(self.rt.engine, BUFFERS, [-b for b in held])
 
 
 def make_sync(runtime: Runtime) -> DataParallel:

@@ -30,7 +30,7 @@ from .. import comm
 from ..arrays import concat
 from ..engine.memory import ACTIVATIONS, GRADIENTS, OPTIMIZER, PARAMETERS
 from ..errors import LayoutError
-from ..nn.context import BatchInfo, batch
+from ..nn.context import batch
 from ..tape import on_rank
 from .data import DataParallel
 from .pipeline.actions import BW, Action, F
@@ -110,10 +110,12 @@ class Replicated(DataParallel):
         """Every replica holds parameters and gradients; only the primary optimizer state."""
         for sw in self.rt.workers:
             params = sw.lead.params(0)
-            self.rt.charge(sw, PARAMETERS, [sum(p.nbytes for p in params)])
-            self.rt.charge(sw, GRADIENTS, [sum(p.nbytes for p in params)])
+            sw.charge(self.rt.engine, PARAMETERS, [sum(p.nbytes for p in params)])
+            sw.charge(self.rt.engine, GRADIENTS, [sum(p.nbytes for p in params)])
             if sw.lead.dp_rank == PRIMARY:
-                self.rt.charge(sw, OPTIMIZER, [sum(self.optimizer.state_bytes(p) for p in params)])
+                sw.charge(
+                    self.rt.engine, OPTIMIZER, [sum(self.optimizer.state_bytes(p) for p in params)]
+                )
 
     def _collective(
         self, sw: SimWorker, op: str, payload: Any, what: str, algorithm: str = "naive"
@@ -148,17 +150,11 @@ class Replicated(DataParallel):
         if not self.rt.shape_only and w.dp_rank != PRIMARY:
             self._unflatten(w, flat, grads=False)
 
-    def _whole_batch(self) -> tuple[Any, Any]:
-        training = self.plan.training
-        return self.plan.model_config.batch(
-            training.seed, self.rt.step, training.global_batch, self.rt.shape_only
-        )
-
     def scatter_inputs(self, sw: SimWorker, _: Any) -> Process:
         # only the primary holds data; the others contribute nothing to a scatter
         payload = None
         if sw.lead.dp_rank == PRIMARY:
-            payload, self._state["targets"] = self._whole_batch()
+            payload, self._state["targets"] = self.rt.feed.whole(self.rt.step, self.rt.shape_only)
         piece = yield from self._collective(sw, "scatter", payload, "scatter inputs")
         self._state[("inputs", sw.index)] = piece
 
@@ -166,19 +162,13 @@ class Replicated(DataParallel):
         w = sw.lead
         chunk = w.chunks[0]
         x = self._state.pop(("inputs", sw.index))
-        with batch(self._info(w)):
-            (out, ctx), compiled = self.rt.run_recorded((0, "F"), lambda: chunk.forward([x]))
+        with batch(self.rt.feed.info(w, 0, self.rt.step)):
+            (out, ctx), compiled = self.rt.replay.priced((0, "F"), lambda: chunk.forward([x]))
         stash = chunk.stash_bytes(ctx, 0)
         self._state[("ctx", sw.index)] = (ctx, stash)
         self._state[("out", sw.index)] = out[0]
-        self.rt.charge(sw, ACTIVATIONS, [stash])
-        yield from self.rt.replay(sw, compiled, Action(0, F, 0))
-
-    def _info(self, w: Worker) -> BatchInfo:
-        size = self.plan.micro_batch_size
-        training = self.plan.training
-        first = self.rt.step * training.global_batch + w.dp_rank * size
-        return BatchInfo(training.seed, self.rt.step, first, size)
+        sw.charge(self.rt.engine, ACTIVATIONS, [stash])
+        yield from self.rt.replay.run(sw, compiled, Action(0, F, 0))
 
     def gather_outputs(self, sw: SimWorker, _: Any) -> Process:
         out = self._state.pop(("out", sw.index))
@@ -194,11 +184,11 @@ class Replicated(DataParallel):
                 values, ctx = self.loss.forward([outputs], [targets])
                 return values, self.loss.backward(ctx, 1.0)
 
-        (values, grads), compiled = self.rt.run_recorded(("loss",), loss)
+        (values, grads), compiled = self.rt.replay.priced(("loss",), loss)
         if not self.rt.shape_only:
-            self.rt.record_loss(float(values[0]))
+            self.rt.tally.loss(float(values[0]))
         self._state["output grads"] = grads[0]
-        yield from self.rt.replay(sw, compiled, "loss", "F")
+        yield from self.rt.replay.run(sw, compiled, "loss", "F")
 
     def scatter_grads(self, sw: SimWorker, _: Any) -> Process:
         payload = self._state.pop("output grads") if sw.lead.dp_rank == PRIMARY else None
@@ -210,10 +200,10 @@ class Replicated(DataParallel):
         chunk = w.chunks[0]
         dy = self._state.pop(("dy", sw.index))
         ctx, stash = self._state.pop(("ctx", sw.index))
-        with batch(self._info(w)):
-            _, compiled = self.rt.run_recorded((0, "BW"), lambda: chunk.backward([dy], ctx, 1.0))
-        yield from self.rt.replay(sw, compiled, Action(0, BW, 0))
-        self.rt.charge(sw, ACTIVATIONS, [-stash])
+        with batch(self.rt.feed.info(w, 0, self.rt.step)):
+            _, compiled = self.rt.replay.priced((0, "BW"), lambda: chunk.backward([dy], ctx, 1.0))
+        yield from self.rt.replay.run(sw, compiled, Action(0, BW, 0))
+        sw.charge(self.rt.engine, ACTIVATIONS, [-stash])
 
     def reduce_grads(self, sw: SimWorker, _: Any) -> Process:
         w = sw.lead

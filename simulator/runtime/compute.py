@@ -119,9 +119,9 @@ class Compute:
         rt = self.rt
         if known is None:
             compiled, charge, release = self.math(sw, action, inbox, outbox)
-            label = rt.compute_label(action, compiled.items[0][2] if compiled.simple else "")
+            label = rt.replay.label(action, compiled.items[0][2] if compiled.simple else "")
             if compiled.simple:
-                rt.note_action(action, compiled.seconds)
+                rt.tally.action(action, compiled.seconds)
             if self.shape_only:
                 self._learn(sw, action, kind, outbox, compiled, charge, release, label)
         else:
@@ -134,14 +134,14 @@ class Compute:
             if outbox >= 0:
                 buffers[outbox + base] = known.output
         if charge is not None:
-            rt.charge(sw, ACTIVATIONS, charge)
+            sw.charge(rt.engine, ACTIVATIONS, charge)
         if action.kind == F:
             sw.inflight += 1
             if sw.inflight > sw.peak_inflight:
                 sw.peak_inflight = sw.inflight
         if not compiled.simple:
             return self._replay(sw, action, compiled, release)
-        rt.count_flops(sw, compiled)
+        rt.tally.flops(sw, compiled)
         seconds = compiled.seconds if sw.pace is None else sw.pace(compiled.seconds)
         now = self.env.now
         rt.engine.trace.record(sw.group, label, now, now + seconds, -1, action.mb)
@@ -168,11 +168,12 @@ class Compute:
             if sw.inflight > sw.peak_inflight:
                 sw.peak_inflight = sw.inflight
         rt = self.rt
-        rt.model_flops += known.model_flops
-        rt.hardware_flops += known.hardware_flops
+        tally = rt.tally
+        tally.model_flops += known.model_flops
+        tally.hardware_flops += known.hardware_flops
         seconds = known.seconds
         now = self.env.now
-        rt.record_row(sw.group, known.label, now, now + seconds, -1, action.mb)
+        rt.engine.trace.record(sw.group, known.label, now, now + seconds, -1, action.mb)
         sw.compute_s += seconds
         done = self.env.timeout(seconds)
         if sends:
@@ -198,17 +199,18 @@ class Compute:
 
     def _replay(self, sw: SimWorker, action: Action, compiled: CompiledTape, release: Any) -> Any:
         start = self.env.now
-        yield from self.rt.replay(sw, compiled, action)
-        self.rt.note_action(action, self.env.now - start)
+        yield from self.rt.replay.run(sw, compiled, action)
+        self.rt.tally.action(action, self.env.now - start)
         if release is not None:
             self.finish(sw, action, release)
 
     def finish(self, sw: SimWorker, action: Action, release: tuple[PerRank, Any]) -> None:
         """After a backward: free the forward's stash; after B, charge what W needs."""
         freed, kept = release
-        self.rt.charge(sw, ACTIVATIONS, [-b for b in freed])
+        engine = self.rt.engine
+        sw.charge(engine, ACTIVATIONS, [-b for b in freed])
         if kept:
-            self.rt.charge(sw, ACTIVATIONS, kept)
+            sw.charge(engine, ACTIVATIONS, kept)
         if action.kind == BW or action.kind == W:
             sw.inflight -= 1
 
@@ -239,9 +241,9 @@ class Compute:
         rt = self.rt
         results, compiled = [], None
         for i, member in enumerate(sw.members[:1] if rt.shape_only else sw.members):
-            with batch(rt.batch_info(member, mb)):
+            with batch(rt.feed.info(member, mb, rt.step)):
                 if i == 0:
-                    result, compiled = rt.recorded(lambda m=member: work(0, m))
+                    result, compiled = rt.replay.price(lambda m=member: work(0, m))
                 else:
                     result = work(i, member)
             results.append(result)
@@ -267,7 +269,7 @@ class Compute:
             def forward(i: int, member: Any) -> Any:
                 mine = member.chunks[stage]
                 if source is None or last:
-                    x, y = rt.micro_batch(member, mb)
+                    x, y = rt.feed.micro_batch(member, mb, rt.step, rt.shape_only)
                 xs = [x] * t if source is None else source[i]
                 return mine.forward(xs, [y] * t if last else None)
 
@@ -279,7 +281,7 @@ class Compute:
                 buffers[outbox + base] = [out for out, _ in results]
             if last and not rt.shape_only:
                 for out, _ in results:
-                    rt.record_loss(float(out[0]))
+                    rt.tally.loss(float(out[0]))
             return compiled, charge, None
         if kind == W:
             wctxs, held = self._stashed(sw, (stage, mb, W), (stage, B))

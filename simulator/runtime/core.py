@@ -36,23 +36,19 @@ import simpy
 from simpy.core import EmptySchedule, StopSimulation
 
 from ..engine import Engine
-from ..engine.memory import MemoryLedger
 from ..errors import DeadlockError, DeviceFailedError, DivergedError
 from ..faults import Fault
-from ..nn.context import BatchInfo
-from ..parallel.pipeline.actions import Action
 from ..parallel.plan import Plan
-from ..parallel.program import WHAT, Op, message_id
-from ..parallel.worker import Worker
-from ..tape import recording
+from ..parallel.program import WHAT, Op
 from ..trace import COMPUTE
 from .compute import Compute
 from .faults import FaultModel
+from .feed import Feed
 from .fold import Fold, decide_fold, mirrors
 from .meetings import Meetings
 from .messages import Mailbox
-from .record import StepRecord, WorkerRecord
-from .tapes import COLLECTIVE, MARK, SEGMENT, WAIT, CompiledTape, compile_tape
+from .record import StepRecord, Tally, WorkerRecord
+from .replay import Replay
 from .workers import SimWorker
 
 Process = Generator[simpy.Event, Any, Any]
@@ -90,16 +86,11 @@ class Runtime:
         allowed = self.training.fold_replicas if fold is None else fold
         self.fold: Fold = decide_fold(plan, allowed, self.faults)
         self.progress = progress
-        self.tapes: dict[tuple, tuple[Any, CompiledTape]] = {}
-        self._labels: dict[tuple, int] = {}
-        self._losses: list[float] = []
-        self._data: tuple[int, Any, Any] | None = None
-        self.model_flops = self.hardware_flops = 0.0  # this step's, every device
-        self._actions: dict[tuple[int, str], float] = {}
+        self.feed = Feed(plan)
+        self.tally = Tally()
         self._transfer = getattr(plan.model_config, "transfer_seconds", None)
         self._transfer_cache: dict[tuple[int, int], float | None] = {}
         self.meetings = Meetings(self.env, self.fire_at)
-        self.record_row = self.engine.trace.record
         if self.fold:
             self.engine.network.mirror = mirrors(plan)
         self.workers = self._simulated_workers()
@@ -107,8 +98,9 @@ class Runtime:
                        for sw in self.workers}  # fmt: skip
         replicas = 1 if self.fold else plan.strategy.dp
         self.mailbox = Mailbox(self, plan.messages_per_replica * replicas)
-        self.compute = Compute(self)
         self.sync = make_sync(self)
+        self.replay = Replay(self)
+        self.compute = Compute(self)
         self.handlers: list[Handler | None] = [None] * len(Op)
         self.handlers[Op.COMPUTE] = self.compute
         self.handlers[Op.SEND] = self.mailbox.send
@@ -171,8 +163,7 @@ class Runtime:
         start = env.now
         sent_before = dict(engine.bytes_sent)
         kinds_before = dict(engine.comm_bytes)
-        self._losses = []
-        self.model_flops = self.hardware_flops = 0.0
+        self.tally.start_step()
         self.mailbox.reset()
         for sw in self.workers:
             sw.start_step()
@@ -194,18 +185,16 @@ class Runtime:
         return StepRecord(
             start=start,
             end=env.now,
-            loss=None
-            if self.shape_only or not self._losses
-            else sum(self._losses) / len(self._losses),
-            model_flops=self.model_flops,
-            hardware_flops=self.hardware_flops,
+            loss=None if self.shape_only else self.tally.mean_loss(),
+            model_flops=self.tally.model_flops,
+            hardware_flops=self.tally.hardware_flops,
             workers=tuple(
                 WorkerRecord(sw.shown, sw.compute_s, sw.exposed_s, sw.peak_inflight)
                 for sw in self.workers
             ),
             bytes_sent={d: b - sent_before.get(d, 0) for d, b in engine.bytes_sent.items()},
             comm_bytes={k: v - kinds_before.get(k, 0) for k, v in engine.comm_bytes.items()},
-            action_seconds=dict(self._actions),
+            action_seconds=dict(self.tally.action_seconds),
             folded_replicas=self.fold.replicas,
         )
 
@@ -300,10 +289,6 @@ class Runtime:
         """The simulated worker of pipeline rank ``pp_rank`` in ``sw``'s replica."""
         return self._peers[(0 if self.fold else sw.lead.dp_rank, pp_rank)]
 
-    def message(self, what: int, stage: int, mb: int) -> int:
-        s = self.plan.strategy
-        return message_id(what, stage, mb, self.plan.schedule.num_stages, s.microbatches)
-
     def transfer_seconds(self, stage: int, what: int) -> float | None:
         """A message's time when the model states it (abstract models), else None."""
         if self._transfer is None:
@@ -313,150 +298,6 @@ class Runtime:
         if seconds is None:
             seconds = self._transfer_cache[key] = self._transfer(stage, WHAT[what])
         return seconds
-
-    def batch_info(self, w: Worker, mb: int) -> BatchInfo:
-        size = self.plan.micro_batch_size
-        first = (
-            self.step * self.training.global_batch
-            + (w.dp_rank * self.plan.strategy.microbatches + mb) * size
-        )
-        return BatchInfo(self.training.seed, self.step, first, size)
-
-    def micro_batch(self, w: Worker, mb: int) -> tuple[Any, Any]:
-        """Inputs and targets of micro-batch ``mb`` of ``w``'s replica."""
-        size = self.plan.micro_batch_size
-        if self._data is None or self._data[0] != self.step:
-            self._data = (
-                self.step,
-                *self.plan.model_config.batch(
-                    self.training.seed, self.step, self.training.global_batch, self.shape_only
-                ),
-            )
-        _, x, y = self._data
-        lo = (w.dp_rank * self.plan.strategy.microbatches + mb) * size
-        # copies, so that a micro-batch's stash does not pin the whole global batch
-        return x[lo : lo + size].copy(), y[lo : lo + size].copy()
-
-    def recorded(self, fn: Callable[[], Any]) -> tuple[Any, CompiledTape]:
-        """Run ``fn`` on a new tape and price the tape."""
-        with recording() as tape:
-            result = fn()
-        return result, compile_tape(tape, self.engine.cost, self.sync.wants_marks)
-
-    def run_recorded(self, key: tuple, fn: Callable[[], Any]) -> tuple[Any, CompiledTape]:
-        """:meth:`recorded`; shape-only results are computed once per ``key``."""
-        if not self.shape_only:
-            return self.recorded(fn)
-        hit = self.tapes.get(key)
-        if hit is None:
-            hit = self.tapes[key] = self.recorded(fn)
-        return hit
-
-    def record_loss(self, value: float) -> None:
-        """A micro-batch's mean loss; the step reports the mean over them."""
-        self._losses.append(value)
-
-    def count_flops(self, sw: SimWorker, compiled: CompiledTape) -> None:
-        replicas = len(sw.members)
-        self.model_flops += compiled.model_flops * replicas
-        self.hardware_flops += compiled.hardware_flops * replicas
-
-    def note_action(self, action: Action, seconds: float) -> None:
-        """The first duration of each action kind on each stage (for the analytic bubble)."""
-        key = (action.stage, str(action.kind))
-        if key not in self._actions:
-            self._actions[key] = seconds
-
-    def compute_label(self, action: Action | str, tag: str, cat: str = "") -> int:
-        """The trace label of compute rows: a pipeline action's (its name shows the
-        micro-batch of each row), or other work named ``action`` of kind ``cat``;
-        ``tag`` marks recomputation."""
-        is_action = isinstance(action, Action)
-        key = (action.stage, action.kind, tag) if is_action else (action, tag, cat)
-        label = self._labels.get(key)
-        if label is None:
-            trace = self.engine.trace
-            if is_action:
-                name = f"{action.stage}{action.kind}{{mb}}"
-                label = trace.label_id(COMPUTE, name, tag or str(action.kind), chunk=action.stage)
-            else:
-                label = trace.label_id(COMPUTE, action, tag or cat)
-            self._labels[key] = label
-        return label
-
-    def record_compute(
-        self, sw: SimWorker, action: Action | str, tag: str, seconds: float, cat: str = ""
-    ) -> None:
-        """One compute row in the trace, from now, for ``seconds``."""
-        label = self.compute_label(action, tag, cat)
-        now = self.env.now
-        mb = action.mb if isinstance(action, Action) else -1
-        self.engine.trace.record(sw.group, label, now, now + seconds, -1, mb)
-
-    def charge(self, sw: SimWorker, category: int, per_rank: list[int]) -> None:
-        """Change ``category`` by ``per_rank[r]`` bytes on rank ``r``'s devices."""
-        first = per_rank[0]
-        if sw.ledger is not None and (len(per_rank) == 1 or per_rank.count(first) == len(per_rank)):
-            sw.ledger.change(category, first)
-            return
-        # the ranks differ: from now on every device keeps its own ledger
-        ledgers = self.ledgers_of(sw)
-        t = len(sw.devices)
-        for i, ledger in enumerate(ledgers):
-            ledger.change(category, per_rank[i % t])
-
-    def ledgers_of(self, sw: SimWorker) -> list[MemoryLedger]:
-        """One ledger per device of ``sw`` (splitting the shared one if need be)."""
-        memory = self.engine.memory
-        if sw.ledger is not None and len(sw.shown) > 1:
-            self.engine.split_ledger(sw.shown)
-            sw.ledger = None  # type: ignore[assignment]
-        return [memory[d] for d in sw.shown]
-
-    # -- replay ----------------------------------------------------------------------------
-    def replay(
-        self, sw: SimWorker, compiled: CompiledTape, action: Action | str, cat: str = ""
-    ) -> Process:
-        """Spend the time ``compiled`` describes on ``sw``'s devices.
-
-        ``action`` names the rows: a pipeline action, or other work such as
-        ``"optimizer"`` of kind ``cat``.
-        """
-        env = self.env
-        self.count_flops(sw, compiled)
-        pending: dict[int, float] = {}  # asynchronous collectives: handle -> end
-        for item in compiled.items:
-            kind = item[0]
-            if kind == SEGMENT:
-                _, seconds, tag = item
-                if sw.pace is not None:
-                    seconds = sw.pace(seconds)
-                self.record_compute(sw, action, tag, seconds, cat)
-                sw.compute_s += seconds
-                yield env.timeout(seconds)
-            elif kind == COLLECTIVE:
-                call = item[1]
-                end = self.engine.collective(call.plan, sw.devices, call.kind, call.label, sw.shown)
-                if call.handle >= 0:
-                    pending[call.handle] = end
-                else:
-                    yield from self.wait_for_collective(sw, end, f"a {call.op} of its group")
-            elif kind == WAIT:
-                end = pending.pop(item[1])
-                yield from self.wait_for_collective(sw, end, "an asynchronous collective")
-            elif kind == MARK:
-                hook = self.sync.on_mark(sw, item[1])
-                if hook is not None:
-                    yield from hook
-
-    def wait_for_collective(self, sw: SimWorker, end: float, what: str) -> Process:
-        """Block ``sw`` until its own group's collective ends: exposed communication."""
-        now = self.env.now
-        if end > now:
-            sw.waiting_for = what
-            yield self.env.timeout(end - now)
-            sw.waiting_for = ""
-            sw.exposed_s += end - now
 
 
 @contextlib.contextmanager

@@ -175,5 +175,5 @@ class Mailbox:
                 outs, plan = comm.all_gather(pieces)
                 gathered.append([g.reshape(x.shape) for g, x in zip(outs, whole, strict=True)])
         end = rt.engine.collective(plan, sw.devices, "tp", "pp all-gather", shown=sw.shown)
-        yield from rt.wait_for_collective(sw, end, "the all-gather of a scattered message")
+        yield from rt.replay.wait(sw, end, "the all-gather of a scattered message")
         return gathered

@@ -10,6 +10,12 @@ workers run, so metrics cost nothing at scale.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..parallel.pipeline.actions import Action
+    from .tapes import CompiledTape
+    from .workers import SimWorker
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,39 @@ class WorkerRecord:
     compute_s: float
     exposed_s: float
     peak_inflight: int
+
+
+class Tally:
+    """What a step counts while it runs: losses, FLOPs, the first time of every action."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+        self.model_flops = self.hardware_flops = 0.0  # over every device
+        #: ``(stage, kind) -> seconds`` of the first action of each kind on each stage
+        self.action_seconds: dict[tuple[int, str], float] = {}
+
+    def start_step(self) -> None:
+        self.losses = []
+        self.model_flops = self.hardware_flops = 0.0
+
+    def loss(self, value: float) -> None:
+        """A micro-batch's mean loss; the step reports the mean over them."""
+        self.losses.append(value)
+
+    def mean_loss(self) -> float | None:
+        return sum(self.losses) / len(self.losses) if self.losses else None
+
+    def flops(self, sw: SimWorker, compiled: CompiledTape) -> None:
+        """The GEMM FLOPs of a tape on ``sw``, for every replica it stands for."""
+        replicas = len(sw.members)
+        self.model_flops += compiled.model_flops * replicas
+        self.hardware_flops += compiled.hardware_flops * replicas
+
+    def action(self, action: Action, seconds: float) -> None:
+        """The first duration of each action kind on each stage (the analytic bubble)."""
+        key = (action.stage, str(action.kind))
+        if key not in self.action_seconds:
+            self.action_seconds[key] = seconds
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..engine import Engine
 from ..engine.memory import MemoryLedger
 from ..parallel.worker import Worker
 
@@ -78,6 +79,23 @@ class SimWorker:
     def describe(self) -> str:
         dp = ", ".join(str(m.dp_rank) for m in self.members)
         return f"worker {self.lead.index} (dp {dp}, pp rank {self.pp_rank})"
+
+    def charge(self, engine: Engine, category: int, per_rank: list[int]) -> None:
+        """Change memory ``category`` by ``per_rank[r]`` bytes on rank ``r``'s devices.
+
+        Ranks in lockstep hold the same bytes and share one ledger; the first
+        change that differs between them gives every device a ledger of its own.
+        """
+        first = per_rank[0]
+        if self.ledger is not None and per_rank.count(first) == len(per_rank):
+            self.ledger.change(category, first)
+            return
+        if self.ledger is not None and len(self.shown) > 1:
+            engine.split_ledger(self.shown)
+        self.ledger = None  # type: ignore[assignment]
+        t = len(self.devices)
+        for i, d in enumerate(self.shown):
+            engine.memory[d].change(category, per_rank[i % t])
 
     def start_step(self) -> None:
         self.compute_s = self.exposed_s = 0.0
