@@ -169,7 +169,8 @@ def run_scenario(scenario: Scenario, progress: bool = False) -> ScenarioResult:
 
 def trace_path(out: Path, stem: str, result: StrategyResult) -> Path:
     """Where a strategy's Chrome trace goes: gzip-compressed when it is large."""
-    events = sum(len(result.trace.groups[g]) for g in result.trace.group)
+    trace = result.trace
+    events = sum(len(trace.groups[trace.tracks[t][0]]) for t in trace.track)
     suffix = ".trace.json.gz" if events > GZIP_EVENTS else ".trace.json"
     return out / f"{stem}{suffix}"
 

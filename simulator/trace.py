@@ -15,6 +15,9 @@ micro-batch. A message between two groups names the receiving group as its
 :attr:`Trace.events` expands the rows into one :class:`Event` per device, the
 view pictures and exports want; it is built on demand and cached.
 
+A row stores its *track* -- the interned (group, peer, label) -- its start,
+end and micro-batch: four numbers.
+
 Chrome trace-event JSON
 (https://docs.google.com/document/d/1CvAClvFfyA5R-PhYUmn5OOQtYMH4h6I0nSsKchNAySU)
 opens in Perfetto (ui.perfetto.dev) and chrome://tracing: one process per
@@ -76,9 +79,9 @@ class Trace:
         self._group_ids: dict[tuple[int, ...], int] = {}
         self.labels: list[Label] = []
         self._label_ids: dict[Label, int] = {}
-        self.group = array("q")
-        self.peer = array("q")
-        self.label = array("q")
+        self.tracks: list[tuple[int, int, int]] = []  # (group, peer, label)
+        self._track_ids: dict[tuple[int, int, int], int] = {}
+        self.track = array("q")
         self.start = array("d")
         self.end = array("d")
         self.mb = array("q")
@@ -103,14 +106,18 @@ class Trace:
             self.labels.append(key)
         return lid
 
-    def record(
-        self, group: int, label: int, start: float, end: float, peer: int = NO_PEER, mb: int = -1
-    ) -> None:
-        """Append one row (the engine's hot path: ids come from :meth:`group_id` and
-        :meth:`label_id`)."""
-        self.group.append(group)
-        self.peer.append(peer)
-        self.label.append(label)
+    def track_id(self, group: int, label: int, peer: int = NO_PEER) -> int:
+        """The id of a track: what a group did (``label``), to ``peer`` for a message."""
+        key = (group, peer, label)
+        tid = self._track_ids.get(key)
+        if tid is None:
+            tid = self._track_ids[key] = len(self.tracks)
+            self.tracks.append(key)
+        return tid
+
+    def record(self, track: int, start: float, end: float, mb: int = -1) -> None:
+        """Append one row (the engine's hot path: ``track`` comes from :meth:`track_id`)."""
+        self.track.append(track)
         self.start.append(start)
         self.end.append(end)
         self.mb.append(mb)
@@ -119,7 +126,8 @@ class Trace:
         self, device: int, lane: str, start: float, end: float, name: str, cat: str, **args: Any
     ) -> None:
         """Append one row for a single device."""
-        self.record(self.group_id((device,)), self.label_id(lane, name, cat, **args), start, end)
+        label = self.label_id(lane, name, cat, **args)
+        self.record(self.track_id(self.group_id((device,)), label), start, end)
 
     def __len__(self) -> int:
         return len(self.start)
@@ -148,27 +156,28 @@ class Trace:
         return [e for e in self._expand(rows.tolist()) if wanted is None or e.device in wanted]
 
     def _expand(self, rows: Iterable[int]) -> Iterable[Event]:
-        groups, labels = self.groups, self.labels
+        groups, labels, tracks = self.groups, self.labels, self.tracks
         for i in rows:
-            lane, name, cat, items = labels[self.label[i]]
+            group, peer, label = tracks[self.track[i]]
+            lane, name, cat, items = labels[label]
             args = dict(items)
             mb = self.mb[i]
             if mb >= 0:
                 name = name.format(mb=mb)
                 args["mb"] = mb
             start, end = self.start[i], self.end[i]
-            devices = groups[self.group[i]]
+            devices = groups[group]
             per_rank = args.get("bytes")
             uniform = not isinstance(per_rank, tuple)
             if lane == COMPUTE:
                 for d in devices:
                     yield Event(d, lane, start, end, name, cat, args)
-            elif self.peer[i] == NO_PEER:
+            elif peer == NO_PEER:
                 for r, d in enumerate(devices):
                     one = args if uniform else {**args, "bytes": per_rank[r]}
                     yield Event(d, lane, start, end, name, cat, {**one, "direction": "collective"})
             else:
-                for a, b in zip(devices, groups[self.peer[i]], strict=True):
+                for a, b in zip(devices, groups[peer], strict=True):
                     send = {**args, "peer": b, "direction": "send"}
                     yield Event(a, lane, start, end, name, cat, send)
                     yield Event(
@@ -181,7 +190,10 @@ class Trace:
 
     # -- Chrome trace ------------------------------------------------------------------
     def to_chrome(self, events: list[Event] | None = None) -> dict[str, Any]:
-        """Chrome trace-event JSON (a dict ready for ``json.dump``)."""
+        """A row stores its *track* -- the interned (group, peer, label) -- its start,
+        end and micro-batch: four numbers.
+
+        Chrome trace-event JSON (a dict ready for ``json.dump``)."""
         events = self.events if events is None else events
         devices = sorted({e.device for e in events} | set(self.ledgers))
         out: list[dict[str, Any]] = []

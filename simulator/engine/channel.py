@@ -52,14 +52,19 @@ class Channel:
             self.pairs.append((route.out_port, route.in_port, duration, label))
         src_shown, dst_shown = shown or (srcs, dsts)
         k = len(srcs)
+        #: per shown pair, its (src group, dst group), for pieces that move apart
         self.rows = [
             (trace.group_id((a,)), trace.group_id((b,)))
             for a, b in zip(src_shown, dst_shown, strict=True)
             if a != b
         ]
         moved = [(a, b) for a, b in zip(src_shown, dst_shown, strict=True) if a != b]
-        self.group = trace.group_id(tuple(a for a, _ in moved)) if moved else -1
-        self.peer = trace.group_id(tuple(b for _, b in moved)) if moved else -1
+        group = trace.group_id(tuple(a for a, _ in moved)) if moved else -1
+        peer = trace.group_id(tuple(b for _, b in moved)) if moved else -1
+        #: the trace track of a message that moves as one (its first pair's label)
+        self.track = next(
+            (trace.track_id(group, p[3], peer) for p in self.pairs if p is not None), -1
+        )
         #: bytes every shown sender sends, and their sum
         self.sent = [
             (a, per_rank[i % k]) for i, (a, b) in enumerate(zip(src_shown, dst_shown, strict=True))
@@ -86,7 +91,7 @@ class Channel:
             a, b = free[out], free[into]
             start = now if now >= a and now >= b else max(now, a, b)
             end = free[out] = free[into] = start + duration
-            engine.trace.record(self.group, label, start, end, self.peer, mb)
+            engine.trace.record(self.track, start, end, mb)
             engine.bytes_sent[self.sent[0][0]] += self.total
             engine.comm_bytes[self.kind] += self.total
             return end
@@ -111,15 +116,15 @@ class Channel:
             return now
         if len(times) == 1 or len(set(times)) == 1:
             start, end = times[0]
-            label = next(p[3] for p in self.pairs if p is not None)
-            record(self.group, label, start, end, self.peer, mb)
+            record(self.track, start, end, mb)
             return end
         # the pieces moved at different times: one row per device pair
         live = [
             (p, t) for p, t in zip((p for p in self.pairs if p is not None), times, strict=True)
         ]
         k = len(live)
+        track = self.engine.trace.track_id
         for i, (src, dst) in enumerate(self.rows):
             (_, _, _, label), (start, end) = live[i % k]
-            record(src, label, start, end, dst, mb)
+            record(track(src, label, dst), start, end, mb)
         return max(end for _, end in times)

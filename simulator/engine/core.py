@@ -102,12 +102,8 @@ class Engine:
         """Occupy the compute stream of ``devices`` for ``seconds`` from now."""
         start = self.env.now
         trace = self.trace
-        trace.record(
-            trace.group_id(devices),
-            trace.label_id(COMPUTE, name, cat, **args),
-            start,
-            start + seconds,
-        )
+        label = trace.label_id(COMPUTE, name, cat, **args)
+        trace.record(trace.track_id(trace.group_id(devices), label), start, start + seconds)
         return self.env.timeout(seconds)
 
     def segment_time(self, segment: ComputeSegment) -> float:
@@ -161,7 +157,8 @@ class Engine:
         self._count((src,), nbytes, kind)
         trace = self.trace
         label = trace.label_id(COMM, name, kind, bytes=nbytes, link=route.kind, **args)
-        trace.record(trace.group_id((src,)), label, start, end, trace.group_id((dst,)))
+        track = trace.track_id(trace.group_id((src,)), label, trace.group_id((dst,)))
+        trace.record(track, start, end)
         return end
 
     def send_group(
@@ -226,13 +223,9 @@ class Engine:
                     algorithm=plan.algorithm,
                 )  # fmt: skip
                 p = len(devices)
-                trace.record(
-                    trace.group_id(tuple(shown[c * p + t.src] for c in range(copies))),
-                    label,
-                    start,
-                    end,
-                    trace.group_id(tuple(shown[c * p + t.dst] for c in range(copies))),
-                )
+                src = trace.group_id(tuple(shown[c * p + t.src] for c in range(copies)))
+                dst = trace.group_id(tuple(shown[c * p + t.dst] for c in range(copies)))
+                trace.record(trace.track_id(src, label, dst), start, end)
             return max(end for _, end in times)
         key = (plan, devices)
         cached = self._fused.get(key)
@@ -247,18 +240,13 @@ class Engine:
             for p in ports:
                 self.own_free[p] = end
         sent = plan.bytes_by_rank
-        trace.record(
-            trace.group_id(shown),
-            trace.label_id(
-                COMM,
-                name,
-                kind,
-                bytes=sent[0] if len(set(sent)) == 1 else sent * (len(shown) // len(devices)),
-                op=plan.op,
-                algorithm=plan.algorithm,
-            ),
-            start,
-            end,
-            NO_PEER,
+        label = trace.label_id(
+            COMM,
+            name,
+            kind,
+            bytes=sent[0] if len(set(sent)) == 1 else sent * (len(shown) // len(devices)),
+            op=plan.op,
+            algorithm=plan.algorithm,
         )
+        trace.record(trace.track_id(trace.group_id(shown), label, NO_PEER), start, end)
         return end

@@ -144,7 +144,8 @@ class Compute:
         rt.tally.flops(sw, compiled)
         seconds = compiled.seconds if sw.pace is None else sw.pace(compiled.seconds)
         now = self.env.now
-        rt.engine.trace.record(sw.group, label, now, now + seconds, -1, action.mb)
+        trace = rt.engine.trace
+        trace.record(trace.track_id(sw.group, label), now, now + seconds, action.mb)
         sw.compute_s += seconds
         done = self.env.timeout(seconds)
         if sends:
@@ -173,7 +174,8 @@ class Compute:
         tally.hardware_flops += known.hardware_flops
         seconds = known.seconds
         now = self.env.now
-        rt.engine.trace.record(sw.group, known.label, now, now + seconds, -1, action.mb)
+        trace = rt.engine.trace
+        trace.record(trace.track_id(sw.group, known.label), now, now + seconds, action.mb)
         sw.compute_s += seconds
         done = self.env.timeout(seconds)
         if sends:

@@ -87,7 +87,8 @@ class Replay:
         """One compute row in the trace, from now, for ``seconds``."""
         now = self.env.now
         mb = action.mb if isinstance(action, Action) else -1
-        self.engine.trace.record(sw.group, self.label(action, tag, cat), now, now + seconds, -1, mb)
+        trace = self.engine.trace
+        trace.record(trace.track_id(sw.group, self.label(action, tag, cat)), now, now + seconds, mb)
 
     # -- replay ----------------------------------------------------------------------
     def run(
