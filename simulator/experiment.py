@@ -8,7 +8,9 @@ infinite with ``"diverged"``, and the others still run.
 
 ``results.json`` is strict JSON: a number that is not finite is written as
 ``null``. Traces of more than :data:`GZIP_EVENTS` events are written
-gzip-compressed (``.trace.json.gz``, which Perfetto opens as it is).
+gzip-compressed (``.trace.json.gz``, which Perfetto opens as it is), and past
+:data:`GROUP_EVENTS` with one process per group of devices in lockstep
+instead of one per device.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from .training import TrainingConfig
 
 #: Traces with more events than this are written gzip-compressed.
 GZIP_EVENTS = 200_000
+#: ... and with more than this, with one process per group of devices in lockstep.
+GROUP_EVENTS = 2_000_000
 
 
 @dataclass
@@ -167,11 +171,15 @@ def run_scenario(scenario: Scenario, progress: bool = False) -> ScenarioResult:
     return result
 
 
+def _expanded_events(result: StrategyResult) -> int:
+    """Events of the trace listed per device."""
+    trace = result.trace
+    return sum(len(trace.groups[trace.tracks[t][0]]) for t in trace.track)
+
+
 def trace_path(out: Path, stem: str, result: StrategyResult) -> Path:
     """Where a strategy's Chrome trace goes: gzip-compressed when it is large."""
-    trace = result.trace
-    events = sum(len(trace.groups[trace.tracks[t][0]]) for t in trace.track)
-    suffix = ".trace.json.gz" if events > GZIP_EVENTS else ".trace.json"
+    suffix = ".trace.json.gz" if _expanded_events(result) > GZIP_EVENTS else ".trace.json"
     return out / f"{stem}{suffix}"
 
 
@@ -193,7 +201,7 @@ def write_outputs(result: ScenarioResult, out_dir: str | Path) -> list[Path]:
     for r in result.results:
         stem = file_stem(r.name)
         trace = trace_path(out, stem, r)
-        r.trace.write_chrome(trace)
+        r.trace.write_chrome(trace, by_group=_expanded_events(r) > GROUP_EVENTS)
         plots.gantt(r, out / f"{stem}.gantt.png")
         plots.memory(r, out / f"{stem}.memory.png")
         written += [out / f"{stem}.gantt.png", trace, out / f"{stem}.memory.png"]

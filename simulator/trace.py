@@ -10,13 +10,12 @@ interned: a million rows share a few thousand labels), its start and end, and
 the **micro-batch** it worked on (or -1), which a label's name shows where it
 writes ``{mb}``: the forward of stage 2 is one label, ``2F{mb}``, for every
 micro-batch. A message between two groups names the receiving group as its
-**peer**: rank ``i`` of one sends to rank ``i`` of the other.
+**peer**: rank ``i`` of one sends to rank ``i`` of the other. A row stores its
+*track* -- the interned (group, peer, label) -- its start, end and
+micro-batch: four numbers.
 
 :attr:`Trace.events` expands the rows into one :class:`Event` per device, the
 view pictures and exports want; it is built on demand and cached.
-
-A row stores its *track* -- the interned (group, peer, label) -- its start,
-end and micro-batch: four numbers.
 
 Chrome trace-event JSON
 (https://docs.google.com/document/d/1CvAClvFfyA5R-PhYUmn5OOQtYMH4h6I0nSsKchNAySU)
@@ -189,13 +188,33 @@ class Trace:
         return self.select(None, start, end)
 
     # -- Chrome trace ------------------------------------------------------------------
-    def to_chrome(self, events: list[Event] | None = None) -> dict[str, Any]:
-        """A row stores its *track* -- the interned (group, peer, label) -- its start,
-        end and micro-batch: four numbers.
+    def by_group(self) -> tuple[list[Event], dict[int, str]]:
+        """One event per row, its ``device`` the row's group id, and the groups' names:
+        the Chrome trace of a run too large to list every device (messages appear on
+        the sending group)."""
+        events = []
+        for i in range(len(self)):
+            group, peer, label = self.tracks[self.track[i]]
+            lane, name, cat, items = self.labels[label]
+            args = dict(items)
+            mb = self.mb[i]
+            if mb >= 0:
+                name = name.format(mb=mb)
+                args["mb"] = mb
+            if peer != NO_PEER:
+                args["to devices"] = _span(self.groups[peer])
+            events.append(Event(group, lane, self.start[i], self.end[i], name, cat, args))
+        names = {g: f"devices {_span(d)}" for g, d in enumerate(self.groups)}
+        return events, names
 
-        Chrome trace-event JSON (a dict ready for ``json.dump``)."""
+    def to_chrome(
+        self, events: list[Event] | None = None, names: dict[int, str] | None = None
+    ) -> dict[str, Any]:
+        """Chrome trace-event JSON (a dict ready for ``json.dump``): one process per device,
+        or per name of ``names`` (see :meth:`by_group`)."""
         events = self.events if events is None else events
-        devices = sorted({e.device for e in events} | set(self.ledgers))
+        grouped = names is not None
+        devices = sorted({e.device for e in events} | (set() if grouped else set(self.ledgers)))
         out: list[dict[str, Any]] = []
         for d in devices:
             out.append(
@@ -204,7 +223,7 @@ class Trace:
                     "name": "process_name",
                     "pid": d,
                     "tid": 0,
-                    "args": {"name": f"device {d}"},
+                    "args": {"name": names[d] if grouped else f"device {d}"},
                 }
             )
             out.append(
@@ -257,7 +276,7 @@ class Trace:
                 }
             )
         for d in devices:
-            ledger = self.ledgers.get(d)
+            ledger = self.ledgers.get(self.groups[d][0] if grouped else d)
             for t, b in ledger.samples if ledger is not None else ():
                 out.append(
                     {
@@ -271,9 +290,11 @@ class Trace:
                 )
         return {"traceEvents": out, "displayTimeUnit": "ms"}
 
-    def write_chrome(self, path: str | Path, events: list[Event] | None = None) -> None:
-        """Write the Chrome trace; gzip-compressed when ``path`` ends in ``.gz``."""
-        text = json.dumps(self.to_chrome(events), separators=(",", ":"), allow_nan=False)
+    def write_chrome(self, path: str | Path, by_group: bool = False) -> None:
+        """Write the Chrome trace (one process per device, or per group of devices that
+        work in lockstep); gzip-compressed when ``path`` ends in ``.gz``."""
+        chrome = self.to_chrome(*self.by_group()) if by_group else self.to_chrome()
+        text = json.dumps(chrome, separators=(",", ":"), allow_nan=False)
         p = Path(path)
         if p.suffix == ".gz":
             # mtime 0: the same run gives the same bytes
@@ -281,3 +302,15 @@ class Trace:
                 f.write(text.encode())
         else:
             p.write_text(text)
+
+
+def _span(devices: tuple[int, ...]) -> str:
+    """``(0, 1, 2, 3, 8)`` -> ``"0-3, 8"``."""
+    parts, start = [], None
+    for i, d in enumerate(devices):
+        if start is None:
+            start = d
+        if i + 1 == len(devices) or devices[i + 1] != d + 1:
+            parts.append(str(start) if start == d else f"{start}-{d}")
+            start = None
+    return ", ".join(parts)
