@@ -16,19 +16,19 @@ Read it in this order:
 * :mod:`.fold` -- identical data-parallel replicas simulated once;
 * :mod:`.faults` -- stragglers, slow links and failed devices at run time;
 * :mod:`.record` -- what a step counts (:class:`Tally`) and leaves for the
-  metrics (:class:`StepRecord`).
-
-Data-parallel synchronisation plugs in through the small contract of
-:class:`~simulator.parallel.data.DataParallel` (``allocate_model_state``,
-``on_mark``, ``handlers``, ``wants_marks``).
+  metrics (:class:`StepRecord`);
+* :mod:`.sync` -- :class:`DataParallelSync`, the small contract through which
+  data-parallel variants (DDP, ZeRO, ``nn.DataParallel``) plug in.
 """
 
 from .core import Runtime, collector_paused
 from .fold import Fold, decide_fold
 from .record import StepRecord, WorkerRecord
+from .sync import DataParallelSync
 from .workers import SimWorker
 
 __all__ = [
+    "DataParallelSync",
     "Fold",
     "Runtime",
     "SimWorker",

@@ -49,6 +49,7 @@ from .meetings import Meetings
 from .messages import Mailbox
 from .record import StepRecord, Tally, WorkerRecord
 from .replay import Replay
+from .sync import DataParallelSync
 from .workers import SimWorker
 
 Process = Generator[simpy.Event, Any, Any]
@@ -98,7 +99,7 @@ class Runtime:
                        for sw in self.workers}  # fmt: skip
         replicas = 1 if self.fold else plan.strategy.dp
         self.mailbox = Mailbox(self, plan.messages_per_replica * replicas)
-        self.sync = make_sync(self)
+        self.sync: DataParallelSync = make_sync(self)
         self.replay = Replay(self)
         self.compute = Compute(self)
         self.handlers: list[Handler | None] = [None] * len(Op)

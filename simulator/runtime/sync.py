@@ -1,0 +1,39 @@
+"""The contract between the runtime and a data-parallel variant.
+
+The runtime runs pipelines; keeping replicas in agreement is a variant's job
+-- DDP and ZeRO (:class:`~simulator.parallel.data.DataParallel`),
+``nn.DataParallel`` (:class:`~simulator.parallel.replicated.Replicated`). A
+variant plugs in through these few methods and nothing else: it charges the
+model state before the first step, hears the tape's marks while backward
+runs (if it wants them), and handles its own instructions -- ``SYNC`` and
+``STEP`` of every program, or ``nn.DataParallel``'s whole step. It meets the
+other replicas through :attr:`Runtime.meetings <simulator.runtime.core.Runtime.meetings>`
+and spends compute time through :attr:`Runtime.replay <simulator.runtime.core.Runtime.replay>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any, Protocol
+
+from ..parallel.program import Op
+from ..tape import Mark
+from .workers import SimWorker
+
+Process = Generator[Any, Any, Any]
+
+
+class DataParallelSync(Protocol):
+    """What a data-parallel variant offers the runtime (see the module docstring)."""
+
+    #: whether the runtime must keep the tape's marks (they cost replay time)
+    wants_marks: bool
+
+    def allocate_model_state(self) -> None:
+        """Charge parameters, gradients and optimizer state to every worker's ledger."""
+
+    def on_mark(self, sw: SimWorker, mark: Mark) -> Process | None:
+        """React to a mark of a replayed tape; a process when that takes time."""
+
+    def handlers(self) -> dict[Op, Callable[[SimWorker, tuple], Any]]:
+        """The instructions this variant runs, by opcode."""
