@@ -5,7 +5,8 @@ the next stage's, always the same size over the same routes. A
 :class:`Channel` works out once what every such message needs -- the routes,
 their alpha-beta times, the trace label and groups, the traffic to count --
 so that sending one is a few additions: book the ports, record one trace row,
-count the bytes (DESIGN.md, key decision 8).
+count one more message (DESIGN.md, key decision 8). The bytes are added to
+the engine's counters when they are read (:meth:`Engine.count_channels`).
 
 ``srcs[i]`` sends to ``dsts[i]``: the ranks of a tensor-parallel group send
 side by side to the same ranks of the next group. ``shown`` (optional) are
@@ -76,10 +77,22 @@ class Channel:
         #: shape-only message (set by the runtime)
         self.scatter = False
         self.pieces: list | None = None
+        #: messages sent since the engine last counted their bytes
+        self.count = 0
+        engine.channels.append(self)
         #: the one timed pair, when that is all there is (and it is what is shown)
         self.single = self.pairs[0] if len(self.pairs) == 1 and len(self.sent) == 1 else None
         #: folded replicas mirror this traffic: note when it leaves each port
         self.own = engine.own_free if len(src_shown) > k and engine.network.mirror else None
+
+    def flush(self) -> None:
+        """Add the bytes of the messages sent since the last flush to the counters."""
+        count, self.count = self.count, 0
+        if count:
+            bytes_sent = self.engine._bytes_sent
+            for device, b in self.sent:
+                bytes_sent[device] += b * count
+            self.engine._comm_bytes[self.kind] += self.total * count
 
     def send(self, mb: int = -1) -> float:
         """Send one message now; returns when the last piece arrives."""
@@ -92,15 +105,11 @@ class Channel:
             start = now if now >= a and now >= b else max(now, a, b)
             end = free[out] = free[into] = start + duration
             engine.trace.record(self.track, start, end, mb)
-            engine.bytes_sent[self.sent[0][0]] += self.total
-            engine.comm_bytes[self.kind] += self.total
+            self.count += 1
             return end
         free = engine.network.free_at
         record = engine.trace.record
-        bytes_sent = engine.bytes_sent
-        for device, b in self.sent:
-            bytes_sent[device] += b
-        engine.comm_bytes[self.kind] += self.total
+        self.count += 1
         times = []
         for pair in self.pairs:
             if pair is None:

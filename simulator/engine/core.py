@@ -66,8 +66,9 @@ class Engine:
         self.collective_detail = collective_detail
         self.memory = Ledgers(self)
         self.trace.ledgers = self.memory
-        self.bytes_sent: defaultdict[int, int] = defaultdict(int)
-        self.comm_bytes: defaultdict[str, int] = defaultdict(int)
+        self._bytes_sent: defaultdict[int, int] = defaultdict(int)
+        self._comm_bytes: defaultdict[str, int] = defaultdict(int)
+        self.channels: list[Channel] = []
         self._fused: dict[tuple[TransferPlan, tuple[int, ...]], tuple[float, tuple[int, ...]]] = {}
         self._counted: dict[tuple, tuple[list[tuple[int, int]], int]] = {}
         #: port -> when the traffic that folded replicas mirror (their own) last ends there
@@ -76,6 +77,24 @@ class Engine:
     @property
     def now(self) -> float:
         return self.env.now
+
+    @property
+    def bytes_sent(self) -> defaultdict[int, int]:
+        """Bytes every device has sent so far."""
+        self.count_channels()
+        return self._bytes_sent
+
+    @property
+    def comm_bytes(self) -> defaultdict[str, int]:
+        """Bytes sent so far by all devices, by kind (``pp``, ``dp``, ``tp`` ...)."""
+        self.count_channels()
+        return self._comm_bytes
+
+    def count_channels(self) -> None:
+        """Add the bytes of the channels' messages to the counters (channels count
+        messages, not bytes, while they send)."""
+        for channel in self.channels:
+            channel.flush()
 
     def ledger(self, devices: tuple[int, ...]) -> MemoryLedger:
         """The ledger shared by ``devices`` (which work in lockstep), created on first use."""
@@ -129,10 +148,10 @@ class Engine:
                 if to is None or to[i] != d
             ]  # fmt: skip
             counted = self._counted[key] = (pairs, sum(b for _, b in pairs))
-        bytes_sent = self.bytes_sent
+        bytes_sent = self._bytes_sent
         for d, b in counted[0]:
             bytes_sent[d] += b
-        self.comm_bytes[kind] += counted[1]
+        self._comm_bytes[kind] += counted[1]
 
     def send(
         self,
