@@ -26,6 +26,8 @@ run whose identical replicas are simulated once shows every replica's devices
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Generator
+from typing import Any
 
 import simpy
 
@@ -39,6 +41,9 @@ from .memory import MemoryLedger
 from .network import Network
 
 DETAILS = ("steps", "fused")
+
+#: A SimPy process body: a generator that yields the events it waits for.
+Process = Generator[simpy.Event, Any, Any]
 
 
 class Ledgers(dict[int, MemoryLedger]):

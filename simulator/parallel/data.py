@@ -42,11 +42,12 @@ their payloads at once, and applies every member's results.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import comm
 from ..arrays import ShapeArray, concat, dtype_of, is_shape_only, split_bounds
+from ..engine import Process
 from ..engine.memory import BUFFERS, GRADIENTS, OPTIMIZER, PARAMETERS
 from ..nn.optim import make_optimizer
 from ..nn.param import Param
@@ -60,8 +61,6 @@ if TYPE_CHECKING:
     from ..runtime.core import Runtime
     from ..runtime.meetings import Handle
     from ..runtime.workers import SimWorker
-
-Process = Generator[Any, Any, Any]
 
 
 def group_collective(

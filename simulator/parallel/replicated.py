@@ -23,11 +23,12 @@ of the replicas' gradients *is* the global-batch gradient.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .. import comm
 from ..arrays import concat
+from ..engine import Process
 from ..engine.memory import ACTIVATIONS, GRADIENTS, OPTIMIZER, PARAMETERS
 from ..errors import LayoutError
 from ..nn.context import batch
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
     from ..runtime.core import Runtime
     from ..runtime.workers import SimWorker
 
-Process = Generator[Any, Any, Any]
 PRIMARY = 0
 
 

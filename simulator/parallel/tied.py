@@ -12,19 +12,18 @@ gradients after the replicas have agreed (:func:`sync_tied`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import comm
+from ..engine import Process
 from ..nn.param import Param
 from .worker import Worker
 
 if TYPE_CHECKING:
     from ..runtime.core import Runtime
     from ..runtime.workers import SimWorker
-
-Process = Generator[Any, Any, Any]
 
 
 @dataclass(frozen=True)

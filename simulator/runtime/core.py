@@ -29,13 +29,13 @@ from __future__ import annotations
 import contextlib
 import gc
 import math
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import simpy
 from simpy.core import EmptySchedule, StopSimulation
 
-from ..engine import Engine
+from ..engine import Engine, Process
 from ..errors import DeadlockError, DeviceFailedError, DivergedError
 from ..faults import Fault
 from ..parallel.plan import Plan
@@ -52,7 +52,6 @@ from .replay import Replay
 from .sync import DataParallelSync
 from .workers import SimWorker
 
-Process = Generator[simpy.Event, Any, Any]
 Handler = Callable[[SimWorker, tuple], Any]
 
 

@@ -20,17 +20,17 @@ computing) it is idle time -- the bubble of load imbalance.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import simpy
 
+from ..engine import Process
 from ..intervals import union
 from ..parallel.worker import Worker
 from .workers import SimWorker
 
-Process = Generator[simpy.Event, Any, Any]
 #: A collective's body: every member's payload in (member order), (results, end time) out.
 Body = Callable[[list[Any]], tuple[list[Any], float]]
 

@@ -28,21 +28,19 @@ on every rank and travels whole: there is nothing to scatter.
 
 from __future__ import annotations
 
-from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 import simpy
 
 from .. import comm
 from ..arrays import nbytes, split
+from ..engine import Process
 from ..engine.channel import Channel
 from ..parallel.program import ACTIVATION, WHAT
 from .workers import SimWorker
 
 if TYPE_CHECKING:
     from .core import Runtime
-
-Process = Generator[simpy.Event, Any, Any]
 
 
 def scatter(payloads: list[list[Any]]) -> list[list[Any]]:

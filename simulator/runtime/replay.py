@@ -19,11 +19,10 @@ duration of every action kind (:class:`~simulator.runtime.record.Tally`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import simpy
-
+from ..engine import Process
 from ..parallel.pipeline.actions import Action
 from ..tape import recording
 from ..trace import COMPUTE
@@ -32,8 +31,6 @@ from .workers import SimWorker
 
 if TYPE_CHECKING:
     from .core import Runtime
-
-Process = Generator[simpy.Event, Any, Any]
 
 
 class Replay:

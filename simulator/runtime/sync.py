@@ -13,14 +13,13 @@ and spends compute time through :attr:`Runtime.replay <simulator.runtime.core.Ru
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from typing import Any, Protocol
 
+from ..engine import Process
 from ..parallel.program import Op
 from ..tape import Mark
 from .workers import SimWorker
-
-Process = Generator[Any, Any, Any]
 
 
 class DataParallelSync(Protocol):
