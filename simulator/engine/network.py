@@ -1,11 +1,13 @@
 """Links, routes and how messages share them.
 
 Topology (see :mod:`simulator.hardware`): every device has an *intra-node*
-port into its node's switch and an *inter-node* port into the cluster's
-network; each port has an ``out`` and an ``in`` direction (full duplex). A
-message from ``a`` to ``b`` uses ``a``'s out direction and ``b``'s in
-direction of the intra-node ports when both sit in one node, of the
-inter-node ports otherwise; the switches themselves never block.
+port into its node's switch; between nodes, traffic goes through the node's
+NICs, and device ``g`` of a node uses NIC ``g * nics // devices_per_node``.
+Each port has an ``out`` and an ``in`` direction (full duplex). A message from
+``a`` to ``b`` uses ``a``'s out direction and ``b``'s in direction of the
+intra-node ports when both sit in one node, and otherwise the out direction of
+``a``'s NIC and the in direction of ``b``'s NIC: devices that share a NIC share
+its bandwidth. The switches themselves never block.
 
 Contention model: **a port direction carries one message at a time, first come
 first served.** A message holds both of its port directions for
@@ -15,19 +17,37 @@ messages on disjoint ports do not interact. The model is deterministic and
 cheap: a port is just the time at which it becomes free, so reserving a
 message is O(1) and needs no simulation process of its own.
 
+*Channels.* A collective may run as several channels (parallel rings, NCCL's
+way of using every NIC; :mod:`simulator.comm.layout`). Channels run at the
+same time and split the bandwidth of the ports they share: while a
+collective runs, a port used by ``k`` of its channels is ``k`` lanes, each
+with ``1/k`` of the bandwidth and its own queue, and a message takes
+``latency + bytes x k / bandwidth`` on the busier of its two ports. The
+latencies of different channels overlap, as they do on real hardware, and
+one channel's messages never wait behind another's. Over one switch ``C``
+channels of ``n/C`` bytes thus take exactly the time of one channel of ``n``:
+every closed form holds per channel.
+
 A port direction is a small integer (:func:`port`), so that the reservation
 state is one dictionary of floats holding only the ports some message used:
-a cluster of a billion devices costs nothing until its devices talk.
+a cluster of a billion devices costs nothing until its devices talk. A NIC's
+ports are those of the first device that uses it.
 
-A collective reserves all of its messages when it starts, in the order of its
-plan, each no earlier than the messages it depends on have arrived. Later
-traffic through the same ports queues behind them.
+A collective reserves all of its messages when it starts, round by round in
+the order of its plan (:mod:`simulator.transfer`), each no earlier than every
+message its sender received before in the same channel has arrived; the
+messages of a large round are timed as numpy vectors, so timing a ring over
+``p`` devices costs ``O(p)`` Python steps. Later traffic through the same
+ports queues behind them.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
 
 from ..hardware import ClusterSpec, LinkSpec
 from ..transfer import TransferPlan
@@ -35,6 +55,10 @@ from ..transfer import TransferPlan
 INTRA, INTER = "intra", "inter"
 _OUT, _IN = 0, 1
 _NETWORKS = (INTRA, INTER)
+#: Rounds with fewer messages are timed message by message (numpy costs more there).
+_VECTOR_MIN = 48
+#: Plans of at most this many messages keep their per-round arrays between bookings.
+_KEEP_MESSAGES = 100_000
 
 
 def port(device: int, network: str, direction: int) -> int:
@@ -43,7 +67,8 @@ def port(device: int, network: str, direction: int) -> int:
 
 
 def describe_port(p: int) -> str:
-    """``9`` -> ``"device 2 intra in"``: a port id in words, for error messages and traces."""
+    """``9`` -> ``"device 2 intra in"``: a port id in words, for error messages and traces
+    (an ``inter`` port is the NIC that device is the first user of)."""
     device, rest = divmod(p, 4)
     network, direction = divmod(rest, 2)
     return f"device {device} {_NETWORKS[network]} {'in' if direction else 'out'}"
@@ -70,8 +95,21 @@ class Network:
         self.cluster = cluster
         self.free_at: defaultdict[int, float] = defaultdict(float)
         self._routes: dict[tuple[int, int], Route] = {}
+        self._placed: dict[tuple[TransferPlan, tuple[int, ...]], _Placed] = {}
         #: device -> the device whose ports its ports follow (folded replicas)
         self.mirror: dict[int, int] = {}
+
+    # -- ports -----------------------------------------------------------------------------
+    def nic_port(self, device: int, direction: int) -> int:
+        """The port of the NIC ``device`` reaches other nodes through."""
+        c = self.cluster
+        return port(c.nic_lead(c.nic_of(device)), INTER, direction)
+
+    def ports_of_device(self, d: int) -> tuple[int, ...]:
+        """Every port id device ``d``'s traffic can use: its NVLink out and in, then its
+        NIC's out and in (which other devices of the node may share)."""
+        return (port(d, INTRA, _OUT), port(d, INTRA, _IN), self.nic_port(d, _OUT),
+                self.nic_port(d, _IN))  # fmt: skip
 
     def route(self, src: int, dst: int) -> Route:
         """The route from ``src`` to ``dst`` (which must differ)."""
@@ -80,10 +118,13 @@ class Network:
             return cached
         if src == dst:
             raise ValueError(f"no route from device {src} to itself")
-        same_node = self.cluster.node_of(src) == self.cluster.node_of(dst)
-        kind = INTRA if same_node else INTER
-        link = self.cluster.intra_node if same_node else self.cluster.inter_node
-        route = Route(port(src, kind, _OUT), port(dst, kind, _IN), link, kind)
+        cluster = self.cluster
+        if cluster.node_of(src) == cluster.node_of(dst):
+            route = Route(port(src, INTRA, _OUT), port(dst, INTRA, _IN), cluster.intra_node, INTRA)
+        else:
+            route = Route(
+                self.nic_port(src, _OUT), self.nic_port(dst, _IN), cluster.inter_node, INTER
+            )
         self._routes[(src, dst)] = route
         return route
 
@@ -101,6 +142,7 @@ class Network:
         ports[a] = ports[b] = end
         return start, end
 
+    # -- collectives -----------------------------------------------------------------------
     def time_plan(
         self,
         plan: TransferPlan,
@@ -110,40 +152,43 @@ class Network:
     ) -> list[tuple[float, float]]:
         """Reserve every message of ``plan`` (ranks mapped to ``devices``).
 
-        Returns ``(start, end)`` per transfer. With ``free_at`` given, books a
-        scratch copy of the ports instead of the real ones.
+        Returns ``(start, end)`` per transfer, in the order of ``plan.transfers``.
+        With ``free_at`` given, books a scratch copy of the ports instead of the
+        real ones.
         """
-        times: list[tuple[float, float]] = []
-        for t in plan.transfers:
-            ready = max([start, *(times[d][1] for d in t.deps)])
-            route = self.route(devices[t.src], devices[t.dst])
-            times.append(self.reserve(route, ready, route.seconds(t.nbytes), free_at))
-        return times
+        ports = self.free_at if free_at is None else free_at
+        return self.placed(plan, devices).book(ports, start, record=True)[1]
 
     def idle_duration(self, plan: TransferPlan, devices: tuple[int, ...]) -> float:
-        """How long ``plan`` takes on otherwise idle links."""
-        times = self.time_plan(plan, devices, 0.0, free_at=defaultdict(float))
-        return max((end for _, end in times), default=0.0)
+        """How long ``plan`` takes on otherwise idle links (memory linear in the group)."""
+        return self.placed(plan, devices).book(defaultdict(float), 0.0, record=False)[0]
 
     def ports_of(self, plan: TransferPlan, devices: tuple[int, ...]) -> tuple[int, ...]:
         """Every port direction ``plan`` uses on ``devices``, sorted."""
-        ports: set[int] = set()
-        for t in plan.transfers:
-            route = self.route(devices[t.src], devices[t.dst])
-            ports.update((route.out_port, route.in_port))
-        return tuple(sorted(ports))
+        return self.placed(plan, devices).used_ports()
+
+    def placed(self, plan: TransferPlan, devices: tuple[int, ...]) -> _Placed:
+        """``plan`` mapped onto ``devices``: its ports, lanes and costs, worked out once."""
+        key = (plan, devices)
+        hit = self._placed.get(key)
+        if hit is None:
+            hit = self._placed[key] = _Placed(self.cluster, plan, devices)
+        return hit
 
     def catch_up(self, devices: tuple[int, ...]) -> None:
         """Bring the ports of mirrored devices up to their twins' (see
         :mod:`simulator.runtime.fold`): a folded replica's ports saw none of its own
-        traffic, which its twin's saw for it."""
+        traffic, which its twin's saw for it. A NIC a device shares with its twin
+        is the same port and needs nothing."""
         free = self.free_at
         for d in devices:
             twin = self.mirror.get(d)
             if twin is not None:
-                for k in range(4):
-                    if free[4 * twin + k] > free[4 * d + k]:
-                        free[4 * d + k] = free[4 * twin + k]
+                for mine, theirs in zip(
+                    self.ports_of_device(d), self.ports_of_device(twin), strict=True
+                ):
+                    if free[theirs] > free[mine]:
+                        free[mine] = free[theirs]
 
     def reserve_block(
         self, ports: tuple[int, ...], ready: float, seconds: float
@@ -155,3 +200,138 @@ class Network:
         for p in ports:
             free[p] = end
         return start, end
+
+
+class _Placed:
+    """One plan over one group of devices: its ports, lanes and message costs.
+
+    Ports are renumbered ``0 .. K-1`` for the group (NVLink out and in of every
+    rank, then the NICs), and the lanes of port ``k`` are ``k C .. k C + C-1``
+    for the plan's ``C`` channels (module docstring). What depends on the
+    plan and the devices only is worked out here, once; :meth:`book` books it
+    on the ports' current state.
+    """
+
+    def __init__(self, cluster: ClusterSpec, plan: TransferPlan, devices: tuple[int, ...]) -> None:
+        self.plan = plan
+        dev = np.asarray(devices, dtype=np.int64)
+        per_node, nics = cluster.devices_per_node, cluster.nics
+        self.node = dev // per_node
+        nic = self.node * nics + (dev % per_node) * nics // per_node
+        lead = (nic // nics) * per_node + -(-(nic % nics) * per_node // nics)
+        real = np.concatenate([4 * dev, 4 * dev + 1, 4 * lead + 2, 4 * lead + 3])
+        self.ports, compact = np.unique(real, return_inverse=True)
+        p = len(devices)
+        self.intra_out, self.intra_in = compact[:p], compact[p : 2 * p]
+        self.nic_out, self.nic_in = compact[2 * p : 3 * p], compact[3 * p :]
+        self.links = (cluster.intra_node, cluster.inter_node)
+        self._arrays: dict[int, Any] = {}
+        self._patterns: dict[tuple[int, int, int], tuple] = {}
+        # which channels use which port: a port's lanes split its bandwidth
+        channels = plan.channels
+        used = np.zeros((len(self.ports), channels), dtype=bool)
+        for r in plan.rounds:
+            out, into, _ = self._route(r)
+            used[out, r.channel] = True
+            used[into, r.channel] = True
+        self.used = used.any(axis=1)
+        self.share = np.maximum(used.sum(axis=1), 1)
+        # small plans keep every round's costs: they are booked again and again
+        self.rounds = [(r, self._costs(r), r.arrays(self._arrays)) for r in plan.rounds] if (
+            plan.messages <= _KEEP_MESSAGES) else None  # fmt: skip
+
+    def _route(self, r: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Compact out and in ports of every message of round ``r``, and which stay
+        inside a node (cached per pattern: rounds of a ring share theirs)."""
+        key = (id(r.src), id(r.dst), 0)
+        hit = self._patterns.get(key)
+        if hit is None:
+            src, dst, _ = r.arrays(self._arrays)
+            inside = self.node[src] == self.node[dst]
+            out = np.where(inside, self.intra_out[src], self.nic_out[src])
+            into = np.where(inside, self.intra_in[dst], self.nic_in[dst])
+            hit = self._patterns[key] = (out, into, inside)
+        return hit
+
+    def _costs(self, r: Any) -> tuple:
+        """Per message of round ``r``: latency, seconds per byte, lanes; and whether two
+        messages of the round share a lane (then they take turns)."""
+        key = (id(r.src), id(r.dst), 1 + r.channel)
+        hit = self._patterns.get(key)
+        if hit is None:
+            out, into, inside = self._route(r)
+            intra, inter = self.links
+            alpha = np.where(inside, intra.latency, inter.latency)
+            share = np.maximum(self.share[out], self.share[into])
+            per_byte = share / np.where(inside, intra.effective_bandwidth,
+                                        inter.effective_bandwidth)  # fmt: skip
+            c, channels = r.channel, self.plan.channels
+            lane_out, lane_in = out * channels + c, into * channels + c
+            n = len(out)
+            clash = len(np.unique(lane_out)) < n or len(np.unique(lane_in)) < n
+            hit = self._patterns[key] = (alpha, per_byte, lane_out, lane_in, clash)
+        return hit
+
+    def used_ports(self) -> tuple[int, ...]:
+        return tuple(int(p) for p in self.ports[self.used])
+
+    def _each_round(self) -> Any:
+        if self.rounds is not None:
+            return self.rounds
+        return ((r, self._costs(r), r.arrays(self._arrays)) for r in self.plan.rounds)
+
+    def book(
+        self, free: dict[int, float], start: float, record: bool
+    ) -> tuple[float, list[tuple[float, float]]]:
+        """Book every round on the ports ``free``; returns the end and, when
+        ``record``, ``(start, end)`` per message."""
+        plan, channels = self.plan, self.plan.channels
+        p = plan.group_size
+        # every lane starts where its port is free
+        lanes = np.repeat(np.array([free[int(q)] for q in self.ports], dtype=float), channels)
+        start = float(start)
+        ready = np.full((channels, p), start)
+        times: list[tuple[np.ndarray, np.ndarray]] = []
+        end = start
+        for r, (alpha, per_byte, lane_out, lane_in, clash), (
+            src,
+            dst,
+            nbytes,
+        ) in self._each_round():
+            seconds = alpha + nbytes * per_byte
+            go = np.maximum(ready[r.channel, src], start) if r.wait else np.full(len(src), start)
+            if clash or len(src) < _VECTOR_MIN:
+                begin, finish = _one_by_one(go, seconds, lane_out, lane_in, lanes)
+            else:
+                begin = np.maximum(go, np.maximum(lanes[lane_out], lanes[lane_in]))
+                finish = begin + seconds
+                lanes[lane_out] = finish
+                lanes[lane_in] = finish
+            np.maximum.at(ready[r.channel], dst, finish)  # receipts count after the round
+            end = max(end, float(finish.max()))
+            if record:
+                times.append((begin, finish))
+        # a port is free when the last of its lanes is
+        busiest = lanes.reshape(-1, channels).max(axis=1)
+        for q, used, t in zip(self.ports, self.used, busiest, strict=True):
+            if used:
+                free[int(q)] = float(t)
+        if not record:
+            return end, []
+        pairs = [zip(b.tolist(), f.tolist(), strict=True) for b, f in times]
+        return end, [pair for round_pairs in pairs for pair in round_pairs]
+
+
+def _one_by_one(
+    go: np.ndarray, seconds: np.ndarray, lane_out: np.ndarray, lane_in: np.ndarray,
+    lanes: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Book a round's messages in order, each behind the ones before it on its lanes."""
+    begin, finish = np.empty(len(go)), np.empty(len(go))
+    for i, (ready, s, a, b) in enumerate(
+        zip(go.tolist(), seconds.tolist(), lane_out.tolist(), lane_in.tolist(), strict=True)
+    ):
+        t = max(ready, lanes[a], lanes[b])
+        begin[i], finish[i] = t, t + s
+        lanes[a] = lanes[b] = t + s
+    return begin, finish

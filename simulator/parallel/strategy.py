@@ -24,7 +24,7 @@ class Strategy:
     chunks: int = 1
     partition: str = "balanced"
     data_parallel: str = "ddp"
-    allreduce_algorithm: str = "ring"
+    allreduce_algorithm: str = "auto"
     bucket_mb: float = 0.0
     zero: int = 0
     grad_reduction: str = "mean"

@@ -59,15 +59,16 @@ from ..tape import CollectiveCall, on_rank, record
 from .shard import ParallelBlock
 
 T = TypeVar("T")
-#: Megatron-LM runs tensor-parallel collectives through NCCL, whose large messages use rings.
-ALGORITHM = "ring"
+#: Megatron-LM runs tensor-parallel collectives through NCCL, whose tuner picks the
+#: algorithm per message size and group layout (:mod:`simulator.comm.tuner`).
+ALGORITHM = "auto"
 
 
 # -- collectives on the tape ------------------------------------------------------------------
 def collective(op: str, xs: list[Array], label: str) -> list[Array]:
     """Run ``op`` over the ranks' arrays and record it for the runtime to time."""
     outs, plan = comm.collective(op, xs, ALGORITHM)
-    record(CollectiveCall(op, ALGORITHM, "tp", plan, label))
+    record(CollectiveCall(op, plan.algorithm, "tp", plan, label))
     return outs
 
 
