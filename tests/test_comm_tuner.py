@@ -67,12 +67,13 @@ def test_small_messages_go_to_trees_and_large_ones_to_rings() -> None:
     assert big.describe() == "ring, 8 channels"
 
 
-def test_a_group_without_a_layout_is_taken_as_one_node() -> None:
+def test_a_group_without_a_layout_is_taken_to_fill_dgx_nodes() -> None:
     from simulator.arrays import ShapeArray
 
-    xs = [ShapeArray((10**8,), "float32")] * 16
-    _, plan = comm.all_reduce(xs)
-    assert (plan.algorithm, plan.channels) == ("ring", 1)
+    big = [ShapeArray((10**8,), "float32")]
+    assert comm.all_reduce(big * 8)[1].channels == 1  # one node
+    _, plan = comm.all_reduce(big * 16)  # two nodes of eight: a ring per NIC
+    assert (plan.algorithm, plan.channels) == ("ring", 8)
 
 
 def test_the_layout_in_force_decides() -> None:

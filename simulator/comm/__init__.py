@@ -46,7 +46,7 @@ from ..transfer import Transfer, TransferPlan
 from . import closed_forms, hierarchical, naive, recursive, ring, tree, tuner
 from .chunks import shape_key
 from .layout import GroupLayout, channel_rings, current_layout, placed
-from .plan import PlanBuilder
+from .plan import PlanBuilder, intern
 
 Result = tuple[list, TransferPlan]
 
@@ -122,29 +122,27 @@ def resolve(
     op: str,
     xs: Sequence[Array],
     algorithm: str,
+    layout: GroupLayout,
     root: int = 0,
-    layout: GroupLayout | None = None,
     channels: int | None = None,
 ) -> tuple[str, int]:
     """The algorithm and channels a call runs.
 
     ``auto`` asks the tuner (with a ring of ``channels`` channels if given;
     an algorithm of one channel ignores them). A ring runs one channel per NIC
-    its group can use unless ``channels`` says otherwise; without a layout the
-    group is taken to be one node of a DGX A100 (:meth:`GroupLayout.from_nodes`).
+    its group can use unless ``channels`` says otherwise.
     """
     if channels is not None and (not isinstance(channels, int) or channels < 1):
         raise LayoutError(f"channels must be a whole number >= 1, got {channels!r}")
     channeled = op not in _SHIFTS
     if algorithm == AUTO:
-        where = layout or GroupLayout.from_nodes((0,) * len(xs))
-        choice = tuner.choose(op, message_bytes(op, xs, root), where, channels)
+        choice = tuner.choose(op, message_bytes(op, xs, root), layout, channels)
         return choice.algorithm, choice.channels
     if algorithm not in CHANNELED or not channeled:
         if channels not in (None, 1):
             raise LayoutError(f"{algorithm} {op} runs one channel, got channels = {channels}")
         return algorithm, 1
-    return algorithm, channels or (layout.max_channels() if layout else 1)
+    return algorithm, channels or layout.max_channels()
 
 
 def collective(
@@ -160,16 +158,17 @@ def collective(
 
     ``root`` matters for rooted operations only. Where the ranks sit comes from
     ``layout``, else from :func:`~.layout.placed`, else from ``nodes`` (the
-    node id of every rank). Returns ``(results_per_rank, plan)``; the plan
-    names the algorithm that ran (``auto`` resolved) and its channels.
+    node id of every rank), else :meth:`GroupLayout.assumed`. Returns
+    ``(results_per_rank, plan)``; the plan names the algorithm that ran
+    (``auto`` resolved) and its channels.
     """
     lookup(op, algorithm)
     p = len(xs)
     _check(op, xs, root, nodes if layout is None else layout.nodes)
     if layout is None:
         layout = current_layout(p)
-    if layout is None and nodes is not None:
-        layout = GroupLayout.from_nodes(tuple(nodes))
+    if layout is None:
+        layout = GroupLayout.assumed(p) if nodes is None else GroupLayout.from_nodes(tuple(nodes))
     if xs and all(isinstance(x, ShapeArray) for x in xs):
         # shape-only: the result depends on the shapes alone, and both it and the
         # plan are immutable, so one run serves every repeat
@@ -204,11 +203,11 @@ def _run(
     xs: Sequence[Array],
     algorithm: str,
     root: int,
-    layout: GroupLayout | None,
+    layout: GroupLayout,
     channels: int | None,
 ) -> Result:
     p = len(xs)
-    algorithm, channels = resolve(op, xs, algorithm, root, layout, channels)
+    algorithm, channels = resolve(op, xs, algorithm, layout, root, channels)
     run = ALGORITHMS[op][algorithm]
     kwargs: dict = {}
     where: tuple = ()
@@ -216,13 +215,13 @@ def _run(
         kwargs["root"] = root
         where = (root,)
     if algorithm in TOPOLOGY_AWARE:
-        kwargs["nodes"] = None if layout is None else layout.nodes
+        kwargs["nodes"] = layout.nodes
         where = (kwargs["nodes"],)
     if algorithm in CHANNELED and op not in _SHIFTS:
         kwargs["rings"] = channel_rings(layout, p, channels)
         where = (tuple(kwargs["rings"]),)
     results, plan = run(xs, **kwargs)
-    return results, replace(plan, key=(op, algorithm, where, shape_key(xs)))
+    return results, intern(replace(plan, key=(op, algorithm, where, shape_key(xs))))
 
 
 def send_recv(

@@ -24,7 +24,8 @@ same cycle.
 collectives are about to run (the runtime does, around a tensor-parallel
 group's layer code, whose collectives name no devices);
 :func:`current_layout` returns it to :func:`simulator.comm.collective` when
-the sizes match.
+the sizes match. A group nobody placed is taken to sit on DGX A100 nodes in
+order (:meth:`GroupLayout.assumed`).
 """
 
 from __future__ import annotations
@@ -75,6 +76,14 @@ class GroupLayout:
     def from_nodes(cls, nodes: Sequence[int]) -> GroupLayout:
         """A layout from the nodes alone: one NIC per rank and a DGX A100's links."""
         return cls(tuple(nodes), tuple(range(len(nodes))), *_reference_links(), known=False)
+
+    @classmethod
+    def assumed(cls, p: int) -> GroupLayout:
+        """What a group of ``p`` ranks whose devices are unknown is taken to be:
+        consecutive devices of DGX A100 nodes, eight per node (a tensor-parallel
+        group of 8 fills a node, one of 16 spans two)."""
+        per_node = _REFERENCE.devices_per_node
+        return cls.from_nodes(tuple(r // per_node for r in range(p)))
 
     def __len__(self) -> int:
         return len(self.nodes)

@@ -8,6 +8,7 @@ times; see :mod:`simulator.transfer`).
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,3 +59,13 @@ class PlanBuilder:
 def _ints(values: Sequence[int]) -> tuple[int, ...]:
     """A tuple of ints, passed through when it already is one (so that rounds share it)."""
     return values if isinstance(values, tuple) else tuple(int(v) for v in values)
+
+
+def intern(plan: TransferPlan) -> TransferPlan:
+    """One shared object per distinct plan: a plan's expanded transfers and byte counts
+    are worked out once however often the collective runs (numerics runs it with new
+    arrays every micro-batch), and caches keyed by plans find them by identity."""
+    return _INTERNED.setdefault(plan, plan)
+
+
+_INTERNED: weakref.WeakValueDictionary[TransferPlan, TransferPlan] = weakref.WeakValueDictionary()

@@ -132,7 +132,7 @@ def predicted_time(
     if algorithm == AUTO:
         xs = collective_inputs(op, devices, nbytes)
         layout = GroupLayout.of(cluster, tuple(range(devices)))
-        algorithm, _ = resolve(op, xs, algorithm, 0, layout)
+        algorithm, _ = resolve(op, xs, algorithm, layout)
     if algorithm in ("recursive", "rabenseifner"):
         require_power_of_two(devices, op, algorithm)
     per_node = cluster.devices_per_node
