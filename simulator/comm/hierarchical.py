@@ -1,16 +1,17 @@
 """Hierarchical (two-level) all-reduce: inside each node, across nodes, inside again.
 
 Links inside a node (NVLink through NVSwitch) are roughly ten times faster than
-links between nodes (one InfiniBand port per GPU). A flat ring over several
-nodes runs at the speed of its slowest hop, and pushes ``2 (p-1)/p n`` bytes
-through it. The two-level algorithm sends only ``1/g`` of the data between
-nodes, ``g`` being the devices per node:
+links between nodes (an InfiniBand NIC per GPU in a DGX). A flat ring of one
+channel over several nodes runs at the speed of its slowest hop, and pushes
+``2 (p-1)/p n`` bytes through it. The two-level algorithm sends only ``1/g``
+of the data between nodes, ``g`` being the devices per node:
 
 1. reduce-scatter inside every node (a ring of its ``g`` ranks): local rank
    ``i`` ends with chunk ``i`` of the node's sum, ``n/g`` bytes;
 2. all-reduce across nodes, one ring per local index ``i``: the ``N`` ranks
    with local index ``i`` (one per node) all-reduce their chunk ``i``. The
-   ``g`` rings run side by side, each on its own devices' inter-node ports;
+   ``g`` rings run side by side, each through the NIC of its local index
+   (rings whose ranks share a NIC take turns on it);
 3. all-gather inside every node, so every rank ends with every chunk.
 
 With ``alpha``/``beta`` of the intra-node (``_a``) and inter-node (``_e``)
