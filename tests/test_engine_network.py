@@ -109,7 +109,7 @@ def test_vectors_and_one_by_one_book_alike(monkeypatch):
     on busy ports, with channels and shared NICs, both give the same times."""
     from simulator import comm
     from simulator.arrays import ShapeArray
-    from simulator.engine import network
+    from simulator.engine import booking
     from simulator.hardware import preset
 
     cluster = preset("dgx-a100", nodes=8).with_nics(4)
@@ -119,7 +119,7 @@ def test_vectors_and_one_by_one_book_alike(monkeypatch):
     _, plan = comm.collective("all_reduce", xs, "ring", layout=layout)
 
     def book(threshold: int) -> list[tuple[float, float]]:
-        monkeypatch.setattr(network, "_VECTOR_MIN", threshold)
+        monkeypatch.setattr(booking, "_VECTOR_MIN", threshold)
         e = Engine(cluster)
         e.send(5, 40, 10**7, "pp", "in the way")
         return e.network.time_plan(plan, devices, 1e-6)
