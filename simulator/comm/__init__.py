@@ -29,7 +29,8 @@ for the operation, the message size and the group's layout, as NCCL does.
 
 Where the ranks sit is a :class:`~.layout.GroupLayout`: pass ``layout=``, or
 ``nodes=`` (the node of every rank, links assumed), or run inside
-:func:`~.layout.placed`. The ring runs one channel per NIC its group can use
+:func:`~.layout.placed`; a group placed nowhere is taken to fill DGX A100
+nodes in order. The ring runs one channel per NIC its group can use
 across nodes (``channels=`` overrides that); :mod:`.closed_forms` holds the
 alpha-beta formulas and nccl-tests' bandwidths, :mod:`.timing` times one
 collective on idle links.
@@ -157,18 +158,18 @@ def collective(
     """Run collective ``op`` over ``xs`` (one array per rank) with ``algorithm``.
 
     ``root`` matters for rooted operations only. Where the ranks sit comes from
-    ``layout``, else from :func:`~.layout.placed`, else from ``nodes`` (the
-    node id of every rank), else :meth:`GroupLayout.assumed`. Returns
+    ``layout``, else from ``nodes`` (the node id of every rank), else from
+    :func:`~.layout.placed`, else :meth:`GroupLayout.assumed`. Returns
     ``(results_per_rank, plan)``; the plan names the algorithm that ran
     (``auto`` resolved) and its channels.
     """
     lookup(op, algorithm)
     p = len(xs)
     _check(op, xs, root, nodes if layout is None else layout.nodes)
+    if layout is None and nodes is not None:
+        layout = GroupLayout.from_nodes(tuple(nodes))
     if layout is None:
-        layout = current_layout(p)
-    if layout is None:
-        layout = GroupLayout.assumed(p) if nodes is None else GroupLayout.from_nodes(tuple(nodes))
+        layout = current_layout(p) or GroupLayout.assumed(p)
     if xs and all(isinstance(x, ShapeArray) for x in xs):
         # shape-only: the result depends on the shapes alone, and both it and the
         # plan are immutable, so one run serves every repeat
