@@ -217,7 +217,7 @@ def gantt(result: Any, path: str | Path | None = None) -> Figure | None:
     ax.set_yticks([y + 0.5 for y in rows.values()])
     ax.set_yticklabels([f"device {d}\nnode {d // nodes}" for d in rows], fontsize=8)
     ax.set_ylim(0, len(shown))
-    ax.set_xlim(0, span * 1.005)
+    ax.set_xlim(0, max(span, 1e-9) * 1.005)
     ax.set_xlabel(f"time since the step started ({unit})")
     ax.grid(axis="x", alpha=0.25)
     ax.set_axisbelow(True)
@@ -229,7 +229,7 @@ def gantt(result: Any, path: str | Path | None = None) -> Figure | None:
         handles=legend,
         loc="lower center",
         bbox_to_anchor=(0.5, 0.0),
-        ncol=min(4, len(legend)),
+        ncol=max(1, min(4, len(legend))),
         fontsize=8,
         frameon=False,
     )

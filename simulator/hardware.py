@@ -9,14 +9,25 @@ The cluster model (used by :mod:`simulator.engine.network`):
 * a cluster has ``nodes`` nodes of ``devices_per_node`` identical devices;
 * inside a node every device has one full-duplex port into a non-blocking
   switch (NVSwitch), described by ``intra_node``;
-* between nodes every device has its own network port (one NIC per GPU, as in a
-  DGX A100 with 8 x HDR 200 Gb/s) into a non-blocking switch, described by
-  ``inter_node``.
+* between nodes, traffic leaves through the node's network adapters (NICs,
+  also called *rails*), each a full-duplex port into a non-blocking network
+  described by ``inter_node``. A node has ``nics_per_node`` of them (by
+  default one per device, as a DGX A100 has 8 x HDR 200 Gb/s for its 8 GPUs)
+  and device ``g`` of a node sends and receives through NIC
+  ``g * nics // devices_per_node``: with 4 NICs for 8 GPUs, GPUs 0 and 1 share
+  NIC 0 and share its bandwidth.
 
 Peaks are dense (no structured sparsity); link bandwidth is per direction.
 Datasheet figures: NVIDIA A100 Tensor Core GPU datasheet (2021), NVIDIA H100
-Tensor Core GPU datasheet (2023), NVIDIA V100 datasheet; InfiniBand HDR
-200 Gb/s = 25 GB/s and NDR 400 Gb/s = 50 GB/s per port.
+Tensor Core GPU datasheet (2023), NVIDIA V100 datasheet, NVIDIA DGX A100 and
+DGX H100 user guides (8 ConnectX-6 HDR 200 Gb/s, resp. 8 ConnectX-7 NDR
+400 Gb/s compute adapters per node); InfiniBand HDR 200 Gb/s = 25 GB/s and NDR
+400 Gb/s = 50 GB/s per port.
+
+*Achievable fractions.* A datasheet gives line rates; what a collective gets
+is less, by protocol overheads the datasheets do not state. These factors
+(``LinkSpec.efficiency``) are the only calibrated numbers here, each fitted to
+a published measurement and named where it is set.
 """
 
 from __future__ import annotations
@@ -87,7 +98,13 @@ class LinkSpec:
 
 @dataclass(frozen=True)
 class ClusterSpec:
-    """Nodes of identical devices; see the module docstring for the topology."""
+    """Nodes of identical devices; see the module docstring for the topology.
+
+    Attributes:
+        intra_node: every device's port into its node's switch.
+        inter_node: every NIC's port into the network between nodes.
+        nics_per_node: NICs per node; ``None`` means one per device.
+    """
 
     name: str
     nodes: int
@@ -95,14 +112,41 @@ class ClusterSpec:
     device: DeviceSpec
     intra_node: LinkSpec
     inter_node: LinkSpec
+    nics_per_node: int | None = None
+
+    def __post_init__(self) -> None:
+        nics = self.nics_per_node
+        if nics is not None and not 1 <= nics <= self.devices_per_node:
+            raise ScenarioError(
+                f"cluster {self.name!r}: nics_per_node must be 1 to devices_per_node "
+                f"({self.devices_per_node}), got {nics}; several devices may share a NIC, "
+                "but a device has one"
+            )
 
     @property
     def num_devices(self) -> int:
         return self.nodes * self.devices_per_node
 
+    @property
+    def nics(self) -> int:
+        """NICs (rails) per node."""
+        return self.nics_per_node or self.devices_per_node
+
     def node_of(self, device: int) -> int:
         """The node that holds ``device``."""
         return device // self.devices_per_node
+
+    def nic_of(self, device: int) -> int:
+        """The cluster-wide index of the NIC ``device`` reaches other nodes through:
+        device ``g`` of node ``n`` uses NIC ``g * nics // devices_per_node`` of that
+        node, so neighbouring devices share a NIC when there are fewer NICs."""
+        node, local = divmod(device, self.devices_per_node)
+        return node * self.nics + local * self.nics // self.devices_per_node
+
+    def nic_lead(self, nic: int) -> int:
+        """The first device that uses NIC ``nic`` (its ports carry the NIC's traffic)."""
+        node, k = divmod(nic, self.nics)
+        return node * self.devices_per_node + -(-k * self.devices_per_node // self.nics)
 
     def link_between(self, src: int, dst: int) -> LinkSpec | None:
         """The link class a message from ``src`` to ``dst`` uses (None for itself)."""
@@ -114,6 +158,10 @@ class ClusterSpec:
 
     def with_nodes(self, nodes: int) -> ClusterSpec:
         return replace(self, nodes=nodes)
+
+    def with_nics(self, nics: int | None) -> ClusterSpec:
+        """The same cluster with ``nics`` NICs per node (``None``: one per device)."""
+        return replace(self, nics_per_node=nics)
 
 
 def _peaks(fp64: float, fp32: float, half: float) -> dict[str, float]:
@@ -167,15 +215,30 @@ TOY_DEVICE = DeviceSpec(
     launch_overhead=2 * US,
 )
 
-# NVLink 3 (A100): 300 GB/s per direction per GPU through NVSwitch; measured
-# point-to-point throughput is about 195 GB/s, hence 0.65. InfiniBand: nccl-tests
-# bus bandwidth reaches about 90% of the port rate.
-NVLINK3 = LinkSpec(bandwidth=300 * GB, latency=3 * US, efficiency=0.65)
-NVLINK4 = LinkSpec(bandwidth=450 * GB, latency=3 * US, efficiency=0.65)
-NVLINK2 = LinkSpec(bandwidth=150 * GB, latency=3 * US, efficiency=0.65)
-HDR_200 = LinkSpec(bandwidth=25 * GB, latency=8 * US, efficiency=0.9)
-NDR_400 = LinkSpec(bandwidth=50 * GB, latency=8 * US, efficiency=0.9)
+# Calibrated: the achievable fraction of each link's line rate (module docstring).
+# NVLink carries packet headers and flow control, so NCCL counts on about 80% of
+# the line rate ("app-level bandwidth is 80% of the peak", NVIDIA/nccl issue
+# #1054, which is why NCCL's topology code rates an NVLink 3 link at 20 of its 25
+# GB/s). Measured ring all-reduce bus bandwidth, which approaches the effective
+# link bandwidth for large messages, pins the factor per generation: 8 x A100
+# over NVSwitch reach about 200 to 235 GB/s of 300 (nccl-tests issue #149 reports
+# about 200 GB/s), so 0.78 (ring busbw 230 GB/s for 1 GB); 8 x H100 reach 370
+# GB/s of 450 with NCCL_ALGO=RING (NVIDIA/nccl-tests issue #212, NCCL maintainer),
+# so 0.82. V100 NVLink 2 gets NCCL's generic 0.8. InfiniBand: NVIDIA measures a
+# ring all-reduce bus bandwidth of 192 GB/s over 2 and 4 DGX A100 nodes, 24 GB/s
+# through each of the 8 HDR NICs, 0.96 of 25 GB/s (an RDMA message carries about
+# 2% headers at a 4 KiB MTU; the rest is flow control). The latencies are
+# NCCL's per-hop figures for its Simple protocol (src/graph/tuning.cc,
+# hwLatencies: about 3 us over NVLink, 8 us over the network).
+NVLINK3 = LinkSpec(bandwidth=300 * GB, latency=3 * US, efficiency=0.78)
+NVLINK4 = LinkSpec(bandwidth=450 * GB, latency=3 * US, efficiency=0.82)
+NVLINK2 = LinkSpec(bandwidth=150 * GB, latency=3 * US, efficiency=0.8)
+HDR_200 = LinkSpec(bandwidth=25 * GB, latency=8 * US, efficiency=0.96)
+NDR_400 = LinkSpec(bandwidth=50 * GB, latency=8 * US, efficiency=0.96)
 
+#: ``nics_per_node`` is left at one per device: a DGX A100 has 8 HDR NICs for its 8
+#: GPUs, a DGX H100 8 NDR NICs (and a scenario that changes ``devices_per_node``
+#: keeps one per device).
 PRESETS: dict[str, ClusterSpec] = {
     "toy": ClusterSpec(
         "toy", 1, 4, TOY_DEVICE, LinkSpec(25 * GB, 5 * US), LinkSpec(5 * GB, 10 * US)

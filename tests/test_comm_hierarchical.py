@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from simulator import LayoutError, comm, preset
 from simulator.arrays import ShapeArray
-from simulator.comm import closed_forms
+from simulator.comm import closed_forms, hierarchical
 
 from .comm_helpers import arrays, assert_results, check_plan, simulate
 
@@ -32,9 +32,15 @@ def test_results_match_numpy(nodes: int, per_node: int, n: int, seed: int) -> No
 def test_needs_nodes_of_equal_size() -> None:
     xs = [ShapeArray((8,), "float32")] * 4
     with pytest.raises(LayoutError, match=r"needs the node of each of its 4 ranks"):
-        comm.all_reduce(xs, "hierarchical")
+        hierarchical.all_reduce(xs)
     with pytest.raises(LayoutError, match=r"same number of ranks on every node, got 3, 1"):
         comm.all_reduce(xs, "hierarchical", nodes=[0, 0, 0, 1])
+
+
+def test_without_nodes_a_group_is_taken_to_fill_dgx_nodes_in_order() -> None:
+    _, plan = comm.all_reduce([ShapeArray((64,), "float32")] * 16, "hierarchical")
+    across = [t for t in plan.transfers if t.src // 8 != t.dst // 8]
+    assert across and all(t.src % 8 == t.dst % 8 for t in across)
 
 
 def _ranks_on_nodes(nodes: int, per_node: int) -> list[int]:

@@ -54,7 +54,9 @@ def test_partners_are_at_distance_one_two_four() -> None:
     _, plan = comm.all_reduce([ShapeArray((4,), "float32")] * 8, "recursive")
     for t in plan.transfers:
         assert t.src ^ t.dst == 1 << t.step
-        assert len(t.deps) == t.step  # everything received so far is in the partial sum
+        # it waits for what it received in the previous round (and, through its own
+        # previous message, for everything before)
+        assert [plan.transfers[d].step for d in t.deps] == ([t.step - 1] if t.step else [])
 
 
 def test_halving_sends_half_then_a_quarter() -> None:

@@ -9,7 +9,7 @@ from simulator.arrays import ShapeArray
 
 from .comm_helpers import arrays, assert_results, check_plan
 
-PAIRS = [(op, algorithm) for op, algs in comm.ALGORITHMS.items() for algorithm in algs]
+PAIRS = [(op, a) for op, algs in comm.ALGORITHMS.items() for a in [comm.AUTO, *algs]]
 
 
 def test_the_required_pairs_exist() -> None:
@@ -32,7 +32,10 @@ def test_every_pair_runs_shape_only(op: str, algorithm: str) -> None:
     xs = [ShapeArray((n,), "float32") for _ in range(p)]
     results, plan = comm.collective(op, xs, algorithm, root=5, nodes=[r // 4 for r in range(p)])
     check_plan(plan)
-    assert (plan.op, plan.algorithm, plan.group_size) == (op, algorithm, p)
+    assert (plan.op, plan.group_size) == (op, p)
+    # auto resolves to one of the operation's algorithms, and the plan says which
+    assert plan.algorithm == algorithm or algorithm == comm.AUTO
+    assert plan.algorithm in comm.ALGORITHMS[op]
     size = {
         "reduce_scatter": [3] * 5 + [2] * 3,
         "scatter": [3] * 5 + [2] * 3,
@@ -47,11 +50,14 @@ def test_every_pair_runs_shape_only(op: str, algorithm: str) -> None:
             assert got == ShapeArray((want,), "float32")
 
 
-def test_named_wrappers_default_to_ring_or_tree() -> None:
-    xs = [ShapeArray((4,), "float32")] * 4
-    assert comm.all_reduce(xs)[1].algorithm == "ring"
-    assert comm.broadcast(xs, root=2)[1].algorithm == "tree"
-    assert comm.reduce(xs)[1].algorithm == "tree"
+def test_named_wrappers_default_to_auto() -> None:
+    small, large = [ShapeArray((4,), "float32")] * 4, [ShapeArray((10**8,), "float32")] * 4
+    # latency-bound: a tree's lg p hops; bandwidth-bound: the ring (NCCL's choices)
+    assert comm.all_reduce(small)[1].algorithm == "tree"
+    assert comm.all_reduce(large)[1].algorithm == "ring"
+    assert comm.broadcast(small, root=2)[1].algorithm == "tree"
+    assert comm.reduce(small)[1].algorithm == "tree"
+    assert comm.collective("scatter", small)[1].algorithm == "naive"
 
 
 @pytest.mark.parametrize(
@@ -60,15 +66,20 @@ def test_named_wrappers_default_to_ring_or_tree() -> None:
         (lambda xs: comm.collective("allreduce", xs), r"unknown collective 'allreduce'; choose"),
         (
             lambda xs: comm.all_reduce(xs, "butterfly"),
-            r"all_reduce has no algorithm 'butterfly'; choose one of: ring, tree",
+            r"all_reduce has no algorithm 'butterfly'; choose one of: auto, ring, tree",
         ),
         (
             lambda xs: comm.broadcast(xs, algorithm="ring"),
-            r"broadcast has no algorithm 'ring'; choose one of: tree, naive",
+            r"broadcast has no algorithm 'ring'; choose one of: auto, tree, naive",
         ),
         (lambda xs: comm.broadcast(xs, root=4), r"root must be a rank of the group, 0 to 3; got 4"),
         (lambda xs: comm.all_reduce(xs, nodes=[0, 1]), r"nodes names 2 ranks but the group has 4"),
         (lambda xs: comm.all_reduce(xs[:0]), r"needs at least one rank"),
+        (
+            lambda xs: comm.collective("all_reduce", xs, "tree", channels=2),
+            r"tree all_reduce runs one channel, got channels = 2",
+        ),
+        (lambda xs: comm.collective("all_reduce", xs, channels=0), r"channels must be a whole"),
         (
             lambda xs: comm.all_reduce([*xs[:3], ShapeArray((5,), "float32")]),
             r"one shape on every rank",

@@ -26,16 +26,21 @@ def test_inputs_are_float32_when_the_size_allows_it() -> None:
 
 
 def test_every_message_is_traced_with_step_bytes_and_link() -> None:
-    engine = Engine(preset("dgx-a100", nodes=2))
-    end = simulate_collective(engine, "all_reduce", "ring", tuple(range(16)), 16 * 4 * 10)
+    cluster = preset("dgx-a100", nodes=2)
+    engine = Engine(cluster)
+    end = simulate_collective(engine, "all_reduce", "ring", tuple(range(16)), 16 * 8 * 4 * 10)
     events = [e for e in engine.trace.events if e.lane == COMM]
-    _, plan = comm.all_reduce(collective_inputs("all_reduce", 16, 640), "ring")
+    layout = comm.GroupLayout.of(cluster, tuple(range(16)))
+    inputs = collective_inputs("all_reduce", 16, 16 * 8 * 4 * 10)
+    _, plan = comm.collective("all_reduce", inputs, "ring", layout=layout)
+    assert plan.channels == 8  # one ring per NIC
+    assert len(plan.transfers) == 8 * 30 * 16
     assert len(events) == 2 * len(plan.transfers)  # a send and a receive each
     for e in events:
         assert e.cat == "all_reduce"
         assert e.args["op"] == "all_reduce" and e.args["algorithm"] == "ring"
         assert 0 <= e.args["step"] < 30
-        assert e.args["bytes"] == 40
+        assert e.args["bytes"] == 40  # a chunk of a channel's share
         crosses = (e.device < 8) != (e.args["peer"] < 8)
         assert e.args["link"] == ("inter" if crosses else "intra")
     assert max(e.end for e in events) == end

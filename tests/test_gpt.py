@@ -2,7 +2,8 @@
 
 Parameters: Megatron-LM SC21 (Narayanan et al. 2021) eq. 2, plus the final
 layer norm's 2h. Model FLOPs: Korthikanti et al. 2022, appendix A, eq. 7.
-Hardware FLOPs with full recomputation: Megatron-LM SC21 eq. 3.
+Hardware FLOPs with full recomputation: Megatron-LM SC21 eq. 3. ``V`` is the
+padded vocabulary, as Megatron-LM counts it.
 """
 
 from dataclasses import replace
@@ -29,17 +30,17 @@ GPT3 = GPTConfig(
 
 
 def eq2_params(c: GPTConfig) -> float:
-    L, h, s, V = c.layers, c.hidden, c.seq_len, c.vocab
+    L, h, s, V = c.layers, c.hidden, c.seq_len, c.padded_vocab()
     return 12 * L * h**2 * (1 + 13 / (12 * h) + (V + s) / (12 * L * h))
 
 
 def eq7_model_flops(c: GPTConfig, B: int) -> float:
-    L, h, s, V = c.layers, c.hidden, c.seq_len, c.vocab
+    L, h, s, V = c.layers, c.hidden, c.seq_len, c.padded_vocab()
     return 72 * B * L * s * h**2 * (1 + s / (6 * h) + V / (12 * h * L))
 
 
 def eq3_full_recompute_flops(c: GPTConfig, B: int) -> float:
-    L, h, s, V = c.layers, c.hidden, c.seq_len, c.vocab
+    L, h, s, V = c.layers, c.hidden, c.seq_len, c.padded_vocab()
     return 96 * B * s * L * h**2 * (1 + s / (6 * h) + V / (16 * L * h))
 
 
@@ -69,7 +70,7 @@ def run_step(model, tokens, targets, recompute: bool = False):
 def test_parameters_are_megatron_eq2_plus_the_final_layernorm(config):
     model = config.build(seed=0, shape_only=True)
     assert model.num_parameters == pytest.approx(eq2_params(config) + 2 * config.hidden, rel=1e-12)
-    L, h, s, V = config.layers, config.hidden, config.seq_len, config.vocab
+    L, h, s, V = config.layers, config.hidden, config.seq_len, config.padded_vocab()
     assert model.num_parameters == 12 * L * h * h + 13 * L * h + (V + s) * h + 2 * h
 
 

@@ -37,3 +37,32 @@ def test_single_switch_is_one_node():
     c = single_switch(8, 100 * GB, 5e-6)
     assert c.nodes == 1 and c.num_devices == 8
     assert c.intra_node.effective_bandwidth == 100 * GB
+
+
+def test_nodes_have_nics_that_devices_share():
+    dgx = preset("dgx-a100", nodes=2)
+    assert dgx.nics == 8 and dgx.nics_per_node is None  # 8 x HDR 200 Gb/s, one per GPU
+    assert preset("dgx-h100").nics == 8
+    assert preset("dgx-h100").inter_node.bandwidth == 50 * GB  # NDR 400 Gb/s
+    assert [dgx.nic_of(d) for d in (0, 7, 8, 15)] == [0, 7, 8, 15]
+    four = dgx.with_nics(4)
+    assert [four.nic_of(d) for d in range(10)] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert [four.nic_lead(n) for n in range(5)] == [0, 2, 4, 6, 8]
+    three = dgx.with_nics(3)  # uneven: 3, 3 and 2 GPUs per NIC
+    assert [three.nic_of(d) for d in range(8)] == [0, 0, 0, 1, 1, 1, 2, 2]
+    assert [three.nic_lead(n) for n in range(3)] == [0, 3, 6]
+
+
+def test_a_device_has_one_nic():
+    with pytest.raises(ScenarioError, match="nics_per_node must be 1 to devices_per_node"):
+        preset("dgx-a100").with_nics(16)
+    with pytest.raises(ScenarioError, match="got 0"):
+        preset("dgx-a100").with_nics(0)
+
+
+def test_achievable_fractions_follow_nccl_measurements():
+    """Ring busbw over NVLink approaches its effective bandwidth: about 230 GB/s on
+    8 x A100 and 370 GB/s on 8 x H100 (nccl-tests); 24 GB/s per HDR NIC."""
+    assert preset("a100-node").intra_node.effective_bandwidth == pytest.approx(234 * GB)
+    assert preset("h100-node").intra_node.effective_bandwidth == pytest.approx(369 * GB)
+    assert preset("dgx-a100").inter_node.effective_bandwidth == pytest.approx(24 * GB)

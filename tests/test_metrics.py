@@ -79,7 +79,7 @@ def test_mfu_counts_model_flops_and_hfu_adds_recomputation(pp):
     from simulator.nn.gpt import GPTConfig
 
     config = GPTConfig(layers=4, hidden=32, heads=4, seq_len=16, vocab=64, dtype="bf16")
-    B, L, s, h, V = 8, 4, 16, 32, 64
+    B, L, s, h, V = 8, 4, 16, 32, config.padded_vocab()  # the logits cover the padded table
     eq7 = 72 * B * L * s * h**2 * (1 + s / (6 * h) + V / (12 * h * L))  # Korthikanti eq. 7
     eq3 = 96 * B * s * L * h**2 * (1 + s / (6 * h) + V / (16 * L * h))  # Megatron-LM eq. 3
     result = run(

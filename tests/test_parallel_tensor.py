@@ -73,7 +73,9 @@ def test_a_column_then_row_parallel_pair_is_the_single_device_pair(sequence_para
         np.concatenate([s.weight.grad for s in row.shards], 0), second.weight.grad, rtol=1e-12
     )
     calls = [c for c in tape.items if isinstance(c, CollectiveCall)]
-    assert {(c.kind, c.algorithm) for c in calls} == {("tp", "ring")}
+    # the tuner picks per size: trees for these tiny messages, rings for large ones
+    assert {c.kind for c in calls} == {"tp"}
+    assert {c.algorithm for c in calls} <= {"ring", "tree"}
     labels = [c.label for c in calls]
     if sequence_parallel:
         assert labels == [

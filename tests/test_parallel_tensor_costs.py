@@ -181,7 +181,6 @@ tp = 4
             {"hidden = 32": "hidden = 12", "heads = 4": "heads = 6"},
             "heads (6); choose tp among the divisors of heads = 6 (hidden = 12",
         ),
-        (GPT_TOML, {"vocab = 64": "vocab = 30"}, "tp = 4 does not divide the vocabulary (30)"),
         (
             GPT_TOML,
             {"seq_len = 8": "seq_len = 6", "tp = 4": "tp = 4\nsequence_parallel = true"},

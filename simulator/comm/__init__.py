@@ -23,21 +23,31 @@ Algorithms, one module each: ``ring`` (:mod:`.ring`), ``tree`` (binomial,
 :mod:`.tree`), ``naive`` (parameter server, :mod:`.naive`), ``recursive``
 (doubling/halving, power-of-two groups, :mod:`.recursive`), ``rabenseifner``
 (halving then doubling, :mod:`.recursive`) and ``hierarchical`` (two-level,
-:mod:`.hierarchical`). :data:`ALGORITHMS` lists which operation has which.
-Algorithms that exploit the topology read ``nodes``, the node of every group
-rank; the others ignore it. :mod:`.closed_forms` holds the alpha-beta formulas
-and nccl-tests' bandwidths, :mod:`.timing` times one collective on idle links.
+:mod:`.hierarchical`). :data:`ALGORITHMS` lists which operation has which;
+``auto``, the default, asks the tuner (:mod:`.tuner`) for the fastest one
+for the operation, the message size and the group's layout, as NCCL does.
+
+Where the ranks sit is a :class:`~.layout.GroupLayout`: pass ``layout=``, or
+``nodes=`` (the node of every rank, links assumed), or run inside
+:func:`~.layout.placed`; a group placed nowhere is taken to fill DGX A100
+nodes in order. The ring runs one channel per NIC its group can use
+across nodes (``channels=`` overrides that); :mod:`.closed_forms` holds the
+alpha-beta formulas and nccl-tests' bandwidths, :mod:`.timing` times one
+collective on idle links.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from ..arrays import Array, ShapeArray
 from ..errors import LayoutError
 from ..transfer import Transfer, TransferPlan
-from . import closed_forms, hierarchical, naive, recursive, ring, tree
-from .plan import PlanBuilder
+from . import closed_forms, hierarchical, naive, recursive, ring, tree, tuner
+from .chunks import shape_key
+from .layout import GroupLayout, channel_rings, current_layout, placed
+from .plan import PlanBuilder, intern
 
 Result = tuple[list, TransferPlan]
 
@@ -69,68 +79,112 @@ ALGORITHMS: dict[str, dict[str, Callable[..., Result]]] = {
     "all_to_all": {"ring": ring.all_to_all, "naive": naive.all_to_all},
 }
 OPS = tuple(ALGORITHMS)
+#: The algorithm that lets the tuner choose.
+AUTO = "auto"
 #: Operations with a root rank.
 ROOTED = ("broadcast", "reduce", "scatter", "gather")
 #: Algorithms that take ``nodes``.
 TOPOLOGY_AWARE = ("hierarchical",)
+#: Algorithms that run several channels (each a ring over its own order).
+CHANNELED = ("ring",)
 #: Operations whose inputs must all have one shape (they add or swap elements).
 _SAME_SHAPE = ("reduce", "all_reduce", "reduce_scatter", "all_to_all")
+#: Operations whose ring is a shift, which has no channels.
+_SHIFTS = ("send_recv", "all_to_all")
 
 
-def lookup(op: str, algorithm: str) -> Callable[..., Result]:
-    """The function for ``(op, algorithm)``; :class:`LayoutError` naming the choices otherwise."""
+def lookup(op: str, algorithm: str) -> Callable[..., Result] | None:
+    """The function for ``(op, algorithm)`` (``None`` for ``auto``); a one-line
+    :class:`LayoutError` naming the choices otherwise."""
     if op not in ALGORITHMS:
         raise LayoutError(f"unknown collective {op!r}; choose one of: {', '.join(OPS)}")
+    if algorithm == AUTO:
+        return None
     if algorithm not in ALGORITHMS[op]:
         raise LayoutError(
             f"collective {op} has no algorithm {algorithm!r}; "
-            f"choose one of: {', '.join(ALGORITHMS[op])}"
+            f"choose one of: {', '.join([AUTO, *ALGORITHMS[op]])}"
         )
     return ALGORITHMS[op][algorithm]
+
+
+def message_bytes(op: str, xs: Sequence[Array], root: int = 0) -> int:
+    """The size nccl-tests reports for ``op`` (see :mod:`.closed_forms`): the whole
+    array, the gathered result for (all-)gather, one rank's buffer for all-to-all
+    and send/recv, the root's array for broadcast and scatter."""
+    if op in ("all_gather", "gather"):
+        return sum(x.nbytes for x in xs)
+    if op in ("broadcast", "scatter"):
+        return xs[root].nbytes
+    return xs[0].nbytes
+
+
+def resolve(
+    op: str,
+    xs: Sequence[Array],
+    algorithm: str,
+    layout: GroupLayout,
+    root: int = 0,
+    channels: int | None = None,
+) -> tuple[str, int]:
+    """The algorithm and channels a call runs.
+
+    ``auto`` asks the tuner (with a ring of ``channels`` channels if given;
+    an algorithm of one channel ignores them). A ring runs one channel per NIC
+    its group can use unless ``channels`` says otherwise.
+    """
+    if channels is not None and (not isinstance(channels, int) or channels < 1):
+        raise LayoutError(f"channels must be a whole number >= 1, got {channels!r}")
+    channeled = op not in _SHIFTS
+    if algorithm == AUTO:
+        choice = tuner.choose(op, message_bytes(op, xs, root), layout, channels)
+        return choice.algorithm, choice.channels
+    if algorithm not in CHANNELED or not channeled:
+        if channels not in (None, 1):
+            raise LayoutError(f"{algorithm} {op} runs one channel, got channels = {channels}")
+        return algorithm, 1
+    return algorithm, channels or layout.max_channels()
 
 
 def collective(
     op: str,
     xs: Sequence[Array],
-    algorithm: str = "ring",
+    algorithm: str = AUTO,
     root: int = 0,
     nodes: Sequence[int] | None = None,
+    layout: GroupLayout | None = None,
+    channels: int | None = None,
 ) -> Result:
     """Run collective ``op`` over ``xs`` (one array per rank) with ``algorithm``.
 
-    ``root`` matters for broadcast and reduce only; ``nodes`` (the node id of
-    every rank) for topology-aware algorithms only. Returns
-    ``(results_per_rank, plan)``.
+    ``root`` matters for rooted operations only. Where the ranks sit comes from
+    ``layout``, else from ``nodes`` (the node id of every rank), else from
+    :func:`~.layout.placed`, else :meth:`GroupLayout.assumed`. Returns
+    ``(results_per_rank, plan)``; the plan names the algorithm that ran
+    (``auto`` resolved) and its channels.
     """
-    run = lookup(op, algorithm)
+    lookup(op, algorithm)
+    p = len(xs)
+    _check(op, xs, root, nodes if layout is None else layout.nodes)
+    if layout is None and nodes is not None:
+        layout = GroupLayout.from_nodes(tuple(nodes))
+    if layout is None:
+        layout = current_layout(p) or GroupLayout.assumed(p)
     if xs and all(isinstance(x, ShapeArray) for x in xs):
         # shape-only: the result depends on the shapes alone, and both it and the
-        # (interned) plan are immutable, so one run serves every repeat
-        key = (
-            op,
-            algorithm,
-            root,
-            None if nodes is None else tuple(nodes),
-            tuple((x.shape, x.dtype) for x in xs),
-        )
+        # plan are immutable, so one run serves every repeat
+        key = (op, algorithm, root, layout, channels, shape_key(xs))
         if key not in _SHAPE_ONLY:
-            _SHAPE_ONLY[key] = _run(op, run, xs, algorithm, root, nodes)
+            _SHAPE_ONLY[key] = _run(op, xs, algorithm, root, layout, channels)
         results, plan = _SHAPE_ONLY[key]
         return list(results), plan
-    return _run(op, run, xs, algorithm, root, nodes)
+    return _run(op, xs, algorithm, root, layout, channels)
 
 
 _SHAPE_ONLY: dict[tuple, Result] = {}
 
 
-def _run(
-    op: str,
-    run: Callable[..., Result],
-    xs: Sequence[Array],
-    algorithm: str,
-    root: int,
-    nodes: Sequence[int] | None,
-) -> Result:
+def _check(op: str, xs: Sequence[Array], root: int, nodes: Sequence[int] | None) -> None:
     p = len(xs)
     if p < 1:
         raise LayoutError(f"collective {op} needs at least one rank, got none")
@@ -141,18 +195,38 @@ def _run(
         )
     if nodes is not None and len(nodes) != p:
         raise LayoutError(f"nodes names {len(nodes)} ranks but the group has {p}")
+    if op in ROOTED and not 0 <= root < p:
+        raise LayoutError(f"{op} root must be a rank of the group, 0 to {p - 1}; got {root}")
+
+
+def _run(
+    op: str,
+    xs: Sequence[Array],
+    algorithm: str,
+    root: int,
+    layout: GroupLayout,
+    channels: int | None,
+) -> Result:
+    p = len(xs)
+    algorithm, channels = resolve(op, xs, algorithm, layout, root, channels)
+    run = ALGORITHMS[op][algorithm]
     kwargs: dict = {}
+    where: tuple = ()
     if op in ROOTED:
-        if not 0 <= root < p:
-            raise LayoutError(f"{op} root must be a rank of the group, 0 to {p - 1}; got {root}")
         kwargs["root"] = root
+        where = (root,)
     if algorithm in TOPOLOGY_AWARE:
-        kwargs["nodes"] = nodes
-    return run(xs, **kwargs)
+        kwargs["nodes"] = layout.nodes
+        where = (kwargs["nodes"],)
+    if algorithm in CHANNELED and op not in _SHIFTS:
+        kwargs["rings"] = channel_rings(layout, p, channels)
+        where = (tuple(kwargs["rings"]),)
+    results, plan = run(xs, **kwargs)
+    return results, intern(replace(plan, key=(op, algorithm, where, shape_key(xs))))
 
 
 def send_recv(
-    xs: Sequence[Array], algorithm: str = "ring", nodes: Sequence[int] | None = None
+    xs: Sequence[Array], algorithm: str = AUTO, nodes: Sequence[int] | None = None
 ) -> Result:
     """Every rank sends its array to the next one (ring shift)."""
     return collective("send_recv", xs, algorithm, nodes=nodes)
@@ -161,7 +235,7 @@ def send_recv(
 def broadcast(
     xs: Sequence[Array],
     root: int = 0,
-    algorithm: str = "tree",
+    algorithm: str = AUTO,
     nodes: Sequence[int] | None = None,
 ) -> Result:
     """Every rank ends with a copy of ``xs[root]``."""
@@ -171,7 +245,7 @@ def broadcast(
 def reduce(
     xs: Sequence[Array],
     root: int = 0,
-    algorithm: str = "tree",
+    algorithm: str = AUTO,
     nodes: Sequence[int] | None = None,
 ) -> Result:
     """The root ends with the elementwise sum; other ranks get ``None``."""
@@ -179,28 +253,28 @@ def reduce(
 
 
 def all_reduce(
-    xs: Sequence[Array], algorithm: str = "ring", nodes: Sequence[int] | None = None
+    xs: Sequence[Array], algorithm: str = AUTO, nodes: Sequence[int] | None = None
 ) -> Result:
     """Every rank ends with the elementwise sum."""
     return collective("all_reduce", xs, algorithm, nodes=nodes)
 
 
 def reduce_scatter(
-    xs: Sequence[Array], algorithm: str = "ring", nodes: Sequence[int] | None = None
+    xs: Sequence[Array], algorithm: str = AUTO, nodes: Sequence[int] | None = None
 ) -> Result:
     """Rank ``r`` ends with chunk ``r`` of the flattened elementwise sum."""
     return collective("reduce_scatter", xs, algorithm, nodes=nodes)
 
 
 def all_gather(
-    xs: Sequence[Array], algorithm: str = "ring", nodes: Sequence[int] | None = None
+    xs: Sequence[Array], algorithm: str = AUTO, nodes: Sequence[int] | None = None
 ) -> Result:
     """Every rank ends with the concatenation of all ranks' arrays along axis 0."""
     return collective("all_gather", xs, algorithm, nodes=nodes)
 
 
 def all_to_all(
-    xs: Sequence[Array], algorithm: str = "ring", nodes: Sequence[int] | None = None
+    xs: Sequence[Array], algorithm: str = AUTO, nodes: Sequence[int] | None = None
 ) -> Result:
     """Rank ``r`` ends with block ``r`` of every rank's flattened array, in rank order."""
     return collective("all_to_all", xs, algorithm, nodes=nodes)
@@ -210,9 +284,12 @@ from . import timing  # noqa: E402  (it uses collective(), defined above)
 
 __all__ = [
     "ALGORITHMS",
+    "AUTO",
+    "CHANNELED",
     "OPS",
     "ROOTED",
     "TOPOLOGY_AWARE",
+    "GroupLayout",
     "PlanBuilder",
     "Transfer",
     "TransferPlan",
@@ -223,8 +300,11 @@ __all__ = [
     "closed_forms",
     "collective",
     "lookup",
+    "message_bytes",
+    "placed",
     "reduce",
     "reduce_scatter",
     "send_recv",
     "timing",
+    "tuner",
 ]

@@ -29,23 +29,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..arrays import Array, concat, split
+from ..arrays import Array, concat, is_shape_only, split, split_bounds
 from ..transfer import TransferPlan
+from .chunks import flat_like, itemsize
 from .plan import PlanBuilder
 
 
-def _gather(builder: PlanBuilder, sizes: Sequence[int], root: int, step: int) -> list[int]:
-    """Every rank but the root sends ``sizes[rank]`` bytes to the root; returns plan indices."""
-    return [builder.send(step, r, root, n) for r, n in enumerate(sizes) if r != root]
+def _gather(builder: PlanBuilder, sizes: Sequence[int], root: int, step: int) -> None:
+    """Every rank but the root sends ``sizes[rank]`` bytes to the root."""
+    others = [r for r in range(len(sizes)) if r != root]
+    builder.round(step, others, [root] * len(others), [sizes[r] for r in others])
 
 
-def _scatter(
-    builder: PlanBuilder, sizes: Sequence[int], root: int, step: int, deps: Sequence[int]
-) -> None:
-    """The root sends ``sizes[rank]`` bytes to every other rank, after ``deps`` arrived."""
-    for r, n in enumerate(sizes):
-        if r != root:
-            builder.send(step, root, r, n, deps)
+def _scatter(builder: PlanBuilder, sizes: Sequence[int], root: int, step: int) -> None:
+    """The root sends ``sizes[rank]`` bytes to every other rank, once all it gathered
+    has arrived."""
+    others = [r for r in range(len(sizes)) if r != root]
+    builder.round(step, [root] * len(others), others, [sizes[r] for r in others])
 
 
 def _sum(xs: Sequence[Array], root: int) -> Array:
@@ -61,7 +61,7 @@ def broadcast(xs: Sequence[Array], root: int = 0) -> tuple[list[Array], Transfer
     """The root sends ``xs[root]`` to every rank in turn (the other entries are not read)."""
     p = len(xs)
     builder = PlanBuilder("broadcast", "naive", p)
-    _scatter(builder, [xs[root].nbytes] * p, root, 0, ())
+    _scatter(builder, [xs[root].nbytes] * p, root, 0)
     return [xs[root].copy() for _ in range(p)], builder.build()
 
 
@@ -81,7 +81,7 @@ def scatter(xs: Sequence[Array], root: int = 0) -> tuple[list[Array], TransferPl
     p = len(xs)
     builder = PlanBuilder("scatter", "naive", p)
     pieces = split(xs[root], p)
-    _scatter(builder, [x.nbytes for x in pieces], root, 0, ())
+    _scatter(builder, [x.nbytes for x in pieces], root, 0)
     return [x.copy() for x in pieces], builder.build()
 
 
@@ -100,9 +100,9 @@ def all_reduce(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
     """Reduce to rank 0, which sends the sum back to everyone."""
     p = len(xs)
     builder = PlanBuilder("all_reduce", "naive", p)
-    arrived = _gather(builder, [x.nbytes for x in xs], 0, 0)
+    _gather(builder, [x.nbytes for x in xs], 0, 0)
     total = _sum(xs, 0)
-    _scatter(builder, [total.nbytes] * p, 0, 1, arrived)
+    _scatter(builder, [total.nbytes] * p, 0, 1)
     return [total.copy() for _ in range(p)], builder.build()
 
 
@@ -111,9 +111,9 @@ def reduce_scatter(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
     p = len(xs)
     builder = PlanBuilder("reduce_scatter", "naive", p)
     flat = [x.reshape(-1) for x in xs]
-    arrived = _gather(builder, [x.nbytes for x in flat], 0, 0)
+    _gather(builder, [x.nbytes for x in flat], 0, 0)
     chunks = split(_sum(flat, 0), p)
-    _scatter(builder, [c.nbytes for c in chunks], 0, 1, arrived)
+    _scatter(builder, [c.nbytes for c in chunks], 0, 1)
     return [c.copy() for c in chunks], builder.build()
 
 
@@ -121,9 +121,9 @@ def all_gather(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
     """Every rank sends its piece to rank 0, which sends the concatenation to everyone."""
     p = len(xs)
     builder = PlanBuilder("all_gather", "naive", p)
-    arrived = _gather(builder, [x.nbytes for x in xs], 0, 0)
+    _gather(builder, [x.nbytes for x in xs], 0, 0)
     whole = concat(xs)
-    _scatter(builder, [whole.nbytes] * p, 0, 1, arrived)
+    _scatter(builder, [whole.nbytes] * p, 0, 1)
     return [whole.copy() for _ in range(p)], builder.build()
 
 
@@ -131,10 +131,14 @@ def all_to_all(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
     """Rank 0 relays: it collects every block meant for another rank, then delivers them."""
     p = len(xs)
     builder = PlanBuilder("all_to_all", "naive", p)
-    blocks = [split(x.reshape(-1), p) for x in xs]
+    item = itemsize(xs[0])
+    block = [item * (hi - lo) for lo, hi in split_bounds(xs[0].size, p)]
     # Only the blocks that change hands travel: a rank keeps the one meant for itself.
-    outgoing = [sum(blocks[s][d].nbytes for d in range(p) if d != s) for s in range(p)]
-    incoming = [sum(blocks[s][d].nbytes for s in range(p) if s != d) for d in range(p)]
-    arrived = _gather(builder, outgoing, 0, 0)
-    _scatter(builder, incoming, 0, 1, arrived)
+    total = sum(block)
+    _gather(builder, [total - block[s] for s in range(p)], 0, 0)
+    _scatter(builder, [(p - 1) * block[d] for d in range(p)], 0, 1)
+    if is_shape_only(xs[0]):
+        bounds = split_bounds(xs[0].size, p)
+        return [flat_like(xs[0], p * (hi - lo)) for lo, hi in bounds], builder.build()
+    blocks = [split(x.reshape(-1), p) for x in xs]
     return [concat([blocks[s][d] for s in range(p)]) for d in range(p)], builder.build()

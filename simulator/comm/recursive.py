@@ -34,8 +34,9 @@ the MPICH default for long messages)::
 
     all-reduce (Rabenseifner) = 2 lg p alpha + 2 (p-1)/p n beta
 
-A message waits for every earlier receipt of its sender (its ``deps``): what
-it sends is a sum or a collection of all of them. Groups whose size is not a
+A message waits for every earlier receipt of its sender: what it sends is a
+sum or a collection of all of them. A window of chunks is one contiguous range
+of the flat buffer, so every message copies or adds one range. Groups whose size is not a
 power of two are rejected (MPICH first folds the extra ranks into a
 power-of-two core; here ring or tree serve those sizes).
 """
@@ -44,9 +45,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from ..arrays import Array, concat, split
+import numpy as np
+
+from ..arrays import Array, concat, split_bounds
 from ..errors import LayoutError
 from ..transfer import TransferPlan
+from .chunks import Bounds, buffers, concat_bounds, flat_like, itemsize, window_bytes
 from .plan import PlanBuilder
 
 
@@ -59,33 +63,6 @@ def require_power_of_two(p: int, op: str, algorithm: str) -> None:
         )
 
 
-def _exchange_rounds(
-    p: int,
-    distances: Sequence[int],
-    send_bytes: Callable[[int, int], int],
-    combine: Callable[[int], None],
-    builder: PlanBuilder,
-    received: list[list[int]],
-    first_step: int,
-) -> int:
-    """Run the rounds: in round ``k`` rank ``r`` swaps with ``r ^ distances[k]``.
-
-    ``send_bytes(r, d)`` is what rank ``r`` sends in the round of distance
-    ``d``; ``combine(d)`` applies that round's data movement to all ranks at
-    once. Returns the next free step.
-    """
-    for k, d in enumerate(distances):
-        # Snapshot the deps before any receipt of this round is recorded.
-        arrivals = [
-            (r ^ d, builder.send(first_step + k, r, r ^ d, send_bytes(r, d), received[r]))
-            for r in range(p)
-        ]
-        combine(d)
-        for dst, index in arrivals:
-            received[dst].append(index)
-    return first_step + len(distances)
-
-
 def _doublings(p: int) -> list[int]:
     return [1 << k for k in range(p.bit_length() - 1)]
 
@@ -96,49 +73,70 @@ def _window(r: int, size: int) -> range:
     return range(lo, lo + size)
 
 
-def _halving_reduce_scatter(
-    chunks: list[list[Array]], builder: PlanBuilder, received: list[list[int]], first_step: int
+def _exchange_rounds(
+    builder: PlanBuilder,
+    p: int,
+    distances: Sequence[int],
+    send_bytes: Callable[[int, int], int],
+    combine: Callable[[int], None] | None,
+    first_step: int,
 ) -> int:
-    """In place: ``chunks[r][r]`` becomes the sum of chunk ``r`` over all ranks."""
-    p = len(chunks)
+    """Round ``k``: rank ``r`` swaps with ``r ^ distances[k]``, sending
+    ``send_bytes(r, d)``; ``combine(d)`` moves the data (numerics only)."""
+    ranks = range(p)
+    for k, d in enumerate(distances):
+        sizes = [send_bytes(r, d) for r in ranks]
+        builder.round(first_step + k, ranks, [r ^ d for r in ranks], sizes)
+        if combine is not None:
+            combine(d)
+    return first_step + len(distances)
 
-    def sent_half(r: int, d: int) -> range:
-        # Before the round of distance d rank r covers the aligned block of 2d
-        # chunks around r; it gives away the d chunks on its partner's side.
-        return _window(r ^ d, d)
+
+def _halving_reduce_scatter(
+    builder: PlanBuilder, bounds: Bounds, item: int, bufs: list[np.ndarray] | None, first_step: int
+) -> int:
+    """Rank ``r`` ends with the sum of chunk ``r`` (of ``bounds``) in its buffer."""
+    p = len(bounds)
+    prefix = window_bytes(bounds, item)
 
     def send_bytes(r: int, d: int) -> int:
-        return sum(chunks[r][c].nbytes for c in sent_half(r, d))
+        # Before the round of distance d rank r covers the aligned block of 2d
+        # chunks around r; it gives away the d chunks on its partner's side.
+        w = _window(r ^ d, d)
+        return prefix[w.stop] - prefix[w.start]
 
     def combine(d: int) -> None:
         # Rank r updates only its kept half, which its partner only reads.
         for r in range(p):
-            for c in _window(r, d):
-                chunks[r][c] = chunks[r][c] + chunks[r ^ d][c]
+            w = _window(r, d)
+            lo, hi = bounds[w.start][0], bounds[w.stop - 1][1]
+            bufs[r][lo:hi] += bufs[r ^ d][lo:hi]
 
     return _exchange_rounds(
-        p, _doublings(p)[::-1], send_bytes, combine, builder, received, first_step
+        builder, p, _doublings(p)[::-1], send_bytes, combine if bufs else None, first_step
     )
 
 
 def _doubling_all_gather(
-    chunks: list[list[Array | None]],
-    builder: PlanBuilder,
-    received: list[list[int]],
-    first_step: int,
+    builder: PlanBuilder, bounds: Bounds, item: int, bufs: list[np.ndarray] | None, first_step: int
 ) -> int:
-    """In place: rank ``r`` starts with ``chunks[r][r]`` and ends with every chunk."""
-    p = len(chunks)
+    """Rank ``r`` starts with chunk ``r`` in its buffer and ends with every chunk."""
+    p = len(bounds)
+    prefix = window_bytes(bounds, item)
 
     def send_bytes(r: int, d: int) -> int:
-        return sum(chunks[r][c].nbytes for c in _window(r, d))
+        w = _window(r, d)
+        return prefix[w.stop] - prefix[w.start]
 
     def combine(d: int) -> None:
         for r in range(p):
-            for c in _window(r ^ d, d):
-                chunks[r][c] = chunks[r ^ d][c]
+            w = _window(r ^ d, d)
+            lo, hi = bounds[w.start][0], bounds[w.stop - 1][1]
+            bufs[r][lo:hi] = bufs[r ^ d][lo:hi]
 
-    return _exchange_rounds(p, _doublings(p), send_bytes, combine, builder, received, first_step)
+    return _exchange_rounds(
+        builder, p, _doublings(p), send_bytes, combine if bufs else None, first_step
+    )
 
 
 def all_reduce(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
@@ -146,17 +144,17 @@ def all_reduce(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
     p = len(xs)
     require_power_of_two(p, "all_reduce", "recursive")
     builder = PlanBuilder("all_reduce", "recursive", p)
-    data = [x.copy() for x in xs]
-
-    def send_bytes(r: int, d: int) -> int:
-        return data[r].nbytes
+    bufs = buffers(xs)
 
     def combine(d: int) -> None:
         # a + b == b + a exactly in floating point, so partners stay identical.
-        data[:] = [data[r] + data[r ^ d] for r in range(p)]
+        bufs[:] = [bufs[r] + bufs[r ^ d] for r in range(p)]
 
-    _exchange_rounds(p, _doublings(p), send_bytes, combine, builder, [[] for _ in xs], 0)
-    return data, builder.build()
+    nbytes = xs[0].nbytes
+    _exchange_rounds(builder, p, _doublings(p), lambda r, d: nbytes, combine if bufs else None, 0)
+    if bufs is None:
+        return [x.copy() for x in xs], builder.build()
+    return [b.reshape(x.shape) for b, x in zip(bufs, xs, strict=True)], builder.build()
 
 
 def reduce_scatter(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
@@ -164,9 +162,12 @@ def reduce_scatter(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
     p = len(xs)
     require_power_of_two(p, "reduce_scatter", "recursive")
     builder = PlanBuilder("reduce_scatter", "recursive", p)
-    chunks = [split(x.reshape(-1), p) for x in xs]
-    _halving_reduce_scatter(chunks, builder, [[] for _ in xs], 0)
-    return [chunks[r][r].copy() for r in range(p)], builder.build()
+    bounds = split_bounds(xs[0].size, p)
+    bufs = buffers(xs)
+    _halving_reduce_scatter(builder, bounds, itemsize(xs[0]), bufs, 0)
+    if bufs is None:
+        return [flat_like(xs[0], hi - lo) for lo, hi in bounds], builder.build()
+    return [bufs[r][lo:hi].copy() for r, (lo, hi) in enumerate(bounds)], builder.build()
 
 
 def all_gather(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
@@ -174,11 +175,13 @@ def all_gather(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
     p = len(xs)
     require_power_of_two(p, "all_gather", "recursive")
     builder = PlanBuilder("all_gather", "recursive", p)
-    chunks: list[list[Array | None]] = [
-        [x if c == r else None for c in range(p)] for r, x in enumerate(xs)
-    ]
-    _doubling_all_gather(chunks, builder, [[] for _ in xs], 0)
-    return [concat(c) for c in chunks], builder.build()
+    bounds = concat_bounds([x.size for x in xs])
+    bufs = _gather_buffers(xs, bounds)
+    _doubling_all_gather(builder, bounds, itemsize(xs[0]), bufs, 0)
+    if bufs is None:
+        return [concat(xs)] * p, builder.build()
+    rows = sum(x.shape[0] for x in xs)
+    return [b.reshape(rows, *xs[0].shape[1:]) for b in bufs], builder.build()
 
 
 def rabenseifner_all_reduce(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
@@ -186,8 +189,21 @@ def rabenseifner_all_reduce(xs: Sequence[Array]) -> tuple[list[Array], TransferP
     p = len(xs)
     require_power_of_two(p, "all_reduce", "rabenseifner")
     builder = PlanBuilder("all_reduce", "rabenseifner", p)
-    chunks = [split(x.reshape(-1), p) for x in xs]
-    received: list[list[int]] = [[] for _ in xs]
-    step = _halving_reduce_scatter(chunks, builder, received, 0)
-    _doubling_all_gather(chunks, builder, received, step)
-    return [concat(c).reshape(x.shape) for c, x in zip(chunks, xs, strict=True)], builder.build()
+    bounds = split_bounds(xs[0].size, p)
+    bufs = buffers(xs)
+    step = _halving_reduce_scatter(builder, bounds, itemsize(xs[0]), bufs, 0)
+    _doubling_all_gather(builder, bounds, itemsize(xs[0]), bufs, step)
+    if bufs is None:
+        return [x.copy() for x in xs], builder.build()
+    return [b.reshape(x.shape) for b, x in zip(bufs, xs, strict=True)], builder.build()
+
+
+def _gather_buffers(xs: Sequence[Array], bounds: Bounds) -> list[np.ndarray] | None:
+    """Buffers of the whole concatenation, each holding its own rank's piece."""
+    own = buffers(xs)
+    if own is None:
+        return None
+    out = [np.zeros(bounds[-1][1], own[0].dtype) for _ in xs]
+    for r, (lo, hi) in enumerate(bounds):
+        out[r][lo:hi] = own[r]
+    return out

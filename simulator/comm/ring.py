@@ -1,11 +1,11 @@
 """Ring algorithms: every rank talks only to its neighbours on a ring.
 
-Ranks ``0 .. p-1`` form a ring ``r -> r+1 (mod p)``. Every step, every rank
-sends one message to its successor and receives one from its predecessor, so
-all ``p`` links of the ring are busy at once and no link carries more than one
-message per step. That is what makes the ring *bandwidth-optimal* for
-all-reduce (Patarasuk and Yuan 2009, "Bandwidth optimal all-reduce algorithms
-for clusters of workstations", JPDC 69(2), sec. 3): it sends the minimum
+Ranks form a ring ``r -> r+1 (mod p)``. Every step, every rank sends one
+message to its successor and receives one from its predecessor, so all ``p``
+links of the ring are busy at once and no link carries more than one message
+per step. That is what makes the ring *bandwidth-optimal* for all-reduce
+(Patarasuk and Yuan 2009, "Bandwidth optimal all-reduce algorithms for
+clusters of workstations", JPDC 69(2), sec. 3): it sends the minimum
 ``2 (p-1)/p n`` bytes per rank, at the price of ``p-1`` latencies per phase.
 NCCL uses rings for large messages.
 
@@ -23,13 +23,24 @@ All-gather (``p-1`` steps). Rank ``r`` starts with finished chunk ``r``; in
 step ``k`` it forwards chunk ``(r - k) mod p``, the one it received last, to
 rank ``r+1``. All-reduce is reduce-scatter followed by all-gather.
 
-Every message is ``n/p`` bytes and waits for the sender's previous receipt
-(its ``deps``), so in the alpha-beta model (Thakur, Rabenseifner and Gropp
-2005, "Optimization of collective communication operations in MPICH",
-IJHPCA 19(1), sections "Allgather" and "Allreduce")::
+Every message is ``n/p`` bytes and waits for the sender's previous receipt, so
+in the alpha-beta model (Thakur, Rabenseifner and Gropp 2005, "Optimization of
+collective communication operations in MPICH", IJHPCA 19(1), sections
+"Allgather" and "Allreduce")::
 
     reduce-scatter = all-gather = (p-1) alpha + (p-1)/p n beta
     all-reduce                  = 2 (p-1) alpha + 2 (p-1)/p n beta
+
+*Channels* (NCCL's word; :mod:`.layout`). With ``C`` channels every chunk is
+cut into ``C`` pieces and channel ``c`` runs the algorithm above on the pieces
+``c``, over its own ring order ``rings[c]``: the position a rank holds on the
+ring decides which chunk it finishes, and chunk ``rings[c][i]`` is the one
+position ``i`` finishes, so every rank still ends with its own chunk. Channels
+never wait for each other; they share the ports they have in common
+(:mod:`simulator.engine.network`), so on one switch ``C`` channels take the
+time of one, each closed form holding per channel with ``n/C`` bytes over
+ports ``C`` times slower, and across nodes they stripe the traffic over every
+NIC.
 
 Two more patterns live here because they are ring *shifts*: in a shift by
 ``k`` every rank ``r`` sends to ``r+k``. :func:`send_recv` is one shift by 1
@@ -39,105 +50,110 @@ Two more patterns live here because they are ring *shifts*: in a shift by
 block that rank ``r-k`` holds for it, ``(p-1)(alpha + n/p beta)`` in all.
 
 Sizes that do not divide by ``p`` split into chunks that differ by one element
-(:func:`simulator.arrays.split`).
+(:func:`simulator.arrays.split_bounds`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..arrays import Array, concat, split
+import numpy as np
+
+from ..arrays import Array, concat, is_shape_only, split, split_bounds
 from ..transfer import TransferPlan
+from .chunks import Bounds, buffers, channel_pieces, concat_bounds, flat_like, itemsize, ring_sizes
 from .plan import PlanBuilder
 
+Rings = Sequence[tuple[int, ...]]
 
-def reduce_scatter_steps(
-    members: Sequence[int],
-    chunks: list[list[Array]],
+
+def _rings(p: int, rings: Rings | None) -> list[tuple[int, ...]]:
+    return list(rings) if rings else [tuple(range(p))]
+
+
+def phase(
     builder: PlanBuilder,
-    last: list[int | None],
+    rings: Rings,
+    pieces: list[Bounds],
+    item: int,
+    bufs: list[np.ndarray] | None,
+    reduce: bool,
     first_step: int = 0,
 ) -> int:
-    """Ring reduce-scatter among the group ranks ``members``, in ring order.
+    """``p-1`` ring steps on every channel: reduce-scatter (``reduce``) or all-gather.
 
-    ``chunks[i]`` is member ``i``'s list of ``len(members)`` chunks; afterwards
-    ``chunks[i][i]`` holds the sum of chunk ``i`` over all members. ``last``
-    maps a group rank to the plan index of its latest receipt (``None`` before
-    any), which every send waits for; it is updated in place so that a later
-    phase can chain on. Returns the next free step index.
+    ``pieces[j][c]`` is the element range of channel ``c``'s piece of chunk
+    ``j``; position ``i`` of ``rings[c]`` finishes (reduce-scatter) or starts
+    with (all-gather) chunk ``rings[c][i]``. ``bufs`` are the ranks' flat
+    buffers, updated in place (``None``: shape-only). Returns the next step.
     """
-    q = len(members)
-    for k in range(q - 1):
-        sends = []
-        for i in range(q):
-            c, j = (i - k - 1) % q, (i + 1) % q
-            src = members[i]
-            deps = () if last[src] is None else (last[src],)
-            index = builder.send(first_step + k, src, members[j], chunks[i][c].nbytes, deps)
-            sends.append((j, c, chunks[i][c], index))
-        # Everyone sends before anyone adds: a step's messages are simultaneous.
-        for j, c, data, index in sends:
-            chunks[j][c] = chunks[j][c] + data
-            last[members[j]] = index
-    return first_step + max(q - 1, 0)
+    p = len(rings[0])
+    # every step of a channel repeats its ring and its sizes: build them once
+    shapes = [(ring, ring[1:] + ring[:1], ring_sizes(pieces, ring, c, item)) for c, ring in
+              enumerate(rings)]  # fmt: skip
+    offset = 1 if reduce else 0
+    for k in range(p - 1):
+        for c, (ring, successors, sizes) in enumerate(shapes):
+            builder.round(first_step + k, ring, successors, sizes, -(k + offset) % p, c)
+            if bufs is None:
+                continue
+            # In place is safe: a rank never sends the chunk its predecessor writes.
+            for i in range(p):
+                lo, hi = pieces[ring[(i - k - offset) % p]][c]
+                if reduce:
+                    bufs[successors[i]][lo:hi] += bufs[ring[i]][lo:hi]
+                else:
+                    bufs[successors[i]][lo:hi] = bufs[ring[i]][lo:hi]
+    return first_step + max(p - 1, 0)
 
 
-def all_gather_steps(
-    members: Sequence[int],
-    chunks: list[list[Array | None]],
-    builder: PlanBuilder,
-    last: list[int | None],
-    first_step: int = 0,
-) -> int:
-    """Ring all-gather among ``members``: member ``i`` starts with ``chunks[i][i]``.
-
-    Afterwards every member holds every chunk. ``last`` and the return value
-    work as in :func:`reduce_scatter_steps`.
-    """
-    q = len(members)
-    for k in range(q - 1):
-        sends = []
-        for i in range(q):
-            c, j = (i - k) % q, (i + 1) % q
-            src = members[i]
-            deps = () if last[src] is None else (last[src],)
-            index = builder.send(first_step + k, src, members[j], chunks[i][c].nbytes, deps)
-            sends.append((j, c, chunks[i][c], index))
-        for j, c, data, index in sends:
-            chunks[j][c] = data
-            last[members[j]] = index
-    return first_step + max(q - 1, 0)
-
-
-def all_reduce(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
+def all_reduce(xs: Sequence[Array], rings: Rings | None = None) -> tuple[list[Array], TransferPlan]:
     """Every rank ends with the elementwise sum (reduce-scatter, then all-gather)."""
-    p = len(xs)
-    builder = PlanBuilder("all_reduce", "ring", p)
-    chunks = [split(x.reshape(-1), p) for x in xs]
-    last: list[int | None] = [None] * p
-    step = reduce_scatter_steps(range(p), chunks, builder, last)
-    all_gather_steps(range(p), chunks, builder, last, step)
-    return [concat(c).reshape(x.shape) for c, x in zip(chunks, xs, strict=True)], builder.build()
+    p, rings = len(xs), _rings(len(xs), rings)
+    builder = PlanBuilder("all_reduce", "ring", p, len(rings))
+    pieces = channel_pieces(split_bounds(xs[0].size, p), len(rings))
+    bufs = buffers(xs)
+    step = phase(builder, rings, pieces, itemsize(xs[0]), bufs, reduce=True)
+    phase(builder, rings, pieces, itemsize(xs[0]), bufs, reduce=False, first_step=step)
+    if bufs is None:
+        return [flat_like(x, x.size).reshape(x.shape) for x in xs], builder.build()
+    return [b.reshape(x.shape) for b, x in zip(bufs, xs, strict=True)], builder.build()
 
 
-def reduce_scatter(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
+def reduce_scatter(
+    xs: Sequence[Array], rings: Rings | None = None
+) -> tuple[list[Array], TransferPlan]:
     """Rank ``r`` ends with chunk ``r`` of the flattened sum."""
-    p = len(xs)
-    builder = PlanBuilder("reduce_scatter", "ring", p)
-    chunks = [split(x.reshape(-1), p) for x in xs]
-    reduce_scatter_steps(range(p), chunks, builder, [None] * p)
-    return [chunks[r][r].copy() for r in range(p)], builder.build()
+    p, rings = len(xs), _rings(len(xs), rings)
+    builder = PlanBuilder("reduce_scatter", "ring", p, len(rings))
+    bounds = split_bounds(xs[0].size, p)
+    bufs = buffers(xs)
+    phase(builder, rings, channel_pieces(bounds, len(rings)), itemsize(xs[0]), bufs, reduce=True)
+    if bufs is None:
+        return [flat_like(xs[0], hi - lo) for lo, hi in bounds], builder.build()
+    return [bufs[r][lo:hi].copy() for r, (lo, hi) in enumerate(bounds)], builder.build()
 
 
-def all_gather(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
+def all_gather(xs: Sequence[Array], rings: Rings | None = None) -> tuple[list[Array], TransferPlan]:
     """Every rank ends with the concatenation (along axis 0) of all ranks' pieces."""
-    p = len(xs)
-    builder = PlanBuilder("all_gather", "ring", p)
-    chunks: list[list[Array | None]] = [
-        [x if c == r else None for c in range(p)] for r, x in enumerate(xs)
-    ]
-    all_gather_steps(range(p), chunks, builder, [None] * p)
-    return [concat(c) for c in chunks], builder.build()
+    p, rings = len(xs), _rings(len(xs), rings)
+    builder = PlanBuilder("all_gather", "ring", p, len(rings))
+    bounds = concat_bounds([x.size for x in xs])
+    bufs = None
+    if has_numbers(xs):
+        bufs = [np.zeros(bounds[-1][1], np.asarray(xs[0]).dtype) for _ in xs]
+        for r, (lo, hi) in enumerate(bounds):
+            bufs[r][lo:hi] = np.asarray(xs[r]).reshape(-1)
+    phase(builder, rings, channel_pieces(bounds, len(rings)), itemsize(xs[0]), bufs, reduce=False)
+    if bufs is None:
+        return [concat(xs)] * p, builder.build()
+    rows = sum(x.shape[0] for x in xs)
+    return [b.reshape(rows, *xs[0].shape[1:]) for b in bufs], builder.build()
+
+
+def has_numbers(xs: Sequence[Array]) -> bool:
+    """Whether ``xs`` hold numbers to move (else only their shapes matter)."""
+    return not is_shape_only(xs[0])
 
 
 def send_recv(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
@@ -145,8 +161,8 @@ def send_recv(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
     p = len(xs)
     builder = PlanBuilder("send_recv", "ring", p)
     if p > 1:
-        for r, x in enumerate(xs):
-            builder.send(0, r, (r + 1) % p, x.nbytes)
+        ranks = tuple(range(p))
+        builder.round(0, ranks, ranks[1:] + ranks[:1], tuple(x.nbytes for x in xs), wait=False)
     return [xs[(r - 1) % p].copy() for r in range(p)], builder.build()
 
 
@@ -154,9 +170,14 @@ def all_to_all(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
     """Block ``j`` of rank ``i``'s flattened array ends as block ``i`` of rank ``j``'s result."""
     p = len(xs)
     builder = PlanBuilder("all_to_all", "ring", p)
-    blocks = [split(x.reshape(-1), p) for x in xs]
+    block_bytes = tuple(itemsize(xs[0]) * (hi - lo) for lo, hi in split_bounds(xs[0].size, p))
+    ranks = tuple(range(p))
     for k in range(1, p):
-        for r in range(p):
-            # Shift by k: no message depends on another; the ports serialise the steps.
-            builder.send(k - 1, r, (r + k) % p, blocks[r][(r + k) % p].nbytes)
+        # Shift by k: rank r sends block r+k to rank r+k. No message depends on
+        # another; the ports serialise the steps.
+        builder.round(k - 1, ranks, ranks[k:] + ranks[:k], block_bytes, k, wait=False)
+    if not has_numbers(xs):
+        received = [p * (hi - lo) for lo, hi in split_bounds(xs[0].size, p)]
+        return [flat_like(xs[0], n) for n in received], builder.build()
+    blocks = [split(x.reshape(-1), p) for x in xs]
     return [concat([blocks[s][r] for s in range(p)]) for r in range(p)], builder.build()

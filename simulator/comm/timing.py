@@ -1,10 +1,13 @@
 """Timing one collective on its own, as nccl-tests does on real hardware.
 
-:func:`time_collective` builds a fresh :class:`~simulator.engine.Engine` on a
-cluster, runs the algorithm on shape-only arrays (no data is summed, only
-sizes travel), lets the engine book every message on the links, and returns
-the simulated time at which the last message arrives. The group is devices
-``0 .. devices-1``, which fill the cluster's nodes in order.
+:func:`time_collective` runs the algorithm on shape-only arrays (no data is
+summed, only sizes travel) over devices ``0 .. devices-1`` of a cluster, which
+fill its nodes in order, and books every message on otherwise idle links
+(:meth:`simulator.engine.network.Network.idle_duration`). It records no trace,
+so its time and memory grow with the plan's rounds, not its messages: a ring
+over ``p`` devices costs ``O(p)`` memory and ``O(p)`` vector operations of
+length ``p`` per channel. :func:`simulate_collective` runs the same on an
+engine and traces every message.
 
 Sizes follow nccl-tests: ``nbytes`` is the whole array for (all-)reduce,
 broadcast and reduce-scatter, the gathered result for all-gather (each rank
@@ -19,11 +22,15 @@ applies (see :mod:`simulator.comm.closed_forms`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from ..arrays import ITEMSIZE, ShapeArray, split_bounds
 from ..engine import Engine
+from ..engine.network import Network
 from ..errors import LayoutError, ScenarioError
 from ..hardware import ClusterSpec, LinkSpec
-from . import closed_forms, collective, lookup
+from . import AUTO, closed_forms, collective, lookup, resolve
+from .layout import GroupLayout
 from .recursive import require_power_of_two
 
 
@@ -33,7 +40,17 @@ def collective_inputs(op: str, p: int, nbytes: int) -> list[ShapeArray]:
     count = nbytes // ITEMSIZE[dtype]
     if op in ("all_gather", "gather"):
         return [ShapeArray((hi - lo,), dtype) for lo, hi in split_bounds(count, p)]
-    return [ShapeArray((count,), dtype) for _ in range(p)]
+    return [ShapeArray((count,), dtype)] * p
+
+
+@dataclass(frozen=True)
+class Timed:
+    """One collective timed on idle links: seconds, and the algorithm and channels
+    that ran (``auto`` resolved)."""
+
+    seconds: float
+    algorithm: str
+    channels: int
 
 
 def simulate_collective(
@@ -43,16 +60,17 @@ def simulate_collective(
     devices: tuple[int, ...],
     nbytes: int,
     root: int = 0,
+    channels: int | None = None,
 ) -> float:
     """Run ``op`` over ``devices`` of ``engine`` starting now; returns its end time.
 
     Every message lands in ``engine.trace`` (category ``op``, with its step,
     bytes and link).
     """
-    nodes = [engine.cluster.node_of(d) for d in devices]
+    layout = GroupLayout.of(engine.cluster, devices)
     xs = collective_inputs(op, len(devices), nbytes)
-    _, plan = collective(op, xs, algorithm, root, nodes)
-    return engine.collective(plan, devices, op, f"{op} ({algorithm})")
+    _, plan = collective(op, xs, algorithm, root, layout=layout, channels=channels)
+    return engine.collective(plan, devices, op, f"{op} ({plan.algorithm})")
 
 
 def _check(cluster: ClusterSpec, devices: int, nbytes: int) -> None:
@@ -68,14 +86,30 @@ def _check(cluster: ClusterSpec, devices: int, nbytes: int) -> None:
         raise ScenarioError(f"message size must be at least 0 bytes, got {nbytes}")
 
 
+def run_collective(
+    op: str,
+    algorithm: str,
+    cluster: ClusterSpec,
+    devices: int,
+    nbytes: int,
+    root: int = 0,
+    channels: int | None = None,
+) -> Timed:
+    """``op`` of ``nbytes`` over ``devices`` idle devices: its time and what ran."""
+    _check(cluster, devices, nbytes)
+    group = tuple(range(devices))
+    xs = collective_inputs(op, devices, nbytes)
+    layout = GroupLayout.of(cluster, group)
+    _, plan = collective(op, xs, algorithm, root, layout=layout, channels=channels)
+    seconds = Network(cluster).idle_duration(plan, group)
+    return Timed(seconds, plan.algorithm, plan.channels)
+
+
 def time_collective(
     op: str, algorithm: str, cluster: ClusterSpec, devices: int, nbytes: int, root: int = 0
 ) -> float:
     """Simulated seconds of one ``op`` of ``nbytes`` over ``devices`` idle devices."""
-    _check(cluster, devices, nbytes)
-    return simulate_collective(
-        Engine(cluster, "steps"), op, algorithm, tuple(range(devices)), nbytes, root
-    )
+    return run_collective(op, algorithm, cluster, devices, nbytes, root).seconds
 
 
 def _alpha_beta(link: LinkSpec) -> tuple[float, float]:
@@ -88,17 +122,22 @@ def predicted_time(
     """The alpha-beta closed form for :func:`time_collective`, or ``None``.
 
     A flat formula applies when the whole group sits in one node (one link
-    class); the two-level formula applies to hierarchical all-reduce over
-    whole nodes. Flat algorithms across nodes mix link classes, and no single
-    formula describes them.
+    class; channels change nothing there, see :mod:`.ring`); the two-level
+    formula applies to hierarchical all-reduce over whole nodes with a NIC per
+    device. Flat algorithms across nodes mix link classes and channels, and no
+    single formula describes them (:mod:`.tuner` estimates them).
     """
     _check(cluster, devices, nbytes)
     lookup(op, algorithm)
+    if algorithm == AUTO:
+        xs = collective_inputs(op, devices, nbytes)
+        layout = GroupLayout.of(cluster, tuple(range(devices)))
+        algorithm, _ = resolve(op, xs, algorithm, layout)
     if algorithm in ("recursive", "rabenseifner"):
         require_power_of_two(devices, op, algorithm)
     per_node = cluster.devices_per_node
     if (op, algorithm) == ("all_reduce", "hierarchical") and devices > per_node:
-        if devices % per_node:
+        if devices % per_node or cluster.nics != per_node:
             return None
         return closed_forms.two_level_all_reduce(
             per_node,

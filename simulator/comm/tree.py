@@ -30,60 +30,64 @@ Sanders, Speck and Traeff 2009, "Two-tree algorithms for full bandwidth
 broadcast, reduction and scan", and the NCCL 2.4 release notes. The binomial
 tree here is the textbook one MPICH uses for short messages.)
 
-A message waits for every receipt of its sender in the same phase (``deps``):
-the data it carries includes them all.
+A message waits for every receipt of its sender (``wait``): the data it
+carries includes them all. Every message carries the whole array, so a round
+of the tree is one round of the plan, and the plan of a tree over ``p`` ranks
+holds ``p-1`` messages per phase.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from ..arrays import Array
 from ..transfer import TransferPlan
+from .chunks import buffers
 from .plan import PlanBuilder
 
 
-def _reduce_steps(
-    partial: list[Array], builder: PlanBuilder, root: int, first_step: int = 0
-) -> tuple[list[int], int]:
-    """In place: ``partial[root]`` becomes the sum of all entries.
+def reduce_rounds(
+    builder: PlanBuilder,
+    p: int,
+    root: int,
+    nbytes: int,
+    bufs: list[np.ndarray] | None,
+    first_step: int = 0,
+) -> int:
+    """The binomial reduce: ``bufs[root]`` becomes the sum of all buffers (in place).
 
-    Returns the plan indices of the root's receipts and the next free step.
+    Returns the next free step.
     """
-    p = len(partial)
-    received: list[list[int]] = [[] for _ in range(p)]
     step, mask = first_step, 1
     while mask < p:
-        for v in range(mask, p, 2 * mask):  # exactly the v whose lowest set bit is ``mask``
-            src, dst = (v + root) % p, (v - mask + root) % p
-            index = builder.send(step, src, dst, partial[src].nbytes, received[src])
-            partial[dst] = partial[dst] + partial[src]
-            received[dst].append(index)
+        # exactly the v whose lowest set bit is ``mask`` send; their parents receive
+        pairs = [((v + root) % p, (v - mask + root) % p) for v in range(mask, p, 2 * mask)]
+        builder.round(step, [s for s, _ in pairs], [d for _, d in pairs], (nbytes,))
+        if bufs is not None:
+            for src, dst in pairs:  # a receiver never sends in the same round
+                bufs[dst] += bufs[src]
         step, mask = step + 1, 2 * mask
-    return received[root], step
+    return step
 
 
-def _broadcast_steps(
-    data: list[Array | None],
+def broadcast_rounds(
     builder: PlanBuilder,
+    p: int,
     root: int,
-    root_deps: Sequence[int] = (),
+    nbytes: int,
+    bufs: list[np.ndarray | None] | None,
     first_step: int = 0,
 ) -> None:
-    """In place: every entry of ``data`` becomes a copy of ``data[root]``.
-
-    ``root_deps`` are the transfers the root's data waits for (the reduce
-    phase of an all-reduce).
-    """
-    p = len(data)
-    received: list[list[int]] = [[] for _ in range(p)]
-    received[root] = list(root_deps)
+    """The binomial broadcast: every entry of ``bufs`` becomes a copy of ``bufs[root]``."""
     step, mask = first_step, 1
     while mask < p:
-        for v in range(min(mask, p - mask)):
-            src, dst = (v + root) % p, (v + mask + root) % p
-            received[dst].append(builder.send(step, src, dst, data[src].nbytes, received[src]))
-            data[dst] = data[src].copy()
+        pairs = [((v + root) % p, (v + mask + root) % p) for v in range(min(mask, p - mask))]
+        builder.round(step, [s for s, _ in pairs], [d for _, d in pairs], (nbytes,))
+        if bufs is not None:
+            for src, dst in pairs:
+                bufs[dst] = bufs[src].copy()
         step, mask = step + 1, 2 * mask
 
 
@@ -91,20 +95,25 @@ def broadcast(xs: Sequence[Array], root: int = 0) -> tuple[list[Array], Transfer
     """Every rank ends with a copy of ``xs[root]`` (the other entries are not read)."""
     p = len(xs)
     builder = PlanBuilder("broadcast", "tree", p)
-    data: list[Array | None] = [None] * p
-    data[root] = xs[root].copy()
-    _broadcast_steps(data, builder, root)
-    return data, builder.build()
+    bufs = buffers([xs[root]])
+    data: list = [None] * p
+    if bufs is not None:
+        data[root] = bufs[0]
+    broadcast_rounds(builder, p, root, xs[root].nbytes, data if bufs is not None else None)
+    shape = xs[root].shape
+    if bufs is None:
+        return [xs[root].copy() for _ in range(p)], builder.build()
+    return [d.reshape(shape) for d in data], builder.build()
 
 
 def reduce(xs: Sequence[Array], root: int = 0) -> tuple[list[Array | None], TransferPlan]:
     """The root ends with the elementwise sum; the other ranks' results are ``None``."""
     p = len(xs)
     builder = PlanBuilder("reduce", "tree", p)
-    partial = [x.copy() for x in xs]
-    _reduce_steps(partial, builder, root)
+    bufs = buffers(xs)
+    reduce_rounds(builder, p, root, xs[0].nbytes, bufs)
     results: list[Array | None] = [None] * p
-    results[root] = partial[root]
+    results[root] = xs[root].copy() if bufs is None else bufs[root].reshape(xs[root].shape)
     return results, builder.build()
 
 
@@ -112,8 +121,10 @@ def all_reduce(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
     """Binomial reduce to rank 0, then binomial broadcast from rank 0."""
     p = len(xs)
     builder = PlanBuilder("all_reduce", "tree", p)
-    partial = [x.copy() for x in xs]
-    root_deps, step = _reduce_steps(partial, builder, 0)
-    data: list[Array | None] = [partial[0]] + [None] * (p - 1)
-    _broadcast_steps(data, builder, 0, root_deps, step)
-    return data, builder.build()
+    bufs = buffers(xs)
+    step = reduce_rounds(builder, p, 0, xs[0].nbytes, bufs)
+    data = None if bufs is None else [bufs[0]] + [None] * (p - 1)
+    broadcast_rounds(builder, p, 0, xs[0].nbytes, data, step)
+    if data is None:
+        return [x.copy() for x in xs], builder.build()
+    return [d.reshape(x.shape) for d, x in zip(data, xs, strict=True)], builder.build()

@@ -1,11 +1,13 @@
 """Links, routes and how messages share them.
 
 Topology (see :mod:`simulator.hardware`): every device has an *intra-node*
-port into its node's switch and an *inter-node* port into the cluster's
-network; each port has an ``out`` and an ``in`` direction (full duplex). A
-message from ``a`` to ``b`` uses ``a``'s out direction and ``b``'s in
-direction of the intra-node ports when both sit in one node, of the
-inter-node ports otherwise; the switches themselves never block.
+port into its node's switch; between nodes, traffic goes through the node's
+NICs, and device ``g`` of a node uses NIC ``g * nics // devices_per_node``.
+Each port has an ``out`` and an ``in`` direction (full duplex). A message from
+``a`` to ``b`` uses ``a``'s out direction and ``b``'s in direction of the
+intra-node ports when both sit in one node, and otherwise the out direction of
+``a``'s NIC and the in direction of ``b``'s NIC: devices that share a NIC share
+its bandwidth. The switches themselves never block.
 
 Contention model: **a port direction carries one message at a time, first come
 first served.** A message holds both of its port directions for
@@ -15,13 +17,28 @@ messages on disjoint ports do not interact. The model is deterministic and
 cheap: a port is just the time at which it becomes free, so reserving a
 message is O(1) and needs no simulation process of its own.
 
+*Channels.* A collective may run as several channels (parallel rings, NCCL's
+way of using every NIC; :mod:`simulator.comm.layout`). Channels run at the
+same time and split the bandwidth of the ports they share: while a
+collective runs, a port used by ``k`` of its channels is ``k`` lanes, each
+with ``1/k`` of the bandwidth and its own queue, and a message takes
+``latency + bytes x k / bandwidth`` on the busier of its two ports. The
+latencies of different channels overlap, as they do on real hardware, and
+one channel's messages never wait behind another's. Over one switch ``C``
+channels of ``n/C`` bytes thus take exactly the time of one channel of ``n``:
+every closed form holds per channel.
+
 A port direction is a small integer (:func:`port`), so that the reservation
 state is one dictionary of floats holding only the ports some message used:
-a cluster of a billion devices costs nothing until its devices talk.
+a cluster of a billion devices costs nothing until its devices talk. A NIC's
+ports are those of the first device that uses it.
 
-A collective reserves all of its messages when it starts, in the order of its
-plan, each no earlier than the messages it depends on have arrived. Later
-traffic through the same ports queues behind them.
+A collective reserves all of its messages when it starts, round by round in
+the order of its plan (:mod:`simulator.transfer`), each no earlier than every
+message its sender received before in the same channel has arrived; the
+messages of a large round are timed as numpy vectors, so timing a ring over
+``p`` devices costs ``O(p)`` Python steps. Later traffic through the same
+ports queues behind them.
 """
 
 from __future__ import annotations
@@ -32,6 +49,7 @@ from dataclasses import dataclass, replace
 
 from ..hardware import ClusterSpec, LinkSpec
 from ..transfer import TransferPlan
+from .booking import PlacedPlan
 
 INTRA, INTER = "intra", "inter"
 _OUT, _IN = 0, 1
@@ -44,7 +62,8 @@ def port(device: int, network: str, direction: int) -> int:
 
 
 def describe_port(p: int) -> str:
-    """``9`` -> ``"device 2 intra in"``: a port id in words, for error messages and traces."""
+    """``9`` -> ``"device 2 intra in"``: a port id in words, for error messages and traces
+    (an ``inter`` port is the NIC that device is the first user of)."""
     device, rest = divmod(p, 4)
     network, direction = divmod(rest, 2)
     return f"device {device} {_NETWORKS[network]} {'in' if direction else 'out'}"
@@ -71,10 +90,23 @@ class Network:
         self.cluster = cluster
         self.free_at: defaultdict[int, float] = defaultdict(float)
         self._routes: dict[tuple[int, int], Route] = {}
+        self._placed: dict[tuple[TransferPlan, tuple[int, ...]], PlacedPlan] = {}
         #: device -> the device whose ports its ports follow (folded replicas)
         self.mirror: dict[int, int] = {}
         #: ``(src, dst, inter_node) -> bandwidth multiplier`` for degraded links (faults)
         self.link_factor: Callable[[int, int, bool], float] | None = None
+
+    # -- ports -----------------------------------------------------------------------------
+    def nic_port(self, device: int, direction: int) -> int:
+        """The port of the NIC ``device`` reaches other nodes through."""
+        c = self.cluster
+        return port(c.nic_lead(c.nic_of(device)), INTER, direction)
+
+    def ports_of_device(self, d: int) -> tuple[int, ...]:
+        """Every port id device ``d``'s traffic can use: its NVLink out and in, then its
+        NIC's out and in (which other devices of the node may share)."""
+        return (port(d, INTRA, _OUT), port(d, INTRA, _IN), self.nic_port(d, _OUT),
+                self.nic_port(d, _IN))  # fmt: skip
 
     def route(self, src: int, dst: int) -> Route:
         """The route from ``src`` to ``dst`` (which must differ)."""
@@ -83,14 +115,17 @@ class Network:
             return cached
         if src == dst:
             raise ValueError(f"no route from device {src} to itself")
-        same_node = self.cluster.node_of(src) == self.cluster.node_of(dst)
-        kind = INTRA if same_node else INTER
-        link = self.cluster.intra_node if same_node else self.cluster.inter_node
+        cluster = self.cluster
+        inter = cluster.node_of(src) != cluster.node_of(dst)
+        link = cluster.inter_node if inter else cluster.intra_node
         if self.link_factor is not None:
-            factor = self.link_factor(src, dst, not same_node)
+            factor = self.link_factor(src, dst, inter)
             if factor != 1.0:
                 link = replace(link, bandwidth=link.bandwidth * factor)
-        route = Route(port(src, kind, _OUT), port(dst, kind, _IN), link, kind)
+        if not inter:
+            route = Route(port(src, INTRA, _OUT), port(dst, INTRA, _IN), link, INTRA)
+        else:
+            route = Route(self.nic_port(src, _OUT), self.nic_port(dst, _IN), link, INTER)
         self._routes[(src, dst)] = route
         return route
 
@@ -108,6 +143,7 @@ class Network:
         ports[a] = ports[b] = end
         return start, end
 
+    # -- collectives -----------------------------------------------------------------------
     def time_plan(
         self,
         plan: TransferPlan,
@@ -117,42 +153,44 @@ class Network:
     ) -> list[tuple[float, float]]:
         """Reserve every message of ``plan`` (ranks mapped to ``devices``).
 
-        Returns ``(start, end)`` per transfer. With ``free_at`` given, books a
-        scratch copy of the ports instead of the real ones.
+        Returns ``(start, end)`` per transfer, in the order of ``plan.transfers``.
+        With ``free_at`` given, books a scratch copy of the ports instead of the
+        real ones.
         """
-        times: list[tuple[float, float]] = []
-        for t in plan.transfers:
-            ready = max([start, *(times[d][1] for d in t.deps)])
-            route = self.route(devices[t.src], devices[t.dst])
-            times.append(self.reserve(route, ready, route.seconds(t.nbytes), free_at))
-        return times
+        ports = self.free_at if free_at is None else free_at
+        return self.placed(plan, devices).book(ports, start, record=True)[1]
 
     def idle_duration(self, plan: TransferPlan, devices: tuple[int, ...]) -> float:
-        """How long ``plan`` takes on otherwise idle links."""
-        times = self.time_plan(plan, devices, 0.0, free_at=defaultdict(float))
-        return max((end for _, end in times), default=0.0)
+        """How long ``plan`` takes on otherwise idle links (memory linear in the group)."""
+        return self.placed(plan, devices).book(defaultdict(float), 0.0, record=False)[0]
 
     def ports_of(self, plan: TransferPlan, devices: tuple[int, ...]) -> tuple[int, ...]:
         """Every port direction ``plan`` uses on ``devices``, sorted."""
-        ports: set[int] = set()
-        for t in plan.transfers:
-            route = self.route(devices[t.src], devices[t.dst])
-            ports.update((route.out_port, route.in_port))
-        return tuple(sorted(ports))
+        return self.placed(plan, devices).used_ports()
+
+    def placed(self, plan: TransferPlan, devices: tuple[int, ...]) -> PlacedPlan:
+        """``plan`` mapped onto ``devices``: its ports, lanes and costs, worked out once."""
+        key = (plan, devices)
+        hit = self._placed.get(key)
+        if hit is None:
+            hit = self._placed[key] = PlacedPlan(self.cluster, plan, devices)
+        return hit
 
     def catch_up(self, devices: tuple[int, ...], own: dict[int, float]) -> None:
         """Bring the ports of mirrored devices up to their twins' own traffic (see
         :mod:`simulator.runtime.fold`): a folded replica's ports saw none of its own
         traffic, which its twin's saw for it; ``own`` holds when each port's own
-        traffic (not the collectives the replicas share) last ends."""
+        traffic (not the collectives the replicas share) last ends. A NIC a device
+        shares with its twin is the same port and needs nothing."""
         free = self.free_at
         for d in devices:
             twin = self.mirror.get(d)
             if twin is not None:
-                for k in range(4):
-                    mine, theirs = 4 * d + k, own.get(4 * twin + k, 0.0)
-                    if theirs > free[mine]:
-                        free[mine] = theirs
+                for mine, theirs in zip(
+                    self.ports_of_device(d), self.ports_of_device(twin), strict=True
+                ):
+                    if mine != theirs and own.get(theirs, 0.0) > free[mine]:
+                        free[mine] = own[theirs]
 
     def reserve_block(
         self, ports: tuple[int, ...], ready: float, seconds: float

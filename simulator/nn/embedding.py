@@ -14,10 +14,30 @@ once, while the gradients of both uses accumulate into the one ``grad``.
 
 A lookup is a gather, not a GEMM: it adds no model FLOPs (Korthikanti et al.
 2022, appendix A count only the logits GEMM, ``2bshV``).
+
+*Vocabulary padding.* Megatron-LM pads the vocabulary with unused words up to
+a multiple of ``make_vocab_size_divisible_by x tp`` (128 by default;
+``_vocab_size_with_padding`` in ``megatron/training/tokenizer/tokenizer.py``),
+so that the table splits evenly over the tensor-parallel ranks and its GEMMs
+get friendly shapes: GPT-2's 50257 words become 50304 on one GPU and 51200
+with ``tp = 8``. The padded rows are real parameters: they count in the
+parameters, the memory, the gradient traffic and the logits GEMM
+(``2bsh V_padded``), as in Megatron. :func:`padded_vocab` is the rule.
+
+Megatron-LM leaves the padded words in its softmax (no token ever targets
+them, so training pushes their logits down); the loss then differs from an
+unpadded model's, and differs between two ``tp`` (which pad differently). The
+simulator's contract is that every layout trains exactly like one device, so
+:class:`TiedLogits` sets the padded words' logits to ``-inf`` before the loss:
+``exp(-inf) = 0``, so they take no probability, get no gradient, and the
+padded rows (zeros from the start) stay zeros. That masking is numerics
+bookkeeping, not a kernel Megatron runs, so it costs no simulated time.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,6 +47,36 @@ from ..arrays import Array, ShapeArray, is_shape_only
 from .dropout import Dropout
 from .layers import Layer, init_normal
 from .param import Param
+
+
+def padded_vocab(words: int, divisible_by: int, tp: int = 1) -> int:
+    """Megatron-LM's padded vocabulary: ``words`` rounded up to a multiple of
+    ``divisible_by x tp`` (``_vocab_size_with_padding``; ``divisible_by = 1``
+    pads only to a multiple of ``tp``)."""
+    unit = divisible_by * tp
+    return math.ceil(words / unit) * unit
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The real words of a token table and Megatron's padding unit for it."""
+
+    words: int
+    divisible_by: int = 1
+
+    def rows(self, tp: int = 1) -> int:
+        """The table's rows under ``tp``-way tensor parallelism."""
+        return padded_vocab(self.words, self.divisible_by, tp)
+
+
+def padded_table(table: Array, rows: int) -> Array:
+    """``table`` with zero rows appended up to ``rows`` rows (the padded words)."""
+    extra = rows - table.shape[0]
+    if extra <= 0:
+        return table
+    if is_shape_only(table):
+        return ShapeArray((rows, *table.shape[1:]), table.dtype)
+    return np.concatenate([table, np.zeros((extra, *table.shape[1:]), table.dtype)])
 
 
 class Embedding(Layer):
@@ -46,6 +96,8 @@ class Embedding(Layer):
         dropout: dropout on the sum (site ``embedding``).
         vocab_start: None for the whole token table; for a vocabulary shard, the
             id of its first row (ids outside the shard look up zeros).
+        vocabulary: the real words and the padding unit (``None``: every row is
+            a word and nothing pads).
     """
 
     #: Megatron-LM checkpoints transformer layers only; rerunning this block
@@ -59,12 +111,14 @@ class Embedding(Layer):
         positions: Param,
         dropout: Dropout,
         vocab_start: int | None = None,
+        vocabulary: Vocabulary | None = None,
     ) -> None:
         self.name = name
         self.weight = weight
         self.positions = positions
         self.dropout = dropout
         self.vocab_start = vocab_start
+        self.vocabulary = vocabulary
 
     @classmethod
     def create(
@@ -77,13 +131,19 @@ class Embedding(Layer):
         rng: np.random.Generator | None,
         dtype: str,
         std: float = 0.02,
+        divisible_by: int = 1,
     ) -> Embedding:
-        """Both tables ``N(0, std^2)``, as GPT-2 initialises them."""
+        """Both tables ``N(0, std^2)``, as GPT-2 initialises them; the token table is
+        padded with zero rows to a multiple of ``divisible_by`` (the module
+        docstring; the random draws do not depend on the padding)."""
+        vocabulary = Vocabulary(vocab, divisible_by)
+        words = init_normal(rng, (vocab, hidden), std, dtype)
         return cls(
             name,
-            Param(f"{name}.wte", init_normal(rng, (vocab, hidden), std, dtype)),
+            Param(f"{name}.wte", padded_table(words, vocabulary.rows())),
             Param(f"{name}.wpe", init_normal(rng, (seq_len, hidden), std, dtype)),
             Dropout(dropout, 0, "embedding"),
+            vocabulary=vocabulary,
         )
 
     def parameters(self) -> list[Param]:
@@ -142,12 +202,25 @@ class TiedLogits(Layer):
     (``dW += dlogits^T x``). The parameter is borrowed, so ``parameters()`` is
     empty; see the module docstring. When a pipeline separates it from the
     embedding, :meth:`own_copy` makes it hold (and list) a copy instead.
+
+    ``words``: how many of the table's rows are real words (``None``: all);
+    the logits of the others are ``-inf`` (padding, module docstring).
+    ``vocabulary``: the whole model's words and padding unit, for tensor
+    parallelism to pad the table further.
     """
 
-    def __init__(self, name: str, weight: Param) -> None:
+    def __init__(
+        self,
+        name: str,
+        weight: Param,
+        words: int | None = None,
+        vocabulary: Vocabulary | None = None,
+    ) -> None:
         self.name = name
         self.weight = weight
         self.owned = False
+        self.words = words
+        self.vocabulary = vocabulary
 
     def parameters(self) -> list[Param]:
         return [self.weight] if self.owned else []
@@ -164,7 +237,10 @@ class TiedLogits(Layer):
         return self.weight
 
     def forward(self, x: Array) -> tuple[Array, Any]:
-        return ops.matmul(x, self.weight.value.T, name=self.name), x
+        logits = ops.matmul(x, self.weight.value.T, name=self.name)
+        if self.words is not None and self.words < logits.shape[-1] and not is_shape_only(logits):
+            logits[..., self.words :] = -np.inf  # padded words: no probability, no gradient
+        return logits, x
 
     def backward_input(self, dy: Array, ctx: Any) -> tuple[Array, Any]:
         return ops.matmul(dy, self.weight.value, name=f"{self.name}.dx"), (ctx, dy)

@@ -25,6 +25,13 @@ published formulas exactly:
 * stash per transformer layer in 16-bit: ``sbh(34 + 5as/h)`` (Korthikanti et
   al. 2022, sec. 4.1, table 2); see :mod:`simulator.nn.transformer`.
 
+``V`` in these formulas is the *padded* vocabulary, as Megatron-LM counts it:
+the token table has :meth:`GPTConfig.padded_vocab` rows, the words rounded up to
+a multiple of ``make_vocab_size_divisible_by`` (and, under tensor parallelism,
+of ``make_vocab_size_divisible_by x tp``; see :mod:`simulator.nn.embedding`).
+The padded words never take probability, so the losses are those of the
+unpadded model.
+
 With ``ffn_mult`` other than 4 the formulas no longer apply (they assume a
 ``4h`` MLP); the code counts what it runs either way.
 """
@@ -40,7 +47,7 @@ from ..arrays import NUMPY_DTYPES, Array, ShapeArray
 from ..limits import Range
 from .cross_entropy import CrossEntropyLoss
 from .data import rng_for
-from .embedding import Embedding, TiedLogits
+from .embedding import Embedding, TiedLogits, Vocabulary, padded_vocab
 from .layers import Layer, Sequential
 from .models import Model, require_dtype, require_positive
 from .norm import LayerNorm
@@ -72,11 +79,20 @@ class Head(Sequential):
         super().__init__(name, [ln_f, logits])
 
     @classmethod
-    def create(cls, name: str, table: Param, rng: np.random.Generator | None, dtype: str) -> Head:
+    def create(
+        cls,
+        name: str,
+        table: Param,
+        rng: np.random.Generator | None,
+        dtype: str,
+        vocabulary: Vocabulary | None = None,
+    ) -> Head:
+        """``vocabulary``: the real words among the table's rows (the rest is padding)."""
+        words = None if vocabulary is None else vocabulary.words
         return cls(
             name,
             LayerNorm(f"{name}.ln_f", table.shape[1], rng, dtype),
-            TiedLogits(f"{name}.logits", table),
+            TiedLogits(f"{name}.logits", table, words, vocabulary),
         )
 
 
@@ -85,7 +101,11 @@ class GPTConfig:
     """A GPT of ``layers`` layers of width ``hidden`` with ``heads`` heads.
 
     Attributes:
-        layers, hidden, heads, seq_len, vocab: L, h, a, s, V of the formulas.
+        layers, hidden, heads, seq_len: L, h, a, s of the formulas.
+        vocab: the tokenizer's words; the model's table has
+            :meth:`padded_vocab` rows (the ``V`` of the formulas).
+        make_vocab_size_divisible_by: Megatron-LM's padding unit (its flag of
+            that name, default 128); 1 pads only as much as ``tp`` needs.
         ffn_mult: MLP inner size as a multiple of ``hidden`` (4 in GPT-2/3).
         dropout: drop probability of every dropout (embedding, attention
             probabilities, both residual branches); 0 disables them.
@@ -101,6 +121,7 @@ class GPTConfig:
     heads: int = 4
     seq_len: int = 32
     vocab: int = 64
+    make_vocab_size_divisible_by: int = 128
     ffn_mult: int = 4
     dropout: float = 0.0
     dtype: str = "float64"
@@ -108,7 +129,16 @@ class GPTConfig:
     init_std: float = 0.02
 
     def __post_init__(self) -> None:
-        require_positive(self, "layers", "hidden", "heads", "seq_len", "vocab", "ffn_mult")
+        require_positive(
+            self,
+            "layers",
+            "hidden",
+            "heads",
+            "seq_len",
+            "vocab",
+            "make_vocab_size_divisible_by",
+            "ffn_mult",
+        )
         require_dtype(self.dtype)
         if self.hidden % self.heads:
             raise ValueError(f"GPT hidden {self.hidden} does not divide into {self.heads} heads")
@@ -127,6 +157,12 @@ class GPTConfig:
     def num_blocks(self) -> int:
         return self.layers + 2
 
+    def padded_vocab(self, tp: int = 1) -> int:
+        """Rows of the token table under ``tp``-way tensor parallelism (Megatron-LM's
+        ``_vocab_size_with_padding``): 50257 words give 50304 for ``tp = 1`` and
+        51200 for ``tp = 8``."""
+        return padded_vocab(self.vocab, self.make_vocab_size_divisible_by, tp)
+
     def build(self, seed: int, shape_only: bool) -> Model:
         """Embedding, transformer layers and head, from the seed (or shapes only)."""
         if not shape_only and self.dtype not in NUMPY_DTYPES:
@@ -143,6 +179,7 @@ class GPTConfig:
             rng,
             self.dtype,
             self.init_std,
+            divisible_by=self.make_vocab_size_divisible_by,
         )
         blocks: list[Layer] = [embedding]
         for i in range(self.layers):
@@ -159,7 +196,7 @@ class GPTConfig:
                     self.init_std,
                 )
             )
-        blocks.append(Head.create("head", embedding.weight, rng, self.dtype))
+        blocks.append(Head.create("head", embedding.weight, rng, self.dtype, embedding.vocabulary))
         return Model("gpt", blocks, CrossEntropyLoss(), self.dtype, ends=(1, 1))
 
     def batch(

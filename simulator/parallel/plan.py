@@ -117,11 +117,11 @@ def check_data_parallel(s: Strategy) -> None:
     algorithm = s.allreduce_algorithm
     ops = ["all_reduce"] if s.zero == 0 else ["reduce_scatter", "all_gather"]
     for op in ops:
-        if algorithm not in comm.ALGORITHMS[op]:
+        if algorithm != comm.AUTO and algorithm not in comm.ALGORITHMS[op]:
             raise LayoutError(
                 f"strategy {s.name!r}: {'ZeRO needs ' + op if s.zero else op} but "
                 f"allreduce_algorithm {algorithm!r} has none; choose one of "
-                f"{', '.join(comm.ALGORITHMS[op])}"
+                f"{', '.join([comm.AUTO, *comm.ALGORITHMS[op]])}"
             )
     if algorithm in ("recursive", "rabenseifner") and s.dp & (s.dp - 1):
         raise LayoutError(

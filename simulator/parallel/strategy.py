@@ -102,8 +102,8 @@ class Strategy:
         default="ddp", metadata={"doc": "data-parallel flavour", "choices": DATA_PARALLEL}
     )
     allreduce_algorithm: str = field(
-        default="ring",
-        metadata={"doc": "gradient all-reduce algorithm", "choices": allreduce_algorithms},
+        default="auto",
+        metadata={"doc": "gradient all-reduce algorithm (auto: chosen as NCCL does)", "choices": allreduce_algorithms},
     )
     bucket_mb: float = field(
         default=0.0,

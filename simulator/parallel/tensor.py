@@ -59,8 +59,9 @@ from ..tape import CollectiveCall, Wait, new_handle, on_rank, record
 from .shard import ParallelBlock
 
 T = TypeVar("T")
-#: Megatron-LM runs tensor-parallel collectives through NCCL, whose large messages use rings.
-ALGORITHM = "ring"
+#: Megatron-LM runs tensor-parallel collectives through NCCL, whose tuner picks the
+#: algorithm per message size and group layout (:mod:`simulator.comm.tuner`).
+ALGORITHM = "auto"
 
 
 # -- collectives on the tape ------------------------------------------------------------------
@@ -69,7 +70,7 @@ def collective(op: str, xs: list[Array], label: str, handle: int = -1) -> list[A
     ``handle`` it runs alongside what follows until :func:`wait` (the numbers are
     computed now either way)."""
     outs, plan = comm.collective(op, xs, ALGORITHM)
-    record(CollectiveCall(op, ALGORITHM, "tp", plan, label, handle))
+    record(CollectiveCall(op, plan.algorithm, "tp", plan, label, handle))
     return outs
 
 

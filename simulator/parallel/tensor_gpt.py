@@ -11,8 +11,10 @@ single-device layers, whose parameters are sliced per rank (Shoeybi et al.
   row-parallel on the ``4h`` inner size. Layer norms are replicated; the bias
   of a row-parallel layer is added once, after g. Four f/g collectives per
   layer, two per residual branch.
-* **embedding**: vocabulary-parallel. Rank ``r`` holds rows ``r V/t ..
-  (r+1) V/t`` of the token table, looks up zeros for other ids, and g adds
+* **embedding**: vocabulary-parallel. The table is first padded with unused
+  words to ``V``, a multiple of ``make_vocab_size_divisible_by x t``, as
+  Megatron-LM pads it (:mod:`simulator.nn.embedding`), so any ``t`` splits
+  it. Rank ``r`` holds rows ``r V/t .. (r+1) V/t``, looks up zeros for other ids, and g adds
   the partial embeddings (all-reduce; under sequence parallelism a
   reduce-scatter, so each rank keeps its positions, adds their position
   embeddings and applies that window of the dropout mask).
@@ -38,7 +40,7 @@ from typing import Any
 
 from ..arrays import Array, concat
 from ..nn.attention import AttentionCore
-from ..nn.embedding import Embedding, TiedLogits
+from ..nn.embedding import Embedding, TiedLogits, Vocabulary, padded_table
 from ..nn.gpt import Head
 from ..nn.param import Param
 from ..nn.transformer import TransformerLayer
@@ -52,8 +54,9 @@ _TABLE_SHARDS: weakref.WeakKeyDictionary[Param, dict[int, list[Param]]] = (
 )
 
 
-def table_shards(table: Param, t: int) -> list[Param]:
-    """Rank ``r``'s rows ``r V/t .. (r+1) V/t`` of a tied token table, one Param per rank.
+def table_shards(table: Param, t: int, rows: int) -> list[Param]:
+    """Rank ``r``'s rows ``r V/t .. (r+1) V/t`` of a tied token table padded to
+    ``V = rows`` rows (zeros: the padded words), one Param per rank.
 
     The embedding and the logits ask for the shards of the same table and get
     the same Param objects, as the single-device model shares one Param: on
@@ -62,9 +65,22 @@ def table_shards(table: Param, t: int) -> list[Param]:
     """
     cut = _TABLE_SHARDS.setdefault(table, {})
     if t not in cut:
-        rows = table.shape[0] // t
-        cut[t] = [Param(table.name, own(table.value[r * rows : (r + 1) * rows])) for r in range(t)]
+        whole, per = padded_table(table.value, rows), rows // t
+        cut[t] = [Param(table.name, own(whole[r * per : (r + 1) * per])) for r in range(t)]
     return cut[t]
+
+
+def vocabulary_of(layer: Embedding | TiedLogits) -> Vocabulary:
+    """The words and padding unit of a table (all rows are words if none was given)."""
+    return layer.vocabulary or Vocabulary(layer.weight.shape[0])
+
+
+def trimmed(params: dict[str, Array], name: str, rows: int) -> dict[str, Array]:
+    """``params`` with the table ``name`` cut back to the single-device model's ``rows``
+    (tensor parallelism pads it further with zero rows)."""
+    if name in params:
+        params[name] = params[name][:rows]
+    return params
 
 
 class Sharded(ParallelBlock):
@@ -206,12 +222,18 @@ class ParallelHead(Sharded):
 
     def __init__(self, head: Head, t: int, sequence_parallel: bool, overlap: bool = True) -> None:
         table = head.logits.weight
-        check_divides("vocabulary", table.shape[0], t, "choose a vocab size that tp divides")
+        vocabulary = vocabulary_of(head.logits)
+        rows, per = vocabulary.rows(t), vocabulary.rows(t) // t
         self.name = head.name
         self.ranks = t
         self.recomputable = head.recomputable
         self.region = Region(t, sequence_parallel, overlap)
-        tied = [TiedLogits(head.logits.name, shard) for shard in table_shards(table, t)]
+        self.table, self.table_rows = table.name, table.shape[0]
+        # rank r's real words: the ones of its rows below the vocabulary's end
+        tied = [
+            TiedLogits(head.logits.name, shard, min(max(vocabulary.words - r * per, 0), per))
+            for r, shard in enumerate(table_shards(table, t, rows))
+        ]
         for logits in tied:
             logits.owned = head.logits.owned
         self.ln_f = replicas(head.ln_f, t)
@@ -220,6 +242,9 @@ class ParallelHead(Sharded):
 
     def partial(self, rank: int) -> list[Param]:
         return self.ln_f.params(rank)
+
+    def full_params(self) -> dict[str, Array]:
+        return trimmed(super().full_params(), self.table, self.table_rows)
 
 
 class VocabParallelEmbedding(ParallelBlock):
@@ -236,9 +261,9 @@ class VocabParallelEmbedding(ParallelBlock):
     recomputable = False
 
     def __init__(self, embedding: Embedding, t: int, sequence_parallel: bool) -> None:
-        vocab = embedding.weight.shape[0]
+        vocabulary = vocabulary_of(embedding)
+        rows = vocabulary.rows(t)
         seq_len = embedding.positions.shape[0]
-        check_divides("vocabulary", vocab, t, "choose a vocab size that tp divides")
         if sequence_parallel:
             check_divides(
                 "sequence length that sequence parallelism splits",
@@ -249,6 +274,7 @@ class VocabParallelEmbedding(ParallelBlock):
         self.name = embedding.name
         self.ranks = t
         self.region = Region(t, sequence_parallel)
+        self.table_rows = embedding.weight.shape[0]
         window = seq_len // t
         self.shards = [
             Embedding(
@@ -258,9 +284,10 @@ class VocabParallelEmbedding(ParallelBlock):
                 embedding.dropout.sliced((slice(r * window, (r + 1) * window),), (seq_len,))
                 if sequence_parallel
                 else embedding.dropout,
-                vocab_start=r * (vocab // t),
+                vocab_start=r * (rows // t),
+                vocabulary=vocabulary,
             )
-            for r, shard in enumerate(table_shards(embedding.weight, t))
+            for r, shard in enumerate(table_shards(embedding.weight, t, rows))
         ]
 
     def forward(self, xs: list[Array]) -> tuple[list[Array], list[Any]]:
@@ -286,8 +313,9 @@ class VocabParallelEmbedding(ParallelBlock):
 
     def full_params(self) -> dict[str, Array]:
         first = self.shards[0]
+        table = concat([s.weight.value for s in self.shards], 0)
         return {
-            first.weight.name: concat([s.weight.value for s in self.shards], 0),
+            first.weight.name: table[: self.table_rows],
             first.positions.name: first.positions.value,
         }
 

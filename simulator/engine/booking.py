@@ -1,0 +1,161 @@
+"""Booking a collective's plan on the ports: lanes per channel, rounds as vectors.
+
+:class:`PlacedPlan` is one :class:`~simulator.transfer.TransferPlan` mapped
+onto one group of devices (:meth:`simulator.engine.network.Network.placed`).
+It works out once what depends only on the plan and the devices -- every
+message's ports, its link, the lanes its channel uses -- and
+:meth:`PlacedPlan.book` books the rounds on the ports' current state, with the
+contention model and the channel lanes :mod:`simulator.engine.network`
+describes: a round without two messages on one lane is booked as a few numpy
+vector operations, any other round message by message, in order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..hardware import ClusterSpec
+from ..transfer import TransferPlan
+
+#: Rounds with fewer messages are timed message by message (numpy costs more there).
+_VECTOR_MIN = 48
+#: Plans of at most this many messages keep their per-round arrays between bookings.
+_KEEP_MESSAGES = 100_000
+
+
+class PlacedPlan:
+    """One plan over one group of devices: its ports, lanes and message costs.
+
+    Ports are renumbered ``0 .. K-1`` for the group (NVLink out and in of every
+    rank, then the NICs), and the lanes of port ``k`` are ``k C .. k C + C-1``
+    for the plan's ``C`` channels (:mod:`simulator.engine.network`). What depends on the
+    plan and the devices only is worked out here, once; :meth:`book` books it
+    on the ports' current state.
+    """
+
+    def __init__(self, cluster: ClusterSpec, plan: TransferPlan, devices: tuple[int, ...]) -> None:
+        self.plan = plan
+        dev = np.asarray(devices, dtype=np.int64)
+        per_node, nics = cluster.devices_per_node, cluster.nics
+        self.node = dev // per_node
+        nic = self.node * nics + (dev % per_node) * nics // per_node
+        lead = (nic // nics) * per_node + -(-(nic % nics) * per_node // nics)
+        # the ids of :func:`simulator.engine.network.port`: 4 d + 2 network + direction
+        real = np.concatenate([4 * dev, 4 * dev + 1, 4 * lead + 2, 4 * lead + 3])
+        self.ports, compact = np.unique(real, return_inverse=True)
+        p = len(devices)
+        self.intra_out, self.intra_in = compact[:p], compact[p : 2 * p]
+        self.nic_out, self.nic_in = compact[2 * p : 3 * p], compact[3 * p :]
+        self.links = (cluster.intra_node, cluster.inter_node)
+        self._arrays: dict[int, Any] = {}
+        self._patterns: dict[tuple[int, int, int], tuple] = {}
+        # which channels use which port: a port's lanes split its bandwidth
+        channels = plan.channels
+        used = np.zeros((len(self.ports), channels), dtype=bool)
+        for r in plan.rounds:
+            out, into, _ = self._route(r)
+            used[out, r.channel] = True
+            used[into, r.channel] = True
+        self.used = used.any(axis=1)
+        self.share = np.maximum(used.sum(axis=1), 1)
+        # small plans keep every round's costs: they are booked again and again
+        self.rounds = [(r, self._costs(r), r.arrays(self._arrays)) for r in plan.rounds] if (
+            plan.messages <= _KEEP_MESSAGES) else None  # fmt: skip
+
+    def _route(self, r: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Compact out and in ports of every message of round ``r``, and which stay
+        inside a node (cached per pattern: rounds of a ring share theirs)."""
+        key = (id(r.src), id(r.dst), 0)
+        hit = self._patterns.get(key)
+        if hit is None:
+            src, dst, _ = r.arrays(self._arrays)
+            inside = self.node[src] == self.node[dst]
+            out = np.where(inside, self.intra_out[src], self.nic_out[src])
+            into = np.where(inside, self.intra_in[dst], self.nic_in[dst])
+            hit = self._patterns[key] = (out, into, inside)
+        return hit
+
+    def _costs(self, r: Any) -> tuple:
+        """Per message of round ``r``: latency, seconds per byte, lanes; and whether two
+        messages of the round share a lane (then they take turns)."""
+        key = (id(r.src), id(r.dst), 1 + r.channel)
+        hit = self._patterns.get(key)
+        if hit is None:
+            out, into, inside = self._route(r)
+            intra, inter = self.links
+            alpha = np.where(inside, intra.latency, inter.latency)
+            share = np.maximum(self.share[out], self.share[into])
+            per_byte = share / np.where(inside, intra.effective_bandwidth,
+                                        inter.effective_bandwidth)  # fmt: skip
+            c, channels = r.channel, self.plan.channels
+            lane_out, lane_in = out * channels + c, into * channels + c
+            n = len(out)
+            clash = len(np.unique(lane_out)) < n or len(np.unique(lane_in)) < n
+            hit = self._patterns[key] = (alpha, per_byte, lane_out, lane_in, clash)
+        return hit
+
+    def used_ports(self) -> tuple[int, ...]:
+        return tuple(int(p) for p in self.ports[self.used])
+
+    def _each_round(self) -> Any:
+        if self.rounds is not None:
+            return self.rounds
+        return ((r, self._costs(r), r.arrays(self._arrays)) for r in self.plan.rounds)
+
+    def book(
+        self, free: dict[int, float], start: float, record: bool
+    ) -> tuple[float, list[tuple[float, float]]]:
+        """Book every round on the ports ``free``; returns the end and, when
+        ``record``, ``(start, end)`` per message."""
+        plan, channels = self.plan, self.plan.channels
+        p = plan.group_size
+        # every lane starts where its port is free
+        lanes = np.repeat(np.array([free[int(q)] for q in self.ports], dtype=float), channels)
+        start = float(start)
+        ready = np.full((channels, p), start)
+        times: list[tuple[np.ndarray, np.ndarray]] = []
+        end = start
+        for r, (alpha, per_byte, lane_out, lane_in, clash), (
+            src,
+            dst,
+            nbytes,
+        ) in self._each_round():
+            seconds = alpha + nbytes * per_byte
+            go = np.maximum(ready[r.channel, src], start) if r.wait else np.full(len(src), start)
+            if clash or len(src) < _VECTOR_MIN:
+                begin, finish = _one_by_one(go, seconds, lane_out, lane_in, lanes)
+            else:
+                begin = np.maximum(go, np.maximum(lanes[lane_out], lanes[lane_in]))
+                finish = begin + seconds
+                lanes[lane_out] = finish
+                lanes[lane_in] = finish
+            np.maximum.at(ready[r.channel], dst, finish)  # receipts count after the round
+            end = max(end, float(finish.max()))
+            if record:
+                times.append((begin, finish))
+        # a port is free when the last of its lanes is
+        busiest = lanes.reshape(-1, channels).max(axis=1)
+        for q, used, t in zip(self.ports, self.used, busiest, strict=True):
+            if used:
+                free[int(q)] = float(t)
+        if not record:
+            return end, []
+        pairs = [zip(b.tolist(), f.tolist(), strict=True) for b, f in times]
+        return end, [pair for round_pairs in pairs for pair in round_pairs]
+
+
+def _one_by_one(
+    go: np.ndarray, seconds: np.ndarray, lane_out: np.ndarray, lane_in: np.ndarray,
+    lanes: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Book a round's messages in order, each behind the ones before it on its lanes."""
+    begin, finish = np.empty(len(go)), np.empty(len(go))
+    for i, (ready, s, a, b) in enumerate(
+        zip(go.tolist(), seconds.tolist(), lane_out.tolist(), lane_in.tolist(), strict=True)
+    ):
+        t = max(ready, lanes[a], lanes[b])
+        begin[i], finish[i] = t, t + s
+        lanes[a] = lanes[b] = t + s
+    return begin, finish
