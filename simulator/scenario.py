@@ -72,6 +72,11 @@ CLUSTER = {
     "devices_per_node": Key.of(
         int, "devices in each node", range=Range(lo=1, hi=1e6, integer=True)
     ),
+    "nics_per_node": Key.of(
+        int,
+        "NICs per node (default one per device); devices share them evenly",
+        range=Range(lo=1, hi=1e6, integer=True),
+    ),
     "device": Key.of(dict, "overrides of the device's datasheet figures"),
     "intra_node": Key.of(dict, "overrides of the links inside a node"),
     "inter_node": Key.of(dict, "overrides of the links between nodes"),
@@ -143,8 +148,11 @@ def _cluster(r: Reader, data: Any) -> ClusterSpec:
         spec = preset(data.get("preset", "toy"), data.get("nodes"))
     except ScenarioError as err:
         raise r.fail(f"[cluster] {err}") from None
-    if "devices_per_node" in data:
-        spec = replace(spec, devices_per_node=data["devices_per_node"])
+    shape = {k: data[k] for k in ("devices_per_node", "nics_per_node") if k in data}
+    try:
+        spec = replace(spec, **shape)
+    except ScenarioError as err:
+        raise r.fail(f"[cluster] {err}") from None
     dev = r.table(data.get("device", {}), "[cluster.device]", DEVICE)
     peaks = dict(spec.device.peak_flops)
     if "peak_tflops" in dev:

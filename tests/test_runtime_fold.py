@@ -64,6 +64,13 @@ CASES = [
         ),
         {"numerics": False},
     ),
+    # two GPUs per NIC: each replica's tensor-parallel pair shares its own adapter
+    (
+        preset("dgx-a100", nodes=2).with_nics(4),
+        GPT,
+        Strategy("n", dp=4, tp=2, pp=2, microbatches=2),
+        {"numerics": False},
+    ),
 ]
 
 
@@ -115,3 +122,14 @@ def test_what_turns_folding_off():
     plan = replace(plan, strategy=replace(plan.strategy, bucket_mb=0.0))
     assert decide_fold(plan, allowed=True).replicas == 4
     assert decide_fold(plan, allowed=False).reason == "folding turned off"
+
+
+def test_replicas_sharing_an_adapter_are_not_folded():
+    plan = build_plan(
+        preset("dgx-a100", nodes=2).with_nics(4),
+        GPT,
+        TrainingConfig(numerics=False, global_batch=16, steps=1),
+        Strategy("s", dp=8, pp=2, microbatches=2),
+    )
+    fold = decide_fold(plan, allowed=True)
+    assert not fold and "share network adapters" in fold.reason

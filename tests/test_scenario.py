@@ -56,6 +56,11 @@ def test_a_good_scenario_loads_with_overrides(tmp_path):
     assert s.model.layers == 4
 
 
+def test_nics_per_node_shares_adapters(tmp_path):
+    s = load_scenario(write(tmp_path, GOOD.replace("nodes = 2", "nodes = 2\nnics_per_node = 4")))
+    assert s.cluster.nics == 4 and s.cluster.nic_of(1) == s.cluster.nic_of(0) == 0
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -71,6 +76,8 @@ def test_a_good_scenario_loads_with_overrides(tmp_path):
         (('optimizer = "adam"', 'optimizer = "lamb"'), "optimizer must be one of 'sgd', 'adam'"),
         (('name = "b"', 'name = "a"'), "name 'a' is used twice"),
         (('kind = "mlp"', 'kind = "rnn"'), "[model] kind must be one of"),
+        (("nodes = 2", "nodes = 2\nnics_per_node = 9"), "nics_per_node must be 1 to"),
+        (("nodes = 2", "nodes = 2\nnics_per_node = 0"), "nics_per_node must be"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, change, message):

@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 
 from ..hardware import PRESETS, ClusterSpec, LinkSpec
@@ -88,6 +88,15 @@ class GroupLayout:
     def __len__(self) -> int:
         return len(self.nodes)
 
+    def relabelled(self) -> GroupLayout:
+        """The same layout with nodes and NICs numbered by first appearance.
+
+        Algorithms and the tuner only ask whether two ranks share a node or a
+        NIC, so groups at different places of the cluster with the same shape
+        relabel to one layout and run their collectives alike.
+        """
+        return replace(self, nodes=_first_seen(self.nodes), nics=_first_seen(self.nics))
+
     @property
     def spans_nodes(self) -> bool:
         return len(set(self.nodes)) > 1
@@ -103,6 +112,11 @@ class GroupLayout:
         if not self.spans_nodes:
             return 1
         return max(len({self.nics[r] for r in group}) for group in self.node_groups())
+
+
+def _first_seen(ids: tuple[int, ...]) -> tuple[int, ...]:
+    order: dict[int, int] = {}
+    return tuple(order.setdefault(i, len(order)) for i in ids)
 
 
 def _reference_links() -> tuple[LinkSpec, LinkSpec]:

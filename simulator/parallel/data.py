@@ -86,8 +86,8 @@ def group_collective(
     end = rt.env.now
     for i, r in enumerate(ranks or range(len(payloads[0]))):
         devices = tuple(m.devices[r] for m in group)
-        nodes = [rt.plan.cluster.node_of(d) for d in devices]
-        outs, plan = comm.collective(op, [p[i] for p in payloads], algorithm, nodes=nodes)
+        layout = rt.layout_of(devices)
+        outs, plan = comm.collective(op, [p[i] for p in payloads], algorithm, layout=layout)
         if timed:
             end = max(end, rt.engine.collective(plan, devices, kind, label))
         for m, out in enumerate(outs):
@@ -291,7 +291,9 @@ class DataParallel:
                         p.zero_grad()
 
         members = self._members(sw)
-        _, compiled = self.rt.replay.priced(("optimizer", sw.pp_rank), lambda: step(members[0]))
+        _, compiled = self.rt.replay.priced(
+            ("optimizer", sw.pp_rank), lambda: step(members[0]), sw.layout
+        )
         for w in members[1:]:
             step(w)
         yield from self.rt.replay.run(sw, compiled, "optimizer", "opt")

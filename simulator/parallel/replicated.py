@@ -124,7 +124,8 @@ class Replicated(DataParallel):
         devices = tuple(m.devices[0] for m in self.group)
 
         def run(payloads: list[Any]) -> tuple[list[Any], float]:
-            outs, plan = comm.collective(op, payloads, algorithm, root=PRIMARY)
+            layout = self.rt.layout_of(devices)
+            outs, plan = comm.collective(op, payloads, algorithm, root=PRIMARY, layout=layout)
             return outs, self.rt.engine.collective(plan, devices, "dp", what)
 
         handle = yield from self.rt.meetings.meet(

@@ -84,8 +84,10 @@ def sync_tied(
             results: list[list[Any]] = [[], []]
             end = rt.env.now
             for i, (r, _, _) in enumerate(pair.params):
-                outs, plan = comm.all_reduce([p[i] for p in payloads], "ring")
                 devices = (members[0].devices[r], members[1].devices[r])
+                outs, plan = comm.collective(
+                    "all_reduce", [p[i] for p in payloads], "ring", layout=rt.layout_of(devices)
+                )
                 end = max(
                     end, rt.engine.collective(plan, devices, "embedding", "tied embedding grads")
                 )

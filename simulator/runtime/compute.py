@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import simpy
 
+from ..comm.layout import GroupLayout, placed
 from ..engine.memory import ACTIVATIONS
 from ..nn.context import batch
 from ..parallel.pipeline.actions import BW, Action, B, F, Kind, W
@@ -106,13 +107,19 @@ class Compute:
         self.shape_only = runtime.shape_only
         self.scale = 1.0 / runtime.plan.strategy.microbatches
         self._stash_bytes: dict[tuple[int, str], PerRank] = {}
-        #: shape-only, by action kind (:func:`~simulator.parallel.program.action_kind`)
-        self._known: list[Known | None] = [None] * (4 * runtime.plan.schedule.num_stages)
+        #: shape-only, per tensor-parallel layout, by action kind
+        #: (:func:`~simulator.parallel.program.action_kind`)
+        self._known: dict[GroupLayout, list[Known | None]] = {}
         #: per simulated worker, what frees a known action's stash when it ends
         self._finishers: dict[int, Any] = {}
 
+    def known_for(self, layout: GroupLayout) -> list[Known | None]:
+        """What each action kind did on workers of ``layout`` (shared by them)."""
+        kinds = 4 * self.rt.plan.schedule.num_stages
+        return self._known.setdefault(layout, [None] * kinds)
+
     def __call__(self, sw: SimWorker, ins: tuple) -> simpy.Event | Any:
-        known = self._known[ins[5]] if self.shape_only else None
+        known = sw.known[ins[5]] if self.shape_only else None
         if known is not None and known.fast and sw.ledger is not None and sw.pace is None:
             return self.known(sw, ins, known)
         _, action, inbox, outbox, sends, kind = ins
@@ -232,7 +239,7 @@ class Compute:
         stage, what, mb = action
         output = sw.buffers.get(outbox + sw.message_base) if outbox >= 0 else None
         stash = sw.stash.get((stage, mb) if what == F else (stage, mb, W))
-        self._known[kind] = Known(
+        sw.known[kind] = Known(
             compiled, charge, release, output, stash, label, what, len(sw.members)
         )
 
@@ -243,9 +250,9 @@ class Compute:
         rt = self.rt
         results, compiled = [], None
         for i, member in enumerate(sw.members[:1] if rt.shape_only else sw.members):
-            with batch(rt.feed.info(member, mb, rt.step)):
+            with batch(rt.feed.info(member, mb, rt.step)), placed(sw.layout):
                 if i == 0:
-                    result, compiled = rt.replay.price(lambda m=member: work(0, m))
+                    result, compiled = rt.replay.price(lambda m=member: work(0, m), sw.layout)
                 else:
                     result = work(i, member)
             results.append(result)
@@ -316,7 +323,7 @@ class Compute:
         the stash: what its first micro-batch left is the same for every one."""
         entry = sw.stash.pop(key, None)
         if entry is None:
-            known = self._known[action_kind(Action(producer[0], producer[1], 0))]
+            known = sw.known[action_kind(Action(producer[0], producer[1], 0))]
             assert known is not None
             entry = known.stash
         return entry

@@ -35,6 +35,7 @@ from typing import Any
 import simpy
 from simpy.core import EmptySchedule, StopSimulation
 
+from ..comm.layout import GroupLayout
 from ..engine import Engine, Process
 from ..errors import DeadlockError, DeviceFailedError, DivergedError
 from ..faults import Fault
@@ -93,6 +94,7 @@ class Runtime:
         self.meetings = Meetings(self.env, self.fire_at)
         if self.fold:
             self.engine.network.mirror = mirrors(plan)
+        self._layouts: dict[tuple[int, ...], GroupLayout] = {}
         self.workers = self._simulated_workers()
         self._peers = {(sw.members[0].dp_rank if not self.fold else 0, sw.pp_rank): sw
                        for sw in self.workers}  # fmt: skip
@@ -101,6 +103,8 @@ class Runtime:
         self.sync: DataParallelSync = make_sync(self)
         self.replay = Replay(self)
         self.compute = Compute(self)
+        for sw in self.workers:
+            sw.known = self.compute.known_for(sw.layout)
         self.handlers: list[Handler | None] = [None] * len(Op)
         self.handlers[Op.COMPUTE] = self.compute
         self.handlers[Op.SEND] = self.mailbox.send
@@ -116,6 +120,13 @@ class Runtime:
     def losses(self) -> list[float | None]:
         """The mean loss of every step simulated so far (None shape-only)."""
         return [r.loss for r in self.records]
+
+    def layout_of(self, devices: tuple[int, ...]) -> GroupLayout:
+        """Where a group on ``devices`` sits, relabelled (what its collectives depend on)."""
+        layout = self._layouts.get(devices)
+        if layout is None:
+            layout = self._layouts[devices] = GroupLayout.of(self.plan.cluster, devices).relabelled()
+        return layout
 
     def _simulated_workers(self) -> list[SimWorker]:
         plan, engine = self.plan, self.engine
@@ -136,6 +147,7 @@ class Runtime:
                     ledger=engine.ledger(shown),
                     program=members[0].program,
                     message_base=0 if self.fold else members[0].dp_rank * plan.messages_per_replica,
+                    layout=self.layout_of(members[0].devices),
                 )
             )
         return out

@@ -75,6 +75,8 @@ def decide_fold(plan: Plan, allowed: bool, faults: FaultModel | None = None) -> 
     signatures = {_signature(plan, d, peers) for d in range(s.dp)}
     if len(signatures) > 1:
         return Fold(1, "the replicas' links differ")
+    if not _own_ports(plan):
+        return Fold(1, "the replicas share network adapters")
     return Fold(s.dp, f"{s.dp} identical replicas")
 
 
@@ -96,6 +98,22 @@ def _signature(plan: Plan, d: int, peers: list[list[int]]) -> tuple:
             owner, user = plan.workers[pair.owner].pp_rank, plan.workers[pair.user].pp_rank
             out.append(same_node(plan.worker(d, owner).devices, plan.worker(d, user).devices))
     return tuple(out)
+
+
+def _own_ports(plan: Plan) -> bool:
+    """Whether no NIC serves two replicas and every replica shares its NICs alike
+    (device ``i`` and ``j`` of a replica share one exactly when they do in replica 0)."""
+    cluster = plan.cluster
+    owner: dict[int, int] = {}
+    patterns = set()
+    for d in range(plan.strategy.dp):
+        devices = [x for r in range(plan.strategy.pp) for x in plan.worker(d, r).devices]
+        nics = [cluster.nic_of(x) for x in devices]
+        if any(owner.setdefault(n, d) != d for n in nics):
+            return False
+        first = {}
+        patterns.add(tuple(first.setdefault(n, i) for i, n in enumerate(nics)))
+    return len(patterns) == 1
 
 
 def mirrors(plan: Plan) -> dict[int, int]:

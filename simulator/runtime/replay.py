@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..comm.layout import GroupLayout, placed
 from ..engine import Process
 from ..parallel.pipeline.actions import Action
 from ..tape import recording
@@ -45,19 +46,25 @@ class Replay:
         self._labels: dict[tuple, int] = {}
 
     # -- pricing ---------------------------------------------------------------------
-    def price(self, fn: Callable[[], Any]) -> tuple[Any, CompiledTape]:
-        """Run ``fn`` on a new tape and price the tape."""
-        with recording() as tape:
+    def price(
+        self, fn: Callable[[], Any], layout: GroupLayout | None = None
+    ) -> tuple[Any, CompiledTape]:
+        """Run ``fn`` on a new tape and price the tape; its collectives run over
+        ``layout``, the placement of the worker's tensor-parallel group."""
+        with placed(layout), recording() as tape:
             result = fn()
         return result, compile_tape(tape, self.engine.cost, self.rt.sync.wants_marks)
 
-    def priced(self, key: tuple, fn: Callable[[], Any]) -> tuple[Any, CompiledTape]:
-        """:meth:`price`; in shape-only mode once per ``key``, then from the cache."""
+    def priced(
+        self, key: tuple, fn: Callable[[], Any], layout: GroupLayout | None = None
+    ) -> tuple[Any, CompiledTape]:
+        """:meth:`price`; in shape-only mode once per ``key`` and layout, then from the
+        cache."""
         if not self.rt.shape_only:
-            return self.price(fn)
-        hit = self.tapes.get(key)
+            return self.price(fn, layout)
+        hit = self.tapes.get((key, layout))
         if hit is None:
-            hit = self.tapes[key] = self.price(fn)
+            hit = self.tapes[key, layout] = self.price(fn, layout)
         return hit
 
     # -- the trace -------------------------------------------------------------------

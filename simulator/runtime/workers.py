@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..comm.layout import GroupLayout
 from ..engine import Engine
 from ..engine.memory import MemoryLedger
 from ..parallel.worker import Worker
@@ -42,6 +43,11 @@ class SimWorker:
         ledger: the memory ledger all of ``shown`` share.
         program: the instructions it runs every step (shared by its members).
         message_base: offset of its replica's message ids in the mailbox.
+        layout: where its tensor-parallel group sits, relabelled
+            (:meth:`~simulator.comm.layout.GroupLayout.relabelled`); workers with the
+            same layout time their collectives alike.
+        known: shape-only, what each action kind did the first time on a worker
+            of this layout (:mod:`simulator.runtime.compute`).
     """
 
     index: int
@@ -52,6 +58,8 @@ class SimWorker:
     ledger: MemoryLedger
     program: list[tuple]
     message_base: int
+    layout: GroupLayout
+    known: list[Any] = field(default_factory=list)
     stash: dict[tuple, list[Any]] = field(default_factory=dict)
     buffers: dict[int, list[Any]] = field(default_factory=dict)
     inflight: int = 0
