@@ -49,7 +49,7 @@ def replica_param_bytes(result, dp_rank=0):
 @pytest.mark.parametrize("scatter_gather", [False, True])
 def test_traffic_by_kind_follows_the_layout(scatter_gather):
     d, t, p, m, batch = 2, 2, 2, 2, 8
-    b, s, h, V = batch // (d * m), GPT.seq_len, GPT.hidden, GPT.vocab
+    b, s, h = batch // (d * m), GPT.seq_len, GPT.hidden
     item = 8  # float64
     result = run(
         GPT,

@@ -136,13 +136,13 @@ def test_a_tensor_parallel_group_across_two_nodes_is_slower(scenario_results):
     assert {cluster.node_of(d) for d in inside.plan.workers[0].devices} == {0}
     assert across.metrics["iteration_time_s"] > inside.metrics["iteration_time_s"]
     assert across.metrics["comm_bytes"]["tp"] == inside.metrics["comm_bytes"]["tp"]
+
     # the runtime places each group's collectives where its devices are: across two
-    # nodes the tuner takes the two-level all-reduce, inside one the ring
-    algorithms = {
-        name: {e.args["algorithm"] for e in r.trace.events if e.cat == "tp"}
-        for name, r in (("inside", inside), ("across", across))
-    }
-    assert algorithms == {"inside": {"ring"}, "across": {"hierarchical"}}
+    # nodes the tuner takes the two-level all-reduce for the big ones, inside one never
+    def algorithms(result):
+        return {e.args["algorithm"] for e in result.trace.events if e.cat == "tp"}
+
+    assert "hierarchical" in algorithms(across) and "hierarchical" not in algorithms(inside)
 
 
 GPT_TOML = """

@@ -103,7 +103,10 @@ class Strategy:
     )
     allreduce_algorithm: str = field(
         default="auto",
-        metadata={"doc": "gradient all-reduce algorithm (auto: chosen as NCCL does)", "choices": allreduce_algorithms},
+        metadata={
+            "doc": "gradient all-reduce algorithm (auto: chosen as NCCL does)",
+            "choices": allreduce_algorithms,
+        },
     )
     bucket_mb: float = field(
         default=0.0,

@@ -125,7 +125,8 @@ class Runtime:
         """Where a group on ``devices`` sits, relabelled (what its collectives depend on)."""
         layout = self._layouts.get(devices)
         if layout is None:
-            layout = self._layouts[devices] = GroupLayout.of(self.plan.cluster, devices).relabelled()
+            layout = GroupLayout.of(self.plan.cluster, devices).relabelled()
+            self._layouts[devices] = layout
         return layout
 
     def _simulated_workers(self) -> list[SimWorker]:
