@@ -86,43 +86,61 @@ def gpt_layer_stash_bytes(
     return total
 
 
-def stash_profile(schedule: Schedule) -> tuple[tuple[dict[int, int], ...], ...]:
-    """Per rank, the most micro-batches it holds of each of its stages at once.
+Profile = tuple[tuple[tuple[int, ...], tuple[tuple[int, ...], ...]], ...]
+
+
+def stash_profile(schedule: Schedule) -> Profile:
+    """Per rank, its stages and the most micro-batches it holds of each at once.
 
     A forward stashes its stage's activations until the backward (B) of the
     same stage and micro-batch (the W stash is left out, see the module
     docstring). Ranks run their actions one at a time, so walking each rank's
     list is exact. A rank with several stages (interleaved, zbv) may hold
-    them in different mixes at different times; every mix that no other mix
+    them in different mixes at different times: every mix that no other mix
     exceeds stage by stage is kept, so :func:`peak_layers_held` can weigh the
     stages by their layers later, for any partition, without the schedule.
     """
     profile = []
     for r in range(schedule.num_ranks):
         actions = schedule.actions(r)
-        stages = sorted({a.stage for a in actions})
-        held = dict.fromkeys(stages, 0)
-        mixes: list[dict[int, int]] = []
+        stages = tuple(sorted({a.stage for a in actions}))
+        index = {stage: i for i, stage in enumerate(stages)}
+        held = [0] * len(stages)
+        tops: set[tuple[int, ...]] = set()
+        rising = False
         for action in actions:
+            if action.kind == "F":
+                held[index[action.stage]] += 1
+                rising = True
+                continue
+            if rising:  # the forwards just run made a local maximum
+                tops.add(tuple(held))
+                rising = False
             if action.kind == "B":
-                held[action.stage] -= 1
-            elif action.kind == "F":
-                held[action.stage] += 1
-                if not any(all(m[c] >= held[c] for c in stages) for m in mixes):
-                    mixes = [m for m in mixes if not all(held[c] >= m[c] for c in stages)]
-                    mixes.append(dict(held))
-        profile.append(tuple(mixes))
+                held[index[action.stage]] -= 1
+        if rising:
+            tops.add(tuple(held))
+        mixes = tuple(
+            m
+            for m in sorted(tops)
+            if not any(o != m and all(x >= y for x, y in zip(o, m, strict=True)) for o in tops)
+        )
+        profile.append((stages, mixes))
     return tuple(profile)
 
 
-def peak_layers_held(
-    profile: tuple[tuple[dict[int, int], ...], ...], layers_per_stage: Sequence[int]
-) -> tuple[int, ...]:
+def peak_layers_held(profile: Profile, layers_per_stage: Sequence[int]) -> tuple[int, ...]:
     """Per rank, the most transformer layers' activations held at once, from the
     :func:`stash_profile` of the schedule and the layers of every stage."""
     return tuple(
-        max((sum(n * layers_per_stage[c] for c, n in mix.items()) for mix in mixes), default=0)
-        for mixes in profile
+        max(
+            (
+                sum(n * layers_per_stage[c] for c, n in zip(stages, mix, strict=True))
+                for mix in mixes
+            ),
+            default=0,
+        )
+        for stages, mixes in profile
     )
 
 

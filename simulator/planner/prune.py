@@ -8,8 +8,8 @@ rejections by rule:
    sequence divisible by ``tp``), as ``build_plan`` splits them;
 3. memory, first cheaply: a device holds at least the average over the
    pipeline ranks of the model state and of one micro-batch's activations;
-4. the schedule registry's rules for ``(p, m, v)`` (and building the schedule);
-5. the pipeline partition (enough blocks for every stage);
+4. the pipeline partition (enough blocks for every stage);
+5. the schedule registry's rules for ``(p, m, v)`` (and building the schedule);
 6. memory again, with the estimate of :mod:`simulator.planner.memory`, a
    lower bound on the peak: over the device's memory, the layout cannot fit.
 
@@ -23,8 +23,9 @@ microseconds. The survivors go through ``build_plan`` itself when they are
 simulated, which also runs the schedule validator; the planner does not run
 it beforehand, as the registry's schedules always pass it (their tests say
 so) and on long pipelines it costs more than the check of every other rule.
-Memory comes before the schedule because most layouts of a large model fail
-it and building a schedule of thousands of actions is the slowest check.
+Memory and the partition come before the schedule because most layouts of a
+large model fail them and building a schedule of many thousands of actions
+is the slowest check.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class Pruner:
                 self._cache[key] = err
         value = self._cache[key]
         if isinstance(value, SimulatorError):
-            raise value
+            raise value.with_traceback(None)  # a fresh traceback, not one growing per raise
         return value
 
     def _schedule(self, s: Strategy) -> tuple[int, dict[int, int], Any]:
@@ -148,6 +149,24 @@ class Pruner:
             out.append(split[sig])
         return out
 
+    def _per_rank(
+        self,
+        pp: int,
+        blocks: list[tuple[int, int]],
+        stages: tuple[range, ...],
+        rank_of: dict[int, int],
+        profile: Any,
+    ) -> tuple[list[tuple[int, int]], tuple[int, ...]]:
+        """Per pipeline rank, its weight and optimizer-state bytes, and the most
+        transformer layers' activations it holds at once."""
+        weights, state = [0] * pp, [0] * pp
+        for c, blocks_of_stage in enumerate(stages):
+            for i in blocks_of_stage:
+                weights[rank_of[c]] += blocks[i][0]
+                state[rank_of[c]] += blocks[i][1]
+        layers = tuple(sum(self.is_layer[i] for i in stage) for stage in stages)
+        return list(zip(weights, state, strict=True)), memory.peak_layers_held(profile, layers)
+
     def _layer_bytes(self, s: Strategy, micro_batch: int) -> float:
         if not isinstance(self.model_config, GPTConfig):
             return 0.0  # activations are estimated for transformer layers only
@@ -165,27 +184,22 @@ class Pruner:
             return 0.0  # one device holds what the others send it: the formulas do not apply
         layer_bytes = self._layer_bytes(s, micro_batch)
         # the largest device holds at least the mean over the pipeline ranks
-        weights, state = (sum(b[i] for b in blocks) for i in (0, 1))
+        weights, state = self._cached(
+            ("total", s.tp, s.sequence_parallel), lambda: tuple(map(sum, zip(*blocks, strict=True)))
+        )
         floor = memory.model_state_bytes(weights, state, s.dp, s.zero)
         floor = (floor + sum(self.is_layer) * layer_bytes) / s.pp
         if floor > self.capacity:
             return floor
-        num_stages, rank_of, profile = self._cached(
-            ("schedule", s.schedule, s.pp, s.microbatches, s.chunks), lambda: self._schedule(s)
+        # a strategy's stages are pp * chunks (the registry's schedules have as many)
+        stages_key = ("stages", s.partition, s.num_stages, micro_batch)
+        stages = self._cached(stages_key, lambda: self._stages(s, micro_batch, s.num_stages))
+        schedule_key = ("schedule", s.schedule, s.pp, s.microbatches, s.chunks)
+        num_stages, rank_of, profile = self._cached(schedule_key, lambda: self._schedule(s))
+        assert num_stages == len(stages)  # registry schedules only: files are not searched
+        per_rank, held = self._cached(
+            ("ranks", s.tp, s.sequence_parallel, stages_key, schedule_key),
+            lambda: self._per_rank(s.pp, blocks, stages, rank_of, profile),
         )
-        stages = self._cached(
-            ("stages", s.partition, num_stages, micro_batch),
-            lambda: self._stages(s, micro_batch, num_stages),
-        )
-        weights_of, state_of = [0] * s.pp, [0] * s.pp
-        for c, blocks_of_stage in enumerate(stages):
-            for i in blocks_of_stage:
-                weights_of[rank_of[c]] += blocks[i][0]
-                state_of[rank_of[c]] += blocks[i][1]
-        model_state = [
-            memory.model_state_bytes(w, o, s.dp, s.zero)
-            for w, o in zip(weights_of, state_of, strict=True)
-        ]
-        layers = tuple(sum(self.is_layer[i] for i in stage) for stage in stages)
-        held = memory.peak_layers_held(profile, layers)
+        model_state = [memory.model_state_bytes(w, o, s.dp, s.zero) for w, o in per_rank]
         return memory.peak_bytes(model_state, held, layer_bytes)
