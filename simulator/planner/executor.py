@@ -23,6 +23,7 @@ is shown only when standard error is a terminal.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -150,10 +151,29 @@ def _failed(err: BaseException) -> Result:
     return {"status": "error", "message": f"the run was lost: {type(err).__name__}: {err}"}
 
 
+def _ignore_ctrl_c() -> None:
+    """Worker processes leave Ctrl-C to the parent, which stops them (no tracebacks)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and end the running simulations now: their
+    results are no longer wanted, and a large one may take minutes."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14
+    if terminate is not None:
+        terminate()
+        return
+    # before 3.14 the processes are only reachable privately, and shutdown forgets them
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+
+
 def _on_processes(
     workers: int, tasks: Sequence[Task], fn: Callable[[Task], Result], results: list, bar: _Progress
 ) -> bool:
-    pool = ProcessPoolExecutor(max_workers=workers)
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_ctrl_c)
     futures = {pool.submit(fn, task): i for i, task in enumerate(tasks)}
     try:
         for future in as_completed(futures):
@@ -164,7 +184,7 @@ def _on_processes(
             results[futures[future]] = result
             bar.done(result)
     except KeyboardInterrupt:
-        pool.shutdown(wait=True, cancel_futures=True)
+        _stop(pool)
         return True
     pool.shutdown()
     return False
