@@ -26,19 +26,23 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 
 
 def draw(rows: Sequence[dict[str, Any]], capacity: float, path: str | Path, title: str) -> None:
-    """Save the plan's scatter of every simulated layout to ``path`` (PNG)."""
+    """Save the plan's scatter of every simulated layout to ``path`` (PNG).
+
+    Step times span orders of magnitude (a layer-wise pipeline is many times
+    slower than the best layouts), so the time axis is logarithmic.
+    """
     import matplotlib.pyplot as plt
 
     ok = [r for r in rows if r["status"] == "ok"]
     oom = [r for r in rows if r["status"] == "oom"]
     points = [(r["peak_memory_bytes"] / GiB, r["iteration_time_s"]) for r in ok]
     front = pareto_front(points)
-    fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
+    fig, ax = plt.subplots(figsize=(8, 5.2), layout="constrained")
     ax.scatter(
         [p[0] for p in points],
         [p[1] for p in points],
-        s=14,
-        color="0.65",
+        s=12,
+        color="0.7",
         label=f"layouts that fit ({len(ok)})",
         zorder=2,
     )
@@ -46,7 +50,7 @@ def draw(rows: Sequence[dict[str, Any]], capacity: float, path: str | Path, titl
         ax.scatter(
             [r["peak_memory_bytes"] / GiB for r in oom],
             [r["iteration_time_s"] for r in oom],
-            s=18,
+            s=20,
             marker="x",
             color="tab:red",
             label=f"out of memory ({len(oom)})",
@@ -54,34 +58,36 @@ def draw(rows: Sequence[dict[str, Any]], capacity: float, path: str | Path, titl
         )
     if front:
         fx, fy = zip(*(points[i] for i in front), strict=True)
-        ax.plot(fx, fy, "-o", color="tab:blue", ms=6, lw=1.5, label="Pareto front", zorder=3)
+        ax.plot(fx, fy, "-o", color="tab:blue", ms=5, lw=1.5, label="Pareto front", zorder=3)
         best = min(range(len(ok)), key=lambda i: points[i][1])
         ax.annotate(
-            ok[best]["name"],
+            f"fastest: {ok[best]['name']}\n{points[best][1]:.3g} s, {points[best][0]:.1f} GiB",
             points[best],
-            xytext=(8, -4),
+            xytext=(-14, 26),
             textcoords="offset points",
-            va="top",
+            ha="right",
             fontsize=8,
             color="tab:blue",
+            bbox={"boxstyle": "round", "fc": "white", "ec": "tab:blue", "lw": 0.6, "alpha": 0.9},
+            arrowprops={"arrowstyle": "-", "color": "tab:blue", "lw": 0.8},
+            zorder=4,
         )
     ax.axvline(capacity / GiB, color="tab:red", ls="--", lw=1)
     ax.text(
         capacity / GiB,
-        1.0,
-        f" device memory {capacity / GiB:.0f} GiB",
+        0.98,
+        f"device memory {capacity / GiB:.0f} GiB ",
         transform=ax.get_xaxis_transform(),
         va="top",
         ha="right",
-        rotation=90,
         fontsize=8,
         color="tab:red",
     )
+    ax.set_yscale("log")
     ax.set_xlabel("peak memory per device (GiB)")
-    ax.set_ylabel("step time (s)")
-    ax.set_xlim(left=0)
+    ax.set_ylabel("step time (s, log scale)")
     ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)
     fig.savefig(path, dpi=130)
     plt.close(fig)
