@@ -105,3 +105,12 @@ base = {partition = "uniform"}
     assert all(r["micro_batch_size"] == 4 for r in result.rows)
     assert all(s.partition == "uniform" for s in result.strategies.values())
     assert len(result.table().splitlines()) == 2 + 2
+
+
+def test_pareto_front_and_picture(result):
+    from simulator.planner.pareto import pareto_front
+
+    points = [(2.0, 1.0), (1.0, 3.0), (3.0, 0.5), (2.5, 2.0), (1.0, 2.0)]
+    assert pareto_front(points) == [4, 0, 2]  # lighter and slower, left to right
+    figure = result.pareto()  # no path: the figure, for a notebook
+    assert figure.axes[0].get_yscale() == "log"

@@ -174,8 +174,8 @@ def _on_processes(
     workers: int, tasks: Sequence[Task], fn: Callable[[Task], Result], results: list, bar: _Progress
 ) -> bool:
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_ctrl_c)
-    futures = {pool.submit(fn, task): i for i, task in enumerate(tasks)}
     try:
+        futures = {pool.submit(fn, task): i for i, task in enumerate(tasks)}
         for future in as_completed(futures):
             try:
                 result = future.result()

@@ -11,6 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from matplotlib.figure import Figure
+
+from ..gantt import _finish
 from ..hardware import GiB
 
 
@@ -25,8 +28,11 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
-def draw(rows: Sequence[dict[str, Any]], capacity: float, path: str | Path, title: str) -> None:
-    """Save the plan's scatter of every simulated layout to ``path`` (PNG).
+def draw(
+    rows: Sequence[dict[str, Any]], capacity: float, title: str, path: str | Path | None = None
+) -> Figure | None:
+    """The plan's scatter of every simulated layout: saved to ``path``, or without a
+    path returned (for a notebook to show).
 
     Step times span orders of magnitude (a layer-wise pipeline is many times
     slower than the best layouts), so the time axis is logarithmic.
@@ -89,5 +95,4 @@ def draw(rows: Sequence[dict[str, Any]], capacity: float, path: str | Path, titl
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
     fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    return _finish(fig, path)

@@ -173,9 +173,19 @@ class PlanResult:
         )
         return "\n".join(lines)
 
+    def pareto(self, path: str | Path | None = None) -> Any:
+        """Step time against peak memory, the Pareto front and the device memory:
+        saved to ``path``, or returned as a matplotlib figure."""
+        from . import pareto
+
+        title = (
+            f"{self.name}: {self.evaluated} layouts on {self.cluster.nodes} x "
+            f"{self.cluster.devices_per_node} {self.cluster.device.name}"
+        )
+        return pareto.draw(self.rows, self.cluster.device.memory_bytes, title, path)
+
     def write(self, out_dir: str | Path) -> list[Path]:
         """Write the files of the module docstring into ``out_dir``; returns their paths."""
-        from . import pareto
         from .files import scenario_toml
 
         out = Path(out_dir)
@@ -190,11 +200,7 @@ class PlanResult:
             pass
         written_json = json.dumps(self.to_json(), indent=1) + "\n"
         (out / "plan.json").write_text(written_json)
-        title = (
-            f"{self.name}: {self.evaluated} layouts on {self.cluster.nodes} x "
-            f"{self.cluster.devices_per_node} {self.cluster.device.name}"
-        )
-        pareto.draw(self.rows, self.cluster.device.memory_bytes, out / "pareto.png", title)
+        self.pareto(out / "pareto.png")
         best = self.best()
         if not best:  # nothing fits: there is no scenario to write
             return [p for p in written if p.name != "best.toml"]

@@ -121,10 +121,13 @@ class SweepResult:
                 )
         return text_table(rows, left=tuple(range(len(self.keys) + 1)))
 
-    def plot(self, path: str | Path, metric: str | None = None) -> None:
+    def plot(self, path: str | Path | None = None, metric: str | None = None) -> Any:
         """A line of ``metric`` against the first varied key per strategy (and per
-        value of the other keys); runs that did not finish are left out."""
+        value of the other keys), runs that did not finish left out: saved to
+        ``path``, or returned as a matplotlib figure."""
         import matplotlib.pyplot as plt
+
+        from ..gantt import _finish
 
         metric = metric or self.metric
         x_key, others = self.keys[0], self.keys[1:]
@@ -150,8 +153,7 @@ class SweepResult:
         ax.set_title(f"{self.name}: {metric} against {x_key}", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        fig.savefig(path, dpi=130)
-        plt.close(fig)
+        return _finish(fig, path)
 
     def write(self, out_dir: str | Path) -> list[Path]:
         """``sweep.csv``, ``sweep.json`` and ``sweep.png`` into ``out_dir``."""
