@@ -64,6 +64,7 @@ from .parallel.pipeline import (
     validate,
 )
 from .parallel.pipeline.timeline import run as unit_timeline
+from .planner import plan, sweep
 from .report import comparison_table
 from .scenario import Scenario, load_scenario, parse_scenario
 from .tape import recording
@@ -104,12 +105,14 @@ __all__ = [
     "ops",
     "parse_csv",
     "parse_scenario",
+    "plan",
     "preset",
     "recording",
     "run_scenario",
     "run_strategy",
     "schedule_names",
     "single_switch",
+    "sweep",
     "unit_timeline",
     "validate",
     "write_outputs",

@@ -114,6 +114,7 @@ TRAINING = {
     "collective_detail": Key.of(
         str, "time collectives message by message or as one block", choices=COLLECTIVE_DETAILS
     ),
+    "fold_replicas": Key.of(bool, "simulate identical data-parallel replicas once (exact)"),
 }
 
 

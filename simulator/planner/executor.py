@@ -1,0 +1,226 @@
+"""Run many simulations at once: local processes or a Dask cluster.
+
+A task is one strategy to simulate (:class:`Task`); :func:`simulate` runs it
+and returns its results-JSON entry. :func:`run_tasks` hands the tasks to
+
+* ``concurrent.futures.ProcessPoolExecutor`` with ``workers`` processes (the
+  default: one per CPU; ``workers = 1`` runs them in this process), or
+* a Dask distributed cluster at ``dask`` (an address such as
+  ``tcp://HOST:8786``), through ``dask.distributed.Client``.
+
+Both are schedulers other people maintain; this module only submits, counts
+and collects. A task's result depends on the task alone, and results are
+kept in task order, never in the order they finish, so every backend gives
+the same results byte for byte.
+
+A run that errors is recorded (``status = "error"`` with the message), a run
+out of memory has ``status = "oom"``, and neither stops the others. Ctrl-C
+cancels what has not started and returns what finished. A progress bar on
+standard error counts runs done, failed and out of memory, with an ETA; it
+is shown only when standard error is a terminal.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ScenarioError, SimulatorError
+from ..experiment import run_strategy
+from ..hardware import ClusterSpec
+from ..parallel.strategy import Strategy
+from ..training import TrainingConfig
+
+Result = dict[str, Any]
+#: How long to wait for a Dask scheduler to answer.
+DASK_TIMEOUT = "10s"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One strategy to simulate; ``keep_devices`` keeps the per-device entries."""
+
+    cluster: ClusterSpec
+    model: Any
+    training: TrainingConfig
+    strategy: Strategy
+    base_dir: Path | None = None
+    keep_devices: bool = False
+
+
+def simulate(task: Task) -> Result:
+    """Plan and simulate one task; its results-JSON entry, or an error entry."""
+    try:
+        metrics = run_strategy(
+            task.cluster, task.model, task.training, task.strategy, task.base_dir
+        ).metrics
+    except SimulatorError as err:
+        return {"status": "error", "message": str(err).splitlines()[0]}
+    except Exception as err:  # a bug in one run must not lose the others' results
+        return {"status": "error", "message": f"{type(err).__name__}: {err}"}
+    if task.keep_devices:
+        return metrics
+    return {k: v for k, v in metrics.items() if k != "devices"}
+
+
+def default_workers() -> int:
+    """The CPUs this process may use."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+@dataclass
+class Outcome:
+    """Results in task order (None for a task that did not finish) and whether
+    the user interrupted the run."""
+
+    results: list[Result | None]
+    interrupted: bool = False
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class _Progress:
+    """A tqdm bar of runs done, failed and out of memory (hidden when not wanted)."""
+
+    def __init__(self, total: int, label: str, show: bool) -> None:
+        from tqdm import tqdm
+
+        self.counts = {"ok": 0, "failed": 0, "oom": 0}
+        self.bar = tqdm(
+            total=total,
+            desc=label,
+            unit="run",
+            file=sys.stderr,
+            disable=not (show and sys.stderr.isatty()),
+            dynamic_ncols=True,
+        )
+
+    def done(self, result: Result) -> None:
+        status = result.get("status")
+        key = "ok" if status == "ok" else "oom" if status == "oom" else "failed"
+        self.counts[key] += 1
+        self.bar.set_postfix_str(
+            f"ok {self.counts['ok']}, failed {self.counts['failed']}, oom {self.counts['oom']}",
+            refresh=False,
+        )
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_tasks(
+    tasks: Sequence[Task],
+    fn: Callable[[Task], Result] = simulate,
+    workers: int | None = None,
+    dask: str | None = None,
+    progress: bool = False,
+    label: str = "simulating",
+) -> Outcome:
+    """Run ``fn`` on every task (see the module docstring); never raises for a
+    failed run."""
+    results: list[Result | None] = [None] * len(tasks)
+    bar = _Progress(len(tasks), label, progress)
+    interrupted = False
+    try:
+        if dask is not None:
+            interrupted = _on_dask(dask, tasks, fn, results, bar)
+        elif (workers or default_workers()) <= 1 or len(tasks) <= 1:
+            for i, task in enumerate(tasks):
+                results[i] = fn(task)
+                bar.done(results[i])
+        else:
+            interrupted = _on_processes(
+                min(workers or default_workers(), len(tasks)), tasks, fn, results, bar
+            )
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+    return Outcome(results, interrupted, dict(bar.counts))
+
+
+def _failed(err: BaseException) -> Result:
+    return {"status": "error", "message": f"the run was lost: {type(err).__name__}: {err}"}
+
+
+def _ignore_ctrl_c() -> None:
+    """Worker processes leave Ctrl-C to the parent, which stops them (no tracebacks)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel what has not started and end the running simulations now: their
+    results are no longer wanted, and a large one may take minutes."""
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14
+    if terminate is not None:
+        terminate()
+        return
+    # before 3.14 the processes are only reachable privately, and shutdown forgets them
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+
+
+def _on_processes(
+    workers: int, tasks: Sequence[Task], fn: Callable[[Task], Result], results: list, bar: _Progress
+) -> bool:
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_ctrl_c)
+    try:
+        futures = {pool.submit(fn, task): i for i, task in enumerate(tasks)}
+        for future in as_completed(futures):
+            try:
+                result = future.result()
+            except Exception as err:  # e.g. a worker process killed from outside
+                result = _failed(err)
+            results[futures[future]] = result
+            bar.done(result)
+    except KeyboardInterrupt:
+        _stop(pool)
+        return True
+    pool.shutdown()
+    return False
+
+
+def _on_dask(
+    address: str,
+    tasks: Sequence[Task],
+    fn: Callable[[Task], Result],
+    results: list,
+    bar: _Progress,
+) -> bool:
+    try:
+        from dask.distributed import Client
+        from dask.distributed import as_completed as dask_completed
+    except ImportError:
+        raise ScenarioError(
+            'running on a Dask cluster needs Dask: pip install -e ".[dask]"'
+        ) from None
+    try:
+        client = Client(address, timeout=DASK_TIMEOUT)
+    except (OSError, TimeoutError, ValueError) as err:
+        raise ScenarioError(f"cannot reach the Dask scheduler at {address!r}: {err}") from None
+    futures = client.map(fn, list(tasks), pure=False)
+    index = {f.key: i for i, f in enumerate(futures)}
+    try:
+        for future in dask_completed(futures):
+            try:
+                result = future.result()
+            except Exception as err:
+                result = _failed(err)
+            results[index[future.key]] = result
+            bar.done(result)
+    except KeyboardInterrupt:
+        client.cancel(futures)
+        return True
+    finally:
+        client.close()
+    return False

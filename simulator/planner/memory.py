@@ -1,0 +1,153 @@
+"""A lower bound on a layout's peak memory per device, from published formulas.
+
+The planner prunes a layout before simulating it only when this estimate is
+already over the device's memory. The estimate therefore leaves out what it
+cannot count for certain, so that it never exceeds the peak the simulation
+measures (``tests/test_planner_memory.py`` checks it against the measured
+peak, and how close it comes):
+
+* **Model state** (Rajbhandari et al. 2020, "ZeRO", sec. 3.1 and 5): a
+  device's ``Psi`` parameters take ``2 Psi`` bytes of 16-bit weights, ``2
+  Psi`` of gradients and ``K Psi`` of optimizer state (``K = 12`` for
+  mixed-precision Adam: fp32 master weights, momentum and variance). ZeRO
+  partitions over the ``d`` data-parallel replicas: stage 1 the optimizer
+  state (``4 Psi + 12 Psi / d``), stage 2 the gradients too (``2 Psi + 14 Psi
+  / d``), stage 3 the weights too (``16 Psi / d``). ``Psi`` counts the
+  parameters a device really holds after tensor parallelism, and the bytes
+  per parameter come from the dtype and the optimizer's own accounting
+  (:meth:`simulator.nn.optim.Optimizer.state_bytes`).
+* **Activations** of a GPT (Korthikanti et al. 2022, "Reducing Activation
+  Recomputation in Large Transformer Models", sec. 4.1 and Table 2): one
+  transformer layer stashes ``sbh(34 + 5as/h)`` bytes for one micro-batch in
+  16-bit without parallelism, ``sbh(10 + 24/t + 5as/(ht))`` with tensor
+  parallelism, ``sbh(34 + 5as/h)/t`` with sequence parallelism too; selective
+  recomputation drops the ``5as/h`` term (the attention core) and full
+  recomputation keeps only the layer input, ``2sbh``. The breakdown of sec.
+  4.1 (element tensors and one-byte dropout masks) gives the same counts for
+  any element size, and without dropout, for no masks.
+* **How many micro-batches a stage holds** is read off the schedule itself:
+  walking a rank's actions in order, a forward adds its stage's layers and a
+  backward removes them; the most at once is what the schedule stashes
+  (1F1B's ``p - i`` on stage ``i``, GPipe's ``m``, Narayanan et al. 2021,
+  sec. 2.2.1; ZB-H2's ``2p - 1``, Qi et al. 2024, Table 2).
+
+Left out, so the bound stays below the measurement: the embedding's and the
+head's activations (the logits are ``b s V / t`` elements on the last stage),
+the weight-gradient stash that split-backward schedules keep from B to W,
+a copy of a tied weight on the last stage, buffers of messages and ZeRO
+buckets, and the transient activations of a recomputed layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..hardware import DTYPE_BYTES
+from ..parallel.pipeline.actions import BACKWARDS, F, Schedule
+
+
+def model_state_bytes(param_bytes: float, state_bytes: float, dp: int, zero: int) -> float:
+    """Bytes of weights, gradients and optimizer state on one device (ZeRO, sec. 5).
+
+    ``param_bytes`` is what the device's weights take (the gradients take as
+    much) and ``state_bytes`` its optimizer state, before ZeRO partitions them
+    over the ``dp`` replicas.
+    """
+    weights = param_bytes / dp if zero >= 3 else param_bytes
+    grads = param_bytes / dp if zero >= 2 else param_bytes
+    optimizer = state_bytes / dp if zero >= 1 else state_bytes
+    return weights + grads + optimizer
+
+
+def gpt_layer_stash_bytes(
+    config: object, micro_batch: int, tp: int, sequence_parallel: bool, recompute: str
+) -> float:
+    """Bytes one transformer layer stashes per micro-batch on one device
+    (Korthikanti et al. 2022, Table 2; see the module docstring).
+
+    ``config`` is a :class:`~simulator.nn.gpt.GPTConfig` (its ``seq_len``,
+    ``hidden``, ``heads``, ``dtype`` and ``dropout``).
+    """
+    s, h, a = config.seq_len, config.hidden, config.heads
+    e = DTYPE_BYTES[config.dtype]
+    mask = 1 if config.dropout > 0 else 0
+    sbh = s * micro_batch * h
+    split = tp if sequence_parallel else 1  # what sequence parallelism splits
+    if recompute == "full":
+        return sbh * e / split  # the layer's input only
+    # layer-norm inputs and the inputs of QKV and fc1 (4 tensors) and the two
+    # residual-branch dropout masks: whole on every rank unless the sequence is split
+    total = sbh * (4 * e + 2 * mask) / split
+    # Q, K, V (3), the projection's input (1), GELU's input and output (4 + 4): sharded
+    total += sbh * 12 * e / tp
+    if recompute != "selective":
+        # softmax output, its dropout mask and the dropout's output, a heads' share
+        total += a * s * s * micro_batch * (2 * e + mask) / tp
+    return total
+
+
+Profile = tuple[tuple[tuple[int, ...], tuple[tuple[int, ...], ...]], ...]
+
+
+def stash_profile(schedule: Schedule) -> Profile:
+    """Per rank, its stages and the most micro-batches it holds of each at once.
+
+    A forward stashes its stage's activations until the backward (B) of the
+    same stage and micro-batch (the W stash is left out, see the module
+    docstring). Ranks run their actions one at a time, so walking each rank's
+    list is exact. A rank with several stages (interleaved, zbv) may hold
+    them in different mixes at different times: every mix that no other mix
+    exceeds stage by stage is kept, so :func:`peak_layers_held` can weigh the
+    stages by their layers later, for any partition, without the schedule.
+    """
+    profile = []
+    for r in range(schedule.num_ranks):
+        actions = schedule.actions(r)
+        stages = tuple(sorted({a.stage for a in actions}))
+        index = {stage: i for i, stage in enumerate(stages)}
+        held = [0] * len(stages)
+        tops: set[tuple[int, ...]] = set()
+        rising = False
+        for action in actions:
+            if action.kind == F:
+                held[index[action.stage]] += 1
+                rising = True
+                continue
+            if rising:  # the forwards just run made a local maximum
+                tops.add(tuple(held))
+                rising = False
+            if action.kind in BACKWARDS:
+                held[index[action.stage]] -= 1
+        if rising:
+            tops.add(tuple(held))
+        mixes = tuple(
+            m
+            for m in sorted(tops)
+            if not any(o != m and all(x >= y for x, y in zip(o, m, strict=True)) for o in tops)
+        )
+        profile.append((stages, mixes))
+    return tuple(profile)
+
+
+def peak_layers_held(profile: Profile, layers_per_stage: Sequence[int]) -> tuple[int, ...]:
+    """Per rank, the most transformer layers' activations held at once, from the
+    :func:`stash_profile` of the schedule and the layers of every stage."""
+    return tuple(
+        max(
+            (
+                sum(n * layers_per_stage[c] for c, n in zip(stages, mix, strict=True))
+                for mix in mixes
+            ),
+            default=0,
+        )
+        for stages, mixes in profile
+    )
+
+
+def peak_bytes(
+    state_per_rank: Sequence[float], layers_held: Sequence[int], layer_bytes: float
+) -> float:
+    """The largest per-device lower bound over the pipeline ranks."""
+    return max(
+        state + held * layer_bytes for state, held in zip(state_per_rank, layers_held, strict=True)
+    )

@@ -1,0 +1,205 @@
+"""Which layouts are worth simulating: the checks ``run`` applies, then memory.
+
+A layout is rejected by the first of these that fails, and the planner counts
+rejections by rule:
+
+1. :func:`~simulator.parallel.plan.check_layout`, the layout rules of every run;
+2. the tensor-parallel split of every block (heads, hidden, vocabulary and
+   sequence divisible by ``tp``), as ``build_plan`` splits them;
+3. memory, first cheaply: a device holds at least the average over the
+   pipeline ranks of the model state and of one micro-batch's activations;
+4. the pipeline partition (enough blocks for every stage);
+5. the schedule registry's rules for ``(p, m, v)`` (and building the schedule);
+6. memory again, with the estimate of :mod:`simulator.planner.memory`, a
+   lower bound on the peak: over the device's memory, the layout cannot fit.
+
+These are the functions :func:`~simulator.parallel.plan.build_plan` calls,
+called the same way, so there is no second copy of any rule. What
+``build_plan`` repeats for every data-parallel replica and every layer is
+done once per distinct input and cached (the model is built once; a block is
+split once per kind of block and ``(tp, sequence_parallel)``; a schedule is
+built once per ``(name, p, m, v)``), which keeps the check of a layout to
+microseconds. The survivors go through ``build_plan`` itself when they are
+simulated, which also runs the schedule validator; the planner does not run
+it beforehand, as the registry's schedules always pass it (their tests say
+so) and on long pipelines it costs more than the check of every other rule.
+Memory and the partition come before the schedule because most layouts of a
+large model fail them and building a schedule of many thousands of actions
+is the slowest check.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from typing import Any
+
+from ..errors import SimulatorError
+from ..hardware import ClusterSpec
+from ..nn.gpt import GPTConfig
+from ..nn.optim import make_optimizer
+from ..nn.transformer import TransformerLayer
+from ..parallel import partition as partitions
+from ..parallel.plan import block_costs, check_layout, parallelize, resolve_schedule
+from ..parallel.strategy import Strategy
+from ..training import TrainingConfig
+from . import memory
+
+#: The rule name of layouts whose memory estimate is over the device's memory.
+MEMORY_RULE = "memory estimate over the device memory"
+
+
+def rule_of(err: SimulatorError) -> str:
+    """A rule's name from the error it raised: the first sentence of the message,
+    without the strategy's name, with numbers as ``N`` (so that every layout
+    broken by one rule counts under one name)."""
+    text = str(err).splitlines()[0]
+    text = re.sub(r"^strategy '[^']*':? ", "", text)
+    text = text.split(";")[0].strip()
+    return re.sub(r"(?<![\w.])\d+(\.\d+)?(?![\w.])", "N", text)
+
+
+def _signature(block: Any) -> Hashable:
+    """Blocks with equal signatures split equally under tensor parallelism: the same
+    class and parameter shapes, and for an MLP the same place in the stack (its
+    blocks alternate column- and row-parallel, see :mod:`simulator.parallel.tensor`)."""
+    shapes = tuple(p.shape for p in block.parameters())
+    depth = getattr(block, "depth", None)
+    place = None if depth is None else (block.index % 2, block.index == depth - 1)
+    return type(block).__name__, shapes, place
+
+
+class Pruner:
+    """Checks layouts of one model, training and cluster; counts the rejections.
+
+    Attributes:
+        pruned: rejections by rule name.
+        checked: layouts checked so far.
+    """
+
+    def __init__(self, cluster: ClusterSpec, model_config: Any, training: TrainingConfig) -> None:
+        self.cluster = cluster
+        self.model_config = model_config
+        self.training = training
+        self.capacity = cluster.device.memory_bytes
+        self.model = model_config.build(training.seed, shape_only=True)
+        self.optimizer = make_optimizer(training.optimizer, training.lr)
+        self.is_layer = [isinstance(b, TransformerLayer) for b in self.model.blocks]
+        self.pruned: Counter[str] = Counter()
+        self.checked = 0
+        self._cache: dict[Hashable, Any] = {}
+
+    def survivors(self, layouts: Iterable[Strategy]) -> Iterator[tuple[Strategy, float]]:
+        """The layouts that pass every check, each with its memory estimate (bytes)."""
+        for s in layouts:
+            self.checked += 1
+            try:
+                estimate = self.estimate(s)
+            except SimulatorError as err:
+                self.pruned[rule_of(err)] += 1
+                continue
+            if estimate > self.capacity:
+                self.pruned[MEMORY_RULE] += 1
+                continue
+            yield s, estimate
+
+    # -- the checks, cached -----------------------------------------------------------------
+    def _cached(self, key: Hashable, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per key; an error is cached and raised again."""
+        if key not in self._cache:
+            try:
+                self._cache[key] = compute()
+            except SimulatorError as err:
+                self._cache[key] = err
+        value = self._cache[key]
+        if isinstance(value, SimulatorError):
+            raise value.with_traceback(None)  # a fresh traceback, not one growing per raise
+        return value
+
+    def _schedule(self, s: Strategy) -> tuple[int, dict[int, int], Any]:
+        """The registry's schedule for the layout (its rules raise), kept as what the
+        estimate needs: the number of stages, the stage -> rank map and the stash
+        profile (a schedule of thousands of actions is not kept)."""
+        schedule = resolve_schedule(s, None)
+        return schedule.num_stages, schedule.stage_to_rank(), memory.stash_profile(schedule)
+
+    def _stages(self, s: Strategy, micro_batch: int, num_stages: int) -> tuple[range, ...]:
+        n = len(self.model.blocks)
+        if s.partition == "uniform" or num_stages > n:  # uniform raises if stages > blocks
+            return tuple(partitions.uniform(n, num_stages))
+        costs = self._cached(
+            ("costs", micro_batch),
+            lambda: block_costs(self.model_config, self.cluster, micro_batch, self.training),
+        )
+        return tuple(partitions.balanced(costs, num_stages))
+
+    def _block_bytes(self, s: Strategy) -> list[tuple[int, int]]:
+        """Per block, the bytes of weights and of optimizer state on tensor-parallel rank 0."""
+        split: dict[Hashable, tuple[int, int]] = {}
+        out = []
+        for block in self.model.blocks:
+            sig = _signature(block)
+            if sig not in split:
+                params = parallelize(block, s).params(0)
+                split[sig] = (
+                    sum(p.nbytes for p in params),
+                    sum(self.optimizer.state_bytes(p) for p in params),
+                )
+            out.append(split[sig])
+        return out
+
+    def _per_rank(
+        self,
+        pp: int,
+        blocks: list[tuple[int, int]],
+        stages: tuple[range, ...],
+        rank_of: dict[int, int],
+        profile: Any,
+    ) -> tuple[list[tuple[int, int]], tuple[int, ...]]:
+        """Per pipeline rank, its weight and optimizer-state bytes, and the most
+        transformer layers' activations it holds at once."""
+        weights, state = [0] * pp, [0] * pp
+        for c, blocks_of_stage in enumerate(stages):
+            for i in blocks_of_stage:
+                weights[rank_of[c]] += blocks[i][0]
+                state[rank_of[c]] += blocks[i][1]
+        layers = tuple(sum(self.is_layer[i] for i in stage) for stage in stages)
+        return list(zip(weights, state, strict=True)), memory.peak_layers_held(profile, layers)
+
+    def _layer_bytes(self, s: Strategy, micro_batch: int) -> float:
+        if not isinstance(self.model_config, GPTConfig):
+            return 0.0  # activations are estimated for transformer layers only
+        return memory.gpt_layer_stash_bytes(
+            self.model_config, micro_batch, s.tp, s.sequence_parallel, s.recompute
+        )
+
+    def estimate(self, s: Strategy) -> float:
+        """Run the checks (raising the first rule that fails) and return the memory
+        estimate of the layout: the largest per-device lower bound, in bytes (or a
+        smaller bound, already over the device memory, when that settles it)."""
+        micro_batch = check_layout(self.cluster, self.training, s)
+        blocks = self._cached(("split", s.tp, s.sequence_parallel), lambda: self._block_bytes(s))
+        if s.data_parallel == "replicated":
+            return 0.0  # one device holds what the others send it: the formulas do not apply
+        layer_bytes = self._layer_bytes(s, micro_batch)
+        # the largest device holds at least the mean over the pipeline ranks
+        weights, state = self._cached(
+            ("total", s.tp, s.sequence_parallel), lambda: tuple(map(sum, zip(*blocks, strict=True)))
+        )
+        floor = memory.model_state_bytes(weights, state, s.dp, s.zero)
+        floor = (floor + sum(self.is_layer) * layer_bytes) / s.pp
+        if floor > self.capacity:
+            return floor
+        # a strategy's stages are pp * chunks (the registry's schedules have as many)
+        stages_key = ("stages", s.partition, s.num_stages, micro_batch)
+        stages = self._cached(stages_key, lambda: self._stages(s, micro_batch, s.num_stages))
+        schedule_key = ("schedule", s.schedule, s.pp, s.microbatches, s.chunks)
+        num_stages, rank_of, profile = self._cached(schedule_key, lambda: self._schedule(s))
+        assert num_stages == len(stages)  # registry schedules only: files are not searched
+        per_rank, held = self._cached(
+            ("ranks", s.tp, s.sequence_parallel, stages_key, schedule_key),
+            lambda: self._per_rank(s.pp, blocks, stages, rank_of, profile),
+        )
+        model_state = [memory.model_state_bytes(w, o, s.dp, s.zero) for w, o in per_rank]
+        return memory.peak_bytes(model_state, held, layer_bytes)

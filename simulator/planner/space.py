@@ -1,0 +1,221 @@
+"""The search space: every dp x tp x pp layout of a model on a cluster, as strategies.
+
+A layout is a :class:`~simulator.parallel.strategy.Strategy`: the sizes ``dp``,
+``tp`` and ``pp``, the number of micro-batches (so the micro-batch size
+follows from the batch), the pipeline schedule and its chunks, activation
+recomputation, sequence parallelism, the ZeRO stage and the mesh order. The
+keys a search does not vary (partition, bucket size, all-reduce algorithm,
+...) come from a base strategy.
+
+:func:`layouts` yields each distinct layout once. It builds them from
+arithmetic only, and leaves every rule to the checks that ``run`` applies
+(:mod:`simulator.planner.prune`). The arithmetic:
+
+* ``dp * tp * pp`` equals the number of devices asked for (by default every
+  device of the cluster), so the sizes are the factorisations of that number;
+* the micro-batch size ``b`` divides the batch of a replica, ``B / dp``, and
+  ``microbatches = B / (dp b)``;
+* layouts that are the same run are yielded once: without a pipeline
+  (``pp = 1``) there is no schedule and one chunk; ZeRO shards over the
+  data-parallel replicas, so with ``dp = 1`` only ``zero = 0``; sequence
+  parallelism splits over the tensor-parallel ranks, so with ``tp = 1`` only
+  ``sequence_parallel = false``; two mesh orders that list the axes of size
+  greater than 1 in the same order place every rank on the same device.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..errors import ScenarioError
+from ..parallel.mesh import DEFAULT_ORDER, parse_order
+from ..parallel.pipeline.schedules import get_schedule, schedule_names
+from ..parallel.strategy import Strategy
+
+#: The strategy keys a search varies (the layout), in the order tables show them.
+LAYOUT_KEYS = (
+    "dp",
+    "tp",
+    "pp",
+    "microbatches",
+    "schedule",
+    "chunks",
+    "recompute",
+    "sequence_parallel",
+    "zero",
+    "order",
+)
+#: Every order of the three mesh axes, fastest-varying first (Megatron-LM's first).
+ORDERS = (DEFAULT_ORDER, "tp-pp-dp", "dp-tp-pp", "dp-pp-tp", "pp-tp-dp", "pp-dp-tp")
+RECOMPUTE = ("none", "selective", "full")
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Which layouts to try; every field narrows the search (None: no limit).
+
+    Attributes:
+        devices: ``dp * tp * pp``; None uses every device of the cluster.
+        max_tp, max_pp: largest tensor- and pipeline-parallel sizes.
+        schedules: pipeline schedules to try (None: every registered one).
+        max_chunks: most model chunks per pipeline rank for schedules that
+            take chunks (interleaved, zbv). Each chunk shrinks the bubble of
+            interleaved 1F1B and multiplies its messages (Narayanan et al.
+            2021, sec. 2.2.2); 4 keeps the search short.
+        microbatch_sizes: micro-batch sizes ``b`` to try (None: every divisor
+            of the replica's batch).
+        recompute, sequence_parallel, zero, orders: the values to try.
+        fixed: strategy keys held at one value, e.g. ``{"tp": 8}``; the keys
+            of :data:`LAYOUT_KEYS` and ``micro_batch_size``.
+    """
+
+    devices: int | None = None
+    max_tp: int | None = None
+    max_pp: int | None = None
+    schedules: tuple[str, ...] | None = None
+    max_chunks: int = 4
+    microbatch_sizes: tuple[int, ...] | None = None
+    recompute: tuple[str, ...] = RECOMPUTE
+    sequence_parallel: tuple[bool, ...] = (False, True)
+    zero: tuple[int, ...] = (0, 1, 2, 3)
+    orders: tuple[str, ...] = ORDERS
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.fixed) - {*LAYOUT_KEYS, "micro_batch_size"}
+        if unknown:
+            raise ScenarioError(
+                f"cannot fix {', '.join(sorted(unknown))}: the search varies "
+                f"{', '.join((*LAYOUT_KEYS, 'micro_batch_size'))}; set other strategy keys "
+                "in [plan.base]"
+            )
+        for name in (*self.schedules, self.fixed.get("schedule", "1f1b")) if self.schedules else ():
+            get_schedule(name)  # an unknown name is a one-line error listing the known ones
+        for order in (*self.orders, *([self.fixed["order"]] if "order" in self.fixed else [])):
+            parse_order(order)
+
+    def choices(self, key: str, default: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The values to try for ``key``: the fixed one, else ``default``."""
+        return (self.fixed[key],) if key in self.fixed else default
+
+
+def divisors(n: int) -> list[int]:
+    """The positive divisors of ``n``, ascending."""
+    small = [d for d in range(1, int(n**0.5) + 1) if n % d == 0]
+    return sorted({*small, *(n // d for d in small)})
+
+
+def mesh_key(order: str, dp: int, tp: int, pp: int) -> tuple[str, ...]:
+    """The axes of size > 1 in the order's sequence: equal keys, equal meshes."""
+    sizes = {"tp": tp, "dp": dp, "pp": pp, "cp": 1}
+    return tuple(a for a in parse_order(order) if sizes[a] > 1)
+
+
+def sizes(devices: int, space: SearchSpace) -> Iterator[tuple[int, int, int]]:
+    """``(dp, tp, pp)`` with ``dp * tp * pp = devices``, tp then pp ascending."""
+    for tp in space.choices("tp", tuple(divisors(devices))):
+        if devices % tp or (space.max_tp and tp > space.max_tp):
+            continue
+        for pp in space.choices("pp", tuple(divisors(devices // tp))):
+            if (devices // tp) % pp or (space.max_pp and pp > space.max_pp):
+                continue
+            dp = devices // (tp * pp)
+            if space.fixed.get("dp", dp) == dp:
+                yield dp, tp, pp
+
+
+def pipelines(pp: int, space: SearchSpace) -> list[tuple[str | None, int]]:
+    """``(schedule, chunks)`` pairs; without a pipeline only ``(None, 1)``."""
+    if pp == 1:
+        return [(None, 1)]
+    out = []
+    for name in space.choices("schedule", tuple(space.schedules or schedule_names())):
+        # a schedule that takes chunks gets two or more (one chunk is its plain form)
+        chunks = range(2, space.max_chunks + 1) if get_schedule(name).chunked else (1,)
+        out += [(name, v) for v in space.choices("chunks", tuple(chunks))]
+    return out
+
+
+def layouts(
+    devices: int, global_batch: int, space: SearchSpace, base: Strategy | None = None
+) -> Iterator[Strategy]:
+    """Every distinct layout of ``devices`` devices for a batch of ``global_batch``
+    (see the module docstring), in a fixed order."""
+    base = base or Strategy()
+    for dp, tp, pp in sizes(devices, space):
+        if global_batch % dp:
+            continue
+        replica = global_batch // dp
+        bs = space.microbatch_sizes or tuple(divisors(replica))
+        bs = space.choices("micro_batch_size", tuple(bs))
+        if "microbatches" in space.fixed:
+            bs = tuple(b for b in bs if b * space.fixed["microbatches"] == replica)
+        seen_orders: set[tuple[str, ...]] = set()
+        orders = []
+        for order in space.choices("order", space.orders):
+            key = mesh_key(order, dp, tp, pp)
+            if key not in seen_orders:
+                seen_orders.add(key)
+                orders.append(order)
+        sps = space.choices("sequence_parallel", space.sequence_parallel) if tp > 1 else (False,)
+        zeros = space.choices("zero", space.zero) if dp > 1 else (0,)
+        for b in bs:
+            if replica % b:
+                continue
+            for (schedule, chunks), recompute, sp, zero, order in itertools.product(
+                pipelines(pp, space),
+                space.choices("recompute", space.recompute),
+                sps,
+                zeros,
+                orders,
+            ):
+                yield replace(
+                    base,
+                    dp=dp,
+                    tp=tp,
+                    pp=pp,
+                    microbatches=replica // b,
+                    schedule=schedule or base.schedule,
+                    chunks=chunks,
+                    recompute=recompute,
+                    sequence_parallel=sp,
+                    zero=zero,
+                    order=order,
+                    name="",
+                )
+
+
+def layout_name(s: Strategy) -> str:
+    """A short unique name such as ``dp2-tp8-pp4-interleavedx2-m16-full-sp-zero1``."""
+    parts = [f"dp{s.dp}", f"tp{s.tp}", f"pp{s.pp}"]
+    if s.pp > 1:
+        parts.append(s.schedule + (f"x{s.chunks}" if s.chunks > 1 else ""))
+    parts.append(f"m{s.microbatches}")
+    if s.recompute != "none":
+        parts.append(s.recompute)
+    if s.sequence_parallel:
+        parts.append("sp")
+    if s.zero:
+        parts.append(f"zero{s.zero}")
+    if mesh_key(s.order, s.dp, s.tp, s.pp) != mesh_key(ORDERS[0], s.dp, s.tp, s.pp):
+        parts.append("by-" + ".".join(a for a in parse_order(s.order) if a != "cp"))
+    return "-".join(parts)
+
+
+def layout_keys(s: Strategy) -> dict[str, Any]:
+    """The layout as scenario keys (what ``plan --json`` and ``plan.csv`` hold)."""
+    return {
+        "dp": s.dp,
+        "tp": s.tp,
+        "pp": s.pp,
+        "microbatches": s.microbatches,
+        "schedule": s.schedule if s.pp > 1 else None,
+        "chunks": s.chunks,
+        "recompute": s.recompute,
+        "sequence_parallel": s.sequence_parallel,
+        "zero": s.zero,
+        "order": s.order,
+    }

@@ -1,0 +1,75 @@
+"""The executor: the same bytes from a process pool and from Dask; failures recorded; Ctrl-C."""
+
+import pytest
+
+import simulator
+from simulator import GPTConfig, Strategy, TrainingConfig, preset
+from simulator.planner.executor import Task, run_tasks, simulate
+
+GPT = GPTConfig(layers=2, hidden=16, heads=4, seq_len=8, vocab=32, dropout=0.1)
+TRAINING = TrainingConfig(global_batch=8, steps=1, optimizer="adam")
+CLUSTER = preset("toy", nodes=1)
+SPACE = {
+    "max_tp": 2,
+    "schedules": ("1f1b",),
+    "recompute": ("none",),
+    "zero": (0,),
+    "sequence_parallel": (False,),
+    "microbatch_sizes": (2,),
+}
+
+
+def test_dask_and_local_processes_give_the_same_bytes(tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    local = simulator.plan(CLUSTER, GPT, TRAINING, workers=2, **SPACE)
+    local_files = local.write(tmp_path / "local")
+    # in-process workers: no external service, and the test's own interpreter
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        remote = simulator.plan(CLUSTER, GPT, TRAINING, dask=cluster.scheduler_address, **SPACE)
+    remote.write(tmp_path / "dask")
+    assert local.evaluated == remote.evaluated > 2
+    for path in local_files:
+        if path.suffix in (".csv", ".json", ".toml"):
+            assert path.read_bytes() == (tmp_path / "dask" / path.name).read_bytes(), path.name
+
+
+def test_a_failing_run_is_recorded_and_the_others_finish():
+    tasks = [
+        Task(CLUSTER, GPT, TRAINING, Strategy("ok")),
+        Task(CLUSTER, GPT, TRAINING, Strategy("too-many", dp=16)),
+        Task(CLUSTER, GPT, TRAINING, Strategy("pipe", pp=2, microbatches=2)),
+    ]
+    outcome = run_tasks(tasks, workers=2)
+    statuses = [r["status"] for r in outcome.results]
+    assert statuses == ["ok", "error", "ok"]
+    assert "needs dp*tp*pp" in outcome.results[1]["message"]
+    assert outcome.counts == {"ok": 2, "failed": 1, "oom": 0}
+
+
+def test_ctrl_c_stops_and_keeps_what_finished():
+    calls = []
+
+    def interrupt_third(task):
+        calls.append(task.strategy.name)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return simulate(task)
+
+    tasks = [Task(CLUSTER, GPT, TRAINING, Strategy(f"s{i}")) for i in range(5)]
+    outcome = run_tasks(tasks, interrupt_third, workers=1)
+    assert outcome.interrupted
+    assert [r is not None for r in outcome.results] == [True, True, False, False, False]
+
+
+def test_a_dask_address_that_does_not_answer_is_one_line(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("dask.distributed")
+    from simulator.cli import main
+    from simulator.planner import executor
+
+    monkeypatch.setattr(executor, "DASK_TIMEOUT", "1s")
+    argv = ["plan", "--model", "gpt3-small", "--preset", "toy", "--dask", "tcp://127.0.0.1:9"]
+    assert main([*argv, "--fixed", "tp=4", "--out", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot reach the Dask scheduler") and err.count("\n") == 1
