@@ -10,7 +10,7 @@ from simulator import comm, preset
 from simulator.arrays import ShapeArray
 from simulator.comm import GroupLayout, closed_forms
 from simulator.comm.layout import channel_rings
-from simulator.comm.timing import run_collective
+from simulator.collective_timing import run_collective
 
 from .comm_helpers import ALPHA, BETA, arrays, assert_results, check_plan, simulate, switch
 

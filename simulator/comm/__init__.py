@@ -32,8 +32,9 @@ Where the ranks sit is a :class:`~.layout.GroupLayout`: pass ``layout=``, or
 :func:`~.layout.placed`; a group placed nowhere is taken to fill DGX A100
 nodes in order. The ring runs one channel per NIC its group can use
 across nodes (``channels=`` overrides that); :mod:`.closed_forms` holds the
-alpha-beta formulas and nccl-tests' bandwidths, :mod:`.timing` times one
-collective on idle links.
+alpha-beta formulas and nccl-tests' bandwidths. (Timing one collective on an
+engine, nccl-tests style, is :mod:`simulator.collective_timing`: the engine
+and this package know nothing of each other.)
 """
 
 from __future__ import annotations
@@ -280,8 +281,6 @@ def all_to_all(
     return collective("all_to_all", xs, algorithm, nodes=nodes)
 
 
-from . import timing  # noqa: E402  (it uses collective(), defined above)
-
 __all__ = [
     "ALGORITHMS",
     "AUTO",
@@ -305,6 +304,5 @@ __all__ = [
     "reduce",
     "reduce_scatter",
     "send_recv",
-    "timing",
     "tuner",
 ]

@@ -25,7 +25,7 @@ from typing import Any
 
 from .. import comm
 from ..comm import closed_forms
-from ..comm.timing import predicted_time, run_collective
+from ..collective_timing import predicted_time, run_collective
 from ..errors import LayoutError, ScenarioError
 from ..hardware import GB, US, ClusterSpec, LinkSpec, preset, single_switch
 

@@ -6,7 +6,7 @@ import pytest
 
 from simulator import LayoutError, ScenarioError, comm, preset
 from simulator.comm import closed_forms
-from simulator.comm.timing import (
+from simulator.collective_timing import (
     collective_inputs,
     predicted_time,
     simulate_collective,

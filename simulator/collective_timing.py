@@ -1,5 +1,9 @@
 """Timing one collective on its own, as nccl-tests does on real hardware.
 
+This drives a whole engine, so it sits above both :mod:`simulator.comm` (the
+algorithms) and :mod:`simulator.engine` (the links), which know nothing of
+each other; the ``collective`` command and the notebooks use it.
+
 :func:`time_collective` runs the algorithm on shape-only arrays (no data is
 summed, only sizes travel) over devices ``0 .. devices-1`` of a cluster, which
 fill its nodes in order, and books every message on otherwise idle links
@@ -24,14 +28,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..arrays import ITEMSIZE, ShapeArray, split_bounds
-from ..engine import Engine
-from ..engine.network import Network
-from ..errors import LayoutError, ScenarioError
-from ..hardware import ClusterSpec, LinkSpec
-from . import AUTO, closed_forms, collective, lookup, resolve
-from .layout import GroupLayout
-from .recursive import require_power_of_two
+from .arrays import ITEMSIZE, ShapeArray, split_bounds
+from .comm import AUTO, closed_forms, collective, lookup, resolve
+from .comm.layout import GroupLayout
+from .comm.recursive import require_power_of_two
+from .engine import Engine
+from .engine.network import Network
+from .errors import LayoutError, ScenarioError
+from .hardware import ClusterSpec, LinkSpec
 
 
 def collective_inputs(op: str, p: int, nbytes: int) -> list[ShapeArray]:
