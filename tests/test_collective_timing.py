@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from simulator import LayoutError, ScenarioError, comm, preset
-from simulator.comm import closed_forms
 from simulator.collective_timing import (
     collective_inputs,
     predicted_time,
     simulate_collective,
     time_collective,
 )
+from simulator.comm import closed_forms
 from simulator.engine import Engine
 from simulator.trace import COMM
 

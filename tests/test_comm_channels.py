@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 
 from simulator import comm, preset
 from simulator.arrays import ShapeArray
+from simulator.collective_timing import run_collective
 from simulator.comm import GroupLayout, closed_forms
 from simulator.comm.layout import channel_rings
-from simulator.collective_timing import run_collective
 
 from .comm_helpers import ALPHA, BETA, arrays, assert_results, check_plan, simulate, switch
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from simulator import comm, preset
-from simulator.comm import GroupLayout, closed_forms, tuner
 from simulator.collective_timing import run_collective
+from simulator.comm import GroupLayout, closed_forms, tuner
 from simulator.hardware import single_switch
 
 #: sizes every chunk of every channel divides evenly (up to 32 ranks, 8 channels)

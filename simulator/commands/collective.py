@@ -24,8 +24,8 @@ import math
 from typing import Any
 
 from .. import comm
-from ..comm import closed_forms
 from ..collective_timing import predicted_time, run_collective
+from ..comm import closed_forms
 from ..errors import LayoutError, ScenarioError
 from ..hardware import GB, US, ClusterSpec, LinkSpec, preset, single_switch
 
