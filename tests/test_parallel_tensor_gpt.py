@@ -16,7 +16,7 @@ from simulator.nn.context import BatchInfo, batch
 from simulator.nn.cross_entropy import CrossEntropyLoss
 from simulator.nn.gpt import GPTConfig
 from simulator.parallel import Strategy, build_plan
-from simulator.parallel.tensor import shard_block
+from simulator.parallel.tensor import shard_block, shard_loss
 from simulator.training import TrainingConfig
 
 from .conftest import assert_matches_single, run
@@ -90,7 +90,7 @@ def test_vocabulary_parallel_cross_entropy_is_the_single_device_loss(t, words, s
     loss = CrossEntropyLoss()
     value, ctx = loss.forward(logits, targets)
     grad = loss.backward(ctx, 0.5)
-    sharded = loss.shard(t, False)
+    sharded = shard_loss(loss, t)
     shards = [logits[..., r * words : (r + 1) * words] for r in range(t)]
     values, ctxs = sharded.forward(shards, [targets] * t)
     np.testing.assert_allclose(values, [value] * t, rtol=1e-13)

@@ -10,8 +10,8 @@ import pytest
 from simulator.arrays import ShapeArray, tree_bytes
 from simulator.nn.context import BatchInfo, batch
 from simulator.nn.transformer import TransformerLayer
-from simulator.parallel.shard import ShardMap
 from simulator.parallel.stage import Chunk
+from simulator.parallel.tensor import ShardMap
 from simulator.tape import recording
 
 from .gradcheck import check_layer

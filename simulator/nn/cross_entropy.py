@@ -30,16 +30,3 @@ class CrossEntropyLoss:
     def backward(self, ctx: Any, scale: float) -> Array:
         probs, targets = ctx
         return ops_nn.cross_entropy_backward(probs, targets, scale)
-
-    def shard(self, t: int, sequence_parallel: bool) -> Any:
-        """This loss over logits split by vocabulary over ``t`` tensor-parallel ranks.
-
-        See :class:`simulator.parallel.tensor_loss.VocabParallelCrossEntropy`;
-        it lives with the other tensor-parallel code, which builds on this
-        package, hence the import here. Under sequence parallelism the head
-        has gathered the whole sequence before the logits, so the loss is the
-        same either way.
-        """
-        from ..parallel.tensor_loss import VocabParallelCrossEntropy
-
-        return VocabParallelCrossEntropy(t)

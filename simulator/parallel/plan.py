@@ -27,9 +27,16 @@ from .pipeline.actions import Schedule, load_csv
 from .pipeline.schedules import get_schedule
 from .pipeline.validate import validate
 from .program import lower
-from .shard import ParallelBlock, ShardLoss, ShardMap
 from .stage import RECOMPUTE, Chunk
 from .strategy import Strategy
+from .tensor import (
+    ParallelBlock,
+    ShardLoss,
+    ShardMap,
+    VocabParallelCrossEntropy,
+    shard_block,
+    shard_loss,
+)
 from .tied import TiedPair, tie_copies
 from .worker import Worker
 
@@ -196,15 +203,12 @@ def parallelize(block: Any, s: Strategy) -> ParallelBlock:
     """The block as a tensor-parallel group of ``s.tp`` ranks runs it."""
     if s.tp == 1:
         return ShardMap([block])
-    from .tensor import shard_block
-
     return shard_block(block, s.tp, s.sequence_parallel, s.async_tp)
 
 
-def parallel_loss(loss: Any, s: Strategy) -> ShardLoss:
-    if s.tp > 1 and hasattr(loss, "shard"):
-        return loss.shard(s.tp, s.sequence_parallel)
-    return ShardLoss([loss] * s.tp)
+def parallel_loss(loss: Any, s: Strategy) -> ShardLoss | VocabParallelCrossEntropy:
+    """The loss as a tensor-parallel group of ``s.tp`` ranks computes it."""
+    return shard_loss(loss, s.tp)
 
 
 def build_plan(

@@ -19,7 +19,7 @@ from typing import Any
 from ..arrays import Array, tree_bytes
 from ..nn.param import Param
 from ..tape import Mark, record, tagged
-from .shard import ParallelBlock, ShardLoss
+from .tensor import ParallelBlock, ShardLoss
 
 RECOMPUTE = ("none", "full", "selective")
 

@@ -1,6 +1,6 @@
 """The GPT's loss over vocabulary-parallel logits, which are never gathered.
 
-The head of a tensor-parallel GPT (:mod:`simulator.parallel.tensor_gpt`) ends
+The head of a tensor-parallel GPT (:mod:`.gpt`) ends
 with a column-parallel GEMM over the vocabulary: rank ``r`` holds the logits
 of its ``V/t`` words only. Gathering the ``b s V`` logits would be the largest
 message of the step; Shoeybi et al. (2019, sec. 3) instead fuse the output
@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import ops, ops_nn
-from ..arrays import Array, ShapeArray, dtype_of, is_shape_only
-from .tensor import collective, per_rank
+from ... import ops, ops_nn
+from ...arrays import Array, ShapeArray, dtype_of, is_shape_only
+from .collectives import collective, per_rank
 
 
 def _row_max(z: Array) -> Array:

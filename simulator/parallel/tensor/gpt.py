@@ -21,7 +21,7 @@ single-device layers, whose parameters are sliced per rank (Shoeybi et al.
 * **head**: the final layer norm (replicated), then the logits as a
   column-parallel GEMM with the *same* per-rank shard of the tied table.
   Rank ``r``'s logits cover its ``V/t`` words only.
-* **loss**: :mod:`simulator.parallel.tensor_loss` works on those shards and
+* **loss**: :mod:`.loss` works on those shards and
   exchanges only ``b s`` numbers per step of the softmax, so the ``b s V``
   logits are never gathered.
 
@@ -29,7 +29,7 @@ Sequence parallelism (Korthikanti et al. 2022, sec. 4.2.2) splits the layer
 norms, dropouts and residual additions along the sequence; the layer norms'
 (and row-parallel biases') gradients are then partial sums, added across the
 group in the weight-gradient pass
-(:func:`~simulator.parallel.tensor_blocks.summed_over_ranks`).
+(:func:`.compose.summed_over_ranks`).
 """
 
 from __future__ import annotations
@@ -38,15 +38,16 @@ import contextlib
 import weakref
 from typing import Any
 
-from ..arrays import Array, concat
-from ..nn.attention import AttentionCore
-from ..nn.embedding import Embedding, TiedLogits, Vocabulary, padded_table
-from ..nn.gpt import Head
-from ..nn.param import Param
-from ..nn.transformer import TransformerLayer
-from .shard import ParallelBlock, ShardMap
-from .tensor import ColumnParallel, Region, RowParallel, check_divides, column_shards, own, per_rank
-from .tensor_blocks import Chain, Residual, SequenceDropout, replicas, summed_over_ranks
+from ...arrays import Array, concat
+from ...nn.attention import AttentionCore
+from ...nn.embedding import Embedding, TiedLogits, Vocabulary, padded_table
+from ...nn.gpt import Head
+from ...nn.param import Param
+from ...nn.transformer import TransformerLayer
+from .block import ParallelBlock, ShardMap
+from .collectives import Region, per_rank
+from .compose import Chain, Residual, SequenceDropout, replicas, summed_over_ranks
+from .linear import ColumnParallel, RowParallel, check_divides, column_shards, own
 
 #: The shards cut from each tied token table, by ``t``.
 _TABLE_SHARDS: weakref.WeakKeyDictionary[Param, dict[int, list[Param]]] = (

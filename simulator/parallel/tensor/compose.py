@@ -1,16 +1,8 @@
-"""Composing tensor-parallel blocks, and the MLP over a tensor-parallel group.
+"""Composing tensor-parallel blocks: the pieces between the parallel GEMMs.
 
-The pieces between the parallel GEMMs of :mod:`simulator.parallel.tensor`:
-chains of blocks (a rank's context is the list of its blocks' contexts),
+Chains of blocks (a rank's context is the list of its blocks' contexts),
 residual additions, dropout on sequence shards, replicated layers, and the
 sum over ranks of gradients that sequence parallelism leaves partial.
-
-MLP models pair their blocks (Shoeybi et al. 2019, sec. 3, fig. 3a): block
-``2i`` is column-parallel, block ``2i+1`` row-parallel, the ReLU between them
-runs on each rank's columns. An odd last block has no partner; it is
-*replicated*: every rank computes the whole layer on the whole input it holds
-after the previous row-parallel block, and gets the same gradient, so it
-needs no communication.
 """
 
 from __future__ import annotations
@@ -20,23 +12,13 @@ import copy
 from collections.abc import Iterator
 from typing import Any
 
-from .. import ops
-from ..arrays import Array, concat, like
-from ..errors import LayoutError
-from ..nn.dropout import Dropout
-from ..nn.layers import Layer
-from ..nn.models import MLPBlock
-from ..nn.param import Param
-from .shard import ParallelBlock, ShardMap
-from .tensor import (
-    ColumnParallel,
-    Region,
-    RowParallel,
-    check_divides,
-    collective,
-    column_shards,
-    per_rank,
-)
+from ... import ops
+from ...arrays import Array, concat, like
+from ...nn.dropout import Dropout
+from ...nn.layers import Layer
+from ...nn.param import Param
+from .block import ParallelBlock, ShardMap
+from .collectives import collective, per_rank
 
 
 def by_rank(parts: list[list[Any]]) -> list[list[Any]]:
@@ -185,26 +167,3 @@ def summed_over_ranks(params: list[list[Param]], label: str) -> Iterator[None]:
             g += flat[offset : offset + p.size].reshape(p.shape)
             p.grad = g
             offset += p.size
-
-
-# -- the MLP --------------------------------------------------------------------------------------
-def shard_mlp_block(
-    block: MLPBlock, t: int, sequence_parallel: bool, overlap: bool = True
-) -> ParallelBlock:
-    """Column-parallel, row-parallel or replicated, by the block's place (module docstring)."""
-    if sequence_parallel:
-        raise LayoutError(
-            "sequence_parallel splits a transformer's sequence, and the MLP model has none; "
-            "set sequence_parallel = false"
-        )
-    linear = block.linear
-    relu = [ShardMap([block.layers[1]] * t)] if len(block.layers) > 1 else []
-    region = Region(t, overlap=overlap)
-    if block.index % 2 == 0 and block.index + 1 < block.depth:
-        check_divides("MLP width", linear.weight.shape[1], t, "choose a width that tp divides")
-        column = ColumnParallel(linear.name, column_shards(linear, t), region, block.name)
-        return Chain(block.name, [column, *relu])
-    if block.index % 2 == 1:
-        check_divides("MLP width", linear.weight.shape[0], t, "choose a width that tp divides")
-        return Chain(block.name, [RowParallel(linear, region, block.name), *relu])
-    return replicas(block, t)

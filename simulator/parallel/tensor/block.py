@@ -10,17 +10,17 @@ stashes, which is how the runtime charges each device's memory.
 its own input, with no communication. It lifts any single-device layer (for
 ``t = 1``) and runs the replicated or elementwise parts of a tensor-parallel
 model. Tensor-parallel blocks that communicate (Megatron's column- and
-row-parallel layers) live in :mod:`simulator.parallel.tensor`.
+row-parallel layers) live in :mod:`.linear`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..arrays import Array
-from ..nn.layers import Layer
-from ..nn.param import Param
-from ..tape import on_rank
+from ...arrays import Array
+from ...nn.layers import Layer
+from ...nn.param import Param
+from ...tape import on_rank
 
 
 class ParallelBlock:
