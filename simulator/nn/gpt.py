@@ -45,10 +45,11 @@ import numpy as np
 
 from ..arrays import NUMPY_DTYPES, Array, ShapeArray
 from ..limits import Range
+from .combinators import Sequential
 from .cross_entropy import CrossEntropyLoss
 from .data import rng_for
 from .embedding import Embedding, TiedLogits, Vocabulary, padded_vocab
-from .layers import Layer, Sequential
+from .layers import Layer
 from .models import Model, require_dtype, require_positive
 from .norm import LayerNorm
 from .param import Param

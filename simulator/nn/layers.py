@@ -150,39 +150,3 @@ class GELU(Layer):
 
     def backward_input(self, dy: Array, ctx: Any) -> tuple[Array, Any]:
         return ops.gelu_backward(dy, ctx), None
-
-
-class Sequential(Layer):
-    """Layers applied in order; the context is the list of their contexts."""
-
-    def __init__(self, name: str, layers: list[Layer]) -> None:
-        self.name = name
-        self.layers = layers
-
-    def parameters(self) -> list[Param]:
-        return [p for layer in self.layers for p in layer.parameters()]
-
-    def borrowed(self) -> list[Param]:
-        return [p for layer in self.layers for p in layer.borrowed()]
-
-    def own_copy(self, param: Param) -> Param:
-        (layer,) = [layer for layer in self.layers if any(p is param for p in layer.borrowed())]
-        return layer.own_copy(param)
-
-    def forward(self, x: Array) -> tuple[Array, Any]:
-        ctxs = []
-        for layer in self.layers:
-            x, ctx = layer.forward(x)
-            ctxs.append(ctx)
-        return x, ctxs
-
-    def backward_input(self, dy: Array, ctx: Any) -> tuple[Array, Any]:
-        wctxs = []
-        for layer, c in zip(reversed(self.layers), reversed(ctx), strict=True):
-            dy, w = layer.backward_input(dy, c)
-            wctxs.append(w)
-        return dy, wctxs[::-1]
-
-    def backward_weight(self, wctx: Any) -> None:
-        for layer, w in zip(self.layers, wctx, strict=True):
-            layer.backward_weight(w)

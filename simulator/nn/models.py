@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from ..arrays import Array
+from .combinators import Sequential
 from .data import regression_batch, rng_for
-from .layers import Layer, Linear, ReLU, Sequential
+from .layers import Layer, Linear, ReLU
 from .loss import MSELoss
 from .param import Param
 

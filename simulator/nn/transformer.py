@@ -25,39 +25,14 @@ rows, the core by heads (Megatron-LM, Shoeybi et al. 2019, sec. 3).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
-from .. import ops
-from ..arrays import Array
 from .attention import AttentionCore
+from .combinators import Residual, Sequential
 from .dropout import Dropout
-from .layers import GELU, Layer, Linear, Sequential
+from .layers import GELU, Linear
 from .norm import LayerNorm
-from .param import Param
-
-
-class Residual(Layer):
-    """``y = x + branch(x)``; the output gradient reaches ``x`` along both paths."""
-
-    def __init__(self, name: str, branch: Layer) -> None:
-        self.name = name
-        self.branch = branch
-
-    def parameters(self) -> list[Param]:
-        return self.branch.parameters()
-
-    def forward(self, x: Array) -> tuple[Array, Any]:
-        out, ctx = self.branch.forward(x)
-        return ops.add(x, out, name=f"{self.name}.residual"), ctx
-
-    def backward_input(self, dy: Array, ctx: Any) -> tuple[Array, Any]:
-        dx, wctx = self.branch.backward_input(dy, ctx)
-        return ops.add(dy, dx, name=f"{self.name}.residual.dx"), wctx
-
-    def backward_weight(self, wctx: Any) -> None:
-        self.branch.backward_weight(wctx)
 
 
 class TransformerLayer(Sequential):

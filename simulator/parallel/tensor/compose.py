@@ -14,6 +14,7 @@ from typing import Any
 
 from ... import ops
 from ...arrays import Array, concat, like
+from ...nn.combinators import Composite, WithResidual
 from ...nn.dropout import Dropout
 from ...nn.layers import Layer
 from ...nn.param import Param
@@ -26,8 +27,9 @@ def by_rank(parts: list[list[Any]]) -> list[list[Any]]:
     return [list(values) for values in zip(*parts, strict=True)]
 
 
-class Chain(ParallelBlock):
-    """Parallel blocks applied in order; rank ``r``'s context is the list of theirs."""
+class Chain(Composite, ParallelBlock):
+    """Parallel blocks applied in order; rank ``r``'s context is the list of theirs
+    (the combinator of :mod:`simulator.nn.combinators`, over per-rank lists)."""
 
     def __init__(self, name: str, blocks: list[ParallelBlock]) -> None:
         self.name = name
@@ -38,24 +40,19 @@ class Chain(ParallelBlock):
             if block.shards_output is not None:
                 self.shards_output = block.shards_output
 
-    def forward(self, xs: list[Array]) -> tuple[list[Array], list[Any]]:
-        ctxs = []
-        for block in self.blocks:
-            xs, c = block.forward(xs)
-            ctxs.append(c)
-        return xs, by_rank(ctxs)
+    @property
+    def parts(self) -> list[ParallelBlock]:  # type: ignore[override]
+        return self.blocks
 
-    def backward_input(self, dys: list[Array], ctx: list[Any]) -> tuple[list[Array], list[Any]]:
-        wctxs: list[Any] = [None] * len(self.blocks)
-        for i in reversed(range(len(self.blocks))):
-            dys, wctxs[i] = self.blocks[i].backward_input(dys, [c[i] for c in ctx])
-        return dys, by_rank(wctxs)
+    def join(self, ctxs: list[Any]) -> list[Any]:
+        return by_rank(ctxs)
 
-    def backward_weight(self, wctx: list[Any]) -> None:
-        for i in reversed(range(len(self.blocks))):
-            self.blocks[i].backward_weight([w[i] for w in wctx])
+    def part(self, ctx: list[Any], i: int) -> list[Any]:
+        return [c[i] for c in ctx]
 
     def backward(self, dys: list[Array], ctx: list[Any]) -> list[Array]:
+        """Each block's B and W together, last block first, so blocks that overlap
+        their collectives with their GEMMs can (:meth:`ParallelBlock.backward`)."""
         for i in reversed(range(len(self.blocks))):
             dys = self.blocks[i].backward(dys, [c[i] for c in ctx])
         return dys
@@ -81,25 +78,14 @@ class Chain(ParallelBlock):
         return out
 
 
-class Residual(Chain):
-    """``x + branch(x)`` on every rank (see :class:`simulator.nn.transformer.Residual`)."""
+class Residual(WithResidual, Chain):
+    """``x + blocks(x)`` on every rank (:class:`simulator.nn.combinators.Residual`)."""
 
-    def forward(self, xs: list[Array]) -> tuple[list[Array], list[Any]]:
-        ys, ctx = super().forward(xs)
-        name = f"{self.name}.residual"
-        return per_rank(self.ranks, lambda r: ops.add(xs[r], ys[r], name=name)), ctx
-
-    def backward_input(self, dys: list[Array], ctx: list[Any]) -> tuple[list[Array], list[Any]]:
-        dxs, wctx = super().backward_input(dys, ctx)
-        return self._through(dys, dxs), wctx
+    def add(self, a: list[Array], b: list[Array], name: str) -> list[Array]:
+        return per_rank(self.ranks, lambda r: ops.add(a[r], b[r], name=name))
 
     def backward(self, dys: list[Array], ctx: list[Any]) -> list[Array]:
-        return self._through(dys, super().backward(dys, ctx))
-
-    def _through(self, dys: list[Array], dxs: list[Array]) -> list[Array]:
-        """The residual's gradient: what flows past the branch plus what flows through it."""
-        name = f"{self.name}.residual.dx"
-        return per_rank(self.ranks, lambda r: ops.add(dys[r], dxs[r], name=name))
+        return self.add(dys, super().backward(dys, ctx), f"{self.name}.residual.dx")
 
 
 class SequenceDropout(ParallelBlock):
