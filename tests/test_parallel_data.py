@@ -180,3 +180,23 @@ def test_bad_data_parallel_input_exits_2_with_one_line(tmp_path, capsys, lines, 
 def test_ideal_ddp_has_no_exposed_communication():
     result = run(MODEL, Strategy("ddp", dp=4), cluster=ideal_cluster(), global_batch=8)
     assert result.metrics["exposed_comm_s"] == 0.0
+
+
+def test_the_variants_are_registry_entries():
+    from simulator.errors import LayoutError
+    from simulator.parallel import build_plan
+    from simulator.parallel.data import VARIANTS, get_variant
+    from simulator.parallel.program import Op
+    from simulator.training import TrainingConfig
+
+    assert set(VARIANTS) == {"ddp", "replicated"}
+    with pytest.raises(LayoutError, match="unknown data_parallel 'fsdp'; choose one of 'ddp'"):
+        get_variant("fsdp")
+    training = TrainingConfig(global_batch=8, steps=1)
+    for name, first in (("ddp", Op.COMPUTE), ("replicated", Op.REPLICATE)):
+        plan = build_plan(
+            ideal_cluster(), MODEL, training, Strategy(name, dp=2, data_parallel=name)
+        )
+        assert plan.workers[0].program[0][0] == first, name
+        # the loss stays on the last stage; nn.DataParallel's primary applies it itself
+        assert plan.workers[0].chunks[0].loss is not None

@@ -10,6 +10,7 @@ import pytest
 
 from simulator import comm, scenario
 from simulator.errors import ScenarioError
+from simulator.parallel.data import variant_names
 from simulator.parallel.partition import PARTITIONS
 from simulator.parallel.pipeline import schedule_names
 from simulator.parallel.stage import RECOMPUTE
@@ -41,6 +42,7 @@ REGISTRIES = {
     "partition": PARTITIONS,
     "recompute": RECOMPUTE,
     "schedule": tuple(schedule_names()),
+    "data_parallel": variant_names(),
 }
 
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import comm
 from ..arrays import NUMPY_DTYPES, Array
 from ..engine.cost import CostModel
 from ..errors import LayoutError
@@ -22,6 +21,7 @@ from ..hardware import ClusterSpec
 from ..tape import recording
 from ..training import TrainingConfig
 from . import partition as partitions
+from .data import get_variant
 from .mesh import Mesh
 from .pipeline.actions import Schedule, load_csv
 from .pipeline.schedules import get_schedule
@@ -56,7 +56,6 @@ class Plan:
     workers: list[Worker]
     micro_batch_size: int
     num_parameters: int
-    detached_loss: ShardLoss | None = None  # the primary's loss under "replicated"
     tied: list[TiedPair] = field(default_factory=list)  # tied weights split by the pipeline
 
     @property
@@ -103,44 +102,16 @@ def check_layout(cluster: ClusterSpec, training: TrainingConfig, s: Strategy) ->
         )
     if s.recompute not in RECOMPUTE:
         raise LayoutError(f"strategy {s.name!r}: recompute must be one of {RECOMPUTE}")
-    check_data_parallel(s)
+    get_variant(s.data_parallel).check(s)
     if s.pp_scatter_gather and s.sequence_parallel:
         raise LayoutError(
             f"strategy {s.name!r}: pp_scatter_gather has nothing to scatter with "
             "sequence_parallel: the activations are already split along the sequence; "
             "drop one of them"
         )
-    if s.data_parallel == "replicated":
-        from . import replicated
-
-        replicated.check(s)
     if s.partition not in partitions.PARTITIONS:
         raise LayoutError(f"strategy {s.name!r}: partition must be one of {partitions.PARTITIONS}")
     return training.global_batch // replicas_batches
-
-
-def check_data_parallel(s: Strategy) -> None:
-    """The gradient collectives must exist for the chosen algorithm and group size."""
-    algorithm = s.allreduce_algorithm
-    ops = ["all_reduce"] if s.zero == 0 else ["reduce_scatter", "all_gather"]
-    for op in ops:
-        if algorithm != comm.AUTO and algorithm not in comm.ALGORITHMS[op]:
-            raise LayoutError(
-                f"strategy {s.name!r}: {'ZeRO needs ' + op if s.zero else op} but "
-                f"allreduce_algorithm {algorithm!r} has none; choose one of "
-                f"{', '.join([comm.AUTO, *comm.ALGORITHMS[op]])}"
-            )
-    if algorithm in ("recursive", "rabenseifner") and s.dp & (s.dp - 1):
-        raise LayoutError(
-            f"strategy {s.name!r}: allreduce_algorithm {algorithm!r} needs a power-of-two "
-            f"data-parallel group, got dp = {s.dp}; use ring or a power-of-two dp"
-        )
-    if s.zero == 3 and s.pp > 1:
-        raise LayoutError(
-            f"strategy {s.name!r}: zero = 3 with pp > 1 is not supported (its per-block "
-            "parameter gathers would have to cross pipeline stages, which DeepSpeed does not do "
-            "either); use zero <= 2 with pipelines"
-        )
 
 
 def resolve_schedule(s: Strategy, base_dir: Path | None) -> Schedule:
@@ -261,23 +232,15 @@ def build_plan(
             workers.append(Worker(len(workers), d, r, devices))
         for c, blocks in enumerate(stages):
             loss = parallel_loss(replica.loss, s) if c == num_stages - 1 else None
-            if s.data_parallel == "replicated":
-                loss = None  # the primary computes the loss on the gathered outputs
             chunk = Chunk(c, [parallelize(replica.blocks[i], s) for i in blocks], loss, s.recompute)
             workers[d * s.pp + stage_rank[c]].chunks[c] = chunk
         tied += tie_copies(workers[d * s.pp : (d + 1) * s.pp])
     # one program per pipeline rank, shared by its replicas (programs name ranks)
     programs = [lower(schedule.actions(r), r, stage_rank, s.microbatches) for r in range(s.pp)]
+    variant = get_variant(s.data_parallel)
     for w in workers:
-        w.program = programs[w.pp_rank]
+        w.program = variant.lower(w, programs[w.pp_rank])
         w.peers = {r: w.dp_rank * s.pp + r for r in range(s.pp)}
-    detached = None
-    if s.data_parallel == "replicated":
-        from . import replicated
-
-        detached = parallel_loss(model.loss, s)
-        for w in workers:
-            w.program = replicated.lower(w)
     return Plan(
         strategy=s,
         cluster=cluster,
@@ -290,7 +253,6 @@ def build_plan(
         workers=workers,
         micro_batch_size=micro_batch,
         num_parameters=model.num_parameters,
-        detached_loss=detached,
         tied=tied,
     )
 

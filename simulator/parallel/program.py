@@ -22,7 +22,7 @@ An instruction is a small tuple whose first element is its :class:`Op`:
   pipeline rank ``peer`` of the same replica;
 * ``(SYNC,)``: make the data-parallel replicas' gradients agree;
 * ``(STEP,)``: update the parameters this worker owns;
-* the steps of ``nn.DataParallel`` (:mod:`simulator.parallel.replicated`).
+* the steps of ``nn.DataParallel`` (:mod:`simulator.parallel.data.replicated`).
 
 Tuples, not objects: a 64-stage pipeline of 512 micro-batches has 200,000
 instructions, built in a blink and small in memory. Programs name pipeline
@@ -48,7 +48,7 @@ class Op(IntEnum):
     RECV = 2
     SYNC = 3
     STEP = 4
-    # nn.DataParallel, step by step (simulator.parallel.replicated)
+    # nn.DataParallel, step by step (simulator.parallel.data.replicated)
     REPLICATE = 5
     SCATTER_INPUTS = 6
     FORWARD_BODY = 7

@@ -58,9 +58,10 @@ class Chunk:
 
     # -- forward -----------------------------------------------------------------
     def forward(
-        self, xs: list[Array], targets: list[Array] | None = None
+        self, xs: list[Array], targets: list[Array] | None = None, apply_loss: bool = True
     ) -> tuple[list[Array], Any]:
-        """Run the blocks; on the last chunk return the per-rank loss values."""
+        """Run the blocks; on the last chunk return the per-rank loss values (unless
+        ``apply_loss`` is false: ``nn.DataParallel`` applies it to the gathered outputs)."""
         ctxs = []
         for i, block in enumerate(self.blocks):
             record(Mark("block", (self.index, i, "F")))
@@ -71,7 +72,7 @@ class Chunk:
             else:
                 xs, c = block.forward(xs)
                 ctxs.append(c)
-        if self.loss is None:
+        if self.loss is None or not apply_loss:
             return xs, (ctxs, None)
         values, lctx = self.loss.forward(xs, targets)
         return values, (ctxs, lctx)
@@ -86,7 +87,7 @@ class Chunk:
 
     def _start(self, dys: list[Array] | None, ctx: Any, scale: float) -> list[Array]:
         _, lctx = ctx
-        if self.loss is not None:
+        if lctx is not None:
             return self.loss.backward(lctx, scale)
         assert dys is not None
         return dys

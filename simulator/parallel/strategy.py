@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from .. import comm
 from ..errors import LayoutError
 from ..limits import Range
+from .data import variant_names
 from .mesh import DEFAULT_ORDER, parse_order
 from .partition import PARTITIONS
 from .pipeline import schedule_names
 from .stage import RECOMPUTE
 
-#: Data-parallel flavours: DDP (all-reduce of gradients) or nn.DataParallel.
-DATA_PARALLEL = ("ddp", "replicated")
 #: ZeRO stages (Rajbhandari et al. 2020, sec. 5): 0 = plain DDP, 1 optimizer
 #: state, 2 and gradients, 3 and parameters partitioned.
 ZERO_STAGES = (0, 1, 2, 3)
@@ -99,7 +98,7 @@ class Strategy:
         metadata={"doc": "how blocks are split into stages", "choices": PARTITIONS},
     )
     data_parallel: str = field(
-        default="ddp", metadata={"doc": "data-parallel flavour", "choices": DATA_PARALLEL}
+        default="ddp", metadata={"doc": "data-parallel flavour", "choices": variant_names}
     )
     allreduce_algorithm: str = field(
         default="auto",

@@ -9,8 +9,8 @@ process of its own. The handlers live where their story is told:
 * ``COMPUTE``: :mod:`simulator.runtime.compute` (the math, then its time);
 * ``SEND``, ``RECV``: :mod:`simulator.runtime.messages`;
 * ``SYNC``, ``STEP`` and the ``nn.DataParallel`` steps: the data-parallel
-  variant of the strategy (:mod:`simulator.parallel.data`,
-  :mod:`simulator.parallel.replicated`), which meets the other replicas
+  variant of the strategy (:mod:`simulator.parallel.data`), which meets the
+  other replicas
   through :mod:`simulator.runtime.meetings`.
 
 Steps are separated by a barrier; each leaves a
@@ -39,6 +39,7 @@ from ..comm.layout import GroupLayout
 from ..engine import Engine, Process
 from ..errors import DeadlockError, DeviceFailedError, DivergedError
 from ..faults import Fault
+from ..parallel.data import get_variant
 from ..parallel.plan import Plan
 from ..parallel.program import WHAT, Op
 from ..trace import COMPUTE
@@ -72,8 +73,6 @@ class Runtime:
         progress: Callable[[int], None] | None = None,
         faults: Iterable[Fault] = (),
     ) -> None:
-        from ..parallel.data import make_sync  # the variants build on this runtime
-
         self.plan = plan
         self.training = plan.training
         self.engine = Engine(plan.cluster, plan.training.detail)
@@ -100,7 +99,7 @@ class Runtime:
                        for sw in self.workers}  # fmt: skip
         replicas = 1 if self.fold else plan.strategy.dp
         self.mailbox = Mailbox(self, plan.messages_per_replica * replicas)
-        self.sync: DataParallelSync = make_sync(self)
+        self.sync: DataParallelSync = get_variant(plan.strategy.data_parallel).sync(self)
         self.replay = Replay(self)
         self.compute = Compute(self)
         for sw in self.workers:

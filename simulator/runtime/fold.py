@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..parallel.data import get_variant
 from ..parallel.plan import Plan
 from ..parallel.program import SEND
 from .faults import FaultModel
@@ -65,8 +66,9 @@ def decide_fold(plan: Plan, allowed: bool, faults: FaultModel | None = None) -> 
         return Fold(1, "folding turned off")
     if faults and faults.touches(d for w in plan.workers for d in w.devices):
         return Fold(1, "a fault makes the replicas differ")
-    if s.data_parallel != "ddp":
-        return Fold(1, "nn.DataParallel's primary does what the other replicas do not")
+    refusal = get_variant(s.data_parallel).fold_refusal
+    if refusal:
+        return Fold(1, refusal)
     if s.bucket_mb > 0 or s.zero >= 2:
         return Fold(1, "data-parallel traffic overlaps the replicas' own")
     peers = [

@@ -1,8 +1,8 @@
 """The contract between the runtime and a data-parallel variant.
 
 The runtime runs pipelines; keeping replicas in agreement is a variant's job
--- DDP and ZeRO (:class:`~simulator.parallel.data.DataParallel`),
-``nn.DataParallel`` (:class:`~simulator.parallel.replicated.Replicated`). A
+-- DDP and ZeRO (:class:`~simulator.parallel.data.ddp.DataParallel`),
+``nn.DataParallel`` (:class:`~simulator.parallel.data.replicated.Replicated`). A
 variant plugs in through these few methods and nothing else: it charges the
 model state before the first step, hears the tape's marks while backward
 runs (if it wants them), and handles its own instructions -- ``SYNC`` and

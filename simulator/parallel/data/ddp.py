@@ -32,7 +32,7 @@ The collectives run over the data-parallel group of every tensor-parallel
 rank: the devices that hold the same shard in every replica.
 
 The runtime (:mod:`simulator.runtime`) executes this variant through a small
-contract, :class:`~simulator.runtime.protocols.DataParallelSync`: it charges
+contract, :class:`~simulator.runtime.sync.DataParallelSync`: it charges
 the model state, hears the tape's marks while backward runs, and handles the
 ``SYNC`` and ``STEP`` instructions. A simulated worker may stand for several
 identical replicas (:mod:`simulator.runtime.fold`); it then hands in all of
@@ -45,57 +45,54 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .. import comm
-from ..arrays import ShapeArray, concat, dtype_of, is_shape_only, split_bounds
-from ..engine import Process
-from ..engine.memory import BUFFERS, GRADIENTS, OPTIMIZER, PARAMETERS
-from ..nn.optim import make_optimizer
-from ..nn.param import Param
-from ..tape import Mark, on_rank
+from ... import comm
+from ...arrays import concat, is_shape_only, split_bounds
+from ...engine import Process
+from ...engine.memory import BUFFERS, GRADIENTS, OPTIMIZER, PARAMETERS
+from ...errors import LayoutError
+from ...nn.optim import make_optimizer
+from ...nn.param import Param
+from ...tape import Mark, on_rank
+from ..program import Op
+from ..tied import sync_tied
+from ..worker import Worker
 from .buckets import Bucket, make_buckets
-from .program import Op
-from .tied import sync_tied
-from .worker import Worker
+from .group import group_collective
+from .zero import ParameterGathers
 
 if TYPE_CHECKING:
-    from ..runtime.core import Runtime
-    from ..runtime.meetings import Handle
-    from ..runtime.workers import SimWorker
+    from ...runtime.core import Runtime
+    from ...runtime.meetings import Handle
+    from ...runtime.workers import SimWorker
+    from ..strategy import Strategy
 
 
-def group_collective(
-    rt: Runtime,
-    op: str,
-    algorithm: str,
-    group: list[Worker],
-    payloads: list[list[Any]],
-    kind: str,
-    label: str,
-    timed: bool = True,
-    ranks: list[int] | None = None,
-) -> tuple[list[list[Any]], float]:
-    """Run ``op`` for every tensor-parallel rank over the workers of ``group``.
-
-    ``payloads[m][i]`` is member ``m``'s array for the ``i``-th collective, which
-    runs on the devices ``group[m].devices[ranks[i]]`` (``ranks`` defaults to one
-    collective per rank). Returns the results in the same layout and the time
-    the last collective ends (now, when ``timed`` is false: the numbers are
-    needed but the time is paid elsewhere).
-    """
-    results: list[list[Any]] = [[] for _ in group]
-    end = rt.env.now
-    for i, r in enumerate(ranks or range(len(payloads[0]))):
-        devices = tuple(m.devices[r] for m in group)
-        layout = rt.layout_of(devices)
-        outs, plan = comm.collective(op, [p[i] for p in payloads], algorithm, layout=layout)
-        if timed:
-            end = max(end, rt.engine.collective(plan, devices, kind, label))
-        for m, out in enumerate(outs):
-            results[m].append(out)
-    return results, end
+def check(s: Strategy) -> None:
+    """What DDP and ZeRO cannot run, as clear errors: the gradient collectives must
+    exist for the chosen algorithm and group size."""
+    algorithm = s.allreduce_algorithm
+    ops = ["all_reduce"] if s.zero == 0 else ["reduce_scatter", "all_gather"]
+    for op in ops:
+        if algorithm != comm.AUTO and algorithm not in comm.ALGORITHMS[op]:
+            raise LayoutError(
+                f"strategy {s.name!r}: {'ZeRO needs ' + op if s.zero else op} but "
+                f"allreduce_algorithm {algorithm!r} has none; choose one of "
+                f"{', '.join([comm.AUTO, *comm.ALGORITHMS[op]])}"
+            )
+    if algorithm in ("recursive", "rabenseifner") and s.dp & (s.dp - 1):
+        raise LayoutError(
+            f"strategy {s.name!r}: allreduce_algorithm {algorithm!r} needs a power-of-two "
+            f"data-parallel group, got dp = {s.dp}; use ring or a power-of-two dp"
+        )
+    if s.zero == 3 and s.pp > 1:
+        raise LayoutError(
+            f"strategy {s.name!r}: zero = 3 with pp > 1 is not supported (its per-block "
+            "parameter gathers would have to cross pipeline stages, which DeepSpeed does not do "
+            "either); use zero <= 2 with pipelines"
+        )
 
 
-class DataParallel:
+class DataParallel(ParameterGathers):
     """Model state, gradient synchronisation and optimizer step for one run."""
 
     def __init__(self, runtime: Runtime) -> None:
@@ -299,94 +296,3 @@ class DataParallel:
         yield from self.rt.replay.run(sw, compiled, "optimizer", "opt")
         if self.sharded:
             yield from self._gather_params(sw)
-
-    def _gather_params(self, sw: SimWorker) -> Process:
-        """All-gather the updated parts of every bucket and write the parameters back."""
-        buckets = self.buckets[sw.pp_rank]
-        group = self.plan.dp_group(sw.pp_rank)
-        t = len(sw.devices)
-        ranks = [r for _ in buckets for r in range(t)]
-
-        def parts(w: Worker) -> list[Any]:
-            return [self._shard(w, r, b).value for b in buckets for r in range(t)]
-
-        def run(payloads: list[list[Any]]) -> tuple[list[list[Any]], float]:
-            # ZeRO-3 pays for its gathers block by block, before each use
-            return group_collective(
-                self.rt,
-                "all_gather",
-                self.algorithm,
-                group,
-                payloads,
-                "dp",
-                "param all-gather",
-                timed=self.zero < 3,
-                ranks=ranks,
-            )
-
-        handle = yield from self.rt.meetings.meet(
-            sw,
-            ("params", sw.pp_rank),
-            group,
-            self._payloads(sw, parts),
-            run,
-            "the parameter all-gather of its replicas",
-        )
-        for w in self._members(sw):
-            flat_of = iter(handle.results[w.index])
-            for bucket in buckets:
-                for r in range(t):
-                    flat = next(flat_of)
-                    if is_shape_only(flat):
-                        continue
-                    offset = 0
-                    for p in bucket.params(w, r):
-                        p.value[...] = flat[offset : offset + p.size].reshape(p.shape)
-                        offset += p.size
-
-    # -- ZeRO-3 ----------------------------------------------------------------------------
-    def _gather_block(self, sw: SimWorker, chunk: int, block: int) -> Process:
-        """All-gather one block's parameters right before it runs; held until the next block."""
-        group = self.plan.dp_group(sw.pp_rank)
-        w = sw.lead
-        (bucket,) = [b for b in self.buckets[sw.pp_rank] if b.blocks == {(chunk, block)}]
-        pieces, held = [], []
-        for r in range(len(w.devices)):
-            params = bucket.params(w, r)
-            size = sum(p.size for p in params)
-            dtype = dtype_of(params[0].value)
-            bounds = split_bounds(size, self.dp_size)
-            pieces.append([ShapeArray((hi - lo,), dtype) for lo, hi in bounds])
-            held.append(sum(p.nbytes for p in params) - self._shard(w, r, bucket).nbytes)
-        sw.charge(self.rt.engine, BUFFERS, held)
-        self._gathered[sw.index] = held
-
-        def run(_: list[Any]) -> tuple[list[Any], float]:
-            # every member's part has the same shape; the values were gathered already
-            t = len(w.devices)
-            payloads = [[pieces[r][m] for r in range(t)] for m in range(self.dp_size)]
-            _, end = group_collective(
-                self.rt, "all_gather", self.algorithm, group, payloads, "dp", "param all-gather"
-            )
-            return [None] * len(group), end
-
-        self._gathers[(sw.index, chunk, block)] += 1
-        key = ("gather", sw.pp_rank, chunk, block, self._gathers[(sw.index, chunk, block)])
-        yield from self.rt.meetings.meet(
-            sw, key, group, dict.fromkeys(m.index for m in sw.members), run,
-            "a ZeRO-3 parameter all-gather",
-        )  # fmt: skip
-
-    def _release_gathered(self, sw: SimWorker) -> None:
-        held = self._gathered.pop(sw.index, None)
-        if held is not None:
-            sw.charge(self.rt.engine, BUFFERS, [-b for b in held])
-
-
-def make_sync(runtime: Runtime) -> DataParallel:
-    """The data-parallel variant the strategy names."""
-    if runtime.plan.strategy.data_parallel == "replicated":
-        from .replicated import Replicated
-
-        return Replicated(runtime)
-    return DataParallel(runtime)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..nn.param import Param
-from .worker import Worker
+from ...nn.param import Param
+from ..worker import Worker
 
 MiB = 2**20  # PyTorch's bucket_cap_mb counts 2**20 bytes
 Entry = tuple[int, int, int]  # (chunk, block, position)

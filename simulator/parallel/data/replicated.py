@@ -26,28 +26,31 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .. import comm
-from ..arrays import concat
-from ..engine import Process
-from ..engine.memory import ACTIVATIONS, GRADIENTS, OPTIMIZER, PARAMETERS
-from ..errors import LayoutError
-from ..nn.context import batch
-from ..tape import on_rank
-from .data import DataParallel
-from .pipeline.actions import BW, Action, F
-from .program import Op
-from .strategy import Strategy
-from .worker import Worker
+from ... import comm
+from ...arrays import concat
+from ...engine import Process
+from ...engine.memory import ACTIVATIONS, GRADIENTS, OPTIMIZER, PARAMETERS
+from ...errors import LayoutError
+from ...nn.context import batch
+from ...tape import on_rank
+from ..pipeline.actions import BW, Action, F
+from ..program import Op
+from ..worker import Worker
+from . import ddp
+from .ddp import DataParallel
 
 if TYPE_CHECKING:
-    from ..runtime.core import Runtime
-    from ..runtime.workers import SimWorker
+    from ...runtime.core import Runtime
+    from ...runtime.workers import SimWorker
+    from ..strategy import Strategy
 
 PRIMARY = 0
 
 
 def check(s: Strategy) -> None:
-    """What ``nn.DataParallel`` cannot combine with, as clear errors."""
+    """What ``nn.DataParallel`` cannot combine with, as clear errors (and the
+    gradient collectives' rules, which DDP's check states)."""
+    ddp.check(s)
     for key, ok, why in (
         ("tp", s.tp == 1, "it replicates whole models"),
         ("pp", s.pp == 1, "it replicates whole models"),
@@ -68,8 +71,9 @@ def check(s: Strategy) -> None:
         )
 
 
-def lower(w: Worker) -> list[tuple]:
-    """The program of one replica; the primary also computes the loss and updates."""
+def lower(w: Worker, _pipeline: list[tuple]) -> list[tuple]:
+    """The program of one replica, in place of the pipeline's (one stage, one
+    micro-batch); the primary also computes the loss and updates."""
     primary = w.dp_rank == PRIMARY
     return [
         (Op.REPLICATE,),
@@ -90,7 +94,9 @@ class Replicated(DataParallel):
     def __init__(self, runtime: Runtime) -> None:
         super().__init__(runtime)
         self.group = self.plan.dp_group(0)
-        self.loss = self.plan.detached_loss
+        # the model's loss, on the one stage; only the primary applies it, to the
+        # gathered outputs
+        self.loss = self.group[PRIMARY].chunks[0].loss
         self._state: dict[Any, Any] = {}
 
     def handlers(self) -> dict[Op, Callable[[SimWorker, tuple], Any]]:
@@ -164,7 +170,9 @@ class Replicated(DataParallel):
         chunk = w.chunks[0]
         x = self._state.pop(("inputs", sw.index))
         with batch(self.rt.feed.info(w, 0, self.rt.step)):
-            (out, ctx), compiled = self.rt.replay.priced((0, "F"), lambda: chunk.forward([x]))
+            (out, ctx), compiled = self.rt.replay.priced(
+                (0, "F"), lambda: chunk.forward([x], apply_loss=False)
+            )
         stash = chunk.stash_bytes(ctx, 0)
         self._state[("ctx", sw.index)] = (ctx, stash)
         self._state[("out", sw.index)] = out[0]

@@ -1,0 +1,93 @@
+"""Data parallelism: replicas of the model that agree on every update.
+
+Every replica trains on its share of the batch; the variants differ in how
+the replicas keep their parameters in agreement. Each is a registry entry
+(:data:`VARIANTS`), as pipeline schedules are, holding what a strategy that
+names it needs at every phase:
+
+* ``check`` -- the layouts it cannot run, as one-line errors (:func:`check_layout
+  <simulator.parallel.plan.check_layout>` calls it);
+* ``lower`` -- each worker's program, from the pipeline schedule's
+  (:func:`~simulator.parallel.plan.build_plan`);
+* ``sync`` -- what executes it on the runtime, through the contract
+  :class:`~simulator.runtime.sync.DataParallelSync`;
+* ``fold`` -- why its replicas may not be simulated once, if they may not
+  (:mod:`simulator.runtime.fold`).
+
+The variants: ``ddp`` (:mod:`.ddp`: PyTorch DDP's all-reduce, with buckets,
+and ZeRO stages 1 to 3, :mod:`.zero`) and ``replicated`` (:mod:`.replicated`:
+PyTorch's ``nn.DataParallel``, one primary device driving every step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ...errors import LayoutError
+from . import ddp, replicated
+from .group import group_collective
+
+if TYPE_CHECKING:
+    from ...runtime.core import Runtime
+    from ...runtime.sync import DataParallelSync
+    from ..strategy import Strategy
+    from ..worker import Worker
+
+
+def _pipeline_program(_worker: Worker, pipeline: list[tuple]) -> list[tuple]:
+    return pipeline
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A data-parallel variant (see the module docstring)."""
+
+    name: str
+    doc: str
+    check: Callable[[Strategy], None]
+    lower: Callable[[Worker, list[tuple]], list[tuple]]
+    sync: Callable[[Runtime], DataParallelSync]
+    #: why its replicas are never folded into one simulated replica (None: they may be)
+    fold_refusal: str | None = None
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant(
+            "ddp",
+            "PyTorch DDP: all-reduce the gradients (buckets: during backward); ZeRO 1-3",
+            ddp.check,
+            _pipeline_program,
+            ddp.DataParallel,
+        ),
+        Variant(
+            "replicated",
+            "PyTorch nn.DataParallel: a primary device scatters, gathers and updates",
+            replicated.check,
+            replicated.lower,
+            replicated.Replicated,
+            "nn.DataParallel's primary does what the other replicas do not",
+        ),
+    )
+}
+
+
+def variant_names() -> tuple[str, ...]:
+    """The registered variants (the values of a strategy's ``data_parallel``)."""
+    return tuple(VARIANTS)
+
+
+def get_variant(name: str) -> Variant:
+    """The variant called ``name``, or a one-line error listing the known ones."""
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise LayoutError(
+            f"unknown data_parallel {name!r}; choose one of {', '.join(map(repr, VARIANTS))}"
+        ) from None
+
+
+__all__ = ["VARIANTS", "Variant", "get_variant", "group_collective", "variant_names"]
