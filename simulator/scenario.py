@@ -260,17 +260,11 @@ def _faults(r: Reader, data: Any, cluster: ClusterSpec) -> tuple[Fault, ...]:
     return tuple(out)
 
 
-def _num_blocks(model: Any) -> int:
-    """Pipeline blocks of a model config, without building it."""
-    # GPT and abstract configs count their blocks; an MLP has one per layer
-    return model.num_blocks if hasattr(model, "num_blocks") else model.layers
-
-
 def _check_sizes(r: Reader, scenario: Scenario) -> None:
     """The cheap arithmetic checks, before any model, schedule or plan is built."""
     limits, training = scenario.limits, scenario.training
     limits.check("max_steps", training.steps, f"{r.source}: [training] steps")
-    blocks = _num_blocks(scenario.model)
+    blocks = scenario.model.num_blocks
     limits.check("max_blocks", blocks, f"{r.source}: the model's pipeline blocks")
     for s in scenario.strategies:
         where = f"{r.source}: [[strategy]] {s.name!r}"

@@ -31,6 +31,7 @@ from .. import ops
 from ..arrays import Array, ShapeArray
 from ..errors import ScenarioError
 from ..limits import Range
+from .config import ModelConfig
 from .layers import Layer
 from .models import Model
 
@@ -86,7 +87,7 @@ def _meta(doc: str, allowed: Range) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class AbstractConfig:
+class AbstractConfig(ModelConfig):
     """Stage times and stash sizes, each one number or one value per stage.
 
     Attributes:

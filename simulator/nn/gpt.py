@@ -46,6 +46,7 @@ import numpy as np
 from ..arrays import NUMPY_DTYPES, Array, ShapeArray
 from ..limits import Range
 from .combinators import Sequential
+from .config import ModelConfig
 from .cross_entropy import CrossEntropyLoss
 from .data import rng_for
 from .embedding import Embedding, TiedLogits, Vocabulary, padded_vocab
@@ -98,7 +99,7 @@ class Head(Sequential):
 
 
 @dataclass(frozen=True)
-class GPTConfig:
+class GPTConfig(ModelConfig):
     """A GPT of ``layers`` layers of width ``hidden`` with ``heads`` heads.
 
     Attributes:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from ..arrays import Array
 from .combinators import Sequential
+from .config import ModelConfig
 from .data import regression_batch, rng_for
 from .layers import Layer, Linear, ReLU
 from .loss import MSELoss
@@ -74,7 +75,7 @@ class MLPBlock(Sequential):
 
 
 @dataclass(frozen=True)
-class MLPConfig:
+class MLPConfig(ModelConfig):
     """A stack of ``layers`` square linear layers of ``width``, ReLU between them.
 
     Block ``i`` is ``Linear`` followed by ``ReLU`` (the last block has no
@@ -89,6 +90,11 @@ class MLPConfig:
     def __post_init__(self) -> None:
         require_positive(self, "layers", "width")
         require_dtype(self.dtype)
+
+    @property
+    def num_blocks(self) -> int:
+        """One block per layer."""
+        return self.layers
 
     def build(self, seed: int, shape_only: bool) -> Model:
         rng = None if shape_only else rng_for(seed, 0)

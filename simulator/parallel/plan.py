@@ -18,6 +18,7 @@ from ..arrays import NUMPY_DTYPES, Array
 from ..engine.cost import CostModel
 from ..errors import LayoutError
 from ..hardware import ClusterSpec
+from ..nn.config import ModelConfig
 from ..tape import recording
 from ..training import TrainingConfig
 from . import partition as partitions
@@ -47,7 +48,7 @@ class Plan:
 
     strategy: Strategy
     cluster: ClusterSpec
-    model_config: Any
+    model_config: ModelConfig
     training: TrainingConfig
     mesh: Mesh
     schedule: Schedule
@@ -131,15 +132,16 @@ def resolve_schedule(s: Strategy, base_dir: Path | None) -> Schedule:
 
 
 def block_costs(
-    model_config: Any, cluster: ClusterSpec, micro_batch: int, training: TrainingConfig
+    model_config: ModelConfig, cluster: ClusterSpec, micro_batch: int, training: TrainingConfig
 ) -> list[float]:
     """Seconds of forward + backward of every block for one micro-batch (shape-only).
 
-    The loss is charged to the last block. Models may provide ``block_costs``
-    themselves (abstract models know their stage times).
+    The loss is charged to the last block. Models may state them themselves
+    (abstract models know their stage times, :meth:`ModelConfig.block_costs`).
     """
-    if hasattr(model_config, "block_costs"):
-        return model_config.block_costs()
+    stated = model_config.block_costs()
+    if stated is not None:
+        return stated
     model = model_config.build(training.seed, shape_only=True)
     x, y = model_config.batch(training.seed, 0, micro_batch, shape_only=True)
     cost = CostModel(cluster.device)
@@ -184,7 +186,7 @@ def parallel_loss(loss: Any, s: Strategy) -> ShardLoss | VocabParallelCrossEntro
 
 def build_plan(
     cluster: ClusterSpec,
-    model_config: Any,
+    model_config: ModelConfig,
     training: TrainingConfig,
     strategy: Strategy,
     base_dir: Path | None = None,
@@ -192,8 +194,8 @@ def build_plan(
     """Check, place and lower ``strategy``; see the module docstring."""
     s = strategy
     micro_batch = check_layout(cluster, training, s)
-    dtype = getattr(model_config, "dtype", None)
-    if training.numerics and dtype is not None and dtype not in NUMPY_DTYPES:
+    dtype = model_config.dtype
+    if training.numerics and dtype not in NUMPY_DTYPES:
         raise LayoutError(
             f"model dtype {dtype} has no numpy arithmetic; set [training] numerics = false to "
             f"run it shape-only, or use float64 or float32"

@@ -88,8 +88,6 @@ class Runtime:
         self.progress = progress
         self.feed = Feed(plan)
         self.tally = Tally()
-        self._transfer = getattr(plan.model_config, "transfer_seconds", None)
-        self._transfer_cache: dict[tuple[int, int], float | None] = {}
         self.meetings = Meetings(self.env, self.fire_at)
         if self.fold:
             self.engine.network.mirror = mirrors(plan)
@@ -302,14 +300,9 @@ class Runtime:
         return self._peers[(0 if self.fold else sw.lead.dp_rank, pp_rank)]
 
     def transfer_seconds(self, stage: int, what: int) -> float | None:
-        """A message's time when the model states it (abstract models), else None."""
-        if self._transfer is None:
-            return None
-        key = (stage, what)
-        seconds = self._transfer_cache.get(key)
-        if seconds is None:
-            seconds = self._transfer_cache[key] = self._transfer(stage, WHAT[what])
-        return seconds
+        """A message's time when the model states it (abstract models), else None (asked
+        once per channel)."""
+        return self.plan.model_config.transfer_seconds(stage, WHAT[what])
 
 
 @contextlib.contextmanager
