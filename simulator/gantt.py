@@ -146,7 +146,7 @@ def _compute_texts(e: Event, layer: str, pipeline: bool, chunk: int | None) -> l
     texts = [base, f"{kind}{mb}{tail}", f"{kind}{mb}"]
     if layer:
         short = layer.replace("layer", "L").replace("attention", "attn")
-        texts = [f"{base}\n{layer}", f"{base} {short}", f"{base}\n{short}", *texts]
+        texts = [f"{base} {short}", f"{base}\n{short}", *texts]
     return list(dict.fromkeys(texts))
 
 
@@ -247,10 +247,10 @@ def _add_compute(
         if e.args.get("mb") is not None:
             dr.mbs.add(e.args["mb"])
         dr.blocks.setdefault(hatch, _Boxes()).add(x0, w, y + bottom, height, colour)
-        candidates = _compute_texts(e, layer, pipeline, chunk)
-        for size in (7, 6):  # a smaller font before a shorter label
-            text = _fit(candidates[:2] if size == 7 else candidates, w * dr.pt_per_unit, size)
-            if text:
+        # the most informative label that fits, in a smaller font before a shorter label
+        for text in _compute_texts(e, layer, pipeline, chunk):
+            size = next((z for z in (7, 6) if _fit([text], w * dr.pt_per_unit, z)), None)
+            if size:
                 dr.texts.append((x0 + w / 2, y + bottom + height / 2, text, ink, size))
                 break
 

@@ -170,7 +170,7 @@ def compare(result: Any, path: str | Path | None = None) -> Figure | None:
     longest = max(r.metrics["iteration_time_s"] for r in rows) / scale
     for y, r in zip(ys, rows, strict=True):
         step = r.metrics["iteration_time_s"] / scale
-        ax1.text(step + 0.01 * longest, y, f"{step:.3g}", va="center", fontsize=7.5)
+        ax1.text(step + 0.01 * longest, y, f"{step:.4g}", va="center", fontsize=7.5)
     ax1.set_xlim(0, longest * 1.1)
     ax1.set_yticks(ys)
     ax1.set_yticklabels(names, fontsize=8)
