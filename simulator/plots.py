@@ -202,7 +202,7 @@ def compare(result: Any, path: str | Path | None = None) -> Figure | None:
             linewidth=1,
             label=f"device capacity {format_bytes(capacity)}",
         )
-    ax2.set_xlim(0, max([*peaks, capacity if show_capacity else 0]) / sb * 1.3)
+    ax2.set_xlim(0, max([*peaks, capacity if show_capacity else 0]) / sb * 1.45)
     ax2.set_yticks(ys)
     ax2.set_yticklabels([])
     ax2.set_xlabel(f"peak memory of the fullest device ({ub})")
