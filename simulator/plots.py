@@ -48,6 +48,18 @@ CATEGORY_NAMES = {
 MEMORY_PANELS = 8
 
 
+def _devices(devices: list[int]) -> str:
+    """``[1, 2, 3, 5]`` -> ``"devices 1-3, 5"``."""
+    runs: list[list[int]] = []
+    for d in devices:
+        if runs and d == runs[-1][-1] + 1:
+            runs[-1].append(d)
+        else:
+            runs.append([d])
+    text = ", ".join(f"{r[0]}-{r[-1]}" if len(r) > 2 else ", ".join(map(str, r)) for r in runs)
+    return f"device{'s' if len(devices) > 1 else ''} {text}"
+
+
 def category_series(ledger: Any, end: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """A ledger's ``(time, category, delta)`` record as step functions: the times of
     change (from 0 to ``end``) and the bytes of each category held from each time on."""
@@ -74,9 +86,17 @@ def memory(result: Any, path: str | Path | None = None) -> Figure | None:
     forward and fall with its backward). A large run shows a few devices, chosen as
     the Gantt chart chooses its rows; the dotted lines start a new step."""
     rt = result.runtime
-    devices, note = shown_devices(result, MEMORY_PANELS)
+    shown, note = shown_devices(result, MEMORY_PANELS)
     end = rt.records[-1].end if rt.records else rt.engine.env.now
     scale_t, unit_t = time_unit(end or 1.0)
+    # devices whose ledgers recorded the same changes share a panel (replicas, tensor ranks)
+    same: dict[tuple, list[int]] = {}
+    for d in shown:
+        ledger = rt.engine.memory[d]
+        key = (bytes(ledger.times), bytes(ledger.cats), bytes(ledger.deltas))
+        same.setdefault(key, []).append(d)
+    devices = [group[0] for group in same.values()]
+    twins = {group[0]: group for group in same.values()}
     ledgers = {d: rt.engine.memory[d] for d in devices}
     peak = max(ledger.peak for ledger in ledgers.values())
     scale_b, unit_b = _bytes_unit(peak)
@@ -84,10 +104,11 @@ def memory(result: Any, path: str | Path | None = None) -> Figure | None:
     show_capacity = capacity <= 3 * peak
     cols = 1 if len(devices) == 1 else 2
     rows = -(-len(devices) // cols)
-    height = 2.1 * rows + 1.5
+    top = 0.75 + (0.2 if note else 0.0)  # inches: the heading, on two lines for a subset
+    height = 2.1 * rows + 0.75 + top
     fig, axes = plt.subplots(rows, cols, figsize=(13, height), sharex=True, sharey=True,
                              squeeze=False)  # fmt: skip
-    fig.subplots_adjust(left=0.07, right=0.99, top=1 - 0.75 / height, bottom=0.85 / height,
+    fig.subplots_adjust(left=0.07, right=0.99, top=1 - top / height, bottom=0.85 / height,
                         hspace=0.7, wspace=0.06)  # fmt: skip
     plan = result.plan
     for ax, d in zip(axes.flat, devices, strict=False):
@@ -100,12 +121,16 @@ def memory(result: Any, path: str | Path | None = None) -> Figure | None:
                                 linewidth=0, label=CATEGORY_NAMES[cat])  # fmt: skip
             below = top
         if show_capacity:
-            ax.axhline(capacity / scale_b, color="red", linestyle="--", linewidth=1,
+            ax.axhline(capacity / scale_b, color="red", linestyle="--", linewidth=1, zorder=4,
                        label=f"device capacity {format_bytes(capacity)}")  # fmt: skip
         for record in rt.records[1:]:
-            ax.axvline(record.start / scale_t, color="grey", linestyle=":", linewidth=0.8)
+            ax.axvline(
+                record.start / scale_t, color="black", linestyle=":", linewidth=0.8, zorder=3
+            )
         c = plan.mesh.coords(d)
         where = f" (d{c['dp']} t{c['tp']} p{c['pp']})" if plan.strategy.num_devices > 1 else ""
+        if len(twins[d]) > 1:
+            where += f" and {_devices(twins[d][1:])}, which hold the same"
         parts = " + ".join(
             f"{k} {format_bytes(v)}" for k, v in ledgers[d].peak_breakdown.items() if v
         )
@@ -123,7 +148,7 @@ def memory(result: Any, path: str | Path | None = None) -> Figure | None:
     if not show_capacity:
         heading += f"; device capacity {format_bytes(capacity)}, far above"
     if note:
-        heading += f" (showing {note})"
+        heading += f"\nshowing {note}"
     fig.suptitle(heading, fontsize=10, x=0.01, ha="left")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     for ax in axes.flat[1 : len(devices)]:

@@ -58,10 +58,10 @@ def shown_devices(result: Any, limit: int = MAX_ROWS) -> tuple[list[int], str]:
     plan = result.plan
     s, mesh = plan.strategy, plan.mesh
     devices = sorted(d for w in plan.workers for d in w.devices)
-    if len(devices) <= LOCKSTEP_ROWS or (len(devices) <= limit and s.tp == 1):
+    folded = result.metrics.get("folded_replicas", 1) > 1
+    if len(devices) <= LOCKSTEP_ROWS or (len(devices) <= limit and s.tp == 1 and not folded):
         return devices, ""
     stages = _spread(s.pp, limit)
-    folded = result.metrics.get("folded_replicas", 1) > 1
     replicas = [0] if folded else _spread(s.dp, max(1, limit // len(stages)))
     parts = []
     if s.tp > 1:
