@@ -70,6 +70,16 @@ class Label(NamedTuple):
     args: tuple[tuple[str, Any], ...]
 
 
+class Columns(NamedTuple):
+    """The trace's rows as numpy columns (one entry per row)."""
+
+    group: np.ndarray
+    peer: np.ndarray
+    label: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+
+
 class Trace:
     """Columnar rows of (group, peer, label, start, end); see the module docstring."""
 
@@ -144,14 +154,32 @@ class Trace:
             self._events = (len(self), list(self._expand(range(len(self)))))
         return self._events[1]
 
+    def columns(self) -> Columns:
+        """Every row's group, peer group (:data:`NO_PEER` but for messages), label id,
+        start and end, as numpy arrays (views, no copies of the times)."""
+        track = np.frombuffer(self.track, dtype=np.int64)
+        tracks = np.array(self.tracks, dtype=np.int64).reshape(-1, 3)[track]
+        return Columns(
+            tracks[:, 0],
+            tracks[:, 1],
+            tracks[:, 2],
+            np.frombuffer(self.start, dtype=float),
+            np.frombuffer(self.end, dtype=float),
+        )
+
     def select(
         self, devices: Iterable[int] | None = None, lo: float = -np.inf, hi: float = np.inf
     ) -> list[Event]:
         """The events of ``devices`` (all when None) that overlap ``[lo, hi]``."""
-        start = np.frombuffer(self.start, dtype=float)
-        end = np.frombuffer(self.end, dtype=float)
-        rows = np.flatnonzero(((end > lo) & (start < hi)) | ((start == end) & (start == lo)))
+        cols = self.columns()
+        start, end = cols.start, cols.end
+        keep = ((end > lo) & (start < hi)) | ((start == end) & (start == lo))
         wanted = None if devices is None else set(devices)
+        if wanted is not None:
+            # only rows of groups (or, for messages, peer groups) that hold a wanted device
+            touch = np.array([bool(wanted.intersection(g)) for g in self.groups] + [False])
+            keep &= touch[cols.group] | touch[cols.peer]
+        rows = np.flatnonzero(keep)
         return [e for e in self._expand(rows.tolist()) if wanted is None or e.device in wanted]
 
     def _expand(self, rows: Iterable[int]) -> Iterable[Event]:
