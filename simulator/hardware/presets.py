@@ -1,23 +1,5 @@
-"""Hardware descriptions: devices, links, clusters, and presets from datasheets.
+"""Presets: datasheet devices, links and nodes, and the calibrated achievable fractions.
 
-Everything is in SI units (seconds, bytes, FLOP/s, bytes/s). Scenario files use
-suffixed units (``peak_tflops``, ``memory_gib``, ``bandwidth_gbs`` ...); the
-conversion happens in :mod:`simulator.scenario`.
-
-The cluster model (used by :mod:`simulator.engine.network`):
-
-* a cluster has ``nodes`` nodes of ``devices_per_node`` identical devices;
-* inside a node every device has one full-duplex port into a non-blocking
-  switch (NVSwitch), described by ``intra_node``;
-* between nodes, traffic leaves through the node's network adapters (NICs,
-  also called *rails*), each a full-duplex port into a non-blocking network
-  described by ``inter_node``. A node has ``nics_per_node`` of them (by
-  default one per device, as a DGX A100 has 8 x HDR 200 Gb/s for its 8 GPUs)
-  and device ``g`` of a node sends and receives through NIC
-  ``g * nics // devices_per_node``: with 4 NICs for 8 GPUs, GPUs 0 and 1 share
-  NIC 0 and share its bandwidth.
-
-Peaks are dense (no structured sparsity); link bandwidth is per direction.
 Datasheet figures: NVIDIA A100 Tensor Core GPU datasheet (2021), NVIDIA H100
 Tensor Core GPU datasheet (2023), NVIDIA V100 datasheet, NVIDIA DGX A100 and
 DGX H100 user guides (8 ConnectX-6 HDR 200 Gb/s, resp. 8 ConnectX-7 NDR
@@ -33,135 +15,11 @@ a published measurement and named where it is set.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-from .errors import ScenarioError
-
-GB = 1e9
-GiB = 2**30
-TFLOPS = 1e12
-US = 1e-6
-
-#: Canonical dtype names and their size in bytes.
-DTYPE_BYTES: dict[str, int] = {"float64": 8, "float32": 4, "bf16": 2, "fp16": 2}
-
-#: Operation classes with their own achievable-efficiency factor.
-OP_CLASSES = ("gemm", "elementwise", "normalization")
-
-
-@dataclass(frozen=True)
-class DeviceSpec:
-    """One accelerator.
-
-    Attributes:
-        name: a label for plots.
-        peak_flops: dense peak FLOP/s per dtype name (see :data:`DTYPE_BYTES`).
-        memory_bytes: memory capacity.
-        memory_bandwidth: bytes/s between memory and the compute units.
-        launch_overhead: seconds added to every kernel.
-        efficiency: achievable fraction of peak FLOP/s *and* of memory
-            bandwidth, per operation class (``gemm``, ``elementwise``,
-            ``normalization`` for softmax and layer norm).
-    """
-
-    name: str
-    peak_flops: dict[str, float]
-    memory_bytes: float
-    memory_bandwidth: float
-    launch_overhead: float = 0.0
-    efficiency: dict[str, float] = field(default_factory=lambda: dict.fromkeys(OP_CLASSES, 1.0))
-
-    def peak(self, dtype: str) -> float:
-        """Dense peak FLOP/s for ``dtype``."""
-        return self.peak_flops[dtype]
-
-
-@dataclass(frozen=True)
-class LinkSpec:
-    """One direction of a port into a switch.
-
-    Attributes:
-        bandwidth: bytes/s per direction as rated.
-        latency: seconds per message (the alpha of the alpha-beta model).
-        efficiency: achievable fraction of the rated bandwidth.
-    """
-
-    bandwidth: float
-    latency: float
-    efficiency: float = 1.0
-
-    @property
-    def effective_bandwidth(self) -> float:
-        """Bandwidth a message actually gets, bytes/s."""
-        return self.bandwidth * self.efficiency
-
-
-@dataclass(frozen=True)
-class ClusterSpec:
-    """Nodes of identical devices; see the module docstring for the topology.
-
-    Attributes:
-        intra_node: every device's port into its node's switch.
-        inter_node: every NIC's port into the network between nodes.
-        nics_per_node: NICs per node; ``None`` means one per device.
-    """
-
-    name: str
-    nodes: int
-    devices_per_node: int
-    device: DeviceSpec
-    intra_node: LinkSpec
-    inter_node: LinkSpec
-    nics_per_node: int | None = None
-
-    def __post_init__(self) -> None:
-        nics = self.nics_per_node
-        if nics is not None and not 1 <= nics <= self.devices_per_node:
-            raise ScenarioError(
-                f"cluster {self.name!r}: nics_per_node must be 1 to devices_per_node "
-                f"({self.devices_per_node}), got {nics}; several devices may share a NIC, "
-                "but a device has one"
-            )
-
-    @property
-    def num_devices(self) -> int:
-        return self.nodes * self.devices_per_node
-
-    @property
-    def nics(self) -> int:
-        """NICs (rails) per node."""
-        return self.nics_per_node or self.devices_per_node
-
-    def node_of(self, device: int) -> int:
-        """The node that holds ``device``."""
-        return device // self.devices_per_node
-
-    def nic_of(self, device: int) -> int:
-        """The cluster-wide index of the NIC ``device`` reaches other nodes through:
-        device ``g`` of node ``n`` uses NIC ``g * nics // devices_per_node`` of that
-        node, so neighbouring devices share a NIC when there are fewer NICs."""
-        node, local = divmod(device, self.devices_per_node)
-        return node * self.nics + local * self.nics // self.devices_per_node
-
-    def nic_lead(self, nic: int) -> int:
-        """The first device that uses NIC ``nic`` (its ports carry the NIC's traffic)."""
-        node, k = divmod(nic, self.nics)
-        return node * self.devices_per_node + -(-k * self.devices_per_node // self.nics)
-
-    def link_between(self, src: int, dst: int) -> LinkSpec | None:
-        """The link class a message from ``src`` to ``dst`` uses (None for itself)."""
-        if src == dst:
-            return None
-        if self.node_of(src) == self.node_of(dst):
-            return self.intra_node
-        return self.inter_node
-
-    def with_nodes(self, nodes: int) -> ClusterSpec:
-        return replace(self, nodes=nodes)
-
-    def with_nics(self, nics: int | None) -> ClusterSpec:
-        """The same cluster with ``nics`` NICs per node (``None``: one per device)."""
-        return replace(self, nics_per_node=nics)
+from ..errors import ScenarioError
+from .cluster import ClusterSpec
+from .specs import DTYPE_BYTES, GB, TFLOPS, US, DeviceSpec, GiB, LinkSpec
 
 
 def _peaks(fp64: float, fp32: float, half: float) -> dict[str, float]:

@@ -1,0 +1,68 @@
+"""Devices and links: what one accelerator and one port into a switch can do.
+
+Everything is in SI units (seconds, bytes, FLOP/s, bytes/s); scenario files
+use suffixed units, converted in :mod:`simulator.scenario`. Peaks are dense
+(no structured sparsity); link bandwidth is per direction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+GB = 1e9
+GiB = 2**30
+TFLOPS = 1e12
+US = 1e-6
+
+#: Canonical dtype names and their size in bytes.
+DTYPE_BYTES: dict[str, int] = {"float64": 8, "float32": 4, "bf16": 2, "fp16": 2}
+
+#: Operation classes with their own achievable-efficiency factor.
+OP_CLASSES = ("gemm", "elementwise", "normalization")
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """One accelerator.
+
+    Attributes:
+        name: a label for plots.
+        peak_flops: dense peak FLOP/s per dtype name (see :data:`DTYPE_BYTES`).
+        memory_bytes: memory capacity.
+        memory_bandwidth: bytes/s between memory and the compute units.
+        launch_overhead: seconds added to every kernel.
+        efficiency: achievable fraction of peak FLOP/s *and* of memory
+            bandwidth, per operation class (``gemm``, ``elementwise``,
+            ``normalization`` for softmax and layer norm).
+    """
+
+    name: str
+    peak_flops: dict[str, float]
+    memory_bytes: float
+    memory_bandwidth: float
+    launch_overhead: float = 0.0
+    efficiency: dict[str, float] = field(default_factory=lambda: dict.fromkeys(OP_CLASSES, 1.0))
+
+    def peak(self, dtype: str) -> float:
+        """Dense peak FLOP/s for ``dtype``."""
+        return self.peak_flops[dtype]
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    """One direction of a port into a switch.
+
+    Attributes:
+        bandwidth: bytes/s per direction as rated.
+        latency: seconds per message (the alpha of the alpha-beta model).
+        efficiency: achievable fraction of the rated bandwidth.
+    """
+
+    bandwidth: float
+    latency: float
+    efficiency: float = 1.0
+
+    @property
+    def effective_bandwidth(self) -> float:
+        """Bandwidth a message actually gets, bytes/s."""
+        return self.bandwidth * self.efficiency
