@@ -7,7 +7,8 @@ memory and traffic, and reproduces single-device training exactly.
 The public API, from the bottom up:
 
 * hardware: :func:`preset`, :data:`PRESETS`, :class:`ClusterSpec`,
-  :class:`DeviceSpec`, :class:`LinkSpec`, :func:`single_switch`;
+  :class:`DeviceSpec`, :class:`LinkSpec`, :func:`single_switch`,
+  :func:`cluster_of` and :class:`NodeSpec` (nodes of several kinds);
 * the engine and its record: :class:`Engine`, :class:`Trace`, :mod:`ops`
   (the op vocabulary), :func:`recording` (the tape of what code did),
   :class:`ShapeArray` (an array with a shape and no data);
@@ -49,7 +50,16 @@ from .experiment import (
     run_strategy,
     write_outputs,
 )
-from .hardware import PRESETS, ClusterSpec, DeviceSpec, LinkSpec, preset, single_switch
+from .hardware import (
+    PRESETS,
+    ClusterSpec,
+    DeviceSpec,
+    LinkSpec,
+    NodeSpec,
+    cluster_of,
+    preset,
+    single_switch,
+)
 from .nn.abstract import AbstractConfig
 from .nn.gpt import GPTConfig
 from .nn.models import MLPConfig
@@ -84,6 +94,7 @@ __all__ = [
     "LinkSpec",
     "MLPConfig",
     "Mesh",
+    "NodeSpec",
     "OutOfMemoryError",
     "Scenario",
     "ScenarioError",
@@ -97,6 +108,7 @@ __all__ = [
     "Trace",
     "TrainingConfig",
     "build_plan",
+    "cluster_of",
     "comm",
     "comparison_table",
     "describe_mesh",

@@ -6,7 +6,9 @@ conversion happens in :mod:`simulator.scenario`.
 
 The cluster model (used by :mod:`simulator.engine.network`):
 
-* a cluster has ``nodes`` nodes of ``devices_per_node`` identical devices;
+* a cluster has ``nodes`` nodes of ``devices_per_node`` identical devices
+  (or nodes of several kinds, each with its own devices and links:
+  :mod:`.cluster`);
 * inside a node every device has one full-duplex port into a non-blocking
   switch (NVSwitch), described by ``intra_node``;
 * between nodes, traffic leaves through the node's network adapters (NICs,
@@ -36,10 +38,22 @@ from .presets import (
     PRESETS,
     TOY_DEVICE,
     V100_32GB,
+    cluster_of,
     preset,
     single_switch,
 )
-from .specs import DTYPE_BYTES, GB, OP_CLASSES, TFLOPS, US, DeviceSpec, GiB, LinkSpec
+from .specs import (
+    DTYPE_BYTES,
+    GB,
+    OP_CLASSES,
+    TFLOPS,
+    US,
+    DeviceSpec,
+    GiB,
+    LinkSpec,
+    NodeSpec,
+    slower,
+)
 
 __all__ = [
     "A100_80GB",
@@ -61,6 +75,9 @@ __all__ = [
     "DeviceSpec",
     "GiB",
     "LinkSpec",
+    "NodeSpec",
+    "cluster_of",
     "preset",
     "single_switch",
+    "slower",
 ]

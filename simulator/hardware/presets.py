@@ -15,11 +15,12 @@ a published measurement and named where it is set.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 
 from ..errors import ScenarioError
 from .cluster import ClusterSpec
-from .specs import DTYPE_BYTES, GB, TFLOPS, US, DeviceSpec, GiB, LinkSpec
+from .specs import DTYPE_BYTES, GB, TFLOPS, US, DeviceSpec, GiB, LinkSpec, NodeSpec
 
 
 def _peaks(fp64: float, fp32: float, half: float) -> dict[str, float]:
@@ -119,6 +120,40 @@ def preset(name: str, nodes: int | None = None) -> ClusterSpec:
             raise ScenarioError(f"cluster nodes must be at least 1, got {nodes}")
         spec = spec.with_nodes(nodes)
     return spec
+
+
+def cluster_of(
+    runs: Sequence[tuple[str | ClusterSpec, int]],
+    devices_per_node: int | None = None,
+    nics_per_node: int | None = None,
+) -> ClusterSpec:
+    """``count`` consecutive nodes of each preset (a name or a cluster's node 0), in
+    order: ``cluster_of([("dgx-a100", 2), ("dgx-h100", 2)])``.
+
+    Every node has the same number of devices and of NICs (:mod:`.cluster`
+    says why): the presets' own when they agree, else the ``devices_per_node``
+    and ``nics_per_node`` given for all of them.
+    """
+    specs = [(preset(p) if isinstance(p, str) else p, count) for p, count in runs]
+    shape = {}
+    for key, given in (("devices_per_node", devices_per_node), ("nics_per_node", nics_per_node)):
+        if given is not None:
+            shape[key] = given
+            continue
+        values = {c.name: getattr(c, key) for c, _ in specs}
+        if len(set(values.values())) > 1:
+            each = ", ".join(f"{name} has {v or 'one per device'}" for name, v in values.items())
+            raise ScenarioError(
+                f"the nodes of one cluster must have the same {key} (the device mesh and "
+                f"the NIC layout count devices alike in every node): {each}; set "
+                f"{key} for all of them"
+            )
+        shape[key] = next(iter(values.values()), None)
+    nodes = [(NodeSpec(c.device, c.intra_node, c.inter_node), count) for c, count in specs]
+    names = list(dict.fromkeys(c.name for c, _ in specs))
+    name = " + ".join(f"{count} x {c.name}" for c, count in specs)
+    cluster = ClusterSpec.of_nodes(name, nodes, shape["devices_per_node"], shape["nics_per_node"])
+    return replace(cluster, name=names[0]) if cluster.homogeneous and len(names) == 1 else cluster
 
 
 def single_switch(devices: int, bandwidth: float, latency: float) -> ClusterSpec:

@@ -7,7 +7,7 @@ use suffixed units, converted in :mod:`simulator.scenario`. Peaks are dense
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 GB = 1e9
 GiB = 2**30
@@ -47,6 +47,20 @@ class DeviceSpec:
         """Dense peak FLOP/s for ``dtype``."""
         return self.peak_flops[dtype]
 
+    def __hash__(self) -> int:
+        # the generated hash would hash the dicts; equal specs must hash alike, so that
+        # work priced on one kind of device can be looked up by the device
+        return hash(
+            (
+                self.name,
+                self.memory_bytes,
+                self.memory_bandwidth,
+                self.launch_overhead,
+                tuple(sorted(self.peak_flops.items())),
+                tuple(sorted(self.efficiency.items())),
+            )
+        )
+
 
 @dataclass(frozen=True)
 class LinkSpec:
@@ -66,3 +80,34 @@ class LinkSpec:
     def effective_bandwidth(self) -> float:
         """Bandwidth a message actually gets, bytes/s."""
         return self.bandwidth * self.efficiency
+
+
+def slower(a: LinkSpec, b: LinkSpec) -> LinkSpec:
+    """The link a message gets between a port of kind ``a`` and one of kind ``b``.
+
+    A message leaves through one port and enters through the other, so it
+    moves no faster than the slower of the two (the switches between them
+    never block, :mod:`simulator.engine.network`): it gets the lower
+    effective bandwidth and the higher latency. ``a`` itself when both are
+    alike, so a cluster of one kind of node times every message exactly as
+    before.
+    """
+    if a == b:
+        return a
+    slow = a if a.effective_bandwidth <= b.effective_bandwidth else b
+    return replace(slow, latency=max(a.latency, b.latency))
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One kind of node: its devices, their ports into its switch, its NICs' ports.
+
+    Attributes:
+        device: every device of the node.
+        intra_node: every device's port into the node's switch (NVLink).
+        inter_node: every NIC's port into the network between nodes.
+    """
+
+    device: DeviceSpec
+    intra_node: LinkSpec
+    inter_node: LinkSpec
