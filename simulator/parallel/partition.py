@@ -5,11 +5,14 @@ partition problem; dynamic programming over prefix sums, as in PipeDream's
 planner, Narayanan et al. 2019, sec. 3.1), breaking ties towards equal block
 counts. ``uniform`` gives every stage the same number of blocks (the first
 stages take one more when they do not divide), as Megatron-LM does with
-transformer layers.
+transformer layers. ``balanced_stages`` is ``balanced`` when a block costs
+each stage its own time: stages on devices of different speeds (a pipeline
+over A100 and H100 nodes gives the faster stages more blocks).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from itertools import accumulate
 
 import numpy as np
@@ -49,23 +52,50 @@ def balanced(costs: list[float], parts: int) -> list[range]:
     stops trying once no longer first stage can win: its cost can only grow,
     and past the ideal length so can its spread.
     """
-    n = len(costs)
+    check_parts(len(costs), parts)
+    return _split([_prefix(costs)] * parts)
+
+
+def balanced_stages(stage_costs: Sequence[Sequence[float]]) -> list[range]:
+    """Contiguous ranges, one per stage, minimising the largest stage cost when block
+    ``j`` costs stage ``i`` ``stage_costs[i][j]`` (ties as in :func:`balanced`, whose
+    dynamic programme this is with one prefix sum per stage)."""
+    parts = len(stage_costs)
+    n = len(stage_costs[0]) if parts else 0
     check_parts(n, parts)
-    prefix = np.array(list(accumulate(costs, initial=0.0)), dtype=np.float64)
-    nonneg = bool(np.all(np.diff(prefix) >= 0))
+    if any(len(c) != n for c in stage_costs):
+        raise ValueError("every stage needs the cost of every block")
+    return _split([_prefix(c) for c in stage_costs])
+
+
+def _prefix(costs: Sequence[float]) -> np.ndarray:
+    return np.array(list(accumulate(costs, initial=0.0)), dtype=np.float64)
+
+
+def _split(prefixes: list[np.ndarray]) -> list[range]:
+    """The dynamic programme of :func:`balanced`; stage ``i``'s costs are the prefix
+    sums ``prefixes[i]`` (the same array for every stage when blocks cost all alike)."""
+    parts = len(prefixes)
+    n = len(prefixes[0]) - 1
+    blocks = [np.diff(p) for p in {id(p): p for p in prefixes}.values()]
+    nonneg = all(bool(np.all(b >= 0)) for b in blocks)
     ideal = n / parts
     if nonneg:
         # every split of blocks[s:] has a stage holding block j >= s, and a computed
         # stage cost is never below the computed cost of one of its blocks (float
-        # subtraction is monotone), so the largest such block bounds the split's cost
-        block = np.diff(prefix)
+        # subtraction is monotone), nor that below the block's cheapest cost on any
+        # stage; so the largest such cheapest block bounds the split's cost
+        block = blocks[0] if len(blocks) == 1 else np.minimum.reduce(blocks)
         largest = np.append(np.maximum.accumulate(block[::-1])[::-1], -np.inf)
-    # k = 1: the one stage blocks[s:]
+    # k = 1: the one stage blocks[s:], the last
+    prefix = prefixes[parts - 1]
     starts = np.arange(n + 1)
     worst = prefix[n] - prefix[starts]
     spread = np.abs((n - starts) - ideal)
     cuts: list[np.ndarray] = [np.full(n + 1, n)]
     for k in range(2, parts + 1):
+        # the first of the last k stages, on blocks[s:]
+        prefix = prefixes[parts - k]
         # starts that leave room for k stages and that the final answer can reach
         s = np.arange(parts - k, n - k + 1)
         best0 = np.maximum(prefix[s + 1] - prefix[s], worst[s + 1])

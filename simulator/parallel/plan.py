@@ -15,11 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ..arrays import NUMPY_DTYPES, Array
-from ..engine.cost import CostModel
 from ..errors import LayoutError
 from ..hardware import ClusterSpec
 from ..nn.config import ModelConfig
-from ..tape import recording
 from ..training import TrainingConfig
 from . import partition as partitions
 from .data import get_variant
@@ -29,6 +27,8 @@ from .pipeline.schedules import get_schedule
 from .pipeline.validate import validate
 from .program import lower
 from .stage import RECOMPUTE, Chunk
+from .stages import block_costs as block_costs  # where the planner prices blocks
+from .stages import split_blocks
 from .strategy import Strategy
 from .tensor import (
     ParallelBlock,
@@ -131,47 +131,6 @@ def resolve_schedule(s: Strategy, base_dir: Path | None) -> Schedule:
     return get_schedule(s.schedule)(s.pp, s.microbatches, s.chunks)
 
 
-def block_costs(
-    model_config: ModelConfig, cluster: ClusterSpec, micro_batch: int, training: TrainingConfig
-) -> list[float]:
-    """Seconds of forward + backward of every block for one micro-batch (shape-only).
-
-    The loss is charged to the last block. Models may state them themselves
-    (abstract models know their stage times, :meth:`ModelConfig.block_costs`).
-    """
-    stated = model_config.block_costs()
-    if stated is not None:
-        return stated
-    model = model_config.build(training.seed, shape_only=True)
-    x, y = model_config.batch(training.seed, 0, micro_batch, shape_only=True)
-    cost = CostModel(cluster.device)
-    costs = []
-    for i, block in enumerate(model.blocks):
-        with recording() as tape:
-            out, ctx = block.forward(x)
-            dy = out
-            if i == len(model.blocks) - 1:
-                _, lctx = model.loss.forward(out, y)
-                dy = model.loss.backward(lctx, 1.0)
-            block.backward(dy, ctx)
-        costs.append(sum(cost.kernel_time(k) for k in tape.kernels()))
-        x = out
-    return costs
-
-
-def uniform_layers(num_blocks: int, parts: int, ends: tuple[int, int]) -> list[range]:
-    """``parts`` stages with the same number of layers each (the first ones take one more
-    when they do not divide); the ``ends`` blocks before and after the layers join the
-    first and the last stage (Megatron-LM places the embedding and the output layer so,
-    Narayanan et al. 2021, sec. 2.2)."""
-    before, after = ends
-    layers = partitions.uniform(num_blocks - before - after, parts)
-    shifted = [range(r.start + before, r.stop + before) for r in layers]
-    shifted[0] = range(0, shifted[0].stop)
-    shifted[-1] = range(shifted[-1].start, num_blocks)
-    return shifted
-
-
 def parallelize(block: Any, s: Strategy) -> ParallelBlock:
     """The block as a tensor-parallel group of ``s.tp`` ranks runs it."""
     if s.tp == 1:
@@ -214,13 +173,9 @@ def build_plan(
 
     shape_only = not training.numerics
     model = model_config.build(training.seed, shape_only=shape_only)
-    if s.partition == "uniform":
-        stages = uniform_layers(len(model.blocks), num_stages, model.ends)
-    else:
-        if num_stages > len(model.blocks):
-            partitions.uniform(len(model.blocks), num_stages)  # raises the clear error
-        costs = block_costs(model_config, cluster, micro_batch, training)
-        stages = partitions.balanced(costs, num_stages)
+    stages = split_blocks(
+        model, model_config, cluster, training, s, mesh, stage_rank, num_stages, micro_batch
+    )
 
     workers: list[Worker] = []
     tied: list[TiedPair] = []
