@@ -25,6 +25,9 @@ Definitions (the tests rely on them; DESIGN.md, "Definitions that tests rely on"
   device held at once (forward done, backward -- or W -- not yet).
 * FLOPs count GEMMs only; ``mfu`` uses model FLOPs, ``hfu`` adds the forward
   passes that recomputation repeats (Chowdhery et al. 2022, PaLM, appendix B).
+  The peak they divide by is the sum of the devices' own peaks
+  (:func:`peak_flops`), so a cluster of A100s and H100s is measured against
+  what its devices together could do.
 
 Everything is read from the last step's
 :class:`~simulator.runtime.record.StepRecord` and the memory ledgers: no
@@ -33,8 +36,11 @@ scan of the trace, so metrics cost the same for a million events as for ten.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
+from .hardware import ClusterSpec
 from .parallel.pipeline.schedules import get_schedule
 from .parallel.plan import Plan
 from .runtime import Runtime, StepRecord
@@ -57,6 +63,15 @@ def analytic_bubble(plan: Plan, record: StepRecord) -> float | None:
     else:
         t_b, t_w = seconds.get((0, "BW"), 0.0), 0.0
     return info.bubble(s.pp, s.microbatches, s.chunks, t_f, t_b, t_w)
+
+
+def peak_flops(cluster: ClusterSpec, devices: Iterable[int], dtype: str) -> float:
+    """The dense peak FLOP/s of ``devices`` together in ``dtype``, each its own kind's
+    (the denominator of MFU, Chowdhery et al. 2022, appendix B, over the devices used)."""
+    if cluster.homogeneous:
+        return cluster.device.peak_flops.get(dtype, 0.0) * len(list(devices))
+    kinds = Counter(cluster.device_of(d) for d in devices)
+    return sum(spec.peak_flops.get(dtype, 0.0) * n for spec, n in kinds.items())
 
 
 def _share(part: float, step: float) -> float:
@@ -97,9 +112,8 @@ def summarize(runtime: Runtime) -> dict[str, Any]:
     def mean(key: str) -> float:
         return sum(x[key] for x in per_device) / num
 
-    dtype = plan.model_config.dtype
-    peak = plan.cluster.device.peak_flops.get(dtype, 0.0)
-    capacity = peak * num * step
+    peak = peak_flops(plan.cluster, (x["device"] for x in per_device), plan.model_config.dtype)
+    capacity = peak * step
     return {
         "strategy": s.name,
         "status": "ok",

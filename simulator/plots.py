@@ -84,7 +84,9 @@ def memory(result: Any, path: str | Path | None = None) -> Figure | None:
     """Memory in use over the whole run, stacked by category, one panel per device
     (parameters, gradients and optimizer state stay; activations rise with every
     forward and fall with its backward). A large run shows a few devices, chosen as
-    the Gantt chart chooses its rows; the dotted lines start a new step."""
+    the Gantt chart chooses its rows; the dotted lines start a new step. The dashed
+    line is the device capacity: the smallest of the panels' devices, when their
+    memories differ (nodes of several kinds)."""
     rt = result.runtime
     shown, note = shown_devices(result, MEMORY_PANELS)
     end = rt.records[-1].end if rt.records else rt.engine.env.now
@@ -100,7 +102,7 @@ def memory(result: Any, path: str | Path | None = None) -> Figure | None:
     ledgers = {d: rt.engine.memory[d] for d in devices}
     peak = max(ledger.peak for ledger in ledgers.values())
     scale_b, unit_b = _bytes_unit(peak)
-    capacity = result.plan.cluster.device.memory_bytes
+    capacity = min(ledger.capacity for ledger in ledgers.values())
     show_capacity = capacity <= 3 * peak
     cols = 1 if len(devices) == 1 else 2
     rows = -(-len(devices) // cols)
@@ -164,7 +166,7 @@ def memory(result: Any, path: str | Path | None = None) -> Figure | None:
 def compare(result: Any, path: str | Path | None = None) -> Figure | None:
     """Per strategy: the step split into compute, exposed communication and bubble (the
     means over devices, DESIGN.md "Definitions"), and the peak memory per device
-    against the capacity."""
+    against the capacity (the smallest device's, when their memories differ)."""
     rows = sorted(result.results, key=lambda r: (r.status != "ok", r.metrics["iteration_time_s"]))
     scale, unit = time_unit(max(r.metrics["iteration_time_s"] for r in rows))
     names = [r.name for r in rows]
@@ -202,7 +204,7 @@ def compare(result: Any, path: str | Path | None = None) -> Figure | None:
     ax1.set_xlabel(f"step time ({unit})")
     ax1.set_title("where the step time goes", fontsize=10, loc="left")
     ax1.grid(axis="x", alpha=0.25)
-    capacity = result.results[0].plan.cluster.device.memory_bytes
+    capacity = result.results[0].plan.cluster.smallest_memory
     peaks = [r.metrics["peak_memory_bytes"] for r in rows]
     # draw the capacity only when it is on the scale of the bars; else name it
     show_capacity = capacity <= 3 * max(peaks)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from .engine.memory import format_bytes
@@ -22,10 +23,13 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{abs(100 * x) if abs(x) < 5e-4 else 100 * x:.1f}%"
 
 
-def comparison_table(results: list[dict[str, Any]], capacity: float | None = None) -> str:
+def comparison_table(
+    results: list[dict[str, Any]], capacity: float | Sequence[float] | None = None
+) -> str:
     """A text table of strategies, fastest first; failed ones (out of memory, diverged)
     last, marked. The step splits into compute, exposed communication and bubble
-    (DESIGN.md, "Definitions"); "analytic" is the schedule's closed-form bubble."""
+    (DESIGN.md, "Definitions"); "analytic" is the schedule's closed-form bubble.
+    ``capacity`` is the device memory, or that of every kind of device."""
     rows = sorted(results, key=lambda r: (r["status"] != "ok", r["iteration_time_s"] or 0.0))
     scale, unit = time_unit(max((r["iteration_time_s"] or 0.0 for r in rows), default=0.0))
     header = [
@@ -73,5 +77,9 @@ def comparison_table(results: list[dict[str, Any]], capacity: float | None = Non
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     if capacity is not None:
-        lines.append(f"(device memory: {format_bytes(capacity)})")
+        sizes = sorted(set(capacity if isinstance(capacity, Sequence) else [capacity]))
+        each = format_bytes(sizes[0])
+        if len(sizes) > 1:
+            each += f" to {format_bytes(sizes[-1])}, by device"
+        lines.append(f"(device memory: {each})")
     return "\n".join(lines)

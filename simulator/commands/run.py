@@ -51,14 +51,10 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_json(), allow_nan=False))
         return 0
-    print(
-        f"scenario {scenario.name!r} on {scenario.cluster.nodes} x "
-        f"{scenario.cluster.devices_per_node} {scenario.cluster.device.name} "
-        f"({scenario.cluster.name})"
-    )
-    print(
-        comparison_table([r.metrics for r in result.results], scenario.cluster.device.memory_bytes)
-    )
+    cluster = scenario.cluster
+    print(f"scenario {scenario.name!r} on {cluster.describe()} ({cluster.name})")
+    capacities = [spec.device.memory_bytes for _, spec in cluster.kinds()]
+    print(comparison_table([r.metrics for r in result.results], capacities))
     for r in result.results:
         if r.status != "ok":
             print(f"{r.name}: {r.metrics['message']}")

@@ -102,9 +102,14 @@ def describe(mesh: Mesh, cluster: ClusterSpec) -> list[str]:
     """Which device holds which coordinates, and which links every group's traffic
     crosses (what ``python -m simulator mesh`` prints), one line per entry."""
     per_node = cluster.devices_per_node
+    nodes = (
+        f"{cluster.nodes} node(s) of {per_node} {cluster.device.name}"
+        if cluster.homogeneous
+        else f"nodes {cluster.describe()}"
+    )
     lines = [
         f"{mesh.dp} x {mesh.tp} x {mesh.pp} (dp x tp x pp) = {mesh.size} devices on "
-        f"{cluster.nodes} node(s) of {per_node} {cluster.device.name}, order {mesh.order}",
+        f"{nodes}, order {mesh.order}",
         "",
         "device  node  dp  tp  pp",
     ]
