@@ -4,7 +4,11 @@ A collective's algorithm works on group ranks; how fast it runs depends on
 where the ranks are. :class:`GroupLayout` is what an algorithm and the tuner
 (:mod:`.tuner`) need to know about that, and nothing else: the node of every
 rank, the NIC (rail) every rank leaves its node through, and the two link
-classes. :meth:`GroupLayout.of` reads it off a cluster and the group's devices.
+classes. :meth:`GroupLayout.of` reads it off a cluster and the group's devices;
+on a cluster whose nodes differ it takes the slowest NVLink and the slowest
+NIC among the group's nodes (a ring runs at the pace of its slowest hop). That
+is what the tuner estimates with; the simulation still times every message
+on its own link.
 
 *Rings with channels* (:func:`channel_rings`). NCCL runs a collective as
 several channels, each a ring over all ranks carrying its share of the data,
@@ -34,9 +38,9 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
-from functools import cache
+from functools import cache, reduce
 
-from ..hardware import PRESETS, ClusterSpec, LinkSpec
+from ..hardware import PRESETS, ClusterSpec, LinkSpec, slower
 
 #: The links assumed when a group's devices are unknown: one DGX A100 node.
 _REFERENCE = PRESETS["dgx-a100"]
@@ -64,13 +68,15 @@ class GroupLayout:
 
     @classmethod
     def of(cls, cluster: ClusterSpec, devices: Sequence[int]) -> GroupLayout:
-        """The layout of ``devices`` of ``cluster`` (rank ``r`` on ``devices[r]``)."""
-        return cls(
-            tuple(cluster.node_of(d) for d in devices),
-            tuple(cluster.nic_of(d) for d in devices),
-            cluster.intra_node,
-            cluster.inter_node,
-        )
+        """The layout of ``devices`` of ``cluster`` (rank ``r`` on ``devices[r]``); the
+        links are the slowest of the group's nodes' (module docstring)."""
+        nodes = tuple(cluster.node_of(d) for d in devices)
+        intra, inter = cluster.intra_node, cluster.inter_node
+        if not cluster.homogeneous:
+            kinds = [cluster.node_spec(n) for n in dict.fromkeys(nodes)]
+            intra = reduce(slower, (k.intra_node for k in kinds))
+            inter = reduce(slower, (k.inter_node for k in kinds))
+        return cls(nodes, tuple(cluster.nic_of(d) for d in devices), intra, inter)
 
     @classmethod
     def from_nodes(cls, nodes: Sequence[int]) -> GroupLayout:

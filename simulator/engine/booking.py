@@ -48,7 +48,7 @@ class PlacedPlan:
         p = len(devices)
         self.intra_out, self.intra_in = compact[:p], compact[p : 2 * p]
         self.nic_out, self.nic_in = compact[2 * p : 3 * p], compact[3 * p :]
-        self.links = (cluster.intra_node, cluster.inter_node)
+        self.links = _rank_links(cluster, self.node)
         self._arrays: dict[int, Any] = {}
         self._patterns: dict[tuple[int, int, int], tuple] = {}
         # which channels use which port: a port's lanes split its bandwidth
@@ -84,11 +84,13 @@ class PlacedPlan:
         hit = self._patterns.get(key)
         if hit is None:
             out, into, inside = self._route(r)
-            intra, inter = self.links
-            alpha = np.where(inside, intra.latency, inter.latency)
+            src, dst, _ = r.arrays(self._arrays)
+            # a message inside a node takes its NVLink; between nodes, the slower NIC
+            lat_intra, bw_intra, lat_inter, bw_inter = self.links
+            alpha = np.where(inside, lat_intra[src], np.maximum(lat_inter[src], lat_inter[dst]))
             share = np.maximum(self.share[out], self.share[into])
-            per_byte = share / np.where(inside, intra.effective_bandwidth,
-                                        inter.effective_bandwidth)  # fmt: skip
+            per_byte = share / np.where(inside, bw_intra[src],
+                                        np.minimum(bw_inter[src], bw_inter[dst]))  # fmt: skip
             c, channels = r.channel, self.plan.channels
             lane_out, lane_in = out * channels + c, into * channels + c
             n = len(out)
@@ -144,6 +146,21 @@ class PlacedPlan:
             return end, []
         pairs = [zip(b.tolist(), f.tolist(), strict=True) for b, f in times]
         return end, [pair for round_pairs in pairs for pair in round_pairs]
+
+
+def _rank_links(cluster: ClusterSpec, node: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per rank, the latency and effective bandwidth of its NVLink port and of its NIC:
+    those of its node's kind (:meth:`~simulator.hardware.ClusterSpec.kinds`)."""
+    kinds = cluster.kinds()
+    which = np.searchsorted([nodes.start for nodes, _ in kinds], node, side="right") - 1
+    table = np.array(
+        [
+            (n.intra_node.latency, n.intra_node.effective_bandwidth,
+             n.inter_node.latency, n.inter_node.effective_bandwidth)
+            for _, n in kinds
+        ]
+    )  # fmt: skip
+    return tuple(table[which, i] for i in range(4))
 
 
 def _one_by_one(

@@ -14,7 +14,8 @@ offers three things that take simulated time, and records each in the trace:
 
 Plus a memory ledger per device (:mod:`simulator.engine.memory`), created when
 a device is first used: a cluster of a billion devices costs nothing until
-its devices work.
+its devices work. Each device has its own kind's memory and roofline
+(:meth:`Engine.cost_of`), so a cluster may mix kinds of node.
 
 *Groups.* Every method that records takes the devices that do the work in
 lockstep. An optional ``shown`` group is what the trace records and what the
@@ -31,12 +32,12 @@ from typing import Any
 
 import simpy
 
-from ..hardware import ClusterSpec
+from ..hardware import ClusterSpec, DeviceSpec
 from ..tape import ComputeSegment
 from ..trace import COMM, COMPUTE, NO_PEER, Trace
 from ..transfer import TransferPlan
 from .channel import Channel
-from .cost import CostModel
+from .cost import Cost, CostModel, LockstepCost
 from .memory import MemoryLedger
 from .network import Network
 
@@ -66,7 +67,10 @@ class Engine:
         self.cluster = cluster
         self.env = simpy.Environment()
         self.network = Network(cluster)
+        #: node 0's devices (every device's, when the nodes are alike)
         self.cost = CostModel(cluster.device)
+        self._models: dict[DeviceSpec, CostModel] = {cluster.device: self.cost}
+        self._costs: dict[tuple[DeviceSpec, ...], Cost] = {}
         self.trace = Trace()
         self.collective_detail = collective_detail
         self.memory = Ledgers(self)
@@ -101,17 +105,48 @@ class Engine:
         for channel in self.channels:
             channel.flush()
 
+    def cost_of(self, devices: tuple[int, ...]) -> Cost:
+        """What prices the compute of a lockstep group on ``devices``: the cost model of
+        their kind of device, or a :class:`~.cost.LockstepCost` when they differ. The
+        same object for the same kinds, so priced work may be cached by it."""
+        cluster = self.cluster
+        if cluster.homogeneous:
+            return self.cost
+        specs = tuple(cluster.device_of(d) for d in devices)
+        cost = self._costs.get(specs)
+        if cost is None:
+            models = [
+                self._models.get(s) or self._models.setdefault(s, CostModel(s)) for s in specs
+            ]
+            alike = all(m is models[0] for m in models)
+            cost = self._costs[specs] = models[0] if alike else LockstepCost(models)
+        return cost
+
     def ledger(self, devices: tuple[int, ...]) -> MemoryLedger:
-        """The ledger shared by ``devices`` (which work in lockstep), created on first use."""
+        """The ledger shared by ``devices`` (which work in lockstep), created on first use,
+        with the first device's capacity (see :meth:`group_ledger`)."""
         first = dict.get(self.memory, devices[0])
         if first is not None and first.devices == devices:
             return first
         if any(dict.get(self.memory, d) is not None for d in devices):
             raise ValueError(f"devices {devices} already have ledgers of their own")
-        ledger = MemoryLedger(devices, self.cluster.device.memory_bytes, lambda: self.env.now)
+        capacity = self.cluster.device_of(devices[0]).memory_bytes
+        ledger = MemoryLedger(devices, capacity, lambda: self.env.now)
         for d in devices:
             self.memory[d] = ledger
         return ledger
+
+    def group_ledger(self, devices: tuple[int, ...]) -> MemoryLedger | None:
+        """:meth:`ledger`, or None when the devices' memories differ in size: then each
+        device keeps a ledger of its own (created when first charged), which runs out
+        of memory at its own capacity."""
+        cluster = self.cluster
+        if (
+            not cluster.homogeneous
+            and len({cluster.device_of(d).memory_bytes for d in devices}) > 1
+        ):
+            return None
+        return self.ledger(devices)
 
     def split_ledger(self, devices: tuple[int, ...]) -> None:
         """Give each of ``devices`` a ledger of its own, with the shared history."""

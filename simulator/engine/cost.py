@@ -8,9 +8,16 @@ A kernel that performs ``F`` GEMM FLOPs and moves ``M`` bytes takes
 performance model", sec. 2; the efficiency factors are the achievable fraction
 of peak for the op class, see :mod:`simulator.hardware`). A kernel of class
 ``fixed`` (abstract models) takes exactly its stated seconds.
+
+A lockstep group (a tensor-parallel worker) whose devices are of different
+kinds -- its ranks on an A100 node and an H100 node -- is priced by
+:class:`LockstepCost`: every rank on its own device, and the group at the
+pace of its slowest rank.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from ..hardware import DeviceSpec
 from ..tape import ComputeSegment, Kernel
@@ -45,3 +52,32 @@ class CostModel:
             (sum(self.kernel_time(k) for k in kernels) for kernels in segment.kernels.values()),
             default=0.0,
         )
+
+
+class LockstepCost:
+    """Segment times of a lockstep group whose ranks sit on different kinds of device.
+
+    Rank ``r``'s kernels take their roofline time on ``ranks[r]``'s device,
+    and a segment lasts as long as its slowest rank, as it does on one kind
+    of device (:meth:`CostModel.segment_time`): the ranks meet at the next
+    collective, so the faster devices wait for the slower one. A
+    tensor-parallel group straddling an A100 and an H100 runs at the A100's
+    pace.
+    """
+
+    def __init__(self, ranks: Sequence[CostModel]) -> None:
+        self.ranks = tuple(ranks)
+
+    def segment_time(self, segment: ComputeSegment) -> float:
+        ranks = self.ranks
+        return max(
+            (
+                sum(ranks[r].kernel_time(k) for k in kernels)
+                for r, kernels in segment.kernels.items()
+            ),
+            default=0.0,
+        )
+
+
+#: What prices a worker's compute: one kind of device, or a group of several.
+Cost = CostModel | LockstepCost

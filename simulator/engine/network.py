@@ -7,7 +7,9 @@ Each port has an ``out`` and an ``in`` direction (full duplex). A message from
 ``a`` to ``b`` uses ``a``'s out direction and ``b``'s in direction of the
 intra-node ports when both sit in one node, and otherwise the out direction of
 ``a``'s NIC and the in direction of ``b``'s NIC: devices that share a NIC share
-its bandwidth. The switches themselves never block.
+its bandwidth. The switches themselves never block. In a cluster of several
+kinds of node a message inside a node moves at that node's NVLink speed, and
+one between nodes at the slower NIC's (:func:`~simulator.hardware.slower`).
 
 Contention model: **a port direction carries one message at a time, first come
 first served.** A message holds both of its port directions for
@@ -117,7 +119,8 @@ class Network:
             raise ValueError(f"no route from device {src} to itself")
         cluster = self.cluster
         inter = cluster.node_of(src) != cluster.node_of(dst)
-        link = cluster.inter_node if inter else cluster.intra_node
+        link = cluster.link_between(src, dst)
+        assert link is not None
         if self.link_factor is not None:
             factor = self.link_factor(src, dst, inter)
             if factor != 1.0:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import simpy
 
 from ..comm.layout import GroupLayout, placed
+from ..engine.cost import Cost
 from ..engine.memory import ACTIVATIONS
 from ..nn.context import batch
 from ..parallel.pipeline.actions import BW, Action, B, F, Kind, W
@@ -107,16 +108,17 @@ class Compute:
         self.shape_only = runtime.shape_only
         self.scale = 1.0 / runtime.plan.strategy.microbatches
         self._stash_bytes: dict[tuple[int, str], PerRank] = {}
-        #: shape-only, per tensor-parallel layout, by action kind
+        #: shape-only, per tensor-parallel layout and kinds of device, by action kind
         #: (:func:`~simulator.parallel.program.action_kind`)
-        self._known: dict[GroupLayout, list[Known | None]] = {}
+        self._known: dict[tuple[GroupLayout, Cost], list[Known | None]] = {}
         #: per simulated worker, what frees a known action's stash when it ends
         self._finishers: dict[int, Any] = {}
 
-    def known_for(self, layout: GroupLayout) -> list[Known | None]:
-        """What each action kind did on workers of ``layout`` (shared by them)."""
+    def known_for(self, layout: GroupLayout, cost: Cost) -> list[Known | None]:
+        """What each action kind did on workers of ``layout`` whose compute ``cost``
+        prices (shared by them: an H100 worker must not reuse an A100's times)."""
         kinds = 4 * self.rt.plan.schedule.num_stages
-        return self._known.setdefault(layout, [None] * kinds)
+        return self._known.setdefault((layout, cost), [None] * kinds)
 
     def __call__(self, sw: SimWorker, ins: tuple) -> simpy.Event | Any:
         known = sw.known[ins[5]] if self.shape_only else None
@@ -252,7 +254,7 @@ class Compute:
         for i, member in enumerate(sw.members[:1] if rt.shape_only else sw.members):
             with batch(rt.feed.info(member, mb, rt.step)), placed(sw.layout):
                 if i == 0:
-                    result, compiled = rt.replay.price(lambda m=member: work(0, m), sw.layout)
+                    result, compiled = rt.replay.price(lambda m=member: work(0, m), sw)
                 else:
                     result = work(i, member)
             results.append(result)

@@ -101,7 +101,7 @@ class Runtime:
         self.replay = Replay(self)
         self.compute = Compute(self)
         for sw in self.workers:
-            sw.known = self.compute.known_for(sw.layout)
+            sw.known = self.compute.known_for(sw.layout, sw.cost)
         self.handlers: list[Handler | None] = [None] * len(Op)
         self.handlers[Op.COMPUTE] = self.compute
         self.handlers[Op.SEND] = self.mailbox.send
@@ -142,10 +142,11 @@ class Runtime:
                     devices=members[0].devices,
                     shown=shown,
                     group=engine.trace.group_id(shown),
-                    ledger=engine.ledger(shown),
+                    ledger=engine.group_ledger(shown),
                     program=members[0].program,
                     message_base=0 if self.fold else members[0].dp_rank * plan.messages_per_replica,
                     layout=self.layout_of(members[0].devices),
+                    cost=engine.cost_of(members[0].devices),
                 )
             )
         return out

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..comm.layout import GroupLayout, placed
+from ..comm.layout import placed
 from ..engine import Process
 from ..parallel.pipeline.actions import Action
 from ..tape import recording
@@ -41,30 +41,29 @@ class Replay:
         self.rt = runtime
         self.env = runtime.env
         self.engine = runtime.engine
-        #: shape-only: results and tapes of code whose shapes never change, by key
+        #: shape-only: results and tapes of code whose shapes never change, by key,
+        #: layout and cost
         self.tapes: dict[tuple, tuple[Any, CompiledTape]] = {}
         self._labels: dict[tuple, int] = {}
 
     # -- pricing ---------------------------------------------------------------------
-    def price(
-        self, fn: Callable[[], Any], layout: GroupLayout | None = None
-    ) -> tuple[Any, CompiledTape]:
-        """Run ``fn`` on a new tape and price the tape; its collectives run over
-        ``layout``, the placement of the worker's tensor-parallel group."""
-        with placed(layout), recording() as tape:
+    def price(self, fn: Callable[[], Any], sw: SimWorker) -> tuple[Any, CompiledTape]:
+        """Run ``fn`` on a new tape and price the tape on ``sw``'s devices; its
+        collectives run over ``sw``'s layout, the placement of its tensor-parallel
+        group."""
+        with placed(sw.layout), recording() as tape:
             result = fn()
-        return result, compile_tape(tape, self.engine.cost, self.rt.sync.wants_marks)
+        return result, compile_tape(tape, sw.cost, self.rt.sync.wants_marks)
 
-    def priced(
-        self, key: tuple, fn: Callable[[], Any], layout: GroupLayout | None = None
-    ) -> tuple[Any, CompiledTape]:
-        """:meth:`price`; in shape-only mode once per ``key`` and layout, then from the
-        cache."""
+    def priced(self, key: tuple, fn: Callable[[], Any], sw: SimWorker) -> tuple[Any, CompiledTape]:
+        """:meth:`price`; in shape-only mode once per ``key``, layout and kinds of device
+        (``sw.cost``), then from the cache."""
         if not self.rt.shape_only:
-            return self.price(fn, layout)
-        hit = self.tapes.get((key, layout))
+            return self.price(fn, sw)
+        where = (key, sw.layout, sw.cost)
+        hit = self.tapes.get(where)
         if hit is None:
-            hit = self.tapes[key, layout] = self.price(fn, layout)
+            hit = self.tapes[where] = self.price(fn, sw)
         return hit
 
     # -- the trace -------------------------------------------------------------------

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..engine.cost import CostModel
+from ..engine.cost import Cost
 from ..tape import CollectiveCall, ComputeSegment, Mark, Tape, Wait
 
 SEGMENT, COLLECTIVE, WAIT, MARK = 0, 1, 2, 3
@@ -53,8 +53,8 @@ class CompiledTape:
         return len(self.items) == 1 and self.items[0][0] == SEGMENT
 
 
-def compile_tape(tape: Tape, cost: CostModel, keep_marks: bool) -> CompiledTape:
-    """Price ``tape`` on ``cost``'s device; keep marks only when ``keep_marks``."""
+def compile_tape(tape: Tape, cost: Cost, keep_marks: bool) -> CompiledTape:
+    """Price ``tape`` on ``cost``'s devices; keep marks only when ``keep_marks``."""
     items: list[tuple[Any, ...]] = []
     seconds = model = hardware = 0.0
     for item in tape.items:

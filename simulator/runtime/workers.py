@@ -26,6 +26,7 @@ from typing import Any
 
 from ..comm.layout import GroupLayout
 from ..engine import Engine
+from ..engine.cost import Cost
 from ..engine.memory import MemoryLedger
 from ..parallel.worker import Worker
 
@@ -40,14 +41,19 @@ class SimWorker:
         devices: the devices it is timed on (the first member's).
         shown: every device it stands for, member after member.
         group: the trace group id of ``shown``.
-        ledger: the memory ledger all of ``shown`` share.
+        ledger: the memory ledger all of ``shown`` share (None once they hold
+            different bytes, or when their memories differ in size: then each
+            device has its own).
         program: the instructions it runs every step (shared by its members).
         message_base: offset of its replica's message ids in the mailbox.
         layout: where its tensor-parallel group sits, relabelled
             (:meth:`~simulator.comm.layout.GroupLayout.relabelled`); workers with the
             same layout time their collectives alike.
+        cost: what prices its compute: its devices' roofline
+            (:meth:`~simulator.engine.Engine.cost_of`); workers with the same
+            cost object run on the same kinds of device.
         known: shape-only, what each action kind did the first time on a worker
-            of this layout (:mod:`simulator.runtime.compute`).
+            of this layout and cost (:mod:`simulator.runtime.compute`).
     """
 
     index: int
@@ -59,6 +65,7 @@ class SimWorker:
     program: list[tuple]
     message_base: int
     layout: GroupLayout
+    cost: Cost
     known: list[Any] = field(default_factory=list)
     stash: dict[tuple, list[Any]] = field(default_factory=dict)
     buffers: dict[int, list[Any]] = field(default_factory=dict)

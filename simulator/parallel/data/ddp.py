@@ -288,9 +288,7 @@ class DataParallel(ParameterGathers):
                         p.zero_grad()
 
         members = self._members(sw)
-        _, compiled = self.rt.replay.priced(
-            ("optimizer", sw.pp_rank), lambda: step(members[0]), sw.layout
-        )
+        _, compiled = self.rt.replay.priced(("optimizer", sw.pp_rank), lambda: step(members[0]), sw)
         for w in members[1:]:
             step(w)
         yield from self.rt.replay.run(sw, compiled, "optimizer", "opt")

@@ -171,7 +171,7 @@ class Replicated(DataParallel):
         x = self._state.pop(("inputs", sw.index))
         with batch(self.rt.feed.info(w, 0, self.rt.step)):
             (out, ctx), compiled = self.rt.replay.priced(
-                (0, "F"), lambda: chunk.forward([x], apply_loss=False)
+                (0, "F"), lambda: chunk.forward([x], apply_loss=False), sw
             )
         stash = chunk.stash_bytes(ctx, 0)
         self._state[("ctx", sw.index)] = (ctx, stash)
@@ -193,7 +193,7 @@ class Replicated(DataParallel):
                 values, ctx = self.loss.forward([outputs], [targets])
                 return values, self.loss.backward(ctx, 1.0)
 
-        (values, grads), compiled = self.rt.replay.priced(("loss",), loss)
+        (values, grads), compiled = self.rt.replay.priced(("loss",), loss, sw)
         if not self.rt.shape_only:
             self.rt.tally.loss(float(values[0]))
         self._state["output grads"] = grads[0]
@@ -210,7 +210,9 @@ class Replicated(DataParallel):
         dy = self._state.pop(("dy", sw.index))
         ctx, stash = self._state.pop(("ctx", sw.index))
         with batch(self.rt.feed.info(w, 0, self.rt.step)):
-            _, compiled = self.rt.replay.priced((0, "BW"), lambda: chunk.backward([dy], ctx, 1.0))
+            _, compiled = self.rt.replay.priced(
+                (0, "BW"), lambda: chunk.backward([dy], ctx, 1.0), sw
+            )
         yield from self.rt.replay.run(sw, compiled, Action(0, BW, 0))
         sw.charge(self.rt.engine, ACTIVATIONS, [-stash])
 
