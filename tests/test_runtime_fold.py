@@ -5,7 +5,7 @@ from dataclasses import replace
 import pytest
 
 from simulator.experiment import run_strategy
-from simulator.hardware import preset
+from simulator.hardware import cluster_of, preset
 from simulator.nn.gpt import GPTConfig
 from simulator.nn.models import MLPConfig
 from simulator.parallel import Strategy, build_plan
@@ -133,3 +133,47 @@ def test_replicas_sharing_an_adapter_are_not_folded():
     )
     fold = decide_fold(plan, allowed=True)
     assert not fold and "share network adapters" in fold.reason
+
+
+MIXED = cluster_of([("dgx-a100", 1), ("dgx-h100", 1)])
+#: tp-dp-pp places both replicas' stage 0 on the A100 node and their stage 1 on the H100
+#: node: the replicas differ from each other in nothing
+ALIKE = Strategy("alike", dp=2, tp=4, pp=2, microbatches=4, order="tp-dp-pp")
+TOY = preset("toy")
+#: a toy node whose devices are three times as fast
+FAST_TOY = replace(TOY, device=replace(TOY.device, name="fast", peak_flops={"float64": 3e12}))
+
+
+@pytest.mark.parametrize(
+    ("cluster", "model", "strategy", "training"),
+    [
+        (MIXED, GPT, ALIKE, {"numerics": False, "optimizer": "adam"}),
+        (
+            cluster_of([(TOY, 1), (FAST_TOY, 1)]),
+            MLPConfig(4, 16),
+            Strategy("m", dp=2, tp=2, pp=2, microbatches=2, order="tp-dp-pp"),
+            {},
+        ),
+    ],
+)
+def test_alike_replicas_on_mixed_nodes_fold_exactly(cluster, model, strategy, training):
+    assert not cluster.homogeneous
+    folded, unfolded = _both(cluster, model, strategy, **training)
+    _same_metrics(folded, unfolded)
+    if folded.losses[0] is not None:
+        assert_matches_single(folded, unfolded, rtol=0)
+
+
+def test_replicas_on_different_devices_are_not_folded():
+    # tp-pp-dp: replica 0 on the A100 node, replica 1 on the H100 node
+    plan = build_plan(
+        MIXED,
+        GPT,
+        TrainingConfig(numerics=False, global_batch=8, steps=1),
+        Strategy("x", dp=2, tp=4, pp=2, order="tp-pp-dp"),
+    )
+    fold = decide_fold(plan, allowed=True)
+    assert fold.replicas == 1 and fold.reason == "the replicas' devices differ"
+    # the same layout on the alike replicas is folded
+    plan = build_plan(MIXED, GPT, TrainingConfig(numerics=False, global_batch=8, steps=1), ALIKE)
+    assert decide_fold(plan, allowed=True).replicas == 2

@@ -16,12 +16,15 @@ run's numbers exactly. The replicas are identical when:
 
 1. the strategy is DDP or ZeRO (``nn.DataParallel``'s primary does extra work),
    and no fault (a straggler, a slow link, a failure) touches its devices;
-2. every replica's links are of the same kind as replica 0's wherever it
+2. every replica's devices are of the same kind as replica 0's at the same
+   positions, and so are the links of their nodes (on a cluster whose nodes
+   differ, an H100 replica does not stand for an A100 one);
+3. every replica's links are of the same kind as replica 0's wherever it
    sends: inside each tensor-parallel group and between the ranks its
    pipeline messages and tied-weight sums connect (a layout whose replicas
    straddle node boundaries differently is not folded);
-3. no replica shares a port with another: each device has its own ports;
-4. the data-parallel traffic starts only once the pipeline has drained (no
+4. no replica shares a port with another: each device has its own ports;
+5. the data-parallel traffic starts only once the pipeline has drained (no
    DDP buckets during backward, ZeRO stage 0 or 1). A collective that
    overlaps the replicas' own traffic shares their ports with it, and when
    two things happen at the same simulated moment one of them books a port
@@ -71,6 +74,8 @@ def decide_fold(plan: Plan, allowed: bool, faults: FaultModel | None = None) -> 
         return Fold(1, refusal)
     if s.bucket_mb > 0 or s.zero >= 2:
         return Fold(1, "data-parallel traffic overlaps the replicas' own")
+    if not _alike_hardware(plan):
+        return Fold(1, "the replicas' devices differ")
     peers = [
         sorted({ins[4] for ins in plan.worker(0, r).program if ins[0] == SEND}) for r in range(s.pp)
     ]
@@ -80,6 +85,21 @@ def decide_fold(plan: Plan, allowed: bool, faults: FaultModel | None = None) -> 
     if not _own_ports(plan):
         return Fold(1, "the replicas share network adapters")
     return Fold(s.dp, f"{s.dp} identical replicas")
+
+
+def _alike_hardware(plan: Plan) -> bool:
+    """Whether every replica's devices sit in nodes of the kind replica 0's do, position
+    by position (the node's kind holds its devices and its links)."""
+    cluster = plan.cluster
+    if cluster.homogeneous:
+        return True
+
+    def kinds(d: int) -> list:
+        workers = [plan.worker(d, r) for r in range(plan.strategy.pp)]
+        return [cluster.node_spec(cluster.node_of(x)) for w in workers for x in w.devices]
+
+    first = kinds(0)
+    return all(kinds(d) == first for d in range(1, plan.strategy.dp))
 
 
 def _signature(plan: Plan, d: int, peers: list[list[int]]) -> tuple:
