@@ -16,7 +16,8 @@ are derived from the dataclasses they build (:func:`simulator.schema.keys_of`): 
 types, and the ``doc``, ``range``, ``choices`` and ``check`` of each field's
 metadata, whose allowed values come from the registries that implement them
 (collective algorithms, schedules, partitions, recomputation modes). Nothing
-here repeats them.
+here repeats them. The ``[cluster]`` table, with its nodes of several kinds,
+is read by :mod:`simulator.scenario_cluster`.
 """
 
 from __future__ import annotations
@@ -24,34 +25,32 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .arrays import ITEMSIZE, tree_bytes
 from .errors import LimitError, ScenarioError
 from .faults import FAULT_KINDS, Fault, check_faults
-from .hardware import DTYPE_BYTES, GB, TFLOPS, US, ClusterSpec, GiB, preset
+from .hardware import ClusterSpec
 from .limits import Limits, Range
 from .nn.models import model_kinds
 from .parallel.strategy import FILE_SCHEDULE, Strategy, name_check
 from .paths import file_stem, read_text
+
+# the [cluster] schemas stay importable from here, beside the others
+from .scenario_cluster import CLUSTER as CLUSTER
+from .scenario_cluster import DEVICE as DEVICE
+from .scenario_cluster import LINK as LINK
+from .scenario_cluster import NODE as NODE
+from .scenario_cluster import NUMBER, read_cluster
 from .schema import Key, Reader, keys_of, show
 from .training import COLLECTIVE_DETAILS, TrainingConfig
 
 SCHEMA_VERSION = 1
 
 
-NUMBER = (int, float)
 POS_INT = {"range": Range(lo=1, integer=True)}
-#: Rates (FLOP/s, bytes/s): from a thousandth of a unit to a billion units, so no
-#: time computed from them overflows; ``inf`` where "free" means something.
-RATE = {"range": Range(lo=1e-6, hi=1e9)}
-RATE_OR_INF = {"range": Range(lo=1e-6, hi=1e9, inf=True)}
-#: Durations in microseconds: finite, >= 0, at most 1000 s.
-DURATION = {"range": Range(lo=0, hi=1e9)}
-#: Achievable fractions of a peak.
-FRACTION = {"range": Range(lo=1e-6, hi=1)}
 
 TOP = {
     "version": Key.of(int, "scenario format version; 1", choices=(SCHEMA_VERSION,)),
@@ -65,41 +64,6 @@ TOP = {
     "strategy": Key.of(list, "the strategies to compare ([[strategy]] tables)"),
     "fault": Key.of(list, "faults to inject ([[fault]] tables)"),
     "limits": Key.of(dict, "resource limits ([limits] table)"),
-}
-CLUSTER = {
-    "preset": Key.of(str, "a hardware preset (see `python -m simulator presets`)"),
-    "nodes": Key.of(int, "number of nodes", range=Range(lo=1, hi=1e9, integer=True)),
-    "devices_per_node": Key.of(
-        int, "devices in each node", range=Range(lo=1, hi=1e6, integer=True)
-    ),
-    "nics_per_node": Key.of(
-        int,
-        "NICs per node (default one per device); devices share them evenly",
-        range=Range(lo=1, hi=1e6, integer=True),
-    ),
-    "device": Key.of(dict, "overrides of the device's datasheet figures"),
-    "intra_node": Key.of(dict, "overrides of the links inside a node"),
-    "inter_node": Key.of(dict, "overrides of the links between nodes"),
-}
-DEVICE = {
-    "peak_tflops": Key.of(NUMBER, "dense peak TFLOP/s for every dtype", **RATE),
-    **{
-        f"peak_tflops_{d}": Key.of(NUMBER, f"dense peak TFLOP/s in {d}", **RATE)
-        for d in DTYPE_BYTES
-    },
-    "memory_gib": Key.of(NUMBER, "memory capacity, GiB", range=Range(lo=1e-9, hi=1e9, inf=True)),
-    "memory_bandwidth_gbs": Key.of(NUMBER, "memory bandwidth, GB/s", **RATE_OR_INF),
-    "launch_us": Key.of(NUMBER, "overhead added to every kernel, microseconds", **DURATION),
-    "gemm_efficiency": Key.of(NUMBER, "achievable fraction of peak for GEMMs", **FRACTION),
-    "elementwise_efficiency": Key.of(NUMBER, "achievable fraction for elementwise ops", **FRACTION),
-    "normalization_efficiency": Key.of(
-        NUMBER, "achievable fraction for softmax/layernorm", **FRACTION
-    ),
-}
-LINK = {
-    "bandwidth_gbs": Key.of(NUMBER, "bandwidth per direction, GB/s", **RATE_OR_INF),
-    "latency_us": Key.of(NUMBER, "latency per message, microseconds", **DURATION),
-    "efficiency": Key.of(NUMBER, "achievable fraction of the bandwidth", **FRACTION),
 }
 TRAINING = {
     "numerics": Key.of(bool, "run the real math (true) or shapes only (false)"),
@@ -141,48 +105,6 @@ class Scenario:
 def _limits(r: Reader, data: Any, override: Mapping[str, int] | None) -> Limits:
     values = r.table(data, "[limits]", LIMITS)
     return Limits(**{**values, **(override or {})})
-
-
-def _cluster(r: Reader, data: Any) -> ClusterSpec:
-    r.table(data, "[cluster]", CLUSTER)
-    try:
-        spec = preset(data.get("preset", "toy"), data.get("nodes"))
-    except ScenarioError as err:
-        raise r.fail(f"[cluster] {err}") from None
-    shape = {k: data[k] for k in ("devices_per_node", "nics_per_node") if k in data}
-    try:
-        spec = replace(spec, **shape)
-    except ScenarioError as err:
-        raise r.fail(f"[cluster] {err}") from None
-    dev = r.table(data.get("device", {}), "[cluster.device]", DEVICE)
-    peaks = dict(spec.device.peak_flops)
-    if "peak_tflops" in dev:
-        peaks = dict.fromkeys(peaks, dev["peak_tflops"] * TFLOPS)
-    for d in DTYPE_BYTES:
-        if f"peak_tflops_{d}" in dev:
-            peaks[d] = dev[f"peak_tflops_{d}"] * TFLOPS
-    eff = dict(spec.device.efficiency)
-    for cls in eff:
-        eff[cls] = dev.get(f"{cls}_efficiency", eff[cls])
-    device = replace(
-        spec.device,
-        peak_flops=peaks,
-        memory_bytes=dev.get("memory_gib", spec.device.memory_bytes / GiB) * GiB,
-        memory_bandwidth=dev.get("memory_bandwidth_gbs", spec.device.memory_bandwidth / GB) * GB,
-        launch_overhead=dev.get("launch_us", spec.device.launch_overhead / US) * US,
-        efficiency=eff,
-    )
-    links = {}
-    for name in ("intra_node", "inter_node"):
-        link = getattr(spec, name)
-        over = r.table(data.get(name, {}), f"[cluster.{name}]", LINK)
-        links[name] = replace(
-            link,
-            bandwidth=over.get("bandwidth_gbs", link.bandwidth / GB) * GB,
-            latency=over.get("latency_us", link.latency / US) * US,
-            efficiency=over.get("efficiency", link.efficiency),
-        )
-    return replace(spec, device=device, **links)
 
 
 def _model(r: Reader, data: Any) -> Any:
@@ -336,7 +258,7 @@ def parse_scenario(
     training = TrainingConfig(**training_data, seed=data.get("seed", 0))
     if "model" not in data:
         raise r.fail('add a [model] table (kind = "mlp", "gpt" or "abstract")')
-    cluster = _cluster(r, data.get("cluster", {}))
+    cluster = read_cluster(r, data.get("cluster", {}))
     scenario = Scenario(
         name=data.get("name", Path(source).stem),
         cluster=cluster,

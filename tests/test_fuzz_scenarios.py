@@ -45,6 +45,7 @@ def _schema(path: tuple[str, ...], key: str) -> scenario.Key | None:
         (): scenario.TOP,
         ("cluster",): scenario.CLUSTER,
         ("cluster", "device"): scenario.DEVICE,
+        ("cluster", "node"): scenario.NODE,
         ("cluster", "intra_node"): scenario.LINK,
         ("cluster", "inter_node"): scenario.LINK,
         ("training",): scenario.TRAINING,
@@ -61,11 +62,13 @@ def _schema(path: tuple[str, ...], key: str) -> scenario.Key | None:
     return tables.get(path, {}).get(key)
 
 
-# where a value can go: (path of tables, key); "strategy" and "fault" mean the first table
+# where a value can go: (path of tables, key); "strategy", "fault" and "node" mean the first
+# table
 KNOWN = (
     [((), k) for k in ("name", "seed", "version")]
     + [(("cluster",), k) for k in ("preset", "nodes", "devices_per_node")]
     + [(("cluster", "device"), k) for k in scenario.DEVICE]
+    + [(("cluster", "node"), k) for k in scenario.NODE]
     + [(("cluster", "intra_node"), k) for k in scenario.LINK]
     + [(("cluster", "inter_node"), k) for k in scenario.LINK]
     + [(("training",), k) for k in scenario.TRAINING]
@@ -172,7 +175,7 @@ def put(data: dict[str, Any], where: tuple[tuple[str, ...], str], value: Any) ->
     path, key = where
     node: Any = data
     for part in path:
-        if part in ("strategy", "fault"):
+        if part in ("strategy", "fault", "node"):
             node = node.setdefault(part, [{}]) if isinstance(node.get(part, []), list) else node
             node = node[0] if isinstance(node, list) and node else node
         else:

@@ -13,6 +13,7 @@ def test_every_scenario_key_is_documented():
     tables = [
         scenario.TOP,
         scenario.CLUSTER,
+        scenario.NODE,
         scenario.DEVICE,
         scenario.LINK,
         scenario.TRAINING,
