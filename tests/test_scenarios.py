@@ -46,3 +46,17 @@ def test_gpt3_on_one_device_reports_its_breakdown_and_runs_out_of_memory():
     assert memory["activations_peak"] > L * per_layer
     assert "device 0 is out of memory" in result.metrics["message"]
     assert "optimizer 1.91 TiB" in result.metrics["message"]
+
+
+def test_heterogeneous_nodes_give_what_the_scenario_promises():
+    result = run_scenario(load_scenario(SCENARIOS[0].parent / "heterogeneous.toml"))
+    step = {r.name: r.metrics["iteration_time_s"] for r in result.results}
+    assert step["pipe-balanced"] < 0.8 * step["pipe-uniform"]
+    assert result["pipe-balanced"].metrics["folded_replicas"] == 8
+    # the H100 replicas of dp4-tp8 wait for the A100 ones; two H100 nodes alone are
+    # slower, but not by much
+    dp = result["dp4-tp8"].metrics
+    assert dp["folded_replicas"] == 1
+    h100, a100 = dp["devices"][0], dp["devices"][16]
+    assert h100["bubble_s"] > 0.3 * dp["iteration_time_s"] > 1e9 * a100["bubble_s"]
+    assert step["dp4-tp8"] < step["dp2-tp8-h100"] < 1.2 * step["dp4-tp8"]
