@@ -128,8 +128,9 @@ def predicted_time(
     A flat formula applies when the whole group sits in one node (one link
     class; channels change nothing there, see :mod:`.ring`); the two-level
     formula applies to hierarchical all-reduce over whole nodes with a NIC per
-    device. Flat algorithms across nodes mix link classes and channels, and no
-    single formula describes them (:mod:`.tuner` estimates them).
+    device, all of one kind. Flat algorithms across nodes mix link classes and
+    channels, and no single formula describes them (:mod:`.tuner` estimates
+    them).
     """
     _check(cluster, devices, nbytes)
     lookup(op, algorithm)
@@ -141,7 +142,7 @@ def predicted_time(
         require_power_of_two(devices, op, algorithm)
     per_node = cluster.devices_per_node
     if (op, algorithm) == ("all_reduce", "hierarchical") and devices > per_node:
-        if devices % per_node or cluster.nics != per_node:
+        if devices % per_node or cluster.nics != per_node or not cluster.homogeneous:
             return None
         return closed_forms.two_level_all_reduce(
             per_node,
