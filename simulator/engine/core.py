@@ -32,12 +32,12 @@ from typing import Any
 
 import simpy
 
-from ..hardware import ClusterSpec, DeviceSpec
+from ..hardware import ClusterSpec
 from ..tape import ComputeSegment
 from ..trace import COMM, COMPUTE, NO_PEER, Trace
 from ..transfer import TransferPlan
 from .channel import Channel
-from .cost import Cost, CostModel, LockstepCost
+from .cost import Cost, Costs
 from .memory import MemoryLedger
 from .network import Network
 
@@ -67,10 +67,9 @@ class Engine:
         self.cluster = cluster
         self.env = simpy.Environment()
         self.network = Network(cluster)
+        self.costs = Costs(cluster)
         #: node 0's devices (every device's, when the nodes are alike)
-        self.cost = CostModel(cluster.device)
-        self._models: dict[DeviceSpec, CostModel] = {cluster.device: self.cost}
-        self._costs: dict[tuple[DeviceSpec, ...], Cost] = {}
+        self.cost = self.costs.default
         self.trace = Trace()
         self.collective_detail = collective_detail
         self.memory = Ledgers(self)
@@ -106,21 +105,9 @@ class Engine:
             channel.flush()
 
     def cost_of(self, devices: tuple[int, ...]) -> Cost:
-        """What prices the compute of a lockstep group on ``devices``: the cost model of
-        their kind of device, or a :class:`~.cost.LockstepCost` when they differ. The
-        same object for the same kinds, so priced work may be cached by it."""
-        cluster = self.cluster
-        if cluster.homogeneous:
-            return self.cost
-        specs = tuple(cluster.device_of(d) for d in devices)
-        cost = self._costs.get(specs)
-        if cost is None:
-            models = [
-                self._models.get(s) or self._models.setdefault(s, CostModel(s)) for s in specs
-            ]
-            alike = all(m is models[0] for m in models)
-            cost = self._costs[specs] = models[0] if alike else LockstepCost(models)
-        return cost
+        """What prices the compute of a lockstep group on ``devices``
+        (:meth:`~.cost.Costs.of`)."""
+        return self.costs.of(devices)
 
     def ledger(self, devices: tuple[int, ...]) -> MemoryLedger:
         """The ledger shared by ``devices`` (which work in lockstep), created on first use,

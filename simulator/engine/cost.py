@@ -12,14 +12,14 @@ of peak for the op class, see :mod:`simulator.hardware`). A kernel of class
 A lockstep group (a tensor-parallel worker) whose devices are of different
 kinds -- its ranks on an A100 node and an H100 node -- is priced by
 :class:`LockstepCost`: every rank on its own device, and the group at the
-pace of its slowest rank.
+pace of its slowest rank. :class:`Costs` hands every group its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..hardware import DeviceSpec
+from ..hardware import ClusterSpec, DeviceSpec
 from ..tape import ComputeSegment, Kernel
 
 
@@ -81,3 +81,36 @@ class LockstepCost:
 
 #: What prices a worker's compute: one kind of device, or a group of several.
 Cost = CostModel | LockstepCost
+
+
+class Costs:
+    """What prices each group of devices of one cluster: one :class:`CostModel` per
+    kind of device, shared, and a :class:`LockstepCost` for a group over several.
+
+    :meth:`of` returns the same object for the same kinds of device, so work
+    priced on a group may be cached by it (an H100 group never reuses what an
+    A100 group's tape cost).
+    """
+
+    def __init__(self, cluster: ClusterSpec) -> None:
+        self.cluster = cluster
+        #: node 0's kind (every device's, when the nodes are alike)
+        self.default = CostModel(cluster.device)
+        self._models: dict[DeviceSpec, CostModel] = {cluster.device: self.default}
+        self._groups: dict[tuple[DeviceSpec, ...], Cost] = {}
+
+    def of(self, devices: tuple[int, ...]) -> Cost:
+        """The cost of a lockstep group on ``devices`` (rank ``r`` on ``devices[r]``)."""
+        cluster = self.cluster
+        if cluster.homogeneous:
+            return self.default
+        kinds = tuple(cluster.device_of(d) for d in devices)
+        cost = self._groups.get(kinds)
+        if cost is None:
+            for kind in kinds:
+                if kind not in self._models:
+                    self._models[kind] = CostModel(kind)
+            models = [self._models[kind] for kind in kinds]
+            alike = all(m is models[0] for m in models)
+            cost = self._groups[kinds] = models[0] if alike else LockstepCost(models)
+        return cost
