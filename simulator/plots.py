@@ -102,7 +102,7 @@ def memory(result: Any, path: str | Path | None = None) -> Figure | None:
     ledgers = {d: rt.engine.memory[d] for d in devices}
     peak = max(ledger.peak for ledger in ledgers.values())
     scale_b, unit_b = _bytes_unit(peak)
-    capacity = min(ledger.capacity for ledger in ledgers.values())
+    capacity = min(rt.engine.memory[d].capacity for d in shown)
     show_capacity = capacity <= 3 * peak
     cols = 1 if len(devices) == 1 else 2
     rows = -(-len(devices) // cols)

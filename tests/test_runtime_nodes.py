@@ -200,3 +200,21 @@ def test_balanced_stages_give_the_faster_node_more_layers():
     # on alike nodes the same model splits evenly
     alike = run_strategy(kinds(1, 1), model, training(), Strategy("b", pp=2, microbatches=4))
     assert [len(r) for r in alike.plan.stages] == [3, 3]
+
+
+def test_pictures_draw_the_smallest_capacity_of_what_they_show():
+    import matplotlib
+
+    from simulator import plots
+    from simulator.experiment import ScenarioResult
+
+    # node 1's devices hold 16 KiB, near the 11 KiB a replica needs: the line is drawn
+    cluster = kinds(1, 1, memory=16384.0)
+    result = run_strategy(cluster, MLPConfig(2, 16), training(), Strategy("dp", dp=2))
+    assert result.status == "ok"
+
+    def texts(fig) -> str:
+        return " ".join(t.get_text() for t in fig.findobj(matplotlib.text.Text))
+
+    assert "device capacity 16.00 KiB" in texts(plots.memory(result))
+    assert "device capacity 16.00 KiB" in texts(plots.compare(ScenarioResult("x", [result])))
