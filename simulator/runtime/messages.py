@@ -65,6 +65,8 @@ class Mailbox:
         self.slots: list[Any] = [None] * size
         #: (sender, what, stage) -> its channel: the same message every micro-batch
         self._channels: dict[tuple[int, int, int], Channel] = {}
+        #: shape-only: the all-gather of a channel's scattered pieces, by the pieces
+        self._gathers: dict[tuple[int, Any], tuple[list[Any], Any]] = {}
 
     def reset(self) -> None:
         self.slots = [None] * len(self.slots)
@@ -164,13 +166,19 @@ class Mailbox:
     def _gather(self, sw: SimWorker, scattered: list[Any], payloads: list[Any]) -> Process:
         """All-gather the scattered pieces over the receivers' tensor-parallel group."""
         rt = self.rt
-        if rt.shape_only:  # the gathered shapes are the sent ones
-            _, plan = comm.all_gather(scattered[0])
+        layout = sw.layout
+        if rt.shape_only:  # the gathered shapes are the sent ones, every micro-batch
+            key = (id(scattered), layout)
+            hit = self._gathers.get(key)
+            if hit is None:
+                _, plan = comm.collective("all_gather", scattered[0], layout=layout)
+                hit = self._gathers[key] = (scattered, plan)  # keeps the pieces alive
+            plan = hit[1]
             gathered = payloads
         else:
             gathered = []
             for pieces, whole in zip(scattered, payloads, strict=True):
-                outs, plan = comm.all_gather(pieces)
+                outs, plan = comm.collective("all_gather", pieces, layout=layout)
                 gathered.append([g.reshape(x.shape) for g, x in zip(outs, whole, strict=True)])
         end = rt.engine.collective(plan, sw.devices, "tp", "pp all-gather", shown=sw.shown)
         yield from rt.replay.wait(sw, end, "the all-gather of a scattered message")

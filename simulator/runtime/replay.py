@@ -44,6 +44,12 @@ class Replay:
         #: shape-only: results and tapes of code whose shapes never change, by key
         self.tapes: dict[tuple, tuple[Any, CompiledTape]] = {}
         self._labels: dict[tuple, int] = {}
+        #: collectives booked as one block: each worker's booking of each tape's
+        #: collective, worked out once (:meth:`simulator.engine.Engine.fused`)
+        #: (shape-only tapes are priced once, so their collectives repeat)
+        self.fused = self.engine.collective_detail == "fused" and runtime.shape_only
+        self._bookings: dict[tuple[int, int], Any] = {}
+        self._calls: list[Any] = []
 
     # -- pricing ---------------------------------------------------------------------
     def price(
@@ -115,7 +121,17 @@ class Replay:
                 yield env.timeout(seconds)
             elif kind == COLLECTIVE:
                 call = item[1]
-                end = engine.collective(call.plan, sw.devices, call.kind, call.label, sw.shown)
+                if self.fused:
+                    booking = self._bookings.get((id(call), sw.index))
+                    if booking is None:
+                        booking = engine.fused(
+                            call.plan, sw.devices, call.kind, call.label, sw.shown
+                        )
+                        self._bookings[id(call), sw.index] = booking
+                        self._calls.append(call)  # alive as long as its id is a key
+                    end = engine.book(booking) if call.plan.transfers else env.now
+                else:
+                    end = engine.collective(call.plan, sw.devices, call.kind, call.label, sw.shown)
                 if call.handle >= 0:
                     pending[call.handle] = end
                 else:
