@@ -127,7 +127,7 @@ def lower(
     for a in actions:
         s, kind, k = a
         code = 4 * s + kind_code[kind]
-        if kind is Kind.F:
+        if kind == Kind.F:
             inbox = (s - 1) * m + k if s > 0 else -1
             outbox = s * m + k if s < last else -1
             src, dst = before[s], after[s]
@@ -136,7 +136,7 @@ def lower(
             append((COMPUTE, a, inbox, outbox, dst >= 0, code))
             if dst >= 0:
                 append((SEND, ACTIVATION, s, k, dst, outbox))
-        elif kind is Kind.W:
+        elif kind == Kind.W:
             append((COMPUTE, a, -1, -1, False, code))
         else:
             inbox = gradients + (s + 1) * m + k if s < last else -1
