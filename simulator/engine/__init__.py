@@ -1,4 +1,18 @@
-"""The SimPy core: devices (compute stream, memory ledger), links and their costs."""
+"""The SimPy core: devices, links and their costs. It knows no model, strategy or
+collective algorithm, only time, ports and bytes.
+
+* :mod:`.core` -- :class:`Engine`: the clock, compute streams, memory ledgers
+  and the trace of one run; it books what the layers above ask for;
+* :mod:`.cost` -- :class:`CostModel`: a kernel's time on a device's roofline
+  (``launch + max(flops / (peak x efficiency), bytes / bandwidth)``);
+* :mod:`.network` -- the topology: ports of NVLink and NICs, routes, and when
+  each port is free (contention);
+* :mod:`.booking` -- a transfer plan (:class:`~simulator.transfer.TransferPlan`)
+  placed on devices and booked on their ports;
+* :mod:`.channel` -- a stream of equal pipeline messages between two groups;
+* :mod:`.memory` -- :class:`MemoryLedger`: bytes by category over time, the
+  peak, and a clear out-of-memory error.
+"""
 
 from .core import Engine, Process
 from .cost import CostModel

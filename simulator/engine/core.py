@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Generator
-from typing import Any
+from typing import Any, NamedTuple
 
 import simpy
 
@@ -58,6 +58,19 @@ class Ledgers(dict[int, MemoryLedger]):
         return self._engine.ledger((device,))
 
 
+class FusedCollective(NamedTuple):
+    """A collective booked as one block, all but its start worked out
+    (:meth:`Engine.fused`): the ports it holds for ``duration``, its trace track,
+    and the key its bytes are counted under."""
+
+    devices: tuple[int, ...]
+    ports: tuple[int, ...]
+    duration: float
+    track: int
+    count: tuple
+    mirrored: bool
+
+
 class Engine:
     """Devices, links and the clock of one simulation."""
 
@@ -78,7 +91,8 @@ class Engine:
         self._comm_bytes: defaultdict[str, int] = defaultdict(int)
         self.channels: list[Channel] = []
         self._fused: dict[tuple[TransferPlan, tuple[int, ...]], tuple[float, tuple[int, ...]]] = {}
-        self._counted: dict[tuple, tuple[list[tuple[int, int]], int]] = {}
+        #: (shown, sent, kind, to) -> how many times those bytes were sent, not yet counted
+        self._counts: dict[tuple, int] = {}
         #: port -> when the traffic that folded replicas mirror (their own) last ends there
         self.own_free: dict[int, float] = {}
 
@@ -99,10 +113,11 @@ class Engine:
         return self._comm_bytes
 
     def count_channels(self) -> None:
-        """Add the bytes of the channels' messages to the counters (channels count
-        messages, not bytes, while they send)."""
+        """Add the bytes sent since the last call to the counters (channels and
+        collectives count messages, not bytes, while they send)."""
         for channel in self.channels:
             channel.flush()
+        self._flush_counts()
 
     def cost_of(self, devices: tuple[int, ...]) -> Cost:
         """What prices the compute of a lockstep group on ``devices``
@@ -164,21 +179,21 @@ class Engine:
         to: tuple[int, ...] | None = None,
     ) -> None:
         """Charge the bytes every device of ``shown`` sent (``sent`` per timed rank); a
-        device sending to itself (``to``) sends nothing."""
-        key = (shown, sent, to)
-        counted = self._counted.get(key)
-        if counted is None:
+        device sending to itself (``to``) sends nothing. Counted when the counters are
+        read (:meth:`count_channels`): a collective repeated every layer costs a tally."""
+        key = (shown, sent, kind, to)
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def _flush_counts(self) -> None:
+        bytes_sent, comm_bytes = self._bytes_sent, self._comm_bytes
+        for (shown, sent, kind, to), times in self._counts.items():
             per = (sent,) if isinstance(sent, int) else sent
-            pairs = [
-                (d, per[i % len(per)])
-                for i, d in enumerate(shown)
-                if to is None or to[i] != d
-            ]  # fmt: skip
-            counted = self._counted[key] = (pairs, sum(b for _, b in pairs))
-        bytes_sent = self._bytes_sent
-        for d, b in counted[0]:
-            bytes_sent[d] += b
-        self._comm_bytes[kind] += counted[1]
+            for i, d in enumerate(shown):
+                if to is None or to[i] != d:
+                    b = per[i % len(per)] * times
+                    bytes_sent[d] += b
+                    comm_bytes[kind] += b
+        self._counts.clear()
 
     def send(
         self,
@@ -249,13 +264,13 @@ class Engine:
         now = self.env.now
         if not plan.transfers:
             return now
-        trace, network = self.trace, self.network
-        mirrored = bool(network.mirror) and shown is not None and shown != devices
-        if network.mirror and not mirrored:
-            network.catch_up(devices, self.own_free)
-        shown = shown or devices
-        self._count(shown, plan.bytes_by_rank, kind)
         if self.collective_detail == "steps":
+            trace, network = self.trace, self.network
+            mirrored = bool(network.mirror) and shown is not None and shown != devices
+            if network.mirror and not mirrored:
+                network.catch_up(devices, self.own_free)
+            shown = shown or devices
+            self._count(shown, plan.bytes_by_rank, kind)
             times = network.time_plan(plan, devices, now)
             if mirrored:
                 for t, (_, end) in zip(plan.transfers, times, strict=True):
@@ -273,6 +288,22 @@ class Engine:
                 dst = trace.group_id(tuple(shown[c * p + t.dst] for c in range(copies)))
                 trace.record(trace.track_id(src, label, dst), start, end)
             return max(end for _, end in times)
+        return self.book(self.fused(plan, devices, kind, name, shown))
+
+    def fused(
+        self,
+        plan: TransferPlan,
+        devices: tuple[int, ...],
+        kind: str,
+        name: str,
+        shown: tuple[int, ...] | None = None,
+    ) -> FusedCollective:
+        """Everything about booking ``plan`` over ``devices`` as one block that does not
+        depend on when (``collective_detail = "fused"``): a caller that runs the same
+        collective again and again keeps it and hands it to :meth:`book`."""
+        network, trace = self.network, self.trace
+        mirrored = bool(network.mirror) and shown is not None and shown != devices
+        shown = shown or devices
         key = (plan, devices)
         cached = self._fused.get(key)
         if cached is None:
@@ -281,10 +312,6 @@ class Engine:
                 network.ports_of(plan, devices),
             )
         duration, ports = cached
-        start, end = network.reserve_block(ports, now, duration)
-        if mirrored:
-            for p in ports:
-                self.own_free[p] = end
         sent = plan.bytes_by_rank
         label = trace.label_id(
             COMM,
@@ -294,5 +321,20 @@ class Engine:
             op=plan.op,
             algorithm=plan.algorithm,
         )
-        trace.record(trace.track_id(trace.group_id(shown), label, NO_PEER), start, end)
+        track = trace.track_id(trace.group_id(shown), label, NO_PEER)
+        return FusedCollective(devices, ports, duration, track, (shown, sent, kind, None), mirrored)
+
+    def book(self, f: FusedCollective) -> float:
+        """Run a fused collective (:meth:`fused`) from now; returns its end time."""
+        network = self.network
+        if network.mirror and not f.mirrored:
+            network.catch_up(f.devices, self.own_free)
+        counts = self._counts
+        counts[f.count] = counts.get(f.count, 0) + 1
+        start, end = network.reserve_block(f.ports, self.env.now, f.duration)
+        if f.mirrored:
+            own = self.own_free
+            for p in f.ports:
+                own[p] = end
+        self.trace.record(f.track, start, end)
         return end

@@ -200,7 +200,8 @@ class Network:
     ) -> tuple[float, float]:
         """Book a set of ports together for ``seconds`` (a fused collective)."""
         free = self.free_at
-        start = max([ready, *(free[p] for p in ports)])
+        busy = max(map(free.__getitem__, ports), default=ready)
+        start = busy if busy > ready else ready
         end = start + seconds
         for p in ports:
             free[p] = end

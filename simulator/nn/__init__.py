@@ -1,4 +1,20 @@
-"""Layers with explicit forward/backward, models, losses, optimizers and data."""
+"""Single-device training in numpy: layers, models, losses, optimizers and data.
+It knows no strategy; everything parallel builds on it from above.
+
+* :mod:`.layers` -- the layer protocol, ``y, ctx = forward(x)``,
+  ``dx, wctx = backward_input(dy, ctx)``, ``backward_weight(wctx)`` (DESIGN.md,
+  key decision 1), and :class:`Linear`, :class:`ReLU`, :class:`GELU`;
+* :mod:`.combinators` -- :class:`Sequential` and :class:`Residual`, whose mixins
+  also serve the tensor-parallel blocks;
+* the transformer's parts: :mod:`.norm`, :mod:`.attention`, :mod:`.dropout`,
+  :mod:`.embedding`, :mod:`.transformer`; the losses :mod:`.loss` and
+  :mod:`.cross_entropy`; parameters (:mod:`.param`) and optimizers
+  (:mod:`.optim`);
+* the models: :mod:`.config` (:class:`~.config.ModelConfig`, the contract every
+  model kind keeps), :mod:`.models` (the MLP), :mod:`.gpt`, :mod:`.abstract`
+  (stage times only); their data: :mod:`.data`, :mod:`.text`, and the
+  micro-batch context dropout reads (:mod:`.context`).
+"""
 
 from .attention import AttentionCore
 from .combinators import Residual, Sequential

@@ -10,7 +10,7 @@ into one program per worker.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -180,18 +180,30 @@ def build_plan(
     workers: list[Worker] = []
     tied: list[TiedPair] = []
     # copies before any chunk is built: building may give a block its own copy of a
-    # tied weight, and every replica must start from the same untouched model
-    # (shape-only models are cheap to copy: their arrays hold no data)
-    replicas = [model if d == 0 else copy.deepcopy(model) for d in range(s.dp)]
-    for d, replica in enumerate(replicas):
+    # tied weight, and every replica must start from the same untouched model. A
+    # shape-only replica holds no numbers, only shapes, the same in every replica:
+    # the replicas share replica 0's chunks (planning stays independent of dp).
+    built = 1 if shape_only else s.dp
+    tied0: list[TiedPair] = []  # replica 0's
+    replicas = [model if d == 0 else copy.deepcopy(model) for d in range(built)]
+    for d in range(s.dp):
+        base = d * s.pp
         for r in range(s.pp):
             devices = tuple(mesh.device(dp=d, tp=t, pp=r) for t in range(s.tp))
             workers.append(Worker(len(workers), d, r, devices))
+        if d >= built:  # a shape-only replica: replica 0's chunks and tied pairs
+            for r in range(s.pp):
+                workers[base + r].chunks = workers[r].chunks
+            tied += [replace(t, owner=base + t.owner, user=base + t.user) for t in tied0]
+            continue
         for c, blocks in enumerate(stages):
-            loss = parallel_loss(replica.loss, s) if c == num_stages - 1 else None
-            chunk = Chunk(c, [parallelize(replica.blocks[i], s) for i in blocks], loss, s.recompute)
-            workers[d * s.pp + stage_rank[c]].chunks[c] = chunk
-        tied += tie_copies(workers[d * s.pp : (d + 1) * s.pp])
+            loss = parallel_loss(replicas[d].loss, s) if c == num_stages - 1 else None
+            blocks_of = [parallelize(replicas[d].blocks[i], s) for i in blocks]
+            workers[base + stage_rank[c]].chunks[c] = Chunk(c, blocks_of, loss, s.recompute)
+        pairs = tie_copies(workers[base : base + s.pp])
+        if d == 0:
+            tied0 = pairs
+        tied += pairs
     # one program per pipeline rank, shared by its replicas (programs name ranks)
     programs = [lower(schedule.actions(r), r, stage_rank, s.microbatches) for r in range(s.pp)]
     variant = get_variant(s.data_parallel)

@@ -117,6 +117,11 @@ def lower(
     m = microbatches
     gradients = (last + 1) * m  # message ids: activations first, then gradients
     kind_code = {kind: i for i, kind in enumerate(KINDS)}
+    # per stage, once: the rank before and after it, when that is another rank
+    before = [stage_rank[s - 1] if s > 0 and stage_rank[s - 1] != rank else -1
+              for s in range(last + 1)]  # fmt: skip
+    after = [stage_rank[s + 1] if s < last and stage_rank[s + 1] != rank else -1
+             for s in range(last + 1)]  # fmt: skip
     program: list[tuple] = []
     append = program.append
     for a in actions:
@@ -125,22 +130,22 @@ def lower(
         if kind == Kind.F:
             inbox = (s - 1) * m + k if s > 0 else -1
             outbox = s * m + k if s < last else -1
-            if s > 0 and stage_rank[s - 1] != rank:
-                append((RECV, ACTIVATION, s - 1, k, stage_rank[s - 1], inbox))
-            sends = s < last and stage_rank[s + 1] != rank
-            append((COMPUTE, a, inbox, outbox, sends, code))
-            if sends:
-                append((SEND, ACTIVATION, s, k, stage_rank[s + 1], outbox))
+            src, dst = before[s], after[s]
+            if src >= 0:
+                append((RECV, ACTIVATION, s - 1, k, src, inbox))
+            append((COMPUTE, a, inbox, outbox, dst >= 0, code))
+            if dst >= 0:
+                append((SEND, ACTIVATION, s, k, dst, outbox))
         elif kind == Kind.W:
             append((COMPUTE, a, -1, -1, False, code))
         else:
             inbox = gradients + (s + 1) * m + k if s < last else -1
             outbox = gradients + s * m + k if s > 0 else -1
-            if s < last and stage_rank[s + 1] != rank:
-                append((RECV, GRADIENT, s + 1, k, stage_rank[s + 1], inbox))
-            sends = s > 0 and stage_rank[s - 1] != rank
-            append((COMPUTE, a, inbox, outbox, sends, code))
-            if sends:
-                append((SEND, GRADIENT, s, k, stage_rank[s - 1], outbox))
+            src, dst = after[s], before[s]
+            if src >= 0:
+                append((RECV, GRADIENT, s + 1, k, src, inbox))
+            append((COMPUTE, a, inbox, outbox, dst >= 0, code))
+            if dst >= 0:
+                append((SEND, GRADIENT, s, k, dst, outbox))
     program += [(SYNC,), (STEP,)]
     return program

@@ -56,6 +56,9 @@ def scatter(payloads: list[list[Any]]) -> list[list[Any]]:
 _NAMES = ("act {stage}/{{mb}}", "grad {stage}/{{mb}}")
 
 
+_GATHER = "pp all-gather"
+
+
 class Mailbox:
     """The message slots of one step (see the module docstring)."""
 
@@ -65,6 +68,9 @@ class Mailbox:
         self.slots: list[Any] = [None] * size
         #: (sender, what, stage) -> its channel: the same message every micro-batch
         self._channels: dict[tuple[int, int, int], Channel] = {}
+        #: shape-only: the all-gather of a channel's scattered pieces on a worker, by the
+        #: pieces and the worker
+        self._gathers: dict[tuple[int, int], tuple[list[Any], Any, Any]] = {}
 
     def reset(self) -> None:
         self.slots = [None] * len(self.slots)
@@ -164,14 +170,28 @@ class Mailbox:
     def _gather(self, sw: SimWorker, scattered: list[Any], payloads: list[Any]) -> Process:
         """All-gather the scattered pieces over the receivers' tensor-parallel group."""
         rt = self.rt
-        if rt.shape_only:  # the gathered shapes are the sent ones
-            _, plan = comm.all_gather(scattered[0])
+        layout = sw.layout
+        engine = rt.engine
+        if rt.shape_only:  # the gathered shapes are the sent ones, every micro-batch
+            key = (id(scattered), sw.index)
+            hit = self._gathers.get(key)
+            if hit is None:
+                _, plan = comm.collective("all_gather", scattered[0], layout=layout)
+                booking = None
+                if engine.collective_detail == "fused" and plan.transfers:
+                    booking = engine.fused(plan, sw.devices, "tp", _GATHER, sw.shown)
+                hit = self._gathers[key] = (scattered, plan, booking)  # keeps the pieces alive
+            _, plan, booking = hit
             gathered = payloads
+            if booking is not None:
+                end = engine.book(booking)
+            else:
+                end = engine.collective(plan, sw.devices, "tp", _GATHER, shown=sw.shown)
         else:
             gathered = []
             for pieces, whole in zip(scattered, payloads, strict=True):
-                outs, plan = comm.all_gather(pieces)
+                outs, plan = comm.collective("all_gather", pieces, layout=layout)
                 gathered.append([g.reshape(x.shape) for g, x in zip(outs, whole, strict=True)])
-        end = rt.engine.collective(plan, sw.devices, "tp", "pp all-gather", shown=sw.shown)
+            end = engine.collective(plan, sw.devices, "tp", _GATHER, shown=sw.shown)
         yield from rt.replay.wait(sw, end, "the all-gather of a scattered message")
         return gathered

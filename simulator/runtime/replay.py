@@ -45,6 +45,12 @@ class Replay:
         #: layout and cost
         self.tapes: dict[tuple, tuple[Any, CompiledTape]] = {}
         self._labels: dict[tuple, int] = {}
+        #: shape-only tapes are priced once and replayed again and again: their
+        #: scripts (:meth:`_script`) are kept, with each collective booked as one block
+        #: worked out once (:meth:`simulator.engine.Engine.fused`) when so timed
+        self.repeats = runtime.shape_only
+        self.fused = self.engine.collective_detail == "fused" and runtime.shape_only
+        self._scripts: dict[tuple[int, int], tuple[CompiledTape, list[tuple]]] = {}
 
     # -- pricing ---------------------------------------------------------------------
     def price(self, fn: Callable[[], Any], sw: SimWorker) -> tuple[Any, CompiledTape]:
@@ -84,15 +90,6 @@ class Replay:
             self._labels[key] = label
         return label
 
-    def row(
-        self, sw: SimWorker, action: Action | str, tag: str, seconds: float, cat: str = ""
-    ) -> None:
-        """One compute row in the trace, from now, for ``seconds``."""
-        now = self.env.now
-        mb = action.mb if isinstance(action, Action) else -1
-        trace = self.engine.trace
-        trace.record(trace.track_id(sw.group, self.label(action, tag, cat)), now, now + seconds, mb)
-
     # -- replay ----------------------------------------------------------------------
     def run(
         self, sw: SimWorker, compiled: CompiledTape, action: Action | str, cat: str = ""
@@ -102,29 +99,68 @@ class Replay:
         of kind ``cat``."""
         env, engine = self.env, self.engine
         self.rt.tally.flops(sw, compiled)
+        mb = action.mb if isinstance(action, Action) else -1
+        record = engine.trace.record
         pending: dict[int, float] = {}  # asynchronous collectives: handle -> end
-        for item in compiled.items:
-            kind = item[0]
+        for step in self._script(sw, compiled, action, cat):
+            kind = step[0]
             if kind == SEGMENT:
-                _, seconds, tag = item
+                _, seconds, track = step
                 if sw.pace is not None:
                     seconds = sw.pace(seconds)
-                self.row(sw, action, tag, seconds, cat)
+                now = env.now
+                record(track, now, now + seconds, mb)
                 sw.compute_s += seconds
                 yield env.timeout(seconds)
             elif kind == COLLECTIVE:
-                call = item[1]
-                end = engine.collective(call.plan, sw.devices, call.kind, call.label, sw.shown)
+                _, call, booking = step
+                if booking is not None:
+                    end = engine.book(booking)
+                elif call.plan.transfers:
+                    end = engine.collective(call.plan, sw.devices, call.kind, call.label, sw.shown)
+                else:
+                    end = env.now
                 if call.handle >= 0:
                     pending[call.handle] = end
                 else:
                     yield from self.wait(sw, end, f"a {call.op} of its group")
             elif kind == WAIT:
-                yield from self.wait(sw, pending.pop(item[1]), "an asynchronous collective")
+                yield from self.wait(sw, pending.pop(step[1]), "an asynchronous collective")
             elif kind == MARK:
-                hook = self.rt.sync.on_mark(sw, item[1])
+                hook = self.rt.sync.on_mark(sw, step[1])
                 if hook is not None:
                     yield from hook
+
+    def _script(
+        self, sw: SimWorker, compiled: CompiledTape, action: Action | str, cat: str
+    ) -> list[tuple]:
+        """The tape's items with what they need on ``sw`` worked out: a segment's trace
+        track, a collective's booking (``collective_detail = "fused"``). Shape-only
+        tapes repeat, so their scripts are kept, one per tape and worker."""
+        key = (id(compiled), sw.index)
+        if self.repeats:
+            hit = self._scripts.get(key)
+            if hit is not None and hit[0] is compiled:
+                return hit[1]
+        trace, engine = self.engine.trace, self.engine
+        script: list[tuple] = []
+        for item in compiled.items:
+            kind = item[0]
+            if kind == SEGMENT:
+                _, seconds, tag = item
+                track = trace.track_id(sw.group, self.label(action, tag, cat))
+                script.append((SEGMENT, seconds, track))
+            elif kind == COLLECTIVE:
+                call = item[1]
+                booking = None
+                if self.fused and call.plan.transfers:
+                    booking = engine.fused(call.plan, sw.devices, call.kind, call.label, sw.shown)
+                script.append((COLLECTIVE, call, booking))
+            else:
+                script.append(item)
+        if self.repeats:
+            self._scripts[key] = (compiled, script)  # the tape stays alive with its id
+        return script
 
     def wait(self, sw: SimWorker, end: float, what: str) -> Process:
         """Block ``sw`` until its own group's collective ends: exposed communication."""
