@@ -73,6 +73,27 @@ def test_a_slow_link_carries_factor_times_its_bandwidth():
     assert slowed == pytest.approx(link.latency + nbytes / (0.25 * link.effective_bandwidth))
 
 
+@pytest.mark.parametrize("detail", ["fused", "steps"])
+def test_slow_links_slow_the_collectives_that_cross_them(detail):
+    # every port of a single-switch node slowed by 4: the gradient all-reduce takes what
+    # it takes on links of a quarter of the bandwidth
+    cluster = preset("toy")
+    quarter = replace(
+        cluster, intra_node=replace(cluster.intra_node, bandwidth=cluster.intra_node.bandwidth / 4)
+    )
+    training = {"global_batch": 8, "steps": 1, "collective_detail": detail}
+    dp4 = Strategy("dp", dp=4, allreduce_algorithm="ring")
+
+    def all_reduce_s(c, faults=()):
+        result = run_strategy(c, MLP, TrainingConfig(**training), dp4, faults=faults)
+        spans = [e for e in result.trace.events if e.cat == "dp" and e.device == 0]
+        return max(e.end for e in spans) - min(e.start for e in spans)
+
+    slowed = all_reduce_s(cluster, [SlowLink(factor=0.25, device=d) for d in range(4)])
+    assert slowed == pytest.approx(all_reduce_s(quarter), rel=1e-12)
+    assert slowed > all_reduce_s(cluster)
+
+
 def test_a_failed_device_stops_the_run_and_names_who_waits_for_it():
     cluster = replace(preset("toy"), nodes=1)
     result = run_strategy(

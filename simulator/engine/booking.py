@@ -12,6 +12,7 @@ vector operations, any other round message by message, in order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,8 +36,17 @@ class PlacedPlan:
     on the ports' current state.
     """
 
-    def __init__(self, cluster: ClusterSpec, plan: TransferPlan, devices: tuple[int, ...]) -> None:
+    def __init__(
+        self,
+        cluster: ClusterSpec,
+        plan: TransferPlan,
+        devices: tuple[int, ...],
+        link_factor: Callable[[int, int, bool], float] | None = None,
+    ) -> None:
         self.plan = plan
+        self.devices = devices
+        #: ``(src, dst, inter_node) -> bandwidth multiplier`` of degraded links (faults)
+        self.link_factor = link_factor
         dev = np.asarray(devices, dtype=np.int64)
         per_node, nics = cluster.devices_per_node, cluster.nics
         self.node = dev // per_node
@@ -91,6 +101,11 @@ class PlacedPlan:
             share = np.maximum(self.share[out], self.share[into])
             per_byte = share / np.where(inside, bw_intra[src],
                                         np.minimum(bw_inter[src], bw_inter[dst]))  # fmt: skip
+            if self.link_factor is not None:  # a slow link stretches what crosses it
+                ds = self.devices
+                factor = np.array([self.link_factor(ds[a], ds[b], not i) for a, b, i in zip(
+                    src.tolist(), dst.tolist(), inside.tolist(), strict=True)])  # fmt: skip
+                per_byte = per_byte / factor
             c, channels = r.channel, self.plan.channels
             lane_out, lane_in = out * channels + c, into * channels + c
             n = len(out)

@@ -176,7 +176,7 @@ class Network:
         key = (plan, devices)
         hit = self._placed.get(key)
         if hit is None:
-            hit = self._placed[key] = PlacedPlan(self.cluster, plan, devices)
+            hit = self._placed[key] = PlacedPlan(self.cluster, plan, devices, self.link_factor)
         return hit
 
     def catch_up(self, devices: tuple[int, ...], own: dict[int, float]) -> None:
