@@ -30,7 +30,7 @@ from .executor import Task, run_tasks
 from .files import load_plan
 from .prune import Pruner
 from .results import PlanResult, make_row, sort_key
-from .space import SearchSpace, layout_name, layouts
+from .space import SearchSpace, layout_groups, layout_name
 
 
 def plan(
@@ -98,7 +98,9 @@ def plan(
     pruner = Pruner(cluster, model, training)
     survivors = [
         (dataclasses.replace(s, name=layout_name(s)), estimate)
-        for s, estimate in pruner.survivors(layouts(devices, training.global_batch, search, base))
+        for s, estimate in pruner.survivors_of_groups(
+            layout_groups(devices, training.global_batch, search, base)
+        )
     ]
     tasks = [Task(cluster, model, training, s) for s, _ in survivors]
     outcome = run_tasks(tasks, workers=workers, dask=dask, progress=progress, label="plan")

@@ -30,6 +30,7 @@ is the slowest check.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator
@@ -89,6 +90,7 @@ class Pruner:
         self.pruned: Counter[str] = Counter()
         self.checked = 0
         self._cache: dict[Hashable, Any] = {}
+        self._rules: dict[str, str] = {}
 
     def survivors(self, layouts: Iterable[Strategy]) -> Iterator[tuple[Strategy, float]]:
         """The layouts that pass every check, each with its memory estimate (bytes)."""
@@ -97,12 +99,40 @@ class Pruner:
             try:
                 estimate = self.estimate(s)
             except SimulatorError as err:
-                self.pruned[rule_of(err)] += 1
+                self.pruned[self._rule(err)] += 1
                 continue
             if estimate > self.capacity:
                 self.pruned[MEMORY_RULE] += 1
                 continue
             yield s, estimate
+
+    def survivors_of_groups(
+        self, groups: Iterable[tuple[Strategy, tuple[str, ...]]]
+    ) -> Iterator[tuple[Strategy, float]]:
+        """:meth:`survivors` of :func:`~simulator.planner.space.layout_groups`: a
+        group's layouts differ only in the mesh order, which no check and no estimate
+        reads, so each group is checked once and counted once per order."""
+        for s, orders in groups:
+            self.checked += len(orders)
+            try:
+                estimate = self.estimate(s)
+            except SimulatorError as err:
+                self.pruned[self._rule(err)] += len(orders)
+                continue
+            if estimate > self.capacity:
+                self.pruned[MEMORY_RULE] += len(orders)
+                continue
+            yield s, estimate
+            for order in orders[1:]:
+                yield dataclasses.replace(s, order=order), estimate
+
+    def _rule(self, err: SimulatorError) -> str:
+        """:func:`rule_of`, once per message (most rejections repeat one)."""
+        text = str(err)
+        rule = self._rules.get(text)
+        if rule is None:
+            rule = self._rules[text] = rule_of(err)
+        return rule
 
     # -- the checks, cached -----------------------------------------------------------------
     def _cached(self, key: Hashable, compute: Callable[[], Any]) -> Any:

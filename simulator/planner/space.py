@@ -139,11 +139,13 @@ def pipelines(pp: int, space: SearchSpace) -> list[tuple[str | None, int]]:
     return out
 
 
-def layouts(
+def layout_groups(
     devices: int, global_batch: int, space: SearchSpace, base: Strategy | None = None
-) -> Iterator[Strategy]:
-    """Every distinct layout of ``devices`` devices for a batch of ``global_batch``
-    (see the module docstring), in a fixed order."""
+) -> Iterator[tuple[Strategy, tuple[str, ...]]]:
+    """Every distinct layout, grouped by what the mesh order leaves alone: each
+    strategy (its order the group's first) with the distinct mesh orders it is
+    tried in. Only placement depends on the order; the checks and the memory
+    estimate do not, so the planner settles them once per group."""
     base = base or Strategy()
     for dp, tp, pp in sizes(devices, space):
         if global_batch % dp:
@@ -160,19 +162,17 @@ def layouts(
             if key not in seen_orders:
                 seen_orders.add(key)
                 orders.append(order)
+        if not orders:
+            continue
         sps = space.choices("sequence_parallel", space.sequence_parallel) if tp > 1 else (False,)
         zeros = space.choices("zero", space.zero) if dp > 1 else (0,)
         for b in bs:
             if replica % b:
                 continue
-            for (schedule, chunks), recompute, sp, zero, order in itertools.product(
-                pipelines(pp, space),
-                space.choices("recompute", space.recompute),
-                sps,
-                zeros,
-                orders,
+            for (schedule, chunks), recompute, sp, zero in itertools.product(
+                pipelines(pp, space), space.choices("recompute", space.recompute), sps, zeros
             ):
-                yield replace(
+                strategy = replace(
                     base,
                     dp=dp,
                     tp=tp,
@@ -183,9 +183,21 @@ def layouts(
                     recompute=recompute,
                     sequence_parallel=sp,
                     zero=zero,
-                    order=order,
+                    order=orders[0],
                     name="",
                 )
+                yield strategy, tuple(orders)
+
+
+def layouts(
+    devices: int, global_batch: int, space: SearchSpace, base: Strategy | None = None
+) -> Iterator[Strategy]:
+    """Every distinct layout of ``devices`` devices for a batch of ``global_batch``
+    (see the module docstring), in a fixed order."""
+    for strategy, orders in layout_groups(devices, global_batch, space, base):
+        yield strategy
+        for order in orders[1:]:
+            yield replace(strategy, order=order)
 
 
 def layout_name(s: Strategy) -> str:

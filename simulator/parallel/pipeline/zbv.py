@@ -46,6 +46,7 @@ some middle ranks hold one or two more during the cool-down.
 
 from __future__ import annotations
 
+import heapq
 from math import isclose
 
 from ...errors import LayoutError
@@ -96,25 +97,53 @@ def _zbv(p: int, m: int, v: int) -> list[list[Action]]:
     placed = run(Schedule("zbv", tuple(map(tuple, rows)), stages, m))
     finish = {t.action: t.end for row in placed.rows for t in row}
     free = [row[-1].end if row else 0 for row in placed.rows]
-    remaining = []
+    # the cool-down, list-scheduled: an action becomes ready at the time its last
+    # dependency finishes; each rank keeps the actions not yet ready in a heap by that
+    # time and the ready ones in a heap by priority, so every step looks at what changed
+    left = [0] * p
+    waiting: list[list[tuple[int, tuple, Action]]] = [[] for _ in range(p)]
+    ready: list[list[tuple[tuple, Action]]] = [[] for _ in range(p)]
+    unplaced: dict[Action, int] = {}
+    dependents: dict[Action, list[Action]] = {}
+    rank_of: dict[Action, int] = {}
     for r, row in enumerate(rows):
-        mine = {Action(s, k, mb) for s in (r, stages - 1 - r) for k in (F, B, W) for mb in range(m)}
-        remaining.append(mine - set(row))
+        done = set(row)
+        for s in (r, stages - 1 - r):
+            for k in (F, B, W):
+                for mb in range(m):
+                    a = Action(s, k, mb)
+                    if a in done:
+                        continue
+                    left[r] += 1
+                    rank_of[a] = r
+                    needs = dependencies(a, stages)
+                    unplaced[a] = sum(d not in finish for d in needs)
+                    for d in needs:
+                        if d not in finish:
+                            dependents.setdefault(d, []).append(a)
+                    if not unplaced[a]:
+                        at = max((finish[d] for d in needs), default=0)
+                        heapq.heappush(waiting[r], (at, _priority(a), a))
     now = min(free)
-    while any(remaining):
+    while any(left):
         for r in range(p):
-            if free[r] > now or not remaining[r]:
+            if free[r] > now or not left[r]:
                 continue
-            ready = [
-                a
-                for a in remaining[r]
-                if all(finish.get(d, now + 1) <= now for d in dependencies(a, stages))
-            ]
-            if ready:
-                a = min(ready, key=_priority)
-                rows[r].append(a)
-                remaining[r].remove(a)
-                finish[a] = free[r] = now + 1
+            pending, mine = waiting[r], ready[r]
+            while pending and pending[0][0] <= now:
+                _, key, a = heapq.heappop(pending)
+                heapq.heappush(mine, (key, a))
+            if not mine:
+                continue
+            _, a = heapq.heappop(mine)
+            rows[r].append(a)
+            left[r] -= 1
+            finish[a] = free[r] = now + 1
+            for after in dependents.pop(a, ()):
+                unplaced[after] -= 1
+                if not unplaced[after]:
+                    at = max(finish[d] for d in dependencies(after, stages))
+                    heapq.heappush(waiting[rank_of[after]], (at, _priority(after), after))
         now += 1
     return rows
 
