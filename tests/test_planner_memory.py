@@ -12,7 +12,15 @@ whose memory is mostly what the formulas leave out, only the bound is checked.
 
 import pytest
 
-from simulator import GPTConfig, MLPConfig, Strategy, TrainingConfig, preset, run_strategy
+from simulator import (
+    GPTConfig,
+    MLPConfig,
+    Strategy,
+    TrainingConfig,
+    build_plan,
+    preset,
+    run_strategy,
+)
 from simulator.parallel.pipeline import get_schedule
 from simulator.planner.memory import (
     gpt_layer_stash_bytes,
@@ -33,6 +41,7 @@ LAYOUTS = [
     Strategy("zb-h2", pp=2, schedule="zb-h2", microbatches=4),
     Strategy("zero3", dp=4, zero=3, microbatches=2),
     Strategy("zbv-zero2", dp=2, pp=2, chunks=2, schedule="zbv", microbatches=2, zero=2),
+    Strategy("uniform", pp=2, microbatches=4, recompute="full", partition="uniform"),
 ]
 CLUSTER = preset("toy", nodes=2)
 BF16 = GPTConfig(layers=4, hidden=256, heads=8, seq_len=128, vocab=512, dropout=0.1, dtype="bf16")
@@ -44,6 +53,14 @@ def test_estimate_is_a_close_lower_bound_for_a_16_bit_transformer(strategy):
     estimate = Pruner(CLUSTER, BF16, SHAPES).estimate(strategy)
     peak = run_strategy(CLUSTER, BF16, SHAPES, strategy).metrics["peak_memory_bytes"]
     assert 0.85 * peak <= estimate <= peak
+
+
+@pytest.mark.parametrize("partition", ["uniform", "balanced"])
+def test_the_estimate_splits_the_stages_as_build_plan_does(partition):
+    # Megatron-LM's uniform split puts the embedding and the head on the end stages
+    s = Strategy(tp=2, pp=2, chunks=2, schedule="interleaved", microbatches=4, partition=partition)
+    stages = Pruner(CLUSTER, BF16, SHAPES).stages_of(s, 4)
+    assert list(stages) == build_plan(CLUSTER, BF16, SHAPES, s).stages
 
 
 @pytest.mark.parametrize(

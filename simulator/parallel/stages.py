@@ -16,6 +16,7 @@ setting the pace of the whole pipeline.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..engine.cost import CostModel
@@ -123,6 +124,19 @@ def uniform_layers(num_blocks: int, parts: int, ends: tuple[int, int]) -> list[r
     return shifted
 
 
+def split_alike(
+    model: Any, partition: str, num_stages: int, costs: Callable[[], list[float]]
+) -> list[range]:
+    """The blocks of every stage when every stage's devices are alike: ``uniform``
+    layers, or the ``balanced`` split of the blocks' ``costs()`` (asked only then;
+    the planner passes its cached ones)."""
+    if partition == "uniform":
+        return uniform_layers(len(model.blocks), num_stages, model.ends)
+    if num_stages > len(model.blocks):
+        partitions.uniform(len(model.blocks), num_stages)  # raises the clear error
+    return partitions.balanced(costs(), num_stages)
+
+
 def split_blocks(
     model: Any,
     model_config: ModelConfig,
@@ -135,13 +149,15 @@ def split_blocks(
     micro_batch: int,
 ) -> list[range]:
     """The blocks of every stage, as the strategy's ``partition`` asks (module docstring)."""
-    if s.partition == "uniform":
-        return uniform_layers(len(model.blocks), num_stages, model.ends)
+    if s.partition == "uniform" or cluster.homogeneous:
+        return split_alike(
+            model,
+            s.partition,
+            num_stages,
+            lambda: block_costs(model_config, cluster, micro_batch, training),
+        )
     if num_stages > len(model.blocks):
         partitions.uniform(len(model.blocks), num_stages)  # raises the clear error
-    if cluster.homogeneous:
-        costs = block_costs(model_config, cluster, micro_batch, training)
-        return partitions.balanced(costs, num_stages)
     kinds = stage_kinds(cluster, mesh, stage_rank, num_stages)
     return partitions.balanced_stages(
         stage_costs(model_config, cluster, micro_batch, training, kinds)

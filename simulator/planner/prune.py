@@ -34,6 +34,7 @@ import dataclasses
 import re
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SimulatorError
@@ -41,11 +42,34 @@ from ..hardware import ClusterSpec
 from ..nn.gpt import GPTConfig
 from ..nn.optim import make_optimizer
 from ..nn.transformer import TransformerLayer
-from ..parallel import partition as partitions
+from ..parallel.pipeline.actions import Action, W
 from ..parallel.plan import block_costs, check_layout, parallelize, resolve_schedule
+from ..parallel.stages import split_alike
 from ..parallel.strategy import Strategy
 from ..training import TrainingConfig
 from . import memory
+
+
+@dataclass(frozen=True)
+class ScheduleFacts:
+    """What the planner keeps of a schedule.
+
+    Attributes:
+        num_stages: model stages (``pp * chunks``).
+        rank_of: stage -> pipeline rank.
+        profile: the stash profile (:func:`simulator.planner.memory.stash_profile`).
+        ends: per rank, its first and last action (None for a rank with none).
+        split: whether backward is split into ``B`` and ``W`` (zero-bubble).
+        actions: how many actions the schedule has.
+    """
+
+    num_stages: int
+    rank_of: dict[int, int]
+    profile: Any
+    ends: tuple[tuple[Action, Action] | None, ...]
+    split: bool
+    actions: int
+
 
 #: The rule name of layouts whose memory estimate is over the device's memory.
 MEMORY_RULE = "memory estimate over the device memory"
@@ -61,7 +85,7 @@ def rule_of(err: SimulatorError) -> str:
     return re.sub(r"(?<![\w.])\d+(\.\d+)?(?![\w.])", "N", text)
 
 
-def _signature(block: Any) -> Hashable:
+def signature(block: Any) -> Hashable:
     """Blocks with equal signatures split equally under tensor parallelism: the same
     class and parameter shapes, and for an MLP the same place in the stack (its
     blocks alternate column- and row-parallel, see :mod:`simulator.parallel.tensor`)."""
@@ -147,29 +171,47 @@ class Pruner:
             raise value.with_traceback(None)  # a fresh traceback, not one growing per raise
         return value
 
-    def _schedule(self, s: Strategy) -> tuple[int, dict[int, int], Any]:
+    def _schedule(self, s: Strategy) -> ScheduleFacts:
         """The registry's schedule for the layout (its rules raise), kept as what the
-        estimate needs: the number of stages, the stage -> rank map and the stash
-        profile (a schedule of thousands of actions is not kept)."""
+        estimate and the bound need (a schedule of thousands of actions is not kept)."""
         schedule = resolve_schedule(s, None)
-        return schedule.num_stages, schedule.stage_to_rank(), memory.stash_profile(schedule)
+        rows = [schedule.actions(r) for r in range(schedule.num_ranks)]
+        return ScheduleFacts(
+            num_stages=schedule.num_stages,
+            rank_of=schedule.stage_to_rank(),
+            profile=memory.stash_profile(schedule),
+            ends=tuple((row[0], row[-1]) if row else None for row in rows),
+            split=any(a.kind == W for row in rows for a in row),
+            actions=sum(map(len, rows)),
+        )
+
+    def schedule_of(self, s: Strategy) -> ScheduleFacts:
+        """:meth:`_schedule`, once per ``(schedule, pp, microbatches, chunks)``."""
+        key = ("schedule", s.schedule, s.pp, s.microbatches, s.chunks)
+        return self._cached(key, lambda: self._schedule(s))
+
+    def stages_of(self, s: Strategy, micro_batch: int) -> tuple[range, ...]:
+        """The blocks of every stage of ``s`` (its ``pp * chunks`` stages, as the
+        registry's schedules have), as ``build_plan`` splits them."""
+        key = ("stages", s.partition, s.num_stages, micro_batch)
+        return self._cached(key, lambda: self._stages(s, micro_batch, s.num_stages))
 
     def _stages(self, s: Strategy, micro_batch: int, num_stages: int) -> tuple[range, ...]:
-        n = len(self.model.blocks)
-        if s.partition == "uniform" or num_stages > n:  # uniform raises if stages > blocks
-            return tuple(partitions.uniform(n, num_stages))
-        costs = self._cached(
-            ("costs", micro_batch),
-            lambda: block_costs(self.model_config, self.cluster, micro_batch, self.training),
-        )
-        return tuple(partitions.balanced(costs, num_stages))
+        # the split build_plan makes (one kind of device: the planner's clusters)
+        def costs() -> list[float]:
+            return self._cached(
+                ("costs", micro_batch),
+                lambda: block_costs(self.model_config, self.cluster, micro_batch, self.training),
+            )
+
+        return tuple(split_alike(self.model, s.partition, num_stages, costs))
 
     def _block_bytes(self, s: Strategy) -> list[tuple[int, int]]:
         """Per block, the bytes of weights and of optimizer state on tensor-parallel rank 0."""
         split: dict[Hashable, tuple[int, int]] = {}
         out = []
         for block in self.model.blocks:
-            sig = _signature(block)
+            sig = signature(block)
             if sig not in split:
                 params = parallelize(block, s).params(0)
                 split[sig] = (
@@ -221,11 +263,11 @@ class Pruner:
         floor = (floor + sum(self.is_layer) * layer_bytes) / s.pp
         if floor > self.capacity:
             return floor
-        # a strategy's stages are pp * chunks (the registry's schedules have as many)
+        stages = self.stages_of(s, micro_batch)
         stages_key = ("stages", s.partition, s.num_stages, micro_batch)
-        stages = self._cached(stages_key, lambda: self._stages(s, micro_batch, s.num_stages))
         schedule_key = ("schedule", s.schedule, s.pp, s.microbatches, s.chunks)
-        num_stages, rank_of, profile = self._cached(schedule_key, lambda: self._schedule(s))
+        facts = self.schedule_of(s)
+        num_stages, rank_of, profile = facts.num_stages, facts.rank_of, facts.profile
         assert num_stages == len(stages)  # registry schedules only: files are not searched
         per_rank, held = self._cached(
             ("ranks", s.tp, s.sequence_parallel, stages_key, schedule_key),
