@@ -102,7 +102,7 @@ class _Boxes:
         return PolyCollection(self.verts, facecolors=self.colours, **style)
 
 
-def _finish(fig: Figure, path: str | Path | None) -> Figure | None:
+def finish_figure(fig: Figure, path: str | Path | None) -> Figure | None:
     """Save to ``path`` and free the figure, or, without a path, return it (for a
     notebook to show)."""
     if path is None:
@@ -383,7 +383,7 @@ def gantt(result: Any, path: str | Path | None = None) -> Figure | None:
         frameon=False,
         handlelength=3.2,
     )
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 
 def _draw(ax: Axes, dr: _Drawing) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .engine.memory import format_bytes
-from .gantt import _finish, gantt
+from .gantt import finish_figure, gantt
 from .report import time_unit
 from .views import shown_devices
 
@@ -160,7 +160,7 @@ def memory(result: Any, path: str | Path | None = None) -> Figure | None:
                 labels.append(label)
     fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.0),
                ncol=min(len(labels), 6), fontsize=8, frameon=False)  # fmt: skip
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 
 def compare(result: Any, path: str | Path | None = None) -> Figure | None:
@@ -249,4 +249,4 @@ def compare(result: Any, path: str | Path | None = None) -> Figure | None:
         fontsize=8,
         frameon=False,
     )
-    return _finish(fig, path)
+    return finish_figure(fig, path)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +40,8 @@ from ..training import TrainingConfig
 Result = dict[str, Any]
 #: How long to wait for a Dask scheduler to answer.
 DASK_TIMEOUT = "10s"
+#: Tasks per round when :func:`run_tasks` asks which tasks are still wanted.
+ROUND = 8
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,11 @@ class _Progress:
         )
         self.bar.update(1)
 
+    def skip(self) -> None:
+        """A task that will not run: one fewer to wait for."""
+        self.bar.total -= 1
+        self.bar.refresh()
+
     def close(self) -> None:
         self.bar.close()
 
@@ -123,28 +130,59 @@ def run_tasks(
     dask: str | None = None,
     progress: bool = False,
     label: str = "simulating",
+    wanted: Callable[[int, list[Result | None]], bool] | None = None,
 ) -> Outcome:
     """Run ``fn`` on every task (see the module docstring); never raises for a
-    failed run."""
+    failed run.
+
+    With ``wanted``, the tasks run in rounds of :data:`ROUND` in task order, and
+    a task runs only if ``wanted(index, results so far)`` says so when its round
+    starts; the others keep None. What a round runs depends on the results of
+    the rounds before it alone, never on how many workers there are, so every
+    backend runs the same tasks (the planner's bound uses this)."""
     results: list[Result | None] = [None] * len(tasks)
     bar = _Progress(len(tasks), label, progress)
+    rounds = _rounds(len(tasks), wanted, results, bar)
     interrupted = False
     try:
         if dask is not None:
-            interrupted = _on_dask(dask, tasks, fn, results, bar)
+            interrupted = _on_dask(dask, tasks, fn, results, bar, rounds)
         elif (workers or default_workers()) <= 1 or len(tasks) <= 1:
-            for i, task in enumerate(tasks):
-                results[i] = fn(task)
-                bar.done(results[i])
+            for batch in rounds:
+                for i in batch:
+                    results[i] = fn(tasks[i])
+                    bar.done(results[i])
         else:
             interrupted = _on_processes(
-                min(workers or default_workers(), len(tasks)), tasks, fn, results, bar
+                min(workers or default_workers(), len(tasks)), tasks, fn, results, bar, rounds
             )
     except KeyboardInterrupt:
         interrupted = True
     finally:
         bar.close()
     return Outcome(results, interrupted, dict(bar.counts))
+
+
+def _rounds(
+    n: int,
+    wanted: Callable[[int, list[Result | None]], bool] | None,
+    results: list[Result | None],
+    bar: _Progress,
+) -> Iterator[list[int]]:
+    """The indices of the tasks to run, round by round (see :func:`run_tasks`);
+    a round is worked out only when the one before it has finished."""
+    if wanted is None:
+        yield list(range(n))
+        return
+    for start in range(0, n, ROUND):
+        batch = []
+        for i in range(start, min(n, start + ROUND)):
+            if wanted(i, results):
+                batch.append(i)
+            else:
+                bar.skip()
+        if batch:
+            yield batch
 
 
 def _failed(err: BaseException) -> Result:
@@ -171,18 +209,24 @@ def _stop(pool: ProcessPoolExecutor) -> None:
 
 
 def _on_processes(
-    workers: int, tasks: Sequence[Task], fn: Callable[[Task], Result], results: list, bar: _Progress
+    workers: int,
+    tasks: Sequence[Task],
+    fn: Callable[[Task], Result],
+    results: list,
+    bar: _Progress,
+    rounds: Iterator[list[int]],
 ) -> bool:
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_ctrl_c)
     try:
-        futures = {pool.submit(fn, task): i for i, task in enumerate(tasks)}
-        for future in as_completed(futures):
-            try:
-                result = future.result()
-            except Exception as err:  # e.g. a worker process killed from outside
-                result = _failed(err)
-            results[futures[future]] = result
-            bar.done(result)
+        for batch in rounds:
+            futures = {pool.submit(fn, tasks[i]): i for i in batch}
+            for future in as_completed(futures):
+                try:
+                    result = future.result()
+                except Exception as err:  # e.g. a worker process killed from outside
+                    result = _failed(err)
+                results[futures[future]] = result
+                bar.done(result)
     except KeyboardInterrupt:
         _stop(pool)
         return True
@@ -196,6 +240,7 @@ def _on_dask(
     fn: Callable[[Task], Result],
     results: list,
     bar: _Progress,
+    rounds: Iterator[list[int]],
 ) -> bool:
     try:
         from dask.distributed import Client
@@ -208,16 +253,18 @@ def _on_dask(
         client = Client(address, timeout=DASK_TIMEOUT)
     except (OSError, TimeoutError, ValueError) as err:
         raise ScenarioError(f"cannot reach the Dask scheduler at {address!r}: {err}") from None
-    futures = client.map(fn, list(tasks), pure=False)
-    index = {f.key: i for i, f in enumerate(futures)}
+    futures: list = []
     try:
-        for future in dask_completed(futures):
-            try:
-                result = future.result()
-            except Exception as err:
-                result = _failed(err)
-            results[index[future.key]] = result
-            bar.done(result)
+        for batch in rounds:
+            futures = client.map(fn, [tasks[i] for i in batch], pure=False)
+            index = {f.key: i for f, i in zip(futures, batch, strict=True)}
+            for future in dask_completed(futures):
+                try:
+                    result = future.result()
+                except Exception as err:
+                    result = _failed(err)
+                results[index[future.key]] = result
+                bar.done(result)
     except KeyboardInterrupt:
         client.cancel(futures)
         return True

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import FormatStrFormatter
 
-from ..gantt import _finish
+from ..gantt import finish_figure
 from ..hardware import GiB
 
 
@@ -69,9 +70,11 @@ def draw(
         ax.annotate(
             f"fastest: {ok[best]['name']}\n{points[best][1]:.3g} s, {points[best][0]:.1f} GiB",
             points[best],
-            xytext=(-14, 26),
+            # below and right of the fastest layout, where no other layout can be
+            xytext=(12, -8),
             textcoords="offset points",
-            ha="right",
+            ha="left",
+            va="top",
             fontsize=8,
             color="tab:blue",
             bbox={"boxstyle": "round", "fc": "white", "ec": "tab:blue", "lw": 0.6, "alpha": 0.9},
@@ -90,9 +93,13 @@ def draw(
         color="tab:red",
     )
     ax.set_yscale("log")
+    for axis_format in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+        axis_format(FormatStrFormatter("%g"))  # seconds as plain numbers on the log scale
+    if front:
+        ax.set_ylim(bottom=min(p[1] for p in points) / 1.3)  # room for the label
     ax.set_xlabel("peak memory per device (GiB)")
     ax.set_ylabel("step time (s, log scale)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
     fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)
-    return _finish(fig, path)
+    return finish_figure(fig, path)

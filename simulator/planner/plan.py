@@ -18,6 +18,7 @@ The same checks, the same simulation: a layout the planner proposes is one
 from __future__ import annotations
 
 import dataclasses
+import heapq
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,8 @@ from ..hardware import ClusterSpec
 from ..parallel.strategy import Strategy
 from ..scenario import Scenario
 from ..training import TrainingConfig
-from .executor import Task, run_tasks
+from .bound import BOUND_RULE, StepBound
+from .executor import ROUND, Task, run_tasks
 from .files import load_plan
 from .prune import Pruner
 from .results import PlanResult, make_row, sort_key
@@ -44,6 +46,7 @@ def plan(
     workers: int | None = None,
     dask: str | None = None,
     progress: bool = False,
+    exhaustive: bool = False,
     **space: Any,
 ) -> PlanResult:
     """Search the layouts of ``model`` on a cluster and simulate those that may fit.
@@ -59,6 +62,11 @@ def plan(
         workers: local processes (default: one per CPU; 1 runs in this process).
         dask: the address of a Dask scheduler to run on instead.
         progress: show a progress bar on standard error (when it is a terminal).
+        exhaustive: simulate every layout that passes the checks and the memory
+            estimate. By default the planner simulates them in the order of a lower
+            bound on their step time and skips those whose bound is no better than
+            the ``top``-th fastest step found (:mod:`simulator.planner.bound`):
+            the top ``top`` are the same, the rest of the table is not.
         **space: fields of :class:`~simulator.planner.space.SearchSpace`, e.g.
             ``max_tp=8``, ``schedules=("1f1b", "interleaved")``,
             ``fixed={"tp": 8}``; they override a scenario's ``[plan]`` table.
@@ -102,8 +110,42 @@ def plan(
             layout_groups(devices, training.global_batch, search, base)
         )
     ]
+    top = top or 5
+    pruned = dict(pruner.pruned)
+    wanted = None
+    if not exhaustive:
+        # branch and bound: the most promising first; skip what cannot make the top
+        # the quick bound orders the search; the longest path through the schedule,
+        # dearer but tighter, is worked out only for the layouts the quick one keeps
+        bound = StepBound(pruner)
+        lower = [bound.quick(s) for s, _ in survivors]
+        survivors = [survivors[i] for i in sorted(range(len(lower)), key=lower.__getitem__)]
+        lower.sort()
+        skipped: list[int] = []
+        fastest: list[float] = []  # the top fastest steps so far, negated (a max-heap)
+        seen = [0]  # results before this index are in ``fastest``
+
+        def wanted(i: int, results: list[dict | None]) -> bool:
+            # the rounds before i's are over: their results are final
+            for r in results[seen[0] : i - i % ROUND]:
+                if r is not None and r["status"] == "ok":
+                    heapq.heappush(fastest, -r["iteration_time_s"])
+                    if len(fastest) > top:
+                        heapq.heappop(fastest)
+            seen[0] = max(seen[0], i - i % ROUND)
+            if len(fastest) == top and (
+                lower[i] >= -fastest[0] or bound.seconds(survivors[i][0]) >= -fastest[0]
+            ):
+                skipped.append(i)
+                return False
+            return True
+
     tasks = [Task(cluster, model, training, s) for s, _ in survivors]
-    outcome = run_tasks(tasks, workers=workers, dask=dask, progress=progress, label="plan")
+    outcome = run_tasks(
+        tasks, workers=workers, dask=dask, progress=progress, label="plan", wanted=wanted
+    )
+    if not exhaustive and skipped:
+        pruned[BOUND_RULE] = len(skipped)
     rows = [
         make_row(s, training.global_batch // (s.dp * s.microbatches), estimate, result)
         for (s, estimate), result in zip(survivors, outcome.results, strict=True)
@@ -117,9 +159,9 @@ def plan(
         training=training,
         base=base,
         rows=rows,
-        pruned=dict(sorted(pruner.pruned.items(), key=lambda kv: (-kv[1], kv[0]))),
+        pruned=dict(sorted(pruned.items(), key=lambda kv: (-kv[1], kv[0]))),
         enumerated=pruner.checked,
-        top=top or 5,
+        top=top,
         interrupted=outcome.interrupted,
-        strategies={s.name: s for s, _ in survivors},
+        strategies={s.name: s for (s, _), r in zip(survivors, outcome.results, strict=True) if r},
     )

@@ -127,7 +127,7 @@ class SweepResult:
         ``path``, or returned as a matplotlib figure."""
         import matplotlib.pyplot as plt
 
-        from ..gantt import _finish
+        from ..gantt import finish_figure
 
         metric = metric or self.metric
         x_key, others = self.keys[0], self.keys[1:]
@@ -153,7 +153,7 @@ class SweepResult:
         ax.set_title(f"{self.name}: {metric} against {x_key}", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        return _finish(fig, path)
+        return finish_figure(fig, path)
 
     def write(self, out_dir: str | Path) -> list[Path]:
         """``sweep.csv``, ``sweep.json`` and ``sweep.png`` into ``out_dir``."""

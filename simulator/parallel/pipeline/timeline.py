@@ -19,6 +19,7 @@ deadlock check (every action taking no time) and for designing schedules.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from math import gcd, lcm
@@ -124,10 +125,13 @@ def run(
     t_b: Number = 1,
     t_w: Number = 1,
     comm: Number = 0,
+    duration_of: Callable[[Action], Number] | None = None,
 ) -> Timeline:
     """Place ``schedule`` in time (see the module docstring).
 
     Pass :class:`~fractions.Fraction` or integer times for exact arithmetic.
+    ``duration_of(action)``, when given, replaces the per-kind times, e.g. with
+    each stage's own (the planner's lower bound on a step does so).
     Actions whose dependencies are missing from the schedule wait forever and
     show up in ``stuck``, like a cycle does.
 
@@ -157,7 +161,8 @@ def run(
             for d in needs:
                 end, rank = finish[d]
                 start = max(start, end + (comm if rank != r else 0))
-            timed = Timed(action, r, step, start, start + duration[action.kind])
+            took = duration[action.kind] if duration_of is None else duration_of(action)
+            timed = Timed(action, r, step, start, start + took)
             mine.append(timed)
             finish[action] = (timed.end, owner.get(action.stage, r))
             position[r] += 1

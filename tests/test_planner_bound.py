@@ -1,0 +1,88 @@
+"""The planner's bound: never over the simulated step, and the top k it keeps are exhaustive's."""
+
+from dataclasses import replace
+
+import pytest
+
+import simulator
+from simulator import GPTConfig, Strategy, TrainingConfig, preset, run_strategy
+from simulator.hardware import cluster_of
+from simulator.nn.abstract import AbstractConfig
+from simulator.planner.bound import BOUND_RULE, StepBound
+from simulator.planner.prune import Pruner
+from simulator.planner.space import SearchSpace, layouts
+
+GPT = GPTConfig(layers=4, hidden=32, heads=4, seq_len=16, vocab=64, dtype="bf16")
+TRAINING = TrainingConfig(numerics=False, global_batch=8, steps=1, optimizer="adam")
+CLUSTER = preset("toy", nodes=2)
+SPACE = SearchSpace(max_chunks=2, zero=(0,), orders=("tp-cp-dp-pp",), microbatch_sizes=(1, 2))
+
+
+def test_the_bound_is_never_over_the_simulated_step():
+    pruner = Pruner(CLUSTER, GPT, TRAINING)
+    bound = StepBound(pruner)
+    survivors = list(pruner.survivors(layouts(4, TRAINING.global_batch, SPACE)))
+    kinds = {
+        (s.schedule if s.pp > 1 else "", s.recompute, s.sequence_parallel) for s, _ in survivors
+    }
+    assert len(survivors) > 40 and len(kinds) > 20  # every schedule, recompute and sp
+    ratios = []
+    for s, _ in survivors:
+        simulated = run_strategy(CLUSTER, GPT, TRAINING, replace(s, name="s"))
+        assert bound.quick(s) <= bound.seconds(s)  # the longest path is the tighter
+        ratios.append(bound.seconds(s) / simulated.metrics["iteration_time_s"])
+    assert max(ratios) <= 1.0
+    # and it bounds something: compute is a good part of most steps (on this toy cluster
+    # communication is dear, and the bound leaves it out)
+    assert sorted(ratios)[len(ratios) // 2] > 0.3
+
+
+def test_the_bound_is_the_pipeline_makespan_of_the_compute():
+    # one stage and one micro-batch: the bound is that micro-batch's F and BW
+    pruner = Pruner(CLUSTER, GPT, TRAINING)
+    bound = StepBound(pruner)
+    one = Strategy(microbatches=1)
+    times = bound.block_times(one, TRAINING.global_batch)
+    f, bw = sum(t[0] for t in times), sum(t[3] for t in times)
+    assert bound.seconds(one) == pytest.approx(f + bw, rel=1e-12)
+    # gpipe over 4 stages of one block each: the closed form (m + p - 1)(F + B) when
+    # the stages are equal; here they are not, so the DAG's longest path is bounded by
+    # it from above and by the compute of the busiest rank from below
+    pipe = Strategy(pp=4, microbatches=2, schedule="gpipe")
+    per_block = bound.block_times(pipe, 4)
+    busiest = max(2 * (t[0] + t[3]) for t in per_block)
+    assert busiest <= bound.seconds(pipe) <= 5 * busiest
+
+
+@pytest.mark.parametrize(
+    "schedule, chunks", [("gpipe", 1), ("1f1b", 1), ("interleaved", 2), ("zb-h1", 1), ("zbv", 2)]
+)
+def test_in_the_ideal_case_the_bound_is_the_simulated_step(schedule, chunks):
+    # stage times given, free messages, no parameters: nothing but the schedule's
+    # compute and bubble, which the longest path is exactly; for GPipe and 1F1B the
+    # quick bound is their closed form too
+    model = AbstractConfig(stages=4 * chunks, forward_ms=1.0, backward_ms=1.5, weight_ms=0.5)
+    s = Strategy(pp=4, microbatches=8, schedule=schedule, chunks=chunks)
+    bound = StepBound(Pruner(CLUSTER, model, TRAINING))
+    simulated = run_strategy(CLUSTER, model, TRAINING, s).metrics["iteration_time_s"]
+    assert bound.seconds(s) == pytest.approx(simulated, rel=2e-9)
+    if schedule in ("gpipe", "1f1b"):  # (m + p - 1)(t_F + t_B), Narayanan et al. eq. 1
+        assert bound.quick(s) == pytest.approx((8 + 3) * 3e-3, rel=2e-9)
+        assert bound.quick(s) == pytest.approx(simulated, rel=2e-9)
+
+
+def test_mixed_clusters_skip_nothing():
+    mixed = cluster_of([("dgx-a100", 1), ("dgx-h100", 1)])
+    assert StepBound(Pruner(mixed, GPT, TRAINING)).seconds(Strategy(tp=2)) == 0.0
+
+
+def test_the_top_k_are_those_of_the_exhaustive_search():
+    space = {"max_chunks": 2, "zero": (0,), "orders": ("tp-cp-dp-pp",), "devices": 4}
+    space["microbatch_sizes"] = (1, 2)
+    every = simulator.plan(CLUSTER, GPT, TRAINING, workers=1, top=4, exhaustive=True, **space)
+    bounded = simulator.plan(CLUSTER, GPT, TRAINING, workers=1, top=4, **space)
+    assert BOUND_RULE not in every.pruned
+    skipped = bounded.pruned[BOUND_RULE]
+    assert skipped > every.evaluated / 2  # most are never simulated
+    assert bounded.evaluated + skipped == every.evaluated
+    assert bounded.rows[:4] == every.rows[:4]
