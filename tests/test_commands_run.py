@@ -126,3 +126,21 @@ def test_module_entry_point_prints_no_traceback(tmp_path):
         cwd=ROOT,
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_a_diverging_run_says_when_and_its_json_stays_strict(tmp_path, capsys):
+    # a huge learning rate: the loss overflows to inf, then NaN; the run stops there,
+    # the other strategy still runs, and results.json holds no NaN or Infinity
+    text = BASE.replace("steps = 2", "steps = 5\nlr = 1e30")
+    with pytest.warns(RuntimeWarning):  # numpy's overflow, as the math really overflows
+        assert main(["run", scenario(tmp_path, text), "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "DIVERGED" in out and "the loss is nan at step" in out
+
+    def refuse(constant):
+        raise AssertionError(f"not strict JSON: {constant}")
+
+    data = json.loads((tmp_path / "o" / "results.json").read_text(), parse_constant=refuse)
+    statuses = {r["strategy"]: r["status"] for r in data["results"]}
+    assert statuses == {"single": "diverged", "pipe": "diverged"}
+    assert None in data["results"][0]["loss"]  # the NaN loss is written as null

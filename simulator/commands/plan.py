@@ -15,7 +15,10 @@ schedule and chunks, recomputation, sequence parallelism, ZeRO stage, mesh
 order), rejects the invalid ones with the checks `run` applies and those
 whose memory estimate is over the device memory (printing how many each rule
 removed), simulates the rest on local processes (--workers) or a Dask
-cluster (--dask tcp://HOST:8786), and prints the fastest --top layouts. The
+cluster (--dask tcp://HOST:8786), and prints the fastest --top layouts.
+It simulates them in the order of a lower bound on their step time (their
+compute and their schedule's bubble) and skips those whose bound cannot make
+the top K, counting them as pruned; --exhaustive simulates every one. The
 search options are the keys of the [plan] table and override it; lists are
 comma-separated:
 
@@ -109,6 +112,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--fixed", metavar="KEY=VALUE", action="append", default=[], help="hold a key fixed"
     )
     search.add_argument("--top", metavar="K", help="layouts to print and keep in best.toml (5)")
+    search.add_argument(
+        "--exhaustive",
+        action="store_true",
+        help="simulate every layout that may fit (default: skip those whose lower bound on "
+        "the step cannot make the top K)",
+    )
     add_executor_flags(p)
     p.set_defaults(handler=handle)
 
@@ -142,6 +151,7 @@ def handle(args: argparse.Namespace) -> int:
         "workers": positive(args.workers, "--workers"),
         "dask": args.dask,
         "progress": not args.quiet,
+        "exhaustive": args.exhaustive,
     }
     started = time.perf_counter()
     if args.scenario and args.model:
