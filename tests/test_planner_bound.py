@@ -71,9 +71,14 @@ def test_in_the_ideal_case_the_bound_is_the_simulated_step(schedule, chunks):
         assert bound.quick(s) == pytest.approx(simulated, rel=2e-9)
 
 
-def test_mixed_clusters_skip_nothing():
+def test_mixed_clusters_and_nn_data_parallel_skip_nothing():
     mixed = cluster_of([("dgx-a100", 1), ("dgx-h100", 1)])
     assert StepBound(Pruner(mixed, GPT, TRAINING)).seconds(Strategy(tp=2)) == 0.0
+    # nn.DataParallel's primary does more than its share: the bound does not apply
+    replicated = Strategy(dp=2, data_parallel="replicated")
+    bound = StepBound(Pruner(CLUSTER, GPT, TRAINING))
+    assert bound.quick(replicated) == bound.seconds(replicated) == 0.0
+    assert bound.seconds(Strategy(dp=2)) > 0.0
 
 
 def test_the_top_k_are_those_of_the_exhaustive_search():

@@ -42,6 +42,7 @@ from typing import Any
 from ..comm.layout import GroupLayout, placed
 from ..engine.cost import CostModel
 from ..nn.context import BatchInfo, batch
+from ..parallel.data import get_variant
 from ..parallel.pipeline.actions import BW, Action, B, F, W
 from ..parallel.pipeline.timeline import run as place_in_time
 from ..parallel.plan import parallel_loss, parallelize, resolve_schedule
@@ -97,7 +98,7 @@ class StepBound:
         For GPipe, 1F1B and interleaved 1F1B with equal stages this is their ideal
         makespan, ``(m + (p-1)/v)(t_F + t_B)`` (Narayanan et al. 2021, sec. 2.2).
         """
-        if not self.active or s.data_parallel == "replicated":
+        if not self.active or not get_variant(s.data_parallel).symmetric:
             return 0.0
         key = self._key(s)
         bound = self._quick.get(key)
@@ -136,7 +137,7 @@ class StepBound:
         """A lower bound on the simulated step time of layout ``s``: the longest path
         through its schedule with every action taking its compute (module docstring),
         or :meth:`quick` when the schedule has more than :data:`MAX_ACTIONS` actions."""
-        if not self.active or s.data_parallel == "replicated":
+        if not self.active or not get_variant(s.data_parallel).symmetric:
             return 0.0
         facts = self.pruner.schedule_of(s)
         if facts.actions > MAX_ACTIONS:

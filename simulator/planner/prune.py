@@ -42,6 +42,7 @@ from ..hardware import ClusterSpec
 from ..nn.gpt import GPTConfig
 from ..nn.optim import make_optimizer
 from ..nn.transformer import TransformerLayer
+from ..parallel.data import get_variant
 from ..parallel.pipeline.actions import Action, W
 from ..parallel.plan import block_costs, check_layout, parallelize, resolve_schedule
 from ..parallel.stages import split_alike
@@ -252,7 +253,7 @@ class Pruner:
         smaller bound, already over the device memory, when that settles it)."""
         micro_batch = check_layout(self.cluster, self.training, s)
         blocks = self._cached(("split", s.tp, s.sequence_parallel), lambda: self._block_bytes(s))
-        if s.data_parallel == "replicated":
+        if not get_variant(s.data_parallel).symmetric:
             return 0.0  # one device holds what the others send it: the formulas do not apply
         layer_bytes = self._layer_bytes(s, micro_batch)
         # the largest device holds at least the mean over the pipeline ranks

@@ -51,6 +51,10 @@ class Variant:
     sync: Callable[[Runtime], DataParallelSync]
     #: why its replicas are never folded into one simulated replica (None: they may be)
     fold_refusal: str | None = None
+    #: every device holds and computes its replica's share and nothing more: the
+    #: planner's memory formulas and step bound apply (nn.DataParallel's primary
+    #: gathers every replica's outputs and updates for all)
+    symmetric: bool = True
 
 
 VARIANTS: dict[str, Variant] = {
@@ -70,6 +74,7 @@ VARIANTS: dict[str, Variant] = {
             replicated.lower,
             replicated.Replicated,
             "nn.DataParallel's primary does what the other replicas do not",
+            symmetric=False,
         ),
     )
 }
