@@ -9,11 +9,13 @@ come before anything is built.
 from __future__ import annotations
 
 import math
+import tomllib
 from pathlib import Path
 
 import pytest
 
 from simulator.errors import LimitError, ScenarioError
+from simulator.experiment import run_scenario
 from simulator.scenario import load_scenario, numerics_bytes, parse_scenario
 
 from .conftest import assert_run_fails
@@ -332,3 +334,25 @@ def test_long_strings_are_refused(tmp_path, capsys):
         BASE.replace('preset = "toy"', f'preset = "{"a" * 2000}"'),
         "[cluster] preset is 2,000 characters long; at most 1024 allowed",
     )
+
+
+def test_a_billion_node_cluster_costs_only_the_devices_used(tmp_path):
+    # ledgers and trace lanes exist for the devices a strategy uses, not the cluster's
+    data = tomllib.loads(BASE.replace("nodes = 1", "nodes = 1000000000"))
+    data["strategy"] = [{"name": "one"}]
+    result = run_scenario(parse_scenario(data)).results[0]
+    assert result.status == "ok"
+    assert [d["device"] for d in result.metrics["devices"]] == [0]
+
+
+def test_a_schedule_file_reports_its_chunks(tmp_path):
+    # two chunks per rank, read from the file: the results say 2, not the strategy's 1
+    (tmp_path / "two.csv").write_text(
+        "0F0,0F1,2F0,2F1,2B0,2B1,0B0,0B1\n1F0,1F1,3F0,3F1,3B0,3B1,1B0,1B1\n"
+    )
+    text = BASE.replace("global_batch = 8", "global_batch = 4")
+    text = text.replace("microbatches = 2", 'microbatches = 2\nschedule = "file:two.csv"')
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    result = run_scenario(load_scenario(path)).results[0]
+    assert result.status == "ok" and result.metrics["chunks"] == 2
