@@ -27,6 +27,16 @@ def test_prints_grid_timeline_bubble_and_memory(capsys: pytest.CaptureFixture) -
     assert "(from F to its W): 4 4 4 4" in out
 
 
+def test_chunk_stashes_are_also_given_in_stages_worth(capsys: pytest.CaptureFixture) -> None:
+    # interleaved's 11 chunk stashes on rank 0 are 5.5 stages' worth: less than GPipe's 8
+    code, out, _ = _cli(capsys, "interleaved", "-p", "4", "-m", "8", "-v", "2")
+    assert code == 0
+    assert (
+        "(from F to its BW): 11 9 7 5 (chunk stashes, each 1/2 of a stage's: "
+        "5.5 4.5 3.5 2.5 stages' worth)" in out
+    )
+
+
 def test_times_change_the_timeline(capsys: pytest.CaptureFixture) -> None:
     code, out, _ = _cli(capsys, "zb-h2", "-p", "4", "-m", "8", "--times", "1", "1", "0.5")
     assert code == 0
