@@ -50,7 +50,7 @@ from ..parallel.stage import Chunk
 from ..parallel.strategy import Strategy
 from ..runtime.tapes import compile_tape
 from ..tape import recording
-from .prune import Pruner, signature
+from .prune import Pruner, schedule_key, signature
 
 #: The rule name of layouts the bound skips.
 BOUND_RULE = "step-time lower bound no better than the k-th fastest simulated"
@@ -78,7 +78,7 @@ class StepBound:
     def _stage_times(self, s: Strategy) -> list[Times]:
         """Per stage of ``s``, the compute seconds of its F, B, W and BW."""
         pruner = self.pruner
-        micro_batch = pruner.training.global_batch // (s.dp * s.microbatches)
+        micro_batch = pruner.micro_batch(s)
         key = (s.tp, s.sequence_parallel, s.recompute, micro_batch)
         blocks = self._blocks.get(key)
         if blocks is None:
@@ -108,11 +108,11 @@ class StepBound:
 
     def _key(self, s: Strategy) -> Hashable:
         """What a bound depends on: the compute of every block, the stages, the schedule."""
-        micro_batch = self.pruner.training.global_batch // (s.dp * s.microbatches)
+        micro_batch = self.pruner.micro_batch(s)
         return (
             (s.tp, s.sequence_parallel, s.recompute, micro_batch),
             self.pruner.stages_of(s, micro_batch),
-            (s.schedule, s.pp, s.microbatches, s.chunks),
+            schedule_key(s),
         )
 
     def _quick_bound(self, s: Strategy) -> float:

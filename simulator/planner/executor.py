@@ -185,8 +185,15 @@ def _rounds(
             yield batch
 
 
-def _failed(err: BaseException) -> Result:
-    return {"status": "error", "message": f"the run was lost: {type(err).__name__}: {err}"}
+def _settle(future: Any, i: int, results: list, bar: _Progress) -> None:
+    """Keep a finished future's result as task ``i``'s; a run lost with its worker
+    (e.g. a process killed from outside) is recorded as an error."""
+    try:
+        result = future.result()
+    except Exception as err:
+        result = {"status": "error", "message": f"the run was lost: {type(err).__name__}: {err}"}
+    results[i] = result
+    bar.done(result)
 
 
 def _ignore_ctrl_c() -> None:
@@ -221,12 +228,7 @@ def _on_processes(
         for batch in rounds:
             futures = {pool.submit(fn, tasks[i]): i for i in batch}
             for future in as_completed(futures):
-                try:
-                    result = future.result()
-                except Exception as err:  # e.g. a worker process killed from outside
-                    result = _failed(err)
-                results[futures[future]] = result
-                bar.done(result)
+                _settle(future, futures[future], results, bar)
     except KeyboardInterrupt:
         _stop(pool)
         return True
@@ -259,12 +261,7 @@ def _on_dask(
             futures = client.map(fn, [tasks[i] for i in batch], pure=False)
             index = {f.key: i for f, i in zip(futures, batch, strict=True)}
             for future in dask_completed(futures):
-                try:
-                    result = future.result()
-                except Exception as err:
-                    result = _failed(err)
-                results[index[future.key]] = result
-                bar.done(result)
+                _settle(future, index[future.key], results, bar)
     except KeyboardInterrupt:
         client.cancel(futures)
         return True

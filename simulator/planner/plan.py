@@ -123,16 +123,18 @@ def plan(
         lower.sort()
         skipped: list[int] = []
         fastest: list[float] = []  # the top fastest steps so far, negated (a max-heap)
-        seen = [0]  # results before this index are in ``fastest``
+        seen = 0  # results before this index are in ``fastest``
 
         def wanted(i: int, results: list[dict | None]) -> bool:
+            nonlocal seen
             # the rounds before i's are over: their results are final
-            for r in results[seen[0] : i - i % ROUND]:
+            final = i - i % ROUND
+            for r in results[seen:final]:
                 if r is not None and r["status"] == "ok":
                     heapq.heappush(fastest, -r["iteration_time_s"])
                     if len(fastest) > top:
                         heapq.heappop(fastest)
-            seen[0] = max(seen[0], i - i % ROUND)
+            seen = max(seen, final)
             if len(fastest) == top and (
                 lower[i] >= -fastest[0] or bound.seconds(survivors[i][0]) >= -fastest[0]
             ):
@@ -147,7 +149,7 @@ def plan(
     if not exhaustive and skipped:
         pruned[BOUND_RULE] = len(skipped)
     rows = [
-        make_row(s, training.global_batch // (s.dp * s.microbatches), estimate, result)
+        make_row(s, pruner.micro_batch(s), estimate, result)
         for (s, estimate), result in zip(survivors, outcome.results, strict=True)
         if result is not None
     ]

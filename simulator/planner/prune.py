@@ -43,12 +43,17 @@ from ..nn.gpt import GPTConfig
 from ..nn.optim import make_optimizer
 from ..nn.transformer import TransformerLayer
 from ..parallel.data import get_variant
-from ..parallel.pipeline.actions import Action, W
+from ..parallel.pipeline.actions import Action
 from ..parallel.plan import block_costs, check_layout, parallelize, resolve_schedule
 from ..parallel.stages import split_alike
 from ..parallel.strategy import Strategy
 from ..training import TrainingConfig
 from . import memory
+
+
+def schedule_key(s: Strategy) -> Hashable:
+    """What a registry schedule depends on: its name, ``pp``, micro-batches and chunks."""
+    return ("schedule", s.schedule, s.pp, s.microbatches, s.chunks)
 
 
 @dataclass(frozen=True)
@@ -119,17 +124,7 @@ class Pruner:
 
     def survivors(self, layouts: Iterable[Strategy]) -> Iterator[tuple[Strategy, float]]:
         """The layouts that pass every check, each with its memory estimate (bytes)."""
-        for s in layouts:
-            self.checked += 1
-            try:
-                estimate = self.estimate(s)
-            except SimulatorError as err:
-                self.pruned[self._rule(err)] += 1
-                continue
-            if estimate > self.capacity:
-                self.pruned[MEMORY_RULE] += 1
-                continue
-            yield s, estimate
+        return self.survivors_of_groups((s, (s.order,)) for s in layouts)
 
     def survivors_of_groups(
         self, groups: Iterable[tuple[Strategy, tuple[str, ...]]]
@@ -182,14 +177,17 @@ class Pruner:
             rank_of=schedule.stage_to_rank(),
             profile=memory.stash_profile(schedule),
             ends=tuple((row[0], row[-1]) if row else None for row in rows),
-            split=any(a.kind == W for row in rows for a in row),
+            split=schedule.split_backward,
             actions=sum(map(len, rows)),
         )
 
     def schedule_of(self, s: Strategy) -> ScheduleFacts:
-        """:meth:`_schedule`, once per ``(schedule, pp, microbatches, chunks)``."""
-        key = ("schedule", s.schedule, s.pp, s.microbatches, s.chunks)
-        return self._cached(key, lambda: self._schedule(s))
+        """:meth:`_schedule`, once per :func:`schedule_key`."""
+        return self._cached(schedule_key(s), lambda: self._schedule(s))
+
+    def micro_batch(self, s: Strategy) -> int:
+        """Sequences per micro-batch of a layout that passed :func:`check_layout`."""
+        return self.training.global_batch // (s.dp * s.microbatches)
 
     def stages_of(self, s: Strategy, micro_batch: int) -> tuple[range, ...]:
         """The blocks of every stage of ``s`` (its ``pp * chunks`` stages, as the
@@ -265,13 +263,11 @@ class Pruner:
         if floor > self.capacity:
             return floor
         stages = self.stages_of(s, micro_batch)
-        stages_key = ("stages", s.partition, s.num_stages, micro_batch)
-        schedule_key = ("schedule", s.schedule, s.pp, s.microbatches, s.chunks)
         facts = self.schedule_of(s)
         num_stages, rank_of, profile = facts.num_stages, facts.rank_of, facts.profile
         assert num_stages == len(stages)  # registry schedules only: files are not searched
         per_rank, held = self._cached(
-            ("ranks", s.tp, s.sequence_parallel, stages_key, schedule_key),
+            ("ranks", s.tp, s.sequence_parallel, stages, schedule_key(s)),
             lambda: self._per_rank(s.pp, blocks, stages, rank_of, profile),
         )
         model_state = [memory.model_state_bytes(w, o, s.dp, s.zero) for w, o in per_rank]
