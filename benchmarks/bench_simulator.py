@@ -28,8 +28,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import simpy
+
 # first: before numpy loads, the simulator limits its BLAS to one thread, for both sides
-from simulator import (  # isort: skip
+from simulator import (
     GPTConfig,
     MLPConfig,
     Strategy,
@@ -39,8 +42,6 @@ from simulator import (  # isort: skip
     run_scenario,
     run_strategy,
 )
-import numpy as np
-import simpy
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from simulator import GPTConfig, Strategy, TrainingConfig, preset, run_strategy
-from simulator.collective_timing import run_collective
 from simulator.comm import closed_forms
+from simulator.experiment.collective import run_collective
 from simulator.hardware import GB, US, ClusterSpec, LinkSpec
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,7 +21,9 @@ The public API, from the bottom up:
   :func:`unit_timeline` (a schedule placed on an idealised unit-time pipeline));
 * running: :func:`run_strategy`, :func:`run_scenario`, :func:`load_scenario`,
   :func:`parse_scenario`, :func:`write_outputs`, :func:`comparison_table`;
-* pictures: :mod:`simulator.plots` (``gantt``, ``memory``, ``compare``).
+* pictures: :mod:`simulator.viz.plots` (``gantt``, ``memory``, ``compare``), also
+  reachable as ``simulator.plots``; it is imported on first use, so that
+  ``import simulator`` does not load matplotlib.
 """
 
 import os
@@ -33,8 +35,8 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from . import comm, ops
-from .arrays import ShapeArray
 from .engine import Engine
+from .engine.trace import Trace
 from .errors import (
     DeadlockError,
     LayoutError,
@@ -43,13 +45,7 @@ from .errors import (
     ScheduleError,
     SimulatorError,
 )
-from .experiment import (
-    ScenarioResult,
-    StrategyResult,
-    run_scenario,
-    run_strategy,
-    write_outputs,
-)
+from .experiment.runner import ScenarioResult, StrategyResult, run_scenario, run_strategy
 from .hardware import (
     PRESETS,
     ClusterSpec,
@@ -63,23 +59,17 @@ from .hardware import (
 from .nn.abstract import AbstractConfig
 from .nn.gpt import GPTConfig
 from .nn.models import MLPConfig
+from .ops.arrays import ShapeArray
+from .ops.tape import recording
 from .parallel import Mesh, Strategy, build_plan
 from .parallel.mesh import describe as describe_mesh
-from .parallel.pipeline import (
-    Action,
-    Schedule,
-    get_schedule,
-    parse_csv,
-    schedule_names,
-    validate,
-)
+from .parallel.pipeline import Action, Schedule, get_schedule, parse_csv, schedule_names, validate
 from .parallel.pipeline.timeline import run as unit_timeline
+from .parallel.training import TrainingConfig
 from .planner import plan, sweep
-from .report import comparison_table
-from .scenario import Scenario, load_scenario, parse_scenario
-from .tape import recording
-from .trace import Trace
-from .training import TrainingConfig
+from .scenario.parse import Scenario, load_scenario, parse_scenario
+from .viz.outputs import write_outputs
+from .viz.report import comparison_table
 
 __all__ = [
     "PRESETS",
@@ -129,3 +119,12 @@ __all__ = [
     "validate",
     "write_outputs",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``simulator.plots``: the pictures, imported on first use (PEP 562)."""
+    if name == "plots":
+        from .viz import plots
+
+        return plots
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

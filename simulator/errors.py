@@ -25,7 +25,7 @@ class ScheduleError(SimulatorError):
 
 
 class LimitError(SimulatorError):
-    """An input would exceed a resource limit (:class:`simulator.limits.Limits`).
+    """An input would exceed a resource limit (:class:`simulator.scenario.limits.Limits`).
 
     The message names the limit, the value, the key it came from and how to
     raise the limit; ``limit`` and ``value`` keep the numbers for callers.

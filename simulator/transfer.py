@@ -3,7 +3,7 @@
 An algorithm (ring, tree, ...) moves and sums real chunks of the ranks'
 arrays and, while doing so, writes down every message it sends between
 *group ranks*. The engine later maps the ranks to devices and times the
-messages on the links (DESIGN.md, key decision 5): the closed forms of the
+messages on the links (docs/design.md, key decision 5): the closed forms of the
 alpha-beta model are what tests compare the simulation with, never what it
 runs.
 

@@ -1,0 +1,6 @@
+"""The test suite; its folders mirror the packages of ``simulator``."""
+
+from pathlib import Path
+
+#: the repository root (scenarios/, notebooks/, README.md)
+REPO = Path(__file__).resolve().parents[1]

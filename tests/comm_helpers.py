@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.arrays import split
 from simulator.comm import TransferPlan as Plan
 from simulator.engine import Engine
 from simulator.hardware import ClusterSpec, single_switch
+from simulator.ops.arrays import split
 
 ALPHA, BANDWIDTH = 5e-6, 100e9
 BETA = 1 / BANDWIDTH

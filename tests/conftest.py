@@ -12,10 +12,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from simulator.experiment import StrategyResult, run_strategy
+from simulator.experiment.runner import StrategyResult, run_strategy
 from simulator.hardware import ClusterSpec, LinkSpec, preset
 from simulator.parallel import Strategy
-from simulator.training import TrainingConfig
+from simulator.parallel.training import TrainingConfig
 
 
 def ideal_cluster(nodes: int = 1, devices_per_node: int = 4) -> ClusterSpec:

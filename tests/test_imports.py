@@ -1,4 +1,4 @@
-"""The packages import one way: no cycles, and none of the arrows DESIGN.md forbids.
+"""The packages import one way: no cycles, and none of the arrows docs/design.md forbids.
 
 Walks every module of the package with :mod:`ast`, maps each import to the
 package (``engine``, ``nn``, ``parallel`` ...) or top-level module
@@ -15,7 +15,7 @@ import simulator
 
 ROOT = Path(simulator.__file__).parent
 
-#: Arrows DESIGN.md forbids: package -> packages it must not import.
+#: Arrows docs/design.md forbids: package -> packages it must not import.
 FORBIDDEN = {
     "engine": {"comm", "nn", "parallel", "runtime", "planner", "scenario", "experiment"},
     "nn": {"parallel", "runtime", "engine", "comm", "planner", "experiment"},
@@ -26,7 +26,7 @@ FORBIDDEN = {
 
 
 def _unit(module: str) -> str:
-    """``simulator.engine.core`` -> ``engine``; ``simulator.trace`` -> ``trace``."""
+    """``simulator.engine.core`` -> ``engine``; ``simulator.engine.trace`` -> ``trace``."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else parts[0]
 

@@ -27,12 +27,12 @@ MIN_PNG_BYTES = 10_000  # an empty set of axes with a title and a grid is about 
 MIN_COLOURED = 0.005  # ... and has no coloured pixels; every real picture here has > 1 %
 # notebook 3 shows Megatron's column- and row-parallel layers shard by shard, which only
 # simulator.parallel.tensor (shard_block) exposes; notebook 2 times collectives nccl-tests
-# style with simulator.collective_timing
+# style with simulator.experiment.collective
 PUBLIC_MODULES = {
     "simulator",
-    "simulator.collective_timing",
+    "simulator.experiment.collective",
     "simulator.comm",
-    "simulator.plots",
+    "simulator.viz.plots",
     "simulator.ops",
     "simulator.parallel.tensor",
 }

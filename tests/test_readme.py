@@ -3,8 +3,8 @@
 import re
 from pathlib import Path
 
-from simulator import scenario
 from simulator.cli import build_parser
+from simulator.scenario import parse as scenario
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 

@@ -1,10 +1,10 @@
-"""Collectives as algorithms over point-to-point transfers (DESIGN.md, key decision 5).
+"""Collectives as algorithms over point-to-point transfers (docs/design.md, key decision 5).
 
 Each collective takes one array per group rank and returns one array per rank
 plus the :class:`~simulator.transfer.TransferPlan` of messages it sent; the engine
 times the plan on the links (:meth:`simulator.engine.Engine.collective`). The
 arrays may be numpy arrays (the sums are real) or
-:class:`~simulator.arrays.ShapeArray` objects (only the sizes matter).
+:class:`~simulator.ops.arrays.ShapeArray` objects (only the sizes matter).
 
 Operations (what every rank ends with, ``x_r`` being rank ``r``'s array):
 
@@ -15,7 +15,7 @@ Operations (what every rank ends with, ``x_r`` being rank ``r``'s array):
 * ``gather``: the root the concatenation of all ``x_r``, every other rank ``None``;
 * ``all_reduce``: ``sum_r x_r``;
 * ``reduce_scatter``: chunk ``r`` of the flattened sum, chunks as
-  :func:`simulator.arrays.split_bounds` cuts it;
+  :func:`simulator.ops.arrays.split_bounds` cuts it;
 * ``all_gather``: the concatenation of all ``x_r`` along axis 0;
 * ``all_to_all``: block ``r`` of every rank's flattened array, in rank order.
 
@@ -33,7 +33,7 @@ Where the ranks sit is a :class:`~.layout.GroupLayout`: pass ``layout=``, or
 nodes in order. The ring runs one channel per NIC its group can use
 across nodes (``channels=`` overrides that); :mod:`.closed_forms` holds the
 alpha-beta formulas and nccl-tests' bandwidths. (Timing one collective on an
-engine, nccl-tests style, is :mod:`simulator.collective_timing`: the engine
+engine, nccl-tests style, is :mod:`simulator.experiment.collective`: the engine
 and this package know nothing of each other.)
 """
 
@@ -42,13 +42,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from ..arrays import Array, ShapeArray
 from ..errors import LayoutError
+from ..ops.arrays import Array, ShapeArray
 from ..transfer import Transfer, TransferPlan
 from . import closed_forms, hierarchical, naive, recursive, ring, tree, tuner
+from .builder import PlanBuilder, intern
 from .chunks import shape_key
 from .layout import GroupLayout, channel_rings, current_layout, placed
-from .plan import PlanBuilder, intern
 
 Result = tuple[list, TransferPlan]
 

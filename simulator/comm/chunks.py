@@ -15,7 +15,7 @@ from itertools import accumulate
 
 import numpy as np
 
-from ..arrays import ITEMSIZE, Array, ShapeArray, dtype_of, is_shape_only, split_bounds
+from ..ops.arrays import ITEMSIZE, Array, ShapeArray, dtype_of, is_shape_only, split_bounds
 
 Bounds = list[tuple[int, int]]
 

@@ -9,7 +9,7 @@ operations in MPICH", IJHPCA 19(1), section "Cost model" and the sections per
 collective) derive them for MPICH's algorithms. The simulator never *uses*
 these formulas: it times every message of an algorithm on the links, and the
 tests check that on a single switch the result equals the formula below
-(DESIGN.md, key decision 5). Every docstring says where its formula comes
+(docs/design.md, key decision 5). Every docstring says where its formula comes
 from; the derivations are in the algorithm modules.
 
 Throughout, ``p`` is the group size and ``n`` the size in bytes nccl-tests

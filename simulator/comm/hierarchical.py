@@ -45,11 +45,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..arrays import Array, split_bounds
 from ..errors import LayoutError
+from ..ops.arrays import Array, split_bounds
 from ..transfer import TransferPlan
+from .builder import PlanBuilder
 from .chunks import buffers, flat_like, itemsize
-from .plan import PlanBuilder
 
 
 def node_groups(nodes: Sequence[int] | None, p: int, op: str) -> list[list[int]]:

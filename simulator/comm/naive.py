@@ -29,10 +29,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..arrays import Array, concat, is_shape_only, split, split_bounds
+from ..ops.arrays import Array, concat, is_shape_only, split, split_bounds
 from ..transfer import TransferPlan
+from .builder import PlanBuilder
 from .chunks import flat_like, itemsize
-from .plan import PlanBuilder
 
 
 def _gather(builder: PlanBuilder, sizes: Sequence[int], root: int, step: int) -> None:

@@ -47,11 +47,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ..arrays import Array, concat, split_bounds
 from ..errors import LayoutError
+from ..ops.arrays import Array, concat, split_bounds
 from ..transfer import TransferPlan
+from .builder import PlanBuilder
 from .chunks import Bounds, buffers, concat_bounds, flat_like, itemsize, window_bytes
-from .plan import PlanBuilder
 
 
 def require_power_of_two(p: int, op: str, algorithm: str) -> None:

@@ -50,7 +50,7 @@ Two more patterns live here because they are ring *shifts*: in a shift by
 block that rank ``r-k`` holds for it, ``(p-1)(alpha + n/p beta)`` in all.
 
 Sizes that do not divide by ``p`` split into chunks that differ by one element
-(:func:`simulator.arrays.split_bounds`).
+(:func:`simulator.ops.arrays.split_bounds`).
 """
 
 from __future__ import annotations
@@ -59,10 +59,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..arrays import Array, concat, is_shape_only, split, split_bounds
+from ..ops.arrays import Array, concat, is_shape_only, split, split_bounds
 from ..transfer import TransferPlan
+from .builder import PlanBuilder
 from .chunks import Bounds, buffers, channel_pieces, concat_bounds, flat_like, itemsize, ring_sizes
-from .plan import PlanBuilder
 
 Rings = Sequence[tuple[int, ...]]
 

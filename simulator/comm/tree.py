@@ -42,10 +42,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..arrays import Array
+from ..ops.arrays import Array
 from ..transfer import TransferPlan
+from .builder import PlanBuilder
 from .chunks import buffers
-from .plan import PlanBuilder
 
 
 def reduce_rounds(

@@ -24,9 +24,9 @@ import math
 from typing import Any
 
 from .. import comm
-from ..collective_timing import predicted_time, run_collective
 from ..comm import closed_forms
 from ..errors import LayoutError, ScenarioError
+from ..experiment.collective import predicted_time, run_collective
 from ..hardware import GB, US, ClusterSpec, LinkSpec, preset, single_switch
 
 DEFAULT_PRESET = "dgx-a100"

@@ -3,7 +3,7 @@
 The expected fraction of wall time a job of N devices spends training, when
 each device fails on average every H hours, a checkpoint takes C seconds and
 a restart R seconds, and the optimal checkpoint interval from the Young/Daly
-formula (see :mod:`simulator.goodput`). ``--interval-s T`` evaluates a given
+formula (see :mod:`simulator.experiment.goodput`). ``--interval-s T`` evaluates a given
 interval instead. ``--json`` prints only
 ``{"goodput": ..., "interval_s": ..., "optimal_interval_s": ..., "optimal_goodput": ...}``.
 """
@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..goodput import HOUR, evaluate, job_mtbf
-from ..limits import Range, check_flag
+from ..experiment.goodput import HOUR, evaluate, job_mtbf
+from ..ranges import Range
+from ..scenario.limits import check_flag
 
 #: The flags' allowed values, checked like scenario keys.
 DEVICES = Range(lo=1, hi=1e9, integer=True)

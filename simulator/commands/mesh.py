@@ -18,8 +18,9 @@ from dataclasses import replace
 
 from ..errors import LayoutError
 from ..hardware import preset
-from ..limits import Limits, Range, add_limit_flags, check_flag, limit_flags
 from ..parallel.mesh import DEFAULT_ORDER, Mesh, describe
+from ..ranges import Range
+from ..scenario.limits import Limits, add_limit_flags, check_flag, limit_flags
 
 #: Allowed --dp, --tp, --pp (their product is limited by --max-devices).
 SIZE = Range(lo=1, integer=True)

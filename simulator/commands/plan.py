@@ -39,12 +39,12 @@ import time
 from pathlib import Path
 
 from ..errors import ScenarioError
-from ..experiment import file_stem
 from ..hardware import preset as cluster_preset
+from ..parallel.training import TrainingConfig
 from ..planner import model_preset, plan
 from ..planner.executor import default_workers
 from ..planner.files import parse_assignment, parse_value, plan_settings
-from ..training import TrainingConfig
+from ..scenario.paths import file_stem
 
 #: flag -> [plan] key, for the search options
 SEARCH_FLAGS = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..engine.memory import format_bytes
 from ..hardware import GB, PRESETS, TFLOPS, US
+from ..hardware.units import format_bytes
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -15,11 +15,12 @@ import argparse
 import json
 from pathlib import Path
 
-from ..experiment import run_scenario, write_outputs, write_results
-from ..limits import add_limit_flags, limit_flags, limit_names
-from ..paths import file_stem, prepare_output_dir
-from ..report import comparison_table
-from ..scenario import load_scenario
+from ..experiment.runner import run_scenario
+from ..scenario.limits import add_limit_flags, limit_flags, limit_names
+from ..scenario.parse import load_scenario
+from ..scenario.paths import file_stem, prepare_output_dir
+from ..viz.outputs import write_outputs, write_results
+from ..viz.report import comparison_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:

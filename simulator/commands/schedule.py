@@ -37,10 +37,11 @@ from math import gcd, lcm
 from pathlib import Path
 
 from ..errors import ScheduleError
-from ..limits import Limits, Range, add_limit_flags, check_flag, limit_flags
 from ..parallel.pipeline import Schedule, get_schedule, parse_csv, run, schedule_names, validate
 from ..parallel.pipeline.schedules import BubbleFormula
-from ..paths import read_text
+from ..ranges import Range
+from ..scenario.limits import Limits, add_limit_flags, check_flag, limit_flags
+from ..scenario.paths import read_text
 
 #: Allowed values of --stages, --microbatches and --chunks (their limits apply on top).
 COUNT = Range(lo=1, integer=True)

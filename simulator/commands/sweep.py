@@ -21,10 +21,10 @@ import json
 import time
 from pathlib import Path
 
-from ..experiment import file_stem
 from ..planner import sweep
 from ..planner.executor import default_workers
 from ..planner.files import parse_assignment
+from ..scenario.paths import file_stem
 from .plan import add_executor_flags, positive
 
 

@@ -16,7 +16,7 @@ collective algorithm, only time, ports and bytes.
 
 from .core import Engine, Process
 from .cost import CostModel
-from .memory import MemoryLedger, format_bytes
+from .memory import MemoryLedger
 from .network import Network, Route
 
-__all__ = ["CostModel", "Engine", "MemoryLedger", "Network", "Process", "Route", "format_bytes"]
+__all__ = ["CostModel", "Engine", "MemoryLedger", "Network", "Process", "Route"]

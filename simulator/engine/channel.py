@@ -5,7 +5,7 @@ the next stage's, always the same size over the same routes. A
 :class:`Channel` works out once what every such message needs -- the routes,
 their alpha-beta times, the trace label and groups, the traffic to count --
 so that sending one is a few additions: book the ports, record one trace row,
-count one more message (DESIGN.md, key decision 8). The bytes are added to
+count one more message (docs/design.md, key decision 8). The bytes are added to
 the engine's counters when they are read (:meth:`Engine.count_channels`).
 
 ``srcs[i]`` sends to ``dsts[i]``: the ranks of a tensor-parallel group send
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..trace import COMM
+from .trace import COMM
 
 if TYPE_CHECKING:
     from .core import Engine

@@ -33,13 +33,13 @@ from typing import Any, NamedTuple
 import simpy
 
 from ..hardware import ClusterSpec
-from ..tape import ComputeSegment
-from ..trace import COMM, COMPUTE, NO_PEER, Trace
+from ..ops.tape import ComputeSegment
 from ..transfer import TransferPlan
 from .channel import Channel
 from .cost import Cost, Costs
 from .memory import MemoryLedger
 from .network import Network
+from .trace import COMM, COMPUTE, NO_PEER, Trace
 
 DETAILS = ("steps", "fused")
 

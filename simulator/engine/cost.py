@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..hardware import ClusterSpec, DeviceSpec
-from ..tape import ComputeSegment, Kernel
+from ..ops.tape import ComputeSegment, Kernel
 
 
 class CostModel:

@@ -9,7 +9,7 @@ categories over time.
 
 One ledger may stand for several devices that hold exactly the same bytes at
 every moment -- the ranks of a tensor-parallel group, which work in lockstep
-on equal shards (DESIGN.md, key decisions 3 and 8) -- so a group costs one
+on equal shards (docs/design.md, key decisions 3 and 8) -- so a group costs one
 record per change, not one per device.
 
 The ledger never refuses an allocation: it records the first moment the device
@@ -32,6 +32,7 @@ from array import array
 from collections.abc import Callable
 
 from ..errors import OutOfMemoryError
+from ..hardware.units import format_bytes
 
 CATEGORIES = ("parameters", "gradients", "optimizer", "activations", "buffers")
 PARAMETERS, GRADIENTS, OPTIMIZER, ACTIVATIONS, BUFFERS = range(len(CATEGORIES))
@@ -39,15 +40,6 @@ PARAMETERS, GRADIENTS, OPTIMIZER, ACTIVATIONS, BUFFERS = range(len(CATEGORIES))
 
 def category(tag: str) -> str:
     return tag.split("/", 1)[0]
-
-
-def format_bytes(n: float) -> str:
-    """``1536`` -> ``1.50 KiB``; binary units, as memory capacities are quoted."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
 
 
 class MemoryLedger:

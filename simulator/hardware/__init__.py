@@ -2,7 +2,7 @@
 
 Everything is in SI units (seconds, bytes, FLOP/s, bytes/s). Scenario files use
 suffixed units (``peak_tflops``, ``memory_gib``, ``bandwidth_gbs`` ...); the
-conversion happens in :mod:`simulator.scenario`.
+conversion happens in :mod:`simulator.scenario.parse`.
 
 The cluster model (used by :mod:`simulator.engine.network`):
 

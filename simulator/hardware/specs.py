@@ -1,7 +1,7 @@
 """Devices and links: what one accelerator and one port into a switch can do.
 
 Everything is in SI units (seconds, bytes, FLOP/s, bytes/s); scenario files
-use suffixed units, converted in :mod:`simulator.scenario`. Peaks are dense
+use suffixed units, converted in :mod:`simulator.scenario.parse`. Peaks are dense
 (no structured sparsity); link bandwidth is per direction.
 """
 

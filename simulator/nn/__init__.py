@@ -2,7 +2,7 @@
 It knows no strategy; everything parallel builds on it from above.
 
 * :mod:`.layers` -- the layer protocol, ``y, ctx = forward(x)``,
-  ``dx, wctx = backward_input(dy, ctx)``, ``backward_weight(wctx)`` (DESIGN.md,
+  ``dx, wctx = backward_input(dy, ctx)``, ``backward_weight(wctx)`` (docs/design.md,
   key decision 1), and :class:`Linear`, :class:`ReLU`, :class:`GELU`;
 * :mod:`.combinators` -- :class:`Sequential` and :class:`Residual`, whose mixins
   also serve the tensor-parallel blocks;

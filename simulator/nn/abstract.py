@@ -28,9 +28,9 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from .. import ops
-from ..arrays import Array, ShapeArray
 from ..errors import ScenarioError
-from ..limits import Range
+from ..ops.arrays import Array, ShapeArray
+from ..ranges import Range
 from .config import ModelConfig
 from .layers import Layer
 from .models import Model

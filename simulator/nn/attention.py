@@ -29,9 +29,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .. import ops, ops_nn
-from ..arrays import Array
-from ..tape import tagged
+from .. import ops
+from ..ops import functional as ops_nn
+from ..ops.arrays import Array
+from ..ops.tape import tagged
 from .dropout import Dropout
 from .layers import Layer
 
@@ -40,7 +41,7 @@ class AttentionCore(Layer):
     """Scaled, causally masked attention over ``heads`` heads of size ``head_dim``.
 
     Input: the fused QKV activation ``(b, s, heads * 3 * head_dim)``, laid out
-    head-major (see :func:`simulator.ops_nn.split_heads`). Output: the heads
+    head-major (see :func:`simulator.ops.functional.split_heads`). Output: the heads
     merged back, ``(b, s, heads * head_dim)``.
 
     Forward GEMMs: ``Q K^T`` and ``P V``, ``2 b s^2 heads head_dim`` FLOPs each

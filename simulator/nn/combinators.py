@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import ops
-from ..arrays import Array
+from ..ops.arrays import Array
 from .layers import Layer
 from .param import Param
 

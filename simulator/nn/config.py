@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 if TYPE_CHECKING:
-    from ..arrays import Array
+    from ..ops.arrays import Array
     from .models import Model
 
 

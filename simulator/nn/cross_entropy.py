@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import ops_nn
-from ..arrays import Array
+from ..ops import functional as ops_nn
+from ..ops.arrays import Array
 
 
 class CrossEntropyLoss:
     """``loss, ctx = forward(logits, targets)``; ``dlogits = backward(ctx, scale)``.
 
     ``logits`` is ``(b, s, V)``, ``targets`` the int64 ids ``(b, s)``. The
-    context is the softmax and the targets (see :func:`simulator.ops_nn.cross_entropy`).
+    context is the softmax and the targets (see :func:`simulator.ops.functional.cross_entropy`).
     """
 
     name = "cross_entropy"

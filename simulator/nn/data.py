@@ -12,7 +12,7 @@ import functools
 
 import numpy as np
 
-from ..arrays import Array, ShapeArray
+from ..ops.arrays import Array, ShapeArray
 
 
 def rng_for(seed: int, *stream: int) -> np.random.Generator:

@@ -1,6 +1,6 @@
 """Dropout whose masks depend on *which* sample is dropped, never on how the batch is split.
 
-Parallel training must reproduce single-device training exactly (DESIGN.md:
+Parallel training must reproduce single-device training exactly (docs/design.md:
 single-device training is the oracle), dropout included. So a mask is not
 drawn from a generator that advances as micro-batches go by; every sample's
 mask is drawn afresh from
@@ -38,8 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import ops_nn
-from ..arrays import Array, ShapeArray, is_shape_only
+from ..ops import functional as ops_nn
+from ..ops.arrays import Array, ShapeArray, is_shape_only
 from .context import current_batch
 from .layers import Layer
 

@@ -42,8 +42,9 @@ from typing import Any
 
 import numpy as np
 
-from .. import ops, ops_nn
-from ..arrays import Array, ShapeArray, is_shape_only
+from .. import ops
+from ..ops import functional as ops_nn
+from ..ops.arrays import Array, ShapeArray, is_shape_only
 from .dropout import Dropout
 from .layers import Layer, init_normal
 from .param import Param

@@ -43,8 +43,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..arrays import NUMPY_DTYPES, Array, ShapeArray
-from ..limits import Range
+from ..ops.arrays import NUMPY_DTYPES, Array, ShapeArray
+from ..ranges import Range
 from .combinators import Sequential
 from .config import ModelConfig
 from .cross_entropy import CrossEntropyLoss

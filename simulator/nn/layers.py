@@ -4,7 +4,7 @@
 need; ``dx = layer.backward(dy, ctx)`` returns the input gradient and
 accumulates the parameter gradients. Nothing about a micro-batch is kept on
 the layer, so many micro-batches can be in flight at once, and the arrays in
-``ctx`` *are* the activation memory a pipeline stage stashes (DESIGN.md, key
+``ctx`` *are* the activation memory a pipeline stage stashes (docs/design.md, key
 decision 1).
 
 Backward splits in two, as zero-bubble schedules need (Qi et al. 2024,
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .. import ops
-from ..arrays import Array, ShapeArray
+from ..ops.arrays import Array, ShapeArray
 from .param import Param
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import ops
-from ..arrays import Array
+from ..ops.arrays import Array
 
 
 class MSELoss:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ..arrays import Array
+from ..ops.arrays import Array
 from .combinators import Sequential
 from .config import ModelConfig
 from .data import regression_batch, rng_for

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import ops_nn
-from ..arrays import Array
+from ..ops import functional as ops_nn
+from ..ops.arrays import Array
 from .layers import Layer, init_constant
 from .param import Param
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
-from ..arrays import ITEMSIZE, dtype_of, is_shape_only
+from ..ops.arrays import ITEMSIZE, dtype_of, is_shape_only
 from .param import Param
 
 HALF = ("bf16", "fp16")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..arrays import Array, is_shape_only, like
+from ..ops.arrays import Array, is_shape_only, like
 
 
 class Param:

@@ -24,7 +24,7 @@ from importlib import resources
 
 import numpy as np
 
-from ..arrays import Array
+from ..ops.arrays import Array
 from .data import rng_for
 
 #: Successors per token of the synthetic bigram rule.

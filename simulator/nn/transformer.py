@@ -18,7 +18,7 @@ additions keep nothing.
 The sub-layers are attributes (``ln1, qkv, core, proj, drop1, ln2, fc1,
 gelu, fc2, drop2``) so that a tensor-parallel layer can be built from their
 shards: ``qkv`` and ``fc1`` split by output columns (whole heads for ``qkv``,
-see :func:`simulator.ops_nn.split_heads`), ``proj`` and ``fc2`` by input
+see :func:`simulator.ops.functional.split_heads`), ``proj`` and ``fc2`` by input
 rows, the core by heads (Megatron-LM, Shoeybi et al. 2019, sec. 3).
 """
 

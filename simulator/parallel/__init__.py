@@ -15,8 +15,8 @@ lowering: nothing here advances a clock (the runtime executes the plan).
 * :mod:`.plan` -- :func:`build_plan`: checks the layout and puts it all together.
 """
 
+from .build import Plan, Worker, build_plan, gather_params
 from .mesh import Mesh
-from .plan import Plan, Worker, build_plan, gather_params
 from .strategy import Strategy
 
 __all__ = ["Mesh", "Plan", "Strategy", "Worker", "build_plan", "gather_params"]

@@ -1,6 +1,6 @@
 """Programs are data: the instructions one worker runs in one training step.
 
-A strategy lowers to one list of instructions per worker (DESIGN.md, key
+A strategy lowers to one list of instructions per worker (docs/design.md, key
 decision 4); the runtime (:mod:`simulator.runtime`) executes them, and
 :func:`describe` prints them, so a listing shows exactly what a worker does
 and in which order.

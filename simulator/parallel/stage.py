@@ -6,7 +6,7 @@ recomputation happens (``recompute = "full"`` keeps only every block's input
 and reruns its forward right before its backward -- GPipe's
 re-materialisation, Huang et al. 2019, sec. 2.3; Chen et al. 2016).
 
-It leaves :class:`~simulator.tape.Mark` records on the tape -- the start of
+It leaves :class:`~simulator.ops.tape.Mark` records on the tape -- the start of
 each block's work and the moment each block's parameter gradients are final
 -- so that data-parallel hooks can gather parameters or launch gradient
 all-reduces at the right point of the timeline.
@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..arrays import Array, tree_bytes
 from ..nn.param import Param
-from ..tape import Mark, record, tagged
+from ..ops.arrays import Array, tree_bytes
+from ..ops.tape import Mark, record, tagged
 from .tensor import ParallelBlock, ShardLoss
 
 RECOMPUTE = ("none", "full", "selective")

@@ -22,11 +22,11 @@ from typing import Any
 from ..engine.cost import CostModel
 from ..hardware import ClusterSpec, DeviceSpec
 from ..nn.config import ModelConfig
-from ..tape import Kernel, recording
-from ..training import TrainingConfig
+from ..ops.tape import Kernel, recording
 from . import partition as partitions
 from .mesh import Mesh
 from .strategy import Strategy
+from .training import TrainingConfig
 
 
 def block_costs(

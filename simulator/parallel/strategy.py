@@ -3,7 +3,7 @@
 The fields are the keys of a ``[[strategy]]`` table in a scenario file. Each
 field's metadata says what it means (``doc``), which values it allows
 (``choices``, read from the registries that implement them, or ``range``) and
-any other rule (``check``); :mod:`simulator.scenario` derives its schema from
+any other rule (``check``); :mod:`simulator.scenario.parse` derives its schema from
 them, so this class is the one place the strategy options are written down.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from .. import comm
 from ..errors import LayoutError
-from ..limits import Range
+from ..ranges import Range
 from .data import variant_names
 from .mesh import DEFAULT_ORDER, parse_order
 from .partition import PARTITIONS

@@ -11,8 +11,8 @@ Both return results with ``.to_frame()`` (a pandas DataFrame) for notebooks.
 """
 
 from .models import MODEL_PRESETS, ModelPreset, model_preset
-from .plan import plan
 from .results import PlanResult
+from .search import plan
 from .space import SearchSpace
 from .sweep import SweepResult, sweep
 

@@ -42,14 +42,14 @@ from typing import Any
 from ..comm.layout import GroupLayout, placed
 from ..engine.cost import CostModel
 from ..nn.context import BatchInfo, batch
+from ..ops.tape import recording
+from ..parallel.build import parallel_loss, parallelize, resolve_schedule
 from ..parallel.data import get_variant
 from ..parallel.pipeline.actions import BW, Action, B, F, W
 from ..parallel.pipeline.timeline import run as place_in_time
-from ..parallel.plan import parallel_loss, parallelize, resolve_schedule
 from ..parallel.stage import Chunk
 from ..parallel.strategy import Strategy
 from ..runtime.tapes import compile_tape
-from ..tape import recording
 from .prune import Pruner, schedule_key, signature
 
 #: The rule name of layouts the bound skips.

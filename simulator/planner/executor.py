@@ -28,14 +28,14 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..errors import ScenarioError, SimulatorError
-from ..experiment import run_strategy
+from ..experiment.runner import run_strategy
 from ..hardware import ClusterSpec
+from ..parallel.pipeline import Schedule
 from ..parallel.strategy import Strategy
-from ..training import TrainingConfig
+from ..parallel.training import TrainingConfig
 
 Result = dict[str, Any]
 #: How long to wait for a Dask scheduler to answer.
@@ -52,7 +52,8 @@ class Task:
     model: Any
     training: TrainingConfig
     strategy: Strategy
-    base_dir: Path | None = None
+    #: the parsed schedule file, for a strategy whose schedule is ``file:PATH.csv``
+    schedule: Schedule | None = None
     keep_devices: bool = False
 
 
@@ -60,7 +61,7 @@ def simulate(task: Task) -> Result:
     """Plan and simulate one task; its results-JSON entry, or an error entry."""
     try:
         metrics = run_strategy(
-            task.cluster, task.model, task.training, task.strategy, task.base_dir
+            task.cluster, task.model, task.training, task.strategy, schedule=task.schedule
         ).metrics
     except SimulatorError as err:
         return {"status": "error", "message": str(err).splitlines()[0]}

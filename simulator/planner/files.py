@@ -4,7 +4,7 @@ writing a scenario back out as TOML.
 A plan scenario is a scenario file (cluster, model, training) whose
 ``[plan]`` table narrows the search instead of listing strategies; a sweep
 scenario is an ordinary scenario plus a ``[sweep]`` table. Both tables are
-checked with the scenario reader of :mod:`simulator.scenario`, so mistakes
+checked with the scenario reader of :mod:`simulator.scenario.parse`, so mistakes
 read the same: one line naming the file, the table, the key and what is
 allowed. The README's "Find the best layout" section documents every key.
 """
@@ -20,11 +20,11 @@ from typing import Any
 
 from ..errors import ScenarioError, SimulatorError
 from ..hardware import DTYPE_BYTES, GB, PRESETS, TFLOPS, US, ClusterSpec, GiB
-from ..limits import Range
 from ..parallel.strategy import Strategy
-from ..scenario import POS_INT, STRATEGY, Scenario, parse_scenario
-from ..schema import Key, Reader
-from ..training import TrainingConfig
+from ..parallel.training import TrainingConfig
+from ..ranges import Range
+from ..scenario.parse import POS_INT, STRATEGY, Scenario, parse_scenario
+from ..scenario.schema import Key, Reader
 from .space import LAYOUT_KEYS, RECOMPUTE, SearchSpace
 
 

@@ -14,8 +14,8 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter
 
-from ..gantt import finish_figure
 from ..hardware import GiB
+from ..viz.gantt import finish_figure
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:

@@ -3,7 +3,7 @@
 A layout is rejected by the first of these that fails, and the planner counts
 rejections by rule:
 
-1. :func:`~simulator.parallel.plan.check_layout`, the layout rules of every run;
+1. :func:`~simulator.parallel.build.check_layout`, the layout rules of every run;
 2. the tensor-parallel split of every block (heads, hidden, vocabulary and
    sequence divisible by ``tp``), as ``build_plan`` splits them;
 3. memory, first cheaply: a device holds at least the average over the
@@ -13,7 +13,7 @@ rejections by rule:
 6. memory again, with the estimate of :mod:`simulator.planner.memory`, a
    lower bound on the peak: over the device's memory, the layout cannot fit.
 
-These are the functions :func:`~simulator.parallel.plan.build_plan` calls,
+These are the functions :func:`~simulator.parallel.build.build_plan` calls,
 called the same way, so there is no second copy of any rule. What
 ``build_plan`` repeats for every data-parallel replica and every layer is
 done once per distinct input and cached (the model is built once; a block is
@@ -42,12 +42,12 @@ from ..hardware import ClusterSpec
 from ..nn.gpt import GPTConfig
 from ..nn.optim import make_optimizer
 from ..nn.transformer import TransformerLayer
+from ..parallel.build import block_costs, check_layout, parallelize, resolve_schedule
 from ..parallel.data import get_variant
 from ..parallel.pipeline.actions import Action
-from ..parallel.plan import block_costs, check_layout, parallelize, resolve_schedule
 from ..parallel.stages import split_alike
 from ..parallel.strategy import Strategy
-from ..training import TrainingConfig
+from ..parallel.training import TrainingConfig
 from . import memory
 
 

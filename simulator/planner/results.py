@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..engine.memory import format_bytes
 from ..hardware import ClusterSpec
+from ..hardware.units import format_bytes, time_unit
 from ..parallel.strategy import Strategy
-from ..report import time_unit
-from ..training import TrainingConfig
+from ..parallel.training import TrainingConfig
 from .space import LAYOUT_KEYS
 
 #: The run metrics a plan keeps per layout (the fractions may be missing: then None).

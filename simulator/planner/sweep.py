@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..engine.memory import format_bytes
 from ..errors import ScenarioError
-from ..report import time_unit
-from ..scenario import parse_scenario
+from ..hardware.units import format_bytes, time_unit
+from ..scenario.parse import parse_scenario
 from .executor import Task, run_tasks
 from .files import read_toml, sweep_settings
 from .results import pct, text_table
@@ -127,7 +126,7 @@ class SweepResult:
         ``path``, or returned as a matplotlib figure."""
         import matplotlib.pyplot as plt
 
-        from ..gantt import finish_figure
+        from ..viz.gantt import finish_figure
 
         metric = metric or self.metric
         x_key, others = self.keys[0], self.keys[1:]
@@ -210,7 +209,14 @@ def sweep(
         where = ", ".join(f"{k} = {v}" for k, v in values.items())
         scenarios.append(parse_scenario(point, f"{source} (at {where})", base))
     tasks = [
-        Task(s.cluster, s.model, s.training, strategy, s.base_dir, keep_devices=True)
+        Task(
+            s.cluster,
+            s.model,
+            s.training,
+            strategy,
+            s.schedules.get(strategy.name),
+            keep_devices=True,
+        )
         for s in scenarios
         for strategy in s.strategies
     ]

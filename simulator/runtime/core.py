@@ -37,12 +37,12 @@ from simpy.core import EmptySchedule, StopSimulation
 
 from ..comm.layout import GroupLayout
 from ..engine import Engine, Process
+from ..engine.trace import COMPUTE
 from ..errors import DeadlockError, DeviceFailedError, DivergedError
-from ..faults import Fault
+from ..hardware.faults import Fault
+from ..parallel.build import Plan
 from ..parallel.data import get_variant
-from ..parallel.plan import Plan
 from ..parallel.program import WHAT, Op
-from ..trace import COMPUTE
 from .compute import Compute
 from .faults import FaultModel
 from .feed import Feed
@@ -58,7 +58,7 @@ Handler = Callable[[SimWorker, tuple], Any]
 
 
 class Runtime:
-    """Runs a :class:`~simulator.parallel.plan.Plan` for ``training.steps`` steps.
+    """Runs a :class:`~simulator.parallel.build.Plan` for ``training.steps`` steps.
 
     ``fold`` (default: the plan's ``training.fold_replicas``) lets identical
     data-parallel replicas be simulated once (:mod:`simulator.runtime.fold`);

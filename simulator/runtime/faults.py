@@ -1,6 +1,6 @@
 """Faults at run time: what a straggler, a slow link and a failed device do.
 
-The faults are data (:mod:`simulator.faults`, a scenario's ``[[fault]]``
+The faults are data (:mod:`simulator.hardware.faults`, a scenario's ``[[fault]]``
 tables); here they act on the simulation:
 
 * a **straggler** stretches every compute segment of the worker that holds
@@ -28,8 +28,8 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from ..faults import Fail, Fault, SlowLink, Straggler
 from ..hardware import ClusterSpec
+from ..hardware.faults import Fail, Fault, SlowLink, Straggler
 from .workers import SimWorker
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..nn.context import BatchInfo
-from ..parallel.plan import Plan
+from ..parallel.build import Plan
 from ..parallel.worker import Worker
 
 

@@ -7,7 +7,7 @@ repeats one replica's events ``dp`` times. So the runtime simulates one
 worker per pipeline rank that stands for all of that rank's replicas (its
 *members*): the data-parallel collectives still run over the whole group of
 devices, with every replica's numbers, but everything else is simulated once
-and recorded once for all of them (DESIGN.md, key decision 8). Results and
+and recorded once for all of them (docs/design.md, key decision 8). Results and
 pictures still list every device; ``results.json`` says how many replicas
 each simulated one stood for (``folded_replicas``).
 
@@ -43,8 +43,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..parallel.build import Plan
 from ..parallel.data import get_variant
-from ..parallel.plan import Plan
 from ..parallel.program import SEND
 from .faults import FaultModel
 

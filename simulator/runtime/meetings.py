@@ -13,7 +13,7 @@ A simulated worker may stand for several identical replicas
 (:mod:`simulator.runtime.fold`); it then hands in all their payloads at
 once, and the meeting runs as soon as it has them all.
 
-Waiting is accounted as DESIGN.md defines it: while the collective is under
+Waiting is accounted as docs/design.md defines it: while the collective is under
 way the wait is *exposed communication*; before it starts (a member is still
 computing) it is idle time -- the bubble of load imbalance.
 """
@@ -27,8 +27,8 @@ from typing import Any
 import simpy
 
 from ..engine import Process
-from ..intervals import union
 from ..parallel.worker import Worker
+from .intervals import union
 from .workers import SimWorker
 
 #: A collective's body: every member's payload in (member order), (results, end time) out.

@@ -17,7 +17,7 @@ one simulation event:
   compute's end; otherwise at the arrival).
 
 Waiting for a neighbour's message, its time on the wire included, is
-*bubble* (DESIGN.md, "Definitions"). With ``pp_scatter_gather`` (Narayanan
+*bubble* (docs/design.md, "Definitions"). With ``pp_scatter_gather`` (Narayanan
 et al. 2021, sec. 4.1) tensor-parallel rank ``r`` sends only the ``r``-th
 ``1/t`` of a replicated activation and the receivers all-gather it over their
 fast intra-node links: that all-gather is their own group's collective, so
@@ -33,9 +33,9 @@ from typing import TYPE_CHECKING, Any
 import simpy
 
 from .. import comm
-from ..arrays import nbytes, split
 from ..engine import Process
 from ..engine.channel import Channel
+from ..ops.arrays import nbytes, split
 from ..parallel.program import ACTIVATION, WHAT
 from .workers import SimWorker
 

@@ -1,6 +1,6 @@
 """Replaying a tape: the time a piece of layer code takes on a worker's devices.
 
-Layer code runs eagerly and leaves a tape (:mod:`simulator.tape`), priced once
+Layer code runs eagerly and leaves a tape (:mod:`simulator.ops.tape`), priced once
 into a :class:`~simulator.runtime.tapes.CompiledTape`. :meth:`Replay.run`
 spends that time on a simulated worker, item by item:
 
@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..comm.layout import placed
 from ..engine import Process
+from ..engine.trace import COMPUTE
+from ..ops.tape import recording
 from ..parallel.pipeline.actions import Action
-from ..tape import recording
-from ..trace import COMPUTE
 from .tapes import COLLECTIVE, MARK, SEGMENT, WAIT, CompiledTape, compile_tape
 from .workers import SimWorker
 

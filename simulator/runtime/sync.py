@@ -17,8 +17,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..engine import Process
+from ..ops.tape import Mark
 from ..parallel.program import Op
-from ..tape import Mark
 from .workers import SimWorker
 
 

@@ -1,6 +1,6 @@
 """What a recorded tape costs, worked out once.
 
-Layer code records a :class:`~simulator.tape.Tape`: compute segments (kernels
+Layer code records a :class:`~simulator.ops.tape.Tape`: compute segments (kernels
 per tensor-parallel rank), collectives issued inside layers, and marks. To
 *replay* it the runtime needs the seconds of every segment on the device's
 roofline and the FLOPs it counts. :func:`compile_tape` prices the tape once
@@ -8,7 +8,7 @@ and keeps only what replay needs, as small tuples:
 
 * ``(SEGMENT, seconds, tag)`` -- compute on the worker's compute stream;
 * ``(COLLECTIVE, call)`` -- a tensor-parallel collective over the worker's
-  devices (:class:`~simulator.tape.CollectiveCall`), which the worker waits
+  devices (:class:`~simulator.ops.tape.CollectiveCall`), which the worker waits
   for, unless the call has a handle: then it runs alongside the compute
   that follows until
 * ``(WAIT, handle)`` -- where the code needs that collective's result;
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..engine.cost import Cost
-from ..tape import CollectiveCall, ComputeSegment, Mark, Tape, Wait
+from ..ops.tape import CollectiveCall, ComputeSegment, Mark, Tape, Wait
 
 SEGMENT, COLLECTIVE, WAIT, MARK = 0, 1, 2, 3
 RECOMPUTE = "recompute"

@@ -1,6 +1,6 @@
 """A simulated worker: one SimPy process, its devices, and everything it holds.
 
-The plan (:mod:`simulator.parallel.plan`) has one :class:`~simulator.parallel.worker.Worker`
+The plan (:mod:`simulator.parallel.build`) has one :class:`~simulator.parallel.worker.Worker`
 per pipeline rank of every data-parallel replica: a lockstep tensor-parallel
 group with its chunks and its program. The runtime simulates a
 :class:`SimWorker` for each -- or, when the replicas are provably identical
@@ -8,7 +8,7 @@ group with its chunks and its program. The runtime simulates a
 for all of its replicas, its *members*.
 
 A SimWorker owns its per-step state, so nothing about a micro-batch lives on
-the layers (DESIGN.md, key decision 1) or on the runtime:
+the layers (docs/design.md, key decision 1) or on the runtime:
 
 * ``stash``: what each forward left for its backward (and B for its W), per
   member, keyed by ``(stage, micro-batch)``;

@@ -6,9 +6,9 @@ the replicas keep their parameters in agreement. Each is a registry entry
 names it needs at every phase:
 
 * ``check`` -- the layouts it cannot run, as one-line errors (:func:`check_layout
-  <simulator.parallel.plan.check_layout>` calls it);
+  <simulator.parallel.build.check_layout>` calls it);
 * ``lower`` -- each worker's program, from the pipeline schedule's
-  (:func:`~simulator.parallel.plan.build_plan`);
+  (:func:`~simulator.parallel.build.build_plan`);
 * ``sync`` -- what executes it on the runtime, through the contract
   :class:`~simulator.runtime.sync.DataParallelSync`;
 * ``fold`` -- why its replicas may not be simulated once, if they may not

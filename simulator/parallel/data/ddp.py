@@ -46,13 +46,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ... import comm
-from ...arrays import concat, is_shape_only, split_bounds
 from ...engine import Process
 from ...engine.memory import BUFFERS, GRADIENTS, OPTIMIZER, PARAMETERS
 from ...errors import LayoutError
 from ...nn.optim import make_optimizer
 from ...nn.param import Param
-from ...tape import Mark, on_rank
+from ...ops.arrays import concat, is_shape_only, split_bounds
+from ...ops.tape import Mark, on_rank
 from ..program import Op
 from ..tied import sync_tied
 from ..worker import Worker

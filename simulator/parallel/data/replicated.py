@@ -27,12 +27,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ... import comm
-from ...arrays import concat
 from ...engine import Process
 from ...engine.memory import ACTIVATIONS, GRADIENTS, OPTIMIZER, PARAMETERS
 from ...errors import LayoutError
 from ...nn.context import batch
-from ...tape import on_rank
+from ...ops.arrays import concat
+from ...ops.tape import on_rank
 from ..pipeline.actions import BW, Action, F
 from ..program import Op
 from ..worker import Worker

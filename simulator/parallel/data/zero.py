@@ -14,10 +14,10 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ...arrays import ShapeArray, dtype_of, is_shape_only, split_bounds
 from ...engine import Process
 from ...engine.memory import BUFFERS
 from ...nn.param import Param
+from ...ops.arrays import ShapeArray, dtype_of, is_shape_only, split_bounds
 from ..worker import Worker
 from .buckets import Bucket
 from .group import group_collective

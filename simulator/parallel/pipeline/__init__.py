@@ -6,7 +6,7 @@ Importing the package registers every schedule family (each module calls
 """
 
 from . import interleaved, zero_bubble, zbv  # noqa: F401, I001  (they register themselves, in this order)
-from .actions import Action, Schedule, dependencies, load_csv, parse_csv
+from .actions import Action, Schedule, dependencies, parse_csv
 from .schedules import ScheduleInfo, get_schedule, schedule_names
 from .timeline import Timeline, run
 from .validate import validate
@@ -18,7 +18,6 @@ __all__ = [
     "Timeline",
     "dependencies",
     "get_schedule",
-    "load_csv",
     "parse_csv",
     "run",
     "schedule_names",

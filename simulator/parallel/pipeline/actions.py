@@ -37,8 +37,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ...errors import ScheduleError
-from ...limits import Limits
-from ...paths import read_text
 
 _ACTION = re.compile(r"^\s*(\d+)\s*(BW|[FBW])\s*(\d+)\s*$")
 
@@ -222,9 +220,3 @@ def parse_csv(text: str, name: str = "csv") -> Schedule:
         num_stages=1 + max(a.stage for a in actions),
         microbatches=1 + max(a.mb for a in actions),
     )
-
-
-def load_csv(path: str | Path, limits: Limits | None = None) -> Schedule:
-    """Read a schedule file: UTF-8 text of at most ``limits.max_file_bytes`` bytes."""
-    text = read_text(path, "schedule file", limits, ScheduleError)
-    return parse_csv(text, name=f"file:{Path(path).name}")

@@ -10,7 +10,7 @@ interleaved 1F1B), :mod:`.zero_bubble` (ZB-H1, ZB-H2) and :mod:`.zbv` (the
 V-shape zero-bubble schedule).
 
 Bubble formulas return the *fraction* of the step that is bubble, in the
-simulator's sense (DESIGN.md: ``1 - mean(busy) / max(span)``, the "bubble
+simulator's sense (docs/design.md: ``1 - mean(busy) / max(span)``, the "bubble
 rate" of Qi et al. 2024, sec. 5.3), for equal stages and free communication;
 they return None outside the conditions under which they are exact.
 """

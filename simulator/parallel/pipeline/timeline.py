@@ -72,7 +72,7 @@ class Timeline:
         return max(row[-1].end for row in placed) - min(row[0].start for row in placed)
 
     def bubble_fraction(self) -> Number:
-        """``1 - mean(busy) / step``: the simulator's bubble metric (DESIGN.md,
+        """``1 - mean(busy) / step``: the simulator's bubble metric (docs/design.md,
         "Definitions"): every rank's idle time over the step, averaged."""
         step = self.step
         if not step:

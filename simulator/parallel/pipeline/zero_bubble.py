@@ -33,7 +33,7 @@ The closed forms below were derived on the timeline where every F takes
 ``T_F``, B ``T_B`` and W ``T_W`` on every stage and communication is free.
 The bubble time is the step -- from the first forward to the last action of
 any rank -- minus the ``m (T_F+T_B+T_W)`` every rank computes, as the
-simulator measures it (DESIGN.md, "Definitions"). Qi et al.'s Table 2 counts
+simulator measures it (docs/design.md, "Definitions"). Qi et al.'s Table 2 counts
 the idle time inside the longest *rank's span* instead, which leaves out
 that later ranks start later: for ZB-H1 the two agree, for ZB-H2 the step
 can be longer than any span. Both closed forms are verified against that

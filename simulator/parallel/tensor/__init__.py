@@ -1,7 +1,7 @@
 """Tensor and sequence parallelism: a layer's work split over a lockstep group.
 
 A worker is a group of ``t`` devices that run every layer together, each on
-its shard (DESIGN.md, key decision 3), so every value here is a list with one
+its shard (docs/design.md, key decision 3), so every value here is a list with one
 array per rank, side by side. The story, bottom up:
 
 * :mod:`.block` -- the protocol of a block over a group (:class:`ParallelBlock`),

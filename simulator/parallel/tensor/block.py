@@ -1,6 +1,6 @@
 """Blocks over a tensor-parallel group: every value is a list with one entry per rank.
 
-A worker is a lockstep group of ``t`` devices (DESIGN.md, key decision 3).
+A worker is a lockstep group of ``t`` devices (docs/design.md, key decision 3).
 The code that runs on it takes and returns *lists of per-rank arrays* --
 ``xs[r]`` is what rank ``r`` holds -- so a reader sees the shards side by side.
 The context a block returns is a list too, ``ctx[r]`` being what rank ``r``
@@ -17,10 +17,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...arrays import Array
 from ...nn.layers import Layer
 from ...nn.param import Param
-from ...tape import on_rank
+from ...ops.arrays import Array
+from ...ops.tape import on_rank
 
 
 class ParallelBlock:

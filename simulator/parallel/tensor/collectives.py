@@ -13,11 +13,11 @@ needs exactly two collectives, at two *conjugate* operators:
 * **g**, leaving it after ``B``: all-reduce forward (adds the partial sums),
   identity backward (every rank needs the whole ``dZ``).
 
-A worker is a lockstep group of ``t`` devices (DESIGN.md, key decision 3), so
+A worker is a lockstep group of ``t`` devices (docs/design.md, key decision 3), so
 every value here is a list with one array per rank, ``xs[r]``, and every
-rank's work runs under :func:`~simulator.tape.on_rank`. Collectives run
+rank's work runs under :func:`~simulator.ops.tape.on_rank`. Collectives run
 through :mod:`simulator.comm` on the real arrays and are recorded on the tape
-as :class:`~simulator.tape.CollectiveCall` of kind ``"tp"``; the runtime
+as :class:`~simulator.ops.tape.CollectiveCall` of kind ``"tp"``; the runtime
 replays them on the group's links, in the middle of the layer's forward or
 backward, where they show on the timeline. Per transformer layer and
 micro-batch that is four all-reduces of ``b s h`` elements, which a ring
@@ -49,8 +49,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ... import comm
-from ...arrays import Array
-from ...tape import CollectiveCall, Wait, on_rank, record
+from ...ops.arrays import Array
+from ...ops.tape import CollectiveCall, Wait, on_rank, record
 
 T = TypeVar("T")
 #: Megatron-LM runs tensor-parallel collectives through NCCL, whose tuner picks the

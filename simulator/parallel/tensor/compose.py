@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from ... import ops
-from ...arrays import Array, concat, like
 from ...nn.combinators import Composite, WithResidual
 from ...nn.dropout import Dropout
 from ...nn.layers import Layer
 from ...nn.param import Param
+from ...ops.arrays import Array, concat, like
 from .block import ParallelBlock, ShardMap
 from .collectives import collective, per_rank
 

@@ -38,12 +38,12 @@ import contextlib
 import weakref
 from typing import Any
 
-from ...arrays import Array, concat
 from ...nn.attention import AttentionCore
 from ...nn.embedding import Embedding, TiedLogits, Vocabulary, padded_table
 from ...nn.gpt import Head
 from ...nn.param import Param
 from ...nn.transformer import TransformerLayer
+from ...ops.arrays import Array, concat
 from .block import ParallelBlock, ShardMap
 from .collectives import Region, per_rank
 from .compose import Chain, Residual, SequenceDropout, replicas, summed_over_ranks

@@ -13,11 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from ... import ops
-from ...arrays import Array, concat
 from ...errors import LayoutError
 from ...nn.layers import Layer, Linear
 from ...nn.param import Param
-from ...tape import new_handle
+from ...ops.arrays import Array, concat
+from ...ops.tape import new_handle
 from .block import ParallelBlock
 from .collectives import Region, per_rank, wait
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from ... import ops, ops_nn
-from ...arrays import Array, ShapeArray, dtype_of, is_shape_only
+from ... import ops
+from ...ops import functional as ops_nn
+from ...ops.arrays import Array, ShapeArray, dtype_of, is_shape_only
 from .collectives import collective, per_rank
 
 

@@ -1,0 +1,344 @@
+"""The timeline: every compute block and transfer, timestamped, in columns.
+
+The engine records what devices did while the simulation runs; Gantt charts,
+the Chrome trace and the per-device views are all computed from this one
+record (docs/design.md, key decision 6). The record is *columnar* and *grouped*
+(key decision 8): one row per thing that happened, naming the **group** of
+devices that did it in lockstep (a tensor-parallel group, or every replica of
+a folded data-parallel run), a **label** (lane, name, kind and details,
+interned: a million rows share a few thousand labels), its start and end, and
+the **micro-batch** it worked on (or -1), which a label's name shows where it
+writes ``{mb}``: the forward of stage 2 is one label, ``2F{mb}``, for every
+micro-batch. A message between two groups names the receiving group as its
+**peer**: rank ``i`` of one sends to rank ``i`` of the other. A row stores its
+*track* -- the interned (group, peer, label) -- its start, end and
+micro-batch: four numbers.
+
+:attr:`Trace.events` expands the rows into one :class:`Event` per device, the
+view pictures and exports want; it is built on demand and cached.
+
+Chrome trace-event JSON
+(https://docs.google.com/document/d/1CvAClvFfyA5R-PhYUmn5OOQtYMH4h6I0nSsKchNAySU)
+opens in Perfetto (ui.perfetto.dev) and chrome://tracing: one process per
+device, one thread per stream. A path ending in ``.gz`` is written
+gzip-compressed, which Perfetto opens as it is.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from array import array
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+#: Lanes (streams) of a device.
+COMPUTE, COMM = "compute", "comm"
+NO_PEER = -1
+
+
+class Event(NamedTuple):
+    """Something a device did from ``start`` to ``end`` (seconds) on one lane.
+
+    ``cat`` is the kind: ``F``/``B``/``W``/``BW``/``opt``/``recompute`` for
+    compute, ``dp``/``tp``/``pp``/... for communication. ``args`` holds details
+    such as the micro-batch, the chunk, bytes, the peer and the link.
+    """
+
+    device: int
+    lane: str
+    start: float
+    end: float
+    name: str
+    cat: str
+    args: dict[str, Any]
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+
+class Label(NamedTuple):
+    """What a row of the trace is: its lane, name, kind and details."""
+
+    lane: str
+    name: str
+    cat: str
+    args: tuple[tuple[str, Any], ...]
+
+
+class Columns(NamedTuple):
+    """The trace's rows as numpy columns (one entry per row)."""
+
+    group: np.ndarray
+    peer: np.ndarray
+    label: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+
+
+class Trace:
+    """Columnar rows of (group, peer, label, start, end); see the module docstring."""
+
+    def __init__(self) -> None:
+        self.groups: list[tuple[int, ...]] = []
+        self._group_ids: dict[tuple[int, ...], int] = {}
+        self.labels: list[Label] = []
+        self._label_ids: dict[Label, int] = {}
+        self.tracks: list[tuple[int, int, int]] = []  # (group, peer, label)
+        self._track_ids: dict[tuple[int, int, int], int] = {}
+        self.track = array("q")
+        self.start = array("d")
+        self.end = array("d")
+        self.mb = array("q")
+        self.ledgers: dict[int, Any] = {}  # device -> MemoryLedger, for memory counters
+        self._events: tuple[int, list[Event]] = (0, [])
+
+    # -- recording ---------------------------------------------------------------------
+    def group_id(self, devices: tuple[int, ...]) -> int:
+        """The id of a group of devices (created on first use)."""
+        gid = self._group_ids.get(devices)
+        if gid is None:
+            gid = self._group_ids[devices] = len(self.groups)
+            self.groups.append(devices)
+        return gid
+
+    def label_id(self, lane: str, name: str, cat: str, **args: Any) -> int:
+        """The id of a label (created on first use); ``args`` values must be hashable."""
+        key = Label(lane, name, cat, tuple(args.items()))
+        lid = self._label_ids.get(key)
+        if lid is None:
+            lid = self._label_ids[key] = len(self.labels)
+            self.labels.append(key)
+        return lid
+
+    def track_id(self, group: int, label: int, peer: int = NO_PEER) -> int:
+        """The id of a track: what a group did (``label``), to ``peer`` for a message."""
+        key = (group, peer, label)
+        tid = self._track_ids.get(key)
+        if tid is None:
+            tid = self._track_ids[key] = len(self.tracks)
+            self.tracks.append(key)
+        return tid
+
+    def record(self, track: int, start: float, end: float, mb: int = -1) -> None:
+        """Append one row (the engine's hot path: ``track`` comes from :meth:`track_id`)."""
+        self.track.append(track)
+        self.start.append(start)
+        self.end.append(end)
+        self.mb.append(mb)
+
+    def add(
+        self, device: int, lane: str, start: float, end: float, name: str, cat: str, **args: Any
+    ) -> None:
+        """Append one row for a single device."""
+        label = self.label_id(lane, name, cat, **args)
+        self.record(self.track_id(self.group_id((device,)), label), start, end)
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    # -- reading -----------------------------------------------------------------------
+    @property
+    def devices(self) -> list[int]:
+        """Every device that appears in the trace, sorted."""
+        return sorted({d for g in self.groups for d in g})
+
+    @property
+    def events(self) -> list[Event]:
+        """One :class:`Event` per device per row, in recording order."""
+        if self._events[0] != len(self):
+            self._events = (len(self), list(self._expand(range(len(self)))))
+        return self._events[1]
+
+    def columns(self) -> Columns:
+        """Every row's group, peer group (:data:`NO_PEER` but for messages), label id,
+        start and end, as numpy arrays (views, no copies of the times)."""
+        track = np.frombuffer(self.track, dtype=np.int64)
+        tracks = np.array(self.tracks, dtype=np.int64).reshape(-1, 3)[track]
+        return Columns(
+            tracks[:, 0],
+            tracks[:, 1],
+            tracks[:, 2],
+            np.frombuffer(self.start, dtype=float),
+            np.frombuffer(self.end, dtype=float),
+        )
+
+    def select(
+        self, devices: Iterable[int] | None = None, lo: float = -np.inf, hi: float = np.inf
+    ) -> list[Event]:
+        """The events of ``devices`` (all when None) that overlap ``[lo, hi]``."""
+        cols = self.columns()
+        start, end = cols.start, cols.end
+        keep = ((end > lo) & (start < hi)) | ((start == end) & (start == lo))
+        wanted = None if devices is None else set(devices)
+        if wanted is not None:
+            # only rows of groups (or, for messages, peer groups) that hold a wanted device
+            touch = np.array([bool(wanted.intersection(g)) for g in self.groups] + [False])
+            keep &= touch[cols.group] | touch[cols.peer]
+        rows = np.flatnonzero(keep)
+        return [e for e in self._expand(rows.tolist()) if wanted is None or e.device in wanted]
+
+    def _expand(self, rows: Iterable[int]) -> Iterable[Event]:
+        groups, labels, tracks = self.groups, self.labels, self.tracks
+        for i in rows:
+            group, peer, label = tracks[self.track[i]]
+            lane, name, cat, items = labels[label]
+            args = dict(items)
+            mb = self.mb[i]
+            if mb >= 0:
+                name = name.format(mb=mb)
+                args["mb"] = mb
+            start, end = self.start[i], self.end[i]
+            devices = groups[group]
+            per_rank = args.get("bytes")
+            uniform = not isinstance(per_rank, tuple)
+            if lane == COMPUTE:
+                for d in devices:
+                    yield Event(d, lane, start, end, name, cat, args)
+            elif peer == NO_PEER:
+                for r, d in enumerate(devices):
+                    one = args if uniform else {**args, "bytes": per_rank[r]}
+                    yield Event(d, lane, start, end, name, cat, {**one, "direction": "collective"})
+            else:
+                for a, b in zip(devices, groups[peer], strict=True):
+                    send = {**args, "peer": b, "direction": "send"}
+                    yield Event(a, lane, start, end, name, cat, send)
+                    yield Event(
+                        b, lane, start, end, name, cat, {**send, "peer": a, "direction": "recv"}
+                    )
+
+    def window(self, start: float, end: float) -> list[Event]:
+        """The events that overlap ``[start, end]``."""
+        return self.select(None, start, end)
+
+    # -- Chrome trace ------------------------------------------------------------------
+    def by_group(self) -> tuple[list[Event], dict[int, str]]:
+        """One event per row, its ``device`` the row's group id, and the groups' names:
+        the Chrome trace of a run too large to list every device (messages appear on
+        the sending group)."""
+        events = []
+        for i in range(len(self)):
+            group, peer, label = self.tracks[self.track[i]]
+            lane, name, cat, items = self.labels[label]
+            args = dict(items)
+            mb = self.mb[i]
+            if mb >= 0:
+                name = name.format(mb=mb)
+                args["mb"] = mb
+            if peer != NO_PEER:
+                args["to devices"] = _span(self.groups[peer])
+            events.append(Event(group, lane, self.start[i], self.end[i], name, cat, args))
+        names = {g: f"devices {_span(d)}" for g, d in enumerate(self.groups)}
+        return events, names
+
+    def to_chrome(
+        self, events: list[Event] | None = None, names: dict[int, str] | None = None
+    ) -> dict[str, Any]:
+        """Chrome trace-event JSON (a dict ready for ``json.dump``): one process per device,
+        or per name of ``names`` (see :meth:`by_group`)."""
+        events = self.events if events is None else events
+        grouped = names is not None
+        devices = sorted({e.device for e in events} | (set() if grouped else set(self.ledgers)))
+        out: list[dict[str, Any]] = []
+        for d in devices:
+            out.append(
+                {
+                    "ph": "M",
+                    "name": "process_name",
+                    "pid": d,
+                    "tid": 0,
+                    "args": {"name": names[d] if grouped else f"device {d}"},
+                }
+            )
+            out.append(
+                {
+                    "ph": "M",
+                    "name": "process_sort_index",
+                    "pid": d,
+                    "tid": 0,
+                    "args": {"sort_index": d},
+                }
+            )
+        threads: dict[tuple[int, str], list[float]] = {}
+        tids: dict[tuple[int, str, int], int] = {}
+        count: dict[int, int] = {}
+        for e in sorted(
+            events, key=lambda e: (e.device, e.lane != COMPUTE, e.start, e.end, e.name)
+        ):
+            # Chrome needs the events of one thread nested; overlapping messages
+            # (full duplex, two ports) go to extra threads of the same lane.
+            ends = threads.setdefault((e.device, e.lane), [])
+            slot = next((i for i, t in enumerate(ends) if t <= e.start), None)
+            if slot is None:
+                ends.append(e.end)
+                slot = len(ends) - 1
+            else:
+                ends[slot] = e.end
+            key = (e.device, e.lane, slot)
+            if key not in tids:
+                tids[key] = count[e.device] = count.get(e.device, 0) + 1
+                label = e.lane if slot == 0 else f"{e.lane} {slot + 1}"
+                out.append(
+                    {
+                        "ph": "M",
+                        "name": "thread_name",
+                        "pid": e.device,
+                        "tid": tids[key],
+                        "args": {"name": label},
+                    }
+                )
+            out.append(
+                {
+                    "ph": "X",
+                    "name": e.name,
+                    "cat": e.cat,
+                    "pid": e.device,
+                    "tid": tids[key],
+                    "ts": e.start * 1e6,
+                    "dur": e.duration * 1e6,
+                    "args": e.args,
+                }
+            )
+        for d in devices:
+            ledger = self.ledgers.get(self.groups[d][0] if grouped else d)
+            for t, b in ledger.samples if ledger is not None else ():
+                out.append(
+                    {
+                        "ph": "C",
+                        "name": "memory",
+                        "pid": d,
+                        "tid": 0,
+                        "ts": t * 1e6,
+                        "args": {"MiB": b / 2**20},
+                    }
+                )
+        return {"traceEvents": out, "displayTimeUnit": "ms"}
+
+    def write_chrome(self, path: str | Path, by_group: bool = False) -> None:
+        """Write the Chrome trace (one process per device, or per group of devices that
+        work in lockstep); gzip-compressed when ``path`` ends in ``.gz``."""
+        chrome = self.to_chrome(*self.by_group()) if by_group else self.to_chrome()
+        text = json.dumps(chrome, separators=(",", ":"), allow_nan=False)
+        p = Path(path)
+        if p.suffix == ".gz":
+            # mtime 0: the same run gives the same bytes
+            with gzip.GzipFile(p, "wb", mtime=0) as f:
+                f.write(text.encode())
+        else:
+            p.write_text(text)
+
+
+def _span(devices: tuple[int, ...]) -> str:
+    """``(0, 1, 2, 3, 8)`` -> ``"0-3, 8"``."""
+    parts, start = [], None
+    for i, d in enumerate(devices):
+        if start is None:
+            start = d
+        if i + 1 == len(devices) or devices[i + 1] != d + 1:
+            parts.append(str(start) if start == d else f"{start}-{d}")
+            start = None
+    return ", ".join(parts)

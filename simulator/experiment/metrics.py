@@ -1,0 +1,144 @@
+"""Metrics of a run, all computed from what was recorded (docs/design.md, key decision 6).
+
+Definitions (the tests rely on them; docs/design.md, "Definitions"):
+
+* ``iteration_time_s``: simulated length of the last training step, from the
+  moment all workers start it to the moment the last one finishes its
+  optimizer step (gradient synchronisation included).
+* Every device's step splits into three parts that sum to the step:
+  ``compute_s`` (its compute stream busy), ``exposed_comm_s`` (idle while a
+  collective of its own group -- tensor-parallel, data-parallel, ZeRO, tied
+  weights -- that it waits for is under way) and ``bubble_s`` (idle for any
+  other reason: waiting for a pipeline neighbour's activation or gradient,
+  that message's time on the link included; for a peer still computing
+  before a collective can start; or for the step to end).
+* ``compute_fraction``, ``exposed_comm_fraction``, ``bubble_fraction``: the
+  mean over devices of each part over the step; the three sum to 1. With
+  equal stages and free communication ``bubble_fraction`` is exactly
+  ``(p-1)/(m+p-1)`` for GPipe and 1F1B: the "bubble rate" of the Zero Bubble
+  paper (Qi et al. 2024, sec. 5.3). A run without a pipeline has no bubble
+  beyond load imbalance.
+* ``bubble_fraction_analytic``: the schedule's closed form (see
+  :mod:`simulator.parallel.pipeline.schedules`), fed with the measured times
+  of the first stage's F, B and W; null when there is none.
+* ``peak_inflight_microbatches``: the most micro-batches whose activations a
+  device held at once (forward done, backward -- or W -- not yet).
+* FLOPs count GEMMs only; ``mfu`` uses model FLOPs, ``hfu`` adds the forward
+  passes that recomputation repeats (Chowdhery et al. 2022, PaLM, appendix B).
+  The peak they divide by is the sum of the devices' own peaks
+  (:func:`peak_flops`), so a cluster of A100s and H100s is measured against
+  what its devices together could do.
+
+Everything is read from the last step's
+:class:`~simulator.runtime.record.StepRecord` and the memory ledgers: no
+scan of the trace, so metrics cost the same for a million events as for ten.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from ..hardware import ClusterSpec
+from ..parallel.build import Plan
+from ..runtime import Runtime, StepRecord
+
+
+def analytic_bubble(plan: Plan, record: StepRecord) -> float | None:
+    """The schedule's closed form with the first stage's measured action times."""
+    s = plan.strategy
+    if s.pp == 1:
+        return 0.0
+    info = plan.schedule_info
+    if info is None or info.bubble is None:
+        return None
+    seconds = record.action_seconds
+    t_f = seconds.get((0, "F"), 0.0)
+    if info.split_backward:
+        t_b, t_w = seconds.get((0, "B"), 0.0), seconds.get((0, "W"), 0.0)
+    else:
+        t_b, t_w = seconds.get((0, "BW"), 0.0), 0.0
+    return info.bubble(s.pp, s.microbatches, s.chunks, t_f, t_b, t_w)
+
+
+def peak_flops(cluster: ClusterSpec, devices: Iterable[int], dtype: str) -> float:
+    """The dense peak FLOP/s of ``devices`` together in ``dtype``, each its own kind's
+    (the denominator of MFU, Chowdhery et al. 2022, appendix B, over the devices used)."""
+    if cluster.homogeneous:
+        return cluster.device.peak_flops.get(dtype, 0.0) * len(list(devices))
+    kinds = Counter(cluster.device_of(d) for d in devices)
+    return sum(spec.peak_flops.get(dtype, 0.0) * n for spec, n in kinds.items())
+
+
+def _share(part: float, step: float) -> float:
+    return part / step if step > 0 else 0.0
+
+
+def summarize(runtime: Runtime) -> dict[str, Any]:
+    """The results-JSON entry of one strategy (see the README for every field)."""
+    plan = runtime.plan
+    s = plan.strategy
+    record = runtime.records[-1]
+    step = record.seconds
+    memory = runtime.engine.memory
+    per_device = []
+    for w in record.workers:
+        # rounding: the three parts of a lockstep group sum to the step exactly
+        bubble = max(0.0, step - w.compute_s - w.exposed_s)
+        for d in w.devices:
+            ledger = memory[d]
+            per_device.append(
+                {
+                    "device": d,
+                    "compute_s": w.compute_s,
+                    "exposed_comm_s": w.exposed_s,
+                    "bubble_s": bubble,
+                    "compute_fraction": _share(w.compute_s, step),
+                    "exposed_comm_fraction": _share(w.exposed_s, step),
+                    "bubble_fraction": _share(bubble, step),
+                    "peak_memory_bytes": ledger.peak,
+                    "bytes_sent": record.bytes_sent.get(d, 0),
+                    "memory": ledger.breakdown(),
+                    "peak_inflight_microbatches": w.peak_inflight,
+                }
+            )
+    per_device.sort(key=lambda x: x["device"])
+    num = len(per_device)
+
+    def mean(key: str) -> float:
+        return sum(x[key] for x in per_device) / num
+
+    peak = peak_flops(plan.cluster, (x["device"] for x in per_device), plan.model_config.dtype)
+    capacity = peak * step
+    return {
+        "strategy": s.name,
+        "status": "ok",
+        "message": "",
+        "dp": s.dp,
+        "tp": s.tp,
+        "pp": s.pp,
+        "schedule": s.schedule if s.pp > 1 else None,
+        "microbatches": s.microbatches,
+        "chunks": plan.schedule.chunks_per_rank,
+        "devices_used": num,
+        "folded_replicas": record.folded_replicas,
+        "iteration_time_s": step,
+        "compute_fraction": mean("compute_fraction"),
+        "exposed_comm_fraction": mean("exposed_comm_fraction"),
+        "bubble_fraction": mean("bubble_fraction"),
+        "bubble_fraction_analytic": analytic_bubble(plan, record),
+        "exposed_comm_s": mean("exposed_comm_s"),
+        "loss": [r.loss for r in runtime.records],
+        "parameters": plan.num_parameters,
+        "model_flops_per_iteration": record.model_flops,
+        "hardware_flops_per_iteration": record.hardware_flops,
+        "mfu": record.model_flops / capacity if capacity else 0.0,
+        "hfu": record.hardware_flops / capacity if capacity else 0.0,
+        "tokens_per_s": plan.model_config.tokens(plan.training.global_batch) / step
+        if step
+        else 0.0,
+        "comm_bytes": {"dp": 0, "tp": 0, "pp": 0, **record.comm_bytes},
+        "peak_memory_bytes": max(x["peak_memory_bytes"] for x in per_device),
+        "devices": per_device,
+    }

@@ -1,0 +1,242 @@
+"""From a strategy to a plan: a device mesh, workers, their chunks and programs.
+
+``build_plan`` checks the layout (it must fit the cluster and the sizes must
+divide), picks the pipeline schedule (validating one written by hand), builds the model from the
+seed, splits its blocks into stages, hands every worker its chunks (sharded
+for tensor parallelism, copied for data parallelism) and lowers the schedule
+into one program per worker.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..errors import LayoutError
+from ..hardware import ClusterSpec
+from ..nn.config import ModelConfig
+from ..ops.arrays import NUMPY_DTYPES, Array
+from . import partition as partitions
+from .data import get_variant
+from .mesh import Mesh
+from .pipeline.actions import Schedule
+from .pipeline.schedules import ScheduleInfo, get_schedule
+from .pipeline.validate import validate
+from .program import lower
+from .stage import RECOMPUTE, Chunk
+from .stages import block_costs as block_costs  # where the planner prices blocks
+from .stages import split_blocks
+from .strategy import FILE_SCHEDULE, Strategy
+from .tensor import (
+    ParallelBlock,
+    ShardLoss,
+    ShardMap,
+    VocabParallelCrossEntropy,
+    shard_block,
+    shard_loss,
+)
+from .tied import TiedPair, tie_copies
+from .training import TrainingConfig
+from .worker import Worker
+
+
+@dataclass
+class Plan:
+    """Everything the runtime needs to run a strategy."""
+
+    strategy: Strategy
+    cluster: ClusterSpec
+    model_config: ModelConfig
+    training: TrainingConfig
+    mesh: Mesh
+    schedule: Schedule
+    #: the schedule's registry entry (its closed forms), None for a schedule file
+    schedule_info: ScheduleInfo | None
+    stage_rank: dict[int, int]
+    stages: list[range]
+    workers: list[Worker]
+    micro_batch_size: int
+    num_parameters: int
+    tied: list[TiedPair] = field(default_factory=list)  # tied weights split by the pipeline
+
+    @property
+    def messages_per_replica(self) -> int:
+        """Message ids one replica's programs use (:func:`~.program.message_id`)."""
+        return 2 * self.schedule.num_stages * self.strategy.microbatches
+
+    def worker(self, dp_rank: int, pp_rank: int) -> Worker:
+        return self.workers[dp_rank * self.strategy.pp + pp_rank]
+
+    def dp_group(self, pp_rank: int) -> list[Worker]:
+        """The data-parallel replicas of pipeline rank ``pp_rank``."""
+        return [self.worker(d, pp_rank) for d in range(self.strategy.dp)]
+
+    @property
+    def shape_only(self) -> bool:
+        return not self.training.numerics
+
+
+def check_layout(cluster: ClusterSpec, training: TrainingConfig, s: Strategy) -> int:
+    """Raise :class:`LayoutError` for layouts that cannot run; returns the micro-batch size."""
+    for key in ("dp", "tp", "pp", "microbatches", "chunks"):
+        if getattr(s, key) < 1:
+            raise LayoutError(
+                f"strategy {s.name!r}: {key} must be at least 1, got {getattr(s, key)}"
+            )
+    if s.num_devices > cluster.num_devices:
+        raise LayoutError(
+            f"strategy {s.name!r} needs dp*tp*pp = {s.dp}*{s.tp}*{s.pp} = {s.num_devices} "
+            f"devices but the cluster has {cluster.num_devices} ({cluster.nodes} nodes x "
+            f"{cluster.devices_per_node}); add nodes or use smaller dp, tp or pp"
+        )
+    replicas_batches = s.dp * s.microbatches
+    if training.global_batch % replicas_batches:
+        raise LayoutError(
+            f"strategy {s.name!r}: global_batch {training.global_batch} does not divide into "
+            f"dp*microbatches = {s.dp}*{s.microbatches} = {replicas_batches} equal micro-batches;"
+            f" choose sizes whose product divides the batch"
+        )
+    if s.sequence_parallel and s.tp == 1:
+        raise LayoutError(
+            f"strategy {s.name!r}: sequence_parallel splits the sequence over the tensor-parallel "
+            f"ranks, and tp = 1; set tp > 1 or sequence_parallel = false"
+        )
+    if s.recompute not in RECOMPUTE:
+        raise LayoutError(f"strategy {s.name!r}: recompute must be one of {RECOMPUTE}")
+    get_variant(s.data_parallel).check(s)
+    if s.pp_scatter_gather and s.sequence_parallel:
+        raise LayoutError(
+            f"strategy {s.name!r}: pp_scatter_gather has nothing to scatter with "
+            "sequence_parallel: the activations are already split along the sequence; "
+            "drop one of them"
+        )
+    if s.partition not in partitions.PARTITIONS:
+        raise LayoutError(f"strategy {s.name!r}: partition must be one of {partitions.PARTITIONS}")
+    return training.global_batch // replicas_batches
+
+
+def resolve_schedule(s: Strategy, schedule: Schedule | None = None) -> Schedule:
+    """The strategy's schedule: ``schedule`` (a schedule file, parsed when the scenario
+    was read: :mod:`simulator.scenario.schedule_file`) or the registry's."""
+    if s.schedule.startswith(FILE_SCHEDULE):
+        if schedule is None:
+            raise LayoutError(
+                f"strategy {s.name!r} names a schedule file, {s.schedule[len(FILE_SCHEDULE) :]!r}, "
+                "that was not read; run it with run_strategy (which reads it) or pass the "
+                "parsed file as schedule="
+            )
+        if schedule.num_ranks != s.pp:
+            raise LayoutError(
+                f"strategy {s.name!r}: schedule file {schedule.name[len(FILE_SCHEDULE) :]} has "
+                f"{schedule.num_ranks} rank rows but pp = {s.pp}"
+            )
+        return schedule
+    return get_schedule(s.schedule)(s.pp, s.microbatches, s.chunks)
+
+
+def parallelize(block: Any, s: Strategy) -> ParallelBlock:
+    """The block as a tensor-parallel group of ``s.tp`` ranks runs it."""
+    if s.tp == 1:
+        return ShardMap([block])
+    return shard_block(block, s.tp, s.sequence_parallel, s.async_tp)
+
+
+def parallel_loss(loss: Any, s: Strategy) -> ShardLoss | VocabParallelCrossEntropy:
+    """The loss as a tensor-parallel group of ``s.tp`` ranks computes it."""
+    return shard_loss(loss, s.tp)
+
+
+def build_plan(
+    cluster: ClusterSpec,
+    model_config: ModelConfig,
+    training: TrainingConfig,
+    strategy: Strategy,
+    schedule: Schedule | None = None,
+) -> Plan:
+    """Check, place and lower ``strategy``; see the module docstring. ``schedule`` is
+    the parsed file of a strategy whose schedule is ``file:PATH.csv``."""
+    s = strategy
+    micro_batch = check_layout(cluster, training, s)
+    dtype = model_config.dtype
+    if training.numerics and dtype not in NUMPY_DTYPES:
+        raise LayoutError(
+            f"model dtype {dtype} has no numpy arithmetic; set [training] numerics = false to "
+            f"run it shape-only, or use float64 or float32"
+        )
+    mesh = Mesh(s.dp, s.tp, s.pp, s.order)
+    schedule = resolve_schedule(s, schedule)
+    info = None if s.schedule.startswith(FILE_SCHEDULE) else get_schedule(s.schedule)
+    num_stages = schedule.num_stages
+    if num_stages % s.pp:
+        raise LayoutError(
+            f"strategy {s.name!r}: the schedule has {num_stages} stages, which "
+            f"does not divide over pp = {s.pp} ranks"
+        )
+    if info is None or not info.checked:
+        validate(schedule, num_stages, s.microbatches)
+    stage_rank = schedule.stage_to_rank()
+
+    shape_only = not training.numerics
+    model = model_config.build(training.seed, shape_only=shape_only)
+    stages = split_blocks(
+        model, model_config, cluster, training, s, mesh, stage_rank, num_stages, micro_batch
+    )
+
+    workers: list[Worker] = []
+    tied: list[TiedPair] = []
+    # copies before any chunk is built: building may give a block its own copy of a
+    # tied weight, and every replica must start from the same untouched model. A
+    # shape-only replica holds no numbers, only shapes, the same in every replica:
+    # the replicas share replica 0's chunks (planning stays independent of dp).
+    built = 1 if shape_only else s.dp
+    tied0: list[TiedPair] = []  # replica 0's
+    replicas = [model if d == 0 else copy.deepcopy(model) for d in range(built)]
+    for d in range(s.dp):
+        base = d * s.pp
+        for r in range(s.pp):
+            devices = tuple(mesh.device(dp=d, tp=t, pp=r) for t in range(s.tp))
+            workers.append(Worker(len(workers), d, r, devices))
+        if d >= built:  # a shape-only replica: replica 0's chunks and tied pairs
+            for r in range(s.pp):
+                workers[base + r].chunks = workers[r].chunks
+            tied += [replace(t, owner=base + t.owner, user=base + t.user) for t in tied0]
+            continue
+        for c, blocks in enumerate(stages):
+            loss = parallel_loss(replicas[d].loss, s) if c == num_stages - 1 else None
+            blocks_of = [parallelize(replicas[d].blocks[i], s) for i in blocks]
+            workers[base + stage_rank[c]].chunks[c] = Chunk(c, blocks_of, loss, s.recompute)
+        pairs = tie_copies(workers[base : base + s.pp])
+        if d == 0:
+            tied0 = pairs
+        tied += pairs
+    # one program per pipeline rank, shared by its replicas (programs name ranks)
+    programs = [lower(schedule.actions(r), r, stage_rank, s.microbatches) for r in range(s.pp)]
+    variant = get_variant(s.data_parallel)
+    for w in workers:
+        w.program = variant.lower(w, programs[w.pp_rank])
+        w.peers = {r: w.dp_rank * s.pp + r for r in range(s.pp)}
+    return Plan(
+        strategy=s,
+        cluster=cluster,
+        model_config=model_config,
+        training=training,
+        mesh=mesh,
+        schedule=schedule,
+        schedule_info=info,
+        stage_rank=stage_rank,
+        stages=stages,
+        workers=workers,
+        micro_batch_size=micro_batch,
+        num_parameters=model.num_parameters,
+        tied=tied,
+    )
+
+
+def gather_params(plan: Plan, dp_rank: int = 0) -> dict[str, Array]:
+    """The full parameters of one replica, named as in the single-device model."""
+    out: dict[str, Array] = {}
+    for r in range(plan.strategy.pp):
+        for chunk in plan.worker(dp_rank, r).chunks.values():
+            out.update(chunk.full_params())
+    return out

@@ -1,0 +1,169 @@
+"""Find the fastest layout of a model on a cluster: enumerate, prune, simulate, rank.
+
+:func:`plan` is ``python -m simulator plan`` as a function:
+
+1. enumerate every distinct layout (:func:`simulator.planner.space.layouts`);
+2. reject the invalid ones with the checks ``run`` applies, and the ones
+   whose memory estimate is over the device's memory, counting by rule
+   (:class:`simulator.planner.prune.Pruner`);
+3. simulate the survivors for the scenario's ``steps`` (shape-only unless
+   the training says numerics), on local processes or a Dask cluster
+   (:func:`simulator.planner.executor.run_tasks`);
+4. rank them, fastest first (:class:`simulator.planner.results.PlanResult`).
+
+The same checks, the same simulation: a layout the planner proposes is one
+``run`` accepts, and it computes what single-device training computes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+from pathlib import Path
+from typing import Any
+
+from ..errors import ScenarioError
+from ..hardware import ClusterSpec
+from ..parallel.strategy import Strategy
+from ..parallel.training import TrainingConfig
+from ..scenario.parse import Scenario
+from .bound import BOUND_RULE, StepBound
+from .executor import ROUND, Task, run_tasks
+from .files import load_plan
+from .prune import Pruner
+from .results import PlanResult, make_row, sort_key
+from .space import SearchSpace, layout_groups, layout_name
+
+
+def plan(
+    scenario: str | Path | Scenario | ClusterSpec,
+    model: Any = None,
+    training: TrainingConfig | None = None,
+    *,
+    top: int | None = None,
+    base: Strategy | None = None,
+    name: str | None = None,
+    workers: int | None = None,
+    dask: str | None = None,
+    progress: bool = False,
+    exhaustive: bool = False,
+    **space: Any,
+) -> PlanResult:
+    """Search the layouts of ``model`` on a cluster and simulate those that may fit.
+
+    Args:
+        scenario: a plan scenario file (its ``[plan]`` table gives the search
+            space), a :class:`~simulator.scenario.parse.Scenario` (its cluster, model
+            and training), or a :class:`~simulator.hardware.ClusterSpec` with
+            ``model`` and ``training``.
+        top: how many layouts ``table()`` and ``best()`` give (default 5).
+        base: the strategy keys every layout shares (partition, bucket size...).
+        name: names the result (default: the scenario's name, or ``"plan"``).
+        workers: local processes (default: one per CPU; 1 runs in this process).
+        dask: the address of a Dask scheduler to run on instead.
+        progress: show a progress bar on standard error (when it is a terminal).
+        exhaustive: simulate every layout that passes the checks and the memory
+            estimate. By default the planner simulates them in the order of a lower
+            bound on their step time and skips those whose bound is no better than
+            the ``top``-th fastest step found (:mod:`simulator.planner.bound`):
+            the top ``top`` are the same, the rest of the table is not.
+        **space: fields of :class:`~simulator.planner.space.SearchSpace`, e.g.
+            ``max_tp=8``, ``schedules=("1f1b", "interleaved")``,
+            ``fixed={"tp": 8}``; they override a scenario's ``[plan]`` table.
+
+    Returns:
+        A :class:`~simulator.planner.results.PlanResult`; ``.to_frame()`` is a
+        pandas DataFrame of every simulated layout, fastest first.
+    """
+    search = SearchSpace()
+    if isinstance(scenario, str | Path):
+        loaded = load_plan(scenario)
+        cluster, model, training = (
+            loaded.scenario.cluster,
+            loaded.scenario.model,
+            loaded.scenario.training,
+        )
+        search, base = loaded.space, base or loaded.base
+        top, name = top or loaded.top, name or loaded.scenario.name
+    elif isinstance(scenario, Scenario):
+        cluster, model, training = scenario.cluster, scenario.model, scenario.training
+        name = name or scenario.name
+    else:
+        cluster = scenario
+        if model is None or training is None:
+            raise ScenarioError("plan(cluster, model, training): give the model and the training")
+    if space:
+        fixed = {**search.fixed, **space.pop("fixed", {})}
+        search = dataclasses.replace(search, **space, fixed=fixed)
+    base = base or Strategy()
+    devices = search.devices or cluster.num_devices
+    if devices > cluster.num_devices:
+        raise ScenarioError(
+            f"plan for {devices} devices, but the cluster has {cluster.num_devices}; add nodes "
+            "or ask for fewer devices"
+        )
+
+    pruner = Pruner(cluster, model, training)
+    survivors = [
+        (dataclasses.replace(s, name=layout_name(s)), estimate)
+        for s, estimate in pruner.survivors_of_groups(
+            layout_groups(devices, training.global_batch, search, base)
+        )
+    ]
+    top = top or 5
+    pruned = dict(pruner.pruned)
+    wanted = None
+    if not exhaustive:
+        # branch and bound: the most promising first; skip what cannot make the top
+        # the quick bound orders the search; the longest path through the schedule,
+        # dearer but tighter, is worked out only for the layouts the quick one keeps
+        bound = StepBound(pruner)
+        lower = [bound.quick(s) for s, _ in survivors]
+        survivors = [survivors[i] for i in sorted(range(len(lower)), key=lower.__getitem__)]
+        lower.sort()
+        skipped: list[int] = []
+        fastest: list[float] = []  # the top fastest steps so far, negated (a max-heap)
+        seen = 0  # results before this index are in ``fastest``
+
+        def wanted(i: int, results: list[dict | None]) -> bool:
+            nonlocal seen
+            # the rounds before i's are over: their results are final
+            final = i - i % ROUND
+            for r in results[seen:final]:
+                if r is not None and r["status"] == "ok":
+                    heapq.heappush(fastest, -r["iteration_time_s"])
+                    if len(fastest) > top:
+                        heapq.heappop(fastest)
+            seen = max(seen, final)
+            if len(fastest) == top and (
+                lower[i] >= -fastest[0] or bound.seconds(survivors[i][0]) >= -fastest[0]
+            ):
+                skipped.append(i)
+                return False
+            return True
+
+    tasks = [Task(cluster, model, training, s) for s, _ in survivors]
+    outcome = run_tasks(
+        tasks, workers=workers, dask=dask, progress=progress, label="plan", wanted=wanted
+    )
+    if not exhaustive and skipped:
+        pruned[BOUND_RULE] = len(skipped)
+    rows = [
+        make_row(s, pruner.micro_batch(s), estimate, result)
+        for (s, estimate), result in zip(survivors, outcome.results, strict=True)
+        if result is not None
+    ]
+    rows.sort(key=sort_key)
+    return PlanResult(
+        name=name or "plan",
+        cluster=cluster,
+        model=model,
+        training=training,
+        base=base,
+        rows=rows,
+        pruned=dict(sorted(pruned.items(), key=lambda kv: (-kv[1], kv[0]))),
+        enumerated=pruner.checked,
+        top=top,
+        interrupted=outcome.interrupted,
+        strategies={s.name: s for (s, _), r in zip(survivors, outcome.results, strict=True) if r},
+    )

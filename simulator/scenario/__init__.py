@@ -1,0 +1,15 @@
+"""Input: scenario files into objects, checked before anything runs.
+
+* :mod:`.parse` -- :func:`load_scenario` and :func:`parse_scenario`: a TOML file
+  into a :class:`Scenario` (cluster, model, training, strategies, faults);
+* :mod:`.cluster` -- the ``[cluster]`` table: a preset, or nodes of several kinds;
+* :mod:`.schema` -- the keys every table allows, derived from the dataclasses
+  and registries, so the parser, the documentation and the code agree;
+* :mod:`.schedule_file` -- ``schedule = "file:PATH.csv"``, read and parsed once;
+* :mod:`.limits` -- resource limits, checked before anything is built;
+* :mod:`.paths` -- bounded reads of input files and safe output names.
+"""
+
+from .parse import Scenario, load_scenario, parse_scenario
+
+__all__ = ["Scenario", "load_scenario", "parse_scenario"]

@@ -1,0 +1,41 @@
+import itertools
+import json
+
+from simulator.nn.models import MLPConfig
+from simulator.parallel import Strategy
+from tests.conftest import run
+
+
+def pipeline():
+    return run(
+        MLPConfig(4, 16),
+        Strategy("p", pp=2, microbatches=4, schedule="1f1b"),
+        global_batch=8,
+        steps=2,
+        seed=7,
+    )
+
+
+def test_chrome_trace_is_valid_trace_event_json():
+    trace = json.loads(json.dumps(pipeline().trace.to_chrome()))
+    events = trace["traceEvents"]
+    names = {e["args"]["name"] for e in events if e["ph"] == "M" and e["name"] == "thread_name"}
+    assert {"compute", "comm"} <= names
+    complete = [e for e in events if e["ph"] == "X"]
+    assert complete and all({"name", "pid", "tid", "ts", "dur"} <= e.keys() for e in complete)
+    assert all(e["dur"] >= 0 for e in complete)
+    assert any(e["ph"] == "C" and e["name"] == "memory" for e in events)
+    # within one thread, events never overlap (Chrome requires nesting)
+    by_thread = {}
+    for e in complete:
+        by_thread.setdefault((e["pid"], e["tid"]), []).append((e["ts"], e["ts"] + e["dur"]))
+    for spans in by_thread.values():
+        spans.sort()
+        assert all(a[1] <= b[0] + 1e-6 for a, b in itertools.pairwise(spans))
+
+
+def test_same_seed_same_trace_byte_for_byte(tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    pipeline().trace.write_chrome(a)
+    pipeline().trace.write_chrome(b)
+    assert a.read_bytes() == b.read_bytes()

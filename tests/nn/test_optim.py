@@ -1,0 +1,33 @@
+import numpy as np
+
+from simulator.nn.optim import SGD, Adam
+from simulator.nn.param import Param
+from simulator.ops.arrays import ShapeArray
+
+
+def test_sgd_step():
+    p = Param("w", np.array([1.0, 2.0]))
+    p.grad[:] = [0.5, -1.0]
+    SGD(0.1).step([p])
+    np.testing.assert_allclose(p.value, [0.95, 2.1])
+
+
+def test_adam_matches_the_algorithm():
+    p = Param("w", np.array([1.0]))
+    opt = Adam(0.1)
+    m = v = 0.0
+    w = 1.0
+    for t, g in enumerate([0.5, -0.2, 0.3], start=1):
+        p.grad[:] = g
+        opt.step([p])
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        w -= 0.1 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+        np.testing.assert_allclose(p.value, [w], rtol=1e-12)
+
+
+def test_state_bytes_mixed_precision_adam_is_12_per_parameter():
+    half = Param("w", ShapeArray((10,), "bf16"))
+    assert Adam(0.1).state_bytes(half) == 120  # fp32 master + momentum + variance
+    assert Adam(0.1).state_bytes(Param("w", np.zeros(10))) == 160  # two float64 moments
+    assert SGD(0.1).state_bytes(Param("w", np.zeros(10))) == 0
