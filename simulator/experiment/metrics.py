@@ -76,7 +76,7 @@ def _share(part: float, step: float) -> float:
 
 
 def summarize(runtime: Runtime) -> dict[str, Any]:
-    """The results-JSON entry of one strategy (docs/results.md documents every field)."""
+    """The results-JSON entry of one strategy (see the README for every field)."""
     plan = runtime.plan
     s = plan.strategy
     record = runtime.records[-1]
