@@ -6,8 +6,10 @@ It works out once what depends only on the plan and the devices -- every
 message's ports, its link, the lanes its channel uses -- and
 :meth:`PlacedPlan.book` books the rounds on the ports' current state, with the
 contention model and the channel lanes :mod:`simulator.engine.network`
-describes: a round without two messages on one lane is booked as a few numpy
-vector operations, any other round message by message, in order.
+describes -- the plan's stream queues on its own lanes and shares the ports
+with the other streams' traffic already booked: a round without two messages
+on one lane is booked as a few numpy vector operations, any other round
+message by message, in order.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 
 from ..hardware import ClusterSpec
 from ..transfer import TransferPlan
+from .streams import STREAMS, shared
 
 #: Rounds with fewer messages are timed message by message (numpy costs more there).
 _VECTOR_MIN = 48
@@ -122,15 +125,23 @@ class PlacedPlan:
         return ((r, self._costs(r), r.arrays(self._arrays)) for r in self.plan.rounds)
 
     def book(
-        self, free: dict[int, float], start: float, record: bool
+        self, free: dict[int, float], start: float, record: bool, stream: int = 0
     ) -> tuple[float, list[tuple[float, float]]]:
-        """Book every round on the ports ``free``; returns the end and, when
-        ``record``, ``(start, end)`` per message."""
+        """Book every round on ``stream``'s lanes of the ports (``free``: lane ->
+        when it is next free); returns the end and, when ``record``, ``(start, end)``
+        per message."""
         plan, channels = self.plan, self.plan.channels
         p = plan.group_size
-        # every lane starts where its port is free
-        lanes = np.repeat(np.array([free[int(q)] for q in self.ports], dtype=float), channels)
+        n = len(STREAMS)
+        ports = [int(q) for q in self.ports]
+        # every lane starts where its port's lane of this stream is free
+        mine = [free[q * n + stream] for q in ports]
+        lanes = np.repeat(np.array(mine, dtype=float), channels)
+        # until when the other streams hold each port (they share it, module docstring)
+        others = np.array([max(free[q * n + s] for s in range(n) if s != stream)
+                           for q in ports])  # fmt: skip
         start = float(start)
+        shares = bool(others.max(initial=0.0) > start)
         ready = np.full((channels, p), start)
         times: list[tuple[np.ndarray, np.ndarray]] = []
         end = start
@@ -141,22 +152,28 @@ class PlacedPlan:
         ) in self._each_round():
             seconds = alpha + nbytes * per_byte
             go = np.maximum(ready[r.channel, src], start) if r.wait else np.full(len(src), start)
+            busy = None
+            if shares:
+                out, into = lane_out // channels, lane_in // channels
+                busy = np.maximum(others[out], others[into])
             if clash or len(src) < _VECTOR_MIN:
-                begin, finish = _one_by_one(go, seconds, lane_out, lane_in, lanes)
+                begin, finish = _one_by_one(go, seconds, lane_out, lane_in, lanes, busy)
             else:
                 begin = np.maximum(go, np.maximum(lanes[lane_out], lanes[lane_in]))
                 finish = begin + seconds
+                if busy is not None:
+                    finish += np.clip(busy - begin, 0.0, seconds)
                 lanes[lane_out] = finish
                 lanes[lane_in] = finish
             np.maximum.at(ready[r.channel], dst, finish)  # receipts count after the round
             end = max(end, float(finish.max()))
             if record:
                 times.append((begin, finish))
-        # a port is free when the last of its lanes is
+        # a port's lane is free when the last of its channels' lanes is
         busiest = lanes.reshape(-1, channels).max(axis=1)
-        for q, used, t in zip(self.ports, self.used, busiest, strict=True):
+        for q, used, t in zip(ports, self.used, busiest, strict=True):
             if used:
-                free[int(q)] = float(t)
+                free[q * n + stream] = float(t)
         if not record:
             return end, []
         pairs = [zip(b.tolist(), f.tolist(), strict=True) for b, f in times]
@@ -180,14 +197,17 @@ def _rank_links(cluster: ClusterSpec, node: np.ndarray) -> tuple[np.ndarray, ...
 
 def _one_by_one(
     go: np.ndarray, seconds: np.ndarray, lane_out: np.ndarray, lane_in: np.ndarray,
-    lanes: np.ndarray,
+    lanes: np.ndarray, busy: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Book a round's messages in order, each behind the ones before it on its lanes."""
+    """Book a round's messages in order, each behind the ones before it on its lanes
+    (and beside the other streams holding its ports until ``busy``)."""
     begin, finish = np.empty(len(go)), np.empty(len(go))
-    for i, (ready, s, a, b) in enumerate(
-        zip(go.tolist(), seconds.tolist(), lane_out.tolist(), lane_in.tolist(), strict=True)
-    ):
+    others = busy.tolist() if busy is not None else [0.0] * len(go)
+    for i, (ready, s, a, b, until) in enumerate(
+        zip(go.tolist(), seconds.tolist(), lane_out.tolist(), lane_in.tolist(), others,
+            strict=True)
+    ):  # fmt: skip
         t = max(ready, lanes[a], lanes[b])
-        begin[i], finish[i] = t, t + s
-        lanes[a] = lanes[b] = t + s
+        begin[i] = t
+        finish[i] = lanes[a] = lanes[b] = shared(t, s, until)
     return begin, finish

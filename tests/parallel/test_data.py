@@ -199,3 +199,28 @@ def test_the_variants_are_registry_entries():
         assert plan.workers[0].program[0][0] == first, name
         # the loss stays on the last stage; nn.DataParallel's primary applies it itself
         assert plan.workers[0].chunks[0].loss is not None
+
+
+@pytest.mark.parametrize(
+    ("nodes", "layout"),
+    [(2, {"dp": 16}), (2, {"dp": 2, "tp": 8}), (4, {"dp": 8, "tp": 4})],
+    ids=["data-parallel only", "dp x tp in a node", "dp x tp, four nodes"],
+)
+def test_buckets_never_slow_a_step_whose_links_are_otherwise_idle(nodes, layout):
+    # the gradient traffic has its links to itself (the tensor-parallel collectives stay on
+    # NVLink inside a node, the data-parallel ones cross the network): launching it during
+    # backward can only hide it; the collectives that do share a port with it share the
+    # bandwidth instead of waiting for whole buckets
+    from dataclasses import replace
+
+    from simulator import GPTConfig, TrainingConfig, run_strategy
+
+    gpt = GPTConfig(layers=8, hidden=512, heads=8, seq_len=256, vocab=1024, dtype="bf16")
+    training = TrainingConfig(numerics=False, global_batch=32, steps=1, optimizer="adam")
+    cluster = preset("dgx-a100", nodes=nodes)
+    base = Strategy("s", microbatches=2, **layout)
+    whole = run_strategy(cluster, gpt, training, base).metrics["iteration_time_s"]
+    for mb in (0.5, 2, 8):
+        bucketed = run_strategy(cluster, gpt, training, replace(base, bucket_mb=mb))
+        assert bucketed.metrics["iteration_time_s"] <= whole
+        assert bucketed.metrics["folded_replicas"] == layout["dp"]  # buckets keep folding
