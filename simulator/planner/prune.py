@@ -205,6 +205,11 @@ class Pruner:
 
         return tuple(split_alike(self.model, s.partition, num_stages, costs))
 
+    def block_bytes(self, s: Strategy) -> list[tuple[int, int]]:
+        """Per block, the bytes of weights and of optimizer state on tensor-parallel rank
+        0 (worked out once per ``tp`` and sequence parallelism)."""
+        return self._cached(("split", s.tp, s.sequence_parallel), lambda: self._block_bytes(s))
+
     def _block_bytes(self, s: Strategy) -> list[tuple[int, int]]:
         """Per block, the bytes of weights and of optimizer state on tensor-parallel rank 0."""
         split: dict[Hashable, tuple[int, int]] = {}
@@ -245,12 +250,35 @@ class Pruner:
             self.model_config, micro_batch, s.tp, s.sequence_parallel, s.recompute
         )
 
+    def first_failure(self, s: Strategy) -> str | None:
+        """The rule ``s`` breaks among the first checks of :meth:`estimate` -- the layout
+        rules, the tensor-parallel split, the memory floor -- without building a
+        schedule (None: it passes them)."""
+        try:
+            micro_batch = check_layout(self.cluster, self.training, s)
+            blocks = self.block_bytes(s)
+        except SimulatorError as err:
+            return self._rule(err)
+        if not get_variant(s.data_parallel).symmetric:
+            return None
+        weights, state = self._cached(
+            ("total", s.tp, s.sequence_parallel), lambda: tuple(map(sum, zip(*blocks, strict=True)))
+        )
+        floor = memory.model_state_bytes(weights, state, s.dp, s.zero)
+        floor += sum(self.is_layer) * self._layer_bytes(s, micro_batch)
+        return MEMORY_RULE if floor / s.pp > self.capacity else None
+
+    def reject(self, rule: str, layouts: int) -> None:
+        """Count ``layouts`` layouts as checked and rejected by ``rule``."""
+        self.checked += layouts
+        self.pruned[rule] += layouts
+
     def estimate(self, s: Strategy) -> float:
         """Run the checks (raising the first rule that fails) and return the memory
         estimate of the layout: the largest per-device lower bound, in bytes (or a
         smaller bound, already over the device memory, when that settles it)."""
         micro_batch = check_layout(self.cluster, self.training, s)
-        blocks = self._cached(("split", s.tp, s.sequence_parallel), lambda: self._block_bytes(s))
+        blocks = self.block_bytes(s)
         if not get_variant(s.data_parallel).symmetric:
             return 0.0  # one device holds what the others send it: the formulas do not apply
         layer_bytes = self._layer_bytes(s, micro_batch)
