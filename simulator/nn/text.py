@@ -24,6 +24,7 @@ from importlib import resources
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..ops.arrays import Array
 from .data import rng_for
 
@@ -57,21 +58,21 @@ def alphabet(name: str = TEXT) -> str:
 
 
 def check_vocab(vocab: int, name: str = TEXT) -> None:
-    """Raise ValueError unless ``vocab`` tokens cover every character of the text."""
+    """Raise ConfigError unless ``vocab`` tokens cover every character of the text."""
     needed = len(alphabet(name))
     if vocab < needed:
-        raise ValueError(
+        raise ConfigError(
             f"the text {name!r} has {needed} distinct characters but vocab is {vocab}; "
             f"use vocab >= {needed}"
         )
 
 
 def check_seq_len(seq_len: int, name: str = TEXT) -> None:
-    """Raise ValueError unless the text holds a window of ``seq_len + 1`` characters
+    """Raise ConfigError unless the text holds a window of ``seq_len + 1`` characters
     (a sequence and its next-token targets)."""
     length = len(load_text(name))
     if seq_len + 1 > length:
-        raise ValueError(
+        raise ConfigError(
             f"the text {name!r} has {length} characters, too few for seq_len = {seq_len} "
             f"(a window is seq_len + 1 characters); use seq_len <= {length - 1}"
         )

@@ -184,7 +184,7 @@ def layout_groups(
                     sequence_parallel=sp,
                     zero=zero,
                     order=orders[0],
-                    name="",
+                    name="layout",  # named by the planner, once it is kept
                 )
                 yield strategy, tuple(orders)
 

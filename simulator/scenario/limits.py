@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import LimitError, SimulatorError
+from ..keys import check_fields
 from ..ranges import Range
 
 MiB = 1 << 20
@@ -57,6 +58,17 @@ class Limits:
         max_numerics_bytes: estimated host memory of the real arrays of a run
             with ``numerics = true`` (see :func:`simulator.scenario.parse.numerics_bytes`);
             shape-only runs hold no arrays.
+        max_strategies: strategies of one scenario (each is planned and run).
+        max_chunks: model chunks per pipeline rank, of a strategy or of the
+            planner's search (``max_chunks``).
+        max_width: the widest dimension of a layer (an MLP's ``width``; a GPT's
+            ``hidden``, ``vocab`` and ``seq_len``): a shape-only run holds no
+            arrays, but its shapes must still be counted in 64-bit integers.
+        max_toml_depth: nesting of tables and lists in a TOML file (a parser
+            recurses once per level). The file is read before its ``[limits]``
+            table, so only the ``--max-toml-depth`` flag raises it.
+        max_integer_digits: digits of an integer in a TOML file (Python refuses
+            to convert more than 4,300); a flag, like ``max_toml_depth``.
     """
 
     max_events: int = _limit(10_000_000, "simulated events of one run")
@@ -68,12 +80,14 @@ class Limits:
     max_file_bytes: int = _limit(16 * MiB, "bytes of a scenario or schedule file")
     max_sweep_points: int = _limit(1_000, "points of a sweep")
     max_numerics_bytes: int = _limit(4 * GiB, "host memory of a numerics run's arrays")
+    max_strategies: int = _limit(1_000, "strategies of one scenario")
+    max_chunks: int = _limit(64, "model chunks per pipeline rank")
+    max_width: int = _limit(1 << 20, "widest dimension of a layer")
+    max_toml_depth: int = _limit(32, "nesting of tables and lists in a TOML file")
+    max_integer_digits: int = _limit(100, "digits of an integer in a TOML file")
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            problem = LIMIT_RANGE.problem(getattr(self, f.name))
-            if problem:
-                raise SimulatorError(f"limit {f.name} {problem}")
+        check_fields(self)  # every limit a positive integer (raises ConfigError)
 
     def check(self, name: str, value: int, key: str, flag: bool = True, table: bool = True) -> None:
         """Raise :class:`LimitError` when ``value`` (from ``key``) is over limit ``name``.
@@ -99,9 +113,18 @@ class Limits:
         )
 
 
+#: Limits on reading a file, which the file's own ``[limits]`` table comes too late to raise.
+FILE_LIMITS = ("max_toml_depth", "max_integer_digits")
+
+
 def limit_names() -> tuple[str, ...]:
-    """The fields of :class:`Limits`, the keys of a ``[limits]`` table."""
+    """The fields of :class:`Limits` (every one has a ``--max-...`` flag)."""
     return tuple(f.name for f in dataclasses.fields(Limits))
+
+
+def table_limits() -> tuple[str, ...]:
+    """The keys of a ``[limits]`` table: every limit but :data:`FILE_LIMITS`."""
+    return tuple(name for name in limit_names() if name not in FILE_LIMITS)
 
 
 def add_limit_flags(parser: argparse.ArgumentParser, *names: str) -> None:

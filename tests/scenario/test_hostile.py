@@ -210,7 +210,7 @@ def test_numerics_memory_counts_every_replica_and_the_stash():
         ),
         (
             ABSTRACT.replace("forward_ms = 1.0", 'comm_ms = [1, "x"]'),
-            "[model] comm_ms[1] must be a number, got 'x'",
+            "[model] comm_ms[1] must be a number in [0, 1e+09], got 'x'",
         ),
     ],
     ids=[
@@ -245,11 +245,11 @@ def test_scalar_and_list_forms_obey_one_rule(bad):
     [
         (
             GPT.replace("vocab = 64", "vocab = 64\ninit_std = -1"),
-            "[model] GPT init_std must be a number in [0, 1], got -1",
+            "[model] init_std must be a number in [0, 1], got -1",
         ),
         (
             GPT.replace("vocab = 64", "vocab = 64\ninit_std = nan"),
-            "[model] init_std must be a finite number, got nan",
+            "[model] init_std must be a number in [0, 1], got nan",
         ),
         (
             GPT.replace("vocab = 64", 'vocab = 64\ndata = "text"').replace(
@@ -261,7 +261,10 @@ def test_scalar_and_list_forms_obey_one_rule(bad):
             GPT.replace("vocab = 64", 'vocab = 8\ndata = "text"'),
             "has 62 distinct characters but vocab is 8",
         ),
-        (GPT.replace("vocab = 64", 'vocab = 64\ndata = "poem"'), "GPT data must be one of"),
+        (
+            GPT.replace("vocab = 64", 'vocab = 64\ndata = "poem"'),
+            "[model] data must be one of 'synthetic', 'text', got 'poem'",
+        ),
     ],
     ids=["init-std-negative", "init-std-nan", "text-too-short", "text-vocab", "unknown-data"],
 )
