@@ -35,6 +35,10 @@ class ConfigError(ScenarioError, ValueError):
         self.allowed = allowed
 
 
+class UsageError(SimulatorError):
+    """A command line the parser cannot read: an unknown flag, a value of the wrong type."""
+
+
 class LayoutError(SimulatorError):
     """A parallel layout is impossible: sizes that do not divide, too many devices, ..."""
 

@@ -30,7 +30,7 @@ import functools
 import numbers
 import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,7 +179,7 @@ def _types(hint: Any) -> tuple[tuple[type, ...], tuple[type, ...], bool]:
         if origin in (tuple, list):
             kinds.append(list)
             items += [t for arg in typing.get_args(a) if arg is not Ellipsis for t in _scalar(arg)]
-        elif origin is dict or origin is typing.Mapping or a is typing.Any:
+        elif origin in (dict, Mapping):
             kinds.append(dict)
         elif a is type(None):
             optional = True
@@ -253,6 +253,13 @@ def check_argument(owner: str, name: str, value: Any, key: Key) -> Any:
     return kept
 
 
+def _python(value: Any) -> str:
+    """A Python argument for a message: numbers and text as written, else its type."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return show(value)
+    return f"a {type(value).__name__}"
+
+
 def kinds_text(key: Key, kinds: tuple[type, ...]) -> str:
     """``an integer``, ``a number``, ``a number or a list of numbers`` ..."""
     if kinds != key.kind:  # an element of a list
@@ -286,3 +293,19 @@ def show(value: Any) -> str:
         return f"a list of {len(value)}"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_instance(
+    owner: str, name: str, value: Any, kinds: type | tuple[type, ...], hint: str = ""
+) -> Any:
+    """Raise :class:`~simulator.errors.ConfigError` unless ``value`` is one of ``kinds`` (the
+    classes an argument of ``owner`` takes); ``hint`` says how to make one."""
+    kinds = kinds if isinstance(kinds, tuple) else (kinds,)
+    if isinstance(value, kinds):
+        return value
+    names = " or ".join(k.__name__ for k in kinds)
+    raise ConfigError(
+        f"{owner}: {name} must be a {names}, got {_python(value)}" + (f"; {hint}" if hint else ""),
+        name,
+        names,
+    )

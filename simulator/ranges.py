@@ -73,4 +73,6 @@ class Range:
 
 
 def _number(x: float) -> str:
+    if isinstance(x, int) and abs(x) >= 1e6:  # an exact bound: 2^40, not 1.09951e+12
+        return f"2^{x.bit_length() - 1}" if x > 0 and x & (x - 1) == 0 else f"{x:,}"
     return str(int(x)) if float(x).is_integer() and abs(x) < 1e6 else f"{x:g}"

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import LimitError, SimulatorError
+from ..errors import ConfigError, LimitError, SimulatorError
 from ..keys import check_fields
 from ..ranges import Range
 
@@ -59,7 +60,7 @@ class Limits:
             with ``numerics = true`` (see :func:`simulator.scenario.parse.numerics_bytes`);
             shape-only runs hold no arrays.
         max_strategies: strategies of one scenario (each is planned and run).
-        max_chunks: model chunks per pipeline rank, of a strategy or of the
+        max_chunks_per_rank: model chunks per pipeline rank, of a strategy or of the
             planner's search (``max_chunks``).
         max_width: the widest dimension of a layer (an MLP's ``width``; a GPT's
             ``hidden``, ``vocab`` and ``seq_len``): a shape-only run holds no
@@ -81,7 +82,7 @@ class Limits:
     max_sweep_points: int = _limit(1_000, "points of a sweep")
     max_numerics_bytes: int = _limit(4 * GiB, "host memory of a numerics run's arrays")
     max_strategies: int = _limit(1_000, "strategies of one scenario")
-    max_chunks: int = _limit(64, "model chunks per pipeline rank")
+    max_chunks_per_rank: int = _limit(64, "model chunks per pipeline rank")
     max_width: int = _limit(1 << 20, "widest dimension of a layer")
     max_toml_depth: int = _limit(32, "nesting of tables and lists in a TOML file")
     max_integer_digits: int = _limit(100, "digits of an integer in a TOML file")
@@ -89,21 +90,32 @@ class Limits:
     def __post_init__(self) -> None:
         check_fields(self)  # every limit a positive integer (raises ConfigError)
 
-    def check(self, name: str, value: int, key: str, flag: bool = True, table: bool = True) -> None:
+    def check(
+        self,
+        name: str,
+        value: int,
+        key: str,
+        flag: bool = True,
+        table: bool = True,
+        python: bool = False,
+    ) -> None:
         """Raise :class:`LimitError` when ``value`` (from ``key``) is over limit ``name``.
 
         ``key`` says where the value came from (``[training] steps``,
         ``--stages``). The message says how to raise the limit: with the
         command's ``--max-...`` flag (``flag``) and/or a scenario's
-        ``[limits]`` table (``table``).
+        ``[limits]`` table (``table``), or, for a Python caller (``python``),
+        with the function's ``limits`` argument.
         """
         limit = getattr(self, name)
         if value <= limit:
             return
         ways = []
-        if flag:
+        if python:
+            ways.append(f"the argument limits={{{name!r}: N}}")
+        elif flag:
             ways.append(f"--{name.replace('_', '-')} N")
-        if table:
+        if table and not python:
             ways.append(f"{name} = N in the scenario's [limits] table")
         raise LimitError(
             f"{key} = {value:,} is over the limit {name} = {limit:,}; if you mean it, raise "
@@ -111,6 +123,33 @@ class Limits:
             name,
             value,
         )
+
+
+def raised(owner: str, limits: Any) -> dict[str, int]:
+    """The limits a Python caller raises, as ``{name: value}``: from a mapping such as
+    ``{"max_steps": 100000}`` or from a :class:`Limits` (all of its values). Raises
+    :class:`~simulator.errors.ConfigError` for an unknown name or a value that is not a
+    positive integer."""
+    if limits is None:
+        return {}
+    if isinstance(limits, Limits):
+        return dataclasses.asdict(limits)
+    if not isinstance(limits, Mapping):
+        raise ConfigError(
+            f"{owner}: limits must be a Limits or a mapping such as {{'max_steps': 100000}}, "
+            f"got {type(limits).__name__}",
+            "limits",
+            "Limits or a mapping",
+        )
+    names = limit_names()
+    for name in limits:
+        if name not in names:
+            raise ConfigError(
+                f"{owner}: limits has no {name!r}; the limits are {', '.join(names)}",
+                "limits",
+                ", ".join(names),
+            )
+    return dataclasses.asdict(Limits(**limits))
 
 
 #: Limits on reading a file, which the file's own ``[limits]`` table comes too late to raise.

@@ -62,26 +62,31 @@ def check_sizes(
     training: TrainingConfig,
     strategies: Iterable[Strategy],
     source: str,
+    python: bool = False,
 ) -> None:
     """Raise :class:`~simulator.errors.LimitError` for the first size over its limit
     (see the module docstring); ``source`` starts every message (a file name, or the
-    function called)."""
+    function called: ``python`` says how a Python caller raises a limit)."""
     strategies = list(strategies)
-    limits.check("max_strategies", len(strategies), f"{source}: the [[strategy]] tables")
-    limits.check("max_steps", training.steps, f"{source}: [training] steps")
-    limits.check("max_blocks", model.num_blocks, f"{source}: the model's pipeline blocks")
-    for f in dataclasses.fields(model):
+
+    def check(name: str, value: int, key: str) -> None:
+        limits.check(name, value, key, python=python)
+
+    check("max_strategies", len(strategies), f"{source}: the [[strategy]] tables")
+    check("max_steps", training.steps, f"{source}: [training] steps")
+    check("max_blocks", model.num_blocks, f"{source}: the model's pipeline blocks")
+    for f in dataclasses.fields(model) if dataclasses.is_dataclass(model) else ():
         if f.metadata.get("limit"):
-            limits.check(f.metadata["limit"], getattr(model, f.name), f"{source}: [model] {f.name}")
+            check(f.metadata["limit"], getattr(model, f.name), f"{source}: [model] {f.name}")
     for s in strategies:
         where = f"{source}: [[strategy]] {s.name!r}"
-        limits.check("max_microbatches", s.microbatches, f"{where} microbatches")
-        limits.check("max_devices", s.num_devices, f"{where} dp*tp*pp")
-        limits.check("max_stages", s.num_stages, f"{where} pp*chunks")
-        limits.check("max_chunks", s.chunks, f"{where} chunks")
+        check("max_microbatches", s.microbatches, f"{where} microbatches")
+        check("max_devices", s.num_devices, f"{where} dp*tp*pp")
+        check("max_stages", s.num_stages, f"{where} pp*chunks")
+        check("max_chunks_per_rank", s.chunks, f"{where} chunks")
         # every step runs at least a forward and a backward of every micro-batch on
         # every stage, each at least one event: a lower bound of the run's events
-        limits.check(
+        check(
             "max_events",
             2 * training.steps * s.num_stages * s.microbatches,
             f"{where} 2*steps*pp*chunks*microbatches (fewest events the run needs)",
@@ -94,7 +99,7 @@ def check_sizes(
             "count (2^62); make the model or the global batch smaller"
         )
     if training.numerics:
-        limits.check(
+        check(
             "max_numerics_bytes",
             parameters * sum(s.dp for s in strategies) + stash,
             f"{source}: the estimated host memory of the numerics arrays (bytes)",

@@ -81,8 +81,10 @@ def check_depth(data: Any, source: str, limits: Limits) -> None:
 
 def loads(text: str, source: str, limits: Limits | None = None) -> dict[str, Any]:
     """Parse TOML ``text`` within ``limits`` (see the module docstring); a syntax error is
-    one :class:`~simulator.errors.ScenarioError` line naming ``source``."""
+    one :class:`~simulator.errors.ScenarioError` line naming ``source``. A UTF-8
+    byte-order mark (some Windows editors write one) is dropped."""
     limits = limits or Limits()
+    text = text.removeprefix("\ufeff")
     check_text(text, source, limits)
     try:
         data = tomllib.loads(text)

@@ -26,7 +26,7 @@ def test_documented_defaults() -> None:
         "max_sweep_points": 1_000,
         "max_numerics_bytes": 4 * 2**30,
         "max_strategies": 1_000,
-        "max_chunks": 64,
+        "max_chunks_per_rank": 64,
         "max_width": 2**20,
         "max_toml_depth": 32,
         "max_integer_digits": 100,
