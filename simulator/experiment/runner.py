@@ -182,8 +182,8 @@ def run_scenario(scenario: Scenario | str | Path, progress: bool = False) -> Sce
     scenario file. ``progress`` shows a progress bar per strategy on standard
     error (when it is a terminal), after saying how many events a large run will take.
     """
-    scenario = scenario_of("run_scenario", scenario)
     check_argument("run_scenario", "progress", progress, FLAG)
+    scenario = scenario_of("run_scenario", scenario)
     with collector_paused():
         plans = [
             build_plan(

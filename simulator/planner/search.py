@@ -135,7 +135,9 @@ def plan(
     check_instance("plan", "training", training, TrainingConfig)
     limits = dataclasses.replace(found, **override)
     if space:
-        fixed = {**search.fixed, **space.pop("fixed", {})}
+        fixed = space.pop("fixed", {})
+        if isinstance(fixed, Mapping):  # else SearchSpace says what fixed must be
+            fixed = {**search.fixed, **fixed}
         search = dataclasses.replace(search, **space, fixed=fixed)
     base = base or Strategy()
     devices = search.devices or cluster.num_devices
