@@ -110,10 +110,9 @@ def test_model_flops_are_korthikanti_eq7(pp, microbatches):
         TrainingConfig(numerics=False, global_batch=B, steps=1),
         Strategy("gpt", pp=pp, microbatches=microbatches),
     )
-    rt = Runtime(plan)
-    rt.run()
-    assert rt.records[-1].model_flops == pytest.approx(eq7_model_flops(SMALL, B), rel=1e-9)
-    assert rt.records[-1].hardware_flops == rt.records[-1].model_flops
+    step = Runtime(plan).run().steps[-1]
+    assert step.model_flops == pytest.approx(eq7_model_flops(SMALL, B), rel=1e-9)
+    assert step.hardware_flops == step.model_flops
 
 
 @pytest.mark.parametrize("config", [SMALL, replace(GPT3, layers=2)])
@@ -149,10 +148,9 @@ def test_tiny_gpt_learns_the_shipped_text():
         TrainingConfig(global_batch=16, steps=15, optimizer="adam", lr=1e-2),
         Strategy("single"),
     )
-    rt = Runtime(plan)
-    rt.run()
-    assert rt.losses[0] == pytest.approx(np.log(64), abs=0.1)
-    assert np.mean(rt.losses[-5:]) < rt.losses[0] - 0.8
+    losses = Runtime(plan).run().losses
+    assert losses[0] == pytest.approx(np.log(64), abs=0.1)
+    assert np.mean(losses[-5:]) < losses[0] - 0.8
 
 
 def test_dropout_makes_no_difference_to_how_the_batch_is_split():
@@ -160,9 +158,7 @@ def test_dropout_makes_no_difference_to_how_the_batch_is_split():
     training = TrainingConfig(global_batch=8, steps=2, optimizer="adam", lr=1e-2)
     losses = []
     for strategy in (Strategy("single"), Strategy("dp", dp=2, microbatches=2)):
-        rt = Runtime(build_plan(preset("toy"), config, training, strategy))
-        rt.run()
-        losses.append(rt.losses)
+        losses.append(Runtime(build_plan(preset("toy"), config, training, strategy)).run().losses)
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-12)
 
 
