@@ -91,7 +91,7 @@ class Meetings:
                 yield handle.event
         sw.waiting_for = ""
         now = self.env.now
-        sw.expose(
+        sw.expose_all(
             (max(start, begin), min(end, now))
             for start, end in union([(h.start, h.end) for h in handles])
         )

@@ -182,4 +182,4 @@ class Replay:
             sw.waiting_for = what
             yield self.env.timeout(end - now)
             sw.waiting_for = ""
-            sw.expose([(now, end)])
+            sw.expose(now, end)

@@ -118,13 +118,19 @@ class SimWorker:
         for i, d in enumerate(self.shown):
             engine.memory[d].change(category, per_rank[i % t])
 
-    def expose(self, stretches: Iterable[tuple[float, float]]) -> None:
-        """It sat idle during ``stretches`` waiting for a collective of its own group
-        (stretches of one wait, in time order; empty ones are left out)."""
-        stretches = [(a, b) for a, b in stretches if b > a]
+    def expose(self, start: float, end: float) -> None:
+        """It sat idle from ``start`` to ``end`` waiting for a collective of its own group."""
+        self.exposed_s += end - start
+        self.exposed.append(start)
+        self.exposed.append(end)
+
+    def expose_all(self, stretches: Iterable[tuple[float, float]]) -> None:
+        """:meth:`expose` for the stretches of one wait, in time order (empty ones are
+        left out)."""
+        kept = [(a, b) for a, b in stretches if b > a]
         # summed per wait, then added: the metrics' exposed_comm_s, to the last bit
-        self.exposed_s += sum(b - a for a, b in stretches)
-        for a, b in stretches:
+        self.exposed_s += sum(b - a for a, b in kept)
+        for a, b in kept:
             self.exposed.append(a)
             self.exposed.append(b)
 
