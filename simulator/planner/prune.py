@@ -114,7 +114,7 @@ class Pruner:
         self.model_config = model_config
         self.training = training
         self.capacity = cluster.device.memory_bytes
-        self.model = model_config.build(training.seed, shape_only=True)
+        self.model = model_config.build(training.seed, numerics=False)
         self.optimizer = make_optimizer(training.optimizer, training.lr)
         self.is_layer = [isinstance(b, TransformerLayer) for b in self.model.blocks]
         self.pruned: Counter[str] = Counter()

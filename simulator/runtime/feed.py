@@ -60,7 +60,7 @@ class Feed:
             self._batch = (
                 self.step,
                 *self.model.batch(
-                    training.seed, self.step, training.global_batch, not training.numerics
+                    training.seed, self.step, training.global_batch, training.numerics
                 ),
             )
         return self._batch[1], self._batch[2]

@@ -233,11 +233,11 @@ def numerics_bytes(model: Any, training: TrainingConfig, strategies: list[Strate
     forward pass of the global batch stashes for the backward, measured by
     running the model's blocks on shape-only arrays.
     """
-    built = model.build(training.seed, shape_only=True)
+    built = model.build(training.seed, numerics=False)
     per_copy = built.num_parameters * ITEMSIZE[built.dtype]
     moments = 2 if training.optimizer == "adam" else 0
     parameters = per_copy * (2 + moments) * sum(s.dp for s in strategies)
-    x, _ = model.batch(training.seed, 0, training.global_batch, shape_only=True)
+    x, _ = model.batch(training.seed, 0, training.global_batch, numerics=False)
     seen: set[int] = set()
     stash = 0
     for block in built.blocks:

@@ -70,7 +70,7 @@ def model_state(result, device=0):
 def test_zero_model_state_follows_the_zero_formulas(d):
     # mixed precision Adam: 2 + 2 + 12 bytes per parameter (ZeRO paper, sec. 3.1)
     model = MLPConfig(layers=4, width=64, dtype="bf16")
-    psi = model.build(0, shape_only=True).num_parameters
+    psi = model.build(0, numerics=False).num_parameters
     expected = {0: 16 * psi, 1: 4 * psi + 12 * psi / d, 2: 2 * psi + 14 * psi / d, 3: 16 * psi / d}
     for stage, total in expected.items():
         result = run(
@@ -89,7 +89,7 @@ def test_zero_model_state_follows_the_zero_formulas(d):
 def test_traffic_per_step_is_2_psi_or_3_psi_with_a_ring(zero, volumes):
     d = 4
     model = MLPConfig(layers=4, width=64)
-    psi_bytes = model.build(0, shape_only=True).num_parameters * 8
+    psi_bytes = model.build(0, numerics=False).num_parameters * 8
     result = run(model, Strategy("z", dp=d, zero=zero), global_batch=8, steps=1)
     # every device sends (d-1)/d of the array per reduce-scatter or all-gather pass
     assert result.metrics["comm_bytes"]["dp"] == volumes * (d - 1) * psi_bytes
