@@ -8,7 +8,7 @@ import pytest
 
 from simulator import GPTConfig, Strategy
 from simulator.nn.embedding import padded_vocab
-from tests.conftest import assert_matches_single, run
+from tests.conftest import assert_matches_single, run, single_device
 
 TRAINING = {"global_batch": 8, "steps": 2, "optimizer": "adam", "lr": 0.01}
 
@@ -48,7 +48,7 @@ def config(request) -> GPTConfig:
 
 @pytest.fixture(scope="module")
 def single(config):
-    return run(config, Strategy("single"), **TRAINING)
+    return single_device(config, **TRAINING)
 
 
 @pytest.mark.parametrize(

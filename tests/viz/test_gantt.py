@@ -5,10 +5,6 @@ coordinates, and a large run shows a subset of rows and says so."""
 import itertools
 
 import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt
 import pytest
 
 from simulator.experiment.runner import run_strategy
@@ -29,12 +25,6 @@ GPT = GPTConfig(layers=2, hidden=32, heads=4, seq_len=8, vocab=64)
 def texts(fig) -> list[str]:
     """Every text the figure shows: titles, labels, ticks, legend entries."""
     return [t.get_text() for t in fig.findobj(matplotlib.text.Text)]
-
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
 
 
 # -- exposed communication --------------------------------------------------------------
