@@ -18,7 +18,7 @@ are derived from the dataclasses they build
 whose allowed values come from the registries that implement them
 (collective algorithms, schedules, partitions, recomputation modes). Nothing
 here repeats them. The ``[cluster]`` table, with its nodes of several kinds,
-is read by :mod:`simulator.scenario.cluster`.
+is read by :mod:`simulator.scenario.cluster_table`.
 """
 
 from __future__ import annotations
@@ -41,11 +41,11 @@ from ..parallel.training import COLLECTIVE_DETAILS, TrainingConfig
 from ..ranges import Range
 
 # the [cluster] schemas stay importable from here, beside the others
-from .cluster import CLUSTER as CLUSTER
-from .cluster import DEVICE as DEVICE
-from .cluster import LINK as LINK
-from .cluster import NODE as NODE
-from .cluster import NUMBER, read_cluster
+from .cluster_table import CLUSTER as CLUSTER
+from .cluster_table import DEVICE as DEVICE
+from .cluster_table import LINK as LINK
+from .cluster_table import NODE as NODE
+from .cluster_table import NUMBER, read_cluster
 from .limits import Limits
 from .paths import file_stem, read_text
 from .schedule_file import load_csv, schedule_path

@@ -2,7 +2,7 @@
 
 import pytest
 
-from simulator.planner.models import MODEL_PRESETS, model_preset
+from simulator.planner.model_presets import MODEL_PRESETS, model_preset
 
 # Brown et al. 2020, Table 2.1 (n_params); Narayanan et al. 2021, Table 1 (billions)
 PUBLISHED = {
