@@ -1,7 +1,7 @@
 """The packages import one way, down the data flow: the layering docs/design.md states.
 
-docs/design.md ("The data flow", "Where things live") draws the program as one
-direction, top to bottom: a scenario becomes a cluster, a model and a strategy;
+docs/design.md ("The data flow", "The package map", "Layering rules") draws the
+program as one direction, top to bottom: a scenario becomes a cluster, a model and a strategy;
 the strategy lowers to a plan; the runtime executes the plan on the engine; the
 run's record feeds the metrics, then the pictures, then the planner and the
 command line. The imports must follow the same direction, so that each layer
