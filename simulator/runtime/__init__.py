@@ -20,6 +20,7 @@ Read it in this order:
 * :mod:`.fold` -- identical data-parallel replicas simulated once;
 * :mod:`.fault_model` -- stragglers, slow links and failed devices at run time;
 * :mod:`.tally` -- what a step counts while it runs;
+* :mod:`.intervals` -- the stretches a set of time intervals covers;
 * :mod:`.record` -- what a run leaves behind, frozen: :class:`StepRecord` per
   step and the :class:`RunRecord` that metrics and pictures read.
 """
