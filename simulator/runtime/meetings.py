@@ -146,7 +146,3 @@ class Meetings:
             for m, out in enumerate(outs):
                 results[m].append(out)
         return results, end
-
-    def stuck(self) -> list[tuple]:
-        """Keys of meetings some member never reached (for deadlock reports)."""
-        return list(self._open)
