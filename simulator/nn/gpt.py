@@ -167,13 +167,13 @@ class GPTConfig(ModelConfig):
         51200 for ``tp = 8``."""
         return padded_vocab(self.vocab, self.make_vocab_size_divisible_by, tp)
 
-    def build(self, seed: int, shape_only: bool) -> Model:
+    def build(self, seed: int, numerics: bool) -> Model:
         """Embedding, transformer layers and head, from the seed (or shapes only)."""
-        if not shape_only and self.dtype not in NUMPY_DTYPES:
+        if numerics and self.dtype not in NUMPY_DTYPES:
             raise ValueError(
                 f"GPT dtype {self.dtype!r} is shape-only; numerics need float64 or float32"
             )
-        rng = None if shape_only else rng_for(seed, 0)
+        rng = rng_for(seed, 0) if numerics else None
         embedding = Embedding.create(
             "embedding",
             self.vocab,
@@ -203,11 +203,9 @@ class GPTConfig(ModelConfig):
         blocks.append(Head.create("head", embedding.weight, rng, self.dtype, embedding.vocabulary))
         return Model("gpt", blocks, CrossEntropyLoss(), self.dtype, ends=(1, 1))
 
-    def batch(
-        self, seed: int, step: int, global_batch: int, shape_only: bool
-    ) -> tuple[Array, Array]:
+    def batch(self, seed: int, step: int, global_batch: int, numerics: bool) -> tuple[Array, Array]:
         """Tokens and next-token targets, int64 ``(global_batch, seq_len)``."""
-        if shape_only:
+        if not numerics:
             shape = (global_batch, self.seq_len)
             return ShapeArray(shape, "int64"), ShapeArray(shape, "int64")
         if self.data == "text":

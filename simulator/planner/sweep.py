@@ -235,7 +235,9 @@ def sweep(
         metric: the results key :meth:`SweepResult.plot` draws.
         base_dir: where relative paths in the scenario start (default: the
             file's folder).
-        workers, dask, progress: as for :func:`simulator.plan`.
+        workers: as for :func:`simulator.plan`.
+        dask: as for :func:`simulator.plan`.
+        progress: as for :func:`simulator.plan`.
         limits: limits to raise, e.g. ``{"max_sweep_points": 5000}``, over the
             scenario's ``[limits]`` table; the number of points is checked before
             any point is made.

@@ -1,7 +1,7 @@
 """Scenario files (TOML, version 1) -> cluster, model, training, strategies, faults and limits.
 
 A scenario names a cluster, a model, the training settings and one or more
-strategies to compare (the README documents every key). The file is checked
+strategies to compare (docs/scenarios.md documents every key). The file is checked
 completely before anything is built: every key is known, every value has the
 right type and lies in its range (numbers finite unless ``inf`` means
 something, lists element by element, strings of bounded length), and the
@@ -18,7 +18,7 @@ are derived from the dataclasses they build
 whose allowed values come from the registries that implement them
 (collective algorithms, schedules, partitions, recomputation modes). Nothing
 here repeats them. The ``[cluster]`` table, with its nodes of several kinds,
-is read by :mod:`simulator.scenario.cluster`.
+is read by :mod:`simulator.scenario.cluster_table`.
 """
 
 from __future__ import annotations
@@ -39,11 +39,11 @@ from ..parallel.training import TrainingConfig
 from ..ranges import Range
 
 # the [cluster] schemas stay importable from here, beside the others
-from .cluster import CLUSTER as CLUSTER
-from .cluster import DEVICE as DEVICE
-from .cluster import LINK as LINK
-from .cluster import NODE as NODE
-from .cluster import read_cluster
+from .cluster_table import CLUSTER as CLUSTER
+from .cluster_table import DEVICE as DEVICE
+from .cluster_table import LINK as LINK
+from .cluster_table import NODE as NODE
+from .cluster_table import read_cluster
 from .limits import Limits, table_limits
 from .paths import file_stem, read_text
 from .schedule_file import load_csv, schedule_path

@@ -31,10 +31,10 @@ def model_bytes(model: Any, training: TrainingConfig) -> tuple[int, int]:
     and, for Adam, two moments (Kingma & Ba 2015, Algorithm 1); and what one forward
     pass of the global batch stashes for the backward, measured by running the
     model's blocks on shape-only arrays."""
-    built = model.build(training.seed, shape_only=True)
+    built = model.build(training.seed, numerics=False)
     moments = 2 if training.optimizer == "adam" else 0
     parameters = built.num_parameters * ITEMSIZE[built.dtype] * (2 + moments)
-    x, _ = model.batch(training.seed, 0, training.global_batch, shape_only=True)
+    x, _ = model.batch(training.seed, 0, training.global_batch, numerics=False)
     seen: set[int] = set()
     stash = 0
     for block in built.blocks:

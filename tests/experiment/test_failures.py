@@ -49,7 +49,7 @@ def test_every_device_of_the_strategy_failing_is_failed() -> None:
 
 def test_a_failure_in_the_second_step_keeps_the_first_steps_loss_only() -> None:
     strategy = layout(2, 1, 4)
-    first = clean(strategy).runtime.records[0]
+    first = clean(strategy).run.steps[0]
     # just after the second step starts, on every device the strategy uses
     faults = [Fail(device=d, at_ms=first.end * 1e3 * 1.0001) for d in range(8)]
     result = run(strategy, faults)
@@ -71,7 +71,7 @@ def test_random_failures_are_fault_free_and_equal_or_failed(sizes, failures) -> 
     strategy = layout(*sizes)
     reference = clean(strategy)
     result = run(strategy, [Fail(device=d, at_ms=ms) for d, ms in failures])
-    ends = [r.end for r in reference.runtime.records]
+    ends = [r.end for r in reference.run.steps]
     used = set(range(strategy.num_devices))
     before_the_end = [d for d, ms in failures if d in used and ms / 1e3 <= ends[-1]]
     if result.status == "ok":

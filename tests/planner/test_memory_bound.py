@@ -22,7 +22,7 @@ from simulator import (
     run_strategy,
 )
 from simulator.parallel.pipeline import get_schedule
-from simulator.planner.memory import (
+from simulator.planner.memory_bound import (
     gpt_layer_stash_bytes,
     model_state_bytes,
     peak_layers_held,
