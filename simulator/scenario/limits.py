@@ -173,7 +173,7 @@ def add_limit_flags(parser: argparse.ArgumentParser, *names: str) -> None:
         parser.add_argument(
             f"--{name.replace('_', '-')}",
             dest=name,
-            type=_int_flag,
+            type=int_flag,
             metavar="N",
             help=f"limit on {Limits.__dataclass_fields__[name].metadata['doc']} "
             f"({getattr(defaults, name):,})",
@@ -203,9 +203,24 @@ def check_flag(value: Any, flag: str, allowed: Range) -> None:
         raise SimulatorError(f"{flag} {problem}")
 
 
-def _int_flag(text: str) -> int:
-    """argparse type for integer flags (ranges are checked afterwards, by :func:`check_flag`)."""
+def int_flag(text: str) -> int:
+    """argparse type for integer flags (ranges are checked afterwards, by :func:`check_flag`).
+
+    ASCII digits only: Python's ``int`` also reads ``"١"`` (an Arabic-Indic one) as 1,
+    which no one means on a command line."""
+    if not text.isascii():
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
     try:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def number_flag(text: str) -> float:
+    """argparse type for number flags: ASCII only, as :func:`int_flag`."""
+    if not text.isascii():
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
