@@ -32,6 +32,7 @@ from typing import Any
 from ..errors import LimitError, ScenarioError
 from ..hardware import ClusterSpec
 from ..hardware.faults import FAULT_KINDS, Fault, check_faults
+from ..keys import check_instance
 from ..nn.models import model_kinds
 from ..parallel.pipeline import Schedule
 from ..parallel.strategy import Strategy, name_check
@@ -231,6 +232,7 @@ def load_scenario(path: str | Path, limits: Mapping[str, int] | None = None) -> 
     line's ``--max-...`` flags; it also bounds the size of the file itself,
     which the file's own table cannot.
     """
+    check_instance("load_scenario", "path", path, (str, Path))
     p = Path(path)
     data = read_toml(p, Limits(**(limits or {})))
     return parse_scenario(data, str(p), p.parent, limits)

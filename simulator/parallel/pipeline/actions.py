@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ...errors import ScheduleError
+from ...keys import check_instance
 
 #: ``STAGE KIND MICROBATCH``; ASCII digits only (``int`` would read ``١`` as 1 too).
 _ACTION = re.compile(r"^\s*([0-9]+)\s*(BW|[FBW])\s*([0-9]+)\s*$", re.ASCII)
@@ -196,6 +197,7 @@ def parse_csv(text: str, name: str = "csv") -> Schedule:
     before the first rank and after the last are ignored. An empty row between
     two ranks is an error (``empty row N``): it would be a rank with nothing to do.
     """
+    check_instance("parse_csv", "text", text, str, "the text of the file, not its path")
     text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     try:
         rows = list(csv.reader(io.StringIO(text, newline="")))
