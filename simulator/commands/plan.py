@@ -2,12 +2,12 @@
 
 Two forms:
 
-  python -m simulator plan SCENARIO.toml [options]
-  python -m simulator plan --model NAME [--preset P] [--nodes N] [--global-batch B] [options]
+    python -m simulator plan SCENARIO.toml [options]
+    python -m simulator plan --model NAME [--preset P] [--nodes N] [--global-batch B] [options]
 
 The first reads a plan scenario: a cluster, a model, training settings and a
 [plan] table narrowing the search (no [[strategy]] tables). The second takes
-a named model (gpt3-175b, megatron-145.6b, ...; see the README) on a cluster
+a named model (gpt3-175b, megatron-145.6b, ...; see docs/planner.md) on a cluster
 preset, shape-only, bf16, mixed-precision Adam, one step.
 
 The planner enumerates every distinct layout (dp, tp, pp, micro-batch size,

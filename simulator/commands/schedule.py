@@ -2,10 +2,10 @@
 
 Two forms:
 
-  python -m simulator schedule NAME --stages P --microbatches M [--chunks V]
-                               [--csv OUT.csv] [--times T_F T_B T_W]
-  python -m simulator schedule --validate FILE.csv [--stages P]
-                               [--microbatches M] [--chunks V] [--times ...]
+    python -m simulator schedule NAME --stages P --microbatches M [--chunks V]
+                                 [--csv OUT.csv] [--times T_F T_B T_W]
+    python -m simulator schedule --validate FILE.csv [--stages P]
+                                 [--microbatches M] [--chunks V] [--times ...]
 
 The first generates a registered schedule for P ranks (pipeline stages), M
 micro-batches and V chunks per rank (default 1; zbv needs 2). The second

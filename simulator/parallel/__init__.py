@@ -12,7 +12,7 @@ lowering: nothing here advances a clock (the runtime executes the plan).
 * :mod:`.partition` (blocks into stages), :mod:`.stage` (a chunk of blocks
   and its stash), :mod:`.tied` (weights shared across stages),
   :mod:`.worker` and :mod:`.program` (one list of instructions per worker);
-* :mod:`.plan` -- :func:`build_plan`: checks the layout and puts it all together.
+* :mod:`.build` -- :func:`build_plan`: checks the layout and puts it all together.
 """
 
 from .build import Plan, Worker, build_plan, gather_params

@@ -6,7 +6,7 @@ A plan scenario is a scenario file (cluster, model, training) whose
 scenario is an ordinary scenario plus a ``[sweep]`` table. Both tables are
 checked with the scenario reader of :mod:`simulator.scenario.parse`, so mistakes
 read the same: one line naming the file, the table, the key and what is
-allowed. The README's "Find the best layout" section documents every key.
+allowed. docs/planner.md documents every key.
 """
 
 from __future__ import annotations

@@ -186,7 +186,9 @@ def sweep(
         metric: the results key :meth:`SweepResult.plot` draws.
         base_dir: where relative paths in the scenario start (default: the
             file's folder).
-        workers, dask, progress: as for :func:`simulator.plan`.
+        workers: as for :func:`simulator.plan`.
+        dask: as for :func:`simulator.plan`.
+        progress: as for :func:`simulator.plan`.
     """
     if isinstance(scenario, dict):
         data, source = copy.deepcopy(scenario), "scenario"

@@ -1,7 +1,7 @@
 """Scenario files (TOML, version 1) -> cluster, model, training, strategies, faults and limits.
 
 A scenario names a cluster, a model, the training settings and one or more
-strategies to compare (the README documents every key). The file is checked
+strategies to compare (docs/scenarios.md documents every key). The file is checked
 completely before anything is built: every key is known, every value has the
 right type and lies in its range (numbers finite unless ``inf`` means
 something, lists element by element, strings of bounded length), and the

@@ -17,9 +17,15 @@ from simulator.parallel.stage import RECOMPUTE
 from simulator.parallel.strategy import Strategy
 from simulator.scenario import parse as scenario
 from simulator.scenario.parse import parse_scenario
-from tests import REPO
+from tests import doc
 
-README = (REPO / "README.md").read_text()
+#: the scenario reference: one ``## `[table]` `` section per table
+SCENARIOS = doc("scenarios.md")
+
+
+def _section(title: str) -> str:
+    """The text of the section headed ``## `title` ``, up to the next one."""
+    return SCENARIOS.split(f"\n## `{title}`", 1)[1].split("\n## ", 1)[0]
 
 
 def parse(tmp_path: Path, **strategy: object) -> Strategy:
@@ -76,27 +82,27 @@ def test_values_outside_the_registries_name_the_choices(tmp_path: Path) -> None:
 
 
 def _strategy_table_keys() -> set[str]:
-    section = README.split("### `[[strategy]]`", 1)[1].split("\n### ", 1)[0]
+    section = _section("[[strategy]]")
     rows = [line for line in section.splitlines() if line.startswith("| `")]
     return {k for row in rows for k in re.findall(r"`(\w+)`", row.split("|")[1])}
 
 
-def test_the_readme_strategy_table_documents_exactly_the_fields() -> None:
+def test_the_strategy_table_documents_exactly_the_fields() -> None:
     assert _strategy_table_keys() == {f.name for f in dataclasses.fields(Strategy)}
 
 
-def test_the_readme_documents_the_registries_values() -> None:
-    section = README.split("### `[[strategy]]`", 1)[1].split("\n### ", 1)[0]
+def test_the_strategy_table_documents_the_registries_values() -> None:
+    section = _section("[[strategy]]")
     for values in REGISTRIES.values():
         for value in values:
             assert f"`{value}`" in section, value
 
 
-def test_the_readme_documents_every_limit_and_fault_key() -> None:
-    limits = README.split("### `[limits]`", 1)[1].split("\n### ", 1)[0]
+def test_every_limit_and_fault_key_is_documented() -> None:
+    limits = _section("[limits]")
     for key in scenario.LIMITS:
         assert f"| `{key}` |" in limits, key
-    faults = README.split("### `[[fault]]`", 1)[1].split("\n## ", 1)[0]
+    faults = _section("[[fault]]")
     for kind, keys in scenario.FAULTS.items():
         assert f"| `{kind}` |" in faults
         for key in keys:

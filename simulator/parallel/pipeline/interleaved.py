@@ -22,7 +22,7 @@ one backward, then drains the remaining backwards. Grouping by ``p`` needs
 
 Backward is not split (B and W run fused). With equal chunks and free
 communication the bubble is exactly ``(p-1)/(v m + p-1)`` for every ratio of
-forward to backward time (checked by ``tests/test_pipeline_schedules.py``).
+forward to backward time (checked by ``tests/parallel/pipeline/test_schedules.py``).
 """
 
 from __future__ import annotations

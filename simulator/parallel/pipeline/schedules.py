@@ -42,7 +42,7 @@ class ScheduleInfo:
             (a formula may also return None where its conditions fail).
         rules: extra checks on ``(p, m, v)`` raising :class:`LayoutError`.
         checked: the generator is proven by the test suite, which validates its
-            schedules over a grid of sizes (``tests/test_pipeline_validate.py``),
+            schedules over a grid of sizes (``tests/parallel/pipeline/test_validate.py``),
             so runs skip validating it; a schedule registered from elsewhere is
             validated before every run that uses it.
     """

@@ -37,7 +37,7 @@ simulator measures it (docs/design.md, "Definitions"). Qi et al.'s Table 2 count
 the idle time inside the longest *rank's span* instead, which leaves out
 that later ranks start later: for ZB-H1 the two agree, for ZB-H2 the step
 can be longer than any span. Both closed forms are verified against that
-timeline and against the simulator (``tests/test_pipeline_schedules.py``).
+timeline and against the simulator (``tests/parallel/pipeline/test_schedules.py``).
 """
 
 from __future__ import annotations
