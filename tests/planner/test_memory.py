@@ -21,9 +21,9 @@ from simulator import (
     preset,
     run_strategy,
 )
+from simulator.nn.accounting import layer_stash_bytes
 from simulator.parallel.pipeline import get_schedule
 from simulator.planner.memory import (
-    gpt_layer_stash_bytes,
     model_state_bytes,
     peak_layers_held,
     stash_profile,
@@ -100,7 +100,7 @@ def test_layer_stash_is_table_2_of_korthikanti(t, sp, recompute, per_sbh):
     g = GPTConfig(layers=2, hidden=1024, heads=16, seq_len=512, vocab=64, dropout=0.1, dtype="bf16")
     b = 2
     expected = g.seq_len * b * g.hidden * per_sbh(g.heads, g.seq_len, g.hidden, t)
-    assert gpt_layer_stash_bytes(g, b, t, sp, recompute) == pytest.approx(expected, rel=1e-12)
+    assert layer_stash_bytes(g, b, t, sp, recompute) == pytest.approx(expected, rel=1e-12)
 
 
 @pytest.mark.parametrize("name", ["1f1b", "gpipe"])

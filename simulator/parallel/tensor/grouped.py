@@ -150,16 +150,16 @@ class PickedColumns(ColumnParallel):
         ]
         super().__init__(linear.name, shards, region, where)
         self.columns = columns
-        self.width = linear.weight.shape[1]
-        held = {}
+        self.width = width = linear.weight.shape[1]
+        held = np.zeros((len(columns), width), dtype=bool)  # rank r holds column c
         for r, cols in enumerate(columns):
-            for c in cols.tolist():
-                held.setdefault(c, []).append(r)
-        groups = {tuple(ranks) for ranks in held.values() if len(ranks) > 1}
-        self.groups = sorted(list(g) for g in groups)
+            held[r, cols] = True
+        shared = np.flatnonzero(held.sum(axis=0) > 1)
+        # the ranks holding each shared column, one group per distinct set
+        sets = np.unique(held[:, shared], axis=1) if len(shared) else np.zeros((0, 0))
+        self.groups = sorted(np.flatnonzero(ranks).tolist() for ranks in sets.T)
         # per rank, the positions among its columns of those it shares with others
-        shared = {c for c, ranks in held.items() if len(ranks) > 1}
-        self._shared = [np.flatnonzero(np.isin(cols, list(shared))) for cols in columns]
+        self._shared = [np.flatnonzero(np.isin(cols, shared)) for cols in columns]
 
     def backward_weight(self, wctx: list[Any]) -> None:
         with self._replicas_summed():
