@@ -10,6 +10,8 @@ gathers, the W stash of split backwards). On tiny float64 models and MLPs,
 whose memory is mostly what the formulas leave out, only the bound is checked.
 """
 
+from dataclasses import replace
+
 import pytest
 
 from simulator import (
@@ -22,6 +24,7 @@ from simulator import (
     run_strategy,
 )
 from simulator.nn.accounting import layer_stash_bytes
+from simulator.nn.llama import LlamaConfig
 from simulator.parallel.pipeline import get_schedule
 from simulator.planner.memory import (
     model_state_bytes,
@@ -53,6 +56,27 @@ def test_estimate_is_a_close_lower_bound_for_a_16_bit_transformer(strategy):
     estimate = Pruner(CLUSTER, BF16, SHAPES).estimate(strategy)
     peak = run_strategy(CLUSTER, BF16, SHAPES, strategy).metrics["peak_memory_bytes"]
     assert 0.85 * peak <= estimate <= peak
+
+
+LLAMA = LlamaConfig(
+    layers=4, hidden=256, heads=8, kv_heads=2, ffn_hidden=672, seq_len=128, vocab=512, dtype="bf16"
+)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [LLAMA, replace(LLAMA, attention="materialised"), replace(BF16, attention="flash")],
+    ids=["llama-flash", "llama-materialised", "gpt-flash"],
+)
+@pytest.mark.parametrize(
+    "strategy",
+    [*LAYOUTS[1:5], Strategy("fp8", tp=2, pp=2, microbatches=4, precision="fp8")],
+    ids=lambda s: s.name,
+)
+def test_estimate_is_a_lower_bound_for_llama_flash_and_fp8(config, strategy):
+    estimate = Pruner(CLUSTER, config, SHAPES).estimate(strategy)
+    peak = run_strategy(CLUSTER, config, SHAPES, strategy).metrics["peak_memory_bytes"]
+    assert 0.8 * peak <= estimate <= peak
 
 
 @pytest.mark.parametrize("partition", ["uniform", "balanced"])
