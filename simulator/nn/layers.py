@@ -92,6 +92,11 @@ class Linear(Layer):
     copy of ``x``: Transformer Engine's ``te.Linear``.
     """
 
+    #: the share of its GEMM FLOPs the model's formula counts: less than 1 for a
+    #: tensor-parallel shard whose columns other ranks hold too (replicated
+    #: key-value heads, :mod:`simulator.parallel.tensor.grouped`)
+    credit = 1.0
+
     def __init__(self, name: str, weight: Array, bias: Array | None) -> None:
         self.name = name
         self.weight = Param(f"{name}.weight", weight)
@@ -123,7 +128,7 @@ class Linear(Layer):
             # Transformer Engine: the GEMM reads an FP8 copy of x, which is also what
             # the weight gradient keeps (:mod:`simulator.ops.precision`)
             x = ops.cast(x, fp8, name=f"{self.name}.cast")
-        y = ops.matmul(x, self.weight.value, name=f"{self.name}", dtype=fp8)
+        y = ops.matmul(x, self.weight.value, name=f"{self.name}", dtype=fp8, credit=self.credit)
         if self.bias is not None:
             y = ops.add(y, self.bias.value, name=f"{self.name}.bias")
         return y, x
@@ -132,7 +137,9 @@ class Linear(Layer):
         fp8 = linear_gemm_dtype()
         if fp8 is not None:
             dy = ops.cast(dy, fp8, name=f"{self.name}.dy.cast")
-        dx = ops.matmul(dy, self.weight.value.T, name=f"{self.name}.dx", dtype=fp8)
+        dx = ops.matmul(
+            dy, self.weight.value.T, name=f"{self.name}.dx", dtype=fp8, credit=self.credit
+        )
         return dx, (ctx, dy)
 
     def backward_weight(self, wctx: Any) -> None:
@@ -140,7 +147,8 @@ class Linear(Layer):
         x2 = x.reshape(-1, x.shape[-1])
         dy2 = dy.reshape(-1, dy.shape[-1])
         fp8 = linear_gemm_dtype()
-        self.weight.accumulate(ops.matmul(x2.T, dy2, name=f"{self.name}.dW", dtype=fp8))
+        dw = ops.matmul(x2.T, dy2, name=f"{self.name}.dW", dtype=fp8, credit=self.credit)
+        self.weight.accumulate(dw)
         if self.bias is not None:
             self.bias.accumulate(ops.sum_to_last(dy, name=f"{self.name}.db"))
 

@@ -52,13 +52,17 @@ def bytes_moved(*arrays: Array | float) -> int:
     return sum(int(a.nbytes) for a in arrays if hasattr(a, "nbytes"))
 
 
-def matmul(a: Array, b: Array, name: str = "matmul", dtype: str | None = None) -> Array:
+def matmul(
+    a: Array, b: Array, name: str = "matmul", dtype: str | None = None, credit: float = 1.0
+) -> Array:
     """``a @ b`` with numpy broadcasting of leading (batch) dimensions.
 
     FLOPs: ``2 * batch * m * n * k``. ``dtype`` is the precision the GEMM runs
     in, when not its inputs' (``fp8``: Transformer Engine's FP8 GEMMs, see
     :func:`cast`); it picks the peak FLOP/s and the bytes of the inputs, never
-    the numbers, which stay the inputs' dtype's.
+    the numbers, which stay the inputs' dtype's. ``credit`` is the share of
+    the FLOPs the model's formula counts (less than 1 for work that other
+    ranks repeat, such as replicated key-value heads).
     """
     m, k = a.shape[-2], a.shape[-1]
     if b.shape[-2] != k:
@@ -74,7 +78,7 @@ def matmul(a: Array, b: Array, name: str = "matmul", dtype: str | None = None) -
         # the inputs are read at the GEMM's precision, the output written at the model's
         nbytes = (a.size + b.size) * ITEMSIZE[dtype] + out.size * ITEMSIZE[out_dtype]
     flops = 2 * math.prod(batch) * m * n * k
-    emit(name, "gemm", dtype or out_dtype, flops, nbytes)
+    emit(name, "gemm", dtype or out_dtype, flops, nbytes, None if credit == 1.0 else flops * credit)
     return out
 
 

@@ -68,6 +68,17 @@ def test_model_flops_per_token_are_6_n_gemm_plus_12_l_s_h(config, attention):
     assert hardware == pytest.approx(model - saved, rel=1e-12)
 
 
+def test_replicated_kv_heads_are_counted_once_in_the_model_flops():
+    # tp = 4 over 2 kv heads: every kv head on 2 ranks, its GEMMs done twice
+    model, hardware = step_flops(LLAMA, Strategy("tp4", tp=4))
+    assert model == pytest.approx(4 * LLAMA.seq_len * accounting.model_flops_per_token(LLAMA))
+    L, s, h, d = LLAMA.layers, LLAMA.seq_len, LLAMA.hidden, LLAMA.hidden // LLAMA.heads
+    # each of the 2 kv heads on 2 ranks: one extra copy of its k and v columns (2 d each),
+    # in 3 GEMMs (forward, dx, dW) of 2 s h FLOPs per column and sequence
+    repeated = 4 * L * 3 * 2 * s * h * (2 * 2 * d)
+    assert hardware == pytest.approx(model - 4 * L * 5 * s * s * h + repeated, rel=1e-12)
+
+
 def test_full_recomputation_adds_one_forward_of_every_layer():
     model, hardware = step_flops(LLAMA, Strategy("s", recompute="full"), global_batch=2)
     L, s, h = LLAMA.layers, LLAMA.seq_len, LLAMA.hidden

@@ -17,7 +17,9 @@ columns. Two weights of the Llama block need their columns chosen with care
   partial sums, added over the replicas (an all-reduce inside each group of
   ``t / kv_heads`` ranks) before they are used. The input gradient needs
   nothing new: f's all-reduce adds every rank's ``dq W_q^T + dk W_k^T + dv
-  W_v^T``, and the replicas' ``dk`` add up to the group's.
+  W_v^T``, and the replicas' ``dk`` add up to the group's. The replicas
+  repeat the key and value GEMMs: the hardware does them on every replica
+  (hardware FLOPs), the model's formula counts them once (model FLOPs, MFU).
 * **SwiGLU's fc1** computes the gate and the value together, ``[gate | up]``
   (``2f`` columns). Rank ``r`` takes columns ``r f/t .. (r+1) f/t`` of each
   half, so that its SwiGLU pairs its own gates with its own values: the two
@@ -160,6 +162,10 @@ class PickedColumns(ColumnParallel):
         self.groups = sorted(np.flatnonzero(ranks).tolist() for ranks in sets.T)
         # per rank, the positions among its columns of those it shares with others
         self._shared = [np.flatnonzero(np.isin(cols, shared)) for cols in columns]
+        # the model's formula counts a replicated column's GEMMs once, not once per replica
+        replicas = held.sum(axis=0)
+        for shard, cols in zip(self.shards, columns, strict=True):
+            shard.credit = float((1.0 / replicas[cols]).sum() / len(cols))
 
     def backward_weight(self, wctx: list[Any]) -> None:
         with self._replicas_summed():
