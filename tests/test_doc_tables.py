@@ -35,3 +35,16 @@ def test_the_page_shows_what_the_scenario_prints(name: str) -> None:
     assert table in page.read_text(), (
         f"the table of scenarios/{name}.toml in {page.relative_to(REPO)} is stale; now:\n{table}"
     )
+
+
+def test_the_llama_page_shows_what_the_scenario_and_its_sweep_print() -> None:
+    """docs/llama.md's two tables: the H100 run, and the sweep over B200s and the
+    materialised kernel (whose first point is that run)."""
+    from simulator.planner import sweep
+
+    page = (DOCS / "llama.md").read_text()
+    vary = {"cluster.preset": ["dgx-h100", "dgx-b200"], "model.attention": ["flash", "materialised"]}
+    result = sweep(REPO / "scenarios" / "llama3_70b_h100.toml", vary, workers=1, progress=False)
+    assert result.table() in page, f"the sweep in docs/llama.md is stale; now:\n{result.table()}"
+    run = comparison_table(result.results[0], 80 * 2**30, ["fp8"])
+    assert run in page, f"the run in docs/llama.md is stale; now:\n{run}"

@@ -70,15 +70,15 @@ def comparison_table(
         for row in table
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    if fp8:
-        lines.append(
-            f"(MFU is over the model dtype's dense peak, BF16's for a 16-bit model, also for "
-            f"{', '.join(fp8)}, whose linear layers run in FP8: as the papers count it)"
-        )
     if capacity is not None:
         sizes = sorted(set(capacity if isinstance(capacity, Sequence) else [capacity]))
         each = format_bytes(sizes[0])
         if len(sizes) > 1:
             each += f" to {format_bytes(sizes[-1])}, by device"
         lines.append(f"(device memory: {each})")
+    if fp8:
+        lines.append(
+            f"(MFU is over the model dtype's dense peak, BF16's for a 16-bit model, also for "
+            f"{', '.join(fp8)}, whose linear layers run in FP8: as the papers count it)"
+        )
     return "\n".join(lines)
