@@ -43,7 +43,10 @@ def test_the_llama_page_shows_what_the_scenario_and_its_sweep_print() -> None:
     from simulator.planner import sweep
 
     page = (DOCS / "llama.md").read_text()
-    vary = {"cluster.preset": ["dgx-h100", "dgx-b200"], "model.attention": ["flash", "materialised"]}
+    vary = {
+        "cluster.preset": ["dgx-h100", "dgx-b200"],
+        "model.attention": ["flash", "materialised"],
+    }
     result = sweep(REPO / "scenarios" / "llama3_70b_h100.toml", vary, workers=1, progress=False)
     assert result.table() in page, f"the sweep in docs/llama.md is stale; now:\n{result.table()}"
     run = comparison_table(result.results[0], 80 * 2**30, ["fp8"])

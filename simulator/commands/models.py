@@ -43,7 +43,7 @@ def rows() -> list[list[str]]:
         c = m.config
         ffn = c.ffn_hidden if c.kind == "llama" else c.ffn_mult * c.hidden
         kv = c.kv_heads if c.kind == "llama" else c.heads
-        params = c.build(0, shape_only=True).num_parameters
+        params = c.build(0, numerics=False).num_parameters
         out.append(
             [
                 name,

@@ -160,8 +160,8 @@ class AbstractConfig(ModelConfig):
     def num_blocks(self) -> int:
         return self.stages
 
-    def build(self, seed: int, shape_only: bool) -> Model:
-        self._timing_only(shape_only)
+    def build(self, seed: int, numerics: bool) -> Model:
+        self._timing_only(numerics)
         seconds = {key: [t / 1e3 for t in self.per_stage(key)] for key in _TIMES}
         stash = self.per_stage("activation_bytes")
         blocks: list[Layer] = [
@@ -176,11 +176,9 @@ class AbstractConfig(ModelConfig):
         ]
         return Model("abstract", blocks, AbstractLoss(), self.dtype)
 
-    def batch(
-        self, seed: int, step: int, global_batch: int, shape_only: bool
-    ) -> tuple[Array, Array]:
+    def batch(self, seed: int, step: int, global_batch: int, numerics: bool) -> tuple[Array, Array]:
         """One byte per sample: the data only has to flow, its size is irrelevant."""
-        self._timing_only(shape_only)
+        self._timing_only(numerics)
         return ShapeArray((global_batch,), "uint8"), ShapeArray((global_batch,), "uint8")
 
     def tokens(self, samples: int) -> int:
@@ -203,8 +201,8 @@ class AbstractConfig(ModelConfig):
         return self.per_stage("comm_ms")[chunk] / 1e3
 
     @staticmethod
-    def _timing_only(shape_only: bool) -> None:
-        if not shape_only:
+    def _timing_only(numerics: bool) -> None:
+        if numerics:
             raise ScenarioError(
                 "model kind 'abstract' only has timings, no numbers to train: set "
                 "numerics = false in [training] (TrainingConfig(numerics=False))"

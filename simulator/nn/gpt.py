@@ -157,13 +157,13 @@ class GPTConfig(LanguageModelData, ModelConfig):
             raise ValueError(f"GPT init_std {problem}")
         self.check_data("GPT")
 
-    def build(self, seed: int, shape_only: bool) -> Model:
+    def build(self, seed: int, numerics: bool) -> Model:
         """Embedding, transformer layers and head, from the seed (or shapes only)."""
-        if not shape_only and self.dtype not in NUMPY_DTYPES:
+        if numerics and self.dtype not in NUMPY_DTYPES:
             raise ValueError(
                 f"GPT dtype {self.dtype!r} is shape-only; numerics need float64 or float32"
             )
-        rng = None if shape_only else rng_for(seed, 0)
+        rng = rng_for(seed, 0) if numerics else None
         embedding = Embedding.create(
             "embedding",
             self.vocab,

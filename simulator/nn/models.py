@@ -96,18 +96,16 @@ class MLPConfig(ModelConfig):
         """One block per layer."""
         return self.layers
 
-    def build(self, seed: int, shape_only: bool) -> Model:
-        rng = None if shape_only else rng_for(seed, 0)
+    def build(self, seed: int, numerics: bool) -> Model:
+        rng = rng_for(seed, 0) if numerics else None
         blocks: list[Layer] = []
         for i in range(self.layers):
             linear = Linear.create(f"fc{i}", self.width, self.width, rng, self.dtype)
             blocks.append(MLPBlock(i, self.layers, linear))
         return Model("mlp", blocks, MSELoss(), self.dtype)
 
-    def batch(
-        self, seed: int, step: int, global_batch: int, shape_only: bool
-    ) -> tuple[Array, Array]:
-        return regression_batch(seed, step, global_batch, self.width, self.dtype, shape_only)
+    def batch(self, seed: int, step: int, global_batch: int, numerics: bool) -> tuple[Array, Array]:
+        return regression_batch(seed, step, global_batch, self.width, self.dtype, numerics)
 
     def tokens(self, samples: int) -> int:
         """Samples are the unit of throughput for this model."""

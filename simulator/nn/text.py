@@ -134,11 +134,9 @@ class LanguageModelData:
 
         return padded_vocab(self.vocab, self.make_vocab_size_divisible_by, tp)
 
-    def batch(
-        self, seed: int, step: int, global_batch: int, shape_only: bool
-    ) -> tuple[Array, Array]:
+    def batch(self, seed: int, step: int, global_batch: int, numerics: bool) -> tuple[Array, Array]:
         """Tokens and next-token targets, int64 ``(global_batch, seq_len)``."""
-        if shape_only:
+        if not numerics:
             shape = (global_batch, self.seq_len)
             return ShapeArray(shape, "int64"), ShapeArray(shape, "int64")
         if self.data == "text":

@@ -158,9 +158,9 @@ def is_shape_only(x: Array) -> bool:
     return isinstance(x, ShapeArray)
 
 
-def empty(shape: Sequence[int], dtype: str, shape_only: bool) -> Array:
+def empty(shape: Sequence[int], dtype: str, numerics: bool) -> Array:
     """Zeros of ``shape`` (numerics) or a ShapeArray (shape-only)."""
-    if shape_only:
+    if not numerics:
         return ShapeArray(shape, dtype)
     if dtype not in NUMPY_DTYPES:
         raise ValueError(f"dtype {dtype!r} is shape-only; numerics need float64 or float32")
@@ -169,7 +169,7 @@ def empty(shape: Sequence[int], dtype: str, shape_only: bool) -> Array:
 
 def like(x: Array, shape: Sequence[int] | None = None, dtype: str | None = None) -> Array:
     """Zeros of the same kind as ``x``."""
-    return empty(x.shape if shape is None else shape, dtype or dtype_of(x), is_shape_only(x))
+    return empty(x.shape if shape is None else shape, dtype or dtype_of(x), not is_shape_only(x))
 
 
 def split(x: Array, parts: int, axis: int = 0) -> list[Array]:

@@ -72,10 +72,6 @@ class Plan:
         """The data-parallel replicas of pipeline rank ``pp_rank``."""
         return [self.worker(d, pp_rank) for d in range(self.strategy.dp)]
 
-    @property
-    def shape_only(self) -> bool:
-        return not self.training.numerics
-
 
 def check_layout(cluster: ClusterSpec, training: TrainingConfig, s: Strategy) -> int:
     """Raise :class:`LayoutError` for layouts that cannot run; returns the micro-batch size."""
@@ -192,8 +188,7 @@ def build_plan(
         validate(schedule, num_stages, s.microbatches)
     stage_rank = schedule.stage_to_rank()
 
-    shape_only = not training.numerics
-    model = model_config.build(training.seed, shape_only=shape_only)
+    model = model_config.build(training.seed, numerics=training.numerics)
     stages = split_blocks(
         model, model_config, cluster, training, s, mesh, stage_rank, num_stages, micro_batch
     )
@@ -204,7 +199,7 @@ def build_plan(
     # tied weight, and every replica must start from the same untouched model. A
     # shape-only replica holds no numbers, only shapes, the same in every replica:
     # the replicas share replica 0's chunks (planning stays independent of dp).
-    built = 1 if shape_only else s.dp
+    built = s.dp if training.numerics else 1
     tied0: list[TiedPair] = []  # replica 0's
     replicas = [model if d == 0 else copy.deepcopy(model) for d in range(built)]
     for d in range(s.dp):

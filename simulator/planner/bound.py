@@ -162,7 +162,7 @@ class StepBound:
         with the loss). Blocks of equal kind and input shapes are priced once."""
         pruner = self.pruner
         model, config, training = pruner.model, pruner.model_config, pruner.training
-        x, y = config.batch(training.seed, 0, micro_batch, shape_only=True)
+        x, y = config.batch(training.seed, 0, micro_batch, numerics=False)
         layout = GroupLayout.of(pruner.cluster, tuple(range(s.tp)))
         info = BatchInfo(training.seed, 0, 0, micro_batch)
         scale = 1.0 / s.microbatches

@@ -10,7 +10,7 @@ rejections by rule:
    pipeline ranks of the model state and of one micro-batch's activations;
 4. the pipeline partition (enough blocks for every stage);
 5. the schedule registry's rules for ``(p, m, v)`` (and building the schedule);
-6. memory again, with the estimate of :mod:`simulator.planner.memory`, a
+6. memory again, with the estimate of :mod:`simulator.planner.memory_bound`, a
    lower bound on the peak: over the device's memory, the layout cannot fit.
 
 These are the functions :func:`~simulator.parallel.build.build_plan` calls,
@@ -50,7 +50,7 @@ from ..parallel.pipeline.actions import Action
 from ..parallel.stages import split_alike
 from ..parallel.strategy import Strategy
 from ..parallel.training import TrainingConfig
-from . import memory
+from . import memory_bound
 
 
 def schedule_key(s: Strategy) -> Hashable:
@@ -65,7 +65,7 @@ class ScheduleFacts:
     Attributes:
         num_stages: model stages (``pp * chunks``).
         rank_of: stage -> pipeline rank.
-        profile: the stash profile (:func:`simulator.planner.memory.stash_profile`).
+        profile: the stash profile (:func:`simulator.planner.memory_bound.stash_profile`).
         ends: per rank, its first and last action (None for a rank with none).
         split: whether backward is split into ``B`` and ``W`` (zero-bubble).
         actions: how many actions the schedule has.
@@ -116,7 +116,7 @@ class Pruner:
         self.model_config = model_config
         self.training = training
         self.capacity = cluster.device.memory_bytes
-        self.model = model_config.build(training.seed, shape_only=True)
+        self.model = model_config.build(training.seed, numerics=False)
         self.optimizer = make_optimizer(training.optimizer, training.lr)
         self.is_layer = [isinstance(b, TransformerLayer) for b in self.model.blocks]
         self.pruned: Counter[str] = Counter()
@@ -177,7 +177,7 @@ class Pruner:
         return ScheduleFacts(
             num_stages=schedule.num_stages,
             rank_of=schedule.stage_to_rank(),
-            profile=memory.stash_profile(schedule),
+            profile=memory_bound.stash_profile(schedule),
             ends=tuple((row[0], row[-1]) if row else None for row in rows),
             split=schedule.split_backward,
             actions=sum(map(len, rows)),
@@ -238,7 +238,9 @@ class Pruner:
                 weights[rank_of[c]] += blocks[i][0]
                 state[rank_of[c]] += blocks[i][1]
         layers = tuple(sum(self.is_layer[i] for i in stage) for stage in stages)
-        return list(zip(weights, state, strict=True)), memory.peak_layers_held(profile, layers)
+        return list(zip(weights, state, strict=True)), memory_bound.peak_layers_held(
+            profile, layers
+        )
 
     def _layer_bytes(self, s: Strategy, micro_batch: int) -> float:
         if not isinstance(self.model_config, (GPTConfig, LlamaConfig)):
@@ -260,7 +262,7 @@ class Pruner:
         weights, state = self._cached(
             ("total", s.tp, s.sequence_parallel), lambda: tuple(map(sum, zip(*blocks, strict=True)))
         )
-        floor = memory.model_state_bytes(weights, state, s.dp, s.zero)
+        floor = memory_bound.model_state_bytes(weights, state, s.dp, s.zero)
         floor = (floor + sum(self.is_layer) * layer_bytes) / s.pp
         if floor > self.capacity:
             return floor
@@ -272,5 +274,5 @@ class Pruner:
             ("ranks", s.tp, s.sequence_parallel, stages, schedule_key(s)),
             lambda: self._per_rank(s.pp, blocks, stages, rank_of, profile),
         )
-        model_state = [memory.model_state_bytes(w, o, s.dp, s.zero) for w, o in per_rank]
-        return memory.peak_bytes(model_state, held, layer_bytes)
+        model_state = [memory_bound.model_state_bytes(w, o, s.dp, s.zero) for w, o in per_rank]
+        return memory_bound.peak_bytes(model_state, held, layer_bytes)

@@ -18,7 +18,7 @@ are derived from the dataclasses they build
 whose allowed values come from the registries that implement them
 (collective algorithms, schedules, partitions, recomputation modes). Nothing
 here repeats them. The ``[cluster]`` table, with its nodes of several kinds,
-is read by :mod:`simulator.scenario.cluster`.
+is read by :mod:`simulator.scenario.cluster_table`.
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ from ..parallel.training import COLLECTIVE_DETAILS, TrainingConfig
 from ..ranges import Range
 
 # the [cluster] schemas stay importable from here, beside the others
-from .cluster import CLUSTER as CLUSTER
-from .cluster import DEVICE as DEVICE
-from .cluster import LINK as LINK
-from .cluster import NODE as NODE
-from .cluster import NUMBER, read_cluster
+from .cluster_table import CLUSTER as CLUSTER
+from .cluster_table import DEVICE as DEVICE
+from .cluster_table import LINK as LINK
+from .cluster_table import NODE as NODE
+from .cluster_table import NUMBER, read_cluster
 from .limits import Limits
 from .paths import file_stem, read_text
 from .schedule_file import load_csv, schedule_path
@@ -251,11 +251,11 @@ def numerics_bytes(model: Any, training: TrainingConfig, strategies: list[Strate
     forward pass of the global batch stashes for the backward, measured by
     running the model's blocks on shape-only arrays.
     """
-    built = model.build(training.seed, shape_only=True)
+    built = model.build(training.seed, numerics=False)
     per_copy = built.num_parameters * ITEMSIZE[built.dtype]
     moments = 2 if training.optimizer == "adam" else 0
     parameters = per_copy * (2 + moments) * sum(s.dp for s in strategies)
-    x, _ = model.batch(training.seed, 0, training.global_batch, shape_only=True)
+    x, _ = model.batch(training.seed, 0, training.global_batch, numerics=False)
     seen: set[int] = set()
     stash = 0
     for block in built.blocks:

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from simulator.cli import main
+from tests.conftest import scenario_file
 
 SCENARIO = """
 name = "tiny"
@@ -33,9 +34,7 @@ FAST = ["--workers", "1", "--quiet"]
 
 
 def scenario(tmp_path, text=SCENARIO):
-    path = tmp_path / "plan.toml"
-    path.write_text(text)
-    return str(path)
+    return scenario_file(tmp_path, text, "plan.toml")
 
 
 def test_prints_counts_and_the_top_table_and_writes_the_files(tmp_path, capsys):

@@ -8,21 +8,12 @@ import pytest
 
 from simulator.cli import main
 from tests import REPO
-from tests.conftest import assert_run_fails
+from tests.conftest import TINY_MLP, assert_run_fails, scenario_file
 
 ROOT = REPO
-BASE = """
+BASE = f"""
 name = "cli"
-[cluster]
-preset = "toy"
-[model]
-kind = "mlp"
-layers = 4
-width = 16
-[training]
-global_batch = 8
-steps = 2
-[[strategy]]
+{TINY_MLP}[[strategy]]
 name = "single"
 [[strategy]]
 name = "pipe"
@@ -33,9 +24,7 @@ schedule = "1f1b"
 
 
 def scenario(tmp_path, text=BASE):
-    path = tmp_path / "s.toml"
-    path.write_text(text)
-    return str(path)
+    return scenario_file(tmp_path, text)
 
 
 def test_run_prints_the_table_and_writes_the_files(tmp_path, capsys):

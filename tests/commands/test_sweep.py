@@ -5,19 +5,11 @@ import json
 import pytest
 
 from simulator.cli import main
+from tests.conftest import TINY_MLP, scenario_file
 
-SCENARIO = """
+SCENARIO = f"""
 name = "tiny"
-[cluster]
-preset = "toy"
-[model]
-kind = "mlp"
-layers = 4
-width = 16
-[training]
-global_batch = 8
-steps = 1
-[[strategy]]
+{TINY_MLP.replace("steps = 2", "steps = 1")}[[strategy]]
 name = "single"
 [[strategy]]
 name = "pipe"
@@ -28,9 +20,7 @@ FAST = ["--workers", "1", "--quiet"]
 
 
 def scenario(tmp_path, text=SCENARIO):
-    path = tmp_path / "s.toml"
-    path.write_text(text)
-    return str(path)
+    return scenario_file(tmp_path, text)
 
 
 def run(tmp_path, *argv):

@@ -40,7 +40,7 @@ GPT = GPTConfig(layers=3, hidden=256, heads=8, seq_len=64, vocab=500, dropout=0.
     ids=["llama", "llama-tied-bias-mha", "gpt", "gpt-ffn2", "llama3-405b"],
 )
 def test_parameters_are_the_formula(config):
-    assert config.build(0, shape_only=True).num_parameters == accounting.parameters(config)
+    assert config.build(0, numerics=False).num_parameters == accounting.parameters(config)
 
 
 def step_flops(config, strategy, global_batch=4):
@@ -88,7 +88,7 @@ def test_full_recomputation_adds_one_forward_of_every_layer():
 
 def layer_stash(config, b, tp=1, sp=False, recompute="none", precision="bf16"):
     """Bytes rank 0 keeps for one layer, as a pipeline chunk runs it (shape-only)."""
-    layer = config.build(0, shape_only=True).blocks[1]
+    layer = config.build(0, numerics=False).blocks[1]
     s = Strategy("s", tp=tp, sequence_parallel=sp, recompute=recompute, precision=precision)
     chunk = Chunk(0, [parallelize(layer, s)], None, recompute, precision)
     local = config.seq_len // (tp if sp else 1)

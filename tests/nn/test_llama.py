@@ -19,7 +19,7 @@ TINY = LlamaConfig(layers=2, hidden=16, heads=4, kv_heads=2, ffn_hidden=12, seq_
 
 
 def test_the_blocks_are_llamas():
-    model = TINY.build(seed=0, shape_only=False)
+    model = TINY.build(seed=0, numerics=True)
     embedding, layer, head = model.blocks[0], model.blocks[1], model.blocks[-1]
     assert embedding.positions is None  # rotary embeddings: no position table
     assert isinstance(layer.ln1, RMSNorm) and isinstance(layer.activation, SwiGLU)
@@ -29,7 +29,7 @@ def test_the_blocks_are_llamas():
     # untied: the output layer owns a table of its own
     assert isinstance(head.logits, OutputLogits) and head.logits.weight is not embedding.weight
     assert head.logits.weight in model.parameters()
-    tied = replace(TINY, tie_embeddings=True).build(seed=0, shape_only=False)
+    tied = replace(TINY, tie_embeddings=True).build(seed=0, numerics=True)
     assert tied.blocks[-1].logits.weight is tied.blocks[0].weight
     assert tied.num_parameters == model.num_parameters - 128 * 16  # one padded table fewer
 
@@ -40,8 +40,8 @@ def test_the_blocks_are_llamas():
     ids=["llama", "bias-dropout-materialised-tied"],
 )
 def test_whole_model_gradients(config):
-    model = config.build(seed=1, shape_only=False)
-    tokens, targets = config.batch(seed=1, step=0, global_batch=3, shape_only=False)
+    model = config.build(seed=1, numerics=True)
+    tokens, targets = config.batch(seed=1, step=0, global_batch=3, numerics=True)
     rng = np.random.default_rng(0)
     with batch(BatchInfo(seed=1, step=0, first_sample=0, size=3)):
         for p in model.parameters():

@@ -1,12 +1,14 @@
 """Scenario files: good ones load; bad ones give one line naming the key."""
 
 import math
+from pathlib import Path
 
 import pytest
 
 from simulator.errors import ScenarioError
 from simulator.hardware import GB, GiB
 from simulator.scenario.parse import load_scenario, parse_scenario
+from tests.conftest import scenario_file
 
 GOOD = """
 name = "t"
@@ -40,9 +42,7 @@ schedule = "gpipe"
 
 
 def write(tmp_path, text):
-    path = tmp_path / "s.toml"
-    path.write_text(text)
-    return path
+    return Path(scenario_file(tmp_path, text))
 
 
 def test_a_good_scenario_loads_with_overrides(tmp_path):

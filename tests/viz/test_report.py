@@ -64,7 +64,9 @@ def test_time_units():
 
 
 def test_fp8_strategies_are_said_to_count_mfu_against_the_bf16_peak():
-    results = [run(MLPConfig(2, 32), Strategy(name, precision=name)).metrics for name in ("bf16", "fp8")]
+    results = [
+        run(MLPConfig(2, 32), Strategy(name, precision=name)).metrics for name in ("bf16", "fp8")
+    ]
     plain = comparison_table(results, capacity=4 * 2**30)
     noted = comparison_table(results, capacity=4 * 2**30, fp8=["fp8"])
     assert noted.startswith(plain)  # the table as before, and one line more

@@ -3,7 +3,7 @@
 The planner prunes a layout before simulating it only when this estimate is
 already over the device's memory. The estimate therefore leaves out what it
 cannot count for certain, so that it never exceeds the peak the simulation
-measures (``tests/planner/test_memory.py`` checks it against the measured
+measures (``tests/planner/test_memory_bound.py`` checks it against the measured
 peak, and how close it comes):
 
 * **Model state** (Rajbhandari et al. 2020, "ZeRO", sec. 3.1 and 5): a

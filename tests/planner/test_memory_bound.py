@@ -26,7 +26,7 @@ from simulator import (
 from simulator.nn.accounting import layer_stash_bytes
 from simulator.nn.llama import LlamaConfig
 from simulator.parallel.pipeline import get_schedule
-from simulator.planner.memory import (
+from simulator.planner.memory_bound import (
     model_state_bytes,
     peak_layers_held,
     stash_profile,
