@@ -45,6 +45,8 @@ class Kernel:
             kernel skips the masked half of a causal score matrix and recomputes
             the scores in its backward; the formulas (Korthikanti et al. 2022,
             appendix A) count neither, so MFU does not depend on the kernel.
+            Work other ranks repeat (replicated key-value heads) is credited
+            once over them.
     """
 
     name: str
@@ -158,11 +160,10 @@ class Tape:
             for k in it.kernels.get(rank, [])
         ]
 
-    def flops(self, rank: int = 0, tag: str | None = None, model: bool = False) -> float:
-        """GEMM FLOPs one rank executes (``model``: those the model's formula counts,
-        :attr:`Kernel.model_flops`); only segments with ``tag`` when it is given."""
+    def flops(self, rank: int = 0, tag: str | None = None) -> float:
+        """GEMM FLOPs one rank executes; only segments with ``tag`` when it is given."""
         return sum(
-            k.model_flops if model else k.flops
+            k.flops
             for it in self.items
             if isinstance(it, ComputeSegment) and (tag is None or it.tag == tag)
             for k in it.kernels.get(rank, [])
