@@ -51,3 +51,21 @@ def test_the_llama_page_shows_what_the_scenario_and_its_sweep_print() -> None:
     assert result.table() in page, f"the sweep in docs/llama.md is stale; now:\n{result.table()}"
     run = comparison_table(result.results[0], 80 * 2**30, ["fp8"])
     assert run in page, f"the run in docs/llama.md is stale; now:\n{run}"
+
+
+def test_the_llama_page_gives_the_closed_forms_of_llama_3() -> None:
+    """The Llama 3 table of docs/llama.md is :mod:`simulator.nn.accounting`'s, which the
+    simulation meets exactly (tests/nn/test_accounting.py, notebook 6)."""
+    from simulator.nn import accounting
+    from simulator.nn.named import named_model
+
+    page = (DOCS / "llama.md").read_text()
+    for name in ("llama3-8b", "llama3-70b", "llama3-405b"):
+        c = named_model(name).config
+        row = (
+            f"| `{name}` | {accounting.parameters(c):,} "
+            f"| {accounting.model_flops_per_token(c) / 1e9:,.2f} "
+            f"| {accounting.layer_stash_bytes(c, 1) / 2**20:,.0f} MiB "
+            f"| {accounting.six_nd_ratio(c):.3f} |"
+        )
+        assert row in page, f"docs/llama.md's Llama 3 table is stale; now:\n{row}"
