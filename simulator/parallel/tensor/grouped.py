@@ -11,7 +11,8 @@ columns. Two weights of the Llama block need their columns chosen with care
   groups, one block of columns. When ``kv_heads`` divides ``t`` instead, each
   key and value head is *replicated* on ``t / kv_heads`` ranks, each of which
   takes its share of the group's query heads (as vLLM and Hugging Face's
-  tensor parallelism replicate them). Forward, every replica computes the
+  tensor parallelism replicate them; Megatron-Core's attention asks ``t`` to
+  divide the key-value heads). Forward, every replica computes the
   same keys and values from the same input; backward, each has the gradient
   of its own queries only, so the replicas' key and value weight gradients are
   partial sums, added over the replicas (an all-reduce inside each group of
