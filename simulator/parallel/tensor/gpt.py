@@ -1,4 +1,4 @@
-"""Tensor (and sequence) parallelism for the GPT: its layers and vocabulary-parallel ends.
+"""Tensor (and sequence) parallelism for the GPT and Llama: layers and vocabulary-parallel ends.
 
 Built from the pieces of :mod:`simulator.parallel.tensor` around the
 single-device layers, whose parameters are sliced per rank (Shoeybi et al.
@@ -10,16 +10,20 @@ single-device layers, whose parameters are sliced per rank (Shoeybi et al.
   mask, ``proj`` row-parallel; ``fc1`` column-parallel and ``fc2``
   row-parallel on the ``4h`` inner size. Layer norms are replicated; the bias
   of a row-parallel layer is added once, after g. Four f/g collectives per
-  layer, two per residual branch.
+  layer, two per residual branch. The Llama layer is the same class: its
+  grouped-query QKV and its SwiGLU ``fc1`` pick their columns per rank
+  (:mod:`.grouped`), its RMSNorms are replicated, and it has no biases.
 * **embedding**: vocabulary-parallel. The table is first padded with unused
   words to ``V``, a multiple of ``make_vocab_size_divisible_by x t``, as
   Megatron-LM pads it (:mod:`simulator.nn.embedding`), so any ``t`` splits
   it. Rank ``r`` holds rows ``r V/t .. (r+1) V/t``, looks up zeros for other ids, and g adds
   the partial embeddings (all-reduce; under sequence parallelism a
   reduce-scatter, so each rank keeps its positions, adds their position
-  embeddings and applies that window of the dropout mask).
+  embeddings, if the model has a position table, and applies that window of
+  the dropout mask).
 * **head**: the final layer norm (replicated), then the logits as a
-  column-parallel GEMM with the *same* per-rank shard of the tied table.
+  column-parallel GEMM with the *same* per-rank shard of the tied table (or,
+  untied, the same rows of the output layer's own table).
   Rank ``r``'s logits cover its ``V/t`` words only.
 * **loss**: :mod:`.loss` works on those shards and
   exchanges only ``b s`` numbers per step of the softmax, so the ``b s V``
