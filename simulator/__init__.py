@@ -12,7 +12,9 @@ The public API, from the bottom up:
 * the engine and its record: :class:`Engine`, :class:`Trace`, :mod:`ops`
   (the op vocabulary), :func:`recording` (the tape of what code did),
   :class:`ShapeArray` (an array with a shape and no data);
-* models: :class:`MLPConfig`, :class:`GPTConfig`, :class:`AbstractConfig`;
+* models: :class:`MLPConfig`, :class:`GPTConfig`, :class:`LlamaConfig`,
+  :class:`AbstractConfig`, and the models of the papers by name
+  (:func:`named_model`, :data:`NAMED_MODELS`);
 * collectives: :mod:`simulator.comm`;
 * strategies: :class:`Strategy`, :class:`TrainingConfig`, :class:`Mesh` and
   :func:`describe_mesh` (which links every group's traffic crosses),
@@ -66,7 +68,9 @@ from .hardware import (
 )
 from .nn.abstract import AbstractConfig
 from .nn.gpt import GPTConfig
+from .nn.llama import LlamaConfig
 from .nn.models import MLPConfig
+from .nn.named import NAMED_MODELS, named_model
 from .ops.arrays import ShapeArray
 from .ops.tape import recording
 from .parallel import Mesh, Strategy, build_plan
@@ -81,6 +85,7 @@ from .viz.outputs import write_outputs
 from .viz.report import comparison_table
 
 __all__ = [
+    "NAMED_MODELS",
     "PRESETS",
     "AbstractConfig",
     "Action",
@@ -95,6 +100,7 @@ __all__ = [
     "LimitError",
     "Limits",
     "LinkSpec",
+    "LlamaConfig",
     "MLPConfig",
     "Mesh",
     "NodeSpec",
@@ -117,6 +123,7 @@ __all__ = [
     "describe_mesh",
     "get_schedule",
     "load_scenario",
+    "named_model",
     "ops",
     "parse_csv",
     "parse_scenario",

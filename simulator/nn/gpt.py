@@ -45,21 +45,21 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..keys import check_fields
-from ..ops.arrays import NUMPY_DTYPES, Array, ShapeArray
+from ..ops.arrays import NUMPY_DTYPES
 from ..ranges import Range
+from .attention import KERNELS
 from .combinators import Sequential
 from .config import ModelConfig
 from .cross_entropy import CrossEntropyLoss
 from .data import rng_for
-from .embedding import Embedding, TiedLogits, Vocabulary, padded_vocab
+from .embedding import Embedding, TiedLogits, Vocabulary
 from .layers import Layer
 from .models import DTYPE, Model, size
 from .norm import LayerNorm
 from .param import Param
-from .text import bigram_batch, check_seq_len, check_vocab, text_batch
+from .text import DATA, LanguageModelData
 from .transformer import TransformerLayer
 
-DATA = ("synthetic", "text")
 #: Standard deviation of the initial weights: 0 (all zeros) up to 1, far beyond
 #: any published value (GPT-2 and GPT-3 use 0.02).
 INIT_STD = Range(lo=0, hi=1)
@@ -77,7 +77,7 @@ class Head(Sequential):
     #: not rerun under full recomputation (see the module docstring).
     recomputable = False
 
-    def __init__(self, name: str, ln_f: LayerNorm, logits: TiedLogits) -> None:
+    def __init__(self, name: str, ln_f: Layer, logits: TiedLogits) -> None:
         self.ln_f = ln_f
         self.logits = logits
         super().__init__(name, [ln_f, logits])
@@ -101,7 +101,7 @@ class Head(Sequential):
 
 
 @dataclass(frozen=True)
-class GPTConfig(ModelConfig):
+class GPTConfig(LanguageModelData, ModelConfig):
     """A GPT of ``layers`` layers of width ``hidden`` with ``heads`` heads.
 
     Attributes:
@@ -117,6 +117,9 @@ class GPTConfig(ModelConfig):
         data: ``synthetic`` (bigram rule) or ``text`` (characters of the
             shipped text; ``vocab`` must cover them), see :mod:`simulator.nn.text`.
         init_std: standard deviation of the initial weights (GPT-2: 0.02).
+        attention: the attention kernel, ``materialised`` (the ``s x s`` scores
+            kept, GPT-2's and Korthikanti et al.'s) or ``flash``
+            (:mod:`simulator.nn.attention`).
     """
 
     kind: ClassVar[str] = "gpt"
@@ -144,6 +147,9 @@ class GPTConfig(ModelConfig):
         default=0.02,
         metadata={"doc": "standard deviation of the initial weights", "range": INIT_STD},
     )
+    attention: str = field(
+        default="materialised", metadata={"doc": "attention kernel", "choices": KERNELS}
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)  # the rules of the [model] table (raises ConfigError)
@@ -153,19 +159,7 @@ class GPTConfig(ModelConfig):
                 "hidden",
                 f"a multiple of heads = {self.heads}",
             )
-        if self.data == "text":
-            check_vocab(self.vocab)
-            check_seq_len(self.seq_len)
-
-    @property
-    def num_blocks(self) -> int:
-        return self.layers + 2
-
-    def padded_vocab(self, tp: int = 1) -> int:
-        """Rows of the token table under ``tp``-way tensor parallelism (Megatron-LM's
-        ``_vocab_size_with_padding``): 50257 words give 50304 for ``tp = 1`` and
-        51200 for ``tp = 8``."""
-        return padded_vocab(self.vocab, self.make_vocab_size_divisible_by, tp)
+        self.check_data("GPTConfig")
 
     def build(self, seed: int, numerics: bool) -> Model:
         """Embedding, transformer layers and head, from the seed (or shapes only)."""
@@ -198,20 +192,8 @@ class GPTConfig(ModelConfig):
                     rng,
                     self.dtype,
                     self.init_std,
+                    self.attention,
                 )
             )
         blocks.append(Head.create("head", embedding.weight, rng, self.dtype, embedding.vocabulary))
         return Model("gpt", blocks, CrossEntropyLoss(), self.dtype, ends=(1, 1))
-
-    def batch(self, seed: int, step: int, global_batch: int, numerics: bool) -> tuple[Array, Array]:
-        """Tokens and next-token targets, int64 ``(global_batch, seq_len)``."""
-        if not numerics:
-            shape = (global_batch, self.seq_len)
-            return ShapeArray(shape, "int64"), ShapeArray(shape, "int64")
-        if self.data == "text":
-            return text_batch(seed, step, global_batch, self.seq_len)
-        return bigram_batch(seed, step, global_batch, self.seq_len, self.vocab)
-
-    def tokens(self, samples: int) -> int:
-        """Tokens are the unit of throughput of a language model."""
-        return samples * self.seq_len

@@ -115,5 +115,6 @@ def model_kinds() -> dict[str, type]:
     """Model kinds a scenario's ``[model] kind`` may name."""
     from .abstract import AbstractConfig
     from .gpt import GPTConfig
+    from .llama import LlamaConfig
 
-    return {"mlp": MLPConfig, "gpt": GPTConfig, "abstract": AbstractConfig}
+    return {"mlp": MLPConfig, "gpt": GPTConfig, "llama": LlamaConfig, "abstract": AbstractConfig}

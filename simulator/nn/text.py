@@ -25,11 +25,13 @@ from importlib import resources
 import numpy as np
 
 from ..errors import ConfigError
-from ..ops.arrays import Array
+from ..ops.arrays import Array, ShapeArray
 from .data import rng_for
 
 #: Successors per token of the synthetic bigram rule.
 BRANCHING = 2
+#: The data tasks a language model's ``data`` key names.
+DATA = ("synthetic", "text")
 #: The text shipped in ``simulator/data``.
 TEXT = "alice"
 
@@ -104,3 +106,52 @@ def text_batch(
 @cache
 def _encoded(name: str) -> np.ndarray:
     return encode(load_text(name), name)
+
+
+class LanguageModelData:
+    """What every language model config shares (mixed into GPT's and Llama's): its
+    pipeline blocks, its padded vocabulary, its data and its unit of throughput.
+
+    Expects the fields ``layers``, ``seq_len``, ``vocab``,
+    ``make_vocab_size_divisible_by`` and ``data``.
+    """
+
+    layers: int
+    seq_len: int
+    vocab: int
+    make_vocab_size_divisible_by: int
+    data: str
+
+    @property
+    def num_blocks(self) -> int:
+        """The embedding, every layer, and the head."""
+        return self.layers + 2
+
+    def padded_vocab(self, tp: int = 1) -> int:
+        """Rows of the token table under ``tp``-way tensor parallelism (Megatron-LM's
+        ``_vocab_size_with_padding``): 50257 words give 50304 for ``tp = 1`` and
+        51200 for ``tp = 8``."""
+        from .embedding import padded_vocab
+
+        return padded_vocab(self.vocab, self.make_vocab_size_divisible_by, tp)
+
+    def batch(self, seed: int, step: int, global_batch: int, numerics: bool) -> tuple[Array, Array]:
+        """Tokens and next-token targets, int64 ``(global_batch, seq_len)``."""
+        if not numerics:
+            shape = (global_batch, self.seq_len)
+            return ShapeArray(shape, "int64"), ShapeArray(shape, "int64")
+        if self.data == "text":
+            return text_batch(seed, step, global_batch, self.seq_len)
+        return bigram_batch(seed, step, global_batch, self.seq_len, self.vocab)
+
+    def tokens(self, samples: int) -> int:
+        """Tokens are the unit of throughput of a language model."""
+        return samples * self.seq_len
+
+    def check_data(self, kind: str) -> None:
+        """Raise ConfigError for a data task the vocabulary or the sequence cannot serve."""
+        if self.data not in DATA:
+            raise ConfigError(f"{kind}: data must be one of {DATA}, got {self.data!r}", "data")
+        if self.data == "text":
+            check_vocab(self.vocab)
+            check_seq_len(self.seq_len)

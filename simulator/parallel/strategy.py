@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from .. import comm
 from ..errors import LayoutError
 from ..keys import check_fields
+from ..ops.precision import PRECISIONS
 from ..ranges import Range
 from .data import variant_names
 from .mesh import DEFAULT_ORDER, parse_order
@@ -135,6 +136,14 @@ class Strategy:
     )
     pp_scatter_gather: bool = field(
         default=False, metadata={"doc": "send 1/tp of each activation and all-gather it"}
+    )
+    precision: str = field(
+        default="bf16",
+        metadata={
+            "doc": "precision of the linear layers' GEMMs: bf16 (the model's dtype) or fp8 "
+            "(at the FP8 peak, as Transformer Engine runs them; the numbers do not change)",
+            "choices": PRECISIONS,
+        },
     )
     async_tp: bool = field(
         default=True,

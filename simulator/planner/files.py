@@ -182,7 +182,9 @@ def _table(name: str, values: dict[str, Any]) -> list[str]:
 def cluster_tables(cluster: ClusterSpec) -> list[str]:
     """``[cluster]`` with every figure written out, so the file stands alone."""
     d = cluster.device
-    device = {f"peak_tflops_{k}": d.peak_flops[k] / TFLOPS for k in DTYPE_BYTES}
+    device = {
+        f"peak_tflops_{k}": d.peak_flops[k] / TFLOPS for k in DTYPE_BYTES if k in d.peak_flops
+    }
     device |= {
         "memory_gib": d.memory_bytes / GiB,
         "memory_bandwidth_gbs": d.memory_bandwidth / GB,

@@ -34,6 +34,7 @@ from ..hardware import ClusterSpec
 from ..hardware.faults import FAULT_KINDS, Fault, check_faults
 from ..keys import check_instance
 from ..nn.models import model_kinds
+from ..nn.named import NAMED_MODELS
 from ..parallel.pipeline import Schedule
 from ..parallel.strategy import Strategy, name_check
 from ..parallel.training import TrainingConfig
@@ -100,19 +101,37 @@ def _limits(r: Reader, data: Any, override: Mapping[str, int] | None) -> Limits:
     return Limits(**{**values, **(override or {})})
 
 
+#: ``[model] name``: a named model (:mod:`simulator.nn.named`), its keys overridable.
+MODEL_NAME = Key.of(str, "a named model (python -m simulator models)", choices=lambda: NAMED_MODELS)
+
+
 def _model(r: Reader, data: Any) -> Any:
+    """The ``[model]`` table: a ``kind`` and its keys, or a ``name`` whose keys the
+    table's other keys override (``name = "llama3-70b"`` with ``layers = 2``)."""
     kinds = model_kinds()
     if not isinstance(data, dict):
         raise r.fail(f"[model] must be a table, got {show(data)}")
     kind_key = Key.of(str, "model kind", choices=tuple(kinds))
-    kind = data.get("kind", "mlp")
+    named = None
+    if "name" in data:
+        r.value(data["name"], "[model] name", MODEL_NAME)
+        named = NAMED_MODELS[data["name"]].config
+    kind = data.get("kind", named.kind if named is not None else "mlp")
     r.value(kind, "[model] kind", kind_key)
+    if named is not None and kind != named.kind:
+        raise r.fail(
+            f"[model] name = {data['name']!r} is a {named.kind!r} model, but kind = {kind!r}; "
+            "drop kind or make them agree"
+        )
     cls = kinds[kind]
-    values = r.table(data, "[model]", {"kind": kind_key, **keys_of(cls)})
+    schema = {"kind": kind_key, **({"name": MODEL_NAME} if named else {}), **keys_of(cls)}
+    values = r.table(data, "[model]", schema)
+    fields = {k: _tuple(v) for k, v in values.items() if k not in ("kind", "name")}
     try:
-        return cls(**{k: _tuple(v) for k, v in values.items() if k != "kind"})
+        return dataclasses.replace(named, **fields) if named is not None else cls(**fields)
     except (ValueError, TypeError, ScenarioError) as err:
-        raise r.fail(f"[model] {err}") from None
+        # the rules between keys (a rule of one key the reader checked already)
+        raise r.fail(f"[model] {str(err).removeprefix(cls.__name__ + ': ')}") from None
 
 
 def _tuple(v: Any) -> Any:
@@ -208,7 +227,10 @@ def parse_scenario(
     training_data = r.table(data.get("training", {}), "[training]", TRAINING)
     training = TrainingConfig(**training_data, seed=data.get("seed", 0))
     if "model" not in data:
-        raise r.fail('add a [model] table (kind = "mlp", "gpt" or "abstract")')
+        raise r.fail(
+            'add a [model] table (kind = "mlp", "gpt", "llama" or "abstract", or name = a '
+            "named model)"
+        )
     cluster = read_cluster(r, data.get("cluster", {}))
     scenario = Scenario(
         name=data.get("name", Path(source).stem),
