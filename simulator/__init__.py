@@ -12,7 +12,9 @@ The public API, from the bottom up:
 * the engine and its record: :class:`Engine`, :class:`Trace`, :mod:`ops`
   (the op vocabulary), :func:`recording` (the tape of what code did),
   :class:`ShapeArray` (an array with a shape and no data);
-* models: :class:`MLPConfig`, :class:`GPTConfig`, :class:`AbstractConfig`;
+* models: :class:`MLPConfig`, :class:`GPTConfig`, :class:`LlamaConfig`,
+  :class:`AbstractConfig`, and the models of the papers by name
+  (:func:`named_model`, :data:`NAMED_MODELS`);
 * collectives: :mod:`simulator.comm`;
 * strategies: :class:`Strategy`, :class:`TrainingConfig`, :class:`Mesh` and
   :func:`describe_mesh` (which links every group's traffic crosses),
@@ -20,7 +22,12 @@ The public API, from the bottom up:
   :class:`Schedule`, :class:`Action`, :func:`parse_csv`, :func:`validate`,
   :func:`unit_timeline` (a schedule placed on an idealised unit-time pipeline));
 * running: :func:`run_strategy`, :func:`run_scenario`, :func:`load_scenario`,
-  :func:`parse_scenario`, :func:`write_outputs`, :func:`comparison_table`;
+  :func:`parse_scenario`, :func:`write_outputs`, :func:`comparison_table`,
+  :class:`Limits` (what one input may ask for);
+* errors: every one derives from :class:`SimulatorError`; an argument that is
+  not allowed (the wrong type, outside its range) raises :class:`ConfigError`,
+  naming the parameter and what it allows, with the rules the scenario files
+  use; a size over a limit raises :class:`LimitError`;
 * pictures: :mod:`simulator.viz.plots` (``gantt``, ``memory``, ``compare``), also
   reachable as ``simulator.plots``; it is imported on first use, so that
   ``import simulator`` does not load matplotlib.
@@ -38,8 +45,11 @@ from . import comm, ops
 from .engine import Engine
 from .engine.trace import Trace
 from .errors import (
+    ConfigError,
     DeadlockError,
+    DeviceFailedError,
     LayoutError,
+    LimitError,
     OutOfMemoryError,
     ScenarioError,
     ScheduleError,
@@ -58,7 +68,9 @@ from .hardware import (
 )
 from .nn.abstract import AbstractConfig
 from .nn.gpt import GPTConfig
+from .nn.llama import LlamaConfig
 from .nn.models import MLPConfig
+from .nn.named import NAMED_MODELS, named_model
 from .ops.arrays import ShapeArray
 from .ops.tape import recording
 from .parallel import Mesh, Strategy, build_plan
@@ -67,21 +79,28 @@ from .parallel.pipeline import Action, Schedule, get_schedule, parse_csv, schedu
 from .parallel.pipeline.timeline import run as unit_timeline
 from .parallel.training import TrainingConfig
 from .planner import plan, sweep
+from .scenario.limits import Limits
 from .scenario.parse import Scenario, load_scenario, parse_scenario
 from .viz.outputs import write_outputs
 from .viz.report import comparison_table
 
 __all__ = [
+    "NAMED_MODELS",
     "PRESETS",
     "AbstractConfig",
     "Action",
     "ClusterSpec",
+    "ConfigError",
     "DeadlockError",
+    "DeviceFailedError",
     "DeviceSpec",
     "Engine",
     "GPTConfig",
     "LayoutError",
+    "LimitError",
+    "Limits",
     "LinkSpec",
+    "LlamaConfig",
     "MLPConfig",
     "Mesh",
     "NodeSpec",
@@ -104,6 +123,7 @@ __all__ = [
     "describe_mesh",
     "get_schedule",
     "load_scenario",
+    "named_model",
     "ops",
     "parse_csv",
     "parse_scenario",

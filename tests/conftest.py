@@ -1,4 +1,10 @@
-"""Shared helpers for the tests."""
+"""Shared helpers for the tests: clusters, runs and their oracle, scenario files.
+
+The tests mirror the packages (``tests/<package>/test_*.py``); what several of
+them need lives here: the ideal cluster of the closed forms, a run with small
+defaults and the single-device run it must reproduce, and the tiny scenarios
+that the command-line and input tests write to files.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,11 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: small matrices, shared cores
 
+import functools
 import math
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -43,6 +52,17 @@ def run(
     )
 
 
+@functools.cache
+def _single_device(model: Any, training: tuple[tuple[str, Any], ...]) -> StrategyResult:
+    return run(model, Strategy("single"), **dict(training))
+
+
+def single_device(model: Any, **training: Any) -> StrategyResult:
+    """The oracle: ``model`` trained on one device (``run``'s defaults, ``training``
+    overriding them), computed once per process for every test that asks for it."""
+    return _single_device(model, tuple(sorted(training.items())))
+
+
 def assert_matches_single(
     result: StrategyResult, reference: StrategyResult, rtol: float = 1e-9
 ) -> None:
@@ -60,14 +80,35 @@ def ideal() -> ClusterSpec:
     return ideal_cluster()
 
 
+#: A tiny scenario's tables: a 4-layer MLP of width 16 on one toy node, two steps of
+#: 8 samples. Tests add a name and strategies, and change what they are about.
+TINY_MLP = """\
+[cluster]
+preset = "toy"
+[model]
+kind = "mlp"
+layers = 4
+width = 16
+[training]
+global_batch = 8
+steps = 2
+"""
+
+
+def scenario_file(tmp_path: Path, text: str, name: str = "s.toml") -> str:
+    """Write ``text`` as the scenario file ``name`` in ``tmp_path``; returns its path."""
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
 def assert_run_fails(tmp_path, capsys, text: str, message: str) -> None:
     """``python -m simulator run`` on ``text`` exits with status 2 and one line naming
     the problem (``message`` is part of it), never a traceback."""
     from simulator.cli import main
 
-    path = tmp_path / "scenario.toml"
-    path.write_text(text)
-    assert main(["run", str(path), "--out", str(tmp_path / "out")]) == 2
+    path = scenario_file(tmp_path, text, "scenario.toml")
+    assert main(["run", path, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert message in err, err

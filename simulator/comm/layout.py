@@ -120,6 +120,21 @@ class GroupLayout:
         return max(len({self.nics[r] for r in group}) for group in self.node_groups())
 
 
+class Layouts:
+    """The relabelled layout (:meth:`GroupLayout.relabelled`) of every group of devices of
+    one cluster, worked out once per group: what a group's collectives depend on."""
+
+    def __init__(self, cluster: ClusterSpec) -> None:
+        self.cluster = cluster
+        self._known: dict[tuple[int, ...], GroupLayout] = {}
+
+    def __call__(self, devices: tuple[int, ...]) -> GroupLayout:
+        layout = self._known.get(devices)
+        if layout is None:
+            layout = self._known[devices] = GroupLayout.of(self.cluster, devices).relabelled()
+        return layout
+
+
 def _first_seen(ids: tuple[int, ...]) -> tuple[int, ...]:
     order: dict[int, int] = {}
     return tuple(order.setdefault(i, len(order)) for i in ids)

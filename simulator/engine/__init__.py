@@ -14,9 +14,18 @@ collective algorithm, only time, ports and bytes.
   peak, and a clear out-of-memory error.
 """
 
-from .core import Engine, Process
+from .core import Engine, Process, fire_at
 from .cost import CostModel
-from .memory import MemoryLedger
+from .memory import MemoryLedger, MemoryRecord
 from .network import Network, Route
 
-__all__ = ["CostModel", "Engine", "MemoryLedger", "Network", "Process", "Route"]
+__all__ = [
+    "CostModel",
+    "Engine",
+    "MemoryLedger",
+    "MemoryRecord",
+    "Network",
+    "Process",
+    "Route",
+    "fire_at",
+]

@@ -37,7 +37,7 @@ from ..ops.tape import ComputeSegment
 from ..transfer import TransferPlan
 from .channel import Channel
 from .cost import Cost, Costs
-from .memory import MemoryLedger
+from .memory import MemoryLedger, MemoryRecord
 from .network import Network
 from .streams import lane, stream_of
 from .trace import COMM, COMPUTE, NO_PEER, Trace
@@ -46,6 +46,14 @@ DETAILS = ("steps", "fused")
 
 #: A SimPy process body: a generator that yields the events it waits for.
 Process = Generator[simpy.Event, Any, Any]
+
+
+def fire_at(env: simpy.Environment, event: simpy.Event, when: float, value: Any = None) -> None:
+    """Trigger ``event`` at time ``when`` (what ``succeed`` does, but later): one event,
+    processed at that time, wakes whoever waits on it."""
+    event._ok = True
+    event._value = value
+    env.schedule(event, delay=max(0.0, when - env.now))
 
 
 class Ledgers(dict[int, MemoryLedger]):
@@ -151,6 +159,18 @@ class Engine:
         ):
             return None
         return self.ledger(devices)
+
+    def memory_records(self) -> dict[int, MemoryRecord]:
+        """Every device's ledger, frozen (:meth:`~.memory.MemoryLedger.frozen`); devices
+        in lockstep share one record, as they shared one ledger."""
+        frozen: dict[int, MemoryRecord] = {}
+        out = {}
+        for d, ledger in self.memory.items():
+            record = frozen.get(id(ledger))
+            if record is None:
+                record = frozen[id(ledger)] = ledger.frozen()
+            out[d] = record
+        return out
 
     def split_ledger(self, devices: tuple[int, ...]) -> None:
         """Give each of ``devices`` a ledger of its own, with the shared history."""

@@ -29,7 +29,11 @@ and remember what each tag holds (for code written by hand, as in notebook 01).
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import numpy as np
 
 from ..errors import OutOfMemoryError
 from ..hardware.units import format_bytes
@@ -128,27 +132,30 @@ class MemoryLedger:
     def samples(self) -> list[tuple[float, int]]:
         """``(time, bytes in use)`` after every change (the last change at a time wins),
         starting with ``(0, 0)``."""
-        out = [(0.0, 0)]
-        current = 0
-        for t, d in zip(self.times, self.deltas, strict=True):
-            current += d
-            if out[-1][0] == t:
-                out[-1] = (t, current)
-            else:
-                out.append((t, current))
-        return out
+        return _samples(self.times, self.deltas)
 
     def breakdown(self) -> dict[str, int]:
         """The report: persistent model state, peak activations, overall peak."""
-        p = self.category_peak
-        return {
-            "parameters": p[PARAMETERS],
-            "gradients": p[GRADIENTS],
-            "optimizer": p[OPTIMIZER],
-            "activations_peak": p[ACTIVATIONS],
-            "buffers_peak": p[BUFFERS],
-            "peak": self.peak,
-        }
+        return breakdown_of(self.category_peak, self.peak)
+
+    def frozen(self) -> MemoryRecord:
+        """What this ledger holds now, as a record that cannot change (a finished run's)."""
+
+        def column(values: array, dtype: type) -> np.ndarray:
+            out = np.frombuffer(values, dtype=dtype).copy()
+            out.flags.writeable = False
+            return out
+
+        return MemoryRecord(
+            self.devices,
+            self.capacity,
+            self.peak,
+            tuple(self.category_peak),
+            MappingProxyType(dict(self.peak_breakdown)),
+            column(self.times, np.float64),
+            column(self.cats, np.int8),
+            column(self.deltas, np.int64),
+        )
 
     def copy_for(self, device: int) -> MemoryLedger:
         """A ledger for ``device`` alone with this ledger's whole history (a lockstep
@@ -190,3 +197,66 @@ class MemoryLedger:
             dict(self.peak_breakdown),
             int(self.capacity) if self.capacity != float("inf") else -1,
         )
+
+
+@dataclass(frozen=True, eq=False)
+class MemoryRecord:
+    """A ledger of a finished run, frozen: what the metrics and the pictures read.
+
+    Attributes:
+        devices: the devices it stands for (in lockstep, they held the same bytes).
+        capacity: bytes each of them has.
+        peak: the most bytes held at once.
+        category_peak: the most bytes of each category (:data:`CATEGORIES` order).
+        peak_breakdown: bytes by category at the overall peak.
+        times, cats, deltas: every change, ``(time, category index, bytes)``,
+            as read-only arrays.
+    """
+
+    devices: tuple[int, ...]
+    capacity: float
+    peak: int
+    category_peak: tuple[int, ...]
+    peak_breakdown: Mapping[str, int]
+    times: np.ndarray
+    cats: np.ndarray
+    deltas: np.ndarray
+
+    @property
+    def device(self) -> int:
+        return self.devices[0]
+
+    @property
+    def samples(self) -> list[tuple[float, int]]:
+        """:attr:`MemoryLedger.samples`."""
+        return _samples(self.times.tolist(), self.deltas.tolist())
+
+    def breakdown(self) -> dict[str, int]:
+        """:meth:`MemoryLedger.breakdown`."""
+        return breakdown_of(self.category_peak, self.peak)
+
+
+def _samples(times: Iterable[float], deltas: Iterable[int]) -> list[tuple[float, int]]:
+    out = [(0.0, 0)]
+    current = 0
+    for t, d in zip(times, deltas, strict=True):
+        current += d
+        if out[-1][0] == t:
+            out[-1] = (t, current)
+        else:
+            out.append((t, current))
+    return out
+
+
+def breakdown_of(category_peak: Sequence[int], peak: int) -> dict[str, int]:
+    """The report of :meth:`MemoryLedger.breakdown`: the peak of every category, and the
+    overall ``peak``."""
+    p = category_peak
+    return {
+        "parameters": p[PARAMETERS],
+        "gradients": p[GRADIENTS],
+        "optimizer": p[OPTIMIZER],
+        "activations_peak": p[ACTIVATIONS],
+        "buffers_peak": p[BUFFERS],
+        "peak": peak,
+    }

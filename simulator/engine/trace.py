@@ -17,6 +17,9 @@ micro-batch: four numbers.
 :attr:`Trace.events` expands the rows into one :class:`Event` per device, the
 view pictures and exports want; it is built on demand and cached.
 
+When the run is over, :meth:`Trace.seal` makes the trace read-only: a finished
+run's record cannot be written to by mistake.
+
 Chrome trace-event JSON
 (https://docs.google.com/document/d/1CvAClvFfyA5R-PhYUmn5OOQtYMH4h6I0nSsKchNAySU)
 opens in Perfetto (ui.perfetto.dev) and chrome://tracing: one process per
@@ -29,9 +32,10 @@ from __future__ import annotations
 import gzip
 import json
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from types import MappingProxyType
+from typing import Any, NamedTuple, NoReturn
 
 import numpy as np
 
@@ -94,8 +98,10 @@ class Trace:
         self.start = array("d")
         self.end = array("d")
         self.mb = array("q")
-        self.ledgers: dict[int, Any] = {}  # device -> MemoryLedger, for memory counters
+        #: device -> its MemoryLedger (a MemoryRecord once sealed), for memory counters
+        self.ledgers: Mapping[int, Any] = {}
         self._events: tuple[int, list[Event]] = (0, [])
+        self.sealed = False
 
     # -- recording ---------------------------------------------------------------------
     def group_id(self, devices: tuple[int, ...]) -> int:
@@ -140,6 +146,18 @@ class Trace:
 
     def __len__(self) -> int:
         return len(self.start)
+
+    def seal(self, ledgers: Mapping[int, Any]) -> None:
+        """The run is over: from now on every method that records raises, and the memory
+        counters come from ``ledgers`` (the frozen records of the run's ledgers).
+
+        The recording methods are replaced on this object, not checked on every call:
+        the hot path (:meth:`record`) stays as lean as it was.
+        """
+        self.ledgers = MappingProxyType(dict(ledgers))
+        self.sealed = True
+        for name in ("record", "add", "group_id", "label_id", "track_id"):
+            setattr(self, name, _sealed)
 
     # -- reading -----------------------------------------------------------------------
     @property
@@ -330,6 +348,10 @@ class Trace:
                 f.write(text.encode())
         else:
             p.write_text(text)
+
+
+def _sealed(*_args: Any, **_kwargs: Any) -> NoReturn:
+    raise RuntimeError("the trace of a finished run is read-only")
 
 
 def _span(devices: tuple[int, ...]) -> str:

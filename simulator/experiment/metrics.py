@@ -29,9 +29,12 @@ Definitions (the tests rely on them; docs/design.md, "Definitions"):
   (:func:`peak_flops`), so a cluster of A100s and H100s is measured against
   what its devices together could do.
 
-Everything is read from the last step's
-:class:`~simulator.runtime.record.StepRecord` and the memory ledgers: no
-scan of the trace, so metrics cost the same for a million events as for ten.
+Everything is read from the record of the finished run
+(:class:`~simulator.runtime.record.RunRecord`, which nothing can change): the
+last step's :class:`~simulator.runtime.record.StepRecord` -- its exposed
+communication is the stretches the runtime recorded as they happened, the
+ones the Gantt chart draws -- and the frozen memory ledgers. No scan of the
+trace, so metrics cost the same for a million events as for ten.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from typing import Any
 
 from ..hardware import ClusterSpec
 from ..parallel.build import Plan
-from ..runtime import Runtime, StepRecord
+from ..runtime import RunRecord, StepRecord
 
 
 def analytic_bubble(plan: Plan, record: StepRecord) -> float | None:
@@ -75,13 +78,12 @@ def _share(part: float, step: float) -> float:
     return part / step if step > 0 else 0.0
 
 
-def summarize(runtime: Runtime) -> dict[str, Any]:
-    """The results-JSON entry of one strategy (see the README for every field)."""
-    plan = runtime.plan
+def summarize(plan: Plan, run: RunRecord) -> dict[str, Any]:
+    """The results-JSON entry of ``plan``'s run (see the README for every field)."""
     s = plan.strategy
-    record = runtime.records[-1]
+    record = run.steps[-1]
     step = record.seconds
-    memory = runtime.engine.memory
+    memory = run.memory
     per_device = []
     for w in record.workers:
         # rounding: the three parts of a lockstep group sum to the step exactly
@@ -129,7 +131,7 @@ def summarize(runtime: Runtime) -> dict[str, Any]:
         "bubble_fraction": mean("bubble_fraction"),
         "bubble_fraction_analytic": analytic_bubble(plan, record),
         "exposed_comm_s": mean("exposed_comm_s"),
-        "loss": [r.loss for r in runtime.records],
+        "loss": run.losses,
         "parameters": plan.num_parameters,
         "model_flops_per_iteration": record.model_flops,
         "hardware_flops_per_iteration": record.hardware_flops,

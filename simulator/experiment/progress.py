@@ -2,10 +2,10 @@
 
 A run's work is known before it starts: every simulated worker walks its
 program once per step, and each instruction costs about one simulation event
-(:mod:`simulator.runtime.messages`). :func:`estimate_events` counts them, so
-that a huge run says how big it is before it starts, and the bar (tqdm, on
-standard error, only when that is a terminal) moves as the events are
-processed. Output meant for programs (``--json``) is never touched.
+(:attr:`simulator.runtime.Runtime.estimated_events`), so a huge run says how
+big it is before it starts, and the bar (tqdm, on standard error, only when
+that is a terminal) moves as the events are processed. Output meant for
+programs (``--json``) is never touched.
 """
 
 from __future__ import annotations
@@ -15,24 +15,17 @@ from types import TracebackType
 
 from tqdm import tqdm
 
-from ..runtime import Runtime
-
 #: Runs estimated above this many events announce themselves before they start.
 ANNOUNCE_EVENTS = 2_000_000
 
 
-def estimate_events(runtime: Runtime) -> int:
-    """About how many events ``runtime`` will process: its instructions over all steps."""
-    per_step = sum(len(sw.program) for sw in runtime.workers)
-    return per_step * runtime.training.steps
-
-
 class ProgressBar:
-    """A progress bar for one run, shown only when ``enabled`` and stderr is a terminal."""
+    """A progress bar for the run ``name`` of about ``total`` events, shown only when
+    ``enabled`` and stderr is a terminal."""
 
-    def __init__(self, runtime: Runtime, enabled: bool) -> None:
-        self.total = estimate_events(runtime)
-        self.name = runtime.plan.strategy.name
+    def __init__(self, name: str, total: int, enabled: bool) -> None:
+        self.total = total
+        self.name = name
         self.active = enabled and sys.stderr.isatty()
         self._bar: tqdm | None = None
 

@@ -33,13 +33,12 @@ class ModelConfig(Protocol):
         """Blocks a pipeline may cut between, known without building the model."""
         ...
 
-    def build(self, seed: int, shape_only: bool) -> Model:
-        """The model with weights drawn from ``seed`` (shape-only: no numbers)."""
+    def build(self, seed: int, numerics: bool) -> Model:
+        """The model with weights drawn from ``seed`` (without ``numerics``: shapes only,
+        no numbers)."""
         ...
 
-    def batch(
-        self, seed: int, step: int, global_batch: int, shape_only: bool
-    ) -> tuple[Array, Array]:
+    def batch(self, seed: int, step: int, global_batch: int, numerics: bool) -> tuple[Array, Array]:
         """Inputs and targets of step ``step``'s global batch."""
         ...
 

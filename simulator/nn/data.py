@@ -29,14 +29,14 @@ def _teacher(seed: int, width: int) -> np.ndarray:
 
 
 def regression_batch(
-    seed: int, step: int, batch: int, width: int, dtype: str, shape_only: bool
+    seed: int, step: int, batch: int, width: int, dtype: str, numerics: bool
 ) -> tuple[Array, Array]:
     """Inputs ``x ~ N(0, 1)`` and targets ``tanh(x @ T)`` for a fixed random teacher ``T``.
 
     The teacher depends on ``seed`` only, so the task is the same every step and
     the loss falls as the model learns it.
     """
-    if shape_only:
+    if not numerics:
         return ShapeArray((batch, width), dtype), ShapeArray((batch, width), dtype)
     teacher = _teacher(seed, width)
     x = rng_for(seed, 2, step).normal(0.0, 1.0, (batch, width))

@@ -8,8 +8,10 @@ helpers here (``nbytes``, ``split``, ``concat`` ...) work on both kinds so that
 layers, collectives and the runtime never need to ask which one they hold.
 
 Dtype names are canonical strings: ``float64``, ``float32``, ``bf16``, ``fp16``
-for floating point data, ``int64`` for token ids and ``uint8`` for dropout masks
-(one byte per element, as Korthikanti et al. 2022 count them).
+for floating point data (``fp8`` for the FP8 copies of GEMM inputs that
+:func:`simulator.ops.basic.cast` makes, shape-only), ``int64`` for token ids
+and ``uint8`` for dropout masks (one byte per element, as Korthikanti et al.
+2022 count them).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ ITEMSIZE: dict[str, int] = {
     "float32": 4,
     "bf16": 2,
     "fp16": 2,
+    "fp8": 1,
     "int64": 8,
     "uint8": 1,
 }
@@ -155,9 +158,9 @@ def is_shape_only(x: Array) -> bool:
     return isinstance(x, ShapeArray)
 
 
-def empty(shape: Sequence[int], dtype: str, shape_only: bool) -> Array:
+def empty(shape: Sequence[int], dtype: str, numerics: bool) -> Array:
     """Zeros of ``shape`` (numerics) or a ShapeArray (shape-only)."""
-    if shape_only:
+    if not numerics:
         return ShapeArray(shape, dtype)
     if dtype not in NUMPY_DTYPES:
         raise ValueError(f"dtype {dtype!r} is shape-only; numerics need float64 or float32")
@@ -166,7 +169,7 @@ def empty(shape: Sequence[int], dtype: str, shape_only: bool) -> Array:
 
 def like(x: Array, shape: Sequence[int] | None = None, dtype: str | None = None) -> Array:
     """Zeros of the same kind as ``x``."""
-    return empty(x.shape if shape is None else shape, dtype or dtype_of(x), is_shape_only(x))
+    return empty(x.shape if shape is None else shape, dtype or dtype_of(x), not is_shape_only(x))
 
 
 def split(x: Array, parts: int, axis: int = 0) -> list[Array]:

@@ -72,10 +72,6 @@ class Plan:
         """The data-parallel replicas of pipeline rank ``pp_rank``."""
         return [self.worker(d, pp_rank) for d in range(self.strategy.dp)]
 
-    @property
-    def shape_only(self) -> bool:
-        return not self.training.numerics
-
 
 def check_layout(cluster: ClusterSpec, training: TrainingConfig, s: Strategy) -> int:
     """Raise :class:`LayoutError` for layouts that cannot run; returns the micro-batch size."""
@@ -111,9 +107,24 @@ def check_layout(cluster: ClusterSpec, training: TrainingConfig, s: Strategy) ->
             "sequence_parallel: the activations are already split along the sequence; "
             "drop one of them"
         )
+    if s.precision == "fp8":
+        check_fp8(cluster, s)
     if s.partition not in partitions.PARTITIONS:
         raise LayoutError(f"strategy {s.name!r}: partition must be one of {partitions.PARTITIONS}")
     return training.global_batch // replicas_batches
+
+
+def check_fp8(cluster: ClusterSpec, s: Strategy) -> None:
+    """A :class:`LayoutError` unless every device of the cluster has an FP8 peak
+    (Transformer Engine runs FP8 GEMMs on Hopper and newer only)."""
+    kinds = (spec.device for _, spec in cluster.kinds())
+    lacking = sorted({d.name for d in kinds if "fp8" not in d.peak_flops})
+    if lacking:
+        raise LayoutError(
+            f'strategy {s.name!r}: precision = "fp8" needs FP8 tensor cores, and '
+            f"{', '.join(lacking)} has none (Transformer Engine runs FP8 on Hopper and "
+            f'newer); use precision = "bf16" or an H100, H200 or B200 preset'
+        )
 
 
 def resolve_schedule(s: Strategy, schedule: Schedule | None = None) -> Schedule:
@@ -177,8 +188,7 @@ def build_plan(
         validate(schedule, num_stages, s.microbatches)
     stage_rank = schedule.stage_to_rank()
 
-    shape_only = not training.numerics
-    model = model_config.build(training.seed, shape_only=shape_only)
+    model = model_config.build(training.seed, numerics=training.numerics)
     stages = split_blocks(
         model, model_config, cluster, training, s, mesh, stage_rank, num_stages, micro_batch
     )
@@ -189,7 +199,7 @@ def build_plan(
     # tied weight, and every replica must start from the same untouched model. A
     # shape-only replica holds no numbers, only shapes, the same in every replica:
     # the replicas share replica 0's chunks (planning stays independent of dp).
-    built = 1 if shape_only else s.dp
+    built = s.dp if training.numerics else 1
     tied0: list[TiedPair] = []  # replica 0's
     replicas = [model if d == 0 else copy.deepcopy(model) for d in range(built)]
     for d in range(s.dp):
@@ -205,7 +215,9 @@ def build_plan(
         for c, blocks in enumerate(stages):
             loss = parallel_loss(replicas[d].loss, s) if c == num_stages - 1 else None
             blocks_of = [parallelize(replicas[d].blocks[i], s) for i in blocks]
-            workers[base + stage_rank[c]].chunks[c] = Chunk(c, blocks_of, loss, s.recompute)
+            workers[base + stage_rank[c]].chunks[c] = Chunk(
+                c, blocks_of, loss, s.recompute, s.precision
+            )
         pairs = tie_copies(workers[base : base + s.pp])
         if d == 0:
             tied0 = pairs

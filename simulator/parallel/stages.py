@@ -56,8 +56,8 @@ def _block_kernels(
     model_config: ModelConfig, micro_batch: int, training: TrainingConfig
 ) -> list[list[Kernel]]:
     """The kernels of every block's forward and backward (the loss's in the last)."""
-    model = model_config.build(training.seed, shape_only=True)
-    x, y = model_config.batch(training.seed, 0, micro_batch, shape_only=True)
+    model = model_config.build(training.seed, numerics=False)
+    x, y = model_config.batch(training.seed, 0, micro_batch, numerics=False)
     out_kernels = []
     for i, block in enumerate(model.blocks):
         with recording() as tape:

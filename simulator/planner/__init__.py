@@ -10,7 +10,7 @@
 Both return results with ``.to_frame()`` (a pandas DataFrame) for notebooks.
 """
 
-from .models import MODEL_PRESETS, ModelPreset, model_preset
+from .model_presets import MODEL_PRESETS, ModelPreset, model_preset
 from .results import PlanResult
 from .search import plan
 from .space import SearchSpace

@@ -41,8 +41,8 @@ ports):
 
 A block's compute is the same in every stage that holds it (compute segments
 end at every block's mark), so a stage's is the sum of its blocks', each
-priced once per (``tp``, sequence parallelism, recomputation, micro-batch
-size). The sum is scaled by ``1 - 1e-9`` so that summing in another order
+priced once per (``tp``, sequence parallelism, recomputation, precision,
+micro-batch size). The sum is scaled by ``1 - 1e-9`` so that summing in another order
 than the runtime cannot push the bound over the simulated time.
 
 The bound needs one kind of device (on mixed clusters it is 0: no layout is
@@ -87,6 +87,7 @@ def _moved(call: Any, t: int) -> float:
     if call.op == "all_reduce":
         return 2 * (t - 1) / t * (sent / 2)  # two ranks send n between them each way
     return (t - 1) / t * sent  # two ranks send n/2 each
+
 
 #: The rule name of layouts the bound skips.
 BOUND_RULE = "step-time lower bound no better than the k-th fastest simulated"
@@ -140,7 +141,8 @@ class StepBound:
         output bytes per rank."""
         micro_batch = self.pruner.micro_batch(s)
         layout = GroupLayout.of(self.pruner.cluster, group or tuple(range(s.tp))).relabelled()
-        key = (s.tp, s.sequence_parallel, s.recompute, s.async_tp, micro_batch, layout)
+        key = (s.tp, s.sequence_parallel, s.recompute, s.precision, s.async_tp, micro_batch,
+               layout)  # fmt: skip
         blocks = self._blocks.get(key)
         if blocks is None:
             blocks = self._blocks[key] = self.block_times(s, micro_batch, layout)
@@ -264,7 +266,7 @@ class StepBound:
         placement of its groups and what its data-parallel exchange sends."""
         micro_batch = self.pruner.micro_batch(s)
         return (
-            (s.tp, s.sequence_parallel, s.recompute, s.async_tp, micro_batch),
+            (s.tp, s.sequence_parallel, s.recompute, s.precision, s.async_tp, micro_batch),
             self.pruner.stages_of(s, micro_batch),
             schedule_key(s),
             (s.dp, s.order, s.zero, s.bucket_mb, s.allreduce_algorithm, s.pp_scatter_gather),
@@ -367,7 +369,7 @@ class StepBound:
         for i, m in enumerate(members):
             variant = (m.recompute, m.sequence_parallel)
             if variant not in pipeline:
-                units = self._units(s.tp, *variant)
+                units = self._units(s.tp, *variant, s.precision)
                 times = [[b * sum(units[i][k] for i in st) for k in range(4)] for st in stages]
                 busy = [0.0] * s.pp
                 for c, (f, bb, w, bw) in enumerate(times):
@@ -381,7 +383,9 @@ class StepBound:
             out.append(max(ends, self._traffic_floor(m, orders[i])) * SLACK)
         return out
 
-    def _units(self, tp: int, recompute: str, sequence_parallel: bool) -> list[Times]:
+    def _units(
+        self, tp: int, recompute: str, sequence_parallel: bool, precision: str
+    ) -> list[Times]:
         """Per block, per sequence of a micro-batch: floors of its F, B, W and BW at this
         ``tp`` (see :meth:`floor`): its compute at ``tp = 1`` over ``tp`` (one pricing
         serves every ``tp``) and its blocking collectives, the same calls at every
@@ -397,14 +401,15 @@ class StepBound:
             def other(compiled: Any, kernels: list[Kernel], _: Any) -> float:
                 return sum(self.cost.kernel_time(k) for k in kernels if k.op_class != "gemm")
 
-            one = Strategy(recompute=recompute)
+            one = Strategy(recompute=recompute, precision=precision)
             gemms = self._per_action(one, gemm)
             others = self._per_action(one, other)
             talk = [(0.0,) * 4] * len(gemms)
             if tp > 1:
                 # the other kernels of a rank: a part replicated over the ranks, a part
                 # split over them (time linear in bytes): read off tp = 1 and tp = 2
-                two = Strategy(tp=2, recompute=recompute, sequence_parallel=sequence_parallel)
+                two = Strategy(tp=2, recompute=recompute, sequence_parallel=sequence_parallel,
+                               precision=precision)  # fmt: skip
                 halves = self._per_action(two, other)
                 others = [tuple(max(0.0, 2 * h - o) + max(0.0, 2 * (o - h)) / tp
                                 for o, h in zip(os_, hs, strict=True))
@@ -416,14 +421,14 @@ class StepBound:
             return [tuple(g / tp + o + c for g, o, c in zip(gs, os_, cs, strict=True))
                     for gs, os_, cs in zip(gemms, others, talk, strict=True)]  # fmt: skip
 
-        return self._memo(("units", tp, recompute, sequence_parallel), work_out)
+        return self._memo(("units", tp, recompute, sequence_parallel, precision), work_out)
 
     def _per_action(self, s: Strategy, measure: Any) -> list[Times]:
         """Per block, ``measure(compiled tape, rank 0's kernels, blocking collective
         calls)`` of its F, B, W and BW for a micro-batch of one sequence under ``s``."""
         pruner = self.pruner
         model, config, training = pruner.model, pruner.model_config, pruner.training
-        x, y = config.batch(training.seed, 0, 1, shape_only=True)
+        x, y = config.batch(training.seed, 0, 1, numerics=False)
         layout = GroupLayout.of(pruner.cluster, tuple(range(s.tp))).relabelled()
         last = len(model.blocks) - 1
         xs: list[Any] = [x] * s.tp
@@ -434,7 +439,7 @@ class StepBound:
                 key = (signature(block), i == last, tuple(getattr(a, "shape", None) for a in xs))
                 if key not in seen:
                     loss = parallel_loss(model.loss, s) if i == last else None
-                    chunk = Chunk(0, [parallelize(block, s)], loss, s.recompute)
+                    chunk = Chunk(0, [parallelize(block, s)], loss, s.recompute, s.precision)
                     targets = [y] * s.tp if i == last else None
                     seen[key] = self._measure(chunk, xs, targets, measure)
                 values, xs = seen[key]
@@ -477,8 +482,13 @@ class StepBound:
         weights = sum(layers) / s.pp
         passes = {0: 2, 1: 2, 2: s.microbatches + 1, 3: 3 * s.microbatches}[s.zero]
         cluster = pruner.cluster
-        port = passes * (s.dp - 1) / s.dp * weights / max(
-            cluster.intra_node.effective_bandwidth, cluster.inter_node.effective_bandwidth)
+        port = (
+            passes
+            * (s.dp - 1)
+            / s.dp
+            * weights
+            / max(cluster.intra_node.effective_bandwidth, cluster.inter_node.effective_bandwidth)
+        )
         nics = cluster.nics * cluster.inter_node.effective_bandwidth
         per = cluster.devices_per_node
         imports = []
@@ -531,7 +541,7 @@ class StepBound:
         of equal kind and input shapes are priced once."""
         pruner = self.pruner
         model, config, training = pruner.model, pruner.model_config, pruner.training
-        x, y = config.batch(training.seed, 0, micro_batch, shape_only=True)
+        x, y = config.batch(training.seed, 0, micro_batch, numerics=False)
         layout = layout or GroupLayout.of(pruner.cluster, tuple(range(s.tp))).relabelled()
         info = BatchInfo(training.seed, 0, 0, micro_batch)
         scale = 1.0 / s.microbatches
@@ -544,7 +554,7 @@ class StepBound:
                 key = (signature(block), i == last, tuple(getattr(a, "shape", None) for a in xs))
                 if key not in seen:
                     loss = parallel_loss(model.loss, s) if i == last else None
-                    chunk = Chunk(0, [parallelize(block, s)], loss, s.recompute)
+                    chunk = Chunk(0, [parallelize(block, s)], loss, s.recompute, s.precision)
                     targets = [y] * s.tp if i == last else None
                     seen[key] = self._price(chunk, xs, targets, scale)
                 times, xs = seen[key]

@@ -124,6 +124,20 @@ class BranchAndBound:
                     found.append(Candidate(floor, _named(survivor, self.name), estimate))
         return sorted(found)
 
+    def tighten(self, candidates: list[Candidate], k: int) -> None:
+        """Tighten bounds, least first, until the ``k`` least are all tight: those run
+        first, and the better they are the sooner the rest is skipped."""
+        heap = list(candidates)
+        heapq.heapify(heap)
+        tight = 0
+        while heap and tight < k:
+            c = heapq.heappop(heap)
+            if c.tight:
+                tight += 1
+            else:
+                self.bound_of(c)
+                heapq.heappush(heap, c)
+
     def bound_of(self, candidate: Candidate) -> float:
         """The tight bound of a candidate (:meth:`~.bound.StepBound.seconds`), worked out
         once; its floor stands for a rule only the full schedule breaks."""

@@ -10,7 +10,7 @@ rejections by rule:
    pipeline ranks of the model state and of one micro-batch's activations;
 4. the pipeline partition (enough blocks for every stage);
 5. the schedule registry's rules for ``(p, m, v)`` (and building the schedule);
-6. memory again, with the estimate of :mod:`simulator.planner.memory`, a
+6. memory again, with the estimate of :mod:`simulator.planner.memory_bound`, a
    lower bound on the peak: over the device's memory, the layout cannot fit.
 
 These are the functions :func:`~simulator.parallel.build.build_plan` calls,
@@ -39,7 +39,9 @@ from typing import Any
 
 from ..errors import SimulatorError
 from ..hardware import ClusterSpec
+from ..nn.accounting import layer_stash_bytes
 from ..nn.gpt import GPTConfig
+from ..nn.llama import LlamaConfig
 from ..nn.optim import make_optimizer
 from ..nn.transformer import TransformerLayer
 from ..parallel.build import block_costs, check_layout, parallelize, resolve_schedule
@@ -48,7 +50,7 @@ from ..parallel.pipeline.actions import Action
 from ..parallel.stages import split_alike
 from ..parallel.strategy import Strategy
 from ..parallel.training import TrainingConfig
-from . import memory
+from . import memory_bound
 
 
 def schedule_key(s: Strategy) -> Hashable:
@@ -63,7 +65,7 @@ class ScheduleFacts:
     Attributes:
         num_stages: model stages (``pp * chunks``).
         rank_of: stage -> pipeline rank.
-        profile: the stash profile (:func:`simulator.planner.memory.stash_profile`).
+        profile: the stash profile (:func:`simulator.planner.memory_bound.stash_profile`).
         ends: per rank, its first and last action (None for a rank with none).
         split: whether backward is split into ``B`` and ``W`` (zero-bubble).
         actions: how many actions the schedule has.
@@ -114,7 +116,7 @@ class Pruner:
         self.model_config = model_config
         self.training = training
         self.capacity = cluster.device.memory_bytes
-        self.model = model_config.build(training.seed, shape_only=True)
+        self.model = model_config.build(training.seed, numerics=False)
         self.optimizer = make_optimizer(training.optimizer, training.lr)
         self.is_layer = [isinstance(b, TransformerLayer) for b in self.model.blocks]
         self.pruned: Counter[str] = Counter()
@@ -175,7 +177,7 @@ class Pruner:
         return ScheduleFacts(
             num_stages=schedule.num_stages,
             rank_of=schedule.stage_to_rank(),
-            profile=memory.stash_profile(schedule),
+            profile=memory_bound.stash_profile(schedule),
             ends=tuple((row[0], row[-1]) if row else None for row in rows),
             split=schedule.split_backward,
             actions=sum(map(len, rows)),
@@ -241,13 +243,15 @@ class Pruner:
                 weights[rank_of[c]] += blocks[i][0]
                 state[rank_of[c]] += blocks[i][1]
         layers = tuple(sum(self.is_layer[i] for i in stage) for stage in stages)
-        return list(zip(weights, state, strict=True)), memory.peak_layers_held(profile, layers)
+        return list(zip(weights, state, strict=True)), memory_bound.peak_layers_held(
+            profile, layers
+        )
 
     def _layer_bytes(self, s: Strategy, micro_batch: int) -> float:
-        if not isinstance(self.model_config, GPTConfig):
+        if not isinstance(self.model_config, (GPTConfig, LlamaConfig)):
             return 0.0  # activations are estimated for transformer layers only
-        return memory.gpt_layer_stash_bytes(
-            self.model_config, micro_batch, s.tp, s.sequence_parallel, s.recompute
+        return layer_stash_bytes(
+            self.model_config, micro_batch, s.tp, s.sequence_parallel, s.recompute, s.precision
         )
 
     def first_failure(self, s: Strategy) -> str | None:
@@ -255,18 +259,25 @@ class Pruner:
         rules, the tensor-parallel split, the memory floor -- without building a
         schedule (None: it passes them)."""
         try:
-            micro_batch = check_layout(self.cluster, self.training, s)
-            blocks = self.block_bytes(s)
+            floor = self._memory_floor(s)
         except SimulatorError as err:
             return self._rule(err)
+        return MEMORY_RULE if floor > self.capacity else None
+
+    def _memory_floor(self, s: Strategy) -> float:
+        """Check the layout rules and the tensor-parallel split (raising the first that
+        fails); the memory a device holds at least: the mean over the pipeline ranks of
+        the model state and the layers' activations (0 for a variant whose primary
+        holds what the others send it: the formulas do not apply)."""
+        micro_batch = check_layout(self.cluster, self.training, s)
+        blocks = self.block_bytes(s)
         if not get_variant(s.data_parallel).symmetric:
-            return None
+            return 0.0
         weights, state = self._cached(
             ("total", s.tp, s.sequence_parallel), lambda: tuple(map(sum, zip(*blocks, strict=True)))
         )
-        floor = memory.model_state_bytes(weights, state, s.dp, s.zero)
-        floor += sum(self.is_layer) * self._layer_bytes(s, micro_batch)
-        return MEMORY_RULE if floor / s.pp > self.capacity else None
+        floor = memory_bound.model_state_bytes(weights, state, s.dp, s.zero)
+        return (floor + sum(self.is_layer) * self._layer_bytes(s, micro_batch)) / s.pp
 
     def reject(self, rule: str, layouts: int) -> None:
         """Count ``layouts`` layouts as checked and rejected by ``rule``."""
@@ -277,19 +288,15 @@ class Pruner:
         """Run the checks (raising the first rule that fails) and return the memory
         estimate of the layout: the largest per-device lower bound, in bytes (or a
         smaller bound, already over the device memory, when that settles it)."""
-        micro_batch = check_layout(self.cluster, self.training, s)
-        blocks = self.block_bytes(s)
+        floor = self._memory_floor(s)
         if not get_variant(s.data_parallel).symmetric:
             return 0.0  # one device holds what the others send it: the formulas do not apply
-        layer_bytes = self._layer_bytes(s, micro_batch)
         # the largest device holds at least the mean over the pipeline ranks
-        weights, state = self._cached(
-            ("total", s.tp, s.sequence_parallel), lambda: tuple(map(sum, zip(*blocks, strict=True)))
-        )
-        floor = memory.model_state_bytes(weights, state, s.dp, s.zero)
-        floor = (floor + sum(self.is_layer) * layer_bytes) / s.pp
         if floor > self.capacity:
             return floor
+        micro_batch = self.micro_batch(s)
+        blocks = self.block_bytes(s)
+        layer_bytes = self._layer_bytes(s, micro_batch)
         stages = self.stages_of(s, micro_batch)
         facts = self.schedule_of(s)
         num_stages, rank_of, profile = facts.num_stages, facts.rank_of, facts.profile
@@ -298,5 +305,5 @@ class Pruner:
             ("ranks", s.tp, s.sequence_parallel, stages, schedule_key(s)),
             lambda: self._per_rank(s.pp, blocks, stages, rank_of, profile),
         )
-        model_state = [memory.model_state_bytes(w, o, s.dp, s.zero) for w, o in per_rank]
-        return memory.peak_bytes(model_state, held, layer_bytes)
+        model_state = [memory_bound.model_state_bytes(w, o, s.dp, s.zero) for w, o in per_rank]
+        return memory_bound.peak_bytes(model_state, held, layer_bytes)

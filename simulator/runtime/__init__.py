@@ -2,10 +2,11 @@
 
 Read it in this order:
 
-* :mod:`.core` -- :class:`Runtime`: the steps, the worker processes and the
-  instruction handlers they dispatch to, deadlock and failure reports;
+* :mod:`.core` -- :class:`Runtime`: builds the parts below, giving each only
+  what it uses; the steps, the worker processes and the instruction handlers
+  they dispatch to, deadlock and failure reports;
 * :mod:`.workers` -- :class:`SimWorker`, what one simulated process owns
-  (its stash, buffers, memory ledger and counters);
+  (its stash, buffers, memory ledger, counters and exposed communication);
 * :mod:`.feed` -- which samples each micro-batch holds;
 * :mod:`.compute` -- ``COMPUTE``: a pipeline action's math, then its time;
 * :mod:`.tapes` -- what a recorded tape costs, priced once;
@@ -13,23 +14,27 @@ Read it in this order:
   collectives (waited for, or overlapped), data-parallel hooks;
 * :mod:`.messages` -- ``SEND``/``RECV``: pipeline messages, one event at most;
 * :mod:`.meetings` -- collectives between workers, with handles;
+* :mod:`.data` -- the data-parallel variants' execution (DDP and ZeRO,
+  ``nn.DataParallel``, tied weights), through a small contract,
+  :class:`DataParallelSync`;
 * :mod:`.fold` -- identical data-parallel replicas simulated once;
-* :mod:`.faults` -- stragglers, slow links and failed devices at run time;
-* :mod:`.record` -- what a step counts (:class:`Tally`) and leaves for the
-  metrics (:class:`StepRecord`);
-* :mod:`.sync` -- :class:`DataParallelSync`, the small contract through which
-  data-parallel variants (DDP, ZeRO, ``nn.DataParallel``) plug in.
+* :mod:`.fault_model` -- stragglers, slow links and failed devices at run time;
+* :mod:`.tally` -- what a step counts while it runs;
+* :mod:`.intervals` -- the stretches a set of time intervals covers;
+* :mod:`.record` -- what a run leaves behind, frozen: :class:`StepRecord` per
+  step and the :class:`RunRecord` that metrics and pictures read.
 """
 
 from .core import Runtime, collector_paused
+from .data import DataParallelSync
 from .fold import Fold, decide_fold
-from .record import StepRecord, WorkerRecord
-from .sync import DataParallelSync
+from .record import RunRecord, StepRecord, WorkerRecord
 from .workers import SimWorker
 
 __all__ = [
     "DataParallelSync",
     "Fold",
+    "RunRecord",
     "Runtime",
     "SimWorker",
     "StepRecord",

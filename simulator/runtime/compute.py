@@ -11,7 +11,7 @@ and micro-batch on a simulated worker, in two halves:
 2. **The time.** The tape is replayed on the worker's devices: a tape that is
    a single compute segment -- the common case -- is one timeout; otherwise
    segments, tensor-parallel collectives and data-parallel hooks take turns
-   (:meth:`~simulator.runtime.core.Runtime.replay`).
+   (:meth:`~simulator.runtime.replay.Replay.run`).
 
 Memory follows the stash: a forward charges its activations when it starts,
 and they are released when the backward that consumes them ends (the ``W``,
@@ -25,21 +25,23 @@ dictionary operations and one timeout.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import simpy
 
 from ..comm.layout import GroupLayout, placed
+from ..engine import Engine
 from ..engine.cost import Cost
 from ..engine.memory import ACTIVATIONS
 from ..nn.context import batch
 from ..parallel.pipeline.actions import BW, Action, B, F, Kind, W
 from ..parallel.program import action_kind
+from .feed import Feed
+from .messages import Mailbox
+from .replay import Replay
+from .tally import Tally
 from .tapes import CompiledTape
 from .workers import SimWorker
-
-if TYPE_CHECKING:
-    from .core import Runtime
 
 #: bytes per rank: one number when every rank of the group holds the same
 PerRank = list[int]
@@ -100,13 +102,35 @@ class Known:
 
 
 class Compute:
-    """The ``COMPUTE`` instruction (see the module docstring)."""
+    """The ``COMPUTE`` instruction (see the module docstring).
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.rt = runtime
-        self.env = runtime.env
-        self.shape_only = runtime.shape_only
-        self.scale = 1.0 / runtime.plan.strategy.microbatches
+    The math reads ``feed``'s micro-batches; its time is spent on ``engine``
+    through ``replay``, counted in ``tally``; products go out through ``mailbox``.
+    A backward scales its gradient by ``1 / microbatches`` (the step's loss is the
+    mean over them); the schedule has ``stages`` model stages.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        replay: Replay,
+        mailbox: Mailbox,
+        feed: Feed,
+        tally: Tally,
+        *,
+        microbatches: int,
+        stages: int,
+        numerics: bool,
+    ) -> None:
+        self.engine = engine
+        self.env = engine.env
+        self.replay = replay
+        self.mailbox = mailbox
+        self.feed = feed
+        self.tally = tally
+        self.numerics = numerics
+        self.scale = 1.0 / microbatches
+        self.stages = stages
         self._stash_bytes: dict[tuple[int, str], PerRank] = {}
         #: shape-only, per tensor-parallel layout and kinds of device, by action kind
         #: (:func:`~simulator.parallel.program.action_kind`)
@@ -117,21 +141,20 @@ class Compute:
     def known_for(self, layout: GroupLayout, cost: Cost) -> list[Known | None]:
         """What each action kind did on workers of ``layout`` whose compute ``cost``
         prices (shared by them: an H100 worker must not reuse an A100's times)."""
-        kinds = 4 * self.rt.plan.schedule.num_stages
+        kinds = 4 * self.stages
         return self._known.setdefault((layout, cost), [None] * kinds)
 
     def __call__(self, sw: SimWorker, ins: tuple) -> simpy.Event | Any:
-        known = sw.known[ins[5]] if self.shape_only else None
+        known = None if self.numerics else sw.known[ins[5]]
         if known is not None and known.fast and sw.ledger is not None and sw.pace is None:
             return self.known(sw, ins, known)
         _, action, inbox, outbox, sends, kind = ins
-        rt = self.rt
         if known is None:
             compiled, charge, release = self.math(sw, action, inbox, outbox)
-            label = rt.replay.label(action, compiled.items[0][2] if compiled.simple else "")
+            label = self.replay.label(action, compiled.items[0][2] if compiled.simple else "")
             if compiled.simple:
-                rt.tally.action(action, compiled.seconds)
-            if self.shape_only:
+                self.tally.action(action, compiled.seconds)
+            if not self.numerics:
                 self._learn(sw, action, kind, outbox, compiled, charge, release, label)
         else:
             compiled, charge, release, label = (
@@ -143,22 +166,22 @@ class Compute:
             if outbox >= 0:
                 buffers[outbox + base] = known.output
         if charge is not None:
-            sw.charge(rt.engine, ACTIVATIONS, charge)
+            sw.charge(self.engine, ACTIVATIONS, charge)
         if action.kind == F:
             sw.inflight += 1
             if sw.inflight > sw.peak_inflight:
                 sw.peak_inflight = sw.inflight
         if not compiled.simple:
             return self._replay(sw, action, compiled, release)
-        rt.tally.flops(sw, compiled)
+        self.tally.flops(sw, compiled)
         seconds = compiled.seconds if sw.pace is None else sw.pace(compiled.seconds)
         now = self.env.now
-        trace = rt.engine.trace
+        trace = self.engine.trace
         trace.record(trace.track_id(sw.group, label), now, now + seconds, action.mb)
         sw.compute_s += seconds
         done = self.env.timeout(seconds)
         if sends:
-            rt.mailbox.publish(outbox + sw.message_base, done, now + seconds)
+            self.mailbox.publish(outbox + sw.message_base, done, now + seconds)
         if release is not None:
             done.callbacks.append(lambda _: self.finish(sw, action, release))
         return done
@@ -177,18 +200,17 @@ class Compute:
             sw.inflight += 1
             if sw.inflight > sw.peak_inflight:
                 sw.peak_inflight = sw.inflight
-        rt = self.rt
-        tally = rt.tally
+        tally = self.tally
         tally.model_flops += known.model_flops
         tally.hardware_flops += known.hardware_flops
         seconds = known.seconds
         now = self.env.now
-        trace = rt.engine.trace
+        trace = self.engine.trace
         trace.record(trace.track_id(sw.group, known.label), now, now + seconds, action.mb)
         sw.compute_s += seconds
         done = self.env.timeout(seconds)
         if sends:
-            rt.mailbox.publish(outbox + base, done, now + seconds)
+            self.mailbox.publish(outbox + base, done, now + seconds)
         if known.release is not None:
             sw.releasing = known
             finisher = self._finishers.get(sw.index)
@@ -210,15 +232,15 @@ class Compute:
 
     def _replay(self, sw: SimWorker, action: Action, compiled: CompiledTape, release: Any) -> Any:
         start = self.env.now
-        yield from self.rt.replay.run(sw, compiled, action)
-        self.rt.tally.action(action, self.env.now - start)
+        yield from self.replay.run(sw, compiled, action)
+        self.tally.action(action, self.env.now - start)
         if release is not None:
             self.finish(sw, action, release)
 
     def finish(self, sw: SimWorker, action: Action, release: tuple[PerRank, Any]) -> None:
         """After a backward: free the forward's stash; after B, charge what W needs."""
         freed, kept = release
-        engine = self.rt.engine
+        engine = self.engine
         sw.charge(engine, ACTIVATIONS, [-b for b in freed])
         if kept:
             sw.charge(engine, ACTIVATIONS, kept)
@@ -249,12 +271,11 @@ class Compute:
     def _each(self, sw: SimWorker, mb: int, work: Any) -> tuple[list[Any], CompiledTape]:
         """``work(i, member)`` for every member whose numbers exist (shape-only: the first
         stands for all), under its micro-batch's context; the first member's on a tape."""
-        rt = self.rt
         results, compiled = [], None
-        for i, member in enumerate(sw.members[:1] if rt.shape_only else sw.members):
-            with batch(rt.feed.info(member, mb, rt.step)), placed(sw.layout):
+        for i, member in enumerate(sw.members if self.numerics else sw.members[:1]):
+            with batch(self.feed.info(member, mb)), placed(sw.layout):
                 if i == 0:
-                    result, compiled = rt.replay.price(lambda m=member: work(0, m), sw)
+                    result, compiled = self.replay.price(lambda m=member: work(0, m), sw)
                 else:
                     result = work(i, member)
             results.append(result)
@@ -268,7 +289,6 @@ class Compute:
         activation bytes to charge now (per rank) and what to release (and keep)
         when it ends."""
         stage, kind, mb = action
-        rt = self.rt
         base = sw.message_base
         buffers, stash = sw.buffers, sw.stash
         t = len(sw.devices)
@@ -280,7 +300,7 @@ class Compute:
             def forward(i: int, member: Any) -> Any:
                 mine = member.chunks[stage]
                 if source is None or last:
-                    x, y = rt.feed.micro_batch(member, mb, rt.step, rt.shape_only)
+                    x, y = self.feed.micro_batch(member, mb)
                 xs = [x] * t if source is None else source[i]
                 return mine.forward(xs, [y] * t if last else None)
 
@@ -290,9 +310,9 @@ class Compute:
             stash[(stage, mb)] = (ctxs, charge)
             if outbox >= 0:
                 buffers[outbox + base] = [out for out, _ in results]
-            if last and not rt.shape_only:
+            if last and self.numerics:
                 for out, _ in results:
-                    rt.tally.loss(float(out[0]))
+                    self.tally.loss(float(out[0]))
             return compiled, charge, None
         if kind == W:
             wctxs, held = self._stashed(sw, (stage, mb, W), (stage, B))
@@ -332,9 +352,9 @@ class Compute:
 
     def _bytes(self, key: tuple[int, str], bytes_of: Any, t: int) -> PerRank:
         """``bytes_of(rank)`` for every rank (shape-only: computed once per key)."""
-        cached = self._stash_bytes.get(key) if self.rt.shape_only else None
+        cached = None if self.numerics else self._stash_bytes.get(key)
         if cached is None:
             cached = [bytes_of(r) for r in range(t)]
-            if self.rt.shape_only:
+            if not self.numerics:
                 self._stash_bytes[key] = cached
         return cached

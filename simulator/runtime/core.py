@@ -9,9 +9,14 @@ process of its own. The handlers live where their story is told:
 * ``COMPUTE``: :mod:`simulator.runtime.compute` (the math, then its time);
 * ``SEND``, ``RECV``: :mod:`simulator.runtime.messages`;
 * ``SYNC``, ``STEP`` and the ``nn.DataParallel`` steps: the data-parallel
-  variant of the strategy (:mod:`simulator.parallel.data`), which meets the
-  other replicas
-  through :mod:`simulator.runtime.meetings`.
+  variant of the strategy (:mod:`simulator.runtime.data`), which meets the
+  other replicas through :mod:`simulator.runtime.meetings`.
+
+The runtime builds those parts and gives each only what it uses -- the
+engine, the meetings, the replay, plain numbers such as the micro-batches --
+never the runtime itself. It owns every piece of the run's mutable state;
+when the run is over it hands back a :class:`~simulator.runtime.record.RunRecord`
+that nothing can change, and which is all the metrics and pictures read.
 
 Steps are separated by a barrier; each leaves a
 :class:`~simulator.runtime.record.StepRecord`. A step that cannot finish
@@ -30,28 +35,30 @@ import contextlib
 import gc
 import math
 from collections.abc import Callable, Iterable, Iterator
+from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 import simpy
 from simpy.core import EmptySchedule, StopSimulation
 
-from ..comm.layout import GroupLayout
+from ..comm.layout import Layouts
 from ..engine import Engine, Process
 from ..engine.trace import COMPUTE
 from ..errors import DeadlockError, DeviceFailedError, DivergedError
 from ..hardware.faults import Fault
 from ..parallel.build import Plan
-from ..parallel.data import get_variant
-from ..parallel.program import WHAT, Op
+from ..parallel.program import Op
 from .compute import Compute
-from .faults import FaultModel
+from .data import DataParallelSync, sync_for
+from .fault_model import FaultModel
 from .feed import Feed
 from .fold import Fold, decide_fold, mirrors
 from .meetings import Meetings
 from .messages import Mailbox
-from .record import StepRecord, Tally, WorkerRecord
+from .record import RunRecord, StepRecord, WorkerRecord
 from .replay import Replay
-from .sync import DataParallelSync
+from .tally import Tally
 from .workers import SimWorker
 
 Handler = Callable[[SimWorker, tuple], Any]
@@ -62,71 +69,87 @@ class Runtime:
 
     ``fold`` (default: the plan's ``training.fold_replicas``) lets identical
     data-parallel replicas be simulated once (:mod:`simulator.runtime.fold`);
-    ``progress`` is called with the number of events processed so far;
-    ``faults`` are stragglers, slow links and failures (:mod:`.faults`).
+    ``faults`` are stragglers, slow links and failures (:mod:`.fault_model`).
     """
 
     def __init__(
         self,
         plan: Plan,
         fold: bool | None = None,
-        progress: Callable[[int], None] | None = None,
         faults: Iterable[Fault] = (),
     ) -> None:
         self.plan = plan
-        self.training = plan.training
-        self.engine = Engine(plan.cluster, plan.training.detail)
-        self.env = self.engine.env
-        self.shape_only = plan.shape_only
-        self.step = 0
+        training = plan.training
+        numerics = training.numerics
+        engine = self.engine = Engine(plan.cluster, training.detail)
         self.records: list[StepRecord] = []
-        self.faults = FaultModel(faults, plan.cluster, plan.training.seed)
+        self.faults = FaultModel(faults, plan.cluster, training.seed)
         if self.faults:
-            self.engine.network.link_factor = self.faults.link_factor
-        allowed = self.training.fold_replicas if fold is None else fold
+            engine.network.link_factor = self.faults.link_factor
+        allowed = training.fold_replicas if fold is None else fold
         self.fold: Fold = decide_fold(plan, allowed, self.faults)
-        self.progress = progress
-        self.feed = Feed(plan)
-        self.tally = Tally()
-        self.meetings = Meetings(self.env, self.fire_at)
         if self.fold:
-            self.engine.network.mirror = mirrors(plan)
-        self._layouts: dict[tuple[int, ...], GroupLayout] = {}
-        self.workers = self._simulated_workers()
-        self._peers = {(sw.members[0].dp_rank if not self.fold else 0, sw.pp_rank): sw
-                       for sw in self.workers}  # fmt: skip
-        replicas = 1 if self.fold else plan.strategy.dp
-        self.mailbox = Mailbox(self, plan.messages_per_replica * replicas)
-        self.sync: DataParallelSync = get_variant(plan.strategy.data_parallel).sync(self)
-        self.replay = Replay(self)
-        self.compute = Compute(self)
+            engine.network.mirror = mirrors(plan)
+        s = plan.strategy
+        self.feed = Feed(plan.model_config, training, plan.micro_batch_size, s.microbatches)
+        self.tally = Tally()
+        layouts = Layouts(plan.cluster)
+        self.workers = self._simulated_workers(layouts)
+        meetings = Meetings(engine, layouts)
+        replay = Replay(engine, self.tally, numerics)
+        self.mailbox = Mailbox(
+            engine,
+            replay,
+            self.workers,
+            plan.messages_per_replica * (1 if self.fold else s.dp),
+            folded=bool(self.fold),
+            scatter_gather=s.pp_scatter_gather,
+            transfer_seconds=plan.model_config.transfer_seconds,
+            numerics=numerics,
+        )
+        self.sync: DataParallelSync = sync_for(s.data_parallel)(
+            plan,
+            self.workers,
+            engine=engine,
+            meetings=meetings,
+            replay=replay,
+            feed=self.feed,
+            tally=self.tally,
+            numerics=numerics,
+        )
+        if self.sync.wants_marks:
+            replay.hear_marks(self.sync.on_mark)
+        compute = Compute(
+            engine,
+            replay,
+            self.mailbox,
+            self.feed,
+            self.tally,
+            microbatches=s.microbatches,
+            stages=plan.schedule.num_stages,
+            numerics=numerics,
+        )
         for sw in self.workers:
-            sw.known = self.compute.known_for(sw.layout, sw.cost)
+            sw.known = compute.known_for(sw.layout, sw.cost)
+            sw.pace = self.faults.pace(sw)
         self.handlers: list[Handler | None] = [None] * len(Op)
-        self.handlers[Op.COMPUTE] = self.compute
+        self.handlers[Op.COMPUTE] = compute
         self.handlers[Op.SEND] = self.mailbox.send
         self.handlers[Op.RECV] = self.mailbox.recv
         for op, handler in self.sync.handlers().items():
             self.handlers[op] = handler
-        for sw in self.workers:
-            sw.pace = self.faults.pace(sw)
         for when, device in self.faults.failures:
-            self.env.process(self._fail(device, when))
+            engine.env.process(self._fail(device, when))
+        self._result: RunRecord | None = None
 
     @property
-    def losses(self) -> list[float | None]:
-        """The mean loss of every step simulated so far (None shape-only)."""
-        return [r.loss for r in self.records]
+    def estimated_events(self) -> int:
+        """About how many events the run will process: every simulated worker's
+        instructions, once per step (each costs about one event,
+        :mod:`simulator.runtime.messages`)."""
+        return sum(len(sw.program) for sw in self.workers) * self.plan.training.steps
 
-    def layout_of(self, devices: tuple[int, ...]) -> GroupLayout:
-        """Where a group on ``devices`` sits, relabelled (what its collectives depend on)."""
-        layout = self._layouts.get(devices)
-        if layout is None:
-            layout = GroupLayout.of(self.plan.cluster, devices).relabelled()
-            self._layouts[devices] = layout
-        return layout
-
-    def _simulated_workers(self) -> list[SimWorker]:
+    def _simulated_workers(self, layouts: Layouts) -> list[SimWorker]:
         plan, engine = self.plan, self.engine
         if self.fold:
             groups = [plan.dp_group(r) for r in range(plan.strategy.pp)]
@@ -145,20 +168,23 @@ class Runtime:
                     ledger=engine.group_ledger(shown),
                     program=members[0].program,
                     message_base=0 if self.fold else members[0].dp_rank * plan.messages_per_replica,
-                    layout=self.layout_of(members[0].devices),
+                    layout=layouts(members[0].devices),
                     cost=engine.cost_of(members[0].devices),
                 )
             )
         return out
 
     # -- driving -------------------------------------------------------------------------
-    def run(self) -> None:
-        """Simulate every step; raises DeadlockError, DivergedError or OutOfMemoryError."""
+    def run(self, progress: Callable[[int], None] | None = None) -> RunRecord:
+        """Simulate every step and return the record of the run (:meth:`result`);
+        raises DeadlockError, DivergedError, DeviceFailedError or OutOfMemoryError,
+        after which :meth:`result` still holds what was simulated. ``progress`` is
+        called with the number of events processed so far."""
         self.sync.allocate_model_state()
         with collector_paused():
-            for step in range(self.training.steps):
-                self.step = step
-                self.records.append(self._run_step())
+            for step in range(self.plan.training.steps):
+                self.feed.start_step(step)
+                self.records.append(self._run_step(progress))
                 loss = self.records[-1].loss
                 if loss is not None and not math.isfinite(loss):
                     raise DivergedError(
@@ -168,9 +194,31 @@ class Runtime:
                     )
         for ledger in {id(x): x for x in self.engine.memory.values()}.values():
             ledger.check()
+        return self.result()
 
-    def _run_step(self) -> StepRecord:
-        env, engine = self.env, self.engine
+    def result(self) -> RunRecord:
+        """What the run left, frozen (see :class:`~.record.RunRecord`): the trace is
+        sealed, so call this only when the simulation is over."""
+        if self._result is None:
+            engine = self.engine
+            memory = engine.memory_records()
+            engine.trace.seal(memory)
+            self._result = RunRecord(
+                steps=tuple(self.records),
+                trace=engine.trace,
+                memory=MappingProxyType(memory),
+                end=engine.env.now,
+                fold=self.fold,
+                stragglers=MappingProxyType(dict(self.faults.stragglers)),
+                failed=MappingProxyType(
+                    {sw.failed[0]: sw.failed[1] for sw in self.workers if sw.failed}
+                ),
+            )
+        return self._result
+
+    def _run_step(self, progress: Callable[[int], None] | None) -> StepRecord:
+        engine = self.engine
+        env = engine.env
         start = env.now
         sent_before = dict(engine.bytes_sent)
         kinds_before = dict(engine.comm_bytes)
@@ -182,37 +230,49 @@ class Runtime:
             sw.process = env.process(self._process(sw))
         done = simpy.AllOf(env, [sw.process for sw in self.workers])
         try:
-            self._drive(done)
+            self._drive(done, progress)
+            # every worker may have stopped, none left waiting: the step still failed
+            failed = next((sw for sw in self.workers if sw.failed), None)
+            if failed is not None:
+                raise self._failure_report(failed)
         except DeviceFailedError:
-            self.records.append(self._record(start, sent_before, kinds_before))
+            # the step's loss was not computed in full: None, never a partial mean
+            self.records.append(self._record(start, sent_before, kinds_before, complete=False))
             raise
         return self._record(start, sent_before, kinds_before)
 
     def _record(
-        self, start: float, sent_before: dict[int, int], kinds_before: dict[str, int]
+        self,
+        start: float,
+        sent_before: dict[int, int],
+        kinds_before: dict[str, int],
+        complete: bool = True,
     ) -> StepRecord:
         """The step from ``start`` to now (see :class:`~.record.StepRecord`)."""
-        env, engine = self.env, self.engine
+        engine = self.engine
+        sent, kinds = engine.bytes_sent, engine.comm_bytes
         return StepRecord(
             start=start,
-            end=env.now,
-            loss=None if self.shape_only else self.tally.mean_loss(),
+            end=engine.env.now,
+            loss=self.tally.mean_loss() if self.plan.training.numerics and complete else None,
             model_flops=self.tally.model_flops,
             hardware_flops=self.tally.hardware_flops,
             workers=tuple(
-                WorkerRecord(sw.shown, sw.compute_s, sw.exposed_s, sw.peak_inflight)
+                WorkerRecord(
+                    sw.shown, sw.compute_s, sw.exposed_s, sw.peak_inflight, _pairs(sw.exposed)
+                )
                 for sw in self.workers
             ),
-            bytes_sent={d: b - sent_before.get(d, 0) for d, b in engine.bytes_sent.items()},
-            comm_bytes={k: v - kinds_before.get(k, 0) for k, v in engine.comm_bytes.items()},
-            action_seconds=dict(self.tally.action_seconds),
+            bytes_sent=MappingProxyType({d: b - sent_before.get(d, 0) for d, b in sent.items()}),
+            comm_bytes=MappingProxyType({k: v - kinds_before.get(k, 0) for k, v in kinds.items()}),
+            action_seconds=MappingProxyType(dict(self.tally.action_seconds)),
             folded_replicas=self.fold.replicas,
         )
 
-    def _drive(self, done: simpy.Event) -> None:
+    def _drive(self, done: simpy.Event, progress: Callable[[int], None] | None) -> None:
         """Process events until ``done`` fires (SimPy's own ``run(until=...)`` loop, with a
         progress report every few thousand events); an empty queue first is a deadlock."""
-        step = self.env.step
+        step = self.engine.env.step
         done.callbacks.append(StopSimulation.callback)
         events = 0
         try:
@@ -220,8 +280,8 @@ class Runtime:
                 for _ in range(4096):
                     step()
                 events += 4096
-                if self.progress is not None:
-                    self.progress(events)
+                if progress is not None:
+                    progress(events)
         except StopSimulation:
             return
         except EmptySchedule:
@@ -245,7 +305,7 @@ class Runtime:
 
     def _fail(self, device: int, when: float) -> Process:
         """Device ``device`` stops at ``when``: its worker's process ends there."""
-        yield self.env.timeout(when)
+        yield self.engine.env.timeout(when)
         sw = next((sw for sw in self.workers if device in sw.shown), None)
         if sw is None or sw.failed:
             return  # the strategy does not use it (or its worker is down already)
@@ -266,7 +326,7 @@ class Runtime:
         lost = when - started
         return DeviceFailedError(
             f"strategy {self.plan.strategy.name!r}: device {device} failed at "
-            f"{when * 1e3:.3f} ms, in step {self.step}, and {failed.describe()} stopped; "
+            f"{when * 1e3:.3f} ms, in step {self.feed.step}, and {failed.describe()} stopped; "
             f"left waiting: {waits or 'no one'}. The run keeps no checkpoint, so all "
             f"{lost * 1e3:.3f} ms of simulated training since it started are lost (see "
             "`python -m simulator goodput` for how often to checkpoint)",
@@ -284,26 +344,16 @@ class Runtime:
         )
         return (
             f"strategy {self.plan.strategy.name!r} cannot make progress in step "
-            f"{self.step}: {waits or 'every worker waits'}. Fix the schedule so that every "
+            f"{self.feed.step}: {waits or 'every worker waits'}. Fix the schedule so that every "
             "receive has a matching send that can happen first"
         )
 
-    # -- services for the handlers ----------------------------------------------------------
-    def fire_at(self, event: simpy.Event, when: float, value: Any = None) -> None:
-        """Trigger ``event`` at time ``when`` (what ``succeed`` does, but later): one
-        event, processed at that time, wakes whoever waits on it."""
-        event._ok = True
-        event._value = value
-        self.env.schedule(event, delay=max(0.0, when - self.env.now))
 
-    def peer(self, sw: SimWorker, pp_rank: int) -> SimWorker:
-        """The simulated worker of pipeline rank ``pp_rank`` in ``sw``'s replica."""
-        return self._peers[(0 if self.fold else sw.lead.dp_rank, pp_rank)]
-
-    def transfer_seconds(self, stage: int, what: int) -> float | None:
-        """A message's time when the model states it (abstract models), else None (asked
-        once per channel)."""
-        return self.plan.model_config.transfer_seconds(stage, WHAT[what])
+def _pairs(flat: Any) -> np.ndarray:
+    """``start, end, start, end, ...`` as read-only ``(start, end)`` rows."""
+    out = np.array(flat, dtype=float).reshape(-1, 2)
+    out.flags.writeable = False
+    return out
 
 
 @contextlib.contextmanager

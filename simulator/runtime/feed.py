@@ -14,41 +14,60 @@ from __future__ import annotations
 from typing import Any
 
 from ..nn.context import BatchInfo
-from ..parallel.build import Plan
+from ..parallel.training import TrainingConfig
 from ..parallel.worker import Worker
 
 
 class Feed:
-    """The data of a run, one step at a time."""
+    """The data of a run, one step at a time.
 
-    def __init__(self, plan: Plan) -> None:
-        self.plan = plan
-        self.training = plan.training
-        self.size = plan.micro_batch_size
-        self.microbatches = plan.strategy.microbatches
+    ``model`` draws the batches (a model config: ``batch(seed, step, size,
+    numerics)``); each micro-batch holds ``micro_batch_size`` samples, and a
+    replica takes ``microbatches`` of them per step. :meth:`start_step` says which
+    step the workers are in.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        training: TrainingConfig,
+        micro_batch_size: int,
+        microbatches: int,
+    ) -> None:
+        self.model = model
+        self.training = training
+        self.size = micro_batch_size
+        self.microbatches = microbatches
+        self.step = 0
         self._batch: tuple[int, Any, Any] | None = None
 
-    def first_sample(self, w: Worker, mb: int, step: int) -> int:
+    def start_step(self, step: int) -> None:
+        self.step = step
+
+    def first_sample(self, w: Worker, mb: int) -> int:
         """The global index of micro-batch ``mb``'s first sample on ``w``'s replica."""
-        return step * self.training.global_batch + (w.dp_rank * self.microbatches + mb) * self.size
+        start = self.step * self.training.global_batch
+        return start + (w.dp_rank * self.microbatches + mb) * self.size
 
-    def info(self, w: Worker, mb: int, step: int) -> BatchInfo:
+    def info(self, w: Worker, mb: int) -> BatchInfo:
         """What layers may ask about the samples of micro-batch ``mb`` (dropout does)."""
-        return BatchInfo(self.training.seed, step, self.first_sample(w, mb, step), self.size)
+        return BatchInfo(self.training.seed, self.step, self.first_sample(w, mb), self.size)
 
-    def whole(self, step: int, shape_only: bool) -> tuple[Any, Any]:
-        """The global batch of ``step``: inputs and targets."""
-        if self._batch is None or self._batch[0] != step:
-            model = self.plan.model_config
+    def whole(self) -> tuple[Any, Any]:
+        """This step's global batch: inputs and targets."""
+        if self._batch is None or self._batch[0] != self.step:
+            training = self.training
             self._batch = (
-                step,
-                *model.batch(self.training.seed, step, self.training.global_batch, shape_only),
+                self.step,
+                *self.model.batch(
+                    training.seed, self.step, training.global_batch, training.numerics
+                ),
             )
         return self._batch[1], self._batch[2]
 
-    def micro_batch(self, w: Worker, mb: int, step: int, shape_only: bool) -> tuple[Any, Any]:
+    def micro_batch(self, w: Worker, mb: int) -> tuple[Any, Any]:
         """Inputs and targets of micro-batch ``mb`` of ``w``'s replica."""
-        x, y = self.whole(step, shape_only)
+        x, y = self.whole()
         lo = (w.dp_rank * self.microbatches + mb) * self.size
         # copies, so that a micro-batch's stash does not pin the whole global batch
         return x[lo : lo + self.size].copy(), y[lo : lo + self.size].copy()

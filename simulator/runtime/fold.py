@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from ..parallel.build import Plan
 from ..parallel.data import get_variant
 from ..parallel.program import SEND
-from .faults import FaultModel
+from .fault_model import FaultModel
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ over the first and last stage, ZeRO's parameter gathers: each is a
 and gets a :class:`Handle` back at once, so it may keep computing (a DDP
 bucket launched during backward overlaps the rest of it). When the last
 member has arrived, the collective runs -- its numbers and its time on the
-links -- and the handle fires when it ends: one event, whoever waits on it.
-:meth:`Meetings.wait` blocks until handles have fired.
+links, usually by :meth:`Meetings.per_rank` -- and the handle fires when it
+ends: one event, whoever waits on it. :meth:`Meetings.wait` blocks until
+handles have fired.
 
 A simulated worker may stand for several identical replicas
 (:mod:`simulator.runtime.fold`); it then hands in all their payloads at
@@ -21,8 +22,9 @@ same state, and folded replicas stay exact when the data-parallel traffic
 overlaps their own (gradient buckets, ZeRO-2 and 3).
 
 Waiting is accounted as docs/design.md defines it: while the collective is under
-way the wait is *exposed communication*; before it starts (a member is still
-computing) it is idle time -- the bubble of load imbalance.
+way the wait is *exposed communication*, recorded on the worker
+(:meth:`~simulator.runtime.workers.SimWorker.expose`); before it starts (a
+member is still computing) it is idle time -- the bubble of load imbalance.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from typing import Any
 
 import simpy
 
-from ..engine import Process
+from .. import comm
+from ..comm.layout import Layouts
+from ..engine import Engine, Process, fire_at
 from ..parallel.worker import Worker
 from .intervals import union
 from .workers import SimWorker
@@ -57,13 +61,13 @@ class Handle:
 
 
 class Meetings:
-    """Open meetings of one step, by key (see the module docstring)."""
+    """Open meetings of one step, by key (see the module docstring); their collectives
+    run on ``engine``, placed where ``layouts`` says their devices sit."""
 
-    def __init__(
-        self, env: simpy.Environment, fire_at: Callable[[simpy.Event, float], None]
-    ) -> None:
-        self.env = env
-        self._fire_at = fire_at
+    def __init__(self, engine: Engine, layouts: Layouts) -> None:
+        self.engine = engine
+        self.env = engine.env
+        self.layouts = layouts
         self._open: dict[tuple, Handle] = {}
 
     def launch(
@@ -92,10 +96,11 @@ class Meetings:
         handle.results = {m.index: r for m, r in zip(group, results, strict=True)}
         handle.payloads = {}
         handle.start, handle.end = self.env.now, end
-        self._fire_at(handle.event, end)
+        fire_at(self.env, handle.event, end)
 
     def wait(self, sw: SimWorker, handles: Sequence[Handle], what: str) -> Process:
-        """Block until every handle has fired; exposed time is charged to ``sw``."""
+        """Block until every handle has fired; the stretches in which one of them was
+        under way are ``sw``'s exposed communication."""
         begin = self.env.now
         sw.waiting_for = what
         for handle in handles:
@@ -103,8 +108,8 @@ class Meetings:
                 yield handle.event
         sw.waiting_for = ""
         now = self.env.now
-        sw.exposed_s += sum(
-            max(0.0, min(end, now) - max(start, begin))
+        sw.expose_all(
+            (max(start, begin), min(end, now))
             for start, end in union([(h.start, h.end) for h in handles])
         )
 
@@ -122,6 +127,39 @@ class Meetings:
         yield from self.wait(sw, [handle], what)
         return handle
 
-    def stuck(self) -> list[tuple]:
-        """Keys of meetings some member never reached (for deadlock reports)."""
-        return list(self._open)
+    def per_rank(
+        self,
+        op: str,
+        algorithm: str,
+        group: Sequence[Worker],
+        payloads: list[list[Any]],
+        kind: str,
+        label: str,
+        timed: bool = True,
+        ranks: Sequence[int] | None = None,
+        root: int = 0,
+    ) -> tuple[list[list[Any]], float]:
+        """Run ``op`` for every tensor-parallel rank over the workers of ``group``: the
+        body of most meetings.
+
+        The data-parallel group of a tensor-parallel rank is the devices that hold
+        the same shard in every replica; each runs its own collective, placed where
+        those devices sit. ``payloads[m][i]`` is member ``m``'s array for the
+        ``i``-th collective, which runs on the devices ``group[m].devices[ranks[i]]``
+        (``ranks`` defaults to one collective per rank); a rooted one is rooted at
+        member ``root``. Returns the results in the same layout and the time the
+        last collective ends (now, when ``timed`` is false: the numbers are needed
+        but the time is paid elsewhere).
+        """
+        results: list[list[Any]] = [[] for _ in group]
+        end = self.env.now
+        for i, r in enumerate(ranks or range(len(payloads[0]))):
+            devices = tuple(m.devices[r] for m in group)
+            outs, plan = comm.collective(
+                op, [p[i] for p in payloads], algorithm, root=root, layout=self.layouts(devices)
+            )
+            if timed:
+                end = max(end, self.engine.collective(plan, devices, kind, label))
+            for m, out in enumerate(outs):
+                results[m].append(out)
+        return results, end

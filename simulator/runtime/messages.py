@@ -28,19 +28,18 @@ on every rank and travels whole: there is nothing to scatter.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import simpy
 
 from .. import comm
-from ..engine import Process
+from ..engine import Engine, Process, fire_at
 from ..engine.channel import Channel
 from ..ops.arrays import nbytes, split
 from ..parallel.program import ACTIVATION, WHAT
+from .replay import Replay
 from .workers import SimWorker
-
-if TYPE_CHECKING:
-    from .core import Runtime
 
 
 def scatter(payloads: list[list[Any]]) -> list[list[Any]]:
@@ -60,11 +59,35 @@ _GATHER = "pp all-gather"
 
 
 class Mailbox:
-    """The message slots of one step (see the module docstring)."""
+    """The message slots of one step (see the module docstring).
 
-    def __init__(self, runtime: Runtime, size: int) -> None:
-        self.rt = runtime
-        self.env = runtime.env
+    ``size`` slots carry the messages between ``workers`` (which stand for every
+    replica when ``folded``) over ``engine``'s links; ``replay`` times the
+    all-gathers of ``scatter_gather``. ``transfer_seconds(stage, what)`` is a
+    message's time when the model states it (abstract models), else None.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        replay: Replay,
+        workers: Sequence[SimWorker],
+        size: int,
+        *,
+        folded: bool,
+        scatter_gather: bool,
+        transfer_seconds: Callable[[int, str], float | None],
+        numerics: bool,
+    ) -> None:
+        self.engine = engine
+        self.env = engine.env
+        self.replay = replay
+        self.folded = folded
+        self.scatter_gather = scatter_gather
+        self.transfer_seconds = transfer_seconds
+        self.numerics = numerics
+        #: (replica, pipeline rank) -> its simulated worker
+        self._peers = {(0 if folded else sw.lead.dp_rank, sw.pp_rank): sw for sw in workers}
         self.slots: list[Any] = [None] * size
         #: (sender, what, stage) -> its channel: the same message every micro-batch
         self._channels: dict[tuple[int, int, int], Channel] = {}
@@ -75,13 +98,17 @@ class Mailbox:
     def reset(self) -> None:
         self.slots = [None] * len(self.slots)
 
+    def peer(self, sw: SimWorker, pp_rank: int) -> SimWorker:
+        """The simulated worker of pipeline rank ``pp_rank`` in ``sw``'s replica."""
+        return self._peers[(0 if self.folded else sw.lead.dp_rank, pp_rank)]
+
     def publish(self, message: int, compute: simpy.Event, end: float) -> None:
         """The compute whose end (at ``end``) sends ``message`` has started; receivers
         may wait on it."""
         waiting = self.slots[message]
         self.slots[message] = compute
         if waiting is not None:  # a receiver came early: wake it when the message is sent
-            self.rt.fire_at(waiting, end)
+            fire_at(self.env, waiting, end)
 
     # -- sending ---------------------------------------------------------------------
     def send(self, sw: SimWorker, ins: tuple) -> None:
@@ -93,35 +120,34 @@ class Mailbox:
             channel = self._open(sw, what, stage, peer, payloads)
         pieces = None
         if channel.scatter:
-            pieces = channel.pieces if self.rt.shape_only else scatter(payloads)
+            pieces = scatter(payloads) if self.numerics else channel.pieces
         arrival = channel.send(mb)
         waiting = self.slots[message]
         # a delivered message: (arrival, per member per rank arrays, scattered pieces)
         self.slots[message] = (arrival, payloads, pieces)
         if waiting is not None and not waiting.triggered:
-            self.rt.fire_at(waiting, arrival)
+            fire_at(self.env, waiting, arrival)
 
     def _open(
         self, sw: SimWorker, what: int, stage: int, peer: int, payloads: list[Any]
     ) -> Channel:
         """The channel of ``sw``'s messages of ``what`` from ``stage`` (the same size for
         every micro-batch)."""
-        rt = self.rt
-        receiver = rt.peer(sw, peer)
+        receiver = self.peer(sw, peer)
         t = len(sw.devices)
         # the tensor at the cut: the sender's output, or the gradient of its input, whose
         # producer (the stage before) is on the receiver
         cut = sw.lead.chunks[stage] if what == ACTIVATION else receiver.lead.chunks[stage - 1]
-        scattered = rt.plan.strategy.pp_scatter_gather and t > 1 and not cut.output_sharded
+        scattered = self.scatter_gather and t > 1 and not cut.output_sharded
         pieces = scatter(payloads) if scattered else None
         sizes = tuple(nbytes(x) for x in (pieces[0] if pieces else payloads[0]))
-        channel = rt.engine.channel(
+        channel = self.engine.channel(
             sw.devices,
             receiver.devices,
             sizes[0] if len(set(sizes)) == 1 else sizes,
             "pp",
             _NAMES[what].format(stage=stage),
-            rt.transfer_seconds(stage, what),
+            self.transfer_seconds(stage, WHAT[what]),
             (sw.shown, receiver.shown),
         )
         channel.scatter = scattered
@@ -164,15 +190,14 @@ class Mailbox:
         _, what, stage, mb, peer, _ = ins
         return (
             f"the {WHAT[what]} of stage {stage}, micro-batch {mb} from worker "
-            f"{self.rt.peer(sw, peer).lead.index}"
+            f"{self.peer(sw, peer).lead.index}"
         )
 
     def _gather(self, sw: SimWorker, scattered: list[Any], payloads: list[Any]) -> Process:
         """All-gather the scattered pieces over the receivers' tensor-parallel group."""
-        rt = self.rt
         layout = sw.layout
-        engine = rt.engine
-        if rt.shape_only:  # the gathered shapes are the sent ones, every micro-batch
+        engine = self.engine
+        if not self.numerics:  # the gathered shapes are the sent ones, every micro-batch
             key = (id(scattered), sw.index)
             hit = self._gathers.get(key)
             if hit is None:
@@ -193,5 +218,5 @@ class Mailbox:
                 outs, plan = comm.collective("all_gather", pieces, layout=layout)
                 gathered.append([g.reshape(x.shape) for g, x in zip(outs, whole, strict=True)])
             end = engine.collective(plan, sw.devices, "tp", _GATHER, shown=sw.shown)
-        yield from rt.replay.wait(sw, end, "the all-gather of a scattered message")
+        yield from self.replay.wait(sw, end, "the all-gather of a scattered message")
         return gathered

@@ -1,24 +1,32 @@
-"""What one simulated training step leaves behind, for the metrics to read.
+"""What a run leaves behind: a record that cannot change, for metrics and pictures.
 
 The runtime keeps its counters per *simulated worker* -- a lockstep group of
 devices, standing for one or more identical data-parallel replicas -- and
-hands the metrics one :class:`StepRecord` per step. Nothing in it needs the
-trace: compute and exposed-communication seconds are summed while the
-workers run, so metrics cost nothing at scale.
+closes every step with a :class:`StepRecord`. When the run is over (finished,
+out of memory, diverged or stopped by a failed device) it hands back a
+:class:`RunRecord`: the steps, the sealed trace, every device's memory
+ledger frozen, the faults and how replicas were folded. The metrics
+(:mod:`simulator.experiment.metrics`) and the pictures (:mod:`simulator.viz`)
+read that and nothing else. Nothing in the step records needs the trace:
+compute and exposed-communication seconds are summed while the workers run,
+so metrics cost nothing at scale.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:
-    from ..parallel.pipeline.actions import Action
-    from .tapes import CompiledTape
-    from .workers import SimWorker
+    from ..engine.memory import MemoryRecord
+    from ..engine.trace import Trace
+    from .fold import Fold
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class WorkerRecord:
     """One simulated worker's step.
 
@@ -27,47 +35,17 @@ class WorkerRecord:
         compute_s: seconds its compute stream was busy.
         exposed_s: seconds it sat idle waiting for a collective of its own group
             (tensor-parallel, data-parallel, ZeRO, tied weights) while that
-            collective ran.
+            collective ran: the total of ``exposed``.
         peak_inflight: the most micro-batches whose activations it held at once.
+        exposed: those stretches, ``(start, end)`` per row, in the order they
+            happened (read-only).
     """
 
     devices: tuple[int, ...]
     compute_s: float
     exposed_s: float
     peak_inflight: int
-
-
-class Tally:
-    """What a step counts while it runs: losses, FLOPs, the first time of every action."""
-
-    def __init__(self) -> None:
-        self.losses: list[float] = []
-        self.model_flops = self.hardware_flops = 0.0  # over every device
-        #: ``(stage, kind) -> seconds`` of the first action of each kind on each stage
-        self.action_seconds: dict[tuple[int, str], float] = {}
-
-    def start_step(self) -> None:
-        self.losses = []
-        self.model_flops = self.hardware_flops = 0.0
-
-    def loss(self, value: float) -> None:
-        """A micro-batch's mean loss; the step reports the mean over them."""
-        self.losses.append(value)
-
-    def mean_loss(self) -> float | None:
-        return sum(self.losses) / len(self.losses) if self.losses else None
-
-    def flops(self, sw: SimWorker, compiled: CompiledTape) -> None:
-        """The GEMM FLOPs of a tape on ``sw``, for every replica it stands for."""
-        replicas = len(sw.members)
-        self.model_flops += compiled.model_flops * replicas
-        self.hardware_flops += compiled.hardware_flops * replicas
-
-    def action(self, action: Action, seconds: float) -> None:
-        """The first duration of each action kind on each stage (the analytic bubble)."""
-        key = (action.stage, str(action.kind))
-        if key not in self.action_seconds:
-            self.action_seconds[key] = seconds
+    exposed: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
 
 
 @dataclass(frozen=True)
@@ -76,7 +54,7 @@ class StepRecord:
 
     Attributes:
         start, end: the step's window in simulated seconds.
-        loss: mean loss over the global batch (None shape-only).
+        loss: mean loss over the global batch (None without numerics).
         model_flops, hardware_flops: GEMM FLOPs of the step over every device.
         workers: one record per simulated worker.
         bytes_sent: bytes each device sent during the step.
@@ -92,11 +70,40 @@ class StepRecord:
     model_flops: float
     hardware_flops: float
     workers: tuple[WorkerRecord, ...]
-    bytes_sent: dict[int, int]
-    comm_bytes: dict[str, int]
-    action_seconds: dict[tuple[int, str], float] = field(default_factory=dict)
+    bytes_sent: Mapping[int, int]
+    comm_bytes: Mapping[str, int]
+    action_seconds: Mapping[tuple[int, str], float] = field(default_factory=dict)
     folded_replicas: int = 1
 
     @property
     def seconds(self) -> float:
         return self.end - self.start
+
+
+@dataclass(frozen=True, eq=False)
+class RunRecord:
+    """A finished run (see the module docstring).
+
+    Attributes:
+        steps: one record per step simulated (the last one cut short when a
+            device failed).
+        trace: everything every device did, sealed (:meth:`~simulator.engine.trace.Trace.seal`).
+        memory: device -> its ledger, frozen; devices in lockstep share one.
+        end: the simulated time the run stopped.
+        fold: how many replicas each simulated one stood for, and why.
+        stragglers: device -> its straggler fault (``factor``, ``jitter``).
+        failed: device -> the simulated time it failed.
+    """
+
+    steps: tuple[StepRecord, ...]
+    trace: Trace
+    memory: Mapping[int, MemoryRecord]
+    end: float
+    fold: Fold
+    stragglers: Mapping[int, Any]
+    failed: Mapping[int, float]
+
+    @property
+    def losses(self) -> list[float | None]:
+        """The mean loss of every step (None without numerics)."""
+        return [s.loss for s in self.steps]

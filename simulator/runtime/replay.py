@@ -14,33 +14,37 @@ spends that time on a simulated worker, item by item:
   ZeRO-3 parameters).
 
 Replay also keeps what a step counts as it goes: FLOPs, losses and the first
-duration of every action kind (:class:`~simulator.runtime.record.Tally`).
+duration of every action kind (:class:`~simulator.runtime.tally.Tally`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..comm.layout import placed
-from ..engine import Process
+from ..engine import Engine, Process
 from ..engine.trace import COMPUTE
-from ..ops.tape import recording
+from ..ops.tape import Mark, recording
 from ..parallel.pipeline.actions import Action
+from .tally import Tally
 from .tapes import COLLECTIVE, MARK, SEGMENT, WAIT, CompiledTape, compile_tape
 from .workers import SimWorker
 
-if TYPE_CHECKING:
-    from .core import Runtime
+#: What hears a tape's marks: a process when reacting takes time, else None.
+MarkHook = Callable[[SimWorker, Mark], Process | None]
 
 
 class Replay:
-    """Priced tapes and their replay on workers (see the module docstring)."""
+    """Priced tapes and their replay on workers (see the module docstring): time spent
+    on ``engine``, FLOPs counted in ``tally``; without ``numerics`` every tape is
+    priced once and its replay script kept."""
 
-    def __init__(self, runtime: Runtime) -> None:
-        self.rt = runtime
-        self.env = runtime.env
-        self.engine = runtime.engine
+    def __init__(self, engine: Engine, tally: Tally, numerics: bool) -> None:
+        self.engine = engine
+        self.env = engine.env
+        self.tally = tally
+        self.numerics = numerics
         #: shape-only: results and tapes of code whose shapes never change, by key,
         #: layout and cost
         self.tapes: dict[tuple, tuple[Any, CompiledTape]] = {}
@@ -48,9 +52,17 @@ class Replay:
         #: shape-only tapes are priced once and replayed again and again: their
         #: scripts (:meth:`_script`) are kept, with each collective booked as one block
         #: worked out once (:meth:`simulator.engine.Engine.fused`) when so timed
-        self.repeats = runtime.shape_only
-        self.fused = self.engine.collective_detail == "fused" and runtime.shape_only
+        self.repeats = not numerics
+        self.fused = engine.collective_detail == "fused" and not numerics
         self._scripts: dict[tuple[int, int], tuple[CompiledTape, list[tuple]]] = {}
+        #: who hears the tapes' marks (None: nobody, and tapes keep none)
+        self.on_mark: MarkHook | None = None
+
+    def hear_marks(self, hook: MarkHook) -> None:
+        """Let ``hook`` hear every mark of the tapes priced from now on (a data-parallel
+        variant that launches buckets or gathers parameters during backward: built
+        after this replay, on which it times its own work)."""
+        self.on_mark = hook
 
     # -- pricing ---------------------------------------------------------------------
     def price(self, fn: Callable[[], Any], sw: SimWorker) -> tuple[Any, CompiledTape]:
@@ -59,12 +71,12 @@ class Replay:
         group."""
         with placed(sw.layout), recording() as tape:
             result = fn()
-        return result, compile_tape(tape, sw.cost, self.rt.sync.wants_marks)
+        return result, compile_tape(tape, sw.cost, self.on_mark is not None)
 
     def priced(self, key: tuple, fn: Callable[[], Any], sw: SimWorker) -> tuple[Any, CompiledTape]:
         """:meth:`price`; in shape-only mode once per ``key``, layout and kinds of device
         (``sw.cost``), then from the cache."""
-        if not self.rt.shape_only:
+        if self.numerics:
             return self.price(fn, sw)
         where = (key, sw.layout, sw.cost)
         hit = self.tapes.get(where)
@@ -98,7 +110,7 @@ class Replay:
         ``action`` names the rows: a pipeline action, or work such as ``"optimizer"``
         of kind ``cat``."""
         env, engine = self.env, self.engine
-        self.rt.tally.flops(sw, compiled)
+        self.tally.flops(sw, compiled)
         mb = action.mb if isinstance(action, Action) else -1
         record = engine.trace.record
         pending: dict[int, float] = {}  # asynchronous collectives: handle -> end
@@ -127,9 +139,10 @@ class Replay:
             elif kind == WAIT:
                 yield from self.wait(sw, pending.pop(step[1]), "an asynchronous collective")
             elif kind == MARK:
-                hook = self.rt.sync.on_mark(sw, step[1])
-                if hook is not None:
-                    yield from hook
+                assert self.on_mark is not None  # tapes keep marks only for a hook
+                reaction = self.on_mark(sw, step[1])
+                if reaction is not None:
+                    yield from reaction
 
     def _script(
         self, sw: SimWorker, compiled: CompiledTape, action: Action | str, cat: str
@@ -169,4 +182,4 @@ class Replay:
             sw.waiting_for = what
             yield self.env.timeout(end - now)
             sw.waiting_for = ""
-            sw.exposed_s += end - now
+            sw.expose(now, end)

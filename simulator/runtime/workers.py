@@ -14,13 +14,16 @@ the layers (docs/design.md, key decision 1) or on the runtime:
   member, keyed by ``(stage, micro-batch)``;
 * ``buffers``: activations and gradients that arrived or were produced for a
   stage on this worker, per member, keyed by message id;
-* counters the metrics read: compute and exposed seconds, micro-batches in
-  flight.
+* what the metrics and the pictures read: compute seconds, micro-batches in
+  flight, and every stretch it sat idle waiting for a collective of its own
+  group -- *exposed communication* (docs/design.md, "Definitions"), recorded
+  here, where it happens (:meth:`SimWorker.expose`), and nowhere else.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,13 +75,16 @@ class SimWorker:
     inflight: int = 0
     peak_inflight: int = 0
     compute_s: float = 0.0
+    #: this step's exposed communication: its total, and its stretches as
+    #: ``start, end, start, end, ...``
     exposed_s: float = 0.0
+    exposed: array = field(default_factory=lambda: array("d"))
     waiting_for: str | tuple = ""  # what it waits for: words, or the receive instruction
     #: the action whose end frees its stash, and what it frees (see runtime.compute)
     releasing: Any = None
     #: how a straggler stretches this worker's compute (None: full speed)
     pace: Callable[[float], float] | None = None
-    #: its process this step, and when one of its devices failed (runtime.faults)
+    #: its process this step, and when one of its devices failed (runtime.fault_model)
     process: Any = None
     failed: tuple[int, float] | None = None
 
@@ -112,7 +118,24 @@ class SimWorker:
         for i, d in enumerate(self.shown):
             engine.memory[d].change(category, per_rank[i % t])
 
+    def expose(self, start: float, end: float) -> None:
+        """It sat idle from ``start`` to ``end`` waiting for a collective of its own group."""
+        self.exposed_s += end - start
+        self.exposed.append(start)
+        self.exposed.append(end)
+
+    def expose_all(self, stretches: Iterable[tuple[float, float]]) -> None:
+        """:meth:`expose` for the stretches of one wait, in time order (empty ones are
+        left out)."""
+        kept = [(a, b) for a, b in stretches if b > a]
+        # summed per wait, then added: the metrics' exposed_comm_s, to the last bit
+        self.exposed_s += sum(b - a for a, b in kept)
+        for a, b in kept:
+            self.exposed.append(a)
+            self.exposed.append(b)
+
     def start_step(self) -> None:
         self.compute_s = self.exposed_s = 0.0
+        self.exposed = array("d")
         self.inflight = self.peak_inflight = 0
         self.waiting_for = ""

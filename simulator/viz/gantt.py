@@ -320,7 +320,7 @@ def gantt(result: Any, path: str | Path | None = None) -> Figure | None:
     shown, note = shown_devices(result)
     failed, slow = failures(result), stragglers(result)
     events = step_events(result, shown)
-    idle = exposed_by_device(result, shown, events)
+    idle = exposed_by_device(result, shown)
     has_p2p = any(e.cat == "pp" for _, comm in events.values() for e in comm)
     has_coll = any(e.cat != "pp" for _, comm in events.values() for e in comm)
     lanes = TWO_LANES if has_p2p and has_coll else ONE_LANE

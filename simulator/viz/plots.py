@@ -64,9 +64,9 @@ def category_series(ledger: Any, end: float) -> tuple[np.ndarray, dict[str, np.n
     change (from 0 to ``end``) and the bytes of each category held from each time on."""
     from ..engine.memory import CATEGORIES
 
-    times = np.frombuffer(ledger.times, dtype=float)
-    cats = np.frombuffer(ledger.cats, dtype=np.int8).astype(int)
-    deltas = np.frombuffer(ledger.deltas, dtype=np.int64)
+    times = np.asarray(ledger.times, dtype=float)
+    cats = np.asarray(ledger.cats, dtype=np.int8).astype(int)
+    deltas = np.asarray(ledger.deltas, dtype=np.int64)
     held = np.zeros((times.size + 1, len(CATEGORIES)))
     held[np.arange(1, times.size + 1), cats] = deltas
     held = np.cumsum(held, axis=0)
@@ -86,22 +86,22 @@ def memory(result: Any, path: str | Path | None = None) -> Figure | None:
     the Gantt chart chooses its rows; the dotted lines start a new step. The dashed
     line is the device capacity: the smallest of the panels' devices, when their
     memories differ (nodes of several kinds)."""
-    rt = result.runtime
+    run = result.run
     shown, note = shown_devices(result, MEMORY_PANELS)
-    end = rt.records[-1].end if rt.records else rt.engine.env.now
+    end = run.steps[-1].end if run.steps else run.end
     scale_t, unit_t = time_unit(end or 1.0)
     # devices whose ledgers recorded the same changes share a panel (replicas, tensor ranks)
     same: dict[tuple, list[int]] = {}
     for d in shown:
-        ledger = rt.engine.memory[d]
-        key = (bytes(ledger.times), bytes(ledger.cats), bytes(ledger.deltas))
+        ledger = run.memory[d]
+        key = (ledger.times.tobytes(), ledger.cats.tobytes(), ledger.deltas.tobytes())
         same.setdefault(key, []).append(d)
     devices = [group[0] for group in same.values()]
     twins = {group[0]: group for group in same.values()}
-    ledgers = {d: rt.engine.memory[d] for d in devices}
+    ledgers = {d: run.memory[d] for d in devices}
     peak = max(ledger.peak for ledger in ledgers.values())
     scale_b, unit_b = _bytes_unit(peak)
-    capacity = min(rt.engine.memory[d].capacity for d in shown)
+    capacity = min(run.memory[d].capacity for d in shown)
     show_capacity = capacity <= 3 * peak
     cols = 1 if len(devices) == 1 else 2
     rows = -(-len(devices) // cols)
@@ -124,7 +124,7 @@ def memory(result: Any, path: str | Path | None = None) -> Figure | None:
         if show_capacity:
             ax.axhline(capacity / scale_b, color="red", linestyle="--", linewidth=1, zorder=4,
                        label=f"device capacity {format_bytes(capacity)}")  # fmt: skip
-        for record in rt.records[1:]:
+        for record in run.steps[1:]:
             ax.axvline(
                 record.start / scale_t, color="black", linestyle=":", linewidth=0.8, zorder=3
             )
@@ -157,8 +157,9 @@ def memory(result: Any, path: str | Path | None = None) -> Figure | None:
             if label not in labels:
                 handles.append(h)
                 labels.append(label)
-    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.0),
-               ncol=min(len(labels), 6), fontsize=8, frameon=False)  # fmt: skip
+    if labels:  # a model with no parameters and no stash holds nothing to name
+        fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.0),
+                   ncol=min(len(labels), 6), fontsize=8, frameon=False)  # fmt: skip
     return finish_figure(fig, path)
 
 

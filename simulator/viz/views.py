@@ -1,29 +1,25 @@
 """What the pictures read from a run: which devices to show, what each did in the last
 step, and what its idle time was.
 
-The metrics split every device's step into compute, exposed communication and
-bubble (docs/design.md, "Definitions"); the runtime adds those up
-while it runs. A Gantt chart has to show *where* in the step each part lies,
-so it reads them back from the trace: :func:`exposed_by_device` finds the idle
-stretches in which a device waited for a collective of its own group. The
-tests check that these stretches add up to the metrics' ``exposed_comm_s``.
+Everything here reads the finished run's record (``result.run``, a
+:class:`~simulator.runtime.record.RunRecord`), never a live simulation. The
+metrics split every device's step into compute, exposed communication and
+bubble (docs/design.md, "Definitions"). A Gantt chart has to show *where* in
+the step each part lies: compute is in the trace, and exposed communication
+is the stretches the runtime recorded as they happened
+(:meth:`~simulator.runtime.workers.SimWorker.expose`) -- the very stretches
+the metrics' ``exposed_comm_s`` adds up, so the picture is as exact as the
+numbers. What is left of the idle time is bubble.
 """
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
+from ..engine.trace import COMPUTE, Event
 
-from ..engine.trace import COMM, COMPUTE, Event
-from ..runtime.intervals import union
-
-#: Collectives of a device's own group: waiting for them is exposed communication.
-OWN_GROUP = frozenset({"dp", "tp", "embedding"})
 #: The most rows a chart shows; larger runs show a subset and say which.
 MAX_ROWS = 16
 #: Tensor-parallel ranks compute in lockstep: above this many devices, rank 0 stands for them.
@@ -89,20 +85,13 @@ def shown_devices(result: Any, limit: int = MAX_ROWS) -> tuple[list[int], str]:
 
 
 def failures(result: Any) -> dict[int, float]:
-    """Device -> the simulated time it failed, from the trace's ``failed`` rows."""
-    trace = result.trace
-    ids = [i for i, label in enumerate(trace.labels) if label.cat == "failed"]
-    if not ids:
-        return {}
-    cols = trace.columns()
-    rows = np.flatnonzero(np.isin(cols.label, ids))
-    return {trace.groups[cols.group[i]][0]: trace.start[i] for i in rows.tolist()}
+    """Device -> the simulated time it failed."""
+    return dict(result.run.failed)
 
 
 def stragglers(result: Any) -> dict[int, Any]:
     """Device -> its straggler fault (``factor``, ``jitter``), if the run had any."""
-    faults = getattr(result.runtime, "faults", None)
-    return dict(getattr(faults, "stragglers", {}))
+    return dict(result.run.stragglers)
 
 
 def chunk_of(plan: Any) -> dict[int, int]:
@@ -135,116 +124,17 @@ def step_events(result: Any, devices: Sequence[int]) -> dict[int, Lanes]:
     return out
 
 
-def collective_spans(
-    trace: Any, devices: Iterable[int], lo: float, hi: float
-) -> dict[int, list[tuple[float, float]]]:
-    """For each of ``devices``, the ``(start, end)`` of every collective of its own
-    group it took part in during ``[lo, hi]``: from the collective's first transfer to
-    its last one on *any* device, since a device waits for the whole collective, not
-    only for its own part of it.
-
-    A collective timed step by step leaves one row per transfer. Its rows share a
-    name and chain in time through the devices they share (a ring's step ``k+1``
-    starts where step ``k`` arrived, a tree's child forwards what it received), so
-    rows of one name that touch in time and share a group of devices are one
-    collective. A fused collective is one row already.
-    """
-    names = {
-        i: label.name
-        for i, label in enumerate(trace.labels)
-        if label.lane == COMM and label.cat in OWN_GROUP
-    }
-    wanted = set(devices)
-    out: dict[int, list[tuple[float, float]]] = {d: [] for d in wanted}
-    if not names:
-        return out
-    cols = trace.columns()
-    start, end, label = cols.start, cols.end, cols.label
-    rows = np.flatnonzero((end > lo) & (start < hi) & np.isin(label, list(names)))
-    rows = rows[np.argsort(start[rows], kind="stable")]
-    tol = 1e-9 * (hi - lo)
-    done: list[tuple[float, float, set[int]]] = []
-    live: dict[str, list[tuple[float, float, set[int]]]] = {}
-    for i in rows.tolist():
-        name, s, e = names[int(label[i])], trace.start[i], trace.end[i]
-        group, peer = int(cols.group[i]), int(cols.peer[i])
-        groups = {group} if peer < 0 else {group, peer}
-        keep = []
-        for other in live.get(name, []):
-            if other[1] < s - tol:
-                done.append(other)  # over before this row started
-            elif other[2] & groups:
-                s, e, groups = min(s, other[0]), max(e, other[1]), groups | other[2]
-            else:
-                keep.append(other)
-        live[name] = [*keep, (s, e, groups)]
-    members: dict[int, list[int]] = {}
-    for s, e, groups in itertools.chain(done, *live.values()):
-        for g in groups:
-            if g not in members:
-                members[g] = [d for d in trace.groups[g] if d in wanted]
-            for d in members[g]:
-                out[d].append((s, e))
-    return out
-
-
 # -- what its idle time was --------------------------------------------------------------
-def exposed_intervals(
-    busy: Iterable[tuple[float, float]],
-    collectives: Iterable[tuple[float, float]],
-    arrivals: Iterable[float],
-    lo: float,
-    hi: float,
-) -> list[tuple[float, float]]:
-    """The idle stretches of one device in ``[lo, hi]`` that are exposed communication.
-
-    ``busy`` are its compute intervals, ``collectives`` its own group's
-    collectives (:func:`collective_spans`), ``arrivals`` the times pipeline
-    messages reached it. A device that blocks on a collective resumes the
-    moment the collective ends. So an idle gap of the compute lane that ends
-    with a pipeline message's arrival is bubble; in any other gap the device
-    waited for collectives while they ran -- the last one counted up to the end
-    of the gap, unless the gap ends the step, which also waits for the other
-    devices. What is left of a gap (a peer still computing before a collective
-    can start, the end of the step) is bubble. The runtime, which knows what
-    every worker waits for, also counts the time a collective queues behind the
-    device's own transfers: the metrics are exact, this picture nearly so.
-    """
-    tol = 1e-9 * (hi - lo)
-    landed = sorted(arrivals)
-    coll = union(list(collectives))  # sorted and disjoint: each gap finds its own
-    ends = [c1 for _, c1 in coll]
-    out: list[tuple[float, float]] = []
-    edges = [(lo, lo), *union(list(busy)), (hi, hi)]
-    for (_, g0), (g1, _) in itertools.pairwise(edges):
-        k = bisect.bisect_left(landed, g1 - tol)
-        if g1 - g0 <= tol or (k < len(landed) and landed[k] <= g1 + tol):
-            continue  # no gap, or one that a pipeline message ends: bubble
-        inside = []
-        for c0, c1 in coll[bisect.bisect_right(ends, g0 + tol) :]:
-            if c0 >= g1 - tol:
-                break
-            inside.append((max(c0, g0), min(c1, g1)))
-        if inside and hi - g1 > tol:
-            inside[-1] = (inside[-1][0], g1)
-        out += inside
-    return out
-
-
-def exposed_by_device(
-    result: Any, devices: Sequence[int], events: dict[int, Lanes] | None = None
-) -> dict[int, list[tuple[float, float]]]:
-    """Each device's exposed-communication stretches in the last step
-    (:func:`exposed_intervals`); ``events`` are :func:`step_events`, when at hand."""
-    lo, hi = result.step_window
-    events = step_events(result, devices) if events is None else events
-    spans = collective_spans(result.trace, devices, lo, hi)
-    out = {}
-    for d in devices:
-        compute, comm = events[d]
-        busy = [(e.start, e.end) for e in compute if e.end > e.start]
-        landed = [e.end for e in comm if e.cat == "pp" and e.args.get("direction") == "recv"]
-        out[d] = exposed_intervals(busy, spans[d], landed, lo, hi)
+def exposed_by_device(result: Any, devices: Sequence[int]) -> dict[int, list[tuple[float, float]]]:
+    """Each device's exposed-communication stretches in the last step: the idle time in
+    which it waited for a collective of its own group while that collective ran, as
+    the runtime recorded it (module docstring)."""
+    out: dict[int, list[tuple[float, float]]] = {d: [] for d in devices}
+    for worker in result.run.steps[-1].workers:
+        stretches = [(a, b) for a, b in worker.exposed.tolist()]
+        for d in worker.devices:
+            if d in out:
+                out[d] = stretches
     return out
 
 

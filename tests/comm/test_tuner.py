@@ -92,3 +92,13 @@ def test_the_layout_in_force_decides() -> None:
         _, other = comm.all_reduce(xs[:8])  # another group size: the layout is not its own
     assert (plan.algorithm, plan.channels) == ("ring", 8)
     assert other.channels == 1
+
+
+def test_layouts_are_relabelled_and_worked_out_once_per_group() -> None:
+    from simulator.comm.layout import Layouts
+
+    layouts = Layouts(preset("dgx-a100", nodes=2))
+    second_node = layouts((8, 9, 10, 11))
+    assert layouts((8, 9, 10, 11)) is second_node  # worked out once
+    assert second_node == layouts((0, 1, 2, 3))  # the same shape, wherever it sits
+    assert second_node.nodes == (0, 0, 0, 0) and layouts((7, 8)).nodes == (0, 1)

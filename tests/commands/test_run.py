@@ -8,21 +8,12 @@ import pytest
 
 from simulator.cli import main
 from tests import REPO
-from tests.conftest import assert_run_fails
+from tests.conftest import TINY_MLP, assert_run_fails, scenario_file
 
 ROOT = REPO
-BASE = """
+BASE = f"""
 name = "cli"
-[cluster]
-preset = "toy"
-[model]
-kind = "mlp"
-layers = 4
-width = 16
-[training]
-global_batch = 8
-steps = 2
-[[strategy]]
+{TINY_MLP}[[strategy]]
 name = "single"
 [[strategy]]
 name = "pipe"
@@ -33,9 +24,7 @@ schedule = "1f1b"
 
 
 def scenario(tmp_path, text=BASE):
-    path = tmp_path / "s.toml"
-    path.write_text(text)
-    return str(path)
+    return scenario_file(tmp_path, text)
 
 
 def test_run_prints_the_table_and_writes_the_files(tmp_path, capsys):
@@ -101,7 +90,7 @@ def test_json_contract(tmp_path, capsys):
         (("pp = 2", "pp = 8"), "needs dp*tp*pp = 1*1*8 = 8 devices but the cluster has 4"),
         (("microbatches = 4", "microbatches = 3"), "does not divide into"),
         (('preset = "toy"', 'preset = "nope"'), "unknown cluster preset"),
-        (("width = 16", "width = -16"), "width must be a positive integer"),
+        (("width = 16", "width = -16"), "width must be an integer >= 1, got -16"),
         (("steps = 2", "stepz = 2"), "unknown key 'stepz'"),
         (("steps = 2", "steps = 2.5"), "steps must be an integer"),
         (('[[strategy]]\nname = "single"', '[[strategy]\nname = "single"'), "invalid TOML"),

@@ -45,3 +45,21 @@ def test_format_bytes():
     assert format_bytes(512) == "512 B"
     assert format_bytes(1536) == "1.50 KiB"
     assert format_bytes(80 * 2**30) == "80.00 GiB"
+
+
+def test_a_frozen_ledger_reads_the_same_and_cannot_change():
+    clock = iter([0.0, 1.0, 2.0, 2.0])
+    m = MemoryLedger((3, 4), 1000, lambda: next(clock))
+    m.allocate("parameters", 100)
+    m.allocate("activations/mb0", 300)
+    m.free("activations/mb0")
+    frozen = m.frozen()
+    assert frozen.devices == (3, 4) and frozen.capacity == 1000 and frozen.peak == 400
+    assert frozen.breakdown() == m.breakdown() and dict(frozen.peak_breakdown) == m.peak_breakdown
+    assert frozen.samples == m.samples == [(0.0, 100), (1.0, 400), (2.0, 100)]
+    m.allocate("buffers", 50)  # the ledger goes on; the record does not
+    assert frozen.peak == 400 and len(frozen.times) == 3
+    with pytest.raises(ValueError, match="read-only"):
+        frozen.deltas[0] = 0
+    with pytest.raises(TypeError):
+        frozen.peak_breakdown["parameters"] = 0  # type: ignore[index]

@@ -1,6 +1,8 @@
 import itertools
 import json
 
+import pytest
+
 from simulator.nn.models import MLPConfig
 from simulator.parallel import Strategy
 from tests.conftest import run
@@ -39,3 +41,14 @@ def test_same_seed_same_trace_byte_for_byte(tmp_path):
     pipeline().trace.write_chrome(a)
     pipeline().trace.write_chrome(b)
     assert a.read_bytes() == b.read_bytes()
+
+
+def test_a_finished_runs_trace_is_sealed():
+    trace = pipeline().trace
+    assert trace.sealed and len(trace) > 0
+    with pytest.raises(RuntimeError, match="read-only"):
+        trace.record(0, 0.0, 1.0)
+    with pytest.raises(RuntimeError, match="read-only"):
+        trace.add(0, "compute", 0.0, 1.0, "x", "F")
+    chrome = trace.to_chrome()  # reading still works, memory counters from the frozen ledgers
+    assert any(e["ph"] == "C" for e in chrome["traceEvents"])

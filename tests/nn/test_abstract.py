@@ -39,9 +39,8 @@ def _run(
     )
     training = TrainingConfig(numerics=False, global_batch=m, steps=1)
     strategy = Strategy("x", pp=p, microbatches=m, chunks=v, schedule=name)
-    runtime = Runtime(build_plan(_free_cluster(), model, training, strategy))
-    runtime.run()
-    return summarize(runtime)
+    plan = build_plan(_free_cluster(), model, training, strategy)
+    return summarize(plan, Runtime(plan).run())
 
 
 FLUSH = [(name, p, m) for name in ("gpipe", "1f1b") for p, m in [(2, 1), (2, 4), (4, 4), (4, 8)]]

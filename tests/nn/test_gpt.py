@@ -67,14 +67,14 @@ def run_step(model, tokens, targets, recompute: bool = False):
 
 @pytest.mark.parametrize("config", [TINY, SMALL, GPT3])
 def test_parameters_are_megatron_eq2_plus_the_final_layernorm(config):
-    model = config.build(seed=0, shape_only=True)
+    model = config.build(seed=0, numerics=False)
     assert model.num_parameters == pytest.approx(eq2_params(config) + 2 * config.hidden, rel=1e-12)
     L, h, s, V = config.layers, config.hidden, config.seq_len, config.padded_vocab()
     assert model.num_parameters == 12 * L * h * h + 13 * L * h + (V + s) * h + 2 * h
 
 
 def test_the_head_uses_the_embedding_table_itself():
-    model = TINY.build(seed=0, shape_only=False)
+    model = TINY.build(seed=0, numerics=True)
     embedding, head = model.blocks[0], model.blocks[-1]
     assert head.logits.weight is embedding.weight
     assert len({id(p) for p in model.parameters()}) == len(model.parameters())
@@ -83,8 +83,8 @@ def test_the_head_uses_the_embedding_table_itself():
 
 
 def test_whole_model_gradients_with_dropout_and_tied_weights():
-    model = TINY.build(seed=1, shape_only=False)
-    tokens, targets = TINY.batch(seed=1, step=0, global_batch=3, shape_only=False)
+    model = TINY.build(seed=1, numerics=True)
+    tokens, targets = TINY.batch(seed=1, step=0, global_batch=3, numerics=True)
     rng = np.random.default_rng(0)
     with batch(BatchInfo(seed=1, step=0, first_sample=0, size=3)):
         for p in model.parameters():
@@ -110,17 +110,16 @@ def test_model_flops_are_korthikanti_eq7(pp, microbatches):
         TrainingConfig(numerics=False, global_batch=B, steps=1),
         Strategy("gpt", pp=pp, microbatches=microbatches),
     )
-    rt = Runtime(plan)
-    rt.run()
-    assert rt.records[-1].model_flops == pytest.approx(eq7_model_flops(SMALL, B), rel=1e-9)
-    assert rt.records[-1].hardware_flops == rt.records[-1].model_flops
+    step = Runtime(plan).run().steps[-1]
+    assert step.model_flops == pytest.approx(eq7_model_flops(SMALL, B), rel=1e-9)
+    assert step.hardware_flops == step.model_flops
 
 
 @pytest.mark.parametrize("config", [SMALL, replace(GPT3, layers=2)])
 def test_full_recomputation_flops_are_megatron_eq3(config):
     B = 2
-    model = config.build(seed=0, shape_only=True)
-    tokens, targets = config.batch(0, 0, B, shape_only=True)
+    model = config.build(seed=0, numerics=False)
+    tokens, targets = config.batch(0, 0, B, numerics=False)
     with recording() as tape:
         run_step(model, tokens, targets, recompute=True)
     model_flops = tape.flops() - tape.flops(tag="recompute")
@@ -129,7 +128,7 @@ def test_full_recomputation_flops_are_megatron_eq3(config):
 
 
 def test_gpt3_175b_runs_a_layer_shape_only():
-    model = GPT3.build(seed=0, shape_only=True)
+    model = GPT3.build(seed=0, numerics=False)
     s, b, h, a = GPT3.seq_len, 1, GPT3.hidden, GPT3.heads
     x = ShapeArray((b, s, h), "bf16")
     with recording() as tape:
@@ -149,10 +148,9 @@ def test_tiny_gpt_learns_the_shipped_text():
         TrainingConfig(global_batch=16, steps=15, optimizer="adam", lr=1e-2),
         Strategy("single"),
     )
-    rt = Runtime(plan)
-    rt.run()
-    assert rt.losses[0] == pytest.approx(np.log(64), abs=0.1)
-    assert np.mean(rt.losses[-5:]) < rt.losses[0] - 0.8
+    losses = Runtime(plan).run().losses
+    assert losses[0] == pytest.approx(np.log(64), abs=0.1)
+    assert np.mean(losses[-5:]) < losses[0] - 0.8
 
 
 def test_dropout_makes_no_difference_to_how_the_batch_is_split():
@@ -160,17 +158,15 @@ def test_dropout_makes_no_difference_to_how_the_batch_is_split():
     training = TrainingConfig(global_batch=8, steps=2, optimizer="adam", lr=1e-2)
     losses = []
     for strategy in (Strategy("single"), Strategy("dp", dp=2, microbatches=2)):
-        rt = Runtime(build_plan(preset("toy"), config, training, strategy))
-        rt.run()
-        losses.append(rt.losses)
+        losses.append(Runtime(build_plan(preset("toy"), config, training, strategy)).run().losses)
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-12)
 
 
 def test_batches_are_token_ids_and_their_successors():
-    tokens, targets = SMALL.batch(0, 0, 4, shape_only=True)
+    tokens, targets = SMALL.batch(0, 0, 4, numerics=False)
     assert tokens == targets == ShapeArray((4, 16), "int64")
     config = GPTConfig(vocab=64, seq_len=8, data="text")
-    tokens, targets = config.batch(0, 0, 4, shape_only=False)
+    tokens, targets = config.batch(0, 0, 4, numerics=True)
     assert tokens.dtype == np.int64 and tokens.shape == (4, 8)
     np.testing.assert_array_equal(tokens[:, 1:], targets[:, :-1])
     assert config.tokens(4) == 32
@@ -192,4 +188,4 @@ def test_bad_configs_are_clear_errors(fields, message):
 
 def test_16_bit_numerics_are_refused():
     with pytest.raises(ValueError, match="shape-only"):
-        SMALL.build(seed=0, shape_only=False)
+        SMALL.build(seed=0, numerics=True)

@@ -8,7 +8,7 @@ import pytest
 
 from simulator import GPTConfig, Strategy
 from simulator.nn.embedding import padded_vocab
-from tests.conftest import assert_matches_single, run
+from tests.conftest import assert_matches_single, run, single_device
 
 TRAINING = {"global_batch": 8, "steps": 2, "optimizer": "adam", "lr": 0.01}
 
@@ -48,7 +48,7 @@ def config(request) -> GPTConfig:
 
 @pytest.fixture(scope="module")
 def single(config):
-    return run(config, Strategy("single"), **TRAINING)
+    return single_device(config, **TRAINING)
 
 
 @pytest.mark.parametrize(
@@ -68,10 +68,10 @@ def test_padding_leaves_training_exactly_as_on_one_device(config, single, strate
 
 
 def test_padded_words_take_no_probability_and_stay_zero(config) -> None:
-    model = config.build(seed=0, shape_only=False)
+    model = config.build(seed=0, numerics=True)
     table = model.blocks[0].weight
     assert table.shape[0] == config.padded_vocab() >= config.vocab
-    tokens, targets = config.batch(0, 0, 2, shape_only=False)
+    tokens, targets = config.batch(0, 0, 2, numerics=True)
     x = tokens
     ctxs = []
     for block in model.blocks:
@@ -87,7 +87,7 @@ def test_padded_words_take_no_probability_and_stay_zero(config) -> None:
     # the unpadded model: the same draws, the same loss
     plain = GPTConfig(**{**config.__dict__, "make_vocab_size_divisible_by": 1})
     assert plain.padded_vocab() == 30
-    reference = plain.build(seed=0, shape_only=False)
+    reference = plain.build(seed=0, numerics=True)
     np.testing.assert_array_equal(reference.blocks[0].weight.value, table.value[:30])
     y = tokens
     for block in reference.blocks:

@@ -3,7 +3,7 @@
 import pytest
 
 from simulator import GPTConfig, Strategy
-from tests.conftest import assert_matches_single, assert_run_fails, run
+from tests.conftest import assert_matches_single, assert_run_fails, run, single_device
 
 GPT = GPTConfig(layers=4, hidden=16, heads=4, seq_len=8, vocab=32, dropout=0.1)
 TRAINING = {"global_batch": 8, "steps": 2, "optimizer": "adam", "lr": 0.01}
@@ -26,7 +26,7 @@ LAYOUTS = [
 
 @pytest.fixture(scope="module")
 def single():
-    return run(GPT, Strategy("single"), **TRAINING)
+    return single_device(GPT, **TRAINING)
 
 
 @pytest.mark.parametrize("strategy", LAYOUTS, ids=lambda s: s.name)

@@ -55,7 +55,7 @@ def test_a_pipeline_stage_on_a_faster_device_takes_the_roofline_time():
         kinds(1, 2), MLPConfig(2, w), training(global_batch=m * b),
         Strategy("pipe", pp=2, microbatches=m, schedule="gpipe"),
     )  # fmt: skip
-    seconds = result.runtime.records[-1].action_seconds
+    seconds = result.run.steps[-1].action_seconds
     f0, b0 = 2 * b * w * w / PEAK, 4 * b * w * w / PEAK
     f1, b1 = f0 / 2, b0 / 2
     assert seconds == {(0, "F"): f0, (1, "F"): f1, (1, "BW"): b1, (0, "BW"): b0}
@@ -102,9 +102,9 @@ def test_a_tensor_parallel_group_over_two_kinds_runs_at_the_slower_pace():
     mixed = run_strategy(kinds(1, 2), model, training(), strategy)
     slow = run_strategy(kinds(1, 1), model, training(), strategy)
     fast = run_strategy(kinds(2, 2), model, training(), strategy)
-    seconds = mixed.runtime.records[-1].action_seconds
-    assert seconds == slow.runtime.records[-1].action_seconds
-    assert seconds != fast.runtime.records[-1].action_seconds
+    seconds = mixed.run.steps[-1].action_seconds
+    assert seconds == slow.run.steps[-1].action_seconds
+    assert seconds != fast.run.steps[-1].action_seconds
     assert mixed.metrics["iteration_time_s"] == slow.metrics["iteration_time_s"]
 
 

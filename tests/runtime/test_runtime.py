@@ -9,14 +9,14 @@ from simulator.parallel import Strategy, build_plan
 from simulator.parallel.pipeline.actions import Action, Schedule
 from simulator.parallel.training import TrainingConfig
 from simulator.runtime import Runtime
-from tests.conftest import assert_matches_single, run
+from tests.conftest import assert_matches_single, run, single_device
 
 MODEL = MLPConfig(layers=12, width=16)
 
 
 @pytest.fixture(scope="module")
 def single():
-    return run(MODEL, Strategy("single"), global_batch=24, steps=3)
+    return single_device(MODEL, global_batch=24, steps=3)
 
 
 @pytest.mark.parametrize("schedule", ["gpipe", "1f1b"])

@@ -1,12 +1,14 @@
 """Scenario files: good ones load; bad ones give one line naming the key."""
 
 import math
+from pathlib import Path
 
 import pytest
 
 from simulator.errors import ScenarioError
 from simulator.hardware import GB, GiB
 from simulator.scenario.parse import load_scenario, parse_scenario
+from tests.conftest import scenario_file
 
 GOOD = """
 name = "t"
@@ -40,9 +42,7 @@ schedule = "gpipe"
 
 
 def write(tmp_path, text):
-    path = tmp_path / "s.toml"
-    path.write_text(text)
-    return path
+    return Path(scenario_file(tmp_path, text))
 
 
 def test_a_good_scenario_loads_with_overrides(tmp_path):
@@ -65,9 +65,9 @@ def test_nics_per_node_shares_adapters(tmp_path):
     ("change", "message"),
     [
         (("width = 32", "widht = 32"), "unknown key 'widht' in [model] (did you mean 'width'?)"),
-        (("steps = 2", 'steps = "two"'), "[training] steps must be an integer, got 'two'"),
-        (("steps = 2", "steps = true"), "[training] steps must be an integer, got True"),
-        (("layers = 4", "layers = -4"), "[model] layers must be a positive integer, got -4"),
+        (("steps = 2", 'steps = "two"'), "[training] steps must be an integer >= 1, got 'two'"),
+        (("steps = 2", "steps = true"), "[training] steps must be an integer >= 1, got True"),
+        (("layers = 4", "layers = -4"), "[model] layers must be an integer >= 1, got -4"),
         (
             ("memory_gib = 40", "memory_gib = -1"),
             "[cluster.device] memory_gib must be a number in [1e-09, 1e+09] or inf, got -1",

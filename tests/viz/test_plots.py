@@ -36,7 +36,7 @@ def test_the_memory_plot_stacks_the_ledgers_categories():
         global_batch=8,
         optimizer="adam",
     )
-    ledger = result.runtime.engine.memory[0]
+    ledger = result.run.memory[0]
     times, held = plots.category_series(ledger, result.step_window[1])
     total = sum(held.values())
     for t, used in ledger.samples:

@@ -3,20 +3,23 @@
 Every replica trains on its share of the batch; the variants differ in how
 the replicas keep their parameters in agreement. Each is a registry entry
 (:data:`VARIANTS`), as pipeline schedules are, holding what a strategy that
-names it needs at every phase:
+names it needs before it runs:
 
 * ``check`` -- the layouts it cannot run, as one-line errors (:func:`check_layout
   <simulator.parallel.build.check_layout>` calls it);
 * ``lower`` -- each worker's program, from the pipeline schedule's
   (:func:`~simulator.parallel.build.build_plan`);
-* ``sync`` -- what executes it on the runtime, through the contract
-  :class:`~simulator.runtime.sync.DataParallelSync`;
-* ``fold`` -- why its replicas may not be simulated once, if they may not
-  (:mod:`simulator.runtime.fold`).
+* ``fold_refusal`` -- why its replicas may not be simulated once, if they may
+  not (:mod:`simulator.runtime.fold`).
+
+This package is pure lowering, like the rest of :mod:`simulator.parallel`:
+it runs nothing. Each variant's execution is the runtime's, registered there
+under the same name (:mod:`simulator.runtime.data`).
 
 The variants: ``ddp`` (:mod:`.ddp`: PyTorch DDP's all-reduce, with buckets,
-and ZeRO stages 1 to 3, :mod:`.zero`) and ``replicated`` (:mod:`.replicated`:
-PyTorch's ``nn.DataParallel``, one primary device driving every step).
+:mod:`.buckets`, and ZeRO stages 1 to 3) and ``replicated``
+(:mod:`.replicated`: PyTorch's ``nn.DataParallel``, one primary device driving
+every step).
 """
 
 from __future__ import annotations
@@ -27,11 +30,8 @@ from typing import TYPE_CHECKING
 
 from ...errors import LayoutError
 from . import ddp, replicated
-from .group import group_collective
 
 if TYPE_CHECKING:
-    from ...runtime.core import Runtime
-    from ...runtime.sync import DataParallelSync
     from ..strategy import Strategy
     from ..worker import Worker
 
@@ -48,7 +48,6 @@ class Variant:
     doc: str
     check: Callable[[Strategy], None]
     lower: Callable[[Worker, list[tuple]], list[tuple]]
-    sync: Callable[[Runtime], DataParallelSync]
     #: why its replicas are never folded into one simulated replica (None: they may be)
     fold_refusal: str | None = None
     #: every device holds and computes its replica's share and nothing more: the
@@ -65,14 +64,12 @@ VARIANTS: dict[str, Variant] = {
             "PyTorch DDP: all-reduce the gradients (buckets: during backward); ZeRO 1-3",
             ddp.check,
             _pipeline_program,
-            ddp.DataParallel,
         ),
         Variant(
             "replicated",
             "PyTorch nn.DataParallel: a primary device scatters, gathers and updates",
             replicated.check,
             replicated.lower,
-            replicated.Replicated,
             "nn.DataParallel's primary does what the other replicas do not",
             symmetric=False,
         ),
@@ -95,4 +92,4 @@ def get_variant(name: str) -> Variant:
         ) from None
 
 
-__all__ = ["VARIANTS", "Variant", "get_variant", "group_collective", "variant_names"]
+__all__ = ["VARIANTS", "Variant", "get_variant", "variant_names"]

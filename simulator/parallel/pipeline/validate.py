@@ -66,13 +66,27 @@ def validate(
 
     ``num_stages`` and ``microbatches``, when given, are what the strategy
     expects; the schedule must cover exactly those. Otherwise they are read
-    off the schedule (the largest stage and micro-batch it names).
+    off the schedule (the largest stage and micro-batch it names). The rules are
+    checked in the module docstring's order, one function each.
     """
     stages = schedule.num_stages if num_stages is None else num_stages
     m = schedule.microbatches if microbatches is None else microbatches
     cells = _cells(schedule)
+    owner = _in_range_on_one_rank(schedule, cells, stages, m)  # 1
+    seen = _each_action_once(schedule, cells)  # 2
+    _every_stage_has_a_rank(schedule, owner, stages)  # 3
+    _every_micro_batch_runs(schedule, cells, owner, seen, m)
+    _backward_split_everywhere_or_nowhere(schedule, cells)
+    _every_action_has_its_partners(schedule, cells, seen)
+    _needs_come_first_on_each_rank(schedule, stages)  # 4
+    _no_cycle_of_waits(schedule, owner, stages)  # 5
 
-    # 1. in range, each stage on one rank.
+
+def _in_range_on_one_rank(
+    schedule: Schedule, cells: list[tuple[int, int, Action]], stages: int, m: int
+) -> dict[int, int]:
+    """Rule 1: stages and micro-batches in range, every stage on one rank (cell by cell,
+    so the first faulty cell is reported). Returns stage -> its rank."""
     owner: dict[int, int] = {}
     for r, s, a in cells:
         if a.stage >= stages:
@@ -96,8 +110,13 @@ def validate(
                 "each stage must live on exactly one rank (its weights and stashes are there)",
                 (r, s),
             )
+    return owner
 
-    # 2. each action once.
+
+def _each_action_once(
+    schedule: Schedule, cells: list[tuple[int, int, Action]]
+) -> dict[Action, tuple[int, int]]:
+    """Rule 2: no action twice. Returns every action's cell."""
     seen: dict[Action, tuple[int, int]] = {}
     for r, s, a in cells:
         if a in seen:
@@ -109,22 +128,34 @@ def validate(
                 (r, s),
             )
         seen[a] = (r, s)
+    return seen
 
-    # 3. complete. Gaps are found from sorted numbers, so a file naming stage
-    # 10**9 fails at once instead of counting up to it.
+
+def _every_stage_has_a_rank(schedule: Schedule, owner: dict[int, int], stages: int) -> None:
+    """Rule 3, first part. Gaps are found from sorted numbers, so a file naming stage
+    10**9 fails at once instead of counting up to it."""
     absent = _first_gap(sorted(owner), stages)
     if absent is not None:
         raise _fail(
             schedule, f"no rank runs stage {absent}; every stage 0..{stages - 1} needs a rank", None
         )
+
+
+def _every_micro_batch_runs(
+    schedule: Schedule,
+    cells: list[tuple[int, int, Action]],
+    owner: dict[int, int],
+    seen: dict[Action, tuple[int, int]],
+    m: int,
+) -> None:
+    """Rule 3: every stage forwards every micro-batch. With a B or W of a missing one
+    present, :func:`_every_action_has_its_partners` points at its cell instead."""
     forwards: dict[int, list[int]] = {stage: [] for stage in owner}
     for _, _, a in cells:
         if a.kind == F:
             forwards[a.stage].append(a.mb)
     for stage, mbs in sorted(forwards.items()):
         k = _first_gap(sorted(mbs), m)
-        # with a B or W of that micro-batch present, the partner check below
-        # points at its cell instead
         if k is not None and all(Action(stage, kind, k) not in seen for kind in (B, W, BW)):
             raise _fail(
                 schedule,
@@ -132,36 +163,51 @@ def validate(
                 f"({Action(stage, F, k)} and its backward are missing)",
                 None,
             )
-    # W's first, then B's, then F's: a missing action is reported at the cell
-    # that explains it best (the W without its B, the B without its W, the F
-    # with no backward at all).
-    split = schedule.split_backward
-    if split:
-        mixed = next(((r, s, a) for r, s, a in cells if a.kind == BW), None)
-        if mixed is not None:
-            r, s, a = mixed
-            raise _fail(
-                schedule,
-                f"rank {r}, step {s}: {a} is a full backward, but the schedule splits the "
-                "backward into B and W elsewhere; write B and W for every backward, or BW for "
-                "every one",
-                (r, s),
-            )
-    partners = {W: (B,), B: (F, W), BW: (F,), F: (B if split else BW,)}
+
+
+def _backward_split_everywhere_or_nowhere(
+    schedule: Schedule, cells: list[tuple[int, int, Action]]
+) -> None:
+    """Rule 3: a schedule that splits backward into B and W (Qi et al. 2024, sec. 2) has
+    no full backward BW."""
+    if not schedule.split_backward:
+        return
+    mixed = next(((r, s, a) for r, s, a in cells if a.kind == BW), None)
+    if mixed is not None:
+        r, s, a = mixed
+        raise _fail(
+            schedule,
+            f"rank {r}, step {s}: {a} is a full backward, but the schedule splits the "
+            "backward into B and W elsewhere; write B and W for every backward, or BW for "
+            "every one",
+            (r, s),
+        )
+
+
+def _every_action_has_its_partners(
+    schedule: Schedule,
+    cells: list[tuple[int, int, Action]],
+    seen: dict[Action, tuple[int, int]],
+) -> None:
+    """Rule 3: F and its backward, B and its W. W's are looked at first, then B's, then
+    F's: a missing action is reported at the cell that explains it best (the W without
+    its B, the B without its W, the F with no backward at all)."""
+    partners = {W: (B,), B: (F, W), BW: (F,), F: (B if schedule.split_backward else BW,)}
     order = (W, B, BW, F)
     for r, s, a in sorted(cells, key=lambda cell: order.index(cell[2].kind)):
         for kind in partners[a.kind]:
             partner = Action(a.stage, kind, a.mb)
             if partner not in seen:
-                hint = _HINTS[(a.kind, kind)]
                 raise _fail(
                     schedule,
                     f"rank {r}, step {s}: {a} has no {_NAMES[kind][4:]} ({partner} is "
-                    f"missing); {hint}",
+                    f"missing); {_HINTS[(a.kind, kind)]}",
                     (r, s),
                 )
 
-    # 4. on one rank, nothing before what it needs from that same rank.
+
+def _needs_come_first_on_each_rank(schedule: Schedule, stages: int) -> None:
+    """Rule 4: on one rank, nothing comes before what it needs from that same rank."""
     for r, row in enumerate(schedule.ranks):
         step_of = {a: s for s, a in enumerate(row) if a is not None}
         for s, a in enumerate(row):
@@ -176,23 +222,26 @@ def validate(
                         (r, s),
                     )
 
-    # 5. a cycle of waits across ranks.
+
+def _no_cycle_of_waits(schedule: Schedule, owner: dict[int, int], stages: int) -> None:
+    """Rule 5: placed in time with every action taking no time, no rank gets stuck."""
     timeline = run(schedule, 0, 0, 0)
-    if timeline.stuck:
-        finished = {t.action for row in timeline.rows for t in row}
-        waits = []
-        for r, _, action in timeline.stuck:
-            missing = [d for d in dependencies(action, stages) if d not in finished]
-            who = ", ".join(f"{d} on rank {owner[d.stage]}" for d in missing)
-            waits.append(f"rank {r} waits at {action} for {who}")
-        r0, s0, a0 = timeline.stuck[0]
-        raise _fail(
-            schedule,
-            f"deadlock at rank {r0}, step {s0} ({a0}): the ranks wait for each other in a "
-            "cycle: " + "; ".join(waits) + ". Reorder so that every action's inputs can be "
-            "produced before it",
-            (r0, s0),
-        )
+    if not timeline.stuck:
+        return
+    finished = {t.action for row in timeline.rows for t in row}
+    waits = []
+    for r, _, action in timeline.stuck:
+        missing = [d for d in dependencies(action, stages) if d not in finished]
+        who = ", ".join(f"{d} on rank {owner[d.stage]}" for d in missing)
+        waits.append(f"rank {r} waits at {action} for {who}")
+    r0, s0, a0 = timeline.stuck[0]
+    raise _fail(
+        schedule,
+        f"deadlock at rank {r0}, step {s0} ({a0}): the ranks wait for each other in a "
+        "cycle: " + "; ".join(waits) + ". Reorder so that every action's inputs can be "
+        "produced before it",
+        (r0, s0),
+    )
 
 
 def _first_gap(present: list[int], size: int) -> int | None:

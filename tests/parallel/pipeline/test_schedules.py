@@ -123,9 +123,8 @@ TRAINING = TrainingConfig(global_batch=8, steps=2, lr=0.05)
 
 @pytest.fixture(scope="module")
 def single() -> tuple[list[float], dict]:
-    rt = Runtime(build_plan(preset("toy"), MODEL, TRAINING, Strategy("single")))
-    rt.run()
-    return rt.losses, gather_params(rt.plan)
+    plan = build_plan(preset("toy"), MODEL, TRAINING, Strategy("single"))
+    return Runtime(plan).run().losses, gather_params(plan)
 
 
 CASES = [
@@ -149,10 +148,9 @@ CASES = [
 def test_reproduces_single_device_training(name: str, p: int, m: int, v: int, single) -> None:
     losses, weights = single
     strategy = Strategy("x", pp=p, microbatches=m, chunks=v, schedule=name)
-    rt = Runtime(build_plan(preset("toy"), MODEL, TRAINING, strategy))
-    rt.run()
-    np.testing.assert_allclose(rt.losses, losses, rtol=1e-9)
-    got = gather_params(rt.plan)
+    plan = build_plan(preset("toy"), MODEL, TRAINING, strategy)
+    np.testing.assert_allclose(Runtime(plan).run().losses, losses, rtol=1e-9)
+    got = gather_params(plan)
     assert got.keys() == weights.keys()
     for key, value in weights.items():
         np.testing.assert_allclose(got[key], value, rtol=1e-9, atol=1e-12)

@@ -3,7 +3,11 @@
 And the runtime's own deadlock detection, reached by bypassing validation.
 """
 
+from dataclasses import replace
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulator.errors import DeadlockError, ScheduleError
 from simulator.hardware import preset
@@ -49,6 +53,11 @@ MALFORMED = {
         "rank 1, step 1: 1B0 has no weight gradient (1W0 is missing)",
         ">1B0<",
     ),
+    "full backward in a split schedule": (
+        "0F0,0B0,0W0\n1F0,1BW0\n",
+        "rank 1, step 1: 1BW0 is a full backward, but the schedule splits the backward",
+        ">1BW0<",
+    ),
     "duplicate action": (
         "0F0,0B0,0F0\n1F0,1B0\n",
         "rank 0, step 2: 0F0 appears again (first at rank 0, step 0)",
@@ -86,6 +95,27 @@ def test_the_same_rank_needs_its_own_earlier_stage_first() -> None:
     # two chunks on one rank: stage 1's forward before stage 0's
     message = _error("1F0,0F0,0B0,1B0\n")
     assert "rank 0, step 0: 1F0 comes before 0F0" in message
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    name=st.sampled_from(["gpipe", "1f1b", "zb-h1", "zb-h2", "interleaved"]),
+    p=st.sampled_from([1, 2, 4]),  # dividing m, as interleaved needs
+    m=st.sampled_from([4, 8]),
+    data=st.data(),
+)
+def test_a_registered_schedule_missing_any_one_action_is_refused(name, p, m, data) -> None:
+    """Every rule is needed: drop any single action of a valid schedule and one of them
+    refuses it, marking at most one cell."""
+    schedule = get_schedule(name)(p, m, 2 if name == "interleaved" else 1)
+    stages = schedule.num_stages
+    cells = [(r, s) for r, row in enumerate(schedule.ranks) for s, a in enumerate(row) if a]
+    r, s = data.draw(st.sampled_from(cells))
+    row = schedule.ranks[r]
+    ranks = (*schedule.ranks[:r], (*row[:s], None, *row[s + 1 :]), *schedule.ranks[r + 1 :])
+    with pytest.raises(ScheduleError) as info:
+        validate(replace(schedule, ranks=ranks), stages, m)
+    assert str(info.value).count(">") <= 1
 
 
 @pytest.mark.parametrize("name", schedule_names())

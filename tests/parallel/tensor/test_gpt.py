@@ -99,8 +99,8 @@ def test_vocabulary_parallel_cross_entropy_is_the_single_device_loss(t, words, s
 
 @pytest.mark.parametrize("sequence_parallel", [False, True])
 def test_vocabulary_parallel_embedding_adds_up_to_the_single_device_one(sequence_parallel):
-    model = GPT.build(seed=0, shape_only=False)
-    tokens, _ = GPT.batch(0, 0, 3, shape_only=False)
+    model = GPT.build(seed=0, numerics=True)
+    tokens, _ = GPT.batch(0, 0, 3, numerics=True)
     with batch(BatchInfo(seed=0, step=0, first_sample=0, size=3)):
         whole, _ = model.blocks[0].forward(tokens)
         parts, _ = shard_block(model.blocks[0], 4, sequence_parallel).forward([tokens] * 4)

@@ -112,7 +112,7 @@ def test_the_mlp_reproduces_single_device_training(single, strategy):
 
 
 def test_mlp_blocks_alternate_column_and_row_and_an_odd_last_block_is_replicated():
-    model = MLP.build(seed=0, shape_only=True)
+    model = MLP.build(seed=0, numerics=False)
     blocks = [shard_block(b, 2, False) for b in model.blocks]
     kinds = [type(b.blocks[0]).__name__ if hasattr(b, "blocks") else "replicated" for b in blocks]
     assert kinds == ["ColumnParallel", "RowParallel", "ColumnParallel", "RowParallel", "replicated"]

@@ -1,14 +1,15 @@
 """The contract between the runtime and a data-parallel variant.
 
 The runtime runs pipelines; keeping replicas in agreement is a variant's job
--- DDP and ZeRO (:class:`~simulator.parallel.data.ddp.DataParallel`),
-``nn.DataParallel`` (:class:`~simulator.parallel.data.replicated.Replicated`). A
+-- DDP and ZeRO (:class:`~simulator.runtime.data.ddp.DataParallel`),
+``nn.DataParallel`` (:class:`~simulator.runtime.data.replicated.Replicated`). A
 variant plugs in through these few methods and nothing else: it charges the
 model state before the first step, hears the tape's marks while backward
 runs (if it wants them), and handles its own instructions -- ``SYNC`` and
-``STEP`` of every program, or ``nn.DataParallel``'s whole step. It meets the
-other replicas through :attr:`Runtime.meetings <simulator.runtime.core.Runtime.meetings>`
-and spends compute time through :attr:`Runtime.replay <simulator.runtime.core.Runtime.replay>`.
+``STEP`` of every program, or ``nn.DataParallel``'s whole step. It is built
+from the parts of the run it uses (:mod:`simulator.runtime.data`): it meets the
+other replicas through the :class:`~simulator.runtime.meetings.Meetings` and
+spends compute time through the :class:`~simulator.runtime.replay.Replay`.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from ..engine import Process
-from ..ops.tape import Mark
-from ..parallel.program import Op
-from .workers import SimWorker
+from ...engine import Process
+from ...ops.tape import Mark
+from ...parallel.program import Op
+from ..workers import SimWorker
 
 
 class DataParallelSync(Protocol):

@@ -12,26 +12,25 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ...engine import Process
+from ...engine import Engine, Process
 from ...engine.memory import BUFFERS
 from ...nn.param import Param
 from ...ops.arrays import ShapeArray, dtype_of, is_shape_only, split_bounds
-from ..worker import Worker
-from .buckets import Bucket
-from .group import group_collective
-
-if TYPE_CHECKING:
-    from ...runtime.core import Runtime
-    from ...runtime.workers import SimWorker
+from ...parallel.build import Plan
+from ...parallel.data.buckets import Bucket
+from ...parallel.worker import Worker
+from ..meetings import Meetings
+from ..workers import SimWorker
 
 
 class ParameterGathers:
     """The all-gathers of :class:`~.ddp.DataParallel` under ZeRO (module docstring)."""
 
-    rt: Runtime
-    plan: Any
+    plan: Plan
+    engine: Engine
+    meetings: Meetings
     algorithm: str
     zero: int
     dp_size: int
@@ -54,8 +53,7 @@ class ParameterGathers:
 
         def run(payloads: list[list[Any]]) -> tuple[list[list[Any]], float]:
             # ZeRO-3 pays for its gathers block by block, before each use
-            return group_collective(
-                self.rt,
+            return self.meetings.per_rank(
                 "all_gather",
                 self.algorithm,
                 group,
@@ -66,7 +64,7 @@ class ParameterGathers:
                 ranks=ranks,
             )
 
-        handle = yield from self.rt.meetings.meet(
+        handle = yield from self.meetings.meet(
             sw,
             ("params", sw.pp_rank),
             group,
@@ -99,21 +97,21 @@ class ParameterGathers:
             bounds = split_bounds(size, self.dp_size)
             pieces.append([ShapeArray((hi - lo,), dtype) for lo, hi in bounds])
             held.append(sum(p.nbytes for p in params) - self._shard(w, r, bucket).nbytes)
-        sw.charge(self.rt.engine, BUFFERS, held)
+        sw.charge(self.engine, BUFFERS, held)
         self._gathered[sw.index] = held
 
         def run(_: list[Any]) -> tuple[list[Any], float]:
             # every member's part has the same shape; the values were gathered already
             t = len(w.devices)
             payloads = [[pieces[r][m] for r in range(t)] for m in range(self.dp_size)]
-            _, end = group_collective(
-                self.rt, "all_gather", self.algorithm, group, payloads, "dp", "param all-gather"
+            _, end = self.meetings.per_rank(
+                "all_gather", self.algorithm, group, payloads, "dp", "param all-gather"
             )
             return [None] * len(group), end
 
         self._gathers[(sw.index, chunk, block)] += 1
         key = ("gather", sw.pp_rank, chunk, block, self._gathers[(sw.index, chunk, block)])
-        yield from self.rt.meetings.meet(
+        yield from self.meetings.meet(
             sw, key, group, dict.fromkeys(m.index for m in sw.members), run,
             "a ZeRO-3 parameter all-gather",
         )  # fmt: skip
@@ -121,4 +119,4 @@ class ParameterGathers:
     def _release_gathered(self, sw: SimWorker) -> None:
         held = self._gathered.pop(sw.index, None)
         if held is not None:
-            sw.charge(self.rt.engine, BUFFERS, [-b for b in held])
+            sw.charge(self.engine, BUFFERS, [-b for b in held])

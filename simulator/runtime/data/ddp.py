@@ -1,0 +1,294 @@
+"""Data parallelism at run time: keeping replicas in agreement, and the optimizer step.
+
+Every data-parallel replica computes the gradient of its share of the batch,
+``g_i``; the replicas then combine them so that all apply the same update.
+With ``grad_reduction = "mean"`` they average, ``g = (1/d) sum_i g_i``: the
+gradient of the mean loss over the global batch, which is what single-device
+training computes. With ``"sum"`` they add, as the seed's formula
+``g = sum_i g_i`` reads; that is ``d`` times the global-batch gradient, so the
+same learning rate takes a step ``d`` times longer.
+
+How the gradients travel (PyTorch DDP, Li et al. 2020, VLDB, sec. 3.2; ZeRO,
+Rajbhandari et al. 2020, sec. 5 and 7):
+
+* ``zero = 0`` (DDP): all-reduce. ``bucket_mb = 0`` runs one all-reduce after
+  the backward pass; ``bucket_mb > 0`` groups the gradients into buckets in
+  reverse block order (:mod:`simulator.parallel.data.buckets`) and launches
+  each bucket's all-reduce as soon as its gradients are final, overlapping the
+  rest of the backward pass.
+* ``zero = 1``: optimizer state partitioned. Gradients are reduce-scattered,
+  each replica updates the part it owns, and the updated parameters are
+  all-gathered: ``Psi`` + ``Psi`` elements instead of DDP's ``2 Psi``.
+* ``zero = 2``: gradients partitioned too. Every micro-batch's gradients are
+  reduce-scattered as soon as they are ready (one block at a time, or buckets
+  of ``bucket_mb``) and accumulated into the owned part only.
+* ``zero = 3``: parameters partitioned too. Each block's parameters are
+  all-gathered right before its forward and its backward and dropped after:
+  ``3 Psi`` per step. (The values every gather produces are the same within a
+  step, so the numbers are assembled once per step, by the same all-gather
+  algorithm, when the owners have updated their parts; the timeline and the
+  ledger show the per-block gathers, :mod:`.zero`.)
+
+The collectives run over the data-parallel group of every tensor-parallel
+rank: the devices that hold the same shard in every replica
+(:meth:`~simulator.runtime.meetings.Meetings.per_rank`). What a strategy may
+ask of DDP and ZeRO is checked before anything runs
+(:func:`simulator.parallel.data.ddp.check`).
+
+The runtime drives this variant through a small contract,
+:class:`~simulator.runtime.data.sync.DataParallelSync`: it charges the model
+state, hears the tape's marks while backward runs, and handles the ``SYNC`` and
+``STEP`` instructions. A simulated worker may stand for several identical
+replicas (:mod:`simulator.runtime.fold`); it then hands in all of their
+payloads at once, and applies every member's results.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ...engine import Engine, Process
+from ...engine.memory import BUFFERS, GRADIENTS, OPTIMIZER, PARAMETERS
+from ...nn.optim import make_optimizer
+from ...nn.param import Param
+from ...ops.arrays import concat, is_shape_only, split_bounds
+from ...ops.tape import Mark, on_rank
+from ...parallel.build import Plan
+from ...parallel.data.buckets import Bucket, make_buckets
+from ...parallel.program import Op
+from ...parallel.worker import Worker
+from ..feed import Feed
+from ..meetings import Handle, Meetings
+from ..replay import Replay
+from ..tally import Tally
+from ..workers import SimWorker
+from .tied import sync_tied
+from .zero import ParameterGathers
+
+
+class DataParallel(ParameterGathers):
+    """Model state, gradient synchronisation and optimizer step for one run."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        workers: Sequence[SimWorker],
+        *,
+        engine: Engine,
+        meetings: Meetings,
+        replay: Replay,
+        feed: Feed,
+        tally: Tally,
+        numerics: bool,
+    ) -> None:
+        """Every variant is built from the same parts of a run: the ``plan`` it
+        executes, the simulated ``workers``, the ``engine`` that holds their memory,
+        the ``meetings`` where replicas meet, the ``replay`` that times its own work,
+        and -- for a variant that computes the loss itself, as ``nn.DataParallel``
+        does -- the ``feed`` of batches and the step's ``tally``."""
+        self.plan = plan
+        self.workers = workers
+        self.engine = engine
+        self.meetings = meetings
+        self.replay = replay
+        self.feed = feed
+        self.tally = tally
+        self.numerics = numerics
+        s = self.strategy = plan.strategy
+        self.dp_size, self.microbatches, self.zero = s.dp, s.microbatches, s.zero
+        self.algorithm = s.allreduce_algorithm
+        self.optimizer = make_optimizer(self.plan.training.optimizer, self.plan.training.lr)
+        self.sharded = self.zero > 0 and self.dp_size > 1
+        # ZeRO-2 and 3 reduce every micro-batch; bucketed DDP launches during backward
+        self.every_microbatch = self.zero >= 2
+        self.overlap = self.dp_size > 1 and (s.bucket_mb > 0 or self.every_microbatch)
+        #: the runtime keeps the tape's marks only when a hook listens
+        self.wants_marks = self.overlap or (self.zero == 3 and self.dp_size > 1)
+        tied = {id(p) for pair in self.plan.tied for _, a, b in pair.params for p in (a, b)}
+        per_block = self.zero == 3 or (self.every_microbatch and s.bucket_mb == 0)
+        # every replica of a pipeline rank has the same blocks: one bucket list per rank
+        self.buckets = [
+            make_buckets(self.plan.worker(0, r), s.bucket_mb, per_block, tied) for r in range(s.pp)
+        ]
+        self._shards: dict[tuple[int, int, int], Param] = {}
+        self._ready: dict[int, Counter] = {}
+        self._rounds: dict[int, Counter] = {}
+        self._handles: dict[int, list[tuple[Bucket, Handle]]] = {}
+        self._gathered: dict[int, list[int]] = {}
+        self._gathers: Counter = Counter()  # tells successive gathers of a block apart
+
+    def handlers(self) -> dict[Op, Callable[[SimWorker, tuple], Any]]:
+        """The instructions this variant runs."""
+        return {Op.SYNC: self.sync, Op.STEP: self.optimizer_step}
+
+    def _members(self, sw: SimWorker) -> list[Worker]:
+        """The members whose numbers exist (shape-only: the first stands for all)."""
+        return sw.members if self.numerics else sw.members[:1]
+
+    def _payloads(self, sw: SimWorker, make: Callable[[Worker], Any]) -> dict[int, Any]:
+        """Every member's payload by worker index (shape-only: the first one's for all)."""
+        if self.numerics:
+            return {m.index: make(m) for m in sw.members}
+        one = make(sw.lead)
+        return {m.index: one for m in sw.members}
+
+    # -- model state -------------------------------------------------------------------------
+    def _shard(self, w: Worker, rank: int, bucket: Bucket) -> Param:
+        """The part of a bucket this replica owns under ZeRO (its optimizer state lives here)."""
+        key = (w.index, rank, bucket.index)
+        if key not in self._shards:
+            flat = concat([p.value.reshape(-1) for p in bucket.params(w, rank)])
+            lo, hi = split_bounds(flat.size, self.dp_size)[w.dp_rank]
+            value = flat[lo:hi] if is_shape_only(flat) else flat[lo:hi].copy()
+            self._shards[key] = Param(f"bucket{bucket.index}.shard", value)
+        return self._shards[key]
+
+    def allocate_model_state(self) -> None:
+        """Charge parameters, gradients and optimizer state to every device (ZeRO's
+        partitioning, Rajbhandari et al. 2020, sec. 5.1-5.3)."""
+        for sw in self.workers:
+            w = sw.lead
+            buckets = self.buckets[w.pp_rank]
+            amounts: dict[int, list[int]] = {c: [] for c in (PARAMETERS, GRADIENTS, OPTIMIZER)}
+            largest = []
+            for r in range(len(w.devices)):
+                params = w.params(r)
+                full = sum(p.nbytes for p in params)
+                owned = [self._shard(w, r, b) for b in buckets] if self.sharded else params
+                part = sum(p.nbytes for p in owned)
+                amounts[PARAMETERS].append(part if self.zero == 3 and self.sharded else full)
+                amounts[GRADIENTS].append(part if self.zero >= 2 and self.sharded else full)
+                amounts[OPTIMIZER].append(sum(self.optimizer.state_bytes(p) for p in owned))
+                if self.zero >= 2 and self.sharded and buckets:
+                    # the staging buffer a bucket's full gradients pass through
+                    largest.append(max(sum(p.nbytes for p in b.params(w, r)) for b in buckets))
+            for category, per_rank in amounts.items():
+                sw.charge(self.engine, category, per_rank)
+            if largest:
+                sw.charge(self.engine, BUFFERS, largest)
+
+    # -- during backward ---------------------------------------------------------------------
+    def on_mark(self, sw: SimWorker, mark: Mark) -> Process | None:
+        """Launch bucket collectives as gradients become final; gather ZeRO-3 parameters."""
+        if self.dp_size == 1:
+            return None
+        if mark.name == "grads_ready" and self.overlap:
+            self._ready.setdefault(sw.index, Counter())[mark.value] += 1
+            self._launch_ready(sw)
+        elif mark.name == "block" and self.zero == 3:
+            self._release_gathered(sw)
+            chunk, block, phase = mark.value
+            if phase != "W" and sw.lead.chunks[chunk].blocks[block].params(0):
+                return self._gather_block(sw, chunk, block)
+        return None
+
+    def _launch_ready(self, sw: SimWorker) -> None:
+        """Launch every bucket whose gradients are final, in bucket order per round."""
+        ready = self._ready[sw.index]
+        rounds = self._rounds.setdefault(sw.index, Counter())
+        # DDP and ZeRO-1 reduce once, after the last micro-batch; ZeRO-2/3 every one
+        limit = self.microbatches if self.every_microbatch else 1
+        launched = True
+        while launched:
+            launched = False
+            for bucket in self.buckets[sw.pp_rank]:
+                i, done = bucket.index, rounds[bucket.index]
+                if bucket.tail or done >= limit:
+                    continue
+                if i > 0 and rounds[i - 1] <= done:
+                    break  # the previous bucket goes first
+                target = done + 1 if self.every_microbatch else self.microbatches
+                if not all(ready[blk] >= target for blk in bucket.blocks):
+                    break
+                rounds[i] += 1
+                self._launch(sw, bucket, done)
+                launched = True
+
+    def _launch(self, sw: SimWorker, bucket: Bucket, round_: int) -> None:
+        def flat_grads(w: Worker) -> list[Any]:
+            payload = []
+            for r in range(len(w.devices)):
+                params = bucket.params(w, r)
+                payload.append(concat([p.grad.reshape(-1) for p in params]))
+                if self.every_microbatch:
+                    for p in params:  # the full gradient is handed over and dropped
+                        p.zero_grad()
+            return payload
+
+        op = "all_reduce" if self.zero == 0 else "reduce_scatter"
+        group = self.plan.dp_group(sw.pp_rank)
+
+        def run(payloads: list[list[Any]]) -> tuple[list[list[Any]], float]:
+            return self.meetings.per_rank(op, self.algorithm, group, payloads, "dp", f"grad {op}")
+
+        key = ("grads", sw.pp_rank, bucket.index, round_)
+        handle = self.meetings.launch(key, group, self._payloads(sw, flat_grads), run)
+        self._handles.setdefault(sw.index, []).append((bucket, handle))
+
+    # -- end of the step ---------------------------------------------------------------------
+    def sync(self, sw: SimWorker, _instruction: Any = None) -> Process:
+        """Finish the gradient exchange, then sum the copies of tied weights."""
+        if self.dp_size > 1:
+            yield from self._exchange(sw)
+        if self.plan.tied:
+            yield from sync_tied(
+                self.meetings, sw, self.plan.tied, self.plan.workers, self._grad_of, self.numerics
+            )
+
+    def _grad_of(self, w: Worker, rank: int, param: Param) -> Any:
+        if not self.sharded:
+            return param.grad
+        (bucket,) = [b for b in self.buckets[w.pp_rank] if b.tail and b.params(w, rank)[0] is param]
+        return self._shard(w, rank, bucket).grad
+
+    def _exchange(self, sw: SimWorker) -> Process:
+        for bucket in self.buckets[sw.pp_rank]:
+            if bucket.tail or not self.overlap:
+                self._launch(sw, bucket, 0)
+        launched = self._handles.pop(sw.index, [])
+        self._ready.pop(sw.index, None)
+        self._rounds.pop(sw.index, None)
+        yield from self.meetings.wait(
+            sw, [h for _, h in launched], "the gradient exchange of its replicas"
+        )
+        scale = 1.0 / self.dp_size if self.strategy.grad_reduction == "mean" else 1.0
+        for w in self._members(sw):
+            for bucket, handle in launched:
+                for r, flat in enumerate(handle.results[w.index]):
+                    if is_shape_only(flat):
+                        continue
+                    if self.sharded:
+                        self._shard(w, r, bucket).grad += flat * scale
+                        continue
+                    offset = 0
+                    for p in bucket.params(w, r):
+                        p.grad[...] = flat[offset : offset + p.size].reshape(p.shape) * scale
+                        offset += p.size
+        self._release_gathered(sw)
+
+    def optimizer_step(self, sw: SimWorker, _instruction: Any = None) -> Process:
+        """Update what each member owns; under ZeRO, all-gather the updated parameters."""
+
+        def step(w: Worker) -> None:
+            for r in range(len(w.devices)):
+                with on_rank(r):
+                    params = w.params(r)
+                    if self.sharded:
+                        shards = [self._shard(w, r, b) for b in self.buckets[w.pp_rank]]
+                        self.optimizer.step(shards)
+                        for s in shards:
+                            s.zero_grad()
+                    else:
+                        self.optimizer.step(params)
+                    for p in params:
+                        p.zero_grad()
+
+        members = self._members(sw)
+        _, compiled = self.replay.priced(("optimizer", sw.pp_rank), lambda: step(members[0]), sw)
+        for w in members[1:]:
+            step(w)
+        yield from self.replay.run(sw, compiled, "optimizer", "opt")
+        if self.sharded:
+            yield from self._gather_params(sw)

@@ -1,0 +1,44 @@
+"""What a step counts while it runs: its losses, its FLOPs, and how long each kind of
+action took the first time (what the analytic bubble is fed with)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..parallel.pipeline.actions import Action
+    from .tapes import CompiledTape
+    from .workers import SimWorker
+
+
+class Tally:
+    """The counters of the step under way (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+        self.model_flops = self.hardware_flops = 0.0  # over every device
+        #: ``(stage, kind) -> seconds`` of the first action of each kind on each stage
+        self.action_seconds: dict[tuple[int, str], float] = {}
+
+    def start_step(self) -> None:
+        self.losses = []
+        self.model_flops = self.hardware_flops = 0.0
+
+    def loss(self, value: float) -> None:
+        """A micro-batch's mean loss; the step reports the mean over them."""
+        self.losses.append(value)
+
+    def mean_loss(self) -> float | None:
+        return sum(self.losses) / len(self.losses) if self.losses else None
+
+    def flops(self, sw: SimWorker, compiled: CompiledTape) -> None:
+        """The GEMM FLOPs of a tape on ``sw``, for every replica it stands for."""
+        replicas = len(sw.members)
+        self.model_flops += compiled.model_flops * replicas
+        self.hardware_flops += compiled.hardware_flops * replicas
+
+    def action(self, action: Action, seconds: float) -> None:
+        """The first duration of each action kind on each stage (the analytic bubble)."""
+        key = (action.stage, str(action.kind))
+        if key not in self.action_seconds:
+            self.action_seconds[key] = seconds
