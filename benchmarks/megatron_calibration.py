@@ -21,8 +21,13 @@ It draws ``docs/images/calibration.png`` (simulated against measured, the
 cross-validated MAPE of each family in its legend) and, with ``--json``,
 writes every run's numbers for later comparison.
 
+``--without tiling jitter mamf`` takes modelled effects of the datasheet presets
+out (:data:`ABLATIONS`: GEMM tiling over the multiprocessors, the slowest of
+``n`` devices, the measured GEMM ceiling back to a flat 0.8), so that what each
+one does to every family is measured rather than claimed.
+
 Run: ``python benchmarks/megatron_calibration.py [--families ...] [--every N]
-[--workers N] [--fit NAME] [--plot PATH] [--json PATH]`` (not part of the test
+[--workers N] [--fit NAME] [--without ...] [--plot PATH] [--json PATH]`` (not part of the test
 suite; about 10 minutes on two cores for every family).
 """
 
@@ -59,6 +64,19 @@ def _scale_gemm(run: Run, factor: float) -> Run:
 #: value changes a run). The defaults the simulator ships are the cited ones.
 FITS: dict[str, tuple[tuple[float, ...], Callable[[Run, float], Run]]] = {
     "gemm": ((0.85, 0.9, 0.95, 1.0, 1.05), _scale_gemm),
+}
+
+
+def _without(run: Run, **fields: object) -> Run:
+    device = replace(run.cluster.device, **fields)
+    return replace(run, cluster=replace(run.cluster, device=device))
+
+
+#: Effects ``--without`` takes out, to measure what each one does: name -> how.
+ABLATIONS: dict[str, Callable[[Run], Run]] = {
+    "tiling": lambda r: _without(r, sms=0),
+    "jitter": lambda r: _without(r, jitter=0.0),
+    "mamf": lambda r: _without(r, efficiency={**r.cluster.device.efficiency, "gemm": 0.8}),
 }
 
 
@@ -257,6 +275,13 @@ def main() -> None:
     parser.add_argument("--fit", choices=sorted(FITS), help="fit one constant, leave one out")
     parser.add_argument("--plot", type=Path, default=PLOT, help="where to write the scatter")
     parser.add_argument("--json", type=Path, help="write every run's numbers here")
+    parser.add_argument(
+        "--without",
+        nargs="*",
+        default=[],
+        choices=sorted(ABLATIONS),
+        help="take these modelled effects out (what each one does)",
+    )
     args = parser.parse_args()
     runs = [r for r in every_run() if r.family in args.families]
     vtrain = [r for r in runs if r.family == VTRAIN][:: max(args.every, 1)]
@@ -264,6 +289,8 @@ def main() -> None:
     for family in args.families:
         print(f"{family}: {SOURCES[family]}")
     started = time.perf_counter()
+    for name in args.without:
+        runs = [ABLATIONS[name](r) for r in runs]
     predicted = replay(runs, args.workers)
     print(f"\n{len(runs)} runs replayed in {time.perf_counter() - started:.0f} s")
     cv = cross_validate(runs, args.fit, args.workers) if args.fit else {}

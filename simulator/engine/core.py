@@ -84,13 +84,16 @@ class FusedCollective(NamedTuple):
 class Engine:
     """Devices, links and the clock of one simulation."""
 
-    def __init__(self, cluster: ClusterSpec, collective_detail: str = "steps") -> None:
+    def __init__(
+        self, cluster: ClusterSpec, collective_detail: str = "steps", synchronised: int = 1
+    ) -> None:
         if collective_detail not in DETAILS:
             raise ValueError(f"collective_detail must be one of {DETAILS}")
         self.cluster = cluster
         self.env = simpy.Environment()
         self.network = Network(cluster)
-        self.costs = Costs(cluster)
+        #: ``synchronised``: the devices a step waits for (:mod:`.cost`, the slowest device)
+        self.costs = Costs(cluster, synchronised)
         #: node 0's devices (every device's, when the nodes are alike)
         self.cost = self.costs.default
         self.trace = Trace()

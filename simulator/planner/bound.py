@@ -105,10 +105,11 @@ Blocking = tuple[tuple[TransferPlan, ...], ...]
 class StepBound:
     """Lower bounds on the step time of layouts a :class:`Pruner` let through."""
 
-    def __init__(self, pruner: Pruner) -> None:
+    def __init__(self, pruner: Pruner, devices: int | None = None) -> None:
         self.pruner = pruner
         cluster = pruner.cluster
-        self.cost = CostModel(cluster.device)
+        #: the layouts' devices, which wait for the slowest (:mod:`simulator.engine.cost`)
+        self.cost = CostModel(cluster.device, devices or cluster.num_devices)
         self.active = cluster.homogeneous
         #: idle links: every booking here starts from free ports
         self.network = Network(cluster)

@@ -168,7 +168,7 @@ def plan(
         interrupted, enumerated, pruned = outcome.interrupted, pruner.checked, dict(pruner.pruned)
     else:
         done, interrupted, enumerated, pruned = _branch_and_bound(
-            pruner, groups, top, lambda s: Task(cluster, model, training, s), run
+            pruner, groups, top, lambda s: Task(cluster, model, training, s), run, devices
         )
     scheduled = sum(1 for _, r in done if r is not None)
     rows = [
@@ -200,6 +200,7 @@ def _branch_and_bound(
     top: int,
     task: Any,
     run: dict[str, Any],
+    devices: int,
 ) -> tuple[list, bool, int, dict[str, int]]:
     """The search of :mod:`simulator.planner.branch`: expand the families that may
     beat the ``top``-th fastest step, simulate their layouts cheapest bound first,
@@ -208,7 +209,7 @@ def _branch_and_bound(
     the layouts enumerated and the rejections by rule."""
     fams = families(groups)
     enumerated = sum(f.layouts for f in fams)
-    search = BranchAndBound(pruner, StepBound(pruner), fams, layout_name)
+    search = BranchAndBound(pruner, StepBound(pruner, devices), fams, layout_name)
     candidates = search.expand(below=0.0, at_least=top)  # the cheapest families
     if len(candidates) >= top:  # and every family whose floor might beat those
         tight = sorted(search.bound_of(c) for c in candidates)
