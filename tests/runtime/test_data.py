@@ -180,5 +180,5 @@ def test_buckets_never_slow_a_step_whose_links_are_otherwise_idle(nodes, layout)
     whole = run_strategy(cluster, gpt, training, base).metrics["iteration_time_s"]
     for mb in (25, 100):
         bucketed = run_strategy(cluster, gpt, training, replace(base, bucket_mb=mb))
-        assert bucketed.metrics["iteration_time_s"] <= whole
+        assert bucketed.metrics["iteration_time_s"] <= whole * (1 + 1e-12)  # up to rounding
         assert bucketed.metrics["folded_replicas"] == layout["dp"]  # buckets keep folding
