@@ -1,12 +1,16 @@
-"""``python -m simulator run SCENARIO.toml [--out DIR] [--json] [--no-files] [--quiet]``.
+"""``python -m simulator run SCENARIO.toml [--out DIR] [--json] [--no-files] [--trace all]
+[--quiet]``.
 
 Checks every strategy, simulates each, prints the comparison table (or, with
 ``--json``, only the results JSON) and writes ``results.json`` and, per
 strategy, ``<name>.gantt.png``, ``<name>.trace.json`` (``.trace.json.gz`` for
 large traces) and ``<name>.memory.png`` (plus ``compare.png``) into
 ``--out`` (default ``out/<scenario name>``). ``--no-files`` writes only
-``results.json``. A progress bar shows on standard error while a long run
-simulates (when it is a terminal; ``--quiet`` hides it).
+``results.json``. The trace has one process per group of devices simulated as
+one (a tensor-parallel group, folded replicas), named after its devices;
+``--trace all`` writes one per device. A progress bar shows on standard error
+while a long run simulates and while the files are written (when it is a
+terminal; ``--quiet`` hides it); the last line names the files as written.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from ..experiment.runner import run_scenario
 from ..scenario.limits import add_limit_flags, limit_flags, limit_names
 from ..scenario.parse import load_scenario
 from ..scenario.paths import file_stem, prepare_output_dir
-from ..viz.outputs import write_outputs, write_results
+from ..viz.outputs import describe, write_outputs, write_results
 from ..viz.report import comparison_table
 
 
@@ -38,6 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="write only results.json: no pictures, no traces",
     )
+    p.add_argument(
+        "--trace",
+        choices=("groups", "all"),
+        default="groups",
+        help="the Chrome trace's processes: one per group of devices simulated as one "
+        "(default), or one per device (all)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_limit_flags(p, *limit_names())
     p.set_defaults(handler=handle)
@@ -47,8 +58,12 @@ def handle(args: argparse.Namespace) -> int:
     scenario = load_scenario(args.scenario, limit_flags(args))
     out = Path(args.out) if args.out else Path("out") / file_stem(scenario.name)
     prepare_output_dir(out)  # before the simulation: a bad --out costs nothing
-    result = run_scenario(scenario, progress=not (args.quiet or args.json))
-    written = [write_results(result, out)] if args.no_files else write_outputs(result, out)
+    progress = not (args.quiet or args.json)
+    result = run_scenario(scenario, progress=progress)
+    if args.no_files:
+        written = [write_results(result, out)]
+    else:
+        written = write_outputs(result, out, args.trace == "all", progress)
     if args.json:
         print(json.dumps(result.to_json(), allow_nan=False))
         return 0
@@ -59,9 +74,5 @@ def handle(args: argparse.Namespace) -> int:
     for r in result.results:
         if r.status != "ok":
             print(f"{r.name}: {r.metrics['message']}")
-    files = "results.json" if args.no_files else (
-        "results.json, *.gantt.png, *.trace.json, *.memory.png"
-        + (", compare.png" if len(result.results) > 1 else "")
-    )  # fmt: skip
-    print(f"wrote {len(written)} files to {out}/ ({files})")
+    print(f"wrote {len(written)} files to {out}/ ({describe(written)})")
     return 0

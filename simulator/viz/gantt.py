@@ -41,6 +41,7 @@ from typing import Any
 
 import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
@@ -56,9 +57,8 @@ from .views import (
     collective_labels,
     exposed_by_device,
     failures,
-    layers_of,
     shown_devices,
-    step_events,
+    step_blocks,
     stragglers,
 )
 
@@ -91,15 +91,21 @@ class _Boxes:
     """Rectangles gathered first and drawn as one collection."""
 
     def __init__(self) -> None:
-        self.verts: list[list[tuple[float, float]]] = []
+        self.boxes: list[tuple[float, float, float, float]] = []  # x, width, y, height
         self.colours: list[Any] = []
 
+    def __len__(self) -> int:
+        return len(self.boxes)
+
     def add(self, x: float, w: float, y: float, h: float, colour: Any) -> None:
-        self.verts.append([(x, y), (x + w, y), (x + w, y + h), (x, y + h)])
+        self.boxes.append((x, w, y, h))
         self.colours.append(colour)
 
     def collection(self, **style: Any) -> PolyCollection:
-        return PolyCollection(self.verts, facecolors=self.colours, **style)
+        x, w, y, h = np.array(self.boxes, dtype=float).reshape(-1, 4).T
+        corners = [(x, y), (x + w, y), (x + w, y + h), (x, y + h)]
+        verts = np.stack([np.stack(c, axis=-1) for c in corners], axis=1)
+        return PolyCollection(verts, facecolors=self.colours, **style)
 
 
 def finish_figure(fig: Figure, path: str | Path | None) -> Figure | None:
@@ -213,30 +219,16 @@ class _Drawing:
 
     @property
     def many(self) -> bool:
-        return sum(len(b.verts) for b in self.blocks.values()) + len(self.messages.verts) > (
-            MANY_BOXES
-        )
+        return sum(map(len, self.blocks.values())) + len(self.messages) > MANY_BOXES
 
 
 def _add_compute(
-    dr: _Drawing, compute: list[Event], comm: list[Event], y: float, x_of, pipeline: bool, chunks
+    dr: _Drawing, blocks: list[tuple[Event, str]], y: float, x_of, pipeline: bool, chunks
 ) -> None:
-    """Compute blocks of one row; pieces of one action closer than a pixel merge (and
-    keep their layer's name when they share it)."""
-    merged: list[tuple[Event, str]] = []
-    for e, layer in zip(compute, layers_of(compute, comm), strict=True):
-        last = merged[-1] if merged else None
-        if (
-            last
-            and (last[0].name, last[0].cat) == (e.name, e.cat)
-            and (e.start - last[0].end <= dr.pixel)
-        ):
-            kept = last[1] if last[1] == layer else ""
-            merged[-1] = (last[0]._replace(end=max(last[0].end, e.end)), kept)
-        else:
-            merged.append((e, layer))
+    """Compute blocks of one row (pieces of one action closer than a pixel merged, with
+    their layer when they share it: :func:`~.views.step_blocks`)."""
     bottom, height = COMPUTE_LANE
-    for e, layer in merged:
+    for e, layer in blocks:
         dr.cats.add(e.cat)
         x0, w = x_of(e.start), x_of(e.end) - x_of(e.start)
         stage = e.args.get("chunk")
@@ -256,8 +248,9 @@ def _add_compute(
 
 
 def _add_comm(dr: _Drawing, comm: list[Event], d: int, y: float, x_of, lanes) -> None:
-    """Communication of one row: pipeline messages on their sender's row, collectives."""
-    for e in _merged_comm(comm, dr.pixel):
+    """Communication of one row (merged below a pixel: :func:`~.views.step_blocks`):
+    pipeline messages on their sender's row, collectives."""
+    for e in comm:
         if e.cat == "pp" and e.args.get("direction") != "send":
             continue  # a pipeline message is drawn once, on its sender's row
         if e.end <= e.start:
@@ -287,30 +280,6 @@ def _add_comm(dr: _Drawing, comm: list[Event], d: int, y: float, x_of, lanes) ->
                 dr.arrows.append((*centre, down, size))
 
 
-def _merged_comm(events: list[Event], gap: float) -> list[Event]:
-    """Communication closer than ``gap`` drawn as one block: a ring's steps, a run of
-    small collectives. Pipeline messages merge only with pieces of the same message
-    (each has its micro-batch's colour); collectives of different names merge into
-    an unnamed block of their kind."""
-    out: list[Event] = []
-    for e in events:
-        last = out[-1] if out else None
-        if (
-            last is not None
-            and last.cat == e.cat
-            and (
-                e.cat != "pp"
-                or (last.name, last.args.get("direction")) == (e.name, e.args.get("direction"))
-            )
-            and e.start - last.end <= gap
-        ):
-            name = last.name if last.name == e.name else ""
-            out[-1] = last._replace(end=max(last.end, e.end), name=name)
-        else:
-            out.append(e)
-    return out
-
-
 def gantt(result: Any, path: str | Path | None = None) -> Figure | None:
     """Draw the last step of ``result`` (see the module docstring) into ``path``."""
     lo, hi = result.step_window
@@ -319,16 +288,17 @@ def gantt(result: Any, path: str | Path | None = None) -> Figure | None:
     plan = result.plan
     shown, note = shown_devices(result)
     failed, slow = failures(result), stragglers(result)
-    events = step_events(result, shown)
+    pixel = (hi - lo) / 2000
+    blocks = step_blocks(result, shown, pixel)
     idle = exposed_by_device(result, shown)
-    has_p2p = any(e.cat == "pp" for _, comm in events.values() for e in comm)
-    has_coll = any(e.cat != "pp" for _, comm in events.values() for e in comm)
+    has_p2p = any(e.cat == "pp" for _, comm in blocks.values() for e in comm)
+    has_coll = any(e.cat != "pp" for _, comm in blocks.values() for e in comm)
     lanes = TWO_LANES if has_p2p and has_coll else ONE_LANE
     labels = [_row_label(result, d, slow, failed) for d in shown]
     left_in = 0.25 + 0.065 * max(len(line) for text in labels for line in text.split("\n"))
     dr = _Drawing(
         pt_per_unit=(FIG_WIDTH - left_in - 0.15) * 72 / (span * 1.005),
-        pixel=(hi - lo) / 2000,
+        pixel=pixel,
         row_in=0.7 if lanes is TWO_LANES else 0.62,
     )
     chunks = chunk_of(plan) if plan.schedule.chunks_per_rank > 1 else {}
@@ -338,11 +308,11 @@ def gantt(result: Any, path: str | Path | None = None) -> Figure | None:
         return (t - lo) / scale
 
     for d, y in rows.items():
-        compute, comm = events[d]
+        compute, comm = blocks[d]
         for a, b in union([(a, b + dr.pixel) for a, b in idle[d]]):  # merge below a pixel
             dr.exposed.add(x_of(a), x_of(b - dr.pixel) - x_of(a), y + COMPUTE_LANE[0],
                            COMPUTE_LANE[1], EXPOSED_TINT)  # fmt: skip
-        _add_compute(dr, compute, comm, y, x_of, plan.strategy.pp > 1, chunks)
+        _add_compute(dr, compute, y, x_of, plan.strategy.pp > 1, chunks)
         _add_comm(dr, comm, d, y, x_of, lanes)
 
     legend = _legend(dr, bool(chunks), failed)
@@ -447,7 +417,7 @@ def _legend(dr: _Drawing, chunked: bool, failed: dict[int, float]) -> list[tuple
         out.append((Patch(facecolor=COMM_COLOURS.get(kind, "#999999")), COMM_NAMES.get(kind, kind)))
     if dr.instant - dr.kinds:
         out.append((Patch(facecolor="none", edgecolor="none"), "messages take no time: free links"))
-    if dr.exposed.verts:
+    if dr.exposed.boxes:
         out.append((Patch(facecolor=EXPOSED_TINT, edgecolor=EXPOSED_COLOUR, linewidth=0,
                           hatch="////" if hatched else None),
                     "exposed comm: idle until its group's collective ends"))  # fmt: skip

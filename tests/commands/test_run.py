@@ -1,5 +1,6 @@
 """The run command: table, JSON, files, and exit status 2 with one line for bad input."""
 
+import gzip
 import json
 import subprocess
 import sys
@@ -132,3 +133,23 @@ def test_a_diverging_run_says_when_and_its_json_stays_strict(tmp_path, capsys):
     statuses = {r["strategy"]: r["status"] for r in data["results"]}
     assert statuses == {"single": "diverged", "pipe": "diverged"}
     assert None in data["results"][0]["loss"]  # the NaN loss is written as null
+
+
+def test_the_last_line_names_the_files_as_written(tmp_path, capsys, monkeypatch):
+    """A trace past the size limit is compressed, and the last line says ``.json.gz``;
+    ``--trace all`` writes one process per device."""
+    from simulator.viz import outputs
+
+    out = tmp_path / "out"
+    assert main(["run", scenario(tmp_path), "--out", str(out)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == (
+        f"wrote 8 files to {out}/ "
+        "(results.json, *.trace.json, *.gantt.png, *.memory.png, compare.png)"
+    )
+    monkeypatch.setattr(outputs, "GZIP_EVENTS", 0)
+    assert main(["run", scenario(tmp_path), "--out", str(out), "--trace", "all"]) == 0
+    assert "*.trace.json.gz," in capsys.readouterr().out.strip().splitlines()[-1]
+    with gzip.open(out / "pipe.trace.json.gz", "rt") as f:
+        names = [e for e in json.load(f)["traceEvents"] if e["name"] == "process_name"]
+    assert [e["args"]["name"] for e in names] == ["device 0", "device 1"]
