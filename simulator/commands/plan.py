@@ -39,12 +39,6 @@ import time
 from pathlib import Path
 
 from ..errors import ScenarioError
-from ..hardware import preset as cluster_preset
-from ..parallel.training import TrainingConfig
-from ..planner import model_preset, plan
-from ..planner.executor import default_workers
-from ..planner.files import parse_assignment, parse_value, plan_settings
-from ..scenario.paths import file_stem
 
 #: flag -> [plan] key, for the search options
 SEARCH_FLAGS = {
@@ -76,6 +70,8 @@ def add_executor_flags(p: argparse.ArgumentParser) -> None:
 
 def positive(text: str | None, flag: str) -> int | None:
     """The integer value of a flag, or a one-line error."""
+    from ..planner.files import parse_value  # the planner loads only when it runs
+
     if text is None:
         return None
     value = parse_value(text)
@@ -124,6 +120,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def search_options(args: argparse.Namespace) -> dict:
     """The search flags as [plan] keys, checked by the [plan] table's schema."""
+    from ..planner.files import parse_assignment, parse_value, plan_settings
+
     table = {}
     for flag, key in SEARCH_FLAGS.items():
         text = getattr(args, flag)
@@ -145,6 +143,13 @@ def search_options(args: argparse.Namespace) -> dict:
 
 
 def handle(args: argparse.Namespace) -> int:
+    # imported here, not when the command line is built (``--help`` stays quick)
+    from ..hardware import preset as cluster_preset
+    from ..parallel.training import TrainingConfig
+    from ..planner import model_preset, plan
+    from ..planner.executor import default_workers
+    from ..scenario.paths import file_stem
+
     options = search_options(args)
     top = options.pop("top", None)
     run = {

@@ -19,12 +19,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..experiment.runner import run_scenario
 from ..scenario.limits import add_limit_flags, limit_flags, limit_names
-from ..scenario.parse import load_scenario
-from ..scenario.paths import file_stem, prepare_output_dir
-from ..viz.outputs import describe, write_outputs, write_results
-from ..viz.report import comparison_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,6 +50,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    # imported here, not when the command line is built (``--help`` stays quick)
+    from ..experiment.runner import run_scenario
+    from ..scenario.parse import load_scenario
+    from ..scenario.paths import file_stem, prepare_output_dir
+    from ..viz.outputs import describe, write_outputs, write_results
+    from ..viz.report import comparison_table
+
     scenario = load_scenario(args.scenario, limit_flags(args))
     out = Path(args.out) if args.out else Path("out") / file_stem(scenario.name)
     prepare_output_dir(out)  # before the simulation: a bad --out costs nothing

@@ -21,10 +21,6 @@ import json
 import time
 from pathlib import Path
 
-from ..planner import sweep
-from ..planner.executor import default_workers
-from ..planner.files import parse_assignment
-from ..scenario.paths import file_stem
 from .plan import add_executor_flags, positive
 
 
@@ -46,6 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    # imported here, not when the command line is built (``--help`` stays quick)
+    from ..planner import sweep
+    from ..planner.executor import default_workers
+    from ..planner.files import parse_assignment
+    from ..scenario.paths import file_stem
+
     vary = dict(parse_assignment(item, "--vary") for item in args.vary)
     workers = positive(args.workers, "--workers")
     started = time.perf_counter()
