@@ -54,18 +54,20 @@ def handle(args: argparse.Namespace) -> int:
     from ..experiment.runner import run_scenario
     from ..scenario.parse import load_scenario
     from ..scenario.paths import file_stem, prepare_output_dir
-    from ..viz.outputs import describe, write_outputs, write_results
+    from ..viz.outputs import FileWriter, describe, write_results
     from ..viz.report import comparison_table
 
     scenario = load_scenario(args.scenario, limit_flags(args))
     out = Path(args.out) if args.out else Path("out") / file_stem(scenario.name)
     prepare_output_dir(out)  # before the simulation: a bad --out costs nothing
     progress = not (args.quiet or args.json)
-    result = run_scenario(scenario, progress=progress)
     if args.no_files:
+        result = run_scenario(scenario, progress)
         written = [write_results(result, out)]
-    else:
-        written = write_outputs(result, out, args.trace == "all", progress)
+    else:  # each strategy's files are written while the next one simulates
+        with FileWriter(out, args.trace == "all", progress) as files:
+            result = run_scenario(scenario, progress, on_result=files.add)
+            written = files.finish(result)
     if args.json:
         print(json.dumps(result.to_json(), allow_nan=False))
         return 0

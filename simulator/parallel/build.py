@@ -112,6 +112,16 @@ def check_layout(cluster: ClusterSpec, training: TrainingConfig, s: Strategy) ->
     return training.global_batch // replicas_batches
 
 
+def check_numerics(model_config: ModelConfig, training: TrainingConfig) -> None:
+    """Raise :class:`LayoutError` for numerics in a dtype numpy cannot compute in."""
+    dtype = model_config.dtype
+    if training.numerics and dtype not in NUMPY_DTYPES:
+        raise LayoutError(
+            f"model dtype {dtype} has no numpy arithmetic; set [training] numerics = false to "
+            f"run it shape-only, or use float64 or float32"
+        )
+
+
 def resolve_schedule(s: Strategy, schedule: Schedule | None = None) -> Schedule:
     """The strategy's schedule: ``schedule`` (a schedule file, parsed when the scenario
     was read: :mod:`simulator.scenario.schedule_file`) or the registry's."""
@@ -154,12 +164,7 @@ def build_plan(
     the parsed file of a strategy whose schedule is ``file:PATH.csv``."""
     s = strategy
     micro_batch = check_layout(cluster, training, s)
-    dtype = model_config.dtype
-    if training.numerics and dtype not in NUMPY_DTYPES:
-        raise LayoutError(
-            f"model dtype {dtype} has no numpy arithmetic; set [training] numerics = false to "
-            f"run it shape-only, or use float64 or float32"
-        )
+    check_numerics(model_config, training)
     mesh = Mesh(s.dp, s.tp, s.pp, s.order)
     schedule = resolve_schedule(s, schedule)
     info = None if s.schedule.startswith(FILE_SCHEDULE) else get_schedule(s.schedule)
