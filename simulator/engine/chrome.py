@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -51,6 +51,9 @@ _json = partial(json.dumps, separators=(",", ":"), allow_nan=False)
 GZIP_LEVEL = 1
 #: lanes in the order a process lists them
 _LANES = {COMPUTE: 0}
+#: where a row's micro-batch goes in its text, and how JSON writes it
+_MB = "\ue000"
+_MB_JSON = json.dumps(_MB)[1:-1]
 
 
 class _Writer(Protocol):
@@ -110,7 +113,12 @@ def write(
     for t, where in enumerate(places):
         for p in sorted({place.proc for place in where}):
             tracks_of[p].append(t)
-    start, end, mb = trace.start, trace.end, trace.mb
+    start = np.frombuffer(trace.start, dtype=float)
+    end = np.frombuffer(trace.end, dtype=float)
+    mb = np.frombuffer(trace.mb, dtype=np.int64)
+    #: (track, place) -> index in texts of its text without and with a micro-batch
+    templates: dict[tuple[int, int], tuple[int, int]] = {}
+    texts: list[tuple[list[str], list[str]]] = []  # a row's text around pid..dur, split at mb
     cache: dict[tuple[int, int, int], tuple[str, str, str, str]] = {}
     written = 0
     out.write('{"traceEvents":[')
@@ -118,33 +126,47 @@ def write(
     for p, devices in enumerate(procs):
         pid = devices[0]
         lines = _process_metadata(pid, devices)
-        rows: list[tuple] = []
+        rows: list[np.ndarray] = []  # row indices, with the template and lane of each
+        keys: list[np.ndarray] = []
+        lanes: list[np.ndarray] = []
         merged: dict[tuple, tuple[str, str, str, set]] = {}
         for t in tracks_of[p]:
-            picked = order[bounds[t] : bounds[t + 1]].tolist()
+            picked = order[bounds[t] : bounds[t + 1]]
             for k, place in enumerate(places[t]):
                 if place.proc != p:
                     continue
-                for i in picked:
-                    m = mb[i]
-                    key = (t, k, m)
-                    text = cache.get(key)
+                if place.devices is None:  # a row as it was recorded: all of them at once
+                    pair = templates.get((t, k))
+                    if pair is None:
+                        pair = templates[(t, k)] = (len(texts), len(texts) + 1)
+                        texts += [
+                            _template(trace, t, place, False),
+                            _template(trace, t, place, True),
+                        ]
+                    rows.append(picked)
+                    keys.append(np.where(mb[picked] >= 0, pair[1], pair[0]))
+                    lanes.append(np.full(len(picked), place.lane))
+                    continue
+                for i in picked.tolist():  # rows of smaller groups: one event for all that coincide
+                    m = int(mb[i])
+                    text = cache.get((t, k, m))
                     if text is None:
-                        text = cache[key] = _texts(trace, t, place, m)
-                    s, e = start[i], end[i]
-                    if place.devices is None:
-                        rows.append((place.lane, s, e, text[0], text[1]))
-                    else:  # rows of smaller groups: one event for all that coincide
-                        mkey = (place.lane, s, e, text[2])
-                        held = merged.get(mkey)
-                        if held is None:
-                            held = merged[mkey] = (text[0], text[1], text[3], set())
-                        held[3].update(place.pairs or place.devices)
-        for (lane, s, e, _), (name, head, args, who) in merged.items():
-            rows.append((lane, s, e, name, head.replace("\0", _merged_args(args, who, devices))))
-        rows.sort()
-        lines += _events(pid, rows)
-        written += len(rows)
+                        text = cache[(t, k, m)] = _texts(trace, t, place, m)
+                    mkey = (place.lane, start[i], end[i], text[2])
+                    held = merged.get(mkey)
+                    if held is None:
+                        held = merged[mkey] = (i, text[1], text[3], set())
+                    held[3].update(place.pairs or place.devices)
+        for (lane, _, _, _), (i, head, args, who) in merged.items():
+            pre, post = head.replace("\0", _merged_args(args, who, devices)).split("\1")
+            rows.append(np.array([i]))
+            keys.append(np.array([len(texts)]))
+            lanes.append(np.array([lane]))
+            texts.append(([pre], [post]))
+        if rows:
+            lines += _events(pid, np.concatenate(rows), np.concatenate(keys),
+                             np.concatenate(lanes), start, end, mb, texts)  # fmt: skip
+            written += sum(map(len, rows))
         lines += _counters(trace, pid, devices)
         if lines:
             out.write(("" if first else ",") + ",".join(lines))
@@ -298,6 +320,22 @@ def _texts(trace: Trace, t: int, place: _Place, mb: int) -> tuple[str, str, str,
     return name_json, head, name_json + args_json if partial else "", args_json
 
 
+def _template(trace: Trace, t: int, place: _Place, with_mb: bool) -> tuple[list[str], list[str]]:
+    """The text of a row of track ``t`` going to ``place`` (a whole process's row), of a
+    micro-batch or of none, before and after its pid, tid and times, each split where
+    its micro-batch goes."""
+    _, _, label = trace.tracks[t]
+    _, name, cat, own = trace.labels[label]
+    args = dict(place.args)
+    if with_mb:
+        args = _with_mb(args, _MB, len(own))  # type: ignore[arg-type]
+        name = name.format(mb=_MB)
+    head = f'{{"ph":"X","name":{_json(name)},"cat":{_json(cat)},\1,"args":{_json(args)}}}'
+
+    pre, post = head.replace(f'"{_MB_JSON}"', _MB_JSON).split("\1")
+    return pre.split(_MB_JSON), post.split(_MB_JSON)
+
+
 def _merged_args(args: str, who: set, devices: tuple[int, ...]) -> str:
     """A merged event's args (JSON): first the devices its rows stood for (none when
     they are the whole process's), or the (sender, receiver) pairs of its messages."""
@@ -326,31 +364,71 @@ def _process_metadata(pid: int, devices: tuple[int, ...]) -> list[str]:
     ]
 
 
-def _events(pid: int, rows: Iterable[tuple]) -> list[str]:
-    """The X events of one process, sorted, each on a thread where it nests."""
+def _events(
+    pid: int,
+    rows: np.ndarray,
+    keys: np.ndarray,
+    lanes: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    mb: np.ndarray,
+    texts: list[tuple[list[str], list[str]]],
+) -> list[str]:
+    """The X events of one process: ``rows`` of the trace, each with its text (``keys``
+    into ``texts``) and lane, sorted by lane, start and end, each on a thread where it
+    nests."""
+    s, e, m = start[rows], end[rows], mb[rows]
+    order = np.lexsort((m, keys, e, s, lanes))
+    s, e, m, keys, lanes = s[order], e[order], m[order], keys[order], lanes[order]
+    # the same numbers as ``start * 1e6`` and ``(end - start) * 1e6`` in Python, as JSON
+    ts = map(repr, (s * 1e6).tolist())
+    dur = map(repr, ((e - s) * 1e6).tolist())
     lines: list[str] = []
-    ends: tuple[list[float], list[float]] = ([], [])
-    tids: dict[tuple[int, int], int] = {}
-    for lane, s, e, _, head in rows:
-        slots = ends[lane]
-        slot = next((k for k, free in enumerate(slots) if free <= s), None)
-        if slot is None:
-            slots.append(e)
-            slot = len(slots) - 1
-        else:
-            slots[slot] = e
-        tid = tids.get((lane, slot))
-        if tid is None:
-            tid = tids[(lane, slot)] = len(tids) + 1
+    tids: list[list[int]] = [[], []]  # per lane, per slot
+    for lane, slot, key, micro, t, d in zip(
+        lanes.tolist(), _slots(s, e, lanes), keys.tolist(), m.tolist(), ts, dur, strict=True
+    ):
+        mine = tids[lane]
+        if slot >= len(mine):
+            mine.append(sum(map(len, tids)) + 1)
             name = "compute" if lane == 0 else "comm"
             label = name if slot == 0 else f"{name} {slot + 1}"
             lines.append(
-                f'{{"ph":"M","name":"thread_name","pid":{pid},"tid":{tid},'
+                f'{{"ph":"M","name":"thread_name","pid":{pid},"tid":{mine[slot]},'
                 f'"args":{{"name":"{label}"}}}}'
             )
-        lines.append(head.replace("\1", f'"pid":{pid},"tid":{tid},"ts":{s * 1e6!r},'
-                                        f'"dur":{(e - s) * 1e6!r}'))  # fmt: skip
+        pre, post = texts[key]
+        if len(pre) > 1 or len(post) > 1:
+            text = str(micro)
+            pre, post = [text.join(pre)], [text.join(post)]
+        lines.append(f'{pre[0]}"pid":{pid},"tid":{mine[slot]},"ts":{t},"dur":{d}{post[0]}')
     return lines
+
+
+def _slots(starts: np.ndarray, ends: np.ndarray, lanes: np.ndarray) -> list[int]:
+    """For rows sorted by lane and start, the thread of its lane each goes to: the first
+    whose last event has ended (Chrome needs a thread's events nested; messages of a
+    full-duplex port, or of two ports, overlap). A lane whose rows never overlap (a
+    device's compute) is one thread."""
+    out = np.zeros(len(starts), dtype=np.int64)
+    for lane in (0, 1):
+        (idx,) = np.nonzero(lanes == lane)
+        if len(idx) < 2:
+            continue
+        s, e = starts[idx], ends[idx]
+        if np.all(np.maximum.accumulate(e[:-1]) <= s[1:]):
+            continue  # one after another: all on the first thread
+        free: list[float] = []
+        for i, a, b in zip(idx.tolist(), s.tolist(), e.tolist(), strict=True):
+            for k, at in enumerate(free):
+                if at <= a:
+                    free[k] = b
+                    out[i] = k
+                    break
+            else:
+                free.append(b)
+                out[i] = len(free) - 1
+    return out.tolist()
 
 
 def _counters(trace: Trace, pid: int, devices: tuple[int, ...]) -> list[str]:

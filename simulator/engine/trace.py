@@ -233,6 +233,30 @@ class Trace:
                         recv = {**send, "peer": a, "direction": "recv"}
                         yield Event(b, lane, start, end, name, cat, recv)
 
+    def event(self, row: int, device: int) -> Event:
+        """Device ``device``'s event of row ``row`` (one device of :meth:`expand`)."""
+        group, peer, label = self.tracks[self.track[row]]
+        lane, name, cat, items = self.labels[label]
+        args = dict(items)
+        mb = self.mb[row]
+        if mb >= 0:
+            name = name.format(mb=mb)
+            args["mb"] = mb
+        devices = self.groups[group]
+        if lane != COMPUTE:
+            if peer == NO_PEER:
+                per_rank = args.get("bytes")
+                if isinstance(per_rank, tuple):
+                    args["bytes"] = per_rank[devices.index(device)]
+                args["direction"] = "collective"
+            elif device in devices:
+                args["peer"] = self.groups[peer][devices.index(device)]
+                args["direction"] = "send"
+            else:
+                args["peer"] = devices[self.groups[peer].index(device)]
+                args["direction"] = "recv"
+        return Event(device, lane, self.start[row], self.end[row], name, cat, args)
+
     def window(self, start: float, end: float) -> list[Event]:
         """The events that overlap ``[start, end]``."""
         return self.select(None, start, end)

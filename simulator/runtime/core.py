@@ -35,6 +35,7 @@ import contextlib
 import gc
 import math
 from collections.abc import Callable, Iterable, Iterator
+from heapq import heappop
 from types import MappingProxyType
 from typing import Any
 
@@ -131,6 +132,7 @@ class Runtime:
         )
         for sw in self.workers:
             sw.known = compute.known_for(sw.layout, sw.cost)
+            sw.tracks = [-1] * len(sw.known)
             sw.pace = self.faults.pace(sw)
         self.handlers: list[Handler | None] = [None] * len(Op)
         self.handlers[Op.COMPUTE] = compute
@@ -262,14 +264,29 @@ class Runtime:
 
     def _drive(self, done: simpy.Event, progress: Callable[[int], None] | None) -> None:
         """Process events until ``done`` fires (SimPy's own ``run(until=...)`` loop, with a
-        progress report every few thousand events); an empty queue first is a deadlock."""
-        step = self.engine.env.step
+        progress report every few thousand events); an empty queue first is a deadlock.
+
+        The loop is :meth:`simpy.Environment.step`, written out: it runs once per event
+        of the run."""
+        env = self.engine.env
+        queue = env._queue
         done.callbacks.append(StopSimulation.callback)
         events = 0
         try:
             while True:
                 for _ in range(4096):
-                    step()
+                    try:
+                        env._now, _, _, event = heappop(queue)
+                    except IndexError:
+                        raise EmptySchedule from None
+                    callbacks, event.callbacks = event.callbacks, None
+                    for callback in callbacks:
+                        callback(event)
+                    if not event._ok and not hasattr(event, "_defused"):
+                        # a failed event no one handled (env.step raises a copy of it)
+                        failure = type(event._value)(*event._value.args)
+                        failure.__cause__ = event._value
+                        raise failure
                 events += 4096
                 if progress is not None:
                     progress(events)

@@ -70,6 +70,8 @@ class SimWorker:
     layout: GroupLayout
     cost: Cost
     known: list[Any] = field(default_factory=list)
+    #: per action kind, this worker's trace track of its known action (-1: not yet)
+    tracks: list[int] = field(default_factory=list)
     stash: dict[tuple, list[Any]] = field(default_factory=dict)
     buffers: dict[int, list[Any]] = field(default_factory=dict)
     inflight: int = 0

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -113,24 +113,49 @@ def step_events(result: Any, devices: Sequence[int]) -> dict[int, Lanes]:
 
     A failed device did nothing after it failed; its last block was booked
     whole when it started, so it is cut at the failure here."""
-    blocks = step_blocks(result, devices, -math.inf)
-    return {d: ([e for e, _ in compute], comm) for d, (compute, comm) in blocks.items()}
+    trace = result.trace
+    return {
+        d: ([b.event(trace, d) for b in compute], [b.event(trace, d) for b in comm])
+        for d, (compute, comm) in step_blocks(result, devices, -math.inf).items()
+    }
 
 
-Blocks = tuple[list[tuple[Event, str]], list[Event]]  # compute (with its layer), communication
+class Block(NamedTuple):
+    """What a chart draws of a device's step: trace row ``row`` (the first of the
+    pieces it merges) from ``start`` to ``end``, named ``name`` (empty when merged
+    pieces differ), of kind ``cat``; ``more`` is a compute block's tensor-parallel
+    layer, or a communication block's direction."""
+
+    row: int
+    start: float
+    end: float
+    name: str
+    cat: str
+    more: str
+
+    def event(self, trace: Any, device: int) -> Event:
+        """The block as device ``device``'s event (its first piece's, stretched)."""
+        return trace.event(self.row, device)._replace(
+            start=self.start, end=self.end, name=self.name
+        )
+
+
+Blocks = tuple[list[Block], list[Block]]  # compute, communication
 
 
 def step_blocks(result: Any, devices: Sequence[int], gap: float) -> dict[int, Blocks]:
-    """:func:`step_events`, with the pieces closer than ``gap`` merged as a chart draws
-    them (it cannot show what is narrower than a pixel), and each compute block's
-    tensor-parallel layer (:func:`layers_of`; empty where its pieces' layers differ).
+    """:func:`step_events` as blocks (:class:`Block`), the pieces closer than ``gap``
+    merged as a chart draws them (it cannot show what is narrower than a pixel), and
+    each compute block's tensor-parallel layer (:func:`layers_of`; empty where its
+    pieces' layers differ).
 
     Compute pieces merge with the next piece of the same action and kind.
     Communication closer than ``gap`` is one block: a ring's steps, a run of small
     collectives; pipeline messages merge only with pieces of the same message
     (each has its micro-batch's colour), collectives of different names into an
     unnamed block of their kind. The trace's rows are merged before they become
-    events, so a chart of a million rows costs what its few thousand blocks cost.
+    events (and a chart makes events only of the blocks wide enough to label), so a
+    chart of a million rows costs what its few thousand blocks cost.
     """
     lo, hi = result.step_window
     failed = failures(result)
@@ -191,18 +216,8 @@ def step_blocks(result: Any, devices: Sequence[int], gap: float) -> dict[int, Bl
                     last[5] = ""
             else:
                 merged.append([i, s, e, name, cat, layer])
-        out[d] = (
-            [(_event(trace, d, i, s, e, name), layer) for i, s, e, name, _, layer in merged],
-            [_event(trace, d, i, s, e, name) for i, s, e, name, _, _ in comm],
-        )
+        out[d] = ([Block(*b) for b in merged], [Block(*b) for b in comm])
     return out
-
-
-def _event(trace: Any, device: int, row: int, start: float, end: float, name: str) -> Event:
-    """Device ``device``'s event of trace row ``row``, from ``start`` to ``end``, named
-    ``name``."""
-    (event,) = trace.expand([row], {device})
-    return event._replace(start=start, end=end, name=name)
 
 
 # -- what its idle time was --------------------------------------------------------------
