@@ -12,7 +12,9 @@ The public API, from the bottom up:
 * the engine and its record: :class:`Engine`, :class:`Trace`, :mod:`ops`
   (the op vocabulary), :func:`recording` (the tape of what code did),
   :class:`ShapeArray` (an array with a shape and no data);
-* models: :class:`MLPConfig`, :class:`GPTConfig`, :class:`AbstractConfig`;
+* models: :class:`MLPConfig`, :class:`GPTConfig`, :class:`LlamaConfig`,
+  :class:`AbstractConfig`, and the models of the papers by name
+  (:func:`named_model`, :data:`NAMED_MODELS`);
 * collectives: :mod:`simulator.comm`;
 * strategies: :class:`Strategy`, :class:`TrainingConfig`, :class:`Mesh` and
   :func:`describe_mesh` (which links every group's traffic crosses),
@@ -20,7 +22,12 @@ The public API, from the bottom up:
   :class:`Schedule`, :class:`Action`, :func:`parse_csv`, :func:`validate`,
   :func:`unit_timeline` (a schedule placed on an idealised unit-time pipeline));
 * running: :func:`run_strategy`, :func:`run_scenario`, :func:`load_scenario`,
-  :func:`parse_scenario`, :func:`write_outputs`, :func:`comparison_table`;
+  :func:`parse_scenario`, :func:`write_outputs`, :func:`comparison_table`,
+  :class:`Limits` (what one input may ask for);
+* errors: every one derives from :class:`SimulatorError`; an argument that is
+  not allowed (the wrong type, outside its range) raises :class:`ConfigError`,
+  naming the parameter and what it allows, with the rules the scenario files
+  use; a size over a limit raises :class:`LimitError`;
 * pictures: :mod:`simulator.viz.plots` (``gantt``, ``memory``, ``compare``), also
   reachable as ``simulator.plots``.
 
@@ -39,8 +46,11 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from .errors import (
+    ConfigError,
     DeadlockError,
+    DeviceFailedError,
     LayoutError,
+    LimitError,
     OutOfMemoryError,
     ScenarioError,
     ScheduleError,
@@ -70,7 +80,10 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "single_switch": (".hardware", "single_switch"),
     "AbstractConfig": (".nn.abstract", "AbstractConfig"),
     "GPTConfig": (".nn.gpt", "GPTConfig"),
+    "LlamaConfig": (".nn.llama", "LlamaConfig"),
     "MLPConfig": (".nn.models", "MLPConfig"),
+    "NAMED_MODELS": (".nn.named", "NAMED_MODELS"),
+    "named_model": (".nn.named", "named_model"),
     "ShapeArray": (".ops.arrays", "ShapeArray"),
     "recording": (".ops.tape", "recording"),
     "Mesh": (".parallel", "Mesh"),
@@ -87,6 +100,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "TrainingConfig": (".parallel.training", "TrainingConfig"),
     "plan": (".planner", "plan"),
     "sweep": (".planner", "sweep"),
+    "Limits": (".scenario.limits", "Limits"),
     "Scenario": (".scenario.parse", "Scenario"),
     "load_scenario": (".scenario.parse", "load_scenario"),
     "parse_scenario": (".scenario.parse", "parse_scenario"),
@@ -95,16 +109,22 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 }
 
 __all__ = [
+    "NAMED_MODELS",
     "PRESETS",
     "AbstractConfig",
     "Action",
     "ClusterSpec",
+    "ConfigError",
     "DeadlockError",
+    "DeviceFailedError",
     "DeviceSpec",
     "Engine",
     "GPTConfig",
     "LayoutError",
+    "LimitError",
+    "Limits",
     "LinkSpec",
+    "LlamaConfig",
     "MLPConfig",
     "Mesh",
     "NodeSpec",
@@ -127,6 +147,7 @@ __all__ = [
     "describe_mesh",
     "get_schedule",
     "load_scenario",
+    "named_model",
     "ops",
     "parse_csv",
     "parse_scenario",

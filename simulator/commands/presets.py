@@ -17,11 +17,15 @@ def handle(args: argparse.Namespace) -> int:
     for name, c in PRESETS.items():
         d = c.device
         peaks = ", ".join(f"{k} {v / TFLOPS:g}" for k, v in d.peak_flops.items())
+        if "fp8" not in d.peak_flops:
+            peaks += ", fp8 none (no FP8 tensor cores)"
+        eff = ", ".join(f"{k} {v:g}" for k, v in d.efficiency.items())
         print(f"{name}: {c.devices_per_node} x {d.name} per node")
         print(
             f"  peak TFLOP/s: {peaks}; memory {format_bytes(d.memory_bytes)}, "
             f"{d.memory_bandwidth / GB:g} GB/s; launch {d.launch_overhead / US:g} us"
         )
+        print(f"  achievable fraction of peak: {eff}")
         for label, link in (("intra-node", c.intra_node), ("inter-node", c.inter_node)):
             print(
                 f"  {label}: {link.bandwidth / GB:g} GB/s per direction x {link.efficiency:g}"

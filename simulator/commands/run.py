@@ -74,7 +74,8 @@ def handle(args: argparse.Namespace) -> int:
     cluster = scenario.cluster
     print(f"scenario {scenario.name!r} on {cluster.describe()} ({cluster.name})")
     capacities = [spec.device.memory_bytes for _, spec in cluster.kinds()]
-    print(comparison_table([r.metrics for r in result.results], capacities))
+    fp8 = [s.name for s in scenario.strategies if s.precision == "fp8"]
+    print(comparison_table([r.metrics for r in result.results], capacities, fp8))
     for r in result.results:
         if r.status != "ok":
             print(f"{r.name}: {r.metrics['message']}")

@@ -29,12 +29,15 @@ fractions).
 from .cluster import ClusterSpec
 from .presets import (
     A100_80GB,
+    B200,
     H100_SXM,
+    H200_SXM,
     HDR_200,
     NDR_400,
     NVLINK2,
     NVLINK3,
     NVLINK4,
+    NVLINK5,
     PRESETS,
     TOY_DEVICE,
     V100_32GB,
@@ -57,14 +60,17 @@ from .specs import (
 
 __all__ = [
     "A100_80GB",
+    "B200",
     "DTYPE_BYTES",
     "GB",
     "H100_SXM",
+    "H200_SXM",
     "HDR_200",
     "NDR_400",
     "NVLINK2",
     "NVLINK3",
     "NVLINK4",
+    "NVLINK5",
     "OP_CLASSES",
     "PRESETS",
     "TFLOPS",

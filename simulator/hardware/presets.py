@@ -1,10 +1,37 @@
 """Presets: datasheet devices, links and nodes, and the calibrated achievable fractions.
 
-Datasheet figures: NVIDIA A100 Tensor Core GPU datasheet (2021), NVIDIA H100
-Tensor Core GPU datasheet (2023), NVIDIA V100 datasheet, NVIDIA DGX A100 and
-DGX H100 user guides (8 ConnectX-6 HDR 200 Gb/s, resp. 8 ConnectX-7 NDR
-400 Gb/s compute adapters per node); InfiniBand HDR 200 Gb/s = 25 GB/s and NDR
-400 Gb/s = 50 GB/s per port.
+Datasheet figures (dense peaks, no sparsity): NVIDIA A100 Tensor Core GPU
+datasheet (2021), NVIDIA H100 Tensor Core GPU datasheet (2023: H100 SXM BF16
+989 and FP8 1,979 TFLOP/s), NVIDIA H200 Tensor Core GPU datasheet (2024: the
+H100's compute, 141 GB of HBM3e at 4.8 TB/s, NVLink 900 GB/s both ways),
+NVIDIA HGX/DGX B200 datasheets and the Blackwell architecture technical brief
+(2024: B200 at 1,000 W, BF16 2.25 and FP8 4.5 PFLOP/s dense, FP64 40 and FP32
+80 TFLOP/s; HBM3e at 8 TB/s; fifth-generation NVLink, 1.8 TB/s per GPU both
+ways, so 900 GB/s per direction), NVIDIA V100 datasheet, and the NVIDIA DGX
+A100, H100, H200 and B200 user guides (8 ConnectX-6 HDR 200 Gb/s compute
+adapters per DGX A100 node, 8 ConnectX-7 NDR 400 Gb/s per DGX H100, H200 and
+B200 node; the DGX B200 has 1,440 GB of GPU memory, 180 GB per B200).
+InfiniBand HDR 200 Gb/s = 25 GB/s and NDR 400 Gb/s = 50 GB/s per port. As for
+the 80 GB parts, the datasheets' "GB" of GPU memory are counted in GiB.
+
+*FP8.* A100 and V100 have no FP8 tensor cores: their devices list no ``fp8``
+peak, and a strategy with ``precision = "fp8"`` is refused on them. FP8 GEMMs
+are priced at the same achievable fraction as BF16 GEMMs.
+
+*Fused attention.* The ``attention`` efficiency is the fraction of the BF16
+peak that a FlashAttention kernel reaches, forward and backward, counted as
+its papers count FLOPs (the causal half skipped, the backward 2.5 forwards):
+the kernel's FLOPs divided by it give its measured time.
+
+* A100: 0.58. FlashAttention-2, forward and backward, causal, head dimension
+  128, 8k tokens: 182 TFLOP/s of 312 (Dao 2023, "FlashAttention-2", fig. 6d).
+* H100 and H200: 0.53. cuDNN's fused attention, which Transformer Engine
+  calls in Megatron-Core: 529 TFLOP/s forward (causal, head dimension 128,
+  8k tokens) and 518 backward, of 989 (Shah et al. 2024, "FlashAttention-3",
+  figs. 5d and 6; FlashAttention-3 itself reaches 602 and 559).
+* B200: 0.55. FlashAttention-4 reaches 1,613 TFLOP/s, 71% of the BF16 peak,
+  1.3 times cuDNN 9.13 (Zadouri et al. 2026, "FlashAttention-4", abstract):
+  cuDNN at about 1,240 TFLOP/s of 2,250.
 
 *Achievable fractions.* A datasheet gives line rates; what a collective gets
 is less, by protocol overheads the datasheets do not state. These factors
@@ -23,13 +50,16 @@ from .cluster import ClusterSpec
 from .specs import DTYPE_BYTES, GB, TFLOPS, US, DeviceSpec, GiB, LinkSpec, NodeSpec
 
 
-def _peaks(fp64: float, fp32: float, half: float) -> dict[str, float]:
-    return {
+def _peaks(fp64: float, fp32: float, half: float, fp8: float | None = None) -> dict[str, float]:
+    peaks = {
         "float64": fp64 * TFLOPS,
         "float32": fp32 * TFLOPS,
         "bf16": half * TFLOPS,
         "fp16": half * TFLOPS,
     }
+    if fp8 is not None:
+        peaks["fp8"] = fp8 * TFLOPS
+    return peaks
 
 
 # Achievable fractions for the datasheet presets. GEMMs: large bf16 GEMMs reach
@@ -40,21 +70,43 @@ def _peaks(fp64: float, fp32: float, half: float) -> dict[str, float]:
 # (Ivanov et al. 2021, "Data Movement Is All You Need", sec. 4, table 3).
 _DATACENTER_EFFICIENCY = {"gemm": 0.8, "elementwise": 0.85, "normalization": 0.7}
 
+
+def _efficiency(attention: float) -> dict[str, float]:
+    """The datacenter fractions with a fused attention kernel's (module docstring)."""
+    return {**_DATACENTER_EFFICIENCY, "attention": attention}
+
+
 A100_80GB = DeviceSpec(
     name="A100-SXM4-80GB",
     peak_flops=_peaks(19.5, 19.5, 312),
     memory_bytes=80 * GiB,
     memory_bandwidth=2039 * GB,
     launch_overhead=4 * US,
-    efficiency=_DATACENTER_EFFICIENCY,
+    efficiency=_efficiency(0.58),
 )
 H100_SXM = DeviceSpec(
     name="H100-SXM5-80GB",
-    peak_flops=_peaks(67, 67, 989),
+    peak_flops=_peaks(67, 67, 989, fp8=1979),
     memory_bytes=80 * GiB,
     memory_bandwidth=3350 * GB,
     launch_overhead=4 * US,
-    efficiency=_DATACENTER_EFFICIENCY,
+    efficiency=_efficiency(0.53),
+)
+H200_SXM = DeviceSpec(
+    name="H200-SXM5-141GB",
+    peak_flops=_peaks(67, 67, 989, fp8=1979),
+    memory_bytes=141 * GiB,
+    memory_bandwidth=4800 * GB,
+    launch_overhead=4 * US,
+    efficiency=_efficiency(0.53),
+)
+B200 = DeviceSpec(
+    name="B200-180GB",
+    peak_flops=_peaks(40, 80, 2250, fp8=4500),
+    memory_bytes=180 * GiB,
+    memory_bandwidth=8000 * GB,
+    launch_overhead=4 * US,
+    efficiency=_efficiency(0.55),
 )
 V100_32GB = DeviceSpec(
     name="V100-SXM2-32GB",
@@ -88,16 +140,20 @@ TOY_DEVICE = DeviceSpec(
 # through each of the 8 HDR NICs, 0.96 of 25 GB/s (an RDMA message carries about
 # 2% headers at a 4 KiB MTU; the rest is flow control). The latencies are
 # NCCL's per-hop figures for its Simple protocol (src/graph/tuning.cc,
-# hwLatencies: about 3 us over NVLink, 8 us over the network).
+# hwLatencies: about 3 us over NVLink, 8 us over the network). NVLink 5 (B200):
+# NCCL's topology code rates a B200 NVLink at 40.1 of its 50 GB/s
+# (src/graph/topo.h, SM100_NVLINK_BW; NVIDIA/nccl issue #1807, "maxBw 721.8" for
+# 18 links), so 0.80.
 NVLINK3 = LinkSpec(bandwidth=300 * GB, latency=3 * US, efficiency=0.78)
 NVLINK4 = LinkSpec(bandwidth=450 * GB, latency=3 * US, efficiency=0.82)
+NVLINK5 = LinkSpec(bandwidth=900 * GB, latency=3 * US, efficiency=0.80)
 NVLINK2 = LinkSpec(bandwidth=150 * GB, latency=3 * US, efficiency=0.8)
 HDR_200 = LinkSpec(bandwidth=25 * GB, latency=8 * US, efficiency=0.96)
 NDR_400 = LinkSpec(bandwidth=50 * GB, latency=8 * US, efficiency=0.96)
 
 #: ``nics_per_node`` is left at one per device: a DGX A100 has 8 HDR NICs for its 8
-#: GPUs, a DGX H100 8 NDR NICs (and a scenario that changes ``devices_per_node``
-#: keeps one per device).
+#: GPUs, a DGX H100, H200 or B200 8 NDR NICs (and a scenario that changes
+#: ``devices_per_node`` keeps one per device).
 PRESETS: dict[str, ClusterSpec] = {
     "toy": ClusterSpec(
         "toy", 1, 4, TOY_DEVICE, LinkSpec(25 * GB, 5 * US), LinkSpec(5 * GB, 10 * US)
@@ -106,6 +162,9 @@ PRESETS: dict[str, ClusterSpec] = {
     "dgx-a100": ClusterSpec("dgx-a100", 1, 8, A100_80GB, NVLINK3, HDR_200),
     "h100-node": ClusterSpec("h100-node", 1, 8, H100_SXM, NVLINK4, NDR_400),
     "dgx-h100": ClusterSpec("dgx-h100", 1, 8, H100_SXM, NVLINK4, NDR_400),
+    "h200-node": ClusterSpec("h200-node", 1, 8, H200_SXM, NVLINK4, NDR_400),
+    "dgx-h200": ClusterSpec("dgx-h200", 1, 8, H200_SXM, NVLINK4, NDR_400),
+    "dgx-b200": ClusterSpec("dgx-b200", 1, 8, B200, NVLINK5, NDR_400),
     "v100-node": ClusterSpec("v100-node", 1, 8, V100_32GB, NVLINK2, HDR_200),
 }
 

@@ -14,11 +14,13 @@ GiB = 2**30
 TFLOPS = 1e12
 US = 1e-6
 
-#: Canonical dtype names and their size in bytes.
-DTYPE_BYTES: dict[str, int] = {"float64": 8, "float32": 4, "bf16": 2, "fp16": 2}
+#: Canonical dtype names and their size in bytes (``fp8``: the GEMM inputs of FP8
+#: training, :mod:`simulator.ops.precision`).
+DTYPE_BYTES: dict[str, int] = {"float64": 8, "float32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 
-#: Operation classes with their own achievable-efficiency factor.
-OP_CLASSES = ("gemm", "elementwise", "normalization")
+#: Operation classes with their own achievable-efficiency factor (``attention``: a
+#: fused FlashAttention kernel, :mod:`simulator.ops.flash`).
+OP_CLASSES = ("gemm", "elementwise", "normalization", "attention")
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,11 @@ class DeviceSpec:
         launch_overhead: seconds added to every kernel.
         efficiency: achievable fraction of peak FLOP/s *and* of memory
             bandwidth, per operation class (``gemm``, ``elementwise``,
-            ``normalization`` for softmax and layer norm).
+            ``normalization`` for softmax and layer norm, ``attention`` for a
+            fused attention kernel; a class left out is ``gemm``'s for
+            ``attention``, whose work is two GEMMs, else 1).
+
+    A device without an ``fp8`` peak has no FP8 tensor cores (A100, V100).
     """
 
     name: str
@@ -42,6 +48,14 @@ class DeviceSpec:
     memory_bandwidth: float
     launch_overhead: float = 0.0
     efficiency: dict[str, float] = field(default_factory=lambda: dict.fromkeys(OP_CLASSES, 1.0))
+
+    def __post_init__(self) -> None:
+        missing = [c for c in OP_CLASSES if c not in self.efficiency]
+        if missing:
+            filled = dict(self.efficiency)
+            for c in missing:
+                filled[c] = filled.get("gemm", 1.0) if c == "attention" else 1.0
+            object.__setattr__(self, "efficiency", filled)
 
     def peak(self, dtype: str) -> float:
         """Dense peak FLOP/s for ``dtype``."""

@@ -3,7 +3,8 @@ It knows no strategy; everything parallel builds on it from above.
 
 * :mod:`.layers` -- the layer protocol, ``y, ctx = forward(x)``,
   ``dx, wctx = backward_input(dy, ctx)``, ``backward_weight(wctx)`` (docs/design.md,
-  key decision 1), and :class:`Linear`, :class:`ReLU`, :class:`GELU`;
+  key decision 1), and :class:`Linear`, :class:`ReLU`, :class:`GELU`,
+  :class:`SwiGLU`;
 * :mod:`.combinators` -- :class:`Sequential` and :class:`Residual`, whose mixins
   also serve the tensor-parallel blocks;
 * the transformer's parts: :mod:`.norm`, :mod:`.attention`, :mod:`.dropout`,
@@ -11,21 +12,25 @@ It knows no strategy; everything parallel builds on it from above.
   :mod:`.cross_entropy`; parameters (:mod:`.param`) and optimizers
   (:mod:`.optim`);
 * the models: :mod:`.config` (:class:`~.config.ModelConfig`, the contract every
-  model kind keeps), :mod:`.models` (the MLP), :mod:`.gpt`, :mod:`.abstract`
-  (stage times only); their data: :mod:`.data`, :mod:`.text`, and the
-  micro-batch context dropout reads (:mod:`.context`).
+  model kind keeps), :mod:`.models` (the MLP), :mod:`.gpt`, :mod:`.llama`
+  (the same layer with RMSNorm, grouped-query attention, RoPE and SwiGLU),
+  :mod:`.abstract` (stage times only); the papers' models by name
+  (:mod:`.named`) and their closed forms (:mod:`.accounting`); their data:
+  :mod:`.data`, :mod:`.text`, and the micro-batch context dropout reads
+  (:mod:`.context`).
 """
 
 from .attention import AttentionCore
 from .combinators import Residual, Sequential
 from .cross_entropy import CrossEntropyLoss
 from .dropout import Dropout
-from .embedding import Embedding, TiedLogits
+from .embedding import Embedding, OutputLogits, TiedLogits
 from .gpt import GPTConfig, Head
-from .layers import GELU, Layer, Linear, ReLU
+from .layers import GELU, Layer, Linear, ReLU, SwiGLU
+from .llama import LlamaConfig
 from .loss import MSELoss
 from .models import MLPConfig, Model
-from .norm import LayerNorm
+from .norm import LayerNorm, RMSNorm
 from .optim import SGD, Adam, Optimizer, make_optimizer
 from .param import Param
 from .transformer import TransformerLayer
@@ -43,14 +48,18 @@ __all__ = [
     "Layer",
     "LayerNorm",
     "Linear",
+    "LlamaConfig",
     "MLPConfig",
     "MSELoss",
     "Model",
     "Optimizer",
+    "OutputLogits",
     "Param",
+    "RMSNorm",
     "ReLU",
     "Residual",
     "Sequential",
+    "SwiGLU",
     "TiedLogits",
     "TransformerLayer",
     "make_optimizer",

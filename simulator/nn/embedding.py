@@ -92,8 +92,10 @@ class Embedding(Layer):
     the two (Megatron-LM, Shoeybi et al. 2019, sec. 3).
 
     Attributes:
-        weight: the token table ``(vocab, hidden)``, shared with the output layer.
-        positions: the learned position table ``(seq_len, hidden)``.
+        weight: the token table ``(vocab, hidden)``, shared with the output layer
+            when the weights are tied.
+        positions: the learned position table ``(seq_len, hidden)``, or None for a
+            model whose attention rotates queries and keys instead (Llama's RoPE).
         dropout: dropout on the sum (site ``embedding``).
         vocab_start: None for the whole token table; for a vocabulary shard, the
             id of its first row (ids outside the shard look up zeros).
@@ -109,14 +111,19 @@ class Embedding(Layer):
         self,
         name: str,
         weight: Param,
-        positions: Param,
+        positions: Param | None,
         dropout: Dropout,
         vocab_start: int | None = None,
         vocabulary: Vocabulary | None = None,
+        seq_len: int | None = None,
     ) -> None:
+        if positions is None and seq_len is None:
+            raise ValueError(f"{name}: without a position table, give the seq_len")
         self.name = name
         self.weight = weight
         self.positions = positions
+        #: the longest sequence (the position table's rows, when there is one)
+        self.seq_len = positions.shape[0] if positions is not None else seq_len
         self.dropout = dropout
         self.vocab_start = vocab_start
         self.vocabulary = vocabulary
@@ -133,22 +140,28 @@ class Embedding(Layer):
         dtype: str,
         std: float = 0.02,
         divisible_by: int = 1,
+        learned_positions: bool = True,
     ) -> Embedding:
         """Both tables ``N(0, std^2)``, as GPT-2 initialises them; the token table is
         padded with zero rows to a multiple of ``divisible_by`` (the module
-        docstring; the random draws do not depend on the padding)."""
+        docstring; the random draws do not depend on the padding). Without
+        ``learned_positions`` there is no position table."""
         vocabulary = Vocabulary(vocab, divisible_by)
         words = init_normal(rng, (vocab, hidden), std, dtype)
+        positions = None
+        if learned_positions:
+            positions = Param(f"{name}.wpe", init_normal(rng, (seq_len, hidden), std, dtype))
         return cls(
             name,
             Param(f"{name}.wte", padded_table(words, vocabulary.rows())),
-            Param(f"{name}.wpe", init_normal(rng, (seq_len, hidden), std, dtype)),
+            positions,
             Dropout(dropout, 0, "embedding"),
             vocabulary=vocabulary,
+            seq_len=seq_len,
         )
 
     def parameters(self) -> list[Param]:
-        return [self.weight, self.positions]
+        return [self.weight] if self.positions is None else [self.weight, self.positions]
 
     def _position_ids(self, x: Array, first: int = 0) -> Array:
         """Ids ``first .. first+n-1`` as one row ``(1, n)``, ``n = x.shape[1]``,
@@ -171,8 +184,11 @@ class Embedding(Layer):
         """``dropout(words + W_p[first .. first+n-1])`` and the dropout mask.
 
         ``first`` is the position of the first row, non-zero for a
-        sequence-parallel rank that holds a later part of the sequence.
+        sequence-parallel rank that holds a later part of the sequence. Without
+        a position table, only the dropout.
         """
+        if self.positions is None:
+            return self.dropout.forward(words)
         where = ops_nn.embedding(self._position_ids(words, first), self.positions.value)
         return self.dropout.forward(ops.add(words, where, name=f"{self.name}.add"))
 
@@ -190,6 +206,8 @@ class Embedding(Layer):
         self.weight.accumulate(
             ops_nn.embedding_backward(tokens, dsum, self.weight.shape[0], self.vocab_start)
         )
+        if self.positions is None:
+            return
         positions = self._position_ids(tokens)
         self.positions.accumulate(
             ops_nn.embedding_backward(positions, dsum, self.positions.shape[0])
@@ -251,3 +269,22 @@ class TiedLogits(Layer):
         dy2 = dy.reshape(-1, dy.shape[-1])
         x2 = x.reshape(-1, x.shape[-1])
         self.weight.accumulate(ops.matmul(dy2.T, x2, name=f"{self.name}.dW"))
+
+
+class OutputLogits(TiedLogits):
+    """Untied output logits: ``x W^T`` with a ``(vocab, hidden)`` table of its own
+    (Llama's output layer, Touvron et al. 2023; Megatron-LM's
+    ``--untie-embeddings-and-output-weights``). Everything else is
+    :class:`TiedLogits`'s: the same GEMMs and padding, and under tensor
+    parallelism the same vocabulary split.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        weight: Param,
+        words: int | None = None,
+        vocabulary: Vocabulary | None = None,
+    ) -> None:
+        super().__init__(name, weight, words, vocabulary)
+        self.owned = True

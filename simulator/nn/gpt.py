@@ -38,26 +38,28 @@ With ``ffn_mult`` other than 4 the formulas no longer apply (they assume a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 
-from ..ops.arrays import NUMPY_DTYPES, Array, ShapeArray
+from ..errors import ConfigError
+from ..keys import check_fields
+from ..ops.arrays import NUMPY_DTYPES
 from ..ranges import Range
+from .attention import KERNELS
 from .combinators import Sequential
 from .config import ModelConfig
 from .cross_entropy import CrossEntropyLoss
 from .data import rng_for
-from .embedding import Embedding, TiedLogits, Vocabulary, padded_vocab
+from .embedding import Embedding, TiedLogits, Vocabulary
 from .layers import Layer
-from .models import Model, require_dtype, require_positive
+from .models import DTYPE, Model, size
 from .norm import LayerNorm
 from .param import Param
-from .text import bigram_batch, check_seq_len, check_vocab, text_batch
+from .text import DATA, LanguageModelData
 from .transformer import TransformerLayer
 
-DATA = ("synthetic", "text")
 #: Standard deviation of the initial weights: 0 (all zeros) up to 1, far beyond
 #: any published value (GPT-2 and GPT-3 use 0.02).
 INIT_STD = Range(lo=0, hi=1)
@@ -75,7 +77,7 @@ class Head(Sequential):
     #: not rerun under full recomputation (see the module docstring).
     recomputable = False
 
-    def __init__(self, name: str, ln_f: LayerNorm, logits: TiedLogits) -> None:
+    def __init__(self, name: str, ln_f: Layer, logits: TiedLogits) -> None:
         self.ln_f = ln_f
         self.logits = logits
         super().__init__(name, [ln_f, logits])
@@ -99,7 +101,7 @@ class Head(Sequential):
 
 
 @dataclass(frozen=True)
-class GPTConfig(ModelConfig):
+class GPTConfig(LanguageModelData, ModelConfig):
     """A GPT of ``layers`` layers of width ``hidden`` with ``heads`` heads.
 
     Attributes:
@@ -115,55 +117,49 @@ class GPTConfig(ModelConfig):
         data: ``synthetic`` (bigram rule) or ``text`` (characters of the
             shipped text; ``vocab`` must cover them), see :mod:`simulator.nn.text`.
         init_std: standard deviation of the initial weights (GPT-2: 0.02).
+        attention: the attention kernel, ``materialised`` (the ``s x s`` scores
+            kept, GPT-2's and Korthikanti et al.'s) or ``flash``
+            (:mod:`simulator.nn.attention`).
     """
 
     kind: ClassVar[str] = "gpt"
-    layers: int = 2
-    hidden: int = 64
-    heads: int = 4
-    seq_len: int = 32
-    vocab: int = 64
-    make_vocab_size_divisible_by: int = 128
-    ffn_mult: int = 4
-    dropout: float = 0.0
-    dtype: str = "float64"
-    data: str = "synthetic"
-    init_std: float = 0.02
+    layers: int = field(default=2, metadata=size("transformer layers L"))
+    hidden: int = field(default=64, metadata=size("hidden size h", "max_width"))
+    heads: int = field(default=4, metadata=size("attention heads a"))
+    seq_len: int = field(default=32, metadata=size("sequence length s", "max_width"))
+    vocab: int = field(default=64, metadata=size("the tokenizer's words", "max_width"))
+    make_vocab_size_divisible_by: int = field(
+        default=128, metadata=size("the vocabulary is padded to a multiple of this")
+    )
+    ffn_mult: int = field(
+        default=4,
+        metadata={"doc": "MLP inner size over hidden", "range": Range(lo=1, hi=64, integer=True)},
+    )
+    dropout: float = field(
+        default=0.0,
+        metadata={"doc": "drop probability", "range": Range(lo=0, hi=1, hi_open=True)},
+    )
+    dtype: str = field(default="float64", metadata=DTYPE)
+    data: str = field(
+        default="synthetic", metadata={"doc": "synthetic (bigram rule) or text", "choices": DATA}
+    )
+    init_std: float = field(
+        default=0.02,
+        metadata={"doc": "standard deviation of the initial weights", "range": INIT_STD},
+    )
+    attention: str = field(
+        default="materialised", metadata={"doc": "attention kernel", "choices": KERNELS}
+    )
 
     def __post_init__(self) -> None:
-        require_positive(
-            self,
-            "layers",
-            "hidden",
-            "heads",
-            "seq_len",
-            "vocab",
-            "make_vocab_size_divisible_by",
-            "ffn_mult",
-        )
-        require_dtype(self.dtype)
+        check_fields(self)  # the rules of the [model] table (raises ConfigError)
         if self.hidden % self.heads:
-            raise ValueError(f"GPT hidden {self.hidden} does not divide into {self.heads} heads")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"GPT dropout must be in [0, 1), got {self.dropout}")
-        if self.data not in DATA:
-            raise ValueError(f"GPT data must be one of {DATA}, got {self.data!r}")
-        problem = INIT_STD.problem(self.init_std)
-        if problem:
-            raise ValueError(f"GPT init_std {problem}")
-        if self.data == "text":
-            check_vocab(self.vocab)
-            check_seq_len(self.seq_len)
-
-    @property
-    def num_blocks(self) -> int:
-        return self.layers + 2
-
-    def padded_vocab(self, tp: int = 1) -> int:
-        """Rows of the token table under ``tp``-way tensor parallelism (Megatron-LM's
-        ``_vocab_size_with_padding``): 50257 words give 50304 for ``tp = 1`` and
-        51200 for ``tp = 8``."""
-        return padded_vocab(self.vocab, self.make_vocab_size_divisible_by, tp)
+            raise ConfigError(
+                f"GPTConfig: hidden {self.hidden} does not divide into {self.heads} heads",
+                "hidden",
+                f"a multiple of heads = {self.heads}",
+            )
+        self.check_data("GPTConfig")
 
     def build(self, seed: int, numerics: bool) -> Model:
         """Embedding, transformer layers and head, from the seed (or shapes only)."""
@@ -196,20 +192,8 @@ class GPTConfig(ModelConfig):
                     rng,
                     self.dtype,
                     self.init_std,
+                    self.attention,
                 )
             )
         blocks.append(Head.create("head", embedding.weight, rng, self.dtype, embedding.vocabulary))
         return Model("gpt", blocks, CrossEntropyLoss(), self.dtype, ends=(1, 1))
-
-    def batch(self, seed: int, step: int, global_batch: int, numerics: bool) -> tuple[Array, Array]:
-        """Tokens and next-token targets, int64 ``(global_batch, seq_len)``."""
-        if not numerics:
-            shape = (global_batch, self.seq_len)
-            return ShapeArray(shape, "int64"), ShapeArray(shape, "int64")
-        if self.data == "text":
-            return text_batch(seed, step, global_batch, self.seq_len)
-        return bigram_batch(seed, step, global_batch, self.seq_len, self.vocab)
-
-    def tokens(self, samples: int) -> int:
-        """Tokens are the unit of throughput of a language model."""
-        return samples * self.seq_len

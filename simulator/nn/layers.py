@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 
 from .. import ops
+from ..ops import llama as ops_llama
 from ..ops.arrays import Array, ShapeArray
+from ..ops.precision import linear_gemm_dtype
 from .param import Param
 
 
@@ -84,7 +86,16 @@ class Linear(Layer):
 
     Forward: one GEMM of ``2 N in out`` FLOPs for ``N`` rows. B: ``dx = dy W^T``
     (same FLOPs). W: ``dW = x^T dy`` (same FLOPs) and ``db = sum(dy)``.
+
+    Under FP8 (:mod:`simulator.ops.precision`) the three GEMMs run at the FP8
+    peak on FP8 copies of ``x`` and ``dy``, and the saved context is the FP8
+    copy of ``x``: Transformer Engine's ``te.Linear``.
     """
+
+    #: the share of its GEMM FLOPs the model's formula counts: less than 1 for a
+    #: tensor-parallel shard whose columns other ranks hold too (replicated
+    #: key-value heads, :mod:`simulator.parallel.tensor.grouped`)
+    credit = 1.0
 
     def __init__(self, name: str, weight: Array, bias: Array | None) -> None:
         self.name = name
@@ -112,20 +123,32 @@ class Linear(Layer):
         return [self.weight] + ([self.bias] if self.bias is not None else [])
 
     def forward(self, x: Array) -> tuple[Array, Any]:
-        y = ops.matmul(x, self.weight.value, name=f"{self.name}")
+        fp8 = linear_gemm_dtype()
+        if fp8 is not None:
+            # Transformer Engine: the GEMM reads an FP8 copy of x, which is also what
+            # the weight gradient keeps (:mod:`simulator.ops.precision`)
+            x = ops.cast(x, fp8, name=f"{self.name}.cast")
+        y = ops.matmul(x, self.weight.value, name=f"{self.name}", dtype=fp8, credit=self.credit)
         if self.bias is not None:
             y = ops.add(y, self.bias.value, name=f"{self.name}.bias")
         return y, x
 
     def backward_input(self, dy: Array, ctx: Any) -> tuple[Array, Any]:
-        dx = ops.matmul(dy, self.weight.value.T, name=f"{self.name}.dx")
+        fp8 = linear_gemm_dtype()
+        if fp8 is not None:
+            dy = ops.cast(dy, fp8, name=f"{self.name}.dy.cast")
+        dx = ops.matmul(
+            dy, self.weight.value.T, name=f"{self.name}.dx", dtype=fp8, credit=self.credit
+        )
         return dx, (ctx, dy)
 
     def backward_weight(self, wctx: Any) -> None:
         x, dy = wctx
         x2 = x.reshape(-1, x.shape[-1])
         dy2 = dy.reshape(-1, dy.shape[-1])
-        self.weight.accumulate(ops.matmul(x2.T, dy2, name=f"{self.name}.dW"))
+        fp8 = linear_gemm_dtype()
+        dw = ops.matmul(x2.T, dy2, name=f"{self.name}.dW", dtype=fp8, credit=self.credit)
+        self.weight.accumulate(dw)
         if self.bias is not None:
             self.bias.accumulate(ops.sum_to_last(dy, name=f"{self.name}.db"))
 
@@ -150,3 +173,23 @@ class GELU(Layer):
 
     def backward_input(self, dy: Array, ctx: Any) -> tuple[Array, Any]:
         return ops.gelu_backward(dy, ctx), None
+
+
+class SwiGLU(Layer):
+    """The gated activation of a SwiGLU MLP: ``[gate | up] -> silu(gate) * up``
+    (Shazeer 2020, eq. 6; :func:`simulator.ops.llama.swiglu`).
+
+    It follows the MLP's first GEMM, which computes the gate and the value
+    together (``2f`` columns), and halves the width. It saves its input, both
+    halves, ``4sbf`` bytes in 16-bit: its backward needs the gate and the value.
+    """
+
+    name = "swiglu"
+    #: the input is two halves, [gate | up], that a tensor-parallel split cuts alike
+    gated = True
+
+    def forward(self, x: Array) -> tuple[Array, Any]:
+        return ops_llama.swiglu(x), x
+
+    def backward_input(self, dy: Array, ctx: Any) -> tuple[Array, Any]:
+        return ops_llama.swiglu_backward(dy, ctx), None

@@ -1,4 +1,4 @@
-"""Layer normalisation that stashes its input and nothing else.
+"""Layer normalisation and RMSNorm, each stashing its input and nothing else.
 
 ``y = (x - mean) / sqrt(var + eps) * gamma + beta`` over the hidden axis (Ba
 et al. 2016, "Layer Normalization", eq. 4 and sec. 3.1). Backward recomputes
@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..ops import functional as ops_nn
+from ..ops import llama as ops_llama
 from ..ops.arrays import Array
 from .layers import Layer, init_constant
 from .param import Param
@@ -54,3 +55,38 @@ class LayerNorm(Layer):
         dgamma, dbeta = ops_nn.layernorm_weight_grad(dy, x, self.eps)
         self.gamma.accumulate(dgamma)
         self.beta.accumulate(dbeta)
+
+
+class RMSNorm(Layer):
+    """Root-mean-square norm over the last axis with gain ``gamma`` (ones) and no bias
+    (Zhang and Sennrich 2019, "Root Mean Square Layer Normalization", eq. 4; Llama's
+    norm, Touvron et al. 2023, sec. 2.2).
+
+    Like :class:`LayerNorm` it stashes its input only (``2sbh`` bytes in 16-bit):
+    backward recomputes ``1 / rms`` from it (:func:`simulator.ops.llama.rmsnorm`).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        width: int,
+        rng: np.random.Generator | None,
+        dtype: str,
+        eps: float = 1e-5,
+    ) -> None:
+        self.name = name
+        self.eps = eps
+        self.gamma = Param(f"{name}.weight", init_constant(rng, (width,), 1.0, dtype))
+
+    def parameters(self) -> list[Param]:
+        return [self.gamma]
+
+    def forward(self, x: Array) -> tuple[Array, Any]:
+        return ops_llama.rmsnorm(x, self.gamma.value, self.eps), x
+
+    def backward_input(self, dy: Array, ctx: Any) -> tuple[Array, Any]:
+        return ops_llama.rmsnorm_backward(dy, ctx, self.gamma.value, self.eps), (ctx, dy)
+
+    def backward_weight(self, wctx: Any) -> None:
+        x, dy = wctx
+        self.gamma.accumulate(ops_llama.rmsnorm_weight_grad(dy, x, self.eps))

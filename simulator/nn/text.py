@@ -24,11 +24,14 @@ from importlib import resources
 
 import numpy as np
 
-from ..ops.arrays import Array
+from ..errors import ConfigError
+from ..ops.arrays import Array, ShapeArray
 from .data import rng_for
 
 #: Successors per token of the synthetic bigram rule.
 BRANCHING = 2
+#: The data tasks a language model's ``data`` key names.
+DATA = ("synthetic", "text")
 #: The text shipped in ``simulator/data``.
 TEXT = "alice"
 
@@ -57,21 +60,21 @@ def alphabet(name: str = TEXT) -> str:
 
 
 def check_vocab(vocab: int, name: str = TEXT) -> None:
-    """Raise ValueError unless ``vocab`` tokens cover every character of the text."""
+    """Raise ConfigError unless ``vocab`` tokens cover every character of the text."""
     needed = len(alphabet(name))
     if vocab < needed:
-        raise ValueError(
+        raise ConfigError(
             f"the text {name!r} has {needed} distinct characters but vocab is {vocab}; "
             f"use vocab >= {needed}"
         )
 
 
 def check_seq_len(seq_len: int, name: str = TEXT) -> None:
-    """Raise ValueError unless the text holds a window of ``seq_len + 1`` characters
+    """Raise ConfigError unless the text holds a window of ``seq_len + 1`` characters
     (a sequence and its next-token targets)."""
     length = len(load_text(name))
     if seq_len + 1 > length:
-        raise ValueError(
+        raise ConfigError(
             f"the text {name!r} has {length} characters, too few for seq_len = {seq_len} "
             f"(a window is seq_len + 1 characters); use seq_len <= {length - 1}"
         )
@@ -103,3 +106,52 @@ def text_batch(
 @cache
 def _encoded(name: str) -> np.ndarray:
     return encode(load_text(name), name)
+
+
+class LanguageModelData:
+    """What every language model config shares (mixed into GPT's and Llama's): its
+    pipeline blocks, its padded vocabulary, its data and its unit of throughput.
+
+    Expects the fields ``layers``, ``seq_len``, ``vocab``,
+    ``make_vocab_size_divisible_by`` and ``data``.
+    """
+
+    layers: int
+    seq_len: int
+    vocab: int
+    make_vocab_size_divisible_by: int
+    data: str
+
+    @property
+    def num_blocks(self) -> int:
+        """The embedding, every layer, and the head."""
+        return self.layers + 2
+
+    def padded_vocab(self, tp: int = 1) -> int:
+        """Rows of the token table under ``tp``-way tensor parallelism (Megatron-LM's
+        ``_vocab_size_with_padding``): 50257 words give 50304 for ``tp = 1`` and
+        51200 for ``tp = 8``."""
+        from .embedding import padded_vocab
+
+        return padded_vocab(self.vocab, self.make_vocab_size_divisible_by, tp)
+
+    def batch(self, seed: int, step: int, global_batch: int, numerics: bool) -> tuple[Array, Array]:
+        """Tokens and next-token targets, int64 ``(global_batch, seq_len)``."""
+        if not numerics:
+            shape = (global_batch, self.seq_len)
+            return ShapeArray(shape, "int64"), ShapeArray(shape, "int64")
+        if self.data == "text":
+            return text_batch(seed, step, global_batch, self.seq_len)
+        return bigram_batch(seed, step, global_batch, self.seq_len, self.vocab)
+
+    def tokens(self, samples: int) -> int:
+        """Tokens are the unit of throughput of a language model."""
+        return samples * self.seq_len
+
+    def check_data(self, kind: str) -> None:
+        """Raise ConfigError for a data task the vocabulary or the sequence cannot serve."""
+        if self.data not in DATA:
+            raise ConfigError(f"{kind}: data must be one of {DATA}, got {self.data!r}", "data")
+        if self.data == "text":
+            check_vocab(self.vocab)
+            check_seq_len(self.seq_len)

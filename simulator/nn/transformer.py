@@ -15,8 +15,13 @@ dropout mask sbh; ln2 input 2sbh, fc1 input 2sbh, GELU input 8sbh, fc2
 input 8sbh, dropout mask sbh -- ``sbh(34 + 5as/h)`` in all. The residual
 additions keep nothing.
 
+The Llama block (:mod:`simulator.nn.llama`) is the same layer with other
+parts: RMSNorm for the layer norms, a grouped-query core with rotary
+embeddings, linear layers without biases, and SwiGLU for GELU, with ``fc1``
+computing the gate and the value together.
+
 The sub-layers are attributes (``ln1, qkv, core, proj, drop1, ln2, fc1,
-gelu, fc2, drop2``) so that a tensor-parallel layer can be built from their
+activation, fc2, drop2``) so that a tensor-parallel layer can be built from their
 shards: ``qkv`` and ``fc1`` split by output columns (whole heads for ``qkv``,
 see :func:`simulator.ops.functional.split_heads`), ``proj`` and ``fc2`` by input
 rows, the core by heads (Megatron-LM, Shoeybi et al. 2019, sec. 3).
@@ -31,7 +36,7 @@ import numpy as np
 from .attention import AttentionCore
 from .combinators import Residual, Sequential
 from .dropout import Dropout
-from .layers import GELU, Linear
+from .layers import GELU, Layer, Linear
 from .norm import LayerNorm
 
 
@@ -50,20 +55,22 @@ class TransformerLayer(Sequential):
     def __init__(
         self,
         name: str,
-        ln1: LayerNorm,
+        ln1: Layer,
         qkv: Linear,
         core: AttentionCore,
         proj: Linear,
         drop1: Dropout,
-        ln2: LayerNorm,
+        ln2: Layer,
         fc1: Linear,
         fc2: Linear,
         drop2: Dropout,
+        activation: Layer | None = None,
     ) -> None:
         self.ln1, self.qkv, self.core, self.proj, self.drop1 = ln1, qkv, core, proj, drop1
-        self.ln2, self.fc1, self.gelu, self.fc2, self.drop2 = ln2, fc1, GELU(), fc2, drop2
+        self.ln2, self.fc1, self.fc2, self.drop2 = ln2, fc1, fc2, drop2
+        self.activation = GELU() if activation is None else activation
         attention = Sequential(f"{name}.attn", [ln1, qkv, core, proj, drop1])
-        mlp = Sequential(f"{name}.mlp", [ln2, fc1, self.gelu, fc2, drop2])
+        mlp = Sequential(f"{name}.mlp", [ln2, fc1, self.activation, fc2, drop2])
         super().__init__(name, [Residual(attention.name, attention), Residual(mlp.name, mlp)])
 
     @classmethod
@@ -78,6 +85,7 @@ class TransformerLayer(Sequential):
         rng: np.random.Generator | None,
         dtype: str,
         std: float = 0.02,
+        kernel: str = "materialised",
     ) -> TransformerLayer:
         """Layer ``index`` of ``num_layers``, initialised as GPT-2 is.
 
@@ -99,6 +107,7 @@ class TransformerLayer(Sequential):
                 heads,
                 hidden // heads,
                 Dropout(dropout, index, "attention_probs"),
+                kernel=kernel,
             ),
             Linear.create(f"{name}.attn.proj", hidden, hidden, rng, dtype, std=resid_std),
             Dropout(dropout, index, "attention_out"),

@@ -4,6 +4,10 @@
   recording a kernel with its FLOPs and bytes (re-exported here: ``ops.matmul``);
 * :mod:`.functional` -- the transformer's ops: layer norm, causal softmax,
   heads, dropout, embedding, cross entropy;
+* :mod:`.llama` -- RMSNorm, the SwiGLU gate, rotary position embeddings;
+* :mod:`.attention` -- grouped query heads and FlashAttention as one fused
+  kernel, with the log-sum-exp merge of partial attentions;
+* :mod:`.precision` -- BF16 or FP8 for the linear layers' GEMMs;
 * :mod:`.arrays` -- :class:`~.arrays.ShapeArray`, an array with a shape and
   no data, so the same layer code runs at any size;
 * :mod:`.tape` -- the record of what code did (kernels, collectives, waits,
@@ -13,6 +17,7 @@
 from .basic import (
     add,
     bytes_moved,
+    cast,
     elementwise,
     emit,
     fixed,
@@ -32,6 +37,7 @@ from .basic import (
 __all__ = [
     "add",
     "bytes_moved",
+    "cast",
     "elementwise",
     "emit",
     "fixed",

@@ -8,8 +8,10 @@ helpers here (``nbytes``, ``split``, ``concat`` ...) work on both kinds so that
 layers, collectives and the runtime never need to ask which one they hold.
 
 Dtype names are canonical strings: ``float64``, ``float32``, ``bf16``, ``fp16``
-for floating point data, ``int64`` for token ids and ``uint8`` for dropout masks
-(one byte per element, as Korthikanti et al. 2022 count them).
+for floating point data (``fp8`` for the FP8 copies of GEMM inputs that
+:func:`simulator.ops.basic.cast` makes, shape-only), ``int64`` for token ids
+and ``uint8`` for dropout masks (one byte per element, as Korthikanti et al.
+2022 count them).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ ITEMSIZE: dict[str, int] = {
     "float32": 4,
     "bf16": 2,
     "fp16": 2,
+    "fp8": 1,
     "int64": 8,
     "uint8": 1,
 }

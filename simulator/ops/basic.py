@@ -21,13 +21,21 @@ import math
 
 import numpy as np
 
-from .arrays import Array, ShapeArray, dtype_of, is_shape_only
+from .arrays import ITEMSIZE, Array, ShapeArray, dtype_of, is_shape_only
 from .tape import Kernel, record
 
 
-def emit(name: str, op_class: str, dtype: str, flops: float, nbytes: float) -> None:
-    """Record a kernel on the active tape (for ops defined outside this module)."""
-    record(Kernel(name, op_class, dtype, float(flops), float(nbytes)))
+def emit(
+    name: str, op_class: str, dtype: str, flops: float, nbytes: float, model: float | None = None
+) -> None:
+    """Record a kernel on the active tape (for ops defined outside this module);
+    ``model``: the FLOPs the model's formula counts, if not ``flops``
+    (:attr:`~simulator.ops.tape.Kernel.model`)."""
+    record(Kernel(name, op_class, dtype, float(flops), float(nbytes), model=_float(model)))
+
+
+def _float(x: float | None) -> float | None:
+    return None if x is None else float(x)
 
 
 def fixed(name: str, seconds: float) -> None:
@@ -44,19 +52,49 @@ def bytes_moved(*arrays: Array | float) -> int:
     return sum(int(a.nbytes) for a in arrays if hasattr(a, "nbytes"))
 
 
-def matmul(a: Array, b: Array, name: str = "matmul") -> Array:
+def matmul(
+    a: Array, b: Array, name: str = "matmul", dtype: str | None = None, credit: float = 1.0
+) -> Array:
     """``a @ b`` with numpy broadcasting of leading (batch) dimensions.
 
-    FLOPs: ``2 * batch * m * n * k``.
+    FLOPs: ``2 * batch * m * n * k``. ``dtype`` is the precision the GEMM runs
+    in, when not its inputs' (``fp8``: Transformer Engine's FP8 GEMMs, see
+    :func:`cast`); it picks the peak FLOP/s and the bytes of the inputs, never
+    the numbers, which stay the inputs' dtype's. ``credit`` is the share of
+    the FLOPs the model's formula counts (less than 1 for work that other
+    ranks repeat, such as replicated key-value heads).
     """
     m, k = a.shape[-2], a.shape[-1]
     if b.shape[-2] != k:
         raise ValueError(f"{name}: shapes {a.shape} and {b.shape} do not multiply")
     n = b.shape[-1]
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    dtype = dtype_of(a)
-    out = _out((*batch, m, n), dtype) if is_shape_only(a) else a @ b
-    emit(name, "gemm", dtype, 2 * math.prod(batch) * m * n * k, bytes_moved(a, b, out))
+    # an FP8 copy as one input (a weight gradient from the stashed copy) still gives
+    # a result in the other input's precision
+    out_dtype = dtype_of(b) if dtype_of(a) == "fp8" else dtype_of(a)
+    out = _out((*batch, m, n), out_dtype) if is_shape_only(a) else a @ b
+    nbytes = bytes_moved(a, b, out)
+    if dtype is not None and dtype != out_dtype:
+        # the inputs are read at the GEMM's precision, the output written at the model's
+        nbytes = (a.size + b.size) * ITEMSIZE[dtype] + out.size * ITEMSIZE[out_dtype]
+    flops = 2 * math.prod(batch) * m * n * k
+    emit(name, "gemm", dtype or out_dtype, flops, nbytes, None if credit == 1.0 else flops * credit)
+    return out
+
+
+def cast(x: Array, dtype: str, name: str = "cast") -> Array:
+    """``x`` quantised to ``dtype`` for a low-precision GEMM (a memory-bound kernel).
+
+    Transformer Engine runs a linear layer's GEMMs in FP8 on FP8 copies of their
+    inputs, and keeps the FP8 copy of the input for the weight gradient
+    (Micikevicius et al. 2022, "FP8 Formats for Deep Learning", sec. 4; NVIDIA
+    Transformer Engine, ``te.Linear``). The simulator's numbers stay in the
+    model's dtype (float64 in numerics mode): the copy *is* ``x`` there, and only
+    shape-only arrays take the new dtype, so memory and time see FP8 and the
+    math does not.
+    """
+    out = ShapeArray(x.shape, dtype) if is_shape_only(x) else x
+    emit(name, "elementwise", dtype, 0, x.nbytes + x.size * ITEMSIZE[dtype])
     return out
 
 

@@ -40,6 +40,13 @@ class Kernel:
         flops: GEMM FLOPs (2mnk); zero for non-GEMM ops.
         bytes: bytes read and written.
         seconds: a fixed duration, for ``fixed`` kernels (abstract models).
+        model: the FLOPs the model's formula credits this kernel with, when they
+            differ from those it executes (None: the same). A fused attention
+            kernel skips the masked half of a causal score matrix and recomputes
+            the scores in its backward; the formulas (Korthikanti et al. 2022,
+            appendix A) count neither, so MFU does not depend on the kernel.
+            Work other ranks repeat (replicated key-value heads) is credited
+            once over them.
     """
 
     name: str
@@ -48,6 +55,12 @@ class Kernel:
     flops: float
     bytes: float
     seconds: float = 0.0
+    model: float | None = None
+
+    @property
+    def model_flops(self) -> float:
+        """The FLOPs this kernel counts towards model FLOPs (MFU)."""
+        return self.flops if self.model is None else self.model
 
 
 @dataclass(eq=False)
@@ -148,7 +161,7 @@ class Tape:
         ]
 
     def flops(self, rank: int = 0, tag: str | None = None) -> float:
-        """GEMM FLOPs of one rank; only segments with ``tag`` when it is given."""
+        """GEMM FLOPs one rank executes; only segments with ``tag`` when it is given."""
         return sum(
             k.flops
             for it in self.items

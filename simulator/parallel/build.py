@@ -107,6 +107,8 @@ def check_layout(cluster: ClusterSpec, training: TrainingConfig, s: Strategy) ->
             "sequence_parallel: the activations are already split along the sequence; "
             "drop one of them"
         )
+    if s.precision == "fp8":
+        check_fp8(cluster, s)
     if s.partition not in partitions.PARTITIONS:
         raise LayoutError(f"strategy {s.name!r}: partition must be one of {partitions.PARTITIONS}")
     return training.global_batch // replicas_batches
@@ -119,6 +121,19 @@ def check_numerics(model_config: ModelConfig, training: TrainingConfig) -> None:
         raise LayoutError(
             f"model dtype {dtype} has no numpy arithmetic; set [training] numerics = false to "
             f"run it shape-only, or use float64 or float32"
+        )
+
+
+def check_fp8(cluster: ClusterSpec, s: Strategy) -> None:
+    """A :class:`LayoutError` unless every device of the cluster has an FP8 peak
+    (Transformer Engine runs FP8 GEMMs on Hopper and newer only)."""
+    kinds = (spec.device for _, spec in cluster.kinds())
+    lacking = sorted({d.name for d in kinds if "fp8" not in d.peak_flops})
+    if lacking:
+        raise LayoutError(
+            f'strategy {s.name!r}: precision = "fp8" needs FP8 tensor cores, and '
+            f"{', '.join(lacking)} has none (Transformer Engine runs FP8 on Hopper and "
+            f'newer); use precision = "bf16" or an H100, H200 or B200 preset'
         )
 
 
@@ -205,7 +220,9 @@ def build_plan(
         for c, blocks in enumerate(stages):
             loss = parallel_loss(replicas[d].loss, s) if c == num_stages - 1 else None
             blocks_of = [parallelize(replicas[d].blocks[i], s) for i in blocks]
-            workers[base + stage_rank[c]].chunks[c] = Chunk(c, blocks_of, loss, s.recompute)
+            workers[base + stage_rank[c]].chunks[c] = Chunk(
+                c, blocks_of, loss, s.recompute, s.precision
+            )
         pairs = tie_copies(workers[base : base + s.pp])
         if d == 0:
             tied0 = pairs

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..nn.param import Param
 from ..ops.arrays import Array, tree_bytes
+from ..ops.precision import gemm_precision
 from ..ops.tape import Mark, record, tagged
 from .tensor import ParallelBlock, ShardLoss
 
@@ -25,7 +26,11 @@ RECOMPUTE = ("none", "full", "selective")
 
 
 class Chunk:
-    """Blocks ``blocks`` of model stage ``index``; ``loss`` only on the last stage."""
+    """Blocks ``blocks`` of model stage ``index``; ``loss`` only on the last stage.
+
+    ``precision`` is the strategy's: the blocks' linear layers run their GEMMs
+    in FP8 under ``"fp8"`` (:mod:`simulator.ops.precision`).
+    """
 
     def __init__(
         self,
@@ -33,11 +38,13 @@ class Chunk:
         blocks: list[ParallelBlock],
         loss: ShardLoss | None,
         recompute: str = "none",
+        precision: str = "bf16",
     ) -> None:
         self.index = index
         self.blocks = blocks
         self.loss = loss
         self.recompute = recompute
+        self.precision = precision
         self.ranks = blocks[0].ranks if blocks else 1
         for block in blocks:
             block.configure(selective=recompute == "selective")
@@ -62,6 +69,12 @@ class Chunk:
     ) -> tuple[list[Array], Any]:
         """Run the blocks; on the last chunk return the per-rank loss values (unless
         ``apply_loss`` is false: ``nn.DataParallel`` applies it to the gathered outputs)."""
+        with gemm_precision(self.precision):
+            return self._forward(xs, targets, apply_loss)
+
+    def _forward(
+        self, xs: list[Array], targets: list[Array] | None, apply_loss: bool
+    ) -> tuple[list[Array], Any]:
         ctxs = []
         for i, block in enumerate(self.blocks):
             record(Mark("block", (self.index, i, "F")))
@@ -96,6 +109,12 @@ class Chunk:
         self, dys: list[Array] | None, ctx: Any, scale: float
     ) -> tuple[list[Array], list[Any]]:
         """B: input gradients only; returns them and what W will need."""
+        with gemm_precision(self.precision):
+            return self._backward_input(dys, ctx, scale)
+
+    def _backward_input(
+        self, dys: list[Array] | None, ctx: Any, scale: float
+    ) -> tuple[list[Array], list[Any]]:
         ctxs, _ = ctx
         dys = self._start(dys, ctx, scale)
         wctxs: list[Any] = [None] * len(self.blocks)
@@ -106,6 +125,10 @@ class Chunk:
 
     def backward_weight(self, wctxs: list[Any]) -> None:
         """W: parameter gradients of every block, last block first."""
+        with gemm_precision(self.precision):
+            self._backward_weight(wctxs)
+
+    def _backward_weight(self, wctxs: list[Any]) -> None:
         for i in reversed(range(len(self.blocks))):
             record(Mark("block", (self.index, i, "W")))
             self.blocks[i].backward_weight(wctxs[i])
@@ -113,6 +136,10 @@ class Chunk:
 
     def backward(self, dys: list[Array] | None, ctx: Any, scale: float) -> list[Array]:
         """B and W fused, block by block, as schedules without a B/W split run them."""
+        with gemm_precision(self.precision):
+            return self._backward(dys, ctx, scale)
+
+    def _backward(self, dys: list[Array] | None, ctx: Any, scale: float) -> list[Array]:
         ctxs, _ = ctx
         dys = self._start(dys, ctx, scale)
         for i in reversed(range(len(self.blocks))):

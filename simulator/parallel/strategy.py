@@ -4,7 +4,8 @@ The fields are the keys of a ``[[strategy]]`` table in a scenario file. Each
 field's metadata says what it means (``doc``), which values it allows
 (``choices``, read from the registries that implement them, or ``range``) and
 any other rule (``check``); :mod:`simulator.scenario.parse` derives its schema from
-them, so this class is the one place the strategy options are written down.
+them, so this class is the one place the strategy options are written down, and
+building one in Python checks the same rules (:func:`simulator.keys.check_fields`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 
 from .. import comm
 from ..errors import LayoutError
+from ..keys import check_fields
+from ..ops.precision import PRECISIONS
 from ..ranges import Range
 from .data import variant_names
 from .mesh import DEFAULT_ORDER, parse_order
@@ -31,8 +34,9 @@ FILE_SCHEDULE = "file:"
 
 
 def allreduce_algorithms() -> tuple[str, ...]:
-    """Gradient all-reduce algorithms: every all-reduce of :data:`simulator.comm.ALGORITHMS`."""
-    return tuple(comm.ALGORITHMS["all_reduce"])
+    """Gradient all-reduce algorithms: every all-reduce of :data:`simulator.comm.ALGORITHMS`,
+    and ``auto`` (the tuner's choice, the default)."""
+    return (*comm.ALGORITHMS["all_reduce"], comm.AUTO)
 
 
 def schedule_check(value: str) -> str | None:
@@ -133,6 +137,14 @@ class Strategy:
     pp_scatter_gather: bool = field(
         default=False, metadata={"doc": "send 1/tp of each activation and all-gather it"}
     )
+    precision: str = field(
+        default="bf16",
+        metadata={
+            "doc": "precision of the linear layers' GEMMs: bf16 (the model's dtype) or fp8 "
+            "(at the FP8 peak, as Transformer Engine runs them; the numbers do not change)",
+            "choices": PRECISIONS,
+        },
+    )
     async_tp: bool = field(
         default=True,
         metadata={
@@ -140,6 +152,9 @@ class Strategy:
             "(Megatron-LM's asynchronous all-reduce and sequence-parallel all-gather)"
         },
     )
+
+    def __post_init__(self) -> None:
+        check_fields(self)  # the rules of a [[strategy]] table (raises ConfigError)
 
     @property
     def num_devices(self) -> int:

@@ -26,7 +26,7 @@ schedule's own bubble (Narayanan et al. 2021, sec. 2.2, eq. 1 for 1F1B).
 A block's compute is the same in every stage that holds it (compute segments
 end at every block's mark), so a stage's is the sum of its blocks', each
 priced once per (``tp``, sequence parallelism, recomputation, micro-batch
-size). The sum is scaled by ``1 - 1e-9`` so that summing in another order
+size, precision). The sum is scaled by ``1 - 1e-9`` so that summing in another order
 than the runtime cannot push the bound over the simulated time.
 
 The bound needs one kind of device (on mixed clusters it is 0: no layout is
@@ -79,7 +79,7 @@ class StepBound:
         """Per stage of ``s``, the compute seconds of its F, B, W and BW."""
         pruner = self.pruner
         micro_batch = pruner.micro_batch(s)
-        key = (s.tp, s.sequence_parallel, s.recompute, micro_batch)
+        key = (s.tp, s.sequence_parallel, s.recompute, s.precision, micro_batch)
         blocks = self._blocks.get(key)
         if blocks is None:
             blocks = self._blocks[key] = self.block_times(s, micro_batch)
@@ -110,7 +110,7 @@ class StepBound:
         """What a bound depends on: the compute of every block, the stages, the schedule."""
         micro_batch = self.pruner.micro_batch(s)
         return (
-            (s.tp, s.sequence_parallel, s.recompute, micro_batch),
+            (s.tp, s.sequence_parallel, s.recompute, s.precision, micro_batch),
             self.pruner.stages_of(s, micro_batch),
             schedule_key(s),
         )
@@ -175,7 +175,7 @@ class StepBound:
                 key = (signature(block), i == last, tuple(getattr(a, "shape", None) for a in xs))
                 if key not in seen:
                     loss = parallel_loss(model.loss, s) if i == last else None
-                    chunk = Chunk(0, [parallelize(block, s)], loss, s.recompute)
+                    chunk = Chunk(0, [parallelize(block, s)], loss, s.recompute, s.precision)
                     targets = [y] * s.tp if i == last else None
                     seen[key] = self._price(chunk, xs, targets, scale)
                 times, xs = seen[key]

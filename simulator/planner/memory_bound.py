@@ -16,15 +16,18 @@ peak, and how close it comes):
   parameters a device really holds after tensor parallelism, and the bytes
   per parameter come from the dtype and the optimizer's own accounting
   (:meth:`simulator.nn.optim.Optimizer.state_bytes`).
-* **Activations** of a GPT (Korthikanti et al. 2022, "Reducing Activation
-  Recomputation in Large Transformer Models", sec. 4.1 and Table 2): one
-  transformer layer stashes ``sbh(34 + 5as/h)`` bytes for one micro-batch in
-  16-bit without parallelism, ``sbh(10 + 24/t + 5as/(ht))`` with tensor
-  parallelism, ``sbh(34 + 5as/h)/t`` with sequence parallelism too; selective
-  recomputation drops the ``5as/h`` term (the attention core) and full
-  recomputation keeps only the layer input, ``2sbh``. The breakdown of sec.
-  4.1 (element tensors and one-byte dropout masks) gives the same counts for
-  any element size, and without dropout, for no masks.
+* **Activations** of a GPT or Llama layer
+  (:func:`simulator.nn.accounting.layer_stash_bytes`, after Korthikanti et al.
+  2022, "Reducing Activation Recomputation in Large Transformer Models", sec.
+  4.1 and Table 2): a GPT layer stashes ``sbh(34 + 5as/h)`` bytes for one
+  micro-batch in 16-bit without parallelism, ``sbh(10 + 24/t + 5as/(ht))``
+  with tensor parallelism, ``sbh(34 + 5as/h)/t`` with sequence parallelism
+  too; selective recomputation drops the ``5as/h`` term (the attention core),
+  full recomputation keeps only the layer input, ``2sbh``, the flash kernel
+  replaces the ``s^2`` terms by its softmax statistics, and FP8 keeps a
+  linear layer's input in one byte. The breakdown of sec. 4.1 (element
+  tensors and one-byte dropout masks) gives the counts for any element size,
+  and without dropout, for no masks.
 * **How many micro-batches a stage holds** is read off the schedule itself:
   walking a rank's actions in order, a forward adds its stage's layers and a
   backward removes them; the most at once is what the schedule stashes
@@ -42,7 +45,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..hardware import DTYPE_BYTES
 from ..parallel.pipeline.actions import BACKWARDS, F, Schedule
 
 
@@ -57,33 +59,6 @@ def model_state_bytes(param_bytes: float, state_bytes: float, dp: int, zero: int
     grads = param_bytes / dp if zero >= 2 else param_bytes
     optimizer = state_bytes / dp if zero >= 1 else state_bytes
     return weights + grads + optimizer
-
-
-def gpt_layer_stash_bytes(
-    config: object, micro_batch: int, tp: int, sequence_parallel: bool, recompute: str
-) -> float:
-    """Bytes one transformer layer stashes per micro-batch on one device
-    (Korthikanti et al. 2022, Table 2; see the module docstring).
-
-    ``config`` is a :class:`~simulator.nn.gpt.GPTConfig` (its ``seq_len``,
-    ``hidden``, ``heads``, ``dtype`` and ``dropout``).
-    """
-    s, h, a = config.seq_len, config.hidden, config.heads
-    e = DTYPE_BYTES[config.dtype]
-    mask = 1 if config.dropout > 0 else 0
-    sbh = s * micro_batch * h
-    split = tp if sequence_parallel else 1  # what sequence parallelism splits
-    if recompute == "full":
-        return sbh * e / split  # the layer's input only
-    # layer-norm inputs and the inputs of QKV and fc1 (4 tensors) and the two
-    # residual-branch dropout masks: whole on every rank unless the sequence is split
-    total = sbh * (4 * e + 2 * mask) / split
-    # Q, K, V (3), the projection's input (1), GELU's input and output (4 + 4): sharded
-    total += sbh * 12 * e / tp
-    if recompute != "selective":
-        # softmax output, its dropout mask and the dropout's output, a heads' share
-        total += a * s * s * micro_batch * (2 * e + mask) / tp
-    return total
 
 
 Profile = tuple[tuple[tuple[int, ...], tuple[tuple[int, ...], ...]], ...]

@@ -1,116 +1,14 @@
-"""Named GPT sizes from the papers, for ``plan --model NAME``.
+"""The named models ``plan --model NAME`` takes: :mod:`simulator.nn.named`'s.
 
-Two families:
-
-* ``gpt3-*``: the eight models of Brown et al. 2020, "Language Models are
-  Few-Shot Learners", Table 2.1 (layers, d_model, heads, d_head, batch size in
-  tokens), with a sequence of 2048 tokens. Two rows of that table do not
-  multiply out: GPT-3 XL lists 24 heads of 128 for d_model = 2048, and GPT-3
-  13B lists d_model = 5140 for 40 heads of 128. We keep d_head = 128 and
-  d_model, so XL has 16 heads, and take 13B's d_model as 40 x 128 = 5120.
-  The table's batch sizes, 0.5M to 3.2M tokens, are rounded; in sequences
-  of 2048 tokens they are 256 (2^19 tokens) to 1536 (3.15M tokens).
-* ``megatron-*``: the ten rows of Narayanan et al. 2021, "Efficient
-  Large-Scale Language Model Training on GPU Clusters Using Megatron-LM"
-  (SC21), Table 1 (weak scaling from 1.7B to 1T parameters), with the
-  tensor- and pipeline-parallel sizes, GPU count and batch they ran, and the
-  fraction of the A100's peak they reached.
-
-Every model uses Megatron-LM's padded vocabulary of 51,200 (a multiple of
-128 x 8, so any tp up to 8 divides it; GPT-2's BPE has 50,257 tokens), bf16,
-dropout 0.1. ``kind = "gpt"`` counts parameters by Megatron-LM's eq. 2.
+They live beside the model configs because scenario files name them too
+(``[model] name = "llama3-70b"``); the planner reads their published batch
+and layout (GPU count) from here under its older names.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ..nn.named import NAMED_MODELS as MODEL_PRESETS
+from ..nn.named import NamedModel as ModelPreset
+from ..nn.named import named_model as model_preset
 
-from ..errors import ScenarioError
-from ..nn.gpt import GPTConfig
-
-SEQ_LEN = 2048
-VOCAB = 51200
-
-
-@dataclass(frozen=True)
-class ModelPreset:
-    """A published model size, and the layout its paper ran it with (if it says).
-
-    Attributes:
-        name: the name ``--model`` takes.
-        config: the GPT, shape-only sized (bf16).
-        global_batch: sequences per step in the paper.
-        source: paper and table.
-        tp, pp, gpus: the published tensor- and pipeline-parallel sizes and
-            GPU count (Megatron-LM Table 1), or None.
-        peak_fraction: the published fraction of peak FLOP/s, or None.
-    """
-
-    name: str
-    config: GPTConfig
-    global_batch: int
-    source: str
-    tp: int | None = None
-    pp: int | None = None
-    gpus: int | None = None
-    peak_fraction: float | None = None
-
-
-def _gpt(layers: int, hidden: int, heads: int) -> GPTConfig:
-    return GPTConfig(
-        layers=layers,
-        hidden=hidden,
-        heads=heads,
-        seq_len=SEQ_LEN,
-        vocab=VOCAB,
-        dropout=0.1,
-        dtype="bf16",
-    )
-
-
-_BROWN = "Brown et al. 2020, Table 2.1"
-_NARAYANAN = "Narayanan et al. 2021, Table 1"
-
-# name, layers, d_model, heads, batch in sequences (Brown et al. 2020, Table 2.1:
-# 0.5M, 0.5M, 0.5M, 1M, 1M, 2M, 2M and 3.2M tokens)
-_GPT3 = [
-    ("gpt3-small", 12, 768, 12, 256),
-    ("gpt3-medium", 24, 1024, 16, 256),
-    ("gpt3-large", 24, 1536, 16, 256),
-    ("gpt3-xl", 24, 2048, 16, 512),
-    ("gpt3-2.7b", 32, 2560, 32, 512),
-    ("gpt3-6.7b", 32, 4096, 32, 1024),
-    ("gpt3-13b", 40, 5120, 40, 1024),
-    ("gpt3-175b", 96, 12288, 96, 1536),
-]
-# name, heads, hidden, layers, t, p, GPUs, batch, fraction of peak (Narayanan et al. 2021, Table 1)
-_MEGATRON = [
-    ("megatron-1.7b", 24, 2304, 24, 1, 1, 32, 512, 0.44),
-    ("megatron-3.6b", 32, 3072, 30, 2, 1, 64, 512, 0.44),
-    ("megatron-7.5b", 32, 4096, 36, 4, 1, 128, 512, 0.46),
-    ("megatron-18.4b", 48, 6144, 40, 8, 1, 256, 1024, 0.43),
-    ("megatron-39.1b", 64, 8192, 48, 8, 2, 512, 1536, 0.44),
-    ("megatron-76.1b", 80, 10240, 60, 8, 4, 1024, 1792, 0.45),
-    ("megatron-145.6b", 96, 12288, 80, 8, 8, 1536, 2304, 0.47),
-    ("megatron-310.1b", 128, 16384, 96, 8, 16, 1920, 2160, 0.50),
-    ("megatron-529.6b", 128, 20480, 105, 8, 35, 2520, 2520, 0.52),
-    ("megatron-1t", 160, 25600, 128, 8, 64, 3072, 3072, 0.52),
-]
-
-MODEL_PRESETS: dict[str, ModelPreset] = {
-    **{
-        name: ModelPreset(name, _gpt(layers, hidden, heads), batch, _BROWN)
-        for name, layers, hidden, heads, batch in _GPT3
-    },
-    **{
-        name: ModelPreset(name, _gpt(layers, hidden, heads), batch, _NARAYANAN, t, p, gpus, frac)
-        for name, heads, hidden, layers, t, p, gpus, batch, frac in _MEGATRON
-    },
-}
-
-
-def model_preset(name: str) -> ModelPreset:
-    """The preset ``name``; a one-line error lists the names otherwise."""
-    if name not in MODEL_PRESETS:
-        raise ScenarioError(f"unknown model {name!r}; choose one of: {', '.join(MODEL_PRESETS)}")
-    return MODEL_PRESETS[name]
+__all__ = ["MODEL_PRESETS", "ModelPreset", "model_preset"]

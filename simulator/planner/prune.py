@@ -39,7 +39,9 @@ from typing import Any
 
 from ..errors import SimulatorError
 from ..hardware import ClusterSpec
+from ..nn.accounting import layer_stash_bytes
 from ..nn.gpt import GPTConfig
+from ..nn.llama import LlamaConfig
 from ..nn.optim import make_optimizer
 from ..nn.transformer import TransformerLayer
 from ..parallel.build import block_costs, check_layout, parallelize, resolve_schedule
@@ -241,10 +243,10 @@ class Pruner:
         )
 
     def _layer_bytes(self, s: Strategy, micro_batch: int) -> float:
-        if not isinstance(self.model_config, GPTConfig):
+        if not isinstance(self.model_config, (GPTConfig, LlamaConfig)):
             return 0.0  # activations are estimated for transformer layers only
-        return memory_bound.gpt_layer_stash_bytes(
-            self.model_config, micro_batch, s.tp, s.sequence_parallel, s.recompute
+        return layer_stash_bytes(
+            self.model_config, micro_batch, s.tp, s.sequence_parallel, s.recompute, s.precision
         )
 
     def estimate(self, s: Strategy) -> float:

@@ -38,8 +38,9 @@ class CompiledTape:
     Attributes:
         items: the replay items (module docstring).
         seconds: total compute seconds (segments only).
-        model_flops: GEMM FLOPs of every rank, recomputation excluded (MFU).
-        hardware_flops: the same with recomputation (HFU).
+        model_flops: GEMM FLOPs of every rank as the model's formula counts them,
+            recomputation excluded (MFU; :attr:`~simulator.ops.tape.Kernel.model_flops`).
+        hardware_flops: the FLOPs the kernels execute, recomputation included (HFU).
         simple: one segment and nothing else: replay is a single timeout.
     """
 
@@ -60,10 +61,10 @@ def compile_tape(tape: Tape, cost: Cost, keep_marks: bool) -> CompiledTape:
     for item in tape.items:
         if isinstance(item, ComputeSegment):
             t = cost.segment_time(item)
-            flops = sum(k.flops for ks in item.kernels.values() for k in ks)
-            hardware += flops
+            kernels = [k for ks in item.kernels.values() for k in ks]
+            hardware += sum(k.flops for k in kernels)
             if item.tag != RECOMPUTE:
-                model += flops
+                model += sum(k.model_flops for k in kernels)
             if t <= 0:
                 continue
             seconds += t

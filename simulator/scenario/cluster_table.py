@@ -76,6 +76,9 @@ DEVICE = {
     "normalization_efficiency": Key.of(
         NUMBER, "achievable fraction for softmax/layernorm", **FRACTION
     ),
+    "attention_efficiency": Key.of(
+        NUMBER, "achievable fraction of the BF16 peak for fused (flash) attention", **FRACTION
+    ),
 }
 LINK = {
     "bandwidth_gbs": Key.of(NUMBER, "bandwidth per direction, GB/s", **RATE_OR_INF),

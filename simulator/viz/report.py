@@ -14,12 +14,16 @@ def _pct(x: float | None) -> str:
 
 
 def comparison_table(
-    results: list[dict[str, Any]], capacity: float | Sequence[float] | None = None
+    results: list[dict[str, Any]],
+    capacity: float | Sequence[float] | None = None,
+    fp8: Sequence[str] = (),
 ) -> str:
     """A text table of strategies, fastest first; failed ones (out of memory, diverged)
     last, marked. The step splits into compute, exposed communication and bubble
     (docs/design.md, "Definitions"); "analytic" is the schedule's closed-form bubble.
-    ``capacity`` is the device memory, or that of every kind of device."""
+    ``capacity`` is the device memory, or that of every kind of device. ``fp8``
+    names the strategies whose linear layers run in FP8: their MFU is still over
+    the model dtype's (BF16) peak, as the papers count it, and a line says so."""
     rows = sorted(results, key=lambda r: (r["status"] != "ok", r["iteration_time_s"] or 0.0))
     scale, unit = time_unit(max((r["iteration_time_s"] or 0.0 for r in rows), default=0.0))
     header = [
@@ -72,4 +76,9 @@ def comparison_table(
         if len(sizes) > 1:
             each += f" to {format_bytes(sizes[-1])}, by device"
         lines.append(f"(device memory: {each})")
+    if fp8:
+        lines.append(
+            f"(MFU is over the model dtype's dense peak, BF16's for a 16-bit model, also for "
+            f"{', '.join(fp8)}, whose linear layers run in FP8: as the papers count it)"
+        )
     return "\n".join(lines)

@@ -14,6 +14,27 @@ def test_presets_carry_datasheet_figures():
     assert preset("h100-node").intra_node.bandwidth == 450 * GB
 
 
+def test_h200_and_b200_presets_carry_their_datasheets():
+    h100, h200, b200 = (preset(n).device for n in ("dgx-h100", "dgx-h200", "dgx-b200"))
+    assert h200.peak_flops == h100.peak_flops  # the H100's compute
+    assert (h200.memory_bytes, h200.memory_bandwidth) == (141 * GiB, 4800 * GB)
+    assert (b200.peak("bf16"), b200.peak("fp8")) == (2250 * TFLOPS, 4500 * TFLOPS)
+    assert (b200.memory_bytes, b200.memory_bandwidth) == (180 * GiB, 8000 * GB)
+    assert preset("dgx-b200").intra_node.bandwidth == 900 * GB  # NVLink 5, per direction
+    assert preset("dgx-b200").inter_node.bandwidth == 50 * GB  # ConnectX-7, NDR 400 Gb/s
+    assert h100.peak("fp8") == 1979 * TFLOPS  # dense, half the datasheet's sparse 3958
+    # every preset lists its FP8 peak, or has none (no FP8 tensor cores before Hopper)
+    assert [n for n, c in PRESETS.items() if "fp8" not in c.device.peak_flops] == [
+        "a100-node",
+        "dgx-a100",
+        "v100-node",
+    ]
+    # the achievable fraction of the BF16 peak of a fused attention kernel (presets.py)
+    assert [
+        preset(n).device.efficiency["attention"] for n in ("dgx-a100", "dgx-h100", "dgx-b200")
+    ] == [0.58, 0.53, 0.55]
+
+
 def test_toy_nodes_have_four_devices():
     assert preset("toy", nodes=3).num_devices == 12
     assert {"toy", "a100-node", "dgx-a100", "h100-node"} <= set(PRESETS)

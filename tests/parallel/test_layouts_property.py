@@ -29,6 +29,7 @@ from simulator.errors import LayoutError, ScheduleError
 from simulator.experiment.runner import run_strategy
 from simulator.hardware import preset
 from simulator.nn.gpt import GPTConfig
+from simulator.nn.llama import LlamaConfig
 from simulator.nn.models import MLPConfig
 from simulator.parallel import Strategy
 from simulator.parallel.pipeline import schedule_names
@@ -40,6 +41,10 @@ MODELS = {
     **{f"mlp{n}": MLPConfig(layers=n, width=4) for n in (2, 3, 4)},
     "gpt": GPTConfig(layers=2, hidden=8, heads=2, seq_len=4, vocab=8),
     "gpt-dropout": GPTConfig(layers=2, hidden=8, heads=2, seq_len=4, vocab=8, dropout=0.1),
+    # grouped-query attention (2 kv heads), SwiGLU, RoPE, RMSNorm, untied embeddings
+    "llama": LlamaConfig(
+        layers=2, hidden=16, heads=4, kv_heads=2, ffn_hidden=12, seq_len=4, vocab=8
+    ),
 }
 ORDERS = ("tp-cp-dp-pp", "tp-pp-dp", "dp-tp-pp", "pp-dp-tp")
 CLUSTER = preset("toy", nodes=2)  # 8 devices

@@ -10,6 +10,8 @@ gathers, the W stash of split backwards). On tiny float64 models and MLPs,
 whose memory is mostly what the formulas leave out, only the bound is checked.
 """
 
+from dataclasses import replace
+
 import pytest
 
 from simulator import (
@@ -21,9 +23,10 @@ from simulator import (
     preset,
     run_strategy,
 )
+from simulator.nn.accounting import layer_stash_bytes
+from simulator.nn.llama import LlamaConfig
 from simulator.parallel.pipeline import get_schedule
 from simulator.planner.memory_bound import (
-    gpt_layer_stash_bytes,
     model_state_bytes,
     peak_layers_held,
     stash_profile,
@@ -53,6 +56,27 @@ def test_estimate_is_a_close_lower_bound_for_a_16_bit_transformer(strategy):
     estimate = Pruner(CLUSTER, BF16, SHAPES).estimate(strategy)
     peak = run_strategy(CLUSTER, BF16, SHAPES, strategy).metrics["peak_memory_bytes"]
     assert 0.85 * peak <= estimate <= peak
+
+
+LLAMA = LlamaConfig(
+    layers=4, hidden=256, heads=8, kv_heads=2, ffn_hidden=672, seq_len=128, vocab=512, dtype="bf16"
+)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [LLAMA, replace(LLAMA, attention="materialised"), replace(BF16, attention="flash")],
+    ids=["llama-flash", "llama-materialised", "gpt-flash"],
+)
+@pytest.mark.parametrize(
+    "strategy",
+    [*LAYOUTS[1:5], Strategy("fp8", tp=2, pp=2, microbatches=4, precision="fp8")],
+    ids=lambda s: s.name,
+)
+def test_estimate_is_a_lower_bound_for_llama_flash_and_fp8(config, strategy):
+    estimate = Pruner(CLUSTER, config, SHAPES).estimate(strategy)
+    peak = run_strategy(CLUSTER, config, SHAPES, strategy).metrics["peak_memory_bytes"]
+    assert 0.8 * peak <= estimate <= peak
 
 
 @pytest.mark.parametrize("partition", ["uniform", "balanced"])
@@ -100,7 +124,7 @@ def test_layer_stash_is_table_2_of_korthikanti(t, sp, recompute, per_sbh):
     g = GPTConfig(layers=2, hidden=1024, heads=16, seq_len=512, vocab=64, dropout=0.1, dtype="bf16")
     b = 2
     expected = g.seq_len * b * g.hidden * per_sbh(g.heads, g.seq_len, g.hidden, t)
-    assert gpt_layer_stash_bytes(g, b, t, sp, recompute) == pytest.approx(expected, rel=1e-12)
+    assert layer_stash_bytes(g, b, t, sp, recompute) == pytest.approx(expected, rel=1e-12)
 
 
 @pytest.mark.parametrize("name", ["1f1b", "gpipe"])

@@ -61,3 +61,14 @@ def test_time_units():
     assert time_unit(2.5e-3) == (1e-3, "ms")
     assert time_unit(2.5e-6) == (1e-6, "us")
     assert time_unit(2.5e-9) == (1e-6, "us")
+
+
+def test_fp8_strategies_are_said_to_count_mfu_against_the_bf16_peak():
+    results = [
+        run(MLPConfig(2, 32), Strategy(name, precision=name)).metrics for name in ("bf16", "fp8")
+    ]
+    plain = comparison_table(results, capacity=4 * 2**30)
+    noted = comparison_table(results, capacity=4 * 2**30, fp8=["fp8"])
+    assert noted.startswith(plain)  # the table as before, and one line more
+    assert noted.splitlines()[-1].startswith("(MFU is over the model dtype's dense peak")
+    assert "also for fp8, whose linear layers run in FP8" in noted

@@ -11,6 +11,8 @@ array per rank, side by side. The story, bottom up:
   parallelism turns into all-gathers and reduce-scatters (Korthikanti et al.
   2022, sec. 4.2.2);
 * :mod:`.linear` -- the column- and row-parallel GEMMs between them;
+* :mod:`.grouped` -- column-parallel GEMMs whose shards are not one block:
+  grouped-query QKV (key-value heads split or replicated) and SwiGLU's fc1;
 * :mod:`.compose` -- chains, residuals, sequence-split dropout, replicas;
 * :mod:`.mlp` and :mod:`.gpt` -- the two models, block by block, and
   :mod:`.loss`, the cross-entropy over vocabulary-parallel logits;
@@ -29,6 +31,7 @@ from .collectives import (
 )
 from .compose import Chain, Residual, SequenceDropout, replicas, summed_over_ranks
 from .gpt import ParallelHead, ParallelTransformerLayer, VocabParallelEmbedding
+from .grouped import PickedColumns, gated_columns, kv_replicas, qkv_columns
 from .linear import ColumnParallel, RowParallel, check_divides, column_shards
 from .loss import VocabParallelCrossEntropy
 from .shard import shard_block, shard_loss
@@ -40,6 +43,7 @@ __all__ = [
     "ParallelBlock",
     "ParallelHead",
     "ParallelTransformerLayer",
+    "PickedColumns",
     "Region",
     "Residual",
     "RowParallel",
@@ -52,7 +56,10 @@ __all__ = [
     "check_divides",
     "collective",
     "column_shards",
+    "gated_columns",
+    "kv_replicas",
     "per_rank",
+    "qkv_columns",
     "reduce_scatter_sequence",
     "replicas",
     "shard_block",

@@ -45,12 +45,14 @@ This module holds the collectives on the tape and f and g
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from ... import comm
+from ...comm.layout import GroupLayout, current_layout
 from ...ops.arrays import Array
 from ...ops.tape import CollectiveCall, Wait, on_rank, record
+from ...transfer import Round, TransferPlan
 
 T = TypeVar("T")
 #: Megatron-LM runs tensor-parallel collectives through NCCL, whose tuner picks the
@@ -65,6 +67,45 @@ def collective(op: str, xs: list[Array], label: str, handle: int = -1) -> list[A
     computed now either way)."""
     outs, plan = comm.collective(op, xs, ALGORITHM)
     record(CollectiveCall(op, plan.algorithm, "tp", plan, label, handle))
+    return outs
+
+
+def in_groups(op: str, xs: list[Array], groups: list[list[int]], label: str) -> list[Array]:
+    """Run ``op`` inside each group of ranks at once (disjoint groups of the worker's
+    ranks; ranks in no group keep their array), recorded as one collective.
+
+    Each group runs its own algorithm on its own ranks' places in the worker's
+    layout (:func:`simulator.comm.collective`); the plans are joined into one
+    over the whole worker, the groups' messages renumbered to worker ranks. They
+    share no rank, so nothing orders one group's messages after another's.
+    """
+    outer = current_layout(len(xs)) or GroupLayout.assumed(len(xs))
+    outs = list(xs)
+    rounds: list[Round] = []
+    keys = []
+    algorithm, channels = "", 1
+    for members in groups:
+        sub = replace(
+            outer,
+            nodes=tuple(outer.nodes[r] for r in members),
+            nics=tuple(outer.nics[r] for r in members),
+        )
+        results, plan = comm.collective(op, [xs[r] for r in members], ALGORITHM, layout=sub)
+        for r, y in zip(members, results, strict=True):
+            outs[r] = y
+        rename = tuple(members)
+        rounds += [
+            replace(
+                rd,
+                src=tuple(rename[i] for i in rd.src),
+                dst=tuple(rename[i] for i in rd.dst),
+            )
+            for rd in plan.rounds
+        ]
+        keys.append((rename, plan.key))
+        algorithm, channels = plan.algorithm, max(channels, plan.channels)
+    joined = TransferPlan(op, algorithm, len(xs), tuple(rounds), channels, ("groups", tuple(keys)))
+    record(CollectiveCall(op, algorithm, "tp", joined, label))
     return outs
 
 

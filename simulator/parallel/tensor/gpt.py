@@ -1,4 +1,4 @@
-"""Tensor (and sequence) parallelism for the GPT: its layers and vocabulary-parallel ends.
+"""Tensor (and sequence) parallelism for the GPT and Llama: layers and vocabulary-parallel ends.
 
 Built from the pieces of :mod:`simulator.parallel.tensor` around the
 single-device layers, whose parameters are sliced per rank (Shoeybi et al.
@@ -10,16 +10,20 @@ single-device layers, whose parameters are sliced per rank (Shoeybi et al.
   mask, ``proj`` row-parallel; ``fc1`` column-parallel and ``fc2``
   row-parallel on the ``4h`` inner size. Layer norms are replicated; the bias
   of a row-parallel layer is added once, after g. Four f/g collectives per
-  layer, two per residual branch.
+  layer, two per residual branch. The Llama layer is the same class: its
+  grouped-query QKV and its SwiGLU ``fc1`` pick their columns per rank
+  (:mod:`.grouped`), its RMSNorms are replicated, and it has no biases.
 * **embedding**: vocabulary-parallel. The table is first padded with unused
   words to ``V``, a multiple of ``make_vocab_size_divisible_by x t``, as
   Megatron-LM pads it (:mod:`simulator.nn.embedding`), so any ``t`` splits
   it. Rank ``r`` holds rows ``r V/t .. (r+1) V/t``, looks up zeros for other ids, and g adds
   the partial embeddings (all-reduce; under sequence parallelism a
   reduce-scatter, so each rank keeps its positions, adds their position
-  embeddings and applies that window of the dropout mask).
+  embeddings, if the model has a position table, and applies that window of
+  the dropout mask).
 * **head**: the final layer norm (replicated), then the logits as a
-  column-parallel GEMM with the *same* per-rank shard of the tied table.
+  column-parallel GEMM with the *same* per-rank shard of the tied table (or,
+  untied, the same rows of the output layer's own table).
   Rank ``r``'s logits cover its ``V/t`` words only.
 * **loss**: :mod:`.loss` works on those shards and
   exchanges only ``b s`` numbers per step of the softmax, so the ``b s V``
@@ -38,7 +42,6 @@ import contextlib
 import weakref
 from typing import Any
 
-from ...nn.attention import AttentionCore
 from ...nn.embedding import Embedding, TiedLogits, Vocabulary, padded_table
 from ...nn.gpt import Head
 from ...nn.param import Param
@@ -47,6 +50,7 @@ from ...ops.arrays import Array, concat
 from .block import ParallelBlock, ShardMap
 from .collectives import Region, per_rank
 from .compose import Chain, Residual, SequenceDropout, replicas, summed_over_ranks
+from .grouped import PickedColumns, core_shard, gated_columns, qkv_columns
 from .linear import ColumnParallel, RowParallel, check_divides, column_shards, own
 
 #: The shards cut from each tied token table, by ``t``.
@@ -152,32 +156,21 @@ class ParallelTransformerLayer(Sharded):
     def __init__(
         self, layer: TransformerLayer, t: int, sequence_parallel: bool, overlap: bool = True
     ) -> None:
-        heads, head_dim = layer.core.heads, layer.core.head_dim
-        check_divides(
-            "attention heads",
-            heads,
-            t,
-            f"choose tp among the divisors of heads = {heads} (hidden = {heads * head_dim} is "
-            f"split by whole heads)",
-        )
-        inner = layer.fc1.weight.shape[1]
-        check_divides("MLP inner size", inner, t, f"choose tp among the divisors of {inner}")
+        core = layer.core
+        columns = qkv_columns(core, t)  # checks what must divide what
         self.name = layer.name
         self.ranks = t
         self.recomputable = getattr(layer, "recomputable", True)
         self.region = region = Region(t, sequence_parallel, overlap)
         attention, mlp = f"{layer.name} attention", f"{layer.name} mlp"
-        per = heads // t
-        cores = [
-            AttentionCore(
-                layer.core.name,
-                per,
-                head_dim,
-                layer.core.dropout.sliced((slice(r * per, (r + 1) * per),), (heads,)),
-                layer.core.selective,
+        if getattr(layer.activation, "gated", False):
+            fc1: ParallelBlock = PickedColumns(
+                layer.fc1, gated_columns(layer.fc1.weight.shape[1], t), region, mlp
             )
-            for r in range(t)
-        ]
+        else:
+            inner = layer.fc1.weight.shape[1]
+            check_divides("MLP inner size", inner, t, f"choose tp among the divisors of {inner}")
+            fc1 = ColumnParallel(layer.fc1.name, column_shards(layer.fc1, t), region, mlp)
         self.ln1, self.ln2 = replicas(layer.ln1, t), replicas(layer.ln2, t)
         self.proj = RowParallel(layer.proj, region, attention)
         self.fc2 = RowParallel(layer.fc2, region, mlp)
@@ -188,10 +181,8 @@ class ParallelTransformerLayer(Sharded):
                     f"{layer.name}.attn",
                     [
                         self.ln1,
-                        ColumnParallel(
-                            layer.qkv.name, column_shards(layer.qkv, t), region, attention
-                        ),
-                        ShardMap(cores),
+                        PickedColumns(layer.qkv, columns, region, attention),
+                        ShardMap([core_shard(core, t, r) for r in range(t)]),
                         self.proj,
                         dropout_block(layer.drop1, t, sequence_parallel),
                     ],
@@ -200,8 +191,8 @@ class ParallelTransformerLayer(Sharded):
                     f"{layer.name}.mlp",
                     [
                         self.ln2,
-                        ColumnParallel(layer.fc1.name, column_shards(layer.fc1, t), region, mlp),
-                        ShardMap([layer.gelu] * t),
+                        fc1,
+                        ShardMap([layer.activation] * t),
                         self.fc2,
                         dropout_block(layer.drop2, t, sequence_parallel),
                     ],
@@ -264,7 +255,7 @@ class VocabParallelEmbedding(ParallelBlock):
     def __init__(self, embedding: Embedding, t: int, sequence_parallel: bool) -> None:
         vocabulary = vocabulary_of(embedding)
         rows = vocabulary.rows(t)
-        seq_len = embedding.positions.shape[0]
+        seq_len = embedding.seq_len
         if sequence_parallel:
             check_divides(
                 "sequence length that sequence parallelism splits",
@@ -276,17 +267,19 @@ class VocabParallelEmbedding(ParallelBlock):
         self.ranks = t
         self.region = Region(t, sequence_parallel)
         self.table_rows = embedding.weight.shape[0]
+        positions = embedding.positions
         window = seq_len // t
         self.shards = [
             Embedding(
                 embedding.name,
                 shard,
-                Param(embedding.positions.name, own(embedding.positions.value)),
+                None if positions is None else Param(positions.name, own(positions.value)),
                 embedding.dropout.sliced((slice(r * window, (r + 1) * window),), (seq_len,))
                 if sequence_parallel
                 else embedding.dropout,
                 vocab_start=r * (rows // t),
                 vocabulary=vocabulary,
+                seq_len=seq_len,
             )
             for r, shard in enumerate(table_shards(embedding.weight, t, rows))
         ]
@@ -315,10 +308,10 @@ class VocabParallelEmbedding(ParallelBlock):
     def full_params(self) -> dict[str, Array]:
         first = self.shards[0]
         table = concat([s.weight.value for s in self.shards], 0)
-        return {
-            first.weight.name: table[: self.table_rows],
-            first.positions.name: first.positions.value,
-        }
+        out = {first.weight.name: table[: self.table_rows]}
+        if first.positions is not None:
+            out[first.positions.name] = first.positions.value
+        return out
 
 
 def shard_gpt_block(

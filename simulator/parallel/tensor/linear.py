@@ -17,6 +17,7 @@ from ...errors import LayoutError
 from ...nn.layers import Layer, Linear
 from ...nn.param import Param
 from ...ops.arrays import Array, concat
+from ...ops.precision import linear_gemm_dtype
 from ...ops.tape import new_handle
 from .block import ParallelBlock
 from .collectives import Region, per_rank, wait
@@ -69,8 +70,20 @@ class ColumnParallel(ParallelBlock):
 
     def forward(self, xs: list[Array]) -> tuple[list[Array], list[Any]]:
         inputs = self.region.enter(xs, self.where)
-        ys = per_rank(self.ranks, lambda r: self.shards[r].forward(inputs[r])[0])
-        return ys, list(xs)
+        outs = per_rank(self.ranks, lambda r: self.shards[r].forward(inputs[r]))
+        if self.region.sequence_parallel:
+            return [y for y, _ in outs], self._kept(xs)
+        # what the shard keeps: the input itself, or its FP8 copy (ops.precision)
+        return [y for y, _ in outs], [ctx for _, ctx in outs]
+
+    def _kept(self, xs: list[Array]) -> list[Array]:
+        """Under sequence parallelism, this rank's part of the input, as it arrived, or
+        its FP8 copy when the linear layers run in FP8 (Transformer Engine keeps the
+        FP8 copy of its part and all-gathers it again for the weight gradient)."""
+        fp8 = linear_gemm_dtype()
+        if fp8 is None or not isinstance(self.shards[0], Linear):
+            return list(xs)
+        return per_rank(self.ranks, lambda r: ops.cast(xs[r], fp8, name=f"{self.name}.cast"))
 
     def backward_input(self, dys: list[Array], ctx: list[Any]) -> tuple[list[Array], list[Any]]:
         outs = per_rank(self.ranks, lambda r: self.shards[r].backward_input(dys[r], ctx[r]))
@@ -147,13 +160,14 @@ class RowParallel(ParallelBlock):
         self.biases = [] if bias is None else [Param(bias.name, own(bias.value)) for _ in range(t)]
 
     def forward(self, xs: list[Array]) -> tuple[list[Array], list[Any]]:
-        partial = per_rank(self.ranks, lambda r: self.shards[r].forward(xs[r])[0])
-        summed = self.region.leave(partial, self.where)
+        outs = per_rank(self.ranks, lambda r: self.shards[r].forward(xs[r]))
+        kept = [ctx for _, ctx in outs]  # the input, or its FP8 copy (ops.precision)
+        summed = self.region.leave([y for y, _ in outs], self.where)
         if not self.biases:
-            return summed, list(xs)
+            return summed, kept
         name = f"{self.name}.bias"
         ys = per_rank(self.ranks, lambda r: ops.add(summed[r], self.biases[r].value, name=name))
-        return ys, list(xs)
+        return ys, kept
 
     def backward_input(self, dys: list[Array], ctx: list[Any]) -> tuple[list[Array], list[Any]]:
         grads = self.region.leave_backward(dys, self.where)

@@ -31,7 +31,7 @@ from typing import Any
 from ...engine import Process
 from ...engine.memory import ACTIVATIONS, GRADIENTS, OPTIMIZER, PARAMETERS
 from ...nn.context import batch
-from ...ops.arrays import concat
+from ...ops.arrays import ShapeArray, concat
 from ...ops.tape import on_rank
 from ...parallel.data.replicated import PRIMARY
 from ...parallel.pipeline.actions import BW, Action, F
@@ -94,7 +94,10 @@ class Replicated(DataParallel):
         return handle.results[sw.lead.index]
 
     def _flat(self, w: Worker, grads: bool) -> Any:
-        return concat([(p.grad if grads else p.value).reshape(-1) for p in w.params(0)])
+        params = w.params(0)
+        if not params:  # a model without parameters (abstract): an empty message
+            return ShapeArray((0,), "uint8")
+        return concat([(p.grad if grads else p.value).reshape(-1) for p in params])
 
     def _unflatten(self, w: Worker, flat: Any, grads: bool) -> None:
         offset = 0

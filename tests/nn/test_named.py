@@ -2,7 +2,9 @@
 
 import pytest
 
-from simulator.planner.model_presets import MODEL_PRESETS, model_preset
+from simulator.nn import accounting
+from simulator.nn.named import NAMED_MODELS, named_model
+from simulator.planner.model_presets import MODEL_PRESETS
 
 # Brown et al. 2020, Table 2.1 (n_params); Narayanan et al. 2021, Table 1 (billions)
 PUBLISHED = {
@@ -25,12 +27,19 @@ PUBLISHED = {
     "megatron-529.6b": 529.6e9,
     "megatron-1t": 1008e9,
 }
+# the parameters of the released checkpoints (Touvron et al. 2023; Llama Team 2024), exactly
+LLAMA = {
+    "llama2-7b": 6_738_415_616,
+    "llama2-70b": 68_976_648_192,
+    "llama3-8b": 8_030_261_248,
+    "llama3-70b": 70_553_706_496,
+    "llama3-405b": 405_853_388_800,
+}
 
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED))
 def test_parameter_counts_match_the_tables(name):
-    preset = model_preset(name)
-    count = preset.config.build(0, numerics=False).num_parameters
+    count = NAMED_MODELS[name].config.build(0, numerics=False).num_parameters
     # Megatron-LM's eq. 2 with V = 51,200 gives its Table 1 to the digit from 39.1B up; the
     # smaller rows (1.7B: eq. 2 gives 1.65B) and GPT-3's (V = 50,257, coarser rounding)
     # are within 3%.
@@ -38,11 +47,26 @@ def test_parameter_counts_match_the_tables(name):
     assert count == pytest.approx(PUBLISHED[name], rel=0.001 if big else 0.03)
 
 
-def test_every_preset_is_listed_and_megatron_rows_say_their_layout():
-    assert set(MODEL_PRESETS) == set(PUBLISHED)
-    for name, preset in MODEL_PRESETS.items():
-        if name.startswith("megatron"):
+@pytest.mark.parametrize("name", sorted(LLAMA))
+def test_llama_parameter_counts_are_the_published_ones_exactly(name):
+    config = named_model(name).config
+    assert config.build(0, numerics=False).num_parameters == LLAMA[name]
+    assert accounting.parameters(config) == LLAMA[name]
+
+
+def test_every_preset_is_listed_and_published_layouts_divide():
+    assert set(NAMED_MODELS) == set(PUBLISHED) | set(LLAMA)
+    assert MODEL_PRESETS is NAMED_MODELS  # plan --model reads the same registry
+    for preset in NAMED_MODELS.values():
+        if preset.gpus is not None:
             assert (
                 preset.tp * preset.pp <= preset.gpus and preset.gpus % (preset.tp * preset.pp) == 0
             )
             assert preset.global_batch % (preset.gpus // (preset.tp * preset.pp)) == 0
+
+
+def test_an_unknown_name_lists_the_names():
+    from simulator.errors import ScenarioError
+
+    with pytest.raises(ScenarioError, match=r"unknown model 'llama4'.*llama3-70b"):
+        named_model("llama4")

@@ -1,0 +1,174 @@
+"""Closed forms for GPT and Llama: parameters, model FLOPs, and the activations a layer keeps.
+
+The simulator counts by running the layers; these formulas say what the
+counts must be, and the tests hold the two equal, exactly. Notation: ``L``
+layers, ``h`` hidden, ``a`` query heads, ``kv`` key-value heads and ``k =
+kv / a`` (GPT: ``k = 1``), ``d = h / a``, ``f`` the MLP's inner size (GPT:
+``ffn_mult h``), ``V`` the padded vocabulary, ``s`` the sequence, ``b``
+sequences per micro-batch, ``t`` the tensor-parallel size, ``e`` bytes per
+element of the model's dtype.
+
+**Parameters.** A layer's weight matrices are the fused QKV projection, ``h x
+(a + 2 kv) d = h^2 (1 + 2k)``, the output projection ``h^2``, and the MLP:
+GPT's ``2 h f`` (``8h^2`` for ``f = 4h``), Llama's SwiGLU ``3 h f`` (gate and
+value ``h x 2f``, output ``f x h``). Norms add ``2h`` per layer for GPT (gain
+and bias, twice) and ``2h`` for Llama (two RMSNorm gains), biases ``h (1 + 2k)
++ h + F + h`` (``F`` the first MLP GEMM's columns) when there are biases.
+The embeddings add ``Vh`` (tied) or ``2Vh`` (untied), GPT's position table
+``sh``, and the final norm ``2h`` (GPT) or ``h`` (Llama). For GPT this is
+Megatron-LM's eq. 2 plus the final layer norm; for Llama::
+
+    P = L (2 h^2 (1 + k) + 3 h f + 2 h) + 2 V h + h
+
+(Llama 3 8B: ``32 (2 * 4096^2 * 1.25 + 3 * 4096 * 14336 + 8192) + 2 * 128256 *
+4096 + 4096 = 8,030,261,248``.)
+
+**Model FLOPs.** Every weight of a GEMM does one multiply-add per token
+forward, ``2`` FLOPs, and twice that backward: ``6 N_gemm`` per token, with
+``N_gemm = L (h^2 (2 + 2k) + F_mlp h) + V h`` the weights that take part in
+GEMMs (the layers' matrices and the output layer, tied or not; ``F_mlp = 2f``
+for GPT, ``3f`` for SwiGLU). Attention adds its two ``s x s`` GEMMs, ``4 s h``
+per token and layer forward, ``12 L s h`` with backward (counted in full,
+causal or not, as Korthikanti et al. 2022, appendix A count them)::
+
+    FLOPs per token = 6 N_gemm + 12 L s h
+
+which is PaLM's ``6N + 12 L H Q T`` (Chowdhery et al. 2022, appendix B) and,
+for GPT with ``f = 4h``, Korthikanti et al.'s eq. 7 divided by ``B s``. Full
+recomputation adds one forward of every layer, a third of its share.
+
+**Activations a layer keeps** for its backward, per micro-batch and device
+(Korthikanti et al. 2022, sec. 4.1 and table 2, extended): see
+:func:`layer_stash_bytes`. With the flash kernel the ``s x s`` terms are gone
+and the softmax statistics, ``4 a s b / t`` bytes, come in, so the bytes per
+token do not depend on the sequence length: doubling ``s`` at a fixed number
+of tokens per micro-batch leaves them unchanged. Materialised attention keeps
+``a s^2 b`` elements, which per token grow with ``s``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..ops.arrays import ITEMSIZE
+
+
+def _shape(config: Any) -> dict[str, Any]:
+    """The letters of the module docstring for a GPT or Llama config."""
+    h, a = config.hidden, config.heads
+    llama = getattr(config, "kind", "") == "llama"
+    f = config.ffn_hidden if llama else config.ffn_mult * h
+    return {
+        "L": config.layers,
+        "h": h,
+        "a": a,
+        "kv": getattr(config, "kv_heads", a),
+        "d": h // a,
+        "f": f,
+        "fc1": 2 * f if llama else f,  # the first MLP GEMM's columns
+        "mlp": 3 * f if llama else 2 * f,  # the MLP's weights per unit of h
+        "V": config.padded_vocab(),
+        "s": config.seq_len,
+        "llama": llama,
+    }
+
+
+def parameters(config: Any) -> int:
+    """Every parameter of a GPT or Llama model (module docstring)."""
+    c = _shape(config)
+    h, kv, d = c["h"], c["kv"], c["d"]
+    qkv = h * (c["a"] + 2 * kv) * d
+    layer = qkv + h * h + c["mlp"] * h + 2 * h + (0 if c["llama"] else 2 * h)
+    if getattr(config, "bias", not c["llama"]):
+        layer += (c["a"] + 2 * kv) * d + h + c["fc1"] + h
+    if c["llama"]:
+        tables = (1 if config.tie_embeddings else 2) * c["V"] * h
+        return c["L"] * layer + tables + h
+    return c["L"] * layer + c["V"] * h + c["s"] * h + 2 * h
+
+
+def gemm_parameters(config: Any) -> int:
+    """``N_gemm``: the weights that take part in GEMMs, the layers' matrices and the
+    output layer's (module docstring)."""
+    c = _shape(config)
+    h = c["h"]
+    per_layer = h * (c["a"] + 2 * c["kv"]) * c["d"] + h * h + c["mlp"] * h
+    return c["L"] * per_layer + c["V"] * h
+
+
+def model_flops_per_token(config: Any) -> float:
+    """Training FLOPs per token, ``6 N_gemm + 12 L s h`` (module docstring)."""
+    c = _shape(config)
+    return 6 * gemm_parameters(config) + 12 * c["L"] * c["s"] * c["h"]
+
+
+def layer_forward_flops(config: Any, sequences: int = 1) -> float:
+    """Forward GEMM FLOPs of one layer for ``sequences`` sequences:
+    ``2 s (h^2 (2 + 2k) + F_mlp h) + 4 s^2 h`` each."""
+    c = _shape(config)
+    h, s = c["h"], c["s"]
+    weights = h * (c["a"] + 2 * c["kv"]) * c["d"] + h * h + c["mlp"] * h
+    return sequences * (2 * s * weights + 4 * s * s * h)
+
+
+def six_nd_ratio(config: Any) -> float:
+    """FLOPs per token over ``6 P`` (all parameters): how far the ``6ND`` rule is off."""
+    return model_flops_per_token(config) / (6 * parameters(config))
+
+
+def layer_stash_bytes(
+    config: Any,
+    micro_batch: int,
+    tp: int = 1,
+    sequence_parallel: bool = False,
+    recompute: str = "none",
+    precision: str = "bf16",
+) -> float:
+    """Bytes one transformer layer keeps from forward to backward, per micro-batch of
+    ``micro_batch`` sequences, on one tensor-parallel rank (shape-only arrays).
+
+    What each part keeps (``t`` ranks; ``/t*`` only under sequence parallelism;
+    ``g`` a linear layer's kept input, ``e`` bytes, or 1 when its GEMMs run in
+    FP8 and it keeps the FP8 copy, :mod:`simulator.ops.precision`):
+
+    * the two norms' inputs, ``2 e s b h /t*``;
+    * the inputs of QKV and of the first MLP GEMM, ``2 g s b h /t*``;
+    * queries, keys and values of the rank's heads, ``e s b d (a/t + 2 kv_t)``
+      with ``kv_t = kv/t`` key-value heads (one when they are replicated);
+    * the attention output, the output projection's input: ``g s b h / t``;
+      with the flash kernel ``e s b h / t`` (the kernel keeps it too, plus
+      the projection's FP8 copy under FP8) and the softmax statistics ``4 a
+      s b / t``; materialised, the probabilities ``e a s^2 b / t``, and with
+      dropout its mask and output, ``(1 + e) a s^2 b / t`` more (none of the
+      ``s^2`` terms under selective recomputation);
+    * the MLP's activation input, ``e s b F / t`` (``F`` the first GEMM's
+      columns: GPT's ``4h``, SwiGLU's ``[gate | up]`` ``2f``), and the second
+      GEMM's input ``g s b f / t``;
+    * the two residual branches' dropout masks, ``2 s b h /t*`` (with dropout).
+
+    GPT with ``f = 4h``, dropout, 16-bit, no FP8 gives Korthikanti et al.'s
+    ``sbh (34 + 5 a s / h)``, ``sbh (10 + 24/t + 5 a s/(h t))`` and ``sbh (34 +
+    5 a s/h) / t``. Full recomputation keeps the layer's input, ``e s b h /t*``.
+    """
+    c = _shape(config)
+    e = ITEMSIZE[config.dtype]
+    s, b, h, a, t = c["s"], micro_batch, c["h"], c["a"], tp
+    split = t if sequence_parallel else 1
+    sbh = s * b * h
+    if recompute == "full":
+        return e * sbh / split
+    g = 1 if precision == "fp8" else e
+    mask = 1 if config.dropout > 0 else 0
+    kv_t = c["kv"] // t if c["kv"] % t == 0 else 1
+    flash = config.attention == "flash"
+    total = 2 * e * sbh / split + 2 * g * sbh / split
+    total += e * s * b * c["d"] * (a // t + 2 * kv_t)
+    if flash:
+        total += e * sbh / t + (sbh / t if precision == "fp8" else 0) + 4 * a * s * b / t
+    else:
+        total += g * sbh / t
+        if recompute != "selective":
+            total += (a / t) * s * s * b * (e + mask * (1 + e))
+    total += e * s * b * c["fc1"] / t + g * s * b * c["f"] / t
+    total += 2 * mask * sbh / split
+    return total
