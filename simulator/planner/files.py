@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import ScenarioError, SimulatorError
 from ..hardware import DTYPE_BYTES, GB, PRESETS, TFLOPS, US, ClusterSpec, GiB
+from ..parallel.context import ALGORITHMS as CONTEXT_ALGORITHMS
 from ..parallel.strategy import Strategy
 from ..parallel.training import TrainingConfig
 from ..ranges import Range
@@ -35,9 +36,13 @@ def _list_of(kind: type, doc: str, allowed: tuple[Any, ...] | None = None) -> Ke
 
 PLAN = {
     "top": Key.of(int, "layouts to print and to write into the best-layouts scenario", **POS_INT),
-    "devices": Key.of(int, "dp * tp * pp (default: every device of the cluster)", **POS_INT),
+    "devices": Key.of(int, "dp * cp * tp * pp (default: every device of the cluster)", **POS_INT),
     "max_tp": Key.of(int, "largest tensor-parallel size", **POS_INT),
     "max_pp": Key.of(int, "largest pipeline-parallel size", **POS_INT),
+    "max_cp": Key.of(int, "largest context-parallel size (1: sequences are not split)", **POS_INT),
+    "context_parallel": _list_of(
+        str, "context-parallel algorithms to try when cp > 1", CONTEXT_ALGORITHMS
+    ),
     "max_chunks": Key.of(int, "most chunks per rank for interleaved and zbv", **POS_INT),
     "schedules": _list_of(str, "pipeline schedules to try"),
     "microbatch_sizes": Key.of(

@@ -215,7 +215,7 @@ def _check_sizes(r: Reader, scenario: Scenario) -> None:
     for s in scenario.strategies:
         where = f"{r.source}: [[strategy]] {s.name!r}"
         limits.check("max_microbatches", s.microbatches, f"{where} microbatches")
-        limits.check("max_devices", s.num_devices, f"{where} dp*tp*pp")
+        limits.check("max_devices", s.num_devices, f"{where} {'*'.join(s.axes)}")
         limits.check("max_stages", s.num_stages, f"{where} pp*chunks")
         # every step runs at least a forward and a backward of every micro-batch on
         # every stage, each at least one event: a lower bound of the run's events
