@@ -88,7 +88,10 @@ class ContextParallelAttention(ParallelBlock):
         return self.layout.spans(rank // self.t)
 
     def forward(self, xs: list[Array]) -> tuple[list[Array], list[Any]]:
-        return self._for_all(xs, lambda att, xs: att.run.forward(att, xs), xs)
+        ys, ctx = self._for_all(xs, lambda att, xs: att.run.forward(att, xs), xs)
+        if is_shape_only(xs[0]):
+            return _one_output(ys, ctx, self.t)
+        return ys, ctx
 
     def backward_input(self, dys: list[Array], ctx: list[Any]) -> tuple[list[Array], list[Any]]:
         dxs = self._for_all(dys, lambda att, a: (att.run.backward(att, *a), None), (dys, ctx))
@@ -126,3 +129,24 @@ class ContextParallelAttention(ParallelBlock):
 
     def full_params(self) -> dict[str, Array]:
         return {}
+
+
+def _one_output(ys: list[Array], ctx: list[Any], t: int) -> tuple[list[Array], list[Any]]:
+    """Shape-only: every context-parallel rank's output as tensor-parallel rank ``r``'s
+    of the first (they have one shape), in the outputs and in what the ranks keep.
+
+    The blocks after attention run the first copy alone and stand for the others
+    (:func:`~.lockstep.in_lockstep`), so every rank's output projection keeps the
+    first's input; a rank's stash counts an array once however many of its parts
+    keep it (:func:`~simulator.ops.arrays.tree_bytes`), so its attention must keep
+    that same array, as it does with numbers."""
+    swap = {id(y): ys[i % t] for i, y in enumerate(ys) if y.shape == ys[i % t].shape}
+    return [swap.get(id(y), y) for y in ys], [_swapped(c, swap) for c in ctx]
+
+
+def _swapped(tree: Any, swap: dict[int, Array]) -> Any:
+    if isinstance(tree, tuple):
+        return tuple(_swapped(x, swap) for x in tree)
+    if isinstance(tree, list):
+        return [_swapped(x, swap) for x in tree]
+    return swap.get(id(tree), tree)
