@@ -52,6 +52,9 @@ from ..hardware import ClusterSpec
 from ..parallel.build import Plan
 from ..runtime import RunRecord, StepRecord
 
+#: the strategy's overlap options, listed in every result (docs/results.md)
+OVERLAPS = ("overlap_grad_reduce", "prefetch_params", "async_tp")
+
 
 def analytic_bubble(plan: Plan, record: StepRecord) -> float | None:
     """The schedule's closed form with the first stage's measured action times."""
@@ -154,6 +157,7 @@ def summarize(plan: Plan, run: RunRecord) -> dict[str, Any]:
         "bubble_fraction_analytic": analytic_bubble(plan, record),
         "pipeline_bubble_rate": pipeline_bubble_rate(record),
         "step_barrier": plan.training.step_barrier,
+        "overlap": {name: getattr(s, name) for name in OVERLAPS},
         "exposed_comm_s": mean("exposed_comm_s"),
         "loss": run.losses,
         "parameters": plan.num_parameters,
