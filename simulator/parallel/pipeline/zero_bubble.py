@@ -39,7 +39,8 @@ that later ranks start later: for ZB-H1 the two agree, for ZB-H2 the step
 can be longer than any span. The simulator reports that rate too
 (``pipeline_bubble_rate``), and without a barrier between steps
 (``[training] step_barrier = false``) the step reaches it in steady state.
-Both closed forms are verified against that timeline and against the simulator (``tests/parallel/pipeline/test_schedules.py``).
+Both closed forms are verified against that timeline and against the
+simulator (``tests/parallel/pipeline/test_schedules.py``).
 """
 
 from __future__ import annotations
