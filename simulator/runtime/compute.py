@@ -20,8 +20,7 @@ when backward is split: what ``B`` keeps for it is charged as ``B`` ends).
 In shape-only mode every micro-batch of a stage has the same shapes, so the
 first one runs the math and the rest reuse what it did -- its tape, its
 stash and its product (:class:`Known`): a known action costs a few
-dictionary operations, one trace row and one timeout, written out inline in
-:meth:`Compute.__call__` (it runs for every action of a large run).
+dictionary operations and one timeout.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ from __future__ import annotations
 from typing import Any
 
 import simpy
-from simpy.events import Timeout
 
 from ..comm.layout import GroupLayout, placed
 from ..engine import Engine
@@ -139,10 +137,6 @@ class Compute:
         self._known: dict[tuple[GroupLayout, Cost], list[Known | None]] = {}
         #: per simulated worker, what frees a known action's stash when it ends
         self._finishers: dict[int, Any] = {}
-        # the trace's columns, appended to directly on the hot path (Trace.record)
-        trace = engine.trace
-        self._track, self._start = trace.track.append, trace.start.append
-        self._end, self._mb = trace.end.append, trace.mb.append
 
     def known_for(self, layout: GroupLayout, cost: Cost) -> list[Known | None]:
         """What each action kind did on workers of ``layout`` whose compute ``cost``
@@ -151,45 +145,11 @@ class Compute:
         return self._known.setdefault((layout, cost), [None] * kinds)
 
     def __call__(self, sw: SimWorker, ins: tuple) -> simpy.Event | Any:
-        _, action, inbox, outbox, sends, kind = ins
-        known = sw.known[kind]  # never set in numerics mode
+        sw.begin_action(self.env.now)
+        known = None if self.numerics else sw.known[ins[5]]
         if known is not None and known.fast and sw.ledger is not None and sw.pace is None:
-            # a known action on a uniform worker (shape-only): its numbers, no math
-            buffers, base = sw.buffers, sw.message_base
-            if inbox >= 0:
-                del buffers[inbox + base]
-            if outbox >= 0:
-                buffers[outbox + base] = known.output
-            if known.charge is not None:
-                sw.ledger.change(ACTIVATIONS, known.charge[0])
-            if known.forward:
-                sw.inflight += 1
-                if sw.inflight > sw.peak_inflight:
-                    sw.peak_inflight = sw.inflight
-            tally = self.tally
-            tally.model_flops += known.model_flops
-            tally.hardware_flops += known.hardware_flops
-            seconds = known.seconds
-            now = self.env._now
-            end = now + seconds
-            track = sw.tracks[kind]
-            if track < 0:
-                track = sw.tracks[kind] = self.engine.trace.track_id(sw.group, known.label)
-            self._track(track)
-            self._start(now)
-            self._end(end)
-            self._mb(action.mb)
-            sw.compute_s += seconds
-            done = Timeout(self.env, seconds)
-            if sends:
-                self.mailbox.publish(outbox + base, done, end)
-            if known.release is not None:
-                sw.releasing = known
-                finisher = self._finishers.get(sw.index)
-                if finisher is None:
-                    finisher = self._finishers[sw.index] = lambda _, w=sw: self._release(w)
-                done.callbacks.append(finisher)
-            return done
+            return self.known(sw, ins, known)
+        _, action, inbox, outbox, sends, kind = ins
         if known is None:
             compiled, charge, release = self.math(sw, action, inbox, outbox)
             label = self.replay.label(action, compiled.items[0][2] if compiled.simple else "")
@@ -220,11 +180,44 @@ class Compute:
         trace = self.engine.trace
         trace.record(trace.track_id(sw.group, label), now, now + seconds, action.mb)
         sw.compute_s += seconds
+        sw.end_action(now + seconds)
         done = self.env.timeout(seconds)
         if sends:
             self.mailbox.publish(outbox + sw.message_base, done, now + seconds)
         if release is not None:
             done.callbacks.append(lambda _: self.finish(sw, action, release))
+        return done
+
+    def known(self, sw: SimWorker, ins: tuple, known: Known) -> simpy.Event:
+        """A known action on a uniform worker (shape-only): its numbers, no math."""
+        _, action, inbox, outbox, sends, _ = ins
+        buffers, base = sw.buffers, sw.message_base
+        if inbox >= 0:
+            del buffers[inbox + base]
+        if outbox >= 0:
+            buffers[outbox + base] = known.output
+        if known.charge is not None:
+            sw.ledger.change(ACTIVATIONS, known.charge[0])
+        if known.forward:
+            sw.inflight += 1
+            if sw.inflight > sw.peak_inflight:
+                sw.peak_inflight = sw.inflight
+        self.tally.add_flops(sw, known.model_flops, known.hardware_flops)
+        seconds = known.seconds
+        now = self.env.now
+        trace = self.engine.trace
+        trace.record(trace.track_id(sw.group, known.label), now, now + seconds, action.mb)
+        sw.compute_s += seconds
+        sw.end_action(now + seconds)
+        done = self.env.timeout(seconds)
+        if sends:
+            self.mailbox.publish(outbox + base, done, now + seconds)
+        if known.release is not None:
+            sw.releasing = known
+            finisher = self._finishers.get(sw.index)
+            if finisher is None:
+                finisher = self._finishers[sw.index] = lambda _, w=sw: self._release(w)
+            done.callbacks.append(finisher)
         return done
 
     @staticmethod
@@ -241,6 +234,7 @@ class Compute:
     def _replay(self, sw: SimWorker, action: Action, compiled: CompiledTape, release: Any) -> Any:
         start = self.env.now
         yield from self.replay.run(sw, compiled, action)
+        sw.end_action(self.env.now)
         self.tally.action(action, self.env.now - start)
         if release is not None:
             self.finish(sw, action, release)
@@ -308,9 +302,9 @@ class Compute:
             def forward(i: int, member: Any) -> Any:
                 mine = member.chunks[stage]
                 if source is None or last:
-                    x, y = self.feed.micro_batch(member, mb)
-                xs = [x] * t if source is None else source[i]
-                return mine.forward(xs, [y] * t if last else None)
+                    inputs, targets = self.feed.per_rank(member, mb)
+                xs = inputs if source is None else source[i]
+                return mine.forward(xs, targets if last else None)
 
             results, compiled = self._each(sw, mb, forward)
             ctxs = [ctx for _, ctx in results]
@@ -320,7 +314,7 @@ class Compute:
                 buffers[outbox + base] = [out for out, _ in results]
             if last and self.numerics:
                 for out, _ in results:
-                    self.tally.loss(float(out[0]))
+                    self.tally.loss(float(out[0]), sw.step)
             return compiled, charge, None
         if kind == W:
             wctxs, held = self._stashed(sw, (stage, mb, W), (stage, B))
