@@ -192,7 +192,9 @@ class Runtime:
         called with the number of events processed so far."""
         self.sync.allocate_model_state()
         training = self.plan.training
-        with collector_paused():
+        # a loss that overflows is reported once, as a diverged run (_check_loss),
+        # rather than as numpy's warnings on the way there
+        with collector_paused(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             if training.step_barrier:
                 for step in range(training.steps):
                     self.feed.start_step(step)
