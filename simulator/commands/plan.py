@@ -38,23 +38,21 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ScenarioError
-from ..hardware import preset as cluster_preset
-from ..parallel.training import TrainingConfig
-from ..planner import model_preset, plan
-from ..planner.executor import SIGNAL_EXIT, default_workers
-from ..planner.files import assignments, parse_value, plan_settings
-from ..planner.results import PlanResult
 from ..scenario.limits import Limits, add_limit_flags, limit_flags, limit_names
-from ..scenario.paths import file_stem
-from ..scenario.sizes import check_sizes
+
+if TYPE_CHECKING:
+    from ..planner.results import PlanResult
 
 #: flag -> [plan] key, for the search options
 SEARCH_FLAGS = {
     "devices": "devices",
     "max_tp": "max_tp",
     "max_pp": "max_pp",
+    "max_cp": "max_cp",
+    "context_parallel": "context_parallel",
     "max_chunks": "max_chunks",
     "schedules": "schedules",
     "microbatch_sizes": "microbatch_sizes",
@@ -64,7 +62,15 @@ SEARCH_FLAGS = {
     "orders": "orders",
     "top": "top",
 }
-LISTS = ("schedules", "microbatch_sizes", "recompute", "sequence_parallel", "zero", "orders")
+LISTS = (
+    "schedules",
+    "microbatch_sizes",
+    "recompute",
+    "sequence_parallel",
+    "zero",
+    "orders",
+    "context_parallel",
+)
 
 
 def add_executor_flags(p: argparse.ArgumentParser) -> None:
@@ -88,6 +94,8 @@ def stopped(what: str, interrupted: str, finished: int, total: int, out: Path | 
         f"interrupted by {interrupted}: {finished} of {total} {what} finished; {kept}",
         file=sys.stderr,
     )
+    from ..planner.executor import SIGNAL_EXIT
+
     return SIGNAL_EXIT[interrupted]
 
 
@@ -95,6 +103,8 @@ def positive(text: str | None, flag: str) -> int | None:
     """The integer value of a flag, or a one-line error."""
     if text is None:
         return None
+    from ..planner.files import parse_value
+
     value = parse_value(text)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ScenarioError(f"{flag} must be a positive integer, got {text!r}")
@@ -115,9 +125,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--global-batch", metavar="B", help="sequences per step with --model")
     p.add_argument("--steps", metavar="S", help="steps to simulate with --model (1)")
     search = p.add_argument_group("search (the keys of the [plan] table)")
-    search.add_argument("--devices", metavar="N", help="dp*tp*pp (default: every device)")
+    search.add_argument("--devices", metavar="N", help="dp*cp*tp*pp (default: every device)")
     search.add_argument("--max-tp", metavar="T", help="largest tensor-parallel size")
     search.add_argument("--max-pp", metavar="P", help="largest pipeline-parallel size")
+    search.add_argument(
+        "--max-cp", metavar="C", help="largest context-parallel size (1: no context parallelism)"
+    )
+    search.add_argument(
+        "--context-parallel", metavar="A,B", help="ring,allgather,ulysses when cp > 1 (all)"
+    )
     search.add_argument("--max-chunks", metavar="V", help="most chunks per rank (4)")
     search.add_argument("--schedules", metavar="A,B", help="pipeline schedules (all)")
     search.add_argument("--microbatch-sizes", metavar="B1,B2", help="micro-batch sizes (all)")
@@ -141,6 +157,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def search_options(args: argparse.Namespace, flags: dict[str, int] | None = None) -> dict:
     """The search flags as [plan] keys, checked by the [plan] table's schema."""
+    from ..planner.files import assignments, parse_value, plan_settings
+
     limits = Limits(**(flags or {}))
     table = {}
     for flag, key in SEARCH_FLAGS.items():
@@ -162,6 +180,13 @@ def search_options(args: argparse.Namespace, flags: dict[str, int] | None = None
 
 
 def handle(args: argparse.Namespace) -> int:
+    # imported here, not when the command line is built (``--help`` stays quick)
+    from ..hardware import preset as cluster_preset
+    from ..parallel.training import TrainingConfig
+    from ..planner import model_preset, plan
+    from ..scenario.paths import file_stem
+    from ..scenario.sizes import check_sizes
+
     limits = limit_flags(args)
     options = search_options(args, limits)
     top = options.pop("top", None)
@@ -240,6 +265,8 @@ def _print(
     out: Path,
     started: float,
 ) -> None:
+    from ..planner.executor import default_workers
+
     c = result.cluster
     print(
         f"plan {result.name!r} on {c.nodes} x {c.devices_per_node} {c.device.name} "

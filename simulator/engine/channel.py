@@ -41,6 +41,7 @@ class Channel:
     ) -> None:
         self.engine = engine
         network, trace = engine.network, engine.trace
+        self._record = trace.record  # (the run's trace: sealed only when it is over)
         per_rank = (nbytes,) * len(srcs) if isinstance(nbytes, int) else nbytes
         stream = stream_of(kind)
         #: per timed pair: (out lane, in lane, seconds, label, the other streams' lanes on
@@ -111,7 +112,7 @@ class Channel:
             start = now if now >= a and now >= b else max(now, a, b)
             end = free[out] = free[into] = shared(start, duration, max(map(free.__getitem__,
                                                                           others)))  # fmt: skip
-            engine.trace.record(self.track, start, end, mb)
+            self._record(self.track, start, end, mb)
             self.count += 1
             return end
         free = engine.network.free_at

@@ -105,6 +105,9 @@ class ShapeArray:
             elif isinstance(k, slice):
                 dims.append(len(range(*k.indices(self.shape[axis]))))
                 axis += 1
+            elif isinstance(k, np.ndarray):  # positions listed one by one
+                dims.append(len(k))
+                axis += 1
             else:  # an integer drops the axis
                 axis += 1
         dims.extend(self.shape[axis:])
@@ -143,11 +146,18 @@ class ShapeArray:
 Array: TypeAlias = "np.ndarray | ShapeArray"
 
 
+#: numpy dtype -> its name (numpy builds the name anew each time it is asked)
+_NAMES: dict[np.dtype, str] = {}
+
+
 def dtype_of(x: Array) -> str:
     """Canonical dtype name of an array of either kind."""
     if isinstance(x, ShapeArray):
         return x.dtype
-    return np.dtype(x.dtype).name
+    name = _NAMES.get(x.dtype)
+    if name is None:
+        name = _NAMES[x.dtype] = np.dtype(x.dtype).name
+    return name
 
 
 def nbytes(x: Array) -> int:

@@ -42,8 +42,16 @@ ports):
 A block's compute is the same in every stage that holds it (compute segments
 end at every block's mark), so a stage's is the sum of its blocks', each
 priced once per (``tp``, sequence parallelism, recomputation, precision,
-micro-batch size). The sum is scaled by ``1 - 1e-9`` so that summing in another order
-than the runtime cannot push the bound over the simulated time.
+micro-batch size, and context parallelism: a ``cp x tp`` worker runs its
+blocks on each rank's tokens, :mod:`simulator.parallel.context`). The sum is
+scaled by ``1 - 1e-9`` so that summing in another order than the runtime
+cannot push the bound over the simulated time.
+
+Context parallelism (``cp > 1``) counts compute alone: its blocks'
+collectives, its pipeline messages and its data-parallel exchange (over
+``dp x cp`` ranks) count nothing -- a weaker bound, still a bound -- and
+the optimizer step is the share of ``dp x cp`` ranks under ZeRO (the
+families' :meth:`StepBound.floor` is 0).
 
 The bound needs one kind of device (on mixed clusters it is 0: no layout is
 skipped) and the strategy variants whose compute is the chunks' own (the
@@ -54,6 +62,7 @@ exposed: their exchange counts nothing (a weaker bound, still a bound).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Hashable
 from dataclasses import replace
 from typing import Any
@@ -66,7 +75,15 @@ from ..errors import SimulatorError
 from ..nn.context import BatchInfo, batch
 from ..ops.arrays import ShapeArray, nbytes
 from ..ops.tape import Kernel, recording
-from ..parallel.build import parallel_loss, parallelize, resolve_schedule
+from ..parallel.build import (
+    context_copies,
+    group_block,
+    group_loss,
+    parallel_loss,
+    parallelize,
+    resolve_schedule,
+    token_layout,
+)
 from ..parallel.data import get_variant
 from ..parallel.mesh import Mesh
 from ..parallel.pipeline.actions import BW, Action, B, F, W
@@ -100,6 +117,12 @@ MAX_ACTIONS = 50_000
 Times = tuple[float, float, float, float]
 #: Per block: the blocking tensor-parallel collectives of F, B, W and BW.
 Blocking = tuple[tuple[TransferPlan, ...], ...]
+
+
+def _compute_key(s: Strategy) -> tuple:
+    """What the compute of a block depends on, besides the micro-batch size."""
+    return (s.tp, s.sequence_parallel, s.recompute, s.precision, s.cp, s.context_parallel,
+            s.cp_balance)  # fmt: skip
 
 
 class StepBound:
@@ -142,8 +165,7 @@ class StepBound:
         output bytes per rank."""
         micro_batch = self.pruner.micro_batch(s)
         layout = GroupLayout.of(self.pruner.cluster, group or tuple(range(s.tp))).relabelled()
-        key = (s.tp, s.sequence_parallel, s.recompute, s.precision, s.async_tp, micro_batch,
-               layout)  # fmt: skip
+        key = (*_compute_key(s), s.async_tp, micro_batch, layout)
         blocks = self._blocks.get(key)
         if blocks is None:
             blocks = self._blocks[key] = self.block_times(s, micro_batch, layout)
@@ -156,7 +178,7 @@ class StepBound:
         micro_batch = pruner.micro_batch(s)
         stages = pruner.stages_of(s, micro_batch)
         rank_of = pruner.schedule_of(s).rank_of
-        mesh = Mesh(s.dp, s.tp, s.pp, s.order)
+        mesh = Mesh(s.dp, s.tp, s.pp, s.order, cp=s.cp)
         out = []
         for c, stage in enumerate(stages):
             group = tuple(mesh.group("tp", pp=rank_of[c]))
@@ -164,7 +186,9 @@ class StepBound:
             times = []
             for k in range(4):
                 compute = sum(blocks[i][0][k] for i in stage)
-                talk = sum(self.idle(plan, group) for i in stage for plan in blocks[i][1][k])
+                talk = 0.0
+                if s.cp == 1:  # context parallelism: compute alone (module docstring)
+                    talk = sum(self.idle(plan, group) for i in stage for plan in blocks[i][1][k])
                 times.append(compute + talk)
             out.append(tuple(times))
         return out
@@ -173,7 +197,7 @@ class StepBound:
         """The fastest pipeline message of ``s`` on idle links: an activation at a stage
         boundary, ``1/t`` of it with the scatter/gather, between the ranks of two
         consecutive pipeline ranks (the last to the first for chunked schedules)."""
-        if s.pp == 1:
+        if s.pp == 1 or s.cp > 1:
             return 0.0
 
         def fastest() -> float:
@@ -198,7 +222,7 @@ class StepBound:
     def _sync(self, s: Strategy) -> list[float]:
         """Per pipeline rank, what follows its last action: its gradients' exchange, its
         optimizer step and, under ZeRO-1 and 2, the gathering of its parameters."""
-        key = ("sync", s.dp, s.tp, s.pp, s.order, s.zero, s.bucket_mb, schedule_key(s),
+        key = ("sync", s.dp, s.cp, s.tp, s.pp, s.order, s.zero, s.bucket_mb, schedule_key(s),
                s.partition, s.allreduce_algorithm, self.pruner.micro_batch(s),
                s.sequence_parallel)  # fmt: skip
         return self._memo(key, lambda: self._work_out_sync(s))
@@ -208,10 +232,11 @@ class StepBound:
         stages = pruner.stages_of(s, pruner.micro_batch(s))
         rank_of = pruner.schedule_of(s).rank_of
         blocks = pruner.block_bytes(s)
-        mesh = Mesh(s.dp, s.tp, s.pp, s.order)
+        mesh = Mesh(s.dp, s.tp, s.pp, s.order, cp=s.cp)
         dtype = pruner.model_config.dtype
         item = ShapeArray((1,), dtype).nbytes
-        sharded = s.zero > 0 and s.dp > 1
+        replicas = s.dp * s.cp  # the weights' replicas, over which ZeRO partitions
+        sharded = s.zero > 0 and replicas > 1
         out = []
         for r in range(s.pp):
             mine = [i for c, stage in enumerate(stages) if rank_of[c] == r for i in stage]
@@ -219,12 +244,12 @@ class StepBound:
             weights = sum(blocks[i][0] for i in mine if pruner.is_layer[i])
             traffic = sum(3 * blocks[i][0] + 2 * blocks[i][1] for i in mine)
             if sharded:
-                traffic //= s.dp
+                traffic //= replicas
             step = 0.0
             if traffic:
                 step = self.cost.kernel_time(Kernel("optimizer", "elementwise", dtype, 0, traffic))
             talk = 0.0
-            if s.dp > 1 and weights and s.bucket_mb == 0 and s.zero <= 2:
+            if s.dp > 1 and s.cp == 1 and weights and s.bucket_mb == 0 and s.zero <= 2:
                 group = tuple(mesh.group("dp", pp=r))
                 layout = GroupLayout.of(pruner.cluster, group).relabelled()
                 xs = [ShapeArray((weights // item,), dtype)] * s.dp
@@ -267,10 +292,10 @@ class StepBound:
         placement of its groups and what its data-parallel exchange sends."""
         micro_batch = self.pruner.micro_batch(s)
         return (
-            (s.tp, s.sequence_parallel, s.recompute, s.precision, s.async_tp, micro_batch),
+            (*_compute_key(s), s.async_tp, micro_batch),
             self.pruner.stages_of(s, micro_batch),
             schedule_key(s),
-            (s.dp, s.order, s.zero, s.bucket_mb, s.allreduce_algorithm, s.pp_scatter_gather),
+            (s.dp, s.cp, s.order, s.zero, s.bucket_mb, s.allreduce_algorithm, s.pp_scatter_gather),
         )
 
     def _quick_bound(self, s: Strategy) -> float:
@@ -368,6 +393,9 @@ class StepBound:
         pipeline: dict[tuple[str, bool], float] = {}
         out = []
         for i, m in enumerate(members):
+            if m.cp > 1:  # context parallelism: priced by :meth:`seconds` alone
+                out.append(0.0)
+                continue
             variant = (m.recompute, m.sequence_parallel)
             if variant not in pipeline:
                 units = self._units(s.tp, *variant, s.precision)
@@ -475,8 +503,8 @@ class StepBound:
         imports, through its NICs, every group's share held in other nodes: for a
         group with ``g`` ranks in the node, ``(d-g)/d`` of it. The least over the mesh
         ``orders`` (``s.order`` alone by default), which decide ``g``."""
-        if s.dp == 1:
-            return 0.0
+        if s.dp == 1 or s.cp > 1:
+            return 0.0  # (context parallelism: nothing counted, module docstring)
         pruner = self.pruner
         blocks = pruner.block_bytes(s)
         layers = [w for (w, _), layer in zip(blocks, pruner.is_layer, strict=True) if layer]
@@ -507,7 +535,7 @@ class StepBound:
         """A floor on what follows a rank's last action under ``s``, whatever the order:
         the bytes its gradient exchange must move over the fastest link (buckets and
         ZeRO-2 and 3 reduce during backward: nothing)."""
-        if s.dp == 1 or s.bucket_mb > 0 or s.zero >= 2:
+        if s.dp == 1 or s.cp > 1 or s.bucket_mb > 0 or s.zero >= 2:
             return 0.0
         pruner = self.pruner
         blocks = pruner.block_bytes(s)
@@ -547,16 +575,25 @@ class StepBound:
         info = BatchInfo(training.seed, 0, 0, micro_batch)
         scale = 1.0 / s.microbatches
         last = len(model.blocks) - 1
-        xs: list[Any] = [x] * s.tp
+        tokens = token_layout(config, s)
+        if tokens is not None:  # a context-parallel rank's copy of the model and tokens
+            mesh = Mesh(1, s.tp, 1, s.order, cp=s.cp)
+            ranks = tuple(mesh.device(cp=c, tp=t) for c in range(s.cp) for t in range(s.tp))
+            layout = GroupLayout.of(pruner.cluster, ranks)
+            model = context_copies(copy.deepcopy(model), s, tokens, numerics=False)[0]
+            x, y = x[:, tokens.positions(0)], y[:, tokens.positions(0)]
+        ranks_count = s.tp * s.cp
+        xs: list[Any] = [x] * ranks_count
         seen: dict[Hashable, tuple[tuple[Times, Blocking, int], list[Any]]] = {}
         out_times = []
         with batch(info), placed(layout):
             for i, block in enumerate(model.blocks):
                 key = (signature(block), i == last, tuple(getattr(a, "shape", None) for a in xs))
                 if key not in seen:
-                    loss = parallel_loss(model.loss, s) if i == last else None
-                    chunk = Chunk(0, [parallelize(block, s)], loss, s.recompute, s.precision)
-                    targets = [y] * s.tp if i == last else None
+                    loss = group_loss([model.loss] * s.cp, s, tokens, False) if i == last else None
+                    group = group_block([block] * s.cp, s, tokens, False)
+                    chunk = Chunk(0, [group], loss, s.recompute, s.precision)
+                    targets = [y] * ranks_count if i == last else None
                     seen[key] = self._price(chunk, xs, targets, scale)
                 times, xs = seen[key]
                 out_times.append(times)

@@ -26,8 +26,8 @@ run's numbers exactly. The replicas are identical when:
 4. no replica shares a port with another: each device has its own ports.
 
 The data-parallel traffic may overlap the replicas' own (DDP buckets during
-backward, ZeRO-2's reduce-scatters, ZeRO-3's gathers): a data-parallel
-collective books its links after everything else of its moment
+backward, ZeRO-1's overlapped and ZeRO-2's reduce-scatters, ZeRO-3's
+prefetched gathers): a data-parallel collective books its links after everything else of its moment
 (:mod:`simulator.runtime.meetings`), and it shares each replica's ports with
 that replica's own traffic in the same way (:mod:`simulator.engine.network`),
 so the replicas stay identical.

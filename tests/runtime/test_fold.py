@@ -38,14 +38,25 @@ CASES = [
     (
         preset("toy", nodes=2),
         MLPConfig(4, 16),
-        Strategy("z", dp=2, pp=2, microbatches=2, zero=1, schedule="gpipe"),
+        Strategy(
+            "z", dp=2, pp=2, microbatches=2, zero=1, schedule="gpipe", overlap_grad_reduce=False
+        ),
         {"optimizer": "adam"},
     ),
     # shape-only, fused collectives
     (
         preset("dgx-a100", nodes=2),
         GPT,
-        Strategy("z1", dp=2, tp=2, pp=2, microbatches=4, zero=1, recompute="full"),
+        Strategy(
+            "z1",
+            dp=2,
+            tp=2,
+            pp=2,
+            microbatches=4,
+            zero=1,
+            recompute="full",
+            overlap_grad_reduce=False,
+        ),
         {"numerics": False, "optimizer": "adam"},
     ),
     (
@@ -91,6 +102,19 @@ CASES = [
         {"numerics": False, "optimizer": "adam"},
     ),
     (preset("toy", nodes=2), MLPConfig(4, 16), Strategy("z3", dp=4, microbatches=2, zero=3), {}),
+    # ZeRO-1 reduce-scattering during the last backward (overlap_grad_reduce, the default)
+    (
+        preset("toy", nodes=2),
+        MLPConfig(4, 16),
+        Strategy("zo", dp=2, pp=2, microbatches=2, zero=1, overlap_grad_reduce=True),
+        {"optimizer": "adam"},
+    ),
+    (
+        preset("dgx-a100", nodes=2),
+        GPT,
+        Strategy("z1o", dp=2, tp=2, pp=2, microbatches=4, zero=1, overlap_grad_reduce=True),
+        {"numerics": False, "optimizer": "adam"},
+    ),
 ]
 
 
