@@ -66,6 +66,7 @@ LESSONS = (
     "04_pipeline_bubbles",
     "05_hybrid_3d",
     "06_memory_and_recomputation",
+    "07_long_context_and_experts",
     "08_capstone_llama3_70b",
 )
 #: metric names the results no longer have: a notebook that used them would be stale
