@@ -29,10 +29,14 @@ The public API, from the bottom up:
   naming the parameter and what it allows, with the rules the scenario files
   use; a size over a limit raises :class:`LimitError`;
 * pictures: :mod:`simulator.viz.plots` (``gantt``, ``memory``, ``compare``), also
-  reachable as ``simulator.plots``; it is imported on first use, so that
-  ``import simulator`` does not load matplotlib.
+  reachable as ``simulator.plots``.
+
+Each name is imported when first used, so that ``import simulator`` (and
+``python -m simulator --help``) does not pay for the pictures (matplotlib), the
+planner or anything a program does not use.
 """
 
+import importlib
 import os
 
 # Layers multiply small matrices; a multithreaded BLAS spends more time waking
@@ -41,9 +45,6 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from . import comm, ops
-from .engine import Engine
-from .engine.trace import Trace
 from .errors import (
     ConfigError,
     DeadlockError,
@@ -55,34 +56,57 @@ from .errors import (
     ScheduleError,
     SimulatorError,
 )
-from .experiment.runner import ScenarioResult, StrategyResult, run_scenario, run_strategy
-from .hardware import (
-    PRESETS,
-    ClusterSpec,
-    DeviceSpec,
-    LinkSpec,
-    NodeSpec,
-    cluster_of,
-    preset,
-    single_switch,
-)
-from .nn.abstract import AbstractConfig
-from .nn.gpt import GPTConfig
-from .nn.llama import LlamaConfig
-from .nn.models import MLPConfig
-from .nn.named import NAMED_MODELS, named_model
-from .ops.arrays import ShapeArray
-from .ops.tape import recording
-from .parallel import Mesh, Strategy, build_plan
-from .parallel.mesh import describe as describe_mesh
-from .parallel.pipeline import Action, Schedule, get_schedule, parse_csv, schedule_names, validate
-from .parallel.pipeline.timeline import run as unit_timeline
-from .parallel.training import TrainingConfig
-from .planner import plan, sweep
-from .scenario.limits import Limits
-from .scenario.parse import Scenario, load_scenario, parse_scenario
-from .viz.outputs import write_outputs
-from .viz.report import comparison_table
+
+#: Where each public name lives: it is imported when first used (PEP 562), so that
+#: ``import simulator`` costs next to nothing and a program pays only for what it
+#: uses. A name maps to ``(module, attribute)``; a module alone is the module itself.
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "comm": (".comm", None),
+    "ops": (".ops", None),
+    "plots": (".viz.plots", None),
+    "Engine": (".engine", "Engine"),
+    "Trace": (".engine.trace", "Trace"),
+    "ScenarioResult": (".experiment.runner", "ScenarioResult"),
+    "StrategyResult": (".experiment.runner", "StrategyResult"),
+    "run_scenario": (".experiment.runner", "run_scenario"),
+    "run_strategy": (".experiment.runner", "run_strategy"),
+    "PRESETS": (".hardware", "PRESETS"),
+    "ClusterSpec": (".hardware", "ClusterSpec"),
+    "DeviceSpec": (".hardware", "DeviceSpec"),
+    "LinkSpec": (".hardware", "LinkSpec"),
+    "NodeSpec": (".hardware", "NodeSpec"),
+    "cluster_of": (".hardware", "cluster_of"),
+    "preset": (".hardware", "preset"),
+    "single_switch": (".hardware", "single_switch"),
+    "AbstractConfig": (".nn.abstract", "AbstractConfig"),
+    "GPTConfig": (".nn.gpt", "GPTConfig"),
+    "LlamaConfig": (".nn.llama", "LlamaConfig"),
+    "MLPConfig": (".nn.models", "MLPConfig"),
+    "NAMED_MODELS": (".nn.named", "NAMED_MODELS"),
+    "named_model": (".nn.named", "named_model"),
+    "ShapeArray": (".ops.arrays", "ShapeArray"),
+    "recording": (".ops.tape", "recording"),
+    "Mesh": (".parallel", "Mesh"),
+    "Strategy": (".parallel", "Strategy"),
+    "build_plan": (".parallel", "build_plan"),
+    "describe_mesh": (".parallel.mesh", "describe"),
+    "Action": (".parallel.pipeline", "Action"),
+    "Schedule": (".parallel.pipeline", "Schedule"),
+    "get_schedule": (".parallel.pipeline", "get_schedule"),
+    "parse_csv": (".parallel.pipeline", "parse_csv"),
+    "schedule_names": (".parallel.pipeline", "schedule_names"),
+    "validate": (".parallel.pipeline", "validate"),
+    "unit_timeline": (".parallel.pipeline.timeline", "run"),
+    "TrainingConfig": (".parallel.training", "TrainingConfig"),
+    "plan": (".planner", "plan"),
+    "sweep": (".planner", "sweep"),
+    "Limits": (".scenario.limits", "Limits"),
+    "Scenario": (".scenario.parse", "Scenario"),
+    "load_scenario": (".scenario.parse", "load_scenario"),
+    "parse_scenario": (".scenario.parse", "parse_scenario"),
+    "write_outputs": (".viz.outputs", "write_outputs"),
+    "comparison_table": (".viz.report", "comparison_table"),
+}
 
 __all__ = [
     "NAMED_MODELS",
@@ -142,9 +166,15 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    """``simulator.plots``: the pictures, imported on first use (PEP 562)."""
-    if name == "plots":
-        from .viz import plots
+    """A public name, imported on first use (:data:`_LAZY`) and kept (PEP 562)."""
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(where[0], __name__)
+    value = module if where[1] is None else getattr(module, where[1])
+    globals()[name] = value
+    return value
 
-        return plots
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from typing import NoReturn
@@ -43,9 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # the command line only writes files: no window, no display
+    # the command line only writes files: no window, no display; matplotlib is imported
+    # only by the commands that draw
+    if "matplotlib" in sys.modules:
+        sys.modules["matplotlib"].use("Agg")
+    else:
+        os.environ["MPLBACKEND"] = "Agg"
     try:
         args = build_parser().parse_args(argv)
         return int(args.handler(args) or 0)

@@ -26,7 +26,6 @@ from typing import Any
 from .. import comm
 from ..comm import closed_forms
 from ..errors import LayoutError, ScenarioError
-from ..experiment.collective import predicted_time, run_collective
 from ..hardware import GB, US, ClusterSpec, LinkSpec, preset, single_switch
 from ..scenario.limits import int_flag, number_flag
 
@@ -174,6 +173,8 @@ def describe(cluster: ClusterSpec) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..experiment.collective import predicted_time, run_collective  # when it runs
+
     op, algorithm = args.op, args.algorithm
     comm.lookup(op, algorithm)
     _check_flags(args)

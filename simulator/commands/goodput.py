@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..experiment.goodput import HOUR, evaluate, job_mtbf
 from ..ranges import Range
 from ..scenario.limits import check_flag, int_flag, number_flag
 
@@ -55,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    from ..experiment.goodput import HOUR, evaluate, job_mtbf  # when it runs
+
     check_flag(args.devices, "--devices", DEVICES)
     check_flag(args.mtbf_hours, "--mtbf-hours", HOURS)
     check_flag(args.checkpoint_s, "--checkpoint-s", SECONDS)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..nn.named import NAMED_MODELS
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -24,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def rows() -> list[list[str]]:
     """One row per named model: its shape, parameters and source."""
+    from ..nn.named import NAMED_MODELS  # imported when the command runs
+
     out = [
         [
             "name",

@@ -38,17 +38,13 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ScenarioError
-from ..hardware import preset as cluster_preset
-from ..parallel.training import TrainingConfig
-from ..planner import model_preset, plan
-from ..planner.executor import SIGNAL_EXIT, default_workers
-from ..planner.files import assignments, parse_value, plan_settings
-from ..planner.results import PlanResult
 from ..scenario.limits import Limits, add_limit_flags, limit_flags, limit_names
-from ..scenario.paths import file_stem
-from ..scenario.sizes import check_sizes
+
+if TYPE_CHECKING:
+    from ..planner.results import PlanResult
 
 #: flag -> [plan] key, for the search options
 SEARCH_FLAGS = {
@@ -98,6 +94,8 @@ def stopped(what: str, interrupted: str, finished: int, total: int, out: Path | 
         f"interrupted by {interrupted}: {finished} of {total} {what} finished; {kept}",
         file=sys.stderr,
     )
+    from ..planner.executor import SIGNAL_EXIT
+
     return SIGNAL_EXIT[interrupted]
 
 
@@ -105,6 +103,8 @@ def positive(text: str | None, flag: str) -> int | None:
     """The integer value of a flag, or a one-line error."""
     if text is None:
         return None
+    from ..planner.files import parse_value
+
     value = parse_value(text)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ScenarioError(f"{flag} must be a positive integer, got {text!r}")
@@ -157,6 +157,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def search_options(args: argparse.Namespace, flags: dict[str, int] | None = None) -> dict:
     """The search flags as [plan] keys, checked by the [plan] table's schema."""
+    from ..planner.files import assignments, parse_value, plan_settings
+
     limits = Limits(**(flags or {}))
     table = {}
     for flag, key in SEARCH_FLAGS.items():
@@ -178,6 +180,13 @@ def search_options(args: argparse.Namespace, flags: dict[str, int] | None = None
 
 
 def handle(args: argparse.Namespace) -> int:
+    # imported here, not when the command line is built (``--help`` stays quick)
+    from ..hardware import preset as cluster_preset
+    from ..parallel.training import TrainingConfig
+    from ..planner import model_preset, plan
+    from ..scenario.paths import file_stem
+    from ..scenario.sizes import check_sizes
+
     limits = limit_flags(args)
     options = search_options(args, limits)
     top = options.pop("top", None)
@@ -256,6 +265,8 @@ def _print(
     out: Path,
     started: float,
 ) -> None:
+    from ..planner.executor import default_workers
+
     c = result.cluster
     print(
         f"plan {result.name!r} on {c.nodes} x {c.devices_per_node} {c.device.name} "

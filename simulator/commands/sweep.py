@@ -22,11 +22,7 @@ import time
 from pathlib import Path
 
 from ..errors import ScenarioError
-from ..planner import sweep
-from ..planner.executor import default_workers
-from ..planner.files import assignments
 from ..scenario.limits import Limits, limit_flags
-from ..scenario.paths import file_stem
 from .plan import add_executor_flags, positive, stopped
 
 
@@ -48,6 +44,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    # imported here, not when the command line is built (``--help`` stays quick)
+    from ..planner import sweep
+    from ..planner.executor import default_workers
+    from ..planner.files import assignments
+    from ..scenario.paths import file_stem
+
     limits = limit_flags(args)
     vary = assignments(args.vary, "--vary", Limits(**limits))
     workers = positive(args.workers, "--workers")

@@ -40,6 +40,7 @@ class Channel:
     ) -> None:
         self.engine = engine
         network, trace = engine.network, engine.trace
+        self._record = trace.record  # (the run's trace: sealed only when it is over)
         per_rank = (nbytes,) * len(srcs) if isinstance(nbytes, int) else nbytes
         #: per timed pair: (out port, in port, seconds, label), or None for a device itself
         self.pairs: list[tuple[int, int, float, int] | None] = []
@@ -104,7 +105,7 @@ class Channel:
             a, b = free[out], free[into]
             start = now if now >= a and now >= b else max(now, a, b)
             end = free[out] = free[into] = start + duration
-            engine.trace.record(self.track, start, end, mb)
+            self._record(self.track, start, end, mb)
             self.count += 1
             return end
         free = engine.network.free_at

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Generator
+from functools import partial
 from typing import Any, NamedTuple
 
 import simpy
@@ -141,7 +142,7 @@ class Engine:
         if any(dict.get(self.memory, d) is not None for d in devices):
             raise ValueError(f"devices {devices} already have ledgers of their own")
         capacity = self.cluster.device_of(devices[0]).memory_bytes
-        ledger = MemoryLedger(devices, capacity, lambda: self.env.now)
+        ledger = MemoryLedger(devices, capacity, partial(getattr, self.env, "_now"))  # env.now
         for d in devices:
             self.memory[d] = ledger
         return ledger

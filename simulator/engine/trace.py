@@ -20,16 +20,13 @@ view pictures and exports want; it is built on demand and cached.
 When the run is over, :meth:`Trace.seal` makes the trace read-only: a finished
 run's record cannot be written to by mistake.
 
-Chrome trace-event JSON
-(https://docs.google.com/document/d/1CvAClvFfyA5R-PhYUmn5OOQtYMH4h6I0nSsKchNAySU)
-opens in Perfetto (ui.perfetto.dev) and chrome://tracing: one process per
-device, one thread per stream. A path ending in ``.gz`` is written
-gzip-compressed, which Perfetto opens as it is.
+:meth:`Trace.write_chrome` writes the Chrome trace that Perfetto opens
+(:mod:`simulator.engine.chrome`).
 """
 
 from __future__ import annotations
 
-import gzip
+import io
 import json
 from array import array
 from collections.abc import Iterable, Mapping
@@ -169,7 +166,7 @@ class Trace:
     def events(self) -> list[Event]:
         """One :class:`Event` per device per row, in recording order."""
         if self._events[0] != len(self):
-            self._events = (len(self), list(self._expand(range(len(self)))))
+            self._events = (len(self), list(self.expand(range(len(self)))))
         return self._events[1]
 
     def columns(self) -> Columns:
@@ -198,9 +195,11 @@ class Trace:
             touch = np.array([bool(wanted.intersection(g)) for g in self.groups] + [False])
             keep &= touch[cols.group] | touch[cols.peer]
         rows = np.flatnonzero(keep)
-        return [e for e in self._expand(rows.tolist()) if wanted is None or e.device in wanted]
+        return list(self.expand(rows.tolist(), wanted))
 
-    def _expand(self, rows: Iterable[int]) -> Iterable[Event]:
+    def expand(self, rows: Iterable[int], wanted: set[int] | None = None) -> Iterable[Event]:
+        """The events of ``rows`` (indices), in order: of every device of each row's group
+        (and, for a message, its peer group), or only of the ``wanted`` devices."""
         groups, labels, tracks = self.groups, self.labels, self.tracks
         for i in rows:
             group, peer, label = tracks[self.track[i]]
@@ -216,145 +215,75 @@ class Trace:
             uniform = not isinstance(per_rank, tuple)
             if lane == COMPUTE:
                 for d in devices:
-                    yield Event(d, lane, start, end, name, cat, args)
+                    if wanted is None or d in wanted:
+                        yield Event(d, lane, start, end, name, cat, args)
             elif peer == NO_PEER:
                 for r, d in enumerate(devices):
-                    one = args if uniform else {**args, "bytes": per_rank[r]}
-                    yield Event(d, lane, start, end, name, cat, {**one, "direction": "collective"})
+                    if wanted is None or d in wanted:
+                        one = args if uniform else {**args, "bytes": per_rank[r]}
+                        yield Event(
+                            d, lane, start, end, name, cat, {**one, "direction": "collective"}
+                        )
             else:
                 for a, b in zip(devices, groups[peer], strict=True):
                     send = {**args, "peer": b, "direction": "send"}
-                    yield Event(a, lane, start, end, name, cat, send)
-                    yield Event(
-                        b, lane, start, end, name, cat, {**send, "peer": a, "direction": "recv"}
-                    )
+                    if wanted is None or a in wanted:
+                        yield Event(a, lane, start, end, name, cat, send)
+                    if wanted is None or b in wanted:
+                        recv = {**send, "peer": a, "direction": "recv"}
+                        yield Event(b, lane, start, end, name, cat, recv)
+
+    def event(self, row: int, device: int) -> Event:
+        """Device ``device``'s event of row ``row`` (one device of :meth:`expand`)."""
+        group, peer, label = self.tracks[self.track[row]]
+        lane, name, cat, items = self.labels[label]
+        args = dict(items)
+        mb = self.mb[row]
+        if mb >= 0:
+            name = name.format(mb=mb)
+            args["mb"] = mb
+        devices = self.groups[group]
+        if lane != COMPUTE:
+            if peer == NO_PEER:
+                per_rank = args.get("bytes")
+                if isinstance(per_rank, tuple):
+                    args["bytes"] = per_rank[devices.index(device)]
+                args["direction"] = "collective"
+            elif device in devices:
+                args["peer"] = self.groups[peer][devices.index(device)]
+                args["direction"] = "send"
+            else:
+                args["peer"] = devices[self.groups[peer].index(device)]
+                args["direction"] = "recv"
+        return Event(device, lane, self.start[row], self.end[row], name, cat, args)
 
     def window(self, start: float, end: float) -> list[Event]:
         """The events that overlap ``[start, end]``."""
         return self.select(None, start, end)
 
     # -- Chrome trace ------------------------------------------------------------------
-    def by_group(self) -> tuple[list[Event], dict[int, str]]:
-        """One event per row, its ``device`` the row's group id, and the groups' names:
-        the Chrome trace of a run too large to list every device (messages appear on
-        the sending group)."""
-        events = []
-        for i in range(len(self)):
-            group, peer, label = self.tracks[self.track[i]]
-            lane, name, cat, items = self.labels[label]
-            args = dict(items)
-            mb = self.mb[i]
-            if mb >= 0:
-                name = name.format(mb=mb)
-                args["mb"] = mb
-            if peer != NO_PEER:
-                args["to devices"] = _span(self.groups[peer])
-            events.append(Event(group, lane, self.start[i], self.end[i], name, cat, args))
-        names = {g: f"devices {_span(d)}" for g, d in enumerate(self.groups)}
-        return events, names
+    def to_chrome(self, every_device: bool = False) -> dict[str, Any]:
+        """The Chrome trace as a dict (:mod:`simulator.engine.chrome`): one process per
+        group of devices simulated as one, or, with ``every_device``, per device."""
+        from . import chrome
 
-    def to_chrome(
-        self, events: list[Event] | None = None, names: dict[int, str] | None = None
-    ) -> dict[str, Any]:
-        """Chrome trace-event JSON (a dict ready for ``json.dump``): one process per device,
-        or per name of ``names`` (see :meth:`by_group`)."""
-        events = self.events if events is None else events
-        grouped = names is not None
-        devices = sorted({e.device for e in events} | (set() if grouped else set(self.ledgers)))
-        out: list[dict[str, Any]] = []
-        for d in devices:
-            out.append(
-                {
-                    "ph": "M",
-                    "name": "process_name",
-                    "pid": d,
-                    "tid": 0,
-                    "args": {"name": names[d] if grouped else f"device {d}"},
-                }
-            )
-            out.append(
-                {
-                    "ph": "M",
-                    "name": "process_sort_index",
-                    "pid": d,
-                    "tid": 0,
-                    "args": {"sort_index": d},
-                }
-            )
-        threads: dict[tuple[int, str], list[float]] = {}
-        tids: dict[tuple[int, str, int], int] = {}
-        count: dict[int, int] = {}
-        for e in sorted(
-            events, key=lambda e: (e.device, e.lane != COMPUTE, e.start, e.end, e.name)
-        ):
-            # Chrome needs the events of one thread nested; overlapping messages
-            # (full duplex, two ports) go to extra threads of the same lane.
-            ends = threads.setdefault((e.device, e.lane), [])
-            slot = next((i for i, t in enumerate(ends) if t <= e.start), None)
-            if slot is None:
-                ends.append(e.end)
-                slot = len(ends) - 1
-            else:
-                ends[slot] = e.end
-            key = (e.device, e.lane, slot)
-            if key not in tids:
-                tids[key] = count[e.device] = count.get(e.device, 0) + 1
-                label = e.lane if slot == 0 else f"{e.lane} {slot + 1}"
-                out.append(
-                    {
-                        "ph": "M",
-                        "name": "thread_name",
-                        "pid": e.device,
-                        "tid": tids[key],
-                        "args": {"name": label},
-                    }
-                )
-            out.append(
-                {
-                    "ph": "X",
-                    "name": e.name,
-                    "cat": e.cat,
-                    "pid": e.device,
-                    "tid": tids[key],
-                    "ts": e.start * 1e6,
-                    "dur": e.duration * 1e6,
-                    "args": e.args,
-                }
-            )
-        for d in devices:
-            ledger = self.ledgers.get(self.groups[d][0] if grouped else d)
-            for t, b in ledger.samples if ledger is not None else ():
-                out.append(
-                    {
-                        "ph": "C",
-                        "name": "memory",
-                        "pid": d,
-                        "tid": 0,
-                        "ts": t * 1e6,
-                        "args": {"MiB": b / 2**20},
-                    }
-                )
-        return {"traceEvents": out, "displayTimeUnit": "ms"}
+        text = io.StringIO()
+        chrome.write(self, text, every_device)
+        return json.loads(text.getvalue())
 
-    def write_chrome(self, path: str | Path, by_group: bool = False) -> None:
-        """Write the Chrome trace (one process per device, or per group of devices that
-        work in lockstep); gzip-compressed when ``path`` ends in ``.gz``."""
-        chrome = self.to_chrome(*self.by_group()) if by_group else self.to_chrome()
-        text = json.dumps(chrome, separators=(",", ":"), allow_nan=False)
-        p = Path(path)
-        if p.suffix == ".gz":
-            # mtime 0: the same run gives the same bytes
-            with gzip.GzipFile(p, "wb", mtime=0) as f:
-                f.write(text.encode())
-        else:
-            p.write_text(text)
+    def write_chrome(self, path: str | Path, every_device: bool = False) -> int:
+        """Write the Chrome trace to ``path`` (gzip-compressed when it ends in ``.gz``),
+        as :meth:`to_chrome` forms it; returns the number of events written."""
+        from . import chrome
+
+        return chrome.write_file(self, path, every_device)
 
 
 def _sealed(*_args: Any, **_kwargs: Any) -> NoReturn:
     raise RuntimeError("the trace of a finished run is read-only")
 
 
-def _span(devices: tuple[int, ...]) -> str:
+def span(devices: tuple[int, ...]) -> str:
     """``(0, 1, 2, 3, 8)`` -> ``"0-3, 8"``."""
     parts, start = [], None
     for i, d in enumerate(devices):

@@ -11,8 +11,8 @@ leaves are written by :mod:`simulator.viz.outputs`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from ..errors import DeviceFailedError, DivergedError, OutOfMemoryError
 from ..hardware import ClusterSpec
 from ..hardware.faults import Fault
 from ..keys import check_argument
-from ..parallel.build import Plan, build_plan, gather_params
+from ..parallel.build import Plan, build_plan, check_numerics, gather_params
 from ..parallel.pipeline import Schedule
 from ..parallel.strategy import Strategy
 from ..parallel.training import TrainingConfig
@@ -180,27 +180,41 @@ def simulate_strategy(
         return execute(plan, limits=limits, faults=faults)
 
 
-def run_scenario(scenario: Scenario | str | Path, progress: bool = False) -> ScenarioResult:
+def run_scenario(
+    scenario: Scenario | str | Path,
+    progress: bool = False,
+    on_result: Callable[[StrategyResult], Any] | None = None,
+) -> ScenarioResult:
     """Check every strategy, then run each (see the module docstring).
 
     ``scenario`` is a :class:`~simulator.scenario.parse.Scenario` or the path of a
-    scenario file. ``progress`` shows a progress bar per strategy on standard
-    error (when it is a terminal), after saying how many events a large run will take.
+    scenario file.
+    The check builds every plan; in numerics mode it builds them shape-only (no
+    numbers), and a strategy's numbers -- its model, one copy per data-parallel
+    replica -- are built when it runs, so that ten strategies of eight replicas
+    never hold eighty models at once. ``progress`` shows a progress bar per
+    strategy on standard error (when it is a terminal), after saying how many
+    events a large run will take. ``on_result`` is called with each strategy's
+    result as soon as it is simulated (the command line writes its files
+    meanwhile: :class:`~simulator.viz.outputs.FileWriter`).
     """
     check_argument("run_scenario", "progress", progress, FLAG)
     scenario = scenario_of("run_scenario", scenario)
+    training = scenario.training
+
+    def plan_of(s: Strategy, training: TrainingConfig) -> Plan:
+        schedule = scenario.schedules.get(s.name)
+        return build_plan(scenario.cluster, scenario.model, training, s, schedule)
+
     with collector_paused():
-        plans = [
-            build_plan(
-                scenario.cluster,
-                scenario.model,
-                scenario.training,
-                s,
-                scenario.schedules.get(s.name),
-            )
-            for s in scenario.strategies
-        ]
+        check_numerics(scenario.model, training)
+        shapes = replace(training, numerics=False)
+        plans = [plan_of(s, shapes if training.numerics else training) for s in scenario.strategies]
         result = ScenarioResult(scenario.name)
-        for plan in plans:
+        for s, plan in zip(scenario.strategies, plans, strict=True):
+            if training.numerics:
+                plan = plan_of(s, training)
             result.results.append(execute(plan, progress, scenario.limits, scenario.faults))
+            if on_result is not None:
+                on_result(result.results[-1])
     return result

@@ -43,6 +43,7 @@ tensor-parallel rank's heads.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -167,8 +168,8 @@ class Dropout(Layer):
         window = self.window or ()
         rows = []
         for i in range(x.shape[0]):
-            key = [info.seed, info.step, self.layer, SITES[self.site], info.first_sample + i]
-            rows.append(_cut(np.random.default_rng(key).random(full), window) >= self.p)
+            key = (info.seed, info.step, self.layer, SITES[self.site], info.first_sample + i)
+            rows.append(_cut(_sample_mask(key, full, self.p), window))
         return np.stack(rows).astype(np.uint8)
 
     def forward(self, x: Array) -> tuple[Array, Any]:
@@ -181,3 +182,26 @@ class Dropout(Layer):
         if ctx is None:
             return dy, None
         return ops_nn.dropout_backward(dy, ctx, self.p), None
+
+
+#: the masks drawn last, by their key, shape and probability: every strategy of a
+#: scenario (and a recomputed forward) draws the same ones, and drawing costs more than
+#: the math of a small layer (a generator seeded anew per sample); at most this many bytes
+MASK_CACHE_BYTES = 32 * 2**20
+_masks: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_cached = [0]  # bytes held
+
+
+def _sample_mask(key: tuple[int, ...], full: tuple[int, ...], p: float) -> np.ndarray:
+    """One sample's whole keep-mask (booleans), drawn from ``default_rng(key)``; the same
+    array (read-only) each time it is asked for while it stays in the cache."""
+    entry = (key, full, p)
+    mask = _masks.get(entry)
+    if mask is None:
+        mask = np.random.default_rng(list(key)).random(full) >= p
+        mask.flags.writeable = False
+        _masks[entry] = mask
+        _cached[0] += mask.nbytes
+        while _cached[0] > MASK_CACHE_BYTES:
+            _cached[0] -= _masks.popitem(last=False)[1].nbytes
+    return mask

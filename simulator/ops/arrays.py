@@ -146,11 +146,18 @@ class ShapeArray:
 Array: TypeAlias = "np.ndarray | ShapeArray"
 
 
+#: numpy dtype -> its name (numpy builds the name anew each time it is asked)
+_NAMES: dict[np.dtype, str] = {}
+
+
 def dtype_of(x: Array) -> str:
     """Canonical dtype name of an array of either kind."""
     if isinstance(x, ShapeArray):
         return x.dtype
-    return np.dtype(x.dtype).name
+    name = _NAMES.get(x.dtype)
+    if name is None:
+        name = _NAMES[x.dtype] = np.dtype(x.dtype).name
+    return name
 
 
 def nbytes(x: Array) -> int:

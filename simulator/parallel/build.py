@@ -121,6 +121,16 @@ def check_layout(cluster: ClusterSpec, training: TrainingConfig, s: Strategy) ->
     return training.global_batch // replicas_batches
 
 
+def check_numerics(model_config: ModelConfig, training: TrainingConfig) -> None:
+    """Raise :class:`LayoutError` for numerics in a dtype numpy cannot compute in."""
+    dtype = model_config.dtype
+    if training.numerics and dtype not in NUMPY_DTYPES:
+        raise LayoutError(
+            f"model dtype {dtype} has no numpy arithmetic; set [training] numerics = false to "
+            f"run it shape-only, or use float64 or float32"
+        )
+
+
 def check_fp8(cluster: ClusterSpec, s: Strategy) -> None:
     """A :class:`LayoutError` unless every device of the cluster has an FP8 peak
     (Transformer Engine runs FP8 GEMMs on Hopper and newer only)."""
@@ -226,12 +236,7 @@ def build_plan(
     the parsed file of a strategy whose schedule is ``file:PATH.csv``."""
     s = strategy
     micro_batch = check_layout(cluster, training, s)
-    dtype = model_config.dtype
-    if training.numerics and dtype not in NUMPY_DTYPES:
-        raise LayoutError(
-            f"model dtype {dtype} has no numpy arithmetic; set [training] numerics = false to "
-            f"run it shape-only, or use float64 or float32"
-        )
+    check_numerics(model_config, training)
     check_context(s, model_config)
     mesh = Mesh(s.dp, s.tp, s.pp, s.order, cp=s.cp)
     schedule = resolve_schedule(s, schedule)

@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import simpy
+from simpy.events import PENDING
 
 from .. import comm
 from ..engine import Engine, Process, fire_at
@@ -91,6 +92,8 @@ class Mailbox:
         self.slots: list[Any] = [None] * size
         #: (sender, what, stage) -> its channel: the same message every micro-batch
         self._channels: dict[tuple[int, int, int], Channel] = {}
+        #: per worker, the id of a send instruction -> its channel
+        self._by_instruction: list[dict[int, Channel]] = [{} for _ in workers]
         #: shape-only: the all-gather of a channel's scattered pieces on a worker, by the
         #: pieces and the worker
         self._gathers: dict[tuple[int, int], tuple[list[Any], Any, Any]] = {}
@@ -105,27 +108,35 @@ class Mailbox:
     def publish(self, message: int, compute: simpy.Event, end: float) -> None:
         """The compute whose end (at ``end``) sends ``message`` has started; receivers
         may wait on it."""
-        waiting = self.slots[message]
-        self.slots[message] = compute
+        slots = self.slots
+        waiting = slots[message]
+        slots[message] = compute
         if waiting is not None:  # a receiver came early: wake it when the message is sent
             fire_at(self.env, waiting, end)
 
     # -- sending ---------------------------------------------------------------------
     def send(self, sw: SimWorker, ins: tuple) -> None:
-        _, what, stage, mb, peer, message = ins
-        message += sw.message_base
+        message = ins[5] + sw.message_base
         payloads = sw.buffers.pop(message)
-        channel = self._channels.get((sw.index, what, stage))
+        # the channel of this instruction on this worker (instructions live as long as
+        # the run's programs, so their ids are keys)
+        mine = self._by_instruction[sw.index]
+        channel = mine.get(id(ins))
         if channel is None:
-            channel = self._open(sw, what, stage, peer, payloads)
+            _, what, stage, _, peer, _ = ins
+            channel = self._channels.get((sw.index, what, stage))
+            if channel is None:
+                channel = self._open(sw, what, stage, peer, payloads)
+            mine[id(ins)] = channel
         pieces = None
         if channel.scatter:
             pieces = scatter(payloads) if self.numerics else channel.pieces
-        arrival = channel.send(mb)
-        waiting = self.slots[message]
+        arrival = channel.send(ins[3])
+        slots = self.slots
+        waiting = slots[message]
         # a delivered message: (arrival, per member per rank arrays, scattered pieces)
-        self.slots[message] = (arrival, payloads, pieces)
-        if waiting is not None and not waiting.triggered:
+        slots[message] = (arrival, payloads, pieces)
+        if waiting is not None and waiting._value is PENDING:  # not triggered yet
             fire_at(self.env, waiting, arrival)
 
     def _open(
@@ -159,9 +170,10 @@ class Mailbox:
     def recv(self, sw: SimWorker, ins: tuple) -> Process | None:
         """Take the message if it is there; otherwise a process that waits for it."""
         message = ins[5] + sw.message_base
-        entry = self.slots[message]
-        if entry.__class__ is tuple and entry[0] <= self.env.now and entry[2] is None:
-            self.slots[message] = None
+        slots = self.slots
+        entry = slots[message]
+        if entry.__class__ is tuple and entry[0] <= self.env._now and entry[2] is None:
+            slots[message] = None
             sw.buffers[message] = entry[1]
             return None
         return self._receive(sw, ins, message)

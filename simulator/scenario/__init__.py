@@ -15,6 +15,16 @@
 * :mod:`.paths` -- bounded reads of input files and safe output names.
 """
 
-from .parse import Scenario, load_scenario, parse_scenario
+from typing import Any
 
 __all__ = ["Scenario", "load_scenario", "parse_scenario"]
+
+
+def __getattr__(name: str) -> Any:
+    """The parser's names, imported on first use (PEP 562): the command line reads
+    :mod:`.limits` to build its flags without loading the parser and the models."""
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import parse
+
+    return getattr(parse, name)

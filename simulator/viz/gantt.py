@@ -41,6 +41,7 @@ from typing import Any
 
 import matplotlib.colors as mcolors
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
@@ -51,16 +52,17 @@ from matplotlib.patches import Patch
 from ..engine.trace import Event
 from ..hardware.units import time_unit
 from ..runtime.intervals import union
+from .raster import Raster
 from .views import (
+    Block,
     chunk_of,
     collective_labels,
     coordinates,
     exposed_by_device,
     failures,
-    layers_of,
     layout_name,
     shown_devices,
-    step_events,
+    step_blocks,
     stragglers,
 )
 
@@ -85,6 +87,7 @@ COMM_NAMES = {
 CHUNK_HATCH, RECOMPUTE_HATCH = "///", "x"
 MANY_BOXES = 3000  # beyond this, hatching and edges (which cost most of the drawing) go
 FIG_WIDTH = 14.0  # inches
+DPI = 110  # of the pictures written
 COMPUTE_LANE = (0.42, 0.52)  # bottom and height inside a row of height 1
 ONE_LANE = {"pp": (0.06, 0.3), "coll": (0.06, 0.3)}
 TWO_LANES = {"pp": (0.23, 0.16), "coll": (0.04, 0.16)}
@@ -94,15 +97,21 @@ class _Boxes:
     """Rectangles gathered first and drawn as one collection."""
 
     def __init__(self) -> None:
-        self.verts: list[list[tuple[float, float]]] = []
+        self.boxes: list[tuple[float, float, float, float]] = []  # x, width, y, height
         self.colours: list[Any] = []
 
+    def __len__(self) -> int:
+        return len(self.boxes)
+
     def add(self, x: float, w: float, y: float, h: float, colour: Any) -> None:
-        self.verts.append([(x, y), (x + w, y), (x + w, y + h), (x, y + h)])
+        self.boxes.append((x, w, y, h))
         self.colours.append(colour)
 
     def collection(self, **style: Any) -> PolyCollection:
-        return PolyCollection(self.verts, facecolors=self.colours, **style)
+        x, w, y, h = np.array(self.boxes, dtype=float).reshape(-1, 4).T
+        corners = [(x, y), (x + w, y), (x + w, y + h), (x, y + h)]
+        verts = np.stack([np.stack(c, axis=-1) for c in corners], axis=1)
+        return PolyCollection(verts, facecolors=self.colours, **style)
 
 
 def finish_figure(fig: Figure, path: str | Path | None) -> Figure | None:
@@ -110,7 +119,7 @@ def finish_figure(fig: Figure, path: str | Path | None) -> Figure | None:
     notebook to show)."""
     if path is None:
         return fig
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return None
 
@@ -123,16 +132,21 @@ def mb_colour(mb: int, light: bool) -> Any:
 
 def _style(e: Event) -> tuple[Any, str, str]:
     """Face colour, hatch and text colour of a compute block."""
-    if e.cat == "opt":
-        return OPT_COLOUR, "", "white"
-    if e.cat == "W":
-        return W_COLOUR, "", "white"
+    colour = _colour(e.cat, e.args.get("mb") or 0)
     if e.cat == "recompute":
-        return RECOMPUTE_COLOUR, RECOMPUTE_HATCH, "black"
-    mb = e.args.get("mb") or 0
-    return (
-        (mb_colour(mb, True), "", "black") if e.cat == "F" else (mb_colour(mb, False), "", "white")
-    )
+        return colour, RECOMPUTE_HATCH, "black"
+    return colour, "", "black" if e.cat == "F" else "white"
+
+
+def _colour(cat: str, mb: int) -> Any:
+    """Face colour of a compute block of kind ``cat`` and micro-batch ``mb``."""
+    if cat == "opt":
+        return OPT_COLOUR
+    if cat == "W":
+        return W_COLOUR
+    if cat == "recompute":
+        return RECOMPUTE_COLOUR
+    return mb_colour(max(mb, 0), cat == "F")
 
 
 # -- labels -----------------------------------------------------------------------------
@@ -203,6 +217,7 @@ class _Drawing:
     pt_per_unit: float  # points of paper per unit of the time axis
     pixel: float  # seconds: pieces closer than this merge
     row_in: float  # inches per row
+    raster: Raster  # blocks too narrow to draw as shapes
     blocks: dict[str, _Boxes] = field(default_factory=dict)  # by hatch
     messages: _Boxes = field(default_factory=_Boxes)
     exposed: _Boxes = field(default_factory=_Boxes)
@@ -212,72 +227,82 @@ class _Drawing:
     kinds: set[str] = field(default_factory=set)
     instant: set[str] = field(default_factory=set)
     mbs: set[int] = field(default_factory=set)
+    idle_exposed: bool = False  # some device sat idle waiting for its group's collective
 
     @property
     def many(self) -> bool:
-        return sum(len(b.verts) for b in self.blocks.values()) + len(self.messages.verts) > (
-            MANY_BOXES
-        )
+        return sum(map(len, self.blocks.values())) + len(self.messages) > MANY_BOXES
+
+    def box(self, boxes: _Boxes, x: float, w: float, y: float, h: float, colour: Any) -> bool:
+        """Add a block to ``boxes``, or paint it when it is too narrow to draw; returns
+        whether it is drawn (and may be labelled)."""
+        if self.raster.narrow(w):
+            self.raster.add(x, w, y, h, colour)
+            return False
+        boxes.add(x, w, y, h, colour)
+        return True
 
 
 def _add_compute(
-    dr: _Drawing, compute: list[Event], comm: list[Event], y: float, x_of, pipeline: bool, chunks
+    dr: _Drawing, blocks: list[Block], d: int, y: float, x_of, pipeline: bool, chunks, trace
 ) -> None:
-    """Compute blocks of one row; pieces of one action closer than a pixel merge (and
-    keep their layer's name when they share it)."""
-    merged: list[tuple[Event, str]] = []
-    for e, layer in zip(compute, layers_of(compute, comm), strict=True):
-        last = merged[-1] if merged else None
-        if (
-            last
-            and (last[0].name, last[0].cat) == (e.name, e.cat)
-            and (e.start - last[0].end <= dr.pixel)
-        ):
-            kept = last[1] if last[1] == layer else ""
-            merged[-1] = (last[0]._replace(end=max(last[0].end, e.end)), kept)
-        else:
-            merged.append((e, layer))
+    """Compute blocks of one row (pieces of one action closer than a pixel merged, with
+    their layer when they share it: :func:`~.views.step_blocks`)."""
     bottom, height = COMPUTE_LANE
-    for e, layer in merged:
-        dr.cats.add(e.cat)
-        x0, w = x_of(e.start), x_of(e.end) - x_of(e.start)
+    mbs = trace.mb
+    for b in blocks:
+        dr.cats.add(b.cat)
+        x0, w = x_of(b.start), x_of(b.end) - x_of(b.start)
+        mb = mbs[b.row]
+        if mb >= 0:
+            dr.mbs.add(mb)
+        if dr.raster.narrow(w):  # a sliver of colour: no shape, no label
+            dr.raster.add(x0, w, y + bottom, height, _colour(b.cat, mb))
+            continue
+        e = b.event(trace, d)
         stage = e.args.get("chunk")
         chunk = chunks.get(stage) if chunks and stage is not None else None
         colour, hatch, ink = _style(e)
         if chunk:
             hatch = hatch or CHUNK_HATCH
-        if e.args.get("mb") is not None:
-            dr.mbs.add(e.args["mb"])
         dr.blocks.setdefault(hatch, _Boxes()).add(x0, w, y + bottom, height, colour)
         # the most informative label that fits, in a smaller font before a shorter label
-        for text in _compute_texts(e, layer, pipeline, chunk):
+        for text in _compute_texts(e, b.more, pipeline, chunk):
             size = next((z for z in (7, 6) if _fit([text], w * dr.pt_per_unit, z)), None)
             if size:
                 dr.texts.append((x0 + w / 2, y + bottom + height / 2, text, ink, size))
                 break
 
 
-def _add_comm(dr: _Drawing, comm: list[Event], d: int, y: float, x_of, lanes) -> None:
-    """Communication of one row: pipeline messages on their sender's row, collectives."""
-    for e in _merged_comm(comm, dr.pixel):
-        if e.cat == "pp" and e.args.get("direction") != "send":
+def _add_comm(dr: _Drawing, comm: list[Block], d: int, y: float, x_of, lanes, trace) -> None:
+    """Communication of one row (merged below a pixel: :func:`~.views.step_blocks`):
+    pipeline messages on their sender's row, collectives."""
+    for b in comm:
+        if b.cat == "pp" and b.more != "send":
             continue  # a pipeline message is drawn once, on its sender's row
-        if e.end <= e.start:
-            dr.instant.add(e.cat)  # free links: it takes no time
+        if b.end <= b.start:
+            dr.instant.add(b.cat)  # free links: it takes no time
             continue
-        dr.kinds.add(e.cat)
-        bottom, height = lanes["pp" if e.cat == "pp" else "coll"]
-        x0, w = x_of(e.start), x_of(e.end) - x_of(e.start)
-        gradient = e.name.startswith("grad")
+        dr.kinds.add(b.cat)
+        bottom, height = lanes["pp" if b.cat == "pp" else "coll"]
+        x0, w = x_of(b.start), x_of(b.end) - x_of(b.start)
+        gradient = b.name.startswith("grad")
+        mb = max(trace.mb[b.row], 0)
+        colour = (
+            mb_colour(mb, light=not gradient)
+            if b.cat == "pp"
+            else COMM_COLOURS.get(b.cat, "#999999")
+        )
+        if dr.raster.narrow(w):  # a sliver of colour: no shape, no label
+            dr.raster.add(x0, w, y + bottom, height, colour)
+            continue
+        dr.messages.add(x0, w, y + bottom, height, colour)
+        e = b.event(trace, d)
         if e.cat == "pp":
-            mb = e.args.get("mb", 0)
-            colour = mb_colour(mb, light=not gradient)
             down = e.args.get("peer", d) > d  # rows go down as devices go up
             candidates = [f"{'g' if gradient else 'a'}{mb}{'↓' if down else '↑'}"]
         else:
-            colour = COMM_COLOURS.get(e.cat, "#999999")
             candidates = list(collective_labels(e.name)) if e.name else []
-        dr.messages.add(x0, w, y + bottom, height, colour)
         text = _fit(candidates, w * dr.pt_per_unit, 5.5)
         centre = (x0 + w / 2, y + bottom + height / 2)
         if text:
@@ -289,30 +314,6 @@ def _add_comm(dr: _Drawing, comm: list[Event], d: int, y: float, x_of, lanes) ->
                 dr.arrows.append((*centre, down, size))
 
 
-def _merged_comm(events: list[Event], gap: float) -> list[Event]:
-    """Communication closer than ``gap`` drawn as one block: a ring's steps, a run of
-    small collectives. Pipeline messages merge only with pieces of the same message
-    (each has its micro-batch's colour); collectives of different names merge into
-    an unnamed block of their kind."""
-    out: list[Event] = []
-    for e in events:
-        last = out[-1] if out else None
-        if (
-            last is not None
-            and last.cat == e.cat
-            and (
-                e.cat != "pp"
-                or (last.name, last.args.get("direction")) == (e.name, e.args.get("direction"))
-            )
-            and e.start - last.end <= gap
-        ):
-            name = last.name if last.name == e.name else ""
-            out[-1] = last._replace(end=max(last.end, e.end), name=name)
-        else:
-            out.append(e)
-    return out
-
-
 def gantt(result: Any, path: str | Path | None = None) -> Figure | None:
     """Draw the last step of ``result`` (see the module docstring) into ``path``."""
     lo, hi = result.step_window
@@ -321,17 +322,20 @@ def gantt(result: Any, path: str | Path | None = None) -> Figure | None:
     plan = result.plan
     shown, note = shown_devices(result)
     failed, slow = failures(result), stragglers(result)
-    events = step_events(result, shown)
+    pixel = (hi - lo) / 2000
+    blocks = step_blocks(result, shown, pixel)
     idle = exposed_by_device(result, shown)
-    has_p2p = any(e.cat == "pp" for _, comm in events.values() for e in comm)
-    has_coll = any(e.cat != "pp" for _, comm in events.values() for e in comm)
+    has_p2p = any(b.cat == "pp" for _, comm in blocks.values() for b in comm)
+    has_coll = any(b.cat != "pp" for _, comm in blocks.values() for b in comm)
     lanes = TWO_LANES if has_p2p and has_coll else ONE_LANE
     labels = [_row_label(result, d, slow, failed) for d in shown]
     left_in = 0.25 + 0.065 * max(len(line) for text in labels for line in text.split("\n"))
+    width_in = FIG_WIDTH - left_in - 0.15  # of the axes
     dr = _Drawing(
-        pt_per_unit=(FIG_WIDTH - left_in - 0.15) * 72 / (span * 1.005),
-        pixel=(hi - lo) / 2000,
+        pt_per_unit=width_in * 72 / (span * 1.005),
+        pixel=pixel,
         row_in=0.7 if lanes is TWO_LANES else 0.62,
+        raster=Raster(width_in * DPI, span * 1.005),
     )
     chunks = chunk_of(plan) if plan.schedule.chunks_per_rank > 1 else {}
     rows = {d: len(shown) - 1 - i for i, d in enumerate(shown)}
@@ -340,12 +344,13 @@ def gantt(result: Any, path: str | Path | None = None) -> Figure | None:
         return (t - lo) / scale
 
     for d, y in rows.items():
-        compute, comm = events[d]
+        compute, comm = blocks[d]
+        dr.idle_exposed |= bool(idle[d])
         for a, b in union([(a, b + dr.pixel) for a, b in idle[d]]):  # merge below a pixel
-            dr.exposed.add(x_of(a), x_of(b - dr.pixel) - x_of(a), y + COMPUTE_LANE[0],
-                           COMPUTE_LANE[1], EXPOSED_TINT)  # fmt: skip
-        _add_compute(dr, compute, comm, y, x_of, plan.strategy.pp > 1, chunks)
-        _add_comm(dr, comm, d, y, x_of, lanes)
+            dr.box(dr.exposed, x_of(a), x_of(b - dr.pixel) - x_of(a), y + COMPUTE_LANE[0],
+                   COMPUTE_LANE[1], EXPOSED_TINT)  # fmt: skip
+        _add_compute(dr, compute, d, y, x_of, plan.strategy.pp > 1, chunks, result.trace)
+        _add_comm(dr, comm, d, y, x_of, lanes, result.trace)
 
     legend = _legend(dr, bool(chunks), failed)
     heading = title(result, unit, scale) + (f"\nshowing {note}" if note else "")
@@ -390,6 +395,8 @@ def gantt(result: Any, path: str | Path | None = None) -> Figure | None:
 
 def _draw(ax: Axes, dr: _Drawing) -> None:
     """Put what ``dr`` gathered on ``ax``: one collection per style."""
+    if dr.raster:
+        dr.raster.draw(ax)
     many = dr.many
     ax.add_collection(
         dr.exposed.collection(edgecolor=EXPOSED_COLOUR, linewidth=0, hatch=None if many else "////")
@@ -449,7 +456,7 @@ def _legend(dr: _Drawing, chunked: bool, failed: dict[int, float]) -> list[tuple
         out.append((Patch(facecolor=COMM_COLOURS.get(kind, "#999999")), COMM_NAMES.get(kind, kind)))
     if dr.instant - dr.kinds:
         out.append((Patch(facecolor="none", edgecolor="none"), "messages take no time: free links"))
-    if dr.exposed.verts:
+    if dr.idle_exposed:
         out.append((Patch(facecolor=EXPOSED_TINT, edgecolor=EXPOSED_COLOUR, linewidth=0,
                           hatch="////" if hatched else None),
                     "exposed comm: idle until its group's collective ends"))  # fmt: skip

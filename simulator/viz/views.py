@@ -14,11 +14,14 @@ numbers. What is left of the idle time is bubble.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
-from ..engine.trace import COMPUTE, Event
+import numpy as np
+
+from ..engine.trace import COMPUTE, NO_PEER, Event
 
 #: The most rows a chart shows; larger runs show a subset and say which.
 MAX_ROWS = 16
@@ -130,17 +133,110 @@ def step_events(result: Any, devices: Sequence[int]) -> dict[int, Lanes]:
 
     A failed device did nothing after it failed; its last block was booked
     whole when it started, so it is cut at the failure here."""
+    trace = result.trace
+    return {
+        d: ([b.event(trace, d) for b in compute], [b.event(trace, d) for b in comm])
+        for d, (compute, comm) in step_blocks(result, devices, -math.inf).items()
+    }
+
+
+class Block(NamedTuple):
+    """What a chart draws of a device's step: trace row ``row`` (the first of the
+    pieces it merges) from ``start`` to ``end``, named ``name`` (empty when merged
+    pieces differ), of kind ``cat``; ``more`` is a compute block's tensor-parallel
+    layer, or a communication block's direction."""
+
+    row: int
+    start: float
+    end: float
+    name: str
+    cat: str
+    more: str
+
+    def event(self, trace: Any, device: int) -> Event:
+        """The block as device ``device``'s event (its first piece's, stretched)."""
+        return trace.event(self.row, device)._replace(
+            start=self.start, end=self.end, name=self.name
+        )
+
+
+Blocks = tuple[list[Block], list[Block]]  # compute, communication
+
+
+def step_blocks(result: Any, devices: Sequence[int], gap: float) -> dict[int, Blocks]:
+    """:func:`step_events` as blocks (:class:`Block`), the pieces closer than ``gap``
+    merged as a chart draws them (it cannot show what is narrower than a pixel), and
+    each compute block's tensor-parallel layer (:func:`layers_of`; empty where its
+    pieces' layers differ).
+
+    Compute pieces merge with the next piece of the same action and kind.
+    Communication closer than ``gap`` is one block: a ring's steps, a run of small
+    collectives; pipeline messages merge only with pieces of the same message
+    (each has its micro-batch's colour), collectives of different names into an
+    unnamed block of their kind. The trace's rows are merged before they become
+    events (and a chart makes events only of the blocks wide enough to label), so a
+    chart of a million rows costs what its few thousand blocks cost.
+    """
     lo, hi = result.step_window
     failed = failures(result)
-    out: dict[int, Lanes] = {d: ([], []) for d in devices}
-    for e in result.trace.select(devices, lo, hi):
-        stop = failed.get(e.device, hi)
-        if e.start > stop or e.cat == "failed":
-            continue
-        out[e.device][e.lane != COMPUTE].append(e if e.end <= stop else e._replace(end=stop))
-    for compute, comm in out.values():
-        compute.sort(key=lambda e: e.start)
-        comm.sort(key=lambda e: e.start)
+    trace = result.trace
+    cols = trace.columns()
+    start, end = cols.start, cols.end
+    rows = np.flatnonzero(((end > lo) & (start < hi)) | ((start == end) & (start == lo)))
+    rows = rows[np.argsort(start[rows], kind="stable")]
+    groups, labels, tracks, track, mbs = (
+        trace.groups, trace.labels, trace.tracks, trace.track, trace.mb
+    )  # fmt: skip
+    names: dict[tuple[int, int], str] = {}
+    out: dict[int, Blocks] = {}
+    for d in devices:
+        inside = np.array([d in g for g in groups] + [False])
+        stop = failed.get(d, hi)
+        compute: list[list[Any]] = []  # [row, start, end, name, kind]
+        comm: list[list[Any]] = []  # [row, start, end, name, kind, direction]
+        starts: dict[float, str] = {}  # when a collective of a layer starts
+        for i in rows[inside[cols.group[rows]] | inside[cols.peer[rows]]].tolist():
+            s = start[i]
+            group, peer, label = tracks[track[i]]
+            lane, name, cat, _ = labels[label]
+            if s > stop or cat == "failed":
+                continue
+            mb = mbs[i]
+            if mb >= 0:
+                key = (label, mb)
+                name = names.get(key) or names.setdefault(key, name.format(mb=mb))
+            e = min(end[i], stop)
+            if lane == COMPUTE:
+                compute.append([i, s, e, name, cat])
+                continue
+            if cat == "tp":
+                layer = layer_of(name)
+                if layer:
+                    starts.setdefault(s, layer)
+            way = "collective" if peer == NO_PEER else "send" if inside[group] else "recv"
+            last = comm[-1] if comm else None
+            if (
+                last is not None
+                and last[4] == cat
+                and (cat != "pp" or (last[3], last[5]) == (name, way))
+                and s - last[2] <= gap
+            ):
+                last[2] = max(last[2], e)
+                if last[3] != name:
+                    last[3] = ""
+            else:
+                comm.append([i, s, e, name, cat, way])
+        merged: list[list[Any]] = []  # [row, start, end, name, kind, layer]
+        for i, s, e, name, cat in compute:
+            layer = starts.get(e) or starts.get(s, "")
+            last = merged[-1] if merged else None
+            if last is not None and (last[3], last[4]) == (name, cat) and s - last[2] <= gap:
+                last[2] = max(last[2], e)
+                if last[5] != layer:
+                    last[5] = ""
+            else:
+                merged.append([i, s, e, name, cat, layer])
+        out[d] = ([Block(*b) for b in merged], [Block(*b) for b in comm])
     return out
 
 

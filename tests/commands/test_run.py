@@ -1,8 +1,10 @@
 """The run command: table, JSON, files, and exit status 2 with one line for bad input."""
 
+import gzip
 import json
 import subprocess
 import sys
+import warnings
 
 import pytest
 
@@ -120,7 +122,8 @@ def test_a_diverging_run_says_when_and_its_json_stays_strict(tmp_path, capsys):
     # a huge learning rate: the loss overflows to inf, then NaN; the run stops there,
     # the other strategy still runs, and results.json holds no NaN or Infinity
     text = BASE.replace("steps = 2", "steps = 5\nlr = 1e30")
-    with pytest.warns(RuntimeWarning):  # numpy's overflow, as the math really overflows
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the overflow is reported once, not as numpy warnings
         assert main(["run", scenario(tmp_path, text), "--out", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
     assert "DIVERGED" in out and "the loss is nan at step" in out
@@ -132,3 +135,23 @@ def test_a_diverging_run_says_when_and_its_json_stays_strict(tmp_path, capsys):
     statuses = {r["strategy"]: r["status"] for r in data["results"]}
     assert statuses == {"single": "diverged", "pipe": "diverged"}
     assert None in data["results"][0]["loss"]  # the NaN loss is written as null
+
+
+def test_the_last_line_names_the_files_as_written(tmp_path, capsys, monkeypatch):
+    """A trace past the size limit is compressed, and the last line says ``.json.gz``;
+    ``--trace all`` writes one process per device."""
+    from simulator.viz import outputs
+
+    out = tmp_path / "out"
+    assert main(["run", scenario(tmp_path), "--out", str(out)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == (
+        f"wrote 8 files to {out}/ "
+        "(results.json, *.trace.json, *.gantt.png, *.memory.png, compare.png)"
+    )
+    monkeypatch.setattr(outputs, "GZIP_EVENTS", 0)
+    assert main(["run", scenario(tmp_path), "--out", str(out), "--trace", "all"]) == 0
+    assert "*.trace.json.gz," in capsys.readouterr().out.strip().splitlines()[-1]
+    with gzip.open(out / "pipe.trace.json.gz", "rt") as f:
+        names = [e for e in json.load(f)["traceEvents"] if e["name"] == "process_name"]
+    assert [e["args"]["name"] for e in names] == ["device 0", "device 1"]

@@ -52,3 +52,14 @@ def test_a_finished_runs_trace_is_sealed():
         trace.add(0, "compute", 0.0, 1.0, "x", "F")
     chrome = trace.to_chrome()  # reading still works, memory counters from the frozen ledgers
     assert any(e["ph"] == "C" for e in chrome["traceEvents"])
+
+
+def test_one_devices_event_of_a_row_is_what_expanding_the_row_gives_it():
+    from simulator.nn.gpt import GPTConfig
+
+    model = GPTConfig(layers=2, hidden=32, heads=4, seq_len=8, vocab=64)
+    result = run(model, Strategy("h", dp=2, tp=2, pp=2, microbatches=2), global_batch=4, steps=1)
+    trace = result.trace
+    events = [(i, e) for i in range(len(trace)) for e in trace.expand([i])]
+    assert {e.args.get("direction") for _, e in events} >= {"send", "recv"}
+    assert all(trace.event(i, e.device) == e for i, e in events)
