@@ -182,9 +182,12 @@ def title(result: Any, unit: str, scale: float) -> str:
 
 
 def _row_label(result: Any, d: int, slow: dict[int, Any], failed: dict[int, float]) -> str:
-    """``device 5 · node 1`` and its ``d t p`` coordinates; stragglers and failures."""
+    """``device 5 · node 1`` and its ``d t p`` coordinates; on a cluster of several
+    kinds of node, the device's GPU (``A100-SXM4-80GB``); stragglers and failures."""
     plan = result.plan
     label = f"device {d} · node {plan.cluster.node_of(d)}"
+    if not plan.cluster.homogeneous:
+        label += f"\n{plan.cluster.device_of(d).name}"
     if plan.strategy.num_devices > 1:
         c = plan.mesh.coords(d)
         label += f"\nd{c['dp']} t{c['tp']} p{c['pp']}"
@@ -210,6 +213,24 @@ class _Drawing:
     kinds: set[str] = field(default_factory=set)
     instant: set[str] = field(default_factory=set)
     mbs: set[int] = field(default_factory=set)
+    unlabelled: dict[str, int] = field(default_factory=dict)  # lane -> blocks with no label
+    drawn: dict[str, int] = field(default_factory=dict)  # lane -> blocks drawn
+
+    def count(self, lane: str, labelled: bool) -> None:
+        self.drawn[lane] = self.drawn.get(lane, 0) + 1
+        if not labelled:
+            self.unlabelled[lane] = self.unlabelled.get(lane, 0) + 1
+
+    def left_out(self) -> str:
+        """What the chart leaves out, in words: the blocks too narrow for a label."""
+        parts = [
+            f"{self.unlabelled[lane]} of {self.drawn[lane]} {lane} blocks"
+            for lane in ("compute", "communication")
+            if self.unlabelled.get(lane)
+        ]
+        if not parts:
+            return ""
+        return f"unlabelled, too narrow: {' and '.join(parts)} (the Chrome trace names each)"
 
     @property
     def many(self) -> bool:
@@ -248,11 +269,13 @@ def _add_compute(
             dr.mbs.add(e.args["mb"])
         dr.blocks.setdefault(hatch, _Boxes()).add(x0, w, y + bottom, height, colour)
         # the most informative label that fits, in a smaller font before a shorter label
+        size = None
         for text in _compute_texts(e, layer, pipeline, chunk):
             size = next((z for z in (7, 6) if _fit([text], w * dr.pt_per_unit, z)), None)
             if size:
                 dr.texts.append((x0 + w / 2, y + bottom + height / 2, text, ink, size))
                 break
+        dr.count("compute", bool(size))
 
 
 def _add_comm(dr: _Drawing, comm: list[Event], d: int, y: float, x_of, lanes) -> None:
@@ -277,6 +300,7 @@ def _add_comm(dr: _Drawing, comm: list[Event], d: int, y: float, x_of, lanes) ->
             candidates = list(collective_labels(e.name)) if e.name else []
         dr.messages.add(x0, w, y + bottom, height, colour)
         text = _fit(candidates, w * dr.pt_per_unit, 5.5)
+        dr.count("communication", bool(text) or e.cat == "pp")  # a send without room: an arrow
         centre = (x0 + w / 2, y + bottom + height / 2)
         if text:
             ink = "white" if e.cat != "pp" or gradient else "black"
@@ -347,6 +371,8 @@ def gantt(result: Any, path: str | Path | None = None) -> Figure | None:
 
     legend = _legend(dr, bool(chunks), failed)
     heading = title(result, unit, scale) + (f"\nshowing {note}" if note else "")
+    if dr.left_out():
+        heading += f"\n{dr.left_out()}"
     top_in = 0.5 + 0.2 * heading.count("\n")
     bottom_in = 0.6 + 0.24 * -(-len(legend) // 3)
     height = dr.row_in * len(shown) + top_in + bottom_in
@@ -417,6 +443,8 @@ def _legend(dr: _Drawing, chunked: bool, failed: dict[int, float]) -> list[tuple
     mbs = sorted(dr.mbs)
     few = mbs[:6] or [0]
     numbers = ", ".join(map(str, few)) + (", …" if len(mbs) > len(few) else "")
+    if len(mbs) > len(MB_COLOURS):
+        numbers += f"; colours repeat every {len(MB_COLOURS)}"
     light = tuple(Patch(facecolor=mb_colour(k, True)) for k in few)
     full = tuple(Patch(facecolor=mb_colour(k, False)) for k in few)
     hatched = not dr.many
