@@ -25,11 +25,12 @@ a *compute* lane on top and one or two *communication* lanes below it.
   reason: a pipeline neighbour's message, a peer still computing, the end of
   the step). The title gives the three shares of the step.
 * A failed device gets a red cross where it stopped; a straggler's row label
-  says so.
+  says so; on a cluster of several kinds of node, every row names its GPU.
 
 Large runs stay fast and readable: pieces closer than a pixel merge, all
 rectangles of one style are one collection, and rows that repeat others
-(ranks in lockstep, identical replicas) are left out -- the title says so.
+(ranks in lockstep, identical replicas) are left out -- the title says so,
+and counts the blocks too narrow for a label (the Chrome trace names them).
 """
 
 from __future__ import annotations
