@@ -76,8 +76,9 @@ def memory_panels(result: Any) -> tuple[list[dict[str, Any]], str]:
     """What :func:`memory` draws, before it draws: one panel per group of devices whose
     ledgers recorded the same changes (replicas, tensor ranks), each with its own
     peak and its own y-axis (``top``, in ``unit``), scaled to that peak -- or to
-    the device capacity when that is on the scale of the peak, so the dashed
-    capacity line shows. The note says which devices a large run leaves out."""
+    the device capacity (the smallest of the group's) when that is on the scale
+    of the peak, so the dashed capacity line shows. The note says which devices
+    a large run leaves out."""
     run = result.run
     shown, note = shown_devices(result, MEMORY_PANELS)
     same: dict[tuple, list[int]] = {}
@@ -88,7 +89,7 @@ def memory_panels(result: Any) -> tuple[list[dict[str, Any]], str]:
     panels = []
     for group in same.values():
         ledger = run.memory[group[0]]
-        capacity = ledger.capacity
+        capacity = min(run.memory[d].capacity for d in group)  # twins on nodes of several kinds
         show_capacity = capacity <= 3 * ledger.peak
         scale, unit = bytes_unit(max(ledger.peak, capacity if show_capacity else 0) or 1)
         top = max(ledger.peak, capacity if show_capacity else 0) * 1.12 / scale or 1.0
@@ -142,8 +143,9 @@ def memory(result: Any, path: str | Path | None = None) -> Figure | None:
         ax.axhline(panel["peak_bytes"] / scale_b, color="black", linestyle="-.", linewidth=0.8,
                    zorder=4, label="peak of the device")  # fmt: skip
         if panel["show_capacity"]:
-            ax.axhline(panel["capacity_bytes"] / scale_b, color="red", linestyle="--",
-                       linewidth=1, zorder=4, label="device capacity")  # fmt: skip
+            capacity = panel["capacity_bytes"]
+            ax.axhline(capacity / scale_b, color="red", linestyle="--", linewidth=1, zorder=4,
+                       label=f"device capacity {format_bytes(capacity)}")  # fmt: skip
         for record in run.steps[1:]:
             ax.axvline(
                 record.start / scale_t, color="black", linestyle=":", linewidth=0.8, zorder=3
