@@ -70,6 +70,7 @@ TABLES = (
     Table("tiny_gpt", "docs/models.md", "tiny_gpt.toml"),
     Table("gpt3_memory", "docs/models.md", "gpt3_memory.toml", explain=("one-device",)),
     Table("gpt3_175b_layouts", "docs/parallelism/hybrid.md", "gpt3_175b_layouts.toml"),
+    Table("long_context", "docs/parallelism/context.md", "long_context.toml"),
     Table(
         "sweep_gpt3_network",
         "docs/planner.md",

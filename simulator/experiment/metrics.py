@@ -118,6 +118,7 @@ def summarize(plan: Plan, run: RunRecord) -> dict[str, Any]:
         "status": "ok",
         "message": "",
         "dp": s.dp,
+        "cp": s.cp,
         "tp": s.tp,
         "pp": s.pp,
         "schedule": s.schedule if s.pp > 1 else None,

@@ -1,13 +1,16 @@
-"""The device mesh: which device holds which (dp, tp, pp) coordinates.
+"""The device mesh: which device holds which (dp, cp, tp, pp) coordinates.
 
 Ranks are laid out along named axes in an *order* that lists the axes from
 fastest-varying to slowest, as Megatron-LM's ``RankGenerator`` does; its
 default ``tp-cp-dp-pp`` puts the ``t`` ranks of a tensor-parallel group on
 consecutive devices -- inside one node whenever ``t`` divides the node size --
-and pipeline stages furthest apart (Narayanan et al. 2021, sec. 3.3 explain
-why: tensor parallelism's all-reduces need the fastest links). Context
-parallelism (``cp``) is accepted in order strings for compatibility and has
-size 1 here.
+then the context-parallel ranks, whose attention exchanges keys and values
+every layer, and pipeline stages furthest apart (Narayanan et al. 2021, sec.
+3.3 explain why: tensor parallelism's all-reduces need the fastest links).
+An order may leave ``cp`` out; it then comes right after ``tp``.
+
+The axes are named, not numbered, so a new one joins by a size and a place
+in :data:`AXES`: every group, coordinate and order works from them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from ..hardware import ClusterSpec
 
 AXES = ("tp", "cp", "dp", "pp")
 DEFAULT_ORDER = "tp-cp-dp-pp"
+#: The axes in the order coordinates and tables list them.
+LISTED = ("dp", "cp", "tp", "pp")
 
 
 def parse_order(order: str) -> tuple[str, ...]:
@@ -38,29 +43,30 @@ def parse_order(order: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Mesh:
-    """``dp x tp x pp`` ranks mapped onto devices ``0 .. dp*tp*pp - 1``."""
+    """``dp x cp x tp x pp`` ranks mapped onto devices ``0 .. dp*cp*tp*pp - 1``."""
 
     dp: int = 1
     tp: int = 1
     pp: int = 1
     order: str = DEFAULT_ORDER
+    cp: int = 1
 
     def __post_init__(self) -> None:
-        for axis in ("dp", "tp", "pp"):
+        for axis in LISTED:
             if getattr(self, axis) < 1:
                 raise LayoutError(f"{axis} must be at least 1, got {getattr(self, axis)}")
         parse_order(self.order)
 
     @property
     def size(self) -> int:
-        return self.dp * self.tp * self.pp
+        return self.dp * self.cp * self.tp * self.pp
 
     def _sizes(self) -> dict[str, int]:
-        return {"tp": self.tp, "cp": 1, "dp": self.dp, "pp": self.pp}
+        return {axis: getattr(self, axis) for axis in AXES}
 
-    def device(self, dp: int = 0, tp: int = 0, pp: int = 0) -> int:
-        """The device at coordinates ``(dp, tp, pp)``."""
-        coords = {"tp": tp, "cp": 0, "dp": dp, "pp": pp}
+    def device(self, dp: int = 0, tp: int = 0, pp: int = 0, cp: int = 0) -> int:
+        """The device at coordinates ``(dp, cp, tp, pp)``."""
+        coords = {"tp": tp, "cp": cp, "dp": dp, "pp": pp}
         sizes = self._sizes()
         index, stride = 0, 1
         for axis in parse_order(self.order):
@@ -74,7 +80,7 @@ class Mesh:
         out = {}
         for axis in parse_order(self.order):
             device, out[axis] = divmod(device, sizes[axis])
-        return {a: out[a] for a in ("dp", "tp", "pp")}
+        return {a: out[a] for a in LISTED}
 
     def group(self, axis: str, **fixed: int) -> list[int]:
         """Devices along ``axis`` with the other coordinates fixed (default 0)."""
@@ -83,7 +89,7 @@ class Mesh:
 
     def groups(self, axis: str) -> list[list[int]]:
         """Every group along ``axis``; together they partition the devices."""
-        others = [a for a in ("dp", "tp", "pp") if a != axis]
+        others = [a for a in LISTED if a != axis]
         ranges = [range(self._sizes()[a]) for a in others]
         return [
             self.group(axis, **dict(zip(others, combo, strict=True)))
@@ -93,6 +99,7 @@ class Mesh:
 
 WHY = {
     "tp": "two all-reduces per layer, forward and backward",
+    "cp": "keys and values in every attention layer, forward and backward",
     "dp": "one gradient all-reduce per step",
     "pp": "one activation and one gradient per micro-batch",
 }
@@ -107,16 +114,19 @@ def describe(mesh: Mesh, cluster: ClusterSpec) -> list[str]:
         if cluster.homogeneous
         else f"nodes {cluster.describe()}"
     )
+    # the context-parallel axis is listed when it has a size (older outputs stay as they were)
+    axes = [a for a in LISTED if a != "cp" or mesh.cp > 1]
+    sizes = " x ".join(str(getattr(mesh, a)) for a in axes)
     lines = [
-        f"{mesh.dp} x {mesh.tp} x {mesh.pp} (dp x tp x pp) = {mesh.size} devices on "
-        f"{nodes}, order {mesh.order}",
+        f"{sizes} ({' x '.join(axes)}) = {mesh.size} devices on {nodes}, order {mesh.order}",
         "",
-        "device  node  dp  tp  pp",
+        "device  node  " + "  ".join(f"{a:>2}" for a in axes),
     ]
     for d in range(mesh.size):
         c = mesh.coords(d)
-        lines.append(f"{d:>6}  {d // per_node:>4}  {c['dp']:>2}  {c['tp']:>2}  {c['pp']:>2}")
-    for axis in ("tp", "dp", "pp"):
+        cells = "  ".join(f"{c[a]:>2}" for a in axes)
+        lines.append(f"{d:>6}  {d // per_node:>4}  {cells}")
+    for axis in [a for a in ("tp", "cp", "dp", "pp") if a in axes]:
         size = getattr(mesh, axis)
         lines += ["", f"{axis} groups ({WHY[axis]}):"]
         if size == 1:

@@ -300,9 +300,9 @@ class Compute:
             def forward(i: int, member: Any) -> Any:
                 mine = member.chunks[stage]
                 if source is None or last:
-                    x, y = self.feed.micro_batch(member, mb)
-                xs = [x] * t if source is None else source[i]
-                return mine.forward(xs, [y] * t if last else None)
+                    inputs, targets = self.feed.per_rank(member, mb)
+                xs = inputs if source is None else source[i]
+                return mine.forward(xs, targets if last else None)
 
             results, compiled = self._each(sw, mb, forward)
             ctxs = [ctx for _, ctx in results]

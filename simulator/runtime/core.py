@@ -47,7 +47,7 @@ from ..engine import Engine, Process
 from ..engine.trace import COMPUTE
 from ..errors import DeadlockError, DeviceFailedError, DivergedError
 from ..hardware.faults import Fault
-from ..parallel.build import Plan
+from ..parallel.build import Plan, token_layout
 from ..parallel.program import Op
 from .compute import Compute
 from .data import DataParallelSync, sync_for
@@ -91,7 +91,14 @@ class Runtime:
         if self.fold:
             engine.network.mirror = mirrors(plan)
         s = plan.strategy
-        self.feed = Feed(plan.model_config, training, plan.micro_batch_size, s.microbatches)
+        self.feed = Feed(
+            plan.model_config,
+            training,
+            plan.micro_batch_size,
+            s.microbatches,
+            token_layout(plan.model_config, s),
+            s.tp,
+        )
         self.tally = Tally()
         layouts = Layouts(plan.cluster)
         self.workers = self._simulated_workers(layouts)

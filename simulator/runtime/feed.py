@@ -7,6 +7,12 @@ takes rows ``d B/dp .. (d+1) B/dp``, and its micro-batch ``k`` the ``k``-th
 slice of those. That is what makes single-device training the oracle of every
 layout; dropout masks follow the global index of the first sample
 (:class:`~simulator.nn.context.BatchInfo`).
+
+Every rank of a worker gets the whole micro-batch, except under context
+parallelism: context-parallel rank ``c`` takes the tokens (inputs and
+targets) at its positions of every sequence
+(:class:`~simulator.parallel.context.layout.TokenLayout`), as Megatron-LM's
+``get_batch_on_this_cp_rank`` cuts them.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..nn.context import BatchInfo
+from ..ops.arrays import is_shape_only
+from ..parallel.context.layout import TokenLayout
 from ..parallel.training import TrainingConfig
 from ..parallel.worker import Worker
 
@@ -24,7 +32,8 @@ class Feed:
     ``model`` draws the batches (a model config: ``batch(seed, step, size,
     numerics)``); each micro-batch holds ``micro_batch_size`` samples, and a
     replica takes ``microbatches`` of them per step. :meth:`start_step` says which
-    step the workers are in.
+    step the workers are in. ``layout`` says which tokens each context-parallel rank
+    holds (None: all of them) and ``tp`` how many ranks each has.
     """
 
     def __init__(
@@ -33,11 +42,15 @@ class Feed:
         training: TrainingConfig,
         micro_batch_size: int,
         microbatches: int,
+        layout: TokenLayout | None = None,
+        tp: int = 1,
     ) -> None:
         self.model = model
         self.training = training
         self.size = micro_batch_size
         self.microbatches = microbatches
+        self.layout = layout
+        self.tp = tp
         self.step = 0
         self._batch: tuple[int, Any, Any] | None = None
 
@@ -71,3 +84,20 @@ class Feed:
         lo = (w.dp_rank * self.microbatches + mb) * self.size
         # copies, so that a micro-batch's stash does not pin the whole global batch
         return x[lo : lo + self.size].copy(), y[lo : lo + self.size].copy()
+
+    def per_rank(self, w: Worker, mb: int) -> tuple[list[Any], list[Any]]:
+        """Inputs and targets of micro-batch ``mb`` for every rank of ``w``: the whole
+        micro-batch, or under context parallelism each rank's tokens of it."""
+        x, y = self.micro_batch(w, mb)
+        ranks = len(w.devices)
+        layout = self.layout
+        if layout is None:
+            return [x] * ranks, [y] * ranks
+        parts = []
+        for c in range(layout.cp):
+            where = layout.positions(c)
+            mine = (x[:, where], y[:, where])
+            if not is_shape_only(x):
+                mine = (mine[0].copy(), mine[1].copy())
+            parts += [mine] * self.tp
+        return [p[0] for p in parts], [p[1] for p in parts]

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from ..hardware.units import bytes_unit, format_bytes, time_unit
 from .gantt import finish_figure, gantt
-from .views import shown_devices
+from .views import coordinates, shown_devices
 
 __all__ = ["compare", "compare_rows", "gantt", "memory", "memory_panels"]
 
@@ -150,8 +150,7 @@ def memory(result: Any, path: str | Path | None = None) -> Figure | None:
             ax.axvline(
                 record.start / scale_t, color="black", linestyle=":", linewidth=0.8, zorder=3
             )
-        c = plan.mesh.coords(d)
-        where = f" (d{c['dp']} t{c['tp']} p{c['pp']})" if plan.strategy.num_devices > 1 else ""
+        where = f" ({coordinates(plan, d)})" if plan.strategy.num_devices > 1 else ""
         if not plan.cluster.homogeneous:
             where += f", {plan.cluster.device_of(d).name}"
         if panel["twins"]:

@@ -31,7 +31,13 @@ Rajbhandari et al. 2020, sec. 5 and 7):
 
 The collectives run over the data-parallel group of every tensor-parallel
 rank: the devices that hold the same shard in every replica
-(:meth:`~simulator.runtime.meetings.Meetings.per_rank`). What a strategy may
+(:meth:`~simulator.runtime.meetings.Meetings.per_rank`). Under context
+parallelism every context-parallel rank holds a replica of the weights too,
+and the group is ``dp x cp`` devices, as Megatron-Core reduces over its
+data-parallel group with context parallelism: a replica's gradient is then
+its ranks' mean, each rank's being that of its tokens' mean loss (so
+``"sum"`` adds the ``dp`` replicas' means, ``"mean"`` averages all ``dp x cp``),
+and ZeRO partitions over all ``dp x cp``. What a strategy may
 ask of DDP and ZeRO is checked before anything runs
 (:func:`simulator.parallel.data.ddp.check`).
 
@@ -98,14 +104,17 @@ class DataParallel(ParameterGathers):
         self.numerics = numerics
         s = self.strategy = plan.strategy
         self.dp_size, self.microbatches, self.zero = s.dp, s.microbatches, s.zero
+        #: the weights' replicas: dp of them, each held by cp context-parallel ranks
+        self.cp = s.cp
+        self.replicas = s.dp * s.cp
         self.algorithm = s.allreduce_algorithm
         self.optimizer = make_optimizer(self.plan.training.optimizer, self.plan.training.lr)
-        self.sharded = self.zero > 0 and self.dp_size > 1
+        self.sharded = self.zero > 0 and self.replicas > 1
         # ZeRO-2 and 3 reduce every micro-batch; bucketed DDP launches during backward
         self.every_microbatch = self.zero >= 2
-        self.overlap = self.dp_size > 1 and (s.bucket_mb > 0 or self.every_microbatch)
+        self.overlap = self.replicas > 1 and (s.bucket_mb > 0 or self.every_microbatch)
         #: the runtime keeps the tape's marks only when a hook listens
-        self.wants_marks = self.overlap or (self.zero == 3 and self.dp_size > 1)
+        self.wants_marks = self.overlap or (self.zero == 3 and self.replicas > 1)
         tied = {id(p) for pair in self.plan.tied for _, a, b in pair.params for p in (a, b)}
         per_block = self.zero == 3 or (self.every_microbatch and s.bucket_mb == 0)
         # every replica of a pipeline rank has the same blocks: one bucket list per rank
@@ -134,13 +143,34 @@ class DataParallel(ParameterGathers):
         one = make(sw.lead)
         return {m.index: one for m in sw.members}
 
+    def together(self, blocks: int) -> list[list[int]] | None:
+        """Which of a member's payloads one collective joins, for ``blocks`` runs of one
+        payload per rank (:meth:`~simulator.runtime.meetings.Meetings.per_rank`): a
+        tensor-parallel rank's context-parallel ranks hold replicas of one shard
+        (None without context parallelism: one collective per rank)."""
+        if self.cp == 1:
+            return None
+        ranks = len(self.plan.workers[0].devices)
+        tp = ranks // self.cp
+        return [
+            [b * ranks + c * tp + r for c in range(self.cp)]
+            for b in range(blocks)
+            for r in range(tp)
+        ]
+
+    def owner(self, w: Worker, rank: int) -> int:
+        """Which of the ``dp x cp`` parts of a ZeRO partition rank ``rank`` of ``w``
+        owns: the reduce-scatters and all-gathers order a member's context-parallel
+        ranks after the members before it."""
+        return w.dp_rank * self.cp + rank * self.cp // len(w.devices)
+
     # -- model state -------------------------------------------------------------------------
     def _shard(self, w: Worker, rank: int, bucket: Bucket) -> Param:
         """The part of a bucket this replica owns under ZeRO (its optimizer state lives here)."""
         key = (w.index, rank, bucket.index)
         if key not in self._shards:
             flat = concat([p.value.reshape(-1) for p in bucket.params(w, rank)])
-            lo, hi = split_bounds(flat.size, self.dp_size)[w.dp_rank]
+            lo, hi = split_bounds(flat.size, self.replicas)[self.owner(w, rank)]
             value = flat[lo:hi] if is_shape_only(flat) else flat[lo:hi].copy()
             self._shards[key] = Param(f"bucket{bucket.index}.shard", value)
         return self._shards[key]
@@ -172,7 +202,7 @@ class DataParallel(ParameterGathers):
     # -- during backward ---------------------------------------------------------------------
     def on_mark(self, sw: SimWorker, mark: Mark) -> Process | None:
         """Launch bucket collectives as gradients become final; gather ZeRO-3 parameters."""
-        if self.dp_size == 1:
+        if self.replicas == 1:
             return None
         if mark.name == "grads_ready" and self.overlap:
             self._ready.setdefault(sw.index, Counter())[mark.value] += 1
@@ -221,7 +251,10 @@ class DataParallel(ParameterGathers):
         group = self.plan.dp_group(sw.pp_rank)
 
         def run(payloads: list[list[Any]]) -> tuple[list[list[Any]], float]:
-            return self.meetings.per_rank(op, self.algorithm, group, payloads, "dp", f"grad {op}")
+            return self.meetings.per_rank(
+                op, self.algorithm, group, payloads, "dp", f"grad {op}",
+                together=self.together(1),
+            )  # fmt: skip
 
         key = ("grads", sw.pp_rank, bucket.index, round_)
         handle = self.meetings.launch(key, group, self._payloads(sw, flat_grads), run)
@@ -230,7 +263,7 @@ class DataParallel(ParameterGathers):
     # -- end of the step ---------------------------------------------------------------------
     def sync(self, sw: SimWorker, _instruction: Any = None) -> Process:
         """Finish the gradient exchange, then sum the copies of tied weights."""
-        if self.dp_size > 1:
+        if self.replicas > 1:
             yield from self._exchange(sw)
         if self.plan.tied:
             yield from sync_tied(
@@ -253,7 +286,8 @@ class DataParallel(ParameterGathers):
         yield from self.meetings.wait(
             sw, [h for _, h in launched], "the gradient exchange of its replicas"
         )
-        scale = 1.0 / self.dp_size if self.strategy.grad_reduction == "mean" else 1.0
+        # a replica's gradient is its context-parallel ranks' mean (the module docstring)
+        scale = 1.0 / (self.dp_size if self.strategy.grad_reduction == "mean" else 1) / self.cp
         for w in self._members(sw):
             for bucket, handle in launched:
                 for r, flat in enumerate(handle.results[w.index]):

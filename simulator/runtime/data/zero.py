@@ -33,13 +33,15 @@ class ParameterGathers:
     meetings: Meetings
     algorithm: str
     zero: int
-    dp_size: int
+    replicas: int
     buckets: list[list[Bucket]]
     _gathered: dict[int, list[int]]
     _gathers: Counter
     _shard: Callable[[Worker, int, Bucket], Param]
     _payloads: Callable[[SimWorker, Callable[[Worker], Any]], dict[int, Any]]
     _members: Callable[[SimWorker], list[Worker]]
+    together: Callable[[int], list[list[int]] | None]
+    owner: Callable[[Worker, int], int]
 
     def _gather_params(self, sw: SimWorker) -> Process:
         """All-gather the updated parts of every bucket and write the parameters back."""
@@ -62,6 +64,7 @@ class ParameterGathers:
                 "param all-gather",
                 timed=self.zero < 3,
                 ranks=ranks,
+                together=self.together(len(buckets)),
             )
 
         handle = yield from self.meetings.meet(
@@ -94,7 +97,7 @@ class ParameterGathers:
             params = bucket.params(w, r)
             size = sum(p.size for p in params)
             dtype = dtype_of(params[0].value)
-            bounds = split_bounds(size, self.dp_size)
+            bounds = split_bounds(size, self.replicas)
             pieces.append([ShapeArray((hi - lo,), dtype) for lo, hi in bounds])
             held.append(sum(p.nbytes for p in params) - self._shard(w, r, bucket).nbytes)
         sw.charge(self.engine, BUFFERS, held)
@@ -103,10 +106,11 @@ class ParameterGathers:
         def run(_: list[Any]) -> tuple[list[Any], float]:
             # every member's part has the same shape; the values were gathered already
             t = len(w.devices)
-            payloads = [[pieces[r][m] for r in range(t)] for m in range(self.dp_size)]
+            payloads = [[pieces[r][self.owner(m, r)] for r in range(t)] for m in group]
             _, end = self.meetings.per_rank(
-                "all_gather", self.algorithm, group, payloads, "dp", "param all-gather"
-            )
+                "all_gather", self.algorithm, group, payloads, "dp", "param all-gather",
+                together=self.together(1),
+            )  # fmt: skip
             return [None] * len(group), end
 
         self._gathers[(sw.index, chunk, block)] += 1
