@@ -174,6 +174,22 @@ class Strategy:
         },
     )
 
+    overlap_grad_reduce: bool = field(
+        default=True,
+        metadata={
+            "doc": "launch each gradient bucket's all-reduce or reduce-scatter as soon as "
+            "backward has finished its gradients, overlapping the rest of backward (PyTorch "
+            "DDP, Megatron's distributed optimizer); false: the compute stream waits for each"
+        },
+    )
+    prefetch_params: bool = field(
+        default=True,
+        metadata={
+            "doc": "ZeRO-3: launch the next block's parameter all-gather while the current "
+            "block computes (PyTorch FSDP's prefetch); false: gather each block when it starts"
+        },
+    )
+
     def __post_init__(self) -> None:
         check_fields(self)  # the rules of a [[strategy]] table (raises ConfigError)
 

@@ -145,6 +145,7 @@ class Compute:
         return self._known.setdefault((layout, cost), [None] * kinds)
 
     def __call__(self, sw: SimWorker, ins: tuple) -> simpy.Event | Any:
+        sw.begin_action(self.env.now)
         known = None if self.numerics else sw.known[ins[5]]
         if known is not None and known.fast and sw.ledger is not None and sw.pace is None:
             return self.known(sw, ins, known)
@@ -179,6 +180,7 @@ class Compute:
         trace = self.engine.trace
         trace.record(trace.track_id(sw.group, label), now, now + seconds, action.mb)
         sw.compute_s += seconds
+        sw.end_action(now + seconds)
         done = self.env.timeout(seconds)
         if sends:
             self.mailbox.publish(outbox + sw.message_base, done, now + seconds)
@@ -200,14 +202,13 @@ class Compute:
             sw.inflight += 1
             if sw.inflight > sw.peak_inflight:
                 sw.peak_inflight = sw.inflight
-        tally = self.tally
-        tally.model_flops += known.model_flops
-        tally.hardware_flops += known.hardware_flops
+        self.tally.add_flops(sw, known.model_flops, known.hardware_flops)
         seconds = known.seconds
         now = self.env.now
         trace = self.engine.trace
         trace.record(trace.track_id(sw.group, known.label), now, now + seconds, action.mb)
         sw.compute_s += seconds
+        sw.end_action(now + seconds)
         done = self.env.timeout(seconds)
         if sends:
             self.mailbox.publish(outbox + base, done, now + seconds)
@@ -233,6 +234,7 @@ class Compute:
     def _replay(self, sw: SimWorker, action: Action, compiled: CompiledTape, release: Any) -> Any:
         start = self.env.now
         yield from self.replay.run(sw, compiled, action)
+        sw.end_action(self.env.now)
         self.tally.action(action, self.env.now - start)
         if release is not None:
             self.finish(sw, action, release)
@@ -312,7 +314,7 @@ class Compute:
                 buffers[outbox + base] = [out for out, _ in results]
             if last and self.numerics:
                 for out, _ in results:
-                    self.tally.loss(float(out[0]))
+                    self.tally.loss(float(out[0]), sw.step)
             return compiled, charge, None
         if kind == W:
             wctxs, held = self._stashed(sw, (stage, mb, W), (stage, B))

@@ -32,8 +32,9 @@ class Feed:
     ``model`` draws the batches (a model config: ``batch(seed, step, size,
     numerics)``); each micro-batch holds ``micro_batch_size`` samples, and a
     replica takes ``microbatches`` of them per step. :meth:`start_step` says which
-    step the workers are in. ``layout`` says which tokens each context-parallel rank
-    holds (None: all of them) and ``tp`` how many ranks each has.
+    step the workers are in; without a barrier between steps each worker is in its
+    own, which :meth:`enter` records. ``layout`` says which tokens each
+    context-parallel rank holds (None: all of them) and ``tp`` how many ranks each has.
     """
 
     def __init__(
@@ -52,35 +53,48 @@ class Feed:
         self.layout = layout
         self.tp = tp
         self.step = 0
-        self._batch: tuple[int, Any, Any] | None = None
+        self._steps: dict[int, int] = {}  # worker index -> its step, when they differ
+        #: the batches of the last two steps asked for (two steps may be under way)
+        self._batches: dict[int, tuple[Any, Any]] = {}
 
     def start_step(self, step: int) -> None:
+        """Every worker is in step ``step``."""
         self.step = step
+        self._steps.clear()
+
+    def enter(self, workers: list[Worker], step: int) -> None:
+        """``workers`` are in step ``step`` (the others may be in another)."""
+        self.step = max(self.step, step)
+        for w in workers:
+            self._steps[w.index] = step
+
+    def step_of(self, w: Worker) -> int:
+        """The step ``w`` is in."""
+        return self._steps.get(w.index, self.step)
 
     def first_sample(self, w: Worker, mb: int) -> int:
         """The global index of micro-batch ``mb``'s first sample on ``w``'s replica."""
-        start = self.step * self.training.global_batch
+        start = self.step_of(w) * self.training.global_batch
         return start + (w.dp_rank * self.microbatches + mb) * self.size
 
     def info(self, w: Worker, mb: int) -> BatchInfo:
         """What layers may ask about the samples of micro-batch ``mb`` (dropout does)."""
-        return BatchInfo(self.training.seed, self.step, self.first_sample(w, mb), self.size)
+        step = self.step_of(w)
+        return BatchInfo(self.training.seed, step, self.first_sample(w, mb), self.size)
 
-    def whole(self) -> tuple[Any, Any]:
-        """This step's global batch: inputs and targets."""
-        if self._batch is None or self._batch[0] != self.step:
+    def whole(self, step: int) -> tuple[Any, Any]:
+        """Step ``step``'s global batch: inputs and targets."""
+        batch = self._batches.get(step)
+        if batch is None:
             training = self.training
-            self._batch = (
-                self.step,
-                *self.model.batch(
-                    training.seed, self.step, training.global_batch, training.numerics
-                ),
-            )
-        return self._batch[1], self._batch[2]
+            batch = self.model.batch(training.seed, step, training.global_batch, training.numerics)
+            self._batches = {k: v for k, v in self._batches.items() if k == step - 1}
+            self._batches[step] = batch
+        return batch
 
     def micro_batch(self, w: Worker, mb: int) -> tuple[Any, Any]:
         """Inputs and targets of micro-batch ``mb`` of ``w``'s replica."""
-        x, y = self.whole()
+        x, y = self.whole(self.step_of(w))
         lo = (w.dp_rank * self.microbatches + mb) * self.size
         # copies, so that a micro-batch's stash does not pin the whole global batch
         return x[lo : lo + self.size].copy(), y[lo : lo + self.size].copy()

@@ -18,7 +18,10 @@ Rajbhandari et al. 2020, sec. 5 and 7):
   rest of the backward pass.
 * ``zero = 1``: optimizer state partitioned. Gradients are reduce-scattered,
   each replica updates the part it owns, and the updated parameters are
-  all-gathered: ``Psi`` + ``Psi`` elements instead of DDP's ``2 Psi``.
+  all-gathered: ``Psi`` + ``Psi`` elements instead of DDP's ``2 Psi``. The
+  reduce-scatters run in buckets (one block each without ``bucket_mb``)
+  during the last micro-batch's backward, as Megatron-LM's distributed
+  optimizer does with ``overlap_grad_reduce``.
 * ``zero = 2``: gradients partitioned too. Every micro-batch's gradients are
   reduce-scattered as soon as they are ready (one block at a time, or buckets
   of ``bucket_mb``) and accumulated into the owned part only.
@@ -28,6 +31,13 @@ Rajbhandari et al. 2020, sec. 5 and 7):
   step, so the numbers are assembled once per step, by the same all-gather
   algorithm, when the owners have updated their parts; the timeline and the
   ledger show the per-block gathers, :mod:`.zero`.)
+
+``overlap_grad_reduce`` (default on, as PyTorch DDP and Megatron's
+distributed optimizer overlap) lets a launched bucket run while backward
+goes on. Off, DDP and ZeRO-1 reduce after backward (ZeRO-1 in one
+reduce-scatter), and ZeRO-2/3, whose gradients must be reduced every
+micro-batch to stay partitioned, make the compute stream wait for each
+bucket as it is launched: every gradient collective is exposed.
 
 The collectives run over the data-parallel group of every tensor-parallel
 rank: the devices that hold the same shard in every replica
@@ -112,11 +122,20 @@ class DataParallel(ParameterGathers):
         self.sharded = self.zero > 0 and self.replicas > 1
         # ZeRO-2 and 3 reduce every micro-batch; bucketed DDP launches during backward
         self.every_microbatch = self.zero >= 2
-        self.overlap = self.replicas > 1 and (s.bucket_mb > 0 or self.every_microbatch)
+        # buckets launched during backward: DDP's and ZeRO-1's only when overlapping
+        # (without bucket_mb, DDP has one all-reduce and ZeRO-1 one bucket per block,
+        # as Megatron's distributed optimizer buckets it); ZeRO-2/3 always, since
+        # their gradients are reduced every micro-batch
+        launches = s.bucket_mb > 0 or self.zero >= 1
+        self.overlap = self.replicas > 1 and (
+            self.every_microbatch or (launches and s.overlap_grad_reduce)
+        )
         #: the runtime keeps the tape's marks only when a hook listens
         self.wants_marks = self.overlap or (self.zero == 3 and self.replicas > 1)
         tied = {id(p) for pair in self.plan.tied for _, a, b in pair.params for p in (a, b)}
-        per_block = self.zero == 3 or (self.every_microbatch and s.bucket_mb == 0)
+        per_block = self.zero == 3 or (
+            s.bucket_mb == 0 and (self.every_microbatch or (self.zero == 1 and self.overlap))
+        )
         # every replica of a pipeline rank has the same blocks: one bucket list per rank
         self.buckets = [
             make_buckets(self.plan.worker(0, r), s.bucket_mb, per_block, tied) for r in range(s.pp)
@@ -126,6 +145,8 @@ class DataParallel(ParameterGathers):
         self._rounds: dict[int, Counter] = {}
         self._handles: dict[int, list[tuple[Bucket, Handle]]] = {}
         self._gathered: dict[int, list[int]] = {}
+        self._prefetched: dict[int, tuple[tuple[int, int], Handle, list[int]]] = {}
+        self._phase: dict[int, str] = {}
         self._gathers: Counter = Counter()  # tells successive gathers of a block apart
 
     def handlers(self) -> dict[Op, Callable[[SimWorker, tuple], Any]]:
@@ -206,20 +227,25 @@ class DataParallel(ParameterGathers):
             return None
         if mark.name == "grads_ready" and self.overlap:
             self._ready.setdefault(sw.index, Counter())[mark.value] += 1
-            self._launch_ready(sw)
+            launched = self._launch_ready(sw)
+            if launched and not self.strategy.overlap_grad_reduce:
+                return self.meetings.wait(sw, launched, "a gradient bucket of its replicas")
         elif mark.name == "block" and self.zero == 3:
             self._release_gathered(sw)
             chunk, block, phase = mark.value
+            self._phase[sw.index] = phase
             if phase != "W" and sw.lead.chunks[chunk].blocks[block].params(0):
                 return self._gather_block(sw, chunk, block)
         return None
 
-    def _launch_ready(self, sw: SimWorker) -> None:
-        """Launch every bucket whose gradients are final, in bucket order per round."""
+    def _launch_ready(self, sw: SimWorker) -> list[Handle]:
+        """Launch every bucket whose gradients are final, in bucket order per round;
+        returns their handles."""
         ready = self._ready[sw.index]
         rounds = self._rounds.setdefault(sw.index, Counter())
         # DDP and ZeRO-1 reduce once, after the last micro-batch; ZeRO-2/3 every one
         limit = self.microbatches if self.every_microbatch else 1
+        handles: list[Handle] = []
         launched = True
         while launched:
             launched = False
@@ -233,10 +259,11 @@ class DataParallel(ParameterGathers):
                 if not all(ready[blk] >= target for blk in bucket.blocks):
                     break
                 rounds[i] += 1
-                self._launch(sw, bucket, done)
+                handles.append(self._launch(sw, bucket, done))
                 launched = True
+        return handles
 
-    def _launch(self, sw: SimWorker, bucket: Bucket, round_: int) -> None:
+    def _launch(self, sw: SimWorker, bucket: Bucket, round_: int) -> Handle:
         def flat_grads(w: Worker) -> list[Any]:
             payload = []
             for r in range(len(w.devices)):
@@ -259,6 +286,7 @@ class DataParallel(ParameterGathers):
         key = ("grads", sw.pp_rank, bucket.index, round_)
         handle = self.meetings.launch(key, group, self._payloads(sw, flat_grads), run)
         self._handles.setdefault(sw.index, []).append((bucket, handle))
+        return handle
 
     # -- end of the step ---------------------------------------------------------------------
     def sync(self, sw: SimWorker, _instruction: Any = None) -> Process:
@@ -301,6 +329,7 @@ class DataParallel(ParameterGathers):
                         p.grad[...] = flat[offset : offset + p.size].reshape(p.shape) * scale
                         offset += p.size
         self._release_gathered(sw)
+        self._drop_prefetched(sw)
 
     def optimizer_step(self, sw: SimWorker, _instruction: Any = None) -> Process:
         """Update what each member owns; under ZeRO, all-gather the updated parameters."""
