@@ -42,3 +42,49 @@ def current_batch() -> BatchInfo:
     if info is None:
         return BatchInfo(seed=0, step=0, first_sample=0, size=0)
     return info
+
+
+# -- the loss's scale and the auxiliary losses ------------------------------------------------
+#
+# A mixture-of-experts layer adds a load-balancing loss to the objective (Fedus et al.
+# 2021, eq. 4). Its gradient starts inside the layer, not at the model's loss, so the
+# layer must scale it as the loss's gradient is scaled (by ``1 / microbatches``: the
+# step's loss is the mean over micro-batches), and its value must reach the step's
+# reported loss, which is computed on the last pipeline stage. Megatron-LM does the
+# same with ``MoEAuxLossAutoScaler.set_loss_scale`` and its aux-loss tracker.
+
+_scale: ContextVar[float] = ContextVar("loss_scale", default=1.0)
+_aux: ContextVar[list[float] | None] = ContextVar("aux_losses", default=None)
+
+
+@contextlib.contextmanager
+def loss_scale(scale: float) -> Iterator[None]:
+    """Inside the block, a backward's gradients are those of ``scale`` times the loss."""
+    token = _scale.set(scale)
+    try:
+        yield
+    finally:
+        _scale.reset(token)
+
+
+def current_loss_scale() -> float:
+    """The factor the backward under way applies to the loss (1 outside any)."""
+    return _scale.get()
+
+
+@contextlib.contextmanager
+def collecting_aux_losses(sink: list[float]) -> Iterator[list[float]]:
+    """Auxiliary losses reported inside the block are appended to ``sink``."""
+    token = _aux.set(sink)
+    try:
+        yield sink
+    finally:
+        _aux.reset(token)
+
+
+def add_aux_loss(value: float) -> None:
+    """Report an auxiliary loss of the micro-batch under way (nowhere when nobody
+    collects them, as in shape-only runs)."""
+    sink = _aux.get()
+    if sink is not None:
+        sink.append(value)

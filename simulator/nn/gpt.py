@@ -53,6 +53,7 @@ from .data import rng_for
 from .embedding import Embedding, TiedLogits, Vocabulary
 from .layers import Layer
 from .models import Model, require_dtype, require_positive
+from .moe import check_moe, is_moe_layer, moe_field, moe_spec
 from .norm import LayerNorm
 from .param import Param
 from .text import LanguageModelData
@@ -118,6 +119,10 @@ class GPTConfig(LanguageModelData, ModelConfig):
         attention: the attention kernel, ``materialised`` (the ``s x s`` scores
             kept, GPT-2's and Korthikanti et al.'s) or ``flash``
             (:mod:`simulator.nn.attention`).
+        experts, top_k, moe_every, first_dense_layers, moe_ffn_hidden,
+            shared_experts, capacity_factor, aux_loss_coef, routing: a mixture of
+            GELU experts in place of the MLP (:mod:`simulator.nn.moe`); ``experts =
+            0`` is the dense GPT.
     """
 
     kind: ClassVar[str] = "gpt"
@@ -133,6 +138,15 @@ class GPTConfig(LanguageModelData, ModelConfig):
     data: str = "synthetic"
     init_std: float = 0.02
     attention: str = "materialised"
+    experts: int = moe_field("experts")
+    top_k: int = moe_field("top_k")
+    moe_every: int = moe_field("moe_every")
+    first_dense_layers: int = moe_field("first_dense_layers")
+    moe_ffn_hidden: int = moe_field("moe_ffn_hidden")
+    shared_experts: int = moe_field("shared_experts")
+    capacity_factor: float = moe_field("capacity_factor")
+    aux_loss_coef: float = moe_field("aux_loss_coef")
+    routing: str = moe_field("routing")
 
     def __post_init__(self) -> None:
         require_positive(
@@ -156,6 +170,7 @@ class GPTConfig(LanguageModelData, ModelConfig):
         if problem:
             raise ValueError(f"GPT init_std {problem}")
         self.check_data("GPT")
+        check_moe(self)
 
     def build(self, seed: int, numerics: bool) -> Model:
         """Embedding, transformer layers and head, from the seed (or shapes only)."""
@@ -176,6 +191,7 @@ class GPTConfig(LanguageModelData, ModelConfig):
             divisible_by=self.make_vocab_size_divisible_by,
         )
         blocks: list[Layer] = [embedding]
+        moe = moe_spec(self, self.ffn_mult * self.hidden, gated=False, seed=seed)
         for i in range(self.layers):
             blocks.append(
                 TransformerLayer.create(
@@ -189,6 +205,7 @@ class GPTConfig(LanguageModelData, ModelConfig):
                     self.dtype,
                     self.init_std,
                     self.attention,
+                    moe if is_moe_layer(self, i) else None,
                 )
             )
         blocks.append(Head.create("head", embedding.weight, rng, self.dtype, embedding.vocabulary))

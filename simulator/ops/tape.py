@@ -212,6 +212,11 @@ def tagged(tag: str) -> Iterator[None]:
         tape.tag = previous
 
 
+def active_tape() -> Tape | None:
+    """The tape being recorded now (None outside :func:`recording`)."""
+    return _active.get()
+
+
 def new_handle() -> int:
     """A handle for an asynchronous collective on the active tape (0 outside one)."""
     tape = _active.get()

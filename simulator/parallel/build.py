@@ -19,6 +19,7 @@ from ..nn.config import ModelConfig
 from ..ops.arrays import NUMPY_DTYPES, Array
 from . import partition as partitions
 from .data import get_variant
+from .expert import check_ep, is_moe_block, shard_moe_layer
 from .mesh import Mesh
 from .pipeline.actions import Schedule
 from .pipeline.schedules import ScheduleInfo, get_schedule
@@ -72,10 +73,23 @@ class Plan:
         """The data-parallel replicas of pipeline rank ``pp_rank``."""
         return [self.worker(d, pp_rank) for d in range(self.strategy.dp)]
 
+    def ep_group(self, w: Worker) -> list[Worker]:
+        """The expert-parallel group of ``w``: the workers of its pipeline rank that
+        share out the experts with it, by expert-parallel rank."""
+        return [self.worker(d, w.pp_rank) for d in self.mesh.ep_group(w.dp_rank)]
 
-def check_layout(cluster: ClusterSpec, training: TrainingConfig, s: Strategy) -> int:
-    """Raise :class:`LayoutError` for layouts that cannot run; returns the micro-batch size."""
-    for key in ("dp", "tp", "pp", "microbatches", "chunks"):
+    def edp_group(self, w: Worker) -> list[Worker]:
+        """The workers of ``w``'s pipeline rank that hold the same experts: where the
+        experts' gradients are reduced."""
+        return [self.worker(d, w.pp_rank) for d in self.mesh.edp_group(w.dp_rank)]
+
+
+def check_layout(
+    cluster: ClusterSpec, training: TrainingConfig, s: Strategy, model: Any = None
+) -> int:
+    """Raise :class:`LayoutError` for layouts that cannot run; returns the micro-batch size.
+    ``model`` (its config), when given, is checked against the expert-parallel size."""
+    for key in ("dp", "tp", "pp", "microbatches", "chunks", "ep"):
         if getattr(s, key) < 1:
             raise LayoutError(
                 f"strategy {s.name!r}: {key} must be at least 1, got {getattr(s, key)}"
@@ -111,7 +125,23 @@ def check_layout(cluster: ClusterSpec, training: TrainingConfig, s: Strategy) ->
         check_fp8(cluster, s)
     if s.partition not in partitions.PARTITIONS:
         raise LayoutError(f"strategy {s.name!r}: partition must be one of {partitions.PARTITIONS}")
+    if model is not None:
+        check_ep(s.name, s.ep, s.dp, model)
+        if getattr(model, "experts", 0) and training.numerics and s.ep > 1:
+            check_numerics_routing(s.name, model)
+    elif s.ep > 1 and s.dp % s.ep:
+        check_ep(s.name, s.ep, s.dp, None)
     return training.global_batch // replicas_batches
+
+
+def check_numerics_routing(name: str, model: Any) -> None:
+    """In numerics mode the router decides; a shape-only routing rule is an error."""
+    if getattr(model, "routing", "uniform") != "uniform":
+        raise LayoutError(
+            f"strategy {name!r}: [model] routing = {model.routing!r} is a shape-only rule; "
+            "with numerics = true the router decides where tokens go, so drop routing or "
+            "set numerics = false"
+        )
 
 
 def check_fp8(cluster: ClusterSpec, s: Strategy) -> None:
@@ -146,8 +176,12 @@ def resolve_schedule(s: Strategy, schedule: Schedule | None = None) -> Schedule:
     return get_schedule(s.schedule)(s.pp, s.microbatches, s.chunks)
 
 
-def parallelize(block: Any, s: Strategy) -> ParallelBlock:
-    """The block as a tensor-parallel group of ``s.tp`` ranks runs it."""
+def parallelize(block: Any, s: Strategy, ep_rank: int = 0) -> ParallelBlock:
+    """The block as a tensor-parallel group of ``s.tp`` ranks of expert-parallel rank
+    ``ep_rank`` runs it."""
+    if is_moe_block(block) and (s.tp > 1 or s.ep > 1):
+        overlap = s.ep_overlap in ("shared", "both")
+        return shard_moe_layer(block, s.tp, s.sequence_parallel, s.async_tp, s.ep, ep_rank, overlap)
     if s.tp == 1:
         return ShardMap([block])
     return shard_block(block, s.tp, s.sequence_parallel, s.async_tp)
@@ -168,14 +202,14 @@ def build_plan(
     """Check, place and lower ``strategy``; see the module docstring. ``schedule`` is
     the parsed file of a strategy whose schedule is ``file:PATH.csv``."""
     s = strategy
-    micro_batch = check_layout(cluster, training, s)
+    micro_batch = check_layout(cluster, training, s, model_config)
     dtype = model_config.dtype
     if training.numerics and dtype not in NUMPY_DTYPES:
         raise LayoutError(
             f"model dtype {dtype} has no numpy arithmetic; set [training] numerics = false to "
             f"run it shape-only, or use float64 or float32"
         )
-    mesh = Mesh(s.dp, s.tp, s.pp, s.order)
+    mesh = Mesh(s.dp, s.tp, s.pp, s.order, s.ep)
     schedule = resolve_schedule(s, schedule)
     info = None if s.schedule.startswith(FILE_SCHEDULE) else get_schedule(s.schedule)
     num_stages = schedule.num_stages
@@ -198,23 +232,37 @@ def build_plan(
     # copies before any chunk is built: building may give a block its own copy of a
     # tied weight, and every replica must start from the same untouched model. A
     # shape-only replica holds no numbers, only shapes, the same in every replica:
-    # the replicas share replica 0's chunks (planning stays independent of dp).
+    # the replicas share replica 0's chunks (planning stays independent of dp), but
+    # for the experts, which differ between expert-parallel ranks.
     built = s.dp if training.numerics else 1
     tied0: list[TiedPair] = []  # replica 0's
     replicas = [model if d == 0 else copy.deepcopy(model) for d in range(built)]
+    experts: dict[int, dict[int, Chunk]] = {}  # shape-only: the chunks of each ep rank
     for d in range(s.dp):
         base = d * s.pp
+        ep_rank = mesh.expert_coords(d)[0]
         for r in range(s.pp):
             devices = tuple(mesh.device(dp=d, tp=t, pp=r) for t in range(s.tp))
             workers.append(Worker(len(workers), d, r, devices))
         if d >= built:  # a shape-only replica: replica 0's chunks and tied pairs
             for r in range(s.pp):
                 workers[base + r].chunks = workers[r].chunks
+            if ep_rank:
+                chunks = experts.get(ep_rank)
+                if chunks is None:
+                    chunks = experts[ep_rank] = _with_experts(
+                        workers[: s.pp], model, stages, s, ep_rank
+                    )
+                for c, chunk in chunks.items():
+                    workers[base + stage_rank[c]].chunks = {
+                        **workers[base + stage_rank[c]].chunks,
+                        c: chunk,
+                    }
             tied += [replace(t, owner=base + t.owner, user=base + t.user) for t in tied0]
             continue
         for c, blocks in enumerate(stages):
             loss = parallel_loss(replicas[d].loss, s) if c == num_stages - 1 else None
-            blocks_of = [parallelize(replicas[d].blocks[i], s) for i in blocks]
+            blocks_of = [parallelize(replicas[d].blocks[i], s, ep_rank) for i in blocks]
             workers[base + stage_rank[c]].chunks[c] = Chunk(
                 c, blocks_of, loss, s.recompute, s.precision
             )
@@ -245,10 +293,30 @@ def build_plan(
     )
 
 
+def _with_experts(
+    replica0: list[Worker], model: Any, stages: list[range], s: Strategy, ep_rank: int
+) -> dict[int, Chunk]:
+    """Shape-only: replica 0's chunks that hold MoE layers, rebuilt with expert-parallel
+    rank ``ep_rank``'s experts (every other block shared with replica 0)."""
+    out: dict[int, Chunk] = {}
+    for c, blocks in enumerate(stages):
+        if not any(is_moe_block(model.blocks[i]) for i in blocks):
+            continue
+        chunk = next(w.chunks[c] for w in replica0 if c in w.chunks)
+        blocks_of = [
+            parallelize(model.blocks[i], s, ep_rank) if is_moe_block(model.blocks[i]) else block
+            for i, block in zip(blocks, chunk.blocks, strict=True)
+        ]
+        out[c] = Chunk(c, blocks_of, chunk.loss, s.recompute, s.precision)
+    return out
+
+
 def gather_params(plan: Plan, dp_rank: int = 0) -> dict[str, Array]:
-    """The full parameters of one replica, named as in the single-device model."""
+    """The full parameters of one replica, named as in the single-device model (the
+    experts from every rank of its expert-parallel group)."""
     out: dict[str, Array] = {}
-    for r in range(plan.strategy.pp):
-        for chunk in plan.worker(dp_rank, r).chunks.values():
-            out.update(chunk.full_params())
+    for d in plan.mesh.ep_group(dp_rank):
+        for r in range(plan.strategy.pp):
+            for chunk in plan.worker(d, r).chunks.values():
+                out.update(chunk.full_params())
     return out

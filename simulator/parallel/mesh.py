@@ -2,12 +2,24 @@
 
 Ranks are laid out along named axes in an *order* that lists the axes from
 fastest-varying to slowest, as Megatron-LM's ``RankGenerator`` does; its
-default ``tp-cp-dp-pp`` puts the ``t`` ranks of a tensor-parallel group on
+default ``tp-cp-ep-dp-pp`` puts the ``t`` ranks of a tensor-parallel group on
 consecutive devices -- inside one node whenever ``t`` divides the node size --
 and pipeline stages furthest apart (Narayanan et al. 2021, sec. 3.3 explain
 why: tensor parallelism's all-reduces need the fastest links). Context
 parallelism (``cp``) is accepted in order strings for compatibility and has
 size 1 here.
+
+**Experts** (``ep``) are not an axis of their own: Megatron-Core carves the
+expert-parallel groups out of the data-parallel ranks (``ep`` divides ``dp x
+cp``; its ``RankGenerator`` lays out expert layers as ``tp-ep-dp-pp``). The
+data ranks are numbered in the order's ``cp``-``dp`` order; with ``ep`` before
+``dp`` in the order (the default), ``ep`` consecutive data ranks form an
+expert-parallel group, which shares out the experts and exchanges tokens, and
+the data ranks ``ep`` apart that hold the same experts form an
+*expert-data-parallel* group of ``dp cp / ep`` ranks, over which the experts'
+gradients are reduced. With ``ep`` after ``dp`` the groups are the other way
+round (an expert group of ranks ``dp cp / ep`` apart). Every device keeps its
+place: ``ep`` regroups data ranks, it moves no device.
 """
 
 from __future__ import annotations
@@ -18,20 +30,24 @@ from dataclasses import dataclass
 from ..errors import LayoutError
 from ..hardware import ClusterSpec
 
-AXES = ("tp", "cp", "dp", "pp")
-DEFAULT_ORDER = "tp-cp-dp-pp"
+AXES = ("tp", "cp", "ep", "dp", "pp")
+DEFAULT_ORDER = "tp-cp-ep-dp-pp"
 
 
 def parse_order(order: str) -> tuple[str, ...]:
-    """``"tp-dp-pp"`` -> ``("tp", "cp", "dp", "pp")`` order with cp placed after tp if absent."""
+    """``"tp-dp-pp"`` -> ``("tp", "cp", "ep", "dp", "pp")``: cp placed after tp and ep
+    before dp when absent."""
     axes = tuple(a.strip() for a in order.split("-"))
     if "cp" not in axes:
         i = axes.index("tp") + 1 if "tp" in axes else 0
         axes = (*axes[:i], "cp", *axes[i:])
+    if "ep" not in axes:
+        i = axes.index("dp") if "dp" in axes else 0
+        axes = (*axes[:i], "ep", *axes[i:])
     if sorted(axes) != sorted(AXES):
         raise LayoutError(
-            f"order {order!r} must name each of tp, dp and pp once (cp optional), fastest "
-            f"first, e.g. 'tp-dp-pp' or 'tp-pp-dp'"
+            f"order {order!r} must name each of tp, dp and pp once (cp and ep optional), "
+            f"fastest first, e.g. 'tp-dp-pp' or 'tp-pp-dp'"
         )
     return axes
 
@@ -44,23 +60,35 @@ class Mesh:
     tp: int = 1
     pp: int = 1
     order: str = DEFAULT_ORDER
+    ep: int = 1
 
     def __post_init__(self) -> None:
-        for axis in ("dp", "tp", "pp"):
+        for axis in ("dp", "tp", "pp", "ep"):
             if getattr(self, axis) < 1:
                 raise LayoutError(f"{axis} must be at least 1, got {getattr(self, axis)}")
         parse_order(self.order)
+        if self.data_ranks % self.ep:
+            raise LayoutError(
+                f"ep = {self.ep} does not divide the {self.data_ranks} data-parallel ranks "
+                "(dp x cp) it is carved out of; choose ep among their divisors"
+            )
+
+    @property
+    def data_ranks(self) -> int:
+        """``dp x cp``: the ranks that hold copies of the same (non-expert) weights."""
+        return self.dp
 
     @property
     def size(self) -> int:
         return self.dp * self.tp * self.pp
 
     def _sizes(self) -> dict[str, int]:
-        return {"tp": self.tp, "cp": 1, "dp": self.dp, "pp": self.pp}
+        # ep regroups the data ranks and moves no device: size 1 for placement
+        return {"tp": self.tp, "cp": 1, "ep": 1, "dp": self.dp, "pp": self.pp}
 
     def device(self, dp: int = 0, tp: int = 0, pp: int = 0) -> int:
         """The device at coordinates ``(dp, tp, pp)``."""
-        coords = {"tp": tp, "cp": 0, "dp": dp, "pp": pp}
+        coords = {"tp": tp, "cp": 0, "ep": 0, "dp": dp, "pp": pp}
         sizes = self._sizes()
         index, stride = 0, 1
         for axis in parse_order(self.order):
@@ -81,6 +109,32 @@ class Mesh:
         size = self._sizes()[axis]
         return [self.device(**{**fixed, axis: i}) for i in range(size)]
 
+    def expert_coords(self, data_rank: int) -> tuple[int, int]:
+        """The ``(ep, edp)`` ranks of data rank ``data_rank``: its place in its
+        expert-parallel group and in its expert-data-parallel group (module docstring)."""
+        axes = parse_order(self.order)
+        edp = self.data_ranks // self.ep
+        if axes.index("ep") < axes.index("dp"):
+            return data_rank % self.ep, data_rank // self.ep
+        return data_rank // edp, data_rank % edp
+
+    def data_rank(self, ep: int, edp: int) -> int:
+        """The data rank at expert coordinates ``(ep, edp)`` (inverse of :meth:`expert_coords`)."""
+        axes = parse_order(self.order)
+        if axes.index("ep") < axes.index("dp"):
+            return edp * self.ep + ep
+        return ep * (self.data_ranks // self.ep) + edp
+
+    def ep_group(self, data_rank: int) -> list[int]:
+        """The data ranks of ``data_rank``'s expert-parallel group, by ep rank."""
+        _, edp = self.expert_coords(data_rank)
+        return [self.data_rank(e, edp) for e in range(self.ep)]
+
+    def edp_group(self, data_rank: int) -> list[int]:
+        """The data ranks holding the same experts as ``data_rank``, by edp rank."""
+        ep, _ = self.expert_coords(data_rank)
+        return [self.data_rank(ep, d) for d in range(self.data_ranks // self.ep)]
+
     def groups(self, axis: str) -> list[list[int]]:
         """Every group along ``axis``; together they partition the devices."""
         others = [a for a in ("dp", "tp", "pp") if a != axis]
@@ -95,6 +149,8 @@ WHY = {
     "tp": "two all-reduces per layer, forward and backward",
     "dp": "one gradient all-reduce per step",
     "pp": "one activation and one gradient per micro-batch",
+    "ep": "a dispatch and a combine all-to-all per MoE layer, forward and backward",
+    "edp": "one gradient all-reduce of the experts per step",
 }
 
 
@@ -122,12 +178,28 @@ def describe(mesh: Mesh, cluster: ClusterSpec) -> list[str]:
         if size == 1:
             lines.append("  none (size 1)")
             continue
-        for group in sorted(mesh.groups(axis)):
-            nodes = sorted({d // per_node for d in group})
-            link = (
-                "inside node " + str(nodes[0])
-                if len(nodes) == 1
-                else f"across nodes {', '.join(map(str, nodes))} (network links)"
-            )
-            lines.append(f"  devices {group}: {link}")
+        lines += [_where(group, per_node) for group in sorted(mesh.groups(axis))]
+    if mesh.ep > 1:
+        for name, of in (("ep", mesh.ep_group), ("edp", mesh.edp_group)):
+            lines += ["", f"{name} groups ({WHY[name]}):"]
+            groups = {tuple(of(d)) for d in range(mesh.data_ranks)}
+            if len(next(iter(groups))) == 1:
+                lines.append("  none (size 1)")
+                continue
+            lines += [
+                _where([mesh.device(dp=d, tp=t, pp=p) for d in ranks], per_node)
+                for ranks in sorted(groups)
+                for p in range(mesh.pp)
+                for t in range(mesh.tp)
+            ]
     return lines
+
+
+def _where(group: list[int], per_node: int) -> str:
+    nodes = sorted({d // per_node for d in group})
+    link = (
+        "inside node " + str(nodes[0])
+        if len(nodes) == 1
+        else f"across nodes {', '.join(map(str, nodes))} (network links)"
+    )
+    return f"  devices {group}: {link}"

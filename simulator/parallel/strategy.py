@@ -25,6 +25,8 @@ from .stage import RECOMPUTE
 #: state, 2 and gradients, 3 and parameters partitioned.
 ZERO_STAGES = (0, 1, 2, 3)
 GRAD_REDUCTIONS = ("mean", "sum")
+#: What the dispatch and combine all-to-alls of expert parallelism may run under.
+EP_OVERLAPS = ("none", "shared", "fb", "both")
 #: Strategy names label tables and name output files: short and printable.
 MAX_NAME_CHARS = 64
 #: Prefix of a schedule read from a CSV file.
@@ -65,7 +67,7 @@ def order_check(value: str) -> str | None:
         parse_order(value)
     except LayoutError:
         return (
-            "must name each of tp, dp and pp once (cp optional), fastest first, e.g. "
+            "must name each of tp, dp and pp once (cp and ep optional), fastest first, e.g. "
             f"'tp-dp-pp', got {value!r}"
         )
     return None
@@ -147,6 +149,18 @@ class Strategy:
         metadata={
             "doc": "overlap tensor-parallel collectives with the GEMMs that do not need them "
             "(Megatron-LM's asynchronous all-reduce and sequence-parallel all-gather)"
+        },
+    )
+    ep: int = field(
+        default=1,
+        metadata=_size("expert-parallel ranks: the experts shared out over ep data ranks"),
+    )
+    ep_overlap: str = field(
+        default="none",
+        metadata={
+            "doc": "what hides the experts' all-to-alls: none, shared (the shared experts' "
+            "compute), fb (the other chunk of a schedule's F&B pairs) or both",
+            "choices": EP_OVERLAPS,
         },
     )
 

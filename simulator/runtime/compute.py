@@ -21,6 +21,12 @@ In shape-only mode every micro-batch of a stage has the same shapes, so the
 first one runs the math and the rest reuse what it did -- its tape, its
 stash and its product (:class:`Known`): a known action costs a few
 dictionary operations and one timeout.
+
+An action whose MoE layers exchange tokens with other workers (expert
+parallelism, numerics) cannot run its math to the end first: the math runs in
+a :class:`~simulator.runtime.experts.Bridge` and the two halves take turns,
+the tape replayed piece by piece up to each exchange (:meth:`Compute.bridged`);
+its activations are charged when it ends.
 """
 
 from __future__ import annotations
@@ -33,14 +39,15 @@ from ..comm.layout import GroupLayout, placed
 from ..engine import Engine
 from ..engine.cost import Cost
 from ..engine.memory import ACTIVATIONS
-from ..nn.context import batch
+from ..nn.context import batch, collecting_aux_losses
 from ..parallel.pipeline.actions import BW, Action, B, F, Kind, W
 from ..parallel.program import action_kind
+from .experts import Bridge
 from .feed import Feed
 from .messages import Mailbox
 from .replay import Replay
 from .tally import Tally
-from .tapes import CompiledTape
+from .tapes import CompiledTape, compile_tape
 from .workers import SimWorker
 
 #: bytes per rank: one number when every rank of the group holds the same
@@ -121,8 +128,11 @@ class Compute:
         microbatches: int,
         stages: int,
         numerics: bool,
+        exchanging: frozenset[int] = frozenset(),
     ) -> None:
         self.engine = engine
+        #: numerics: the stages whose actions exchange tokens with other workers
+        self.exchanging = exchanging if numerics else frozenset()
         self.env = engine.env
         self.replay = replay
         self.mailbox = mailbox
@@ -134,17 +144,20 @@ class Compute:
         self._stash_bytes: dict[tuple[int, str], PerRank] = {}
         #: shape-only, per tensor-parallel layout and kinds of device, by action kind
         #: (:func:`~simulator.parallel.program.action_kind`)
-        self._known: dict[tuple[GroupLayout, Cost], list[Known | None]] = {}
+        self._known: dict[tuple[GroupLayout, Cost, int], list[Known | None]] = {}
         #: per simulated worker, what frees a known action's stash when it ends
         self._finishers: dict[int, Any] = {}
 
-    def known_for(self, layout: GroupLayout, cost: Cost) -> list[Known | None]:
+    def known_for(self, layout: GroupLayout, cost: Cost, variant: int = 0) -> list[Known | None]:
         """What each action kind did on workers of ``layout`` whose compute ``cost``
-        prices (shared by them: an H100 worker must not reuse an A100's times)."""
+        prices (shared by them: an H100 worker must not reuse an A100's times), and
+        whose experts are ``variant``'s (expert-parallel ranks whose routing differs)."""
         kinds = 4 * self.stages
-        return self._known.setdefault((layout, cost), [None] * kinds)
+        return self._known.setdefault((layout, cost, variant), [None] * kinds)
 
     def __call__(self, sw: SimWorker, ins: tuple) -> simpy.Event | Any:
+        if self.exchanging and ins[1].stage in self.exchanging and ins[1].kind != W:
+            return self.bridged(sw, ins)
         known = None if self.numerics else sw.known[ins[5]]
         if known is not None and known.fast and sw.ledger is not None and sw.pace is None:
             return self.known(sw, ins, known)
@@ -230,6 +243,37 @@ class Compute:
         if not known.keeps_stash:
             sw.inflight -= 1
 
+    def bridged(self, sw: SimWorker, ins: tuple) -> Any:
+        """An action that exchanges tokens with other workers (module docstring)."""
+        _, action, inbox, outbox, _, _ = ins
+        start = self.env.now
+        bridge = Bridge(lambda: self.math(sw, action, inbox, outbox))
+        try:
+            while True:
+                items = bridge.advance()
+                if bridge.done:
+                    break
+                yield from self._replay_items(sw, action, items)
+            compiled, charge, release = bridge.result
+            if bridge.tape is None:  # it never waited: its tape is all there is
+                yield from self.replay.run(sw, compiled, action)
+            else:
+                yield from self._replay_items(sw, action, bridge.rest())
+        finally:
+            bridge.cancel()
+        self.tally.action(action, self.env.now - start)
+        if charge is not None:
+            sw.charge(self.engine, ACTIVATIONS, charge)
+        if action.kind == F:
+            sw.inflight += 1
+            sw.peak_inflight = max(sw.peak_inflight, sw.inflight)
+        if release is not None:
+            self.finish(sw, action, release)
+
+    def _replay_items(self, sw: SimWorker, action: Action, items: list[Any]) -> Any:
+        compiled = compile_tape(items, sw.cost, self.replay.on_mark is not None)
+        yield from self.replay.run(sw, compiled, action)
+
     def _replay(self, sw: SimWorker, action: Action, compiled: CompiledTape, release: Any) -> Any:
         start = self.env.now
         yield from self.replay.run(sw, compiled, action)
@@ -268,17 +312,23 @@ class Compute:
         )
 
     # -- the math -----------------------------------------------------------------------
-    def _each(self, sw: SimWorker, mb: int, work: Any) -> tuple[list[Any], CompiledTape]:
+    def _each(
+        self, sw: SimWorker, mb: int, work: Any, collect_aux: bool = False
+    ) -> tuple[list[Any], CompiledTape]:
         """``work(i, member)`` for every member whose numbers exist (shape-only: the first
         stands for all), under its micro-batch's context; the first member's on a tape."""
         results, compiled = [], None
+        aux: list[float] = []
         for i, member in enumerate(sw.members if self.numerics else sw.members[:1]):
-            with batch(self.feed.info(member, mb)), placed(sw.layout):
+            info = self.feed.info(member, mb)
+            with batch(info), placed(sw.layout), collecting_aux_losses(aux):
                 if i == 0:
                     result, compiled = self.replay.price(lambda m=member: work(0, m), sw)
                 else:
                     result = work(i, member)
             results.append(result)
+        if collect_aux and aux:  # a mixture of experts' load-balancing losses
+            self.tally.aux_loss(sum(aux))
         assert compiled is not None
         return results, compiled
 
@@ -304,7 +354,7 @@ class Compute:
                 xs = [x] * t if source is None else source[i]
                 return mine.forward(xs, [y] * t if last else None)
 
-            results, compiled = self._each(sw, mb, forward)
+            results, compiled = self._each(sw, mb, forward, collect_aux=True)
             ctxs = [ctx for _, ctx in results]
             charge = self._bytes((stage, kind), lambda r: chunk.stash_bytes(ctxs[0], r), t)
             stash[(stage, mb)] = (ctxs, charge)

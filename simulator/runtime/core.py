@@ -51,6 +51,7 @@ from ..parallel.build import Plan
 from ..parallel.program import Op
 from .compute import Compute
 from .data import DataParallelSync, sync_for
+from .experts import ExpertExchanges, exchanging_stages, expert_rank
 from .fault_model import FaultModel
 from .feed import Feed
 from .fold import Fold, decide_fold, mirrors
@@ -119,6 +120,8 @@ class Runtime:
         )
         if self.sync.wants_marks:
             replay.hear_marks(self.sync.on_mark)
+        if s.ep > 1:
+            replay.hear_exchanges(ExpertExchanges(plan, engine, meetings, layouts))
         compute = Compute(
             engine,
             replay,
@@ -128,9 +131,10 @@ class Runtime:
             microbatches=s.microbatches,
             stages=plan.schedule.num_stages,
             numerics=numerics,
+            exchanging=exchanging_stages(plan),
         )
         for sw in self.workers:
-            sw.known = compute.known_for(sw.layout, sw.cost)
+            sw.known = compute.known_for(sw.layout, sw.cost, expert_rank(plan, sw))
             sw.pace = self.faults.pace(sw)
         self.handlers: list[Handler | None] = [None] * len(Op)
         self.handlers[Op.COMPUTE] = compute

@@ -16,20 +16,33 @@ class Tally:
 
     def __init__(self) -> None:
         self.losses: list[float] = []
+        #: the auxiliary losses (a mixture of experts' load balancing) of every micro-batch
+        self.aux = 0.0
         self.model_flops = self.hardware_flops = 0.0  # over every device
         #: ``(stage, kind) -> seconds`` of the first action of each kind on each stage
         self.action_seconds: dict[tuple[int, str], float] = {}
 
     def start_step(self) -> None:
         self.losses = []
+        self.aux = 0.0
         self.model_flops = self.hardware_flops = 0.0
 
     def loss(self, value: float) -> None:
         """A micro-batch's mean loss; the step reports the mean over them."""
         self.losses.append(value)
 
+    def aux_loss(self, value: float) -> None:
+        """A micro-batch's auxiliary losses, added to the objective it reports."""
+        self.aux += value
+
     def mean_loss(self) -> float | None:
-        return sum(self.losses) / len(self.losses) if self.losses else None
+        """The step's loss: the mean over micro-batches of each one's loss plus its
+        auxiliary losses."""
+        if not self.losses:
+            return None
+        return sum(self.losses) / len(self.losses) + (
+            self.aux / len(self.losses) if self.aux else 0.0
+        )
 
     def flops(self, sw: SimWorker, compiled: CompiledTape) -> None:
         """The GEMM FLOPs of a tape on ``sw``, for every replica it stands for."""

@@ -31,7 +31,12 @@ Rajbhandari et al. 2020, sec. 5 and 7):
 
 The collectives run over the data-parallel group of every tensor-parallel
 rank: the devices that hold the same shard in every replica
-(:meth:`~simulator.runtime.meetings.Meetings.per_rank`). What a strategy may
+(:meth:`~simulator.runtime.meetings.Meetings.per_rank`). Under expert
+parallelism the experts' weights travel in buckets of their own, over the
+smaller group of the replicas that hold the same experts (the
+expert-data-parallel group of ``dp cp / ep`` ranks, Megatron-Core's
+``expert_data_parallel_group``); both are averaged over all ``dp`` replicas,
+since every expert saw tokens of all of them. What a strategy may
 ask of DDP and ZeRO is checked before anything runs
 (:func:`simulator.parallel.data.ddp.check`).
 
@@ -110,7 +115,8 @@ class DataParallel(ParameterGathers):
         per_block = self.zero == 3 or (self.every_microbatch and s.bucket_mb == 0)
         # every replica of a pipeline rank has the same blocks: one bucket list per rank
         self.buckets = [
-            make_buckets(self.plan.worker(0, r), s.bucket_mb, per_block, tied) for r in range(s.pp)
+            make_buckets(self.plan.worker(0, r), s.bucket_mb, per_block, tied, s.ep > 1)
+            for r in range(s.pp)
         ]
         self._shards: dict[tuple[int, int, int], Param] = {}
         self._ready: dict[int, Counter] = {}
@@ -134,13 +140,26 @@ class DataParallel(ParameterGathers):
         one = make(sw.lead)
         return {m.index: one for m in sw.members}
 
+    def _group(self, w: Worker, bucket: Bucket) -> list[Worker]:
+        """The replicas ``w`` reduces ``bucket`` with: all of them, or for experts'
+        weights the ones that hold the same experts."""
+        return self.plan.edp_group(w) if bucket.expert else self.plan.dp_group(w.pp_rank)
+
+    def _place(self, w: Worker, bucket: Bucket) -> tuple[int, int]:
+        """``w``'s rank in :meth:`_group` and the group's size."""
+        if bucket.expert:
+            mesh = self.plan.mesh
+            return mesh.expert_coords(w.dp_rank)[1], mesh.data_ranks // mesh.ep
+        return w.dp_rank, self.dp_size
+
     # -- model state -------------------------------------------------------------------------
     def _shard(self, w: Worker, rank: int, bucket: Bucket) -> Param:
         """The part of a bucket this replica owns under ZeRO (its optimizer state lives here)."""
         key = (w.index, rank, bucket.index)
         if key not in self._shards:
             flat = concat([p.value.reshape(-1) for p in bucket.params(w, rank)])
-            lo, hi = split_bounds(flat.size, self.dp_size)[w.dp_rank]
+            place, size = self._place(w, bucket)
+            lo, hi = split_bounds(flat.size, size)[place]
             value = flat[lo:hi] if is_shape_only(flat) else flat[lo:hi].copy()
             self._shards[key] = Param(f"bucket{bucket.index}.shard", value)
         return self._shards[key]
@@ -218,12 +237,12 @@ class DataParallel(ParameterGathers):
             return payload
 
         op = "all_reduce" if self.zero == 0 else "reduce_scatter"
-        group = self.plan.dp_group(sw.pp_rank)
+        group = self._group(sw.lead, bucket)
 
         def run(payloads: list[list[Any]]) -> tuple[list[list[Any]], float]:
             return self.meetings.per_rank(op, self.algorithm, group, payloads, "dp", f"grad {op}")
 
-        key = ("grads", sw.pp_rank, bucket.index, round_)
+        key = ("grads", sw.pp_rank, bucket.index, round_, group[0].index)
         handle = self.meetings.launch(key, group, self._payloads(sw, flat_grads), run)
         self._handles.setdefault(sw.index, []).append((bucket, handle))
 
