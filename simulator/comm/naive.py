@@ -135,7 +135,15 @@ def all_to_all(
     p = len(xs)
     builder = PlanBuilder("all_to_all", "naive", p)
     sizes, results = exchange(xs, splits)
-    # Only the blocks that change hands travel: a rank keeps the one meant for itself.
-    _gather(builder, [sum(sizes[s]) - sizes[s][s] for s in range(p)], 0, 0)
-    _scatter(builder, [sum(sizes[s][d] for s in range(p)) - sizes[d][d] for d in range(p)], 0, 1)
+    # Only the blocks that change hands travel: a rank keeps the one meant for itself,
+    # and sends nothing when it has nothing for the others.
+    up = [(s, sum(sizes[s]) - sizes[s][s]) for s in range(1, p)]
+    down = [(d, sum(sizes[s][d] for s in range(p)) - sizes[d][d]) for d in range(1, p)]
+    for step, (pairs, inward) in enumerate(((up, True), (down, False))):
+        sent = [(r, n) for r, n in pairs if n]
+        if sent:
+            ranks = tuple(r for r, _ in sent)
+            root = (0,) * len(sent)
+            nbytes = tuple(n for _, n in sent)
+            builder.round(step, *((ranks, root) if inward else (root, ranks)), nbytes)
     return results, builder.build()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,18 @@ def current_batch() -> BatchInfo:
 # same with ``MoEAuxLossAutoScaler.set_loss_scale`` and its aux-loss tracker.
 
 _scale: ContextVar[float] = ContextVar("loss_scale", default=1.0)
-_aux: ContextVar[list[float] | None] = ContextVar("aux_losses", default=None)
+
+
+@dataclass
+class Reports:
+    """What a micro-batch's MoE layers report while it runs forward: their
+    load-balancing losses and how many tokens each expert got, by layer."""
+
+    aux: list[float] = field(default_factory=list)
+    tokens: dict[str, list[int]] = field(default_factory=dict)
+
+
+_reports: ContextVar[Reports | None] = ContextVar("moe_reports", default=None)
 
 
 @contextlib.contextmanager
@@ -73,18 +84,28 @@ def current_loss_scale() -> float:
 
 
 @contextlib.contextmanager
-def collecting_aux_losses(sink: list[float]) -> Iterator[list[float]]:
-    """Auxiliary losses reported inside the block are appended to ``sink``."""
-    token = _aux.set(sink)
+def collecting_reports(sink: Reports | None) -> Iterator[Reports | None]:
+    """Reports made inside the block go to ``sink`` (None: nowhere, as for the
+    copies of a layer that other tensor-parallel ranks run alike)."""
+    token = _reports.set(sink)
     try:
         yield sink
     finally:
-        _aux.reset(token)
+        _reports.reset(token)
 
 
 def add_aux_loss(value: float) -> None:
-    """Report an auxiliary loss of the micro-batch under way (nowhere when nobody
-    collects them, as in shape-only runs)."""
-    sink = _aux.get()
+    """Report an auxiliary loss of the micro-batch under way."""
+    sink = _reports.get()
     if sink is not None:
-        sink.append(value)
+        sink.aux.append(value)
+
+
+def report_routing(layer: str, tokens: list[int]) -> None:
+    """Report how many tokens each expert of ``layer`` got in the micro-batch under way."""
+    sink = _reports.get()
+    if sink is not None:
+        before = sink.tokens.get(layer)
+        sink.tokens[layer] = (
+            list(tokens) if before is None else [a + b for a, b in zip(before, tokens, strict=True)]
+        )

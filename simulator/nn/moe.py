@@ -240,6 +240,11 @@ class MoE(Layer):
             )
         return cls(name, spec, router, experts, shared)
 
+    def inactive_parameters(self) -> int:
+        """Parameters of the ``E - top_k`` routed experts a token does not go through."""
+        idle = self.spec.router.experts - self.spec.router.top_k
+        return idle * sum(p.size for p in self.experts[0].parameters())
+
     def parameters(self) -> list[Param]:
         own = [self.router, *(p for e in self.experts for p in e.parameters())]
         return own + (self.shared.parameters() if self.shared is not None else [])

@@ -50,7 +50,7 @@ from .. import ops
 from ..ops import moe as ops_moe
 from ..ops.arrays import Array, ShapeArray, dtype_of, is_shape_only
 from ..ops.moe import Rows
-from .context import add_aux_loss, current_loss_scale
+from .context import add_aux_loss, current_loss_scale, report_routing
 from .data import rng_for
 
 ZIPF = "zipf:"
@@ -191,6 +191,7 @@ def route(spec: RouterSpec, weight: Array, x: Array, name: str) -> tuple[Routed,
     probs = ops_moe.softmax(logits, name=f"{name}.router.softmax")
     sizes, rows, gates, experts, counts = _top_k(probs, spec, name)
     routed = Routed(probs.shape[0], sizes, rows, gates, experts, counts)
+    report_routing(name, sizes)
     if spec.aux_loss_coef > 0 and not is_shape_only(probs):
         add_aux_loss(_aux_loss(spec, probs, counts))
     return routed, (x, probs, routed)

@@ -59,7 +59,9 @@ class Plan:
     workers: list[Worker]
     micro_batch_size: int
     num_parameters: int
-    tied: list[TiedPair] = field(default_factory=list)  # tied weights split by the pipeline
+    tied: list[TiedPair] = field(default_factory=list)
+    #: the parameters that act on one token (a mixture of experts uses top_k of its experts)
+    num_active_parameters: int = 0  # tied weights split by the pipeline
 
     @property
     def messages_per_replica(self) -> int:
@@ -290,6 +292,7 @@ def build_plan(
         micro_batch_size=micro_batch,
         num_parameters=model.num_parameters,
         tied=tied,
+        num_active_parameters=model.num_active_parameters,
     )
 
 

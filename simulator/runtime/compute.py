@@ -39,7 +39,7 @@ from ..comm.layout import GroupLayout, placed
 from ..engine import Engine
 from ..engine.cost import Cost
 from ..engine.memory import ACTIVATIONS
-from ..nn.context import batch, collecting_aux_losses
+from ..nn.context import Reports, batch, collecting_reports
 from ..parallel.pipeline.actions import BW, Action, B, F, Kind, W
 from ..parallel.program import action_kind
 from .experts import Bridge
@@ -74,6 +74,7 @@ class Known:
         "model_flops",
         "output",
         "release",
+        "reports",
         "seconds",
         "stash",
     )
@@ -88,8 +89,10 @@ class Known:
         label: int,
         kind: Kind,
         replicas: int,
+        reports: Reports | None = None,
     ) -> None:
         self.compiled = compiled
+        self.reports = reports  # what its MoE layers reported (a forward), per replica
         self.charge = charge
         self.release = release
         self.output = output  # what it leaves for the next stage (per member)
@@ -173,6 +176,8 @@ class Compute:
             compiled, charge, release, label = (
                 known.compiled, known.charge, known.release, known.label
             )  # fmt: skip
+            if known.reports is not None:
+                self.tally.reports(known.reports, len(sw.members))
             buffers, base = sw.buffers, sw.message_base
             if inbox >= 0:
                 del buffers[inbox + base]
@@ -216,6 +221,8 @@ class Compute:
         tally = self.tally
         tally.model_flops += known.model_flops
         tally.hardware_flops += known.hardware_flops
+        if known.reports is not None:
+            tally.reports(known.reports, len(sw.members))
         seconds = known.seconds
         now = self.env.now
         trace = self.engine.trace
@@ -307,28 +314,31 @@ class Compute:
         stage, what, mb = action
         output = sw.buffers.get(outbox + sw.message_base) if outbox >= 0 else None
         stash = sw.stash.get((stage, mb) if what == F else (stage, mb, W))
+        reports = sw.reports if what == F else None
         sw.known[kind] = Known(
-            compiled, charge, release, output, stash, label, what, len(sw.members)
+            compiled, charge, release, output, stash, label, what, len(sw.members), reports
         )
 
     # -- the math -----------------------------------------------------------------------
     def _each(
-        self, sw: SimWorker, mb: int, work: Any, collect_aux: bool = False
+        self, sw: SimWorker, mb: int, work: Any, collect: bool = False
     ) -> tuple[list[Any], CompiledTape]:
         """``work(i, member)`` for every member whose numbers exist (shape-only: the first
-        stands for all), under its micro-batch's context; the first member's on a tape."""
+        stands for all), under its micro-batch's context; the first member's on a tape.
+        With ``collect`` (a forward) what MoE layers report goes to the tally."""
         results, compiled = [], None
-        aux: list[float] = []
+        reports = Reports() if collect else None
         for i, member in enumerate(sw.members if self.numerics else sw.members[:1]):
             info = self.feed.info(member, mb)
-            with batch(info), placed(sw.layout), collecting_aux_losses(aux):
+            with batch(info), placed(sw.layout), collecting_reports(reports):
                 if i == 0:
                     result, compiled = self.replay.price(lambda m=member: work(0, m), sw)
                 else:
                     result = work(i, member)
             results.append(result)
-        if collect_aux and aux:  # a mixture of experts' load-balancing losses
-            self.tally.aux_loss(sum(aux))
+        if reports is not None:  # what a mixture of experts reported
+            sw.reports = reports
+            self.tally.reports(reports, 1 if self.numerics else len(sw.members))
         assert compiled is not None
         return results, compiled
 
@@ -354,7 +364,7 @@ class Compute:
                 xs = [x] * t if source is None else source[i]
                 return mine.forward(xs, [y] * t if last else None)
 
-            results, compiled = self._each(sw, mb, forward, collect_aux=True)
+            results, compiled = self._each(sw, mb, forward, collect=True)
             ctxs = [ctx for _, ctx in results]
             charge = self._bytes((stage, kind), lambda r: chunk.stash_bytes(ctxs[0], r), t)
             stash[(stage, mb)] = (ctxs, charge)

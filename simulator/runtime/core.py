@@ -262,6 +262,7 @@ class Runtime:
             comm_bytes=MappingProxyType({k: v - kinds_before.get(k, 0) for k, v in kinds.items()}),
             action_seconds=MappingProxyType(dict(self.tally.action_seconds)),
             folded_replicas=self.fold.replicas,
+            tokens_per_expert=MappingProxyType({k: tuple(v) for k, v in self.tally.tokens.items()}),
         )
 
     def _drive(self, done: simpy.Event, progress: Callable[[int], None] | None) -> None:

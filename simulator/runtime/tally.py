@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ..nn.context import Reports
     from ..parallel.pipeline.actions import Action
     from .tapes import CompiledTape
     from .workers import SimWorker
@@ -18,6 +19,8 @@ class Tally:
         self.losses: list[float] = []
         #: the auxiliary losses (a mixture of experts' load balancing) of every micro-batch
         self.aux = 0.0
+        #: tokens each expert of each MoE layer got in the step
+        self.tokens: dict[str, list[int]] = {}
         self.model_flops = self.hardware_flops = 0.0  # over every device
         #: ``(stage, kind) -> seconds`` of the first action of each kind on each stage
         self.action_seconds: dict[tuple[int, str], float] = {}
@@ -25,15 +28,21 @@ class Tally:
     def start_step(self) -> None:
         self.losses = []
         self.aux = 0.0
+        self.tokens = {}
         self.model_flops = self.hardware_flops = 0.0
 
     def loss(self, value: float) -> None:
         """A micro-batch's mean loss; the step reports the mean over them."""
         self.losses.append(value)
 
-    def aux_loss(self, value: float) -> None:
-        """A micro-batch's auxiliary losses, added to the objective it reports."""
-        self.aux += value
+    def reports(self, reports: Reports, replicas: int = 1) -> None:
+        """What a forward's MoE layers reported, for ``replicas`` alike: their
+        load-balancing losses (added to the objective) and tokens per expert."""
+        self.aux += sum(reports.aux)
+        for layer, counts in reports.tokens.items():
+            total = self.tokens.setdefault(layer, [0] * len(counts))
+            for e, n in enumerate(counts):
+                total[e] += n * replicas
 
     def mean_loss(self) -> float | None:
         """The step's loss: the mean over micro-batches of each one's loss plus its

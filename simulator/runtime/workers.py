@@ -82,6 +82,8 @@ class SimWorker:
     waiting_for: str | tuple = ""  # what it waits for: words, or the receive instruction
     #: the action whose end frees its stash, and what it frees (see runtime.compute)
     releasing: Any = None
+    #: what the MoE layers of its last forward reported (:class:`~simulator.nn.context.Reports`)
+    reports: Any = None
     #: how a straggler stretches this worker's compute (None: full speed)
     pace: Callable[[float], float] | None = None
     #: its process this step, and when one of its devices failed (runtime.fault_model)

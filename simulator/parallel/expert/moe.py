@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from ...nn.context import collecting_aux_losses
+from ...nn.context import collecting_reports
 from ...nn.experts import (
     combine,
     combine_backward,
@@ -73,9 +73,13 @@ def _columns(width: int, t: int, gated: bool) -> list[np.ndarray]:
 
 
 def _cut(x: Array, index: tuple) -> Array:
-    if is_shape_only(x):
-        return ShapeArray(np.empty(x.shape, dtype=np.int8)[index].shape, dtype_of(x))
-    return own(x[index])
+    """A copy of ``x[index]``; ``index`` picks rows by a slice or columns by indices."""
+    if not is_shape_only(x):
+        return own(x[index])
+    shape = list(x.shape)
+    for axis, key in enumerate(index):
+        shape[axis] = len(range(*key.indices(shape[axis]))) if isinstance(key, slice) else len(key)
+    return ShapeArray(shape, dtype_of(x))
 
 
 class ExpertParallelMoE(ParallelBlock):
@@ -132,7 +136,7 @@ class ExpertParallelMoE(ParallelBlock):
         routed, ctxs = [], []
         for r in range(self.ranks):
             # every rank routes the same tokens alike: the loss is counted once
-            quiet = contextlib.nullcontext() if r == 0 else collecting_aux_losses([])
+            quiet = contextlib.nullcontext() if r == 0 else collecting_reports(None)
             with on_rank(r), quiet:
                 one, ctx = route(self.spec.router, self.routers[r].value, tokens[r], self.name)
             routed.append(one)
