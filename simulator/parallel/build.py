@@ -37,7 +37,7 @@ from .tensor import (
     shard_block,
     shard_loss,
 )
-from .tied import TiedPair, tie_copies
+from .tied import TiedPair, stage_copies, tie_copies
 from .training import TrainingConfig
 from .worker import Worker
 
@@ -61,7 +61,9 @@ class Plan:
     num_parameters: int
     tied: list[TiedPair] = field(default_factory=list)
     #: the parameters that act on one token (a mixture of experts uses top_k of its experts)
-    num_active_parameters: int = 0  # tied weights split by the pipeline
+    num_active_parameters: int = 0
+    #: DualPipe's copies of every stage, whose gradients are summed like tied weights'
+    copies: list[TiedPair] = field(default_factory=list)  # tied weights split by the pipeline
 
     @property
     def messages_per_replica(self) -> int:
@@ -223,10 +225,19 @@ def build_plan(
     if info is None or not info.checked:
         validate(schedule, num_stages, s.microbatches)
     stage_rank = schedule.stage_to_rank()
+    # DualPipe runs two pipelines the opposite ways over two copies of every model stage
+    directions = schedule.directions
+    half = num_stages // directions
+    if directions > 1 and s.zero:
+        raise LayoutError(
+            f"strategy {s.name!r}: {s.schedule} keeps two copies of every stage, whose "
+            "gradients are summed outside ZeRO's partitions; use zero = 0 (or dualpipev, "
+            "which keeps one)"
+        )
 
     model = model_config.build(training.seed, numerics=training.numerics)
-    stages = split_blocks(
-        model, model_config, cluster, training, s, mesh, stage_rank, num_stages, micro_batch
+    stages = directions * split_blocks(
+        model, model_config, cluster, training, s, mesh, stage_rank, half, micro_batch
     )
 
     workers: list[Worker] = []
@@ -238,7 +249,11 @@ def build_plan(
     # for the experts, which differ between expert-parallel ranks.
     built = s.dp if training.numerics else 1
     tied0: list[TiedPair] = []  # replica 0's
+    copies: list[TiedPair] = []
+    copies0: list[TiedPair] = []
     replicas = [model if d == 0 else copy.deepcopy(model) for d in range(built)]
+    # per replica, the model each direction's stages are cut from
+    sources = [[m, *(copy.deepcopy(m) for _ in range(directions - 1))] for m in replicas]
     experts: dict[int, dict[int, Chunk]] = {}  # shape-only: the chunks of each ep rank
     for d in range(s.dp):
         base = d * s.pp
@@ -253,7 +268,7 @@ def build_plan(
                 chunks = experts.get(ep_rank)
                 if chunks is None:
                     chunks = experts[ep_rank] = _with_experts(
-                        workers[: s.pp], model, stages, s, ep_rank
+                        workers[: s.pp], sources[0], stages, s, ep_rank
                     )
                 for c, chunk in chunks.items():
                     workers[base + stage_rank[c]].chunks = {
@@ -261,19 +276,27 @@ def build_plan(
                         c: chunk,
                     }
             tied += [replace(t, owner=base + t.owner, user=base + t.user) for t in tied0]
+            copies += [replace(t, owner=base + t.owner, user=base + t.user) for t in copies0]
             continue
         for c, blocks in enumerate(stages):
-            loss = parallel_loss(replicas[d].loss, s) if c == num_stages - 1 else None
-            blocks_of = [parallelize(replicas[d].blocks[i], s, ep_rank) for i in blocks]
+            source = sources[d][c // half]
+            # the last stage of each direction computes the loss
+            loss = parallel_loss(source.loss, s) if (c + 1) % half == 0 else None
+            blocks_of = [parallelize(source.blocks[i], s, ep_rank) for i in blocks]
             workers[base + stage_rank[c]].chunks[c] = Chunk(
                 c, blocks_of, loss, s.recompute, s.precision
             )
         pairs = tie_copies(workers[base : base + s.pp])
+        twins = stage_copies(workers[base : base + s.pp], half) if directions > 1 else []
         if d == 0:
-            tied0 = pairs
+            tied0, copies0 = pairs, twins
         tied += pairs
+        copies += twins
     # one program per pipeline rank, shared by its replicas (programs name ranks)
-    programs = [lower(schedule.actions(r), r, stage_rank, s.microbatches) for r in range(s.pp)]
+    programs = [
+        lower(schedule.items(r), r, stage_rank, s.microbatches, schedule.directions)
+        for r in range(s.pp)
+    ]
     variant = get_variant(s.data_parallel)
     for w in workers:
         w.program = variant.lower(w, programs[w.pp_rank])
@@ -293,16 +316,20 @@ def build_plan(
         num_parameters=model.num_parameters,
         tied=tied,
         num_active_parameters=model.num_active_parameters,
+        copies=copies,
     )
 
 
 def _with_experts(
-    replica0: list[Worker], model: Any, stages: list[range], s: Strategy, ep_rank: int
+    replica0: list[Worker], models: list[Any], stages: list[range], s: Strategy, ep_rank: int
 ) -> dict[int, Chunk]:
     """Shape-only: replica 0's chunks that hold MoE layers, rebuilt with expert-parallel
-    rank ``ep_rank``'s experts (every other block shared with replica 0)."""
+    rank ``ep_rank``'s experts (every other block shared with replica 0); ``models``
+    holds the model of each direction's stages."""
     out: dict[int, Chunk] = {}
+    half = len(stages) // len(models)
     for c, blocks in enumerate(stages):
+        model = models[c // half]
         if not any(is_moe_block(model.blocks[i]) for i in blocks):
             continue
         chunk = next(w.chunks[c] for w in replica0 if c in w.chunks)

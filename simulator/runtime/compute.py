@@ -162,7 +162,8 @@ class Compute:
         if self.exchanging and ins[1].stage in self.exchanging and ins[1].kind != W:
             return self.bridged(sw, ins)
         known = None if self.numerics else sw.known[ins[5]]
-        if known is not None and known.fast and sw.ledger is not None and sw.pace is None:
+        alone = sw.stream is None  # not one half of an overlapped pair
+        if known is not None and known.fast and sw.ledger is not None and sw.pace is None and alone:
             return self.known(sw, ins, known)
         _, action, inbox, outbox, sends, kind = ins
         if known is None:
@@ -189,7 +190,7 @@ class Compute:
             sw.inflight += 1
             if sw.inflight > sw.peak_inflight:
                 sw.peak_inflight = sw.inflight
-        if not compiled.simple:
+        if not compiled.simple or not alone:
             return self._replay(sw, action, compiled, release)
         self.tally.flops(sw, compiled)
         seconds = compiled.seconds if sw.pace is None else sw.pace(compiled.seconds)

@@ -57,6 +57,7 @@ from .feed import Feed
 from .fold import Fold, decide_fold, mirrors
 from .meetings import Meetings
 from .messages import Mailbox
+from .pairs import Pairs
 from .record import RunRecord, StepRecord, WorkerRecord
 from .replay import Replay
 from .tally import Tally
@@ -105,7 +106,7 @@ class Runtime:
             plan.messages_per_replica * (1 if self.fold else s.dp),
             folded=bool(self.fold),
             scatter_gather=s.pp_scatter_gather,
-            transfer_seconds=plan.model_config.transfer_seconds,
+            transfer_seconds=model_stage_hook(plan),
             numerics=numerics,
         )
         self.sync: DataParallelSync = sync_for(s.data_parallel)(
@@ -138,6 +139,7 @@ class Runtime:
             sw.pace = self.faults.pace(sw)
         self.handlers: list[Handler | None] = [None] * len(Op)
         self.handlers[Op.COMPUTE] = compute
+        self.handlers[Op.PAIR] = Pairs(engine.env, compute, s.ep_overlap in ("fb", "both"))
         self.handlers[Op.SEND] = self.mailbox.send
         self.handlers[Op.RECV] = self.mailbox.recv
         for op, handler in self.sync.handlers().items():
@@ -343,6 +345,16 @@ class Runtime:
             f"{self.feed.step}: {waits or 'every worker waits'}. Fix the schedule so that every "
             "receive has a matching send that can happen first"
         )
+
+
+def model_stage_hook(plan: Plan) -> Callable[[int, str], float | None]:
+    """The model's message times by model stage: DualPipe's stage ``c + S/2`` is a copy
+    of stage ``c``."""
+    hook = plan.model_config.transfer_seconds
+    half = plan.schedule.num_stages // plan.schedule.directions
+    if plan.schedule.directions == 1:
+        return hook
+    return lambda stage, what: hook(stage % half, what)
 
 
 def _pairs(flat: Any) -> np.ndarray:

@@ -130,10 +130,17 @@ class Replay:
                 _, seconds, track = step
                 if sw.pace is not None:
                     seconds = sw.pace(seconds)
+                stream = sw.stream
+                if stream is not None:  # an overlapped pair: one half computes at a time
+                    turn = stream.request()
+                    yield turn
                 now = env.now
                 record(track, now, now + seconds, mb)
                 sw.compute_s += seconds
                 yield env.timeout(seconds)
+                if stream is not None:
+                    sw.held[1].append((now, now + seconds))
+                    stream.release(turn)
             elif kind == COLLECTIVE:
                 _, call, booking = step
                 if booking is not None:

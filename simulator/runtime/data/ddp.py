@@ -255,6 +255,16 @@ class DataParallel(ParameterGathers):
             yield from sync_tied(
                 self.meetings, sw, self.plan.tied, self.plan.workers, self._grad_of, self.numerics
             )
+        if self.plan.copies:  # DualPipe's two copies of every stage: after the tied sums
+            yield from sync_tied(
+                self.meetings,
+                sw,
+                self.plan.copies,
+                self.plan.workers,
+                self._grad_of,
+                self.numerics,
+                ("copies", "copies", "stage copies' grads"),
+            )
 
     def _grad_of(self, w: Worker, rank: int, param: Param) -> Any:
         if not self.sharded:

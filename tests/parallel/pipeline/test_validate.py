@@ -53,10 +53,16 @@ MALFORMED = {
         "rank 1, step 1: 1B0 has no weight gradient (1W0 is missing)",
         ">1B0<",
     ),
-    "full backward in a split schedule": (
-        "0F0,0B0,0W0\n1F0,1BW0\n",
-        "rank 1, step 1: 1BW0 is a full backward, but the schedule splits the backward",
-        ">1BW0<",
+    "full and split backward of one micro-batch": (
+        "0F0,0B0,0W0,0BW0\n1F0,1BW0\n",
+        "rank 0, step 3: 0BW0 is a full backward, but the same stage and micro-batch also "
+        "has a split one",
+        ">0BW0<",
+    ),
+    "halves of a pair that need each other": (
+        "0F0,0BW0\n1F0&1BW0\n",
+        "rank 1, step 0: the halves of 1F0&1BW0 run at once",
+        ">1F0&1BW0<",
     ),
     "duplicate action": (
         "0F0,0B0,0F0\n1F0,1B0\n",
