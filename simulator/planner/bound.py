@@ -79,7 +79,7 @@ class StepBound:
         """Per stage of ``s``, the compute seconds of its F, B, W and BW."""
         pruner = self.pruner
         micro_batch = pruner.micro_batch(s)
-        key = (s.tp, s.sequence_parallel, s.recompute, s.precision, micro_batch)
+        key = (s.tp, s.sequence_parallel, s.recompute, s.precision, micro_batch, s.ep)
         blocks = self._blocks.get(key)
         if blocks is None:
             blocks = self._blocks[key] = self.block_times(s, micro_batch)
@@ -110,7 +110,7 @@ class StepBound:
         """What a bound depends on: the compute of every block, the stages, the schedule."""
         micro_batch = self.pruner.micro_batch(s)
         return (
-            (s.tp, s.sequence_parallel, s.recompute, s.precision, micro_batch),
+            (s.tp, s.sequence_parallel, s.recompute, s.precision, micro_batch, s.ep),
             self.pruner.stages_of(s, micro_batch),
             schedule_key(s),
         )
@@ -121,15 +121,18 @@ class StepBound:
         back = [b + w if facts.split else bw for _, b, w, bw in times]
         chain = [b if facts.split else bw for _, b, _, bw in times]
         busy = [0.0] * len(facts.ends)
+        per_stage = s.microbatches // facts.directions  # DualPipe: half each way
         for stage, (f, *_rest) in enumerate(times):
-            busy[facts.rank_of[stage]] += s.microbatches * (f + back[stage])
+            busy[facts.rank_of[stage]] += per_stage * (f + back[stage])
         bound = 0.0
+        per = facts.num_stages // facts.directions  # each direction's stages (DualPipe)
         for r, ends in enumerate(facts.ends):
             if ends is None:
                 continue
             first, last = ends
-            head = sum(times[i][0] for i in range(first.stage))
-            tail = sum(chain[: last.stage]) if last.kind in (B, BW) else 0.0
+            head = sum(times[i][0] for i in range(first.stage - first.stage % per, first.stage))
+            start = last.stage - last.stage % per
+            tail = sum(chain[start : last.stage]) if last.kind in (B, BW) else 0.0
             bound = max(bound, head + busy[r] + tail)
         return bound * SLACK
 

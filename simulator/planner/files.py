@@ -47,6 +47,9 @@ PLAN = {
     "sequence_parallel": _list_of(bool, "sequence-parallel settings to try"),
     "zero": _list_of(int, "ZeRO stages to try", (0, 1, 2, 3)),
     "orders": _list_of(str, "mesh orders to try, e.g. tp-dp-pp"),
+    "ep": Key.of(
+        (int, list), "expert-parallel sizes to try", items=(int,), range=Range(lo=1, integer=True)
+    ),
     "fixed": Key.of(dict, "layout keys held at one value, e.g. {tp = 8}"),
     "base": Key.of(dict, 'strategy keys every layout shares, e.g. {partition = "uniform"}'),
 }

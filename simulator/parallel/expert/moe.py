@@ -203,7 +203,7 @@ class ExpertParallelMoE(ParallelBlock):
             splits = self._splits(first)
             mine = splits[self.ep_rank]
             item = send(
-                f"dispatch ({name})",
+                f"dispatch: all-to-all ({name})",
                 rows,
                 splits,
                 list(first.sizes),
@@ -228,7 +228,7 @@ class ExpertParallelMoE(ParallelBlock):
             ys = per_rank(t, lambda r: ops_moe.gather_rows(ys[r], undo, f"{name}.unsort"))
             n_rows = sum(first.sizes)
             item = send(
-                f"combine ({name})",
+                f"combine: all-to-all ({name})",
                 ys,
                 back,
                 [],
@@ -279,7 +279,7 @@ class ExpertParallelMoE(ParallelBlock):
         if self.ep > 1:
             mine = splits[self.ep_rank]
             item = send(
-                f"combine grad ({name})",
+                f"combine dy: all-to-all ({name})",
                 drows,
                 splits,
                 list(first.sizes),
@@ -304,7 +304,7 @@ class ExpertParallelMoE(ParallelBlock):
         if self.ep > 1:
             dxs = per_rank(t, lambda r: ops_moe.gather_rows(dxs[r], undo, f"{name}.unsort.dx"))
             item = send(
-                f"dispatch grad ({name})",
+                f"dispatch dx: all-to-all ({name})",
                 dxs,
                 back,
                 [],
