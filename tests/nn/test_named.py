@@ -2,8 +2,7 @@
 
 import pytest
 
-from simulator.nn import accounting
-from simulator.nn import named
+from simulator.nn import accounting, named
 from simulator.nn.named import NAMED_MODELS, named_model
 from simulator.planner.model_presets import MODEL_PRESETS
 
