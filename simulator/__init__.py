@@ -22,7 +22,12 @@ The public API, from the bottom up:
   :class:`Schedule`, :class:`Action`, :func:`parse_csv`, :func:`validate`,
   :func:`unit_timeline` (a schedule placed on an idealised unit-time pipeline));
 * running: :func:`run_strategy`, :func:`run_scenario`, :func:`load_scenario`,
-  :func:`parse_scenario`, :func:`write_outputs`, :func:`comparison_table`;
+  :func:`parse_scenario`, :func:`write_outputs`, :func:`comparison_table`,
+  :class:`Limits` (what one input may ask for);
+* errors: every one derives from :class:`SimulatorError`; an argument that is
+  not allowed (the wrong type, outside its range) raises :class:`ConfigError`,
+  naming the parameter and what it allows, with the rules the scenario files
+  use; a size over a limit raises :class:`LimitError`;
 * pictures: :mod:`simulator.viz.plots` (``gantt``, ``memory``, ``compare``), also
   reachable as ``simulator.plots``; it is imported on first use, so that
   ``import simulator`` does not load matplotlib.
@@ -40,8 +45,11 @@ from . import comm, ops
 from .engine import Engine
 from .engine.trace import Trace
 from .errors import (
+    ConfigError,
     DeadlockError,
+    DeviceFailedError,
     LayoutError,
+    LimitError,
     OutOfMemoryError,
     ScenarioError,
     ScheduleError,
@@ -71,6 +79,7 @@ from .parallel.pipeline import Action, Schedule, get_schedule, parse_csv, schedu
 from .parallel.pipeline.timeline import run as unit_timeline
 from .parallel.training import TrainingConfig
 from .planner import plan, sweep
+from .scenario.limits import Limits
 from .scenario.parse import Scenario, load_scenario, parse_scenario
 from .viz.outputs import write_outputs
 from .viz.report import comparison_table
@@ -81,11 +90,15 @@ __all__ = [
     "AbstractConfig",
     "Action",
     "ClusterSpec",
+    "ConfigError",
     "DeadlockError",
+    "DeviceFailedError",
     "DeviceSpec",
     "Engine",
     "GPTConfig",
     "LayoutError",
+    "LimitError",
+    "Limits",
     "LinkSpec",
     "LlamaConfig",
     "MLPConfig",

@@ -14,13 +14,23 @@ import argparse
 import importlib
 import pkgutil
 import sys
+from typing import NoReturn
 
 from . import commands
-from .errors import SimulatorError
+from .errors import SimulatorError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors (a flag that is not a number, a missing argument) raised
+    as :class:`~simulator.errors.UsageError` and so printed as every other error is: one
+    ``error:`` line, exit status 2. (argparse's own form prints the usage first.)"""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m simulator",
         description="Simulate data, tensor, pipeline and hybrid parallel training on "
         "virtual devices.",
@@ -36,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     import matplotlib
 
     matplotlib.use("Agg")  # the command line only writes files: no window, no display
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return int(args.handler(args) or 0)
     except SimulatorError as err:
         print(f"error: {err}", file=sys.stderr)

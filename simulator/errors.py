@@ -16,6 +16,29 @@ class ScenarioError(SimulatorError):
     """A scenario file (or the equivalent Python objects) is invalid."""
 
 
+class ConfigError(ScenarioError, ValueError):
+    """An argument of the Python API is not allowed: the wrong type or outside its range.
+
+    Every configuration class (``Strategy``, ``TrainingConfig``, the model
+    configs, the faults, ``Limits``, the planner's ``SearchSpace``) and every
+    entry point (``run_strategy``, ``run_scenario``, ``plan``, ``sweep``)
+    checks its arguments with the rules the scenario schema uses
+    (:mod:`simulator.keys`). The message names the class or function, the
+    parameter and what is allowed; ``parameter`` and ``allowed`` keep them
+    for callers. It is a ``ValueError`` too, so ``except ValueError`` also
+    catches it.
+    """
+
+    def __init__(self, message: str, parameter: str = "", allowed: str = "") -> None:
+        super().__init__(message)
+        self.parameter = parameter
+        self.allowed = allowed
+
+
+class UsageError(SimulatorError):
+    """A command line the parser cannot read: an unknown flag, a value of the wrong type."""
+
+
 class LayoutError(SimulatorError):
     """A parallel layout is impossible: sizes that do not divide, too many devices, ..."""
 

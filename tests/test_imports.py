@@ -38,6 +38,7 @@ ROOT = Path(simulator.__file__).parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "transfer", "ranges", "ops"),  # leaves: error types, the transfer-plan
     # type, numeric ranges, the op vocabulary (numpy math, shape-only arrays, the tape)
+    ("keys",),  # one rule per key, from the dataclass fields (uses ranges and errors)
     ("hardware",),  # devices, links, clusters, presets, fault specs
     ("engine", "nn", "comm"),  # SimPy time and ports; layers and models; collectives
     ("parallel",),  # strategy -> plan: mesh, schedules, programs (pure lowering)

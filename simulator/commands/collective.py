@@ -28,6 +28,7 @@ from ..comm import closed_forms
 from ..errors import LayoutError, ScenarioError
 from ..experiment.collective import predicted_time, run_collective
 from ..hardware import GB, US, ClusterSpec, LinkSpec, preset, single_switch
+from ..scenario.limits import int_flag, number_flag
 
 DEFAULT_PRESET = "dgx-a100"
 DEFAULT_BANDWIDTH_GBS = 100.0
@@ -53,9 +54,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--algorithm", default=comm.AUTO, help="collective algorithm, or auto (default: auto)"
     )
-    parser.add_argument("--devices", type=int, default=8, help="group size (default 8)")
-    parser.add_argument("--root", type=int, default=0, help="root rank of rooted operations")
-    parser.add_argument("--channels", type=int, help="ring channels (default: one per NIC)")
+    parser.add_argument("--devices", type=int_flag, default=8, help="group size (default 8)")
+    parser.add_argument("--root", type=int_flag, default=0, help="root rank of rooted operations")
+    parser.add_argument("--channels", type=int_flag, help="ring channels (default: one per NIC)")
     sizes = parser.add_argument_group("message sizes (bytes; 1e9 and 1000000000 both work)")
     sizes.add_argument("--bytes", help="one message size")
     sizes.add_argument("--min-bytes", help="smallest size of a sweep (nccl-tests -b)")
@@ -63,10 +64,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sizes.add_argument("--factor", help="size multiplier of a sweep (nccl-tests -f, default 2)")
     cluster = parser.add_argument_group("cluster: a preset, or one ideal switch")
     cluster.add_argument("--preset", help=f"cluster preset (default {DEFAULT_PRESET})")
-    cluster.add_argument("--nodes", type=int, help="nodes of the preset (default: as needed)")
-    cluster.add_argument("--nics", type=int, help="NICs per node (default: one per device)")
-    cluster.add_argument("--bandwidth-gbs", type=float, help="switch port bandwidth, GB/s")
-    cluster.add_argument("--latency-us", type=float, help="switch message latency, us")
+    cluster.add_argument("--nodes", type=int_flag, help="nodes of the preset (default: as needed)")
+    cluster.add_argument("--nics", type=int_flag, help="NICs per node (default: one per device)")
+    cluster.add_argument("--bandwidth-gbs", type=number_flag, help="switch port bandwidth, GB/s")
+    cluster.add_argument("--latency-us", type=number_flag, help="switch message latency, us")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(handler=run)
 

@@ -15,7 +15,7 @@ import json
 
 from ..experiment.goodput import HOUR, evaluate, job_mtbf
 from ..ranges import Range
-from ..scenario.limits import check_flag
+from ..scenario.limits import check_flag, int_flag, number_flag
 
 #: The flags' allowed values, checked like scenario keys.
 DEVICES = Range(lo=1, hi=1e9, integer=True)
@@ -32,19 +32,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--devices", type=int, required=True, help="devices of the job N")
+    p.add_argument("--devices", type=int_flag, required=True, help="devices of the job N")
     p.add_argument(
-        "--mtbf-hours", type=float, required=True, help="mean time between failures of a device"
+        "--mtbf-hours",
+        type=number_flag,
+        required=True,
+        help="mean time between failures of a device",
     )
     p.add_argument(
-        "--checkpoint-s", type=float, required=True, help="seconds to write a checkpoint"
+        "--checkpoint-s", type=number_flag, required=True, help="seconds to write a checkpoint"
     )
     p.add_argument(
-        "--restart-s", type=float, required=True, help="seconds to restart after a failure"
+        "--restart-s", type=number_flag, required=True, help="seconds to restart after a failure"
     )
     p.add_argument(
         "--interval-s",
-        type=float,
+        type=number_flag,
         help="seconds of training between checkpoints (default: optimal)",
     )
     p.add_argument("--json", action="store_true", help="print only the results JSON")

@@ -20,7 +20,7 @@ from ..errors import LayoutError
 from ..hardware import preset
 from ..parallel.mesh import DEFAULT_ORDER, Mesh, describe
 from ..ranges import Range
-from ..scenario.limits import Limits, add_limit_flags, check_flag, limit_flags
+from ..scenario.limits import Limits, add_limit_flags, check_flag, int_flag, limit_flags
 
 #: Allowed --dp, --tp, --pp (their product is limited by --max-devices).
 SIZE = Range(lo=1, integer=True)
@@ -35,11 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--dp", type=int, default=1, help="data-parallel size (1)")
-    p.add_argument("--tp", type=int, default=1, help="tensor-parallel size (1)")
-    p.add_argument("--pp", type=int, default=1, help="pipeline-parallel size (1)")
+    p.add_argument("--dp", type=int_flag, default=1, help="data-parallel size (1)")
+    p.add_argument("--tp", type=int_flag, default=1, help="tensor-parallel size (1)")
+    p.add_argument("--pp", type=int_flag, default=1, help="pipeline-parallel size (1)")
     p.add_argument("--preset", default="dgx-a100", help="hardware preset (dgx-a100)")
-    p.add_argument("--nodes", type=int, help="nodes (default: as many as the mesh needs)")
+    p.add_argument("--nodes", type=int_flag, help="nodes (default: as many as the mesh needs)")
     p.add_argument(
         "--order",
         default=DEFAULT_ORDER,

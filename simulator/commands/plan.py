@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -42,9 +43,12 @@ from ..errors import ScenarioError
 from ..hardware import preset as cluster_preset
 from ..parallel.training import TrainingConfig
 from ..planner import model_preset, plan
-from ..planner.executor import default_workers
-from ..planner.files import parse_assignment, parse_value, plan_settings
+from ..planner.executor import SIGNAL_EXIT, default_workers
+from ..planner.files import assignments, parse_value, plan_settings
+from ..planner.results import PlanResult
+from ..scenario.limits import Limits, add_limit_flags, limit_flags, limit_names
 from ..scenario.paths import file_stem
+from ..scenario.sizes import check_sizes
 
 #: flag -> [plan] key, for the search options
 SEARCH_FLAGS = {
@@ -65,7 +69,8 @@ LISTS = ("schedules", "microbatch_sizes", "recompute", "sequence_parallel", "zer
 
 
 def add_executor_flags(p: argparse.ArgumentParser) -> None:
-    """``--out``, ``--workers``, ``--dask``, ``--json`` and ``--quiet`` (plan and sweep)."""
+    """``--out``, ``--workers``, ``--dask``, ``--json``, ``--quiet`` and the limits' ``--max-...``
+    flags (plan and sweep)."""
     p.add_argument("--out", metavar="DIR", help="output folder (default: out/<name>)")
     p.add_argument("--workers", metavar="N", help="local worker processes (default: CPU count)")
     p.add_argument(
@@ -73,6 +78,18 @@ def add_executor_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--json", action="store_true", help="print only the results JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_limit_flags(p, *limit_names())
+
+
+def stopped(what: str, interrupted: str, finished: int, total: int, out: Path | None) -> int:
+    """Say on standard error what an interrupted plan or sweep kept and where, in one line;
+    the exit status of the signal (130 for Ctrl-C, 143 for SIGTERM)."""
+    kept = f"wrote the {finished} that finished to {out}/" if out else "nothing was written"
+    print(
+        f"interrupted by {interrupted}: {finished} of {total} {what} finished; {kept}",
+        file=sys.stderr,
+    )
+    return SIGNAL_EXIT[interrupted]
 
 
 def positive(text: str | None, flag: str) -> int | None:
@@ -126,21 +143,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=handle)
 
 
-def search_options(args: argparse.Namespace) -> dict:
+def search_options(args: argparse.Namespace, flags: dict[str, int] | None = None) -> dict:
     """The search flags as [plan] keys, checked by the [plan] table's schema."""
+    limits = Limits(**(flags or {}))
     table = {}
     for flag, key in SEARCH_FLAGS.items():
         text = getattr(args, flag)
         if text is not None:
-            value = (
-                [parse_value(v) for v in text.split(",")] if flag in LISTS else parse_value(text)
-            )
-            table[key] = value
+            if flag in LISTS:
+                table[key] = [parse_value(v, limits) for v in text.split(",")]
+            else:
+                table[key] = parse_value(text, limits)
     fixed = {}
-    for item in args.fixed:
-        key, values = parse_assignment(item, "--fixed")
+    for key, values in assignments(args.fixed, "--fixed", limits).items():
         if len(values) != 1:
-            raise ScenarioError(f"--fixed holds one value per key, got {item!r}")
+            raise ScenarioError(f"--fixed holds one value per key, got {key}={values!r}")
         fixed[key] = values[0]
     if fixed:
         table["fixed"] = fixed
@@ -149,15 +166,22 @@ def search_options(args: argparse.Namespace) -> dict:
 
 
 def handle(args: argparse.Namespace) -> int:
-    options = search_options(args)
+    limits = limit_flags(args)
+    options = search_options(args, limits)
     top = options.pop("top", None)
     run = {
         "workers": positive(args.workers, "--workers"),
         "dask": args.dask,
         "progress": not args.quiet,
         "exhaustive": args.exhaustive,
+        "limits": limits,
     }
     started = time.perf_counter()
+    checked = Limits(**limits)  # the flags' own limits, checked here with the flags' names
+    if "max_chunks" in options:
+        checked.check("max_chunks_per_rank", options["max_chunks"], "--max-chunks")
+    if "devices" in options:
+        checked.check("max_devices", options["devices"], "--devices")
     if args.scenario and args.model:
         raise ScenarioError("give a plan scenario file or --model, not both")
     if args.scenario:
@@ -166,6 +190,7 @@ def handle(args: argparse.Namespace) -> int:
         mp = model_preset(args.model)
         per_node = cluster_preset(args.preset).devices_per_node
         nodes = positive(args.nodes, "--nodes") or math.ceil((mp.gpus or per_node) / per_node)
+        checked.check("max_devices", nodes * per_node, f"--nodes {nodes} x {per_node} devices")
         cluster = cluster_preset(args.preset, nodes)
         training = TrainingConfig(
             numerics=False,
@@ -173,15 +198,52 @@ def handle(args: argparse.Namespace) -> int:
             steps=positive(args.steps, "--steps") or 1,
             optimizer="adam",
         )
+        check_sizes(checked, mp.config, training, [], f"--model {args.model}")
         name = f"plan-{args.model}-{args.preset}-{nodes}"
         result = plan(cluster, mp.config, training, top=top, name=name, **run, **options)
     else:
         raise ScenarioError("give a plan scenario file, or --model NAME (e.g. gpt3-175b)")
     out = Path(args.out) if args.out else Path("out") / file_stem(result.name)
+    if not result.rows:
+        if result.interrupted:
+            return stopped("layouts", result.interrupted, 0, result.scheduled, None)
+        if not result.enumerated:
+            raise ScenarioError(
+                f"plan {result.name!r}: nothing to simulate: no dp x tp x pp layout of "
+                f"{result.devices} devices and a global batch of "
+                f"{result.training.global_batch} matches the search; widen it (--fixed, "
+                "--devices, --microbatch-sizes, --max-tp, --max-pp)"
+            )
+        rules = "; ".join(f"{n} {rule}" for rule, n in result.pruned.items())
+        raise ScenarioError(
+            f"plan {result.name!r}: nothing to simulate: all {result.enumerated} distinct "
+            f"layouts were rejected before simulation ({rules}); widen the search"
+        )
     written = result.write(out)
+    finished = [r for r in result.rows if r["status"] in ("ok", "oom")]
+    if not finished and not result.interrupted:
+        raise ScenarioError(
+            f"plan {result.name!r}: none of the {result.evaluated} simulated layouts "
+            f"finished ({result.rows[0]['name']}: {result.rows[0]['message']}); wrote "
+            f"{', '.join(p.name for p in written)} to {out}/"
+        )
     if args.json:
         print(json.dumps(result.to_json()))
-        return 130 if result.interrupted else 0
+    else:
+        _print(result, args, run, written, out, started)
+    if result.interrupted:
+        return stopped("layouts", result.interrupted, result.evaluated, result.scheduled, out)
+    return 0
+
+
+def _print(
+    result: PlanResult,
+    args: argparse.Namespace,
+    run: dict,
+    written: list,
+    out: Path,
+    started: float,
+) -> None:
     c = result.cluster
     print(
         f"plan {result.name!r} on {c.nodes} x {c.devices_per_node} {c.device.name} "
@@ -193,4 +255,3 @@ def handle(args: argparse.Namespace) -> int:
     print(f"wrote {len(written)} files to {out}/ ({', '.join(p.name for p in written)})")
     workers = "Dask" if args.dask else f"{run['workers'] or default_workers()} worker(s)"
     print(f"took {time.perf_counter() - started:.1f} s on {workers}")
-    return 130 if result.interrupted else 0

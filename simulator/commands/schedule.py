@@ -40,7 +40,14 @@ from ..errors import ScheduleError
 from ..parallel.pipeline import Schedule, get_schedule, parse_csv, run, schedule_names, validate
 from ..parallel.pipeline.schedules import BubbleFormula
 from ..ranges import Range
-from ..scenario.limits import Limits, add_limit_flags, check_flag, limit_flags
+from ..scenario.limits import (
+    Limits,
+    add_limit_flags,
+    check_flag,
+    int_flag,
+    limit_flags,
+    number_flag,
+)
 from ..scenario.paths import read_text
 
 #: Allowed values of --stages, --microbatches and --chunks (their limits apply on top).
@@ -66,9 +73,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "name", nargs="?", help=f"a registered schedule: {', '.join(schedule_names())}"
     )
-    parser.add_argument("--stages", "-p", type=int, help="pipeline ranks P")
-    parser.add_argument("--microbatches", "-m", type=int, help="micro-batches per step M")
-    parser.add_argument("--chunks", "-v", type=int, help="model chunks per rank V (default 1)")
+    parser.add_argument("--stages", "-p", type=int_flag, help="pipeline ranks P")
+    parser.add_argument("--microbatches", "-m", type=int_flag, help="micro-batches per step M")
+    parser.add_argument("--chunks", "-v", type=int_flag, help="model chunks per rank V (default 1)")
     parser.add_argument("--csv", metavar="OUT.csv", help="also write the schedule as CSV")
     parser.add_argument(
         "--validate", metavar="FILE.csv", help="check a hand-written schedule instead"
@@ -76,7 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--times",
         nargs=3,
-        type=float,
+        type=number_flag,
         default=(1.0, 1.0, 1.0),
         metavar=("T_F", "T_B", "T_W"),
         help="durations of F, B and W on the printed timeline, each in [0.001, 1000] "

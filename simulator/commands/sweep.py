@@ -21,11 +21,13 @@ import json
 import time
 from pathlib import Path
 
+from ..errors import ScenarioError
 from ..planner import sweep
 from ..planner.executor import default_workers
-from ..planner.files import parse_assignment
+from ..planner.files import assignments
+from ..scenario.limits import Limits, limit_flags
 from ..scenario.paths import file_stem
-from .plan import add_executor_flags, positive
+from .plan import add_executor_flags, positive, stopped
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    vary = dict(parse_assignment(item, "--vary") for item in args.vary)
+    limits = limit_flags(args)
+    vary = assignments(args.vary, "--vary", Limits(**limits))
     workers = positive(args.workers, "--workers")
     started = time.perf_counter()
     result = sweep(
@@ -57,15 +60,27 @@ def handle(args: argparse.Namespace) -> int:
         workers=workers,
         dask=args.dask,
         progress=not args.quiet,
+        limits=limits,
     )
     out = Path(args.out) if args.out else Path("out") / f"{file_stem(result.name)}_sweep"
+    if result.interrupted and not result.finished:
+        return stopped("runs", result.interrupted, 0, result.runs, None)
     written = result.write(out)
+    if not result.count("ok") and not result.interrupted:
+        first = next(r for rs in result.results for r in rs)
+        raise ScenarioError(
+            f"sweep {result.name!r}: none of its {result.runs} runs finished "
+            f"({first['strategy']}: {first['status']}, {first.get('message') or 'no message'}); "
+            f"wrote {', '.join(p.name for p in written)} to {out}/"
+        )
     if args.json:
         print(json.dumps(result.to_json()))
-        return 130 if result.interrupted else 0
-    print(f"sweep {result.name!r} over {len(result.points)} points: {', '.join(result.keys)}")
-    print(result.table())
-    print(f"wrote {len(written)} files to {out}/ ({', '.join(p.name for p in written)})")
-    where = "Dask" if args.dask else f"{workers or default_workers()} worker(s)"
-    print(f"took {time.perf_counter() - started:.1f} s on {where}")
-    return 130 if result.interrupted else 0
+    else:
+        print(f"sweep {result.name!r} over {len(result.points)} points: {', '.join(result.keys)}")
+        print(result.table())
+        print(f"wrote {len(written)} files to {out}/ ({', '.join(p.name for p in written)})")
+        where = "Dask" if args.dask else f"{workers or default_workers()} worker(s)"
+        print(f"took {time.perf_counter() - started:.1f} s on {where}")
+    if result.interrupted:
+        return stopped("runs", result.interrupted, result.finished, result.runs, out)
+    return 0

@@ -21,6 +21,7 @@ from ..engine.trace import Trace
 from ..errors import DeviceFailedError, DivergedError, OutOfMemoryError
 from ..hardware import ClusterSpec
 from ..hardware.faults import Fault
+from ..keys import check_argument
 from ..parallel.build import Plan, build_plan, gather_params
 from ..parallel.pipeline import Schedule
 from ..parallel.strategy import Strategy
@@ -29,6 +30,7 @@ from ..runtime import RunRecord, Runtime, collector_paused
 from ..scenario.limits import Limits
 from ..scenario.parse import Scenario
 from ..scenario.schedule_file import read_schedule_file
+from .arguments import FLAG, check_run, scenario_of
 from .metrics import summarize
 from .progress import ProgressBar
 
@@ -144,24 +146,49 @@ def run_strategy(
     base_dir: Path | None = None,
     faults: Iterable[Fault] = (),
     schedule: Schedule | None = None,
+    limits: Limits | None = None,
 ) -> StrategyResult:
     """Plan and simulate one strategy (under ``faults``: see :mod:`simulator.hardware.faults`).
 
     A strategy whose schedule is ``file:PATH.csv`` runs ``schedule`` when given
     (the file parsed already), else the file, read relative to ``base_dir``.
+    The arguments are checked first, as a scenario file's are
+    (:mod:`simulator.experiment.arguments`, raising ConfigError), and the run's sizes
+    against ``limits`` (default :class:`~simulator.scenario.limits.Limits`).
     """
+    faults, limits = check_run(
+        cluster, model, training, strategy, faults, schedule, base_dir, limits
+    )
+    return simulate_strategy(cluster, model, training, strategy, base_dir, faults, schedule, limits)
+
+
+def simulate_strategy(
+    cluster: ClusterSpec,
+    model: Any,
+    training: TrainingConfig,
+    strategy: Strategy,
+    base_dir: Path | None = None,
+    faults: Iterable[Fault] = (),
+    schedule: Schedule | None = None,
+    limits: Limits | None = None,
+) -> StrategyResult:
+    """:func:`run_strategy` for arguments checked already (a planner's layouts)."""
     if schedule is None:
         schedule = read_schedule_file(strategy, base_dir)
     with collector_paused():
-        return execute(build_plan(cluster, model, training, strategy, schedule), faults=faults)
+        plan = build_plan(cluster, model, training, strategy, schedule)
+        return execute(plan, limits=limits, faults=faults)
 
 
-def run_scenario(scenario: Scenario, progress: bool = False) -> ScenarioResult:
+def run_scenario(scenario: Scenario | str | Path, progress: bool = False) -> ScenarioResult:
     """Check every strategy, then run each (see the module docstring).
 
-    ``progress`` shows a progress bar per strategy on standard error (when it is
-    a terminal), after saying how many events a large run will take.
+    ``scenario`` is a :class:`~simulator.scenario.parse.Scenario` or the path of a
+    scenario file. ``progress`` shows a progress bar per strategy on standard
+    error (when it is a terminal), after saying how many events a large run will take.
     """
+    check_argument("run_scenario", "progress", progress, FLAG)
+    scenario = scenario_of("run_scenario", scenario)
     with collector_paused():
         plans = [
             build_plan(

@@ -36,7 +36,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ..errors import ScenarioError
+from ..errors import ConfigError, ScenarioError
+from ..keys import check_fields
 from ..ranges import Range
 
 _DEVICE = {"doc": "index of the device, from 0", "range": Range(lo=0, integer=True)}
@@ -63,6 +64,9 @@ class Straggler:
         },
     )
 
+    def __post_init__(self) -> None:
+        check_fields(self)  # the rules of a [[fault]] table (raises ConfigError)
+
 
 @dataclass(frozen=True)
 class SlowLink:
@@ -82,10 +86,13 @@ class SlowLink:
     node: int | None = field(default=None, metadata=_NODE)
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if (self.device is None) == (self.node is None):
-            raise ScenarioError(
+            raise ConfigError(
                 "a slow_link fault names either device = D (its port) or node = N "
-                "(its network interfaces), not both and not neither"
+                "(its network interfaces), not both and not neither",
+                "device",
+                "device or node",
             )
 
 
@@ -101,6 +108,9 @@ class Fail:
             "range": Range(lo=0, hi=1e12),
         }
     )
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 Fault = Straggler | SlowLink | Fail

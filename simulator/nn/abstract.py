@@ -28,7 +28,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 from .. import ops
-from ..errors import ScenarioError
+from ..errors import ConfigError, ScenarioError
+from ..keys import check_fields
 from ..ops.arrays import Array, ShapeArray
 from ..ranges import Range
 from .config import ModelConfig
@@ -120,28 +121,16 @@ class AbstractConfig(ModelConfig):
     dtype: str = field(default="float32", metadata={"doc": "names the peak FLOP/s"})
 
     def __post_init__(self) -> None:
-        problem = STAGES.problem(self.stages)
-        if problem:
-            raise ScenarioError(f"abstract model: stages {problem}")
+        check_fields(self)  # every value, and every element of a list (raises ConfigError)
         for f in fields(self):
-            allowed = f.metadata.get("range")
-            if f.name == "stages" or allowed is None:
-                continue
             value = getattr(self, f.name)
-            if isinstance(value, (list, tuple)):
-                if len(value) != self.stages:
-                    raise ScenarioError(
-                        f"abstract model: {f.name} has {len(value)} values but stages = "
-                        f"{self.stages}; give one number or one value per stage"
-                    )
-                # lists become tuples so the frozen config stays hashable
-                object.__setattr__(self, f.name, tuple(value))
-            items = value if isinstance(value, (list, tuple)) else [value]
-            for i, x in enumerate(items):
-                problem = allowed.problem(x)
-                if problem:
-                    where = f"{f.name}[{i}]" if isinstance(value, (list, tuple)) else f.name
-                    raise ScenarioError(f"abstract model: {where} {problem}")
+            if isinstance(value, tuple) and len(value) != self.stages:
+                raise ConfigError(
+                    f"AbstractConfig: {f.name} has {len(value)} values but stages = "
+                    f"{self.stages}; give one number or one value per stage",
+                    f.name,
+                    f"one number or {self.stages} values",
+                )
 
     def per_stage(self, key: str) -> list[float]:
         """The value of ``key`` for every stage (a scalar repeats)."""

@@ -38,11 +38,13 @@ With ``ffn_mult`` other than 4 the formulas no longer apply (they assume a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
 
+from ..errors import ConfigError
+from ..keys import check_fields
 from ..ops.arrays import NUMPY_DTYPES
 from ..ranges import Range
 from .attention import KERNELS
@@ -52,11 +54,11 @@ from .cross_entropy import CrossEntropyLoss
 from .data import rng_for
 from .embedding import Embedding, TiedLogits, Vocabulary
 from .layers import Layer
-from .models import Model, require_dtype, require_positive
+from .models import DTYPE, Model, size
 from .moe import check_moe, is_moe_layer, moe_field, moe_spec
 from .norm import LayerNorm
 from .param import Param
-from .text import LanguageModelData
+from .text import DATA, LanguageModelData
 from .transformer import TransformerLayer
 
 #: Standard deviation of the initial weights: 0 (all zeros) up to 1, far beyond
@@ -126,18 +128,33 @@ class GPTConfig(LanguageModelData, ModelConfig):
     """
 
     kind: ClassVar[str] = "gpt"
-    layers: int = 2
-    hidden: int = 64
-    heads: int = 4
-    seq_len: int = 32
-    vocab: int = 64
-    make_vocab_size_divisible_by: int = 128
-    ffn_mult: int = 4
-    dropout: float = 0.0
-    dtype: str = "float64"
-    data: str = "synthetic"
-    init_std: float = 0.02
-    attention: str = "materialised"
+    layers: int = field(default=2, metadata=size("transformer layers L"))
+    hidden: int = field(default=64, metadata=size("hidden size h", "max_width"))
+    heads: int = field(default=4, metadata=size("attention heads a"))
+    seq_len: int = field(default=32, metadata=size("sequence length s", "max_width"))
+    vocab: int = field(default=64, metadata=size("the tokenizer's words", "max_width"))
+    make_vocab_size_divisible_by: int = field(
+        default=128, metadata=size("the vocabulary is padded to a multiple of this")
+    )
+    ffn_mult: int = field(
+        default=4,
+        metadata={"doc": "MLP inner size over hidden", "range": Range(lo=1, hi=64, integer=True)},
+    )
+    dropout: float = field(
+        default=0.0,
+        metadata={"doc": "drop probability", "range": Range(lo=0, hi=1, hi_open=True)},
+    )
+    dtype: str = field(default="float64", metadata=DTYPE)
+    data: str = field(
+        default="synthetic", metadata={"doc": "synthetic (bigram rule) or text", "choices": DATA}
+    )
+    init_std: float = field(
+        default=0.02,
+        metadata={"doc": "standard deviation of the initial weights", "range": INIT_STD},
+    )
+    attention: str = field(
+        default="materialised", metadata={"doc": "attention kernel", "choices": KERNELS}
+    )
     experts: int = moe_field("experts")
     top_k: int = moe_field("top_k")
     moe_every: int = moe_field("moe_every")
@@ -149,27 +166,14 @@ class GPTConfig(LanguageModelData, ModelConfig):
     routing: str = moe_field("routing")
 
     def __post_init__(self) -> None:
-        require_positive(
-            self,
-            "layers",
-            "hidden",
-            "heads",
-            "seq_len",
-            "vocab",
-            "make_vocab_size_divisible_by",
-            "ffn_mult",
-        )
-        require_dtype(self.dtype)
+        check_fields(self)  # the rules of the [model] table (raises ConfigError)
         if self.hidden % self.heads:
-            raise ValueError(f"GPT hidden {self.hidden} does not divide into {self.heads} heads")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"GPT dropout must be in [0, 1), got {self.dropout}")
-        if self.attention not in KERNELS:
-            raise ValueError(f"GPT attention must be one of {KERNELS}, got {self.attention!r}")
-        problem = INIT_STD.problem(self.init_std)
-        if problem:
-            raise ValueError(f"GPT init_std {problem}")
-        self.check_data("GPT")
+            raise ConfigError(
+                f"GPTConfig: hidden {self.hidden} does not divide into {self.heads} heads",
+                "hidden",
+                f"a multiple of heads = {self.heads}",
+            )
+        self.check_data("GPTConfig")
         check_moe(self)
 
     def build(self, seed: int, numerics: bool) -> Model:

@@ -31,6 +31,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..errors import ConfigError
+from ..keys import check_fields
 from ..ops.arrays import NUMPY_DTYPES
 from ..ranges import Range
 from .attention import KERNELS, AttentionCore
@@ -41,7 +43,7 @@ from .dropout import Dropout
 from .embedding import Embedding, OutputLogits, TiedLogits, padded_table
 from .gpt import INIT_STD, Head
 from .layers import Layer, Linear, SwiGLU, init_normal
-from .models import FLOAT_DTYPES, Model, require_dtype, require_positive
+from .models import FLOAT_DTYPES, Model
 from .moe import MoE, MoESpec, check_moe, is_moe_layer, moe_field, moe_spec
 from .norm import RMSNorm
 from .param import Param
@@ -129,17 +131,25 @@ class LlamaConfig(LanguageModelData, ModelConfig):
 
     kind: ClassVar[str] = "llama"
     layers: int = field(default=2, metadata=_key("transformer layers", range=POSITIVE))
-    hidden: int = field(default=64, metadata=_key("hidden size h", range=POSITIVE))
+    hidden: int = field(
+        default=64, metadata=_key("hidden size h", range=POSITIVE, limit="max_width")
+    )
     heads: int = field(default=4, metadata=_key("query heads a", range=POSITIVE))
     kv_heads: int = field(
         default=2, metadata=_key("key-value heads (grouped-query attention)", range=POSITIVE)
     )
     ffn_hidden: int = field(
         default=160,
-        metadata=_key("SwiGLU inner size f (an integer, not a multiple)", range=POSITIVE),
+        metadata=_key(
+            "SwiGLU inner size f (an integer, not a multiple)", range=POSITIVE, limit="max_width"
+        ),
     )
-    vocab: int = field(default=64, metadata=_key("the tokenizer's words", range=POSITIVE))
-    seq_len: int = field(default=32, metadata=_key("sequence length s", range=POSITIVE))
+    vocab: int = field(
+        default=64, metadata=_key("the tokenizer's words", range=POSITIVE, limit="max_width")
+    )
+    seq_len: int = field(
+        default=32, metadata=_key("sequence length s", range=POSITIVE, limit="max_width")
+    )
     tie_embeddings: bool = field(
         default=False, metadata=_key("the output layer shares the token table")
     )
@@ -152,7 +162,8 @@ class LlamaConfig(LanguageModelData, ModelConfig):
     )
     bias: bool = field(default=False, metadata=_key("biases in the linear layers"))
     dropout: float = field(
-        default=0.0, metadata=_key("dropout probability", range=Range(lo=0, hi=0.999))
+        default=0.0,
+        metadata=_key("dropout probability", range=Range(lo=0, hi=1, hi_open=True)),
     )
     make_vocab_size_divisible_by: int = field(
         default=128, metadata=_key("Megatron-LM's vocabulary padding unit", range=POSITIVE)
@@ -173,43 +184,28 @@ class LlamaConfig(LanguageModelData, ModelConfig):
     routing: str = moe_field("routing")
 
     def __post_init__(self) -> None:
-        require_positive(
-            self,
-            "layers",
-            "hidden",
-            "heads",
-            "kv_heads",
-            "ffn_hidden",
-            "seq_len",
-            "vocab",
-            "make_vocab_size_divisible_by",
-        )
-        require_dtype(self.dtype)
+        check_fields(self)  # the rules of the [model] table (raises ConfigError)
         if self.hidden % self.heads:
-            raise ValueError(f"Llama hidden {self.hidden} does not divide into {self.heads} heads")
+            raise ConfigError(
+                f"LlamaConfig: hidden {self.hidden} does not divide into {self.heads} heads",
+                "hidden",
+                f"a multiple of heads = {self.heads}",
+            )
         if self.heads % self.kv_heads:
-            raise ValueError(
-                f"Llama heads {self.heads} do not group over kv_heads {self.kv_heads}; "
-                "kv_heads must divide heads"
+            raise ConfigError(
+                f"LlamaConfig: heads {self.heads} do not group over kv_heads {self.kv_heads}; "
+                "kv_heads must divide heads",
+                "kv_heads",
+                f"a divisor of heads = {self.heads}",
             )
         if (self.hidden // self.heads) % 2:
-            raise ValueError(
-                f"Llama head size hidden/heads = {self.hidden // self.heads} is odd; rotary "
-                "embeddings rotate pairs of coordinates, so it must be even"
+            raise ConfigError(
+                f"LlamaConfig: head size hidden/heads = {self.hidden // self.heads} is odd; "
+                "rotary embeddings rotate pairs of coordinates, so it must be even",
+                "hidden",
+                "an even head size",
             )
-        if self.attention not in KERNELS:
-            raise ValueError(f"Llama attention must be one of {KERNELS}, got {self.attention!r}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"Llama dropout must be in [0, 1), got {self.dropout}")
-        for name in ("rope_theta", "norm_eps"):
-            if not (isinstance(getattr(self, name), (int, float)) and getattr(self, name) > 0):
-                raise ValueError(
-                    f"Llama {name} must be a positive number, got {getattr(self, name)!r}"
-                )
-        problem = INIT_STD.problem(self.init_std)
-        if problem:
-            raise ValueError(f"Llama init_std {problem}")
-        self.check_data("Llama")
+        self.check_data("LlamaConfig")
         check_moe(self)
 
     def build(self, seed: int, numerics: bool) -> Model:

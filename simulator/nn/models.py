@@ -8,10 +8,12 @@ are the unit a pipeline partitions: a stage holds a contiguous run of them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from ..keys import check_fields
 from ..ops.arrays import Array
+from ..ranges import Range
 from .combinators import Sequential
 from .config import ModelConfig
 from .data import regression_batch, rng_for
@@ -20,19 +22,17 @@ from .loss import MSELoss
 from .param import Param
 
 FLOAT_DTYPES = ("float64", "float32", "bf16", "fp16")
+#: A count or size of a model: a positive integer.
+POSITIVE = Range(lo=1, integer=True)
 
 
-def require_positive(config: Any, *names: str) -> None:
-    """Raise ValueError naming the first field that is not a positive integer."""
-    for name in names:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def size(doc: str, limit: str | None = None) -> Any:
+    """A positive integer field of a model config; ``limit`` names the
+    :class:`~simulator.scenario.limits.Limits` field that bounds it (``max_width``)."""
+    return {"doc": doc, "range": POSITIVE, **({"limit": limit} if limit else {})}
 
 
-def require_dtype(dtype: str) -> None:
-    if dtype not in FLOAT_DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(FLOAT_DTYPES)}, got {dtype!r}")
+DTYPE = {"doc": "element type of parameters and activations", "choices": FLOAT_DTYPES}
 
 
 @dataclass
@@ -94,13 +94,12 @@ class MLPConfig(ModelConfig):
     """
 
     kind: ClassVar[str] = "mlp"
-    layers: int = 8
-    width: int = 256
-    dtype: str = "float64"
+    layers: int = field(default=8, metadata=size("linear layers (pipeline blocks)"))
+    width: int = field(default=256, metadata=size("width of every layer", "max_width"))
+    dtype: str = field(default="float64", metadata=DTYPE)
 
     def __post_init__(self) -> None:
-        require_positive(self, "layers", "width")
-        require_dtype(self.dtype)
+        check_fields(self)  # the rules of the [model] table (raises ConfigError)
 
     @property
     def num_blocks(self) -> int:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .. import ops
+from ..errors import ConfigError
 from ..ranges import Range
 from .combinators import Sequential
 from .experts import (
@@ -104,19 +105,22 @@ def moe_field(name: str) -> Any:
 
 
 def check_moe(config: Any) -> None:
-    """Raise ValueError for MoE keys that do not fit together or the model."""
-    for name, (_, meta) in MOE_KEYS.items():
-        value = getattr(config, name)
-        problem = meta["check"](value) if "check" in meta else meta["range"].problem(value)
-        if problem:
-            raise ValueError(f"{name} {problem}")
+    """Raise :class:`~simulator.errors.ConfigError` for MoE keys that do not fit
+    together (each key's own rule is checked by ``check_fields``, :data:`MOE_KEYS`)."""
+    owner = type(config).__name__
     if config.experts and config.top_k > config.experts:
-        raise ValueError(
-            f"top_k = {config.top_k} is more than the {config.experts} experts; choose "
-            f"top_k <= experts"
+        raise ConfigError(
+            f"{owner}: top_k = {config.top_k} is more than the {config.experts} experts; "
+            "choose top_k <= experts",
+            "top_k",
+            f"at most experts = {config.experts}",
         )
     if not config.experts and config.shared_experts:
-        raise ValueError("shared_experts needs routed experts too; set experts > 0")
+        raise ConfigError(
+            f"{owner}: shared_experts needs routed experts too; set experts > 0",
+            "shared_experts",
+            "0 for a dense model",
+        )
 
 
 def is_moe_layer(config: Any, index: int) -> bool:

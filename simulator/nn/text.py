@@ -24,6 +24,7 @@ from importlib import resources
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..ops.arrays import Array, ShapeArray
 from .data import rng_for
 
@@ -59,21 +60,21 @@ def alphabet(name: str = TEXT) -> str:
 
 
 def check_vocab(vocab: int, name: str = TEXT) -> None:
-    """Raise ValueError unless ``vocab`` tokens cover every character of the text."""
+    """Raise ConfigError unless ``vocab`` tokens cover every character of the text."""
     needed = len(alphabet(name))
     if vocab < needed:
-        raise ValueError(
+        raise ConfigError(
             f"the text {name!r} has {needed} distinct characters but vocab is {vocab}; "
             f"use vocab >= {needed}"
         )
 
 
 def check_seq_len(seq_len: int, name: str = TEXT) -> None:
-    """Raise ValueError unless the text holds a window of ``seq_len + 1`` characters
+    """Raise ConfigError unless the text holds a window of ``seq_len + 1`` characters
     (a sequence and its next-token targets)."""
     length = len(load_text(name))
     if seq_len + 1 > length:
-        raise ValueError(
+        raise ConfigError(
             f"the text {name!r} has {length} characters, too few for seq_len = {seq_len} "
             f"(a window is seq_len + 1 characters); use seq_len <= {length - 1}"
         )
@@ -148,9 +149,9 @@ class LanguageModelData:
         return samples * self.seq_len
 
     def check_data(self, kind: str) -> None:
-        """Raise ValueError for a data task the vocabulary or the sequence cannot serve."""
+        """Raise ConfigError for a data task the vocabulary or the sequence cannot serve."""
         if self.data not in DATA:
-            raise ValueError(f"{kind} data must be one of {DATA}, got {self.data!r}")
+            raise ConfigError(f"{kind}: data must be one of {DATA}, got {self.data!r}", "data")
         if self.data == "text":
             check_vocab(self.vocab)
             check_seq_len(self.seq_len)

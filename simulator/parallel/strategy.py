@@ -4,7 +4,8 @@ The fields are the keys of a ``[[strategy]]`` table in a scenario file. Each
 field's metadata says what it means (``doc``), which values it allows
 (``choices``, read from the registries that implement them, or ``range``) and
 any other rule (``check``); :mod:`simulator.scenario.parse` derives its schema from
-them, so this class is the one place the strategy options are written down.
+them, so this class is the one place the strategy options are written down, and
+building one in Python checks the same rules (:func:`simulator.keys.check_fields`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 
 from .. import comm
 from ..errors import LayoutError
+from ..keys import check_fields
 from ..ops.precision import PRECISIONS
 from ..ranges import Range
 from .data import variant_names
@@ -34,8 +36,9 @@ FILE_SCHEDULE = "file:"
 
 
 def allreduce_algorithms() -> tuple[str, ...]:
-    """Gradient all-reduce algorithms: every all-reduce of :data:`simulator.comm.ALGORITHMS`."""
-    return tuple(comm.ALGORITHMS["all_reduce"])
+    """Gradient all-reduce algorithms: every all-reduce of :data:`simulator.comm.ALGORITHMS`,
+    and ``auto`` (the tuner's choice, the default)."""
+    return (*comm.ALGORITHMS["all_reduce"], comm.AUTO)
 
 
 def schedule_check(value: str) -> str | None:
@@ -163,6 +166,9 @@ class Strategy:
             "choices": EP_OVERLAPS,
         },
     )
+
+    def __post_init__(self) -> None:
+        check_fields(self)  # the rules of a [[strategy]] table (raises ConfigError)
 
     @property
     def num_devices(self) -> int:

@@ -1,10 +1,23 @@
-"""Training settings shared by every strategy of a scenario (the ``[training]`` table)."""
+"""Training settings shared by every strategy of a scenario (the ``[training]`` table).
+
+Each field's metadata is the rule of its key (:mod:`simulator.keys`): the
+scenario reader derives the ``[training]`` schema from it, and building a
+:class:`TrainingConfig` in Python checks the same rules.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from ..keys import check_fields
+from ..nn.optim import OPTIMIZERS
+from ..ranges import Range
 
 COLLECTIVE_DETAILS = ("auto", "steps", "fused")
+
+
+def _optimizers() -> tuple[str, ...]:
+    return tuple(OPTIMIZERS)
 
 
 @dataclass(frozen=True)
@@ -27,14 +40,45 @@ class TrainingConfig:
             folding only makes large runs fast. Set false to compare.
     """
 
-    numerics: bool = True
-    global_batch: int = 64
-    steps: int = 3
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    seed: int = 0
-    collective_detail: str = "auto"
-    fold_replicas: bool = True
+    numerics: bool = field(
+        default=True, metadata={"doc": "run the real math (true) or shapes only (false)"}
+    )
+    global_batch: int = field(
+        default=64,
+        metadata={
+            "doc": "samples (sequences) per step over all replicas",
+            "range": Range(lo=1, hi=2**40, integer=True),
+        },
+    )
+    steps: int = field(
+        default=3,
+        metadata={"doc": "training steps to simulate", "range": Range(lo=1, integer=True)},
+    )
+    optimizer: str = field(default="sgd", metadata={"doc": "optimizer", "choices": _optimizers})
+    lr: float = field(
+        default=0.01, metadata={"doc": "learning rate", "range": Range(lo=0, lo_open=True)}
+    )
+    seed: int = field(
+        default=0,
+        metadata={
+            "doc": "seeds weights, data and dropout",
+            "range": Range(lo=0, hi=2**63 - 1, integer=True),
+        },
+    )
+    collective_detail: str = field(
+        default="auto",
+        metadata={
+            "doc": "time collectives message by message or as one block",
+            "choices": COLLECTIVE_DETAILS,
+        },
+    )
+    fold_replicas: bool = field(
+        default=True,
+        metadata={"doc": "simulate identical data-parallel replicas once (exact)"},
+    )
+
+    def __post_init__(self) -> None:
+        check_fields(self)  # the rules of the [training] table (raises ConfigError)
 
     @property
     def detail(self) -> str:

@@ -14,10 +14,19 @@ kept in task order, never in the order they finish, so every backend gives
 the same results byte for byte.
 
 A run that errors is recorded (``status = "error"`` with the message), a run
-out of memory has ``status = "oom"``, and neither stops the others. Ctrl-C
-cancels what has not started and returns what finished. A progress bar on
-standard error counts runs done, failed and out of memory, with an ETA; it
-is shown only when standard error is a terminal.
+out of memory has ``status = "oom"``, and neither stops the others. A progress
+bar on standard error counts runs done, failed and out of memory, with an ETA;
+it is shown only when standard error is a terminal.
+
+Stopping. Ctrl-C (SIGINT) or SIGTERM -- what ``kill`` and job schedulers
+send -- cancels what has not started, ends the running simulations (their
+results are no longer wanted, and a large one may take minutes) and returns
+what finished, with the signal's name in :attr:`Outcome.interrupted`; Dask
+tasks are cancelled. A worker process cannot be told anything when its
+parent is killed outright (SIGKILL, the out-of-memory killer), so each
+worker watches for it: a thread notices that its parent process is gone
+(the worker is re-parented) within :data:`WATCH_S` seconds and ends the
+worker, so no simulation keeps running for nobody.
 """
 
 from __future__ import annotations
@@ -25,23 +34,51 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ScenarioError, SimulatorError
-from ..experiment.runner import run_strategy
+from ..experiment.runner import simulate_strategy
 from ..hardware import ClusterSpec
+from ..keys import Key, check_argument
 from ..parallel.pipeline import Schedule
-from ..parallel.strategy import Strategy
+from ..parallel.strategy import Strategy, name_check
 from ..parallel.training import TrainingConfig
+from ..ranges import Range
 
 Result = dict[str, Any]
 #: How long to wait for a Dask scheduler to answer.
 DASK_TIMEOUT = "10s"
 #: Tasks per round when :func:`run_tasks` asks which tasks are still wanted.
 ROUND = 8
+#: How often a worker process checks that its parent is still alive (seconds).
+WATCH_S = 0.5
+#: The exit status of a command a signal stopped: 128 + the signal's number, as shells do.
+SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
+
+
+_COUNT = Range(lo=1, integer=True)
+#: The arguments :func:`simulator.plan` and :func:`simulator.sweep` share, with their rules.
+ARGUMENTS = {
+    "top": Key.of(int, "layouts to keep", range=_COUNT, optional=True),
+    "name": Key.of(str, "names the result", check=name_check, optional=True),
+    "workers": Key.of(int, "local worker processes", range=_COUNT, optional=True),
+    "dask": Key.of(str, "a Dask scheduler's address", optional=True),
+    "progress": Key.of(bool, "show a progress bar"),
+    "exhaustive": Key.of(bool, "simulate every layout that may fit"),
+    "zip": Key.of(bool, "pair the values", optional=True),
+    "metric": Key.of(str, "the results key to plot", optional=True),
+}
+
+
+def check_arguments(owner: str, **values: Any) -> dict[str, Any]:
+    """``values`` checked against :data:`ARGUMENTS` (numpy numbers as Python's); raises
+    :class:`~simulator.errors.ConfigError` naming ``owner`` and the argument."""
+    return {k: check_argument(owner, k, v, ARGUMENTS[k]) for k, v in values.items()}
 
 
 @dataclass(frozen=True)
@@ -60,7 +97,7 @@ class Task:
 def simulate(task: Task) -> Result:
     """Plan and simulate one task; its results-JSON entry, or an error entry."""
     try:
-        metrics = run_strategy(
+        metrics = simulate_strategy(
             task.cluster, task.model, task.training, task.strategy, schedule=task.schedule
         ).metrics
     except SimulatorError as err:
@@ -81,12 +118,40 @@ def default_workers() -> int:
 
 @dataclass
 class Outcome:
-    """Results in task order (None for a task that did not finish) and whether
-    the user interrupted the run."""
+    """Results in task order (None for a task that did not finish), and the signal that
+    interrupted the run (``"SIGINT"``, ``"SIGTERM"``; ``""`` when it was not)."""
 
     results: list[Result | None]
-    interrupted: bool = False
+    interrupted: str = ""
     counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> int:
+        """Tasks that finished (whatever their status)."""
+        return sum(r is not None for r in self.results)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: stop as Ctrl-C does (a KeyboardInterrupt, so every handler of
+    one applies)."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once is enough while stopping
+    raise Terminated
+
+
+class _StopOnSigterm:
+    """While active, SIGTERM raises :class:`Terminated` in the main thread."""
+
+    def __enter__(self) -> None:
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, _raise_terminated)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
 
 
 class _Progress:
@@ -144,21 +209,23 @@ def run_tasks(
     results: list[Result | None] = [None] * len(tasks)
     bar = _Progress(len(tasks), label, progress)
     rounds = _rounds(len(tasks), wanted, results, bar)
-    interrupted = False
+    interrupted = ""
     try:
-        if dask is not None:
-            interrupted = _on_dask(dask, tasks, fn, results, bar, rounds)
-        elif (workers or default_workers()) <= 1 or len(tasks) <= 1:
-            for batch in rounds:
-                for i in batch:
-                    results[i] = fn(tasks[i])
-                    bar.done(results[i])
-        else:
-            interrupted = _on_processes(
-                min(workers or default_workers(), len(tasks)), tasks, fn, results, bar, rounds
-            )
+        with _StopOnSigterm():
+            if dask is not None:
+                _on_dask(dask, tasks, fn, results, bar, rounds)
+            elif (workers or default_workers()) <= 1 or len(tasks) <= 1:
+                for batch in rounds:
+                    for i in batch:
+                        results[i] = fn(tasks[i])
+                        bar.done(results[i])
+            else:
+                workers = min(workers or default_workers(), len(tasks))
+                _on_processes(workers, tasks, fn, results, bar, rounds)
+    except Terminated:
+        interrupted = "SIGTERM"
     except KeyboardInterrupt:
-        interrupted = True
+        interrupted = "SIGINT"
     finally:
         bar.close()
     return Outcome(results, interrupted, dict(bar.counts))
@@ -197,9 +264,23 @@ def _settle(future: Any, i: int, results: list, bar: _Progress) -> None:
     bar.done(result)
 
 
-def _ignore_ctrl_c() -> None:
-    """Worker processes leave Ctrl-C to the parent, which stops them (no tracebacks)."""
+def _worker_init() -> None:
+    """Set up a worker process: Ctrl-C is left to the parent, which stops the workers
+    (no tracebacks); SIGTERM ends the worker at once (the parent's way to stop it,
+    whatever handler the parent had); and a watchdog ends it when the parent dies."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    parent = os.getppid()
+    threading.Thread(target=_watch, args=(parent,), name="parent-watchdog", daemon=True).start()
+
+
+def _watch(parent: int) -> None:
+    """End this process once ``parent`` is gone: an orphan is re-parented, so its parent
+    id changes (a watchdog thread; the simulation holds the GIL only between
+    bytecodes, so the thread gets its turn)."""
+    while os.getppid() == parent:
+        time.sleep(WATCH_S)
+    os._exit(1)
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:
@@ -214,6 +295,8 @@ def _stop(pool: ProcessPoolExecutor) -> None:
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
         process.terminate()
+    for process in processes:
+        process.join(timeout=5)  # reap them: no zombie is left behind
 
 
 def _on_processes(
@@ -223,18 +306,17 @@ def _on_processes(
     results: list,
     bar: _Progress,
     rounds: Iterator[list[int]],
-) -> bool:
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_ctrl_c)
+) -> None:
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init)
     try:
         for batch in rounds:
             futures = {pool.submit(fn, tasks[i]): i for i in batch}
             for future in as_completed(futures):
                 _settle(future, futures[future], results, bar)
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, SIGTERM, or a failure of our own: end the workers
         _stop(pool)
-        return True
+        raise
     pool.shutdown()
-    return False
 
 
 def _on_dask(
@@ -244,7 +326,7 @@ def _on_dask(
     results: list,
     bar: _Progress,
     rounds: Iterator[list[int]],
-) -> bool:
+) -> None:
     try:
         from dask.distributed import Client
         from dask.distributed import as_completed as dask_completed
@@ -254,7 +336,12 @@ def _on_dask(
         ) from None
     try:
         client = Client(address, timeout=DASK_TIMEOUT)
-    except (OSError, TimeoutError, ValueError) as err:
+    except ValueError as err:
+        raise ScenarioError(
+            f"cannot reach the Dask scheduler at {address!r}: it is not an address a Dask "
+            f"client understands ({err}); give one such as tcp://HOST:8786"
+        ) from None
+    except (OSError, TimeoutError) as err:
         raise ScenarioError(f"cannot reach the Dask scheduler at {address!r}: {err}") from None
     futures: list = []
     try:
@@ -263,9 +350,8 @@ def _on_dask(
             index = {f.key: i for f, i in zip(futures, batch, strict=True)}
             for future in dask_completed(futures):
                 _settle(future, index[future.key], results, bar)
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, SIGTERM: nothing more is wanted from the cluster
         client.cancel(futures)
-        return True
+        raise
     finally:
         client.close()
-    return False

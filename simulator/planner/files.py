@@ -14,48 +14,34 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ScenarioError, SimulatorError
+from ..errors import ConfigError, ScenarioError, SimulatorError
 from ..hardware import DTYPE_BYTES, GB, PRESETS, TFLOPS, US, ClusterSpec, GiB
+from ..keys import plain, show
 from ..parallel.strategy import Strategy
 from ..parallel.training import TrainingConfig
-from ..ranges import Range
+from ..scenario.limits import Limits
 from ..scenario.parse import POS_INT, STRATEGY, Scenario, parse_scenario
-from ..scenario.schema import Key, Reader
-from .space import LAYOUT_KEYS, RECOMPUTE, SearchSpace
+from ..scenario.schema import Key, Reader, keys_of
+from ..scenario.tomlfile import check_text
+from ..scenario.tomlfile import read_toml as read_scenario_toml
+from .space import FIXED, LAYOUT_KEYS, SearchSpace
 
 
-def _list_of(kind: type, doc: str, allowed: tuple[Any, ...] | None = None) -> Key:
-    """A key that takes one value or a non-empty list of them (``kind`` each)."""
-    return Key.of((kind, list), doc, items=(kind,), choices=allowed)
+def _one_or_list(key: Key) -> Key:
+    """A [plan] key: a list key of :class:`SearchSpace` also takes one value."""
+    return dataclasses.replace(key, kind=(*key.items, list)) if key.items else key
 
 
+#: The [plan] table: the fields of SearchSpace, how many layouts to keep, and the base.
 PLAN = {
     "top": Key.of(int, "layouts to print and to write into the best-layouts scenario", **POS_INT),
-    "devices": Key.of(int, "dp * tp * pp (default: every device of the cluster)", **POS_INT),
-    "max_tp": Key.of(int, "largest tensor-parallel size", **POS_INT),
-    "max_pp": Key.of(int, "largest pipeline-parallel size", **POS_INT),
-    "max_chunks": Key.of(int, "most chunks per rank for interleaved and zbv", **POS_INT),
-    "schedules": _list_of(str, "pipeline schedules to try"),
-    "microbatch_sizes": Key.of(
-        (int, list), "micro-batch sizes to try", items=(int,), range=Range(lo=1, integer=True)
-    ),
-    "recompute": _list_of(str, "recomputation settings to try", RECOMPUTE),
-    "sequence_parallel": _list_of(bool, "sequence-parallel settings to try"),
-    "zero": _list_of(int, "ZeRO stages to try", (0, 1, 2, 3)),
-    "orders": _list_of(str, "mesh orders to try, e.g. tp-dp-pp"),
-    "ep": Key.of(
-        (int, list), "expert-parallel sizes to try", items=(int,), range=Range(lo=1, integer=True)
-    ),
-    "fixed": Key.of(dict, "layout keys held at one value, e.g. {tp = 8}"),
+    **{k: _one_or_list(v) for k, v in keys_of(SearchSpace).items()},
     "base": Key.of(dict, 'strategy keys every layout shares, e.g. {partition = "uniform"}'),
-}
-FIXED = {
-    **{k: STRATEGY[k] for k in LAYOUT_KEYS},
-    "micro_batch_size": Key.of(int, "sequences per micro-batch", **POS_INT),
 }
 BASE = {k: v for k, v in STRATEGY.items() if k not in LAYOUT_KEYS and k != "name"}
 SWEEP = {
@@ -65,17 +51,10 @@ SWEEP = {
 }
 
 
-def read_toml(path: str | Path) -> dict[str, Any]:
-    """The parsed file, or a one-line ScenarioError."""
-    p = Path(path)
-    try:
-        return tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise ScenarioError(f"scenario file {str(p)!r} does not exist") from None
-    except OSError as err:
-        raise ScenarioError(f"cannot read scenario file {str(p)!r}: {err.strerror}") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ScenarioError(f"{p}: invalid TOML: {err}") from None
+def read_toml(path: str | Path, limits: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """The parsed file (within the limits: :mod:`simulator.scenario.tomlfile`), or a
+    one-line error."""
+    return read_scenario_toml(path, Limits(**(limits or {})))
 
 
 @dataclass
@@ -105,9 +84,10 @@ def plan_settings(
     return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}, base
 
 
-def load_plan(path: str | Path) -> PlanScenario:
-    """Read a plan scenario (see the module docstring)."""
-    data = read_toml(path)
+def load_plan(path: str | Path, limits: Mapping[str, int] | None = None) -> PlanScenario:
+    """Read a plan scenario (see the module docstring); ``limits`` override its
+    ``[limits]`` table (the command line's ``--max-...`` flags)."""
+    data = read_toml(path, limits)
     source = str(path)
     if "strategy" in data:
         raise ScenarioError(
@@ -117,13 +97,52 @@ def load_plan(path: str | Path) -> PlanScenario:
     settings, base = plan_settings(data.pop("plan", {}), source)
     top = settings.pop("top", 5)
     scenario = parse_scenario(
-        {**data, "strategy": [{**base, "name": "base"}]}, source, Path(path).parent
+        {**data, "strategy": [{**base, "name": "base"}]}, source, Path(path).parent, limits
     )
     try:
         space = SearchSpace(**settings)
     except SimulatorError as err:
         raise ScenarioError(f"{source}: [plan] {err}") from None
     return PlanScenario(scenario, space, scenario.strategies[0], top)
+
+
+def check_vary(vary: Any, owner: str) -> dict[str, list[Any]]:
+    """``vary`` as ``{dotted key: [values]}``: each key a string, each value list non-empty,
+    each value a number, a string or a boolean (a table is varied key by key). Raises
+    :class:`~simulator.errors.ConfigError` (``owner`` names the file or the function)."""
+    if not isinstance(vary, Mapping):
+        raise ConfigError(
+            f"{owner}: vary must map dotted keys to lists of values, e.g. "
+            f'{{"cluster.nodes": [1, 2]}}, got {show(vary)}',
+            "vary",
+            "a table of lists",
+        )
+    out = {}
+    for key, values in vary.items():
+        if not isinstance(key, str) or not key or any(not part for part in key.split(".")):
+            raise ConfigError(
+                f"{owner}: vary key {show(key)} must be a dotted key such as cluster.nodes",
+                "vary",
+                "dotted keys",
+            )
+        if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+            values = [values]
+        values = [plain(v) for v in values]
+        if not values:
+            raise ConfigError(
+                f"{owner}: vary {key!r} must list at least one value", "vary", "a non-empty list"
+            )
+        for v in values:
+            if not isinstance(v, int | float | str | bool):
+                raise ConfigError(
+                    f"{owner}: vary {key!r} takes numbers, strings or booleans, got "
+                    f"{show(v)}; to change a table, vary the keys inside it, e.g. "
+                    f"{key}.KEY",
+                    "vary",
+                    "numbers, strings or booleans",
+                )
+        out[key] = values
+    return out
 
 
 def sweep_settings(table: dict[str, Any], source: str) -> dict[str, Any]:
@@ -133,6 +152,8 @@ def sweep_settings(table: dict[str, Any], source: str) -> dict[str, Any]:
     for key, listed in values.get("vary", {}).items():
         if not isinstance(listed, list) or not listed:
             raise r.fail(f"[sweep] vary {key!r} must be a non-empty list of values")
+    if "vary" in values:
+        values["vary"] = check_vary(values["vary"], f"{source}: [sweep]")
     return values
 
 
@@ -222,18 +243,39 @@ def scenario_toml(
     return "\n".join(lines)
 
 
-def parse_value(text: str) -> Any:
+def parse_value(text: str, limits: Limits | None = None) -> Any:
     """A command-line value as TOML reads it (``8``, ``2.5``, ``inf``, ``true``),
-    or the text itself (``1f1b``)."""
+    or the text itself (``1f1b``); within the limits of a TOML file
+    (:func:`~simulator.scenario.tomlfile.check_text`)."""
+    text = text.strip()
+    if "\n" in text or "\r" in text:
+        return text
+    check_text(text, "command line", limits or Limits())
     try:
-        return tomllib.loads(f"v = {text.strip()}")["v"]
+        return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
-        return text.strip()
+        return text
 
 
-def parse_assignment(text: str, flag: str) -> tuple[str, list[Any]]:
+def parse_assignment(text: str, flag: str, limits: Limits | None = None) -> tuple[str, list[Any]]:
     """``KEY=V1,V2`` -> ``("KEY", [V1, V2])`` (values as :func:`parse_value` reads them)."""
     key, sep, values = text.partition("=")
     if not sep or not key.strip() or not values.strip():
         raise ScenarioError(f"{flag} takes KEY=VALUE[,VALUE...], got {text!r}")
-    return key.strip(), [parse_value(v) for v in values.split(",")]
+    return key.strip(), [parse_value(v, limits) for v in values.split(",")]
+
+
+def assignments(items: list[str], flag: str, limits: Limits | None = None) -> dict[str, list]:
+    """Every ``KEY=V1,V2`` of a repeated flag, as ``{KEY: [V1, V2]}``; a key given twice is
+    an error, not a silent override."""
+    out: dict[str, list] = {}
+    given: dict[str, str] = {}
+    for item in items:
+        key, values = parse_assignment(item, flag, limits)
+        if key in out:
+            raise ScenarioError(
+                f"{flag} {key} is given twice ({flag} {given[key]!r} and {flag} {item!r}); "
+                "give each key once"
+            )
+        out[key], given[key] = values, item
+    return out

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import ScenarioError
 from ..hardware import ClusterSpec
 from ..hardware.units import format_bytes, time_unit
 from ..parallel.strategy import Strategy
@@ -94,8 +95,10 @@ class PlanResult:
         rows: simulated layouts, sorted (see :func:`sort_key`).
         pruned: layouts rejected before simulation, by rule.
         enumerated: distinct layouts considered.
-        interrupted: True when Ctrl-C stopped the simulations (rows holds
-            those that finished).
+        interrupted: the signal that stopped the simulations (``"SIGINT"`` for
+            Ctrl-C, ``"SIGTERM"``), or ``""``; rows holds those that finished.
+        scheduled: layouts that were to be simulated (the rest were pruned).
+        devices: ``dp * tp * pp`` of every layout.
     """
 
     name: str
@@ -107,8 +110,10 @@ class PlanResult:
     pruned: dict[str, int]
     enumerated: int
     top: int = 5
-    interrupted: bool = False
+    interrupted: str = ""
     strategies: dict[str, Strategy] = field(default_factory=dict, repr=False)
+    scheduled: int = 0
+    devices: int = 0
 
     @property
     def evaluated(self) -> int:
@@ -168,23 +173,42 @@ class PlanResult:
         errors = self.evaluated - status["ok"] - status["oom"]
         lines.append(
             f"simulated {self.evaluated}: {status['ok']} fit, {status['oom']} out of memory, "
-            f"{errors} failed" + (" (interrupted)" if self.interrupted else "")
+            f"{errors} failed"
+            + (f" (interrupted, of up to {self.scheduled})" if self.interrupted else "")
         )
         return "\n".join(lines)
+
+    def drawable(self) -> list[dict[str, Any]]:
+        """The rows the picture can place: those with a step time and a peak memory."""
+        return [
+            r
+            for r in self.rows
+            if r["status"] in ("ok", "oom")
+            and (r["iteration_time_s"] or 0) > 0
+            and r["peak_memory_bytes"] is not None
+        ]
 
     def pareto(self, path: str | Path | None = None) -> Any:
         """Step time against peak memory, the Pareto front and the device memory:
         saved to ``path``, or returned as a matplotlib figure."""
         from . import pareto
 
+        rows = self.drawable()
+        if not rows:
+            raise ScenarioError(
+                f"plan {self.name!r}: no simulated layout has a step time to draw "
+                f"({self.evaluated} simulated)"
+            )
         title = (
-            f"{self.name}: {self.evaluated} layouts on {self.cluster.nodes} x "
+            f"{self.name}: {len(rows)} layouts on {self.cluster.nodes} x "
             f"{self.cluster.devices_per_node} {self.cluster.device.name}"
         )
-        return pareto.draw(self.rows, self.cluster.device.memory_bytes, title, path)
+        return pareto.draw(rows, self.cluster.device.memory_bytes, title, path)
 
     def write(self, out_dir: str | Path) -> list[Path]:
-        """Write the files of the module docstring into ``out_dir``; returns their paths."""
+        """Write the files of the module docstring into ``out_dir``; returns their paths.
+        The picture is left out when no layout has a step time to draw, and
+        ``best.toml`` when no layout fits."""
         from .files import scenario_toml
 
         out = Path(out_dir)
@@ -199,7 +223,10 @@ class PlanResult:
             pass
         written_json = json.dumps(self.to_json(), indent=1) + "\n"
         (out / "plan.json").write_text(written_json)
-        self.pareto(out / "pareto.png")
+        if self.drawable():
+            self.pareto(out / "pareto.png")
+        else:
+            written.remove(out / "pareto.png")
         best = self.best()
         if not best:  # nothing fits: there is no scenario to write
             return [p for p in written if p.name != "best.toml"]

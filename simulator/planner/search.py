@@ -19,20 +19,28 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import ScenarioError
+from ..errors import ConfigError, ScenarioError
+from ..experiment.arguments import check_model
 from ..hardware import ClusterSpec
+from ..keys import check_instance
 from ..parallel.strategy import Strategy
 from ..parallel.training import TrainingConfig
+from ..scenario.limits import Limits, raised
 from ..scenario.parse import Scenario
+from ..scenario.sizes import check_sizes
 from .bound import BOUND_RULE, StepBound
-from .executor import ROUND, Task, run_tasks
+from .executor import ROUND, Task, check_arguments, run_tasks
 from .files import load_plan
 from .prune import Pruner
 from .results import PlanResult, make_row, sort_key
 from .space import SearchSpace, layout_groups, layout_name
+
+#: What ``plan``'s first argument may be.
+PLAN_FORMS = "give a plan scenario file, a Scenario, or a ClusterSpec with the model and training"
 
 
 def plan(
@@ -47,6 +55,7 @@ def plan(
     dask: str | None = None,
     progress: bool = False,
     exhaustive: bool = False,
+    limits: Limits | Mapping[str, int] | None = None,
     **space: Any,
 ) -> PlanResult:
     """Search the layouts of ``model`` on a cluster and simulate those that may fit.
@@ -67,17 +76,40 @@ def plan(
             bound on their step time and skips those whose bound is no better than
             the ``top``-th fastest step found (:mod:`simulator.planner.bound`):
             the top ``top`` are the same, the rest of the table is not.
+        limits: :class:`~simulator.scenario.limits.Limits`, or the limits to
+            raise as ``{"max_devices": N}`` (over a scenario's ``[limits]``).
         **space: fields of :class:`~simulator.planner.space.SearchSpace`, e.g.
             ``max_tp=8``, ``schedules=("1f1b", "interleaved")``,
             ``fixed={"tp": 8}``; they override a scenario's ``[plan]`` table.
+
+    Every argument is checked first (a misuse raises
+    :class:`~simulator.errors.ConfigError`), and the devices, chunks and the
+    model's sizes against the limits (:class:`~simulator.errors.LimitError`),
+    before any layout is enumerated.
 
     Returns:
         A :class:`~simulator.planner.results.PlanResult`; ``.to_frame()`` is a
         pandas DataFrame of every simulated layout, fastest first.
     """
+    args = check_arguments(
+        "plan", top=top, name=name, workers=workers, dask=dask, progress=progress,
+        exhaustive=exhaustive,
+    )  # fmt: skip
+    top, name, workers, dask = args["top"], args["name"], args["workers"], args["dask"]
+    unknown = set(space) - {f.name for f in dataclasses.fields(SearchSpace)}
+    if unknown:
+        raise ConfigError(
+            f"plan: unknown search option {sorted(unknown)[0]!r}; the options are the fields "
+            f"of SearchSpace: {', '.join(f.name for f in dataclasses.fields(SearchSpace))}",
+            sorted(unknown)[0],
+            "a field of SearchSpace",
+        )
+    if base is not None:
+        check_instance("plan", "base", base, Strategy)
+    override = raised("plan", limits)
     search = SearchSpace()
     if isinstance(scenario, str | Path):
-        loaded = load_plan(scenario)
+        loaded = load_plan(scenario, override)
         cluster, model, training = (
             loaded.scenario.cluster,
             loaded.scenario.model,
@@ -85,15 +117,27 @@ def plan(
         )
         search, base = loaded.space, base or loaded.base
         top, name = top or loaded.top, name or loaded.scenario.name
+        found = loaded.scenario.limits
     elif isinstance(scenario, Scenario):
         cluster, model, training = scenario.cluster, scenario.model, scenario.training
         name = name or scenario.name
+        found = scenario.limits
     else:
-        cluster = scenario
+        cluster = check_instance("plan", "scenario", scenario, ClusterSpec, PLAN_FORMS)
         if model is None or training is None:
-            raise ScenarioError("plan(cluster, model, training): give the model and the training")
+            raise ConfigError(
+                "plan(cluster, model, training): give the model and the training",
+                "model" if model is None else "training",
+                "a model config and a TrainingConfig",
+            )
+        found = Limits()
+    check_model("plan", model)
+    check_instance("plan", "training", training, TrainingConfig)
+    limits = dataclasses.replace(found, **override)
     if space:
-        fixed = {**search.fixed, **space.pop("fixed", {})}
+        fixed = space.pop("fixed", {})
+        if isinstance(fixed, Mapping):  # else SearchSpace says what fixed must be
+            fixed = {**search.fixed, **fixed}
         search = dataclasses.replace(search, **space, fixed=fixed)
     base = base or Strategy()
     devices = search.devices or cluster.num_devices
@@ -102,6 +146,10 @@ def plan(
             f"plan for {devices} devices, but the cluster has {cluster.num_devices}; add nodes "
             "or ask for fewer devices"
         )
+    python = not isinstance(scenario, str | Path)
+    limits.check("max_devices", devices, "plan: the devices of a layout", python=python)
+    limits.check("max_chunks_per_rank", search.max_chunks, "plan: max_chunks", python=python)
+    check_sizes(limits, model, training, [], "plan", python=python)
 
     pruner = Pruner(cluster, model, training)
     survivors = [
@@ -167,5 +215,7 @@ def plan(
         enumerated=pruner.checked,
         top=top,
         interrupted=outcome.interrupted,
+        scheduled=len(survivors) - (len(skipped) if not exhaustive else 0),
+        devices=devices,
         strategies={s.name: s for (s, _), r in zip(survivors, outcome.results, strict=True) if r},
     )

@@ -32,10 +32,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ..errors import ScenarioError
+from ..errors import ConfigError
+from ..keys import Key, check_argument, check_fields, keys_of
 from ..parallel.mesh import DEFAULT_ORDER, parse_order
 from ..parallel.pipeline.schedules import get_schedule, schedule_names
-from ..parallel.strategy import Strategy
+from ..parallel.strategy import ZERO_STAGES, Strategy, order_check
+from ..ranges import Range
 
 #: The strategy keys a search varies (the layout), in the order tables show them.
 LAYOUT_KEYS = (
@@ -54,6 +56,23 @@ LAYOUT_KEYS = (
 #: Every order of the three mesh axes, fastest-varying first (Megatron-LM's first).
 ORDERS = (DEFAULT_ORDER, "tp-pp-dp", "dp-tp-pp", "dp-pp-tp", "pp-tp-dp", "pp-dp-tp")
 RECOMPUTE = ("none", "selective", "full")
+#: The keys a search may hold fixed, with the rules of their strategy keys.
+FIXED = {
+    **{k: keys_of(Strategy)[k] for k in LAYOUT_KEYS},
+    "micro_batch_size": Key.of(int, "sequences per micro-batch", range=Range(lo=1, integer=True)),
+}
+
+
+def _registered(name: str) -> str | None:
+    """None for a registered schedule (a search cannot try a file of its own)."""
+    if name in schedule_names():
+        return None
+    known = ", ".join(map(repr, schedule_names()))
+    return f"names an unknown schedule {name!r}; choose one of {known}"
+
+
+def _positive(doc: str) -> dict[str, Any]:
+    return {"doc": doc, "range": Range(lo=1, integer=True)}
 
 
 @dataclass(frozen=True)
@@ -77,31 +96,55 @@ class SearchSpace:
             of :data:`LAYOUT_KEYS` and ``micro_batch_size``.
     """
 
-    devices: int | None = None
-    max_tp: int | None = None
-    max_pp: int | None = None
-    schedules: tuple[str, ...] | None = None
-    max_chunks: int = 4
-    microbatch_sizes: tuple[int, ...] | None = None
-    recompute: tuple[str, ...] = RECOMPUTE
-    sequence_parallel: tuple[bool, ...] = (False, True)
-    zero: tuple[int, ...] = (0, 1, 2, 3)
-    orders: tuple[str, ...] = ORDERS
-    ep: tuple[int, ...] | None = None
-    fixed: Mapping[str, Any] = field(default_factory=dict)
+    devices: int | None = field(
+        default=None, metadata=_positive("dp * tp * pp (default: every device of the cluster)")
+    )
+    max_tp: int | None = field(default=None, metadata=_positive("largest tensor-parallel size"))
+    max_pp: int | None = field(default=None, metadata=_positive("largest pipeline-parallel size"))
+    schedules: tuple[str, ...] | None = field(
+        default=None, metadata={"doc": "pipeline schedules to try", "check": _registered}
+    )
+    max_chunks: int = field(
+        default=4, metadata=_positive("most chunks per rank for interleaved and zbv")
+    )
+    microbatch_sizes: tuple[int, ...] | None = field(
+        default=None, metadata=_positive("micro-batch sizes to try")
+    )
+    recompute: tuple[str, ...] = field(
+        default=RECOMPUTE,
+        metadata={"doc": "recomputation settings to try", "choices": RECOMPUTE},
+    )
+    sequence_parallel: tuple[bool, ...] = field(
+        default=(False, True), metadata={"doc": "sequence-parallel settings to try"}
+    )
+    zero: tuple[int, ...] = field(
+        default=ZERO_STAGES, metadata={"doc": "ZeRO stages to try", "choices": ZERO_STAGES}
+    )
+    orders: tuple[str, ...] = field(
+        default=ORDERS,
+        metadata={"doc": "mesh orders to try, e.g. tp-dp-pp", "check": order_check},
+    )
+    ep: tuple[int, ...] | None = field(
+        default=None, metadata=_positive("expert-parallel sizes to try")
+    )
+    fixed: Mapping[str, Any] = field(
+        default_factory=dict, metadata={"doc": "layout keys held at one value, e.g. {tp = 8}"}
+    )
 
     def __post_init__(self) -> None:
-        unknown = set(self.fixed) - {*LAYOUT_KEYS, "micro_batch_size"}
+        check_fields(self)  # the rules of the [plan] table (raises ConfigError)
+        unknown = set(self.fixed) - set(FIXED)
         if unknown:
-            raise ScenarioError(
-                f"cannot fix {', '.join(sorted(unknown))}: the search varies "
-                f"{', '.join((*LAYOUT_KEYS, 'micro_batch_size'))}; set other strategy keys "
-                "in [plan.base]"
+            raise ConfigError(
+                f"cannot fix {', '.join(sorted(map(str, unknown)))}: the search varies "
+                f"{', '.join(FIXED)}; set other strategy keys in [plan.base]",
+                "fixed",
+                ", ".join(FIXED),
             )
-        for name in (*self.schedules, self.fixed.get("schedule", "1f1b")) if self.schedules else ():
-            get_schedule(name)  # an unknown name is a one-line error listing the known ones
-        for order in (*self.orders, *([self.fixed["order"]] if "order" in self.fixed else [])):
-            parse_order(order)
+        fixed = {
+            k: check_argument("SearchSpace: fixed", k, v, FIXED[k]) for k, v in self.fixed.items()
+        }
+        object.__setattr__(self, "fixed", fixed)
 
     def choices(self, key: str, default: tuple[Any, ...]) -> tuple[Any, ...]:
         """The values to try for ``key``: the fixed one, else ``default``."""
@@ -210,7 +253,7 @@ def layout_groups(
                     zero=zero,
                     order=orders[0],
                     ep=ep,
-                    name="",
+                    name="layout",  # named by the planner, once it is kept
                 )
                 yield strategy, tuple(orders)
 

@@ -20,31 +20,50 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import ScenarioError
 from ..hardware.units import format_bytes, time_unit
-from ..scenario.parse import parse_scenario
-from .executor import Task, run_tasks
-from .files import read_toml, sweep_settings
+from ..keys import check_instance
+from ..scenario.limits import Limits, raised
+from ..scenario.parse import LIMITS, parse_scenario
+from ..scenario.schema import Reader
+from ..scenario.tomlfile import check_depth
+from .executor import Task, check_arguments, run_tasks
+from .files import check_vary, read_toml, sweep_settings
 from .results import pct, text_table
 
 DEFAULT_METRIC = "iteration_time_s"
+#: What ``sweep``'s first argument may be.
+SWEEP_FORMS = "give the path of a scenario file or its parsed TOML as a dict"
 
 
-def grid(vary: dict[str, list[Any]], zipped: bool = False) -> list[dict[str, Any]]:
-    """The points of the sweep, each a ``{key: value}`` dict, in a fixed order."""
+def grid(
+    vary: dict[str, list[Any]], zipped: bool = False, limits: Limits | None = None
+) -> list[dict[str, Any]]:
+    """The points of the sweep, each a ``{key: value}`` dict, in a fixed order; their
+    number is checked against ``limits.max_sweep_points`` before any is made."""
     keys = list(vary)
     if zipped:
         lengths = {len(v) for v in vary.values()}
         if len(lengths) > 1:
             sizes = ", ".join(f"{k} has {len(v)}" for k, v in vary.items())
             raise ScenarioError(f"zip needs as many values for every key ({sizes})")
-        combos = zip(*vary.values(), strict=True)
+        count = lengths.pop() if lengths else 0
+        combos: Iterable[tuple] = zip(*vary.values(), strict=True)
     else:
+        count = math.prod(len(v) for v in vary.values())
         combos = itertools.product(*vary.values())
+    (limits or Limits()).check(
+        "max_sweep_points",
+        count,
+        "the sweep's points (" + ("the values of each key" if zipped else "the product of "
+        + " x ".join(str(len(v)) for v in vary.values())) + ")",
+    )  # fmt: skip
     return [dict(zip(keys, combo, strict=True)) for combo in combos]
 
 
@@ -53,7 +72,10 @@ def apply(data: dict[str, Any], key: str, value: Any) -> None:
     as needed; ``strategy.KEY`` sets KEY in every strategy)."""
     parts = key.split(".")
     if parts[0] == "strategy":
-        for table in data.get("strategy", []):
+        tables = data.get("strategy")
+        if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+            raise ScenarioError(f"sweep key {key!r}: the scenario has no [[strategy]] tables")
+        for table in tables:
             apply(table, ".".join(parts[1:]), value)
         return
     for part in parts[:-1]:
@@ -64,16 +86,39 @@ def apply(data: dict[str, Any], key: str, value: Any) -> None:
     data[parts[-1]] = value
 
 
+#: The status of a run an interrupted sweep never finished.
+NOT_RUN = "not run"
+
+
 @dataclass
 class SweepResult:
-    """Per point of the grid, its values and the run results of every strategy."""
+    """Per point of the grid, its values and the run results of every strategy.
+
+    ``interrupted`` names the signal that stopped the sweep (``"SIGINT"`` for
+    Ctrl-C, ``"SIGTERM"``), or is ``""``; the runs it stopped before they
+    finished have status ``"not run"``, so a partial table never looks complete.
+    """
 
     name: str
     keys: list[str]
     points: list[dict[str, Any]]
     results: list[list[dict[str, Any]]]
     metric: str = DEFAULT_METRIC
-    interrupted: bool = False
+    interrupted: str = ""
+
+    @property
+    def runs(self) -> int:
+        """Every (point, strategy) of the sweep."""
+        return sum(len(rs) for rs in self.results)
+
+    def count(self, *statuses: str) -> int:
+        """Runs whose status is one of ``statuses``."""
+        return sum(r["status"] in statuses for rs in self.results for r in rs)
+
+    @property
+    def finished(self) -> int:
+        """Runs that finished, whatever their status."""
+        return self.runs - self.count(NOT_RUN)
 
     def to_json(self) -> dict[str, Any]:
         """``{"points": [{"values": {...}, "results": [<run results>]}]}``."""
@@ -155,11 +200,14 @@ class SweepResult:
         return finish_figure(fig, path)
 
     def write(self, out_dir: str | Path) -> list[Path]:
-        """``sweep.csv``, ``sweep.json`` and ``sweep.png`` into ``out_dir``."""
+        """``sweep.csv``, ``sweep.json`` and ``sweep.png`` into ``out_dir``; the picture
+        only when a run finished with status ok (there is nothing to draw otherwise)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         self.to_frame().to_csv(out / "sweep.csv", index=False)
         (out / "sweep.json").write_text(json.dumps(self.to_json(), indent=1) + "\n")
+        if not self.count("ok"):
+            return [out / "sweep.csv", out / "sweep.json"]
         self.plot(out / "sweep.png")
         return [out / "sweep.csv", out / "sweep.json", out / "sweep.png"]
 
@@ -174,6 +222,7 @@ def sweep(
     workers: int | None = None,
     dask: str | None = None,
     progress: bool = False,
+    limits: Limits | Mapping[str, int] | None = None,
 ) -> SweepResult:
     """Run every strategy of ``scenario`` at every point of the grid.
 
@@ -189,27 +238,41 @@ def sweep(
         workers: as for :func:`simulator.plan`.
         dask: as for :func:`simulator.plan`.
         progress: as for :func:`simulator.plan`.
+        limits: limits to raise, e.g. ``{"max_sweep_points": 5000}``, over the
+            scenario's ``[limits]`` table; the number of points is checked before
+            any point is made.
     """
+    args = check_arguments(
+        "sweep", zip=zip, metric=metric, workers=workers, dask=dask, progress=progress
+    )
+    zip, metric, workers = args["zip"], args["metric"], args["workers"]
+    if base_dir is not None:
+        check_instance("sweep", "base_dir", base_dir, (str, Path))
+    override = raised("sweep", limits)
     if isinstance(scenario, dict):
+        check_depth(scenario, "scenario", Limits(**override))
         data, source = copy.deepcopy(scenario), "scenario"
         base = Path(base_dir) if base_dir else Path.cwd()
     else:
-        data, source = read_toml(scenario), str(scenario)
+        check_instance("sweep", "scenario", scenario, (str, Path, dict), SWEEP_FORMS)
+        data, source = read_toml(scenario, override), str(scenario)
         base = Path(base_dir) if base_dir else Path(scenario).parent
     settings = sweep_settings(data.pop("sweep", {}), source)
-    vary = vary or settings.get("vary")
+    found = Reader(source).table(data.get("limits", {}), "[limits]", LIMITS)
+    checked = Limits(**{**found, **override})
+    vary = check_vary(vary, "sweep") if vary is not None else settings.get("vary")
     if not vary:
         raise ScenarioError(
             f"{source}: nothing to sweep; give --vary KEY=V1,V2 or a [sweep] table with vary"
         )
-    points = grid(vary, settings.get("zip", False) if zip is None else zip)
+    points = grid(vary, settings.get("zip", False) if zip is None else zip, checked)
     scenarios = []
     for values in points:
         point = copy.deepcopy(data)
         for key, value in values.items():
             apply(point, key, value)
         where = ", ".join(f"{k} = {v}" for k, v in values.items())
-        scenarios.append(parse_scenario(point, f"{source} (at {where})", base))
+        scenarios.append(parse_scenario(point, f"{source} (at {where})", base, override))
     tasks = [
         Task(
             s.cluster,
@@ -229,8 +292,9 @@ def sweep(
         for strategy in s.strategies:
             r = outcome.results[i]
             i += 1
-            if r is not None:
-                mine.append(r if "strategy" in r else {"strategy": strategy.name, **r})
+            if r is None:
+                r = {"status": NOT_RUN, "message": f"{outcome.interrupted} came first"}
+            mine.append(r if "strategy" in r else {"strategy": strategy.name, **r})
         results.append(mine)
     return SweepResult(
         name=scenarios[0].name,

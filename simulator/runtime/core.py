@@ -237,13 +237,22 @@ class Runtime:
         done = simpy.AllOf(env, [sw.process for sw in self.workers])
         try:
             self._drive(done, progress)
+            # every worker may have stopped, none left waiting: the step still failed
+            failed = next((sw for sw in self.workers if sw.failed), None)
+            if failed is not None:
+                raise self._failure_report(failed)
         except DeviceFailedError:
-            self.records.append(self._record(start, sent_before, kinds_before))
+            # the step's loss was not computed in full: None, never a partial mean
+            self.records.append(self._record(start, sent_before, kinds_before, complete=False))
             raise
         return self._record(start, sent_before, kinds_before)
 
     def _record(
-        self, start: float, sent_before: dict[int, int], kinds_before: dict[str, int]
+        self,
+        start: float,
+        sent_before: dict[int, int],
+        kinds_before: dict[str, int],
+        complete: bool = True,
     ) -> StepRecord:
         """The step from ``start`` to now (see :class:`~.record.StepRecord`)."""
         engine = self.engine
@@ -251,7 +260,7 @@ class Runtime:
         return StepRecord(
             start=start,
             end=engine.env.now,
-            loss=self.tally.mean_loss() if self.plan.training.numerics else None,
+            loss=self.tally.mean_loss() if self.plan.training.numerics and complete else None,
             model_flops=self.tally.model_flops,
             hardware_flops=self.tally.hardware_flops,
             workers=tuple(

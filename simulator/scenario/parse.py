@@ -24,7 +24,6 @@ is read by :mod:`simulator.scenario.cluster_table`.
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,12 +32,12 @@ from typing import Any
 from ..errors import LimitError, ScenarioError
 from ..hardware import ClusterSpec
 from ..hardware.faults import FAULT_KINDS, Fault, check_faults
+from ..keys import check_instance
 from ..nn.models import model_kinds
 from ..nn.named import NAMED_MODELS
-from ..ops.arrays import ITEMSIZE, tree_bytes
 from ..parallel.pipeline import Schedule
 from ..parallel.strategy import Strategy, name_check
-from ..parallel.training import COLLECTIVE_DETAILS, TrainingConfig
+from ..parallel.training import TrainingConfig
 from ..ranges import Range
 
 # the [cluster] schemas stay importable from here, beside the others
@@ -46,11 +45,14 @@ from .cluster_table import CLUSTER as CLUSTER
 from .cluster_table import DEVICE as DEVICE
 from .cluster_table import LINK as LINK
 from .cluster_table import NODE as NODE
-from .cluster_table import NUMBER, read_cluster
-from .limits import Limits
+from .cluster_table import read_cluster
+from .limits import Limits, table_limits
 from .paths import file_stem, read_text
 from .schedule_file import load_csv, schedule_path
 from .schema import Key, Reader, keys_of, show
+from .sizes import check_sizes
+from .sizes import numerics_bytes as numerics_bytes
+from .tomlfile import read_toml
 
 SCHEMA_VERSION = 1
 
@@ -60,9 +62,7 @@ POS_INT = {"range": Range(lo=1, integer=True)}
 TOP = {
     "version": Key.of(int, "scenario format version; 1", choices=(SCHEMA_VERSION,)),
     "name": Key.of(str, "the scenario's name (used in reports)", check=name_check),
-    "seed": Key.of(
-        int, "seeds weights, data and dropout", range=Range(lo=0, hi=2**63 - 1, integer=True)
-    ),
+    "seed": keys_of(TrainingConfig)["seed"],
     "cluster": Key.of(dict, "the hardware"),
     "model": Key.of(dict, "what to train"),
     "training": Key.of(dict, "how to train"),
@@ -70,25 +70,12 @@ TOP = {
     "fault": Key.of(list, "faults to inject ([[fault]] tables)"),
     "limits": Key.of(dict, "resource limits ([limits] table)"),
 }
-TRAINING = {
-    "numerics": Key.of(bool, "run the real math (true) or shapes only (false)"),
-    "global_batch": Key.of(
-        int,
-        "samples (sequences) per step over all replicas",
-        range=Range(lo=1, hi=2**40, integer=True),
-    ),
-    "steps": Key.of(int, "training steps to simulate", **POS_INT),
-    "optimizer": Key.of(str, "optimizer", choices=("sgd", "adam")),
-    "lr": Key.of(NUMBER, "learning rate", range=Range(lo=0, lo_open=True)),
-    "collective_detail": Key.of(
-        str, "time collectives message by message or as one block", choices=COLLECTIVE_DETAILS
-    ),
-    "fold_replicas": Key.of(bool, "simulate identical data-parallel replicas once (exact)"),
-}
+#: the [training] table: the fields of TrainingConfig (its seed is the top-level ``seed``)
+TRAINING = {k: v for k, v in keys_of(TrainingConfig).items() if k != "seed"}
 
 
 STRATEGY = keys_of(Strategy)
-LIMITS = keys_of(Limits)
+LIMITS = {k: v for k, v in keys_of(Limits).items() if k in table_limits()}
 FAULT_KIND = Key.of(str, "straggler, slow_link or fail", choices=tuple(FAULT_KINDS))
 FAULTS = {kind: {"kind": FAULT_KIND, **keys_of(cls)} for kind, cls in FAULT_KINDS.items()}
 
@@ -143,16 +130,18 @@ def _model(r: Reader, data: Any) -> Any:
     try:
         return dataclasses.replace(named, **fields) if named is not None else cls(**fields)
     except (ValueError, TypeError, ScenarioError) as err:
-        raise r.fail(f"[model] {err}") from None
+        # the rules between keys (a rule of one key the reader checked already)
+        raise r.fail(f"[model] {str(err).removeprefix(cls.__name__ + ': ')}") from None
 
 
 def _tuple(v: Any) -> Any:
     return tuple(v) if isinstance(v, list) else v
 
 
-def _strategies(r: Reader, data: Any) -> list[Strategy]:
+def _strategies(r: Reader, data: Any, limits: Limits) -> list[Strategy]:
     if not isinstance(data, list) or not data:
         raise r.fail("add at least one [[strategy]] table")
+    limits.check("max_strategies", len(data), f"{r.source}: the [[strategy]] tables")
     out: list[Strategy] = []
     stems: dict[str, str] = {}
     for i, table in enumerate(data):
@@ -206,26 +195,6 @@ def _faults(r: Reader, data: Any, cluster: ClusterSpec) -> tuple[Fault, ...]:
     return tuple(out)
 
 
-def _check_sizes(r: Reader, scenario: Scenario) -> None:
-    """The cheap arithmetic checks, before any model, schedule or plan is built."""
-    limits, training = scenario.limits, scenario.training
-    limits.check("max_steps", training.steps, f"{r.source}: [training] steps")
-    blocks = scenario.model.num_blocks
-    limits.check("max_blocks", blocks, f"{r.source}: the model's pipeline blocks")
-    for s in scenario.strategies:
-        where = f"{r.source}: [[strategy]] {s.name!r}"
-        limits.check("max_microbatches", s.microbatches, f"{where} microbatches")
-        limits.check("max_devices", s.num_devices, f"{where} dp*tp*pp")
-        limits.check("max_stages", s.num_stages, f"{where} pp*chunks")
-        # every step runs at least a forward and a backward of every micro-batch on
-        # every stage, each at least one event: a lower bound of the run's events
-        limits.check(
-            "max_events",
-            2 * training.steps * s.num_stages * s.microbatches,
-            f"{where} 2*steps*pp*chunks*microbatches (fewest events the run needs)",
-        )
-
-
 def _read_schedule_files(r: Reader, scenario: Scenario) -> None:
     """Read and parse every schedule file (regular UTF-8 files within the size limit)."""
     for s in scenario.strategies:
@@ -239,29 +208,6 @@ def _read_schedule_files(r: Reader, scenario: Scenario) -> None:
         except ScenarioError as err:
             raise r.fail(f"[[strategy]] {s.name!r} schedule: {err}") from None
         scenario.schedules[s.name] = load_csv(path, scenario.limits)
-
-
-def numerics_bytes(model: Any, training: TrainingConfig, strategies: list[Strategy]) -> int:
-    """Host memory the real arrays of a numerics run need, at least (an estimate).
-
-    Every strategy's plan holds ``dp`` copies of the parameters (tensor and
-    pipeline parallelism split a copy, they do not add one), each with its
-    gradients and, for Adam, two moments (Kingma & Ba 2015, Algorithm 1);
-    all plans are built before the first one runs. On top comes what one
-    forward pass of the global batch stashes for the backward, measured by
-    running the model's blocks on shape-only arrays.
-    """
-    built = model.build(training.seed, numerics=False)
-    per_copy = built.num_parameters * ITEMSIZE[built.dtype]
-    moments = 2 if training.optimizer == "adam" else 0
-    parameters = per_copy * (2 + moments) * sum(s.dp for s in strategies)
-    x, _ = model.batch(training.seed, 0, training.global_batch, numerics=False)
-    seen: set[int] = set()
-    stash = 0
-    for block in built.blocks:
-        x, ctx = block.forward(x)
-        stash += tree_bytes(ctx, seen)
-    return parameters + stash
 
 
 def parse_scenario(
@@ -291,20 +237,13 @@ def parse_scenario(
         cluster=cluster,
         model=_model(r, data["model"]),
         training=training,
-        strategies=_strategies(r, data.get("strategy")),
+        strategies=_strategies(r, data.get("strategy"), scenario_limits),
         base_dir=base_dir or Path.cwd(),
         limits=scenario_limits,
         faults=_faults(r, data.get("fault", []), cluster),
     )
-    _check_sizes(r, scenario)
+    check_sizes(scenario_limits, scenario.model, training, scenario.strategies, source)
     _read_schedule_files(r, scenario)
-    if training.numerics:
-        need = numerics_bytes(scenario.model, training, scenario.strategies)
-        scenario_limits.check(
-            "max_numerics_bytes",
-            need,
-            f"{source}: the estimated host memory of the numerics arrays (bytes)",
-        )
     return scenario
 
 
@@ -315,10 +254,7 @@ def load_scenario(path: str | Path, limits: Mapping[str, int] | None = None) -> 
     line's ``--max-...`` flags; it also bounds the size of the file itself,
     which the file's own table cannot.
     """
+    check_instance("load_scenario", "path", path, (str, Path))
     p = Path(path)
-    text = read_text(p, "scenario file", Limits(**(limits or {})), ScenarioError, table=False)
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ScenarioError(f"{p}: invalid TOML: {err}") from None
+    data = read_toml(p, Limits(**(limits or {})))
     return parse_scenario(data, str(p), p.parent, limits)

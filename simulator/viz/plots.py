@@ -157,8 +157,9 @@ def memory(result: Any, path: str | Path | None = None) -> Figure | None:
             if label not in labels:
                 handles.append(h)
                 labels.append(label)
-    fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.0),
-               ncol=min(len(labels), 6), fontsize=8, frameon=False)  # fmt: skip
+    if labels:  # a model with no parameters and no stash holds nothing to name
+        fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.0),
+                   ncol=min(len(labels), 6), fontsize=8, frameon=False)  # fmt: skip
     return finish_figure(fig, path)
 
 

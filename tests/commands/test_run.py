@@ -90,7 +90,7 @@ def test_json_contract(tmp_path, capsys):
         (("pp = 2", "pp = 8"), "needs dp*tp*pp = 1*1*8 = 8 devices but the cluster has 4"),
         (("microbatches = 4", "microbatches = 3"), "does not divide into"),
         (('preset = "toy"', 'preset = "nope"'), "unknown cluster preset"),
-        (("width = 16", "width = -16"), "width must be a positive integer"),
+        (("width = 16", "width = -16"), "width must be an integer >= 1, got -16"),
         (("steps = 2", "stepz = 2"), "unknown key 'stepz'"),
         (("steps = 2", "steps = 2.5"), "steps must be an integer"),
         (('[[strategy]]\nname = "single"', '[[strategy]\nname = "single"'), "invalid TOML"),

@@ -72,6 +72,21 @@ def test_a_sweep_table_in_the_scenario(tmp_path, capsys):
         (("--vary", "cluster.nodes=0"), "nodes must be an integer in [1, 1e+09], got 0"),
         (("--vary", "cluster.nodes=1", "--metric", "speed"), "no finished run has a number"),
         (("--vary", "cluster.nodes=1", "--workers", "0"), "--workers must be a positive"),
+        (("--vary", "cluster={nodes=2}"), "vary 'cluster' takes numbers, strings or booleans"),
+        (("--vary", "seed=1", "--vary", "seed=2"), "--vary seed is given twice"),
+        (
+            ("--vary", "seed=" + ",".join(map(str, range(1999)))),
+            "the sweep's points (the product of 1999) = 1,999 is over the limit "
+            "max_sweep_points = 1,000",
+        ),
+        (
+            tuple(f"--vary={k}=" + ",".join(map(str, range(1000))) for k in ("seed", "a", "b")),
+            "(the product of 1000 x 1000 x 1000) = 1,000,000,000 is over the limit",
+        ),
+        (
+            ("--vary", "training.lr=1e300", "--vary", "training.steps=3"),
+            "none of its 2 runs finished (single: diverged",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, message):
@@ -84,3 +99,25 @@ def test_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, message):
 def test_missing_file(capsys):
     assert main(["sweep", "no/such.toml", "--vary", "seed=1"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_an_interrupted_sweep_marks_what_it_never_ran(tmp_path, capsys, monkeypatch):
+    import importlib
+
+    from simulator.planner import executor
+
+    sweep = importlib.import_module("simulator.planner.sweep")
+
+    def interrupted(tasks, fn=executor.simulate, **kwargs):
+        return executor.Outcome([fn(tasks[0])] + [None] * (len(tasks) - 1), "SIGTERM")
+
+    monkeypatch.setattr(sweep, "run_tasks", interrupted)
+    assert run(tmp_path, "--vary", "seed=1,2") == 143
+    captured = capsys.readouterr()
+    assert captured.out.count("NOT RUN") == 3
+    assert captured.err == (
+        f"interrupted by SIGTERM: 1 of 4 runs finished; wrote the 1 that finished to "
+        f"{tmp_path / 'o'}/\n"
+    )
+    rows = (tmp_path / "o" / "sweep.csv").read_text().splitlines()
+    assert len(rows) == 1 + 4 and sum("not run" in r for r in rows) == 3

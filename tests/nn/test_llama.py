@@ -80,7 +80,7 @@ def test_flash_and_materialised_attention_train_alike(config):
         ({"kv_heads": 3}, "kv_heads must divide heads"),
         ({"hidden": 12, "heads": 4}, "rotary embeddings rotate pairs"),
         ({"attention": "sdpa"}, "attention must be one of"),
-        ({"ffn_hidden": 0}, "ffn_hidden must be a positive integer"),
+        ({"ffn_hidden": 0}, "ffn_hidden must be an integer >= 1, got 0"),
     ],
 )
 def test_bad_shapes_are_one_clear_error(changes, message):

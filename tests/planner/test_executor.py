@@ -73,3 +73,36 @@ def test_a_dask_address_that_does_not_answer_is_one_line(tmp_path, capsys, monke
     assert main([*argv, "--fixed", "tp=4", "--out", str(tmp_path), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: cannot reach the Dask scheduler") and err.count("\n") == 1
+
+
+def _slow(seconds):
+    import time
+
+    time.sleep(seconds)
+    return {"status": "ok"}
+
+
+def test_sigterm_cancels_the_dask_tasks(monkeypatch):
+    distributed = pytest.importorskip("dask.distributed")
+    from simulator.planner import executor
+
+    cancelled = []
+    cancel = distributed.Client.cancel
+    monkeypatch.setattr(
+        distributed.Client,
+        "cancel",
+        lambda self, futures, *a, **k: (cancelled.extend(futures), cancel(self, futures, *a, **k)),
+    )
+    settle = executor._settle
+
+    def stop_after_the_first(future, i, results, bar):
+        settle(future, i, results, bar)
+        raise executor.Terminated  # what SIGTERM raises in the main thread
+
+    monkeypatch.setattr(executor, "_settle", stop_after_the_first)
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        outcome = run_tasks([0.0, *[0.5] * 5], _slow, dask=cluster.scheduler_address)
+    assert outcome.interrupted == "SIGTERM" and outcome.finished == 1
+    assert len(cancelled) == 6  # every future of the round, the unfinished ones with them

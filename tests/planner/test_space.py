@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulator.errors import ScenarioError, ScheduleError
+from simulator.errors import ScenarioError
 from simulator.parallel.strategy import Strategy
 from simulator.planner.space import SearchSpace, divisors, layout_keys, layout_name, layouts
 
@@ -73,7 +73,7 @@ def test_base_keys_are_kept():
     ("space", "error", "message"),
     [
         (dict(fixed={"bucket_mb": 1}), ScenarioError, "cannot fix bucket_mb"),
-        (dict(schedules=("zigzag",)), ScheduleError, "unknown schedule 'zigzag'"),
+        (dict(schedules=("zigzag",)), ScenarioError, "unknown schedule 'zigzag'"),
         (dict(orders=("tp-dp",)), Exception, "must name each of tp, dp and pp"),
     ],
 )

@@ -2,8 +2,11 @@
 
 Hypothesis starts from small valid scenarios (an MLP, a GPT, an abstract
 model) and breaks them the way a fuzzer does: infinities, NaN, huge and
-negative numbers, wrong types, long strings, unknown keys and tables, faults
-on devices that do not exist, bytes that are not UTF-8. ``python -m
+negative numbers, wrong types, long strings, unknown keys and tables, up to
+three faults (on devices that exist or not, at any time), bytes that are not
+UTF-8, a byte-order mark, lists nested thousands deep, integers of thousands of
+digits, and schedule files with every line ending, blank and empty rows and
+digits that are not ASCII. ``python -m
 simulator run`` (in-process) must exit with 0 or 2, print at most one
 ``error:`` line, and never raise.
 """
@@ -15,13 +18,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+import pytest
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from simulator.cli import main
 from simulator.nn.models import model_kinds
 from simulator.scenario import parse as scenario
-from simulator.scenario.limits import limit_names
+from simulator.scenario.limits import table_limits
+
+pytestmark = pytest.mark.fuzz
 
 MODELS = {
     "mlp": {"kind": "mlp", "layers": 2, "width": 4},
@@ -73,7 +79,7 @@ KNOWN = (
     + [(("cluster", "inter_node"), k) for k in scenario.LINK]
     + [(("training",), k) for k in scenario.TRAINING]
     + [(("strategy",), k) for k in scenario.STRATEGY]
-    + [(("limits",), k) for k in limit_names()]
+    + [(("limits",), k) for k in table_limits()]
     + [(("fault",), k) for kind in scenario.FAULTS.values() for k in kind]
     + [((), "fault"), ((), "strategy"), ((), "model"), ((), "cluster"), (("model",), "kind")]
 )
@@ -171,6 +177,37 @@ FAULT = st.one_of(
 )
 
 
+#: Bytes a file may hold that no parser likes: ``(where, bytes)``, inserted at that fraction
+#: of the text (0: at the start, 1: at the end, on a line of its own).
+GARBAGE = [
+    (0.5, b"\xff"),
+    (0.5, b"\xc3\x28"),
+    (0.0, b"\xef\xbb\xbf"),  # a byte-order mark
+    (1.0, b"\nz = " + b"[" * 5000 + b"]" * 5000 + b"\n"),
+    (1.0, b"\nz = " + b"{a = " * 3000 + b"1" + b"}" * 3000 + b"\n"),
+    (1.0, b"\nz = " + b"9" * 5000 + b"\n"),
+    (0.0, b"seed = " + b"1" * 101 + b"\n"),
+    (1.0, b"\n" + b"a." * 50 + b"b = 1\n"),
+]
+
+#: Schedule files as people write them, and as they should not: the 1F1B schedule of
+#: two ranks and two micro-batches with every line ending, a byte-order mark, blank lines,
+#: an empty row between the ranks, a digit that is not ASCII, a NUL, an open quote.
+ROWS = [["0F0", "0F1", "0B0", "", "0B1"], ["", "1F0", "1B0", "1F1", "1B1"]]
+CSV = st.tuples(
+    st.sampled_from(["\n", "\r\n", "\r"]),
+    st.sampled_from(["", "\ufeff", "\n\n"]),
+    st.sampled_from(["", "\n\n", "\r\n"]),
+    st.sampled_from([None, "", "1F\u0661", "0F0\x00", '"0F0', "0X0", "9F9"]),
+).map(
+    lambda t: (
+        t[1]
+        + t[0].join(",".join(row) for row in (ROWS if t[3] is None else [ROWS[0], [t[3]], ROWS[1]]))
+        + t[2]
+    ).encode("utf-8")
+)
+
+
 def put(data: dict[str, Any], where: tuple[tuple[str, ...], str], value: Any) -> None:
     path, key = where
     node: Any = data
@@ -233,24 +270,34 @@ def to_toml(data: dict[str, Any], prefix: str = "") -> str:
 )
 @given(
     st.sampled_from(sorted(MODELS)).flatmap(lambda k: st.tuples(st.just(k), changes(k))),
-    st.lists(FAULT, max_size=1),
-    st.sampled_from([None] * 18 + [b"\xff", b"\xc3\x28"]),
+    st.lists(FAULT, max_size=3),
+    st.sampled_from([None] * 12 + GARBAGE),
+    st.one_of(st.none(), st.none(), CSV),
+    # the pictures cost fifty times the run: draw them for one example in four
+    st.sampled_from([False, False, False, True]),
 )
-def test_run_never_raises(capsys, edits, faults, garbage) -> None:
+def test_run_never_raises(capsys, edits, faults, garbage, csv, files) -> None:
     kind, edit_list = edits
     data = base(kind)
     if faults:
         data["fault"] = faults
+    if csv is not None:
+        data["strategy"][1]["schedule"] = "file:s.csv"
     for where, value in edit_list:
         put(data, where, value)
     text = to_toml(data).encode("utf-8", "surrogatepass")
     if garbage is not None:
-        text = text[: len(text) // 2] + garbage + text[len(text) // 2 :]
+        at, bad = garbage
+        text = text[: int(len(text) * at)] + bad + text[int(len(text) * at) :]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "fuzz.toml"
         path.write_bytes(text)
-        code = main(["run", str(path), "--out", str(Path(tmp) / "out")])
+        if csv is not None:
+            (Path(tmp) / "s.csv").write_bytes(csv)
+        argv = ["run", str(path), "--out", str(Path(tmp) / "out")]
+        code = main(argv if files else [*argv, "--no-files"])
     err = capsys.readouterr().err
+    event(f"exit {code}")
     assert code in (0, 2), (code, err)
     if code == 2:
         assert err.startswith("error: ") and err.count("\n") == 1, err

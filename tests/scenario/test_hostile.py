@@ -124,6 +124,47 @@ def with_lines(text: str, table: str, *lines: str) -> str:
             with_lines(BASE, "[strategy]", 'schedule = "file:/dev/zero"'),
             "schedule file '/dev/zero' is not a regular file",
         ),
+        (
+            BASE + "x = " + "[" * 5000 + "]" * 5000 + "\n",
+            "the nesting of lists and tables = 5,000 is over the limit max_toml_depth = 32; if "
+            "you mean it, raise the limit with --max-toml-depth N",
+        ),
+        (
+            BASE.replace('name = "hostile"', "seed = " + "7" * 5000),
+            "the digits of a number = 5,000 is over the limit max_integer_digits = 100",
+        ),
+        (
+            BASE + "a." * 40 + "b = 1\n",
+            "the nesting of tables = 33 is over the limit max_toml_depth = 32",
+        ),
+        (
+            ABSTRACT.replace('name = "pipe"', 'name = "p0"')
+            + "".join(f'[[strategy]]\nname = "s{i}"\n' for i in range(1000)),
+            "the [[strategy]] tables = 1,001 is over the limit max_strategies = 1,000",
+        ),
+        (
+            with_lines(BASE, "[strategy]", "chunks = 100", 'schedule = "interleaved"'),
+            "[[strategy]] 'pipe' chunks = 100 is over the limit max_chunks_per_rank = 64",
+        ),
+        (
+            BASE.replace("width = 4", "width = 4294967296").replace(
+                "[training]", "[training]\nnumerics = false"
+            ),
+            "[model] width = 4,294,967,296 is over the limit max_width = 1,048,576",
+        ),
+        (
+            BASE.replace("width = 4", "width = 18446744073709551616").replace(
+                "[training]", "[training]\nnumerics = false"
+            ),
+            "[model] width = 18,446,744,073,709,551,616 is over the limit max_width",
+        ),
+        (
+            BASE.replace("width = 4", "width = 1048576")
+            .replace("global_batch = 8", "global_batch = 1099511627776")
+            .replace("[training]", "[training]\nnumerics = false\noptimizer = 'adam'")
+            .replace("[limits]", ""),
+            "more than the simulator's memory ledgers count (2^62)",
+        ),
     ],
     ids=[
         "steps",
@@ -134,6 +175,14 @@ def with_lines(text: str, table: str, *lines: str) -> str:
         "events",
         "host-memory",
         "dev-zero",
+        "toml-nesting",
+        "toml-digits",
+        "dotted-keys",
+        "strategies",
+        "chunks-per-rank",
+        "width-2^32",
+        "width-2^64",
+        "ledger",
     ],
 )
 def test_sizes_past_a_limit_fail_at_once(tmp_path, capsys, text, message):
@@ -210,7 +259,7 @@ def test_numerics_memory_counts_every_replica_and_the_stash():
         ),
         (
             ABSTRACT.replace("forward_ms = 1.0", 'comm_ms = [1, "x"]'),
-            "[model] comm_ms[1] must be a number, got 'x'",
+            "[model] comm_ms[1] must be a number in [0, 1e+09], got 'x'",
         ),
     ],
     ids=[
@@ -245,11 +294,11 @@ def test_scalar_and_list_forms_obey_one_rule(bad):
     [
         (
             GPT.replace("vocab = 64", "vocab = 64\ninit_std = -1"),
-            "[model] GPT init_std must be a number in [0, 1], got -1",
+            "[model] init_std must be a number in [0, 1], got -1",
         ),
         (
             GPT.replace("vocab = 64", "vocab = 64\ninit_std = nan"),
-            "[model] init_std must be a finite number, got nan",
+            "[model] init_std must be a number in [0, 1], got nan",
         ),
         (
             GPT.replace("vocab = 64", 'vocab = 64\ndata = "text"').replace(
@@ -261,7 +310,10 @@ def test_scalar_and_list_forms_obey_one_rule(bad):
             GPT.replace("vocab = 64", 'vocab = 8\ndata = "text"'),
             "has 62 distinct characters but vocab is 8",
         ),
-        (GPT.replace("vocab = 64", 'vocab = 64\ndata = "poem"'), "GPT data must be one of"),
+        (
+            GPT.replace("vocab = 64", 'vocab = 64\ndata = "poem"'),
+            "[model] data must be one of 'synthetic', 'text', got 'poem'",
+        ),
     ],
     ids=["init-std-negative", "init-std-nan", "text-too-short", "text-vocab", "unknown-data"],
 )
@@ -355,3 +407,9 @@ def test_a_schedule_file_reports_its_chunks(tmp_path):
     path.write_text(text)
     result = run_scenario(load_scenario(path)).results[0]
     assert result.status == "ok" and result.metrics["chunks"] == 2
+
+
+def test_a_byte_order_mark_is_dropped(tmp_path) -> None:
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + BASE.encode())
+    assert load_scenario(path).name == "hostile"

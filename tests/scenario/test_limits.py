@@ -25,6 +25,11 @@ def test_documented_defaults() -> None:
         "max_file_bytes": 16 * 2**20,
         "max_sweep_points": 1_000,
         "max_numerics_bytes": 4 * 2**30,
+        "max_strategies": 1_000,
+        "max_chunks_per_rank": 64,
+        "max_width": 2**20,
+        "max_toml_depth": 32,
+        "max_integer_digits": 100,
     }
     assert all(f.metadata["doc"] for f in dataclasses.fields(Limits))
 
@@ -45,7 +50,7 @@ def test_the_message_names_limit_value_key_and_how_to_raise_it() -> None:
 
 
 def test_limits_must_be_positive_integers() -> None:
-    with pytest.raises(SimulatorError, match="limit max_events must be an integer >= 1, got 0"):
+    with pytest.raises(SimulatorError, match="Limits: max_events must be an integer >= 1, got 0"):
         Limits(max_events=0)
     with pytest.raises(SimulatorError, match="max_steps must be an integer"):
         Limits(max_steps=1.5)  # type: ignore[arg-type]

@@ -65,9 +65,9 @@ def test_nics_per_node_shares_adapters(tmp_path):
     ("change", "message"),
     [
         (("width = 32", "widht = 32"), "unknown key 'widht' in [model] (did you mean 'width'?)"),
-        (("steps = 2", 'steps = "two"'), "[training] steps must be an integer, got 'two'"),
-        (("steps = 2", "steps = true"), "[training] steps must be an integer, got True"),
-        (("layers = 4", "layers = -4"), "[model] layers must be a positive integer, got -4"),
+        (("steps = 2", 'steps = "two"'), "[training] steps must be an integer >= 1, got 'two'"),
+        (("steps = 2", "steps = true"), "[training] steps must be an integer >= 1, got True"),
+        (("layers = 4", "layers = -4"), "[model] layers must be an integer >= 1, got -4"),
         (
             ("memory_gib = 40", "memory_gib = -1"),
             "[cluster.device] memory_gib must be a number in [1e-09, 1e+09] or inf, got -1",

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -52,8 +53,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ...errors import ScheduleError
+from ...keys import check_instance
 
-_ACTION = re.compile(r"^\s*(\d+)\s*(BW|[FBW])\s*(\d+)\s*$")
+#: ``STAGE KIND MICROBATCH``; ASCII digits only (``int`` would read ``١`` as 1 too).
+_ACTION = re.compile(r"^\s*([0-9]+)\s*(BW|[FBW])\s*([0-9]+)\s*$", re.ASCII)
 
 
 class Kind(StrEnum):
@@ -299,11 +302,29 @@ def _full(item: Item | None) -> Item | None:
 
 
 def parse_csv(text: str, name: str = "csv") -> Schedule:
-    """Read a schedule written one row per rank; stage and micro-batch counts are inferred."""
+    """Read a schedule written one row per rank; stage and micro-batch counts are inferred.
+
+    The text is read as people write it: a UTF-8 byte-order mark (which Excel
+    writes) is dropped, lines may end in LF, CRLF or a lone CR, and empty rows
+    before the first rank and after the last are ignored. An empty row between
+    two ranks is an error (``empty row N``): it would be a rank with nothing to do.
+    """
+    check_instance("parse_csv", "text", text, str, "the text of the file, not its path")
+    text = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as err:
+        raise ScheduleError(f"{name}: not a CSV file a schedule can be read from: {err}") from None
+    filled = [n for n, row in enumerate(rows, 1) if any(cell.strip() for cell in row)]
+    if filled:
+        blank = next((n for n, m in itertools.pairwise(filled) if m > n + 1), None)
+        if blank is not None:
+            raise ScheduleError(
+                f"{name}: empty row {blank + 1}, between two ranks; write one row of actions per "
+                "rank, with no empty row between them"
+            )
     ranks: list[tuple[Item | None, ...]] = []
-    for r, row in enumerate(csv.reader(io.StringIO(text))):
-        if not any(cell.strip() for cell in row) and not ranks:
-            continue
+    for row in (rows[n - 1] for n in filled):
         cells: list[Item | None] = []
         for s, cell in enumerate(row):
             if not cell.strip():
@@ -312,10 +333,8 @@ def parse_csv(text: str, name: str = "csv") -> Schedule:
             try:
                 cells.append(parse_item(cell))
             except ScheduleError as err:
-                raise ScheduleError(f"{name}: rank {r}, step {s}: {err}") from None
+                raise ScheduleError(f"{name}: rank {len(ranks)}, step {s}: {err}") from None
         ranks.append(tuple(cells))
-    while ranks and not any(ranks[-1]):
-        ranks.pop()
     actions = [a for row in ranks for item in row if item is not None for a in parts(item)]
     if not any(a.kind == W for a in actions):
         # written before the full backward had a name of its own: B meant all of it
