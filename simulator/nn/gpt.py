@@ -121,10 +121,11 @@ class GPTConfig(LanguageModelData, ModelConfig):
         attention: the attention kernel, ``materialised`` (the ``s x s`` scores
             kept, GPT-2's and Korthikanti et al.'s) or ``flash``
             (:mod:`simulator.nn.attention`).
-        experts, top_k, moe_every, first_dense_layers, moe_ffn_hidden,
-            shared_experts, capacity_factor, aux_loss_coef, routing: a mixture of
-            GELU experts in place of the MLP (:mod:`simulator.nn.moe`); ``experts =
-            0`` is the dense GPT.
+        experts: routed experts of a mixture of GELU experts in place of the
+            MLP; it and the other MoE keys (``top_k``, ``moe_every``,
+            ``first_dense_layers``, ``moe_ffn_hidden``, ``shared_experts``,
+            ``capacity_factor``, ``aux_loss_coef``, ``routing``) are
+            :data:`simulator.nn.moe.MOE_KEYS`; ``experts = 0`` is the dense GPT.
     """
 
     kind: ClassVar[str] = "gpt"

@@ -123,10 +123,11 @@ class LlamaConfig(LanguageModelData, ModelConfig):
         bias: biases in the linear layers (Llama has none).
         dropout: drop probability of every dropout (Llama: 0).
         make_vocab_size_divisible_by, dtype, data, init_std: as for GPT.
-        experts, top_k, moe_every, first_dense_layers, moe_ffn_hidden,
-            shared_experts, capacity_factor, aux_loss_coef, routing: a mixture of
-            SwiGLU experts in place of the MLP, as Mixtral and DeepSeek-V3 have
-            (:mod:`simulator.nn.moe`); ``experts = 0`` is the dense Llama.
+        experts: routed experts of a mixture of SwiGLU experts in place of the
+            MLP; it and the other MoE keys (``top_k``, ``moe_every``,
+            ``first_dense_layers``, ``moe_ffn_hidden``, ``shared_experts``,
+            ``capacity_factor``, ``aux_loss_coef``, ``routing``) are
+            :data:`simulator.nn.moe.MOE_KEYS`; ``experts = 0`` is the dense Llama.
     """
 
     kind: ClassVar[str] = "llama"
