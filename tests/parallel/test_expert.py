@@ -40,6 +40,7 @@ LAYOUTS = [
     (MOE, Strategy("ep2-tp2", dp=2, ep=2, tp=2, microbatches=2)),
     (MOE, Strategy("ep4-tp2-sp", dp=4, ep=4, tp=2, sequence_parallel=True)),
     (MOE, Strategy("ep2-pp2", dp=2, ep=2, pp=2, microbatches=2)),
+    (MOE, Strategy("ep2-tp2-pp2", dp=2, ep=2, tp=2, pp=2, microbatches=2)),
     (MOE, Strategy("ep2-dp4-order", dp=4, ep=2, order="tp-dp-ep-pp")),
     (MOE, Strategy("ep2-zero2", dp=4, ep=2, zero=2, bucket_mb=0.001)),
     (
@@ -50,6 +51,19 @@ LAYOUTS = [
     ),
     (SHARED, Strategy("shared-ep2-overlap", dp=2, ep=2, tp=2, microbatches=2, ep_overlap="both")),
     (SHARED, Strategy("shared-ep4-zero1", dp=4, ep=4, zero=1)),
+    (
+        SHARED,
+        Strategy(
+            "shared-ep2-dualpipev",
+            dp=2,
+            ep=2,
+            pp=2,
+            chunks=2,
+            microbatches=4,
+            schedule="dualpipev",
+            ep_overlap="both",
+        ),
+    ),
 ]
 
 
