@@ -21,6 +21,7 @@ PAGES = {
     "tiny_gpt": DOCS / "models.md",
     "gpt3_memory": DOCS / "models.md",
     "gpt3_175b_layouts": DOCS / "parallelism" / "hybrid.md",
+    "long_context": DOCS / "parallelism" / "context.md",
 }
 
 

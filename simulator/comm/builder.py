@@ -61,6 +61,12 @@ def _ints(values: Sequence[int]) -> tuple[int, ...]:
     return values if isinstance(values, tuple) else tuple(int(v) for v in values)
 
 
+def interned(plan: TransferPlan) -> TransferPlan | None:
+    """The shared object of the plans equal to ``plan`` (equal keys), if there is one: a
+    plan with only its key says which, before its messages are worked out."""
+    return _INTERNED.get(plan)
+
+
 def intern(plan: TransferPlan) -> TransferPlan:
     """One shared object per distinct plan: a plan's expanded transfers and byte counts
     are worked out once however often the collective runs (numerics runs it with new

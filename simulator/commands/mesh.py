@@ -1,6 +1,6 @@
-"""``python -m simulator mesh --dp D --tp T --pp P [--preset NAME] [--nodes N] [--order O]``.
+"""``python -m simulator mesh --dp D --cp C --tp T --pp P [--preset P] [--nodes N] [--order O]``.
 
-Prints which device holds which (dp, tp, pp) coordinates, and for every
+Prints which device holds which (dp, cp, tp, pp) coordinates, and for every
 process group of every axis the devices in it and the links its traffic
 crosses: NVLink-class links inside a node, the network between nodes. With
 Megatron-LM's default order ``tp-cp-dp-pp`` tensor-parallel groups stay inside
@@ -8,7 +8,7 @@ a node whenever ``tp`` divides the node size.
 
 The sizes are checked like the keys of a scenario before anything is built:
 positive integers, ``--nodes`` too (``--nodes 0`` is an error, not "as many
-as needed"), and ``dp * tp * pp`` within ``--max-devices``.
+as needed"), and ``dp * cp * tp * pp`` within ``--max-devices``.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--dp", type=int_flag, default=1, help="data-parallel size (1)")
+    p.add_argument("--cp", type=int_flag, default=1, help="context-parallel size (1)")
     p.add_argument("--tp", type=int_flag, default=1, help="tensor-parallel size (1)")
     p.add_argument("--pp", type=int_flag, default=1, help="pipeline-parallel size (1)")
     p.add_argument("--preset", default="dgx-a100", help="hardware preset (dgx-a100)")
@@ -51,18 +52,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     limits = replace(Limits(), **limit_flags(args))
-    for flag in ("dp", "tp", "pp"):
+    for flag in ("dp", "cp", "tp", "pp"):
         check_flag(getattr(args, flag), f"--{flag}", SIZE)
     if args.nodes is not None:
         check_flag(args.nodes, "--nodes", NODES)
-    limits.check("max_devices", args.dp * args.tp * args.pp, "--dp * --tp * --pp", table=False)
-    mesh = Mesh(args.dp, args.tp, args.pp, args.order)
+    size = args.dp * args.cp * args.tp * args.pp
+    limits.check("max_devices", size, "--dp * --cp * --tp * --pp", table=False)
+    mesh = Mesh(args.dp, args.tp, args.pp, args.order, cp=args.cp)
     per_node = preset(args.preset).devices_per_node
     nodes = args.nodes if args.nodes is not None else -(-mesh.size // per_node)
     cluster = preset(args.preset, nodes)
     if mesh.size > cluster.num_devices:
         raise LayoutError(
-            f"dp*tp*pp = {mesh.size} devices but {nodes} node(s) of {args.preset} "
+            f"dp*cp*tp*pp = {mesh.size} devices but {nodes} node(s) of {args.preset} "
             f"have {cluster.num_devices}; add --nodes or shrink the mesh"
         )
     print("\n".join(describe(mesh, cluster)))

@@ -55,6 +55,8 @@ SEARCH_FLAGS = {
     "devices": "devices",
     "max_tp": "max_tp",
     "max_pp": "max_pp",
+    "max_cp": "max_cp",
+    "context_parallel": "context_parallel",
     "max_chunks": "max_chunks",
     "schedules": "schedules",
     "microbatch_sizes": "microbatch_sizes",
@@ -65,7 +67,16 @@ SEARCH_FLAGS = {
     "ep": "ep",
     "top": "top",
 }
-LISTS = ("schedules", "microbatch_sizes", "recompute", "sequence_parallel", "zero", "orders", "ep")
+LISTS = (
+    "schedules",
+    "microbatch_sizes",
+    "recompute",
+    "sequence_parallel",
+    "zero",
+    "orders",
+    "context_parallel",
+    "ep",
+)
 
 
 def add_executor_flags(p: argparse.ArgumentParser) -> None:
@@ -116,9 +127,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--global-batch", metavar="B", help="sequences per step with --model")
     p.add_argument("--steps", metavar="S", help="steps to simulate with --model (1)")
     search = p.add_argument_group("search (the keys of the [plan] table)")
-    search.add_argument("--devices", metavar="N", help="dp*tp*pp (default: every device)")
+    search.add_argument("--devices", metavar="N", help="dp*cp*tp*pp (default: every device)")
     search.add_argument("--max-tp", metavar="T", help="largest tensor-parallel size")
     search.add_argument("--max-pp", metavar="P", help="largest pipeline-parallel size")
+    search.add_argument(
+        "--max-cp", metavar="C", help="largest context-parallel size (1: no context parallelism)"
+    )
+    search.add_argument(
+        "--context-parallel", metavar="A,B", help="ring,allgather,ulysses when cp > 1 (all)"
+    )
     search.add_argument("--max-chunks", metavar="V", help="most chunks per rank (4)")
     search.add_argument("--schedules", metavar="A,B", help="pipeline schedules (all)")
     search.add_argument("--microbatch-sizes", metavar="B1,B2", help="micro-batch sizes (all)")

@@ -15,9 +15,14 @@ Definitions (the tests rely on them; docs/design.md, "Definitions"):
 * ``compute_fraction``, ``exposed_comm_fraction``, ``bubble_fraction``: the
   mean over devices of each part over the step; the three sum to 1. With
   equal stages and free communication ``bubble_fraction`` is exactly
-  ``(p-1)/(m+p-1)`` for GPipe and 1F1B: the "bubble rate" of the Zero Bubble
-  paper (Qi et al. 2024, sec. 5.3). A run without a pipeline has no bubble
+  ``(p-1)/(m+p-1)`` for GPipe and 1F1B. A run without a pipeline has no bubble
   beyond load imbalance.
+* ``pipeline_bubble_rate``: the Zero Bubble paper's bubble rate (Qi et al. 2024,
+  sec. 5.3): the idle time inside the longest rank's own span (its first to
+  its last pipeline action) over that span (:func:`pipeline_bubble_rate`).
+  It leaves out the skew by which later ranks start later, which a step
+  ending in a barrier pays and a steady state without one does not
+  (``[training] step_barrier``).
 * ``bubble_fraction_analytic``: the schedule's closed form (see
   :mod:`simulator.parallel.pipeline.schedules`), fed with the measured times
   of the first stage's F, B and W; null when there is none.
@@ -47,6 +52,9 @@ from ..hardware import ClusterSpec
 from ..parallel.build import Plan
 from ..runtime import RunRecord, StepRecord
 
+#: the strategy's overlap options, listed in every result (docs/results.md)
+OVERLAPS = ("overlap_grad_reduce", "prefetch_params", "async_tp")
+
 
 def analytic_bubble(plan: Plan, record: StepRecord) -> float | None:
     """The schedule's closed form with the first stage's measured action times."""
@@ -63,6 +71,23 @@ def analytic_bubble(plan: Plan, record: StepRecord) -> float | None:
     else:
         t_b, t_w = seconds.get((0, "BW"), 0.0), 0.0
     return info.bubble(s.pp, s.microbatches, s.chunks, t_f, t_b, t_w)
+
+
+def pipeline_bubble_rate(record: StepRecord) -> float:
+    """Qi et al. (2024, sec. 5.3)'s bubble rate: the idle time inside the longest span of
+    any rank -- from its first pipeline action to the end of its last -- over that span.
+
+    Idle means neither computing nor waiting for a collective of its own group
+    (that wait is exposed communication, docs/design.md, "Definitions"). With
+    equal stages and free communication it is ``(p-1)/(m+p-1)`` for GPipe and
+    1F1B, ``(p-1)(T_F+T_B-T_W) / ((p-1)(T_F+T_B-T_W) + m(T_F+T_B+T_W))`` for
+    ZB-H1 and ``(p-1)(T_F+T_B-2T_W) / (...)`` for ZB-H2 (Table 2), 0 for ZB-H2
+    and ZB-V when ``T_F = T_B = T_W``. Of spans equally long, the idlest counts.
+    """
+    longest = max(record.workers, key=lambda w: (w.span_s, w.span_idle_s), default=None)
+    if longest is None or longest.span_s <= 0:
+        return 0.0
+    return longest.span_idle_s / longest.span_s
 
 
 def peak_flops(cluster: ClusterSpec, devices: Iterable[int], dtype: str) -> float:
@@ -118,6 +143,7 @@ def summarize(plan: Plan, run: RunRecord) -> dict[str, Any]:
         "status": "ok",
         "message": "",
         "dp": s.dp,
+        "cp": s.cp,
         "tp": s.tp,
         "pp": s.pp,
         "schedule": s.schedule if s.pp > 1 else None,
@@ -130,6 +156,9 @@ def summarize(plan: Plan, run: RunRecord) -> dict[str, Any]:
         "exposed_comm_fraction": mean("exposed_comm_fraction"),
         "bubble_fraction": mean("bubble_fraction"),
         "bubble_fraction_analytic": analytic_bubble(plan, record),
+        "pipeline_bubble_rate": pipeline_bubble_rate(record),
+        "step_barrier": plan.training.step_barrier,
+        "overlap": {name: getattr(s, name) for name in OVERLAPS},
         "exposed_comm_s": mean("exposed_comm_s"),
         "loss": run.losses,
         "parameters": plan.num_parameters,

@@ -181,6 +181,8 @@ def layer_stash_bytes(
     sequence_parallel: bool = False,
     recompute: str = "none",
     precision: str = "bf16",
+    cp: int = 1,
+    context_parallel: str = "ring",
 ) -> float:
     """Bytes one transformer layer keeps from forward to backward, per micro-batch of
     ``micro_batch`` sequences, on one tensor-parallel rank (shape-only arrays).
@@ -207,10 +209,21 @@ def layer_stash_bytes(
     GPT with ``f = 4h``, dropout, 16-bit, no FP8 gives Korthikanti et al.'s
     ``sbh (34 + 5 a s / h)``, ``sbh (10 + 24/t + 5 a s/(h t))`` and ``sbh (34 +
     5 a s/h) / t``. Full recomputation keeps the layer's input, ``e s b h /t*``.
+
+    With context parallelism (``cp`` ranks, :mod:`simulator.parallel.context`)
+    a rank keeps all of that for its ``s / cp`` tokens: every term divides by
+    ``cp``, except the materialised probabilities, which a rank keeps for the
+    blocks of keys it attends: with the balanced chunks at least ``(2 cp + 1)
+    n^2`` pairs per head, ``n = s / (2 cp)`` (the all-gather variant's count; the
+    ring's diagonal step keeps ``n^2`` more), and Ulysses' ``s^2 / cp`` (its
+    ``a / cp`` heads over the whole sequence). Ulysses also keeps its heads'
+    output besides the sequence-split one, which this count leaves out.
     """
     c = _shape(config)
     e = ITEMSIZE[config.dtype]
-    s, b, h, a, t = c["s"], micro_batch, c["h"], c["a"], tp
+    b, h, a, t = micro_batch, c["h"], c["a"], tp
+    whole = c["s"]
+    s = whole // cp  # the tokens of every sequence a rank holds
     split = t if sequence_parallel else 1
     sbh = s * b * h
     if recompute == "full":
@@ -225,8 +238,20 @@ def layer_stash_bytes(
         total += e * sbh / t + (sbh / t if precision == "fp8" else 0) + 4 * a * s * b / t
     else:
         total += g * sbh / t
-        if recompute != "selective":
+        if recompute != "selective" and cp == 1:
             total += (a / t) * s * s * b * (e + mask * (1 + e))
+        elif recompute != "selective":
+            pairs = _pairs_kept(whole, cp, context_parallel)
+            total += (a / t) * pairs * b * (e + mask * (1 + e))
     total += e * s * b * c["fc1"] / t + g * s * b * c["f"] / t
     total += 2 * mask * sbh / split
     return total
+
+
+def _pairs_kept(s: int, cp: int, context_parallel: str) -> float:
+    """Query-key pairs per head whose probabilities one of ``cp > 1`` ranks keeps
+    (materialised kernel; :func:`layer_stash_bytes`)."""
+    if context_parallel == "ulysses":
+        return s * s / cp
+    n = s / (2 * cp)
+    return (2 * cp + 1) * n * n

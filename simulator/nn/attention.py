@@ -96,7 +96,8 @@ class AttentionCore(Layer):
         rotary: RoPE's base ``theta``, or None for no rotation (GPT).
         kernel: ``"materialised"`` or ``"flash"``.
         first: the position of the first query (a rank holding a later part of
-            the sequence rotates from there).
+            the sequence rotates from there), or the positions of every query
+            (a context-parallel rank holds two chunks of the sequence).
     """
 
     def __init__(
@@ -125,14 +126,14 @@ class AttentionCore(Layer):
         self.selective = selective
         self.rotary = rotary
         self.kernel = kernel
-        self.first = 0
+        self.first: ops_llama.Positions = 0
 
     @property
     def flash(self) -> bool:
         return self.kernel == "flash"
 
     # -- the parts ------------------------------------------------------------------------
-    def _split(self, x: Array) -> tuple[Array, Array, Array]:
+    def split(self, x: Array) -> tuple[Array, Array, Array]:
         """Queries ``(b, kv, g, s, d)``, keys and values ``(b, kv, 1, s, d)``, rotated."""
         q, k, v = split_groups(x, self.kv_heads, self.group)
         if self.rotary is not None:
@@ -140,31 +141,37 @@ class AttentionCore(Layer):
             k = ops_llama.rope(k, self.rotary, self.first)
         return q, k, v
 
-    def _merge(self, out: Array) -> Array:
+    def merge(self, out: Array) -> Array:
         """``(b, kv, g, s, d)`` heads -> ``(b, s, heads d)`` (head ``i g + j`` is query
         ``j`` of group ``i``, the order of the QKV layout)."""
         b, _, _, s, d = out.shape
         return ops_nn.merge_heads(out.reshape(b, self.heads, s, d))
 
-    def _heads(self, y: Array) -> Array:
+    def heads_of(self, y: Array) -> Array:
         """The inverse view of :meth:`_merge`, free."""
         b, s, _ = y.shape
         (heads,) = ops_nn.split_heads(y, self.heads)
         return heads.reshape(b, self.kv_heads, self.group, s, self.head_dim)
 
-    def _unrotate(self, dq: Array, dk: Array, dv: Array) -> Array:
+    def unrotate(self, dq: Array, dk: Array, dv: Array) -> Array:
         if self.rotary is not None:
             dq = ops_llama.rope_backward(dq, self.rotary, self.first)
             dk = ops_llama.rope_backward(dk, self.rotary, self.first)
         return merge_groups(dq, dk, dv)
 
-    def _keep(self, q: Array) -> Array | None:
-        """Flash: the dropout mask of the probabilities, regenerated (never stored)."""
-        if self.dropout.p == 0.0 or is_shape_only(q):
+    def _keep(
+        self, q: Array, dropout: Dropout | None = None, sk: int | None = None
+    ) -> Array | None:
+        """Flash: the dropout mask of the probabilities, regenerated (never stored), of
+        ``q``'s rows and ``sk`` keys (default: square) under ``dropout`` (default: the
+        core's own)."""
+        dropout = self.dropout if dropout is None else dropout
+        if dropout.p == 0.0 or is_shape_only(q):
             return None
         b, kv, g, s, _ = q.shape
-        probe = np.broadcast_to(np.zeros((), q.dtype), (b, kv * g, s, s))
-        return self.dropout.mask(probe).reshape(b, kv, g, s, s)
+        sk = s if sk is None else sk
+        probe = np.broadcast_to(np.zeros((), q.dtype), (b, kv * g, s, sk))
+        return dropout.mask(probe).reshape(b, kv, g, s, sk)
 
     # -- materialised ---------------------------------------------------------------------
     def _attend(self, q: Array, k: Array, v: Array) -> tuple[Array, tuple]:
@@ -190,29 +197,55 @@ class AttentionCore(Layer):
             dk, dv = sum_groups(dk, f"{self.name}.dk.sum"), sum_groups(dv, f"{self.name}.dv.sum")
         return dq, dk, dv
 
-    # -- the layer --------------------------------------------------------------------------
-    def forward(self, x: Array) -> tuple[Array, Any]:
-        q, k, v = self._split(x)
+    # -- grouped, rotated inputs ------------------------------------------------------------
+    def attend(self, q: Array, k: Array, v: Array) -> tuple[Array, Any]:
+        """Attention of queries, keys and values already grouped and rotated (:meth:`split`)
+        over the whole sequence, ``(b, kv, g, s, d)``, and what :meth:`attend_backward`
+        needs: the forward of :meth:`forward` without the split and the merge (a rank
+        that received its heads of the whole sequence from others, DeepSpeed-Ulysses,
+        :mod:`simulator.parallel.context`)."""
         if self.flash:
             out, lse = flash_attention(q, k, v, self.scale, keep=self._keep(q), p=self.dropout.p)
-            y = self._merge(out)
+            return out, (q, k, v, out, lse)
+        out, ctx = self._attend(q, k, v)
+        return out, ((q, k, v) if self.selective else ctx)
+
+    def attend_backward(self, dout: Array, ctx: Any) -> tuple[Array, Array, Array]:
+        """Gradients of :meth:`attend`'s queries, keys and values."""
+        if self.flash:
+            q, k, v, out, lse = ctx
+            keep = self._keep(q)
+            return flash_attention_backward(
+                dout, q, k, v, out, lse, self.scale, keep=keep, p=self.dropout.p
+            )
+        if self.selective:
+            with tagged("recompute"):
+                _, ctx = self._attend(*ctx)
+        return self._attend_backward(dout, ctx)
+
+    # -- the layer --------------------------------------------------------------------------
+    def forward(self, x: Array) -> tuple[Array, Any]:
+        q, k, v = self.split(x)
+        if self.flash:
+            out, lse = flash_attention(q, k, v, self.scale, keep=self._keep(q), p=self.dropout.p)
+            y = self.merge(out)
             # the merged output is what the output projection keeps too: one array
             return y, (q, k, v, y, lse)
         out, ctx = self._attend(q, k, v)
-        return self._merge(out), ((q, k, v) if self.selective else ctx)
+        return self.merge(out), ((q, k, v) if self.selective else ctx)
 
     def backward_input(self, dy: Array, ctx: Any) -> tuple[Array, Any]:
-        dout = self._heads(dy)
+        dout = self.heads_of(dy)
         if self.flash:
             q, k, v, y, lse = ctx
             keep = self._keep(q)
             grads = flash_attention_backward(
-                dout, q, k, v, self._heads(y), lse, self.scale, keep=keep, p=self.dropout.p
+                dout, q, k, v, self.heads_of(y), lse, self.scale, keep=keep, p=self.dropout.p
             )
-            return self._unrotate(*grads), None
+            return self.unrotate(*grads), None
         if self.selective:
             # the whole forward of the core runs again, as Megatron-LM's checkpointed
             # core attention does; its FLOPs are hardware FLOPs, not model FLOPs
             with tagged("recompute"):
                 _, ctx = self._attend(*ctx)
-        return self._unrotate(*self._attend_backward(dout, ctx)), None
+        return self.unrotate(*self._attend_backward(dout, ctx)), None

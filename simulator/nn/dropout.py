@@ -30,6 +30,15 @@ after the windowed axes -- ``(a,)`` or ``(s,)`` above -- and the remaining
 axes are then the input's, so a tensor-parallel layer can cut its heads before
 it knows the sequence length. :meth:`Dropout.sliced` makes such a copy of a
 layer.
+
+A window may also list positions one by one (an integer array): a
+context-parallel rank holds two chunks of every sequence, ``c`` and ``2 cp - 1
+- c``, so its window on the sequence axis is those positions
+(:mod:`simulator.parallel.context`). Windows compose: slicing a layer that
+already has a window cuts the part it applies, so a sequence-parallel rank
+inside a context-parallel rank takes its share of the context-parallel rank's
+positions, and an attention block its queries' and keys' share of a
+tensor-parallel rank's heads.
 """
 
 from __future__ import annotations
@@ -45,6 +54,32 @@ from .layers import Layer
 
 #: The places of a GPT that drop units; with the layer index they name a mask.
 SITES = {"embedding": 0, "attention_probs": 1, "attention_out": 2, "mlp_out": 3}
+#: The part of one axis a window keeps: a range, or positions one by one.
+Cut = slice | np.ndarray
+
+
+def _length(cut: Cut, size: int) -> int:
+    return len(range(*cut.indices(size))) if isinstance(cut, slice) else len(cut)
+
+
+def _within(outer: Cut, inner: Cut, size: int) -> Cut:
+    """The cut ``inner`` of the part ``outer`` keeps of an axis of ``size`` elements,
+    as a cut of the whole axis."""
+    if isinstance(outer, slice) and isinstance(inner, slice):
+        kept = range(size)[outer][inner]
+        if kept.step > 0:
+            return slice(kept.start, kept.stop, kept.step)
+    return np.arange(size)[outer][inner]
+
+
+def _cut(mask: np.ndarray, window: tuple[Cut, ...]) -> np.ndarray:
+    """``mask`` restricted to ``window``, axis by axis (positions listed one by one
+    on two axes select their rows and columns, not pairs of them)."""
+    if all(isinstance(c, slice) for c in window):
+        return mask[window]
+    for axis, cut in enumerate(window):
+        mask = mask[(slice(None),) * axis + (cut,)]
+    return mask
 
 
 class Dropout(Layer):
@@ -54,7 +89,8 @@ class Dropout(Layer):
         p: drop probability; ``0`` makes the layer the identity (nothing saved).
         layer: index of the transformer layer the site belongs to.
         site: a key of :data:`SITES`.
-        window: per-sample slices this layer applies, or None for the whole mask.
+        window: per-sample cuts this layer applies (a slice or the positions, per
+            axis), or None for the whole mask.
         full_shape: per-sample shape of the whole mask (required with ``window``),
             or only its leading axes, at least those the window cuts.
     """
@@ -66,7 +102,7 @@ class Dropout(Layer):
         p: float,
         layer: int,
         site: str,
-        window: tuple[slice, ...] | None = None,
+        window: tuple[Cut, ...] | None = None,
         full_shape: tuple[int, ...] | None = None,
     ) -> None:
         if not 0.0 <= p < 1.0:
@@ -83,9 +119,24 @@ class Dropout(Layer):
         self.window = window
         self.full_shape = full_shape
 
-    def sliced(self, window: tuple[slice, ...], full_shape: tuple[int, ...]) -> Dropout:
-        """This dropout restricted to ``window`` of a per-sample mask of ``full_shape``."""
-        return Dropout(self.p, self.layer, self.site, window, full_shape)
+    def sliced(self, window: tuple[Cut, ...], full_shape: tuple[int, ...]) -> Dropout:
+        """This dropout restricted to ``window`` of a per-sample mask of ``full_shape``:
+        the shape of the mask this layer applies, which for a layer that has a
+        window already is its part, cut again (the module docstring)."""
+        if self.window is None or self.full_shape is None:
+            return Dropout(self.p, self.layer, self.site, window, full_shape)
+        old, whole = self.window, self.full_shape
+        axes = max(len(old), len(window))
+        full = tuple(whole[a] if a < len(whole) else full_shape[a] for a in range(axes))
+        cuts = []
+        for a in range(axes):
+            if a >= len(window):
+                cuts.append(old[a])
+            elif a >= len(old):
+                cuts.append(window[a])
+            else:
+                cuts.append(_within(old[a], window[a], full[a]))
+        return Dropout(self.p, self.layer, self.site, tuple(cuts), full)
 
     def _full_shape(self, x: Array) -> tuple[int, ...]:
         """Per-sample shape of the whole mask: ``full_shape``, completed from ``x``."""
@@ -98,7 +149,7 @@ class Dropout(Layer):
             return tuple(x.shape[1:])
         dims = list(self._full_shape(x))
         for axis, window in enumerate(self.window):
-            dims[axis] = len(range(*window.indices(dims[axis])))
+            dims[axis] = _length(window, dims[axis])
         if tuple(dims) != tuple(x.shape[1:]):
             raise ValueError(
                 f"dropout window {self.window} of a {self._full_shape(x)} mask is "
@@ -117,7 +168,7 @@ class Dropout(Layer):
         rows = []
         for i in range(x.shape[0]):
             key = [info.seed, info.step, self.layer, SITES[self.site], info.first_sample + i]
-            rows.append(np.random.default_rng(key).random(full)[window] >= self.p)
+            rows.append(_cut(np.random.default_rng(key).random(full), window) >= self.p)
         return np.stack(rows).astype(np.uint8)
 
     def forward(self, x: Array) -> tuple[Array, Any]:

@@ -101,6 +101,9 @@ class Embedding(Layer):
             id of its first row (ids outside the shard look up zeros).
         vocabulary: the real words and the padding unit (``None``: every row is
             a word and nothing pads).
+        held: the positions of the tokens this embedding sees, when it sees only
+            some of every sequence (a context-parallel rank's two chunks,
+            :mod:`simulator.parallel.context`); None for the whole sequence.
     """
 
     #: Megatron-LM checkpoints transformer layers only; rerunning this block
@@ -127,6 +130,12 @@ class Embedding(Layer):
         self.dropout = dropout
         self.vocab_start = vocab_start
         self.vocabulary = vocabulary
+        self.held: np.ndarray | None = None
+
+    @property
+    def tokens(self) -> int:
+        """How many tokens of every sequence it sees: :attr:`held`'s, or the sequence."""
+        return self.seq_len if self.held is None else len(self.held)
 
     @classmethod
     def create(
@@ -165,15 +174,16 @@ class Embedding(Layer):
 
     def _position_ids(self, x: Array, first: int = 0) -> Array:
         """Ids ``first .. first+n-1`` as one row ``(1, n)``, ``n = x.shape[1]``,
-        broadcast over the batch."""
+        broadcast over the batch (of the :attr:`held` positions, when it holds some)."""
         n = x.shape[1]
-        if first + n > self.positions.shape[0]:
+        if first + n > self.tokens:
             raise ValueError(
-                f"sequence of {first + n} tokens is longer than the "
-                f"{self.positions.shape[0]} positions"
+                f"sequence of {first + n} tokens is longer than the {self.tokens} positions"
             )
         if is_shape_only(x):
             return ShapeArray((1, n), "int64")
+        if self.held is not None:
+            return self.held[first : first + n][None, :]
         return np.arange(first, first + n)[None, :]
 
     def lookup(self, tokens: Array) -> Array:

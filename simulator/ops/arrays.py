@@ -105,6 +105,9 @@ class ShapeArray:
             elif isinstance(k, slice):
                 dims.append(len(range(*k.indices(self.shape[axis]))))
                 axis += 1
+            elif isinstance(k, np.ndarray):  # positions listed one by one
+                dims.append(len(k))
+                axis += 1
             else:  # an integer drops the axis
                 axis += 1
         dims.extend(self.shape[axis:])

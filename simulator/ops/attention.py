@@ -32,7 +32,10 @@ queries at positions ``q_start ..`` to a block of keys at ``k_start ..`` and
 returns the output with its log-sum-exp, and :func:`merge_attention` joins
 two such partial results exactly (Milakov and Gimelshein 2018, "Online
 normalizer calculation for softmax", sec. 3). A ring or chunked attention
-over a split sequence is these two ops in a loop.
+over a split sequence is these two ops in a loop
+(:mod:`simulator.parallel.context`). A block's positions may also be runs,
+``((start, length), ...)``: a context-parallel rank holds two chunks of the
+sequence, and attends with both at once.
 """
 
 from __future__ import annotations
@@ -41,6 +44,22 @@ import numpy as np
 
 from .arrays import Array, ShapeArray, dtype_of, is_shape_only
 from .basic import bytes_moved, emit
+
+#: A run of consecutive positions, ``(start, length)``.
+Span = tuple[int, int]
+#: Where a block's queries or keys sit: the first of consecutive positions, or runs.
+Where = int | tuple[Span, ...]
+
+
+def spans_of(where: Where, n: int) -> tuple[Span, ...]:
+    """The runs of a block of ``n`` positions given as :data:`Where`."""
+    return ((where, n),) if isinstance(where, int) else where
+
+
+def positions_of(where: Where, n: int) -> np.ndarray:
+    """Every position of a block of ``n``, in order."""
+    return np.concatenate([np.arange(a, a + m) for a, m in spans_of(where, n)])
+
 
 # -- grouped heads ------------------------------------------------------------------------
 
@@ -89,32 +108,67 @@ def sum_groups(x: Array, name: str) -> Array:
 def visible_pairs(sq: int, sk: int, q_start: int = 0, k_start: int = 0) -> float:
     """Query-key pairs a causal kernel computes: all of them for keys wholly before
     the queries, none for keys wholly after, half of a diagonal block (the papers'
-    count, FlashAttention-2 sec. 4.1), and the exact count otherwise."""
+    count, FlashAttention-2 sec. 4.1) -- also when the keys start earlier and end
+    where the queries do (a diagonal block after full ones: the queries of a chunk
+    over every key up to theirs) -- and the exact count otherwise."""
     if k_start + sk - 1 <= q_start:
         return float(sq * sk)
     if k_start > q_start + sq - 1:
         return 0.0
-    if q_start == k_start and sq == sk:
-        return sq * sk / 2
+    if k_start <= q_start and k_start + sk == q_start + sq:
+        return sq * (q_start - k_start) + sq * sq / 2
     seen = np.clip(np.arange(q_start, q_start + sq) - k_start + 1, 0, sk)
     return float(seen.sum())
 
 
-def _flops(q: Array, k: Array, causal: bool, q_start: int, k_start: int) -> tuple[float, float]:
-    """Executed and model FLOPs of one forward: ``4 x pairs x d`` per query head."""
+def block_pairs(sq: int, sk: int, q_start: Where = 0, k_start: Where = 0) -> float:
+    """:func:`visible_pairs` of a block whose positions may be runs: the sum over its
+    pairs of runs."""
+    if isinstance(q_start, int) and isinstance(k_start, int):
+        return visible_pairs(sq, sk, q_start, k_start)
+    return sum(
+        visible_pairs(nq, nk, a, b)
+        for a, nq in spans_of(q_start, sq)
+        for b, nk in spans_of(k_start, sk)
+    )
+
+
+def causal_credit(sq: int, sk: int, q_start: Where = 0, k_start: Where = 0) -> float:
+    """The share of a block's ``sq x sk`` pairs the model's formula credits under a
+    causal mask: twice the pairs a causal kernel computes, over the pairs.
+
+    The formula counts attention's ``s x s`` matrix in full (Korthikanti et al.
+    2022, appendix A), of which a causal attention computes half; crediting
+    every block twice its visible pairs makes the credits of the blocks of one
+    attention add up to the formula's count however the matrix is cut (one
+    block: 1; a context-parallel ring: the blocks each rank computes,
+    :mod:`simulator.parallel.context`)."""
+    return 2.0 * block_pairs(sq, sk, q_start, k_start) / (sq * sk)
+
+
+def _flops(q: Array, k: Array, causal: bool, q_start: Where, k_start: Where) -> tuple[float, float]:
+    """Executed and model FLOPs of one forward: ``4 x pairs x d`` per query head
+    (model: twice the visible pairs under a causal mask, :func:`causal_credit`)."""
     b, kv, g, sq, d = q.shape
     sk = k.shape[-2]
-    pairs = visible_pairs(sq, sk, q_start, k_start) if causal else float(sq * sk)
-    return 4.0 * b * kv * g * d * pairs, 4.0 * b * kv * g * d * sq * sk
+    if not causal:
+        return (4.0 * b * kv * g * d * sq * sk,) * 2
+    pairs = block_pairs(sq, sk, q_start, k_start)
+    return 4.0 * b * kv * g * d * pairs, 8.0 * b * kv * g * d * pairs
 
 
-def _scores(q: np.ndarray, k: np.ndarray, scale: float, causal: bool, q_start: int, k_start: int):
+def _causal(s: np.ndarray, q_start: Where, k_start: Where) -> np.ndarray:
+    """Scores ``s`` with the keys after each query masked (``-inf``)."""
+    rows = positions_of(q_start, s.shape[-2])[:, None]
+    cols = positions_of(k_start, s.shape[-1])[None, :]
+    return np.where(cols > rows, -np.inf, s)
+
+
+def _scores(
+    q: np.ndarray, k: np.ndarray, scale: float, causal: bool, q_start: Where, k_start: Where
+):
     s = (q @ k.swapaxes(-1, -2)) * scale
-    if causal:
-        rows = np.arange(q_start, q_start + q.shape[-2])[:, None]
-        cols = np.arange(k_start, k_start + k.shape[-2])[None, :]
-        s = np.where(cols > rows, -np.inf, s)
-    return s
+    return _causal(s, q_start, k_start) if causal else s
 
 
 def _lse(s: np.ndarray) -> np.ndarray:
@@ -138,13 +192,14 @@ def flash_attention(
     causal: bool = True,
     keep: Array | None = None,
     p: float = 0.0,
-    q_start: int = 0,
-    k_start: int = 0,
+    q_start: Where = 0,
+    k_start: Where = 0,
 ) -> tuple[Array, Array]:
     """``softmax(scale Q K^T + mask) V`` as one fused kernel, and the log-sum-exp.
 
     ``q`` is ``(b, kv, g, sq, d)``, ``k`` and ``v`` ``(b, kv, 1, sk, d)``; query
-    ``i`` sits at position ``q_start + i``, key ``j`` at ``k_start + j``. With
+    ``i`` sits at position ``q_start + i``, key ``j`` at ``k_start + j`` (or at the
+    ``i``-th position of the runs ``q_start``, :data:`Where`). With
     dropout, ``keep`` is the one-byte mask of the probabilities (regenerated, never
     stored: FlashAttention keeps only its random seed) and ``p`` the drop rate.
     Returns the output ``(b, kv, g, sq, d)`` and the softmax statistics ``(b, kv,
@@ -177,8 +232,8 @@ def flash_attention_backward(
     causal: bool = True,
     keep: Array | None = None,
     p: float = 0.0,
-    q_start: int = 0,
-    k_start: int = 0,
+    q_start: Where = 0,
+    k_start: Where = 0,
 ) -> tuple[Array, Array, Array]:
     """Gradients of :func:`flash_attention` w.r.t. ``q``, ``k`` and ``v``, from what its
     forward kept (one kernel; Dao 2023, algorithm 2).
@@ -228,3 +283,79 @@ def merge_attention(out1: Array, lse1: Array, out2: Array, lse2: Array) -> tuple
     moved = bytes_moved(out1, lse1, out2, lse2, out, lse)
     emit("merge_attention", "elementwise", dtype_of(out1), 0, moved)
     return out, lse
+
+
+# -- materialised blocks ------------------------------------------------------------------
+
+
+def block_softmax(
+    scores: Array, scale: float, q_start: Where, k_start: Where
+) -> tuple[Array, Array]:
+    """The softmax of one block of ``scale * scores`` over its own keys, causally masked
+    for queries at ``q_start ..`` and keys at ``k_start ..``, and its log-sum-exp.
+
+    The materialised kernel's building block when the keys arrive in blocks (ring
+    attention, :mod:`simulator.parallel.context`): the probabilities are kept for
+    backward, and the statistics let the partial outputs merge
+    (:func:`merge_attention`) and the probabilities be rescaled to the whole
+    row's later (:func:`block_softmax_backward`). A query that sees no key of the
+    block gets zeros and ``-inf``. ``scores`` is ``(..., sq, sk)``; one
+    normalization kernel, as :func:`~simulator.ops.functional.causal_softmax`.
+    """
+    dtype = dtype_of(scores)
+    if is_shape_only(scores):
+        probs: Array = ShapeArray(scores.shape, dtype)
+        lse: Array = ShapeArray(scores.shape[:-1], "float32")
+    else:
+        s = _causal(scale * scores, q_start, k_start)
+        lse = _lse(s)
+        probs = _probs(s, lse)
+    emit("block_softmax", "normalization", dtype, 0, bytes_moved(scores, probs, lse))
+    return probs, lse
+
+
+def row_dot(dout: Array, out: Array) -> Array:
+    """``D = rowsum(dO * O)`` per query and head, ``(..., sq)``: the term every block's
+    softmax gradient subtracts (Dao 2023, algorithm 2, line 4)."""
+    dtype = dtype_of(out)
+    rows = ShapeArray(out.shape[:-1], "float32") if is_shape_only(out) else (dout * out).sum(-1)
+    emit("attention_rows", "elementwise", dtype, 0, bytes_moved(dout, out, rows))
+    return rows
+
+
+def rescale_rows(x: Array, lse_block: Array, lse: Array, name: str) -> Array:
+    """``x`` with every query row weighted by ``exp(lse_block - lse)``: a block's share
+    of the whole row's softmax (0 for a row that saw none of the block)."""
+
+    def fn(v: np.ndarray, part: np.ndarray, whole: np.ndarray) -> np.ndarray:
+        base = np.where(np.isfinite(whole), whole, 0.0)
+        weight = np.where(np.isfinite(part), np.exp(part - base), 0.0)
+        return v * weight[..., None]
+
+    dtype = dtype_of(x)
+    out = ShapeArray(x.shape, dtype) if is_shape_only(x) else fn(x, lse_block, lse)
+    emit(name, "elementwise", dtype, 0, bytes_moved(x, lse_block, lse, out))
+    return out
+
+
+def block_softmax_backward(
+    dprobs: Array, probs: Array, lse_block: Array, lse: Array, rows: Array, scale: float
+) -> Array:
+    """Gradient of a block's scores from the gradient of the whole row's probabilities:
+    ``dS = scale P (dP - D)`` with ``P = probs exp(lse_block - lse)``, the block's
+    probabilities rescaled to the whole row's, and ``D`` from :func:`row_dot`
+    (``rowsum(P dP) = D`` over all blocks of the row; Dao 2023, algorithm 2)."""
+
+    def fn(dp: np.ndarray, p: np.ndarray, part: np.ndarray, whole: np.ndarray, d: np.ndarray):
+        base = np.where(np.isfinite(whole), whole, 0.0)
+        weight = np.where(np.isfinite(part), np.exp(part - base), 0.0)
+        return scale * p * weight[..., None] * (dp - d[..., None])
+
+    dtype = dtype_of(probs)
+    if is_shape_only(probs):
+        out: Array = ShapeArray(probs.shape, dtype)
+    else:
+        out = fn(dprobs, probs, lse_block, lse, rows)
+    moved = bytes_moved(dprobs, probs, lse_block, lse, rows, out)
+    emit("block_softmax_backward", "normalization", dtype, 0, moved)
+    return out

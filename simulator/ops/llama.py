@@ -121,14 +121,20 @@ def swiglu_backward(dy: Array, x: Array) -> Array:
 def rope_tables(first: int, n: int, d: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
     """``cos`` and ``sin`` of the angles of positions ``first .. first+n-1``, ``(n, d)``,
     each frequency repeated over both halves (Su et al. 2021, eq. 34)."""
+    cos, sin = position_tables(np.arange(first, first + n), d, theta)
+    cos.flags.writeable = sin.flags.writeable = False
+    return cos, sin
+
+
+def position_tables(positions: np.ndarray, d: int, theta: float) -> tuple[np.ndarray, np.ndarray]:
+    """``cos`` and ``sin`` of the angles of any ``positions``, ``(n, d)`` (Su et al.
+    2021, eq. 34): ``p theta^(-2i/d)`` for the pair ``i``, repeated over both halves."""
     if d % 2:
         raise ValueError(f"rotary embeddings need an even head size, got {d}")
     freqs = theta ** (-np.arange(0, d, 2, dtype=np.float64) / d)
-    angles = np.outer(np.arange(first, first + n, dtype=np.float64), freqs)
+    angles = np.outer(np.asarray(positions, dtype=np.float64), freqs)
     angles = np.concatenate([angles, angles], axis=-1)
-    cos, sin = np.cos(angles), np.sin(angles)
-    cos.flags.writeable = sin.flags.writeable = False
-    return cos, sin
+    return np.cos(angles), np.sin(angles)
 
 
 def _rotate_half(x: np.ndarray) -> np.ndarray:
@@ -143,15 +149,24 @@ def _rotate_half_t(x: np.ndarray) -> np.ndarray:
     return np.concatenate([x[..., half:], -x[..., :half]], axis=-1)
 
 
-def _tables(v: np.ndarray, theta: float, first: int) -> tuple[np.ndarray, np.ndarray]:
-    cos, sin = rope_tables(first, v.shape[-2], v.shape[-1], theta)
+#: Where a rank's queries and keys sit: the first of consecutive positions, or each
+#: position (a context-parallel rank holds two chunks of the sequence).
+Positions = int | np.ndarray
+
+
+def _tables(v: np.ndarray, theta: float, first: Positions) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(first, np.ndarray):
+        cos, sin = position_tables(first, v.shape[-1], theta)
+    else:
+        cos, sin = rope_tables(first, v.shape[-2], v.shape[-1], theta)
     return cos.astype(v.dtype, copy=False), sin.astype(v.dtype, copy=False)
 
 
-def rope(x: Array, theta: float, first: int = 0) -> Array:
+def rope(x: Array, theta: float, first: Positions = 0) -> Array:
     """Queries or keys ``(..., n, d)`` at positions ``first .. first+n-1``, rotated:
     ``x cos + rotate_half(x) sin`` (module docstring). ``first`` is non-zero for a
-    rank that holds a later part of the sequence."""
+    rank that holds a later part of the sequence, or the array of the ``n``
+    positions themselves (a context-parallel rank's two chunks)."""
 
     def fn(v: np.ndarray) -> np.ndarray:
         cos, sin = _tables(v, theta, first)
@@ -160,7 +175,7 @@ def rope(x: Array, theta: float, first: int = 0) -> Array:
     return elementwise("rope", "elementwise", fn, x)
 
 
-def rope_backward(dy: Array, theta: float, first: int = 0) -> Array:
+def rope_backward(dy: Array, theta: float, first: Positions = 0) -> Array:
     """Gradient of :func:`rope`: ``dy cos + rotate_half^T(dy sin)``, the inverse rotation."""
 
     def fn(g: np.ndarray) -> np.ndarray:

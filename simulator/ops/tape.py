@@ -146,7 +146,10 @@ class Tape:
         self._handles += 1
         return self._handles
 
-    def append(self, item: CollectiveCall | Wait | Mark) -> None:
+    def append(self, item: Item) -> None:
+        """Add ``item`` after everything recorded so far: kernels recorded next start a
+        new segment (a whole segment may be appended too, as code that records
+        ranks on tapes of their own joins them, :mod:`simulator.parallel.context`)."""
         self.items.append(item)
         self._segments = []
         self._piece = {}
@@ -212,7 +215,7 @@ def tagged(tag: str) -> Iterator[None]:
         tape.tag = previous
 
 
-def active_tape() -> Tape | None:
+def active() -> Tape | None:
     """The tape being recorded now (None outside :func:`recording`)."""
     return _active.get()
 

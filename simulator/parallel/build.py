@@ -18,6 +18,10 @@ from ..hardware import ClusterSpec
 from ..nn.config import ModelConfig
 from ..ops.arrays import NUMPY_DTYPES, Array
 from . import partition as partitions
+from .context.checks import check_context
+from .context.layer import at_positions, context_block
+from .context.layout import TokenLayout
+from .context.lockstep import LockstepLoss
 from .data import get_variant
 from .expert import check_ep, is_moe_block, shard_moe_layer
 from .mesh import Mesh
@@ -93,16 +97,19 @@ def check_layout(
 ) -> int:
     """Raise :class:`LayoutError` for layouts that cannot run; returns the micro-batch size.
     ``model`` (its config), when given, is checked against the expert-parallel size."""
-    for key in ("dp", "tp", "pp", "microbatches", "chunks", "ep"):
+    for key in ("dp", "cp", "tp", "pp", "microbatches", "chunks", "ep"):
         if getattr(s, key) < 1:
             raise LayoutError(
                 f"strategy {s.name!r}: {key} must be at least 1, got {getattr(s, key)}"
             )
     if s.num_devices > cluster.num_devices:
+        axes = s.axes
         raise LayoutError(
-            f"strategy {s.name!r} needs dp*tp*pp = {s.dp}*{s.tp}*{s.pp} = {s.num_devices} "
+            f"strategy {s.name!r} needs {'*'.join(axes)} = "
+            f"{'*'.join(str(getattr(s, a)) for a in axes)} = {s.num_devices} "
             f"devices but the cluster has {cluster.num_devices} ({cluster.nodes} nodes x "
-            f"{cluster.devices_per_node}); add nodes or use smaller dp, tp or pp"
+            f"{cluster.devices_per_node}); add nodes or use smaller {', '.join(axes[:-1])} "
+            f"or {axes[-1]}"
         )
     replicas_batches = s.dp * s.microbatches
     if training.global_batch % replicas_batches:
@@ -196,6 +203,57 @@ def parallel_loss(loss: Any, s: Strategy) -> ShardLoss | VocabParallelCrossEntro
     return shard_loss(loss, s.tp)
 
 
+def token_layout(model_config: ModelConfig, s: Strategy) -> TokenLayout | None:
+    """Which tokens each context-parallel rank holds (None without context parallelism)."""
+    if s.cp == 1:
+        return None
+    return TokenLayout(model_config.seq_len, s.cp, s.cp_balance)  # type: ignore[attr-defined]
+
+
+def context_copies(
+    model: Any, s: Strategy, layout: TokenLayout | None, numerics: bool
+) -> list[Any]:
+    """One copy of ``model`` per context-parallel rank, each told the tokens it holds
+    (``model`` itself alone without context parallelism). Shape-only, the copies hold
+    the same shapes and do the same, so one model serves them all."""
+    if layout is None:
+        return [model]
+    if not numerics:
+        at_positions(model, layout.positions(0), layout.seq_len)
+        return [model] * s.cp
+    copies = [model, *(copy.deepcopy(model) for _ in range(s.cp - 1))]
+    for c, each in enumerate(copies):
+        at_positions(each, layout.positions(c), layout.seq_len)
+    return copies
+
+
+def _each(blocks: list[Any], make: Any) -> list[Any]:
+    """``make`` of every copy's block; copies that are one (shape-only) make one."""
+    if all(b is blocks[0] for b in blocks):
+        return [make(blocks[0])] * len(blocks)
+    return [make(b) for b in blocks]
+
+
+def group_block(
+    blocks: list[Any], s: Strategy, layout: TokenLayout | None, numerics: bool, ep_rank: int = 0
+) -> ParallelBlock:
+    """Block ``blocks[c]`` of every context-parallel copy as the worker's ``cp x tp``
+    ranks (of expert-parallel rank ``ep_rank``) run it (:mod:`simulator.parallel.context`;
+    experts and context parallelism are not built together: ``ep_rank`` is 0 with ``cp > 1``)."""
+    if layout is None:
+        return parallelize(blocks[0], s, ep_rank)
+    copies = _each(blocks, lambda b: parallelize(b, s))
+    return context_block(copies, layout, s.context_parallel, same=not numerics)
+
+
+def group_loss(losses: list[Any], s: Strategy, layout: TokenLayout | None, numerics: bool) -> Any:
+    """The loss of every context-parallel copy, side by side."""
+    if layout is None:
+        return parallel_loss(losses[0], s)
+    copies = _each(losses, lambda x: parallel_loss(x, s))
+    return LockstepLoss(copies, s.tp, same=not numerics)
+
+
 def build_plan(
     cluster: ClusterSpec,
     model_config: ModelConfig,
@@ -213,7 +271,8 @@ def build_plan(
             f"model dtype {dtype} has no numpy arithmetic; set [training] numerics = false to "
             f"run it shape-only, or use float64 or float32"
         )
-    mesh = Mesh(s.dp, s.tp, s.pp, s.order, s.ep)
+    check_context(s, model_config)
+    mesh = Mesh(s.dp, s.tp, s.pp, s.order, cp=s.cp, ep=s.ep)
     schedule = resolve_schedule(s, schedule)
     info = None if s.schedule.startswith(FILE_SCHEDULE) else get_schedule(s.schedule)
     num_stages = schedule.num_stages
@@ -251,15 +310,20 @@ def build_plan(
     tied0: list[TiedPair] = []  # replica 0's
     copies: list[TiedPair] = []
     copies0: list[TiedPair] = []
+    layout = token_layout(model_config, s)
     replicas = [model if d == 0 else copy.deepcopy(model) for d in range(built)]
     # per replica, the model each direction's stages are cut from
     sources = [[m, *(copy.deepcopy(m) for _ in range(directions - 1))] for m in replicas]
+    # and of each, one copy per context-parallel rank, each told which tokens it holds
+    ranks = [[context_copies(m, s, layout, training.numerics) for m in ms] for ms in sources]
     experts: dict[int, dict[int, Chunk]] = {}  # shape-only: the chunks of each ep rank
     for d in range(s.dp):
         base = d * s.pp
         ep_rank = mesh.expert_coords(d)[0]
         for r in range(s.pp):
-            devices = tuple(mesh.device(dp=d, tp=t, pp=r) for t in range(s.tp))
+            devices = tuple(
+                mesh.device(dp=d, cp=c, tp=t, pp=r) for c in range(s.cp) for t in range(s.tp)
+            )
             workers.append(Worker(len(workers), d, r, devices))
         if d >= built:  # a shape-only replica: replica 0's chunks and tied pairs
             for r in range(s.pp):
@@ -279,10 +343,15 @@ def build_plan(
             copies += [replace(t, owner=base + t.owner, user=base + t.user) for t in copies0]
             continue
         for c, blocks in enumerate(stages):
-            source = sources[d][c // half]
+            held = ranks[d][c // half]
             # the last stage of each direction computes the loss
-            loss = parallel_loss(source.loss, s) if (c + 1) % half == 0 else None
-            blocks_of = [parallelize(source.blocks[i], s, ep_rank) for i in blocks]
+            loss = None
+            if (c + 1) % half == 0:
+                loss = group_loss([m.loss for m in held], s, layout, training.numerics)
+            blocks_of = [
+                group_block([m.blocks[i] for m in held], s, layout, training.numerics, ep_rank)
+                for i in blocks
+            ]
             workers[base + stage_rank[c]].chunks[c] = Chunk(
                 c, blocks_of, loss, s.recompute, s.precision
             )

@@ -1,25 +1,30 @@
-"""The device mesh: which device holds which (dp, tp, pp) coordinates.
+"""The device mesh: which device holds which (dp, cp, tp, pp) coordinates.
 
 Ranks are laid out along named axes in an *order* that lists the axes from
 fastest-varying to slowest, as Megatron-LM's ``RankGenerator`` does; its
 default ``tp-cp-ep-dp-pp`` puts the ``t`` ranks of a tensor-parallel group on
 consecutive devices -- inside one node whenever ``t`` divides the node size --
-and pipeline stages furthest apart (Narayanan et al. 2021, sec. 3.3 explain
-why: tensor parallelism's all-reduces need the fastest links). Context
-parallelism (``cp``) is accepted in order strings for compatibility and has
-size 1 here.
+then the context-parallel ranks, whose attention exchanges keys and values
+every layer, and pipeline stages furthest apart (Narayanan et al. 2021, sec.
+3.3 explain why: tensor parallelism's all-reduces need the fastest links).
+An order may leave ``cp`` out; it then comes right after ``tp``.
+
+The axes are named, not numbered, so a new one joins by a size and a place
+in :data:`AXES`: every group, coordinate and order works from them.
 
 **Experts** (``ep``) are not an axis of their own: Megatron-Core carves the
 expert-parallel groups out of the data-parallel ranks (``ep`` divides ``dp x
 cp``; its ``RankGenerator`` lays out expert layers as ``tp-ep-dp-pp``). The
-data ranks are numbered in the order's ``cp``-``dp`` order; with ``ep`` before
+data ranks are numbered in the order's ``dp`` order; with ``ep`` before
 ``dp`` in the order (the default), ``ep`` consecutive data ranks form an
 expert-parallel group, which shares out the experts and exchanges tokens, and
 the data ranks ``ep`` apart that hold the same experts form an
-*expert-data-parallel* group of ``dp cp / ep`` ranks, over which the experts'
+*expert-data-parallel* group of ``dp / ep`` ranks, over which the experts'
 gradients are reduced. With ``ep`` after ``dp`` the groups are the other way
-round (an expert group of ranks ``dp cp / ep`` apart). Every device keeps its
-place: ``ep`` regroups data ranks, it moves no device.
+round (an expert group of ranks ``dp / ep`` apart). Every device keeps its
+place: ``ep`` regroups data ranks, it moves no device. Experts together with
+context parallelism (``ep > 1`` and ``cp > 1``) are not built: the mesh
+refuses them.
 """
 
 from __future__ import annotations
@@ -32,6 +37,11 @@ from ..hardware import ClusterSpec
 
 AXES = ("tp", "cp", "ep", "dp", "pp")
 DEFAULT_ORDER = "tp-cp-ep-dp-pp"
+#: The axes that place devices, in the order coordinates and tables list them
+#: (``ep`` regroups data ranks and places none).
+LISTED = ("dp", "cp", "tp", "pp")
+#: Why a strategy with both experts and context parallelism is refused, and the fix.
+UNSUPPORTED_CP_EP = "ep > 1 with cp > 1 is not supported: set cp = 1 or ep = 1"
 
 
 def parse_order(order: str) -> tuple[str, ...]:
@@ -54,41 +64,45 @@ def parse_order(order: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Mesh:
-    """``dp x tp x pp`` ranks mapped onto devices ``0 .. dp*tp*pp - 1``."""
+    """``dp x cp x tp x pp`` ranks mapped onto devices ``0 .. dp*cp*tp*pp - 1``."""
 
     dp: int = 1
     tp: int = 1
     pp: int = 1
     order: str = DEFAULT_ORDER
+    cp: int = 1
     ep: int = 1
 
     def __post_init__(self) -> None:
-        for axis in ("dp", "tp", "pp", "ep"):
+        for axis in (*LISTED, "ep"):
             if getattr(self, axis) < 1:
                 raise LayoutError(f"{axis} must be at least 1, got {getattr(self, axis)}")
         parse_order(self.order)
+        if self.ep > 1 and self.cp > 1:
+            raise LayoutError(UNSUPPORTED_CP_EP)
         if self.data_ranks % self.ep:
             raise LayoutError(
                 f"ep = {self.ep} does not divide the {self.data_ranks} data-parallel ranks "
-                "(dp x cp) it is carved out of; choose ep among their divisors"
+                "it is carved out of; choose ep among the divisors of dp"
             )
 
     @property
     def data_ranks(self) -> int:
-        """``dp x cp``: the ranks that hold copies of the same (non-expert) weights."""
+        """``dp``: the ranks that hold copies of the same (non-expert) weights and
+        out of which the expert groups are carved (``cp`` stays 1 when ``ep > 1``)."""
         return self.dp
 
     @property
     def size(self) -> int:
-        return self.dp * self.tp * self.pp
+        return self.dp * self.cp * self.tp * self.pp
 
     def _sizes(self) -> dict[str, int]:
         # ep regroups the data ranks and moves no device: size 1 for placement
-        return {"tp": self.tp, "cp": 1, "ep": 1, "dp": self.dp, "pp": self.pp}
+        return {**{axis: getattr(self, axis) for axis in LISTED}, "ep": 1}
 
-    def device(self, dp: int = 0, tp: int = 0, pp: int = 0) -> int:
-        """The device at coordinates ``(dp, tp, pp)``."""
-        coords = {"tp": tp, "cp": 0, "ep": 0, "dp": dp, "pp": pp}
+    def device(self, dp: int = 0, tp: int = 0, pp: int = 0, cp: int = 0) -> int:
+        """The device at coordinates ``(dp, cp, tp, pp)``."""
+        coords = {"tp": tp, "cp": cp, "ep": 0, "dp": dp, "pp": pp}
         sizes = self._sizes()
         index, stride = 0, 1
         for axis in parse_order(self.order):
@@ -102,7 +116,7 @@ class Mesh:
         out = {}
         for axis in parse_order(self.order):
             device, out[axis] = divmod(device, sizes[axis])
-        return {a: out[a] for a in ("dp", "tp", "pp")}
+        return {a: out[a] for a in LISTED}
 
     def group(self, axis: str, **fixed: int) -> list[int]:
         """Devices along ``axis`` with the other coordinates fixed (default 0)."""
@@ -137,7 +151,7 @@ class Mesh:
 
     def groups(self, axis: str) -> list[list[int]]:
         """Every group along ``axis``; together they partition the devices."""
-        others = [a for a in ("dp", "tp", "pp") if a != axis]
+        others = [a for a in LISTED if a != axis]
         ranges = [range(self._sizes()[a]) for a in others]
         return [
             self.group(axis, **dict(zip(others, combo, strict=True)))
@@ -147,6 +161,7 @@ class Mesh:
 
 WHY = {
     "tp": "two all-reduces per layer, forward and backward",
+    "cp": "keys and values in every attention layer, forward and backward",
     "dp": "one gradient all-reduce per step",
     "pp": "one activation and one gradient per micro-batch",
     "ep": "a dispatch and a combine all-to-all per MoE layer, forward and backward",
@@ -163,16 +178,19 @@ def describe(mesh: Mesh, cluster: ClusterSpec) -> list[str]:
         if cluster.homogeneous
         else f"nodes {cluster.describe()}"
     )
+    # the context-parallel axis is listed when it has a size (older outputs stay as they were)
+    axes = [a for a in LISTED if a != "cp" or mesh.cp > 1]
+    sizes = " x ".join(str(getattr(mesh, a)) for a in axes)
     lines = [
-        f"{mesh.dp} x {mesh.tp} x {mesh.pp} (dp x tp x pp) = {mesh.size} devices on "
-        f"{nodes}, order {mesh.order}",
+        f"{sizes} ({' x '.join(axes)}) = {mesh.size} devices on {nodes}, order {mesh.order}",
         "",
-        "device  node  dp  tp  pp",
+        "device  node  " + "  ".join(f"{a:>2}" for a in axes),
     ]
     for d in range(mesh.size):
         c = mesh.coords(d)
-        lines.append(f"{d:>6}  {d // per_node:>4}  {c['dp']:>2}  {c['tp']:>2}  {c['pp']:>2}")
-    for axis in ("tp", "dp", "pp"):
+        cells = "  ".join(f"{c[a]:>2}" for a in axes)
+        lines.append(f"{d:>6}  {d // per_node:>4}  {cells}")
+    for axis in [a for a in ("tp", "cp", "dp", "pp") if a in axes]:
         size = getattr(mesh, axis)
         lines += ["", f"{axis} groups ({WHY[axis]}):"]
         if size == 1:

@@ -17,6 +17,7 @@ from ..errors import LayoutError
 from ..keys import check_fields
 from ..ops.precision import PRECISIONS
 from ..ranges import Range
+from .context import ALGORITHMS as CONTEXT_ALGORITHMS
 from .data import variant_names
 from .mesh import DEFAULT_ORDER, parse_order
 from .partition import PARTITIONS
@@ -82,7 +83,7 @@ def _size(doc: str) -> dict:
 
 @dataclass(frozen=True)
 class Strategy:
-    """One way to run the step; ``dp * tp * pp`` devices."""
+    """One way to run the step; ``dp * cp * tp * pp`` devices."""
 
     name: str = field(
         default="single",
@@ -91,6 +92,26 @@ class Strategy:
     dp: int = field(default=1, metadata=_size("data-parallel replicas"))
     tp: int = field(default=1, metadata=_size("tensor-parallel group size"))
     pp: int = field(default=1, metadata=_size("pipeline stages (ranks)"))
+    cp: int = field(
+        default=1,
+        metadata=_size("context-parallel ranks: each holds s/cp tokens of every sequence"),
+    )
+    context_parallel: str = field(
+        default="ring",
+        metadata={
+            "doc": "how context-parallel attention exchanges keys and values: ring "
+            "(point-to-point around the ring, overlapped with attention), allgather "
+            "(Llama 3) or ulysses (all-to-all to heads)",
+            "choices": tuple(CONTEXT_ALGORITHMS),
+        },
+    )
+    cp_balance: bool = field(
+        default=True,
+        metadata={
+            "doc": "cut every sequence into 2 cp chunks, rank r holding chunks r and "
+            "2cp-1-r, so causal attention does equal work on every rank"
+        },
+    )
     microbatches: int = field(default=1, metadata=_size("micro-batches per replica per step"))
     schedule: str = field(
         default="1f1b",
@@ -167,12 +188,34 @@ class Strategy:
         },
     )
 
+    overlap_grad_reduce: bool = field(
+        default=True,
+        metadata={
+            "doc": "launch each gradient bucket's all-reduce or reduce-scatter as soon as "
+            "backward has finished its gradients, overlapping the rest of backward (PyTorch "
+            "DDP, Megatron's distributed optimizer); false: the compute stream waits for each"
+        },
+    )
+    prefetch_params: bool = field(
+        default=True,
+        metadata={
+            "doc": "ZeRO-3: launch the next block's parameter all-gather while the current "
+            "block computes (PyTorch FSDP's prefetch); false: gather each block when it starts"
+        },
+    )
+
     def __post_init__(self) -> None:
         check_fields(self)  # the rules of a [[strategy]] table (raises ConfigError)
 
     @property
     def num_devices(self) -> int:
-        return self.dp * self.tp * self.pp
+        return self.dp * self.cp * self.tp * self.pp
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        """The mesh axes whose product is the devices, as messages name them: ``dp, tp,
+        pp``, and ``cp`` when the strategy splits the sequence."""
+        return ("dp", "cp", "tp", "pp") if self.cp > 1 else ("dp", "tp", "pp")
 
     @property
     def num_stages(self) -> int:

@@ -38,6 +38,11 @@ class TrainingConfig:
         fold_replicas: simulate identical data-parallel replicas once
             (:mod:`simulator.runtime.fold`); the results are the same either way,
             folding only makes large runs fast. Set false to compare.
+        step_barrier: every worker finishes the step before any starts the next,
+            as a global gradient-norm clip requires; ``False`` lets each worker
+            start its next step as soon as it has finished its own (Qi et al.
+            2024, sec. 4, optimizer post-validation), so later steps show the
+            pipeline's steady state (docs/design.md, "Definitions").
     """
 
     numerics: bool = field(
@@ -75,6 +80,13 @@ class TrainingConfig:
     fold_replicas: bool = field(
         default=True,
         metadata={"doc": "simulate identical data-parallel replicas once (exact)"},
+    )
+    step_barrier: bool = field(
+        default=True,
+        metadata={
+            "doc": "every worker finishes the step before any starts the next (false: each "
+            "starts its next step when it is done, and later steps show the steady state)"
+        },
     )
 
     def __post_init__(self) -> None:

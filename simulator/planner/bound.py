@@ -26,8 +26,10 @@ schedule's own bubble (Narayanan et al. 2021, sec. 2.2, eq. 1 for 1F1B).
 A block's compute is the same in every stage that holds it (compute segments
 end at every block's mark), so a stage's is the sum of its blocks', each
 priced once per (``tp``, sequence parallelism, recomputation, micro-batch
-size, precision). The sum is scaled by ``1 - 1e-9`` so that summing in another order
-than the runtime cannot push the bound over the simulated time.
+size, precision, and context parallelism: a ``cp x tp`` worker runs its
+blocks on each rank's tokens, :mod:`simulator.parallel.context`). The sum is
+scaled by ``1 - 1e-9`` so that summing in another order than the runtime
+cannot push the bound over the simulated time.
 
 The bound needs one kind of device (on mixed clusters it is 0: no layout is
 skipped) and the strategy variants whose compute is the chunks' own (the
@@ -36,6 +38,7 @@ skipped) and the strategy variants whose compute is the chunks' own (the
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Hashable
 from typing import Any
 
@@ -43,8 +46,15 @@ from ..comm.layout import GroupLayout, placed
 from ..engine.cost import CostModel
 from ..nn.context import BatchInfo, batch
 from ..ops.tape import recording
-from ..parallel.build import parallel_loss, parallelize, resolve_schedule
+from ..parallel.build import (
+    context_copies,
+    group_block,
+    group_loss,
+    resolve_schedule,
+    token_layout,
+)
 from ..parallel.data import get_variant
+from ..parallel.mesh import Mesh
 from ..parallel.pipeline.actions import BW, Action, B, F, W
 from ..parallel.pipeline.timeline import run as place_in_time
 from ..parallel.stage import Chunk
@@ -63,6 +73,12 @@ MAX_ACTIONS = 50_000
 Times = tuple[float, float, float, float]
 
 
+def _compute_key(s: Strategy) -> tuple:
+    """What the compute of a block depends on, besides the micro-batch size."""
+    return (s.tp, s.sequence_parallel, s.recompute, s.precision, s.cp, s.context_parallel,
+            s.cp_balance, s.ep)  # fmt: skip
+
+
 class StepBound:
     """Lower bounds on the step time of layouts a :class:`Pruner` let through."""
 
@@ -79,7 +95,7 @@ class StepBound:
         """Per stage of ``s``, the compute seconds of its F, B, W and BW."""
         pruner = self.pruner
         micro_batch = pruner.micro_batch(s)
-        key = (s.tp, s.sequence_parallel, s.recompute, s.precision, micro_batch, s.ep)
+        key = (*_compute_key(s), micro_batch)
         blocks = self._blocks.get(key)
         if blocks is None:
             blocks = self._blocks[key] = self.block_times(s, micro_batch)
@@ -110,7 +126,7 @@ class StepBound:
         """What a bound depends on: the compute of every block, the stages, the schedule."""
         micro_batch = self.pruner.micro_batch(s)
         return (
-            (s.tp, s.sequence_parallel, s.recompute, s.precision, micro_batch, s.ep),
+            (*_compute_key(s), micro_batch),
             self.pruner.stages_of(s, micro_batch),
             schedule_key(s),
         )
@@ -166,20 +182,27 @@ class StepBound:
         pruner = self.pruner
         model, config, training = pruner.model, pruner.model_config, pruner.training
         x, y = config.batch(training.seed, 0, micro_batch, numerics=False)
-        layout = GroupLayout.of(pruner.cluster, tuple(range(s.tp)))
+        mesh = Mesh(1, s.tp, 1, s.order, cp=s.cp)
+        ranks = tuple(mesh.device(cp=c, tp=t) for c in range(s.cp) for t in range(s.tp))
+        layout = GroupLayout.of(pruner.cluster, ranks)
         info = BatchInfo(training.seed, 0, 0, micro_batch)
         scale = 1.0 / s.microbatches
         last = len(model.blocks) - 1
-        xs: list[Any] = [x] * s.tp
+        tokens = token_layout(config, s)
+        if tokens is not None:  # a context-parallel rank's copy of the model and tokens
+            model = context_copies(copy.deepcopy(model), s, tokens, numerics=False)[0]
+            x, y = x[:, tokens.positions(0)], y[:, tokens.positions(0)]
+        xs: list[Any] = [x] * len(ranks)
         seen: dict[Hashable, tuple[Times, list[Any]]] = {}
         out_times = []
         with batch(info), placed(layout):
             for i, block in enumerate(model.blocks):
                 key = (signature(block), i == last, tuple(getattr(a, "shape", None) for a in xs))
                 if key not in seen:
-                    loss = parallel_loss(model.loss, s) if i == last else None
-                    chunk = Chunk(0, [parallelize(block, s)], loss, s.recompute, s.precision)
-                    targets = [y] * s.tp if i == last else None
+                    loss = group_loss([model.loss] * s.cp, s, tokens, False) if i == last else None
+                    group = group_block([block] * s.cp, s, tokens, False)
+                    chunk = Chunk(0, [group], loss, s.recompute, s.precision)
+                    targets = [y] * len(ranks) if i == last else None
                     seen[key] = self._price(chunk, xs, targets, scale)
                 times, xs = seen[key]
                 out_times.append(times)

@@ -12,7 +12,9 @@ peak, and how close it comes):
   mixed-precision Adam: fp32 master weights, momentum and variance). ZeRO
   partitions over the ``d`` data-parallel replicas: stage 1 the optimizer
   state (``4 Psi + 12 Psi / d``), stage 2 the gradients too (``2 Psi + 14 Psi
-  / d``), stage 3 the weights too (``16 Psi / d``). ``Psi`` counts the
+  / d``), stage 3 the weights too (``16 Psi / d``); under context
+  parallelism the weights' replicas are ``dp x cp`` and ZeRO partitions over
+  all of them. ``Psi`` counts the
   parameters a device really holds after tensor parallelism, and the bytes
   per parameter come from the dtype and the optimizer's own accounting
   (:meth:`simulator.nn.optim.Optimizer.state_bytes`).

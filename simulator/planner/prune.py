@@ -3,11 +3,14 @@
 A layout is rejected by the first of these that fails, and the planner counts
 rejections by rule:
 
-1. :func:`~simulator.parallel.build.check_layout`, the layout rules of every run;
+1. :func:`~simulator.parallel.build.check_layout`, the layout rules of every run,
+   and what context parallelism asks of the model
+   (:func:`~simulator.parallel.context.checks.check_context`);
 2. the tensor-parallel split of every block (heads, hidden, vocabulary and
    sequence divisible by ``tp``), as ``build_plan`` splits them;
 3. memory, first cheaply: a device holds at least the average over the
-   pipeline ranks of the model state and of one micro-batch's activations;
+   pipeline ranks of the model state and of one micro-batch's activations
+   (a context-parallel rank's: ``1/cp`` of them);
 4. the pipeline partition (enough blocks for every stage);
 5. the schedule registry's rules for ``(p, m, v)`` (and building the schedule);
 6. memory again, with the estimate of :mod:`simulator.planner.memory_bound`, a
@@ -45,6 +48,7 @@ from ..nn.llama import LlamaConfig
 from ..nn.optim import make_optimizer
 from ..nn.transformer import TransformerLayer
 from ..parallel.build import block_costs, check_layout, parallelize, resolve_schedule
+from ..parallel.context.checks import check_context
 from ..parallel.data import get_variant
 from ..parallel.pipeline import get_schedule
 from ..parallel.pipeline.actions import Action
@@ -253,7 +257,14 @@ class Pruner:
         if not isinstance(self.model_config, (GPTConfig, LlamaConfig)):
             return 0.0  # activations are estimated for transformer layers only
         return layer_stash_bytes(
-            self.model_config, micro_batch, s.tp, s.sequence_parallel, s.recompute, s.precision
+            self.model_config,
+            micro_batch,
+            s.tp,
+            s.sequence_parallel,
+            s.recompute,
+            s.precision,
+            s.cp,
+            s.context_parallel,
         )
 
     def estimate(self, s: Strategy) -> float:
@@ -261,6 +272,7 @@ class Pruner:
         estimate of the layout: the largest per-device lower bound, in bytes (or a
         smaller bound, already over the device memory, when that settles it)."""
         micro_batch = check_layout(self.cluster, self.training, s, self.model_config)
+        check_context(s, self.model_config)
         blocks = self._cached(
             ("split", s.tp, s.sequence_parallel, s.ep), lambda: self._block_bytes(s)
         )
@@ -272,7 +284,9 @@ class Pruner:
             ("total", s.tp, s.sequence_parallel, s.ep),
             lambda: tuple(map(sum, zip(*blocks, strict=True))),
         )
-        floor = memory_bound.model_state_bytes(weights, state, s.dp, s.zero)
+        # the weights' replicas: dp x cp, over which ZeRO partitions
+        replicas = s.dp * s.cp
+        floor = memory_bound.model_state_bytes(weights, state, replicas, s.zero)
         floor = (floor + sum(self.is_layer) * layer_bytes) / s.pp
         if floor > self.capacity:
             return floor
@@ -284,5 +298,5 @@ class Pruner:
             ("ranks", s.tp, s.sequence_parallel, s.ep, stages, schedule_key(s)),
             lambda: self._per_rank(s.pp, blocks, stages, rank_of, profile),
         )
-        model_state = [memory_bound.model_state_bytes(w, o, s.dp, s.zero) for w, o in per_rank]
+        model_state = [memory_bound.model_state_bytes(w, o, replicas, s.zero) for w, o in per_rank]
         return memory_bound.peak_bytes(model_state, held, layer_bytes)

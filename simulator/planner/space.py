@@ -1,7 +1,8 @@
 """The search space: every dp x tp x pp layout of a model on a cluster, as strategies.
 
 A layout is a :class:`~simulator.parallel.strategy.Strategy`: the sizes ``dp``,
-``tp`` and ``pp``, the number of micro-batches (so the micro-batch size
+``tp`` and ``pp`` (and ``cp``, when the search may split sequences, with the
+context-parallel algorithm), the number of micro-batches (so the micro-batch size
 follows from the batch), the pipeline schedule and its chunks, activation
 recomputation, sequence parallelism, the ZeRO stage and the mesh order. The
 keys a search does not vary (partition, bucket size, all-reduce algorithm,
@@ -11,18 +12,23 @@ keys a search does not vary (partition, bucket size, all-reduce algorithm,
 arithmetic only, and leaves every rule to the checks that ``run`` applies
 (:mod:`simulator.planner.prune`). The arithmetic:
 
-* ``dp * tp * pp`` equals the number of devices asked for (by default every
-  device of the cluster), so the sizes are the factorisations of that number;
+* ``dp * cp * tp * pp`` equals the number of devices asked for (by default every
+  device of the cluster), so the sizes are the factorisations of that number
+  (``cp`` up to ``max_cp``, 1 unless asked: context parallelism is for long
+  sequences);
 * the micro-batch size ``b`` divides the batch of a replica, ``B / dp``, and
   ``microbatches = B / (dp b)``;
 * a mixture of experts tries every expert-parallel size that divides both
-  ``dp`` and the experts (a dense model only ``ep = 1``);
+  ``dp`` and the experts (a dense model, or a layout with ``cp > 1``, only
+  ``ep = 1``: experts and context parallelism are not built together);
 * layouts that are the same run are yielded once: without a pipeline
   (``pp = 1``) there is no schedule and one chunk; ZeRO shards over the
   data-parallel replicas, so with ``dp = 1`` only ``zero = 0``; sequence
   parallelism splits over the tensor-parallel ranks, so with ``tp = 1`` only
-  ``sequence_parallel = false``; two mesh orders that list the axes of size
-  greater than 1 in the same order place every rank on the same device.
+  ``sequence_parallel = false``; ZeRO shards over ``dp x cp``, so with ``dp cp
+  = 1`` only ``zero = 0``; without context parallelism (``cp = 1``) there is no
+  algorithm to choose; two mesh orders that list the axes of size greater than
+  1 in the same order place every rank on the same device.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..keys import Key, check_argument, check_fields, keys_of
+from ..parallel.context import ALGORITHMS as CONTEXT_ALGORITHMS
 from ..parallel.mesh import DEFAULT_ORDER, parse_order
 from ..parallel.pipeline.schedules import get_schedule, schedule_names
 from ..parallel.strategy import ZERO_STAGES, Strategy, order_check
@@ -44,6 +51,8 @@ LAYOUT_KEYS = (
     "dp",
     "tp",
     "pp",
+    "cp",
+    "context_parallel",
     "microbatches",
     "schedule",
     "chunks",
@@ -82,6 +91,8 @@ class SearchSpace:
     Attributes:
         devices: ``dp * tp * pp``; None uses every device of the cluster.
         max_tp, max_pp: largest tensor- and pipeline-parallel sizes.
+        max_cp: largest context-parallel size (1: sequences are not split).
+        context_parallel: the context-parallel algorithms to try when ``cp > 1``.
         schedules: pipeline schedules to try (None: every registered one).
         max_chunks: most model chunks per pipeline rank for schedules that
             take chunks (interleaved, zbv). Each chunk shrinks the bubble of
@@ -97,10 +108,21 @@ class SearchSpace:
     """
 
     devices: int | None = field(
-        default=None, metadata=_positive("dp * tp * pp (default: every device of the cluster)")
+        default=None,
+        metadata=_positive("dp * cp * tp * pp (default: every device of the cluster)"),
     )
     max_tp: int | None = field(default=None, metadata=_positive("largest tensor-parallel size"))
     max_pp: int | None = field(default=None, metadata=_positive("largest pipeline-parallel size"))
+    max_cp: int = field(
+        default=1, metadata=_positive("largest context-parallel size (1: sequences are not split)")
+    )
+    context_parallel: tuple[str, ...] = field(
+        default=CONTEXT_ALGORITHMS,
+        metadata={
+            "doc": "context-parallel algorithms to try when cp > 1",
+            "choices": CONTEXT_ALGORITHMS,
+        },
+    )
     schedules: tuple[str, ...] | None = field(
         default=None, metadata={"doc": "pipeline schedules to try", "check": _registered}
     )
@@ -157,23 +179,27 @@ def divisors(n: int) -> list[int]:
     return sorted({*small, *(n // d for d in small)})
 
 
-def mesh_key(order: str, dp: int, tp: int, pp: int) -> tuple[str, ...]:
+def mesh_key(order: str, dp: int, tp: int, pp: int, cp: int = 1) -> tuple[str, ...]:
     """The axes of size > 1 in the order's sequence: equal keys, equal meshes."""
-    sizes = {"tp": tp, "dp": dp, "pp": pp, "cp": 1, "ep": 1}
+    sizes = {"tp": tp, "dp": dp, "pp": pp, "cp": cp, "ep": 1}
     return tuple(a for a in parse_order(order) if sizes[a] > 1)
 
 
-def sizes(devices: int, space: SearchSpace) -> Iterator[tuple[int, int, int]]:
-    """``(dp, tp, pp)`` with ``dp * tp * pp = devices``, tp then pp ascending."""
+def sizes(devices: int, space: SearchSpace) -> Iterator[tuple[int, int, int, int]]:
+    """``(dp, tp, pp, cp)`` with ``dp * cp * tp * pp = devices``, tp, pp, then cp
+    ascending."""
     for tp in space.choices("tp", tuple(divisors(devices))):
         if devices % tp or (space.max_tp and tp > space.max_tp):
             continue
         for pp in space.choices("pp", tuple(divisors(devices // tp))):
             if (devices // tp) % pp or (space.max_pp and pp > space.max_pp):
                 continue
-            dp = devices // (tp * pp)
-            if space.fixed.get("dp", dp) == dp:
-                yield dp, tp, pp
+            for cp in space.choices("cp", tuple(divisors(devices // (tp * pp)))):
+                if (devices // (tp * pp)) % cp or (cp > space.max_cp and "cp" not in space.fixed):
+                    continue
+                dp = devices // (tp * pp * cp)
+                if space.fixed.get("dp", dp) == dp:
+                    yield dp, tp, pp, cp
 
 
 def pipelines(pp: int, space: SearchSpace) -> list[tuple[str | None, int]]:
@@ -188,10 +214,13 @@ def pipelines(pp: int, space: SearchSpace) -> list[tuple[str | None, int]]:
     return out
 
 
-def expert_sizes(dp: int, experts: int, space: SearchSpace) -> tuple[int, ...]:
+def expert_sizes(dp: int, experts: int, space: SearchSpace, cp: int = 1) -> tuple[int, ...]:
     """The expert-parallel sizes to try with ``dp`` replicas of a model of ``experts``
     experts (0: dense): what divides both, or what the space asks for (``run``'s checks
-    refuse what does not fit)."""
+    refuse what does not fit). With context parallelism (``cp > 1``) only ``ep = 1``:
+    experts and context parallelism are not built together."""
+    if cp > 1:
+        return tuple(e for e in space.choices("ep", (1,)) if e == 1)
     if not experts:
         return space.choices("ep", (1,))
     fits = tuple(e for e in divisors(dp) if experts % e == 0)
@@ -211,7 +240,7 @@ def layout_groups(
     estimate do not, so the planner settles them once per group. A mixture of
     ``experts`` experts also tries expert-parallel sizes (:func:`expert_sizes`)."""
     base = base or Strategy()
-    for dp, tp, pp in sizes(devices, space):
+    for dp, tp, pp, cp in sizes(devices, space):
         if global_batch % dp:
             continue
         replica = global_batch // dp
@@ -222,29 +251,37 @@ def layout_groups(
         seen_orders: set[tuple[str, ...]] = set()
         orders = []
         for order in space.choices("order", space.orders):
-            key = mesh_key(order, dp, tp, pp)
+            key = mesh_key(order, dp, tp, pp, cp)
             if key not in seen_orders:
                 seen_orders.add(key)
                 orders.append(order)
         if not orders:
             continue
         sps = space.choices("sequence_parallel", space.sequence_parallel) if tp > 1 else (False,)
-        zeros = space.choices("zero", space.zero) if dp > 1 else (0,)
+        zeros = space.choices("zero", space.zero) if dp * cp > 1 else (0,)
+        algorithms = (
+            space.choices("context_parallel", space.context_parallel)
+            if cp > 1
+            else (base.context_parallel,)
+        )
         for b in bs:
             if replica % b:
                 continue
-            for (schedule, chunks), recompute, sp, zero, ep in itertools.product(
+            for (schedule, chunks), recompute, sp, zero, algorithm, ep in itertools.product(
                 pipelines(pp, space),
                 space.choices("recompute", space.recompute),
                 sps,
                 zeros,
-                expert_sizes(dp, experts, space),
+                algorithms,
+                expert_sizes(dp, experts, space, cp),
             ):
                 strategy = replace(
                     base,
                     dp=dp,
                     tp=tp,
                     pp=pp,
+                    cp=cp,
+                    context_parallel=algorithm,
                     microbatches=replica // b,
                     schedule=schedule or base.schedule,
                     chunks=chunks,
@@ -276,6 +313,8 @@ def layouts(
 def layout_name(s: Strategy) -> str:
     """A short unique name such as ``dp2-tp8-pp4-interleavedx2-m16-full-sp-zero1``."""
     parts = [f"dp{s.dp}", f"tp{s.tp}", f"pp{s.pp}"]
+    if s.cp > 1:
+        parts.append(f"cp{s.cp}-{s.context_parallel}" + ("" if s.cp_balance else "-unbalanced"))
     if s.pp > 1:
         parts.append(s.schedule + (f"x{s.chunks}" if s.chunks > 1 else ""))
     parts.append(f"m{s.microbatches}")
@@ -287,7 +326,7 @@ def layout_name(s: Strategy) -> str:
         parts.append(f"zero{s.zero}")
     if s.ep > 1:
         parts.append(f"ep{s.ep}")
-    if mesh_key(s.order, s.dp, s.tp, s.pp) != mesh_key(ORDERS[0], s.dp, s.tp, s.pp):
+    if mesh_key(s.order, s.dp, s.tp, s.pp, s.cp) != mesh_key(ORDERS[0], s.dp, s.tp, s.pp, s.cp):
         parts.append("by-" + ".".join(a for a in parse_order(s.order) if a not in ("cp", "ep")))
     return "-".join(parts)
 
@@ -298,6 +337,8 @@ def layout_keys(s: Strategy) -> dict[str, Any]:
         "dp": s.dp,
         "tp": s.tp,
         "pp": s.pp,
+        "cp": s.cp,
+        "context_parallel": s.context_parallel if s.cp > 1 else None,
         "microbatches": s.microbatches,
         "schedule": s.schedule if s.pp > 1 else None,
         "chunks": s.chunks,

@@ -159,6 +159,7 @@ class Compute:
         return self._known.setdefault((layout, cost, variant), [None] * kinds)
 
     def __call__(self, sw: SimWorker, ins: tuple) -> simpy.Event | Any:
+        sw.begin_action(self.env.now)
         if self.exchanging and ins[1].stage in self.exchanging and ins[1].kind != W:
             return self.bridged(sw, ins)
         known = None if self.numerics else sw.known[ins[5]]
@@ -178,7 +179,7 @@ class Compute:
                 known.compiled, known.charge, known.release, known.label
             )  # fmt: skip
             if known.reports is not None:
-                self.tally.reports(known.reports, len(sw.members))
+                self.tally.reports(known.reports, sw.step, len(sw.members))
             buffers, base = sw.buffers, sw.message_base
             if inbox >= 0:
                 del buffers[inbox + base]
@@ -198,6 +199,7 @@ class Compute:
         trace = self.engine.trace
         trace.record(trace.track_id(sw.group, label), now, now + seconds, action.mb)
         sw.compute_s += seconds
+        sw.end_action(now + seconds)
         done = self.env.timeout(seconds)
         if sends:
             self.mailbox.publish(outbox + sw.message_base, done, now + seconds)
@@ -219,16 +221,15 @@ class Compute:
             sw.inflight += 1
             if sw.inflight > sw.peak_inflight:
                 sw.peak_inflight = sw.inflight
-        tally = self.tally
-        tally.model_flops += known.model_flops
-        tally.hardware_flops += known.hardware_flops
+        self.tally.add_flops(sw, known.model_flops, known.hardware_flops)
         if known.reports is not None:
-            tally.reports(known.reports, len(sw.members))
+            self.tally.reports(known.reports, sw.step, len(sw.members))
         seconds = known.seconds
         now = self.env.now
         trace = self.engine.trace
         trace.record(trace.track_id(sw.group, known.label), now, now + seconds, action.mb)
         sw.compute_s += seconds
+        sw.end_action(now + seconds)
         done = self.env.timeout(seconds)
         if sends:
             self.mailbox.publish(outbox + base, done, now + seconds)
@@ -269,6 +270,7 @@ class Compute:
                 yield from self._replay_items(sw, action, bridge.rest())
         finally:
             bridge.cancel()
+        sw.end_action(self.env.now)
         self.tally.action(action, self.env.now - start)
         if charge is not None:
             sw.charge(self.engine, ACTIVATIONS, charge)
@@ -285,6 +287,7 @@ class Compute:
     def _replay(self, sw: SimWorker, action: Action, compiled: CompiledTape, release: Any) -> Any:
         start = self.env.now
         yield from self.replay.run(sw, compiled, action)
+        sw.end_action(self.env.now)
         self.tally.action(action, self.env.now - start)
         if release is not None:
             self.finish(sw, action, release)
@@ -339,7 +342,7 @@ class Compute:
             results.append(result)
         if reports is not None:  # what a mixture of experts reported
             sw.reports = reports
-            self.tally.reports(reports, 1 if self.numerics else len(sw.members))
+            self.tally.reports(reports, sw.step, 1 if self.numerics else len(sw.members))
         assert compiled is not None
         return results, compiled
 
@@ -361,9 +364,9 @@ class Compute:
             def forward(i: int, member: Any) -> Any:
                 mine = member.chunks[stage]
                 if source is None or last:
-                    x, y = self.feed.micro_batch(member, mb)
-                xs = [x] * t if source is None else source[i]
-                return mine.forward(xs, [y] * t if last else None)
+                    inputs, targets = self.feed.per_rank(member, mb)
+                xs = inputs if source is None else source[i]
+                return mine.forward(xs, targets if last else None)
 
             results, compiled = self._each(sw, mb, forward, collect=True)
             ctxs = [ctx for _, ctx in results]
@@ -373,7 +376,7 @@ class Compute:
                 buffers[outbox + base] = [out for out, _ in results]
             if last and self.numerics:
                 for out, _ in results:
-                    self.tally.loss(float(out[0]))
+                    self.tally.loss(float(out[0]), sw.step)
             return compiled, charge, None
         if kind == W:
             wctxs, held = self._stashed(sw, (stage, mb, W), (stage, B))

@@ -18,7 +18,9 @@ never the runtime itself. It owns every piece of the run's mutable state;
 when the run is over it hands back a :class:`~simulator.runtime.record.RunRecord`
 that nothing can change, and which is all the metrics and pictures read.
 
-Steps are separated by a barrier; each leaves a
+Steps are separated by a barrier (unless ``[training] step_barrier = false``:
+then each worker starts its next step when it has finished its own,
+:meth:`Runtime._run_without_barrier`); each leaves a
 :class:`~simulator.runtime.record.StepRecord`. A step that cannot finish
 because every worker waits for something no one will ever send is found the
 way SimPy signals it -- its event queue runs empty
@@ -47,7 +49,7 @@ from ..engine import Engine, Process
 from ..engine.trace import COMPUTE
 from ..errors import DeadlockError, DeviceFailedError, DivergedError
 from ..hardware.faults import Fault
-from ..parallel.build import Plan
+from ..parallel.build import Plan, token_layout
 from ..parallel.program import Op
 from .compute import Compute
 from .data import DataParallelSync, sync_for
@@ -93,7 +95,14 @@ class Runtime:
         if self.fold:
             engine.network.mirror = mirrors(plan)
         s = plan.strategy
-        self.feed = Feed(plan.model_config, training, plan.micro_batch_size, s.microbatches)
+        self.feed = Feed(
+            plan.model_config,
+            training,
+            plan.micro_batch_size,
+            s.microbatches,
+            token_layout(plan.model_config, s),
+            s.tp,
+        )
         self.tally = Tally()
         layouts = Layouts(plan.cluster)
         self.workers = self._simulated_workers(layouts)
@@ -187,20 +196,27 @@ class Runtime:
         after which :meth:`result` still holds what was simulated. ``progress`` is
         called with the number of events processed so far."""
         self.sync.allocate_model_state()
+        training = self.plan.training
         with collector_paused():
-            for step in range(self.plan.training.steps):
-                self.feed.start_step(step)
-                self.records.append(self._run_step(progress))
-                loss = self.records[-1].loss
-                if loss is not None and not math.isfinite(loss):
-                    raise DivergedError(
-                        f"strategy {self.plan.strategy.name!r} diverged: the loss is {loss} "
-                        f"at step {step}; lower the learning rate ([training] lr)",
-                        step,
-                    )
+            if training.step_barrier:
+                for step in range(training.steps):
+                    self.feed.start_step(step)
+                    self.records.append(self._run_step(step, progress))
+                    self._check_loss(self.records[-1], step)
+            else:
+                self._run_without_barrier(progress)
         for ledger in {id(x): x for x in self.engine.memory.values()}.values():
             ledger.check()
         return self.result()
+
+    def _check_loss(self, record: StepRecord, step: int) -> None:
+        loss = record.loss
+        if loss is not None and not math.isfinite(loss):
+            raise DivergedError(
+                f"strategy {self.plan.strategy.name!r} diverged: the loss is {loss} "
+                f"at step {step}; lower the learning rate ([training] lr)",
+                step,
+            )
 
     def result(self) -> RunRecord:
         """What the run left, frozen (see :class:`~.record.RunRecord`): the trace is
@@ -222,16 +238,16 @@ class Runtime:
             )
         return self._result
 
-    def _run_step(self, progress: Callable[[int], None] | None) -> StepRecord:
+    def _run_step(self, step: int, progress: Callable[[int], None] | None) -> StepRecord:
         engine = self.engine
         env = engine.env
         start = env.now
         sent_before = dict(engine.bytes_sent)
         kinds_before = dict(engine.comm_bytes)
-        self.tally.start_step()
+        self.tally.start_step(step)
         self.mailbox.reset()
         for sw in self.workers:
-            sw.start_step()
+            sw.start_step(step)
         for sw in self.workers:
             sw.process = env.process(self._process(sw))
         done = simpy.AllOf(env, [sw.process for sw in self.workers])
@@ -243,12 +259,15 @@ class Runtime:
                 raise self._failure_report(failed)
         except DeviceFailedError:
             # the step's loss was not computed in full: None, never a partial mean
-            self.records.append(self._record(start, sent_before, kinds_before, complete=False))
+            self.records.append(
+                self._record(step, start, sent_before, kinds_before, complete=False)
+            )
             raise
-        return self._record(start, sent_before, kinds_before)
+        return self._record(step, start, sent_before, kinds_before)
 
     def _record(
         self,
+        step: int,
         start: float,
         sent_before: dict[int, int],
         kinds_before: dict[str, int],
@@ -257,24 +276,120 @@ class Runtime:
         """The step from ``start`` to now (see :class:`~.record.StepRecord`)."""
         engine = self.engine
         sent, kinds = engine.bytes_sent, engine.comm_bytes
+        return self._step_record(
+            step,
+            start,
+            engine.env.now,
+            tuple(self._worker_record(sw) for sw in self.workers),
+            {d: b - sent_before.get(d, 0) for d, b in sent.items()},
+            {k: v - kinds_before.get(k, 0) for k, v in kinds.items()},
+            complete,
+        )
+
+    def _step_record(
+        self,
+        step: int,
+        start: float,
+        end: float,
+        workers: tuple[WorkerRecord, ...],
+        sent: dict[int, int],
+        kinds: dict[str, int],
+        complete: bool = True,
+    ) -> StepRecord:
+        tally = self.tally
+        model_flops, hardware_flops = tally.step_flops[step]
         return StepRecord(
             start=start,
-            end=engine.env.now,
-            loss=self.tally.mean_loss() if self.plan.training.numerics and complete else None,
-            model_flops=self.tally.model_flops,
-            hardware_flops=self.tally.hardware_flops,
-            workers=tuple(
-                WorkerRecord(
-                    sw.shown, sw.compute_s, sw.exposed_s, sw.peak_inflight, _pairs(sw.exposed)
-                )
-                for sw in self.workers
-            ),
-            bytes_sent=MappingProxyType({d: b - sent_before.get(d, 0) for d, b in sent.items()}),
-            comm_bytes=MappingProxyType({k: v - kinds_before.get(k, 0) for k, v in kinds.items()}),
-            action_seconds=MappingProxyType(dict(self.tally.action_seconds)),
+            end=end,
+            loss=tally.mean_loss(step) if self.plan.training.numerics and complete else None,
+            model_flops=model_flops,
+            hardware_flops=hardware_flops,
+            workers=workers,
+            bytes_sent=MappingProxyType(sent),
+            comm_bytes=MappingProxyType(kinds),
+            action_seconds=MappingProxyType(dict(tally.action_seconds)),
             folded_replicas=self.fold.replicas,
-            tokens_per_expert=MappingProxyType({k: tuple(v) for k, v in self.tally.tokens.items()}),
+            tokens_per_expert=MappingProxyType(
+                {k: tuple(v) for k, v in tally.tokens.get(step, {}).items()}
+            ),
         )
+
+    def _worker_record(self, sw: SimWorker) -> WorkerRecord:
+        span, idle = sw.span
+        return WorkerRecord(
+            sw.shown,
+            sw.compute_s,
+            sw.exposed_s,
+            sw.peak_inflight,
+            _pairs(sw.exposed),
+            span,
+            idle,
+            self.engine.env.now,
+        )
+
+    # -- without a barrier between steps -------------------------------------------------
+    def _run_without_barrier(self, progress: Callable[[int], None] | None) -> None:
+        """``[training] step_barrier = false``: every worker starts its next step as soon
+        as it has finished its own (Qi et al. 2024, sec. 4, optimizer post-validation).
+
+        Nothing but the pipeline's messages and the collectives holds a worker back,
+        so later steps show the steady state. Step ``k`` runs from the moment the
+        last worker finished step ``k-1`` to the moment the last one finished step
+        ``k``: in steady state, the period of the pipeline. Each worker's parts
+        are those of its own step ``k``. Every step runs the same programs over the
+        same links, so it sends the same bytes: each step's bytes are the run's
+        divided by the steps.
+
+        Two steps may be under way at once, never three: a worker that sends a
+        message of step ``k+1`` has finished step ``k``, which it could not do before
+        its neighbours had taken all their messages of step ``k`` -- so a message's
+        slot (:mod:`.messages`) and a collective's meeting are never claimed by two
+        steps at once, and each worker's data, losses and FLOPs are counted in the
+        step it is in (:meth:`.feed.Feed.enter`, :class:`.tally.Tally`).
+        """
+        engine, env = self.engine, self.engine.env
+        steps = self.plan.training.steps
+        start = env.now
+        sent_before = dict(engine.bytes_sent)
+        kinds_before = dict(engine.comm_bytes)
+        self.mailbox.reset()
+        for step in range(steps):
+            self.tally.start_step(step)
+        rows: list[list[WorkerRecord | None]] = [[None] * len(self.workers) for _ in range(steps)]
+        for sw in self.workers:
+            sw.process = env.process(self._steps_of(sw, rows))
+        done = simpy.AllOf(env, [sw.process for sw in self.workers])
+        failure = None
+        try:
+            self._drive(done, progress)
+            failed = next((sw for sw in self.workers if sw.failed), None)
+            if failed is not None:
+                failure = self._failure_report(failed)
+        except DeviceFailedError as error:
+            failure = error
+        finished = [r for r in rows if all(w is not None for w in r)]
+        sent = {d: (b - sent_before.get(d, 0)) // steps for d, b in engine.bytes_sent.items()}
+        kinds = {k: (v - kinds_before.get(k, 0)) // steps for k, v in engine.comm_bytes.items()}
+        previous = start
+        for step, row in enumerate(finished):
+            workers = tuple(w for w in row if w is not None)
+            end = max(w.end for w in workers)
+            self.records.append(self._step_record(step, previous, end, workers, sent, kinds))
+            previous = end
+        if failure is not None:
+            raise failure
+        for step, record in enumerate(self.records):
+            self._check_loss(record, step)
+
+    def _steps_of(self, sw: SimWorker, rows: list[list[WorkerRecord | None]]) -> Process:
+        """``sw``'s process without a barrier: its program, step after step."""
+        for step in range(len(rows)):
+            sw.start_step(step)
+            self.feed.enter(sw.members, step)
+            yield from self._process(sw)
+            if sw.failed:
+                return
+            rows[step][sw.index] = self._worker_record(sw)
 
     def _drive(self, done: simpy.Event, progress: Callable[[int], None] | None) -> None:
         """Process events until ``done`` fires (SimPy's own ``run(until=...)`` loop, with a

@@ -34,7 +34,7 @@ from typing import Any
 from .. import comm
 from ..comm.layout import Layouts
 from ..engine import Engine, Process
-from ..ops.tape import Tape, active_tape
+from ..ops.tape import Tape, active
 from ..parallel.build import Plan
 from ..parallel.expert import Exchange, Ticket, waiting_with
 from .meetings import Handle, Meetings
@@ -156,7 +156,7 @@ class Bridge:
 
     def _wait(self, ticket: Ticket) -> None:
         """In the thread: stop until the simulation has filled ``ticket``."""
-        self.tape = active_tape()
+        self.tape = active()
         self._back.release()
         self._go.acquire()
         if self._cancelled:

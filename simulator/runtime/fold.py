@@ -27,7 +27,8 @@ run's numbers exactly. The replicas are identical when:
    straddle node boundaries differently is not folded);
 4. no replica shares a port with another: each device has its own ports;
 5. the data-parallel traffic starts only once the pipeline has drained (no
-   DDP buckets during backward, ZeRO stage 0 or 1). A collective that
+   DDP buckets during backward, ZeRO stage 0, or 1 without
+   ``overlap_grad_reduce``). A collective that
    overlaps the replicas' own traffic shares their ports with it, and when
    two things happen at the same simulated moment one of them books a port
    first: replica 0's tensor-parallel all-reduce may go before the
@@ -76,7 +77,7 @@ def decide_fold(plan: Plan, allowed: bool, faults: FaultModel | None = None) -> 
         return Fold(1, refusal)
     if s.ep > 1:
         return Fold(1, "expert-parallel replicas hold different experts")
-    if s.bucket_mb > 0 or s.zero >= 2:
+    if s.bucket_mb > 0 or s.zero >= 2 or (s.zero == 1 and s.overlap_grad_reduce):
         return Fold(1, "data-parallel traffic overlaps the replicas' own")
     if not _alike_hardware(plan):
         return Fold(1, "the replicas' devices differ")

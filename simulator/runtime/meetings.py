@@ -121,6 +121,7 @@ class Meetings:
         timed: bool = True,
         ranks: Sequence[int] | None = None,
         root: int = 0,
+        together: Sequence[Sequence[int]] | None = None,
     ) -> tuple[list[list[Any]], float]:
         """Run ``op`` for every tensor-parallel rank over the workers of ``group``: the
         body of most meetings.
@@ -130,19 +131,31 @@ class Meetings:
         those devices sit. ``payloads[m][i]`` is member ``m``'s array for the
         ``i``-th collective, which runs on the devices ``group[m].devices[ranks[i]]``
         (``ranks`` defaults to one collective per rank); a rooted one is rooted at
-        member ``root``. Returns the results in the same layout and the time the
-        last collective ends (now, when ``timed`` is false: the numbers are needed
-        but the time is paid elsewhere).
+        member ``root``. ``together`` joins payloads into one collective: each entry
+        lists the ``i`` of one collective, which then runs over every member's
+        arrays at those ``i``, member by member (a context-parallel worker's ranks
+        of one tensor-parallel rank hold replicas of the same shard). Returns the
+        results in the same layout and the time the last collective ends (now,
+        when ``timed`` is false: the numbers are needed but the time is paid
+        elsewhere).
         """
-        results: list[list[Any]] = [[] for _ in group]
+        count = len(payloads[0])
+        results: list[list[Any]] = [[None] * count for _ in group]
         end = self.env.now
-        for i, r in enumerate(ranks or range(len(payloads[0]))):
-            devices = tuple(m.devices[r] for m in group)
+        where = ranks or range(count)
+        for positions in together or [[i] for i in range(count)]:
+            devices = tuple(m.devices[where[i]] for m in group for i in positions)
             outs, plan = comm.collective(
-                op, [p[i] for p in payloads], algorithm, root=root, layout=self.layouts(devices)
+                op,
+                [p[i] for p in payloads for i in positions],
+                algorithm,
+                root=root,
+                layout=self.layouts(devices),
             )
             if timed:
                 end = max(end, self.engine.collective(plan, devices, kind, label))
-            for m, out in enumerate(outs):
-                results[m].append(out)
+            flat = iter(outs)
+            for m in range(len(group)):
+                for i in positions:
+                    results[m][i] = next(flat)
         return results, end

@@ -39,6 +39,11 @@ class WorkerRecord:
         peak_inflight: the most micro-batches whose activations it held at once.
         exposed: those stretches, ``(start, end)`` per row, in the order they
             happened (read-only).
+        span_s: its span: from the start of its first pipeline action of the step to
+            the end of its last (Qi et al. 2024, sec. 5.3); 0 if it ran none.
+        span_idle_s: the time inside its span it neither computed nor waited for a
+            collective of its own group: the pipeline bubble it sat in.
+        end: when it finished the step.
     """
 
     devices: tuple[int, ...]
@@ -46,6 +51,9 @@ class WorkerRecord:
     exposed_s: float
     peak_inflight: int
     exposed: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
+    span_s: float = 0.0
+    span_idle_s: float = 0.0
+    end: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -145,7 +145,7 @@ class Replay:
                 _, call, booking = step
                 if booking is not None:
                     end = engine.book(booking)
-                elif call.plan.transfers:
+                elif call.plan.messages:
                     end = engine.collective(call.plan, sw.devices, call.kind, call.label, sw.shown)
                 else:
                     end = env.now
@@ -194,7 +194,7 @@ class Replay:
             elif kind == COLLECTIVE:
                 call = item[1]
                 booking = None
-                if self.fused and call.plan.transfers:
+                if self.fused and call.plan.messages:
                     booking = engine.fused(call.plan, sw.devices, call.kind, call.label, sw.shown)
                 script.append((COLLECTIVE, call, booking))
             else:

@@ -93,6 +93,15 @@ class SimWorker:
     #: its process this step, and when one of its devices failed (runtime.fault_model)
     process: Any = None
     failed: tuple[int, float] | None = None
+    #: the step it is in (without a barrier, workers may be in different steps)
+    step: int = 0
+    #: its *span* this step (Qi et al. 2024, sec. 5.3): when its first pipeline action
+    #: started (-1 before), when its last one so far ended, and its busy seconds
+    #: (compute and exposed communication) at those two moments
+    span_start: float = -1.0
+    span_end: float = 0.0
+    busy_at_start: float = 0.0
+    busy_at_end: float = 0.0
 
     @property
     def pp_rank(self) -> int:
@@ -146,7 +155,30 @@ class SimWorker:
             self.exposed.append(a)
             self.exposed.append(b)
 
-    def start_step(self) -> None:
+    def begin_action(self, now: float) -> None:
+        """A pipeline action starts at ``now`` (before its time is counted)."""
+        if self.span_start < 0:
+            self.span_start = now
+            self.busy_at_start = self.compute_s + self.exposed_s
+
+    def end_action(self, end: float) -> None:
+        """The action under way ends at ``end`` (its time counted)."""
+        self.span_end = end
+        self.busy_at_end = self.compute_s + self.exposed_s
+
+    @property
+    def span(self) -> tuple[float, float]:
+        """Its span this step and the idle time inside it (neither computing nor
+        waiting for a collective of its own group): the pipeline bubble it sits in."""
+        if self.span_start < 0:
+            return 0.0, 0.0
+        length = self.span_end - self.span_start
+        return length, max(0.0, length - (self.busy_at_end - self.busy_at_start))
+
+    def start_step(self, step: int) -> None:
+        self.step = step
+        self.span_start = -1.0
+        self.span_end = self.busy_at_start = self.busy_at_end = 0.0
         self.compute_s = self.exposed_s = 0.0
         self.exposed = array("d")
         self.inflight = self.peak_inflight = 0

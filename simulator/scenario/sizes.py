@@ -81,7 +81,7 @@ def check_sizes(
     for s in strategies:
         where = f"{source}: [[strategy]] {s.name!r}"
         check("max_microbatches", s.microbatches, f"{where} microbatches")
-        check("max_devices", s.num_devices, f"{where} dp*tp*pp")
+        check("max_devices", s.num_devices, f"{where} {'*'.join(s.axes)}")
         check("max_stages", s.num_stages, f"{where} pp*chunks")
         check("max_chunks_per_rank", s.chunks, f"{where} chunks")
         # every step runs at least a forward and a backward of every micro-batch on

@@ -54,9 +54,11 @@ from ..runtime.intervals import union
 from .views import (
     chunk_of,
     collective_labels,
+    coordinates,
     exposed_by_device,
     failures,
     layers_of,
+    layout_name,
     shown_devices,
     step_events,
     stragglers,
@@ -76,6 +78,7 @@ FAILED_COLOUR = "#d62728"
 COMM_COLOURS = {
     "dp": "#e07b39",
     "tp": "#8c5fb8",
+    "cp": "#2a9d8f",
     "embedding": "#4f9d69",
     "ep": "#1b9aaa",
     "copies": "#b5651d",
@@ -83,6 +86,7 @@ COMM_COLOURS = {
 COMM_NAMES = {
     "dp": "data-parallel collective",
     "tp": "tensor-parallel collective",
+    "cp": "context-parallel exchange (ring step, all-gather, all-to-all)",
     "embedding": "tied-embedding sum",
     "ep": "experts' all-to-all (dispatch, combine)",
     "copies": "sum of DualPipe's stage copies",
@@ -183,7 +187,7 @@ def title(result: Any, unit: str, scale: float) -> str:
         parts += f" (closed form {100 * m['bubble_fraction_analytic']:.1f}%)"
     status = "" if m["status"] == "ok" else f"  [{m['status'].upper()}]"
     return (
-        f"{m['strategy']}: dp{m['dp']} x tp{m['tp']} x pp{m['pp']}{sched}, "
+        f"{m['strategy']}: {layout_name(m)}{sched}, "
         f"m={m['microbatches']}{status}\n"
         f"step {m['iteration_time_s'] / scale:.3f} {unit}: {parts}"
     )
@@ -194,8 +198,7 @@ def _row_label(result: Any, d: int, slow: dict[int, Any], failed: dict[int, floa
     plan = result.plan
     label = f"device {d} · node {plan.cluster.node_of(d)}"
     if plan.strategy.num_devices > 1:
-        c = plan.mesh.coords(d)
-        label += f"\nd{c['dp']} t{c['tp']} p{c['pp']}"
+        label += "\n" + coordinates(plan, d)
     if d in slow:
         label += f"\nstraggler x{slow[d].factor:g}"
     return label + ("\nfailed" if d in failed else "")

@@ -18,8 +18,11 @@ from ..scenario.paths import file_stem
 
 #: Traces with more events than this are written gzip-compressed.
 GZIP_EVENTS = 200_000
-#: ... and with more than this, with one process per group of devices in lockstep.
-GROUP_EVENTS = 2_000_000
+#: ... and with more than this, with one process per group of devices in lockstep: a
+#: large run folds its replicas and works in lockstep groups (a context-parallel run
+#: of 64 devices repeats every row 64 times), so the per-device listing repeats the
+#: same events and costs most of the run's time to write.
+GROUP_EVENTS = 200_000
 
 
 def _expanded_events(result: StrategyResult) -> int:

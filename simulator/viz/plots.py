@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 
 from ..hardware.units import format_bytes, time_unit
 from .gantt import finish_figure, gantt
-from .views import shown_devices
+from .views import coordinates, shown_devices
 
 __all__ = ["compare", "gantt", "memory"]
 
@@ -128,8 +128,7 @@ def memory(result: Any, path: str | Path | None = None) -> Figure | None:
             ax.axvline(
                 record.start / scale_t, color="black", linestyle=":", linewidth=0.8, zorder=3
             )
-        c = plan.mesh.coords(d)
-        where = f" (d{c['dp']} t{c['tp']} p{c['pp']})" if plan.strategy.num_devices > 1 else ""
+        where = f" ({coordinates(plan, d)})" if plan.strategy.num_devices > 1 else ""
         if len(twins[d]) > 1:
             where += f" and {_devices(twins[d][1:])}, which hold the same"
         parts = " + ".join(

@@ -26,9 +26,11 @@ def comparison_table(
     the model dtype's (BF16) peak, as the papers count it, and a line says so."""
     rows = sorted(results, key=lambda r: (r["status"] != "ok", r["iteration_time_s"] or 0.0))
     scale, unit = time_unit(max((r["iteration_time_s"] or 0.0 for r in rows), default=0.0))
+    # the context-parallel size shows when a strategy splits the sequence
+    axes = ("dp", "cp", "tp", "pp") if any(r.get("cp", 1) > 1 for r in rows) else ("dp", "tp", "pp")
     header = [
         "strategy",
-        "dp x tp x pp",
+        " x ".join(axes),
         "schedule",
         "m",
         f"step ({unit})",
@@ -47,7 +49,7 @@ def comparison_table(
         table.append(
             [
                 r["strategy"],
-                f"{r['dp']} x {r['tp']} x {r['pp']}",
+                " x ".join(str(r.get(a, 1)) for a in axes),
                 r["schedule"] or "-",
                 str(r["microbatches"]),
                 f"{(r['iteration_time_s'] or 0.0) / scale:.3f}",

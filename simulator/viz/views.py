@@ -55,12 +55,17 @@ def shown_devices(result: Any, limit: int = MAX_ROWS) -> tuple[list[int], str]:
     s, mesh = plan.strategy, plan.mesh
     devices = sorted(d for w in plan.workers for d in w.devices)
     folded = result.metrics.get("folded_replicas", 1) > 1
-    if len(devices) <= LOCKSTEP_ROWS or (len(devices) <= limit and s.tp == 1 and not folded):
+    lockstep = s.tp * s.cp
+    if len(devices) <= LOCKSTEP_ROWS or (len(devices) <= limit and lockstep == 1 and not folded):
         return devices, ""
     stages = _spread(s.pp, limit)
     replicas = [0] if folded else _spread(s.dp, max(1, limit // len(stages)))
     parts = []
-    if s.tp > 1:
+    if s.tp > 1 and s.cp > 1:
+        parts.append("tensor- and context-parallel rank 0 (the worker's ranks work in lockstep)")
+    elif s.cp > 1:
+        parts.append("context-parallel rank 0 (its group works in lockstep)")
+    elif s.tp > 1:
         parts.append("tensor-parallel rank 0 (its group works in lockstep)")
     if s.pp > 1:
         parts.append(
@@ -82,6 +87,21 @@ def shown_devices(result: Any, limit: int = MAX_ROWS) -> tuple[list[int], str]:
     chosen |= {d for d in [*failures(result), *stragglers(result)] if d in used}
     shown = sorted(chosen)
     return shown, f"{len(shown)} of {len(devices)} devices: " + ", ".join(parts)
+
+
+def coordinates(plan: Any, d: int) -> str:
+    """Device ``d``'s place in the mesh, ``d1 t0 p2`` (``d1 c3 t0 p2`` when the strategy
+    splits the sequence)."""
+    c = plan.mesh.coords(d)
+    axes = ("dp", "cp", "tp", "pp") if plan.strategy.cp > 1 else ("dp", "tp", "pp")
+    return " ".join(f"{a[0]}{c[a]}" for a in axes)
+
+
+def layout_name(m: dict[str, Any]) -> str:
+    """A results entry's sizes, ``dp2 x tp8 x pp4`` (with ``cp`` when it splits the
+    sequence)."""
+    axes = ("dp", "cp", "tp", "pp") if m.get("cp", 1) > 1 else ("dp", "tp", "pp")
+    return " x ".join(f"{a}{m.get(a, 1)}" for a in axes)
 
 
 def failures(result: Any) -> dict[int, float]:
@@ -175,6 +195,6 @@ def layers_of(compute: Sequence[Event], comm: Sequence[Event]) -> list[str]:
     starts: dict[float, str] = {}
     for e in comm:
         layer = layer_of(e.name)
-        if e.cat == "tp" and layer:
+        if e.cat in ("tp", "cp") and layer:
             starts.setdefault(e.start, layer)
     return [starts.get(e.end) or starts.get(e.start, "") for e in compute]

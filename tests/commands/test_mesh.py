@@ -25,8 +25,8 @@ def test_prints_devices_and_groups(capsys) -> None:
     [
         (
             ("--dp", "1000", "--tp", "1000", "--pp", "1000"),
-            "--dp * --tp * --pp = 1,000,000,000 is over the limit max_devices = 65,536; if you "
-            "mean it, raise the limit with --max-devices N",
+            "--dp * --cp * --tp * --pp = 1,000,000,000 is over the limit max_devices = 65,536; "
+            "if you mean it, raise the limit with --max-devices N",
         ),
         (("--dp", "4", "--max-devices", "2"), "= 4 is over the limit max_devices = 2"),
         (("--nodes", "0"), "--nodes must be an integer in [1, 1e+09], got 0"),

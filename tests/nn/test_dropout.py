@@ -95,3 +95,22 @@ def test_shape_only_masks_are_uint8():
 def test_bad_probability_is_rejected(p):
     with pytest.raises(ValueError, match="dropout probability"):
         Dropout(p, 0, "mlp_out")
+
+
+def test_windows_compose_and_may_list_positions():
+    """A context-parallel rank's positions (0, 1, 6, 7 of 8), then a sequence-parallel
+    rank's half of them, then an attention block's query and key positions inside a
+    tensor-parallel rank's heads: each the same part of the single-device mask."""
+    hidden = Dropout(0.3, 1, "mlp_out")
+    whole = masks_for(hidden, np.zeros((2, 8, 4)), 5)
+    where = np.array([0, 1, 6, 7])
+    mine = hidden.sliced((where,), (8,))
+    np.testing.assert_array_equal(masks_for(mine, np.zeros((2, 4, 4)), 5), whole[:, where])
+    half = mine.sliced((slice(2, 4),), (4,))
+    np.testing.assert_array_equal(masks_for(half, np.zeros((2, 2, 4)), 5), whole[:, [6, 7]])
+    probs = Dropout(0.3, 1, "attention_probs")
+    full = masks_for(probs, np.zeros((2, 6, 8, 8)), 5)
+    heads = probs.sliced((slice(2, 4),), (6,))
+    block = heads.sliced((slice(None), where, slice(0, 2)), (2, 8, 8))
+    got = masks_for(block, np.zeros((2, 2, 4, 2)), 5)
+    np.testing.assert_array_equal(got, full[:, 2:4][:, :, where][:, :, :, 0:2])

@@ -7,10 +7,15 @@ import pytest
 from simulator.ops import functional as ops_nn
 from simulator.ops.arrays import ShapeArray
 from simulator.ops.attention import (
+    block_pairs,
+    block_softmax,
+    block_softmax_backward,
+    causal_credit,
     flash_attention,
     flash_attention_backward,
     merge_attention,
     merge_groups,
+    rescale_rows,
     split_groups,
     visible_pairs,
 )
@@ -93,3 +98,54 @@ def test_grouped_heads_split_and_merge_back(qkv):
     x = np.random.default_rng(3).normal(size=(2, 3, 4 * 3 * 2))
     for a, b in zip(split_groups(x, 4, 1), ops_nn.split_heads(x, 4, 3), strict=True):
         np.testing.assert_array_equal(a[:, :, 0], b)
+
+
+def test_a_diagonal_after_full_blocks_counts_half_and_credits_add_up():
+    # the keys of a chunk's queries: every earlier one, and its own diagonal
+    assert visible_pairs(4, 12, q_start=8, k_start=0) == 4 * 8 + 16 / 2
+    spans = ((0, 2), (6, 2))  # a context-parallel rank's two chunks of an 8-token sequence
+    assert block_pairs(4, 4, spans, spans) == 2 + 4 + 2
+    # blocks of one causal attention credit the formula's whole s x s between them
+    blocks = [((0, 4), (0, 4)), ((4, 4), (0, 4)), ((4, 4), (4, 4))]
+    credited = sum(causal_credit(4, 4, q, k) * 16 for (q, _), (k, _) in blocks)
+    assert credited == 8 * 8
+    assert causal_credit(8, 8) == 1.0  # one block: as the single-device kernel
+
+
+def test_materialised_blocks_give_the_whole_softmax_and_its_gradient(qkv):
+    """Scores of two key blocks, each softmaxed over its own keys, rescaled by their
+    log-sum-exp, are the row's softmax; the block gradient is the row's."""
+    q, k, _ = qkv
+    scale = 0.5
+    scores = q @ k.swapaxes(-1, -2)
+    probs, lse = block_softmax(scores[..., :2], scale, 0, 0)
+    later, later_lse = block_softmax(scores[..., 2:], scale, 0, 2)
+    whole = ops_nn.causal_softmax(
+        np.broadcast_to(scores, (B, KV, G, S, S)).reshape(B, KV * G, S, S), scale
+    ).reshape(B, KV, G, S, S)
+    total = np.logaddexp(lse, later_lse)
+    joined = np.concatenate(
+        [rescale_rows(probs, lse, total, "r"), rescale_rows(later, later_lse, total, "r")], -1
+    )
+    np.testing.assert_allclose(joined, whole, rtol=1e-12, atol=1e-15)
+    dprobs = np.random.default_rng(3).normal(size=whole.shape)
+    rows = (dprobs * whole).sum(-1)
+    full = scale * whole * (dprobs - rows[..., None])
+    part = block_softmax_backward(dprobs[..., 2:], later, later_lse, total, rows, scale)
+    np.testing.assert_allclose(part, full[..., 2:], rtol=1e-12, atol=1e-15)
+
+
+def test_flash_blocks_at_runs_of_positions_mask_by_position(qkv):
+    q, k, v = qkv
+    out, lse = flash_attention(q, k, v, 0.5)
+    runs = ((0, 2), (3, 2))  # positions 0 1 3 4 of the five
+    rows = [0, 1, 3, 4]
+    part, part_lse = flash_attention(q[..., rows, :], k[..., rows, :], v[..., rows, :], 0.5,
+                                     q_start=runs, k_start=runs)  # fmt: skip
+    # the queries at 0 and 1 see exactly what they see in the whole sequence
+    np.testing.assert_allclose(part[..., :2, :], out[..., :2, :], rtol=1e-13)
+    missing = flash_attention(q[..., 3:, :], k[..., 2:3, :], v[..., 2:3, :], 0.5,
+                              q_start=3, k_start=2)  # fmt: skip
+    merged, merged_lse = merge_attention(part[..., 2:, :], part_lse[..., 2:], *missing)
+    np.testing.assert_allclose(merged, out[..., 3:, :], rtol=1e-12)
+    np.testing.assert_allclose(merged_lse, lse[..., 3:], rtol=1e-12)

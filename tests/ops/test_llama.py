@@ -82,3 +82,15 @@ def test_the_ops_are_memory_bound_kernels_on_shape_only_arrays():
     assert [k.name for k in kernels] == ["rmsnorm", "swiglu", "rope"]
     assert all(k.flops == 0 for k in kernels)
     assert kernels[1].bytes == x.nbytes * 1.5  # reads [gate | up], writes one half
+
+
+def test_rope_at_listed_positions_rotates_as_the_whole_sequence_does(rng):
+    """A context-parallel rank holds positions 0-1 and 6-7 of 8: rotating them by their
+    positions gives those rows of the whole sequence's rotation, and back."""
+    x = rng.normal(size=(2, 3, 8, 4))
+    where = np.array([0, 1, 6, 7])
+    whole = ops_llama.rope(x, 10_000.0)
+    part = ops_llama.rope(x[..., where, :], 10_000.0, where)
+    np.testing.assert_allclose(part, whole[..., where, :], rtol=1e-14)
+    back = ops_llama.rope_backward(part, 10_000.0, where)
+    np.testing.assert_allclose(back, x[..., where, :], rtol=1e-12, atol=1e-14)

@@ -1,9 +1,10 @@
-"""Random small dp x tp x pp layouts, with and without every option, train like one device.
+"""Random small dp x cp x tp x pp layouts, with and without every option, train like one device.
 
 The oracle is single-device training (docs/design.md): whatever the layout and its
 options -- pipeline schedules and chunks, expert parallelism, ``pp_scatter_gather``,
 ``sequence_parallel``, ZeRO stages, gradient buckets, recomputation, the mesh
-order, the data-parallel flavour and all-reduce algorithm -- the losses of
+order, the data-parallel flavour and all-reduce algorithm, context
+parallelism with each of its algorithms, balanced or not -- the losses of
 every step must equal the single device's to a relative 1e-9. Hypothesis
 draws the layouts (a fixed set, ``derandomize=True``); combinations the
 planner refuses with a clear error (sizes that do not divide, options that
@@ -32,6 +33,7 @@ from simulator.nn.gpt import GPTConfig
 from simulator.nn.llama import LlamaConfig
 from simulator.nn.models import MLPConfig
 from simulator.parallel import Strategy
+from simulator.parallel.context import ALGORITHMS
 from simulator.parallel.pipeline import schedule_names
 from simulator.parallel.stage import RECOMPUTE
 from simulator.parallel.strategy import allreduce_algorithms
@@ -72,6 +74,8 @@ def layouts(
     ``experts`` the model is the mixture of experts, else any other."""
     model = "moe" if experts else draw(st.sampled_from(sorted(set(MODELS) - {"moe"})))
     dp = draw(st.sampled_from([1, 2]))
+    # sequences of the GPT and the Llama split over two ranks, a quarter of the time
+    cp = draw(st.sampled_from([1, 1, 1, 2])) if not model.startswith("mlp") else 1
     tp = 2 if scatter_gather else draw(st.sampled_from([1, 2]))
     pp = draw(st.sampled_from([2, 4] if scatter_gather else [1, 2, 4]))
     schedule = draw(st.sampled_from(schedule_names())) if pp > 1 else "1f1b"
@@ -83,6 +87,9 @@ def layouts(
         dp=dp,
         tp=tp,
         pp=pp,
+        cp=cp,
+        context_parallel=draw(st.sampled_from(ALGORITHMS)),
+        cp_balance=draw(st.booleans()),
         microbatches=microbatches,
         schedule=schedule,
         chunks=chunks,

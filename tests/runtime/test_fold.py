@@ -38,14 +38,25 @@ CASES = [
     (
         preset("toy", nodes=2),
         MLPConfig(4, 16),
-        Strategy("z", dp=2, pp=2, microbatches=2, zero=1, schedule="gpipe"),
+        Strategy(
+            "z", dp=2, pp=2, microbatches=2, zero=1, schedule="gpipe", overlap_grad_reduce=False
+        ),
         {"optimizer": "adam"},
     ),
     # shape-only, fused collectives
     (
         preset("dgx-a100", nodes=2),
         GPT,
-        Strategy("z1", dp=2, tp=2, pp=2, microbatches=4, zero=1, recompute="full"),
+        Strategy(
+            "z1",
+            dp=2,
+            tp=2,
+            pp=2,
+            microbatches=4,
+            zero=1,
+            recompute="full",
+            overlap_grad_reduce=False,
+        ),
         {"numerics": False, "optimizer": "adam"},
     ),
     (

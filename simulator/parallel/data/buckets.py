@@ -41,7 +41,13 @@ class Bucket:
         return {(c, b) for c, b, _ in self.entries}
 
     def params(self, w: Worker, rank: int) -> list[Param]:
-        return [w.chunks[c].blocks[b].params(rank)[i] for c, b, i in self.entries]
+        out: list[Param] = []
+        held: tuple[int, int] | None = None
+        for c, b, i in self.entries:  # a block's entries are consecutive: list it once
+            if (c, b) != held:
+                held, params = (c, b), w.chunks[c].blocks[b].params(rank)
+            out.append(params[i])
+        return out
 
 
 def make_buckets(

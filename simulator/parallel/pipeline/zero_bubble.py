@@ -36,8 +36,11 @@ any rank -- minus the ``m (T_F+T_B+T_W)`` every rank computes, as the
 simulator measures it (docs/design.md, "Definitions"). Qi et al.'s Table 2 counts
 the idle time inside the longest *rank's span* instead, which leaves out
 that later ranks start later: for ZB-H1 the two agree, for ZB-H2 the step
-can be longer than any span. Both closed forms are verified against that
-timeline and against the simulator (``tests/parallel/pipeline/test_schedules.py``).
+can be longer than any span. The simulator reports that rate too
+(``pipeline_bubble_rate``), and without a barrier between steps
+(``[training] step_barrier = false``) the step reaches it in steady state.
+Both closed forms are verified against that timeline and against the
+simulator (``tests/parallel/pipeline/test_schedules.py``).
 """
 
 from __future__ import annotations

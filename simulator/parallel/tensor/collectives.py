@@ -44,11 +44,13 @@ This module holds the collectives on the tape and f and g
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from ... import comm
+from ...comm.builder import intern, interned
 from ...comm.layout import GroupLayout, current_layout
 from ...ops.arrays import Array
 from ...ops.tape import CollectiveCall, Wait, on_rank, record
@@ -70,29 +72,67 @@ def collective(op: str, xs: list[Array], label: str, handle: int = -1) -> list[A
     return outs
 
 
-def in_groups(op: str, xs: list[Array], groups: list[list[int]], label: str) -> list[Array]:
+def in_groups(
+    op: str,
+    xs: list[Array],
+    groups: list[list[int]],
+    label: str,
+    handle: int = -1,
+    kind: str = "tp",
+    algorithm: str = ALGORITHM,
+) -> list[Array]:
     """Run ``op`` inside each group of ranks at once (disjoint groups of the worker's
-    ranks; ranks in no group keep their array), recorded as one collective.
+    ranks; ranks in no group keep their array), recorded as one collective of
+    ``kind`` (with a ``handle``, asynchronous, as :func:`collective`).
 
     Each group runs its own algorithm on its own ranks' places in the worker's
     layout (:func:`simulator.comm.collective`); the plans are joined into one
-    over the whole worker, the groups' messages renumbered to worker ranks. They
-    share no rank, so nothing orders one group's messages after another's.
+    over the whole worker (:func:`joined`).
     """
     outer = current_layout(len(xs)) or GroupLayout.assumed(len(xs))
     outs = list(xs)
-    rounds: list[Round] = []
-    keys = []
-    algorithm, channels = "", 1
+    plans = []
     for members in groups:
-        sub = replace(
-            outer,
-            nodes=tuple(outer.nodes[r] for r in members),
-            nics=tuple(outer.nics[r] for r in members),
+        results, plan = comm.collective(
+            op, [xs[r] for r in members], algorithm, layout=part_of(outer, members)
         )
-        results, plan = comm.collective(op, [xs[r] for r in members], ALGORITHM, layout=sub)
         for r, y in zip(members, results, strict=True):
             outs[r] = y
+        plans.append(plan)
+    plan = joined(plans, groups, len(xs))
+    record(CollectiveCall(op, plan.algorithm, kind, plan, label, handle))
+    return outs
+
+
+def part_of(layout: GroupLayout, members: list[int]) -> GroupLayout:
+    """The layout of the ranks ``members`` of a group placed as ``layout``."""
+    return _part_of(layout, tuple(members))
+
+
+@functools.lru_cache(maxsize=4096)
+def _part_of(layout: GroupLayout, members: tuple[int, ...]) -> GroupLayout:
+    return replace(
+        layout,
+        nodes=tuple(layout.nodes[r] for r in members),
+        nics=tuple(layout.nics[r] for r in members),
+    )
+
+
+def joined(plans: list[TransferPlan], groups: list[list[int]], size: int) -> TransferPlan:
+    """The plans of disjoint groups of a worker's ``size`` ranks as one plan over the
+    worker: each group's messages renumbered to worker ranks. The groups share no
+    rank, so nothing orders one group's messages after another's. Plans are shared
+    objects (:func:`simulator.comm.builder.intern`): a joined plan seen before is
+    not built again."""
+    first = plans[0]
+    key = ("groups", tuple((tuple(m), p.key) for p, m in zip(plans, groups, strict=True)))
+    algorithm = plans[-1].algorithm
+    channels = max(p.channels for p in plans)
+    known = interned(TransferPlan(first.op, algorithm, size, (), channels, key))
+    if known is not None:
+        return known
+    rounds: list[Round] = []
+    for plan, members in zip(plans, groups, strict=True):
         rename = tuple(members)
         rounds += [
             replace(
@@ -102,11 +142,7 @@ def in_groups(op: str, xs: list[Array], groups: list[list[int]], label: str) -> 
             )
             for rd in plan.rounds
         ]
-        keys.append((rename, plan.key))
-        algorithm, channels = plan.algorithm, max(channels, plan.channels)
-    joined = TransferPlan(op, algorithm, len(xs), tuple(rounds), channels, ("groups", tuple(keys)))
-    record(CollectiveCall(op, algorithm, "tp", joined, label))
-    return outs
+    return intern(TransferPlan(first.op, algorithm, size, tuple(rounds), channels, key))
 
 
 def wait(handle: int) -> None:

@@ -19,7 +19,7 @@ from ...nn.layers import Layer
 from ...nn.param import Param
 from ...ops.arrays import Array, concat, like
 from .block import ParallelBlock, ShardMap
-from .collectives import collective, per_rank
+from .collectives import collective, in_groups, per_rank
 
 
 def by_rank(parts: list[list[Any]]) -> list[list[Any]]:
@@ -129,9 +129,12 @@ def replicas(layer: Layer, t: int) -> ShardMap:
 
 
 @contextlib.contextmanager
-def summed_over_ranks(params: list[list[Param]], label: str) -> Iterator[None]:
+def summed_over_ranks(
+    params: list[list[Param]], label: str, groups: list[list[int]] | None = None
+) -> Iterator[None]:
     """Inside the block, the gradients of the replicated ``params`` (a list per rank)
-    become their sums over the ranks.
+    become their sums over the ranks (over each of ``groups`` of them, when given:
+    the tensor-parallel groups of a context-parallel worker).
 
     Under sequence parallelism each rank's layer norms (and row-parallel
     biases) see only its ``s/t`` positions, so each rank's gradient is a
@@ -149,7 +152,10 @@ def summed_over_ranks(params: list[list[Param]], label: str) -> Iterator[None]:
             p.grad = like(p.grad)
     yield
     fresh = [concat([p.grad.reshape(-1) for p in ps]) for ps in params]
-    summed = collective("all_reduce", fresh, label)
+    if groups is None:
+        summed = collective("all_reduce", fresh, label)
+    else:
+        summed = in_groups("all_reduce", fresh, groups, label)
     for ps, grads, flat in zip(params, kept, summed, strict=True):
         offset = 0
         for p, g in zip(ps, grads, strict=True):

@@ -267,7 +267,7 @@ class VocabParallelEmbedding(ParallelBlock):
     def __init__(self, embedding: Embedding, t: int, sequence_parallel: bool) -> None:
         vocabulary = vocabulary_of(embedding)
         rows = vocabulary.rows(t)
-        seq_len = embedding.seq_len
+        seq_len = embedding.tokens  # of every sequence: all, or a context-parallel rank's
         if sequence_parallel:
             check_divides(
                 "sequence length that sequence parallelism splits",
@@ -291,10 +291,12 @@ class VocabParallelEmbedding(ParallelBlock):
                 else embedding.dropout,
                 vocab_start=r * (rows // t),
                 vocabulary=vocabulary,
-                seq_len=seq_len,
+                seq_len=embedding.seq_len,
             )
             for r, shard in enumerate(table_shards(embedding.weight, t, rows))
         ]
+        for shard in self.shards:
+            shard.held = embedding.held
 
     def forward(self, xs: list[Array]) -> tuple[list[Array], list[Any]]:
         words = per_rank(self.ranks, lambda r: self.shards[r].lookup(xs[r]))

@@ -18,7 +18,10 @@ Rajbhandari et al. 2020, sec. 5 and 7):
   rest of the backward pass.
 * ``zero = 1``: optimizer state partitioned. Gradients are reduce-scattered,
   each replica updates the part it owns, and the updated parameters are
-  all-gathered: ``Psi`` + ``Psi`` elements instead of DDP's ``2 Psi``.
+  all-gathered: ``Psi`` + ``Psi`` elements instead of DDP's ``2 Psi``. The
+  reduce-scatters run in buckets (one block each without ``bucket_mb``)
+  during the last micro-batch's backward, as Megatron-LM's distributed
+  optimizer does with ``overlap_grad_reduce``.
 * ``zero = 2``: gradients partitioned too. Every micro-batch's gradients are
   reduce-scattered as soon as they are ready (one block at a time, or buckets
   of ``bucket_mb``) and accumulated into the owned part only.
@@ -29,14 +32,29 @@ Rajbhandari et al. 2020, sec. 5 and 7):
   algorithm, when the owners have updated their parts; the timeline and the
   ledger show the per-block gathers, :mod:`.zero`.)
 
+``overlap_grad_reduce`` (default on, as PyTorch DDP and Megatron's
+distributed optimizer overlap) lets a launched bucket run while backward
+goes on. Off, DDP and ZeRO-1 reduce after backward (ZeRO-1 in one
+reduce-scatter), and ZeRO-2/3, whose gradients must be reduced every
+micro-batch to stay partitioned, make the compute stream wait for each
+bucket as it is launched: every gradient collective is exposed.
+
 The collectives run over the data-parallel group of every tensor-parallel
 rank: the devices that hold the same shard in every replica
-(:meth:`~simulator.runtime.meetings.Meetings.per_rank`). Under expert
-parallelism the experts' weights travel in buckets of their own, over the
-smaller group of the replicas that hold the same experts (the
-expert-data-parallel group of ``dp cp / ep`` ranks, Megatron-Core's
-``expert_data_parallel_group``); both are averaged over all ``dp`` replicas,
-since every expert saw tokens of all of them. What a strategy may
+(:meth:`~simulator.runtime.meetings.Meetings.per_rank`). Under context
+parallelism every context-parallel rank holds a replica of the weights too,
+and the group is ``dp x cp`` devices, as Megatron-Core reduces over its
+data-parallel group with context parallelism: a replica's gradient is then
+its ranks' mean, each rank's being that of its tokens' mean loss (so
+``"sum"`` adds the ``dp`` replicas' means, ``"mean"`` averages all ``dp x cp``),
+and ZeRO partitions over all ``dp x cp``. Under expert parallelism the
+experts' weights travel in buckets of their own, over the smaller group of
+the replicas that hold the same experts (the expert-data-parallel group of
+``dp / ep`` ranks, Megatron-Core's ``expert_data_parallel_group``; experts
+and context parallelism are not built together); both are averaged over all
+``dp`` replicas, since every expert saw tokens of all of them. The experts'
+buckets launch during backward as the others do, so ``overlap_grad_reduce``
+hides their reduction too. What a strategy may
 ask of DDP and ZeRO is checked before anything runs
 (:func:`simulator.parallel.data.ddp.check`).
 
@@ -103,16 +121,28 @@ class DataParallel(ParameterGathers):
         self.numerics = numerics
         s = self.strategy = plan.strategy
         self.dp_size, self.microbatches, self.zero = s.dp, s.microbatches, s.zero
+        #: the weights' replicas: dp of them, each held by cp context-parallel ranks
+        self.cp = s.cp
+        self.replicas = s.dp * s.cp
         self.algorithm = s.allreduce_algorithm
         self.optimizer = make_optimizer(self.plan.training.optimizer, self.plan.training.lr)
-        self.sharded = self.zero > 0 and self.dp_size > 1
+        self.sharded = self.zero > 0 and self.replicas > 1
         # ZeRO-2 and 3 reduce every micro-batch; bucketed DDP launches during backward
         self.every_microbatch = self.zero >= 2
-        self.overlap = self.dp_size > 1 and (s.bucket_mb > 0 or self.every_microbatch)
+        # buckets launched during backward: DDP's and ZeRO-1's only when overlapping
+        # (without bucket_mb, DDP has one all-reduce and ZeRO-1 one bucket per block,
+        # as Megatron's distributed optimizer buckets it); ZeRO-2/3 always, since
+        # their gradients are reduced every micro-batch
+        launches = s.bucket_mb > 0 or self.zero >= 1
+        self.overlap = self.replicas > 1 and (
+            self.every_microbatch or (launches and s.overlap_grad_reduce)
+        )
         #: the runtime keeps the tape's marks only when a hook listens
-        self.wants_marks = self.overlap or (self.zero == 3 and self.dp_size > 1)
+        self.wants_marks = self.overlap or (self.zero == 3 and self.replicas > 1)
         tied = {id(p) for pair in self.plan.tied for _, a, b in pair.params for p in (a, b)}
-        per_block = self.zero == 3 or (self.every_microbatch and s.bucket_mb == 0)
+        per_block = self.zero == 3 or (
+            s.bucket_mb == 0 and (self.every_microbatch or (self.zero == 1 and self.overlap))
+        )
         # every replica of a pipeline rank has the same blocks: one bucket list per rank
         self.buckets = [
             make_buckets(self.plan.worker(0, r), s.bucket_mb, per_block, tied, s.ep > 1)
@@ -123,6 +153,8 @@ class DataParallel(ParameterGathers):
         self._rounds: dict[int, Counter] = {}
         self._handles: dict[int, list[tuple[Bucket, Handle]]] = {}
         self._gathered: dict[int, list[int]] = {}
+        self._prefetched: dict[int, tuple[tuple[int, int], Handle, list[int]]] = {}
+        self._phase: dict[int, str] = {}
         self._gathers: Counter = Counter()  # tells successive gathers of a block apart
 
     def handlers(self) -> dict[Op, Callable[[SimWorker, tuple], Any]]:
@@ -145,12 +177,34 @@ class DataParallel(ParameterGathers):
         weights the ones that hold the same experts."""
         return self.plan.edp_group(w) if bucket.expert else self.plan.dp_group(w.pp_rank)
 
-    def _place(self, w: Worker, bucket: Bucket) -> tuple[int, int]:
-        """``w``'s rank in :meth:`_group` and the group's size."""
+    def _place(self, w: Worker, rank: int, bucket: Bucket) -> tuple[int, int]:
+        """Which part of ``bucket``'s ZeRO partition rank ``rank`` of ``w`` owns, and
+        of how many parts: over :meth:`_group`, each context-parallel rank a part."""
         if bucket.expert:
             mesh = self.plan.mesh
             return mesh.expert_coords(w.dp_rank)[1], mesh.data_ranks // mesh.ep
-        return w.dp_rank, self.dp_size
+        return self.owner(w, rank), self.replicas
+
+    def together(self, blocks: int) -> list[list[int]] | None:
+        """Which of a member's payloads one collective joins, for ``blocks`` runs of one
+        payload per rank (:meth:`~simulator.runtime.meetings.Meetings.per_rank`): a
+        tensor-parallel rank's context-parallel ranks hold replicas of one shard
+        (None without context parallelism: one collective per rank)."""
+        if self.cp == 1:
+            return None
+        ranks = len(self.plan.workers[0].devices)
+        tp = ranks // self.cp
+        return [
+            [b * ranks + c * tp + r for c in range(self.cp)]
+            for b in range(blocks)
+            for r in range(tp)
+        ]
+
+    def owner(self, w: Worker, rank: int) -> int:
+        """Which of the ``dp x cp`` parts of a ZeRO partition rank ``rank`` of ``w``
+        owns: the reduce-scatters and all-gathers order a member's context-parallel
+        ranks after the members before it."""
+        return w.dp_rank * self.cp + rank * self.cp // len(w.devices)
 
     # -- model state -------------------------------------------------------------------------
     def _shard(self, w: Worker, rank: int, bucket: Bucket) -> Param:
@@ -158,7 +212,7 @@ class DataParallel(ParameterGathers):
         key = (w.index, rank, bucket.index)
         if key not in self._shards:
             flat = concat([p.value.reshape(-1) for p in bucket.params(w, rank)])
-            place, size = self._place(w, bucket)
+            place, size = self._place(w, rank, bucket)
             lo, hi = split_bounds(flat.size, size)[place]
             value = flat[lo:hi] if is_shape_only(flat) else flat[lo:hi].copy()
             self._shards[key] = Param(f"bucket{bucket.index}.shard", value)
@@ -191,24 +245,29 @@ class DataParallel(ParameterGathers):
     # -- during backward ---------------------------------------------------------------------
     def on_mark(self, sw: SimWorker, mark: Mark) -> Process | None:
         """Launch bucket collectives as gradients become final; gather ZeRO-3 parameters."""
-        if self.dp_size == 1:
+        if self.replicas == 1:
             return None
         if mark.name == "grads_ready" and self.overlap:
             self._ready.setdefault(sw.index, Counter())[mark.value] += 1
-            self._launch_ready(sw)
+            launched = self._launch_ready(sw)
+            if launched and not self.strategy.overlap_grad_reduce:
+                return self.meetings.wait(sw, launched, "a gradient bucket of its replicas")
         elif mark.name == "block" and self.zero == 3:
             self._release_gathered(sw)
             chunk, block, phase = mark.value
+            self._phase[sw.index] = phase
             if phase != "W" and sw.lead.chunks[chunk].blocks[block].params(0):
                 return self._gather_block(sw, chunk, block)
         return None
 
-    def _launch_ready(self, sw: SimWorker) -> None:
-        """Launch every bucket whose gradients are final, in bucket order per round."""
+    def _launch_ready(self, sw: SimWorker) -> list[Handle]:
+        """Launch every bucket whose gradients are final, in bucket order per round;
+        returns their handles."""
         ready = self._ready[sw.index]
         rounds = self._rounds.setdefault(sw.index, Counter())
         # DDP and ZeRO-1 reduce once, after the last micro-batch; ZeRO-2/3 every one
         limit = self.microbatches if self.every_microbatch else 1
+        handles: list[Handle] = []
         launched = True
         while launched:
             launched = False
@@ -222,10 +281,11 @@ class DataParallel(ParameterGathers):
                 if not all(ready[blk] >= target for blk in bucket.blocks):
                     break
                 rounds[i] += 1
-                self._launch(sw, bucket, done)
+                handles.append(self._launch(sw, bucket, done))
                 launched = True
+        return handles
 
-    def _launch(self, sw: SimWorker, bucket: Bucket, round_: int) -> None:
+    def _launch(self, sw: SimWorker, bucket: Bucket, round_: int) -> Handle:
         def flat_grads(w: Worker) -> list[Any]:
             payload = []
             for r in range(len(w.devices)):
@@ -240,16 +300,20 @@ class DataParallel(ParameterGathers):
         group = self._group(sw.lead, bucket)
 
         def run(payloads: list[list[Any]]) -> tuple[list[list[Any]], float]:
-            return self.meetings.per_rank(op, self.algorithm, group, payloads, "dp", f"grad {op}")
+            return self.meetings.per_rank(
+                op, self.algorithm, group, payloads, "dp", f"grad {op}",
+                together=self.together(1),
+            )  # fmt: skip
 
         key = ("grads", sw.pp_rank, bucket.index, round_, group[0].index)
         handle = self.meetings.launch(key, group, self._payloads(sw, flat_grads), run)
         self._handles.setdefault(sw.index, []).append((bucket, handle))
+        return handle
 
     # -- end of the step ---------------------------------------------------------------------
     def sync(self, sw: SimWorker, _instruction: Any = None) -> Process:
         """Finish the gradient exchange, then sum the copies of tied weights."""
-        if self.dp_size > 1:
+        if self.replicas > 1:
             yield from self._exchange(sw)
         if self.plan.tied:
             yield from sync_tied(
@@ -282,7 +346,8 @@ class DataParallel(ParameterGathers):
         yield from self.meetings.wait(
             sw, [h for _, h in launched], "the gradient exchange of its replicas"
         )
-        scale = 1.0 / self.dp_size if self.strategy.grad_reduction == "mean" else 1.0
+        # a replica's gradient is its context-parallel ranks' mean (the module docstring)
+        scale = 1.0 / (self.dp_size if self.strategy.grad_reduction == "mean" else 1) / self.cp
         for w in self._members(sw):
             for bucket, handle in launched:
                 for r, flat in enumerate(handle.results[w.index]):
@@ -296,6 +361,7 @@ class DataParallel(ParameterGathers):
                         p.grad[...] = flat[offset : offset + p.size].reshape(p.shape) * scale
                         offset += p.size
         self._release_gathered(sw)
+        self._drop_prefetched(sw)
 
     def optimizer_step(self, sw: SimWorker, _instruction: Any = None) -> Process:
         """Update what each member owns; under ZeRO, all-gather the updated parameters."""

@@ -118,7 +118,7 @@ class Replicated(DataParallel):
         # only the primary holds data; the others contribute nothing to a scatter
         payload = None
         if sw.lead.dp_rank == PRIMARY:
-            payload, self._state["targets"] = self.feed.whole()
+            payload, self._state["targets"] = self.feed.whole(self.feed.step_of(sw.lead))
         piece = yield from self._collective(sw, "scatter", payload, "scatter inputs")
         self._state[("inputs", sw.index)] = piece
 
@@ -152,7 +152,7 @@ class Replicated(DataParallel):
 
         (values, grads), compiled = self.replay.priced(("loss",), loss, sw)
         if self.numerics:
-            self.tally.loss(float(values[0]))
+            self.tally.loss(float(values[0]), sw.step)
         self._state["output grads"] = grads[0]
         yield from self.replay.run(sw, compiled, "loss", "F")
 

@@ -4,8 +4,13 @@ Under ZeRO (Rajbhandari et al. 2020, sec. 5) every replica updates only the
 part of the parameters it owns; an all-gather then gives every replica the
 whole updated parameters (:meth:`ParameterGathers._gather_params`). ZeRO-3
 keeps only its part between uses and all-gathers each block's parameters
-right before the block runs (:meth:`ParameterGathers._gather_block`),
-holding them until the next block.
+before the block runs (:meth:`ParameterGathers._gather_block`), holding them
+until the next block. With ``prefetch_params`` (on by default, as PyTorch
+FSDP's ``backward_prefetch`` and FSDP2's implicit prefetching are; Zhao et
+al. 2023, sec. 3.3) the gather of the block that runs next is launched as
+soon as the current block's parameters are in, so it overlaps the current
+block's compute and only the first block of each pass waits in full; the
+price is a second block's parameters held at once.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from ...ops.arrays import ShapeArray, dtype_of, is_shape_only, split_bounds
 from ...parallel.build import Plan
 from ...parallel.data.buckets import Bucket
 from ...parallel.worker import Worker
-from ..meetings import Meetings
+from ..meetings import Handle, Meetings
 from ..workers import SimWorker
 
 
@@ -33,14 +38,21 @@ class ParameterGathers:
     meetings: Meetings
     algorithm: str
     zero: int
-    dp_size: int
+    replicas: int
     buckets: list[list[Bucket]]
     _gathered: dict[int, list[int]]
+    #: worker -> the block whose gather was launched ahead, its handle and held bytes
+    _prefetched: dict[int, tuple[tuple[int, int], Handle, list[int]]]
+    #: worker -> the pass under way, "F" or "B" (which way the next block lies)
+    _phase: dict[int, str]
+    strategy: Any
     _gathers: Counter
     _shard: Callable[[Worker, int, Bucket], Param]
     _group: Callable[[Worker, Bucket], list[Worker]]
     _payloads: Callable[[SimWorker, Callable[[Worker], Any]], dict[int, Any]]
     _members: Callable[[SimWorker], list[Worker]]
+    together: Callable[[int], list[list[int]] | None]
+    owner: Callable[[Worker, int], int]
 
     def _gather_params(self, sw: SimWorker) -> Process:
         """All-gather the updated parts of every bucket and write the parameters back:
@@ -70,6 +82,7 @@ class ParameterGathers:
                 "param all-gather",
                 timed=self.zero < 3,
                 ranks=ranks,
+                together=self.together(len(buckets)),
             )
 
         handle = yield from self.meetings.meet(
@@ -93,7 +106,32 @@ class ParameterGathers:
                         offset += p.size
 
     def _gather_block(self, sw: SimWorker, chunk: int, block: int) -> Process:
-        """All-gather one block's parameters right before it runs; held until the next block."""
+        """Block ``block`` of ``chunk`` is about to run: wait for its parameters (gathered
+        now, or prefetched while the block before ran); with ``prefetch_params`` launch
+        the gather of the block that runs next, so it overlaps this block's compute."""
+        ahead = self._prefetched.pop(sw.index, None)
+        if ahead is not None and ahead[0] == (chunk, block):
+            handle, held = ahead[1], ahead[2]
+        else:
+            if ahead is not None:  # not the block that runs next after all: drop it
+                sw.charge(self.engine, BUFFERS, [-b for b in ahead[2]])
+            handle, held = self._launch_gather(sw, chunk, block)
+        self._gathered[sw.index] = held
+        yield from self.meetings.wait(sw, [handle], "a ZeRO-3 parameter all-gather")
+        after = self._next_block(sw, chunk, block) if self.strategy.prefetch_params else None
+        if after is not None:
+            self._prefetched[sw.index] = (after, *self._launch_gather(sw, *after))
+
+    def _next_block(self, sw: SimWorker, chunk: int, block: int) -> tuple[int, int] | None:
+        """The block with parameters that runs after ``block`` in the same pass: the next
+        one in a forward pass, the one before in a backward pass."""
+        blocks = sw.lead.chunks[chunk].blocks
+        phase = self._phase.get(sw.index, "F")
+        order = range(block + 1, len(blocks)) if phase == "F" else range(block - 1, -1, -1)
+        return next(((chunk, b) for b in order if blocks[b].params(0)), None)
+
+    def _launch_gather(self, sw: SimWorker, chunk: int, block: int) -> tuple[Handle, list[int]]:
+        """Launch the all-gather of one block's parameters and hold its bytes."""
         group = self.plan.dp_group(sw.pp_rank)
         w = sw.lead
         (bucket,) = [b for b in self.buckets[sw.pp_rank] if b.blocks == {(chunk, block)}]
@@ -102,29 +140,32 @@ class ParameterGathers:
             params = bucket.params(w, r)
             size = sum(p.size for p in params)
             dtype = dtype_of(params[0].value)
-            bounds = split_bounds(size, self.dp_size)
+            bounds = split_bounds(size, self.replicas)
             pieces.append([ShapeArray((hi - lo,), dtype) for lo, hi in bounds])
             held.append(sum(p.nbytes for p in params) - self._shard(w, r, bucket).nbytes)
         sw.charge(self.engine, BUFFERS, held)
-        self._gathered[sw.index] = held
 
         def run(_: list[Any]) -> tuple[list[Any], float]:
             # every member's part has the same shape; the values were gathered already
             t = len(w.devices)
-            payloads = [[pieces[r][m] for r in range(t)] for m in range(self.dp_size)]
+            payloads = [[pieces[r][self.owner(m, r)] for r in range(t)] for m in group]
             _, end = self.meetings.per_rank(
-                "all_gather", self.algorithm, group, payloads, "dp", "param all-gather"
-            )
+                "all_gather", self.algorithm, group, payloads, "dp", "param all-gather",
+                together=self.together(1),
+            )  # fmt: skip
             return [None] * len(group), end
 
         self._gathers[(sw.index, chunk, block)] += 1
         key = ("gather", sw.pp_rank, chunk, block, self._gathers[(sw.index, chunk, block)])
-        yield from self.meetings.meet(
-            sw, key, group, dict.fromkeys(m.index for m in sw.members), run,
-            "a ZeRO-3 parameter all-gather",
-        )  # fmt: skip
+        handle = self.meetings.launch(key, group, dict.fromkeys(m.index for m in sw.members), run)
+        return handle, held
 
     def _release_gathered(self, sw: SimWorker) -> None:
         held = self._gathered.pop(sw.index, None)
         if held is not None:
             sw.charge(self.engine, BUFFERS, [-b for b in held])
+
+    def _drop_prefetched(self, sw: SimWorker) -> None:
+        ahead = self._prefetched.pop(sw.index, None)
+        if ahead is not None:
+            sw.charge(self.engine, BUFFERS, [-b for b in ahead[2]])
