@@ -13,13 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import comm
-from ..errors import LayoutError
+from ..errors import ConfigError, LayoutError
 from ..keys import check_fields
 from ..ops.precision import PRECISIONS
 from ..ranges import Range
 from .context import ALGORITHMS as CONTEXT_ALGORITHMS
 from .data import variant_names
-from .mesh import DEFAULT_ORDER, parse_order
+from .mesh import DEFAULT_ORDER, UNSUPPORTED_CP_EP, parse_order
 from .partition import PARTITIONS
 from .pipeline import schedule_names
 from .stage import RECOMPUTE
@@ -206,6 +206,8 @@ class Strategy:
 
     def __post_init__(self) -> None:
         check_fields(self)  # the rules of a [[strategy]] table (raises ConfigError)
+        if self.ep > 1 and self.cp > 1:
+            raise ConfigError(f"Strategy {self.name!r}: {UNSUPPORTED_CP_EP}", "ep", "1 when cp > 1")
 
     @property
     def num_devices(self) -> int:

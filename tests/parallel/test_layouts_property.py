@@ -74,8 +74,9 @@ def layouts(
     ``experts`` the model is the mixture of experts, else any other."""
     model = "moe" if experts else draw(st.sampled_from(sorted(set(MODELS) - {"moe"})))
     dp = draw(st.sampled_from([1, 2]))
-    # sequences of the GPT and the Llama split over two ranks, a quarter of the time
-    cp = draw(st.sampled_from([1, 1, 1, 2])) if not model.startswith("mlp") else 1
+    # sequences of the GPT and the Llama split over two ranks, a quarter of the time (a
+    # mixture of experts is not split over context-parallel ranks)
+    cp = draw(st.sampled_from([1, 1, 1, 2])) if model not in ("moe", "mlp2", "mlp3", "mlp4") else 1
     tp = 2 if scatter_gather else draw(st.sampled_from([1, 2]))
     pp = draw(st.sampled_from([2, 4] if scatter_gather else [1, 2, 4]))
     schedule = draw(st.sampled_from(schedule_names())) if pp > 1 else "1f1b"
