@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from simulator import Strategy
-from simulator.errors import LayoutError
+from simulator.errors import ConfigError, LayoutError
 from simulator.experiment.runner import run_strategy
 from simulator.nn import routing
 from simulator.nn.context import current_batch
@@ -120,7 +120,7 @@ def test_with_a_capacity_the_same_tokens_are_dropped(monkeypatch):
     ("model", "strategy", "message"),
     [
         (MOE, Strategy("x", dp=2, ep=3), "ep = 3 does not divide the 4 experts"),
-        (replace(MOE, experts=6), Strategy("x", dp=4, ep=3), "ep = 3 does not divide dp x cp = 4"),
+        (replace(MOE, experts=6), Strategy("x", dp=4, ep=3), "ep = 3 does not divide dp = 4"),
         (replace(MOE, experts=0), Strategy("x", dp=2, ep=2), "the model has none"),
         (replace(MOE, routing="zipf:1"), Strategy("x", dp=2, ep=2), "is a shape-only rule"),
         (MOE, Strategy("x", dp=2, ep=2, zero=3), "zero = 3 with ep > 1 is not modelled"),
@@ -129,6 +129,15 @@ def test_with_a_capacity_the_same_tokens_are_dropped(monkeypatch):
 def test_layouts_that_cannot_work_are_one_clear_error(model, strategy, message):
     with pytest.raises(LayoutError, match=message):
         run(model, strategy, **TRAINING)
+
+
+def test_experts_with_context_parallelism_are_refused_up_front():
+    with pytest.raises(
+        ConfigError, match=r"ep > 1 with cp > 1 is not supported: set cp = 1 or ep = 1"
+    ):
+        Strategy("x", dp=2, cp=2, ep=2)
+    with pytest.raises(LayoutError, match="cp = 2 with a mixture of experts"):
+        run(MOE, Strategy("x", dp=2, cp=2), **TRAINING)
 
 
 def test_expert_groups_are_carved_out_of_the_data_ranks():

@@ -33,6 +33,15 @@ def test_every_expert_parallel_size_that_fits_is_tried():
     assert "ep4" in layout_name(named)
 
 
+def test_no_layout_shares_out_experts_with_context_parallelism():
+    space = replace(SPACE, max_cp=2)
+    found = {(s.cp, s.ep) for s in layouts(8, 8, space, experts=MOE.experts)}
+    assert (2, 1) in found and (1, 2) in found
+    assert not any(cp > 1 and ep > 1 for cp, ep in found)
+    fixed = replace(space, fixed={"ep": 2})
+    assert {s.cp for s in layouts(8, 8, fixed, experts=MOE.experts)} == {1}
+
+
 def test_the_pruner_refuses_what_run_refuses():
     pruner = Pruner(CLUSTER, MOE, TRAINING)
     fixed = replace(SPACE, ep=(3,))

@@ -54,8 +54,8 @@ def shard_moe_layer(
 
 def check_ep(name: str, ep: int, data_ranks: int, model: Any) -> None:
     """A one-line :class:`LayoutError` unless ``ep`` fits: it needs a mixture of
-    experts whose experts it divides, and must divide the ``dp x cp`` data ranks it
-    is carved out of."""
+    experts whose experts it divides, and must divide the ``dp`` data ranks it is
+    carved out of (experts are not built with context parallelism)."""
     if ep == 1:
         return
     experts = getattr(model, "experts", 0)
@@ -72,7 +72,7 @@ def check_ep(name: str, ep: int, data_ranks: int, model: Any) -> None:
         )
     if data_ranks % ep:
         raise LayoutError(
-            f"strategy {name!r}: ep = {ep} does not divide dp x cp = {data_ranks}: the "
+            f"strategy {name!r}: ep = {ep} does not divide dp = {data_ranks}: the "
             "expert-parallel groups are carved out of the data-parallel ranks, so choose ep "
             f"among the divisors of {data_ranks}"
         )
