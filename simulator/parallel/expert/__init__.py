@@ -1,13 +1,14 @@
 """Expert parallelism: the experts of a mixture of experts shared out over data ranks.
 
 Megatron-Core's layout (docs/design.md, key decision 10): an expert-parallel
-group of ``ep`` ranks is carved out of the ``dp x cp`` data-parallel ranks
+group of ``ep`` ranks is carved out of the ``dp`` data-parallel ranks
 (:meth:`simulator.parallel.mesh.Mesh.ep_group`); each rank holds ``E / ep``
 of every MoE layer's experts, and the tokens travel to their experts and back
 in two all-to-alls per layer and direction. The experts' gradients are
-reduced over the ``dp cp / ep`` ranks that hold the same experts (the
-expert-data-parallel group), everything else over all ``dp x cp``
-(:mod:`simulator.runtime.data.ddp`).
+reduced over the ``dp / ep`` ranks that hold the same experts (the
+expert-data-parallel group), everything else over all ``dp``
+(:mod:`simulator.runtime.data.ddp`). Experts are not built with context
+parallelism (``cp > 1``): the strategy refuses ``ep > 1`` with it.
 
 * :mod:`.exchange` -- the dispatch and combine all-to-alls as tape items, and
   how layer code waits for what the other ranks send;
