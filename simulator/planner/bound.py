@@ -76,7 +76,7 @@ Times = tuple[float, float, float, float]
 def _compute_key(s: Strategy) -> tuple:
     """What the compute of a block depends on, besides the micro-batch size."""
     return (s.tp, s.sequence_parallel, s.recompute, s.precision, s.cp, s.context_parallel,
-            s.cp_balance)  # fmt: skip
+            s.cp_balance, s.ep)  # fmt: skip
 
 
 class StepBound:
@@ -137,15 +137,18 @@ class StepBound:
         back = [b + w if facts.split else bw for _, b, w, bw in times]
         chain = [b if facts.split else bw for _, b, _, bw in times]
         busy = [0.0] * len(facts.ends)
+        per_stage = s.microbatches // facts.directions  # DualPipe: half each way
         for stage, (f, *_rest) in enumerate(times):
-            busy[facts.rank_of[stage]] += s.microbatches * (f + back[stage])
+            busy[facts.rank_of[stage]] += per_stage * (f + back[stage])
         bound = 0.0
+        per = facts.num_stages // facts.directions  # each direction's stages (DualPipe)
         for r, ends in enumerate(facts.ends):
             if ends is None:
                 continue
             first, last = ends
-            head = sum(times[i][0] for i in range(first.stage))
-            tail = sum(chain[: last.stage]) if last.kind in (B, BW) else 0.0
+            head = sum(times[i][0] for i in range(first.stage - first.stage % per, first.stage))
+            start = last.stage - last.stage % per
+            tail = sum(chain[start : last.stage]) if last.kind in (B, BW) else 0.0
             bound = max(bound, head + busy[r] + tail)
         return bound * SLACK
 

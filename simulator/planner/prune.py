@@ -50,6 +50,7 @@ from ..nn.transformer import TransformerLayer
 from ..parallel.build import block_costs, check_layout, parallelize, resolve_schedule
 from ..parallel.context.checks import check_context
 from ..parallel.data import get_variant
+from ..parallel.pipeline import get_schedule
 from ..parallel.pipeline.actions import Action
 from ..parallel.stages import split_alike
 from ..parallel.strategy import Strategy
@@ -73,8 +74,10 @@ class ScheduleFacts:
         ends: per rank, its first and last action (None for a rank with none).
         split: whether backward is split into ``B`` and ``W`` (zero-bubble).
         actions: how many actions the schedule has.
+        directions: 2 for DualPipe's two pipelines (stages ``S/2 ..`` run the other way).
     """
 
+    directions: int
     num_stages: int
     rank_of: dict[int, int]
     profile: Any
@@ -179,6 +182,7 @@ class Pruner:
         schedule = resolve_schedule(s, None)
         rows = [schedule.actions(r) for r in range(schedule.num_ranks)]
         return ScheduleFacts(
+            directions=schedule.directions,
             num_stages=schedule.num_stages,
             rank_of=schedule.stage_to_rank(),
             profile=memory_bound.stash_profile(schedule),
@@ -197,9 +201,12 @@ class Pruner:
 
     def stages_of(self, s: Strategy, micro_batch: int) -> tuple[range, ...]:
         """The blocks of every stage of ``s`` (its ``pp * chunks`` stages, as the
-        registry's schedules have), as ``build_plan`` splits them."""
-        key = ("stages", s.partition, s.num_stages, micro_batch)
-        return self._cached(key, lambda: self._stages(s, micro_batch, s.num_stages))
+        registry's schedules have), as ``build_plan`` splits them: DualPipe's second
+        half of the stages are copies of the first."""
+        directions = get_schedule(s.schedule).directions if s.pp > 1 else 1
+        half = s.num_stages // directions
+        key = ("stages", s.partition, half, micro_batch)
+        return directions * self._cached(key, lambda: self._stages(s, micro_batch, half))
 
     def _stages(self, s: Strategy, micro_batch: int, num_stages: int) -> tuple[range, ...]:
         # the split build_plan makes (one kind of device: the planner's clusters)
@@ -264,15 +271,18 @@ class Pruner:
         """Run the checks (raising the first rule that fails) and return the memory
         estimate of the layout: the largest per-device lower bound, in bytes (or a
         smaller bound, already over the device memory, when that settles it)."""
-        micro_batch = check_layout(self.cluster, self.training, s)
+        micro_batch = check_layout(self.cluster, self.training, s, self.model_config)
         check_context(s, self.model_config)
-        blocks = self._cached(("split", s.tp, s.sequence_parallel), lambda: self._block_bytes(s))
+        blocks = self._cached(
+            ("split", s.tp, s.sequence_parallel, s.ep), lambda: self._block_bytes(s)
+        )
         if not get_variant(s.data_parallel).symmetric:
             return 0.0  # one device holds what the others send it: the formulas do not apply
         layer_bytes = self._layer_bytes(s, micro_batch)
         # the largest device holds at least the mean over the pipeline ranks
         weights, state = self._cached(
-            ("total", s.tp, s.sequence_parallel), lambda: tuple(map(sum, zip(*blocks, strict=True)))
+            ("total", s.tp, s.sequence_parallel, s.ep),
+            lambda: tuple(map(sum, zip(*blocks, strict=True))),
         )
         # the weights' replicas: dp x cp, over which ZeRO partitions
         replicas = s.dp * s.cp
@@ -285,7 +295,7 @@ class Pruner:
         num_stages, rank_of, profile = facts.num_stages, facts.rank_of, facts.profile
         assert num_stages == len(stages)  # registry schedules only: files are not searched
         per_rank, held = self._cached(
-            ("ranks", s.tp, s.sequence_parallel, stages, schedule_key(s)),
+            ("ranks", s.tp, s.sequence_parallel, s.ep, stages, schedule_key(s)),
             lambda: self._per_rank(s.pp, blocks, stages, rank_of, profile),
         )
         model_state = [memory_bound.model_state_bytes(w, o, replicas, s.zero) for w, o in per_rank]

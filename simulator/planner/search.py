@@ -155,7 +155,9 @@ def plan(
     survivors = [
         (dataclasses.replace(s, name=layout_name(s)), estimate)
         for s, estimate in pruner.survivors_of_groups(
-            layout_groups(devices, training.global_batch, search, base)
+            layout_groups(
+                devices, training.global_batch, search, base, getattr(model, "experts", 0)
+            )
         )
     ]
     top = top or 5

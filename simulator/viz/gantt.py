@@ -78,12 +78,21 @@ RECOMPUTE_COLOUR, RECOMPUTE_EDGE = "#f2c12e", "#8a6d00"  # gold, hatched: like n
 EXPOSED_COLOUR = "#e07b39"  # compare.png's "exposed communication" ...
 EXPOSED_TINT = "#f8dcc8"  # ... faded: idle time, not work
 FAILED_COLOUR = "#d62728"
-COMM_COLOURS = {"dp": "#e07b39", "tp": "#8c5fb8", "cp": "#2a9d8f", "embedding": "#4f9d69"}
+COMM_COLOURS = {
+    "dp": "#e07b39",
+    "tp": "#8c5fb8",
+    "cp": "#2a9d8f",
+    "embedding": "#4f9d69",
+    "ep": "#1b9aaa",
+    "copies": "#b5651d",
+}
 COMM_NAMES = {
     "dp": "data-parallel collective",
     "tp": "tensor-parallel collective",
     "cp": "context-parallel exchange (ring step, all-gather, all-to-all)",
     "embedding": "tied-embedding sum",
+    "ep": "experts' all-to-all (dispatch, combine)",
+    "copies": "sum of DualPipe's stage copies",
 }
 CHUNK_HATCH, RECOMPUTE_HATCH = "///", "x"
 MANY_BOXES = 3000  # beyond this, hatching and edges (which cost most of the drawing) go
