@@ -1,41 +1,77 @@
-"""The result tables the documentation shows are what the scenarios print today.
+"""The result tables and pictures the documentation shows are what the code gives today.
 
-Each table in the README or a page under ``docs/`` is the comparison table
-``python -m simulator run`` prints for one scenario; this runs the scenarios
-and fails with the table to paste when a change moved a number.
+Each table in the README or a page under ``docs/`` follows a marker
+``<!-- table: NAME -->`` and is what ``python -m simulator run`` (or ``sweep``)
+prints for one scenario; each picture under ``docs/images/`` that a run draws
+has a sidecar of the numbers it was drawn from (:mod:`simulator.docs_assets`).
+These run the scenarios and fail, naming the command that remakes them, when a
+change moved a number.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from simulator import comparison_table, load_scenario, run_scenario
+from simulator import comparison_table
+from simulator import docs_assets as assets
 from tests import DOCS, REPO
 
-#: scenario -> the page that shows its table
-PAGES = {
-    "quickstart": REPO / "README.md",
-    "pipeline_schedules": DOCS / "parallelism" / "pipeline.md",
-    "data_parallel": DOCS / "parallelism" / "data.md",
-    "tensor_parallel": DOCS / "parallelism" / "tensor.md",
-    "tiny_gpt": DOCS / "models.md",
-    "gpt3_memory": DOCS / "models.md",
-    "gpt3_175b_layouts": DOCS / "parallelism" / "hybrid.md",
-    "long_context": DOCS / "parallelism" / "context.md",
-}
+REMAKE = "python -m simulator.docs_assets"
+RUNS = [t for t in assets.TABLES if t.kind == "run"]
 
 
-@pytest.mark.parametrize("name", PAGES)
-def test_the_page_shows_what_the_scenario_prints(name: str) -> None:
-    scenario = load_scenario(REPO / "scenarios" / f"{name}.toml")
-    result = run_scenario(scenario)
-    table = comparison_table(
-        [r.metrics for r in result.results], scenario.cluster.device.memory_bytes
+def check_pictures(scenario: str, result) -> None:
+    for image in (i for i in assets.PICTURES if i.scenario == scenario):
+        shown, now = assets.read_sidecar(image), assets.numbers(image, result)
+        assert shown == now, (
+            f"docs/images/{image.name}.png is stale: it shows {shown}, the code now gives "
+            f"{now}; run {REMAKE} {image.name}"
+        )
+
+
+def check_table(table: assets.Table, result) -> None:
+    now = assets.table_text(table, result)
+    assert assets.shown_table(table) == now, (
+        f"the table {table.name} in {table.page} is stale; run {REMAKE} {table.name}; now:\n{now}"
     )
-    page = PAGES[name]
-    assert table in page.read_text(), (
-        f"the table of scenarios/{name}.toml in {page.relative_to(REPO)} is stale; now:\n{table}"
+
+
+@pytest.mark.parametrize("table", RUNS, ids=lambda t: t.name)
+def test_the_page_shows_what_the_scenario_prints(table: assets.Table) -> None:
+    result = assets.results(table.scenario)
+    check_table(table, result)
+    check_pictures(table.scenario, result)
+
+
+def test_the_sweep_table_and_picture_are_what_the_sweep_gives() -> None:
+    """docs/planner.md's sweep over the network between nodes: its 25 GB/s rows are the
+    layouts table's (docs/parallelism/hybrid.md), since that is DGX A100's network."""
+    (table,) = [t for t in assets.TABLES if t.kind == "sweep"]
+    result = assets.results(table.scenario)
+    check_table(table, result)
+    check_pictures(table.scenario, result)
+
+
+def test_the_plans_picture_labels_the_layout_the_code_finds_fastest() -> None:
+    """The search takes minutes; its fastest layout, simulated alone, takes seconds."""
+    (image,) = [i for i in assets.PICTURES if i.kind == "pareto"]
+    shown = assets.read_sidecar(image)
+    assert shown is not None, f"docs/images/{image.name}.json is missing; run {REMAKE}"
+    assert assets.fastest_alone(shown["strategy"]) == shown["fastest"], (
+        f"docs/images/{image.name}.png is stale; run {REMAKE} {image.name}"
     )
+
+
+def test_every_picture_has_its_sidecar_and_every_table_its_marker() -> None:
+    for image in assets.PICTURES:
+        assert assets.sidecar(image).exists(), image.name
+        assert (assets.IMAGES / f"{image.name}.png").exists(), image.name
+    for table in assets.TABLES:
+        assert assets.shown_table(table) is not None, (table.name, table.page)
+    used = {p.stem for p in assets.IMAGES.glob("*.png")}
+    made = {i.name for i in assets.PICTURES}
+    # the rest are the notebooks' pictures and the calibration benchmark's
+    assert used - made == {f.stem for f in assets.IMAGES.glob("nb0*.png")} | {"calibration"}
 
 
 def test_the_llama_page_shows_what_the_scenario_and_its_sweep_print() -> None:

@@ -49,6 +49,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("commands",),  # one module per subcommand
     ("cli",),
     ("__main__",),
+    ("docs_assets",),  # remakes the documentation's tables and pictures from all of the above
 )
 LEVEL = {unit: i for i, layer in enumerate(LAYERS) for unit in layer}
 

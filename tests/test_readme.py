@@ -36,3 +36,10 @@ def test_every_relative_link_resolves():
     assert local, "the README links into docs/"
     missing = [t for t in local if not (REPO / t).exists()]
     assert not missing, missing
+
+
+def test_the_notebook_table_lists_every_notebook():
+    listed = re.findall(r"^\| \[`(\w+)`\]\(notebooks/(\w+)\.ipynb\)", README, flags=re.M)
+    assert all(name == stem for name, stem in listed)
+    notebooks = sorted(p.stem for p in (REPO / "notebooks").glob("*.ipynb"))
+    assert [stem for _, stem in listed] == notebooks

@@ -17,7 +17,10 @@ Operations (what every rank ends with, ``x_r`` being rank ``r``'s array):
 * ``reduce_scatter``: chunk ``r`` of the flattened sum, chunks as
   :func:`simulator.ops.arrays.split_bounds` cuts it;
 * ``all_gather``: the concatenation of all ``x_r`` along axis 0;
-* ``all_to_all``: block ``r`` of every rank's flattened array, in rank order.
+* ``all_to_all``: block ``r`` of every rank's flattened array, in rank order;
+  with ``splits``, the blocks of ``splits[s][r]`` rows every rank ``s`` cuts
+  from the top of its array, stacked in rank order (all-to-all-v, what a
+  mixture of experts dispatches its tokens with).
 
 Algorithms, one module each: ``ring`` (:mod:`.ring`), ``tree`` (binomial
 broadcast and reduce, :mod:`.tree`; NCCL's pipelined tree all-reduce,
@@ -48,7 +51,7 @@ from ..ops.arrays import Array, ShapeArray
 from ..transfer import Transfer, TransferPlan
 from . import closed_forms, hierarchical, naive, nccl_tree, recursive, ring, tree, tuner
 from .builder import PlanBuilder, intern
-from .chunks import shape_key
+from .chunks import Splits, shape_key
 from .layout import GroupLayout, channel_rings, current_layout, placed
 
 Result = tuple[list, TransferPlan]
@@ -157,10 +160,12 @@ def collective(
     nodes: Sequence[int] | None = None,
     layout: GroupLayout | None = None,
     channels: int | None = None,
+    splits: Splits | None = None,
 ) -> Result:
     """Run collective ``op`` over ``xs`` (one array per rank) with ``algorithm``.
 
-    ``root`` matters for rooted operations only. Where the ranks sit comes from
+    ``root`` matters for rooted operations only; ``splits`` for all-to-all only
+    (:func:`~.chunks.exchange`). Where the ranks sit comes from
     ``layout``, else from ``nodes`` (the node id of every rank), else from
     :func:`~.layout.placed`, else :meth:`GroupLayout.assumed`. Returns
     ``(results_per_rank, plan)``; the plan names the algorithm that ran
@@ -168,7 +173,9 @@ def collective(
     """
     lookup(op, algorithm)
     p = len(xs)
-    _check(op, xs, root, nodes if layout is None else layout.nodes)
+    _check(op, xs, root, nodes if layout is None else layout.nodes, splits)
+    if splits is not None:
+        splits = tuple(tuple(int(n) for n in row) for row in splits)
     if layout is None and nodes is not None:
         layout = GroupLayout.from_nodes(tuple(nodes))
     if layout is None:
@@ -176,22 +183,30 @@ def collective(
     if xs and all(isinstance(x, ShapeArray) for x in xs):
         # shape-only: the result depends on the shapes alone, and both it and the
         # plan are immutable, so one run serves every repeat
-        key = (op, algorithm, root, layout, channels, shape_key(xs))
+        key = (op, algorithm, root, layout, channels, shape_key(xs), splits)
         if key not in _SHAPE_ONLY:
-            _SHAPE_ONLY[key] = _run(op, xs, algorithm, root, layout, channels)
+            _SHAPE_ONLY[key] = _run(op, xs, algorithm, root, layout, channels, splits)
         results, plan = _SHAPE_ONLY[key]
         return list(results), plan
-    return _run(op, xs, algorithm, root, layout, channels)
+    return _run(op, xs, algorithm, root, layout, channels, splits)
 
 
 _SHAPE_ONLY: dict[tuple, Result] = {}
 
 
-def _check(op: str, xs: Sequence[Array], root: int, nodes: Sequence[int] | None) -> None:
+def _check(
+    op: str,
+    xs: Sequence[Array],
+    root: int,
+    nodes: Sequence[int] | None,
+    splits: Splits | None = None,
+) -> None:
     p = len(xs)
     if p < 1:
         raise LayoutError(f"collective {op} needs at least one rank, got none")
-    if op in _SAME_SHAPE and len({tuple(x.shape) for x in xs}) > 1:
+    if splits is not None:
+        _check_splits(op, xs, splits)
+    elif op in _SAME_SHAPE and len({tuple(x.shape) for x in xs}) > 1:
         raise LayoutError(
             f"collective {op} needs arrays of one shape on every rank, got "
             f"{', '.join(str(tuple(x.shape)) for x in xs)}"
@@ -202,6 +217,23 @@ def _check(op: str, xs: Sequence[Array], root: int, nodes: Sequence[int] | None)
         raise LayoutError(f"{op} root must be a rank of the group, 0 to {p - 1}; got {root}")
 
 
+def _check_splits(op: str, xs: Sequence[Array], splits: Splits) -> None:
+    """``splits`` is a ``p x p`` table of rows that add up to every rank's array."""
+    p = len(xs)
+    if op != "all_to_all":
+        raise LayoutError(f"collective {op} takes no splits; only all_to_all does")
+    if len(splits) != p or any(len(row) != p for row in splits):
+        raise LayoutError(f"all_to_all splits must be {p} rows of {p} counts, one per rank pair")
+    for s, (x, row) in enumerate(zip(xs, splits, strict=True)):
+        if any(n < 0 for n in row) or sum(row) != x.shape[0]:
+            raise LayoutError(
+                f"all_to_all: rank {s} splits {x.shape[0]} rows into {list(row)}; the "
+                "counts must be >= 0 and add up to its rows"
+            )
+    if len({(tuple(x.shape[1:]), x.dtype) for x in xs}) > 1:
+        raise LayoutError("all_to_all with splits needs rows of one shape and dtype on every rank")
+
+
 def _run(
     op: str,
     xs: Sequence[Array],
@@ -209,6 +241,7 @@ def _run(
     root: int,
     layout: GroupLayout,
     channels: int | None,
+    splits: Splits | None = None,
 ) -> Result:
     p = len(xs)
     algorithm, channels = resolve(op, xs, algorithm, layout, root, channels)
@@ -227,6 +260,9 @@ def _run(
     elif algorithm == "ring" and op not in _SHIFTS:
         kwargs["rings"] = channel_rings(layout, p, channels)
         where = (tuple(kwargs["rings"]),)
+    if splits is not None:
+        kwargs["splits"] = splits
+        where = (*where, splits)
     results, plan = run(xs, **kwargs)
     return results, intern(replace(plan, key=(op, algorithm, where, shape_key(xs))))
 
@@ -280,10 +316,14 @@ def all_gather(
 
 
 def all_to_all(
-    xs: Sequence[Array], algorithm: str = AUTO, nodes: Sequence[int] | None = None
+    xs: Sequence[Array],
+    algorithm: str = AUTO,
+    nodes: Sequence[int] | None = None,
+    splits: Splits | None = None,
 ) -> Result:
-    """Rank ``r`` ends with block ``r`` of every rank's flattened array, in rank order."""
-    return collective("all_to_all", xs, algorithm, nodes=nodes)
+    """Rank ``r`` ends with block ``r`` of every rank's flattened array, in rank order;
+    with ``splits``, the ``splits[s][r]`` rows every rank ``s`` has for it."""
+    return collective("all_to_all", xs, algorithm, nodes=nodes, splits=splits)
 
 
 __all__ = [

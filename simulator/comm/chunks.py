@@ -15,7 +15,7 @@ from itertools import accumulate
 
 import numpy as np
 
-from ..ops.arrays import ITEMSIZE, Array, ShapeArray, dtype_of, is_shape_only, split_bounds
+from ..ops.arrays import ITEMSIZE, Array, ShapeArray, concat, dtype_of, is_shape_only, split_bounds
 
 Bounds = list[tuple[int, int]]
 
@@ -66,3 +66,47 @@ def shape_key(xs: Sequence[Array | None]) -> tuple:
 def flat_like(x: Array, count: int) -> Array:
     """A flat array of ``count`` elements of ``x``'s kind and dtype (shape-only results)."""
     return ShapeArray((count,), dtype_of(x))
+
+
+#: Rows rank ``s`` sends rank ``d``: ``splits[s][d]`` (an all-to-all of uneven blocks).
+Splits = Sequence[Sequence[int]]
+
+
+def exchange(xs: Sequence[Array], splits: Splits | None) -> tuple[list[list[int]], list[Array]]:
+    """What an all-to-all moves: the bytes rank ``s`` sends rank ``d``, and every rank's
+    result.
+
+    Without ``splits`` every rank's flattened array is cut into ``p`` nearly equal
+    blocks, block ``d`` for rank ``d``, and rank ``d`` ends with the blocks meant for
+    it in rank order. With ``splits`` (MPI's ``Alltoallv``, NCCL's grouped sends;
+    PyTorch's ``all_to_all_single`` with split sizes) rank ``s``'s array is cut along
+    its first axis into blocks of ``splits[s][0], splits[s][1], ...`` rows, and rank
+    ``d`` ends with the blocks meant for it, stacked in rank order along that axis.
+    """
+    p = len(xs)
+    if splits is None:
+        bounds = split_bounds(xs[0].size, p)
+        item = itemsize(xs[0])
+        sizes = [[item * (hi - lo) for lo, hi in bounds] for _ in range(p)]
+        if is_shape_only(xs[0]):
+            return sizes, [flat_like(xs[0], p * (hi - lo)) for lo, hi in bounds]
+        blocks = [[x.reshape(-1)[lo:hi] for lo, hi in bounds] for x in xs]
+    else:
+        row = [_row_bytes(x) for x in xs]
+        sizes = [[row[s] * n for n in splits[s]] for s in range(p)]
+        if is_shape_only(xs[0]):
+            rest = tuple(xs[0].shape[1:])
+            dtype = dtype_of(xs[0])
+            return sizes, [
+                ShapeArray((sum(splits[s][d] for s in range(p)), *rest), dtype) for d in range(p)
+            ]
+        blocks = [[x[lo:hi] for lo, hi in concat_bounds(list(splits[s]))] for s, x in enumerate(xs)]
+    return sizes, [concat([blocks[s][d] for s in range(p)]) for d in range(p)]
+
+
+def _row_bytes(x: Array) -> int:
+    """Bytes of one row along the first axis (of an array that has none)."""
+    count = 1
+    for n in x.shape[1:]:
+        count *= n
+    return count * itemsize(x)

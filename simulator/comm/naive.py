@@ -29,10 +29,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..ops.arrays import Array, concat, is_shape_only, split, split_bounds
+from ..ops.arrays import Array, concat, split
 from ..transfer import TransferPlan
 from .builder import PlanBuilder
-from .chunks import flat_like, itemsize
+from .chunks import Splits, exchange
 
 
 def _gather(builder: PlanBuilder, sizes: Sequence[int], root: int, step: int) -> None:
@@ -127,18 +127,23 @@ def all_gather(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
     return [whole.copy() for _ in range(p)], builder.build()
 
 
-def all_to_all(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
-    """Rank 0 relays: it collects every block meant for another rank, then delivers them."""
+def all_to_all(
+    xs: Sequence[Array], splits: Splits | None = None
+) -> tuple[list[Array], TransferPlan]:
+    """Rank 0 relays: it collects every block meant for another rank, then delivers them
+    (equal blocks, or blocks of ``splits[s][d]`` rows, :func:`~.chunks.exchange`)."""
     p = len(xs)
     builder = PlanBuilder("all_to_all", "naive", p)
-    item = itemsize(xs[0])
-    block = [item * (hi - lo) for lo, hi in split_bounds(xs[0].size, p)]
-    # Only the blocks that change hands travel: a rank keeps the one meant for itself.
-    total = sum(block)
-    _gather(builder, [total - block[s] for s in range(p)], 0, 0)
-    _scatter(builder, [(p - 1) * block[d] for d in range(p)], 0, 1)
-    if is_shape_only(xs[0]):
-        bounds = split_bounds(xs[0].size, p)
-        return [flat_like(xs[0], p * (hi - lo)) for lo, hi in bounds], builder.build()
-    blocks = [split(x.reshape(-1), p) for x in xs]
-    return [concat([blocks[s][d] for s in range(p)]) for d in range(p)], builder.build()
+    sizes, results = exchange(xs, splits)
+    # Only the blocks that change hands travel: a rank keeps the one meant for itself,
+    # and sends nothing when it has nothing for the others.
+    up = [(s, sum(sizes[s]) - sizes[s][s]) for s in range(1, p)]
+    down = [(d, sum(sizes[s][d] for s in range(p)) - sizes[d][d]) for d in range(1, p)]
+    for step, (pairs, inward) in enumerate(((up, True), (down, False))):
+        sent = [(r, n) for r, n in pairs if n]
+        if sent:
+            ranks = tuple(r for r, _ in sent)
+            root = (0,) * len(sent)
+            nbytes = tuple(n for _, n in sent)
+            builder.round(step, *((ranks, root) if inward else (root, ranks)), nbytes)
+    return results, builder.build()

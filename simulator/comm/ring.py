@@ -59,10 +59,20 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..ops.arrays import Array, concat, is_shape_only, split, split_bounds
+from ..ops.arrays import Array, concat, is_shape_only, split_bounds
 from ..transfer import TransferPlan
 from .builder import PlanBuilder
-from .chunks import Bounds, buffers, channel_pieces, concat_bounds, flat_like, itemsize, ring_sizes
+from .chunks import (
+    Bounds,
+    Splits,
+    buffers,
+    channel_pieces,
+    concat_bounds,
+    exchange,
+    flat_like,
+    itemsize,
+    ring_sizes,
+)
 
 Rings = Sequence[tuple[int, ...]]
 
@@ -166,18 +176,22 @@ def send_recv(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
     return [xs[(r - 1) % p].copy() for r in range(p)], builder.build()
 
 
-def all_to_all(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
-    """Block ``j`` of rank ``i``'s flattened array ends as block ``i`` of rank ``j``'s result."""
+def all_to_all(
+    xs: Sequence[Array], splits: Splits | None = None
+) -> tuple[list[Array], TransferPlan]:
+    """Block ``j`` of rank ``i``'s array ends as block ``i`` of rank ``j``'s result: equal
+    blocks of the flattened arrays, or blocks of ``splits[i][j]`` rows
+    (:func:`~.chunks.exchange`). A block of no bytes is not sent."""
     p = len(xs)
     builder = PlanBuilder("all_to_all", "ring", p)
-    block_bytes = tuple(itemsize(xs[0]) * (hi - lo) for lo, hi in split_bounds(xs[0].size, p))
-    ranks = tuple(range(p))
+    sizes, results = exchange(xs, splits)
     for k in range(1, p):
         # Shift by k: rank r sends block r+k to rank r+k. No message depends on
         # another; the ports serialise the steps.
-        builder.round(k - 1, ranks, ranks[k:] + ranks[:k], block_bytes, k, wait=False)
-    if not has_numbers(xs):
-        received = [p * (hi - lo) for lo, hi in split_bounds(xs[0].size, p)]
-        return [flat_like(xs[0], n) for n in received], builder.build()
-    blocks = [split(x.reshape(-1), p) for x in xs]
-    return [concat([blocks[s][r] for s in range(p)]) for r in range(p)], builder.build()
+        sent = [(r, (r + k) % p, sizes[r][(r + k) % p]) for r in range(p)]
+        sent = [m for m in sent if m[2]]
+        if sent:
+            src, dst, nbytes = zip(*sent, strict=True)
+            uniform = len(set(nbytes)) == 1
+            builder.round(k - 1, src, dst, nbytes[:1] if uniform else nbytes, wait=False)
+    return results, builder.build()

@@ -60,6 +60,7 @@ SEARCH_FLAGS = {
     "sequence_parallel": "sequence_parallel",
     "zero": "zero",
     "orders": "orders",
+    "ep": "ep",
     "top": "top",
 }
 LISTS = (
@@ -70,6 +71,7 @@ LISTS = (
     "zero",
     "orders",
     "context_parallel",
+    "ep",
 )
 
 
@@ -141,6 +143,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     search.add_argument("--sequence-parallel", metavar="S", help="false,true (both)")
     search.add_argument("--zero", metavar="Z", help="ZeRO stages (0,1,2,3)")
     search.add_argument("--orders", metavar="O", help="mesh orders, e.g. tp-dp-pp,tp-pp-dp")
+    search.add_argument(
+        "--ep", metavar="E", help="expert-parallel sizes (a mixture of experts: all that fit)"
+    )
     search.add_argument(
         "--fixed", metavar="KEY=VALUE", action="append", default=[], help="hold a key fixed"
     )

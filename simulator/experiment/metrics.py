@@ -53,7 +53,7 @@ from ..parallel.build import Plan
 from ..runtime import RunRecord, StepRecord
 
 #: the strategy's overlap options, listed in every result (docs/results.md)
-OVERLAPS = ("overlap_grad_reduce", "prefetch_params", "async_tp")
+OVERLAPS = ("overlap_grad_reduce", "prefetch_params", "async_tp", "ep_overlap")
 
 
 def analytic_bubble(plan: Plan, record: StepRecord) -> float | None:
@@ -162,6 +162,7 @@ def summarize(plan: Plan, run: RunRecord) -> dict[str, Any]:
         "exposed_comm_s": mean("exposed_comm_s"),
         "loss": run.losses,
         "parameters": plan.num_parameters,
+        "active_parameters": plan.num_active_parameters,
         "model_flops_per_iteration": record.model_flops,
         "hardware_flops_per_iteration": record.hardware_flops,
         "mfu": record.model_flops / capacity if capacity else 0.0,
@@ -171,5 +172,20 @@ def summarize(plan: Plan, run: RunRecord) -> dict[str, Any]:
         else 0.0,
         "comm_bytes": {"dp": 0, "tp": 0, "pp": 0, **record.comm_bytes},
         "peak_memory_bytes": max(x["peak_memory_bytes"] for x in per_device),
+        **expert_load(record),
         "devices": per_device,
     }
+
+
+def expert_load(record: StepRecord) -> dict[str, Any]:
+    """For a mixture of experts: ``tokens_per_expert``, the tokens each expert got in
+    the step over all MoE layers, and ``expert_imbalance``, the largest over the layers
+    of the most-loaded expert's tokens over the mean (1: balanced). The expert ranks
+    meet at every layer's all-to-all, so the most loaded expert of each layer sets
+    its pace. Nothing for a dense model."""
+    layers = record.tokens_per_expert
+    if not layers:
+        return {}
+    totals = [sum(col) for col in zip(*layers.values(), strict=True)]
+    ratios = [max(c) * len(c) / sum(c) for c in layers.values() if sum(c)]
+    return {"tokens_per_expert": totals, "expert_imbalance": max(ratios, default=1.0)}

@@ -18,6 +18,14 @@ def format_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
+def bytes_unit(n: float) -> tuple[float, str]:
+    """The largest binary unit in which ``n`` bytes is at least 1: ``(2**20, "MiB")``."""
+    for scale, name in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if n >= scale:
+            return scale, name
+    return 1.0, "B"
+
+
 _UNITS = ((1.0, "s"), (1e-3, "ms"), (1e-6, "us"))
 
 

@@ -23,6 +23,16 @@ Megatron-LM's eq. 2 plus the final layer norm; for Llama::
 (Llama 3 8B: ``32 (2 * 4096^2 * 1.25 + 3 * 4096 * 14336 + 8192) + 2 * 128256 *
 4096 + 4096 = 8,030,261,248``.)
 
+**Mixtures of experts** (:mod:`simulator.nn.moe`). A MoE layer's MLP is a
+router, ``h E``, ``E`` experts of ``h f1 + f h`` each (``f1 = 2f`` SwiGLU, ``f``
+GELU; no biases) and ``S`` shared experts of the same size. Its *active*
+parameters count ``k = top_k`` routed experts instead of ``E``: Mixtral 8x7B
+(``L = 32, h = 4096, kv/a = 8/32, f = 14336, E = 8, k = 2, V = 32000``) has
+``32 (2 h^2 1.25 + 8 h + 8 * 3 h f + 2h) + 2 V h + h = 46,702,792,704``
+parameters, ``12,879,925,248`` of them active per token (Jiang et al. 2024,
+Table 1). A token's GEMMs use its active weights, so ``N_gemm`` below counts
+``k`` experts, the router and the shared ones.
+
 **Model FLOPs.** Every weight of a GEMM does one multiply-add per token
 forward, ``2`` FLOPs, and twice that backward: ``6 N_gemm`` per token, with
 ``N_gemm = L (h^2 (2 + 2k) + F_mlp h) + V h`` the weights that take part in
@@ -51,6 +61,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..ops.arrays import ITEMSIZE
+from .moe import is_moe_layer
 
 
 def _shape(config: Any) -> dict[str, Any]:
@@ -73,27 +84,74 @@ def _shape(config: Any) -> dict[str, Any]:
     }
 
 
-def parameters(config: Any) -> int:
-    """Every parameter of a GPT or Llama model (module docstring)."""
+def _moe(config: Any) -> dict[str, int]:
+    """A MoE layer's sizes: ``E`` experts, ``k`` per token, ``S`` shared, an expert's
+    ``f`` and its first GEMM's columns ``f1`` (zeros for a dense model)."""
+    if not getattr(config, "experts", 0):
+        return {"E": 0, "k": 0, "S": 0, "f": 0, "f1": 0}
+    c = _shape(config)
+    f = config.moe_ffn_hidden or c["f"]
+    return {
+        "E": config.experts,
+        "k": config.top_k,
+        "S": config.shared_experts,
+        "f": f,
+        "f1": (2 if c["llama"] else 1) * f,
+    }
+
+
+def _mlp_weights(config: Any, moe: bool, active: bool) -> int:
+    """GEMM weights of one layer's MLP: dense, or MoE with all experts (or the ``k``
+    active ones), the router and the shared experts."""
+    c = _shape(config)
+    if not moe:
+        return c["mlp"] * c["h"]
+    m = _moe(config)
+    expert = c["h"] * (m["f1"] + m["f"])
+    routed = m["k"] if active else m["E"]
+    return c["h"] * m["E"] + (routed + m["S"]) * expert
+
+
+def _attention_weights(config: Any) -> int:
+    c = _shape(config)
+    return c["h"] * (c["a"] + 2 * c["kv"]) * c["d"] + c["h"] * c["h"]
+
+
+def parameters(config: Any, active: bool = False) -> int:
+    """Every parameter of a GPT or Llama model (module docstring); with ``active``, the
+    ones that act on a token: a MoE layer's ``top_k`` routed experts instead of all
+    (with the router and the shared experts), embeddings and head included."""
     c = _shape(config)
     h, kv, d = c["h"], c["kv"], c["d"]
-    qkv = h * (c["a"] + 2 * kv) * d
-    layer = qkv + h * h + c["mlp"] * h + 2 * h + (0 if c["llama"] else 2 * h)
-    if getattr(config, "bias", not c["llama"]):
-        layer += (c["a"] + 2 * kv) * d + h + c["fc1"] + h
+    norms = 2 * h + (0 if c["llama"] else 2 * h)
+    biased = getattr(config, "bias", not c["llama"])
+    total = 0
+    for i in range(c["L"]):
+        moe = is_moe_layer(config, i)
+        total += _attention_weights(config) + _mlp_weights(config, moe, active) + norms
+        if biased:  # the experts have none
+            total += (c["a"] + 2 * kv) * d + h + (0 if moe else c["fc1"] + h)
     if c["llama"]:
         tables = (1 if config.tie_embeddings else 2) * c["V"] * h
-        return c["L"] * layer + tables + h
-    return c["L"] * layer + c["V"] * h + c["s"] * h + 2 * h
+        return total + tables + h
+    return total + c["V"] * h + c["s"] * h + 2 * h
+
+
+def active_parameters(config: Any) -> int:
+    """The parameters that act on one token (:func:`parameters` with ``active``)."""
+    return parameters(config, active=True)
 
 
 def gemm_parameters(config: Any) -> int:
-    """``N_gemm``: the weights that take part in GEMMs, the layers' matrices and the
-    output layer's (module docstring)."""
+    """``N_gemm``: the weights that take part in a token's GEMMs, the layers' matrices
+    (a MoE layer's router, ``top_k`` routed and its shared experts) and the output
+    layer's (module docstring)."""
     c = _shape(config)
-    h = c["h"]
-    per_layer = h * (c["a"] + 2 * c["kv"]) * c["d"] + h * h + c["mlp"] * h
-    return c["L"] * per_layer + c["V"] * h
+    layers = sum(
+        _attention_weights(config) + _mlp_weights(config, is_moe_layer(config, i), active=True)
+        for i in range(c["L"])
+    )
+    return layers + c["V"] * c["h"]
 
 
 def model_flops_per_token(config: Any) -> float:

@@ -55,6 +55,7 @@ from .data import rng_for
 from .embedding import Embedding, TiedLogits, Vocabulary
 from .layers import Layer
 from .models import DTYPE, Model, size
+from .moe import check_moe, is_moe_layer, moe_field, moe_spec
 from .norm import LayerNorm
 from .param import Param
 from .text import DATA, LanguageModelData
@@ -120,6 +121,11 @@ class GPTConfig(LanguageModelData, ModelConfig):
         attention: the attention kernel, ``materialised`` (the ``s x s`` scores
             kept, GPT-2's and Korthikanti et al.'s) or ``flash``
             (:mod:`simulator.nn.attention`).
+        experts: routed experts of a mixture of GELU experts in place of the
+            MLP; it and the other MoE keys (``top_k``, ``moe_every``,
+            ``first_dense_layers``, ``moe_ffn_hidden``, ``shared_experts``,
+            ``capacity_factor``, ``aux_loss_coef``, ``routing``) are
+            :data:`simulator.nn.moe.MOE_KEYS`; ``experts = 0`` is the dense GPT.
     """
 
     kind: ClassVar[str] = "gpt"
@@ -150,6 +156,15 @@ class GPTConfig(LanguageModelData, ModelConfig):
     attention: str = field(
         default="materialised", metadata={"doc": "attention kernel", "choices": KERNELS}
     )
+    experts: int = moe_field("experts")
+    top_k: int = moe_field("top_k")
+    moe_every: int = moe_field("moe_every")
+    first_dense_layers: int = moe_field("first_dense_layers")
+    moe_ffn_hidden: int = moe_field("moe_ffn_hidden")
+    shared_experts: int = moe_field("shared_experts")
+    capacity_factor: float = moe_field("capacity_factor")
+    aux_loss_coef: float = moe_field("aux_loss_coef")
+    routing: str = moe_field("routing")
 
     def __post_init__(self) -> None:
         check_fields(self)  # the rules of the [model] table (raises ConfigError)
@@ -160,6 +175,7 @@ class GPTConfig(LanguageModelData, ModelConfig):
                 f"a multiple of heads = {self.heads}",
             )
         self.check_data("GPTConfig")
+        check_moe(self)
 
     def build(self, seed: int, numerics: bool) -> Model:
         """Embedding, transformer layers and head, from the seed (or shapes only)."""
@@ -180,6 +196,7 @@ class GPTConfig(LanguageModelData, ModelConfig):
             divisible_by=self.make_vocab_size_divisible_by,
         )
         blocks: list[Layer] = [embedding]
+        moe = moe_spec(self, self.ffn_mult * self.hidden, gated=False, seed=seed)
         for i in range(self.layers):
             blocks.append(
                 TransformerLayer.create(
@@ -193,6 +210,7 @@ class GPTConfig(LanguageModelData, ModelConfig):
                     self.dtype,
                     self.init_std,
                     self.attention,
+                    moe if is_moe_layer(self, i) else None,
                 )
             )
         blocks.append(Head.create("head", embedding.weight, rng, self.dtype, embedding.vocabulary))

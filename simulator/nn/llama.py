@@ -44,6 +44,7 @@ from .embedding import Embedding, OutputLogits, TiedLogits, padded_table
 from .gpt import INIT_STD, Head
 from .layers import Layer, Linear, SwiGLU, init_normal
 from .models import FLOAT_DTYPES, Model
+from .moe import MoE, MoESpec, check_moe, is_moe_layer, moe_field, moe_spec
 from .norm import RMSNorm
 from .param import Param
 from .text import DATA, LanguageModelData
@@ -57,37 +58,51 @@ def _key(doc: str, **rules: Any) -> dict[str, Any]:
 
 
 def llama_layer(
-    index: int, config: LlamaConfig, rng: np.random.Generator | None
+    index: int, config: LlamaConfig, rng: np.random.Generator | None, moe: MoESpec | None = None
 ) -> TransformerLayer:
     """Layer ``index`` of a Llama model: weights ``N(0, std^2)``, the two projections
     into the residual stream ``std / sqrt(2 L)`` (Megatron-LM's scaled initialisation
-    of output layers), norms the identity, biases zero."""
+    of output layers), norms the identity, biases zero; with ``moe``, a mixture of
+    SwiGLU experts in place of the MLP (Mixtral, :mod:`simulator.nn.moe`)."""
     c = config
     name = f"layer{index}"
     d = c.hidden // c.heads
     dtype, std = c.dtype, c.init_std
     resid = std / math.sqrt(2 * c.layers)
     qkv_width = (c.heads + 2 * c.kv_heads) * d
+    # the weights are drawn in the order of the layer's parts
+    ln1 = RMSNorm(f"{name}.ln1", c.hidden, rng, dtype, c.norm_eps)
+    qkv = Linear.create(f"{name}.attn.qkv", c.hidden, qkv_width, rng, dtype, c.bias, std)
+    core = AttentionCore(
+        f"{name}.attn.core",
+        c.heads,
+        d,
+        Dropout(c.dropout, index, "attention_probs"),
+        kv_heads=c.kv_heads,
+        rotary=c.rope_theta,
+        kernel=c.attention,
+    )
+    proj = Linear.create(f"{name}.attn.proj", c.heads * d, c.hidden, rng, dtype, c.bias, resid)
+    ln2 = RMSNorm(f"{name}.ln2", c.hidden, rng, dtype, c.norm_eps)
+    fc1 = fc2 = mixture = None
+    if moe is not None:
+        mixture = MoE.create(f"{name}.moe", moe, rng, dtype, std, resid)
+    else:
+        fc1 = Linear.create(f"{name}.mlp.fc1", c.hidden, 2 * c.ffn_hidden, rng, dtype, c.bias, std)
+        fc2 = Linear.create(f"{name}.mlp.fc2", c.ffn_hidden, c.hidden, rng, dtype, c.bias, resid)
     return TransformerLayer(
         name,
-        RMSNorm(f"{name}.ln1", c.hidden, rng, dtype, c.norm_eps),
-        Linear.create(f"{name}.attn.qkv", c.hidden, qkv_width, rng, dtype, c.bias, std),
-        AttentionCore(
-            f"{name}.attn.core",
-            c.heads,
-            d,
-            Dropout(c.dropout, index, "attention_probs"),
-            kv_heads=c.kv_heads,
-            rotary=c.rope_theta,
-            kernel=c.attention,
-        ),
-        Linear.create(f"{name}.attn.proj", c.heads * d, c.hidden, rng, dtype, c.bias, resid),
+        ln1,
+        qkv,
+        core,
+        proj,
         Dropout(c.dropout, index, "attention_out"),
-        RMSNorm(f"{name}.ln2", c.hidden, rng, dtype, c.norm_eps),
-        Linear.create(f"{name}.mlp.fc1", c.hidden, 2 * c.ffn_hidden, rng, dtype, c.bias, std),
-        Linear.create(f"{name}.mlp.fc2", c.ffn_hidden, c.hidden, rng, dtype, c.bias, resid),
+        ln2,
+        fc1,
+        fc2,
         Dropout(c.dropout, index, "mlp_out"),
         activation=SwiGLU(),
+        moe=mixture,
     )
 
 
@@ -108,6 +123,11 @@ class LlamaConfig(LanguageModelData, ModelConfig):
         bias: biases in the linear layers (Llama has none).
         dropout: drop probability of every dropout (Llama: 0).
         make_vocab_size_divisible_by, dtype, data, init_std: as for GPT.
+        experts: routed experts of a mixture of SwiGLU experts in place of the
+            MLP; it and the other MoE keys (``top_k``, ``moe_every``,
+            ``first_dense_layers``, ``moe_ffn_hidden``, ``shared_experts``,
+            ``capacity_factor``, ``aux_loss_coef``, ``routing``) are
+            :data:`simulator.nn.moe.MOE_KEYS`; ``experts = 0`` is the dense Llama.
     """
 
     kind: ClassVar[str] = "llama"
@@ -154,6 +174,15 @@ class LlamaConfig(LanguageModelData, ModelConfig):
     init_std: float = field(
         default=0.02, metadata=_key("standard deviation of the initial weights", range=INIT_STD)
     )
+    experts: int = moe_field("experts")
+    top_k: int = moe_field("top_k")
+    moe_every: int = moe_field("moe_every")
+    first_dense_layers: int = moe_field("first_dense_layers")
+    moe_ffn_hidden: int = moe_field("moe_ffn_hidden")
+    shared_experts: int = moe_field("shared_experts")
+    capacity_factor: float = moe_field("capacity_factor")
+    aux_loss_coef: float = moe_field("aux_loss_coef")
+    routing: str = moe_field("routing")
 
     def __post_init__(self) -> None:
         check_fields(self)  # the rules of the [model] table (raises ConfigError)
@@ -178,6 +207,7 @@ class LlamaConfig(LanguageModelData, ModelConfig):
                 "an even head size",
             )
         self.check_data("LlamaConfig")
+        check_moe(self)
 
     def build(self, seed: int, numerics: bool) -> Model:
         """Embedding, Llama layers and head, from the seed (or shapes only)."""
@@ -199,7 +229,11 @@ class LlamaConfig(LanguageModelData, ModelConfig):
             learned_positions=False,
         )
         blocks: list[Layer] = [embedding]
-        blocks += [llama_layer(i, self, rng) for i in range(self.layers)]
+        moe = moe_spec(self, self.ffn_hidden, gated=True, seed=seed)
+        blocks += [
+            llama_layer(i, self, rng, moe if is_moe_layer(self, i) else None)
+            for i in range(self.layers)
+        ]
         vocabulary = embedding.vocabulary
         assert vocabulary is not None
         logits: TiedLogits

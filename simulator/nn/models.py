@@ -57,6 +57,17 @@ class Model:
     def num_parameters(self) -> int:
         return sum(p.size for p in self.parameters())
 
+    @property
+    def num_active_parameters(self) -> int:
+        """The parameters that act on one token: all of them, but for the routed
+        experts a token does not use (:meth:`simulator.nn.moe.MoE.inactive_parameters`)."""
+        idle = sum(
+            layer.moe.inactive_parameters()
+            for layer in self.blocks
+            if getattr(layer, "moe", None) is not None
+        )
+        return self.num_parameters - idle
+
 
 class MLPBlock(Sequential):
     """Block ``index`` of an MLP of ``depth`` blocks: ``Linear`` then ``ReLU``, or

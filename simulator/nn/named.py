@@ -26,6 +26,25 @@ Three families:
   128; 41% of the BF16 peak); the paper gives no batch for 8B and 70B, which
   take 405B's.
 
+* ``mixtral-8x7b`` and ``mixtral-8x22b``: Jiang et al. 2024, "Mixtral of
+  Experts", Table 1 and sec. 2.1, with the released configurations: Llama
+  layers whose MLP is a mixture of 8 SwiGLU experts, 2 per token, RoPE base
+  1,000,000, contexts of 32,768 and 65,536 tokens. The paper gives no training
+  batch; they take Llama 2's 4M tokens. 8x7B has 46,702,792,704 parameters,
+  12,879,925,248 active per token (embeddings and head included).
+* ``deepseek-v3-like``: the shapes of DeepSeek-AI 2024, "DeepSeek-V3
+  Technical Report", sec. 4.2: 61 layers of hidden size 7,168 and 128 heads,
+  the first 3 with a dense MLP of 18,432, the other 58 with 256 routed
+  experts of 2,048 (8 per token) and 1 shared expert, a vocabulary of
+  129,280, sequences of 4,096 tokens and the final batch of 15,360
+  sequences. **Multi-head latent attention is left out**: the layers use
+  plain multi-head attention (128 key-value heads of 56), and there is no
+  multi-token-prediction module, so its 671B parameters do not come out
+  (this model has 672,149,632,000, 38,675,510,272 active per token, its
+  attention larger than MLA's low-rank projections). The routing is the
+  Switch-style softmax and top-k of :mod:`simulator.nn.routing`, not
+  DeepSeek-V3's sigmoid gates and auxiliary-loss-free bias.
+
 The GPT models use Megatron-LM's padded vocabulary of 51,200 (a multiple of
 128 x 8, so any tp up to 8 divides it; GPT-2's BPE has 50,257 tokens), bf16,
 dropout 0.1, and count parameters by Megatron-LM's eq. 2. The Llama models
@@ -35,7 +54,7 @@ exactly (Llama 3 8B: 8,030,261,248).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import ScenarioError
@@ -102,6 +121,8 @@ _BROWN = "Brown et al. 2020, Table 2.1"
 _NARAYANAN = "Narayanan et al. 2021, Table 1"
 _LLAMA2 = "Touvron et al. 2023 (Llama 2), Table 1"
 _LLAMA3 = "Llama Team 2024 (The Llama 3 Herd of Models), Tables 3 and 4"
+_MIXTRAL = "Jiang et al. 2024 (Mixtral of Experts), Table 1"
+_DEEPSEEK = "DeepSeek-AI 2024 (DeepSeek-V3 Technical Report), sec. 4.2; without MLA"
 
 # name, layers, d_model, heads, batch in sequences (Brown et al. 2020, Table 2.1:
 # 0.5M, 0.5M, 0.5M, 1M, 1M, 2M, 2M and 3.2M tokens)
@@ -147,6 +168,26 @@ _LLAMAS = [
     ),
 ]
 
+
+def _mixtral(layers: int, hidden: int, heads: int, ffn: int, vocab: int, seq: int) -> LlamaConfig:
+    return replace(_llama(layers, hidden, heads, 8, ffn, vocab, seq, 1e6), experts=8, top_k=2)
+
+
+# DeepSeek-V3's shapes (module docstring), its attention plain multi-head attention
+_DEEPSEEK_V3 = replace(
+    _llama(61, 7168, 128, 128, 18432, 129280, 4096, 1e4),
+    experts=256,
+    top_k=8,
+    shared_experts=1,
+    moe_ffn_hidden=2048,
+    first_dense_layers=3,
+)
+_MOES = [
+    NamedModel("mixtral-8x7b", _mixtral(32, 4096, 32, 14336, 32000, 32768), 128, _MIXTRAL),
+    NamedModel("mixtral-8x22b", _mixtral(56, 6144, 48, 16384, 32768, 65536), 64, _MIXTRAL),
+    NamedModel("deepseek-v3-like", _DEEPSEEK_V3, 15360, _DEEPSEEK),
+]
+
 NAMED_MODELS: dict[str, NamedModel] = {
     **{
         name: NamedModel(name, _gpt(layers, hidden, heads), batch, _BROWN)
@@ -157,6 +198,7 @@ NAMED_MODELS: dict[str, NamedModel] = {
         for name, heads, hidden, layers, t, p, gpus, batch, frac in _MEGATRON
     },
     **{m.name: m for m in _LLAMAS},
+    **{m.name: m for m in _MOES},
 }
 
 

@@ -20,8 +20,11 @@ parts: RMSNorm for the layer norms, a grouped-query core with rotary
 embeddings, linear layers without biases, and SwiGLU for GELU, with ``fc1``
 computing the gate and the value together.
 
+A mixture of experts (:class:`~simulator.nn.moe.MoE`, ``moe``) may take the
+place of ``fc1, activation, fc2``: the MLP branch is then ``ln2, moe, drop2``.
+
 The sub-layers are attributes (``ln1, qkv, core, proj, drop1, ln2, fc1,
-activation, fc2, drop2``) so that a tensor-parallel layer can be built from their
+activation, fc2, drop2``, ``moe``) so that a tensor-parallel layer can be built from their
 shards: ``qkv`` and ``fc1`` split by output columns (whole heads for ``qkv``,
 see :func:`simulator.ops.functional.split_heads`), ``proj`` and ``fc2`` by input
 rows, the core by heads (Megatron-LM, Shoeybi et al. 2019, sec. 3).
@@ -37,6 +40,7 @@ from .attention import AttentionCore
 from .combinators import Residual, Sequential
 from .dropout import Dropout
 from .layers import GELU, Layer, Linear
+from .moe import MoE, MoESpec
 from .norm import LayerNorm
 
 
@@ -61,16 +65,19 @@ class TransformerLayer(Sequential):
         proj: Linear,
         drop1: Dropout,
         ln2: Layer,
-        fc1: Linear,
-        fc2: Linear,
+        fc1: Linear | None,
+        fc2: Linear | None,
         drop2: Dropout,
         activation: Layer | None = None,
+        moe: Layer | None = None,
     ) -> None:
         self.ln1, self.qkv, self.core, self.proj, self.drop1 = ln1, qkv, core, proj, drop1
         self.ln2, self.fc1, self.fc2, self.drop2 = ln2, fc1, fc2, drop2
         self.activation = GELU() if activation is None else activation
+        self.moe = moe
         attention = Sequential(f"{name}.attn", [ln1, qkv, core, proj, drop1])
-        mlp = Sequential(f"{name}.mlp", [ln2, fc1, self.activation, fc2, drop2])
+        middle = [moe] if moe is not None else [fc1, self.activation, fc2]
+        mlp = Sequential(f"{name}.mlp", [ln2, *middle, drop2])
         super().__init__(name, [Residual(attention.name, attention), Residual(mlp.name, mlp)])
 
     @classmethod
@@ -86,8 +93,10 @@ class TransformerLayer(Sequential):
         dtype: str,
         std: float = 0.02,
         kernel: str = "materialised",
+        moe: MoESpec | None = None,
     ) -> TransformerLayer:
-        """Layer ``index`` of ``num_layers``, initialised as GPT-2 is.
+        """Layer ``index`` of ``num_layers``, initialised as GPT-2 is; with ``moe``, a
+        mixture of GELU experts in place of the MLP (:mod:`simulator.nn.moe`).
 
         Weights ``N(0, std^2)``, biases zero, layer norms the identity; the
         two projections that feed the residual stream get ``std / sqrt(2 L)``
@@ -98,23 +107,37 @@ class TransformerLayer(Sequential):
         name = f"layer{index}"
         resid_std = std / math.sqrt(2 * num_layers)
         inner = ffn_mult * hidden
+        # the weights are drawn in the order of the layer's parts
+        ln1 = LayerNorm(f"{name}.ln1", hidden, rng, dtype)
+        qkv = Linear.create(f"{name}.attn.qkv", hidden, 3 * hidden, rng, dtype, std=std)
+        core = AttentionCore(
+            f"{name}.attn.core",
+            heads,
+            hidden // heads,
+            Dropout(dropout, index, "attention_probs"),
+            kernel=kernel,
+        )
+        proj = Linear.create(f"{name}.attn.proj", hidden, hidden, rng, dtype, std=resid_std)
+        ln2 = LayerNorm(f"{name}.ln2", hidden, rng, dtype)
+        if moe is not None:
+            mixture = MoE.create(f"{name}.moe", moe, rng, dtype, std, resid_std)
+            fc1 = fc2 = None
+        else:
+            mixture = None
+            fc1 = Linear.create(f"{name}.mlp.fc1", hidden, inner, rng, dtype, std=std)
+            fc2 = Linear.create(f"{name}.mlp.fc2", inner, hidden, rng, dtype, std=resid_std)
         return cls(
             name,
-            LayerNorm(f"{name}.ln1", hidden, rng, dtype),
-            Linear.create(f"{name}.attn.qkv", hidden, 3 * hidden, rng, dtype, std=std),
-            AttentionCore(
-                f"{name}.attn.core",
-                heads,
-                hidden // heads,
-                Dropout(dropout, index, "attention_probs"),
-                kernel=kernel,
-            ),
-            Linear.create(f"{name}.attn.proj", hidden, hidden, rng, dtype, std=resid_std),
+            ln1,
+            qkv,
+            core,
+            proj,
             Dropout(dropout, index, "attention_out"),
-            LayerNorm(f"{name}.ln2", hidden, rng, dtype),
-            Linear.create(f"{name}.mlp.fc1", hidden, inner, rng, dtype, std=std),
-            Linear.create(f"{name}.mlp.fc2", inner, hidden, rng, dtype, std=resid_std),
+            ln2,
+            fc1,
+            fc2,
             Dropout(dropout, index, "mlp_out"),
+            moe=mixture,
         )
 
     @property

@@ -219,7 +219,7 @@ def tagged(tag: str) -> Iterator[None]:
 
 
 def active() -> Tape | None:
-    """The tape being recorded, if any."""
+    """The tape being recorded now (None outside :func:`recording`)."""
     return _active.get()
 
 

@@ -23,6 +23,7 @@ from .context.layer import at_positions, context_block
 from .context.layout import TokenLayout
 from .context.lockstep import LockstepLoss
 from .data import get_variant
+from .expert import check_ep, is_moe_block, shard_moe_layer
 from .mesh import Mesh
 from .pipeline.actions import Schedule
 from .pipeline.schedules import ScheduleInfo, get_schedule
@@ -40,7 +41,7 @@ from .tensor import (
     shard_block,
     shard_loss,
 )
-from .tied import TiedPair, tie_copies
+from .tied import TiedPair, stage_copies, tie_copies
 from .training import TrainingConfig
 from .worker import Worker
 
@@ -62,7 +63,11 @@ class Plan:
     workers: list[Worker]
     micro_batch_size: int
     num_parameters: int
-    tied: list[TiedPair] = field(default_factory=list)  # tied weights split by the pipeline
+    tied: list[TiedPair] = field(default_factory=list)
+    #: the parameters that act on one token (a mixture of experts uses top_k of its experts)
+    num_active_parameters: int = 0
+    #: DualPipe's copies of every stage, whose gradients are summed like tied weights'
+    copies: list[TiedPair] = field(default_factory=list)  # tied weights split by the pipeline
 
     @property
     def messages_per_replica(self) -> int:
@@ -76,10 +81,23 @@ class Plan:
         """The data-parallel replicas of pipeline rank ``pp_rank``."""
         return [self.worker(d, pp_rank) for d in range(self.strategy.dp)]
 
+    def ep_group(self, w: Worker) -> list[Worker]:
+        """The expert-parallel group of ``w``: the workers of its pipeline rank that
+        share out the experts with it, by expert-parallel rank."""
+        return [self.worker(d, w.pp_rank) for d in self.mesh.ep_group(w.dp_rank)]
 
-def check_layout(cluster: ClusterSpec, training: TrainingConfig, s: Strategy) -> int:
-    """Raise :class:`LayoutError` for layouts that cannot run; returns the micro-batch size."""
-    for key in ("dp", "cp", "tp", "pp", "microbatches", "chunks"):
+    def edp_group(self, w: Worker) -> list[Worker]:
+        """The workers of ``w``'s pipeline rank that hold the same experts: where the
+        experts' gradients are reduced."""
+        return [self.worker(d, w.pp_rank) for d in self.mesh.edp_group(w.dp_rank)]
+
+
+def check_layout(
+    cluster: ClusterSpec, training: TrainingConfig, s: Strategy, model: Any = None
+) -> int:
+    """Raise :class:`LayoutError` for layouts that cannot run; returns the micro-batch size.
+    ``model`` (its config), when given, is checked against the expert-parallel size."""
+    for key in ("dp", "cp", "tp", "pp", "microbatches", "chunks", "ep"):
         if getattr(s, key) < 1:
             raise LayoutError(
                 f"strategy {s.name!r}: {key} must be at least 1, got {getattr(s, key)}"
@@ -118,6 +136,12 @@ def check_layout(cluster: ClusterSpec, training: TrainingConfig, s: Strategy) ->
         check_fp8(cluster, s)
     if s.partition not in partitions.PARTITIONS:
         raise LayoutError(f"strategy {s.name!r}: partition must be one of {partitions.PARTITIONS}")
+    if model is not None:
+        check_ep(s.name, s.ep, s.dp, model)
+        if getattr(model, "experts", 0) and training.numerics and s.ep > 1:
+            check_numerics_routing(s.name, model)
+    elif s.ep > 1 and s.dp % s.ep:
+        check_ep(s.name, s.ep, s.dp, None)
     return training.global_batch // replicas_batches
 
 
@@ -128,6 +152,16 @@ def check_numerics(model_config: ModelConfig, training: TrainingConfig) -> None:
         raise LayoutError(
             f"model dtype {dtype} has no numpy arithmetic; set [training] numerics = false to "
             f"run it shape-only, or use float64 or float32"
+        )
+
+
+def check_numerics_routing(name: str, model: Any) -> None:
+    """In numerics mode the router decides; a shape-only routing rule is an error."""
+    if getattr(model, "routing", "uniform") != "uniform":
+        raise LayoutError(
+            f"strategy {name!r}: [model] routing = {model.routing!r} is a shape-only rule; "
+            "with numerics = true the router decides where tokens go, so drop routing or "
+            "set numerics = false"
         )
 
 
@@ -163,8 +197,12 @@ def resolve_schedule(s: Strategy, schedule: Schedule | None = None) -> Schedule:
     return get_schedule(s.schedule)(s.pp, s.microbatches, s.chunks)
 
 
-def parallelize(block: Any, s: Strategy) -> ParallelBlock:
-    """The block as a tensor-parallel group of ``s.tp`` ranks runs it."""
+def parallelize(block: Any, s: Strategy, ep_rank: int = 0) -> ParallelBlock:
+    """The block as a tensor-parallel group of ``s.tp`` ranks of expert-parallel rank
+    ``ep_rank`` runs it."""
+    if is_moe_block(block) and (s.tp > 1 or s.ep > 1):
+        overlap = s.ep_overlap in ("shared", "both")
+        return shard_moe_layer(block, s.tp, s.sequence_parallel, s.async_tp, s.ep, ep_rank, overlap)
     if s.tp == 1:
         return ShardMap([block])
     return shard_block(block, s.tp, s.sequence_parallel, s.async_tp)
@@ -207,12 +245,13 @@ def _each(blocks: list[Any], make: Any) -> list[Any]:
 
 
 def group_block(
-    blocks: list[Any], s: Strategy, layout: TokenLayout | None, numerics: bool
+    blocks: list[Any], s: Strategy, layout: TokenLayout | None, numerics: bool, ep_rank: int = 0
 ) -> ParallelBlock:
     """Block ``blocks[c]`` of every context-parallel copy as the worker's ``cp x tp``
-    ranks run it (:mod:`simulator.parallel.context`)."""
+    ranks (of expert-parallel rank ``ep_rank``) run it (:mod:`simulator.parallel.context`;
+    experts and context parallelism are not built together: ``ep_rank`` is 0 with ``cp > 1``)."""
     if layout is None:
-        return parallelize(blocks[0], s)
+        return parallelize(blocks[0], s, ep_rank)
     copies = _each(blocks, lambda b: parallelize(b, s))
     return context_block(copies, layout, s.context_parallel, same=not numerics)
 
@@ -235,10 +274,10 @@ def build_plan(
     """Check, place and lower ``strategy``; see the module docstring. ``schedule`` is
     the parsed file of a strategy whose schedule is ``file:PATH.csv``."""
     s = strategy
-    micro_batch = check_layout(cluster, training, s)
+    micro_batch = check_layout(cluster, training, s, model_config)
     check_numerics(model_config, training)
     check_context(s, model_config)
-    mesh = Mesh(s.dp, s.tp, s.pp, s.order, cp=s.cp)
+    mesh = Mesh(s.dp, s.tp, s.pp, s.order, cp=s.cp, ep=s.ep)
     schedule = resolve_schedule(s, schedule)
     info = None if s.schedule.startswith(FILE_SCHEDULE) else get_schedule(s.schedule)
     num_stages = schedule.num_stages
@@ -250,10 +289,19 @@ def build_plan(
     if info is None or not info.checked:
         validate(schedule, num_stages, s.microbatches)
     stage_rank = schedule.stage_to_rank()
+    # DualPipe runs two pipelines the opposite ways over two copies of every model stage
+    directions = schedule.directions
+    half = num_stages // directions
+    if directions > 1 and s.zero:
+        raise LayoutError(
+            f"strategy {s.name!r}: {s.schedule} keeps two copies of every stage, whose "
+            "gradients are summed outside ZeRO's partitions; use zero = 0 (or dualpipev, "
+            "which keeps one)"
+        )
 
     model = model_config.build(training.seed, numerics=training.numerics)
-    stages = split_blocks(
-        model, model_config, cluster, training, s, mesh, stage_rank, num_stages, micro_batch
+    stages = directions * split_blocks(
+        model, model_config, cluster, training, s, mesh, stage_rank, half, micro_batch
     )
 
     workers: list[Worker] = []
@@ -261,15 +309,22 @@ def build_plan(
     # copies before any chunk is built: building may give a block its own copy of a
     # tied weight, and every replica must start from the same untouched model. A
     # shape-only replica holds no numbers, only shapes, the same in every replica:
-    # the replicas share replica 0's chunks (planning stays independent of dp).
+    # the replicas share replica 0's chunks (planning stays independent of dp), but
+    # for the experts, which differ between expert-parallel ranks.
     built = s.dp if training.numerics else 1
     tied0: list[TiedPair] = []  # replica 0's
+    copies: list[TiedPair] = []
+    copies0: list[TiedPair] = []
     layout = token_layout(model_config, s)
-    models = [model if d == 0 else copy.deepcopy(model) for d in range(built)]
-    # and one copy per context-parallel rank, each told which tokens it holds
-    replicas = [context_copies(m, s, layout, training.numerics) for m in models]
+    replicas = [model if d == 0 else copy.deepcopy(model) for d in range(built)]
+    # per replica, the model each direction's stages are cut from
+    sources = [[m, *(copy.deepcopy(m) for _ in range(directions - 1))] for m in replicas]
+    # and of each, one copy per context-parallel rank, each told which tokens it holds
+    ranks = [[context_copies(m, s, layout, training.numerics) for m in ms] for ms in sources]
+    experts: dict[int, dict[int, Chunk]] = {}  # shape-only: the chunks of each ep rank
     for d in range(s.dp):
         base = d * s.pp
+        ep_rank = mesh.expert_coords(d)[0]
         for r in range(s.pp):
             devices = tuple(
                 mesh.device(dp=d, cp=c, tp=t, pp=r) for c in range(s.cp) for t in range(s.tp)
@@ -278,26 +333,44 @@ def build_plan(
         if d >= built:  # a shape-only replica: replica 0's chunks and tied pairs
             for r in range(s.pp):
                 workers[base + r].chunks = workers[r].chunks
+            if ep_rank:
+                chunks = experts.get(ep_rank)
+                if chunks is None:
+                    chunks = experts[ep_rank] = _with_experts(
+                        workers[: s.pp], sources[0], stages, s, ep_rank
+                    )
+                for c, chunk in chunks.items():
+                    workers[base + stage_rank[c]].chunks = {
+                        **workers[base + stage_rank[c]].chunks,
+                        c: chunk,
+                    }
             tied += [replace(t, owner=base + t.owner, user=base + t.user) for t in tied0]
+            copies += [replace(t, owner=base + t.owner, user=base + t.user) for t in copies0]
             continue
-        copies = replicas[d]
         for c, blocks in enumerate(stages):
+            held = ranks[d][c // half]
+            # the last stage of each direction computes the loss
             loss = None
-            if c == num_stages - 1:
-                loss = group_loss([m.loss for m in copies], s, layout, training.numerics)
+            if (c + 1) % half == 0:
+                loss = group_loss([m.loss for m in held], s, layout, training.numerics)
             blocks_of = [
-                group_block([m.blocks[i] for m in copies], s, layout, training.numerics)
+                group_block([m.blocks[i] for m in held], s, layout, training.numerics, ep_rank)
                 for i in blocks
             ]
             workers[base + stage_rank[c]].chunks[c] = Chunk(
                 c, blocks_of, loss, s.recompute, s.precision
             )
         pairs = tie_copies(workers[base : base + s.pp])
+        twins = stage_copies(workers[base : base + s.pp], half) if directions > 1 else []
         if d == 0:
-            tied0 = pairs
+            tied0, copies0 = pairs, twins
         tied += pairs
+        copies += twins
     # one program per pipeline rank, shared by its replicas (programs name ranks)
-    programs = [lower(schedule.actions(r), r, stage_rank, s.microbatches) for r in range(s.pp)]
+    programs = [
+        lower(schedule.items(r), r, stage_rank, s.microbatches, schedule.directions)
+        for r in range(s.pp)
+    ]
     variant = get_variant(s.data_parallel)
     for w in workers:
         w.program = variant.lower(w, programs[w.pp_rank])
@@ -316,13 +389,38 @@ def build_plan(
         micro_batch_size=micro_batch,
         num_parameters=model.num_parameters,
         tied=tied,
+        num_active_parameters=model.num_active_parameters,
+        copies=copies,
     )
 
 
+def _with_experts(
+    replica0: list[Worker], models: list[Any], stages: list[range], s: Strategy, ep_rank: int
+) -> dict[int, Chunk]:
+    """Shape-only: replica 0's chunks that hold MoE layers, rebuilt with expert-parallel
+    rank ``ep_rank``'s experts (every other block shared with replica 0); ``models``
+    holds the model of each direction's stages."""
+    out: dict[int, Chunk] = {}
+    half = len(stages) // len(models)
+    for c, blocks in enumerate(stages):
+        model = models[c // half]
+        if not any(is_moe_block(model.blocks[i]) for i in blocks):
+            continue
+        chunk = next(w.chunks[c] for w in replica0 if c in w.chunks)
+        blocks_of = [
+            parallelize(model.blocks[i], s, ep_rank) if is_moe_block(model.blocks[i]) else block
+            for i, block in zip(blocks, chunk.blocks, strict=True)
+        ]
+        out[c] = Chunk(c, blocks_of, chunk.loss, s.recompute, s.precision)
+    return out
+
+
 def gather_params(plan: Plan, dp_rank: int = 0) -> dict[str, Array]:
-    """The full parameters of one replica, named as in the single-device model."""
+    """The full parameters of one replica, named as in the single-device model (the
+    experts from every rank of its expert-parallel group)."""
     out: dict[str, Array] = {}
-    for r in range(plan.strategy.pp):
-        for chunk in plan.worker(dp_rank, r).chunks.values():
-            out.update(chunk.full_params())
+    for d in plan.mesh.ep_group(dp_rank):
+        for r in range(plan.strategy.pp):
+            for chunk in plan.worker(d, r).chunks.values():
+                out.update(chunk.full_params())
     return out

@@ -20,6 +20,9 @@ An instruction is a small tuple whose first element is its :class:`Op`:
   ``(RECV, what, stage, mb, peer, message)``: an activation (``what = 0``)
   or gradient (``1``) of a stage and micro-batch, to or from the worker of
   pipeline rank ``peer`` of the same replica;
+* ``(PAIR, forward, backward)``: two ``COMPUTE`` instructions run overlapped
+  as one unit (an ``F&B`` pair of DualPipe, :mod:`simulator.runtime.pairs`):
+  their receives come before it, their sends after it;
 * ``(SYNC,)``: make the data-parallel replicas' gradients agree;
 * ``(STEP,)``: update the parameters this worker owns;
 * the steps of ``nn.DataParallel`` (:mod:`simulator.parallel.data.replicated`).
@@ -34,7 +37,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from .pipeline.actions import KINDS, Action, Kind
+from .pipeline.actions import KINDS, Action, Item, Kind, Pair
 
 ACTIVATION, GRADIENT = 0, 1
 WHAT = ("activation", "gradient")
@@ -58,9 +61,10 @@ class Op(IntEnum):
     BACKWARD_BODY = 11
     REDUCE_GRADS = 12
     PRIMARY_STEP = 13
+    PAIR = 14
 
 
-COMPUTE, SEND, RECV, SYNC, STEP = Op.COMPUTE, Op.SEND, Op.RECV, Op.SYNC, Op.STEP
+COMPUTE, SEND, RECV, SYNC, STEP, PAIR = Op.COMPUTE, Op.SEND, Op.RECV, Op.SYNC, Op.STEP, Op.PAIR
 
 _TEXT = {
     Op.SYNC: "sync grads",
@@ -94,6 +98,8 @@ def describe(ins: tuple, worker_of_rank: dict[int, int] | None = None) -> str:
     op = ins[0]
     if op == COMPUTE:
         return str(ins[1])
+    if op == PAIR:
+        return f"{ins[1][1]}&{ins[2][1]} (overlapped)"
     if op in (SEND, RECV):
         _, what, stage, mb, peer, _ = ins
         who = (worker_of_rank or {}).get(peer, peer)
@@ -103,7 +109,11 @@ def describe(ins: tuple, worker_of_rank: dict[int, int] | None = None) -> str:
 
 
 def lower(
-    actions: list[Action], rank: int, stage_rank: dict[int, int], microbatches: int
+    actions: list[Item],
+    rank: int,
+    stage_rank: dict[int, int],
+    microbatches: int,
+    directions: int = 1,
 ) -> list[tuple]:
     """One pipeline rank's actions -> instructions, with the messages they imply.
 
@@ -111,41 +121,58 @@ def lower(
     its output to the rank of the next one; a backward (``B`` or ``BW``)
     receives the gradient of its output from the next stage's rank and sends
     the gradient of its input back. Stages on the same rank hand over through
-    the worker's own buffers, without a message. Linear in the actions.
+    the worker's own buffers, without a message. The first and last stages of
+    each of the ``directions`` pipelines take their input from the data and
+    their gradient from the loss. An ``F&B`` pair receives what both halves
+    need, runs them as one ``PAIR`` and sends both products. Linear in the
+    actions.
     """
     last = len(stage_rank) - 1
+    per = (last + 1) // directions
     m = microbatches
     gradients = (last + 1) * m  # message ids: activations first, then gradients
     kind_code = {kind: i for i, kind in enumerate(KINDS)}
     # per stage, once: the rank before and after it, when that is another rank
-    before = [stage_rank[s - 1] if s > 0 and stage_rank[s - 1] != rank else -1
+    before = [stage_rank[s - 1] if s % per and stage_rank[s - 1] != rank else -1
               for s in range(last + 1)]  # fmt: skip
-    after = [stage_rank[s + 1] if s < last and stage_rank[s + 1] != rank else -1
+    after = [stage_rank[s + 1] if (s + 1) % per and stage_rank[s + 1] != rank else -1
              for s in range(last + 1)]  # fmt: skip
     program: list[tuple] = []
     append = program.append
-    for a in actions:
+
+    def one(a: Action) -> tuple[tuple | None, tuple, tuple | None]:
+        """The receive, the compute and the send of one action."""
         s, kind, k = a
         code = 4 * s + kind_code[kind]
         if kind == Kind.F:
-            inbox = (s - 1) * m + k if s > 0 else -1
-            outbox = s * m + k if s < last else -1
+            inbox = (s - 1) * m + k if s % per else -1
+            outbox = s * m + k if (s + 1) % per else -1
             src, dst = before[s], after[s]
-            if src >= 0:
-                append((RECV, ACTIVATION, s - 1, k, src, inbox))
-            append((COMPUTE, a, inbox, outbox, dst >= 0, code))
-            if dst >= 0:
-                append((SEND, ACTIVATION, s, k, dst, outbox))
-        elif kind == Kind.W:
-            append((COMPUTE, a, -1, -1, False, code))
-        else:
-            inbox = gradients + (s + 1) * m + k if s < last else -1
-            outbox = gradients + s * m + k if s > 0 else -1
-            src, dst = after[s], before[s]
-            if src >= 0:
-                append((RECV, GRADIENT, s + 1, k, src, inbox))
-            append((COMPUTE, a, inbox, outbox, dst >= 0, code))
-            if dst >= 0:
-                append((SEND, GRADIENT, s, k, dst, outbox))
+            recv = (RECV, ACTIVATION, s - 1, k, src, inbox) if src >= 0 else None
+            send = (SEND, ACTIVATION, s, k, dst, outbox) if dst >= 0 else None
+            return recv, (COMPUTE, a, inbox, outbox, dst >= 0, code), send
+        if kind == Kind.W:
+            return None, (COMPUTE, a, -1, -1, False, code), None
+        inbox = gradients + (s + 1) * m + k if (s + 1) % per else -1
+        outbox = gradients + s * m + k if s % per else -1
+        src, dst = after[s], before[s]
+        recv = (RECV, GRADIENT, s + 1, k, src, inbox) if src >= 0 else None
+        send = (SEND, GRADIENT, s, k, dst, outbox) if dst >= 0 else None
+        return recv, (COMPUTE, a, inbox, outbox, dst >= 0, code), send
+
+    for item in actions:
+        if isinstance(item, Pair):
+            halves = [one(a) for a in item.parts]
+            # a pair's products leave when it ends: no send overlaps it (``sends`` false)
+            program += [recv for recv, _, _ in halves if recv is not None]
+            append((PAIR, *((*c[:4], False, *c[5:]) for _, c, _ in halves)))
+            program += [send for _, _, send in halves if send is not None]
+            continue
+        recv, compute, send = one(item)
+        if recv is not None:
+            append(recv)
+        append(compute)
+        if send is not None:
+            append(send)
     program += [(SYNC,), (STEP,)]
     return program

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..nn.context import loss_scale
 from ..nn.param import Param
 from ..ops.arrays import Array, tree_bytes
 from ..ops.precision import gemm_precision
@@ -109,7 +110,7 @@ class Chunk:
         self, dys: list[Array] | None, ctx: Any, scale: float
     ) -> tuple[list[Array], list[Any]]:
         """B: input gradients only; returns them and what W will need."""
-        with gemm_precision(self.precision):
+        with gemm_precision(self.precision), loss_scale(scale):
             return self._backward_input(dys, ctx, scale)
 
     def _backward_input(
@@ -136,7 +137,7 @@ class Chunk:
 
     def backward(self, dys: list[Array] | None, ctx: Any, scale: float) -> list[Array]:
         """B and W fused, block by block, as schedules without a B/W split run them."""
-        with gemm_precision(self.precision):
+        with gemm_precision(self.precision), loss_scale(scale):
             return self._backward(dys, ctx, scale)
 
     def _backward(self, dys: list[Array] | None, ctx: Any, scale: float) -> list[Array]:

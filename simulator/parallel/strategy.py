@@ -13,13 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .. import comm
-from ..errors import LayoutError
+from ..errors import ConfigError, LayoutError
 from ..keys import check_fields
 from ..ops.precision import PRECISIONS
 from ..ranges import Range
 from .context import ALGORITHMS as CONTEXT_ALGORITHMS
 from .data import variant_names
-from .mesh import DEFAULT_ORDER, parse_order
+from .mesh import DEFAULT_ORDER, UNSUPPORTED_CP_EP, parse_order
 from .partition import PARTITIONS
 from .pipeline import schedule_names
 from .stage import RECOMPUTE
@@ -28,6 +28,8 @@ from .stage import RECOMPUTE
 #: state, 2 and gradients, 3 and parameters partitioned.
 ZERO_STAGES = (0, 1, 2, 3)
 GRAD_REDUCTIONS = ("mean", "sum")
+#: What the dispatch and combine all-to-alls of expert parallelism may run under.
+EP_OVERLAPS = ("none", "shared", "fb", "both")
 #: Strategy names label tables and name output files: short and printable.
 MAX_NAME_CHARS = 64
 #: Prefix of a schedule read from a CSV file.
@@ -69,7 +71,7 @@ def order_check(value: str) -> str | None:
         parse_order(value)
     except LayoutError:
         return (
-            "must name each of tp, dp and pp once (cp optional), fastest first, e.g. "
+            "must name each of tp, dp and pp once (cp and ep optional), fastest first, e.g. "
             f"'tp-dp-pp', got {value!r}"
         )
     return None
@@ -173,6 +175,18 @@ class Strategy:
             "(Megatron-LM's asynchronous all-reduce and sequence-parallel all-gather)"
         },
     )
+    ep: int = field(
+        default=1,
+        metadata=_size("expert-parallel ranks: the experts shared out over ep data ranks"),
+    )
+    ep_overlap: str = field(
+        default="none",
+        metadata={
+            "doc": "what hides the experts' all-to-alls: none, shared (the shared experts' "
+            "compute), fb (the other chunk of a schedule's F&B pairs) or both",
+            "choices": EP_OVERLAPS,
+        },
+    )
 
     overlap_grad_reduce: bool = field(
         default=True,
@@ -192,6 +206,8 @@ class Strategy:
 
     def __post_init__(self) -> None:
         check_fields(self)  # the rules of a [[strategy]] table (raises ConfigError)
+        if self.ep > 1 and self.cp > 1:
+            raise ConfigError(f"Strategy {self.name!r}: {UNSUPPORTED_CP_EP}", "ep", "1 when cp > 1")
 
     @property
     def num_devices(self) -> int:

@@ -50,3 +50,22 @@ def tie_copies(replica: list[Worker]) -> list[TiedPair]:
                             copy = block.own_copy(r, p)
                             copies.setdefault((owner.index, w.index), []).append((r, p, copy))
     return [TiedPair(o, u, tuple(ps)) for (o, u), ps in copies.items()]
+
+
+def stage_copies(replica: list[Worker], half: int) -> list[TiedPair]:
+    """DualPipe's copies: stage ``c + half`` holds a copy of stage ``c``'s blocks, on
+    another worker, for the micro-batches that run the other way
+    (:mod:`simulator.parallel.pipeline.dualpipe`). Both copies get the sum of their
+    gradients before every update, as a tied weight's do, so they stay equal."""
+    chunks = {c: w for w in replica for c in w.chunks}
+    pairs = []
+    for c in range(half):
+        owner, user = chunks[c], chunks[c + half]
+        mine, theirs = owner.chunks[c], user.chunks[c + half]
+        params = tuple(
+            (r, a, b)
+            for r in range(len(owner.devices))
+            for a, b in zip(mine.params(r), theirs.params(r), strict=True)
+        )
+        pairs.append(TiedPair(owner.index, user.index, params))
+    return pairs

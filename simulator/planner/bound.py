@@ -31,7 +31,9 @@ ports):
 
 * the *blocking* tensor-parallel collectives of every action (those the code
   waits for at once; Megatron's asynchronous ones may hide behind GEMMs and
-  count nothing), on the stage's own tensor-parallel group;
+  count nothing, and so do all of a schedule's that overlaps forwards with
+  backwards in ``F&B`` pairs, DualPipe's), on the stage's own tensor-parallel
+  group;
 * a pipeline message on every dependency between ranks: the fastest of the
   layout's activation messages (``1/t`` of it with the scatter/gather);
 * after a rank's last action, the data-parallel exchange of its gradients
@@ -47,9 +49,10 @@ blocks on each rank's tokens, :mod:`simulator.parallel.context`). The sum is
 scaled by ``1 - 1e-9`` so that summing in another order than the runtime
 cannot push the bound over the simulated time.
 
-Context parallelism (``cp > 1``) counts compute alone: its blocks'
-collectives, its pipeline messages and its data-parallel exchange (over
-``dp x cp`` ranks) count nothing -- a weaker bound, still a bound -- and
+Context and expert parallelism (``cp > 1``, ``ep > 1``) count compute alone:
+their blocks' collectives (the attention ring, the experts' all-to-all), their
+pipeline messages and their data-parallel exchange (over ``dp x cp`` ranks,
+the experts' over fewer) count nothing -- a weaker bound, still a bound -- and
 the optimizer step is the share of ``dp x cp`` ranks under ZeRO (the
 families' :meth:`StepBound.floor` is 0).
 
@@ -122,7 +125,13 @@ Blocking = tuple[tuple[TransferPlan, ...], ...]
 def _compute_key(s: Strategy) -> tuple:
     """What the compute of a block depends on, besides the micro-batch size."""
     return (s.tp, s.sequence_parallel, s.recompute, s.precision, s.cp, s.context_parallel,
-            s.cp_balance)  # fmt: skip
+            s.cp_balance, s.ep)  # fmt: skip
+
+
+def _compute_only(s: Strategy) -> bool:
+    """Whether the bound counts ``s``'s compute alone: context and expert parallelism
+    (module docstring)."""
+    return s.cp > 1 or s.ep > 1
 
 
 class StepBound:
@@ -177,7 +186,10 @@ class StepBound:
         pruner = self.pruner
         micro_batch = pruner.micro_batch(s)
         stages = pruner.stages_of(s, micro_batch)
-        rank_of = pruner.schedule_of(s).rank_of
+        facts = pruner.schedule_of(s)
+        rank_of = facts.rank_of
+        # F&B pairs hide one's collectives behind the other's compute: compute alone
+        talks = not _compute_only(s) and not facts.paired
         mesh = Mesh(s.dp, s.tp, s.pp, s.order, cp=s.cp)
         out = []
         for c, stage in enumerate(stages):
@@ -187,7 +199,7 @@ class StepBound:
             for k in range(4):
                 compute = sum(blocks[i][0][k] for i in stage)
                 talk = 0.0
-                if s.cp == 1:  # context parallelism: compute alone (module docstring)
+                if talks:  # module docstring
                     talk = sum(self.idle(plan, group) for i in stage for plan in blocks[i][1][k])
                 times.append(compute + talk)
             out.append(tuple(times))
@@ -197,7 +209,7 @@ class StepBound:
         """The fastest pipeline message of ``s`` on idle links: an activation at a stage
         boundary, ``1/t`` of it with the scatter/gather, between the ranks of two
         consecutive pipeline ranks (the last to the first for chunked schedules)."""
-        if s.pp == 1 or s.cp > 1:
+        if s.pp == 1 or _compute_only(s):
             return 0.0
 
         def fastest() -> float:
@@ -215,14 +227,15 @@ class StepBound:
             pairs = [(mesh.device(pp=r), mesh.device(pp=(r + 1) % s.pp)) for r in range(s.pp)]
             return min(self.network.route(a, b).seconds(cut) for a, b in pairs)
 
-        key = ("message", s.dp, s.tp, s.pp, s.order, s.pp_scatter_gather, s.sequence_parallel,
-               s.recompute, s.num_stages, s.partition, self.pruner.micro_batch(s))  # fmt: skip
+        key = ("message", s.dp, s.cp, s.ep, s.tp, s.pp, s.order, s.pp_scatter_gather,
+               s.sequence_parallel, s.recompute, s.num_stages, s.partition,
+               self.pruner.micro_batch(s))  # fmt: skip
         return self._memo(key, fastest)
 
     def _sync(self, s: Strategy) -> list[float]:
         """Per pipeline rank, what follows its last action: its gradients' exchange, its
         optimizer step and, under ZeRO-1 and 2, the gathering of its parameters."""
-        key = ("sync", s.dp, s.cp, s.tp, s.pp, s.order, s.zero, s.bucket_mb, schedule_key(s),
+        key = ("sync", s.dp, s.cp, s.ep, s.tp, s.pp, s.order, s.zero, s.bucket_mb, schedule_key(s),
                s.partition, s.allreduce_algorithm, self.pruner.micro_batch(s),
                s.sequence_parallel)  # fmt: skip
         return self._memo(key, lambda: self._work_out_sync(s))
@@ -249,7 +262,7 @@ class StepBound:
             if traffic:
                 step = self.cost.kernel_time(Kernel("optimizer", "elementwise", dtype, 0, traffic))
             talk = 0.0
-            if s.dp > 1 and s.cp == 1 and weights and s.bucket_mb == 0 and s.zero <= 2:
+            if s.dp > 1 and not _compute_only(s) and weights and s.bucket_mb == 0 and s.zero <= 2:
                 group = tuple(mesh.group("dp", pp=r))
                 layout = GroupLayout.of(pruner.cluster, group).relabelled()
                 xs = [ShapeArray((weights // item,), dtype)] * s.dp
@@ -306,15 +319,25 @@ class StepBound:
         back = [b + w if facts.split else bw for _, b, w, bw in times]
         chain = [b if facts.split else bw for _, b, _, bw in times]
         busy = [0.0] * len(facts.ends)
+        per_stage = s.microbatches // facts.directions  # DualPipe: half each way
         for stage, (f, *_rest) in enumerate(times):
-            busy[facts.rank_of[stage]] += s.microbatches * (f + back[stage])
+            busy[facts.rank_of[stage]] += per_stage * (f + back[stage])
         bound = 0.0
+        per = facts.num_stages // facts.directions  # each direction's stages (DualPipe)
+        rank_of = facts.rank_of
+        moves = [hop if rank_of[i] != rank_of[i + 1] else 0.0 for i in range(len(times) - 1)]
         for r, ends in enumerate(facts.ends):
             if ends is None:
                 continue
             first, last = ends
-            head = sum(times[i][0] + hop for i in range(first.stage))
-            tail = sum(c + hop for c in chain[: last.stage]) if last.kind in (B, BW) else 0.0
+            # a message on every step between two ranks (DualPipeV turns on a rank)
+            head = sum(
+                times[i][0] + moves[i] for i in range(first.stage - first.stage % per, first.stage)
+            )
+            start = last.stage - last.stage % per
+            tail = 0.0
+            if last.kind in (B, BW):
+                tail = sum(chain[i] + moves[i] for i in range(start, last.stage))
             bound = max(bound, head + busy[r] + max(tail, sync[r]))
         return bound * SLACK
 
@@ -393,7 +416,7 @@ class StepBound:
         pipeline: dict[tuple[str, bool], float] = {}
         out = []
         for i, m in enumerate(members):
-            if m.cp > 1:  # context parallelism: priced by :meth:`seconds` alone
+            if _compute_only(m):  # priced by :meth:`seconds` alone (module docstring)
                 out.append(0.0)
                 continue
             variant = (m.recompute, m.sequence_parallel)
@@ -503,8 +526,8 @@ class StepBound:
         imports, through its NICs, every group's share held in other nodes: for a
         group with ``g`` ranks in the node, ``(d-g)/d`` of it. The least over the mesh
         ``orders`` (``s.order`` alone by default), which decide ``g``."""
-        if s.dp == 1 or s.cp > 1:
-            return 0.0  # (context parallelism: nothing counted, module docstring)
+        if s.dp == 1 or _compute_only(s):
+            return 0.0  # (nothing counted: module docstring)
         pruner = self.pruner
         blocks = pruner.block_bytes(s)
         layers = [w for (w, _), layer in zip(blocks, pruner.is_layer, strict=True) if layer]
@@ -535,7 +558,7 @@ class StepBound:
         """A floor on what follows a rank's last action under ``s``, whatever the order:
         the bytes its gradient exchange must move over the fastest link (buckets and
         ZeRO-2 and 3 reduce during backward: nothing)."""
-        if s.dp == 1 or s.cp > 1 or s.bucket_mb > 0 or s.zero >= 2:
+        if s.dp == 1 or _compute_only(s) or s.bucket_mb > 0 or s.zero >= 2:
             return 0.0
         pruner = self.pruner
         blocks = pruner.block_bytes(s)

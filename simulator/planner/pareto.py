@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
-from matplotlib.ticker import FormatStrFormatter
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
-from ..hardware import GiB
+from ..hardware.units import bytes_unit, format_bytes, time_unit
 from ..viz.gantt import finish_figure
 
 
@@ -29,6 +29,24 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     return front
 
 
+def scales(rows: Sequence[dict[str, Any]], capacity: float) -> dict[str, Any]:
+    """The units the picture of ``rows`` uses: memory in the binary unit of the largest
+    peak (a tiny model's MiB, not "0.0 GiB"), the device memory drawn as a line only
+    when it is on that scale (else named in the corner), step time in the unit of
+    the slowest layout (s, ms or us)."""
+    peak = max((r["peak_memory_bytes"] for r in rows), default=0) or 1
+    show_capacity = capacity <= 3 * peak
+    memory_scale, memory_unit = bytes_unit(max(peak, capacity) if show_capacity else peak)
+    time_scale, time_unit_name = time_unit(max(r["iteration_time_s"] for r in rows))
+    return {
+        "memory_scale": memory_scale,
+        "memory_unit": memory_unit,
+        "show_capacity": show_capacity,
+        "time_scale": time_scale,
+        "time_unit": time_unit_name,
+    }
+
+
 def draw(
     rows: Sequence[dict[str, Any]], capacity: float, title: str, path: str | Path | None = None
 ) -> Figure | None:
@@ -36,13 +54,18 @@ def draw(
     path returned (for a notebook to show).
 
     Step times span orders of magnitude (a layer-wise pipeline is many times
-    slower than the best layouts), so the time axis is logarithmic.
+    slower than the best layouts), so the time axis is logarithmic, its ticks at
+    1, 2 and 5 of every power of ten (finer when the times span less
+    than a decade), each labelled. The units are
+    :func:`scales`'.
     """
     import matplotlib.pyplot as plt
 
+    u = scales(rows, capacity)
+    mb, mu, ts, tu = u["memory_scale"], u["memory_unit"], u["time_scale"], u["time_unit"]
     ok = [r for r in rows if r["status"] == "ok"]
     oom = [r for r in rows if r["status"] == "oom"]
-    points = [(r["peak_memory_bytes"] / GiB, r["iteration_time_s"]) for r in ok]
+    points = [(r["peak_memory_bytes"] / mb, r["iteration_time_s"] / ts) for r in ok]
     front = pareto_front(points)
     fig, ax = plt.subplots(figsize=(8, 5.2), layout="constrained")
     ax.scatter(
@@ -55,8 +78,8 @@ def draw(
     )
     if oom:
         ax.scatter(
-            [r["peak_memory_bytes"] / GiB for r in oom],
-            [r["iteration_time_s"] for r in oom],
+            [r["peak_memory_bytes"] / mb for r in oom],
+            [r["iteration_time_s"] / ts for r in oom],
             s=20,
             marker="x",
             color="tab:red",
@@ -68,7 +91,7 @@ def draw(
         ax.plot(fx, fy, "-o", color="tab:blue", ms=5, lw=1.5, label="Pareto front", zorder=3)
         best = min(range(len(ok)), key=lambda i: points[i][1])
         ax.annotate(
-            f"fastest: {ok[best]['name']}\n{points[best][1]:.3g} s, {points[best][0]:.1f} GiB",
+            f"fastest: {ok[best]['name']}\n{points[best][1]:.3f} {tu}, {points[best][0]:.2f} {mu}",
             points[best],
             # below and right of the fastest layout, where no other layout can be
             xytext=(12, -8),
@@ -81,24 +104,25 @@ def draw(
             arrowprops={"arrowstyle": "-", "color": "tab:blue", "lw": 0.8},
             zorder=4,
         )
-    ax.axvline(capacity / GiB, color="tab:red", ls="--", lw=1)
-    ax.text(
-        capacity / GiB,
-        0.98,
-        f"device memory {capacity / GiB:.0f} GiB ",
-        transform=ax.get_xaxis_transform(),
-        va="top",
-        ha="right",
-        fontsize=8,
-        color="tab:red",
-    )
+    memory_text = f"device memory {format_bytes(capacity)}"
+    if u["show_capacity"]:
+        ax.axvline(capacity / mb, color="tab:red", ls="--", lw=1)
+        ax.text(capacity / mb, 0.98, memory_text + " ", transform=ax.get_xaxis_transform(),
+                va="top", ha="right", fontsize=8, color="tab:red")  # fmt: skip
+    else:
+        ax.text(0.99, 0.98, memory_text + ", far right of every layout", transform=ax.transAxes,
+                va="top", ha="right", fontsize=8, color="tab:red")  # fmt: skip
     ax.set_yscale("log")
-    for axis_format in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
-        axis_format(FormatStrFormatter("%g"))  # seconds as plain numbers on the log scale
+    times = [r["iteration_time_s"] / ts for r in rows]
+    narrow = max(times) < 10 * min(times)  # under a decade: a tick at every 1..9 of it
+    subs = (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8, 9) if narrow else (1.0, 2.0, 5.0)
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     if front:
         ax.set_ylim(bottom=min(p[1] for p in points) / 1.3)  # room for the label
-    ax.set_xlabel("peak memory per device (GiB)")
-    ax.set_ylabel("step time (s, log scale)")
+    ax.set_xlabel(f"peak memory per device ({mu})")
+    ax.set_ylabel(f"step time ({tu}, log scale)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
     fig.legend(loc="outside lower center", ncols=3, fontsize=8, frameon=False)

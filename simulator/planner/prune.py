@@ -50,7 +50,8 @@ from ..nn.transformer import TransformerLayer
 from ..parallel.build import block_costs, check_layout, parallelize, resolve_schedule
 from ..parallel.context.checks import check_context
 from ..parallel.data import get_variant
-from ..parallel.pipeline.actions import Action
+from ..parallel.pipeline import get_schedule
+from ..parallel.pipeline.actions import FB, Action
 from ..parallel.stages import split_alike
 from ..parallel.strategy import Strategy
 from ..parallel.training import TrainingConfig
@@ -73,14 +74,19 @@ class ScheduleFacts:
         ends: per rank, its first and last action (None for a rank with none).
         split: whether backward is split into ``B`` and ``W`` (zero-bubble).
         actions: how many actions the schedule has.
+        directions: 2 for DualPipe's two pipelines (stages ``S/2 ..`` run the other way).
+        paired: whether it runs forwards and backwards as overlapped ``F&B`` pairs
+            (DualPipe), where one's collectives hide behind the other's compute.
     """
 
+    directions: int
     num_stages: int
     rank_of: dict[int, int]
     profile: Any
     ends: tuple[tuple[Action, Action] | None, ...]
     split: bool
     actions: int
+    paired: bool = False
 
 
 #: The rule name of layouts whose memory estimate is over the device's memory.
@@ -179,12 +185,16 @@ class Pruner:
         schedule = resolve_schedule(s, None)
         rows = [schedule.actions(r) for r in range(schedule.num_ranks)]
         return ScheduleFacts(
+            directions=schedule.directions,
             num_stages=schedule.num_stages,
             rank_of=schedule.stage_to_rank(),
             profile=memory_bound.stash_profile(schedule),
             ends=tuple((row[0], row[-1]) if row else None for row in rows),
             split=schedule.split_backward,
             actions=sum(map(len, rows)),
+            paired=any(
+                item.kind == FB for r in range(schedule.num_ranks) for item in schedule.items(r)
+            ),
         )
 
     def schedule_of(self, s: Strategy) -> ScheduleFacts:
@@ -197,9 +207,12 @@ class Pruner:
 
     def stages_of(self, s: Strategy, micro_batch: int) -> tuple[range, ...]:
         """The blocks of every stage of ``s`` (its ``pp * chunks`` stages, as the
-        registry's schedules have), as ``build_plan`` splits them."""
-        key = ("stages", s.partition, s.num_stages, micro_batch)
-        return self._cached(key, lambda: self._stages(s, micro_batch, s.num_stages))
+        registry's schedules have), as ``build_plan`` splits them: DualPipe's second
+        half of the stages are copies of the first."""
+        directions = get_schedule(s.schedule).directions if s.pp > 1 else 1
+        half = s.num_stages // directions
+        key = ("stages", s.partition, half, micro_batch)
+        return directions * self._cached(key, lambda: self._stages(s, micro_batch, half))
 
     def _stages(self, s: Strategy, micro_batch: int, num_stages: int) -> tuple[range, ...]:
         # the split build_plan makes (one kind of device: the planner's clusters)
@@ -214,7 +227,9 @@ class Pruner:
     def block_bytes(self, s: Strategy) -> list[tuple[int, int]]:
         """Per block, the bytes of weights and of optimizer state on tensor-parallel rank
         0 (worked out once per ``tp`` and sequence parallelism)."""
-        return self._cached(("split", s.tp, s.sequence_parallel), lambda: self._block_bytes(s))
+        return self._cached(
+            ("split", s.tp, s.sequence_parallel, s.ep), lambda: self._block_bytes(s)
+        )
 
     def _block_bytes(self, s: Strategy) -> list[tuple[int, int]]:
         """Per block, the bytes of weights and of optimizer state on tensor-parallel rank 0."""
@@ -267,26 +282,31 @@ class Pruner:
 
     def first_failure(self, s: Strategy) -> str | None:
         """The rule ``s`` breaks among the first checks of :meth:`estimate` -- the layout
-        rules, the tensor-parallel split, the memory floor -- without building a
-        schedule (None: it passes them)."""
+        rules, the tensor-parallel split, the memory floor, the stages and the
+        schedule's rules -- without building a schedule (None: it passes them)."""
         try:
-            floor = self._memory_floor(s)
+            if self._memory_floor(s) > self.capacity:
+                return MEMORY_RULE
+            if get_variant(s.data_parallel).symmetric:  # as :meth:`estimate` checks them
+                self.stages_of(s, self.micro_batch(s))
+                get_schedule(s.schedule).check(s.pp, s.microbatches, s.chunks)
         except SimulatorError as err:
             return self._rule(err)
-        return MEMORY_RULE if floor > self.capacity else None
+        return None
 
     def _memory_floor(self, s: Strategy) -> float:
         """Check the layout rules and the tensor-parallel split (raising the first that
         fails); the memory a device holds at least: the mean over the pipeline ranks of
         the model state and the layers' activations (0 for a variant whose primary
         holds what the others send it: the formulas do not apply)."""
-        micro_batch = check_layout(self.cluster, self.training, s)
+        micro_batch = check_layout(self.cluster, self.training, s, self.model_config)
         check_context(s, self.model_config)
         blocks = self.block_bytes(s)
         if not get_variant(s.data_parallel).symmetric:
             return 0.0
         weights, state = self._cached(
-            ("total", s.tp, s.sequence_parallel), lambda: tuple(map(sum, zip(*blocks, strict=True)))
+            ("total", s.tp, s.sequence_parallel, s.ep),
+            lambda: tuple(map(sum, zip(*blocks, strict=True))),
         )
         # the weights' replicas: dp x cp, over which ZeRO partitions
         floor = memory_bound.model_state_bytes(weights, state, s.dp * s.cp, s.zero)
@@ -315,7 +335,7 @@ class Pruner:
         num_stages, rank_of, profile = facts.num_stages, facts.rank_of, facts.profile
         assert num_stages == len(stages)  # registry schedules only: files are not searched
         per_rank, held = self._cached(
-            ("ranks", s.tp, s.sequence_parallel, stages, schedule_key(s)),
+            ("ranks", s.tp, s.sequence_parallel, s.ep, stages, schedule_key(s)),
             lambda: self._per_rank(s.pp, blocks, stages, rank_of, profile),
         )
         replicas = s.dp * s.cp

@@ -154,7 +154,9 @@ def plan(
     check_sizes(limits, model, training, [], "plan", python=python)
 
     pruner = Pruner(cluster, model, training)
-    groups = layout_groups(devices, training.global_batch, search, base)
+    groups = layout_groups(
+        devices, training.global_batch, search, base, getattr(model, "experts", 0)
+    )
     top = top or 5
     run = dict(workers=workers, dask=dask, progress=progress, label="plan")
     if exhaustive:

@@ -18,6 +18,9 @@ arithmetic only, and leaves every rule to the checks that ``run`` applies
   sequences);
 * the micro-batch size ``b`` divides the batch of a replica, ``B / dp``, and
   ``microbatches = B / (dp b)``;
+* a mixture of experts tries every expert-parallel size that divides both
+  ``dp`` and the experts (a dense model, or a layout with ``cp > 1``, only
+  ``ep = 1``: experts and context parallelism are not built together);
 * layouts that are the same run are yielded once: without a pipeline
   (``pp = 1``) there is no schedule and one chunk; ZeRO shards over the
   data-parallel replicas, so with ``dp = 1`` only ``zero = 0``; sequence
@@ -57,6 +60,7 @@ LAYOUT_KEYS = (
     "sequence_parallel",
     "zero",
     "order",
+    "ep",
 )
 #: Every order of the three mesh axes, fastest-varying first (Megatron-LM's first).
 ORDERS = (DEFAULT_ORDER, "tp-pp-dp", "dp-tp-pp", "dp-pp-tp", "pp-tp-dp", "pp-dp-tp")
@@ -97,6 +101,8 @@ class SearchSpace:
         microbatch_sizes: micro-batch sizes ``b`` to try (None: every divisor
             of the replica's batch).
         recompute, sequence_parallel, zero, orders: the values to try.
+        ep: expert-parallel sizes to try (None: for a mixture of experts every
+            divisor of ``dp`` that divides the experts; 1 for a dense model).
         fixed: strategy keys held at one value, e.g. ``{"tp": 8}``; the keys
             of :data:`LAYOUT_KEYS` and ``micro_batch_size``.
     """
@@ -140,6 +146,9 @@ class SearchSpace:
         default=ORDERS,
         metadata={"doc": "mesh orders to try, e.g. tp-dp-pp", "check": order_check},
     )
+    ep: tuple[int, ...] | None = field(
+        default=None, metadata=_positive("expert-parallel sizes to try")
+    )
     fixed: Mapping[str, Any] = field(
         default_factory=dict, metadata={"doc": "layout keys held at one value, e.g. {tp = 8}"}
     )
@@ -172,7 +181,7 @@ def divisors(n: int) -> list[int]:
 
 def mesh_key(order: str, dp: int, tp: int, pp: int, cp: int = 1) -> tuple[str, ...]:
     """The axes of size > 1 in the order's sequence: equal keys, equal meshes."""
-    sizes = {"tp": tp, "dp": dp, "pp": pp, "cp": cp}
+    sizes = {"tp": tp, "dp": dp, "pp": pp, "cp": cp, "ep": 1}
     return tuple(a for a in parse_order(order) if sizes[a] > 1)
 
 
@@ -205,13 +214,31 @@ def pipelines(pp: int, space: SearchSpace) -> list[tuple[str | None, int]]:
     return out
 
 
+def expert_sizes(dp: int, experts: int, space: SearchSpace, cp: int = 1) -> tuple[int, ...]:
+    """The expert-parallel sizes to try with ``dp`` replicas of a model of ``experts``
+    experts (0: dense): what divides both, or what the space asks for (``run``'s checks
+    refuse what does not fit). With context parallelism (``cp > 1``) only ``ep = 1``:
+    experts and context parallelism are not built together."""
+    if cp > 1:
+        return tuple(e for e in space.choices("ep", (1,)) if e == 1)
+    if not experts:
+        return space.choices("ep", (1,))
+    fits = tuple(e for e in divisors(dp) if experts % e == 0)
+    return space.choices("ep", space.ep or fits)
+
+
 def layout_groups(
-    devices: int, global_batch: int, space: SearchSpace, base: Strategy | None = None
+    devices: int,
+    global_batch: int,
+    space: SearchSpace,
+    base: Strategy | None = None,
+    experts: int = 0,
 ) -> Iterator[tuple[Strategy, tuple[str, ...]]]:
     """Every distinct layout, grouped by what the mesh order leaves alone: each
     strategy (its order the group's first) with the distinct mesh orders it is
     tried in. Only placement depends on the order; the checks and the memory
-    estimate do not, so the planner settles them once per group."""
+    estimate do not, so the planner settles them once per group. A mixture of
+    ``experts`` experts also tries expert-parallel sizes (:func:`expert_sizes`)."""
     base = base or Strategy()
     for dp, tp, pp, cp in sizes(devices, space):
         if global_batch % dp:
@@ -240,12 +267,13 @@ def layout_groups(
         for b in bs:
             if replica % b:
                 continue
-            for (schedule, chunks), recompute, sp, zero, algorithm in itertools.product(
+            for (schedule, chunks), recompute, sp, zero, algorithm, ep in itertools.product(
                 pipelines(pp, space),
                 space.choices("recompute", space.recompute),
                 sps,
                 zeros,
                 algorithms,
+                expert_sizes(dp, experts, space, cp),
             ):
                 strategy = replace(
                     base,
@@ -261,17 +289,22 @@ def layout_groups(
                     sequence_parallel=sp,
                     zero=zero,
                     order=orders[0],
+                    ep=ep,
                     name="layout",  # named by the planner, once it is kept
                 )
                 yield strategy, tuple(orders)
 
 
 def layouts(
-    devices: int, global_batch: int, space: SearchSpace, base: Strategy | None = None
+    devices: int,
+    global_batch: int,
+    space: SearchSpace,
+    base: Strategy | None = None,
+    experts: int = 0,
 ) -> Iterator[Strategy]:
     """Every distinct layout of ``devices`` devices for a batch of ``global_batch``
     (see the module docstring), in a fixed order."""
-    for strategy, orders in layout_groups(devices, global_batch, space, base):
+    for strategy, orders in layout_groups(devices, global_batch, space, base, experts):
         yield strategy
         for order in orders[1:]:
             yield replace(strategy, order=order)
@@ -291,8 +324,10 @@ def layout_name(s: Strategy) -> str:
         parts.append("sp")
     if s.zero:
         parts.append(f"zero{s.zero}")
+    if s.ep > 1:
+        parts.append(f"ep{s.ep}")
     if mesh_key(s.order, s.dp, s.tp, s.pp, s.cp) != mesh_key(ORDERS[0], s.dp, s.tp, s.pp, s.cp):
-        parts.append("by-" + ".".join(a for a in parse_order(s.order) if a != "cp"))
+        parts.append("by-" + ".".join(a for a in parse_order(s.order) if a not in ("cp", "ep")))
     return "-".join(parts)
 
 
@@ -311,4 +346,5 @@ def layout_keys(s: Strategy) -> dict[str, Any]:
         "sequence_parallel": s.sequence_parallel,
         "zero": s.zero,
         "order": s.order,
+        "ep": s.ep,
     }

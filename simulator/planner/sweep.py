@@ -33,6 +33,7 @@ from ..scenario.limits import Limits, raised
 from ..scenario.parse import LIMITS, parse_scenario
 from ..scenario.schema import Reader
 from ..scenario.tomlfile import check_depth
+from .axes import result_axis, scenario_axis
 from .executor import Task, check_arguments, run_tasks
 from .files import check_vary, read_toml, sweep_settings
 from .results import pct, text_table
@@ -168,7 +169,8 @@ class SweepResult:
     def plot(self, path: str | Path | None = None, metric: str | None = None) -> Any:
         """A line of ``metric`` against the first varied key per strategy (and per
         value of the other keys), runs that did not finish left out: saved to
-        ``path``, or returned as a matplotlib figure."""
+        ``path``, or returned as a matplotlib figure. The axes say what the
+        numbers are, in units that read well (:mod:`simulator.planner.axes`)."""
         import matplotlib.pyplot as plt
 
         from ..viz.gantt import finish_figure
@@ -188,13 +190,16 @@ class SweepResult:
                 f"no finished run has a number for metric {metric!r}; choose a numeric key of "
                 "the results JSON such as iteration_time_s, mfu or peak_memory_bytes"
             )
+        y_label, y_scale = result_axis(metric, [v for pts in lines.values() for _, v in pts])
+        x_label = scenario_axis(x_key)
         fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
         for label, pts in lines.items():
             xs, ys = zip(*pts, strict=True)
-            ax.plot(xs, ys, "-o", ms=4, label=label)
-        ax.set_xlabel(x_key)
-        ax.set_ylabel(metric)
-        ax.set_title(f"{self.name}: {metric} against {x_key}", fontsize=10)
+            ax.plot(xs, [y / y_scale for y in ys], "-o", ms=4, label=label)
+        ax.set_xlabel(f"{x_label}  [{x_key}]")
+        ax.set_ylabel(y_label)
+        what = y_label.split(" (")[0]
+        ax.set_title(f"{self.name}: {what} against {x_label.split(' (')[0]}", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         return finish_figure(fig, path)

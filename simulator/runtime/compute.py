@@ -21,6 +21,12 @@ In shape-only mode every micro-batch of a stage has the same shapes, so the
 first one runs the math and the rest reuse what it did -- its tape, its
 stash and its product (:class:`Known`): a known action costs a few
 dictionary operations and one timeout.
+
+An action whose MoE layers exchange tokens with other workers (expert
+parallelism, numerics) cannot run its math to the end first: the math runs in
+a :class:`~simulator.runtime.experts.Bridge` and the two halves take turns,
+the tape replayed piece by piece up to each exchange (:meth:`Compute.bridged`);
+its activations are charged when it ends.
 """
 
 from __future__ import annotations
@@ -33,14 +39,15 @@ from ..comm.layout import GroupLayout, placed
 from ..engine import Engine
 from ..engine.cost import Cost
 from ..engine.memory import ACTIVATIONS
-from ..nn.context import batch
+from ..nn.context import Reports, batch, collecting_reports
 from ..parallel.pipeline.actions import BW, Action, B, F, Kind, W
 from ..parallel.program import action_kind
+from .experts import Bridge
 from .feed import Feed
 from .messages import Mailbox
 from .replay import Replay
 from .tally import Tally
-from .tapes import CompiledTape
+from .tapes import CompiledTape, compile_tape
 from .workers import SimWorker
 
 #: bytes per rank: one number when every rank of the group holds the same
@@ -67,6 +74,7 @@ class Known:
         "model_flops",
         "output",
         "release",
+        "reports",
         "seconds",
         "stash",
     )
@@ -81,8 +89,10 @@ class Known:
         label: int,
         kind: Kind,
         replicas: int,
+        reports: Reports | None = None,
     ) -> None:
         self.compiled = compiled
+        self.reports = reports  # what its MoE layers reported (a forward), per replica
         self.charge = charge
         self.release = release
         self.output = output  # what it leaves for the next stage (per member)
@@ -121,8 +131,11 @@ class Compute:
         microbatches: int,
         stages: int,
         numerics: bool,
+        exchanging: frozenset[int] = frozenset(),
     ) -> None:
         self.engine = engine
+        #: numerics: the stages whose actions exchange tokens with other workers
+        self.exchanging = exchanging if numerics else frozenset()
         self.env = engine.env
         self.replay = replay
         self.mailbox = mailbox
@@ -134,20 +147,24 @@ class Compute:
         self._stash_bytes: dict[tuple[int, str], PerRank] = {}
         #: shape-only, per tensor-parallel layout and kinds of device, by action kind
         #: (:func:`~simulator.parallel.program.action_kind`)
-        self._known: dict[tuple[GroupLayout, Cost], list[Known | None]] = {}
+        self._known: dict[tuple[GroupLayout, Cost, int], list[Known | None]] = {}
         #: per simulated worker, what frees a known action's stash when it ends
         self._finishers: dict[int, Any] = {}
 
-    def known_for(self, layout: GroupLayout, cost: Cost) -> list[Known | None]:
+    def known_for(self, layout: GroupLayout, cost: Cost, variant: int = 0) -> list[Known | None]:
         """What each action kind did on workers of ``layout`` whose compute ``cost``
-        prices (shared by them: an H100 worker must not reuse an A100's times)."""
+        prices (shared by them: an H100 worker must not reuse an A100's times), and
+        whose experts are ``variant``'s (expert-parallel ranks whose routing differs)."""
         kinds = 4 * self.stages
-        return self._known.setdefault((layout, cost), [None] * kinds)
+        return self._known.setdefault((layout, cost, variant), [None] * kinds)
 
     def __call__(self, sw: SimWorker, ins: tuple) -> simpy.Event | Any:
         sw.begin_action(self.env.now)
+        if self.exchanging and ins[1].stage in self.exchanging and ins[1].kind != W:
+            return self.bridged(sw, ins)
         known = None if self.numerics else sw.known[ins[5]]
-        if known is not None and known.fast and sw.ledger is not None and sw.pace is None:
+        alone = sw.stream is None  # not one half of an overlapped pair
+        if known is not None and known.fast and sw.ledger is not None and sw.pace is None and alone:
             return self.known(sw, ins, known)
         _, action, inbox, outbox, sends, kind = ins
         if known is None:
@@ -161,6 +178,8 @@ class Compute:
             compiled, charge, release, label = (
                 known.compiled, known.charge, known.release, known.label
             )  # fmt: skip
+            if known.reports is not None:
+                self.tally.reports(known.reports, sw.step, len(sw.members))
             buffers, base = sw.buffers, sw.message_base
             if inbox >= 0:
                 del buffers[inbox + base]
@@ -172,7 +191,7 @@ class Compute:
             sw.inflight += 1
             if sw.inflight > sw.peak_inflight:
                 sw.peak_inflight = sw.inflight
-        if not compiled.simple:
+        if not compiled.simple or not alone:
             return self._replay(sw, action, compiled, release)
         self.tally.flops(sw, compiled)
         seconds = compiled.seconds if sw.pace is None else sw.pace(compiled.seconds)
@@ -203,6 +222,8 @@ class Compute:
             if sw.inflight > sw.peak_inflight:
                 sw.peak_inflight = sw.inflight
         self.tally.add_flops(sw, known.model_flops, known.hardware_flops)
+        if known.reports is not None:
+            self.tally.reports(known.reports, sw.step, len(sw.members))
         seconds = known.seconds
         now = self.env.now
         trace = self.engine.trace
@@ -230,6 +251,38 @@ class Compute:
             change(ACTIVATIONS, known.kept)
         if not known.keeps_stash:
             sw.inflight -= 1
+
+    def bridged(self, sw: SimWorker, ins: tuple) -> Any:
+        """An action that exchanges tokens with other workers (module docstring)."""
+        _, action, inbox, outbox, _, _ = ins
+        start = self.env.now
+        bridge = Bridge(lambda: self.math(sw, action, inbox, outbox))
+        try:
+            while True:
+                items = bridge.advance()
+                if bridge.done:
+                    break
+                yield from self._replay_items(sw, action, items)
+            compiled, charge, release = bridge.result
+            if bridge.tape is None:  # it never waited: its tape is all there is
+                yield from self.replay.run(sw, compiled, action)
+            else:
+                yield from self._replay_items(sw, action, bridge.rest())
+        finally:
+            bridge.cancel()
+        sw.end_action(self.env.now)
+        self.tally.action(action, self.env.now - start)
+        if charge is not None:
+            sw.charge(self.engine, ACTIVATIONS, charge)
+        if action.kind == F:
+            sw.inflight += 1
+            sw.peak_inflight = max(sw.peak_inflight, sw.inflight)
+        if release is not None:
+            self.finish(sw, action, release)
+
+    def _replay_items(self, sw: SimWorker, action: Action, items: list[Any]) -> Any:
+        compiled = compile_tape(items, sw.cost, self.replay.on_mark is not None)
+        yield from self.replay.run(sw, compiled, action)
 
     def _replay(self, sw: SimWorker, action: Action, compiled: CompiledTape, release: Any) -> Any:
         start = self.env.now
@@ -265,22 +318,31 @@ class Compute:
         stage, what, mb = action
         output = sw.buffers.get(outbox + sw.message_base) if outbox >= 0 else None
         stash = sw.stash.get((stage, mb) if what == F else (stage, mb, W))
+        reports = sw.reports if what == F else None
         sw.known[kind] = Known(
-            compiled, charge, release, output, stash, label, what, len(sw.members)
+            compiled, charge, release, output, stash, label, what, len(sw.members), reports
         )
 
     # -- the math -----------------------------------------------------------------------
-    def _each(self, sw: SimWorker, mb: int, work: Any) -> tuple[list[Any], CompiledTape]:
+    def _each(
+        self, sw: SimWorker, mb: int, work: Any, collect: bool = False
+    ) -> tuple[list[Any], CompiledTape]:
         """``work(i, member)`` for every member whose numbers exist (shape-only: the first
-        stands for all), under its micro-batch's context; the first member's on a tape."""
+        stands for all), under its micro-batch's context; the first member's on a tape.
+        With ``collect`` (a forward) what MoE layers report goes to the tally."""
         results, compiled = [], None
+        reports = Reports() if collect else None
         for i, member in enumerate(sw.members if self.numerics else sw.members[:1]):
-            with batch(self.feed.info(member, mb)), placed(sw.layout):
+            info = self.feed.info(member, mb)
+            with batch(info), placed(sw.layout), collecting_reports(reports):
                 if i == 0:
                     result, compiled = self.replay.price(lambda m=member: work(0, m), sw)
                 else:
                     result = work(i, member)
             results.append(result)
+        if reports is not None:  # what a mixture of experts reported
+            sw.reports = reports
+            self.tally.reports(reports, sw.step, 1 if self.numerics else len(sw.members))
         assert compiled is not None
         return results, compiled
 
@@ -306,7 +368,7 @@ class Compute:
                 xs = inputs if source is None else source[i]
                 return mine.forward(xs, targets if last else None)
 
-            results, compiled = self._each(sw, mb, forward)
+            results, compiled = self._each(sw, mb, forward, collect=True)
             ctxs = [ctx for _, ctx in results]
             charge = self._bytes((stage, kind), lambda r: chunk.stash_bytes(ctxs[0], r), t)
             stash[(stage, mb)] = (ctxs, charge)

@@ -54,11 +54,13 @@ from ..parallel.build import Plan, token_layout
 from ..parallel.program import Op
 from .compute import Compute
 from .data import DataParallelSync, sync_for
+from .experts import ExpertExchanges, exchanging_stages, expert_rank
 from .fault_model import FaultModel
 from .feed import Feed
 from .fold import Fold, decide_fold, mirrors
 from .meetings import Meetings
 from .messages import Mailbox
+from .pairs import Pairs
 from .record import RunRecord, StepRecord, WorkerRecord
 from .replay import Replay
 from .tally import Tally
@@ -114,7 +116,7 @@ class Runtime:
             plan.messages_per_replica * (1 if self.fold else s.dp),
             folded=bool(self.fold),
             scatter_gather=s.pp_scatter_gather,
-            transfer_seconds=plan.model_config.transfer_seconds,
+            transfer_seconds=model_stage_hook(plan),
             numerics=numerics,
         )
         self.sync: DataParallelSync = sync_for(s.data_parallel)(
@@ -129,6 +131,8 @@ class Runtime:
         )
         if self.sync.wants_marks:
             replay.hear_marks(self.sync.on_mark)
+        if s.ep > 1:
+            replay.hear_exchanges(ExpertExchanges(plan, engine, meetings, layouts))
         compute = Compute(
             engine,
             replay,
@@ -138,12 +142,14 @@ class Runtime:
             microbatches=s.microbatches,
             stages=plan.schedule.num_stages,
             numerics=numerics,
+            exchanging=exchanging_stages(plan),
         )
         for sw in self.workers:
-            sw.known = compute.known_for(sw.layout, sw.cost)
+            sw.known = compute.known_for(sw.layout, sw.cost, expert_rank(plan, sw))
             sw.pace = self.faults.pace(sw)
         self.handlers: list[Handler | None] = [None] * len(Op)
         self.handlers[Op.COMPUTE] = compute
+        self.handlers[Op.PAIR] = Pairs(engine.env, compute, s.ep_overlap in ("fb", "both"))
         self.handlers[Op.SEND] = self.mailbox.send
         self.handlers[Op.RECV] = self.mailbox.recv
         for op, handler in self.sync.handlers().items():
@@ -306,6 +312,9 @@ class Runtime:
             comm_bytes=MappingProxyType(kinds),
             action_seconds=MappingProxyType(dict(tally.action_seconds)),
             folded_replicas=self.fold.replicas,
+            tokens_per_expert=MappingProxyType(
+                {k: tuple(v) for k, v in tally.tokens.get(step, {}).items()}
+            ),
         )
 
     def _worker_record(self, sw: SimWorker) -> WorkerRecord:
@@ -478,6 +487,16 @@ class Runtime:
             f"{self.feed.step}: {waits or 'every worker waits'}. Fix the schedule so that every "
             "receive has a matching send that can happen first"
         )
+
+
+def model_stage_hook(plan: Plan) -> Callable[[int, str], float | None]:
+    """The model's message times by model stage: DualPipe's stage ``c + S/2`` is a copy
+    of stage ``c``."""
+    hook = plan.model_config.transfer_seconds
+    half = plan.schedule.num_stages // plan.schedule.directions
+    if plan.schedule.directions == 1:
+        return hook
+    return lambda stage, what: hook(stage % half, what)
 
 
 def _pairs(flat: Any) -> np.ndarray:

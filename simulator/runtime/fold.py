@@ -16,6 +16,8 @@ run's numbers exactly. The replicas are identical when:
 
 1. the strategy is DDP or ZeRO (``nn.DataParallel``'s primary does extra work),
    and no fault (a straggler, a slow link, a failure) touches its devices;
+   and the replicas hold the same weights (expert parallelism gives each its
+   own experts, and tokens travel between them);
 2. every replica's devices are of the same kind as replica 0's at the same
    positions, and so are the links of their nodes (on a cluster whose nodes
    differ, an H100 replica does not stand for an A100 one);
@@ -72,6 +74,8 @@ def decide_fold(plan: Plan, allowed: bool, faults: FaultModel | None = None) -> 
     refusal = get_variant(s.data_parallel).fold_refusal
     if refusal:
         return Fold(1, refusal)
+    if s.ep > 1:
+        return Fold(1, "expert-parallel replicas hold different experts")
     if not _alike_hardware(plan):
         return Fold(1, "the replicas' devices differ")
     peers = [

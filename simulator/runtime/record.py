@@ -70,6 +70,8 @@ class StepRecord:
         action_seconds: ``(stage, kind) -> seconds`` of the first action of each
             kind on each stage (the analytic bubble uses stage 0's).
         folded_replicas: data-parallel replicas each simulated worker stands for.
+        tokens_per_expert: a mixture of experts' tokens per expert in the step, by
+            MoE layer (empty for a dense model).
     """
 
     start: float
@@ -82,6 +84,7 @@ class StepRecord:
     comm_bytes: Mapping[str, int]
     action_seconds: Mapping[tuple[int, str], float] = field(default_factory=dict)
     folded_replicas: int = 1
+    tokens_per_expert: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     @property
     def seconds(self) -> float:

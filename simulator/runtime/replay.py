@@ -11,7 +11,10 @@ spends that time on a simulated worker, item by item:
   asynchronous, in which case it runs alongside the compute that follows,
   until the tape's wait for it;
 * a mark lets the data-parallel variant act (launch a gradient bucket, gather
-  ZeRO-3 parameters).
+  ZeRO-3 parameters);
+* an exchange meets the other ranks of the worker's expert-parallel group for
+  an all-to-all (:mod:`simulator.runtime.experts`), waited for now or, with a
+  handle, at the tape's wait for it.
 
 Replay also keeps what a step counts as it goes: FLOPs, losses and the first
 duration of every action kind (:class:`~simulator.runtime.tally.Tally`).
@@ -28,7 +31,7 @@ from ..engine.trace import COMPUTE
 from ..ops.tape import Mark, recording
 from ..parallel.pipeline.actions import Action
 from .tally import Tally
-from .tapes import COLLECTIVE, MARK, SEGMENT, WAIT, CompiledTape, compile_tape
+from .tapes import COLLECTIVE, EXCHANGE, MARK, SEGMENT, WAIT, CompiledTape, compile_tape
 from .workers import SimWorker
 
 #: What hears a tape's marks: a process when reacting takes time, else None.
@@ -57,12 +60,19 @@ class Replay:
         self._scripts: dict[tuple[int, int], tuple[CompiledTape, list[tuple]]] = {}
         #: who hears the tapes' marks (None: nobody, and tapes keep none)
         self.on_mark: MarkHook | None = None
+        #: who runs the tapes' expert-parallel exchanges (:mod:`.experts`)
+        self.exchanges: Any = None
 
     def hear_marks(self, hook: MarkHook) -> None:
         """Let ``hook`` hear every mark of the tapes priced from now on (a data-parallel
         variant that launches buckets or gathers parameters during backward: built
         after this replay, on which it times its own work)."""
         self.on_mark = hook
+
+    def hear_exchanges(self, exchanges: Any) -> None:
+        """Let ``exchanges`` (:class:`~.experts.ExpertExchanges`) run the tapes'
+        all-to-alls between the workers of an expert-parallel group."""
+        self.exchanges = exchanges
 
     # -- pricing ---------------------------------------------------------------------
     def price(self, fn: Callable[[], Any], sw: SimWorker) -> tuple[Any, CompiledTape]:
@@ -113,17 +123,24 @@ class Replay:
         self.tally.flops(sw, compiled)
         mb = action.mb if isinstance(action, Action) else -1
         record = engine.trace.record
-        pending: dict[int, float] = {}  # asynchronous collectives: handle -> end
+        pending: dict[int, Any] = {}  # asynchronous collectives: handle -> end (or meeting)
         for step in self._script(sw, compiled, action, cat):
             kind = step[0]
             if kind == SEGMENT:
                 _, seconds, track = step
                 if sw.pace is not None:
                     seconds = sw.pace(seconds)
+                stream = sw.stream
+                if stream is not None:  # an overlapped pair: one half computes at a time
+                    turn = stream.request()
+                    yield turn
                 now = env.now
                 record(track, now, now + seconds, mb)
                 sw.compute_s += seconds
                 yield env.timeout(seconds)
+                if stream is not None:
+                    sw.held[1].append((now, now + seconds))
+                    stream.release(turn)
             elif kind == COLLECTIVE:
                 _, call, booking = step
                 if booking is not None:
@@ -137,7 +154,18 @@ class Replay:
                 else:
                     yield from self.wait(sw, end, f"a {call.op} of its group")
             elif kind == WAIT:
-                yield from self.wait(sw, pending.pop(step[1]), "an asynchronous collective")
+                end = pending.pop(step[1])
+                if isinstance(end, tuple):
+                    yield from self.exchanges.wait(sw, *end)
+                else:
+                    yield from self.wait(sw, end, "an asynchronous collective")
+            elif kind == EXCHANGE:
+                item = step[1]
+                meeting = self.exchanges.launch(sw, item, (action, item.label))
+                if item.handle >= 0:
+                    pending[item.handle] = (meeting, item)
+                else:
+                    yield from self.exchanges.wait(sw, meeting, item)
             elif kind == MARK:
                 assert self.on_mark is not None  # tapes keep marks only for a hook
                 reaction = self.on_mark(sw, step[1])

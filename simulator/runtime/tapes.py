@@ -13,7 +13,10 @@ and keeps only what replay needs, as small tuples:
   that follows until
 * ``(WAIT, handle)`` -- where the code needs that collective's result;
 * ``(MARK, mark)`` -- a point data-parallel hooks care about; dropped when no
-  hook listens, so that the segments around it merge.
+  hook listens, so that the segments around it merge;
+* ``(EXCHANGE, exchange)`` -- an all-to-all with the other ranks of an
+  expert-parallel group (:class:`~simulator.parallel.expert.Exchange`), which
+  the worker waits for unless it has a handle, as a collective.
 
 A shape-only run replays the same tape for every micro-batch (their shapes
 are equal), so this is done once per stage and action kind.
@@ -26,8 +29,9 @@ from typing import Any
 
 from ..engine.cost import Cost
 from ..ops.tape import CollectiveCall, ComputeSegment, Mark, Tape, Wait
+from ..parallel.expert import Exchange
 
-SEGMENT, COLLECTIVE, WAIT, MARK = 0, 1, 2, 3
+SEGMENT, COLLECTIVE, WAIT, MARK, EXCHANGE = 0, 1, 2, 3, 4
 RECOMPUTE = "recompute"
 
 
@@ -54,11 +58,12 @@ class CompiledTape:
         return len(self.items) == 1 and self.items[0][0] == SEGMENT
 
 
-def compile_tape(tape: Tape, cost: Cost, keep_marks: bool) -> CompiledTape:
-    """Price ``tape`` on ``cost``'s devices; keep marks only when ``keep_marks``."""
+def compile_tape(tape: Tape | list[Any], cost: Cost, keep_marks: bool) -> CompiledTape:
+    """Price ``tape`` (or a run of a tape's items) on ``cost``'s devices; keep marks only
+    when ``keep_marks``."""
     items: list[tuple[Any, ...]] = []
     seconds = model = hardware = 0.0
-    for item in tape.items:
+    for item in tape if isinstance(tape, list) else tape.items:
         if isinstance(item, ComputeSegment):
             t = cost.segment_time(item)
             kernels = [k for ks in item.kernels.values() for k in ks]
@@ -79,4 +84,6 @@ def compile_tape(tape: Tape, cost: Cost, keep_marks: bool) -> CompiledTape:
             items.append((WAIT, item.handle))
         elif isinstance(item, Mark) and keep_marks:
             items.append((MARK, item))
+        elif isinstance(item, Exchange):
+            items.append((EXCHANGE, item))
     return CompiledTape(tuple(items), seconds, model, hardware)

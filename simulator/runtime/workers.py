@@ -82,6 +82,12 @@ class SimWorker:
     waiting_for: str | tuple = ""  # what it waits for: words, or the receive instruction
     #: the action whose end frees its stash, and what it frees (see runtime.compute)
     releasing: Any = None
+    #: what the MoE layers of its last forward reported (:class:`~simulator.nn.context.Reports`)
+    reports: Any = None
+    #: while an overlapped pair runs (:mod:`.pairs`): its compute stream, which the two
+    #: halves take turns on, and the stretches it waited and computed, held till it ends
+    stream: Any = None
+    held: Any = None
     #: how a straggler stretches this worker's compute (None: full speed)
     pace: Callable[[float], float] | None = None
     #: its process this step, and when one of its devices failed (runtime.fault_model)
@@ -129,6 +135,9 @@ class SimWorker:
 
     def expose(self, start: float, end: float) -> None:
         """It sat idle from ``start`` to ``end`` waiting for a collective of its own group."""
+        if self.held is not None:  # an overlapped pair: the other half may be computing
+            self.held[0].append((start, end))
+            return
         self.exposed_s += end - start
         self.exposed.append(start)
         self.exposed.append(end)
@@ -137,6 +146,9 @@ class SimWorker:
         """:meth:`expose` for the stretches of one wait, in time order (empty ones are
         left out)."""
         kept = [(a, b) for a, b in stretches if b > a]
+        if self.held is not None:
+            self.held[0].extend(kept)
+            return
         # summed per wait, then added: the metrics' exposed_comm_s, to the last bit
         self.exposed_s += sum(b - a for a, b in kept)
         for a, b in kept:

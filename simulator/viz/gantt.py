@@ -25,11 +25,12 @@ a *compute* lane on top and one or two *communication* lanes below it.
   reason: a pipeline neighbour's message, a peer still computing, the end of
   the step). The title gives the three shares of the step.
 * A failed device gets a red cross where it stopped; a straggler's row label
-  says so.
+  says so; on a cluster of several kinds of node, every row names its GPU.
 
 Large runs stay fast and readable: pieces closer than a pixel merge, all
 rectangles of one style are one collection, and rows that repeat others
-(ranks in lockstep, identical replicas) are left out -- the title says so.
+(ranks in lockstep, identical replicas) are left out -- the title says so,
+and counts the blocks too narrow for a label (the Chrome trace names them).
 """
 
 from __future__ import annotations
@@ -77,12 +78,21 @@ RECOMPUTE_COLOUR, RECOMPUTE_EDGE = "#f2c12e", "#8a6d00"  # gold, hatched: like n
 EXPOSED_COLOUR = "#e07b39"  # compare.png's "exposed communication" ...
 EXPOSED_TINT = "#f8dcc8"  # ... faded: idle time, not work
 FAILED_COLOUR = "#d62728"
-COMM_COLOURS = {"dp": "#e07b39", "tp": "#8c5fb8", "cp": "#2a9d8f", "embedding": "#4f9d69"}
+COMM_COLOURS = {
+    "dp": "#e07b39",
+    "tp": "#8c5fb8",
+    "cp": "#2a9d8f",
+    "embedding": "#4f9d69",
+    "ep": "#1b9aaa",
+    "copies": "#b5651d",
+}
 COMM_NAMES = {
     "dp": "data-parallel collective",
     "tp": "tensor-parallel collective",
     "cp": "context-parallel exchange (ring step, all-gather, all-to-all)",
     "embedding": "tied-embedding sum",
+    "ep": "experts' all-to-all (dispatch, combine)",
+    "copies": "sum of DualPipe's stage copies",
 }
 CHUNK_HATCH, RECOMPUTE_HATCH = "///", "x"
 MANY_BOXES = 3000  # beyond this, hatching and edges (which cost most of the drawing) go
@@ -199,9 +209,12 @@ def title(result: Any, unit: str, scale: float) -> str:
 
 
 def _row_label(result: Any, d: int, slow: dict[int, Any], failed: dict[int, float]) -> str:
-    """``device 5 · node 1`` and its ``d t p`` coordinates; stragglers and failures."""
+    """``device 5 · node 1`` and its ``d t p`` coordinates; on a cluster of several
+    kinds of node, the device's GPU (``A100-SXM4-80GB``); stragglers and failures."""
     plan = result.plan
     label = f"device {d} · node {plan.cluster.node_of(d)}"
+    if not plan.cluster.homogeneous:
+        label += f"\n{plan.cluster.device_of(d).name}"
     if plan.strategy.num_devices > 1:
         label += "\n" + coordinates(plan, d)
     if d in slow:
@@ -228,6 +241,24 @@ class _Drawing:
     instant: set[str] = field(default_factory=set)
     mbs: set[int] = field(default_factory=set)
     idle_exposed: bool = False  # some device sat idle waiting for its group's collective
+    unlabelled: dict[str, int] = field(default_factory=dict)  # lane -> blocks with no label
+    drawn: dict[str, int] = field(default_factory=dict)  # lane -> blocks drawn
+
+    def count(self, lane: str, labelled: bool) -> None:
+        self.drawn[lane] = self.drawn.get(lane, 0) + 1
+        if not labelled:
+            self.unlabelled[lane] = self.unlabelled.get(lane, 0) + 1
+
+    def left_out(self) -> str:
+        """What the chart leaves out, in words: the blocks too narrow for a label."""
+        parts = [
+            f"{self.unlabelled[lane]} of {self.drawn[lane]} {lane} blocks"
+            for lane in ("compute", "communication")
+            if self.unlabelled.get(lane)
+        ]
+        if not parts:
+            return ""
+        return f"unlabelled, too narrow: {' and '.join(parts)} (the Chrome trace names each)"
 
     @property
     def many(self) -> bool:
@@ -258,6 +289,7 @@ def _add_compute(
             dr.mbs.add(mb)
         if dr.raster.narrow(w):  # a sliver of colour: no shape, no label
             dr.raster.add(x0, w, y + bottom, height, _colour(b.cat, mb))
+            dr.count("compute", False)
             continue
         e = b.event(trace, d)
         stage = e.args.get("chunk")
@@ -267,11 +299,13 @@ def _add_compute(
             hatch = hatch or CHUNK_HATCH
         dr.blocks.setdefault(hatch, _Boxes()).add(x0, w, y + bottom, height, colour)
         # the most informative label that fits, in a smaller font before a shorter label
+        size = None
         for text in _compute_texts(e, b.more, pipeline, chunk):
             size = next((z for z in (7, 6) if _fit([text], w * dr.pt_per_unit, z)), None)
             if size:
                 dr.texts.append((x0 + w / 2, y + bottom + height / 2, text, ink, size))
                 break
+        dr.count("compute", bool(size))
 
 
 def _add_comm(dr: _Drawing, comm: list[Block], d: int, y: float, x_of, lanes, trace) -> None:
@@ -295,6 +329,7 @@ def _add_comm(dr: _Drawing, comm: list[Block], d: int, y: float, x_of, lanes, tr
         )
         if dr.raster.narrow(w):  # a sliver of colour: no shape, no label
             dr.raster.add(x0, w, y + bottom, height, colour)
+            dr.count("communication", b.cat == "pp")
             continue
         dr.messages.add(x0, w, y + bottom, height, colour)
         e = b.event(trace, d)
@@ -304,6 +339,7 @@ def _add_comm(dr: _Drawing, comm: list[Block], d: int, y: float, x_of, lanes, tr
         else:
             candidates = list(collective_labels(e.name)) if e.name else []
         text = _fit(candidates, w * dr.pt_per_unit, 5.5)
+        dr.count("communication", bool(text) or e.cat == "pp")  # a send without room: an arrow
         centre = (x0 + w / 2, y + bottom + height / 2)
         if text:
             ink = "white" if e.cat != "pp" or gradient else "black"
@@ -354,6 +390,8 @@ def gantt(result: Any, path: str | Path | None = None) -> Figure | None:
 
     legend = _legend(dr, bool(chunks), failed)
     heading = title(result, unit, scale) + (f"\nshowing {note}" if note else "")
+    if dr.left_out():
+        heading += f"\n{dr.left_out()}"
     top_in = 0.5 + 0.2 * heading.count("\n")
     bottom_in = 0.6 + 0.24 * -(-len(legend) // 3)
     height = dr.row_in * len(shown) + top_in + bottom_in
@@ -426,6 +464,8 @@ def _legend(dr: _Drawing, chunked: bool, failed: dict[int, float]) -> list[tuple
     mbs = sorted(dr.mbs)
     few = mbs[:6] or [0]
     numbers = ", ".join(map(str, few)) + (", …" if len(mbs) > len(few) else "")
+    if len(mbs) > len(MB_COLOURS):
+        numbers += f"; colours repeat every {len(MB_COLOURS)}"
     light = tuple(Patch(facecolor=mb_colour(k, True)) for k in few)
     full = tuple(Patch(facecolor=mb_colour(k, False)) for k in few)
     hatched = not dr.many

@@ -2,7 +2,7 @@
 
 import pytest
 
-from simulator.nn import accounting
+from simulator.nn import accounting, named
 from simulator.nn.named import NAMED_MODELS, named_model
 from simulator.planner.model_presets import MODEL_PRESETS
 
@@ -26,6 +26,13 @@ PUBLISHED = {
     "megatron-310.1b": 310.1e9,
     "megatron-529.6b": 529.6e9,
     "megatron-1t": 1008e9,
+}
+# mixtures of experts: total and active per token (Jiang et al. 2024, Table 1 and the released
+# configurations; DeepSeek-V3's shapes without MLA, so not its published 671B)
+MOES = {
+    "mixtral-8x7b": (46_702_792_704, 12_879_925_248),
+    "mixtral-8x22b": (140_630_071_296, 39_161_468_928),
+    "deepseek-v3-like": (672_149_632_000, 38_675_510_272),
 }
 # the parameters of the released checkpoints (Touvron et al. 2023; Llama Team 2024), exactly
 LLAMA = {
@@ -54,8 +61,24 @@ def test_llama_parameter_counts_are_the_published_ones_exactly(name):
     assert accounting.parameters(config) == LLAMA[name]
 
 
+@pytest.mark.parametrize("name", sorted(MOES))
+def test_mixture_of_experts_counts(name):
+    config = named_model(name).config
+    model = config.build(0, numerics=False)
+    assert (model.num_parameters, model.num_active_parameters) == MOES[name]
+    assert (accounting.parameters(config), accounting.active_parameters(config)) == MOES[name]
+
+
+def test_the_deepseek_v3_like_model_has_its_shapes_and_no_mla():
+    c = named_model("deepseek-v3-like").config
+    assert (c.layers, c.hidden, c.heads, c.vocab, c.seq_len) == (61, 7168, 128, 129280, 4096)
+    assert (c.experts, c.top_k, c.shared_experts, c.moe_ffn_hidden) == (256, 8, 1, 2048)
+    assert (c.first_dense_layers, c.ffn_hidden, c.kv_heads) == (3, 18432, 128)  # MHA, not MLA
+    assert "Multi-head latent attention is left out" in named.__doc__
+
+
 def test_every_preset_is_listed_and_published_layouts_divide():
-    assert set(NAMED_MODELS) == set(PUBLISHED) | set(LLAMA)
+    assert set(NAMED_MODELS) == set(PUBLISHED) | set(LLAMA) | set(MOES)
     assert MODEL_PRESETS is NAMED_MODELS  # plan --model reads the same registry
     for preset in NAMED_MODELS.values():
         if preset.gpus is not None:

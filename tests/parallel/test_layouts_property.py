@@ -1,7 +1,7 @@
 """Random small dp x cp x tp x pp layouts, with and without every option, train like one device.
 
 The oracle is single-device training (docs/design.md): whatever the layout and its
-options -- pipeline schedules and chunks, ``pp_scatter_gather``,
+options -- pipeline schedules and chunks, expert parallelism, ``pp_scatter_gather``,
 ``sequence_parallel``, ZeRO stages, gradient buckets, recomputation, the mesh
 order, the data-parallel flavour and all-reduce algorithm, context
 parallelism with each of its algorithms, balanced or not -- the losses of
@@ -48,6 +48,12 @@ MODELS = {
         layers=2, hidden=16, heads=4, kv_heads=2, ffn_hidden=12, seq_len=4, vocab=8
     ),
 }
+# a mixture of experts without the load-balancing loss, whose micro-batches then do not
+# matter (each token's output is its own): one device's single batch is its oracle
+MODELS["moe"] = LlamaConfig(
+    layers=2, hidden=16, heads=4, kv_heads=2, ffn_hidden=12, seq_len=4, vocab=8,
+    experts=4, top_k=2, shared_experts=1, aux_loss_coef=0.0,
+)  # fmt: skip
 ORDERS = ("tp-cp-dp-pp", "tp-pp-dp", "dp-tp-pp", "pp-dp-tp")
 CLUSTER = preset("toy", nodes=2)  # 8 devices
 
@@ -60,17 +66,22 @@ def single(model: str, global_batch: int, optimizer: str) -> tuple[float, ...]:
 
 
 @st.composite
-def layouts(draw: st.DrawFn, scatter_gather: bool) -> tuple[str, int, str, Strategy]:
+def layouts(
+    draw: st.DrawFn, scatter_gather: bool, experts: bool = False
+) -> tuple[str, int, str, Strategy]:
     """A model, the global batch, an optimizer and a strategy; ``scatter_gather`` layouts
-    all use ``pp_scatter_gather`` (so tp and pp > 1), the others never do."""
-    model = draw(st.sampled_from(sorted(MODELS)))
+    all use ``pp_scatter_gather`` (so tp and pp > 1), the others never do; with
+    ``experts`` the model is the mixture of experts, else any other."""
+    model = "moe" if experts else draw(st.sampled_from(sorted(set(MODELS) - {"moe"})))
     dp = draw(st.sampled_from([1, 2]))
-    # sequences of the GPT and the Llama split over two ranks, a quarter of the time
-    cp = draw(st.sampled_from([1, 1, 1, 2])) if not model.startswith("mlp") else 1
+    # sequences of the GPT and the Llama split over two ranks, a quarter of the time (a
+    # mixture of experts is not split over context-parallel ranks)
+    cp = draw(st.sampled_from([1, 1, 1, 2])) if model not in ("moe", "mlp2", "mlp3", "mlp4") else 1
     tp = 2 if scatter_gather else draw(st.sampled_from([1, 2]))
     pp = draw(st.sampled_from([2, 4] if scatter_gather else [1, 2, 4]))
     schedule = draw(st.sampled_from(schedule_names())) if pp > 1 else "1f1b"
-    chunks = draw(st.sampled_from([1, 2])) if schedule in ("interleaved", "zbv") else 1
+    chunked = ("interleaved", "zbv", "dualpipe", "dualpipev")
+    chunks = draw(st.sampled_from([1, 2])) if schedule in chunked else 1
     microbatches = draw(st.sampled_from([1, 2, 4]))
     strategy = Strategy(
         "layout",
@@ -91,6 +102,8 @@ def layouts(draw: st.DrawFn, scatter_gather: bool) -> tuple[str, int, str, Strat
         order=draw(st.sampled_from(ORDERS)),
         data_parallel=draw(st.sampled_from(["ddp", "ddp", "replicated"])) if dp > 1 else "ddp",
         allreduce_algorithm=draw(st.sampled_from(allreduce_algorithms())),
+        ep=draw(st.sampled_from([1, dp])) if experts else 1,
+        ep_overlap=draw(st.sampled_from(["none", "both"])) if experts else "none",
     )
     return model, 8, draw(st.sampled_from(["sgd", "adam"])), strategy
 
@@ -118,6 +131,14 @@ def check(case: tuple[str, int, str, Strategy]) -> None:
 @SETTINGS
 @given(layouts(scatter_gather=False))
 def test_every_layout_trains_like_one_device(case: tuple[str, int, str, Strategy]) -> None:
+    check(case)
+
+
+@settings(SETTINGS, max_examples=25)
+@given(layouts(scatter_gather=False, experts=True))
+def test_every_expert_parallel_layout_trains_like_one_device(
+    case: tuple[str, int, str, Strategy],
+) -> None:
     check(case)
 
 

@@ -31,7 +31,12 @@ def test_turning_an_overlap_off_exposes_communication(model, strategy, option):
     off = run(model, replace(strategy, **{option: False}), cluster, steps=1, numerics=model is MLP)
     assert on.metrics["overlap"][option] is True
     assert off.metrics["overlap"][option] is False
-    assert set(on.metrics["overlap"]) == {"overlap_grad_reduce", "prefetch_params", "async_tp"}
+    assert set(on.metrics["overlap"]) == {
+        "overlap_grad_reduce",
+        "prefetch_params",
+        "async_tp",
+        "ep_overlap",
+    }
     assert off.metrics["exposed_comm_s"] > on.metrics["exposed_comm_s"]
     assert off.metrics["iteration_time_s"] > on.metrics["iteration_time_s"]
     assert off.metrics["comm_bytes"] == on.metrics["comm_bytes"]  # the same bytes, later

@@ -158,3 +158,18 @@ def test_unfolded_replicas_are_spread_from_the_first_to_the_last():
     shown, note = shown_devices(result)
     assert shown[0] == 0 and shown[-1] == 31 and len(shown) == 16
     assert "replicas" in note
+
+
+def test_a_dense_chart_says_how_many_blocks_it_could_not_label():
+    result = run(GPT, Strategy("m16", pp=2, microbatches=64), global_batch=64, steps=1)
+    heading = next(t for t in texts(plots.gantt(result)) if t.startswith("m16:"))
+    assert "unlabelled, too narrow:" in heading and "compute blocks" in heading
+
+
+def test_rows_of_a_cluster_of_several_kinds_name_their_gpu():
+    from tests.runtime.test_nodes import kinds
+
+    cluster = kinds(1.0, 2.0, devices_per_node=2)
+    result = run(MLPConfig(4, 16), Strategy("pp4", pp=4, microbatches=4), cluster=cluster)
+    labels = {t for t in texts(plots.gantt(result)) if t.startswith("device ")}
+    assert sum("\nx1\n" in t for t in labels) == 2 and sum("\nx2\n" in t for t in labels) == 2

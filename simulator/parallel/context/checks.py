@@ -11,6 +11,9 @@
   key-value heads of grouped-query attention must split over ``cp`` too, or
   each be repeated on ``cp / kv`` ranks (``kv`` dividing ``cp``), as tensor
   parallelism repeats them (:mod:`simulator.parallel.tensor.grouped`).
+* A mixture of experts is not split over context-parallel ranks (its router
+  and experts are not built into the ``cp x tp`` layer), nor are experts
+  shared out with ``cp > 1`` (the strategy refuses ``ep > 1`` with it).
 * The weights are replicated over ``dp x cp`` and their gradients reduced
   there, which ``nn.DataParallel``'s primary device does not do, and
   ``pp_scatter_gather`` scatters over a tensor-parallel group that is here
@@ -61,6 +64,11 @@ def check_context(s: Strategy, model: Any) -> None:
             f"{name}: sequence parallelism splits each context-parallel rank's "
             f"{seq_len // s.cp} tokens over tp = {s.tp}, which does not divide them; choose "
             "sizes whose product cp * tp divides seq_len"
+        )
+    if getattr(model, "experts", 0):
+        raise LayoutError(
+            f"{name}: cp = {s.cp} with a mixture of experts ([model] experts = "
+            f"{model.experts}) is not supported; set cp = 1 or experts = 0"
         )
     if s.data_parallel == "replicated":
         raise LayoutError(

@@ -38,6 +38,12 @@ def check(s: Strategy) -> None:
             f"strategy {s.name!r}: allreduce_algorithm {algorithm!r} needs a power-of-two "
             f"data-parallel group, got dp = {s.dp}; use ring or a power-of-two dp"
         )
+    if s.zero == 3 and s.ep > 1:
+        raise LayoutError(
+            f"strategy {s.name!r}: zero = 3 with ep > 1 is not modelled (the experts' "
+            "parameters would be gathered over their own smaller group block by block); "
+            "use zero <= 2 with expert parallelism"
+        )
     if s.zero == 3 and s.pp > 1:
         raise LayoutError(
             f"strategy {s.name!r}: zero = 3 with pp > 1 is not supported (its per-block "

@@ -6,8 +6,9 @@ registered schedule documents its rules, its closed-form bubble and its source.
 
 The families live one per module and register themselves when the package is
 imported: this module (naive, GPipe, 1F1B), :mod:`.interleaved` (Megatron-LM's
-interleaved 1F1B), :mod:`.zero_bubble` (ZB-H1, ZB-H2) and :mod:`.zbv` (the
-V-shape zero-bubble schedule).
+interleaved 1F1B), :mod:`.zero_bubble` (ZB-H1, ZB-H2), :mod:`.zbv` (the
+V-shape zero-bubble schedule) and :mod:`.dualpipe` (DeepSeek-V3's DualPipe and
+DualPipeV).
 
 Bubble formulas return the *fraction* of the step that is bubble, in the
 simulator's sense (docs/design.md: ``1 - mean(busy) / max(span)``, the "bubble
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ...errors import LayoutError, ScheduleError
-from .actions import BW, Action, F, Schedule
+from .actions import BW, Action, F, Item, Schedule
 
 #: ``(p, m, v, t_f, t_b, t_w) -> bubble fraction`` or None where no closed form holds.
 #: ``t_b`` is the B part only; fused schedules see ``t_b`` = whole backward, ``t_w = 0``.
@@ -45,18 +46,28 @@ class ScheduleInfo:
             schedules over a grid of sizes (``tests/parallel/pipeline/test_validate.py``),
             so runs skip validating it; a schedule registered from elsewhere is
             validated before every run that uses it.
+        directions: 2 for a schedule that runs two pipelines in opposite directions
+            over copies of the stages (DualPipe, :mod:`.dualpipe`).
     """
 
     name: str
-    build: Callable[[int, int, int], list[list[Action]]]
+    build: Callable[[int, int, int], list[list[Item]]]
     summary: str
     split_backward: bool = False
     chunked: bool = False
     bubble: BubbleFormula | None = None
     rules: Callable[[int, int, int], None] | None = None
     checked: bool = False
+    directions: int = 1
 
     def __call__(self, p: int, m: int, v: int = 1) -> Schedule:
+        self.check(p, m, v)
+        rows = self.build(p, m, v)
+        return Schedule(self.name, tuple(tuple(r) for r in rows), p * v, m, self.directions)
+
+    def check(self, p: int, m: int, v: int = 1) -> None:
+        """Raise the first of the schedule's rules that ``p`` ranks, ``m`` micro-batches
+        and ``v`` chunks break, without building it."""
         if p < 1 or m < 1 or v < 1:
             raise LayoutError(
                 f"schedule {self.name!r} needs at least one rank, micro-batch and chunk "
@@ -69,8 +80,6 @@ class ScheduleInfo:
             )
         if self.rules is not None:
             self.rules(p, m, v)
-        rows = self.build(p, m, v)
-        return Schedule(self.name, tuple(tuple(r) for r in rows), p * v, m)
 
 
 _REGISTRY: dict[str, ScheduleInfo] = {}

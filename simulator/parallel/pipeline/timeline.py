@@ -10,6 +10,9 @@ actions it depends on have finished
 when one of them ran on another rank. That is a longest-path computation over
 the schedule's dependency graph; a cycle in that graph means the schedule can
 never finish, and the ranks left waiting are reported in ``Timeline.stuck``.
+An ``F&B`` pair (:class:`~simulator.parallel.pipeline.actions.Pair`) is one
+unit: it starts when both halves can, takes the sum of their times, and both
+finish when it ends.
 
 The simulator's runtime does the same thing with real costs; this module is
 the cheap unit-time version for printing schedules, for the validator's
@@ -24,16 +27,17 @@ from dataclasses import dataclass
 from fractions import Fraction
 from math import gcd, lcm
 
-from .actions import BW, Action, B, F, Schedule, W, dependencies
+from .actions import BW, Action, B, F, Item, Schedule, W, backward_kinds, needs, parts
 
 Number = int | float | Fraction
 
 
 @dataclass(frozen=True)
 class Timed:
-    """An action placed in time: it ran at ``step`` of ``rank``'s list."""
+    """An action (or an overlapped pair) placed in time: it ran at ``step`` of
+    ``rank``'s list."""
 
-    action: Action
+    action: Item
     rank: int
     step: int
     start: Number
@@ -139,8 +143,8 @@ def run(
     action it waits for and taken up again when that action is placed.
     """
     duration = {F: t_f, B: t_b, W: t_w, BW: t_b + t_w}
-    stages = schedule.num_stages
     owner = schedule.stage_to_rank()
+    kinds = backward_kinds(schedule)
     rows = [[(s, a) for s, a in enumerate(row) if a is not None] for row in schedule.ranks]
     placed: list[list[Timed]] = [[] for _ in rows]
     finish: dict[Action, tuple[Number, int]] = {}
@@ -151,21 +155,24 @@ def run(
         r = ready.popleft()
         row, mine = rows[r], placed[r]
         while position[r] < len(row):
-            step, action = row[position[r]]
-            needs = dependencies(action, stages)
-            missing = next((d for d in needs if d not in finish), None)
+            step, item = row[position[r]]
+            halves = parts(item)
+            wanted = [d for a in halves for d in needs(schedule, a, kinds)]
+            missing = next((d for d in wanted if d not in finish), None)
             if missing is not None:
                 waiting.setdefault(missing, []).append(r)
                 break
             start = mine[-1].end if mine else 0
-            for d in needs:
+            for d in wanted:
                 end, rank = finish[d]
                 start = max(start, end + (comm if rank != r else 0))
-            took = duration[action.kind] if duration_of is None else duration_of(action)
-            timed = Timed(action, r, step, start, start + took)
+            took = sum(duration[a.kind] if duration_of is None else duration_of(a) for a in halves)
+            timed = Timed(item, r, step, start, start + took)
             mine.append(timed)
-            finish[action] = (timed.end, owner.get(action.stage, r))
+            for a in halves:
+                finish[a] = (timed.end, owner.get(a.stage, r))
             position[r] += 1
-            ready.extend(waiting.pop(action, ()))
+            for a in halves:
+                ready.extend(waiting.pop(a, ()))
     stuck = tuple((r, *row[position[r]]) for r, row in enumerate(rows) if position[r] < len(row))
     return Timeline(schedule, tuple(tuple(p) for p in placed), stuck)

@@ -7,14 +7,16 @@ that each mistake is reported by the rule that explains it best:
    and every stage runs on exactly one rank;
 2. no action appears twice;
 3. every stage runs on some rank, and every ``(stage, micro-batch)`` has one
-   ``F`` and one full backward ``BW`` -- or, when the schedule splits
-   backward (any ``B`` or ``W`` in it means it does; Qi et al. 2024, sec. 2),
-   one ``B`` and one ``W``; one schedule does not mix the two. A missing
-   action is reported at the cell of its partner: the F without a backward,
-   the W without its B;
+   ``F`` and one full backward ``BW`` -- or one ``B`` and one ``W``, its
+   backward split (Qi et al. 2024, sec. 2; a schedule may split some and not
+   others, as DualPipe does), never both. A missing action is reported at the
+   cell of its partner: the F without a backward, the W without its B. A
+   schedule of two directions (DualPipe) runs each half of the micro-batches
+   through its own half of the stages;
 4. on one rank, no action comes before something it needs from that rank
    (``B`` before its ``F``, ``W`` before its ``B``, or a stage's work before
-   the same rank's work on the stage feeding it);
+   the same rank's work on the stage feeding it), and the two halves of an
+   ``F&B`` pair, which run at once, do not need each other;
 5. it can run: each action waits only for actions that can happen before it
    (:func:`~simulator.parallel.pipeline.actions.dependencies`). Sends never
    block (they are buffered), so the only way to get stuck is a cycle of
@@ -31,7 +33,7 @@ defence for programs built without this check.
 from __future__ import annotations
 
 from ...errors import ScheduleError
-from .actions import BW, Action, B, F, Schedule, W, dependencies
+from .actions import BW, Action, B, F, Pair, Schedule, W, backward_kinds, needs, parts
 from .timeline import run
 
 _NAMES = {
@@ -55,8 +57,15 @@ def _fail(schedule: Schedule, message: str, cell: tuple[int, int] | None) -> Sch
 
 
 def _cells(schedule: Schedule) -> list[tuple[int, int, Action]]:
+    """Every action with its rank and step (a pair's two halves share their cell)."""
     ranks = schedule.ranks
-    return [(r, s, a) for r, row in enumerate(ranks) for s, a in enumerate(row) if a is not None]
+    return [
+        (r, s, a)
+        for r, row in enumerate(ranks)
+        for s, item in enumerate(row)
+        if item is not None
+        for a in parts(item)
+    ]
 
 
 def validate(
@@ -76,7 +85,7 @@ def validate(
     seen = _each_action_once(schedule, cells)  # 2
     _every_stage_has_a_rank(schedule, owner, stages)  # 3
     _every_micro_batch_runs(schedule, cells, owner, seen, m)
-    _backward_split_everywhere_or_nowhere(schedule, cells)
+    _one_kind_of_backward(schedule, cells, seen)
     _every_action_has_its_partners(schedule, cells, seen)
     _needs_come_first_on_each_rank(schedule, stages)  # 4
     _no_cycle_of_waits(schedule, owner, stages)  # 5
@@ -101,6 +110,14 @@ def _in_range_on_one_rank(
                 schedule,
                 f"rank {r}, step {s}: {a} names micro-batch {a.mb} but the step has "
                 f"{m} micro-batches (0..{m - 1})",
+                (r, s),
+            )
+        mine = _route(schedule, a.stage, stages, m)
+        if a.mb not in mine:
+            raise _fail(
+                schedule,
+                f"rank {r}, step {s}: {a} names micro-batch {a.mb}, but stage {a.stage} "
+                f"belongs to the direction of micro-batches {mine.start}..{mine.stop - 1}",
                 (r, s),
             )
         if owner.setdefault(a.stage, r) != r:
@@ -154,8 +171,11 @@ def _every_micro_batch_runs(
     for _, _, a in cells:
         if a.kind == F:
             forwards[a.stage].append(a.mb)
+    stages = max(owner, default=-1) + 1
     for stage, mbs in sorted(forwards.items()):
-        k = _first_gap(sorted(mbs), m)
+        route = _route(schedule, stage, stages, m)
+        k = _first_gap([mb - route.start for mb in sorted(mbs)], len(route))
+        k = None if k is None else k + route.start
         if k is not None and all(Action(stage, kind, k) not in seen for kind in (B, W, BW)):
             raise _fail(
                 schedule,
@@ -165,23 +185,21 @@ def _every_micro_batch_runs(
             )
 
 
-def _backward_split_everywhere_or_nowhere(
-    schedule: Schedule, cells: list[tuple[int, int, Action]]
+def _one_kind_of_backward(
+    schedule: Schedule,
+    cells: list[tuple[int, int, Action]],
+    seen: dict[Action, tuple[int, int]],
 ) -> None:
-    """Rule 3: a schedule that splits backward into B and W (Qi et al. 2024, sec. 2) has
-    no full backward BW."""
-    if not schedule.split_backward:
-        return
-    mixed = next(((r, s, a) for r, s, a in cells if a.kind == BW), None)
-    if mixed is not None:
-        r, s, a = mixed
-        raise _fail(
-            schedule,
-            f"rank {r}, step {s}: {a} is a full backward, but the schedule splits the "
-            "backward into B and W elsewhere; write B and W for every backward, or BW for "
-            "every one",
-            (r, s),
-        )
+    """Rule 3: a (stage, micro-batch) runs its backward whole (BW) or split into B and W
+    (Qi et al. 2024, sec. 2), not both."""
+    for r, s, a in cells:
+        if a.kind == BW and any(Action(a.stage, k, a.mb) in seen for k in (B, W)):
+            raise _fail(
+                schedule,
+                f"rank {r}, step {s}: {a} is a full backward, but the same stage and "
+                "micro-batch also has a split one (B and W); write B and W, or BW, not both",
+                (r, s),
+            )
 
 
 def _every_action_has_its_partners(
@@ -197,6 +215,8 @@ def _every_action_has_its_partners(
     for r, s, a in sorted(cells, key=lambda cell: order.index(cell[2].kind)):
         for kind in partners[a.kind]:
             partner = Action(a.stage, kind, a.mb)
+            if a.kind == F and any(Action(a.stage, k, a.mb) in seen for k in (B, BW)):
+                continue  # it has a backward, whole or split (the B was checked)
             if partner not in seen:
                 raise _fail(
                     schedule,
@@ -207,20 +227,30 @@ def _every_action_has_its_partners(
 
 
 def _needs_come_first_on_each_rank(schedule: Schedule, stages: int) -> None:
-    """Rule 4: on one rank, nothing comes before what it needs from that same rank."""
+    """Rule 4: on one rank, nothing comes before what it needs from that same rank, and
+    the halves of a pair do not need each other."""
+    kinds = backward_kinds(schedule)
     for r, row in enumerate(schedule.ranks):
-        step_of = {a: s for s, a in enumerate(row) if a is not None}
-        for s, a in enumerate(row):
-            if a is None:
+        step_of = {a: s for s, item in enumerate(row) if item is not None for a in parts(item)}
+        for s, item in enumerate(row):
+            if item is None:
                 continue
-            for d in dependencies(a, stages):
-                if step_of.get(d, -1) > s:
-                    raise _fail(
-                        schedule,
-                        f"rank {r}, step {s}: {a} comes before {d} (step {step_of[d]}) on "
-                        f"the same rank, but {_NAMES[a.kind]} needs {_NAMES[d.kind]} first",
-                        (r, s),
-                    )
+            for a in parts(item):
+                for d in needs(schedule, a, kinds):
+                    if isinstance(item, Pair) and d in item.parts:
+                        raise _fail(
+                            schedule,
+                            f"rank {r}, step {s}: the halves of {item} run at once, but "
+                            f"{_NAMES[a.kind]} {a} needs {_NAMES[d.kind]} {d} first",
+                            (r, s),
+                        )
+                    if step_of.get(d, -1) > s:
+                        raise _fail(
+                            schedule,
+                            f"rank {r}, step {s}: {a} comes before {d} (step {step_of[d]}) on "
+                            f"the same rank, but {_NAMES[a.kind]} needs {_NAMES[d.kind]} first",
+                            (r, s),
+                        )
 
 
 def _no_cycle_of_waits(schedule: Schedule, owner: dict[int, int], stages: int) -> None:
@@ -228,12 +258,13 @@ def _no_cycle_of_waits(schedule: Schedule, owner: dict[int, int], stages: int) -
     timeline = run(schedule, 0, 0, 0)
     if not timeline.stuck:
         return
-    finished = {t.action for row in timeline.rows for t in row}
+    finished = {a for row in timeline.rows for t in row for a in parts(t.action)}
+    kinds = backward_kinds(schedule)
     waits = []
-    for r, _, action in timeline.stuck:
-        missing = [d for d in dependencies(action, stages) if d not in finished]
+    for r, _, item in timeline.stuck:
+        missing = [d for a in parts(item) for d in needs(schedule, a, kinds) if d not in finished]
         who = ", ".join(f"{d} on rank {owner[d.stage]}" for d in missing)
-        waits.append(f"rank {r} waits at {action} for {who}")
+        waits.append(f"rank {r} waits at {item} for {who}")
     r0, s0, a0 = timeline.stuck[0]
     raise _fail(
         schedule,
@@ -242,6 +273,12 @@ def _no_cycle_of_waits(schedule: Schedule, owner: dict[int, int], stages: int) -
         "produced before it",
         (r0, s0),
     )
+
+
+def _route(schedule: Schedule, stage: int, stages: int, m: int) -> range:
+    """The micro-batches ``stage`` processes: all ``m``, or its direction's half."""
+    per, d = m // schedule.directions, stage // (stages // schedule.directions)
+    return range(d * per, (d + 1) * per) if schedule.directions > 1 else range(m)
 
 
 def _first_gap(present: list[int], size: int) -> int | None:

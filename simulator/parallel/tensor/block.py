@@ -62,6 +62,12 @@ class ParallelBlock:
         """Parameters rank ``rank`` uses but another block owns (tied weights)."""
         return []
 
+    def expert_params(self, rank: int) -> list[Param]:
+        """Parameters of the experts only this expert-parallel rank holds (their
+        gradients are reduced over the expert-data-parallel group,
+        :mod:`simulator.parallel.expert`)."""
+        return []
+
     def own_copy(self, rank: int, param: Param) -> Param:
         """Make rank ``rank`` hold a copy of a borrowed parameter; see ``Layer.own_copy``."""
         raise TypeError(f"{self.name} borrows no parameters")

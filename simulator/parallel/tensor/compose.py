@@ -63,6 +63,9 @@ class Chain(Composite, ParallelBlock):
     def borrowed(self, rank: int) -> list[Param]:
         return [p for b in self.blocks for p in b.borrowed(rank)]
 
+    def expert_params(self, rank: int) -> list[Param]:
+        return [p for b in self.blocks for p in b.expert_params(rank)]
+
     def own_copy(self, rank: int, param: Param) -> Param:
         (block,) = [b for b in self.blocks if any(p is param for p in b.borrowed(rank))]
         return block.own_copy(rank, param)

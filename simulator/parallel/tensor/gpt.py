@@ -129,6 +129,9 @@ class Sharded(ParallelBlock):
     def borrowed(self, rank: int) -> list[Param]:
         return self.body.borrowed(rank)
 
+    def expert_params(self, rank: int) -> list[Param]:
+        return self.body.expert_params(rank)
+
     def own_copy(self, rank: int, param: Param) -> Param:
         return self.body.own_copy(rank, param)
 
@@ -154,26 +157,41 @@ class ParallelTransformerLayer(Sharded):
     """
 
     def __init__(
-        self, layer: TransformerLayer, t: int, sequence_parallel: bool, overlap: bool = True
+        self,
+        layer: TransformerLayer,
+        t: int,
+        sequence_parallel: bool,
+        overlap: bool = True,
+        mlp: ParallelBlock | None = None,
     ) -> None:
+        """``mlp``: what runs between ``ln2`` and the dropout instead of ``fc1``, the
+        activation and ``fc2`` (a mixture of experts, :mod:`simulator.parallel.expert`)."""
         core = layer.core
         columns = qkv_columns(core, t)  # checks what must divide what
         self.name = layer.name
         self.ranks = t
         self.recomputable = getattr(layer, "recomputable", True)
         self.region = region = Region(t, sequence_parallel, overlap)
-        attention, mlp = f"{layer.name} attention", f"{layer.name} mlp"
-        if getattr(layer.activation, "gated", False):
-            fc1: ParallelBlock = PickedColumns(
-                layer.fc1, gated_columns(layer.fc1.weight.shape[1], t), region, mlp
-            )
-        else:
-            inner = layer.fc1.weight.shape[1]
-            check_divides("MLP inner size", inner, t, f"choose tp among the divisors of {inner}")
-            fc1 = ColumnParallel(layer.fc1.name, column_shards(layer.fc1, t), region, mlp)
+        attention, where = f"{layer.name} attention", f"{layer.name} mlp"
         self.ln1, self.ln2 = replicas(layer.ln1, t), replicas(layer.ln2, t)
         self.proj = RowParallel(layer.proj, region, attention)
-        self.fc2 = RowParallel(layer.fc2, region, mlp)
+        self.fc2: RowParallel | None = None
+        if mlp is None:
+            assert layer.fc1 is not None and layer.fc2 is not None
+            if getattr(layer.activation, "gated", False):
+                fc1: ParallelBlock = PickedColumns(
+                    layer.fc1, gated_columns(layer.fc1.weight.shape[1], t), region, where
+                )
+            else:
+                inner = layer.fc1.weight.shape[1]
+                check_divides(
+                    "MLP inner size", inner, t, f"choose tp among the divisors of {inner}"
+                )
+                fc1 = ColumnParallel(layer.fc1.name, column_shards(layer.fc1, t), region, where)
+            self.fc2 = RowParallel(layer.fc2, region, where)
+            middle = [fc1, ShardMap([layer.activation] * t), self.fc2]
+        else:
+            middle = [mlp]
         self.body = Chain(
             layer.name,
             [
@@ -189,13 +207,7 @@ class ParallelTransformerLayer(Sharded):
                 ),
                 Residual(
                     f"{layer.name}.mlp",
-                    [
-                        self.ln2,
-                        fc1,
-                        ShardMap([layer.activation] * t),
-                        self.fc2,
-                        dropout_block(layer.drop2, t, sequence_parallel),
-                    ],
+                    [self.ln2, *middle, dropout_block(layer.drop2, t, sequence_parallel)],
                 ),
             ],
         )
@@ -205,7 +217,7 @@ class ParallelTransformerLayer(Sharded):
             *self.ln1.params(rank),
             *self.proj.biases[rank : rank + 1],
             *self.ln2.params(rank),
-            *self.fc2.biases[rank : rank + 1],
+            *(self.fc2.biases[rank : rank + 1] if self.fc2 is not None else []),
         ]
 
 

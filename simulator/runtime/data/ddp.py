@@ -47,7 +47,14 @@ and the group is ``dp x cp`` devices, as Megatron-Core reduces over its
 data-parallel group with context parallelism: a replica's gradient is then
 its ranks' mean, each rank's being that of its tokens' mean loss (so
 ``"sum"`` adds the ``dp`` replicas' means, ``"mean"`` averages all ``dp x cp``),
-and ZeRO partitions over all ``dp x cp``. What a strategy may
+and ZeRO partitions over all ``dp x cp``. Under expert parallelism the
+experts' weights travel in buckets of their own, over the smaller group of
+the replicas that hold the same experts (the expert-data-parallel group of
+``dp / ep`` ranks, Megatron-Core's ``expert_data_parallel_group``; experts
+and context parallelism are not built together); both are averaged over all
+``dp`` replicas, since every expert saw tokens of all of them. The experts'
+buckets launch during backward as the others do, so ``overlap_grad_reduce``
+hides their reduction too. What a strategy may
 ask of DDP and ZeRO is checked before anything runs
 (:func:`simulator.parallel.data.ddp.check`).
 
@@ -138,7 +145,8 @@ class DataParallel(ParameterGathers):
         )
         # every replica of a pipeline rank has the same blocks: one bucket list per rank
         self.buckets = [
-            make_buckets(self.plan.worker(0, r), s.bucket_mb, per_block, tied) for r in range(s.pp)
+            make_buckets(self.plan.worker(0, r), s.bucket_mb, per_block, tied, s.ep > 1)
+            for r in range(s.pp)
         ]
         self._shards: dict[tuple[int, int, int], Param] = {}
         self._ready: dict[int, Counter] = {}
@@ -163,6 +171,19 @@ class DataParallel(ParameterGathers):
             return {m.index: make(m) for m in sw.members}
         one = make(sw.lead)
         return {m.index: one for m in sw.members}
+
+    def _group(self, w: Worker, bucket: Bucket) -> list[Worker]:
+        """The replicas ``w`` reduces ``bucket`` with: all of them, or for experts'
+        weights the ones that hold the same experts."""
+        return self.plan.edp_group(w) if bucket.expert else self.plan.dp_group(w.pp_rank)
+
+    def _place(self, w: Worker, rank: int, bucket: Bucket) -> tuple[int, int]:
+        """Which part of ``bucket``'s ZeRO partition rank ``rank`` of ``w`` owns, and
+        of how many parts: over :meth:`_group`, each context-parallel rank a part."""
+        if bucket.expert:
+            mesh = self.plan.mesh
+            return mesh.expert_coords(w.dp_rank)[1], mesh.data_ranks // mesh.ep
+        return self.owner(w, rank), self.replicas
 
     def together(self, blocks: int) -> list[list[int]] | None:
         """Which of a member's payloads one collective joins, for ``blocks`` runs of one
@@ -191,7 +212,8 @@ class DataParallel(ParameterGathers):
         key = (w.index, rank, bucket.index)
         if key not in self._shards:
             flat = concat([p.value.reshape(-1) for p in bucket.params(w, rank)])
-            lo, hi = split_bounds(flat.size, self.replicas)[self.owner(w, rank)]
+            place, size = self._place(w, rank, bucket)
+            lo, hi = split_bounds(flat.size, size)[place]
             value = flat[lo:hi] if is_shape_only(flat) else flat[lo:hi].copy()
             self._shards[key] = Param(f"bucket{bucket.index}.shard", value)
         return self._shards[key]
@@ -275,7 +297,7 @@ class DataParallel(ParameterGathers):
             return payload
 
         op = "all_reduce" if self.zero == 0 else "reduce_scatter"
-        group = self.plan.dp_group(sw.pp_rank)
+        group = self._group(sw.lead, bucket)
 
         def run(payloads: list[list[Any]]) -> tuple[list[list[Any]], float]:
             return self.meetings.per_rank(
@@ -283,7 +305,7 @@ class DataParallel(ParameterGathers):
                 together=self.together(1),
             )  # fmt: skip
 
-        key = ("grads", sw.pp_rank, bucket.index, round_)
+        key = ("grads", sw.pp_rank, bucket.index, round_, group[0].index)
         handle = self.meetings.launch(key, group, self._payloads(sw, flat_grads), run)
         self._handles.setdefault(sw.index, []).append((bucket, handle))
         return handle
@@ -296,6 +318,16 @@ class DataParallel(ParameterGathers):
         if self.plan.tied:
             yield from sync_tied(
                 self.meetings, sw, self.plan.tied, self.plan.workers, self._grad_of, self.numerics
+            )
+        if self.plan.copies:  # DualPipe's two copies of every stage: after the tied sums
+            yield from sync_tied(
+                self.meetings,
+                sw,
+                self.plan.copies,
+                self.plan.workers,
+                self._grad_of,
+                self.numerics,
+                ("copies", "copies", "stage copies' grads"),
             )
 
     def _grad_of(self, w: Worker, rank: int, param: Param) -> Any:

@@ -29,14 +29,18 @@ def sync_tied(
     workers: Sequence[Worker],
     grad_of: Callable[[Worker, int, Param], Any],
     numerics: bool,
+    what: tuple[str, str, str] = ("tied", "embedding", "tied embedding grads"),
 ) -> Process:
     """Sum the gradients of both copies of every tied pair ``sw``'s members belong to.
 
     ``workers`` are the plan's, by index; ``grad_of(worker, rank, param)`` returns
     the array that holds the parameter's gradient (under ZeRO, the owned part of
     its bucket). Every pair is launched before any is waited for: the replicas'
-    sums run side by side.
+    sums run side by side. ``what`` names the pairs' meetings, the kind of their
+    traffic and its label (the tied embedding's by default; DualPipe's copies of
+    its stages, :func:`simulator.parallel.tied.stage_copies`, are pairs too).
     """
+    tag, kind, label = what
     mine = {m.index: m for m in sw.members}
     launched = []
     for k, pair in enumerate(pairs):
@@ -48,13 +52,12 @@ def sync_tied(
         def run(payloads: list[list[Any]], members=members, pair=pair) -> tuple[list, float]:
             ranks = [r for r, _, _ in pair.params]
             return meetings.per_rank(
-                "all_reduce", "ring", members, payloads, "embedding", "tied embedding grads",
-                ranks=ranks,
-            )  # fmt: skip
+                "all_reduce", "ring", members, payloads, kind, label, ranks=ranks
+            )
 
         payloads = {w.index: [grad_of(w, r, p) for r, p in pair.mine(w)] for w in here}
-        launched.append((pair, here, meetings.launch(("tied", k), members, payloads, run)))
-    yield from meetings.wait(sw, [h for _, _, h in launched], "the gradient of its tied copy")
+        launched.append((pair, here, meetings.launch((tag, k), members, payloads, run)))
+    yield from meetings.wait(sw, [h for _, _, h in launched], f"the gradient of its {tag} copy")
     if not numerics:
         return
     for pair, here, handle in launched:

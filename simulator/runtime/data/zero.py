@@ -48,15 +48,23 @@ class ParameterGathers:
     strategy: Any
     _gathers: Counter
     _shard: Callable[[Worker, int, Bucket], Param]
+    _group: Callable[[Worker, Bucket], list[Worker]]
     _payloads: Callable[[SimWorker, Callable[[Worker], Any]], dict[int, Any]]
     _members: Callable[[SimWorker], list[Worker]]
     together: Callable[[int], list[list[int]] | None]
     owner: Callable[[Worker, int], int]
 
     def _gather_params(self, sw: SimWorker) -> Process:
-        """All-gather the updated parts of every bucket and write the parameters back."""
-        buckets = self.buckets[sw.pp_rank]
-        group = self.plan.dp_group(sw.pp_rank)
+        """All-gather the updated parts of every bucket and write the parameters back:
+        one gather over the replicas, and one over the replicas holding the same
+        experts for the experts' buckets (expert parallelism)."""
+        for expert in (False, True):
+            buckets = [b for b in self.buckets[sw.pp_rank] if b.expert == expert]
+            if buckets:
+                yield from self._gather_buckets(sw, buckets)
+
+    def _gather_buckets(self, sw: SimWorker, buckets: list[Bucket]) -> Process:
+        group = self._group(sw.lead, buckets[0])
         t = len(sw.devices)
         ranks = [r for _ in buckets for r in range(t)]
 
@@ -79,7 +87,7 @@ class ParameterGathers:
 
         handle = yield from self.meetings.meet(
             sw,
-            ("params", sw.pp_rank),
+            ("params", sw.pp_rank, buckets[0].expert, group[0].index),
             group,
             self._payloads(sw, parts),
             run,

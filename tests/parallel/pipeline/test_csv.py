@@ -6,10 +6,10 @@ any text at all is either a schedule or one ScheduleError."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from simulator.errors import ScheduleError
+from simulator.errors import LayoutError, ScheduleError
 from simulator.parallel.pipeline import get_schedule, parse_csv, schedule_names
 
 pytestmark = pytest.mark.fuzz
@@ -38,7 +38,10 @@ def test_every_schedule_reads_back_from_its_csv_however_it_was_saved(
     stages, microbatches = sizes
     info = get_schedule(name)
     chunks = 2 if info.chunked else 1
-    schedule = info(stages, microbatches, chunks)
+    try:
+        schedule = info(stages, microbatches, chunks)
+    except LayoutError:  # sizes the schedule's rules refuse (dualpipe: microbatches >= 2 pp)
+        assume(False)
     parsed = parse_csv(written(schedule, ending, bom, before, after), "mine.csv")
     assert parsed.ranks == schedule.ranks
     assert (parsed.num_stages, parsed.microbatches) == (schedule.num_stages, microbatches)
