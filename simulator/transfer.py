@@ -18,10 +18,14 @@ vectors, :mod:`simulator.engine.network`). :attr:`TransferPlan.transfers`
 expands the rounds into single :class:`Transfer` records for traces and tests.
 
 *Dependencies.* A message waits for every message its sender received earlier
-in the same channel (``wait``): whatever a rank sends is a sum or a copy of
+in the same channel and *flow* (``wait``): whatever a rank sends is a sum or a copy of
 what it has. *Channels* are independent parallel rings or trees (NCCL runs a
 collective as several, each on its own share of the data); a message depends
-only on receipts of its own channel.
+only on receipts of its own channel. Within a channel, data that moves in
+opposite directions at once -- a pipelined tree's chunks climbing to the root
+while earlier ones come back down -- are separate *flows*, so a chunk going
+up never waits for one coming down; a message may also wait for the receipts
+of other flows (``after``): the root sends a chunk down once it came up.
 
 This module is a leaf: the collectives (:mod:`simulator.comm`) build
 :class:`TransferPlan` objects and the engine (:mod:`simulator.engine`) times
@@ -68,7 +72,8 @@ class Round:
     Message ``i`` goes from ``src[i]`` to ``dst[i]`` and carries
     ``sizes[(i + shift) % len(sizes)]`` bytes (one size serves all when
     ``sizes`` has one entry). ``wait``: each message leaves only when
-    everything its sender received before, in this channel, has arrived.
+    everything its sender received before, in this channel and ``flow`` (and
+    in the flows ``after``), has arrived.
     """
 
     step: int
@@ -78,6 +83,8 @@ class Round:
     shift: int = 0
     channel: int = 0
     wait: bool = True
+    flow: int = 0
+    after: tuple[int, ...] = ()
 
     def __len__(self) -> int:
         return len(self.src)
@@ -162,21 +169,29 @@ class TransferPlan:
     def transfers(self) -> tuple[Transfer, ...]:
         """Every message on its own, in issue order (``deps`` as :class:`Transfer` says)."""
         out: list[Transfer] = []
-        since: dict[tuple[int, int], list[int]] = {}  # (channel, rank) -> receipts since its send
-        waited: dict[tuple[int, int], tuple[int, ...]] = {}  # ... and what its last send waited for
+        # (channel, flow, rank) -> receipts since its last send, and what that send waited for
+        since: dict[tuple[int, int, int], list[int]] = {}
+        waited: dict[tuple[int, int, int], tuple[int, ...]] = {}
         for r in self.rounds:
             first = len(out)
             for i, (src, dst) in enumerate(zip(r.src, r.dst, strict=True)):
                 deps: tuple[int, ...] = ()
                 if r.wait:
-                    at = (r.channel, src)
+                    at = (r.channel, r.flow, src)
                     fresh = since.pop(at, None)
                     deps = tuple(fresh) if fresh else waited.get(at, ())
                     waited[at] = deps
+                    for flow in r.after:  # the other flows' receipts so far
+                        deps += tuple(since.get((r.channel, flow, src), ()))
                 out.append(Transfer(r.step, src, dst, r.nbytes(i), deps, r.channel))
             for index in range(first, len(out)):  # receipts count once the round is sent
-                since.setdefault((r.channel, out[index].dst), []).append(index)
+                since.setdefault((r.channel, r.flow, out[index].dst), []).append(index)
         return tuple(out)
+
+    @cached_property
+    def flows(self) -> int:
+        """How many flows a channel has (:class:`Round`)."""
+        return 1 + max((max((r.flow, *r.after)) for r in self.rounds), default=0)
 
     def bytes_sent(self, rank: int) -> int:
         return self.bytes_by_rank[rank]

@@ -22,8 +22,9 @@ Operations (what every rank ends with, ``x_r`` being rank ``r``'s array):
   from the top of its array, stacked in rank order (all-to-all-v, what a
   mixture of experts dispatches its tokens with).
 
-Algorithms, one module each: ``ring`` (:mod:`.ring`), ``tree`` (binomial,
-:mod:`.tree`), ``naive`` (parameter server, :mod:`.naive`), ``recursive``
+Algorithms, one module each: ``ring`` (:mod:`.ring`), ``tree`` (binomial
+broadcast and reduce, :mod:`.tree`; NCCL's pipelined tree all-reduce,
+:mod:`.nccl_tree`), ``naive`` (parameter server, :mod:`.naive`), ``recursive``
 (doubling/halving, power-of-two groups, :mod:`.recursive`), ``rabenseifner``
 (halving then doubling, :mod:`.recursive`) and ``hierarchical`` (two-level,
 :mod:`.hierarchical`). :data:`ALGORITHMS` lists which operation has which;
@@ -48,7 +49,7 @@ from dataclasses import replace
 from ..errors import LayoutError
 from ..ops.arrays import Array, ShapeArray
 from ..transfer import Transfer, TransferPlan
-from . import closed_forms, hierarchical, naive, recursive, ring, tree, tuner
+from . import closed_forms, hierarchical, naive, nccl_tree, recursive, ring, tree, tuner
 from .builder import PlanBuilder, intern
 from .chunks import Splits, shape_key
 from .layout import GroupLayout, channel_rings, current_layout, placed
@@ -64,7 +65,7 @@ ALGORITHMS: dict[str, dict[str, Callable[..., Result]]] = {
     "gather": {"naive": naive.gather},
     "all_reduce": {
         "ring": ring.all_reduce,
-        "tree": tree.all_reduce,
+        "tree": nccl_tree.all_reduce,
         "naive": naive.all_reduce,
         "recursive": recursive.all_reduce,
         "rabenseifner": recursive.rabenseifner_all_reduce,
@@ -89,8 +90,9 @@ AUTO = "auto"
 ROOTED = ("broadcast", "reduce", "scatter", "gather")
 #: Algorithms that take ``nodes``.
 TOPOLOGY_AWARE = ("hierarchical",)
-#: Algorithms that run several channels (each a ring over its own order).
-CHANNELED = ("ring",)
+#: Algorithms that run several channels (each a ring or a tree over its own order), and
+#: for which operations.
+CHANNELED = {"ring": OPS, "tree": ("all_reduce",)}
 #: Operations whose inputs must all have one shape (they add or swap elements).
 _SAME_SHAPE = ("reduce", "all_reduce", "reduce_scatter", "all_to_all")
 #: Operations whose ring is a shift, which has no channels.
@@ -139,11 +141,11 @@ def resolve(
     """
     if channels is not None and (not isinstance(channels, int) or channels < 1):
         raise LayoutError(f"channels must be a whole number >= 1, got {channels!r}")
-    channeled = op not in _SHIFTS
+    channeled = op not in _SHIFTS and op in CHANNELED.get(algorithm, ())
     if algorithm == AUTO:
         choice = tuner.choose(op, message_bytes(op, xs, root), layout, channels)
         return choice.algorithm, choice.channels
-    if algorithm not in CHANNELED or not channeled:
+    if not channeled:
         if channels not in (None, 1):
             raise LayoutError(f"{algorithm} {op} runs one channel, got channels = {channels}")
         return algorithm, 1
@@ -252,7 +254,10 @@ def _run(
     if algorithm in TOPOLOGY_AWARE:
         kwargs["nodes"] = layout.nodes
         where = (kwargs["nodes"],)
-    if algorithm in CHANNELED and op not in _SHIFTS:
+    if algorithm == "tree" and op == "all_reduce":
+        kwargs.update(nodes=layout.nodes, channels=channels, link=layout.intra)
+        where = (layout.nodes,)
+    elif algorithm == "ring" and op not in _SHIFTS:
         kwargs["rings"] = channel_rings(layout, p, channels)
         where = (tuple(kwargs["rings"]),)
     if splits is not None:

@@ -34,16 +34,18 @@ class PlanBuilder:
         shift: int = 0,
         channel: int = 0,
         wait: bool = True,
+        flow: int = 0,
+        after: tuple[int, ...] = (),
     ) -> None:
-        """Record messages ``src[i] -> dst[i]`` of ``sizes[(i + shift) % len(sizes)]`` bytes.
+        """Record messages ``src[i] -> dst[i]`` of ``sizes[(i + shift) % len(sizes)]`` bytes
+        (``flow`` and ``after``: :class:`~simulator.transfer.Round`).
 
         Pass the same tuple objects for rounds that repeat a pattern (a ring's
         every step): the plan then holds them once.
         """
         if len(src):
-            self.rounds.append(
-                Round(step, _ints(src), _ints(dst), _ints(sizes), shift, channel, wait)
-            )
+            sent = (_ints(src), _ints(dst), _ints(sizes))
+            self.rounds.append(Round(step, *sent, shift, channel, wait, flow, after))
 
     def send(self, step: int, src: int, dst: int, nbytes: int, channel: int = 0) -> None:
         """Record a single message as a round of its own."""

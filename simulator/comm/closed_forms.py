@@ -79,9 +79,25 @@ def binomial_broadcast(p: int, n: float, alpha: float, beta: float) -> float:
     return _ceil_lg(p) * (alpha + n * beta)
 
 
-def binomial_all_reduce(p: int, n: float, alpha: float, beta: float) -> float:
-    """``2 ceil(lg p) (alpha + n beta)``: binomial reduce, then binomial broadcast."""
-    return 2 * binomial_broadcast(p, n, alpha, beta)
+def pipeline_chunks(stages: int, n: float, alpha: float, beta: float) -> int:
+    """The chunks that make a pipeline of ``stages`` hops fastest: ``(K + stages - 1)
+    (alpha + n beta / K)`` is least at ``K = sqrt((stages - 1) n beta / alpha)``
+    (Sanders, Speck and Traeff 2009, sec. 2), rounded, at least 1."""
+    if alpha <= 0 or n <= 0:
+        return 1
+    return max(1, round(math.sqrt(max(stages - 1, 1) * n * beta / alpha)))
+
+
+def chain_all_reduce(p: int, n: float, alpha: float, beta: float) -> float:
+    """``(K + 2p - 3) (alpha + 2 n beta / K)``: NCCL's pipelined tree all-reduce on one
+    switch, a chain of ``p`` ranks whose ``K`` chunks (:func:`pipeline_chunks` of the
+    ``2 (p-1)`` hops up and back down) climb to the first rank while earlier ones come
+    back down; the two ways share the channel's bandwidth, each getting half
+    (:mod:`simulator.comm.nccl_tree`)."""
+    if p < 2:
+        return 0.0
+    k = pipeline_chunks(2 * (p - 1), n, alpha, 2 * beta)
+    return (k + 2 * p - 3) * (alpha + 2 * n * beta / k)
 
 
 def naive_broadcast(p: int, n: float, alpha: float, beta: float) -> float:
@@ -152,7 +168,7 @@ FLAT: dict[tuple[str, str], Callable[[int, float, float, float], float]] = {
     ("reduce", "tree"): binomial_broadcast,
     ("reduce", "naive"): naive_broadcast,
     ("all_reduce", "ring"): ring_all_reduce,
-    ("all_reduce", "tree"): binomial_all_reduce,
+    ("all_reduce", "tree"): chain_all_reduce,
     ("all_reduce", "naive"): naive_all_reduce,
     ("all_reduce", "recursive"): recursive_doubling_all_reduce,
     ("all_reduce", "rabenseifner"): rabenseifner_all_reduce,

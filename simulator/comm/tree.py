@@ -21,14 +21,11 @@ collective communication operations in MPICH", sections "Broadcast" and
 "Reduce")::
 
     broadcast = reduce = ceil(lg p) (alpha + n beta)
-    all-reduce (reduce to rank 0, then broadcast) = 2 ceil(lg p) (alpha + n beta)
 
-Few latencies but ``lg p`` times the bandwidth term: trees win for small
-messages, rings for large ones. (NCCL's trees are *double binary* trees, which
-pipeline chunks through two complementary trees to recover the bandwidth;
-Sanders, Speck and Traeff 2009, "Two-tree algorithms for full bandwidth
-broadcast, reduction and scan", and the NCCL 2.4 release notes. The binomial
-tree here is the textbook one MPICH uses for short messages.)
+Few latencies but ``lg p`` times the bandwidth term: the textbook tree MPICH
+uses for short messages. The ``tree`` all-reduce is NCCL's instead, which
+pipelines chunks through chains and two complementary binary trees to recover
+the bandwidth (:mod:`.nccl_tree`).
 
 A message waits for every receipt of its sender (``wait``): the data it
 carries includes them all. Every message carries the whole array, so a round
@@ -115,16 +112,3 @@ def reduce(xs: Sequence[Array], root: int = 0) -> tuple[list[Array | None], Tran
     results: list[Array | None] = [None] * p
     results[root] = xs[root].copy() if bufs is None else bufs[root].reshape(xs[root].shape)
     return results, builder.build()
-
-
-def all_reduce(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
-    """Binomial reduce to rank 0, then binomial broadcast from rank 0."""
-    p = len(xs)
-    builder = PlanBuilder("all_reduce", "tree", p)
-    bufs = buffers(xs)
-    step = reduce_rounds(builder, p, 0, xs[0].nbytes, bufs)
-    data = None if bufs is None else [bufs[0]] + [None] * (p - 1)
-    broadcast_rounds(builder, p, 0, xs[0].nbytes, data, step)
-    if data is None:
-        return [x.copy() for x in xs], builder.build()
-    return [d.reshape(x.shape) for d, x in zip(data, xs, strict=True)], builder.build()

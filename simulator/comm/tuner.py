@@ -22,14 +22,19 @@ one switch (they are the closed forms of :mod:`.closed_forms`) and close,
 not exact, across nodes (the tests bound the gap): like NCCL's, the tuner is a
 model, and the simulation then times the chosen plan message by message.
 Unlike NCCL there is one protocol (no LL/LL128: every message pays the link's
-alpha-beta time) and there are no NVLink SHARP or CollNet algorithms;
-``hierarchical`` plays the part of NCCL's two-level trees.
+alpha-beta time) and there are no NVLink SHARP or CollNet algorithms.
 
-Candidates per operation: ``all_reduce`` ring, tree, hierarchical (whole nodes
-only); ``reduce_scatter`` and ``all_gather`` ring (NCCL's only algorithm for
-them without network offload); ``broadcast`` and ``reduce`` tree and naive;
-``scatter`` and ``gather`` naive; ``all_to_all`` ring (pairwise) and naive;
-``send_recv`` ring.
+Candidates per operation are NCCL's own: ``all_reduce`` ring and tree (NCCL's
+pipelined tree, :mod:`.nccl_tree`; the two-level ``hierarchical`` is not an
+algorithm of NCCL's and runs only when asked for); ``reduce_scatter`` and
+``all_gather`` ring (NCCL's only algorithm for them without network offload);
+``broadcast`` and ``reduce`` tree and naive; ``scatter`` and ``gather``
+naive; ``all_to_all`` ring (pairwise) and naive; ``send_recv`` ring. So the
+ring wins inside a node and for large messages across many nodes, and the
+tree wins across two nodes, where it sends the array over the network once
+each way instead of the ring's ``2 (p-1)/p`` times (NCCL prefers it there
+too; NVIDIA/nccl issue #946), and for small messages across many nodes,
+whose ``log`` depth beats the ring's ``p`` steps.
 """
 
 from __future__ import annotations
@@ -38,10 +43,11 @@ from dataclasses import dataclass
 from functools import cache
 
 from ..hardware import LinkSpec
+from . import nccl_tree
 from .layout import GroupLayout, channel_rings
 
 CANDIDATES: dict[str, tuple[str, ...]] = {
-    "all_reduce": ("ring", "tree", "hierarchical"),
+    "all_reduce": ("ring", "tree"),
     "reduce_scatter": ("ring",),
     "all_gather": ("ring",),
     "broadcast": ("tree", "naive"),
@@ -51,8 +57,8 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "all_to_all": ("ring", "naive"),
     "send_recv": ("ring",),
 }
-#: Algorithms that run several channels.
-CHANNELED = ("ring",)
+#: Algorithms that run several channels, and for which operations.
+CHANNELED = {"ring": tuple(CANDIDATES), "tree": ("all_reduce",)}
 
 
 @dataclass(frozen=True)
@@ -159,15 +165,67 @@ def _tree_rounds(layout: GroupLayout, broadcast: bool) -> tuple[tuple[bool, int]
     return tuple(out)
 
 
-def _tree(op: str, nbytes: float, layout: GroupLayout) -> float:
-    """Every round sends the whole array; a round that crosses nodes takes the
-    network's time (times the messages sharing a NIC), the others NVLink's."""
-    phases = {"all_reduce": (False, True), "reduce": (False,), "broadcast": (True,)}[op]
+def _tree(op: str, nbytes: float, layout: GroupLayout, channels: int = 1) -> float:
+    """Binomial broadcast and reduce: every round sends the whole array; a round that
+    crosses nodes takes the network's time (times the messages sharing a NIC), the
+    others NVLink's. All-reduce: NCCL's pipelined tree (:func:`_pipelined_tree`)."""
+    if op == "all_reduce":
+        return _pipelined_tree(nbytes, layout, channels)
+    phases = {"reduce": (False,), "broadcast": (True,)}[op]
     return sum(
         _hop(layout.inter, nbytes) * busy if crosses else _hop(layout.intra, nbytes)
         for broadcast in phases
         for crosses, busy in _tree_rounds(layout, broadcast)
     )
+
+
+@cache
+def _tree_shape(layout: GroupLayout, channels: int) -> tuple[int, int, int]:
+    """Of the channels' trees (:func:`.nccl_tree.shape`): the most hops inside nodes
+    and across nodes from a rank up to the root, and the most children a rank has
+    across nodes."""
+    nvlink, network, fanout = 0, 0, 0
+    for c in range(channels):
+        parent = nccl_tree.shape(layout.nodes, c, channels)
+        across: dict[int, int] = {}
+        for r, q in enumerate(parent):
+            if q >= 0 and layout.nodes[q] != layout.nodes[r]:
+                across[q] = across.get(q, 0) + 1
+        fanout = max(fanout, max(across.values(), default=0))
+        for r in range(len(parent)):
+            inside = outside = 0
+            while parent[r] >= 0:
+                if layout.nodes[parent[r]] == layout.nodes[r]:
+                    inside += 1
+                else:
+                    outside += 1
+                r = parent[r]
+            if (inside, outside) > (nvlink, network):
+                nvlink, network = inside, outside
+    return nvlink, network, fanout
+
+
+def _pipelined_tree(nbytes: float, layout: GroupLayout, channels: int) -> float:
+    """NCCL's tree: ``K`` chunks per channel climb while earlier ones descend. The
+    first chunk goes up the deepest path and back down (its hops inside nodes over
+    NVLink, across nodes through NICs), and the others follow one step apart, a step
+    being the busiest port's load -- every port split between the two ways of every
+    channel that uses it, and a head with ``f`` children in other nodes moving ``f``
+    chunks through its NIC (on one switch:
+    :func:`~simulator.comm.closed_forms.chain_all_reduce`)."""
+    p = len(layout)
+    if p < 2:
+        return 0.0
+    nvlink, network, fanout = _tree_shape(layout, channels)
+    per_channel = nbytes / channels
+    k = nccl_tree.chunk_count(int(per_channel), nvlink + network, layout.intra, channels, p)
+    piece = per_channel / k
+    inside = _hop(layout.intra, piece, 2 * channels)
+    across = _hop(layout.inter, piece, 2)
+    step = max(inside if nvlink else 0.0, max(fanout, 1) * across if network else 0.0)
+    # the path: a head with two children in other nodes takes its second chunk a hop later
+    path = nvlink * inside + (network + max(fanout - 1, 0)) * across
+    return (k - 1) * step + 2 * path
 
 
 def _hierarchical(nbytes: float, layout: GroupLayout) -> float | None:
@@ -213,7 +271,7 @@ def estimate(
     if algorithm == "ring":
         return _ring(op, nbytes, layout, channels)
     if algorithm == "tree":
-        return _tree(op, nbytes, layout)
+        return _tree(op, nbytes, layout, channels)
     if algorithm == "hierarchical":
         return _hierarchical(nbytes, layout)
     if algorithm == "naive":
@@ -229,7 +287,7 @@ def options(
     A ring runs ``channels`` channels, by default one per NIC its group uses."""
     out = []
     for algorithm in CANDIDATES[op]:
-        if algorithm in CHANNELED and op not in ("all_to_all", "send_recv"):
+        if op in CHANNELED.get(algorithm, ()) and op not in ("all_to_all", "send_recv"):
             ring_channels = channels or layout.max_channels()
         else:
             ring_channels = 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .streams import STREAMS, lane, shared, stream_of
 from .trace import COMM
 
 if TYPE_CHECKING:
@@ -42,8 +43,10 @@ class Channel:
         network, trace = engine.network, engine.trace
         self._record = trace.record  # (the run's trace: sealed only when it is over)
         per_rank = (nbytes,) * len(srcs) if isinstance(nbytes, int) else nbytes
-        #: per timed pair: (out port, in port, seconds, label), or None for a device itself
-        self.pairs: list[tuple[int, int, float, int] | None] = []
+        stream = stream_of(kind)
+        #: per timed pair: (out lane, in lane, seconds, label, the other streams' lanes on
+        #: its ports), or None for a device itself
+        self.pairs: list[tuple[int, int, float, int, tuple[int, ...]] | None] = []
         for src, dst, size in zip(srcs, dsts, per_rank, strict=True):
             if src == dst:
                 self.pairs.append(None)
@@ -51,7 +54,10 @@ class Channel:
             route = network.route(src, dst)
             duration = route.seconds(size) if seconds is None else seconds
             label = trace.label_id(COMM, name, kind, bytes=size, link=route.kind)
-            self.pairs.append((route.out_port, route.in_port, duration, label))
+            others = tuple(lane(q, s) for q in (route.out_port, route.in_port)
+                           for s in range(len(STREAMS)) if s != stream)  # fmt: skip
+            self.pairs.append((lane(route.out_port, stream), lane(route.in_port, stream),
+                               duration, label, others))  # fmt: skip
         src_shown, dst_shown = shown or (srcs, dsts)
         k = len(srcs)
         #: per shown pair, its (src group, dst group), for pieces that move apart
@@ -100,11 +106,12 @@ class Channel:
         engine = self.engine
         now = engine.env.now
         if self.single is not None:  # one device to another: the common case, kept lean
-            out, into, duration, label = self.single
+            out, into, duration, label, others = self.single
             free = engine.network.free_at
             a, b = free[out], free[into]
             start = now if now >= a and now >= b else max(now, a, b)
-            end = free[out] = free[into] = start + duration
+            end = free[out] = free[into] = shared(start, duration, max(map(free.__getitem__,
+                                                                          others)))  # fmt: skip
             self._record(self.track, start, end, mb)
             self.count += 1
             return end
@@ -115,10 +122,11 @@ class Channel:
         for pair in self.pairs:
             if pair is None:
                 continue
-            out, into, duration, _ = pair
+            out, into, duration, _, others = pair
             a, b = free[out], free[into]
             start = now if now >= a and now >= b else max(now, a, b)
-            end = free[out] = free[into] = start + duration
+            busy = max(map(free.__getitem__, others))
+            end = free[out] = free[into] = shared(start, duration, busy)
             if self.own is not None:
                 self.own[out] = self.own[into] = end
             times.append((start, end))
@@ -135,6 +143,6 @@ class Channel:
         k = len(live)
         track = self.engine.trace.track_id
         for i, (src, dst) in enumerate(self.rows):
-            (_, _, _, label), (start, end) = live[i % k]
+            (_, _, _, label, _), (start, end) = live[i % k]
             record(track(src, label, dst), start, end, mb)
         return max(end for _, end in times)

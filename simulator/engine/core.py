@@ -40,6 +40,7 @@ from .channel import Channel
 from .cost import Cost, Costs
 from .memory import MemoryLedger, MemoryRecord
 from .network import Network
+from .streams import lane, stream_of
 from .trace import COMM, COMPUTE, NO_PEER, Trace
 
 DETAILS = ("steps", "fused")
@@ -78,18 +79,22 @@ class FusedCollective(NamedTuple):
     track: int
     count: tuple
     mirrored: bool
+    stream: int
 
 
 class Engine:
     """Devices, links and the clock of one simulation."""
 
-    def __init__(self, cluster: ClusterSpec, collective_detail: str = "steps") -> None:
+    def __init__(
+        self, cluster: ClusterSpec, collective_detail: str = "steps", synchronised: int = 1
+    ) -> None:
         if collective_detail not in DETAILS:
             raise ValueError(f"collective_detail must be one of {DETAILS}")
         self.cluster = cluster
         self.env = simpy.Environment()
         self.network = Network(cluster)
-        self.costs = Costs(cluster)
+        #: ``synchronised``: the devices a step waits for (:mod:`.cost`, the slowest device)
+        self.costs = Costs(cluster, synchronised)
         #: node 0's devices (every device's, when the nodes are alike)
         self.cost = self.costs.default
         self.trace = Trace()
@@ -102,7 +107,7 @@ class Engine:
         self._fused: dict[tuple[TransferPlan, tuple[int, ...]], tuple[float, tuple[int, ...]]] = {}
         #: (shown, sent, kind, to) -> how many times those bytes were sent, not yet counted
         self._counts: dict[tuple, int] = {}
-        #: port -> when the traffic that folded replicas mirror (their own) last ends there
+        #: lane -> when the traffic that folded replicas mirror (their own) last ends there
         self.own_free: dict[int, float] = {}
 
     @property
@@ -235,7 +240,7 @@ class Engine:
             return self.env.now
         route = self.network.route(src, dst)
         duration = route.seconds(nbytes) if seconds is None else seconds
-        start, end = self.network.reserve(route, self.env.now, duration)
+        start, end = self.network.reserve(route, self.env.now, duration, stream_of(kind))
         self._count((src,), nbytes, kind)
         trace = self.trace
         label = trace.label_id(COMM, name, kind, bytes=nbytes, link=route.kind, **args)
@@ -292,11 +297,13 @@ class Engine:
                 network.catch_up(devices, self.own_free)
             shown = shown or devices
             self._count(shown, plan.bytes_by_rank, kind)
-            times = network.time_plan(plan, devices, now)
+            stream = stream_of(kind)
+            times = network.time_plan(plan, devices, now, stream=stream)
             if mirrored:
+                own = self.own_free
                 for t, (_, end) in zip(plan.transfers, times, strict=True):
                     route = network.route(devices[t.src], devices[t.dst])
-                    self.own_free[route.out_port] = self.own_free[route.in_port] = end
+                    own[lane(route.out_port, stream)] = own[lane(route.in_port, stream)] = end
             copies = len(shown) // len(devices)
             for t, (start, end) in zip(plan.transfers, times, strict=True):
                 link = network.route(devices[t.src], devices[t.dst]).kind
@@ -343,7 +350,9 @@ class Engine:
             algorithm=plan.algorithm,
         )
         track = trace.track_id(trace.group_id(shown), label, NO_PEER)
-        return FusedCollective(devices, ports, duration, track, (shown, sent, kind, None), mirrored)
+        return FusedCollective(
+            devices, ports, duration, track, (shown, sent, kind, None), mirrored, stream_of(kind)
+        )
 
     def book(self, f: FusedCollective) -> float:
         """Run a fused collective (:meth:`fused`) from now; returns its end time."""
@@ -352,10 +361,10 @@ class Engine:
             network.catch_up(f.devices, self.own_free)
         counts = self._counts
         counts[f.count] = counts.get(f.count, 0) + 1
-        start, end = network.reserve_block(f.ports, self.env.now, f.duration)
+        start, end = network.reserve_block(f.ports, self.env.now, f.duration, f.stream)
         if f.mirrored:
             own = self.own_free
             for p in f.ports:
-                own[p] = end
+                own[lane(p, f.stream)] = end
         self.trace.record(f.track, start, end)
         return end

@@ -11,13 +11,27 @@ its bandwidth. The switches themselves never block. In a cluster of several
 kinds of node a message inside a node moves at that node's NVLink speed, and
 one between nodes at the slower NIC's (:func:`~simulator.hardware.slower`).
 
-Contention model: **a port direction carries one message at a time, first come
-first served.** A message holds both of its port directions for
-``latency + bytes / bandwidth`` (its alpha-beta time), and waits until both
-are free. Two messages through one port therefore take twice as long as one;
-messages on disjoint ports do not interact. The model is deterministic and
-cheap: a port is just the time at which it becomes free, so reserving a
-message is O(1) and needs no simulation process of its own.
+Contention model: **streams queue, and streams share.** Traffic belongs to a
+*stream*, named after its kind (:data:`STREAMS`): tensor-parallel
+collectives, pipeline messages, data-parallel collectives. Within one stream a
+port direction carries one message at a time, first come first served -- the
+operations of one NCCL communicator on one CUDA stream run in order. A
+message holds both of its port directions for ``latency + bytes / bandwidth``
+(its alpha-beta time) and waits until its stream is free on both. Two
+messages of one stream through one port therefore take twice as long as one;
+messages on disjoint ports do not interact.
+
+Different streams run at the same time and share the port's bandwidth, as
+NCCL channels launched on separate streams do: a message that starts while
+another stream still holds one of its ports until ``T`` gets half the
+bandwidth until then (processor sharing), so it lasts ``d + min(d, T -
+start)`` instead of ``d``, and never waits for the other stream's messages to
+end. (What is already booked keeps its end: a newcomer takes the slowdown of
+the sharing, and a small pipeline message beside a large gradient bucket
+takes at most twice its time instead of the bucket's.) The model is
+deterministic and cheap: a stream's lane on a port is just the time at which
+it becomes free, so reserving a message is O(1) and needs no simulation
+process of its own.
 
 *Channels.* A collective may run as several channels (parallel rings, NCCL's
 way of using every NIC; :mod:`simulator.comm.layout`). Channels run at the
@@ -30,17 +44,19 @@ one channel's messages never wait behind another's. Over one switch ``C``
 channels of ``n/C`` bytes thus take exactly the time of one channel of ``n``:
 every closed form holds per channel.
 
-A port direction is a small integer (:func:`port`), so that the reservation
-state is one dictionary of floats holding only the ports some message used:
-a cluster of a billion devices costs nothing until its devices talk. A NIC's
-ports are those of the first device that uses it.
+A port direction is a small integer (:func:`port`), and a stream's lane on it
+another (:func:`lane`), so that the reservation state is one dictionary of
+floats holding only the lanes some message used: a cluster of a billion
+devices costs nothing until its devices talk. A NIC's ports are those of the
+first device that uses it.
 
 A collective reserves all of its messages when it starts, round by round in
 the order of its plan (:mod:`simulator.transfer`), each no earlier than every
 message its sender received before in the same channel has arrived; the
 messages of a large round are timed as numpy vectors, so timing a ring over
-``p`` devices costs ``O(p)`` Python steps. Later traffic through the same
-ports queues behind them.
+``p`` devices costs ``O(p)`` Python steps. Later traffic of the same stream
+through the same ports queues behind them; later traffic of another stream
+shares the ports with them.
 """
 
 from __future__ import annotations
@@ -52,6 +68,7 @@ from dataclasses import dataclass, replace
 from ..hardware import ClusterSpec, LinkSpec
 from ..transfer import TransferPlan
 from .booking import PlacedPlan
+from .streams import STREAMS, lane, lanes_of, shared
 
 INTRA, INTER = "intra", "inter"
 _OUT, _IN = 0, 1
@@ -90,6 +107,7 @@ class Network:
 
     def __init__(self, cluster: ClusterSpec) -> None:
         self.cluster = cluster
+        #: lane (:func:`lane`) -> when it is next free
         self.free_at: defaultdict[int, float] = defaultdict(float)
         self._routes: dict[tuple[int, int], Route] = {}
         self._placed: dict[tuple[TransferPlan, tuple[int, ...]], PlacedPlan] = {}
@@ -132,18 +150,30 @@ class Network:
         self._routes[(src, dst)] = route
         return route
 
+    def busy_elsewhere(self, ports: tuple[int, ...], stream: int, free: dict[int, float]) -> float:
+        """When the streams other than ``stream`` are last free on ``ports``."""
+        n = len(STREAMS)
+        return max((free[q * n + s] for q in ports for s in range(n) if s != stream), default=0.0)
+
     def reserve(
-        self, route: Route, ready: float, seconds: float, free_at: dict[int, float] | None = None
+        self,
+        route: Route,
+        ready: float,
+        seconds: float,
+        stream: int = 0,
+        free_at: dict[int, float] | None = None,
     ) -> tuple[float, float]:
-        """Book both ports of ``route`` for ``seconds``, no earlier than ``ready``.
+        """Book both ports of ``route`` for ``seconds`` on ``stream``'s lanes, no
+        earlier than ``ready``, sharing them with the other streams (module docstring).
 
         Returns the message's ``(start, end)``.
         """
-        ports = self.free_at if free_at is None else free_at
-        a, b = route.out_port, route.in_port
-        start = max(ready, ports[a], ports[b])
-        end = start + seconds
-        ports[a] = ports[b] = end
+        free = self.free_at if free_at is None else free_at
+        a, b = lane(route.out_port, stream), lane(route.in_port, stream)
+        start = max(ready, free[a], free[b])
+        end = shared(start, seconds, self.busy_elsewhere((route.out_port, route.in_port),
+                                                         stream, free))  # fmt: skip
+        free[a] = free[b] = end
         return start, end
 
     # -- collectives -----------------------------------------------------------------------
@@ -153,15 +183,16 @@ class Network:
         devices: tuple[int, ...],
         start: float,
         free_at: dict[int, float] | None = None,
+        stream: int = 0,
     ) -> list[tuple[float, float]]:
-        """Reserve every message of ``plan`` (ranks mapped to ``devices``).
+        """Reserve every message of ``plan`` (ranks mapped to ``devices``) on ``stream``.
 
         Returns ``(start, end)`` per transfer, in the order of ``plan.transfers``.
         With ``free_at`` given, books a scratch copy of the ports instead of the
         real ones.
         """
-        ports = self.free_at if free_at is None else free_at
-        return self.placed(plan, devices).book(ports, start, record=True)[1]
+        lanes = self.free_at if free_at is None else free_at
+        return self.placed(plan, devices).book(lanes, start, record=True, stream=stream)[1]
 
     def idle_duration(self, plan: TransferPlan, devices: tuple[int, ...]) -> float:
         """How long ``plan`` takes on otherwise idle links (memory linear in the group)."""
@@ -182,7 +213,7 @@ class Network:
     def catch_up(self, devices: tuple[int, ...], own: dict[int, float]) -> None:
         """Bring the ports of mirrored devices up to their twins' own traffic (see
         :mod:`simulator.runtime.fold`): a folded replica's ports saw none of its own
-        traffic, which its twin's saw for it; ``own`` holds when each port's own
+        traffic, which its twin's saw for it; ``own`` holds when each lane's own
         traffic (not the collectives the replicas share) last ends. A NIC a device
         shares with its twin is the same port and needs nothing."""
         free = self.free_at
@@ -192,17 +223,22 @@ class Network:
                 for mine, theirs in zip(
                     self.ports_of_device(d), self.ports_of_device(twin), strict=True
                 ):
-                    if mine != theirs and own.get(theirs, 0.0) > free[mine]:
-                        free[mine] = own[theirs]
+                    if mine == theirs:
+                        continue
+                    for a, b in zip(lanes_of(mine), lanes_of(theirs), strict=True):
+                        if own.get(b, 0.0) > free[a]:
+                            free[a] = own[b]
 
     def reserve_block(
-        self, ports: tuple[int, ...], ready: float, seconds: float
+        self, ports: tuple[int, ...], ready: float, seconds: float, stream: int = 0
     ) -> tuple[float, float]:
-        """Book a set of ports together for ``seconds`` (a fused collective)."""
+        """Book a set of ports together for ``seconds`` on ``stream`` (a fused
+        collective), sharing them with the other streams."""
         free = self.free_at
-        busy = max(map(free.__getitem__, ports), default=ready)
+        mine = [lane(p, stream) for p in ports]
+        busy = max(map(free.__getitem__, mine), default=ready)
         start = busy if busy > ready else ready
-        end = start + seconds
-        for p in ports:
-            free[p] = end
+        end = shared(start, seconds, self.busy_elsewhere(ports, stream, free))
+        for q in mine:
+            free[q] = end
         return start, end

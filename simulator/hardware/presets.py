@@ -62,18 +62,39 @@ def _peaks(fp64: float, fp32: float, half: float, fp8: float | None = None) -> d
     return peaks
 
 
-# Achievable fractions for the datasheet presets. GEMMs: large bf16 GEMMs reach
-# about 80% of the A100's 312 TFLOP/s in cuBLAS (Megatron-LM SC21, sec. 5.1, reports
-# up to 163 TFLOP/s per GPU end to end, 52% of peak, which includes everything
-# else). Memory-bound kernels: well-written elementwise kernels reach about 85% of
-# HBM bandwidth; softmax and layer norm, which reduce along a row, about 70%
-# (Ivanov et al. 2021, "Data Movement Is All You Need", sec. 4, table 3).
+# Achievable fractions for the datasheet presets. GEMMs: the best a large bf16 GEMM
+# reaches, measured by a search over shapes (Bekman, "Machine Learning Engineering",
+# compute/accelerator, "Maximum Achievable Matmul FLOPS comparison table": A100 SXM
+# 267.9 of 312 TFLOP/s with CUDA 12.1, 0.86; H100 SXM 792.1 to 794.5 of 989, 0.80,
+# "H200 is the same"; B200 1,745 of 2,250, 0.78); a smaller GEMM loses more to how its
+# tiles fill the streaming multiprocessors (``sms``, :mod:`simulator.engine.cost`).
+# V100 has no such measurement and keeps the generic 0.8. Memory-bound kernels:
+# well-written elementwise kernels reach about 85% of HBM bandwidth; softmax and
+# layer norm, which reduce along a row, about 70% (Ivanov et al. 2021, "Data
+# Movement Is All You Need", sec. 4, table 3).
 _DATACENTER_EFFICIENCY = {"gemm": 0.8, "elementwise": 0.85, "normalization": 0.7}
 
 
-def _efficiency(attention: float) -> dict[str, float]:
-    """The datacenter fractions with a fused attention kernel's (module docstring)."""
-    return {**_DATACENTER_EFFICIENCY, "attention": attention}
+def _efficiency(gemm: float, attention: float) -> dict[str, float]:
+    """The datacenter fractions with a device's GEMM ceiling and fused attention
+    kernel's (module docstring)."""
+    return {**_DATACENTER_EFFICIENCY, "gemm": gemm, "attention": attention}
+
+
+# Streaming multiprocessors per device (NVIDIA A100 and H100 Tensor Core GPU
+# architecture whitepapers: 108 on A100, 132 on H100 SXM5 and H200; the V100
+# whitepaper: 80; the Blackwell technical brief: 148 on B200).
+#
+# Device-to-device speed (``jitter``): devices of one SKU differ in sustained speed
+# by manufacturing and power management. Sinha et al. 2022 ("Not All GPUs Are
+# Created Equal", SC22) measure 8% average performance variation (max 22%) over
+# more than 90% of the GPUs of five clusters, with outliers up to 1.5x slower than
+# the median; Bekman (ibid., "Not all accelerators are created equal") reports 5%
+# and more between the GPUs of one 8-GPU node. Read as the expected range of 8
+# normal draws (2.85 standard deviations), 5% is a coefficient of variation of
+# 0.0175, taken here for every datacenter device; a step waits for its slowest
+# device (:mod:`simulator.engine.cost`).
+JITTER = 0.0175
 
 
 A100_80GB = DeviceSpec(
@@ -82,7 +103,9 @@ A100_80GB = DeviceSpec(
     memory_bytes=80 * GiB,
     memory_bandwidth=2039 * GB,
     launch_overhead=4 * US,
-    efficiency=_efficiency(0.58),
+    efficiency=_efficiency(0.86, 0.58),
+    sms=108,
+    jitter=JITTER,
 )
 H100_SXM = DeviceSpec(
     name="H100-SXM5-80GB",
@@ -90,7 +113,9 @@ H100_SXM = DeviceSpec(
     memory_bytes=80 * GiB,
     memory_bandwidth=3350 * GB,
     launch_overhead=4 * US,
-    efficiency=_efficiency(0.53),
+    efficiency=_efficiency(0.80, 0.53),
+    sms=132,
+    jitter=JITTER,
 )
 H200_SXM = DeviceSpec(
     name="H200-SXM5-141GB",
@@ -98,7 +123,9 @@ H200_SXM = DeviceSpec(
     memory_bytes=141 * GiB,
     memory_bandwidth=4800 * GB,
     launch_overhead=4 * US,
-    efficiency=_efficiency(0.53),
+    efficiency=_efficiency(0.80, 0.53),
+    sms=132,
+    jitter=JITTER,
 )
 B200 = DeviceSpec(
     name="B200-180GB",
@@ -106,7 +133,9 @@ B200 = DeviceSpec(
     memory_bytes=180 * GiB,
     memory_bandwidth=8000 * GB,
     launch_overhead=4 * US,
-    efficiency=_efficiency(0.55),
+    efficiency=_efficiency(0.78, 0.55),
+    sms=148,
+    jitter=JITTER,
 )
 V100_32GB = DeviceSpec(
     name="V100-SXM2-32GB",
@@ -115,6 +144,8 @@ V100_32GB = DeviceSpec(
     memory_bandwidth=900 * GB,
     launch_overhead=5 * US,
     efficiency=_DATACENTER_EFFICIENCY,
+    sms=80,
+    jitter=JITTER,
 )
 #: A made-up modest device: round numbers, every dtype at the same peak, so that
 #: timelines of small float64 models are easy to read.

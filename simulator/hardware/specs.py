@@ -37,7 +37,15 @@ class DeviceSpec:
             bandwidth, per operation class (``gemm``, ``elementwise``,
             ``normalization`` for softmax and layer norm, ``attention`` for a
             fused attention kernel; a class left out is ``gemm``'s for
-            ``attention``, whose work is two GEMMs, else 1).
+            ``attention``, whose work is two GEMMs, else 1). For ``gemm`` the
+            best a large GEMM reaches: smaller ones lose to how they tile.
+        sms: streaming multiprocessors, over which a GEMM's output tiles run in
+            waves (0: no tiling, every GEMM at ``efficiency["gemm"]``).
+        host_overhead: seconds the host needs to launch a kernel: a kernel
+            shorter than that leaves the device waiting for the next one.
+        jitter: the coefficient of variation of a device's speed among devices
+            of one kind; a step waits for the slowest of the devices it runs on
+            (:mod:`simulator.engine.cost`). 0 for an ideal device.
 
     A device without an ``fp8`` peak has no FP8 tensor cores (A100, V100).
     """
@@ -48,6 +56,9 @@ class DeviceSpec:
     memory_bandwidth: float
     launch_overhead: float = 0.0
     efficiency: dict[str, float] = field(default_factory=lambda: dict.fromkeys(OP_CLASSES, 1.0))
+    sms: int = 0
+    host_overhead: float = 0.0
+    jitter: float = 0.0
 
     def __post_init__(self) -> None:
         missing = [c for c in OP_CLASSES if c not in self.efficiency]
@@ -72,6 +83,9 @@ class DeviceSpec:
                 self.launch_overhead,
                 tuple(sorted(self.peak_flops.items())),
                 tuple(sorted(self.efficiency.items())),
+                self.sms,
+                self.host_overhead,
+                self.jitter,
             )
         )
 

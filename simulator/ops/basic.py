@@ -26,12 +26,21 @@ from .tape import Kernel, record
 
 
 def emit(
-    name: str, op_class: str, dtype: str, flops: float, nbytes: float, model: float | None = None
+    name: str,
+    op_class: str,
+    dtype: str,
+    flops: float,
+    nbytes: float,
+    model: float | None = None,
+    shape: tuple[int, int, int, int] | None = None,
 ) -> None:
     """Record a kernel on the active tape (for ops defined outside this module);
     ``model``: the FLOPs the model's formula counts, if not ``flops``
-    (:attr:`~simulator.ops.tape.Kernel.model`)."""
-    record(Kernel(name, op_class, dtype, float(flops), float(nbytes), model=_float(model)))
+    (:attr:`~simulator.ops.tape.Kernel.model`); ``shape``: a GEMM's ``(batch, m, n,
+    k)``."""
+    record(
+        Kernel(name, op_class, dtype, float(flops), float(nbytes), model=_float(model), shape=shape)
+    )
 
 
 def _float(x: float | None) -> float | None:
@@ -78,7 +87,8 @@ def matmul(
         # the inputs are read at the GEMM's precision, the output written at the model's
         nbytes = (a.size + b.size) * ITEMSIZE[dtype] + out.size * ITEMSIZE[out_dtype]
     flops = 2 * math.prod(batch) * m * n * k
-    emit(name, "gemm", dtype or out_dtype, flops, nbytes, None if credit == 1.0 else flops * credit)
+    model = None if credit == 1.0 else flops * credit
+    emit(name, "gemm", dtype or out_dtype, flops, nbytes, model, (math.prod(batch), m, n, k))
     return out
 
 

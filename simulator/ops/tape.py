@@ -47,6 +47,8 @@ class Kernel:
             appendix A) count neither, so MFU does not depend on the kernel.
             Work other ranks repeat (replicated key-value heads) is credited
             once over them.
+        shape: a GEMM's ``(batch, m, n, k)``: how it tiles the device
+            (:mod:`simulator.engine.cost`); None for other kernels.
     """
 
     name: str
@@ -56,6 +58,7 @@ class Kernel:
     bytes: float
     seconds: float = 0.0
     model: float | None = None
+    shape: tuple[int, int, int, int] | None = None
 
     @property
     def model_flops(self) -> float:

@@ -23,44 +23,91 @@ every action taking its compute
 simulated step. It is the pipeline's ideal makespan: compute plus the
 schedule's own bubble (Narayanan et al. 2021, sec. 2.2, eq. 1 for 1F1B).
 
+**The communication no schedule hides.** On idle links every message takes
+at least its alpha-beta time, and contention only adds, so the bound adds
+what a layout cannot overlap, each timed on the links of the devices the
+mesh order puts it on (:class:`~simulator.engine.network.Network`, on idle
+ports):
+
+* the *blocking* tensor-parallel collectives of every action (those the code
+  waits for at once; Megatron's asynchronous ones may hide behind GEMMs and
+  count nothing, and so do all of a schedule's that overlaps forwards with
+  backwards in ``F&B`` pairs, DualPipe's), on the stage's own tensor-parallel
+  group;
+* a pipeline message on every dependency between ranks: the fastest of the
+  layout's activation messages (``1/t`` of it with the scatter/gather);
+* after a rank's last action, the data-parallel exchange of its gradients
+  (one all-reduce, or ZeRO's reduce-scatter), its optimizer step (its bytes
+  at the memory's speed) and, for ZeRO-1 and 2, the all-gather of the
+  updated parameters -- the step cannot end before.
+
 A block's compute is the same in every stage that holds it (compute segments
 end at every block's mark), so a stage's is the sum of its blocks', each
-priced once per (``tp``, sequence parallelism, recomputation, micro-batch
-size, precision, and context parallelism: a ``cp x tp`` worker runs its
+priced once per (``tp``, sequence parallelism, recomputation, precision,
+micro-batch size, and context parallelism: a ``cp x tp`` worker runs its
 blocks on each rank's tokens, :mod:`simulator.parallel.context`). The sum is
 scaled by ``1 - 1e-9`` so that summing in another order than the runtime
 cannot push the bound over the simulated time.
 
+Context and expert parallelism (``cp > 1``, ``ep > 1``) count compute alone:
+their blocks' collectives (the attention ring, the experts' all-to-all), their
+pipeline messages and their data-parallel exchange (over ``dp x cp`` ranks,
+the experts' over fewer) count nothing -- a weaker bound, still a bound -- and
+the optimizer step is the share of ``dp x cp`` ranks under ZeRO (the
+families' :meth:`StepBound.floor` is 0).
+
 The bound needs one kind of device (on mixed clusters it is 0: no layout is
 skipped) and the strategy variants whose compute is the chunks' own (the
-``replicated`` variant gathers outputs on one device: 0 as well).
+``replicated`` variant gathers outputs on one device: 0 as well). Gradient
+buckets and ZeRO-2 and 3 reduce during backward, where only the last bucket is
+exposed: their exchange counts nothing (a weaker bound, still a bound).
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Hashable
+from dataclasses import replace
 from typing import Any
 
+from .. import comm
 from ..comm.layout import GroupLayout, placed
 from ..engine.cost import CostModel
+from ..engine.network import Network
+from ..errors import SimulatorError
 from ..nn.context import BatchInfo, batch
-from ..ops.tape import recording
+from ..ops.arrays import ShapeArray, nbytes
+from ..ops.tape import Kernel, recording
 from ..parallel.build import (
     context_copies,
     group_block,
     group_loss,
+    parallel_loss,
+    parallelize,
     resolve_schedule,
     token_layout,
 )
 from ..parallel.data import get_variant
 from ..parallel.mesh import Mesh
 from ..parallel.pipeline.actions import BW, Action, B, F, W
+from ..parallel.pipeline.schedules import get_schedule
 from ..parallel.pipeline.timeline import run as place_in_time
 from ..parallel.stage import Chunk
 from ..parallel.strategy import Strategy
-from ..runtime.tapes import compile_tape
+from ..runtime.tapes import COLLECTIVE, compile_tape
+from ..transfer import TransferPlan
 from .prune import Pruner, schedule_key, signature
+
+
+def _moved(call: Any, t: int) -> float:
+    """Bytes every rank of ``t`` must receive for a tensor-parallel collective ``call``
+    read at ``t = 2``: ``2 (t-1)/t n`` for an all-reduce of ``n``, ``(t-1)/t n`` for an
+    all-gather or reduce-scatter (``n`` the whole array)."""
+    sent = sum(call.plan.bytes_by_rank)  # at t = 2 every algorithm moves the least
+    if call.op == "all_reduce":
+        return 2 * (t - 1) / t * (sent / 2)  # two ranks send n between them each way
+    return (t - 1) / t * sent  # two ranks send n/2 each
+
 
 #: The rule name of layouts the bound skips.
 BOUND_RULE = "step-time lower bound no better than the k-th fastest simulated"
@@ -71,6 +118,8 @@ SLACK = 1.0 - 1e-9
 MAX_ACTIONS = 50_000
 #: Per block: seconds of F, B (input gradient), W (weight gradient) and BW (both).
 Times = tuple[float, float, float, float]
+#: Per block: the blocking tensor-parallel collectives of F, B, W and BW.
+Blocking = tuple[tuple[TransferPlan, ...], ...]
 
 
 def _compute_key(s: Strategy) -> tuple:
@@ -79,40 +128,169 @@ def _compute_key(s: Strategy) -> tuple:
             s.cp_balance, s.ep)  # fmt: skip
 
 
+def _compute_only(s: Strategy) -> bool:
+    """Whether the bound counts ``s``'s compute alone: context and expert parallelism
+    (module docstring)."""
+    return s.cp > 1 or s.ep > 1
+
+
 class StepBound:
     """Lower bounds on the step time of layouts a :class:`Pruner` let through."""
 
-    def __init__(self, pruner: Pruner) -> None:
+    def __init__(self, pruner: Pruner, devices: int | None = None) -> None:
         self.pruner = pruner
         cluster = pruner.cluster
-        self.cost = CostModel(cluster.device)
+        #: the layouts' devices, which wait for the slowest (:mod:`simulator.engine.cost`)
+        self.cost = CostModel(cluster.device, devices or cluster.num_devices)
         self.active = cluster.homogeneous
-        self._blocks: dict[Hashable, list[Times]] = {}
+        #: idle links: every booking here starts from free ports
+        self.network = Network(cluster)
+        self._blocks: dict[Hashable, list[tuple[Times, Blocking, int]]] = {}
+        self._idle: dict[tuple[TransferPlan, tuple[int, ...]], float] = {}
+        self._cached: dict[Hashable, Any] = {}
         self._bounds: dict[Hashable, float] = {}
         self._quick: dict[Hashable, float] = {}
 
-    def _stage_times(self, s: Strategy) -> list[Times]:
-        """Per stage of ``s``, the compute seconds of its F, B, W and BW."""
-        pruner = self.pruner
-        micro_batch = pruner.micro_batch(s)
-        key = (*_compute_key(s), micro_batch)
+    def _memo(self, key: Hashable, compute: Any) -> Any:
+        hit = self._cached.get(key)
+        if hit is None:
+            hit = self._cached[key] = compute()
+        return hit
+
+    def idle(self, plan: TransferPlan, devices: tuple[int, ...]) -> float:
+        """Seconds ``plan`` takes on ``devices`` when nothing else uses their links."""
+        key = (plan, devices)
+        seconds = self._idle.get(key)
+        if seconds is None:
+            placed_devices = devices
+            seconds = self._idle[key] = self.network.idle_duration(plan, placed_devices)
+        return seconds
+
+    def _blocks_of(
+        self, s: Strategy, group: tuple[int, ...] | None = None
+    ) -> list[tuple[Times, Blocking, int]]:
+        """Per block: compute times, the blocking collectives the runtime would run on
+        the tensor-parallel ``group`` (by default the first ``tp`` devices), and
+        output bytes per rank."""
+        micro_batch = self.pruner.micro_batch(s)
+        layout = GroupLayout.of(self.pruner.cluster, group or tuple(range(s.tp))).relabelled()
+        key = (*_compute_key(s), s.async_tp, micro_batch, layout)
         blocks = self._blocks.get(key)
         if blocks is None:
-            blocks = self._blocks[key] = self.block_times(s, micro_batch)
+            blocks = self._blocks[key] = self.block_times(s, micro_batch, layout)
+        return blocks
+
+    def _stage_times(self, s: Strategy) -> list[Times]:
+        """Per stage of ``s``: the seconds of its F, B, W and BW -- compute and the
+        blocking tensor-parallel collectives on the stage's group (module docstring)."""
+        pruner = self.pruner
+        micro_batch = pruner.micro_batch(s)
         stages = pruner.stages_of(s, micro_batch)
-        return [tuple(sum(blocks[i][k] for i in stage) for k in range(4)) for stage in stages]
+        facts = pruner.schedule_of(s)
+        rank_of = facts.rank_of
+        # F&B pairs hide one's collectives behind the other's compute: compute alone
+        talks = not _compute_only(s) and not facts.paired
+        mesh = Mesh(s.dp, s.tp, s.pp, s.order, cp=s.cp)
+        out = []
+        for c, stage in enumerate(stages):
+            group = tuple(mesh.group("tp", pp=rank_of[c]))
+            blocks = self._blocks_of(s, group)  # the collectives its layout runs
+            times = []
+            for k in range(4):
+                compute = sum(blocks[i][0][k] for i in stage)
+                talk = 0.0
+                if talks:  # module docstring
+                    talk = sum(self.idle(plan, group) for i in stage for plan in blocks[i][1][k])
+                times.append(compute + talk)
+            out.append(tuple(times))
+        return out
+
+    def _message(self, s: Strategy) -> float:
+        """The fastest pipeline message of ``s`` on idle links: an activation at a stage
+        boundary, ``1/t`` of it with the scatter/gather, between the ranks of two
+        consecutive pipeline ranks (the last to the first for chunked schedules)."""
+        if s.pp == 1 or _compute_only(s):
+            return 0.0
+
+        def fastest() -> float:
+            config = self.pruner.model_config
+            stated = [config.transfer_seconds(c, what) for c in range(s.num_stages)
+                      for what in ("activation", "gradient")]  # fmt: skip
+            if all(x is not None for x in stated):  # the model states its messages' times
+                return min(stated)
+            blocks = self._blocks_of(s)
+            stages = self.pruner.stages_of(s, self.pruner.micro_batch(s))
+            cut = min(blocks[stage[-1]][2] for stage in stages[:-1])
+            if s.pp_scatter_gather and s.tp > 1:
+                cut //= s.tp
+            mesh = Mesh(s.dp, s.tp, s.pp, s.order)
+            pairs = [(mesh.device(pp=r), mesh.device(pp=(r + 1) % s.pp)) for r in range(s.pp)]
+            return min(self.network.route(a, b).seconds(cut) for a, b in pairs)
+
+        key = ("message", s.dp, s.cp, s.ep, s.tp, s.pp, s.order, s.pp_scatter_gather,
+               s.sequence_parallel, s.recompute, s.num_stages, s.partition,
+               self.pruner.micro_batch(s))  # fmt: skip
+        return self._memo(key, fastest)
+
+    def _sync(self, s: Strategy) -> list[float]:
+        """Per pipeline rank, what follows its last action: its gradients' exchange, its
+        optimizer step and, under ZeRO-1 and 2, the gathering of its parameters."""
+        key = ("sync", s.dp, s.cp, s.ep, s.tp, s.pp, s.order, s.zero, s.bucket_mb, schedule_key(s),
+               s.partition, s.allreduce_algorithm, self.pruner.micro_batch(s),
+               s.sequence_parallel)  # fmt: skip
+        return self._memo(key, lambda: self._work_out_sync(s))
+
+    def _work_out_sync(self, s: Strategy) -> list[float]:
+        pruner = self.pruner
+        stages = pruner.stages_of(s, pruner.micro_batch(s))
+        rank_of = pruner.schedule_of(s).rank_of
+        blocks = pruner.block_bytes(s)
+        mesh = Mesh(s.dp, s.tp, s.pp, s.order, cp=s.cp)
+        dtype = pruner.model_config.dtype
+        item = ShapeArray((1,), dtype).nbytes
+        replicas = s.dp * s.cp  # the weights' replicas, over which ZeRO partitions
+        sharded = s.zero > 0 and replicas > 1
+        out = []
+        for r in range(s.pp):
+            mine = [i for c, stage in enumerate(stages) if rank_of[c] == r for i in stage]
+            # the transformer layers' weights: none of them is tied across ranks
+            weights = sum(blocks[i][0] for i in mine if pruner.is_layer[i])
+            traffic = sum(3 * blocks[i][0] + 2 * blocks[i][1] for i in mine)
+            if sharded:
+                traffic //= replicas
+            step = 0.0
+            if traffic:
+                step = self.cost.kernel_time(Kernel("optimizer", "elementwise", dtype, 0, traffic))
+            talk = 0.0
+            if s.dp > 1 and not _compute_only(s) and weights and s.bucket_mb == 0 and s.zero <= 2:
+                group = tuple(mesh.group("dp", pp=r))
+                layout = GroupLayout.of(pruner.cluster, group).relabelled()
+                xs = [ShapeArray((weights // item,), dtype)] * s.dp
+                ops = ["all_reduce"] if not sharded else ["reduce_scatter", "all_gather"]
+                if s.zero == 2:
+                    ops = ["all_gather"]  # its reduce-scatters run during backward
+                for op in ops:
+                    algorithm = s.allreduce_algorithm
+                    parts = xs if op != "all_gather" else [ShapeArray((weights // item // s.dp,),
+                                                                       dtype)] * s.dp  # fmt: skip
+                    _, plan = comm.collective(op, parts, algorithm, layout=layout)
+                    talk += self.idle(plan, group)
+            out.append(talk + step)
+        return out
 
     def quick(self, s: Strategy) -> float:
         """A lower bound in O(stages): the largest over the pipeline ranks of
 
         * the forwards of the stages before the rank's first action's stage (its
-          input must come down the pipeline first), plus
-        * the compute of every one of its actions (they run one at a time), plus
+          input must come down the pipeline first, a message per hop), plus
+        * the time of every one of its actions (they run one at a time), plus
         * after its last action, when that is a backward of stage ``s``, the
-          backwards of stages ``s-1, ..., 0`` (the gradient must go up the pipeline).
+          backwards of stages ``s-1, ..., 0`` (the gradient must go up the pipeline),
+          or what the rank itself does after its last action (:meth:`_sync`).
 
-        For GPipe, 1F1B and interleaved 1F1B with equal stages this is their ideal
-        makespan, ``(m + (p-1)/v)(t_F + t_B)`` (Narayanan et al. 2021, sec. 2.2).
+        For GPipe, 1F1B and interleaved 1F1B with equal stages and free
+        communication this is their ideal makespan, ``(m + (p-1)/v)(t_F + t_B)``
+        (Narayanan et al. 2021, sec. 2.2).
         """
         if not self.active or not get_variant(s.data_parallel).symmetric:
             return 0.0
@@ -123,17 +301,21 @@ class StepBound:
         return bound
 
     def _key(self, s: Strategy) -> Hashable:
-        """What a bound depends on: the compute of every block, the stages, the schedule."""
+        """What a bound depends on: the blocks' times, the stages, the schedule, the
+        placement of its groups and what its data-parallel exchange sends."""
         micro_batch = self.pruner.micro_batch(s)
         return (
-            (*_compute_key(s), micro_batch),
+            (*_compute_key(s), s.async_tp, micro_batch),
             self.pruner.stages_of(s, micro_batch),
             schedule_key(s),
+            (s.dp, s.cp, s.order, s.zero, s.bucket_mb, s.allreduce_algorithm, s.pp_scatter_gather),
         )
 
     def _quick_bound(self, s: Strategy) -> float:
         facts = self.pruner.schedule_of(s)
         times = self._stage_times(s)
+        hop = self._message(s)
+        sync = self._sync(s)
         back = [b + w if facts.split else bw for _, b, w, bw in times]
         chain = [b if facts.split else bw for _, b, _, bw in times]
         busy = [0.0] * len(facts.ends)
@@ -142,20 +324,29 @@ class StepBound:
             busy[facts.rank_of[stage]] += per_stage * (f + back[stage])
         bound = 0.0
         per = facts.num_stages // facts.directions  # each direction's stages (DualPipe)
+        rank_of = facts.rank_of
+        moves = [hop if rank_of[i] != rank_of[i + 1] else 0.0 for i in range(len(times) - 1)]
         for r, ends in enumerate(facts.ends):
             if ends is None:
                 continue
             first, last = ends
-            head = sum(times[i][0] for i in range(first.stage - first.stage % per, first.stage))
+            # a message on every step between two ranks (DualPipeV turns on a rank)
+            head = sum(
+                times[i][0] + moves[i] for i in range(first.stage - first.stage % per, first.stage)
+            )
             start = last.stage - last.stage % per
-            tail = sum(chain[start : last.stage]) if last.kind in (B, BW) else 0.0
-            bound = max(bound, head + busy[r] + tail)
+            tail = 0.0
+            if last.kind in (B, BW):
+                tail = sum(chain[i] + moves[i] for i in range(start, last.stage))
+            bound = max(bound, head + busy[r] + max(tail, sync[r]))
         return bound * SLACK
 
     def seconds(self, s: Strategy) -> float:
         """A lower bound on the simulated step time of layout ``s``: the longest path
-        through its schedule with every action taking its compute (module docstring),
-        or :meth:`quick` when the schedule has more than :data:`MAX_ACTIONS` actions."""
+        through its schedule with every action taking its compute and blocking
+        collectives and every message between ranks its time, then each rank's
+        exchange and update (module docstring); :meth:`quick` when the schedule has
+        more than :data:`MAX_ACTIONS` actions."""
         if not self.active or not get_variant(s.data_parallel).symmetric:
             return 0.0
         facts = self.pruner.schedule_of(s)
@@ -165,35 +356,258 @@ class StepBound:
         bound = self._bounds.get(key)
         if bound is None:
             per_stage = self._stage_times(s)
-            index = {F: 0, B: 1, W: 2, BW: 3}
-
-            def took(a: Action) -> float:
-                return per_stage[a.stage][index[a.kind]]
-
-            timeline = place_in_time(resolve_schedule(s, None), duration_of=took)
-            end = max((row[-1].end for row in timeline.rows if row), default=0.0)
+            message = self._message(s)
+            # the longest path depends on the actions' times and the messages alone:
+            # layouts that differ in their data-parallel exchange share it
+            ends = self._memo(
+                ("ends", schedule_key(s), tuple(per_stage), message),
+                lambda: self._ends(s, per_stage, message),
+            )
+            sync = self._sync(s)
+            end = max((e + sync[r] for r, e in enumerate(ends) if e is not None), default=0.0)
+            end = max(end, self._traffic_floor(s))
             bound = self._bounds[key] = max(end * SLACK, self.quick(s))
         return bound
 
-    def block_times(self, s: Strategy, micro_batch: int) -> list[Times]:
-        """Per block of the model, the compute seconds of its F, B, W and BW for one
+    def _ends(self, s: Strategy, per_stage: list[Times], message: float) -> list[float | None]:
+        """When every pipeline rank's last action ends on the longest path."""
+        index = {F: 0, B: 1, W: 2, BW: 3}
+
+        def took(a: Action) -> float:
+            return per_stage[a.stage][index[a.kind]]
+
+        timeline = place_in_time(resolve_schedule(s, None), duration_of=took, comm=message)
+        return [row[-1].end if row else None for row in timeline.rows]
+
+    def floor(
+        self, members: list[Strategy], orders: list[tuple[str, ...]] | None = None
+    ) -> list[float]:
+        """Lower bounds for ``members`` in every mesh order they may take, priced without
+        placing them (so cheaply that every family of a search gets them): members share
+        ``dp``, ``tp``, ``pp``, the micro-batches, the schedule and its chunks, and differ
+        in recomputation, sequence parallelism and ZeRO.
+
+        Every rank runs its actions one at a time, after the forwards of the stages
+        before its first and, when its last action is a full backward, before the
+        backwards of the stages before it; each action takes at least its compute at
+        ``tp = 1`` over ``tp`` (GEMMs at the device's best throughput: the FLOPs split
+        evenly, every other kernel's work at least does) and its blocking
+        tensor-parallel collectives at the fastest link's bandwidth, ``2 (t-1)/t n``
+        bytes for an all-reduce and ``(t-1)/t n`` for a gather or scatter (no algorithm
+        moves fewer: Patarasuk and Yuan 2009); then the exchange of the rank's
+        gradients, by the same count over ``dp`` -- or, if more, all the data-parallel
+        traffic of the step over the links that must carry it (:meth:`_traffic_floor`,
+        the least over the member's ``orders``)."""
+        if not self.active or not members:
+            return [0.0] * len(members)
+        s = members[0]
+        if not get_variant(s.data_parallel).symmetric:
+            return [0.0] * len(members)
+        orders = orders or [(m.order,) for m in members]
+        try:  # the stages first: a pipeline longer than the model fails at once
+            stages = self.pruner.stages_of(s, self.pruner.micro_batch(s))
+            rank_of = self._ranks(s)
+        except SimulatorError:
+            return [0.0] * len(members)  # checking them says which rule fails
+        b = self.pruner.micro_batch(s)
+        split = s.pp > 1 and get_schedule(s.schedule).split_backward
+        first = [min((c for c in range(len(stages)) if rank_of[c] == r), default=0)
+                 for r in range(s.pp)]  # fmt: skip
+        pipeline: dict[tuple[str, bool], float] = {}
+        out = []
+        for i, m in enumerate(members):
+            if _compute_only(m):  # priced by :meth:`seconds` alone (module docstring)
+                out.append(0.0)
+                continue
+            variant = (m.recompute, m.sequence_parallel)
+            if variant not in pipeline:
+                units = self._units(s.tp, *variant, s.precision)
+                times = [[b * sum(units[i][k] for i in st) for k in range(4)] for st in stages]
+                busy = [0.0] * s.pp
+                for c, (f, bb, w, bw) in enumerate(times):
+                    busy[rank_of[c]] += s.microbatches * (f + (bb + w if split else bw))
+                pipeline[variant] = max(
+                    sum(times[i][0] for i in range(first[r])) + busy[r]
+                    + (0.0 if split else sum(times[i][3] for i in range(first[r])))
+                    for r in range(s.pp)
+                )  # fmt: skip
+            ends = pipeline[variant] + self._sync_floor(m)
+            out.append(max(ends, self._traffic_floor(m, orders[i])) * SLACK)
+        return out
+
+    def _units(
+        self, tp: int, recompute: str, sequence_parallel: bool, precision: str
+    ) -> list[Times]:
+        """Per block, per sequence of a micro-batch: floors of its F, B, W and BW at this
+        ``tp`` (see :meth:`floor`): its compute at ``tp = 1`` over ``tp`` (one pricing
+        serves every ``tp``) and its blocking collectives, the same calls at every
+        ``tp`` > 1 (read at ``tp = 2``)."""
+
+        def work_out() -> list[Times]:
+            device = self.pruner.cluster.device
+            best = max(device.peak_flops.values()) * device.efficiency["gemm"]
+
+            def gemm(compiled: Any, kernels: list[Kernel], _: Any) -> float:
+                return sum(k.flops / best for k in kernels if k.op_class == "gemm")
+
+            def other(compiled: Any, kernels: list[Kernel], _: Any) -> float:
+                return sum(self.cost.kernel_time(k) for k in kernels if k.op_class != "gemm")
+
+            one = Strategy(recompute=recompute, precision=precision)
+            gemms = self._per_action(one, gemm)
+            others = self._per_action(one, other)
+            talk = [(0.0,) * 4] * len(gemms)
+            if tp > 1:
+                # the other kernels of a rank: a part replicated over the ranks, a part
+                # split over them (time linear in bytes): read off tp = 1 and tp = 2
+                two = Strategy(tp=2, recompute=recompute, sequence_parallel=sequence_parallel,
+                               precision=precision)  # fmt: skip
+                halves = self._per_action(two, other)
+                others = [tuple(max(0.0, 2 * h - o) + max(0.0, 2 * (o - h)) / tp
+                                for o, h in zip(os_, hs, strict=True))
+                          for os_, hs in zip(others, halves, strict=True)]  # fmt: skip
+                bandwidth = max(self.pruner.cluster.intra_node.effective_bandwidth,
+                                self.pruner.cluster.inter_node.effective_bandwidth)  # fmt: skip
+                talk = self._per_action(two, lambda _, __, calls: sum(
+                    _moved(call, tp) for call in calls) / bandwidth)  # fmt: skip
+            return [tuple(g / tp + o + c for g, o, c in zip(gs, os_, cs, strict=True))
+                    for gs, os_, cs in zip(gemms, others, talk, strict=True)]  # fmt: skip
+
+        return self._memo(("units", tp, recompute, sequence_parallel, precision), work_out)
+
+    def _per_action(self, s: Strategy, measure: Any) -> list[Times]:
+        """Per block, ``measure(compiled tape, rank 0's kernels, blocking collective
+        calls)`` of its F, B, W and BW for a micro-batch of one sequence under ``s``."""
+        pruner = self.pruner
+        model, config, training = pruner.model, pruner.model_config, pruner.training
+        x, y = config.batch(training.seed, 0, 1, numerics=False)
+        layout = GroupLayout.of(pruner.cluster, tuple(range(s.tp))).relabelled()
+        last = len(model.blocks) - 1
+        xs: list[Any] = [x] * s.tp
+        out = []
+        seen: dict[Hashable, tuple[Times, list[Any]]] = {}
+        with batch(BatchInfo(training.seed, 0, 0, 1)), placed(layout):
+            for i, block in enumerate(model.blocks):
+                key = (signature(block), i == last, tuple(getattr(a, "shape", None) for a in xs))
+                if key not in seen:
+                    loss = parallel_loss(model.loss, s) if i == last else None
+                    chunk = Chunk(0, [parallelize(block, s)], loss, s.recompute, s.precision)
+                    targets = [y] * s.tp if i == last else None
+                    seen[key] = self._measure(chunk, xs, targets, measure)
+                values, xs = seen[key]
+                out.append(values)
+        return out
+
+    def _measure(self, chunk: Chunk, xs: list[Any], targets: list[Any] | None,
+                 measure: Any) -> tuple[Times, list[Any]]:  # fmt: skip
+        def one(fn: Any) -> tuple[Any, float]:
+            with recording() as tape:
+                result = fn()
+            compiled = compile_tape(tape, self.cost, False)
+            calls = [item[1] for item in compiled.items if item[0] == COLLECTIVE
+                     and item[1].handle < 0]  # fmt: skip
+            return result, measure(compiled, tape.kernels(0), calls)
+
+        (out, ctx), f = one(lambda: chunk.forward(xs, targets))
+        dys = None if targets is not None else out
+        _, bw = one(lambda: chunk.backward(dys, ctx, 1.0))
+        (out, ctx), _ = one(lambda: chunk.forward(xs, targets))
+        (_, wctxs), b = one(lambda: chunk.backward_input(dys, ctx, 1.0))
+        _, w = one(lambda: chunk.backward_weight(wctxs))
+        return (f, b, w, bw), out
+
+    def _traffic_floor(self, s: Strategy, orders: tuple[str, ...] = ()) -> float:
+        """The data-parallel bytes of a step, whenever they run, over the links that must
+        carry them (bandwidth-optimal counts: Patarasuk and Yuan 2009; Rajbhandari et al.
+        2020, sec. 7): ``2 (d-1)/d`` of a rank's gradients for an all-reduce or ZeRO-1,
+        a reduce-scatter per micro-batch for ZeRO-2 and two gathers more for ZeRO-3.
+
+        Each rank receives its share through its NVLink port at best; and a node
+        imports, through its NICs, every group's share held in other nodes: for a
+        group with ``g`` ranks in the node, ``(d-g)/d`` of it. The least over the mesh
+        ``orders`` (``s.order`` alone by default), which decide ``g``."""
+        if s.dp == 1 or _compute_only(s):
+            return 0.0  # (nothing counted: module docstring)
+        pruner = self.pruner
+        blocks = pruner.block_bytes(s)
+        layers = [w for (w, _), layer in zip(blocks, pruner.is_layer, strict=True) if layer]
+        weights = sum(layers) / s.pp
+        passes = {0: 2, 1: 2, 2: s.microbatches + 1, 3: 3 * s.microbatches}[s.zero]
+        cluster = pruner.cluster
+        port = (
+            passes
+            * (s.dp - 1)
+            / s.dp
+            * weights
+            / max(cluster.intra_node.effective_bandwidth, cluster.inter_node.effective_bandwidth)
+        )
+        nics = cluster.nics * cluster.inter_node.effective_bandwidth
+        per = cluster.devices_per_node
+        imports = []
+        for order in orders or (s.order,):
+            mesh = Mesh(s.dp, s.tp, s.pp, order)
+            groups: dict[tuple[int, int], int] = {}  # (tp, pp) -> its ranks in node 0
+            for d in range(min(per, mesh.size)):
+                c = mesh.coords(d)
+                groups[(c["tp"], c["pp"])] = groups.get((c["tp"], c["pp"]), 0) + 1
+            outside = sum((s.dp - g) / s.dp for g in groups.values())
+            imports.append(passes * outside * weights / nics)
+        return max(port, min(imports))
+
+    def _sync_floor(self, s: Strategy) -> float:
+        """A floor on what follows a rank's last action under ``s``, whatever the order:
+        the bytes its gradient exchange must move over the fastest link (buckets and
+        ZeRO-2 and 3 reduce during backward: nothing)."""
+        if s.dp == 1 or _compute_only(s) or s.bucket_mb > 0 or s.zero >= 2:
+            return 0.0
+        pruner = self.pruner
+        blocks = pruner.block_bytes(s)
+        layers = [w for (w, _), layer in zip(blocks, pruner.is_layer, strict=True) if layer]
+        weights = sum(layers) / s.pp  # the mean rank's: the largest holds at least that
+        bandwidth = max(pruner.cluster.intra_node.effective_bandwidth,
+                        pruner.cluster.inter_node.effective_bandwidth)  # fmt: skip
+        return 2 * (s.dp - 1) / s.dp * weights / bandwidth
+
+    def _ranks(self, s: Strategy) -> dict[int, int]:
+        """Stage -> pipeline rank of ``s``'s schedule, read off a small instance of it
+        (the mapping depends on the schedule, ``pp`` and the chunks alone)."""
+
+        def mapping() -> dict[int, int]:
+            for m in (s.pp, 2 * s.pp, 4 * s.pp, s.microbatches):
+                try:
+                    return resolve_schedule(replace(s, microbatches=m), None).stage_to_rank()
+                except SimulatorError:
+                    continue
+            return self.pruner.schedule_of(s).rank_of  # raises the rule that fails
+
+        return self._memo(("ranks", s.schedule if s.pp > 1 else None, s.pp, s.chunks), mapping)
+
+    def block_times(
+        self, s: Strategy, micro_batch: int, layout: GroupLayout | None = None
+    ) -> list[tuple[Times, Blocking, int]]:
+        """Per block of the model: the compute seconds of its F, B, W and BW for one
         micro-batch under ``s``'s tensor parallelism and recomputation (the last block
-        with the loss). Blocks of equal kind and input shapes are priced once."""
+        with the loss), the tensor-parallel collectives each waits for when the group
+        sits as ``layout`` says (the first ``tp`` devices by default: the algorithms
+        ``auto`` chooses depend on it), and the bytes of its output on one rank. Blocks
+        of equal kind and input shapes are priced once."""
         pruner = self.pruner
         model, config, training = pruner.model, pruner.model_config, pruner.training
         x, y = config.batch(training.seed, 0, micro_batch, numerics=False)
-        mesh = Mesh(1, s.tp, 1, s.order, cp=s.cp)
-        ranks = tuple(mesh.device(cp=c, tp=t) for c in range(s.cp) for t in range(s.tp))
-        layout = GroupLayout.of(pruner.cluster, ranks)
+        layout = layout or GroupLayout.of(pruner.cluster, tuple(range(s.tp))).relabelled()
         info = BatchInfo(training.seed, 0, 0, micro_batch)
         scale = 1.0 / s.microbatches
         last = len(model.blocks) - 1
         tokens = token_layout(config, s)
         if tokens is not None:  # a context-parallel rank's copy of the model and tokens
+            mesh = Mesh(1, s.tp, 1, s.order, cp=s.cp)
+            ranks = tuple(mesh.device(cp=c, tp=t) for c in range(s.cp) for t in range(s.tp))
+            layout = GroupLayout.of(pruner.cluster, ranks)
             model = context_copies(copy.deepcopy(model), s, tokens, numerics=False)[0]
             x, y = x[:, tokens.positions(0)], y[:, tokens.positions(0)]
-        xs: list[Any] = [x] * len(ranks)
-        seen: dict[Hashable, tuple[Times, list[Any]]] = {}
+        ranks_count = s.tp * s.cp
+        xs: list[Any] = [x] * ranks_count
+        seen: dict[Hashable, tuple[tuple[Times, Blocking, int], list[Any]]] = {}
         out_times = []
         with batch(info), placed(layout):
             for i, block in enumerate(model.blocks):
@@ -202,7 +616,7 @@ class StepBound:
                     loss = group_loss([model.loss] * s.cp, s, tokens, False) if i == last else None
                     group = group_block([block] * s.cp, s, tokens, False)
                     chunk = Chunk(0, [group], loss, s.recompute, s.precision)
-                    targets = [y] * len(ranks) if i == last else None
+                    targets = [y] * ranks_count if i == last else None
                     seen[key] = self._price(chunk, xs, targets, scale)
                 times, xs = seen[key]
                 out_times.append(times)
@@ -210,18 +624,23 @@ class StepBound:
 
     def _price(
         self, chunk: Chunk, xs: list[Any], targets: list[Any] | None, scale: float
-    ) -> tuple[Times, list[Any]]:
-        """The compute seconds of the chunk's F, B, W and BW, and its forward's output."""
+    ) -> tuple[tuple[Times, Blocking, int], list[Any]]:
+        """The chunk's F, B, W and BW: compute seconds, blocking collectives; the bytes
+        of its forward's output on one rank; and that output."""
 
-        def priced(fn: Any) -> tuple[Any, float]:
+        def priced(fn: Any) -> tuple[Any, float, tuple[TransferPlan, ...]]:
             with recording() as tape:
                 result = fn()
-            return result, compile_tape(tape, self.cost, False).seconds
+            compiled = compile_tape(tape, self.cost, False)
+            waits = tuple(item[1].plan for item in compiled.items if item[0] == COLLECTIVE
+                          and item[1].handle < 0 and item[1].plan.transfers)  # fmt: skip
+            return result, compiled.seconds, waits
 
-        (out, ctx), f = priced(lambda: chunk.forward(xs, targets))
+        (out, ctx), f, cf = priced(lambda: chunk.forward(xs, targets))
         dys = None if targets is not None else out
-        _, bw = priced(lambda: chunk.backward(dys, ctx, scale))
-        (out, ctx), _ = priced(lambda: chunk.forward(xs, targets))
-        (_, wctxs), b = priced(lambda: chunk.backward_input(dys, ctx, scale))
-        _, w = priced(lambda: chunk.backward_weight(wctxs))
-        return (f, b, w, bw), out
+        _, bw, cbw = priced(lambda: chunk.backward(dys, ctx, scale))
+        (out, ctx), _, _ = priced(lambda: chunk.forward(xs, targets))
+        (_, wctxs), b, cb = priced(lambda: chunk.backward_input(dys, ctx, scale))
+        _, w, cw = priced(lambda: chunk.backward_weight(wctxs))
+        size = nbytes(out[0]) if targets is None else 0
+        return ((f, b, w, bw), (cf, cb, cw, cbw), size), out

@@ -189,6 +189,9 @@ def cluster_tables(cluster: ClusterSpec) -> list[str]:
         "memory_gib": d.memory_bytes / GiB,
         "memory_bandwidth_gbs": d.memory_bandwidth / GB,
         "launch_us": d.launch_overhead / US,
+        "sms": d.sms,
+        "host_us": d.host_overhead / US,
+        "jitter": d.jitter,
         **{f"{cls}_efficiency": eff for cls, eff in d.efficiency.items()},
     }
     lines = _table(

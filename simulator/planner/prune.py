@@ -51,7 +51,7 @@ from ..parallel.build import block_costs, check_layout, parallelize, resolve_sch
 from ..parallel.context.checks import check_context
 from ..parallel.data import get_variant
 from ..parallel.pipeline import get_schedule
-from ..parallel.pipeline.actions import Action
+from ..parallel.pipeline.actions import FB, Action
 from ..parallel.stages import split_alike
 from ..parallel.strategy import Strategy
 from ..parallel.training import TrainingConfig
@@ -75,6 +75,8 @@ class ScheduleFacts:
         split: whether backward is split into ``B`` and ``W`` (zero-bubble).
         actions: how many actions the schedule has.
         directions: 2 for DualPipe's two pipelines (stages ``S/2 ..`` run the other way).
+        paired: whether it runs forwards and backwards as overlapped ``F&B`` pairs
+            (DualPipe), where one's collectives hide behind the other's compute.
     """
 
     directions: int
@@ -84,6 +86,7 @@ class ScheduleFacts:
     ends: tuple[tuple[Action, Action] | None, ...]
     split: bool
     actions: int
+    paired: bool = False
 
 
 #: The rule name of layouts whose memory estimate is over the device's memory.
@@ -189,6 +192,9 @@ class Pruner:
             ends=tuple((row[0], row[-1]) if row else None for row in rows),
             split=schedule.split_backward,
             actions=sum(map(len, rows)),
+            paired=any(
+                item.kind == FB for r in range(schedule.num_ranks) for item in schedule.items(r)
+            ),
         )
 
     def schedule_of(self, s: Strategy) -> ScheduleFacts:
@@ -217,6 +223,13 @@ class Pruner:
             )
 
         return tuple(split_alike(self.model, s.partition, num_stages, costs))
+
+    def block_bytes(self, s: Strategy) -> list[tuple[int, int]]:
+        """Per block, the bytes of weights and of optimizer state on tensor-parallel rank
+        0 (worked out once per ``tp`` and sequence parallelism)."""
+        return self._cached(
+            ("split", s.tp, s.sequence_parallel, s.ep), lambda: self._block_bytes(s)
+        )
 
     def _block_bytes(self, s: Strategy) -> list[tuple[int, int]]:
         """Per block, the bytes of weights and of optimizer state on tensor-parallel rank 0."""
@@ -267,29 +280,56 @@ class Pruner:
             s.context_parallel,
         )
 
-    def estimate(self, s: Strategy) -> float:
-        """Run the checks (raising the first rule that fails) and return the memory
-        estimate of the layout: the largest per-device lower bound, in bytes (or a
-        smaller bound, already over the device memory, when that settles it)."""
+    def first_failure(self, s: Strategy) -> str | None:
+        """The rule ``s`` breaks among the first checks of :meth:`estimate` -- the layout
+        rules, the tensor-parallel split, the memory floor, the stages and the
+        schedule's rules -- without building a schedule (None: it passes them)."""
+        try:
+            if self._memory_floor(s) > self.capacity:
+                return MEMORY_RULE
+            if get_variant(s.data_parallel).symmetric:  # as :meth:`estimate` checks them
+                self.stages_of(s, self.micro_batch(s))
+                get_schedule(s.schedule).check(s.pp, s.microbatches, s.chunks)
+        except SimulatorError as err:
+            return self._rule(err)
+        return None
+
+    def _memory_floor(self, s: Strategy) -> float:
+        """Check the layout rules and the tensor-parallel split (raising the first that
+        fails); the memory a device holds at least: the mean over the pipeline ranks of
+        the model state and the layers' activations (0 for a variant whose primary
+        holds what the others send it: the formulas do not apply)."""
         micro_batch = check_layout(self.cluster, self.training, s, self.model_config)
         check_context(s, self.model_config)
-        blocks = self._cached(
-            ("split", s.tp, s.sequence_parallel, s.ep), lambda: self._block_bytes(s)
-        )
+        blocks = self.block_bytes(s)
         if not get_variant(s.data_parallel).symmetric:
-            return 0.0  # one device holds what the others send it: the formulas do not apply
-        layer_bytes = self._layer_bytes(s, micro_batch)
-        # the largest device holds at least the mean over the pipeline ranks
+            return 0.0
         weights, state = self._cached(
             ("total", s.tp, s.sequence_parallel, s.ep),
             lambda: tuple(map(sum, zip(*blocks, strict=True))),
         )
         # the weights' replicas: dp x cp, over which ZeRO partitions
-        replicas = s.dp * s.cp
-        floor = memory_bound.model_state_bytes(weights, state, replicas, s.zero)
-        floor = (floor + sum(self.is_layer) * layer_bytes) / s.pp
+        floor = memory_bound.model_state_bytes(weights, state, s.dp * s.cp, s.zero)
+        return (floor + sum(self.is_layer) * self._layer_bytes(s, micro_batch)) / s.pp
+
+    def reject(self, rule: str, layouts: int) -> None:
+        """Count ``layouts`` layouts as checked and rejected by ``rule``."""
+        self.checked += layouts
+        self.pruned[rule] += layouts
+
+    def estimate(self, s: Strategy) -> float:
+        """Run the checks (raising the first rule that fails) and return the memory
+        estimate of the layout: the largest per-device lower bound, in bytes (or a
+        smaller bound, already over the device memory, when that settles it)."""
+        floor = self._memory_floor(s)
+        if not get_variant(s.data_parallel).symmetric:
+            return 0.0  # one device holds what the others send it: the formulas do not apply
+        # the largest device holds at least the mean over the pipeline ranks
         if floor > self.capacity:
             return floor
+        micro_batch = self.micro_batch(s)
+        blocks = self.block_bytes(s)
+        layer_bytes = self._layer_bytes(s, micro_batch)
         stages = self.stages_of(s, micro_batch)
         facts = self.schedule_of(s)
         num_stages, rank_of, profile = facts.num_stages, facts.rank_of, facts.profile
@@ -298,5 +338,6 @@ class Pruner:
             ("ranks", s.tp, s.sequence_parallel, s.ep, stages, schedule_key(s)),
             lambda: self._per_rank(s.pp, blocks, stages, rank_of, profile),
         )
+        replicas = s.dp * s.cp
         model_state = [memory_bound.model_state_bytes(w, o, replicas, s.zero) for w, o in per_rank]
         return memory_bound.peak_bytes(model_state, held, layer_bytes)

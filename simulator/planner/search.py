@@ -8,7 +8,9 @@
    (:class:`simulator.planner.prune.Pruner`);
 3. simulate the survivors for the scenario's ``steps`` (shape-only unless
    the training says numerics), on local processes or a Dask cluster
-   (:func:`simulator.planner.executor.run_tasks`);
+   (:func:`simulator.planner.executor.run_tasks`) -- all of them with
+   ``exhaustive``, else by branch and bound, checking and simulating only
+   what may make the top (:mod:`simulator.planner.branch`);
 4. rank them, fastest first (:class:`simulator.planner.results.PlanResult`).
 
 The same checks, the same simulation: a layout the planner proposes is one
@@ -18,7 +20,6 @@ The same checks, the same simulation: a layout the planner proposes is one
 from __future__ import annotations
 
 import dataclasses
-import heapq
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from ..scenario.limits import Limits, raised
 from ..scenario.parse import Scenario
 from ..scenario.sizes import check_sizes
 from .bound import BOUND_RULE, StepBound
+from .branch import MARGIN, BranchAndBound, Fastest, Rounds, families
 from .executor import ROUND, Task, check_arguments, run_tasks
 from .files import load_plan
 from .prune import Pruner
@@ -152,55 +154,28 @@ def plan(
     check_sizes(limits, model, training, [], "plan", python=python)
 
     pruner = Pruner(cluster, model, training)
-    survivors = [
-        (dataclasses.replace(s, name=layout_name(s)), estimate)
-        for s, estimate in pruner.survivors_of_groups(
-            layout_groups(
-                devices, training.global_batch, search, base, getattr(model, "experts", 0)
-            )
-        )
-    ]
-    top = top or 5
-    pruned = dict(pruner.pruned)
-    wanted = None
-    if not exhaustive:
-        # branch and bound: the most promising first; skip what cannot make the top
-        # the quick bound orders the search; the longest path through the schedule,
-        # dearer but tighter, is worked out only for the layouts the quick one keeps
-        bound = StepBound(pruner)
-        lower = [bound.quick(s) for s, _ in survivors]
-        survivors = [survivors[i] for i in sorted(range(len(lower)), key=lower.__getitem__)]
-        lower.sort()
-        skipped: list[int] = []
-        fastest: list[float] = []  # the top fastest steps so far, negated (a max-heap)
-        seen = 0  # results before this index are in ``fastest``
-
-        def wanted(i: int, results: list[dict | None]) -> bool:
-            nonlocal seen
-            # the rounds before i's are over: their results are final
-            final = i - i % ROUND
-            for r in results[seen:final]:
-                if r is not None and r["status"] == "ok":
-                    heapq.heappush(fastest, -r["iteration_time_s"])
-                    if len(fastest) > top:
-                        heapq.heappop(fastest)
-            seen = max(seen, final)
-            if len(fastest) == top and (
-                lower[i] >= -fastest[0] or bound.seconds(survivors[i][0]) >= -fastest[0]
-            ):
-                skipped.append(i)
-                return False
-            return True
-
-    tasks = [Task(cluster, model, training, s) for s, _ in survivors]
-    outcome = run_tasks(
-        tasks, workers=workers, dask=dask, progress=progress, label="plan", wanted=wanted
+    groups = layout_groups(
+        devices, training.global_batch, search, base, getattr(model, "experts", 0)
     )
-    if not exhaustive and skipped:
-        pruned[BOUND_RULE] = len(skipped)
+    top = top or 5
+    run = dict(workers=workers, dask=dask, progress=progress, label="plan")
+    if exhaustive:
+        survivors = [
+            (dataclasses.replace(s, name=layout_name(s)), estimate)
+            for s, estimate in pruner.survivors_of_groups(groups)
+        ]
+        tasks = [Task(cluster, model, training, s) for s, _ in survivors]
+        outcome = run_tasks(tasks, **run)
+        done = list(zip(survivors, outcome.results, strict=True))
+        interrupted, enumerated, pruned = outcome.interrupted, pruner.checked, dict(pruner.pruned)
+    else:
+        done, interrupted, enumerated, pruned = _branch_and_bound(
+            pruner, groups, top, lambda s: Task(cluster, model, training, s), run, devices
+        )
+    scheduled = sum(1 for _, r in done if r is not None)
     rows = [
         make_row(s, pruner.micro_batch(s), estimate, result)
-        for (s, estimate), result in zip(survivors, outcome.results, strict=True)
+        for (s, estimate), result in done
         if result is not None
     ]
     rows.sort(key=sort_key)
@@ -212,10 +187,50 @@ def plan(
         base=base,
         rows=rows,
         pruned=dict(sorted(pruned.items(), key=lambda kv: (-kv[1], kv[0]))),
-        enumerated=pruner.checked,
+        enumerated=enumerated,
         top=top,
-        interrupted=outcome.interrupted,
-        scheduled=len(survivors) - (len(skipped) if not exhaustive else 0),
+        interrupted=interrupted,
+        scheduled=scheduled,
         devices=devices,
-        strategies={s.name: s for (s, _), r in zip(survivors, outcome.results, strict=True) if r},
+        strategies={s.name: s for (s, _), r in done if r},
     )
+
+
+def _branch_and_bound(
+    pruner: Pruner,
+    groups: Any,
+    top: int,
+    task: Any,
+    run: dict[str, Any],
+    devices: int,
+) -> tuple[list, bool, int, dict[str, int]]:
+    """The search of :mod:`simulator.planner.branch`: expand the families that may
+    beat the ``top``-th fastest step, simulate their layouts cheapest bound first,
+    and expand again while a family's floor is under the new ``top``-th fastest.
+    Returns every simulated layout with its result, whether the user interrupted,
+    the layouts enumerated and the rejections by rule."""
+    fams = families(groups)
+    enumerated = sum(f.layouts for f in fams)
+    search = BranchAndBound(pruner, StepBound(pruner, devices), fams, layout_name)
+    candidates = search.expand(below=0.0, at_least=top)  # the cheapest families
+    if len(candidates) >= top:  # and every family whose floor might beat those
+        tight = sorted(search.bound_of(c) for c in candidates)
+        candidates += search.expand(below=tight[top - 1] * MARGIN)
+        search.tighten(candidates, top)  # the first to run: the least tight bounds
+    done: list = []
+    skipped = 0
+    interrupted = False
+    while candidates and not interrupted:
+        candidates.sort()
+        rounds = Rounds(candidates, Fastest(top, (r for _, r in done)), ROUND, search.bound_of)
+        outcome = run_tasks([task(c.strategy) for c in candidates], wanted=rounds.wanted, **run)
+        interrupted = outcome.interrupted
+        skipped += rounds.skipped
+        done += [((c.strategy, c.estimate), r) for c, r in zip(candidates, outcome.results,
+                                                                  strict=True)]  # fmt: skip
+        candidates = search.expand(below=Fastest(top, (r for _, r in done)).kth)
+    pruned = dict(pruner.pruned)
+    skipped += search.unexpanded + len(candidates)
+    if skipped:
+        pruned[BOUND_RULE] = skipped
+    return done, interrupted, enumerated, pruned

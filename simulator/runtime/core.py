@@ -86,7 +86,7 @@ class Runtime:
         self.plan = plan
         training = plan.training
         numerics = training.numerics
-        engine = self.engine = Engine(plan.cluster, training.detail)
+        engine = self.engine = Engine(plan.cluster, training.detail, plan.strategy.num_devices)
         self.records: list[StepRecord] = []
         self.faults = FaultModel(faults, plan.cluster, training.seed)
         if self.faults:

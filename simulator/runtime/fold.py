@@ -25,15 +25,14 @@ run's numbers exactly. The replicas are identical when:
    sends: inside each tensor-parallel group and between the ranks its
    pipeline messages and tied-weight sums connect (a layout whose replicas
    straddle node boundaries differently is not folded);
-4. no replica shares a port with another: each device has its own ports;
-5. the data-parallel traffic starts only once the pipeline has drained (no
-   DDP buckets during backward, ZeRO stage 0, or 1 without
-   ``overlap_grad_reduce``). A collective that
-   overlaps the replicas' own traffic shares their ports with it, and when
-   two things happen at the same simulated moment one of them books a port
-   first: replica 0's tensor-parallel all-reduce may go before the
-   gradient bucket and replica 1's after it, and the replicas are no longer
-   identical in the simulation (nor exactly in life).
+4. no replica shares a port with another: each device has its own ports.
+
+The data-parallel traffic may overlap the replicas' own (DDP buckets during
+backward, ZeRO-1's overlapped and ZeRO-2's reduce-scatters, ZeRO-3's
+prefetched gathers): a data-parallel collective books its links after everything else of its moment
+(:mod:`simulator.runtime.meetings`), and it shares each replica's ports with
+that replica's own traffic in the same way (:mod:`simulator.engine.network`),
+so the replicas stay identical.
 
 The data-parallel collectives book the ports of every replica. The ports of
 replica ``d > 0`` saw none of its own pipeline and tensor-parallel traffic,
@@ -77,8 +76,6 @@ def decide_fold(plan: Plan, allowed: bool, faults: FaultModel | None = None) -> 
         return Fold(1, refusal)
     if s.ep > 1:
         return Fold(1, "expert-parallel replicas hold different experts")
-    if s.bucket_mb > 0 or s.zero >= 2 or (s.zero == 1 and s.overlap_grad_reduce):
-        return Fold(1, "data-parallel traffic overlaps the replicas' own")
     if not _alike_hardware(plan):
         return Fold(1, "the replicas' devices differ")
     peers = [

@@ -14,6 +14,13 @@ A simulated worker may stand for several identical replicas
 (:mod:`simulator.runtime.fold`); it then hands in all their payloads at
 once, and the meeting runs as soon as it has them all.
 
+*When in the moment.* The collective books its links after everything else
+that happens at the same simulated moment (a SimPy event of lower priority
+than any other): the replicas' own messages of that moment are on the links
+first, whichever replica arrived last. So every replica sees its links in the
+same state, and folded replicas stay exact when the data-parallel traffic
+overlaps their own (gradient buckets, ZeRO-2 and 3).
+
 Waiting is accounted as docs/design.md defines it: while the collective is under
 way the wait is *exposed communication*, recorded on the worker
 (:meth:`~simulator.runtime.workers.SimWorker.expose`); before it starts (a
@@ -34,6 +41,9 @@ from ..engine import Engine, Process, fire_at
 from ..parallel.worker import Worker
 from .intervals import union
 from .workers import SimWorker
+
+#: The priority of a meeting's booking: after every ordinary event of its moment.
+LATE = simpy.events.NORMAL + 1
 
 #: A collective's body: every member's payload in (member order), (results, end time) out.
 Body = Callable[[list[Any]], tuple[list[Any], float]]
@@ -74,12 +84,19 @@ class Meetings:
         handle.payloads.update(payloads)
         if len(handle.payloads) == len(group):
             del self._open[key]
-            results, end = body([handle.payloads[m.index] for m in group])
-            handle.results = {m.index: r for m, r in zip(group, results, strict=True)}
-            handle.payloads = {}
-            handle.start, handle.end = self.env.now, end
-            fire_at(self.env, handle.event, end)
+            booking = self.env.event()
+            booking.callbacks.append(lambda _: self._run(handle, group, body))
+            booking._ok, booking._value = True, None
+            self.env.schedule(booking, priority=LATE)
         return handle
+
+    def _run(self, handle: Handle, group: Sequence[Worker], body: Body) -> None:
+        """Run a meeting whose members have all arrived (at the end of the moment)."""
+        results, end = body([handle.payloads[m.index] for m in group])
+        handle.results = {m.index: r for m, r in zip(group, results, strict=True)}
+        handle.payloads = {}
+        handle.start, handle.end = self.env.now, end
+        fire_at(self.env, handle.event, end)
 
     def wait(self, sw: SimWorker, handles: Sequence[Handle], what: str) -> Process:
         """Block until every handle has fired; the stretches in which one of them was

@@ -79,6 +79,17 @@ DEVICE = {
     "attention_efficiency": Key.of(
         NUMBER, "achievable fraction of the BF16 peak for fused (flash) attention", **FRACTION
     ),
+    "sms": Key.of(
+        int,
+        "streaming multiprocessors a GEMM's tiles run on in waves (0: no tiling)",
+        range=Range(lo=0, hi=1e6, integer=True),
+    ),
+    "host_us": Key.of(NUMBER, "the host's time to launch a kernel, microseconds", **DURATION),
+    "jitter": Key.of(
+        NUMBER,
+        "coefficient of variation of device speed; a step waits for the slowest (0: off)",
+        range=Range(lo=0, hi=1),
+    ),
 }
 LINK = {
     "bandwidth_gbs": Key.of(NUMBER, "bandwidth per direction, GB/s", **RATE_OR_INF),
@@ -164,6 +175,9 @@ def _override(node: NodeSpec, dev: dict[str, Any], links: dict[str, dict[str, An
         memory_bandwidth=dev.get("memory_bandwidth_gbs", device.memory_bandwidth / GB) * GB,
         launch_overhead=dev.get("launch_us", device.launch_overhead / US) * US,
         efficiency=eff,
+        sms=dev.get("sms", device.sms),
+        host_overhead=dev.get("host_us", device.host_overhead / US) * US,
+        jitter=dev.get("jitter", device.jitter),
     )
     new = {}
     for name, over in links.items():

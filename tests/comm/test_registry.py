@@ -51,8 +51,10 @@ def test_every_pair_runs_shape_only(op: str, algorithm: str) -> None:
 
 def test_named_wrappers_default_to_auto() -> None:
     small, large = [ShapeArray((4,), "float32")] * 4, [ShapeArray((10**8,), "float32")] * 4
-    # latency-bound: a tree's lg p hops; bandwidth-bound: the ring (NCCL's choices)
-    assert comm.all_reduce(small)[1].algorithm == "tree"
+    # across nodes, latency-bound: a tree's few hops; bandwidth-bound: the ring (NCCL's
+    # choices); inside one node always the ring
+    assert comm.all_reduce(small * 8)[1].algorithm == "tree"
+    assert comm.all_reduce(small)[1].algorithm == "ring"
     assert comm.all_reduce(large)[1].algorithm == "ring"
     assert comm.broadcast(small, root=2)[1].algorithm == "tree"
     assert comm.reduce(small)[1].algorithm == "tree"
@@ -75,8 +77,8 @@ def test_named_wrappers_default_to_auto() -> None:
         (lambda xs: comm.all_reduce(xs, nodes=[0, 1]), r"nodes names 2 ranks but the group has 4"),
         (lambda xs: comm.all_reduce(xs[:0]), r"needs at least one rank"),
         (
-            lambda xs: comm.collective("all_reduce", xs, "tree", channels=2),
-            r"tree all_reduce runs one channel, got channels = 2",
+            lambda xs: comm.collective("broadcast", xs, "tree", channels=2),
+            r"tree broadcast runs one channel, got channels = 2",
         ),
         (lambda xs: comm.collective("all_reduce", xs, channels=0), r"channels must be a whole"),
         (

@@ -36,10 +36,11 @@ def test_estimates_match_the_simulation_on_idle_links(nodes: int, nics: int | No
             simulated = run_collective(
                 "all_reduce", choice.algorithm, cluster, p, n, channels=choice.channels
             ).seconds
-            # rings and two-level rings exactly; binomial trees whose rounds share NICs
-            # are an upper bound (messages that queue on a NIC left at different times)
-            exact = choice.algorithm != "tree" or nics is None
-            assert choice.seconds == pytest.approx(simulated, rel=1e-6 if exact else 0.15)
+            # rings exactly; NCCL's tree on up to two nodes too (but for chunks that
+            # differ by an element), and across more, whose heads pass chunks on to two
+            # nodes each, within 15% (the tuner is a model, as NCCL's is)
+            exact = choice.algorithm == "ring" or nodes <= 2
+            assert choice.seconds == pytest.approx(simulated, rel=1e-4 if exact else 0.15)
 
 
 @pytest.mark.parametrize(("nodes", "nics"), [(1, None), (2, None), (4, None), (2, 4)])
@@ -50,17 +51,22 @@ def test_auto_is_the_fastest_candidate(nodes: int, nics: int | None) -> None:
         auto = run_collective("all_reduce", "auto", cluster, p, n)
         for algorithm in tuner.CANDIDATES["all_reduce"]:
             other = run_collective("all_reduce", algorithm, cluster, p, n).seconds
-            assert auto.seconds <= other * (1 + 1e-9), (n, algorithm)
+            # as fast as any candidate, to the accuracy of the tuner's estimates
+            assert auto.seconds <= other * (1 + (1e-4 if nodes <= 2 else 0.15)), (n, algorithm)
 
 
 def test_small_messages_go_to_trees_and_large_ones_to_rings() -> None:
+    # inside a node the ring: NCCL runs no tree there (a chain of p ranks is no shorter)
     one_node = layout_of(preset("a100-node"), 8)
-    assert tuner.choose("all_reduce", 10**3, one_node).algorithm == "tree"
+    assert tuner.choose("all_reduce", 10**3, one_node).algorithm == "ring"
     assert tuner.choose("all_reduce", 10**9, one_node) == tuner.Choice(
         "ring", 1, tuner.estimate("all_reduce", "ring", 10**9, one_node)
     )
+    # across nodes a tree's depth beats a ring's 2 (p-1) steps for small messages
     two_nodes = layout_of(preset("dgx-a100", nodes=2), 16)
     assert tuner.choose("all_reduce", 10**3, two_nodes).algorithm == "tree"
+    many = layout_of(preset("dgx-a100", nodes=64), 512)
+    assert tuner.choose("all_reduce", 10**6, many).algorithm == "tree"
     big = tuner.choose("all_reduce", 10**9, two_nodes)
     assert (big.algorithm, big.channels) == ("ring", 8)
     assert tuner.choose("reduce_scatter", 10**9, two_nodes).channels == 8

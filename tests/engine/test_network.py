@@ -1,10 +1,12 @@
-"""Transfers take latency + bytes/bandwidth; a port carries one message at a time."""
+"""Transfers take latency + bytes/bandwidth; a port carries one message of a stream at a
+time, and streams share it."""
 
 import numpy as np
 import pytest
 
 from simulator.engine import Engine
 from simulator.engine.network import describe_port
+from simulator.engine.streams import lane, lanes_of, shared, stream_of
 from simulator.hardware import GB, single_switch
 
 ALPHA, BW = 5e-6, 10 * GB
@@ -25,6 +27,43 @@ def test_two_transfers_through_one_port_queue():
     e.send(0, 1, 10**6, "pp", "a")
     assert e.send(0, 2, 10**6, "pp", "b") == pytest.approx(2 * one, rel=1e-12)  # same out-port
     assert e.send(3, 1, 10**6, "pp", "c") == pytest.approx(2 * one, rel=1e-12)  # same in-port
+
+
+def test_streams_share_a_port_instead_of_queueing():
+    # a gradient bucket's message holds device 0's out-port for 10 transfers' worth; a
+    # pipeline message through that port runs beside it at half the bandwidth
+    e = engine()
+    one = ALPHA + 10**6 / BW
+    bucket = e.send(0, 1, 10 * 10**6, "dp", "bucket")
+    assert bucket == pytest.approx(ALPHA + 10 * 10**6 / BW)
+    assert e.send(0, 2, 10**6, "pp", "act") == pytest.approx(2 * one, rel=1e-12)
+    # what is booked keeps its end; the same stream still queues
+    assert e.send(0, 3, 10**6, "dp", "next bucket") == pytest.approx(bucket + one, rel=1e-12)
+
+
+def test_sharing_lasts_only_while_both_run():
+    # a 1-unit message beside another stream busy for 0.5 more: 0.5 shared, then alone
+    assert shared(0.0, 1.0, 0.5) == pytest.approx(1.5)
+    assert shared(0.0, 1.0, 3.0) == pytest.approx(2.0)  # shared all along: twice as long
+    assert shared(2.0, 1.0, 1.0) == 3.0  # the other stream was done: alone
+    assert len({stream_of(k) for k in ("tp", "pp", "dp", "tied", "other")}) == 4
+
+
+def test_a_collective_shares_the_ports_another_stream_holds():
+    from simulator import comm
+    from simulator.ops.arrays import ShapeArray
+
+    e = engine()
+    xs = [ShapeArray((4 * 10**5,), "float32")] * 4
+    _, plan = comm.collective("all_reduce", xs, "ring")
+    alone = Engine(single_switch(4, BW, ALPHA)).network.time_plan(plan, (0, 1, 2, 3), 0.0)
+    e.send(0, 1, 10**8, "pp", "a long pipeline message")
+    beside = e.network.time_plan(plan, (0, 1, 2, 3), 0.0, stream=stream_of("dp"))
+    # every message through device 0's out-port or device 1's in-port shares them; no
+    # message waits for the pipeline message to end
+    slowest = max(end for _, end in beside)
+    assert max(end for _, end in alone) < slowest < 2 * max(end for _, end in alone) + 1e-9
+    assert slowest < 10**8 / BW
 
 
 def test_disjoint_ports_and_full_duplex_do_not_interact():
@@ -96,13 +135,22 @@ def test_mirrored_nic_ports_catch_up_with_their_twins():
     net = e.network
     end = e.send(0, 8, 10**6, "pp", "twin's traffic")  # devices 0 and 8 ...
     net.mirror = {16: 0, 24: 8}  # ... stand for 16 and 24
-    own = {p: end for d in (0, 8) for p in net.ports_of_device(d) if net.free_at[p] == end}
+    own = {
+        q: end
+        for d in (0, 8)
+        for p in net.ports_of_device(d)
+        for q in lanes_of(p)
+        if net.free_at[q] == end
+    }
+    assert len(own) == 2  # the pipeline lanes of device 0's NIC out and device 8's NIC in
     net.catch_up((16, 24), own)
     for mirrored, twin in ((16, 0), (24, 8)):
         for mine, theirs in zip(
             net.ports_of_device(mirrored), net.ports_of_device(twin), strict=True
         ):
-            assert net.free_at[mine] == net.free_at[theirs]
+            for a, b in zip(lanes_of(mine), lanes_of(theirs), strict=True):
+                assert net.free_at[a] == net.free_at[b]
+    assert net.free_at[lane(net.nic_port(16, 0), stream_of("pp"))] == end
 
 
 def test_vectors_and_one_by_one_book_alike(monkeypatch):

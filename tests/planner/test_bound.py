@@ -38,18 +38,21 @@ def test_the_bound_is_never_over_the_simulated_step():
 
 
 def test_the_bound_is_the_pipeline_makespan_of_the_compute():
-    # one stage and one micro-batch: the bound is that micro-batch's F and BW
+    # one stage and one micro-batch: the bound is that micro-batch's F and BW, then the
+    # optimizer's step (its bytes at the memory's speed)
     pruner = Pruner(CLUSTER, GPT, TRAINING)
     bound = StepBound(pruner)
     one = Strategy(microbatches=1)
-    times = bound.block_times(one, TRAINING.global_batch)
+    times = [t for t, _, _ in bound.block_times(one, TRAINING.global_batch)]
     f, bw = sum(t[0] for t in times), sum(t[3] for t in times)
-    assert bound.seconds(one) == pytest.approx(f + bw, rel=1e-12)
+    (update,) = bound._sync(one)
+    assert 0 < update < 0.1 * (f + bw)
+    assert bound.seconds(one) == pytest.approx(f + bw + update, rel=1e-12)
     # gpipe over 4 stages of one block each: the closed form (m + p - 1)(F + B) when
     # the stages are equal; here they are not, so the DAG's longest path is bounded by
     # it from above and by the compute of the busiest rank from below
     pipe = Strategy(pp=4, microbatches=2, schedule="gpipe")
-    per_block = bound.block_times(pipe, 4)
+    per_block = [t for t, _, _ in bound.block_times(pipe, 4)]
     busiest = max(2 * (t[0] + t[3]) for t in per_block)
     assert busiest <= bound.seconds(pipe) <= 5 * busiest
 

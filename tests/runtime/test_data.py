@@ -156,3 +156,29 @@ def test_ideal_ddp_has_no_exposed_communication():
 
 def test_every_variant_runs_under_the_name_it_is_lowered_under():
     assert set(SYNCS) == set(LOWERED)
+
+
+@pytest.mark.parametrize(
+    ("nodes", "layout"),
+    [(2, {"dp": 16}), (2, {"dp": 2, "tp": 8})],
+    ids=["data-parallel only", "dp x tp in a node"],
+)
+def test_buckets_never_slow_a_step_whose_links_are_otherwise_idle(nodes, layout):
+    # the gradient traffic has its links to itself (the tensor-parallel collectives stay on
+    # NVLink inside a node, the data-parallel ones cross the network): launching it during
+    # backward can only hide it; the collectives that do share a port with it share the
+    # bandwidth instead of waiting for whole buckets (buckets of PyTorch's 25 MB and more:
+    # many tiny ones add a latency each, and can cost more than they hide)
+    from dataclasses import replace
+
+    from simulator import GPTConfig, TrainingConfig, preset, run_strategy
+
+    gpt = GPTConfig(layers=8, hidden=1024, heads=16, seq_len=512, vocab=1024, dtype="bf16")
+    training = TrainingConfig(numerics=False, global_batch=32, steps=1, optimizer="adam")
+    cluster = preset("dgx-a100", nodes=nodes)
+    base = Strategy("s", microbatches=2, **layout)
+    whole = run_strategy(cluster, gpt, training, base).metrics["iteration_time_s"]
+    for mb in (25, 100):
+        bucketed = run_strategy(cluster, gpt, training, replace(base, bucket_mb=mb))
+        assert bucketed.metrics["iteration_time_s"] <= whole * (1 + 1e-12)  # up to rounding
+        assert bucketed.metrics["folded_replicas"] == layout["dp"]  # buckets keep folding

@@ -61,6 +61,13 @@ class ScheduleInfo:
     directions: int = 1
 
     def __call__(self, p: int, m: int, v: int = 1) -> Schedule:
+        self.check(p, m, v)
+        rows = self.build(p, m, v)
+        return Schedule(self.name, tuple(tuple(r) for r in rows), p * v, m, self.directions)
+
+    def check(self, p: int, m: int, v: int = 1) -> None:
+        """Raise the first of the schedule's rules that ``p`` ranks, ``m`` micro-batches
+        and ``v`` chunks break, without building it."""
         if p < 1 or m < 1 or v < 1:
             raise LayoutError(
                 f"schedule {self.name!r} needs at least one rank, micro-batch and chunk "
@@ -73,8 +80,6 @@ class ScheduleInfo:
             )
         if self.rules is not None:
             self.rules(p, m, v)
-        rows = self.build(p, m, v)
-        return Schedule(self.name, tuple(tuple(r) for r in rows), p * v, m, self.directions)
 
 
 _REGISTRY: dict[str, ScheduleInfo] = {}
