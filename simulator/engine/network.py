@@ -153,7 +153,15 @@ class Network:
     def busy_elsewhere(self, ports: tuple[int, ...], stream: int, free: dict[int, float]) -> float:
         """When the streams other than ``stream`` are last free on ``ports``."""
         n = len(STREAMS)
-        return max((free[q * n + s] for q in ports for s in range(n) if s != stream), default=0.0)
+        latest = None  # (a loop: the simulator asks this for every message it books)
+        for q in ports:
+            base = q * n
+            for s in range(n):
+                if s != stream:
+                    t = free[base + s]
+                    if latest is None or t > latest:
+                        latest = t
+        return 0.0 if latest is None else latest
 
     def reserve(
         self,

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from .arrays import ITEMSIZE, Array, ShapeArray, dtype_of, is_shape_only
+from .arrays import ITEMSIZE, Array, ShapeArray, broadcast_shapes, dtype_of, is_shape_only
 from .tape import Kernel, record
 
 
@@ -77,7 +77,7 @@ def matmul(
     if b.shape[-2] != k:
         raise ValueError(f"{name}: shapes {a.shape} and {b.shape} do not multiply")
     n = b.shape[-1]
-    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    batch = broadcast_shapes(a.shape[:-2], b.shape[:-2])
     # an FP8 copy as one input (a weight gradient from the stashed copy) still gives
     # a result in the other input's precision
     out_dtype = dtype_of(b) if dtype_of(a) == "fp8" else dtype_of(a)
@@ -116,7 +116,7 @@ def elementwise(name: str, op_class: str, fn, *inputs: Array, dtype: str | None 
     arrays = [x for x in inputs if hasattr(x, "shape")]
     out_dtype = dtype or dtype_of(arrays[0])
     if is_shape_only(arrays[0]):
-        shape = np.broadcast_shapes(*(x.shape for x in arrays))
+        shape = broadcast_shapes(*(x.shape for x in arrays))
         out = _out(shape, out_dtype)
     else:
         out = fn(*inputs)
