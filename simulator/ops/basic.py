@@ -162,14 +162,17 @@ def relu_backward(dy: Array, x: Array) -> Array:
 _GELU_C = math.sqrt(2.0 / math.pi)
 
 
+# ``v * v * v``, not ``v**3``: numpy's power of 3 calls the C library's ``pow`` per
+# element, thirty times slower than two products (the cube differs in the last bit)
 def _gelu(v: np.ndarray) -> np.ndarray:
-    return 0.5 * v * (1.0 + np.tanh(_GELU_C * (v + 0.044715 * v**3)))
+    return 0.5 * v * (1.0 + np.tanh(_GELU_C * (v + 0.044715 * (v * v * v))))
 
 
 def _gelu_grad(g: np.ndarray, v: np.ndarray) -> np.ndarray:
-    inner = _GELU_C * (v + 0.044715 * v**3)
+    square = v * v
+    inner = _GELU_C * (v + 0.044715 * (square * v))
     t = np.tanh(inner)
-    d_inner = _GELU_C * (1.0 + 3 * 0.044715 * v**2)
+    d_inner = _GELU_C * (1.0 + 3 * 0.044715 * square)
     return g * (0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * d_inner)
 
 
