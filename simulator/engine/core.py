@@ -364,7 +364,7 @@ class Engine:
         start, end = network.reserve_block(f.ports, self.env.now, f.duration, f.stream)
         if f.mirrored:
             own = self.own_free
-            for p in f.ports:
-                own[lane(p, f.stream)] = end
+            for q in network.lane_sets(f.ports, f.stream)[0]:
+                own[q] = end
         self.trace.record(f.track, start, end)
         return end
