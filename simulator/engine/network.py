@@ -242,16 +242,17 @@ class Network:
                         if own.get(b, 0.0) > free[a]:
                             free[a] = own[b]
 
-    def reserve_block(
-        self, ports: tuple[int, ...], ready: float, seconds: float, stream: int = 0
+    def reserve_lanes(
+        self, lanes: tuple[list[int], list[int]], ready: float, seconds: float
     ) -> tuple[float, float]:
-        """Book a set of ports together for ``seconds`` on ``stream`` (a fused
-        collective), sharing them with the other streams."""
+        """Book a set of ports together for ``seconds`` (a fused collective) on one
+        stream's ``lanes`` there, sharing the ports with the other streams' lanes, both
+        worked out once by :meth:`lane_sets`; no earlier than ``ready``."""
         free = self.free_at
-        mine = self.lane_sets(ports, stream)[0]
+        mine, others = lanes
         busy = max(map(free.__getitem__, mine), default=ready)
         start = busy if busy > ready else ready
-        end = shared(start, seconds, self.busy_elsewhere(ports, stream, free))
+        end = shared(start, seconds, max(map(free.__getitem__, others)) if others else 0.0)
         for q in mine:
             free[q] = end
         return start, end
