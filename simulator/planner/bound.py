@@ -31,9 +31,9 @@ ports):
 
 * the *blocking* tensor-parallel collectives of every action (those the code
   waits for at once; Megatron's asynchronous ones may hide behind GEMMs and
-  count nothing, and so do all of a schedule's that overlaps forwards with
-  backwards in ``F&B`` pairs, DualPipe's), on the stage's own tensor-parallel
-  group;
+  count nothing, and so do the chunks ``tp_comm_overlap`` pipelines with the
+  GEMMs, and all of a schedule's that overlaps forwards with backwards in
+  ``F&B`` pairs, DualPipe's), on the stage's own tensor-parallel group;
 * a pipeline message on every dependency between ranks: the fastest of the
   layout's activation messages (``1/t`` of it with the scatter/gather);
 * after a rank's last action, the data-parallel exchange of its gradients
@@ -125,7 +125,7 @@ Blocking = tuple[tuple[TransferPlan, ...], ...]
 def _compute_key(s: Strategy) -> tuple:
     """What the compute of a block depends on, besides the micro-batch size."""
     return (s.tp, s.sequence_parallel, s.recompute, s.precision, s.cp, s.context_parallel,
-            s.cp_balance, s.ep)  # fmt: skip
+            s.cp_balance, s.ep, s.tp_comm_overlap)  # fmt: skip
 
 
 def _compute_only(s: Strategy) -> bool:
@@ -419,7 +419,7 @@ class StepBound:
             if _compute_only(m):  # priced by :meth:`seconds` alone (module docstring)
                 out.append(0.0)
                 continue
-            variant = (m.recompute, m.sequence_parallel)
+            variant = (m.recompute, m.sequence_parallel, m.tp_comm_overlap)
             if variant not in pipeline:
                 units = self._units(s.tp, *variant, s.precision)
                 times = [[b * sum(units[i][k] for i in st) for k in range(4)] for st in stages]
@@ -436,12 +436,19 @@ class StepBound:
         return out
 
     def _units(
-        self, tp: int, recompute: str, sequence_parallel: bool, precision: str
+        self,
+        tp: int,
+        recompute: str,
+        sequence_parallel: bool,
+        tp_comm_overlap: bool,
+        precision: str,
     ) -> list[Times]:
         """Per block, per sequence of a micro-batch: floors of its F, B, W and BW at this
         ``tp`` (see :meth:`floor`): its compute at ``tp = 1`` over ``tp`` (one pricing
         serves every ``tp``) and its blocking collectives, the same calls at every
-        ``tp`` > 1 (read at ``tp = 2``)."""
+        ``tp`` > 1 (read at ``tp = 2``). With ``tp_comm_overlap`` the collectives it
+        pipelines with the GEMMs do not block, and count nothing; the compute is
+        that without it, which cutting the GEMMs into chunks only lengthens."""
 
         def work_out() -> list[Times]:
             device = self.pruner.cluster.device
@@ -468,12 +475,16 @@ class StepBound:
                           for os_, hs in zip(others, halves, strict=True)]  # fmt: skip
                 bandwidth = max(self.pruner.cluster.intra_node.effective_bandwidth,
                                 self.pruner.cluster.inter_node.effective_bandwidth)  # fmt: skip
-                talk = self._per_action(two, lambda _, __, calls: sum(
+                talking = two
+                if tp_comm_overlap and sequence_parallel:
+                    talking = replace(two, tp_comm_overlap=True)
+                talk = self._per_action(talking, lambda _, __, calls: sum(
                     _moved(call, tp) for call in calls) / bandwidth)  # fmt: skip
             return [tuple(g / tp + o + c for g, o, c in zip(gs, os_, cs, strict=True))
                     for gs, os_, cs in zip(gemms, others, talk, strict=True)]  # fmt: skip
 
-        return self._memo(("units", tp, recompute, sequence_parallel, precision), work_out)
+        key = ("units", tp, recompute, sequence_parallel, tp_comm_overlap, precision)
+        return self._memo(key, work_out)
 
     def _per_action(self, s: Strategy, measure: Any) -> list[Times]:
         """Per block, ``measure(compiled tape, rank 0's kernels, blocking collective
