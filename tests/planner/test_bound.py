@@ -26,12 +26,15 @@ def test_the_bound_is_never_over_the_simulated_step():
         (s.schedule if s.pp > 1 else "", s.recompute, s.sequence_parallel) for s, _ in survivors
     }
     assert len(survivors) > 40 and len(kinds) > 20  # every schedule, recompute and sp
-    ratios = []
+    ratios, floors = [], []
     for s, _ in survivors:
         simulated = run_strategy(CLUSTER, GPT, TRAINING, replace(s, name="s"))
         assert bound.quick(s) <= bound.seconds(s)  # the longest path is the tighter
         ratios.append(bound.seconds(s) / simulated.metrics["iteration_time_s"])
+        # the families' floor, priced without placing the layout, is a bound too
+        floors.append(bound.floor([s])[0] / simulated.metrics["iteration_time_s"])
     assert max(ratios) <= 1.0
+    assert max(floors) <= 1.0 and max(floors) > 0.5
     # and it bounds something: compute is a good part of most steps (on this toy cluster
     # communication is dear, and the bound leaves it out)
     assert sorted(ratios)[len(ratios) // 2] > 0.3
