@@ -21,7 +21,10 @@ Families (sources in :data:`SOURCES`):
   MFU);
 * ``Megatron-DeepSpeed`` -- Smith et al. 2022 (MT-NLG 530B on 2240 to 3360
   A100s, iteration times) and BigScience 2022 (BLOOM-176B on 384 A100s,
-  TFLOP/s per GPU).
+  TFLOP/s per GPU);
+* ``Megatron-Core H100`` -- the Megatron-LM README's weak-scaling table
+  (Megatron-Core r0.8.0, GPT 1.7B to 462B on 48 to 6144 H100s, per-GPU
+  TFLOP/s), in :mod:`measured_h100` with every assumption it makes.
 
 Where a paper states throughput, the time is what its own FLOP count gives:
 Narayanan et al.'s eq. 3 (recomputation counted) for TFLOP/s per GPU, the
@@ -46,7 +49,8 @@ VTRAIN = "vTrain"
 KORTHIKANTI = "Korthikanti"
 MEGATRON_LM = "Megatron-LM at scale"
 DEEPSPEED = "Megatron-DeepSpeed"
-FAMILIES = (VTRAIN, KORTHIKANTI, MEGATRON_LM, DEEPSPEED)
+MEGATRON_CORE = "Megatron-Core H100"
+FAMILIES = (VTRAIN, KORTHIKANTI, MEGATRON_LM, DEEPSPEED, MEGATRON_CORE)
 
 SOURCES = {
     VTRAIN: "Bang et al. 2024 (vTrain, MICRO), ground_truth_multi.csv: 108 Megatron-LM runs",
@@ -54,6 +58,8 @@ SOURCES = {
     MEGATRON_LM: "Narayanan et al. 2021 (SC21), Table 1; Jiang et al. 2024 (MegaScale, "
     "NSDI), Table 2, Megatron-LM rows",
     DEEPSPEED: "Smith et al. 2022 (MT-NLG), sec. 2.3; BigScience 2022 (BLOOM), sec. 3.4",
+    MEGATRON_CORE: "NVIDIA/Megatron-LM README.md (commit f2e5db402c on), weak-scaling table "
+    "images/model_table.png, Megatron-Core r0.8.0 on H100s",
 }
 
 
@@ -93,11 +99,15 @@ class Run:
         )
 
 
-def gpt(layers: int, hidden: int, heads: int, vocab: int = 51200, seq: int = 2048) -> GPTConfig:
-    """A Megatron GPT in bf16 (dropout 0.1, as every run here trains)."""
+def gpt(
+    layers: int, hidden: int, heads: int, vocab: int = 51200, seq: int = 2048,
+    attention: str = "materialised",
+) -> GPTConfig:  # fmt: skip
+    """A Megatron GPT in bf16 (dropout 0.1, as every run here trains); ``attention =
+    "flash"`` for the fused attention kernel of Megatron-Core with Transformer Engine."""
     return GPTConfig(
         layers=layers, hidden=hidden, heads=heads, seq_len=seq, vocab=vocab, dropout=0.1,
-        dtype="bf16",
+        dtype="bf16", attention=attention,
     )  # fmt: skip
 
 
@@ -292,4 +302,6 @@ def deepspeed() -> list[Run]:
 
 def every_run() -> list[Run]:
     """Every family's runs, in :data:`FAMILIES` order."""
-    return vtrain() + korthikanti() + megatron_lm() + deepspeed()
+    from measured_h100 import megatron_core  # it builds on this module's Run and gpt
+
+    return vtrain() + korthikanti() + megatron_lm() + deepspeed() + megatron_core()
