@@ -27,8 +27,10 @@ out (:data:`ABLATIONS`: GEMM tiling over the multiprocessors, the slowest of
 one does to every family is measured rather than claimed.
 
 Run: ``python benchmarks/megatron_calibration.py [--families ...] [--every N]
-[--workers N] [--fit NAME] [--without ...] [--plot PATH] [--json PATH]`` (not part of the test
-suite; about 10 minutes on two cores for every family).
+[--workers N] [--fit NAME] [--without ...] [--plot PATH] [--json PATH]
+[--from-json PATH ...]`` (not part of the test suite; about 25 minutes on two
+cores for every family). ``--from-json`` reports and plots replays saved by
+earlier ``--json`` runs, so families replayed apart make one report.
 """
 
 from __future__ import annotations
@@ -207,8 +209,9 @@ def plot(results: list[tuple[Run, float]], cv: dict[str, float], path: Path) -> 
     ax.set_ylabel("simulated step time (s)")
     overall = mape((p, r.measured_s) for r, p in results)
     rho = spearman([r.measured_s for r, _ in results], [p for _, p in results])
+    kinds = sorted({r.cluster.device.name.split("-")[0] for r, _ in results})
     ax.set_title(
-        f"Megatron runs on A100s: simulated vs measured\n{len(results)} runs, "
+        f"Megatron runs on {'s and '.join(kinds)}s: simulated vs measured\n{len(results)} runs, "
         f"leave-one-family-out MAPE {overall:.1f}%, Spearman {rho:.3f}",
         fontsize=10,
     )
@@ -267,6 +270,32 @@ def report(runs: list[Run], predicted: list[float], cv: dict[str, tuple[float, l
     return cv_mape
 
 
+def saved(runs: list[Run], paths: list[Path]) -> tuple[list[Run], list[float]]:
+    """The runs among ``runs`` that the ``--json`` files at ``paths`` replayed, and their
+    simulated seconds (a run is known by its family, label, GPUs and measured seconds:
+    some layouts were measured more than once)."""
+
+    def key(family: str, label: str, gpus: int, measured: float) -> tuple:
+        return family, label, gpus, round(measured, 9)
+
+    found: dict[tuple, float] = {}
+    for path in paths:
+        for row in json.loads(path.read_text()):
+            found[key(row["family"], row["run"], row["gpus"], row["measured_s"])] = row[
+                "simulated_s"
+            ]
+    kept, predicted = [], []
+    for r in runs:
+        simulated = found.get(key(r.family, r.label, r.gpus, r.measured_s))
+        if simulated is None:
+            continue
+        kept.append(r)
+        predicted.append(simulated)
+    if not kept:
+        raise SystemExit("the saved files hold none of the selected runs")
+    return kept, predicted
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--families", nargs="*", default=list(FAMILIES), choices=FAMILIES)
@@ -275,6 +304,13 @@ def main() -> None:
     parser.add_argument("--fit", choices=sorted(FITS), help="fit one constant, leave one out")
     parser.add_argument("--plot", type=Path, default=PLOT, help="where to write the scatter")
     parser.add_argument("--json", type=Path, help="write every run's numbers here")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        nargs="+",
+        metavar="JSON",
+        help="report and plot the replays saved by earlier --json runs instead of replaying",
+    )
     parser.add_argument(
         "--without",
         nargs="*",
@@ -291,8 +327,12 @@ def main() -> None:
     started = time.perf_counter()
     for name in args.without:
         runs = [ABLATIONS[name](r) for r in runs]
-    predicted = replay(runs, args.workers)
-    print(f"\n{len(runs)} runs replayed in {time.perf_counter() - started:.0f} s")
+    if args.from_json:
+        runs, predicted = saved(runs, args.from_json)
+        print(f"\n{len(runs)} runs read from {', '.join(map(str, args.from_json))}")
+    else:
+        predicted = replay(runs, args.workers)
+        print(f"\n{len(runs)} runs replayed in {time.perf_counter() - started:.0f} s")
     cv = cross_validate(runs, args.fit, args.workers) if args.fit else {}
     cv_mape = report(runs, predicted, cv, args.fit)
     plot(list(zip(runs, predicted, strict=True)), cv_mape, args.plot)
