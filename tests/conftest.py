@@ -112,3 +112,24 @@ def assert_run_fails(tmp_path, capsys, text: str, message: str) -> None:
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert message in err, err
+
+
+#: the tests that take seconds each (whole notebooks, whole scenarios, Hypothesis over
+#: layouts), longest first: started first, so that ``pytest -n`` shares them out among
+#: its workers before the many quick tests, instead of leaving one worker alone with a
+#: notebook at the end
+LONG_FIRST = (
+    "tests/test_notebooks.py::test_notebook_runs_and_draws",
+    "tests/test_doc_tables.py",
+    "tests/parallel/test_layouts_property.py",
+)
+
+
+def _long_rank(item: pytest.Item) -> int:
+    node = item.nodeid
+    return next((i for i, p in enumerate(LONG_FIRST) if node.startswith(p)), len(LONG_FIRST))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the long tests first (a stable sort: the rest keep their order)."""
+    items.sort(key=_long_rank)

@@ -44,26 +44,23 @@ class ShapeArray:
     is again a ShapeArray).
     """
 
-    __slots__ = ("dtype", "shape")
+    # a shape-only step makes and measures millions of these: the sizes are counted
+    # once, when the array is made (it never changes shape)
+    __slots__ = ("dtype", "nbytes", "shape", "size")
     __array_priority__ = 1000  # so that ndarray + ShapeArray defers to us
 
     def __init__(self, shape: Sequence[int], dtype: str) -> None:
-        if dtype not in ITEMSIZE:
+        itemsize = ITEMSIZE.get(dtype)
+        if itemsize is None:
             raise ValueError(f"unknown dtype {dtype!r}")
-        self.shape = tuple(int(d) for d in shape)
+        self.shape = tuple(map(int, shape))
         self.dtype = dtype
+        self.size = math.prod(self.shape)
+        self.nbytes = self.size * itemsize
 
     @property
     def ndim(self) -> int:
         return len(self.shape)
-
-    @property
-    def size(self) -> int:
-        return math.prod(self.shape)
-
-    @property
-    def nbytes(self) -> int:
-        return self.size * ITEMSIZE[self.dtype]
 
     @property
     def T(self) -> ShapeArray:
@@ -115,7 +112,7 @@ class ShapeArray:
 
     def _binary(self, other: Any) -> ShapeArray:
         other_shape = getattr(other, "shape", ())
-        return ShapeArray(np.broadcast_shapes(self.shape, other_shape), self.dtype)
+        return ShapeArray(broadcast_shapes(self.shape, other_shape), self.dtype)
 
     __add__ = __radd__ = __sub__ = __rsub__ = _binary
     __mul__ = __rmul__ = __truediv__ = __rtruediv__ = _binary
@@ -144,6 +141,26 @@ class ShapeArray:
 
 
 Array: TypeAlias = "np.ndarray | ShapeArray"
+
+
+def broadcast_shapes(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape numpy's broadcasting gives arrays of ``shapes`` (``numpy.broadcast_shapes``,
+    without building arrays to find it: shape-only ops ask for it millions of times).
+    Shapes align on their last axis; an axis of size 1 stretches to the other's size;
+    other sizes must agree (``ValueError``)."""
+    first = shapes[0]
+    if all(s == first for s in shapes):
+        return first
+    ndim = max(len(s) for s in shapes)
+    out = [1] * ndim
+    for s in shapes:
+        offset = ndim - len(s)
+        for i, d in enumerate(s):
+            if d != 1 and d != out[offset + i]:
+                if out[offset + i] != 1:
+                    raise ValueError(f"shapes {shapes} do not broadcast together")
+                out[offset + i] = d
+    return tuple(out)
 
 
 #: numpy dtype -> its name (numpy builds the name anew each time it is asked)

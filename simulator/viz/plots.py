@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..hardware.units import bytes_unit, format_bytes, time_unit
-from .gantt import finish_figure, gantt
+from .gantt import TITLE_Y, finish_figure, gantt
 from .views import coordinates, shown_devices
 
 __all__ = ["compare", "compare_rows", "gantt", "memory", "memory_panels"]
@@ -157,7 +157,7 @@ def memory(result: Any, path: str | Path | None = None) -> Figure | None:
             where += f" and {_devices(panel['twins'])}, which hold the same"
         parts = " + ".join(f"{k} {format_bytes(v)}" for k, v in ledger.peak_breakdown.items() if v)
         ax.set_title(f"device {d}{where}: peak {format_bytes(panel['peak_bytes'])}\n= {parts}",
-                     fontsize=7.5, loc="left")  # fmt: skip
+                     fontsize=7.5, loc="left", y=TITLE_Y)  # fmt: skip
         ax.grid(alpha=0.25)
         ax.set_ylim(0, panel["top"])
         ax.set_ylabel(f"memory ({panel['unit']})", fontsize=8)
@@ -266,7 +266,7 @@ def compare(result: Any, path: str | Path | None = None) -> Figure | None:
             tick.set_color(FAILED_RUN)
     stopped = any(r["status"] == "failed" for r in rows)
     ax1.set_xlabel(f"step time ({unit})" + ("; a failed run's, up to where it stopped" * stopped))
-    ax1.set_title("where the step time goes", fontsize=10, loc="left")
+    ax1.set_title("where the step time goes", fontsize=10, loc="left", y=TITLE_Y)
     ax1.grid(axis="x", alpha=0.25)
     capacity = result.results[0].plan.cluster.smallest_memory
     peaks = [r["peak"] for r in rows]
@@ -289,6 +289,7 @@ def compare(result: Any, path: str | Path | None = None) -> Figure | None:
         "memory" + ("" if show_capacity else f" (device capacity {format_bytes(capacity)})"),
         fontsize=10,
         loc="left",
+        y=TITLE_Y,
     )
     ax2.grid(axis="x", alpha=0.25)
     failed = sum(1 for r in rows if r["mark"])
