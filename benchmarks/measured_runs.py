@@ -21,7 +21,10 @@ Families (sources in :data:`SOURCES`):
   MFU);
 * ``Megatron-DeepSpeed`` -- Smith et al. 2022 (MT-NLG 530B on 2240 to 3360
   A100s, iteration times) and BigScience 2022 (BLOOM-176B on 384 A100s,
-  TFLOP/s per GPU).
+  TFLOP/s per GPU);
+* ``Megatron-Core H100`` -- the Megatron-LM README's weak-scaling table
+  (Megatron-Core r0.8.0, GPT 1.7B to 462B on 48 to 6144 H100s, per-GPU
+  TFLOP/s), in :mod:`measured_h100` with every assumption it makes.
 
 Where a paper states throughput, the time is what its own FLOP count gives:
 Narayanan et al.'s eq. 3 (recomputation counted) for TFLOP/s per GPU, the
@@ -46,7 +49,8 @@ VTRAIN = "vTrain"
 KORTHIKANTI = "Korthikanti"
 MEGATRON_LM = "Megatron-LM at scale"
 DEEPSPEED = "Megatron-DeepSpeed"
-FAMILIES = (VTRAIN, KORTHIKANTI, MEGATRON_LM, DEEPSPEED)
+MEGATRON_CORE = "Megatron-Core H100"
+FAMILIES = (VTRAIN, KORTHIKANTI, MEGATRON_LM, DEEPSPEED, MEGATRON_CORE)
 
 SOURCES = {
     VTRAIN: "Bang et al. 2024 (vTrain, MICRO), ground_truth_multi.csv: 108 Megatron-LM runs",
@@ -54,6 +58,8 @@ SOURCES = {
     MEGATRON_LM: "Narayanan et al. 2021 (SC21), Table 1; Jiang et al. 2024 (MegaScale, "
     "NSDI), Table 2, Megatron-LM rows",
     DEEPSPEED: "Smith et al. 2022 (MT-NLG), sec. 2.3; BigScience 2022 (BLOOM), sec. 3.4",
+    MEGATRON_CORE: "NVIDIA/Megatron-LM README.md (commit f2e5db402c on), weak-scaling table "
+    "images/model_table.png, Megatron-Core r0.8.0 on H100s",
 }
 
 
@@ -93,11 +99,15 @@ class Run:
         )
 
 
-def gpt(layers: int, hidden: int, heads: int, vocab: int = 51200, seq: int = 2048) -> GPTConfig:
-    """A Megatron GPT in bf16 (dropout 0.1, as every run here trains)."""
+def gpt(
+    layers: int, hidden: int, heads: int, vocab: int = 51200, seq: int = 2048,
+    attention: str = "materialised",
+) -> GPTConfig:  # fmt: skip
+    """A Megatron GPT in bf16 (dropout 0.1, as every run here trains); ``attention =
+    "flash"`` for the fused attention kernel of Megatron-Core with Transformer Engine."""
     return GPTConfig(
         layers=layers, hidden=hidden, heads=heads, seq_len=seq, vocab=vocab, dropout=0.1,
-        dtype="bf16",
+        dtype="bf16", attention=attention,
     )  # fmt: skip
 
 
@@ -184,7 +194,10 @@ def korthikanti() -> list[Run]:
 #: Narayanan et al. 2021, Table 1: heads, hidden, layers, t, p, GPUs, batch, achieved
 #: TFLOP/s per GPU (eq. 3). Micro-batch 1; with a pipeline the interleaved schedule with
 #: the scatter/gather of messages (sec. 4.1), here with the fewest chunks (2 or 3) that
-#: divide each stage's layers.
+#: divide each stage's layers. The tensor-parallel all-reduces all block: Megatron-LM
+#: gained its asynchronous input-gradient all-reduce (``async_tp``) only in August 2021
+#: (NVIDIA/Megatron-LM commit cf7efd4, 2021-08-30, "--async-tensor-parallel-allreduce"),
+#: after these measurements (arXiv:2104.04473, April 2021).
 _NARAYANAN = [
     ("1.7B", 24, 2304, 24, 1, 1, 32, 512, 137),
     ("3.6B", 32, 3072, 30, 2, 1, 64, 512, 138),
@@ -225,7 +238,7 @@ def megatron_lm() -> list[Run]:
                             pp_scatter_gather=True)  # fmt: skip
         strategy = Strategy(
             f"{name}-t{t}p{p}d{d}", dp=d, tp=t, pp=p, microbatches=batch // d,
-            partition="uniform", recompute="full", **pipeline,
+            partition="uniform", recompute="full", async_tp=False, **pipeline,
         )  # fmt: skip
         seconds = flops_eq3(model, batch) / (gpus * tflops * 1e12)
         out.append(Run(MEGATRON_LM, "Narayanan Table 1", strategy.name, model, strategy,
@@ -247,7 +260,10 @@ def megatron_lm() -> list[Run]:
 #: Smith et al. 2022, sec. 2.3: MT-NLG 530B (105 layers, h 20480, 128 heads, sequence
 #: 2048), tensor 8 x pipeline 35, batch 1920, micro-batch 1, on 280, 350 and 420 DGX
 #: A100 nodes: 60.1, 50.2 and 44.4 s per step (126, 121 and 113 TFLOP/s per GPU).
-#: DeepSpeed's pipeline is 1F1B without interleaving; full recomputation; ZeRO-1.
+#: DeepSpeed's pipeline is 1F1B without interleaving; full recomputation; ZeRO-1. The
+#: Megatron-DeepSpeed fork has no asynchronous tensor-parallel all-reduce (``async_tp``
+#: off: bigscience-workshop/Megatron-DeepSpeed, megatron/mpu/layers.py, the fork BLOOM
+#: ran; Megatron-LM added it in August 2021, commit cf7efd4).
 _MTNLG = [(280, 60.1), (350, 50.2), (420, 44.4)]
 
 
@@ -268,7 +284,7 @@ def deepspeed() -> list[Run]:
         # (Smith et al. 2022, sec. 2.3; deepspeed/runtime/pipe/schedule.py)
         strategy = Strategy(
             f"530B-d{d}", dp=d, tp=8, pp=35, microbatches=1920 // d, partition="uniform",
-            recompute="full", zero=1, schedule="deepspeed",
+            recompute="full", zero=1, async_tp=False, schedule="deepspeed",
         )  # fmt: skip
         out.append(Run(DEEPSPEED, "MT-NLG 530B", strategy.name, model, strategy,
                        dgx_a100(nodes * 8), 1920, seconds))  # fmt: skip
@@ -279,7 +295,7 @@ def deepspeed() -> list[Run]:
     # trained with Megatron-DeepSpeed's pipeline engine too (BigScience 2022, sec. 3.4.2)
     strategy = Strategy(
         "BLOOM-176B", dp=8, tp=4, pp=12, microbatches=2048 // (8 * 2), partition="uniform",
-        recompute="full", zero=1, schedule="deepspeed",
+        recompute="full", zero=1, async_tp=False, schedule="deepspeed",
     )  # fmt: skip
     seconds = flops_eq3(bloom, 2048) / (384 * 150e12)
     out.append(Run(DEEPSPEED, "BLOOM 176B", strategy.name, bloom, strategy, jean_zay(384),
@@ -289,4 +305,6 @@ def deepspeed() -> list[Run]:
 
 def every_run() -> list[Run]:
     """Every family's runs, in :data:`FAMILIES` order."""
-    return vtrain() + korthikanti() + megatron_lm() + deepspeed()
+    from measured_h100 import megatron_core  # it builds on this module's Run and gpt
+
+    return vtrain() + korthikanti() + megatron_lm() + deepspeed() + megatron_core()

@@ -207,8 +207,9 @@ def plot(results: list[tuple[Run, float]], cv: dict[str, float], path: Path) -> 
     ax.set_ylabel("simulated step time (s)")
     overall = mape((p, r.measured_s) for r, p in results)
     rho = spearman([r.measured_s for r, _ in results], [p for _, p in results])
+    kinds = sorted({r.cluster.device.name.split("-")[0] for r, _ in results})
     ax.set_title(
-        f"Megatron runs on A100s: simulated vs measured\n{len(results)} runs, "
+        f"Megatron runs on {'s and '.join(kinds)}s: simulated vs measured\n{len(results)} runs, "
         f"leave-one-family-out MAPE {overall:.1f}%, Spearman {rho:.3f}",
         fontsize=10,
     )

@@ -67,6 +67,7 @@ TABLES = (
     Table("pipeline_schedules", "docs/parallelism/pipeline.md", "pipeline_schedules.toml"),
     Table("data_parallel", "docs/parallelism/data.md", "data_parallel.toml"),
     Table("tensor_parallel", "docs/parallelism/tensor.md", "tensor_parallel.toml"),
+    Table("tp_comm_overlap", "docs/parallelism/tensor.md", "tp_comm_overlap.toml"),
     Table("tiny_gpt", "docs/models.md", "tiny_gpt.toml"),
     Table("gpt3_memory", "docs/models.md", "gpt3_memory.toml", explain=("one-device",)),
     Table("gpt3_175b_layouts", "docs/parallelism/hybrid.md", "gpt3_175b_layouts.toml"),

@@ -61,7 +61,7 @@ import numpy as np
 
 from ..ops.arrays import Array, concat, is_shape_only, split_bounds
 from ..transfer import TransferPlan
-from .builder import PlanBuilder
+from .builder import PlanBuilder, intern
 from .chunks import (
     Bounds,
     Splits,
@@ -174,6 +174,17 @@ def send_recv(xs: Sequence[Array]) -> tuple[list[Array], TransferPlan]:
         ranks = tuple(range(p))
         builder.round(0, ranks, ranks[1:] + ranks[:1], tuple(x.nbytes for x in xs), wait=False)
     return [xs[(r - 1) % p].copy() for r in range(p)], builder.build()
+
+
+def shift(p: int, k: int, nbytes: int) -> TransferPlan:
+    """The plan of every rank ``r`` sending ``nbytes`` to rank ``r + k`` (mod ``p``) at once:
+    the step of a ring for ``k = 1`` (:func:`send_recv`), one shift of an all-to-all,
+    one step of Transformer Engine's ring-exchange reduce-scatter
+    (:mod:`simulator.parallel.tensor.pipelined`)."""
+    builder = PlanBuilder("send_recv", "ring", p)
+    ranks = tuple(range(p))
+    builder.round(0, ranks, tuple((r + k) % p for r in ranks), (int(nbytes),), wait=False)
+    return intern(builder.build(("shift", p, k % p, int(nbytes))))
 
 
 def all_to_all(

@@ -80,6 +80,7 @@ class FusedCollective(NamedTuple):
     count: tuple
     mirrored: bool
     stream: int
+    lanes: tuple[list[int], list[int]]  # its stream's lanes on its ports, the others'
 
 
 class Engine:
@@ -350,9 +351,11 @@ class Engine:
             algorithm=plan.algorithm,
         )
         track = trace.track_id(trace.group_id(shown), label, NO_PEER)
+        stream = stream_of(kind)
         return FusedCollective(
-            devices, ports, duration, track, (shown, sent, kind, None), mirrored, stream_of(kind)
-        )
+            devices, ports, duration, track, (shown, sent, kind, None), mirrored, stream,
+            network.lane_sets(ports, stream),
+        )  # fmt: skip
 
     def book(self, f: FusedCollective) -> float:
         """Run a fused collective (:meth:`fused`) from now; returns its end time."""
@@ -361,10 +364,10 @@ class Engine:
             network.catch_up(f.devices, self.own_free)
         counts = self._counts
         counts[f.count] = counts.get(f.count, 0) + 1
-        start, end = network.reserve_block(f.ports, self.env.now, f.duration, f.stream)
+        start, end = network.reserve_lanes(f.lanes, self.env.now, f.duration)
         if f.mirrored:
             own = self.own_free
-            for p in f.ports:
-                own[lane(p, f.stream)] = end
+            for q in f.lanes[0]:
+                own[q] = end
         self.trace.record(f.track, start, end)
         return end

@@ -111,6 +111,7 @@ class Network:
         self.free_at: defaultdict[int, float] = defaultdict(float)
         self._routes: dict[tuple[int, int], Route] = {}
         self._placed: dict[tuple[TransferPlan, tuple[int, ...]], PlacedPlan] = {}
+        self._lane_sets: dict[tuple[tuple[int, ...], int], tuple[list[int], list[int]]] = {}
         #: device -> the device whose ports its ports follow (folded replicas)
         self.mirror: dict[int, int] = {}
         #: ``(src, dst, inter_node) -> bandwidth multiplier`` for degraded links (faults)
@@ -152,8 +153,20 @@ class Network:
 
     def busy_elsewhere(self, ports: tuple[int, ...], stream: int, free: dict[int, float]) -> float:
         """When the streams other than ``stream`` are last free on ``ports``."""
-        n = len(STREAMS)
-        return max((free[q * n + s] for q in ports for s in range(n) if s != stream), default=0.0)
+        others = self.lane_sets(ports, stream)[1]
+        return max(map(free.__getitem__, others)) if others else 0.0
+
+    def lane_sets(self, ports: tuple[int, ...], stream: int) -> tuple[list[int], list[int]]:
+        """``stream``'s lanes on ``ports`` and the other streams' lanes there (worked out
+        once per set of ports: a collective books the same ones every time it runs)."""
+        key = (ports, stream)
+        hit = self._lane_sets.get(key)
+        if hit is None:
+            n = len(STREAMS)
+            mine = [q * n + stream for q in ports]
+            others = [q * n + s for q in ports for s in range(n) if s != stream]
+            hit = self._lane_sets[key] = (mine, others)
+        return hit
 
     def reserve(
         self,
@@ -229,16 +242,17 @@ class Network:
                         if own.get(b, 0.0) > free[a]:
                             free[a] = own[b]
 
-    def reserve_block(
-        self, ports: tuple[int, ...], ready: float, seconds: float, stream: int = 0
+    def reserve_lanes(
+        self, lanes: tuple[list[int], list[int]], ready: float, seconds: float
     ) -> tuple[float, float]:
-        """Book a set of ports together for ``seconds`` on ``stream`` (a fused
-        collective), sharing them with the other streams."""
+        """Book a set of ports together for ``seconds`` (a fused collective) on one
+        stream's ``lanes`` there, sharing the ports with the other streams' lanes, both
+        worked out once by :meth:`lane_sets`; no earlier than ``ready``."""
         free = self.free_at
-        mine = [lane(p, stream) for p in ports]
+        mine, others = lanes
         busy = max(map(free.__getitem__, mine), default=ready)
         start = busy if busy > ready else ready
-        end = shared(start, seconds, self.busy_elsewhere(ports, stream, free))
+        end = shared(start, seconds, max(map(free.__getitem__, others)) if others else 0.0)
         for q in mine:
             free[q] = end
         return start, end

@@ -123,6 +123,8 @@ def check_layout(
             f"strategy {s.name!r}: sequence_parallel splits the sequence over the tensor-parallel "
             f"ranks, and tp = 1; set tp > 1 or sequence_parallel = false"
         )
+    if s.tp_comm_overlap:
+        check_tp_comm_overlap(s)
     if s.recompute not in RECOMPUTE:
         raise LayoutError(f"strategy {s.name!r}: recompute must be one of {RECOMPUTE}")
     get_variant(s.data_parallel).check(s)
@@ -143,6 +145,25 @@ def check_layout(
     elif s.ep > 1 and s.dp % s.ep:
         check_ep(s.name, s.ep, s.dp, None)
     return training.global_batch // replicas_batches
+
+
+def check_tp_comm_overlap(s: Strategy) -> None:
+    """A one-line :class:`LayoutError` unless ``tp_comm_overlap`` has something to overlap:
+    it pipelines sequence parallelism's all-gathers and reduce-scatters with the GEMMs
+    (Megatron-Core's ``--tp-comm-overlap`` requires ``--sequence-parallel``)."""
+    if s.tp == 1:
+        raise LayoutError(
+            f"strategy {s.name!r}: tp_comm_overlap overlaps tensor-parallel communication, "
+            "and tp = 1 has none; set tp > 1 with sequence_parallel = true, or "
+            "tp_comm_overlap = false"
+        )
+    if not s.sequence_parallel:
+        raise LayoutError(
+            f"strategy {s.name!r}: tp_comm_overlap pipelines sequence parallelism's "
+            "all-gathers and reduce-scatters with the GEMMs (as Megatron-Core's "
+            "--tp-comm-overlap requires --sequence-parallel); set sequence_parallel = true "
+            "or tp_comm_overlap = false"
+        )
 
 
 def check_numerics(model_config: ModelConfig, training: TrainingConfig) -> None:
@@ -202,10 +223,12 @@ def parallelize(block: Any, s: Strategy, ep_rank: int = 0) -> ParallelBlock:
     ``ep_rank`` runs it."""
     if is_moe_block(block) and (s.tp > 1 or s.ep > 1):
         overlap = s.ep_overlap in ("shared", "both")
-        return shard_moe_layer(block, s.tp, s.sequence_parallel, s.async_tp, s.ep, ep_rank, overlap)
+        return shard_moe_layer(
+            block, s.tp, s.sequence_parallel, s.async_tp, s.ep, ep_rank, overlap, s.tp_comm_overlap
+        )
     if s.tp == 1:
         return ShardMap([block])
-    return shard_block(block, s.tp, s.sequence_parallel, s.async_tp)
+    return shard_block(block, s.tp, s.sequence_parallel, s.async_tp, s.tp_comm_overlap)
 
 
 def parallel_loss(loss: Any, s: Strategy) -> ShardLoss | VocabParallelCrossEntropy:

@@ -175,6 +175,15 @@ class Strategy:
             "(Megatron-LM's asynchronous all-reduce and sequence-parallel all-gather)"
         },
     )
+    tp_comm_overlap: bool = field(
+        default=False,
+        metadata={
+            "doc": "with sequence parallelism, cut the all-gather before each column-parallel "
+            "GEMM and the reduce-scatter after each row-parallel GEMM of the transformer "
+            "layers into tp chunks pipelined with the GEMM's chunks (Megatron-Core's "
+            "--tp-comm-overlap, Transformer Engine's userbuffers); timing only"
+        },
+    )
     ep: int = field(
         default=1,
         metadata=_size("expert-parallel ranks: the experts shared out over ep data ranks"),

@@ -31,9 +31,9 @@ ports):
 
 * the *blocking* tensor-parallel collectives of every action (those the code
   waits for at once; Megatron's asynchronous ones may hide behind GEMMs and
-  count nothing, and so do all of a schedule's that overlaps forwards with
-  backwards in ``F&B`` pairs, DualPipe's), on the stage's own tensor-parallel
-  group;
+  count nothing, and so do the chunks ``tp_comm_overlap`` pipelines with the
+  GEMMs, and all of a schedule's that overlaps forwards with backwards in
+  ``F&B`` pairs, DualPipe's), on the stage's own tensor-parallel group;
 * a pipeline message on every dependency between ranks: the fastest of the
   layout's activation messages (``1/t`` of it with the scatter/gather);
 * after a rank's last action, the data-parallel exchange of its gradients
@@ -125,7 +125,7 @@ Blocking = tuple[tuple[TransferPlan, ...], ...]
 def _compute_key(s: Strategy) -> tuple:
     """What the compute of a block depends on, besides the micro-batch size."""
     return (s.tp, s.sequence_parallel, s.recompute, s.precision, s.cp, s.context_parallel,
-            s.cp_balance, s.ep)  # fmt: skip
+            s.cp_balance, s.ep, s.tp_comm_overlap)  # fmt: skip
 
 
 def _compute_only(s: Strategy) -> bool:
@@ -142,6 +142,9 @@ class StepBound:
         cluster = pruner.cluster
         #: the layouts' devices, which wait for the slowest (:mod:`simulator.engine.cost`)
         self.cost = CostModel(cluster.device, devices or cluster.num_devices)
+        # the floors' kernels: the plain roofline plus the launch, which every refinement
+        # of the cost model (tiles, the host, the slowest device) only lengthens
+        self.roofline = CostModel(replace(cluster.device, sms=0, host_overhead=0.0, jitter=0.0))
         self.active = cluster.homogeneous
         #: idle links: every booking here starts from free ports
         self.network = Network(cluster)
@@ -419,10 +422,15 @@ class StepBound:
             if _compute_only(m):  # priced by :meth:`seconds` alone (module docstring)
                 out.append(0.0)
                 continue
-            variant = (m.recompute, m.sequence_parallel)
+            variant = (m.recompute, m.sequence_parallel, m.tp_comm_overlap)
             if variant not in pipeline:
-                units = self._units(s.tp, *variant, s.precision)
-                times = [[b * sum(units[i][k] for i in st) for k in range(4)] for st in stages]
+                units = self._units(s.tp, *variant, s.precision, 1)
+                if b > 1:  # through 1 and 2 sequences: below a convex cost (:meth:`_units`)
+                    two = self._units(s.tp, *variant, s.precision, 2)
+                    units = [tuple(u + (b - 1) * (v - u) for u, v in zip(us, vs, strict=True))
+                             for us, vs in zip(units, two, strict=True)]  # fmt: skip
+                times = [[max(0.0, sum(units[i][k] for i in st)) for k in range(4)]
+                         for st in stages]  # fmt: skip
                 busy = [0.0] * s.pp
                 for c, (f, bb, w, bw) in enumerate(times):
                     busy[rank_of[c]] += s.microbatches * (f + (bb + w if split else bw))
@@ -436,12 +444,25 @@ class StepBound:
         return out
 
     def _units(
-        self, tp: int, recompute: str, sequence_parallel: bool, precision: str
+        self,
+        tp: int,
+        recompute: str,
+        sequence_parallel: bool,
+        tp_comm_overlap: bool,
+        precision: str,
+        sequences: int,
     ) -> list[Times]:
-        """Per block, per sequence of a micro-batch: floors of its F, B, W and BW at this
-        ``tp`` (see :meth:`floor`): its compute at ``tp = 1`` over ``tp`` (one pricing
+        """Per block, for a micro-batch of ``sequences``: floors of its F, B, W and BW at
+        this ``tp`` (see :meth:`floor`): its compute at ``tp = 1`` over ``tp`` (one pricing
         serves every ``tp``) and its blocking collectives, the same calls at every
-        ``tp`` > 1 (read at ``tp = 2``)."""
+        ``tp`` > 1 (read at ``tp = 2``). Every kernel is priced by the plain roofline
+        plus its launch (:attr:`roofline`), ``launch + max(F / peak, M / bandwidth)`` with
+        ``F`` and ``M`` affine in the sequences, so a block's floor is convex in them: the
+        line through 1 and 2 sequences stays below it at every larger micro-batch
+        (:meth:`floor` extends it); a kernel launched once per micro-batch is not
+        counted once per sequence. With ``tp_comm_overlap`` the collectives it
+        pipelines with the GEMMs do not block, and count nothing; the compute is
+        that without it, which cutting the GEMMs into chunks only lengthens."""
 
         def work_out() -> list[Times]:
             device = self.pruner.cluster.device
@@ -451,42 +472,46 @@ class StepBound:
                 return sum(k.flops / best for k in kernels if k.op_class == "gemm")
 
             def other(compiled: Any, kernels: list[Kernel], _: Any) -> float:
-                return sum(self.cost.kernel_time(k) for k in kernels if k.op_class != "gemm")
+                return sum(self.roofline.kernel_time(k) for k in kernels if k.op_class != "gemm")
 
             one = Strategy(recompute=recompute, precision=precision)
-            gemms = self._per_action(one, gemm)
-            others = self._per_action(one, other)
+            gemms = self._per_action(one, gemm, sequences)
+            others = self._per_action(one, other, sequences)
             talk = [(0.0,) * 4] * len(gemms)
             if tp > 1:
                 # the other kernels of a rank: a part replicated over the ranks, a part
                 # split over them (time linear in bytes): read off tp = 1 and tp = 2
                 two = Strategy(tp=2, recompute=recompute, sequence_parallel=sequence_parallel,
                                precision=precision)  # fmt: skip
-                halves = self._per_action(two, other)
+                halves = self._per_action(two, other, sequences)
                 others = [tuple(max(0.0, 2 * h - o) + max(0.0, 2 * (o - h)) / tp
                                 for o, h in zip(os_, hs, strict=True))
                           for os_, hs in zip(others, halves, strict=True)]  # fmt: skip
                 bandwidth = max(self.pruner.cluster.intra_node.effective_bandwidth,
                                 self.pruner.cluster.inter_node.effective_bandwidth)  # fmt: skip
-                talk = self._per_action(two, lambda _, __, calls: sum(
-                    _moved(call, tp) for call in calls) / bandwidth)  # fmt: skip
+                talking = two
+                if tp_comm_overlap and sequence_parallel:
+                    talking = replace(two, tp_comm_overlap=True)
+                talk = self._per_action(talking, lambda _, __, calls: sum(
+                    _moved(call, tp) for call in calls) / bandwidth, sequences)  # fmt: skip
             return [tuple(g / tp + o + c for g, o, c in zip(gs, os_, cs, strict=True))
                     for gs, os_, cs in zip(gemms, others, talk, strict=True)]  # fmt: skip
 
-        return self._memo(("units", tp, recompute, sequence_parallel, precision), work_out)
+        key = ("units", tp, recompute, sequence_parallel, tp_comm_overlap, precision, sequences)
+        return self._memo(key, work_out)
 
-    def _per_action(self, s: Strategy, measure: Any) -> list[Times]:
+    def _per_action(self, s: Strategy, measure: Any, sequences: int = 1) -> list[Times]:
         """Per block, ``measure(compiled tape, rank 0's kernels, blocking collective
-        calls)`` of its F, B, W and BW for a micro-batch of one sequence under ``s``."""
+        calls)`` of its F, B, W and BW for a micro-batch of ``sequences`` under ``s``."""
         pruner = self.pruner
         model, config, training = pruner.model, pruner.model_config, pruner.training
-        x, y = config.batch(training.seed, 0, 1, numerics=False)
+        x, y = config.batch(training.seed, 0, sequences, numerics=False)
         layout = GroupLayout.of(pruner.cluster, tuple(range(s.tp))).relabelled()
         last = len(model.blocks) - 1
         xs: list[Any] = [x] * s.tp
         out = []
         seen: dict[Hashable, tuple[Times, list[Any]]] = {}
-        with batch(BatchInfo(training.seed, 0, 0, 1)), placed(layout):
+        with batch(BatchInfo(training.seed, 0, 0, sequences)), placed(layout):
             for i, block in enumerate(model.blocks):
                 key = (signature(block), i == last, tuple(getattr(a, "shape", None) for a in xs))
                 if key not in seen:

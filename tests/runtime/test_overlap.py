@@ -35,6 +35,7 @@ def test_turning_an_overlap_off_exposes_communication(model, strategy, option):
         "overlap_grad_reduce",
         "prefetch_params",
         "async_tp",
+        "tp_comm_overlap",
         "ep_overlap",
     }
     assert off.metrics["exposed_comm_s"] > on.metrics["exposed_comm_s"]

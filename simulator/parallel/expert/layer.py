@@ -34,6 +34,7 @@ def shard_moe_layer(
     ep: int,
     ep_rank: int,
     overlap_shared: bool,
+    pipelined: bool = False,
 ) -> ParallelBlock:
     """``layer`` on a tensor-parallel group of ``t`` ranks of expert-parallel rank
     ``ep_rank`` of ``ep`` (module docstring)."""
@@ -41,7 +42,9 @@ def shard_moe_layer(
     region = Region(t, sequence_parallel, overlap)
     moe = ExpertParallelMoE(layer.moe, region, ep, ep_rank, overlap_shared)
     if t > 1:
-        return ParallelTransformerLayer(layer, t, sequence_parallel, overlap, mlp=moe)
+        return ParallelTransformerLayer(
+            layer, t, sequence_parallel, overlap, mlp=moe, pipelined=pipelined
+        )
     attention, mlp = layer.layers
     return Chain(
         layer.name,

@@ -185,12 +185,19 @@ class Region:
     ``where`` names the layer in the collectives' labels, e.g.
     ``"f: all-reduce dx (layer0 attention)"``. ``overlap`` lets the backward
     of a column-parallel GEMM run its collectives alongside its GEMMs, as
-    Megatron-LM does (:meth:`.linear.ColumnParallel.backward`).
+    Megatron-LM does (:meth:`.linear.ColumnParallel.backward`). ``pipelined``
+    (sequence parallelism only) cuts the all-gathers and reduce-scatters the
+    GEMMs wait for into chunks under the GEMMs' chunks, as Megatron-Core's
+    ``--tp-comm-overlap`` does (:mod:`.pipelined`).
     """
 
     t: int
     sequence_parallel: bool = False
     overlap: bool = True
+    pipelined: bool = False
+
+    def __post_init__(self) -> None:
+        assert self.sequence_parallel or not self.pipelined, "pipelining needs sequence parallelism"
 
     def enter(self, xs: list[Array], where: str) -> list[Array]:
         """f forward: identity, or all-gather the sequence."""

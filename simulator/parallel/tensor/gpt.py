@@ -163,15 +163,18 @@ class ParallelTransformerLayer(Sharded):
         sequence_parallel: bool,
         overlap: bool = True,
         mlp: ParallelBlock | None = None,
+        pipelined: bool = False,
     ) -> None:
         """``mlp``: what runs between ``ln2`` and the dropout instead of ``fc1``, the
-        activation and ``fc2`` (a mixture of experts, :mod:`simulator.parallel.expert`)."""
+        activation and ``fc2`` (a mixture of experts, :mod:`simulator.parallel.expert`);
+        ``pipelined``: the layer's GEMMs overlap the collectives they wait for
+        (Megatron-Core's ``--tp-comm-overlap``, :mod:`.pipelined`)."""
         core = layer.core
         columns = qkv_columns(core, t)  # checks what must divide what
         self.name = layer.name
         self.ranks = t
         self.recomputable = getattr(layer, "recomputable", True)
-        self.region = region = Region(t, sequence_parallel, overlap)
+        self.region = region = Region(t, sequence_parallel, overlap, pipelined)
         attention, where = f"{layer.name} attention", f"{layer.name} mlp"
         self.ln1, self.ln2 = replicas(layer.ln1, t), replicas(layer.ln2, t)
         self.proj = RowParallel(layer.proj, region, attention)
@@ -329,11 +332,13 @@ class VocabParallelEmbedding(ParallelBlock):
 
 
 def shard_gpt_block(
-    block: Any, t: int, sequence_parallel: bool, overlap: bool = True
+    block: Any, t: int, sequence_parallel: bool, overlap: bool = True, pipelined: bool = False
 ) -> ParallelBlock | None:
-    """The tensor-parallel version of a GPT block, or None for a block of another model."""
+    """The tensor-parallel version of a GPT block, or None for a block of another model.
+    ``pipelined`` applies to the transformer layers only: Megatron-Core's embedding and
+    output layer are not Transformer Engine's, and their collectives stay blocking."""
     if isinstance(block, TransformerLayer):
-        return ParallelTransformerLayer(block, t, sequence_parallel, overlap)
+        return ParallelTransformerLayer(block, t, sequence_parallel, overlap, pipelined=pipelined)
     if isinstance(block, Embedding):
         return VocabParallelEmbedding(block, t, sequence_parallel)
     if isinstance(block, Head):

@@ -21,6 +21,7 @@ from ...ops.precision import linear_gemm_dtype
 from ...ops.tape import new_handle
 from .block import ParallelBlock
 from .collectives import Region, per_rank, wait
+from .pipelined import enter_backward_from, enter_into, leave_backward_into, leave_from
 
 
 def own(x: Array) -> Array:
@@ -69,8 +70,10 @@ class ColumnParallel(ParallelBlock):
         self.axis = axis
 
     def forward(self, xs: list[Array]) -> tuple[list[Array], list[Any]]:
-        inputs = self.region.enter(xs, self.where)
-        outs = per_rank(self.ranks, lambda r: self.shards[r].forward(inputs[r]))
+        def gemm(inputs: list[Array]) -> list[Any]:
+            return per_rank(self.ranks, lambda r: self.shards[r].forward(inputs[r]))
+
+        outs = enter_into(self.region, xs, self.where, gemm)
         if self.region.sequence_parallel:
             return [y for y, _ in outs], self._kept(xs)
         # what the shard keeps: the input itself, or its FP8 copy (ops.precision)
@@ -86,8 +89,10 @@ class ColumnParallel(ParallelBlock):
         return per_rank(self.ranks, lambda r: ops.cast(xs[r], fp8, name=f"{self.name}.cast"))
 
     def backward_input(self, dys: list[Array], ctx: list[Any]) -> tuple[list[Array], list[Any]]:
-        outs = per_rank(self.ranks, lambda r: self.shards[r].backward_input(dys[r], ctx[r]))
-        dxs = self.region.enter_backward([dx for dx, _ in outs], self.where)
+        def gemm(grads: list[Array]) -> list[Any]:
+            return per_rank(self.ranks, lambda r: self.shards[r].backward_input(grads[r], ctx[r]))
+
+        dxs, outs = enter_backward_from(self.region, dys, self.where, gemm, _firsts)
         return dxs, [w for _, w in outs]
 
     def backward_weight(self, wctx: list[Any]) -> None:
@@ -102,9 +107,11 @@ class ColumnParallel(ParallelBlock):
         sec. 4.2): under sequence parallelism the input is all-gathered while
         the input-gradient GEMM runs; then the input gradient's all-reduce
         (reduce-scatter under sequence parallelism) runs while the
-        weight-gradient GEMM does. Without ``overlap``, one after the other.
+        weight-gradient GEMM does (Transformer Engine's "bulk" overlap, which
+        Megatron-Core's ``--tp-comm-overlap`` turns on too: :mod:`.pipelined`).
+        Without either, one after the other.
         """
-        if not self.region.overlap:
+        if not (self.region.overlap or self.region.pipelined):
             return super().backward(dys, ctx)
         region, where = self.region, self.where
         gather = new_handle() if region.sequence_parallel else -1
@@ -160,9 +167,11 @@ class RowParallel(ParallelBlock):
         self.biases = [] if bias is None else [Param(bias.name, own(bias.value)) for _ in range(t)]
 
     def forward(self, xs: list[Array]) -> tuple[list[Array], list[Any]]:
-        outs = per_rank(self.ranks, lambda r: self.shards[r].forward(xs[r]))
+        def gemm(inputs: list[Array]) -> list[Any]:
+            return per_rank(self.ranks, lambda r: self.shards[r].forward(inputs[r]))
+
+        summed, outs = leave_from(self.region, xs, self.where, gemm, _firsts)
         kept = [ctx for _, ctx in outs]  # the input, or its FP8 copy (ops.precision)
-        summed = self.region.leave([y for y, _ in outs], self.where)
         if not self.biases:
             return summed, kept
         name = f"{self.name}.bias"
@@ -170,8 +179,10 @@ class RowParallel(ParallelBlock):
         return ys, kept
 
     def backward_input(self, dys: list[Array], ctx: list[Any]) -> tuple[list[Array], list[Any]]:
-        grads = self.region.leave_backward(dys, self.where)
-        outs = per_rank(self.ranks, lambda r: self.shards[r].backward_input(grads[r], ctx[r]))
+        def gemm(grads: list[Array]) -> list[Any]:
+            return per_rank(self.ranks, lambda r: self.shards[r].backward_input(grads[r], ctx[r]))
+
+        outs = leave_backward_into(self.region, dys, self.where, gemm)
         return [dx for dx, _ in outs], [(w, dy) for (_, w), dy in zip(outs, dys, strict=True)]
 
     def backward_weight(self, wctx: list[Any]) -> None:
@@ -192,6 +203,11 @@ class RowParallel(ParallelBlock):
         if self.biases:
             out[self.biases[0].name] = self.biases[0].value
         return out
+
+
+def _firsts(outs: list[Any]) -> list[Array]:
+    """The arrays of a layer's per-rank ``(array, context)`` results."""
+    return [y for y, _ in outs]
 
 
 def check_divides(what: str, size: int, t: int, fix: str) -> None:

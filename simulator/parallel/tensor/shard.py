@@ -21,12 +21,14 @@ from .loss import VocabParallelCrossEntropy
 from .mlp import shard_mlp_block
 
 
-def shard_block(block: Any, t: int, sequence_parallel: bool, overlap: bool = True) -> ParallelBlock:
+def shard_block(
+    block: Any, t: int, sequence_parallel: bool, overlap: bool = True, pipelined: bool = False
+) -> ParallelBlock:
     """The single-device ``block`` as a tensor-parallel group of ``t`` ranks runs it
-    (``overlap``: see :class:`~.collectives.Region`)."""
+    (``overlap`` and ``pipelined``: see :class:`~.collectives.Region`)."""
     if isinstance(block, MLPBlock):
         return shard_mlp_block(block, t, sequence_parallel, overlap)
-    sharded = shard_gpt_block(block, t, sequence_parallel, overlap)
+    sharded = shard_gpt_block(block, t, sequence_parallel, overlap, pipelined)
     if sharded is None:
         raise LayoutError(
             f"tensor parallelism does not know how to split block {block.name!r} "
