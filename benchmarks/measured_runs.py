@@ -280,9 +280,11 @@ def deepspeed() -> list[Run]:
     model = gpt(105, 20480, 128)
     for nodes, seconds in _MTNLG:
         d = nodes * 8 // (8 * 35)
+        # DeepSpeed's pipeline engine: TrainSchedule's lockstep steps, blocking sends
+        # (Smith et al. 2022, sec. 2.3; deepspeed/runtime/pipe/schedule.py)
         strategy = Strategy(
             f"530B-d{d}", dp=d, tp=8, pp=35, microbatches=1920 // d, partition="uniform",
-            recompute="full", zero=1, async_tp=False,
+            recompute="full", zero=1, async_tp=False, schedule="deepspeed",
         )  # fmt: skip
         out.append(Run(DEEPSPEED, "MT-NLG 530B", strategy.name, model, strategy,
                        dgx_a100(nodes * 8), 1920, seconds))  # fmt: skip
@@ -290,9 +292,10 @@ def deepspeed() -> list[Run]:
     # 12 x data 8 on 384 GPUs, batch 2048, micro-batch 2, ZeRO-1, full recomputation;
     # about 150 TFLOP/s per GPU (eq. 3).
     bloom = gpt(70, 14336, 112, vocab=250880)
+    # trained with Megatron-DeepSpeed's pipeline engine too (BigScience 2022, sec. 3.4.2)
     strategy = Strategy(
         "BLOOM-176B", dp=8, tp=4, pp=12, microbatches=2048 // (8 * 2), partition="uniform",
-        recompute="full", zero=1, async_tp=False,
+        recompute="full", zero=1, async_tp=False, schedule="deepspeed",
     )  # fmt: skip
     seconds = flops_eq3(bloom, 2048) / (384 * 150e12)
     out.append(Run(DEEPSPEED, "BLOOM 176B", strategy.name, bloom, strategy, jean_zay(384),

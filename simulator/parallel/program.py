@@ -35,6 +35,7 @@ its pipeline rank's program.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import IntEnum
 
 from .pipeline.actions import KINDS, Action, Item, Kind, Pair
@@ -108,6 +109,44 @@ def describe(ins: tuple, worker_of_rank: dict[int, int] | None = None) -> str:
     return _TEXT[Op(op)]
 
 
+def _lowering(
+    rank: int, stage_rank: dict[int, int], microbatches: int, directions: int
+) -> Callable[[Action], tuple[tuple | None, tuple, tuple | None]]:
+    """``one(action)``: the receive, the compute and the send of one action of ``rank``
+    (None where the neighbouring stage is on the same rank, or there is none)."""
+    last = len(stage_rank) - 1
+    per = (last + 1) // directions
+    m = microbatches
+    gradients = (last + 1) * m  # message ids: activations first, then gradients
+    kind_code = {kind: i for i, kind in enumerate(KINDS)}
+    # per stage, once: the rank before and after it, when that is another rank
+    before = [stage_rank[s - 1] if s % per and stage_rank[s - 1] != rank else -1
+              for s in range(last + 1)]  # fmt: skip
+    after = [stage_rank[s + 1] if (s + 1) % per and stage_rank[s + 1] != rank else -1
+             for s in range(last + 1)]  # fmt: skip
+
+    def one(a: Action) -> tuple[tuple | None, tuple, tuple | None]:
+        s, kind, k = a
+        code = 4 * s + kind_code[kind]
+        if kind == Kind.F:
+            inbox = (s - 1) * m + k if s % per else -1
+            outbox = s * m + k if (s + 1) % per else -1
+            src, dst = before[s], after[s]
+            recv = (RECV, ACTIVATION, s - 1, k, src, inbox) if src >= 0 else None
+            send = (SEND, ACTIVATION, s, k, dst, outbox) if dst >= 0 else None
+            return recv, (COMPUTE, a, inbox, outbox, dst >= 0, code), send
+        if kind == Kind.W:
+            return None, (COMPUTE, a, -1, -1, False, code), None
+        inbox = gradients + (s + 1) * m + k if (s + 1) % per else -1
+        outbox = gradients + s * m + k if s % per else -1
+        src, dst = after[s], before[s]
+        recv = (RECV, GRADIENT, s + 1, k, src, inbox) if src >= 0 else None
+        send = (SEND, GRADIENT, s, k, dst, outbox) if dst >= 0 else None
+        return recv, (COMPUTE, a, inbox, outbox, dst >= 0, code), send
+
+    return one
+
+
 def lower(
     actions: list[Item],
     rank: int,
@@ -127,39 +166,9 @@ def lower(
     need, runs them as one ``PAIR`` and sends both products. Linear in the
     actions.
     """
-    last = len(stage_rank) - 1
-    per = (last + 1) // directions
-    m = microbatches
-    gradients = (last + 1) * m  # message ids: activations first, then gradients
-    kind_code = {kind: i for i, kind in enumerate(KINDS)}
-    # per stage, once: the rank before and after it, when that is another rank
-    before = [stage_rank[s - 1] if s % per and stage_rank[s - 1] != rank else -1
-              for s in range(last + 1)]  # fmt: skip
-    after = [stage_rank[s + 1] if (s + 1) % per and stage_rank[s + 1] != rank else -1
-             for s in range(last + 1)]  # fmt: skip
+    one = _lowering(rank, stage_rank, microbatches, directions)
     program: list[tuple] = []
     append = program.append
-
-    def one(a: Action) -> tuple[tuple | None, tuple, tuple | None]:
-        """The receive, the compute and the send of one action."""
-        s, kind, k = a
-        code = 4 * s + kind_code[kind]
-        if kind == Kind.F:
-            inbox = (s - 1) * m + k if s % per else -1
-            outbox = s * m + k if (s + 1) % per else -1
-            src, dst = before[s], after[s]
-            recv = (RECV, ACTIVATION, s - 1, k, src, inbox) if src >= 0 else None
-            send = (SEND, ACTIVATION, s, k, dst, outbox) if dst >= 0 else None
-            return recv, (COMPUTE, a, inbox, outbox, dst >= 0, code), send
-        if kind == Kind.W:
-            return None, (COMPUTE, a, -1, -1, False, code), None
-        inbox = gradients + (s + 1) * m + k if (s + 1) % per else -1
-        outbox = gradients + s * m + k if s % per else -1
-        src, dst = after[s], before[s]
-        recv = (RECV, GRADIENT, s + 1, k, src, inbox) if src >= 0 else None
-        send = (SEND, GRADIENT, s, k, dst, outbox) if dst >= 0 else None
-        return recv, (COMPUTE, a, inbox, outbox, dst >= 0, code), send
-
     for item in actions:
         if isinstance(item, Pair):
             halves = [one(a) for a in item.parts]
@@ -174,5 +183,41 @@ def lower(
         append(compute)
         if send is not None:
             append(send)
+    program += [(SYNC,), (STEP,)]
+    return program
+
+
+def lower_steps(
+    steps: tuple[Item | None, ...], rank: int, stage_rank: dict[int, int], microbatches: int
+) -> list[tuple]:
+    """One rank's *steps* -> instructions, for a schedule of blocking messages
+    (:attr:`~.pipeline.actions.Schedule.blocking`; DeepSpeed's ``TrainSchedule``,
+    :mod:`.pipeline.deepspeed`).
+
+    A step exchanges its messages, then computes its action (``None``: nothing).
+    What the step before computed is sent in this step; what this step's action
+    needs is received in it. Both go to the neighbour that does the other kind
+    of pass in this step, in DeepSpeed's order, so that the two sides of every
+    blocking send and receive come in the same order on both ranks: a forward
+    step sends (the gradient) before it receives (the activation), a backward
+    step receives (the gradient) before it sends (the activation). The compute
+    does not send its product itself (``sends`` false): the next step does.
+    """
+    one = _lowering(rank, stage_rank, microbatches, 1)
+    program: list[tuple] = []
+    pending: tuple | None = None  # the send of the step before's product
+    for item in steps:  # actions or idle steps (no overlapped pairs)
+        if item is None:
+            if pending is not None:
+                program.append(pending)
+            pending = None
+            continue
+        recv, compute, send = one(item)  # type: ignore[arg-type]
+        order = (pending, recv) if item.kind == Kind.F else (recv, pending)
+        program += [ins for ins in order if ins is not None]
+        program.append((*compute[:4], False, *compute[5:]))
+        pending = send
+    if pending is not None:
+        program.append(pending)
     program += [(SYNC,), (STEP,)]
     return program

@@ -42,7 +42,7 @@ from ..errors import ConfigError
 from ..keys import Key, check_argument, check_fields, keys_of
 from ..parallel.context import ALGORITHMS as CONTEXT_ALGORITHMS
 from ..parallel.mesh import DEFAULT_ORDER, parse_order
-from ..parallel.pipeline.schedules import get_schedule, schedule_names
+from ..parallel.pipeline.schedules import get_schedule, schedule_names, searched_names
 from ..parallel.strategy import ZERO_STAGES, Strategy, order_check
 from ..ranges import Range
 
@@ -93,7 +93,8 @@ class SearchSpace:
         max_tp, max_pp: largest tensor- and pipeline-parallel sizes.
         max_cp: largest context-parallel size (1: sequences are not split).
         context_parallel: the context-parallel algorithms to try when ``cp > 1``.
-        schedules: pipeline schedules to try (None: every registered one).
+        schedules: pipeline schedules to try (None: every registered one the planner
+            searches, :func:`~simulator.parallel.pipeline.schedules.searched_names`).
         max_chunks: most model chunks per pipeline rank for schedules that
             take chunks (interleaved, zbv). Each chunk shrinks the bubble of
             interleaved 1F1B and multiplies its messages (Narayanan et al.
@@ -207,7 +208,8 @@ def pipelines(pp: int, space: SearchSpace) -> list[tuple[str | None, int]]:
     if pp == 1:
         return [(None, 1)]
     out = []
-    for name in space.choices("schedule", tuple(space.schedules or schedule_names())):
+    # by default the schedules worth trying (not DeepSpeed's, never faster than 1f1b)
+    for name in space.choices("schedule", tuple(space.schedules or searched_names())):
         # a schedule that takes chunks gets two or more (one chunk is its plain form)
         chunks = range(2, space.max_chunks + 1) if get_schedule(name).chunked else (1,)
         out += [(name, v) for v in space.choices("chunks", tuple(chunks))]

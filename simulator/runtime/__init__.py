@@ -13,6 +13,8 @@ Read it in this order:
 * :mod:`.replay` -- a tape's time on a worker: compute, its own group's
   collectives (waited for, or overlapped), data-parallel hooks;
 * :mod:`.messages` -- ``SEND``/``RECV``: pipeline messages, one event at most;
+* :mod:`.rendezvous` -- the same, blocking: a send waits for its receiver
+  (DeepSpeed's pipeline engine);
 * :mod:`.meetings` -- collectives between workers, with handles;
 * :mod:`.data` -- the data-parallel variants' execution (DDP and ZeRO,
   ``nn.DataParallel``, tied weights), through a small contract,

@@ -7,7 +7,8 @@ and returns what the process must wait for: nothing, one event, or a small
 process of its own. The handlers live where their story is told:
 
 * ``COMPUTE``: :mod:`simulator.runtime.compute` (the math, then its time);
-* ``SEND``, ``RECV``: :mod:`simulator.runtime.messages`;
+* ``SEND``, ``RECV``: :mod:`simulator.runtime.messages`, or
+  :mod:`simulator.runtime.rendezvous` for a schedule of blocking messages;
 * ``SYNC``, ``STEP`` and the ``nn.DataParallel`` steps: the data-parallel
   variant of the strategy (:mod:`simulator.runtime.data`), which meets the
   other replicas through :mod:`simulator.runtime.meetings`.
@@ -62,6 +63,7 @@ from .meetings import Meetings
 from .messages import Mailbox
 from .pairs import Pairs
 from .record import RunRecord, StepRecord, WorkerRecord
+from .rendezvous import Rendezvous
 from .replay import Replay
 from .tally import Tally
 from .workers import SimWorker
@@ -150,8 +152,9 @@ class Runtime:
         self.handlers: list[Handler | None] = [None] * len(Op)
         self.handlers[Op.COMPUTE] = compute
         self.handlers[Op.PAIR] = Pairs(engine.env, compute, s.ep_overlap in ("fb", "both"))
-        self.handlers[Op.SEND] = self.mailbox.send
-        self.handlers[Op.RECV] = self.mailbox.recv
+        p2p = Rendezvous(self.mailbox) if plan.schedule.blocking else self.mailbox
+        self.handlers[Op.SEND] = p2p.send
+        self.handlers[Op.RECV] = p2p.recv
         for op, handler in self.sync.handlers().items():
             self.handlers[op] = handler
         for when, device in self.faults.failures:

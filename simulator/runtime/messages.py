@@ -38,7 +38,7 @@ from .. import comm
 from ..engine import Engine, Process, fire_at
 from ..engine.channel import Channel
 from ..ops.arrays import nbytes, split
-from ..parallel.program import ACTIVATION, WHAT
+from ..parallel.program import ACTIVATION, SEND, WHAT
 from .replay import Replay
 from .workers import SimWorker
 
@@ -117,7 +117,13 @@ class Mailbox:
     # -- sending ---------------------------------------------------------------------
     def send(self, sw: SimWorker, ins: tuple) -> None:
         message = ins[5] + sw.message_base
-        payloads = sw.buffers.pop(message)
+        self.deliver(sw, ins, sw.buffers.pop(message), self.slots[message])
+
+    def deliver(self, sw: SimWorker, ins: tuple, payloads: list[Any], waiting: Any) -> float:
+        """Put ``sw``'s message of the send ``ins`` on the links now and in its slot; wake
+        ``waiting`` (the receiver's event, if it came early) when it arrives. Returns
+        the arrival time."""
+        message = ins[5] + sw.message_base
         # the channel of this instruction on this worker (instructions live as long as
         # the run's programs, so their ids are keys)
         mine = self._by_instruction[sw.index]
@@ -132,12 +138,11 @@ class Mailbox:
         if channel.scatter:
             pieces = scatter(payloads) if self.numerics else channel.pieces
         arrival = channel.send(ins[3])
-        slots = self.slots
-        waiting = slots[message]
         # a delivered message: (arrival, per member per rank arrays, scattered pieces)
-        slots[message] = (arrival, payloads, pieces)
+        self.slots[message] = (arrival, payloads, pieces)
         if waiting is not None and waiting._value is PENDING:  # not triggered yet
             fire_at(self.env, waiting, arrival)
+        return arrival
 
     def _open(
         self, sw: SimWorker, what: int, stage: int, peer: int, payloads: list[Any]
@@ -198,12 +203,13 @@ class Mailbox:
         sw.buffers[message] = payloads
 
     def describe_wait(self, sw: SimWorker, ins: tuple) -> str:
-        """What a worker stuck at the receive ``ins`` waits for, in words."""
-        _, what, stage, mb, peer, _ = ins
-        return (
-            f"the {WHAT[what]} of stage {stage}, micro-batch {mb} from worker "
-            f"{self.peer(sw, peer).lead.index}"
-        )
+        """What a worker stuck at the receive (or blocking send) ``ins`` waits for, in
+        words."""
+        op, what, stage, mb, peer, _ = ins
+        who = self.peer(sw, peer).lead.index
+        if op == SEND:
+            return f"worker {who} to receive the {WHAT[what]} of stage {stage}, micro-batch {mb}"
+        return f"the {WHAT[what]} of stage {stage}, micro-batch {mb} from worker {who}"
 
     def _gather(self, sw: SimWorker, scattered: list[Any], payloads: list[Any]) -> Process:
         """All-gather the scattered pieces over the receivers' tensor-parallel group."""

@@ -52,6 +52,14 @@ def test_limits_and_fixed_keys_narrow_the_search():
     assert {s.chunks for s in found if s.pp > 1} == {2, 3, 4}  # interleaved takes chunks
 
 
+def test_deepspeeds_schedule_is_tried_only_when_named():
+    # never faster than 1f1b (the same order, plus blocking sends): not searched by default
+    default = {s.schedule for s in layouts(4, 8, SearchSpace(max_chunks=2)) if s.pp > 1}
+    assert "1f1b" in default and "deepspeed" not in default
+    named = {s.schedule for s in layouts(4, 8, SearchSpace(schedules=("deepspeed",))) if s.pp > 1}
+    assert named == {"deepspeed"}
+
+
 def test_a_fixed_micro_batch_size_sets_the_micro_batches():
     found = list(layouts(4, 16, SearchSpace(fixed={"micro_batch_size": 2, "tp": 1})))
     assert {(s.dp, s.microbatches) for s in found} == {(1, 8), (2, 4), (4, 2)}

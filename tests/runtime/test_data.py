@@ -31,6 +31,16 @@ VARIANTS = [
     Strategy("zero-recursive", dp=4, zero=2, allreduce_algorithm="recursive"),
     Strategy("replicated", dp=4, data_parallel="replicated"),
     Strategy("with-pipeline", dp=2, pp=2, microbatches=2, zero=1, bucket_mb=0.001),
+    # each of DualPipe's chunks adds up half the micro-batches: its buckets launch then
+    Strategy(
+        "dualpipe-buckets",
+        dp=2,
+        pp=2,
+        chunks=2,
+        microbatches=4,
+        schedule="dualpipe",
+        bucket_mb=0.001,
+    ),
 ]
 
 

@@ -5,7 +5,7 @@ Importing the package registers every schedule family (each module calls
 :func:`~.schedules.register`), so ``get_schedule`` knows them all.
 """
 
-from . import interleaved, zero_bubble, zbv, dualpipe  # noqa: F401, I001  (they register themselves, in this order)
+from . import interleaved, zero_bubble, zbv, dualpipe, deepspeed  # noqa: F401, I001  (they register themselves, in this order)
 from .actions import Action, Pair, Schedule, dependencies, parse_csv
 from .schedules import ScheduleInfo, get_schedule, schedule_names
 from .timeline import Timeline, run

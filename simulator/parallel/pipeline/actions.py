@@ -152,6 +152,10 @@ class Schedule:
         microbatches: micro-batches per step.
         directions: 1, or 2 for two pipelines in opposite directions (module
             docstring).
+        blocking: the ranks advance in steps -- the columns of ``ranks``, idle
+            cells included -- and their messages are blocking sends and receives
+            (DeepSpeed's pipeline engine, :mod:`.deepspeed`); False: a message
+            leaves when the compute that made it ends, whatever the receiver does.
     """
 
     name: str
@@ -159,6 +163,7 @@ class Schedule:
     num_stages: int
     microbatches: int
     directions: int = 1
+    blocking: bool = False
 
     @property
     def num_ranks(self) -> int:

@@ -7,8 +7,9 @@ registered schedule documents its rules, its closed-form bubble and its source.
 The families live one per module and register themselves when the package is
 imported: this module (naive, GPipe, 1F1B), :mod:`.interleaved` (Megatron-LM's
 interleaved 1F1B), :mod:`.zero_bubble` (ZB-H1, ZB-H2), :mod:`.zbv` (the
-V-shape zero-bubble schedule) and :mod:`.dualpipe` (DeepSeek-V3's DualPipe and
-DualPipeV).
+V-shape zero-bubble schedule), :mod:`.dualpipe` (DeepSeek-V3's DualPipe and
+DualPipeV) and :mod:`.deepspeed` (DeepSpeed's pipeline engine, in lockstep
+steps with blocking messages).
 
 Bubble formulas return the *fraction* of the step that is bubble, in the
 simulator's sense (docs/design.md: ``1 - mean(busy) / max(span)``, the "bubble
@@ -35,7 +36,7 @@ class ScheduleInfo:
 
     Attributes:
         name: registry key.
-        build: ``(p, m, v) -> per-rank action lists``.
+        build: ``(p, m, v) -> per-rank action lists`` (None: an idle step).
         summary: one line for listings.
         split_backward: whether backward is split into B and W.
         chunked: whether ``v > 1`` chunks per rank are supported.
@@ -48,10 +49,13 @@ class ScheduleInfo:
             validated before every run that uses it.
         directions: 2 for a schedule that runs two pipelines in opposite directions
             over copies of the stages (DualPipe, :mod:`.dualpipe`).
+        blocking: its rows are steps and its messages blocking sends and receives
+            (:attr:`.actions.Schedule.blocking`; DeepSpeed's, :mod:`.deepspeed`).
+        searched: the planner tries it unless told which schedules to try.
     """
 
     name: str
-    build: Callable[[int, int, int], list[list[Item]]]
+    build: Callable[[int, int, int], list[list[Item]] | list[list[Item | None]]]
     summary: str
     split_backward: bool = False
     chunked: bool = False
@@ -59,11 +63,15 @@ class ScheduleInfo:
     rules: Callable[[int, int, int], None] | None = None
     checked: bool = False
     directions: int = 1
+    blocking: bool = False
+    searched: bool = True
 
     def __call__(self, p: int, m: int, v: int = 1) -> Schedule:
         self.check(p, m, v)
         rows = self.build(p, m, v)
-        return Schedule(self.name, tuple(tuple(r) for r in rows), p * v, m, self.directions)
+        return Schedule(
+            self.name, tuple(tuple(r) for r in rows), p * v, m, self.directions, self.blocking
+        )
 
     def check(self, p: int, m: int, v: int = 1) -> None:
         """Raise the first of the schedule's rules that ``p`` ranks, ``m`` micro-batches
@@ -104,6 +112,11 @@ def get_schedule(name: str) -> ScheduleInfo:
 def schedule_names() -> list[str]:
     """The registered names, in registration order."""
     return list(_REGISTRY)
+
+
+def searched_names() -> list[str]:
+    """The registered names the planner tries by default (:attr:`ScheduleInfo.searched`)."""
+    return [name for name, info in _REGISTRY.items() if info.searched]
 
 
 def bubble_from_time(m: int, t_f: float, t_b: float, t_w: float, bubble_time: float) -> float:

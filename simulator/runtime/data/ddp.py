@@ -148,6 +148,11 @@ class DataParallel(ParameterGathers):
             make_buckets(self.plan.worker(0, r), s.bucket_mb, per_block, tied, s.ep > 1)
             for r in range(s.pp)
         ]
+        #: per chunk, the micro-batches whose gradients it adds up (DualPipe's chunks
+        #: see only their direction's half): when its gradients are final
+        self._final = [
+            len(plan.schedule.microbatches_of(c)) for c in range(plan.schedule.num_stages)
+        ]
         self._shards: dict[tuple[int, int, int], Param] = {}
         self._ready: dict[int, Counter] = {}
         self._rounds: dict[int, Counter] = {}
@@ -277,8 +282,11 @@ class DataParallel(ParameterGathers):
                     continue
                 if i > 0 and rounds[i - 1] <= done:
                     break  # the previous bucket goes first
-                target = done + 1 if self.every_microbatch else self.microbatches
-                if not all(ready[blk] >= target for blk in bucket.blocks):
+                final = self._final
+                if not all(
+                    ready[blk] >= (done + 1 if self.every_microbatch else final[blk[0]])
+                    for blk in bucket.blocks
+                ):
                     break
                 rounds[i] += 1
                 handles.append(self._launch(sw, bucket, done))

@@ -48,7 +48,7 @@ def _closed_form_holds(name: str, p: int, m: int, v: int, times: tuple[F, F, F])
         assert measured == pytest.approx(expected, abs=1e-15), f"{name} {p=} {m=} {v=} {times}"
 
 
-@pytest.mark.parametrize("name", ["gpipe", "1f1b", "zb-h1", "zb-h2"])
+@pytest.mark.parametrize("name", ["gpipe", "1f1b", "zb-h1", "zb-h2", "deepspeed"])
 def test_closed_forms_are_exact_on_the_timeline(name: str) -> None:
     for p in (1, 2, 3, 4, 6):
         for m in (1, 2, p, 2 * p - 1, 3 * p + 1):
@@ -96,6 +96,22 @@ def test_zbv_has_no_bubble_inside_any_rank_with_equal_times() -> None:
     assert get_schedule("zbv").bubble(4, 8, 2, 1.0, 1.0, 0.5) is None
 
 
+def test_deepspeed_runs_trainschedules_steps_in_1f1b_order() -> None:
+    # DeepSpeed's TrainSchedule: 2(m+p-1) steps; stage i's forward of b at step 2b+i, its
+    # backward at 2b+2p-1-i, so neighbours always do opposite kinds; per rank, 1F1B's order
+    for p in (1, 2, 3, 5):
+        for m in (1, 2, p, 2 * p + 1):
+            schedule = get_schedule("deepspeed")(p, m)
+            assert schedule.blocking and not get_schedule("1f1b")(p, m).blocking
+            for i, row in enumerate(schedule.ranks):
+                assert len(row) == 2 * (m + p - 1)
+                for b in range(m):
+                    assert str(row[2 * b + i]) == f"{i}F{b}"
+                    assert str(row[2 * b + 2 * p - 1 - i]) == f"{i}BW{b}"
+                assert sum(a is not None for a in row) == 2 * m
+                assert schedule.items(i) == list(get_schedule("1f1b")(p, m).ranks[i])
+
+
 @pytest.mark.parametrize(("p", "m"), [(2, 4), (4, 8), (5, 15)])
 def test_peak_stashes_in_flight(p: int, m: int) -> None:
     # Narayanan et al. 2021 sec. 2.2.1; Qi et al. 2024 Table 2
@@ -141,6 +157,9 @@ CASES = [
     ("zbv", 2, 4, 2),
     ("zbv", 4, 8, 2),
     ("zbv", 4, 2, 2),
+    ("deepspeed", 4, 8, 1),
+    ("deepspeed", 3, 2, 1),
+    ("deepspeed", 2, 1, 1),
 ]
 
 
