@@ -66,10 +66,16 @@ def one_at_a_time(lock: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def start_kernel(client: NotebookClient, env: dict[str, str], lock: Path) -> None:
-    """Start ``client``'s kernel and wait until it answers, one kernel at a time."""
+def start_kernel(client: NotebookClient, env: dict[str, str], lock: Path, home: Path) -> None:
+    """Start ``client``'s kernel and wait until it answers, one kernel at a time. The
+    kernel talks over Unix sockets under ``home`` (ZeroMQ's ``ipc`` transport), not TCP
+    ports, which a kernel elsewhere on the machine could take between the moment
+    jupyter_client finds a port free and the moment the kernel binds it."""
     with one_at_a_time(lock):
         client.km = client.create_kernel_manager()
+        if os.name == "posix":
+            client.km.transport = "ipc"
+            client.km.ip = str(home / "kernel")
         try:
             client.start_new_kernel(env=env)
             client.start_new_kernel_client()
@@ -133,7 +139,8 @@ def test_notebook_runs_and_draws(path, tmp_path, tmp_path_factory):
         timeout=CELL_TIMEOUT_S,
         resources={"metadata": {"path": str(tmp_path)}},
     )
-    start_kernel(client, env, tmp_path_factory.getbasetemp().parent / "kernel-start.lock")
+    lock = tmp_path_factory.getbasetemp().parent / "kernel-start.lock"
+    start_kernel(client, env, lock, tmp_path)
     client.execute(env=env)  # raises CellExecutionError, naming the cell, on any error
 
     assert nb.cells[-1].outputs[0]["text"].strip() == str(ROOT / "simulator")
