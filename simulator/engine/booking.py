@@ -144,10 +144,10 @@ class PlacedPlan:
         n = len(STREAMS)
         ports = [int(q) for q in self.ports]
         # every lane starts where its port's lane of this stream is free
-        mine = [free[q * n + stream] for q in ports]
+        mine = [free.get(q * n + stream, 0.0) for q in ports]
         lanes = np.repeat(np.array(mine, dtype=float), lanes_per_port)
         # until when the other streams hold each port (they share it, module docstring)
-        others = np.array([max(free[q * n + s] for s in range(n) if s != stream)
+        others = np.array([max(free.get(q * n + s, 0.0) for s in range(n) if s != stream)
                            for q in ports])  # fmt: skip
         start = float(start)
         shares = bool(others.max(initial=0.0) > start)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .streams import STREAMS, lane, shared, stream_of
+from .streams import LaneSet, shared, stream_of
 from .trace import COMM
 
 if TYPE_CHECKING:
@@ -44,9 +44,9 @@ class Channel:
         self._record = trace.record  # (the run's trace: sealed only when it is over)
         per_rank = (nbytes,) * len(srcs) if isinstance(nbytes, int) else nbytes
         stream = stream_of(kind)
-        #: per timed pair: (out lane, in lane, seconds, label, the other streams' lanes on
-        #: its ports), or None for a device itself
-        self.pairs: list[tuple[int, int, float, int, tuple[int, ...]] | None] = []
+        #: per timed pair: (out lane, in lane, seconds, label, its lanes and the other
+        #: streams' on its ports), or None for a device itself
+        self.pairs: list[tuple[int, int, float, int, LaneSet] | None] = []
         for src, dst, size in zip(srcs, dsts, per_rank, strict=True):
             if src == dst:
                 self.pairs.append(None)
@@ -54,10 +54,8 @@ class Channel:
             route = network.route(src, dst)
             duration = route.seconds(size) if seconds is None else seconds
             label = trace.label_id(COMM, name, kind, bytes=size, link=route.kind)
-            others = tuple(lane(q, s) for q in (route.out_port, route.in_port)
-                           for s in range(len(STREAMS)) if s != stream)  # fmt: skip
-            self.pairs.append((lane(route.out_port, stream), lane(route.in_port, stream),
-                               duration, label, others))  # fmt: skip
+            lanes = network.lane_sets((route.out_port, route.in_port), stream)
+            self.pairs.append((*lanes.mine, duration, label, lanes))
         src_shown, dst_shown = shown or (srcs, dsts)
         k = len(srcs)
         #: per shown pair, its (src group, dst group), for pieces that move apart
@@ -110,8 +108,7 @@ class Channel:
             free = engine.network.free_at
             a, b = free[out], free[into]
             start = now if now >= a and now >= b else max(now, a, b)
-            end = free[out] = free[into] = shared(start, duration, max(map(free.__getitem__,
-                                                                          others)))  # fmt: skip
+            end = free[out] = free[into] = shared(start, duration, others.busy(free))
             self._record(self.track, start, end, mb)
             self.count += 1
             return end
@@ -125,8 +122,7 @@ class Channel:
             out, into, duration, _, others = pair
             a, b = free[out], free[into]
             start = now if now >= a and now >= b else max(now, a, b)
-            busy = max(map(free.__getitem__, others))
-            end = free[out] = free[into] = shared(start, duration, busy)
+            end = free[out] = free[into] = shared(start, duration, others.busy(free))
             if self.own is not None:
                 self.own[out] = self.own[into] = end
             times.append((start, end))

@@ -40,7 +40,7 @@ from .channel import Channel
 from .cost import Cost, Costs
 from .memory import MemoryLedger, MemoryRecord
 from .network import Network
-from .streams import lane, stream_of
+from .streams import LaneSet, lane, stream_of
 from .trace import COMM, COMPUTE, NO_PEER, Trace
 
 DETAILS = ("steps", "fused")
@@ -68,6 +68,19 @@ class Ledgers(dict[int, MemoryLedger]):
         return self._engine.ledger((device,))
 
 
+class _Key(tuple):
+    """A tuple hashed once: a fused collective's bytes are counted under one, every time
+    it runs (a tuple of a few thousand devices costs a microsecond to hash)."""
+
+    def __new__(cls, items: tuple) -> _Key:
+        key = super().__new__(cls, items)
+        key._hash = tuple.__hash__(key)
+        return key
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
 class FusedCollective(NamedTuple):
     """A collective booked as one block, all but its start worked out
     (:meth:`Engine.fused`): the ports it holds for ``duration``, its trace track,
@@ -80,7 +93,7 @@ class FusedCollective(NamedTuple):
     count: tuple
     mirrored: bool
     stream: int
-    lanes: tuple[list[int], list[int]]  # its stream's lanes on its ports, the others'
+    lanes: LaneSet  # its stream's lanes on its ports, the others'
 
 
 class Engine:
@@ -353,7 +366,7 @@ class Engine:
         track = trace.track_id(trace.group_id(shown), label, NO_PEER)
         stream = stream_of(kind)
         return FusedCollective(
-            devices, ports, duration, track, (shown, sent, kind, None), mirrored, stream,
+            devices, ports, duration, track, _Key((shown, sent, kind, None)), mirrored, stream,
             network.lane_sets(ports, stream),
         )  # fmt: skip
 
@@ -364,10 +377,7 @@ class Engine:
             network.catch_up(f.devices, self.own_free)
         counts = self._counts
         counts[f.count] = counts.get(f.count, 0) + 1
-        start, end = network.reserve_lanes(f.lanes, self.env.now, f.duration)
-        if f.mirrored:
-            own = self.own_free
-            for q in f.lanes[0]:
-                own[q] = end
+        own = self.own_free if f.mirrored else None
+        start, end = network.reserve_lanes(f.lanes, self.env.now, f.duration, own)
         self.trace.record(f.track, start, end)
         return end

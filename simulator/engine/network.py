@@ -68,7 +68,7 @@ from dataclasses import dataclass, replace
 from ..hardware import ClusterSpec, LinkSpec
 from ..transfer import TransferPlan
 from .booking import PlacedPlan
-from .streams import STREAMS, lane, lanes_of, shared
+from .streams import STREAMS, LaneSet, lane, lanes_of, shared
 
 INTRA, INTER = "intra", "inter"
 _OUT, _IN = 0, 1
@@ -111,7 +111,7 @@ class Network:
         self.free_at: defaultdict[int, float] = defaultdict(float)
         self._routes: dict[tuple[int, int], Route] = {}
         self._placed: dict[tuple[TransferPlan, tuple[int, ...]], PlacedPlan] = {}
-        self._lane_sets: dict[tuple[tuple[int, ...], int], tuple[list[int], list[int]]] = {}
+        self._lane_sets: dict[tuple[tuple[int, ...], int], LaneSet] = {}
         #: device -> the device whose ports its ports follow (folded replicas)
         self.mirror: dict[int, int] = {}
         #: ``(src, dst, inter_node) -> bandwidth multiplier`` for degraded links (faults)
@@ -153,10 +153,12 @@ class Network:
 
     def busy_elsewhere(self, ports: tuple[int, ...], stream: int, free: dict[int, float]) -> float:
         """When the streams other than ``stream`` are last free on ``ports``."""
-        others = self.lane_sets(ports, stream)[1]
+        if free is self.free_at:
+            return self.lane_sets(ports, stream).busy(free)
+        others = self.lane_sets(ports, stream).others
         return max(map(free.__getitem__, others)) if others else 0.0
 
-    def lane_sets(self, ports: tuple[int, ...], stream: int) -> tuple[list[int], list[int]]:
+    def lane_sets(self, ports: tuple[int, ...], stream: int) -> LaneSet:
         """``stream``'s lanes on ``ports`` and the other streams' lanes there (worked out
         once per set of ports: a collective books the same ones every time it runs)."""
         key = (ports, stream)
@@ -165,7 +167,7 @@ class Network:
             n = len(STREAMS)
             mine = [q * n + stream for q in ports]
             others = [q * n + s for q in ports for s in range(n) if s != stream]
-            hit = self._lane_sets[key] = (mine, others)
+            hit = self._lane_sets[key] = LaneSet(mine, others)
         return hit
 
     def reserve(
@@ -239,20 +241,29 @@ class Network:
                     if mine == theirs:
                         continue
                     for a, b in zip(lanes_of(mine), lanes_of(theirs), strict=True):
-                        if own.get(b, 0.0) > free[a]:
+                        if own.get(b, 0.0) > free.get(a, 0.0):
                             free[a] = own[b]
 
     def reserve_lanes(
-        self, lanes: tuple[list[int], list[int]], ready: float, seconds: float
+        self,
+        lanes: LaneSet,
+        ready: float,
+        seconds: float,
+        own: dict[int, float] | None = None,
     ) -> tuple[float, float]:
         """Book a set of ports together for ``seconds`` (a fused collective) on one
         stream's ``lanes`` there, sharing the ports with the other streams' lanes, both
-        worked out once by :meth:`lane_sets`; no earlier than ``ready``."""
+        worked out once by :meth:`lane_sets`; no earlier than ``ready``. With ``own``
+        (the lanes folded replicas mirror, :meth:`catch_up`), note the end there too."""
         free = self.free_at
-        mine, others = lanes
-        busy = max(map(free.__getitem__, mine), default=ready)
+        mine = lanes.mine
+        busy = max(lanes.read(free), default=ready)
         start = busy if busy > ready else ready
-        end = shared(start, seconds, max(map(free.__getitem__, others)) if others else 0.0)
-        for q in mine:
-            free[q] = end
+        end = shared(start, seconds, lanes.busy(free))
+        if own is None:
+            for q in mine:
+                free[q] = end
+        else:
+            for q in mine:
+                free[q] = own[q] = end
         return start, end

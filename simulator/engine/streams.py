@@ -11,6 +11,9 @@ beside another stream.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from operator import itemgetter
+
 #: The streams traffic runs on, by the kind of traffic (any other kind: the last).
 STREAMS = ("tp", "pp", "dp", "other")
 _STREAM_OF = {kind: i for i, kind in enumerate(STREAMS)}
@@ -29,6 +32,48 @@ def lane(port_id: int, stream: int) -> int:
 def lanes_of(port_id: int) -> range:
     """Every stream's lane on the port direction ``port_id``."""
     return range(port_id * len(STREAMS), (port_id + 1) * len(STREAMS))
+
+
+class LaneSet:
+    """One stream's lanes on a set of ports (``mine``) and the other streams' lanes there
+    (``others``), which the stream shares the ports with.
+
+    A lane no message has used yet is free at 0.0 and can delay nothing, so
+    :meth:`busy` reads only the other lanes the reservation state holds: on a
+    port only one stream ever uses (a tensor-parallel group's NVLink, say) that
+    is none at all. The lanes used only ever grow, so the list of those read is
+    worked out again only when the state holds more lanes than when it was last.
+    ``read(free)`` gives the values of ``mine`` (a tuple, read in one call).
+    """
+
+    __slots__ = ("_seen", "_used", "mine", "others", "read")
+
+    def __init__(self, mine: list[int], others: list[int]) -> None:
+        self.mine = mine
+        self.others = others
+        self.read = _reader(mine)
+        self._used = _reader([])
+        self._seen = -1
+
+    def __iter__(self) -> Iterator[list[int]]:  # ``mine, others = lanes``
+        return iter((self.mine, self.others))
+
+    def __getitem__(self, i: int) -> list[int]:
+        return (self.mine, self.others)[i]
+
+    def busy(self, free: dict[int, float]) -> float:
+        """When the other streams are last free on these ports (0.0: never used)."""
+        if self._seen != len(free):
+            self._used = _reader([q for q in self.others if q in free])
+            self._seen = len(free)
+        return max(self._used(free), default=0.0)
+
+
+def _reader(lanes: list[int]) -> Callable[[dict[int, float]], tuple[float, ...]]:
+    """``free -> (free[q] for q in lanes)`` as a tuple, in one C call."""
+    if not lanes:
+        return lambda _: ()
+    return itemgetter(*lanes, lanes[0]) if len(lanes) == 1 else itemgetter(*lanes)
 
 
 def shared(start: float, seconds: float, busy_until: float) -> float:
