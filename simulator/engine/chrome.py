@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import queue
+import threading
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -120,6 +122,7 @@ def write(
     templates: dict[tuple[int, int], tuple[int, int]] = {}
     texts: list[tuple[list[str], list[str]]] = []  # a row's text around pid..dur, split at mb
     cache: dict[tuple[int, int, int], tuple[str, str, str, str]] = {}
+    durations: dict[float, str] = {}  # the JSON of every duration written
     written = 0
     out.write('{"traceEvents":[')
     first = True
@@ -165,7 +168,7 @@ def write(
             texts.append(([pre], [post]))
         if rows:
             lines += _events(pid, np.concatenate(rows), np.concatenate(keys),
-                             np.concatenate(lanes), start, end, mb, texts)  # fmt: skip
+                             np.concatenate(lanes), start, end, mb, texts, durations)  # fmt: skip
             written += sum(map(len, rows))
         lines += _counters(trace, pid, devices)
         if lines:
@@ -189,8 +192,9 @@ def write_file(
         with (
             open(p, "wb") as raw,
             gzip.GzipFile("", "wb", GZIP_LEVEL, raw, mtime=0) as z,
+            _Compressing(z) as text,
         ):
-            return write(trace, _Encoded(z), every_device, progress)
+            return write(trace, text, every_device, progress)
     with open(p, "w", encoding="utf-8") as f:
         return write(trace, f, every_device, progress)
 
@@ -208,14 +212,39 @@ def count(trace: Trace, every_device: bool = False) -> int:
     return int(fan[np.frombuffer(trace.track, dtype=np.int64)].sum())
 
 
-class _Encoded:
-    """A text writer over a binary file."""
+class _Compressing:
+    """A text writer over a gzip file that compresses in a thread of its own, beside the
+    formatting (zlib lets go of the interpreter while it compresses): the file is the
+    same, written sooner on a machine of two cores. At most a few pieces wait."""
 
-    def __init__(self, raw: Any) -> None:
-        self.raw = raw
+    def __init__(self, z: gzip.GzipFile) -> None:
+        self.z = z
+        self.pieces: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._compress, name="gzip", daemon=True)
+
+    def _compress(self) -> None:
+        while (piece := self.pieces.get()) is not None:
+            if self.error is None:
+                try:
+                    self.z.write(piece)
+                except BaseException as error:  # raised in the writer, on close
+                    self.error = error
 
     def write(self, text: str) -> None:
-        self.raw.write(text.encode())
+        if self.error is not None:
+            raise self.error
+        self.pieces.put(text.encode())
+
+    def __enter__(self) -> _Compressing:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pieces.put(None)
+        self.thread.join()
+        if self.error is not None and exc[0] is None:
+            raise self.error
 
 
 # -- where a track's rows go --------------------------------------------------------------
@@ -373,39 +402,69 @@ def _events(
     end: np.ndarray,
     mb: np.ndarray,
     texts: list[tuple[list[str], list[str]]],
+    cache: dict[float, str],
 ) -> list[str]:
     """The X events of one process: ``rows`` of the trace, each with its text (``keys``
     into ``texts``) and lane, sorted by lane, start and end, each on a thread where it
-    nests."""
+    nests. ``cache`` holds the JSON of durations written before."""
     s, e, m = start[rows], end[rows], mb[rows]
     order = np.lexsort((m, keys, e, s, lanes))
     s, e, m, keys, lanes = s[order], e[order], m[order], keys[order], lanes[order]
-    # the same numbers as ``start * 1e6`` and ``(end - start) * 1e6`` in Python, as JSON
-    ts = map(repr, (s * 1e6).tolist())
-    dur = map(repr, ((e - s) * 1e6).tolist())
-    lines: list[str] = []
-    tids: list[list[int]] = [[], []]  # per lane, per slot
-    for lane, slot, key, micro, t, d in zip(
-        lanes.tolist(), _slots(s, e, lanes), keys.tolist(), m.tolist(), ts, dur, strict=True
-    ):
-        mine = tids[lane]
-        if slot >= len(mine):
-            mine.append(sum(map(len, tids)) + 1)
-            name = "compute" if lane == 0 else "comm"
-            label = name if slot == 0 else f"{name} {slot + 1}"
-            lines.append(
-                f'{{"ph":"M","name":"thread_name","pid":{pid},"tid":{mine[slot]},'
-                f'"args":{{"name":"{label}"}}}}'
-            )
+    # threads: each lane's slots in order, the compute lane's first (rows are by lane)
+    slots = _slots(s, e, lanes)
+    computing = lanes == 0
+    tid = slots + 1 + np.where(computing, 0, slots[computing].max(initial=-1) + 1)
+    # an event's text before its time is one of few: its name, kind and thread (and the
+    # micro-batch); after it, its args. Each is written out once.
+    width, threads = int(m.max(initial=-1)) + 2, int(tid.max(initial=0)) + 1
+    kinds, which = np.unique((keys * width + m + 1) * threads + tid, return_inverse=True)
+    before, after = [], []
+    for code in kinds.tolist():
+        rest, thread = divmod(code, threads)
+        key, micro = divmod(rest, width)
         pre, post = texts[key]
-        if len(pre) > 1 or len(post) > 1:
-            text = str(micro)
-            pre, post = [text.join(pre)], [text.join(post)]
-        lines.append(f'{pre[0]}"pid":{pid},"tid":{mine[slot]},"ts":{t},"dur":{d}{post[0]}')
+        text = str(micro - 1)
+        before.append(f'{text.join(pre)}"pid":{pid},"tid":{thread},"ts":')
+        after.append(text.join(post))
+    # the same numbers as ``start * 1e6`` and ``(end - start) * 1e6`` in Python, as JSON;
+    # a run has few distinct durations, so each is written out once
+    ts = map(repr, (s * 1e6).tolist())
+    dur = map(_repr_of(cache), ((e - s) * 1e6).tolist())
+    which = which.tolist()
+    lines = [
+        f'{a}{t},"dur":{d}{b}'
+        for a, t, d, b in zip(
+            [before[i] for i in which], ts, dur, [after[i] for i in which], strict=True
+        )
+    ]
+    # each thread's name, before its first event
+    _, first = np.unique(tid, return_index=True)
+    for at in sorted(first.tolist(), reverse=True):
+        lane, slot = int(lanes[at]), int(slots[at])
+        name = "compute" if lane == 0 else "comm"
+        label = name if slot == 0 else f"{name} {slot + 1}"
+        lines.insert(
+            at,
+            f'{{"ph":"M","name":"thread_name","pid":{pid},"tid":{int(tid[at])},'
+            f'"args":{{"name":"{label}"}}}}',
+        )
     return lines
 
 
-def _slots(starts: np.ndarray, ends: np.ndarray, lanes: np.ndarray) -> list[int]:
+def _repr_of(cache: dict[float, str]) -> Callable[[float], str]:
+    """``repr``, remembering what it wrote in ``cache`` (0.0 and -0.0 are one key there:
+    a duration is never negative)."""
+
+    def text(x: float) -> str:
+        out = cache.get(x)
+        if out is None:
+            out = cache[x] = repr(x)
+        return out
+
+    return text
+
+
+def _slots(starts: np.ndarray, ends: np.ndarray, lanes: np.ndarray) -> np.ndarray:
     """For rows sorted by lane and start, the thread of its lane each goes to: the first
     whose last event has ended (Chrome needs a thread's events nested; messages of a
     full-duplex port, or of two ports, overlap). A lane whose rows never overlap (a
@@ -428,7 +487,7 @@ def _slots(starts: np.ndarray, ends: np.ndarray, lanes: np.ndarray) -> list[int]
             else:
                 free.append(b)
                 out[i] = len(free) - 1
-    return out.tolist()
+    return out
 
 
 def _counters(trace: Trace, pid: int, devices: tuple[int, ...]) -> list[str]:

@@ -9,11 +9,12 @@ gzip-compressed (``.trace.json.gz``, which Perfetto opens as it is).
 
 Drawing is most of the cost of a small run, and a strategy's files depend on
 nothing but its own finished record. So a :class:`FileWriter` writes each
-strategy's files as soon as the strategy is simulated, in a child process
-(forked: it starts with the record in memory, nothing is copied), while the
-next strategy simulates; on a machine of several cores the files cost little
-more than the simulation. Where processes cannot be forked, or with
-``workers=1``, it writes them in turn. The files are the same either way.
+strategy's files as soon as the strategy is simulated, in child processes
+(forked: they start with the record in memory, nothing is copied) -- one
+writes the trace, another draws the charts, side by side -- while the next
+strategy simulates; on a machine of several cores the files cost little more
+than the simulation. Where processes cannot be forked, or with ``workers=1``,
+it writes them in turn. The files are the same either way.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import json
 import os
 import signal
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -60,7 +62,7 @@ def default_workers() -> int:
 class FileWriter:
     """Writes the files of a scenario into ``out_dir`` (see the module docstring):
     :meth:`add` a strategy's result as it finishes, then :meth:`finish`. At most
-    ``workers`` children draw at once (default: the cores); ``progress`` shows a bar
+    ``workers`` children write at once (default: the cores); ``progress`` shows a bar
     of the files while the last ones are written."""
 
     def __init__(
@@ -81,19 +83,22 @@ class FileWriter:
         self.fork = self.workers > 1 and hasattr(os, "fork")
         self.written: list[Path] = []
         self.done = 0  # files written
-        self._children: dict[int, tuple[int, str]] = {}  # pid -> (pipe, strategy)
+        #: pid -> (pipe, strategy, files it writes)
+        self._children: dict[int, tuple[int, str, int]] = {}
 
     def add(self, result: StrategyResult) -> None:
         """Write ``result``'s trace, Gantt chart and memory plot."""
         stem = file_stem(result.name)
-        paths = [
-            trace_path(self.out, stem, result, self.every_device),
-            self.out / f"{stem}.gantt.png",
-            self.out / f"{stem}.memory.png",
-        ]
-        self.written += paths
+        trace = trace_path(self.out, stem, result, self.every_device)
+        charts = [self.out / f"{stem}.gantt.png", self.out / f"{stem}.memory.png"]
+        self.written += [trace, *charts]
+        self._start(result.name, [trace], lambda: self._trace(result, trace))
+        self._start(result.name, charts, lambda: self._charts(result, *charts))
+
+    def _start(self, name: str, paths: list[Path], write: Callable[[], None]) -> None:
+        """Run ``write`` (which writes ``paths``) in a child, or now without children."""
         if not self.fork:
-            self._write(result, paths)
+            write()
             self.done += len(paths)
             return
         while len(self._children) >= self.workers:
@@ -104,14 +109,14 @@ class FileWriter:
             os.close(pipe)
             status = 0
             try:
-                self._write(result, paths)
+                write()
             except BaseException:
                 os.write(child_end, traceback.format_exc()[-8000:].encode())
                 status = 1
             finally:
                 os._exit(status)
         os.close(child_end)
-        self._children[pid] = (pipe, result.name)
+        self._children[pid] = (pipe, name, len(paths))
 
     def finish(self, result: ScenarioResult) -> list[Path]:
         """Write ``results.json`` and ``compare.png``, wait for the strategies' files, and
@@ -131,20 +136,21 @@ class FileWriter:
                 bar.update(self.done)
         return written
 
-    def _write(self, result: StrategyResult, paths: list[Path]) -> None:
-        trace, gantt, memory = paths
-        chrome.write_file(result.trace, trace, self.every_device)
+    def _trace(self, result: StrategyResult, path: Path) -> None:
+        chrome.write_file(result.trace, path, self.every_device)
+
+    def _charts(self, result: StrategyResult, gantt: Path, memory: Path) -> None:
         self.plots.gantt(result, gantt)
         self.plots.memory(result, memory)
 
     def _wait(self, pid: int) -> None:
-        pipe, name = self._children.pop(pid)
+        pipe, name, files = self._children.pop(pid)
         _, status = os.waitpid(pid, 0)
         with os.fdopen(pipe, "rb") as f:
             report = f.read().decode(errors="replace")
         if status != 0:
             raise RuntimeError(f"writing the files of strategy {name!r} failed:\n{report}")
-        self.done += 3
+        self.done += files
 
     def __enter__(self) -> FileWriter:
         return self
@@ -156,7 +162,7 @@ class FileWriter:
         trace: TracebackType | None,
     ) -> None:
         """On an error (or Ctrl-C) the children stop too; none is left behind."""
-        for pid, (pipe, _) in list(self._children.items()):
+        for pid, (pipe, *_) in list(self._children.items()):
             os.kill(pid, signal.SIGTERM)
             os.waitpid(pid, 0)
             os.close(pipe)

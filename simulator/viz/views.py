@@ -184,58 +184,77 @@ def step_blocks(result: Any, devices: Sequence[int], gap: float) -> dict[int, Bl
     start, end = cols.start, cols.end
     rows = np.flatnonzero(((end > lo) & (start < hi)) | ((start == end) & (start == lo)))
     rows = rows[np.argsort(start[rows], kind="stable")]
-    groups, labels, tracks, track, mbs = (
-        trace.groups, trace.labels, trace.tracks, trace.track, trace.mb
-    )  # fmt: skip
+    groups, labels = trace.groups, trace.labels
+    # what a row is, by its track: the same for every row of it
+    kind = [
+        (group, peer, label, *labels[label][:3]) for group, peer, label in trace.tracks
+    ]  # (group, peer, label, lane, name, kind)
+    held: dict[int, list[int]] = {d: [] for d in devices}  # device -> the groups it is in
+    for g, members in enumerate(groups):
+        for d in held.keys() & members:
+            held[d].append(g)
+    row_group, row_peer = cols.group[rows], cols.peer[rows]
+    row_track = np.frombuffer(trace.track, dtype=np.int64)[rows]
+    row_start, row_end = start[rows], end[rows]
+    row_mb = np.frombuffer(trace.mb, dtype=np.int64)[rows]
     names: dict[tuple[int, int], str] = {}
+    layers: dict[str, str] = {}
     out: dict[int, Blocks] = {}
     for d in devices:
-        inside = np.array([d in g for g in groups] + [False])
+        inside = np.zeros(len(groups) + 1, dtype=bool)  # the last: no peer
+        inside[held[d]] = True
+        mine = inside[row_group] | inside[row_peer]
         stop = failed.get(d, hi)
         compute: list[list[Any]] = []  # [row, start, end, name, kind]
         comm: list[list[Any]] = []  # [row, start, end, name, kind, direction]
         starts: dict[float, str] = {}  # when a collective of a layer starts
-        for i in rows[inside[cols.group[rows]] | inside[cols.peer[rows]]].tolist():
-            s = start[i]
-            group, peer, label = tracks[track[i]]
-            lane, name, cat, _ = labels[label]
+        last: list[Any] | None = None  # the last communication block
+        for i, s, e, t, mb in zip(
+            rows[mine].tolist(), row_start[mine].tolist(), row_end[mine].tolist(),
+            row_track[mine].tolist(), row_mb[mine].tolist(), strict=True,
+        ):  # fmt: skip
+            group, peer, label, lane, name, cat = kind[t]
             if s > stop or cat == "failed":
                 continue
-            mb = mbs[i]
             if mb >= 0:
-                key = (label, mb)
-                name = names.get(key) or names.setdefault(key, name.format(mb=mb))
-            e = min(end[i], stop)
+                name = names.get((label, mb)) or names.setdefault((label, mb), name.format(mb=mb))
+            if stop < e:
+                e = stop
             if lane == COMPUTE:
                 compute.append([i, s, e, name, cat])
                 continue
             if cat == "tp":
-                layer = layer_of(name)
+                layer = layers.get(name)
+                if layer is None:
+                    layer = layers[name] = layer_of(name)
                 if layer:
                     starts.setdefault(s, layer)
             way = "collective" if peer == NO_PEER else "send" if inside[group] else "recv"
-            last = comm[-1] if comm else None
             if (
                 last is not None
                 and last[4] == cat
                 and (cat != "pp" or (last[3], last[5]) == (name, way))
                 and s - last[2] <= gap
             ):
-                last[2] = max(last[2], e)
+                if e > last[2]:
+                    last[2] = e
                 if last[3] != name:
                     last[3] = ""
             else:
-                comm.append([i, s, e, name, cat, way])
+                last = [i, s, e, name, cat, way]
+                comm.append(last)
         merged: list[list[Any]] = []  # [row, start, end, name, kind, layer]
+        block: list[Any] | None = None
         for i, s, e, name, cat in compute:
             layer = starts.get(e) or starts.get(s, "")
-            last = merged[-1] if merged else None
-            if last is not None and (last[3], last[4]) == (name, cat) and s - last[2] <= gap:
-                last[2] = max(last[2], e)
-                if last[5] != layer:
-                    last[5] = ""
+            if block is not None and block[3] == name and block[4] == cat and s - block[2] <= gap:
+                if e > block[2]:
+                    block[2] = e
+                if block[5] != layer:
+                    block[5] = ""
             else:
-                merged.append([i, s, e, name, cat, layer])
+                block = [i, s, e, name, cat, layer]
+                merged.append(block)
         out[d] = ([Block(*b) for b in merged], [Block(*b) for b in comm])
     return out
 
@@ -247,9 +266,10 @@ def exposed_by_device(result: Any, devices: Sequence[int]) -> dict[int, list[tup
     the runtime recorded it (module docstring)."""
     out: dict[int, list[tuple[float, float]]] = {d: [] for d in devices}
     for worker in result.run.steps[-1].workers:
-        stretches = [(a, b) for a, b in worker.exposed.tolist()]
-        for d in worker.devices:
-            if d in out:
+        mine = [d for d in worker.devices if d in out]
+        if mine:
+            stretches = list(map(tuple, worker.exposed.tolist()))
+            for d in mine:
                 out[d] = stretches
     return out
 
