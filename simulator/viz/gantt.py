@@ -52,14 +52,13 @@ from matplotlib.patches import Patch
 
 from ..engine.trace import Event
 from ..hardware.units import time_unit
-from ..runtime.intervals import union
 from .raster import Raster
 from .views import (
     Block,
     chunk_of,
     collective_labels,
     coordinates,
-    exposed_by_device,
+    exposed_arrays,
     failures,
     layout_name,
     shown_devices,
@@ -364,7 +363,7 @@ def gantt(result: Any, path: str | Path | None = None) -> Figure | None:
     failed, slow = failures(result), stragglers(result)
     pixel = (hi - lo) / 2000
     blocks = step_blocks(result, shown, pixel)
-    idle = exposed_by_device(result, shown)
+    idle = exposed_arrays(result, shown)
     has_p2p = any(b.cat == "pp" for _, comm in blocks.values() for b in comm)
     has_coll = any(b.cat != "pp" for _, comm in blocks.values() for b in comm)
     lanes = TWO_LANES if has_p2p and has_coll else ONE_LANE
@@ -385,8 +384,8 @@ def gantt(result: Any, path: str | Path | None = None) -> Figure | None:
 
     for d, y in rows.items():
         compute, comm = blocks[d]
-        dr.idle_exposed |= bool(idle[d])
-        for a, b in union([(a, b + dr.pixel) for a, b in idle[d]]):  # merge below a pixel
+        dr.idle_exposed |= len(idle[d]) > 0
+        for a, b in _union(idle[d][:, 0], idle[d][:, 1] + dr.pixel):  # merge below a pixel
             dr.box(dr.exposed, x_of(a), x_of(b - dr.pixel) - x_of(a), y + COMPUTE_LANE[0],
                    COMPUTE_LANE[1], EXPOSED_TINT)  # fmt: skip
         _add_compute(dr, compute, d, y, x_of, plan.strategy.pp > 1, chunks, result.trace)
@@ -433,6 +432,20 @@ def gantt(result: Any, path: str | Path | None = None) -> Figure | None:
         handlelength=3.2,
     )
     return finish_figure(fig, path)
+
+
+def _union(starts: np.ndarray, ends: np.ndarray) -> list[tuple[float, float]]:
+    """The sorted, disjoint intervals covering exactly ``[starts[i], ends[i]]`` (none
+    shorter than nothing), as :func:`simulator.runtime.intervals.union` finds them."""
+    if not len(starts):
+        return []
+    order = np.lexsort((ends, starts))
+    s, e = starts[order], ends[order]
+    reach = np.maximum.accumulate(e)  # the end of the union so far
+    new = np.flatnonzero(s[1:] > reach[:-1]) + 1
+    first = np.concatenate(([0], new))
+    last = np.concatenate((new - 1, [len(s) - 1]))
+    return list(zip(s[first].tolist(), reach[last].tolist(), strict=True))
 
 
 def _draw(ax: Axes, dr: _Drawing) -> None:

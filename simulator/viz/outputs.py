@@ -30,6 +30,7 @@ from types import TracebackType
 from ..engine import chrome
 from ..experiment.progress import ProgressBar
 from ..experiment.runner import ScenarioResult, StrategyResult
+from ..runtime.core import collector_paused
 from ..scenario.paths import file_stem
 
 #: Traces with more events than this are written gzip-compressed.
@@ -136,12 +137,16 @@ class FileWriter:
                 bar.update(self.done)
         return written
 
+    # the collector pauses: what is written makes many objects and no cycles worth
+    # collecting (it would walk the whole record, again and again)
     def _trace(self, result: StrategyResult, path: Path) -> None:
-        chrome.write_file(result.trace, path, self.every_device)
+        with collector_paused():
+            chrome.write_file(result.trace, path, self.every_device)
 
     def _charts(self, result: StrategyResult, gantt: Path, memory: Path) -> None:
-        self.plots.gantt(result, gantt)
-        self.plots.memory(result, memory)
+        with collector_paused():
+            self.plots.gantt(result, gantt)
+            self.plots.memory(result, memory)
 
     def _wait(self, pid: int) -> None:
         pipe, name, files = self._children.pop(pid)

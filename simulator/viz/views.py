@@ -264,13 +264,16 @@ def exposed_by_device(result: Any, devices: Sequence[int]) -> dict[int, list[tup
     """Each device's exposed-communication stretches in the last step: the idle time in
     which it waited for a collective of its own group while that collective ran, as
     the runtime recorded it (module docstring)."""
-    out: dict[int, list[tuple[float, float]]] = {d: [] for d in devices}
+    return {d: list(map(tuple, a.tolist())) for d, a in exposed_arrays(result, devices).items()}
+
+
+def exposed_arrays(result: Any, devices: Sequence[int]) -> dict[int, np.ndarray]:
+    """:func:`exposed_by_device` as arrays, ``(start, end)`` per row."""
+    out: dict[int, np.ndarray] = {d: np.empty((0, 2)) for d in devices}
     for worker in result.run.steps[-1].workers:
-        mine = [d for d in worker.devices if d in out]
-        if mine:
-            stretches = list(map(tuple, worker.exposed.tolist()))
-            for d in mine:
-                out[d] = stretches
+        for d in worker.devices:
+            if d in out:
+                out[d] = np.asarray(worker.exposed, dtype=float).reshape(-1, 2)
     return out
 
 
