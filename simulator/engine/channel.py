@@ -89,6 +89,15 @@ class Channel:
         self.single = self.pairs[0] if len(self.pairs) == 1 and len(self.sent) == 1 else None
         #: folded replicas mirror this traffic: note when it leaves each port
         self.own = engine.own_free if len(src_shown) > k and engine.network.mirror else None
+        # pieces side by side (a tensor-parallel group's ranks sending theirs), each on
+        # lanes of its own and taking the same time, are timed together when they find
+        # their ports alike: one reading of every lane instead of one per piece
+        live = [p for p in self.pairs if p is not None]
+        lanes = [q for p in live for q in p[:2]]
+        self.together = None
+        if len(live) > 1 and len(set(lanes)) == len(lanes) and len({p[2] for p in live}) == 1:
+            everyone = LaneSet(lanes, [q for p in live for q in p[4].others])
+            self.together = (live[0][2], everyone, [p[4] for p in live])
 
     def flush(self) -> None:
         """Add the bytes of the messages sent since the last flush to the counters."""
@@ -104,7 +113,7 @@ class Channel:
         engine = self.engine
         now = engine.env.now
         if self.single is not None:  # one device to another: the common case, kept lean
-            out, into, duration, label, others = self.single
+            out, into, duration, _, others = self.single
             free = engine.network.free_at
             a, b = free[out], free[into]
             start = now if now >= a and now >= b else max(now, a, b)
@@ -112,6 +121,10 @@ class Channel:
             self._record(self.track, start, end, mb)
             self.count += 1
             return end
+        if self.together is not None:
+            end = self._together(now, mb)
+            if end is not None:
+                return end
         free = engine.network.free_at
         record = engine.trace.record
         self.count += 1
@@ -132,7 +145,37 @@ class Channel:
             start, end = times[0]
             record(self.track, start, end, mb)
             return end
-        # the pieces moved at different times: one row per device pair
+        return self._apart(times, mb)
+
+    def _together(self, now: float, mb: int) -> float | None:
+        """Send the pieces at once when each would start now, or each when its lanes
+        are next free, all at one time, beside the same other traffic: then they end
+        at one time too, as sending them one by one finds. None when they would not."""
+        duration, everyone, each = self.together
+        free = self.engine.network.free_at
+        held = everyone.read(free)
+        last = max(held)
+        if last > now and min(held) != last:
+            return None
+        busy = everyone.busy(free)
+        if busy > 0.0 and len({others.busy(free) for others in each}) != 1:
+            return None
+        start = now if last <= now else last
+        end = shared(start, duration, busy)
+        lanes = everyone.mine
+        for q in lanes:
+            free[q] = end
+        if self.own is not None:
+            own = self.own
+            for q in lanes:
+                own[q] = end
+        self.count += 1
+        self._record(self.track, start, end, mb)
+        return end
+
+    def _apart(self, times: list[tuple[float, float]], mb: int) -> float:
+        """Record pieces that moved at different times: one row per device pair."""
+        record = self.engine.trace.record
         live = [
             (p, t) for p, t in zip((p for p in self.pairs if p is not None), times, strict=True)
         ]

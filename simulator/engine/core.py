@@ -68,19 +68,6 @@ class Ledgers(dict[int, MemoryLedger]):
         return self._engine.ledger((device,))
 
 
-class _Key(tuple):
-    """A tuple hashed once: a fused collective's bytes are counted under one, every time
-    it runs (a tuple of a few thousand devices costs a microsecond to hash)."""
-
-    def __new__(cls, items: tuple) -> _Key:
-        key = super().__new__(cls, items)
-        key._hash = tuple.__hash__(key)
-        return key
-
-    def __hash__(self) -> int:
-        return self._hash
-
-
 class FusedCollective(NamedTuple):
     """A collective booked as one block, all but its start worked out
     (:meth:`Engine.fused`): the ports it holds for ``duration``, its trace track,
@@ -90,7 +77,7 @@ class FusedCollective(NamedTuple):
     ports: tuple[int, ...]
     duration: float
     track: int
-    count: tuple
+    count: list  # its tally: [the key its bytes are counted under, times run]
     mirrored: bool
     stream: int
     lanes: LaneSet  # its stream's lanes on its ports, the others'
@@ -121,6 +108,10 @@ class Engine:
         self._fused: dict[tuple[TransferPlan, tuple[int, ...]], tuple[float, tuple[int, ...]]] = {}
         #: (shown, sent, kind, to) -> how many times those bytes were sent, not yet counted
         self._counts: dict[tuple, int] = {}
+        #: the tallies of fused collectives, ``[key of _counts, times]`` (one per key,
+        #: counted up without hashing the key), and those counted since the last flush
+        self._tallies: dict[tuple, list] = {}
+        self._pending: list[list] = []
         #: lane -> when the traffic that folded replicas mirror (their own) last ends there
         self.own_free: dict[int, float] = {}
 
@@ -225,6 +216,10 @@ class Engine:
         self._counts[key] = self._counts.get(key, 0) + 1
 
     def _flush_counts(self) -> None:
+        for tally in self._pending:
+            self._counts[tally[0]] += tally[1]
+            tally[1] = 0
+        self._pending.clear()
         bytes_sent, comm_bytes = self._bytes_sent, self._comm_bytes
         for (shown, sent, kind, to), times in self._counts.items():
             per = (sent,) if isinstance(sent, int) else sent
@@ -365,8 +360,10 @@ class Engine:
         )
         track = trace.track_id(trace.group_id(shown), label, NO_PEER)
         stream = stream_of(kind)
+        counted = (shown, sent, kind, None)
+        tally = self._tallies.setdefault(counted, [counted, 0])
         return FusedCollective(
-            devices, ports, duration, track, _Key((shown, sent, kind, None)), mirrored, stream,
+            devices, ports, duration, track, tally, mirrored, stream,
             network.lane_sets(ports, stream),
         )  # fmt: skip
 
@@ -375,8 +372,11 @@ class Engine:
         network = self.network
         if network.mirror and not f.mirrored:
             network.catch_up(f.devices, self.own_free)
-        counts = self._counts
-        counts[f.count] = counts.get(f.count, 0) + 1
+        tally = f.count
+        if not tally[1]:  # the first since the counters were read: keep its place
+            self._counts.setdefault(tally[0], 0)
+            self._pending.append(tally)
+        tally[1] += 1
         own = self.own_free if f.mirrored else None
         start, end = network.reserve_lanes(f.lanes, self.env.now, f.duration, own)
         self.trace.record(f.track, start, end)
