@@ -52,7 +52,7 @@ class LaneSet:
         self.mine = mine
         self.others = others
         self.read = _reader(mine)
-        self._used = _reader([])
+        self._used: Callable[[dict[int, float]], tuple[float, ...]] | None = None
         self._seen = -1
 
     def __iter__(self) -> Iterator[list[int]]:  # ``mine, others = lanes``
@@ -64,9 +64,11 @@ class LaneSet:
     def busy(self, free: dict[int, float]) -> float:
         """When the other streams are last free on these ports (0.0: never used)."""
         if self._seen != len(free):
-            self._used = _reader([q for q in self.others if q in free])
+            used = [q for q in self.others if q in free]
+            self._used = _reader(used) if used else None
             self._seen = len(free)
-        return max(self._used(free), default=0.0)
+        used = self._used
+        return 0.0 if used is None else max(used(free))
 
 
 def _reader(lanes: list[int]) -> Callable[[dict[int, float]], tuple[float, ...]]:
