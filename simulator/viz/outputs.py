@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -103,7 +104,7 @@ class FileWriter:
             self.done += len(paths)
             return
         while len(self._children) >= self.workers:
-            self._wait(next(iter(self._children)))
+            self._wait(*self._first_done())
         pipe, child_end = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: write, report a failure on the pipe, and leave
@@ -148,9 +149,21 @@ class FileWriter:
             self.plots.gantt(result, gantt)
             self.plots.memory(result, memory)
 
-    def _wait(self, pid: int) -> None:
+    def _first_done(self) -> tuple[int, int]:
+        """The first of the children to finish, and its status (only this writer's
+        children are waited for: any the caller has are left alone)."""
+        while True:
+            for pid in self._children:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    return pid, status
+            time.sleep(0.005)
+
+    def _wait(self, pid: int, status: int | None = None) -> None:
+        """Collect child ``pid`` (waiting for it, unless its ``status`` is known)."""
         pipe, name, files = self._children.pop(pid)
-        _, status = os.waitpid(pid, 0)
+        if status is None:
+            _, status = os.waitpid(pid, 0)
         with os.fdopen(pipe, "rb") as f:
             report = f.read().decode(errors="replace")
         if status != 0:

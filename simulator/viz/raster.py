@@ -56,7 +56,8 @@ class Raster:
         x, w, colours = zip(*blocks, strict=True)
         a = np.asarray(x) * self.px_per_unit
         b = a + np.asarray(w) * self.px_per_unit
-        rgb = np.array([mcolors.to_rgb(c) for c in colours])
+        known: dict[Any, tuple[float, float, float]] = {}  # a few colours, many blocks
+        rgb = np.array([known.get(c) or known.setdefault(c, mcolors.to_rgb(c)) for c in colours])
         first = np.floor(a).astype(np.int64)
         paint = np.zeros((self.width_px + 2, 3))
         cover = np.zeros(self.width_px + 2)
