@@ -28,8 +28,9 @@ a thread's events must nest); its counter is the memory in use. Two forms:
 Both forms carry the same times, ``ts`` = start x 10^6 and ``dur`` = (end -
 start) x 10^6, and the same memory samples. The file is written process by
 process as it is formatted, never held whole in memory; a path ending in
-``.gz`` is gzip-compressed (Perfetto opens it as it is), with no time or file
-name in its header, so the same run gives the same bytes.
+``.gz`` is gzip-compressed (Perfetto opens it as it is), in a thread beside the
+formatting, with no time or file name in its header, so the same run gives
+the same bytes.
 """
 
 from __future__ import annotations
