@@ -97,13 +97,17 @@ def stash_profile(schedule: Schedule) -> Profile:
                 held[index[action.stage]] -= 1
         if rising:
             tops.add(tuple(held))
-        mixes = tuple(
-            m
-            for m in sorted(tops)
-            if not any(o != m and all(x >= y for x, y in zip(o, m, strict=True)) for o in tops)
-        )
-        profile.append((stages, mixes))
+        profile.append((stages, undominated(tops)))
     return tuple(profile)
+
+
+def undominated(tops: set[tuple[int, ...]]) -> tuple[tuple[int, ...], ...]:
+    """The mixes of ``tops`` that no other mix exceeds stage by stage, in order."""
+    return tuple(
+        m
+        for m in sorted(tops)
+        if not any(o != m and all(x >= y for x, y in zip(o, m, strict=True)) for o in tops)
+    )
 
 
 def peak_layers_held(profile: Profile, layers_per_stage: Sequence[int]) -> tuple[int, ...]:
