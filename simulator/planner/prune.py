@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from typing import Any
 
@@ -49,12 +49,15 @@ from ..nn.transformer import TransformerLayer
 from ..parallel.build import block_costs, check_layout, parallelize, resolve_schedule
 from ..parallel.context.checks import check_context
 from ..parallel.data import get_variant
-from ..parallel.pipeline import get_schedule
+from ..parallel.pipeline import Schedule, get_schedule
 from ..parallel.stages import split_alike
 from ..parallel.strategy import Strategy
 from ..parallel.training import TrainingConfig
 from . import memory_bound
 from .schedule_facts import CLOSED_FORMS, ScheduleFacts, facts_of_schedule
+
+#: How many built schedules a :class:`Pruner` keeps (some hold 100,000s of actions).
+KEEP_BUILT = 8
 
 
 def schedule_key(s: Strategy) -> Hashable:
@@ -105,6 +108,8 @@ class Pruner:
         self.pruned: Counter[str] = Counter()
         self.checked = 0
         self._cache: dict[Hashable, Any] = {}
+        #: the schedules built last, by :func:`schedule_key` (:meth:`built`)
+        self._built: OrderedDict[Hashable, Schedule] = OrderedDict()
         self._rules: dict[str, str] = {}
 
     def survivors(self, layouts: Iterable[Strategy]) -> Iterator[tuple[Strategy, float]]:
@@ -161,7 +166,20 @@ class Pruner:
         if closed is not None:
             get_schedule(s.schedule).check(s.pp, s.microbatches, s.chunks)
             return closed(s.pp, s.microbatches, s.chunks)
-        return facts_of_schedule(resolve_schedule(s, None))
+        return facts_of_schedule(self.built(s))
+
+    def built(self, s: Strategy) -> Schedule:
+        """The registry's schedule for ``s``, kept among the :data:`KEEP_BUILT` built
+        last: the bound walks the schedule the memory estimate has just read."""
+        key = schedule_key(s)
+        schedule = self._built.get(key)
+        if schedule is None:
+            schedule = self._built[key] = resolve_schedule(s, None)
+            if len(self._built) > KEEP_BUILT:
+                self._built.popitem(last=False)
+        else:
+            self._built.move_to_end(key)
+        return schedule
 
     def schedule_of(self, s: Strategy) -> ScheduleFacts:
         """:meth:`_schedule`, once per :func:`schedule_key`."""
