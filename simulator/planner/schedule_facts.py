@@ -28,8 +28,17 @@ formulas too, in ``O(p v)`` or less:
   grow by ``p`` per chunk every ``p v`` steps, so the peaks repeat with period
   ``p v`` and one period gives them all.
 
-The other registry schedules (ZB-V, DualPipe, DualPipeV: list-scheduled or
-built from pieces) are built and read (:func:`facts_of_schedule`).
+* **ZB-V** (Qi et al. 2024, :mod:`simulator.parallel.pipeline.zbv`): its
+  cool-down is list-scheduled on the unit-time timeline, so it has no formula;
+  but past ``m = 2p`` one more micro-batch only adds one steady-state round
+  (six actions on every rank, no rank idle), which moves every later action by
+  the same time and its micro-batch number by one: the list-scheduling makes
+  the same choices, the profile is that of ``m = 2p`` and the last actions are
+  ``m - 2p`` micro-batches later. The schedule of ``2p`` micro-batches is built
+  instead of one of up to thousands.
+
+DualPipe and DualPipeV (built from pieces) are built and read
+(:func:`facts_of_schedule`).
 ``tests/planner/test_schedule_facts.py`` checks every formula against the
 built schedule over ``p``, ``m`` and ``v`` (Hypothesis).
 """
@@ -37,9 +46,10 @@ built schedule over ``p``, ``m`` and ``v`` (Hypothesis).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from ..parallel.pipeline import get_schedule
 from ..parallel.pipeline.actions import BW, FB, Action, F, Schedule, W
 from . import memory_bound
 
@@ -135,6 +145,19 @@ def _interleaved(p: int, m: int, v: int) -> ScheduleFacts:
     )
 
 
+def _zbv(p: int, m: int, v: int) -> ScheduleFacts:
+    """ZB-V's facts past ``m = 2p``: those of ``m = 2p`` with the last micro-batch
+    numbers moved on (module docstring)."""
+    base = min(m, 2 * p)
+    facts = facts_of_schedule(get_schedule("zbv")(p, base, v))
+    if base == m:
+        return facts
+    ends = tuple(
+        None if e is None else (e[0], e[1]._replace(mb=e[1].mb + m - base)) for e in facts.ends
+    )
+    return replace(facts, ends=ends, actions=facts.actions // base * m)
+
+
 #: Registry name -> the facts of its ``(p, m, v)`` schedule, for the closed forms.
 CLOSED_FORMS: dict[str, Callable[[int, int, int], ScheduleFacts]] = {
     "naive": lambda p, m, v: _one_chunk(p, m, lambda r: 1, BW, 2),
@@ -143,4 +166,5 @@ CLOSED_FORMS: dict[str, Callable[[int, int, int], ScheduleFacts]] = {
     "zb-h1": lambda p, m, v: _one_chunk(p, m, lambda r: min(p - r, m), W, 3),
     "zb-h2": lambda p, m, v: _one_chunk(p, m, lambda r: min(2 * (p - r) - 1, m), W, 3),
     "interleaved": _interleaved,
+    "zbv": _zbv,
 }

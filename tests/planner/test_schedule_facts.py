@@ -37,8 +37,15 @@ def test_interleaved_in_closed_form_is_the_built_one(p, groups, v):
     _same("interleaved", p, p * groups, v)  # its rule: m a multiple of p
 
 
+@settings(max_examples=25, deadline=None)
+@given(p=st.integers(1, 10), extra=st.integers(0, 30))
+def test_zbv_past_2p_micro_batches_is_the_built_one(p, extra):
+    _same("zbv", p, max(1, 2 * p - 3) + extra, 2)
+
+
 def test_every_closed_form_is_a_registry_schedule_and_long_ones_agree():
     # past a few periods of p v the interleaved peaks repeat: a long pipeline agrees too
     assert set(CLOSED_FORMS) <= set(schedule_names())
     _same("interleaved", 4, 96, 3)
     _same("zb-h2", 8, 96, 1)
+    _same("zbv", 16, 48, 2)
