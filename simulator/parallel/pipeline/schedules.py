@@ -67,11 +67,22 @@ class ScheduleInfo:
     searched: bool = True
 
     def __call__(self, p: int, m: int, v: int = 1) -> Schedule:
+        """The schedule for ``p`` ranks, ``m`` micro-batches and ``v`` chunks per rank.
+        A schedule is immutable and its generator pure, so the last few built are kept
+        and handed out again (a planner asks for the same sizes over and over)."""
         self.check(p, m, v)
+        key = (self.name, p, m, v)
+        hit = _BUILT.get(key)
+        if hit is not None and hit[0] is self:
+            return hit[1]
         rows = self.build(p, m, v)
-        return Schedule(
+        schedule = Schedule(
             self.name, tuple(tuple(r) for r in rows), p * v, m, self.directions, self.blocking
         )
+        if len(_BUILT) >= _KEEP:
+            del _BUILT[next(iter(_BUILT))]  # the oldest
+        _BUILT[key] = (self, schedule)
+        return schedule
 
     def check(self, p: int, m: int, v: int = 1) -> None:
         """Raise the first of the schedule's rules that ``p`` ranks, ``m`` micro-batches
@@ -91,6 +102,9 @@ class ScheduleInfo:
 
 
 _REGISTRY: dict[str, ScheduleInfo] = {}
+#: the schedules built last, by (name, p, m, v), with the generator that built them
+_BUILT: dict[tuple[str, int, int, int], tuple[ScheduleInfo, Schedule]] = {}
+_KEEP = 32
 
 
 def register(info: ScheduleInfo) -> ScheduleInfo:
