@@ -31,9 +31,13 @@ its activations are charged when it ends.
 
 from __future__ import annotations
 
+from functools import partial
+from heapq import heappush
 from typing import Any
 
 import simpy
+from simpy.core import NORMAL
+from simpy.events import Timeout
 
 from ..comm.layout import GroupLayout, placed
 from ..engine import Engine
@@ -52,6 +56,8 @@ from .workers import SimWorker
 
 #: bytes per rank: one number when every rank of the group holds the same
 PerRank = list[int]
+
+_new_timeout = object.__new__
 
 
 class Known:
@@ -245,19 +251,28 @@ class Compute:
         sw.compute_s += seconds
         sw.span_end = end  # sw.end_action(end)
         sw.busy_at_end = sw.compute_s + sw.exposed_s
-        done = self.env.timeout(seconds)
+        # env.timeout(seconds), written out (simpy.Timeout's fields, scheduled as
+        # Environment.schedule does): one event per action
+        env = self.env
+        done = _new_timeout(Timeout)
+        done.env = env
+        done.callbacks = []
+        done._value = None
+        done._delay = seconds
+        done._ok = True
+        heappush(env._queue, (env._now + seconds, NORMAL, next(env._eid), done))
         if sends:
             self.mailbox.publish(outbox + base, done, end)
         if known.release is not None:
             sw.releasing = known
             finisher = self._finishers.get(sw.index)
             if finisher is None:
-                finisher = self._finishers[sw.index] = lambda _, w=sw: self._release(w)
+                finisher = self._finishers[sw.index] = partial(self._release, sw)
             done.callbacks.append(finisher)
         return done
 
     @staticmethod
-    def _release(sw: SimWorker) -> None:
+    def _release(sw: SimWorker, _event: Any = None) -> None:
         """When a known backward ends: free the forward's stash (and keep W's)."""
         known = sw.releasing
         change = sw.ledger.change
