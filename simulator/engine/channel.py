@@ -16,6 +16,7 @@ pattern repeated for folded replicas (:mod:`simulator.runtime.fold`).
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from .streams import STREAMS, lane, shared, stream_of
@@ -43,9 +44,12 @@ class Channel:
         self._env = engine.env
         network, trace = engine.network, engine.trace
         self._free = network.free_at  # every lane's next free moment (never replaced)
+        self._network = network
         self._record = trace.record  # (the run's trace: sealed only when it is over)
         per_rank = (nbytes,) * len(srcs) if isinstance(nbytes, int) else nbytes
         stream = stream_of(kind)
+        self._mine = 1 << stream
+        network.streams_used |= self._mine  # it books its stream's lanes (send)
         #: per timed pair: (out lane, in lane, seconds, label, the other streams' lanes on
         #: its ports), or None for a device itself
         self.pairs: list[tuple[int, int, float, int, tuple[int, ...]] | None] = []
@@ -91,6 +95,10 @@ class Channel:
         engine.channels.append(self)
         #: the one timed pair, when that is all there is (and it is what is shown)
         self.single = self.pairs[0] if len(self.pairs) == 1 and len(self.sent) == 1 else None
+        if self.single is not None:
+            #: ``free -> when each of the other streams' lanes on its ports is next free``
+            others = self.single[4]
+            self._others = itemgetter(*others) if len(others) > 1 else lambda f: (f[others[0]],)
         #: folded replicas mirror this traffic: note when it leaves each port
         self.own = engine.own_free if len(src_shown) > k and engine.network.mirror else None
 
@@ -112,7 +120,12 @@ class Channel:
             out, into, duration, _, others = self.single
             a, b = free[out], free[into]
             start = now if now >= a and now >= b else max(now, a, b)
-            busy = max(map(free.__getitem__, others)) - start
+            # beside the other streams on its ports (none booked yet: all free at 0)
+            busy = (
+                max(self._others(free)) - start
+                if self._network.streams_used & ~self._mine
+                else -1.0
+            )
             # shared(start, duration, busy), written out: it runs once per message
             if busy <= 0.0:
                 end = start + duration
