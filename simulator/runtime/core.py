@@ -3,8 +3,10 @@
 One SimPy process per simulated worker (:mod:`simulator.runtime.workers`)
 runs its instructions (:mod:`simulator.parallel.program`) in order. Each
 instruction has a handler that does its work at the current simulated time
-and returns what the process must wait for: nothing, one event, or a small
-process of its own. The handlers live where their story is told:
+and returns what the process must wait for: nothing, one event, a small
+process of its own, or ``(event,)`` -- wait for it, then run the instruction
+again (a receive whose message is not there yet: no process to create for the
+commonest wait of a pipeline). The handlers live where their story is told:
 
 * ``COMPUTE``: :mod:`simulator.runtime.compute` (the math, then its time);
 * ``SEND``, ``RECV``: :mod:`simulator.runtime.messages`, or

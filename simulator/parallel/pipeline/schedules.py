@@ -79,9 +79,7 @@ class ScheduleInfo:
         schedule = Schedule(
             self.name, tuple(tuple(r) for r in rows), p * v, m, self.directions, self.blocking
         )
-        if len(_BUILT) >= _KEEP:
-            del _BUILT[next(iter(_BUILT))]  # the oldest
-        _BUILT[key] = (self, schedule)
+        _keep(key, self, schedule)
         return schedule
 
     def check(self, p: int, m: int, v: int = 1) -> None:
@@ -102,9 +100,23 @@ class ScheduleInfo:
 
 
 _REGISTRY: dict[str, ScheduleInfo] = {}
-#: the schedules built last, by (name, p, m, v), with the generator that built them
-_BUILT: dict[tuple[str, int, int, int], tuple[ScheduleInfo, Schedule]] = {}
-_KEEP = 32
+#: the schedules built last, by (name, p, m, v), with the generator that built them and
+#: their actions; at most ``_KEEP_ACTIONS`` actions in all (with their programs, lowered
+#: once per schedule, about 450 bytes an action: 70 MB at most)
+_BUILT: dict[tuple[str, int, int, int], tuple[ScheduleInfo, Schedule, int]] = {}
+_KEEP_ACTIONS = 150_000
+
+
+def _keep(key: tuple[str, int, int, int], info: ScheduleInfo, schedule: Schedule) -> None:
+    """Keep ``schedule`` for the next call with ``key``, dropping the oldest kept to
+    stay within ``_KEEP_ACTIONS`` (one too large is not kept)."""
+    size = sum(len(r) for r in schedule.ranks)
+    if size > _KEEP_ACTIONS:
+        return
+    kept = sum(entry[2] for entry in _BUILT.values())
+    while _BUILT and kept + size > _KEEP_ACTIONS:
+        kept -= _BUILT.pop(next(iter(_BUILT)))[2]
+    _BUILT[key] = (info, schedule, size)
 
 
 def register(info: ScheduleInfo) -> ScheduleInfo:
