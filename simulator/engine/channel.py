@@ -40,7 +40,9 @@ class Channel:
         shown: tuple[tuple[int, ...], tuple[int, ...]] | None = None,
     ) -> None:
         self.engine = engine
+        self._env = engine.env
         network, trace = engine.network, engine.trace
+        self._free = network.free_at  # every lane's next free moment (never replaced)
         self._record = trace.record  # (the run's trace: sealed only when it is over)
         per_rank = (nbytes,) * len(srcs) if isinstance(nbytes, int) else nbytes
         stream = stream_of(kind)
@@ -111,13 +113,20 @@ class Channel:
     def send(self, mb: int = -1) -> float:
         """Send one message now; returns when the last piece arrives."""
         engine = self.engine
-        now = engine.env.now
+        now = self._env._now
+        free = self._free
         if self.single is not None:  # one device to another: the common case, kept lean
             out, into, duration, _, others = self.single
-            free = engine.network.free_at
             a, b = free[out], free[into]
             start = now if now >= a and now >= b else max(now, a, b)
-            end = free[out] = free[into] = shared(start, duration, others.busy(free))
+            # beside the other streams on its ports (those never booked: none to read)
+            busy = others.busy(free) - start
+            # shared(start, duration, busy), written out: it runs once per message
+            if busy <= 0.0:
+                end = start + duration
+            else:
+                end = start + duration + (busy if busy < duration else duration)
+            free[out] = free[into] = end
             self._record(self.track, start, end, mb)
             self.count += 1
             return end
@@ -125,7 +134,6 @@ class Channel:
             end = self._together(now, mb)
             if end is not None:
                 return end
-        free = engine.network.free_at
         record = engine.trace.record
         self.count += 1
         times = []
@@ -152,7 +160,7 @@ class Channel:
         are next free, all at one time, beside the same other traffic: then they end
         at one time too, as sending them one by one finds. None when they would not."""
         duration, everyone, each = self.together
-        free = self.engine.network.free_at
+        free = self._free
         held = everyone.read(free)
         last = max(held)
         if last > now and min(held) != last:
