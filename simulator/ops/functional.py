@@ -24,7 +24,7 @@ import numpy as np
 
 from .arrays import Array, ShapeArray, dtype_of, is_shape_only
 from .basic import bytes_moved, elementwise, emit
-from .loss_passes import BACKWARD_PASSES, FORWARD_PASSES, HALF, emit_passes, loss_dtype, unfused
+from .loss_passes import BACKWARD_PASSES, FORWARD_PASSES, emit_passes, loss_dtype, unfused
 
 # -- layer normalisation ----------------------------------------------------------------
 
@@ -271,7 +271,7 @@ def cross_entropy_backward(
         rows, inside = shard_rows(targets.reshape(-1), probs.shape[-1], start)
         hit = np.flatnonzero(inside)
         flat[hit, rows[hit]] -= factor
-    if dtype in HALF:
+    if unfused(dtype):
         emit_passes(out, *BACKWARD_PASSES)
     else:
         emit("cross_entropy_backward", "normalization", dtype, 0, bytes_moved(probs, targets, out))

@@ -40,8 +40,9 @@ import math
 from .arrays import ITEMSIZE, Array, dtype_of
 from .basic import emit
 
-#: 16-bit float dtypes, whose logits Megatron-LM upcasts for the loss.
-HALF = ("bf16", "fp16")
+#: The logits' dtypes Megatron-LM upcasts for the loss (16-bit floats); a set, so
+#: that a benchmark can empty it to measure what the passes cost.
+UNFUSED_DTYPES = {"bf16", "fp16"}
 
 #: The passes of forward and of backward, in order.
 FORWARD_PASSES = ("loss_upcast", "loss_max", "loss_shift", "loss_exp", "loss_sum", "loss_normalise")
@@ -60,9 +61,10 @@ CLASSES = {
 }
 
 
-def unfused(logits: Array) -> bool:
-    """Whether the loss runs as Megatron-LM's unfused FP32 passes (16-bit logits)."""
-    return dtype_of(logits) in HALF
+def unfused(logits: Array | str) -> bool:
+    """Whether the loss over ``logits`` (or logits of that dtype) runs as Megatron-LM's
+    unfused FP32 passes: 16-bit logits."""
+    return (logits if isinstance(logits, str) else dtype_of(logits)) in UNFUSED_DTYPES
 
 
 def loss_dtype(logits: Array) -> str:
