@@ -5,6 +5,19 @@ copy, as mixed-precision training does (Micikevicius et al. 2018, sec. 3.1):
 Adam then holds 4 (master) + 4 (momentum) + 4 (variance) = 12 bytes per
 parameter, which with 2-byte weights and 2-byte gradients gives the 16 bytes
 per parameter of the ZeRO paper (Rajbhandari et al. 2020, sec. 3.1).
+
+The step's memory traffic, for 16-bit parameters, is that of Megatron-LM's
+mixed-precision optimizer (``MixedPrecisionOptimizer.step`` in
+``megatron/core/optimizer/optimizer.py`` at core_v0.8.0; ``megatron/optimizer``
+at v2.5): the gradient norm for clipping (``clip_grad`` is 1.0 by default;
+``multi_tensor_l2norm`` reads every gradient), the fused update (reads the
+gradient, reads and writes the FP32 master weight and the moments), and the
+copy of the updated FP32 master weights into the 16-bit model weights
+(``_copy_main_params_to_model_params``: reads 4 bytes, writes 2). Those
+passes are batched over many tensors per launch (``multi_tensor_apply``), so
+they are priced as one kernel per parameter. Full-precision parameters
+(numerics mode) have no master copy and no clipping: read the weight and the
+gradient, write the weight, read and write the state.
 """
 
 from __future__ import annotations
@@ -43,9 +56,15 @@ class Optimizer:
         raise NotImplementedError
 
     def _traffic(self, p: Param) -> int:
-        """Bytes one update moves: read weight and gradient, write weight, read and
-        write every state array."""
-        return 3 * p.nbytes + 2 * self.state_bytes(p)
+        """Bytes one update moves (module docstring): for a 16-bit parameter the
+        gradient norm, the update and the copy into the 16-bit weight; else read
+        weight and gradient, write weight, read and write every state array."""
+        state = self.state_bytes(p)
+        if dtype_of(p.value) in HALF:
+            grad = int(p.grad.nbytes)
+            master = p.size * ITEMSIZE["float32"]
+            return grad + (grad + 2 * state) + (master + p.nbytes)
+        return 3 * p.nbytes + 2 * state
 
 
 class SGD(Optimizer):
