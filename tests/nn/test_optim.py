@@ -40,11 +40,13 @@ def test_a_bf16_parameter_has_an_fp32_gradient():
     assert Param("w", np.zeros(10, dtype=np.float32)).grad.dtype == np.float32
 
 
-def test_mixed_precision_adam_moves_38_bytes_per_parameter():
-    """Gradient norm (4), update (4 + 2 x 12), master into the 16-bit weight (4 + 2)."""
-    with recording() as tape:
-        Adam(0.1).step([Param("w", ShapeArray((10,), "bf16"))])
-    assert [k.bytes for k in tape.kernels()] == [380]
+def test_mixed_precision_adam_moves_38_bytes_per_parameter_in_bf16_and_52_in_fp16():
+    """Gradient norm (4), update (4 + 2 x 12), master into the 16-bit weight (4 + 2);
+    FP16 also copies its gradients to FP32 (2 + 4) and unscales them (4 + 4)."""
+    for dtype, per_parameter in (("bf16", 38), ("fp16", 52)):
+        with recording() as tape:
+            Adam(0.1).step([Param("w", ShapeArray((10,), dtype))])
+        assert [k.bytes for k in tape.kernels()] == [10 * per_parameter]
     with recording() as tape:
         Adam(0.1).step([Param("w", np.zeros(10))])
     assert [k.bytes for k in tape.kernels()] == [3 * 80 + 2 * 160]
