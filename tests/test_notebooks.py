@@ -15,19 +15,12 @@ import base64
 import io
 import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib.image as mpimg
 import nbformat
 import pytest
 from nbclient import NotebookClient
-
-try:
-    import fcntl
-except ImportError:  # not a POSIX system: kernels start without the lock
-    fcntl = None
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -50,39 +43,22 @@ WHICH_SIMULATOR = (
 )
 
 
-@contextmanager
-def one_at_a_time(lock: Path) -> Iterator[None]:
-    """Hold ``lock`` (a file every test worker sees) while inside: with ``pytest -n``,
-    two Jupyter kernels started at the same moment can pick the same free port, and
-    one of them then hangs until its minute-long start-up timeout."""
-    if fcntl is None:
-        yield
-        return
-    with open(lock, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def start_kernel(client: NotebookClient, env: dict[str, str], lock: Path, home: Path) -> None:
-    """Start ``client``'s kernel and wait until it answers, one kernel at a time. The
-    kernel talks over Unix sockets under ``home`` (ZeroMQ's ``ipc`` transport), not TCP
-    ports, which a kernel elsewhere on the machine could take between the moment
-    jupyter_client finds a port free and the moment the kernel binds it."""
-    with one_at_a_time(lock):
-        client.km = client.create_kernel_manager()
-        if os.name == "posix":
-            client.km.transport = "ipc"
-            client.km.ip = str(home / "kernel")
-        try:
-            client.start_new_kernel(env=env)
-            client.start_new_kernel_client()
-        except BaseException:
-            if client.km.has_kernel:
-                client.km.shutdown_kernel(now=True)
-            raise
+def start_kernel(client: NotebookClient, env: dict[str, str], home: Path) -> None:
+    """Start ``client``'s kernel and wait until it answers. The kernel talks over Unix
+    sockets under ``home`` (ZeroMQ's ``ipc`` transport), not TCP ports, which another
+    process could take between the moment jupyter_client finds a port free and the
+    moment the kernel binds it."""
+    client.km = client.create_kernel_manager()
+    if os.name == "posix":
+        client.km.transport = "ipc"
+        client.km.ip = str(home / "kernel")
+    try:
+        client.start_new_kernel(env=env)
+        client.start_new_kernel_client()
+    except BaseException:
+        if client.km.has_kernel:
+            client.km.shutdown_kernel(now=True)
+        raise
 
 
 def pngs(nb: nbformat.NotebookNode) -> list[bytes]:
@@ -128,7 +104,7 @@ def test_notebook_uses_the_current_metrics(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs_and_draws(path, tmp_path, tmp_path_factory):
+def test_notebook_runs_and_draws(path, tmp_path):
     nb = nbformat.read(path, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(WHICH_SIMULATOR))
     paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
@@ -139,8 +115,7 @@ def test_notebook_runs_and_draws(path, tmp_path, tmp_path_factory):
         timeout=CELL_TIMEOUT_S,
         resources={"metadata": {"path": str(tmp_path)}},
     )
-    lock = tmp_path_factory.getbasetemp().parent / "kernel-start.lock"
-    start_kernel(client, env, lock, tmp_path)
+    start_kernel(client, env, tmp_path)
     client.execute(env=env)  # raises CellExecutionError, naming the cell, on any error
 
     assert nb.cells[-1].outputs[0]["text"].strip() == str(ROOT / "simulator")
