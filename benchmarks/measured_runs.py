@@ -201,8 +201,8 @@ def korthikanti() -> list[Run]:
 #: after these measurements (arXiv:2104.04473, April 2021). Mixed precision in FP16:
 #: the GPT-3 175B script released with the paper trains with ``--fp16``
 #: (``examples/pretrain_gpt3_175B.sh`` at NVIDIA/Megatron-LM commit 50a4b5fa02,
-#: "Release fixes", 2021-04-08), and Megatron-LM then reduced FP16 gradients in FP16
-#: (``--accumulate-allreduce-grads-in-fp32`` was forced for BF16 only).
+#: "Release fixes", 2021-04-08); its optimizer copies the FP16 gradients to FP32 and
+#: unscales them (:mod:`simulator.nn.optim`).
 _NARAYANAN = [
     ("1.7B", 24, 2304, 24, 1, 1, 32, 512, 137),
     ("3.6B", 32, 3072, 30, 2, 1, 64, 512, 138),

@@ -24,9 +24,9 @@ writes every run's numbers for later comparison.
 ``--without tiling jitter mamf`` takes modelled effects of the datasheet presets
 out (:data:`ABLATIONS`: GEMM tiling over the multiprocessors, the slowest of
 ``n`` devices, the measured GEMM ceiling back to a flat 0.8), and ``--without
-loss-passes fp32-grads optimizer-passes`` what the simulator models of
-Megatron-LM's software (:data:`SOFTWARE`: the loss's unfused FP32 passes,
-BF16 gradients reduced in FP32, the mixed-precision optimizer's passes), so
+loss-passes optimizer-passes`` what the simulator models of Megatron-LM's
+software (:data:`SOFTWARE`: the loss's unfused FP32 passes, the
+mixed-precision optimizer's passes), so
 that what each one does to every family is measured rather than claimed.
 
 Run: ``python benchmarks/megatron_calibration.py [--families ...] [--every N]
@@ -91,12 +91,6 @@ def _no_unfused_loss() -> None:
     loss_passes.UNFUSED_DTYPES.clear()
 
 
-def _no_fp32_grads() -> None:
-    from simulator.nn import param
-
-    param.GRAD_DTYPE.clear()
-
-
 def _plain_optimizer() -> None:
     from simulator.nn import optim
 
@@ -110,7 +104,6 @@ def _plain_optimizer() -> None:
 #: (switched off in every replay process as it starts, :func:`switch_off`).
 SOFTWARE: dict[str, Callable[[], None]] = {
     "loss-passes": _no_unfused_loss,  # Megatron-LM's FP32 loss passes (simulator.ops.loss_passes)
-    "fp32-grads": _no_fp32_grads,  # BF16 gradients reduced in FP32 (simulator.nn.param)
     "optimizer-passes": _plain_optimizer,  # norm, update, master copy (simulator.nn.optim)
 }
 

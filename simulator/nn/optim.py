@@ -12,10 +12,11 @@ mixed-precision optimizer (``MixedPrecisionOptimizer.step`` in
 ``megatron/optimizer/optimizer.py`` at v2.5), pass by pass:
 
 * FP16 only: the FP16 gradients copied into FP32 main gradients
-  (``_copy_model_grads_to_main_grads``: reads 2 bytes, writes 4; BF16
-  gradients are FP32 already, :mod:`.param`) and unscaled from the loss
-  scale with a check for infinities (reads and writes 4; BF16 runs without a
-  loss scale, so without this pass);
+  (``_copy_model_grads_to_main_grads``: reads 2 bytes, writes 4; with BF16,
+  ``--bf16`` forces ``accumulate_allreduce_grads_in_fp32`` and the gradients
+  are accumulated in an FP32 buffer already) and unscaled from the loss scale
+  with a check for infinities (reads and writes 4; BF16 runs without a loss
+  scale, so without this pass);
 * the gradient norm for clipping (``clip_grad`` is 1.0 by default;
   ``multi_tensor_l2norm`` reads every FP32 gradient);
 * the fused update: reads the gradient, reads and writes the FP32 master
@@ -73,11 +74,10 @@ class Optimizer:
         dtype = dtype_of(p.value)
         if dtype not in HALF:
             return 3 * p.nbytes + 2 * state
-        grad = int(p.grad.nbytes)
-        main = p.size * ITEMSIZE["float32"]
-        copy = grad + main if grad < main else 0  # 16-bit gradients into FP32 main gradients
-        unscale = 2 * main if dtype == "fp16" else 0  # the loss scale taken out
-        return copy + unscale + main + (main + 2 * state) + (main + p.nbytes)
+        main = p.size * ITEMSIZE["float32"]  # the FP32 main gradients, or master weights
+        # FP16: the gradients copied into FP32 main gradients and the loss scale taken out
+        fp16 = (p.nbytes + main) + 2 * main if dtype == "fp16" else 0
+        return fp16 + main + (main + 2 * state) + (main + p.nbytes)
 
 
 class SGD(Optimizer):

@@ -34,12 +34,6 @@ def test_state_bytes_mixed_precision_adam_is_12_per_parameter():
     assert SGD(0.1).state_bytes(Param("w", np.zeros(10))) == 0
 
 
-def test_a_bf16_parameter_has_an_fp32_gradient():
-    assert Param("w", ShapeArray((10,), "bf16")).grad.dtype == "float32"
-    assert Param("w", ShapeArray((10,), "fp16")).grad.dtype == "fp16"
-    assert Param("w", np.zeros(10, dtype=np.float32)).grad.dtype == np.float32
-
-
 def test_mixed_precision_adam_moves_38_bytes_per_parameter_in_bf16_and_52_in_fp16():
     """Gradient norm (4), update (4 + 2 x 12), master into the 16-bit weight (4 + 2);
     FP16 also copies its gradients to FP32 (2 + 4) and unscales them (4 + 4)."""
