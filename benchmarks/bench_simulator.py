@@ -5,11 +5,18 @@ suite; wall-clock times depend on the machine and on what else runs on it,
 so every figure is printed next to a baseline measured alongside it).
 
 1. **Pipeline ops per second.** The abstract 1F1B pipeline (F = 1 ms, B =
-   2 ms, no communication), the whole ``run_scenario`` call -- plan, simulate,
-   metrics, no files -- at 64 stages x 512 micro-batches, as a fraction of
-   the rate at which bare SimPy processes ``env.timeout`` events in the same
-   process; and the cost per op at 64 x 512 against 8 x 32 (the core must
-   scale linearly).
+   2 ms, no communication), the whole ``run_scenario`` call -- plan, lowering,
+   runtime set-up, simulate, metrics, no files -- at 64 stages x 512
+   micro-batches, as a fraction of the rate at which bare SimPy processes
+   ``env.timeout`` events in the same process; the cost per op at 64 x 512
+   against 8 x 32 (the core must scale linearly); and one 8 x 32 run against
+   PP-Schedule-Visualization (github.com/Victarry/PP-Schedule-Visualization)
+   building and executing the same 1F1B schedule, when a checkout of it is
+   found (``--peer DIR``, default ``../PP-Schedule-Visualization`` beside this
+   repository). Both sides in CPU time of this process
+   (``time.process_time``, which a busy machine disturbs least), each figure
+   the median of ``--repeat`` rounds, the two sides of a ratio taken in the
+   same round.
 2. **Narayanan et al. 2021, Table 1**, each row one ``python -m simulator run``
    of a scenario in ``scenarios/megatron_table1/`` at full size, in a child
    process: its wall time and peak resident memory.
@@ -23,9 +30,12 @@ so every figure is printed next to a baseline measured alongside it).
 from __future__ import annotations
 
 import argparse
+import math
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +45,7 @@ import simpy
 from simulator import (
     GPTConfig,
     MLPConfig,
+    Scenario,
     Strategy,
     TrainingConfig,
     parse_scenario,
@@ -55,14 +66,14 @@ def bare_simpy_rate(events: int = 400_000) -> float:
             yield env.timeout(1)
 
     env.process(process())
-    start = time.perf_counter()
+    start = time.process_time()
     env.run()
-    return events / (time.perf_counter() - start)
+    return events / (time.process_time() - start)
 
 
-def pipeline_rate(p: int, m: int) -> float:
-    """F and B ops per second of a whole ``run_scenario`` of the abstract 1F1B pipeline."""
-    scenario = parse_scenario(
+def pipeline_scenario(p: int, m: int) -> Scenario:
+    """The abstract 1F1B pipeline of ``p`` stages and ``m`` micro-batches, as a scenario."""
+    return parse_scenario(
         {
             "name": "bench",
             "cluster": {"preset": "toy", "nodes": max(1, p // 4)},
@@ -72,13 +83,38 @@ def pipeline_rate(p: int, m: int) -> float:
             "strategy": [{"name": "1f1b", "pp": p, "microbatches": m, "schedule": "1f1b"}],
         }
     )  # fmt: skip
-    start = time.perf_counter()
+
+
+def pipeline_seconds(scenario: Scenario) -> float:
+    """CPU seconds of one whole ``run_scenario`` call (no files)."""
+    start = time.process_time()
     run_scenario(scenario)
-    return 2 * p * m / (time.perf_counter() - start)
+    return time.process_time() - start
 
 
-def best(fn, repeat: int = 3) -> float:
-    return max(fn() for _ in range(repeat))
+def peer_runner(path: Path) -> Callable[[int, int], float] | None:
+    """``(p, m) -> CPU seconds`` of PP-Schedule-Visualization building, executing and
+    measuring (its bubble rate) a 1F1B schedule of ``p`` stages and ``m`` micro-batches
+    with the same op times, or None when no checkout is at ``path``."""
+    if not (path / "src" / "execution_model.py").is_file():
+        return None
+    sys.path.insert(0, str(path))
+    from src.execution_model import ScheduleConfig  # type: ignore[import-not-found]
+    from src.strategies import generate_1f1b_schedule  # type: ignore[import-not-found]
+
+    def seconds(p: int, m: int) -> float:
+        start = time.process_time()
+        config = ScheduleConfig(p, p, m, op_times={"forward": 1.0, "backward": 2.0})
+        schedule = generate_1f1b_schedule(config)
+        schedule.execute()
+        schedule.get_bubble_rate()
+        return time.process_time() - start
+
+    return seconds
+
+
+def median_of(fn: Callable[[], float], repeat: int) -> float:
+    return statistics.median(fn() for _ in range(repeat))
 
 
 def run_file(path: Path) -> tuple[float, float, str]:
@@ -153,15 +189,42 @@ def numerics_ratio(layers: int = 8, width: int = 256, batch: int = 256) -> tuple
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="skip the 1T row")
+    parser.add_argument(
+        "--peer",
+        type=Path,
+        default=ROOT.parent / "PP-Schedule-Visualization",
+        help="a checkout of PP-Schedule-Visualization to time beside the 8 x 32 pipeline",
+    )
+    parser.add_argument("--repeat", type=int, default=5, help="rounds per figure (median)")
+    parser.add_argument("--only-core", action="store_true", help="section 1 only")
     args = parser.parse_args()
 
-    print("1. abstract 1F1B pipeline, whole run_scenario, against bare SimPy in this process")
-    bare = best(bare_simpy_rate)
-    big, small = best(lambda: pipeline_rate(64, 512)), best(lambda: pipeline_rate(8, 32))
+    print("1. abstract 1F1B pipeline, whole run_scenario, against baselines in this process")
+    big, small = pipeline_scenario(64, 512), pipeline_scenario(8, 32)
+    peer = peer_runner(args.peer)
+    for scenario in (big, small):  # the first run of a size builds what later runs reuse
+        run_scenario(scenario)
+    rounds = []
+    for _ in range(args.repeat):
+        bare = bare_simpy_rate()
+        big_rate = 2 * 64 * 512 / pipeline_seconds(big)
+        small_s = statistics.median(pipeline_seconds(small) for _ in range(21))
+        peer_s = statistics.median(peer(8, 32) for _ in range(21)) if peer else math.nan
+        rounds.append((bare, big_rate, small_s, peer_s))
+    bare, big_rate, small_s, peer_s = (statistics.median(r[i] for r in rounds) for i in range(4))
+    share = statistics.median(r[1] / r[0] for r in rounds)
     print(f"   bare SimPy timeouts:     {bare:>10,.0f} events/s")
-    print(f"   64 x 512 pipeline:       {big:>10,.0f} ops/s = {big / bare:.1%} of bare SimPy")
-    print(f"   8 x 32 pipeline:         {small:>10,.0f} ops/s")
-    print(f"   cost per op, 64x512 / 8x32: {small / big:.2f}")
+    print(f"   64 x 512 pipeline:       {big_rate:>10,.0f} ops/s = {share:.1%} of bare SimPy")
+    print(f"   8 x 32 pipeline:         {small_s * 1e3:>10.2f} ms per run")
+    if peer is None:
+        print(f"   PP-Schedule-Visualization: no checkout at {args.peer} (--peer DIR)")
+    else:
+        ratio = statistics.median(r[2] / r[3] for r in rounds)
+        print(f"   the peer's 8 x 32:       {peer_s * 1e3:>10.2f} ms per run")
+        print(f"   8 x 32, ours / the peer's:  {ratio:.2f}")
+    print(f"   cost per op, 64x512 / 8x32: {(2 * 8 * 32 / small_s) / big_rate:.2f}")
+    if args.only_core:
+        return
 
     print("2. Narayanan et al. 2021 Table 1, one `run` each (child process)")
     rows = ["18b", "39b", "145b"] + ([] if args.quick else ["1t"])

@@ -16,6 +16,7 @@ pattern repeated for folded replicas (:mod:`simulator.runtime.fold`).
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from .streams import STREAMS, lane, shared, stream_of
@@ -40,10 +41,15 @@ class Channel:
         shown: tuple[tuple[int, ...], tuple[int, ...]] | None = None,
     ) -> None:
         self.engine = engine
+        self._env = engine.env
         network, trace = engine.network, engine.trace
+        self._free = network.free_at  # every lane's next free moment (never replaced)
+        self._network = network
         self._record = trace.record  # (the run's trace: sealed only when it is over)
         per_rank = (nbytes,) * len(srcs) if isinstance(nbytes, int) else nbytes
         stream = stream_of(kind)
+        self._mine = 1 << stream
+        network.streams_used |= self._mine  # it books its stream's lanes (send)
         #: per timed pair: (out lane, in lane, seconds, label, the other streams' lanes on
         #: its ports), or None for a device itself
         self.pairs: list[tuple[int, int, float, int, tuple[int, ...]] | None] = []
@@ -89,6 +95,10 @@ class Channel:
         engine.channels.append(self)
         #: the one timed pair, when that is all there is (and it is what is shown)
         self.single = self.pairs[0] if len(self.pairs) == 1 and len(self.sent) == 1 else None
+        if self.single is not None:
+            #: ``free -> when each of the other streams' lanes on its ports is next free``
+            others = self.single[4]
+            self._others = itemgetter(*others) if len(others) > 1 else lambda f: (f[others[0]],)
         #: folded replicas mirror this traffic: note when it leaves each port
         self.own = engine.own_free if len(src_shown) > k and engine.network.mirror else None
 
@@ -104,18 +114,27 @@ class Channel:
     def send(self, mb: int = -1) -> float:
         """Send one message now; returns when the last piece arrives."""
         engine = self.engine
-        now = engine.env.now
+        now = self._env._now
+        free = self._free
         if self.single is not None:  # one device to another: the common case, kept lean
-            out, into, duration, label, others = self.single
-            free = engine.network.free_at
+            out, into, duration, _, others = self.single
             a, b = free[out], free[into]
             start = now if now >= a and now >= b else max(now, a, b)
-            end = free[out] = free[into] = shared(start, duration, max(map(free.__getitem__,
-                                                                          others)))  # fmt: skip
+            # beside the other streams on its ports (none booked yet: all free at 0)
+            busy = (
+                max(self._others(free)) - start
+                if self._network.streams_used & ~self._mine
+                else -1.0
+            )
+            # shared(start, duration, busy), written out: it runs once per message
+            if busy <= 0.0:
+                end = start + duration
+            else:
+                end = start + duration + (busy if busy < duration else duration)
+            free[out] = free[into] = end
             self._record(self.track, start, end, mb)
             self.count += 1
             return end
-        free = engine.network.free_at
         record = engine.trace.record
         self.count += 1
         times = []

@@ -364,6 +364,7 @@ class Engine:
             network.catch_up(f.devices, self.own_free)
         counts = self._counts
         counts[f.count] = counts.get(f.count, 0) + 1
+        network.streams_used |= 1 << f.stream
         start, end = network.reserve_lanes(f.lanes, self.env.now, f.duration)
         if f.mirrored:
             own = self.own_free

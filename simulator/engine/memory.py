@@ -87,12 +87,13 @@ class MemoryLedger:
         if held > self.category_peak[cat]:
             self.category_peak[cat] = held
         current = self.current = self.current + delta
+        now = self._clock()
         if current > self.peak:
             self.peak = current
             self.peak_breakdown = dict(zip(CATEGORIES, self.by_category, strict=True))
             if current > self.capacity and self.overflow is None:
-                self.overflow = (self._clock(), what or CATEGORIES[cat], delta)
-        self.times.append(self._clock())
+                self.overflow = (now, what or CATEGORIES[cat], delta)
+        self.times.append(now)
         self.cats.append(cat)
         self.deltas.append(delta)
 

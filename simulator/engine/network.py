@@ -109,6 +109,10 @@ class Network:
         self.cluster = cluster
         #: lane (:func:`lane`) -> when it is next free
         self.free_at: defaultdict[int, float] = defaultdict(float)
+        #: the streams whose lanes anything may have booked, one bit each (bit ``s``:
+        #: stream ``s``): the lanes of the others are free from the start, so a message
+        #: need not look at them (:meth:`~.channel.Channel.send`)
+        self.streams_used = 0
         self._routes: dict[tuple[int, int], Route] = {}
         self._placed: dict[tuple[TransferPlan, tuple[int, ...]], PlacedPlan] = {}
         self._lane_sets: dict[tuple[tuple[int, ...], int], tuple[list[int], list[int]]] = {}
@@ -182,6 +186,7 @@ class Network:
         Returns the message's ``(start, end)``.
         """
         free = self.free_at if free_at is None else free_at
+        self.streams_used |= 1 << stream
         a, b = lane(route.out_port, stream), lane(route.in_port, stream)
         start = max(ready, free[a], free[b])
         end = shared(start, seconds, self.busy_elsewhere((route.out_port, route.in_port),
@@ -205,6 +210,7 @@ class Network:
         real ones.
         """
         lanes = self.free_at if free_at is None else free_at
+        self.streams_used |= 1 << stream
         return self.placed(plan, devices).book(lanes, start, record=True, stream=stream)[1]
 
     def idle_duration(self, plan: TransferPlan, devices: tuple[int, ...]) -> float:

@@ -28,7 +28,7 @@ from .mesh import Mesh
 from .pipeline.actions import Schedule
 from .pipeline.schedules import ScheduleInfo, get_schedule
 from .pipeline.validate import validate
-from .program import lower, lower_steps
+from .program import lowered
 from .stage import RECOMPUTE, Chunk
 from .stages import block_costs as block_costs  # where the planner prices blocks
 from .stages import split_blocks
@@ -391,12 +391,7 @@ def build_plan(
         copies += twins
     # one program per pipeline rank, shared by its replicas (programs name ranks); a
     # schedule of blocking messages is lowered step by step (DeepSpeed's order)
-    programs = [
-        lower_steps(schedule.ranks[r], r, stage_rank, s.microbatches)
-        if schedule.blocking
-        else lower(schedule.items(r), r, stage_rank, s.microbatches, schedule.directions)
-        for r in range(s.pp)
-    ]
+    programs = [lowered(schedule, r, s.microbatches) for r in range(s.pp)]
     variant = get_variant(s.data_parallel)
     for w in workers:
         w.program = variant.lower(w, programs[w.pp_rank])

@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import IntEnum
 
-from .pipeline.actions import KINDS, Action, Item, Kind, Pair
+from .pipeline.actions import KINDS, Action, Item, Kind, Pair, Schedule
 
 ACTIVATION, GRADIENT = 0, 1
 WHAT = ("activation", "gradient")
@@ -184,6 +184,26 @@ def lower(
         if send is not None:
             append(send)
     program += [(SYNC,), (STEP,)]
+    return program
+
+
+def lowered(schedule: Schedule, rank: int, microbatches: int) -> list[tuple]:
+    """Rank ``rank``'s program of ``schedule`` (:func:`lower`, or :func:`lower_steps` for
+    a schedule of blocking messages), lowered once per schedule and kept on it: a
+    schedule never changes, and nothing changes a program once lowered, so the
+    plans of one schedule share its programs."""
+    cache = schedule.__dict__.setdefault("_programs", {})
+    key = (rank, microbatches)
+    program = cache.get(key)
+    if program is None:
+        stage_rank = schedule.stage_to_rank()
+        if schedule.blocking:
+            program = lower_steps(schedule.ranks[rank], rank, stage_rank, microbatches)
+        else:
+            program = lower(
+                schedule.items(rank), rank, stage_rank, microbatches, schedule.directions
+            )
+        cache[key] = program
     return program
 
 

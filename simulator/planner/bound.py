@@ -379,7 +379,7 @@ class StepBound:
         def took(a: Action) -> float:
             return per_stage[a.stage][index[a.kind]]
 
-        timeline = place_in_time(resolve_schedule(s, None), duration_of=took, comm=message)
+        timeline = place_in_time(self.pruner.built(s), duration_of=took, comm=message)
         return [row[-1].end if row else None for row in timeline.rows]
 
     def floor(
@@ -567,17 +567,22 @@ class StepBound:
             / max(cluster.intra_node.effective_bandwidth, cluster.inter_node.effective_bandwidth)
         )
         nics = cluster.nics * cluster.inter_node.effective_bandwidth
-        per = cluster.devices_per_node
         imports = []
         for order in orders or (s.order,):
-            mesh = Mesh(s.dp, s.tp, s.pp, order)
-            groups: dict[tuple[int, int], int] = {}  # (tp, pp) -> its ranks in node 0
-            for d in range(min(per, mesh.size)):
-                c = mesh.coords(d)
-                groups[(c["tp"], c["pp"])] = groups.get((c["tp"], c["pp"]), 0) + 1
-            outside = sum((s.dp - g) / s.dp for g in groups.values())
+            key = ("outside", s.dp, s.tp, s.pp, order)
+            outside = self._memo(key, lambda order=order: self._outside(s.dp, s.tp, s.pp, order))
             imports.append(passes * outside * weights / nics)
         return max(port, min(imports))
+
+    def _outside(self, dp: int, tp: int, pp: int, order: str) -> float:
+        """For :meth:`_traffic_floor`: the sum over the data-parallel groups with ranks in
+        node 0 of the share of the group outside it, ``(d-g)/d`` for ``g`` ranks inside."""
+        mesh = Mesh(dp, tp, pp, order)
+        groups: dict[tuple[int, int], int] = {}  # (tp, pp) -> its ranks in node 0
+        for d in range(min(self.pruner.cluster.devices_per_node, mesh.size)):
+            c = mesh.coords(d)
+            groups[(c["tp"], c["pp"])] = groups.get((c["tp"], c["pp"]), 0) + 1
+        return sum((dp - g) / dp for g in groups.values())
 
     def _sync_floor(self, s: Strategy) -> float:
         """A floor on what follows a rank's last action under ``s``, whatever the order:

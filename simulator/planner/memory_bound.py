@@ -97,13 +97,21 @@ def stash_profile(schedule: Schedule) -> Profile:
                 held[index[action.stage]] -= 1
         if rising:
             tops.add(tuple(held))
-        mixes = tuple(
-            m
-            for m in sorted(tops)
-            if not any(o != m and all(x >= y for x, y in zip(o, m, strict=True)) for o in tops)
-        )
-        profile.append((stages, mixes))
+        profile.append((stages, undominated(tops)))
     return tuple(profile)
+
+
+def undominated(tops: set[tuple[int, ...]]) -> tuple[tuple[int, ...], ...]:
+    """The mixes of ``tops`` that no other mix exceeds stage by stage, in order.
+
+    A mix can only be exceeded by one with a larger sum, so walking them by falling
+    sum, each needs comparing only with the mixes kept so far (what exceeds one
+    dropped exceeds it too)."""
+    kept: list[tuple[int, ...]] = []
+    for m in sorted(tops, key=sum, reverse=True):
+        if not any(all(x >= y for x, y in zip(o, m, strict=True)) for o in kept):
+            kept.append(m)
+    return tuple(sorted(kept))
 
 
 def peak_layers_held(profile: Profile, layers_per_stage: Sequence[int]) -> tuple[int, ...]:

@@ -35,9 +35,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import SimulatorError
@@ -50,43 +49,20 @@ from ..nn.transformer import TransformerLayer
 from ..parallel.build import block_costs, check_layout, parallelize, resolve_schedule
 from ..parallel.context.checks import check_context
 from ..parallel.data import get_variant
-from ..parallel.pipeline import get_schedule
-from ..parallel.pipeline.actions import FB, Action
+from ..parallel.pipeline import Schedule, get_schedule
 from ..parallel.stages import split_alike
 from ..parallel.strategy import Strategy
 from ..parallel.training import TrainingConfig
 from . import memory_bound
+from .schedule_facts import CLOSED_FORMS, ScheduleFacts, facts_of_schedule
+
+#: How many built schedules a :class:`Pruner` keeps (some hold 100,000s of actions).
+KEEP_BUILT = 8
 
 
 def schedule_key(s: Strategy) -> Hashable:
     """What a registry schedule depends on: its name, ``pp``, micro-batches and chunks."""
     return ("schedule", s.schedule, s.pp, s.microbatches, s.chunks)
-
-
-@dataclass(frozen=True)
-class ScheduleFacts:
-    """What the planner keeps of a schedule.
-
-    Attributes:
-        num_stages: model stages (``pp * chunks``).
-        rank_of: stage -> pipeline rank.
-        profile: the stash profile (:func:`simulator.planner.memory_bound.stash_profile`).
-        ends: per rank, its first and last action (None for a rank with none).
-        split: whether backward is split into ``B`` and ``W`` (zero-bubble).
-        actions: how many actions the schedule has.
-        directions: 2 for DualPipe's two pipelines (stages ``S/2 ..`` run the other way).
-        paired: whether it runs forwards and backwards as overlapped ``F&B`` pairs
-            (DualPipe), where one's collectives hide behind the other's compute.
-    """
-
-    directions: int
-    num_stages: int
-    rank_of: dict[int, int]
-    profile: Any
-    ends: tuple[tuple[Action, Action] | None, ...]
-    split: bool
-    actions: int
-    paired: bool = False
 
 
 #: The rule name of layouts whose memory estimate is over the device's memory.
@@ -132,6 +108,8 @@ class Pruner:
         self.pruned: Counter[str] = Counter()
         self.checked = 0
         self._cache: dict[Hashable, Any] = {}
+        #: the schedules built last, by :func:`schedule_key` (:meth:`built`)
+        self._built: OrderedDict[Hashable, Schedule] = OrderedDict()
         self._rules: dict[str, str] = {}
 
     def survivors(self, layouts: Iterable[Strategy]) -> Iterator[tuple[Strategy, float]]:
@@ -181,21 +159,27 @@ class Pruner:
 
     def _schedule(self, s: Strategy) -> ScheduleFacts:
         """The registry's schedule for the layout (its rules raise), kept as what the
-        estimate and the bound need (a schedule of thousands of actions is not kept)."""
-        schedule = resolve_schedule(s, None)
-        rows = [schedule.actions(r) for r in range(schedule.num_ranks)]
-        return ScheduleFacts(
-            directions=schedule.directions,
-            num_stages=schedule.num_stages,
-            rank_of=schedule.stage_to_rank(),
-            profile=memory_bound.stash_profile(schedule),
-            ends=tuple((row[0], row[-1]) if row else None for row in rows),
-            split=schedule.split_backward,
-            actions=sum(map(len, rows)),
-            paired=any(
-                item.kind == FB for r in range(schedule.num_ranks) for item in schedule.items(r)
-            ),
-        )
+        estimate and the bound need (a schedule of thousands of actions is not kept):
+        in closed form where the schedule has one (:mod:`.schedule_facts`), else
+        read off the built schedule."""
+        closed = CLOSED_FORMS.get(s.schedule)
+        if closed is not None:
+            get_schedule(s.schedule).check(s.pp, s.microbatches, s.chunks)
+            return closed(s.pp, s.microbatches, s.chunks)
+        return facts_of_schedule(self.built(s))
+
+    def built(self, s: Strategy) -> Schedule:
+        """The registry's schedule for ``s``, kept among the :data:`KEEP_BUILT` built
+        last: the bound walks the schedule the memory estimate has just read."""
+        key = schedule_key(s)
+        schedule = self._built.get(key)
+        if schedule is None:
+            schedule = self._built[key] = resolve_schedule(s, None)
+            if len(self._built) > KEEP_BUILT:
+                self._built.popitem(last=False)
+        else:
+            self._built.move_to_end(key)
+        return schedule
 
     def schedule_of(self, s: Strategy) -> ScheduleFacts:
         """:meth:`_schedule`, once per :func:`schedule_key`."""

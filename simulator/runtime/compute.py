@@ -31,9 +31,13 @@ its activations are charged when it ends.
 
 from __future__ import annotations
 
+from functools import partial
+from heapq import heappush
 from typing import Any
 
 import simpy
+from simpy.core import NORMAL
+from simpy.events import Timeout
 
 from ..comm.layout import GroupLayout, placed
 from ..engine import Engine
@@ -52,6 +56,8 @@ from .workers import SimWorker
 
 #: bytes per rank: one number when every rank of the group holds the same
 PerRank = list[int]
+
+_new_timeout = object.__new__
 
 
 class Known:
@@ -92,7 +98,9 @@ class Known:
         reports: Reports | None = None,
     ) -> None:
         self.compiled = compiled
-        self.reports = reports  # what its MoE layers reported (a forward), per replica
+        # what its MoE layers reported (a forward), per replica: None when nothing (adding
+        # an empty report changes no count)
+        self.reports = reports if reports is not None and (reports.aux or reports.tokens) else None
         self.charge = charge
         self.release = release
         self.output = output  # what it leaves for the next stage (per member)
@@ -150,6 +158,7 @@ class Compute:
         self._known: dict[tuple[GroupLayout, Cost, int], list[Known | None]] = {}
         #: per simulated worker, what frees a known action's stash when it ends
         self._finishers: dict[int, Any] = {}
+        self._record = engine.trace.record
 
     def known_for(self, layout: GroupLayout, cost: Cost, variant: int = 0) -> list[Known | None]:
         """What each action kind did on workers of ``layout`` whose compute ``cost``
@@ -159,13 +168,17 @@ class Compute:
         return self._known.setdefault((layout, cost, variant), [None] * kinds)
 
     def __call__(self, sw: SimWorker, ins: tuple) -> simpy.Event | Any:
-        sw.begin_action(self.env.now)
-        if self.exchanging and ins[1].stage in self.exchanging and ins[1].kind != W:
-            return self.bridged(sw, ins)
+        now = self.env._now
+        if sw.span_start < 0:  # sw.begin_action(now), written out: it runs once per action
+            sw.span_start = now
+            sw.busy_at_start = sw.compute_s + sw.exposed_s
         known = None if self.numerics else sw.known[ins[5]]
-        alone = sw.stream is None  # not one half of an overlapped pair
-        if known is not None and known.fast and sw.ledger is not None and sw.pace is None and alone:
-            return self.known(sw, ins, known)
+        if known is not None and known.fast and sw.ledger is not None and sw.pace is None:
+            if sw.stream is None:  # not one half of an overlapped pair
+                return self.known(sw, ins, known, now)
+        elif self.exchanging and ins[1].stage in self.exchanging and ins[1].kind != W:
+            return self.bridged(sw, ins)
+        alone = sw.stream is None
         _, action, inbox, outbox, sends, kind = ins
         if known is None:
             compiled, charge, release = self.math(sw, action, inbox, outbox)
@@ -207,9 +220,11 @@ class Compute:
             done.callbacks.append(lambda _: self.finish(sw, action, release))
         return done
 
-    def known(self, sw: SimWorker, ins: tuple, known: Known) -> simpy.Event:
-        """A known action on a uniform worker (shape-only): its numbers, no math."""
-        _, action, inbox, outbox, sends, _ = ins
+    def known(self, sw: SimWorker, ins: tuple, known: Known, now: float) -> simpy.Event:
+        """A known action on a uniform worker (shape-only): its numbers, no math; its
+        time is one timeout from ``now``. (The hot path of a large shape-only run:
+        the bookkeeping of :meth:`__call__`, written out.)"""
+        _, action, inbox, outbox, sends, kind = ins
         buffers, base = sw.buffers, sw.message_base
         if inbox >= 0:
             del buffers[inbox + base]
@@ -221,28 +236,43 @@ class Compute:
             sw.inflight += 1
             if sw.inflight > sw.peak_inflight:
                 sw.peak_inflight = sw.inflight
-        self.tally.add_flops(sw, known.model_flops, known.hardware_flops)
+        counts = self.tally.step_flops[sw.step]  # Tally.add_flops
+        counts[0] += known.model_flops
+        counts[1] += known.hardware_flops
         if known.reports is not None:
             self.tally.reports(known.reports, sw.step, len(sw.members))
         seconds = known.seconds
-        now = self.env.now
-        trace = self.engine.trace
-        trace.record(trace.track_id(sw.group, known.label), now, now + seconds, action.mb)
+        end = now + seconds
+        track = sw.tracks.get(kind)
+        if track is None:
+            trace = self.engine.trace
+            track = sw.tracks[kind] = trace.track_id(sw.group, known.label)
+        self._record(track, now, end, action.mb)
         sw.compute_s += seconds
-        sw.end_action(now + seconds)
-        done = self.env.timeout(seconds)
+        sw.span_end = end  # sw.end_action(end)
+        sw.busy_at_end = sw.compute_s + sw.exposed_s
+        # env.timeout(seconds), written out (simpy.Timeout's fields, scheduled as
+        # Environment.schedule does): one event per action
+        env = self.env
+        done = _new_timeout(Timeout)
+        done.env = env
+        done.callbacks = []
+        done._value = None
+        done._delay = seconds
+        done._ok = True
+        heappush(env._queue, (env._now + seconds, NORMAL, next(env._eid), done))
         if sends:
-            self.mailbox.publish(outbox + base, done, now + seconds)
+            self.mailbox.publish(outbox + base, done, end)
         if known.release is not None:
             sw.releasing = known
             finisher = self._finishers.get(sw.index)
             if finisher is None:
-                finisher = self._finishers[sw.index] = lambda _, w=sw: self._release(w)
+                finisher = self._finishers[sw.index] = partial(self._release, sw)
             done.callbacks.append(finisher)
         return done
 
     @staticmethod
-    def _release(sw: SimWorker) -> None:
+    def _release(sw: SimWorker, _event: Any = None) -> None:
         """When a known backward ends: free the forward's stash (and keep W's)."""
         known = sw.releasing
         change = sw.ledger.change

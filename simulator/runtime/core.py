@@ -3,8 +3,10 @@
 One SimPy process per simulated worker (:mod:`simulator.runtime.workers`)
 runs its instructions (:mod:`simulator.parallel.program`) in order. Each
 instruction has a handler that does its work at the current simulated time
-and returns what the process must wait for: nothing, one event, or a small
-process of its own. The handlers live where their story is told:
+and returns what the process must wait for: nothing, one event, a small
+process of its own, or ``(event,)`` -- wait for it, then run the instruction
+again (a receive whose message is not there yet: no process to create for the
+commonest wait of a pipeline). The handlers live where their story is told:
 
 * ``COMPUTE``: :mod:`simulator.runtime.compute` (the math, then its time);
 * ``SEND``, ``RECV``: :mod:`simulator.runtime.messages`, or
@@ -434,15 +436,25 @@ class Runtime:
             raise DeadlockError(self._deadlock_report()) from None
 
     def _process(self, sw: SimWorker) -> Process:
+        """``sw``'s program, instruction by instruction. A handler returns what to wait
+        for: nothing, an event, a process, or ``(event,)`` -- wait for the event, then
+        run the same instruction again (a receive whose message is not there yet)."""
         handlers = self.handlers
+        Event = simpy.Event
         try:
             for ins in sw.program:
-                waits = handlers[ins[0]](sw, ins)
+                handler = handlers[ins[0]]
+                waits = handler(sw, ins)
+                if waits is None:
+                    continue
+                if isinstance(waits, Event):
+                    yield waits
+                    continue
+                while waits.__class__ is tuple:
+                    yield waits[0]
+                    waits = handler(sw, ins)
                 if waits is not None:
-                    if isinstance(waits, simpy.Event):
-                        yield waits
-                    else:
-                        yield from waits
+                    yield from waits
         except simpy.Interrupt:
             return  # a device of this worker failed: it does nothing more
 

@@ -92,8 +92,6 @@ class Mailbox:
         self.slots: list[Any] = [None] * size
         #: (sender, what, stage) -> its channel: the same message every micro-batch
         self._channels: dict[tuple[int, int, int], Channel] = {}
-        #: per worker, the id of a send instruction -> its channel
-        self._by_instruction: list[dict[int, Channel]] = [{} for _ in workers]
         #: shape-only: the all-gather of a channel's scattered pieces on a worker, by the
         #: pieces and the worker
         self._gathers: dict[tuple[int, int], tuple[list[Any], Any, Any]] = {}
@@ -117,23 +115,28 @@ class Mailbox:
     # -- sending ---------------------------------------------------------------------
     def send(self, sw: SimWorker, ins: tuple) -> None:
         message = ins[5] + sw.message_base
-        self.deliver(sw, ins, sw.buffers.pop(message), self.slots[message])
+        slots = self.slots
+        payloads = sw.buffers.pop(message)
+        channel = self._channels.get((sw.index, ins[1], ins[2]))
+        if channel is None or channel.scatter:
+            self.deliver(sw, ins, payloads, slots[message])
+            return
+        # deliver(), written out for a channel known and not scattered: once per message
+        waiting = slots[message]
+        arrival = channel.send(ins[3])
+        slots[message] = (arrival, payloads, None)
+        if waiting is not None and waiting._value is PENDING:  # not triggered yet
+            fire_at(self.env, waiting, arrival)
 
     def deliver(self, sw: SimWorker, ins: tuple, payloads: list[Any], waiting: Any) -> float:
         """Put ``sw``'s message of the send ``ins`` on the links now and in its slot; wake
         ``waiting`` (the receiver's event, if it came early) when it arrives. Returns
         the arrival time."""
         message = ins[5] + sw.message_base
-        # the channel of this instruction on this worker (instructions live as long as
-        # the run's programs, so their ids are keys)
-        mine = self._by_instruction[sw.index]
-        channel = mine.get(id(ins))
+        _, what, stage, _, peer, _ = ins
+        channel = self._channels.get((sw.index, what, stage))
         if channel is None:
-            _, what, stage, _, peer, _ = ins
-            channel = self._channels.get((sw.index, what, stage))
-            if channel is None:
-                channel = self._open(sw, what, stage, peer, payloads)
-            mine[id(ins)] = channel
+            channel = self._open(sw, what, stage, peer, payloads)
         pieces = None
         if channel.scatter:
             pieces = scatter(payloads) if self.numerics else channel.pieces
@@ -172,35 +175,39 @@ class Mailbox:
         return channel
 
     # -- receiving -------------------------------------------------------------------
-    def recv(self, sw: SimWorker, ins: tuple) -> Process | None:
-        """Take the message if it is there; otherwise a process that waits for it."""
+    def recv(self, sw: SimWorker, ins: tuple) -> tuple[simpy.Event] | Process | None:
+        """Take the message if it is there (None). Otherwise ``(event,)``: wait for the
+        event -- the sender's compute, an event the sender fires, or the message's
+        arrival -- then receive again (the runtime's protocol for a wait that needs
+        no process of its own); or, for scattered pieces, a process that gathers them.
+        """
         message = ins[5] + sw.message_base
         slots = self.slots
         entry = slots[message]
-        if entry.__class__ is tuple and entry[0] <= self.env._now and entry[2] is None:
+        if entry.__class__ is tuple:
+            arrival, payloads, pieces = entry
+            now = self.env._now
+            if arrival > now:  # on the wire
+                sw.waiting_for = ins  # put in words only if the run deadlocks (describe_wait)
+                return (self.env.timeout(arrival - now),)
+            if sw.waiting_for is ins or pieces is not None:
+                sw.waiting_for = ""  # its wait (if any) is over
             slots[message] = None
-            sw.buffers[message] = entry[1]
+            if pieces is not None:
+                return self._gathered(sw, message, pieces, payloads)
+            sw.buffers[message] = payloads
             return None
-        return self._receive(sw, ins, message)
+        sw.waiting_for = ins
+        if entry is None or entry.processed:
+            # nothing sent yet, or a compute that ended without its send (its device
+            # failed): leave an event for the sender to fire
+            entry = slots[message] = self.env.event()
+        return (entry,)  # that event, or the sender's compute: the send follows its end
 
-    def _receive(self, sw: SimWorker, ins: tuple, message: int) -> Process:
-        sw.waiting_for = ins  # put in words only if the run deadlocks (describe_wait)
-        entry = self.slots[message]
-        while entry.__class__ is not tuple:
-            if entry is None or entry.processed:
-                # nothing sent yet, or a compute that ended without its send (its device
-                # failed): leave an event for the sender to fire
-                entry = self.slots[message] = self.env.event()
-            yield entry  # that event, or the sender's compute: the send follows its end
-            entry = self.slots[message]
-        arrival, payloads, pieces = entry
-        if arrival > self.env.now:
-            yield self.env.timeout(arrival - self.env.now)
-        sw.waiting_for = ""
-        self.slots[message] = None
-        if pieces is not None:
-            payloads = yield from self._gather(sw, pieces, payloads)
-        sw.buffers[message] = payloads
+    def _gathered(
+        self, sw: SimWorker, message: int, pieces: list[Any], payloads: list[Any]
+    ) -> Process:
+        sw.buffers[message] = yield from self._gather(sw, pieces, payloads)
 
     def describe_wait(self, sw: SimWorker, ins: tuple) -> str:
         """What a worker stuck at the receive (or blocking send) ``ins`` waits for, in

@@ -70,6 +70,8 @@ class SimWorker:
     layout: GroupLayout
     cost: Cost
     known: list[Any] = field(default_factory=list)
+    #: the trace track of each known action kind on this worker (:mod:`.compute`)
+    tracks: dict[int, int] = field(default_factory=dict)
     stash: dict[tuple, list[Any]] = field(default_factory=dict)
     buffers: dict[int, list[Any]] = field(default_factory=dict)
     inflight: int = 0

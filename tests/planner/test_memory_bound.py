@@ -13,6 +13,8 @@ whose memory is mostly what the formulas leave out, only the bound is checked.
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulator import (
     GPTConfig,
@@ -30,6 +32,7 @@ from simulator.planner.memory_bound import (
     model_state_bytes,
     peak_layers_held,
     stash_profile,
+    undominated,
 )
 from simulator.planner.prune import Pruner
 
@@ -140,3 +143,15 @@ def test_stash_walk_weighs_the_chunks_of_a_rank_by_their_layers():
     doubled = peak_layers_held(stash_profile(schedule), [2, 2, 2, 2])
     assert doubled == tuple(2 * n for n in one)
     assert peak_layers_held(stash_profile(schedule), [1, 0, 0, 0])[0] <= one[0]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(1, 4).flatmap(lambda v: st.sets(st.tuples(*[st.integers(0, 6)] * v), max_size=30))
+)
+def test_the_mixes_kept_are_those_no_other_exceeds(tops):
+    expected = tuple(
+        m for m in sorted(tops)
+        if not any(o != m and all(x >= y for x, y in zip(o, m, strict=True)) for o in tops)
+    )  # fmt: skip
+    assert undominated(tops) == expected

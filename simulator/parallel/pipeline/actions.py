@@ -219,6 +219,10 @@ class Schedule:
 
     def stage_to_rank(self) -> dict[int, int]:
         """The rank that runs each stage (the validator checks it is unique)."""
+        return dict(self._placement)
+
+    @cached_property
+    def _placement(self) -> dict[int, int]:
         placement: dict[int, int] = {}
         for r in range(self.num_ranks):
             for a in self.actions(r):

@@ -67,11 +67,20 @@ class ScheduleInfo:
     searched: bool = True
 
     def __call__(self, p: int, m: int, v: int = 1) -> Schedule:
+        """The schedule for ``p`` ranks, ``m`` micro-batches and ``v`` chunks per rank.
+        A schedule is immutable and its generator pure, so the last few built are kept
+        and handed out again (a planner asks for the same sizes over and over)."""
         self.check(p, m, v)
+        key = (self.name, p, m, v)
+        hit = _BUILT.get(key)
+        if hit is not None and hit[0] is self:
+            return hit[1]
         rows = self.build(p, m, v)
-        return Schedule(
+        schedule = Schedule(
             self.name, tuple(tuple(r) for r in rows), p * v, m, self.directions, self.blocking
         )
+        _keep(key, self, schedule)
+        return schedule
 
     def check(self, p: int, m: int, v: int = 1) -> None:
         """Raise the first of the schedule's rules that ``p`` ranks, ``m`` micro-batches
@@ -91,6 +100,23 @@ class ScheduleInfo:
 
 
 _REGISTRY: dict[str, ScheduleInfo] = {}
+#: the schedules built last, by (name, p, m, v), with the generator that built them and
+#: their actions; at most ``_KEEP_ACTIONS`` actions in all (with their programs, lowered
+#: once per schedule, about 450 bytes an action: 70 MB at most)
+_BUILT: dict[tuple[str, int, int, int], tuple[ScheduleInfo, Schedule, int]] = {}
+_KEEP_ACTIONS = 150_000
+
+
+def _keep(key: tuple[str, int, int, int], info: ScheduleInfo, schedule: Schedule) -> None:
+    """Keep ``schedule`` for the next call with ``key``, dropping the oldest kept to
+    stay within ``_KEEP_ACTIONS`` (one too large is not kept)."""
+    size = sum(len(r) for r in schedule.ranks)
+    if size > _KEEP_ACTIONS:
+        return
+    kept = sum(entry[2] for entry in _BUILT.values())
+    while _BUILT and kept + size > _KEEP_ACTIONS:
+        kept -= _BUILT.pop(next(iter(_BUILT)))[2]
+    _BUILT[key] = (info, schedule, size)
 
 
 def register(info: ScheduleInfo) -> ScheduleInfo:

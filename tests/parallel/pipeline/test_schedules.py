@@ -173,3 +173,27 @@ def test_reproduces_single_device_training(name: str, p: int, m: int, v: int, si
     assert got.keys() == weights.keys()
     for key, value in weights.items():
         np.testing.assert_allclose(got[key], value, rtol=1e-9, atol=1e-12)
+
+
+def test_a_schedule_is_built_once_per_size_and_lowered_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from simulator.parallel.pipeline import schedules
+    from simulator.parallel.program import lower, lowered
+
+    monkeypatch.setattr(schedules, "_KEEP_ACTIONS", 100)
+    monkeypatch.setattr(schedules, "_BUILT", {})
+
+    info = get_schedule("1f1b")
+    first = info(4, 8)
+    assert info(4, 8) is first  # kept: the generator is pure and a schedule immutable
+    assert info(4, 9) is not first
+    program = lowered(first, 1, 8)
+    assert lowered(first, 1, 8) is program
+    assert program == lower(first.items(1), 1, first.stage_to_rank(), 8)
+    # what is kept stays within its budget, and one schedule too large is not kept
+    too_large = schedules._KEEP_ACTIONS // (2 * 2) + 1
+    big = info(2, too_large)
+    assert info(2, too_large) is not big
+    kept = sum(len(r) for entry in schedules._BUILT.values() for r in entry[1].ranks)
+    assert kept <= schedules._KEEP_ACTIONS
