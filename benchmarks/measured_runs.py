@@ -101,13 +101,14 @@ class Run:
 
 def gpt(
     layers: int, hidden: int, heads: int, vocab: int = 51200, seq: int = 2048,
-    attention: str = "materialised",
+    attention: str = "materialised", dtype: str = "bf16",
 ) -> GPTConfig:  # fmt: skip
-    """A Megatron GPT in bf16 (dropout 0.1, as every run here trains); ``attention =
-    "flash"`` for the fused attention kernel of Megatron-Core with Transformer Engine."""
+    """A Megatron GPT in bf16 unless the run's source says fp16 (dropout 0.1, as every
+    run here trains); ``attention = "flash"`` for the fused attention kernel of
+    Megatron-Core with Transformer Engine."""
     return GPTConfig(
         layers=layers, hidden=hidden, heads=heads, seq_len=seq, vocab=vocab, dropout=0.1,
-        dtype="bf16", attention=attention,
+        dtype=dtype, attention=attention,
     )  # fmt: skip
 
 
@@ -197,7 +198,11 @@ def korthikanti() -> list[Run]:
 #: divide each stage's layers. The tensor-parallel all-reduces all block: Megatron-LM
 #: gained its asynchronous input-gradient all-reduce (``async_tp``) only in August 2021
 #: (NVIDIA/Megatron-LM commit cf7efd4, 2021-08-30, "--async-tensor-parallel-allreduce"),
-#: after these measurements (arXiv:2104.04473, April 2021).
+#: after these measurements (arXiv:2104.04473, April 2021). Mixed precision in FP16:
+#: the GPT-3 175B script released with the paper trains with ``--fp16``
+#: (``examples/pretrain_gpt3_175B.sh`` at NVIDIA/Megatron-LM commit 50a4b5fa02,
+#: "Release fixes", 2021-04-08); its optimizer copies the FP16 gradients to FP32 and
+#: unscales them (:mod:`simulator.nn.optim`).
 _NARAYANAN = [
     ("1.7B", 24, 2304, 24, 1, 1, 32, 512, 137),
     ("3.6B", 32, 3072, 30, 2, 1, 64, 512, 138),
@@ -230,7 +235,7 @@ def _chunks(layers: int, pp: int) -> int:
 def megatron_lm() -> list[Run]:
     out = []
     for name, a, h, layers, t, p, gpus, batch, tflops in _NARAYANAN:
-        model = gpt(layers, h, a)
+        model = gpt(layers, h, a, dtype="fp16")
         d = gpus // (t * p)
         pipeline = {}
         if p > 1:

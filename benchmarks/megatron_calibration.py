@@ -23,8 +23,11 @@ writes every run's numbers for later comparison.
 
 ``--without tiling jitter mamf`` takes modelled effects of the datasheet presets
 out (:data:`ABLATIONS`: GEMM tiling over the multiprocessors, the slowest of
-``n`` devices, the measured GEMM ceiling back to a flat 0.8), so that what each
-one does to every family is measured rather than claimed.
+``n`` devices, the measured GEMM ceiling back to a flat 0.8), and ``--without
+loss-passes optimizer-passes`` what the simulator models of Megatron-LM's
+software (:data:`SOFTWARE`: the loss's unfused FP32 passes, the
+mixed-precision optimizer's passes), so
+that what each one does to every family is measured rather than claimed.
 
 Run: ``python benchmarks/megatron_calibration.py [--families ...] [--every N]
 [--workers N] [--fit NAME] [--without ...] [--plot PATH] [--json PATH]
@@ -82,6 +85,39 @@ ABLATIONS: dict[str, Callable[[Run], Run]] = {
 }
 
 
+def _no_unfused_loss() -> None:
+    from simulator.ops import loss_passes
+
+    loss_passes.UNFUSED_DTYPES.clear()
+
+
+def _plain_optimizer() -> None:
+    from simulator.nn import optim
+
+    def traffic(self: optim.Optimizer, p: optim.Param) -> int:
+        return 3 * p.nbytes + 2 * self.state_bytes(p)
+
+    optim.Optimizer._traffic = traffic  # type: ignore[method-assign]
+
+
+#: What the software of every run does that ``--without`` can take out too: name -> how
+#: (switched off in every replay process as it starts, :func:`switch_off`).
+SOFTWARE: dict[str, Callable[[], None]] = {
+    "loss-passes": _no_unfused_loss,  # Megatron-LM's FP32 loss passes (simulator.ops.loss_passes)
+    "optimizer-passes": _plain_optimizer,  # norm, update, master copy (simulator.nn.optim)
+}
+
+
+#: The :data:`SOFTWARE` effects taken out of this replay (``--without``).
+SWITCHED_OFF: list[str] = []
+
+
+def switch_off(names: list[str]) -> None:
+    """Take the :data:`SOFTWARE` effects ``names`` out of this process."""
+    for name in names:
+        SOFTWARE[name]()
+
+
 def simulate(run: Run) -> float:
     """The simulated seconds of one training step of ``run``."""
     training = TrainingConfig(numerics=False, global_batch=run.batch, steps=1, optimizer="adam")
@@ -98,7 +134,8 @@ def replay(runs: list[Run], workers: int, verbose: bool = True) -> list[float]:
     if verbose:
         print(f"{'family':<21} {'group':<27} {'run':<22} {'GPUs':>6} {'measured s':>10} "
               f"{'simulated s':>11} {'error':>7} {'wall s':>6}")  # fmt: skip
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    pool = ProcessPoolExecutor(workers, initializer=switch_off, initargs=(SWITCHED_OFF,))
+    with pool:
         out = []
         for run, (predicted, wall) in zip(runs, pool.map(_timed, runs), strict=True):
             out.append(predicted)
@@ -315,7 +352,7 @@ def main() -> None:
         "--without",
         nargs="*",
         default=[],
-        choices=sorted(ABLATIONS),
+        choices=sorted(ABLATIONS) + sorted(SOFTWARE),
         help="take these modelled effects out (what each one does)",
     )
     args = parser.parse_args()
@@ -326,7 +363,10 @@ def main() -> None:
         print(f"{family}: {SOURCES[family]}")
     started = time.perf_counter()
     for name in args.without:
-        runs = [ABLATIONS[name](r) for r in runs]
+        if name in SOFTWARE:
+            SWITCHED_OFF.append(name)
+        else:
+            runs = [ABLATIONS[name](r) for r in runs]
     if args.from_json:
         runs, predicted = saved(runs, args.from_json)
         print(f"\n{len(runs)} runs read from {', '.join(map(str, args.from_json))}")

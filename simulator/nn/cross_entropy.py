@@ -11,22 +11,23 @@ from __future__ import annotations
 from typing import Any
 
 from ..ops import functional as ops_nn
-from ..ops.arrays import Array
+from ..ops.arrays import Array, dtype_of
 
 
 class CrossEntropyLoss:
     """``loss, ctx = forward(logits, targets)``; ``dlogits = backward(ctx, scale)``.
 
     ``logits`` is ``(b, s, V)``, ``targets`` the int64 ids ``(b, s)``. The
-    context is the softmax and the targets (see :func:`simulator.ops.functional.cross_entropy`).
+    context is the softmax, the targets and the logits' dtype (see
+    :func:`simulator.ops.functional.cross_entropy`).
     """
 
     name = "cross_entropy"
 
     def forward(self, logits: Array, targets: Array) -> tuple[Array, Any]:
         loss, probs = ops_nn.cross_entropy(logits, targets)
-        return loss, (probs, targets)
+        return loss, (probs, targets, dtype_of(logits))
 
     def backward(self, ctx: Any, scale: float) -> Array:
-        probs, targets = ctx
-        return ops_nn.cross_entropy_backward(probs, targets, scale)
+        probs, targets, dtype = ctx
+        return ops_nn.cross_entropy_backward(probs, targets, scale, dtype=dtype)

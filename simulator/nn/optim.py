@@ -5,6 +5,30 @@ copy, as mixed-precision training does (Micikevicius et al. 2018, sec. 3.1):
 Adam then holds 4 (master) + 4 (momentum) + 4 (variance) = 12 bytes per
 parameter, which with 2-byte weights and 2-byte gradients gives the 16 bytes
 per parameter of the ZeRO paper (Rajbhandari et al. 2020, sec. 3.1).
+
+The step's memory traffic, for 16-bit parameters, is that of Megatron-LM's
+mixed-precision optimizer (``MixedPrecisionOptimizer.step`` in
+``megatron/core/optimizer/optimizer.py`` at core_v0.8.0;
+``megatron/optimizer/optimizer.py`` at v2.5), pass by pass:
+
+* FP16 only: the FP16 gradients copied into FP32 main gradients
+  (``_copy_model_grads_to_main_grads``: reads 2 bytes, writes 4; with BF16,
+  ``--bf16`` forces ``accumulate_allreduce_grads_in_fp32`` and the gradients
+  are accumulated in an FP32 buffer already) and unscaled from the loss scale
+  with a check for infinities (reads and writes 4; BF16 runs without a loss
+  scale, so without this pass);
+* the gradient norm for clipping (``clip_grad`` is 1.0 by default;
+  ``multi_tensor_l2norm`` reads every FP32 gradient);
+* the fused update: reads the gradient, reads and writes the FP32 master
+  weight and the moments;
+* the updated FP32 master weights copied into the 16-bit model weights
+  (``_copy_main_params_to_model_params``: reads 4, writes 2).
+
+That is 38 bytes per parameter for BF16 Adam and 52 for FP16. The passes are
+batched over many tensors per launch (``multi_tensor_apply``), so they are
+priced as one kernel per parameter. Full-precision parameters (numerics
+mode) have no master copy and no clipping: read the weight and the gradient,
+write the weight, read and write the state.
 """
 
 from __future__ import annotations
@@ -43,9 +67,17 @@ class Optimizer:
         raise NotImplementedError
 
     def _traffic(self, p: Param) -> int:
-        """Bytes one update moves: read weight and gradient, write weight, read and
+        """Bytes one update moves (module docstring): for a 16-bit parameter
+        Megatron-LM's passes; else read weight and gradient, write weight, read and
         write every state array."""
-        return 3 * p.nbytes + 2 * self.state_bytes(p)
+        state = self.state_bytes(p)
+        dtype = dtype_of(p.value)
+        if dtype not in HALF:
+            return 3 * p.nbytes + 2 * state
+        main = p.size * ITEMSIZE["float32"]  # the FP32 main gradients, or master weights
+        # FP16: the gradients copied into FP32 main gradients and the loss scale taken out
+        fp16 = (p.nbytes + main) + 2 * main if dtype == "fp16" else 0
+        return fp16 + main + (main + 2 * state) + (main + p.nbytes)
 
 
 class SGD(Optimizer):

@@ -24,6 +24,7 @@ import numpy as np
 
 from .arrays import Array, ShapeArray, dtype_of, is_shape_only
 from .basic import bytes_moved, elementwise, emit
+from .loss_passes import BACKWARD_PASSES, FORWARD_PASSES, emit_passes, loss_dtype, unfused
 
 # -- layer normalisation ----------------------------------------------------------------
 
@@ -227,12 +228,14 @@ def cross_entropy(logits: Array, targets: Array) -> tuple[Array, Array]:
     """Mean over tokens of ``-log softmax(logits)[target]``, and the softmax.
 
     The softmax is returned for backward, which needs nothing else: Megatron-LM's
-    fused cross-entropy likewise keeps it in place of the logits.
+    cross-entropy likewise keeps it in place of the logits. 16-bit logits are
+    upcast and the loss runs in FP32 passes, one kernel each, as Megatron-LM
+    runs it (:mod:`simulator.ops.loss_passes`); the softmax kept is FP32.
     """
     dtype = dtype_of(logits)
     if is_shape_only(logits):
         loss: Array = ShapeArray((), dtype)
-        probs: Array = ShapeArray(logits.shape, dtype)
+        probs: Array = ShapeArray(logits.shape, loss_dtype(logits))
     else:
         z = logits - logits.max(axis=-1, keepdims=True)
         e = np.exp(z)
@@ -240,18 +243,25 @@ def cross_entropy(logits: Array, targets: Array) -> tuple[Array, Array]:
         probs = e / total
         picked = np.take_along_axis(z, targets[..., None], axis=-1)
         loss = np.mean(np.log(total) - picked)
-    emit("cross_entropy", "normalization", dtype, 0, bytes_moved(logits, targets, probs))
+    if unfused(logits):
+        emit_passes(logits, *FORWARD_PASSES)
+    else:
+        emit("cross_entropy", "normalization", dtype, 0, bytes_moved(logits, targets, probs))
     return loss, probs
 
 
-def cross_entropy_backward(probs: Array, targets: Array, scale: float, start: int = 0) -> Array:
+def cross_entropy_backward(
+    probs: Array, targets: Array, scale: float, start: int = 0, dtype: str | None = None
+) -> Array:
     """Gradient of ``scale * cross_entropy`` w.r.t. the logits:
     ``scale * (probs - onehot(targets)) / N`` over ``N`` tokens.
 
     ``probs`` may hold only the vocabulary columns ``start ..`` of a shard
     (vocabulary-parallel cross-entropy); targets outside it add nothing.
+    ``dtype`` is the logits' when the loss upcast them (16-bit): the gradient is
+    scaled in FP32 and cast back to it (:mod:`simulator.ops.loss_passes`).
     """
-    dtype = dtype_of(probs)
+    dtype = dtype or dtype_of(probs)
     factor = scale / math.prod(targets.shape)
     if is_shape_only(probs):
         out: Array = ShapeArray(probs.shape, dtype)
@@ -261,5 +271,8 @@ def cross_entropy_backward(probs: Array, targets: Array, scale: float, start: in
         rows, inside = shard_rows(targets.reshape(-1), probs.shape[-1], start)
         hit = np.flatnonzero(inside)
         flat[hit, rows[hit]] -= factor
-    emit("cross_entropy_backward", "normalization", dtype, 0, bytes_moved(probs, targets, out))
+    if unfused(dtype):
+        emit_passes(out, *BACKWARD_PASSES)
+    else:
+        emit("cross_entropy_backward", "normalization", dtype, 0, bytes_moved(probs, targets, out))
     return out

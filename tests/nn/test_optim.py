@@ -3,6 +3,7 @@ import numpy as np
 from simulator.nn.optim import SGD, Adam
 from simulator.nn.param import Param
 from simulator.ops.arrays import ShapeArray
+from simulator.ops.tape import recording
 
 
 def test_sgd_step():
@@ -31,3 +32,15 @@ def test_state_bytes_mixed_precision_adam_is_12_per_parameter():
     assert Adam(0.1).state_bytes(half) == 120  # fp32 master + momentum + variance
     assert Adam(0.1).state_bytes(Param("w", np.zeros(10))) == 160  # two float64 moments
     assert SGD(0.1).state_bytes(Param("w", np.zeros(10))) == 0
+
+
+def test_mixed_precision_adam_moves_38_bytes_per_parameter_in_bf16_and_52_in_fp16():
+    """Gradient norm (4), update (4 + 2 x 12), master into the 16-bit weight (4 + 2);
+    FP16 also copies its gradients to FP32 (2 + 4) and unscales them (4 + 4)."""
+    for dtype, per_parameter in (("bf16", 38), ("fp16", 52)):
+        with recording() as tape:
+            Adam(0.1).step([Param("w", ShapeArray((10,), dtype))])
+        assert [k.bytes for k in tape.kernels()] == [10 * per_parameter]
+    with recording() as tape:
+        Adam(0.1).step([Param("w", np.zeros(10))])
+    assert [k.bytes for k in tape.kernels()] == [3 * 80 + 2 * 160]

@@ -17,21 +17,27 @@ import numpy as np
 from ... import ops
 from ...ops import functional as ops_nn
 from ...ops.arrays import Array, ShapeArray, dtype_of, is_shape_only
+from ...ops.loss_passes import emit_passes, loss_dtype, unfused
 from .collectives import collective, per_rank
 
 
 def _row_max(z: Array) -> Array:
-    """The largest logit of every token within this rank's words."""
-    dtype = dtype_of(z)
+    """The largest logit of every token within this rank's words (16-bit logits:
+    upcast to FP32 first, :mod:`simulator.ops.loss_passes`)."""
+    dtype = loss_dtype(z)
     out = ShapeArray(z.shape[:-1], dtype) if is_shape_only(z) else z.max(axis=-1)
-    ops.emit("vocab_parallel_max", "normalization", dtype, 0, ops.bytes_moved(z, out))
+    if unfused(z):
+        emit_passes(z, "loss_upcast", "loss_max")
+    else:
+        ops.emit("vocab_parallel_max", "normalization", dtype, 0, ops.bytes_moved(z, out))
     return out
 
 
 def _exp_and_target(z: Array, maxima: Array, targets: Array, start: int) -> tuple[Array, ...]:
     """``e = exp(z - max)`` over this rank's words, its row sums, and ``z - max`` at the
-    target where this rank holds the target's word (zero elsewhere)."""
-    dtype = dtype_of(z)
+    target where this rank holds the target's word (zero elsewhere): three FP32
+    passes for 16-bit logits (shift, exp, sum)."""
+    dtype = loss_dtype(z)
     if is_shape_only(z):
         e: Array = ShapeArray(z.shape, dtype)
         total: Array = ShapeArray(z.shape[:-1], dtype)
@@ -42,12 +48,15 @@ def _exp_and_target(z: Array, maxima: Array, targets: Array, start: int) -> tupl
         total = e.sum(axis=-1)
         rows, inside = ops_nn.shard_rows(targets, z.shape[-1], start)
         picked = np.where(inside, np.take_along_axis(shifted, rows[..., None], -1)[..., 0], 0.0)
-    traffic = ops.bytes_moved(z, maxima, targets, e, total, picked)
-    ops.emit("vocab_parallel_exp", "normalization", dtype, 0, traffic)
+    if unfused(z):
+        emit_passes(z, "loss_shift", "loss_exp", "loss_sum")
+    else:
+        traffic = ops.bytes_moved(z, maxima, targets, e, total, picked)
+        ops.emit("vocab_parallel_exp", "normalization", dtype, 0, traffic)
     return e, total, picked
 
 
-def _loss_and_softmax(e: Array, total: Array, picked: Array) -> tuple[Array, Array]:
+def _loss_and_softmax(e: Array, total: Array, picked: Array, upcast: bool) -> tuple[Array, Array]:
     """``mean(log sum exp - target logit)`` and this rank's columns of the softmax."""
     dtype = dtype_of(e)
     if is_shape_only(e):
@@ -56,8 +65,11 @@ def _loss_and_softmax(e: Array, total: Array, picked: Array) -> tuple[Array, Arr
     else:
         loss = np.mean(np.log(total) - picked)
         probs = e / total[..., None]
-    traffic = ops.bytes_moved(e, total, picked, probs)
-    ops.emit("vocab_parallel_loss", "normalization", dtype, 0, traffic)
+    if upcast:
+        emit_passes(e, "loss_normalise")
+    else:
+        traffic = ops.bytes_moved(e, total, picked, probs)
+        ops.emit("vocab_parallel_loss", "normalization", dtype, 0, traffic)
     return loss, probs
 
 
@@ -95,14 +107,17 @@ class VocabParallelCrossEntropy:
         parts = per_rank(t, lambda r: _exp_and_target(logits[r], maxima[r], targets[r], r * words))
         totals = collective("all_reduce", [p[1] for p in parts], "loss: all-reduce sum exp")
         picked = collective("all_reduce", [p[2] for p in parts], "loss: all-reduce target logit")
-        outs = per_rank(t, lambda r: _loss_and_softmax(parts[r][0], totals[r], picked[r]))
+        upcast, dtype = unfused(logits[0]), dtype_of(logits[0])
+        outs = per_rank(t, lambda r: _loss_and_softmax(parts[r][0], totals[r], picked[r], upcast))
         return [loss for loss, _ in outs], [
-            (probs, y) for (_, probs), y in zip(outs, targets, strict=True)
+            (probs, y, dtype) for (_, probs), y in zip(outs, targets, strict=True)
         ]
 
     def backward(self, ctx: list[Any], scale: float) -> list[Array]:
         words = ctx[0][0].shape[-1]
         return per_rank(
             self.ranks,
-            lambda r: ops_nn.cross_entropy_backward(ctx[r][0], ctx[r][1], scale, r * words),
+            lambda r: ops_nn.cross_entropy_backward(
+                ctx[r][0], ctx[r][1], scale, r * words, dtype=ctx[r][2]
+            ),
         )
