@@ -44,8 +44,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import replace
+from numbers import Integral
 
-from ..errors import ScenarioError
+from ..errors import ConfigError, ScenarioError
 from .cluster import ClusterSpec
 from .specs import DTYPE_BYTES, GB, TFLOPS, US, DeviceSpec, GiB, LinkSpec, NodeSpec
 
@@ -206,9 +207,13 @@ def preset(name: str, nodes: int | None = None) -> ClusterSpec:
         raise ScenarioError(f"unknown cluster preset {name!r}; choose one of: {', '.join(PRESETS)}")
     spec = PRESETS[name]
     if nodes is not None:
-        if nodes < 1:
-            raise ScenarioError(f"cluster nodes must be at least 1, got {nodes}")
-        spec = spec.with_nodes(nodes)
+        if isinstance(nodes, bool) or not isinstance(nodes, Integral) or nodes < 1:
+            raise ConfigError(
+                f"preset(): nodes must be a whole number of nodes, at least 1, got {nodes!r}",
+                "nodes",
+                "an integer >= 1",
+            )
+        spec = spec.with_nodes(int(nodes))
     return spec
 
 

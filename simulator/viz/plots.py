@@ -293,7 +293,8 @@ def compare(result: Any, path: str | Path | None = None) -> Figure | None:
     )
     ax2.grid(axis="x", alpha=0.25)
     failed = sum(1 for r in rows if r["mark"])
-    heading = f"{result.name}: strategies, fastest first"
+    order = "strategies, fastest first" if len(rows) > 1 else "one strategy"
+    heading = f"{result.name}: {order}"
     if failed:
         runs = "run" if failed == 1 else "runs"
         heading += f"; last, in red: {failed} {runs} that did not finish"

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..errors import ConfigError
 from ..hardware.units import format_bytes, time_unit
 
 
@@ -24,6 +25,13 @@ def comparison_table(
     ``capacity`` is the device memory, or that of every kind of device. ``fp8``
     names the strategies whose linear layers run in FP8: their MFU is still over
     the model dtype's (BF16) peak, as the papers count it, and a line says so."""
+    if not isinstance(results, Sequence) or not all(isinstance(r, Mapping) for r in results):
+        raise ConfigError(
+            "comparison_table(): results must be a list of run metrics (each run's "
+            f"result.metrics), got {type(results).__name__}",
+            "results",
+            "a list of dicts",
+        )
     rows = sorted(results, key=lambda r: (r["status"] != "ok", r["iteration_time_s"] or 0.0))
     scale, unit = time_unit(max((r["iteration_time_s"] or 0.0 for r in rows), default=0.0))
     # the context-parallel size shows when a strategy splits the sequence

@@ -50,8 +50,9 @@ def test_links_between_devices():
 def test_unknown_preset_and_bad_nodes():
     with pytest.raises(ScenarioError, match="unknown cluster preset 'tpu'"):
         preset("tpu")
-    with pytest.raises(ScenarioError, match="nodes must be at least 1"):
-        preset("toy", nodes=0)
+    for nodes in (0, -2, 2.0, True, "2"):
+        with pytest.raises(ScenarioError, match="a whole number of nodes, at least 1"):
+            preset("toy", nodes=nodes)
 
 
 def test_single_switch_is_one_node():

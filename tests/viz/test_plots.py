@@ -62,6 +62,18 @@ def test_compare_uses_the_three_words():
     assert any(t.startswith("compute") for t in texts)
     assert any(t.startswith("exposed communication") for t in texts)
     assert any(t.startswith("bubble") for t in texts)
+    assert "words: strategies, fastest first" in texts
+
+
+def test_compare_of_one_strategy_does_not_speak_of_an_order():
+    import matplotlib
+
+    from simulator.viz import plots
+
+    result = ScenarioResult("alone", [run(MLPConfig(4, 16), Strategy("single"))])
+    texts = [t.get_text() for t in plots.compare(result).findobj(matplotlib.text.Text)]
+    assert "alone: one strategy" in texts
+    assert not any("fastest first" in t for t in texts)
 
 
 def test_every_memory_panel_is_scaled_to_its_own_peak():

@@ -1,6 +1,9 @@
 """The comparison table splits the step into compute, exposed communication and bubble,
 lists strategies fastest first and marks the ones that did not finish."""
 
+import pytest
+
+from simulator.errors import ConfigError
 from simulator.hardware.units import time_unit
 from simulator.nn.models import MLPConfig
 from simulator.parallel import Strategy
@@ -72,3 +75,9 @@ def test_fp8_strategies_are_said_to_count_mfu_against_the_bf16_peak():
     assert noted.startswith(plain)  # the table as before, and one line more
     assert noted.splitlines()[-1].startswith("(MFU is over the model dtype's dense peak")
     assert "also for fp8, whose linear layers run in FP8" in noted
+
+
+def test_anything_but_a_list_of_metrics_is_refused_in_one_line():
+    for bad in (None, 3, [None], ["metrics"]):
+        with pytest.raises(ConfigError, match=r"results must be a list of run metrics"):
+            comparison_table(bad)
