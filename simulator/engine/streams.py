@@ -11,7 +11,7 @@ beside another stream.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from operator import itemgetter
 
 #: The streams traffic runs on, by the kind of traffic (any other kind: the last).
@@ -54,12 +54,6 @@ class LaneSet:
         self.read = _reader(mine)
         self._used: Callable[[dict[int, float]], tuple[float, ...]] | None = None
         self._seen = -1
-
-    def __iter__(self) -> Iterator[list[int]]:  # ``mine, others = lanes``
-        return iter((self.mine, self.others))
-
-    def __getitem__(self, i: int) -> list[int]:
-        return (self.mine, self.others)[i]
 
     def busy(self, free: dict[int, float]) -> float:
         """When the other streams are last free on these ports (0.0: never used)."""

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
-import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -104,7 +104,7 @@ class FileWriter:
             self.done += len(paths)
             return
         while len(self._children) >= self.workers:
-            self._wait(*self._first_done())
+            self._wait(self._first_done())
         pipe, child_end = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child: write, report a failure on the pipe, and leave
@@ -149,21 +149,18 @@ class FileWriter:
             self.plots.gantt(result, gantt)
             self.plots.memory(result, memory)
 
-    def _first_done(self) -> tuple[int, int]:
-        """The first of the children to finish, and its status (only this writer's
-        children are waited for: any the caller has are left alone)."""
-        while True:
-            for pid in self._children:
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    return pid, status
-            time.sleep(0.005)
+    def _first_done(self) -> int:
+        """The first of the children to finish. A child's pipe reads at its end (it
+        writes there only a failure's report, then exits), so this waits on the pipes:
+        only this writer's children, none the caller has."""
+        pipes = {pipe: pid for pid, (pipe, *_) in self._children.items()}
+        ready, _, _ = select.select(list(pipes), [], [])
+        return pipes[ready[0]]
 
-    def _wait(self, pid: int, status: int | None = None) -> None:
-        """Collect child ``pid`` (waiting for it, unless its ``status`` is known)."""
+    def _wait(self, pid: int) -> None:
+        """Collect child ``pid``, waiting for it."""
         pipe, name, files = self._children.pop(pid)
-        if status is None:
-            _, status = os.waitpid(pid, 0)
+        _, status = os.waitpid(pid, 0)
         with os.fdopen(pipe, "rb") as f:
             report = f.read().decode(errors="replace")
         if status != 0:
