@@ -23,7 +23,8 @@ pytestmark = pytest.mark.skipif(
     not Path("/proc/self/stat").exists(), reason="reads the process table in /proc (Linux)"
 )
 
-#: Runs of a few seconds each: the workers are busy when the signal comes.
+#: Runs of many seconds each (the most steps a scenario may ask for without raising its
+#: limit): the workers are still busy when the signal comes, on a fast core or a busy machine.
 SLOW = """
 name = "slow"
 [cluster]
@@ -34,7 +35,7 @@ layers = 4
 width = 64
 [training]
 global_batch = 16
-steps = 3000
+steps = 10000
 [[strategy]]
 name = "one"
 """
