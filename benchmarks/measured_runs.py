@@ -85,6 +85,19 @@ class Run:
         return self.strategy.num_devices
 
     @property
+    def grad_precision(self) -> str:
+        """How the run's software accumulates and reduces gradients
+        (``training.grad_precision``): in FP32 for a BF16 model, as Megatron-LM forces
+        (``--bf16`` turns on ``accumulate_allreduce_grads_in_fp32``, ``megatron/arguments.py``
+        at v2.5, ``megatron/training/arguments.py`` at core_v0.8.0) and DeepSpeed's BF16
+        pipeline engine does since microsoft/DeepSpeed#1801 (2022, "fp32 reduction",
+        written for BLOOM); in the model's dtype for FP16 runs (the flag is off for them)
+        and for MT-NLG, trained in 2021 before DeepSpeed had that path."""
+        if self.model.dtype == "bf16" and self.group != "MT-NLG 530B":
+            return "fp32"
+        return "model"
+
+    @property
     def billions(self) -> float:
         """Parameters in billions, by Megatron-LM's eq. 2."""
         m = self.model

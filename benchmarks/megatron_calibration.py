@@ -24,9 +24,9 @@ writes every run's numbers for later comparison.
 ``--without tiling jitter mamf`` takes modelled effects of the datasheet presets
 out (:data:`ABLATIONS`: GEMM tiling over the multiprocessors, the slowest of
 ``n`` devices, the measured GEMM ceiling back to a flat 0.8), and ``--without
-loss-passes optimizer-passes`` what the simulator models of Megatron-LM's
-software (:data:`SOFTWARE`: the loss's unfused FP32 passes, the
-mixed-precision optimizer's passes), so
+loss-passes optimizer-passes fp32-grads`` what the simulator models of
+Megatron-LM's software (:data:`SOFTWARE`: the loss's unfused FP32 passes, the
+mixed-precision optimizer's passes, BF16 gradients reduced in FP32), so
 that what each one does to every family is measured rather than claimed.
 
 Run: ``python benchmarks/megatron_calibration.py [--families ...] [--every N]
@@ -105,7 +105,12 @@ def _plain_optimizer() -> None:
 SOFTWARE: dict[str, Callable[[], None]] = {
     "loss-passes": _no_unfused_loss,  # Megatron-LM's FP32 loss passes (simulator.ops.loss_passes)
     "optimizer-passes": _plain_optimizer,  # norm, update, master copy (simulator.nn.optim)
+    "fp32-grads": lambda: GRADS.update(precision="model"),  # BF16 gradients in FP32 (Run)
 }
+
+#: ``precision = "run"``: each run's own ``Run.grad_precision``; ``--without fp32-grads``
+#: makes it ``"model"`` everywhere
+GRADS = {"precision": "run"}
 
 
 #: The :data:`SOFTWARE` effects taken out of this replay (``--without``).
@@ -120,7 +125,13 @@ def switch_off(names: list[str]) -> None:
 
 def simulate(run: Run) -> float:
     """The simulated seconds of one training step of ``run``."""
-    training = TrainingConfig(numerics=False, global_batch=run.batch, steps=1, optimizer="adam")
+    training = TrainingConfig(
+        numerics=False,
+        global_batch=run.batch,
+        steps=1,
+        optimizer="adam",
+        grad_precision=run.grad_precision if GRADS["precision"] == "run" else "model",
+    )
     return run_strategy(run.cluster, run.model, training, run.strategy).metrics["iteration_time_s"]
 
 

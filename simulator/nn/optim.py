@@ -12,11 +12,12 @@ mixed-precision optimizer (``MixedPrecisionOptimizer.step`` in
 ``megatron/optimizer/optimizer.py`` at v2.5), pass by pass:
 
 * FP16 only: the FP16 gradients copied into FP32 main gradients
-  (``_copy_model_grads_to_main_grads``: reads 2 bytes, writes 4; with BF16,
-  ``--bf16`` forces ``accumulate_allreduce_grads_in_fp32`` and the gradients
-  are accumulated in an FP32 buffer already) and unscaled from the loss scale
-  with a check for infinities (reads and writes 4; BF16 runs without a loss
-  scale, so without this pass);
+  (``_copy_model_grads_to_main_grads``: reads 2 bytes, writes 4; not when
+  they were accumulated in FP32 already, ``training.grad_precision = "fp32"``,
+  :mod:`.param`; with BF16, ``--bf16`` forces
+  ``accumulate_allreduce_grads_in_fp32`` and the pass is never there) and
+  unscaled from the loss scale with a check for infinities (reads and writes
+  4; BF16 runs without a loss scale, so without this pass);
 * the gradient norm for clipping (``clip_grad`` is 1.0 by default;
   ``multi_tensor_l2norm`` reads every FP32 gradient);
 * the fused update: reads the gradient, reads and writes the FP32 master
@@ -75,8 +76,10 @@ class Optimizer:
         if dtype not in HALF:
             return 3 * p.nbytes + 2 * state
         main = p.size * ITEMSIZE["float32"]  # the FP32 main gradients, or master weights
-        # FP16: the gradients copied into FP32 main gradients and the loss scale taken out
-        fp16 = (p.nbytes + main) + 2 * main if dtype == "fp16" else 0
+        # FP16: the gradients copied into FP32 main gradients (unless they were
+        # accumulated in FP32 already, training.grad_precision) and the loss scale taken out
+        copy = p.nbytes + main if int(p.grad.nbytes) < main else 0
+        fp16 = copy + 2 * main if dtype == "fp16" else 0
         return fp16 + main + (main + 2 * state) + (main + p.nbytes)
 
 

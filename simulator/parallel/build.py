@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import LayoutError
 from ..hardware import ClusterSpec
 from ..nn.config import ModelConfig
+from ..nn.param import gradients_in
 from ..ops.arrays import NUMPY_DTYPES, Array
 from . import partition as partitions
 from .context.checks import check_context
@@ -295,7 +296,19 @@ def build_plan(
     schedule: Schedule | None = None,
 ) -> Plan:
     """Check, place and lower ``strategy``; see the module docstring. ``schedule`` is
-    the parsed file of a strategy whose schedule is ``file:PATH.csv``."""
+    the parsed file of a strategy whose schedule is ``file:PATH.csv``. Every parameter
+    made on the way takes the gradients of ``training.grad_precision``."""
+    with gradients_in(training.grad_precision):
+        return _build_plan(cluster, model_config, training, strategy, schedule)
+
+
+def _build_plan(
+    cluster: ClusterSpec,
+    model_config: ModelConfig,
+    training: TrainingConfig,
+    strategy: Strategy,
+    schedule: Schedule | None,
+) -> Plan:
     s = strategy
     micro_batch = check_layout(cluster, training, s, model_config)
     check_numerics(model_config, training)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from ..keys import check_fields
 from ..nn.optim import OPTIMIZERS
+from ..nn.param import GRAD_PRECISIONS
 from ..ranges import Range
 
 COLLECTIVE_DETAILS = ("auto", "steps", "fused")
@@ -29,6 +30,9 @@ class TrainingConfig:
         global_batch: samples (sequences) per step over all replicas.
         steps: training steps to simulate.
         optimizer: ``sgd`` or ``adam``.
+        grad_precision: ``model`` keeps each gradient in its parameter's dtype;
+            ``fp32`` accumulates and reduces 16-bit parameters' gradients in FP32,
+            as Megatron-LM does for BF16 models (:mod:`simulator.nn.param`).
         lr: learning rate.
         seed: seeds the model's initial weights, the data and dropout.
         collective_detail: ``steps`` times every message of every collective;
@@ -60,6 +64,14 @@ class TrainingConfig:
         metadata={"doc": "training steps to simulate", "range": Range(lo=1, integer=True)},
     )
     optimizer: str = field(default="sgd", metadata={"doc": "optimizer", "choices": _optimizers})
+    grad_precision: str = field(
+        default="model",
+        metadata={
+            "doc": "16-bit parameters' gradients in their own dtype (model) or accumulated "
+            "and reduced in FP32 (fp32, as Megatron-LM does for BF16)",
+            "choices": tuple(GRAD_PRECISIONS),
+        },
+    )
     lr: float = field(
         default=0.01, metadata={"doc": "learning rate", "range": Range(lo=0, lo_open=True)}
     )

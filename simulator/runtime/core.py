@@ -53,6 +53,7 @@ from ..engine import Engine, Process
 from ..engine.trace import COMPUTE
 from ..errors import DeadlockError, DeviceFailedError, DivergedError
 from ..hardware.faults import Fault
+from ..nn.param import gradients_in
 from ..parallel.build import Plan, token_layout
 from ..parallel.program import Op
 from .compute import Compute
@@ -201,11 +202,16 @@ class Runtime:
         raises DeadlockError, DivergedError, DeviceFailedError or OutOfMemoryError,
         after which :meth:`result` still holds what was simulated. ``progress`` is
         called with the number of events processed so far."""
-        self.sync.allocate_model_state()
         training = self.plan.training
         # a loss that overflows is reported once, as a diverged run (_check_loss),
-        # rather than as numpy's warnings on the way there
-        with collector_paused(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        # rather than as numpy's warnings on the way there; the ZeRO shards made on
+        # the way take the plan's gradient precision (simulator.nn.param)
+        with (
+            gradients_in(training.grad_precision),
+            collector_paused(),
+            np.errstate(over="ignore", invalid="ignore", divide="ignore"),
+        ):
+            self.sync.allocate_model_state()
             if training.step_barrier:
                 for step in range(training.steps):
                     self.feed.start_step(step)

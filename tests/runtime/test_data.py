@@ -99,6 +99,54 @@ def test_zero_model_state_follows_the_zero_formulas(d):
         assert sum(model_state(result)) == pytest.approx(total, rel=1e-12), stage
 
 
+@pytest.mark.parametrize("d", [2, 4])
+def test_fp32_gradients_take_megatron_lms_bytes_per_parameter(d):
+    """BF16 parameters with FP32 gradients (``grad_precision = "fp32"``): 18 bytes per
+    parameter, ``6 + 12/d`` with the distributed optimizer (ZeRO-1), Megatron-LM's table
+    of bytes per parameter (docs, "Distributed Optimizer")."""
+    model = MLPConfig(layers=4, width=64, dtype="bf16")
+    psi = model.build(0, numerics=False).num_parameters
+    for stage, total in {0: 18 * psi, 1: 6 * psi + 12 * psi / d}.items():
+        result = run(
+            model,
+            Strategy(f"z{stage}", dp=d, zero=stage),
+            numerics=False,
+            optimizer="adam",
+            grad_precision="fp32",
+            global_batch=8,
+            steps=1,
+            cluster=preset("toy", nodes=2),
+        )
+        assert sum(model_state(result)) == pytest.approx(total, rel=1e-12), stage
+
+
+@pytest.mark.parametrize(("zero", "fp32"), [(0, (4, 4)), (1, (4, 2)), (2, (4, 2))])
+def test_fp32_gradients_double_the_reduction_and_not_the_gather(zero, fp32):
+    """Every device sends ``(d-1)/d`` of each pass's array: with BF16 gradients 2 bytes
+    per parameter both ways; with FP32 gradients the all-reduce's or reduce-scatter's
+    passes carry 4, ZeRO's all-gather of the updated BF16 parameters still 2."""
+    d = 4
+    model = MLPConfig(layers=4, width=64, dtype="bf16")
+    psi = model.build(0, numerics=False).num_parameters
+    for precision, (reduce, gather) in {"model": (2, 2), "fp32": fp32}.items():
+        result = run(
+            model,
+            Strategy("z", dp=d, zero=zero),
+            numerics=False,
+            grad_precision=precision,
+            global_batch=8,
+            steps=1,
+        )
+        assert result.metrics["comm_bytes"]["dp"] == (d - 1) * psi * (reduce + gather)
+
+
+def test_fp32_gradients_leave_full_precision_training_alone():
+    """Only 16-bit parameters' gradients widen: numerics mode still equals one device."""
+    strategy = Strategy("zero1", dp=4, zero=1)
+    result = run(MODEL, strategy, global_batch=24, steps=3, grad_precision="fp32")
+    assert_matches_single(result, single_device(MODEL, global_batch=24, steps=3))
+
+
 @pytest.mark.parametrize(("zero", "volumes"), [(0, 2), (1, 2), (2, 2), (3, 3)])
 def test_traffic_per_step_is_2_psi_or_3_psi_with_a_ring(zero, volumes):
     d = 4

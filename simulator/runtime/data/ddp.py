@@ -233,15 +233,16 @@ class DataParallel(ParameterGathers):
             largest = []
             for r in range(len(w.devices)):
                 params = w.params(r)
-                full = sum(p.nbytes for p in params)
                 owned = [self._shard(w, r, b) for b in buckets] if self.sharded else params
-                part = sum(p.nbytes for p in owned)
+                # gradients may be wider than their parameters (training.grad_precision)
+                full, grads = _bytes(params)
+                part, owned_grads = _bytes(owned)
                 amounts[PARAMETERS].append(part if self.zero == 3 and self.sharded else full)
-                amounts[GRADIENTS].append(part if self.zero >= 2 and self.sharded else full)
+                amounts[GRADIENTS].append(owned_grads if self.zero >= 2 and self.sharded else grads)
                 amounts[OPTIMIZER].append(sum(self.optimizer.state_bytes(p) for p in owned))
                 if self.zero >= 2 and self.sharded and buckets:
                     # the staging buffer a bucket's full gradients pass through
-                    largest.append(max(sum(p.nbytes for p in b.params(w, r)) for b in buckets))
+                    largest.append(max(_bytes(b.params(w, r))[1] for b in buckets))
             for category, per_rank in amounts.items():
                 sw.charge(self.engine, category, per_rank)
             if largest:
@@ -395,3 +396,8 @@ class DataParallel(ParameterGathers):
         yield from self.replay.run(sw, compiled, "optimizer", "opt")
         if self.sharded:
             yield from self._gather_params(sw)
+
+
+def _bytes(params: list[Param]) -> tuple[int, int]:
+    """Bytes of the parameters' values and of their gradients."""
+    return sum(p.nbytes for p in params), sum(int(p.grad.nbytes) for p in params)
