@@ -46,7 +46,7 @@ What the README leaves out, and what is assumed here:
   gradients reduce-scattered in buckets of Megatron-Core's default size,
   ``max(40M, 1M x d)`` parameters, overlapped with backward. Megatron reduces
   bf16 models' gradients in fp32 (``accumulate_allreduce_grads_in_fp32``),
-  the simulator in the model's dtype, half the bytes; the simulator's
+  and so does the replay (``Run.grad_precision``); the simulator's
   parameter all-gather after the step is not overlapped with the next
   forward as ``--overlap-param-gather`` does;
 * pipeline schedule: interleaved 1F1B with 2 layers per virtual stage where a

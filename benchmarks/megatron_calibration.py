@@ -31,7 +31,7 @@ that what each one does to every family is measured rather than claimed.
 
 Run: ``python benchmarks/megatron_calibration.py [--families ...] [--every N]
 [--workers N] [--fit NAME] [--without ...] [--plot PATH] [--json PATH]
-[--from-json PATH ...]`` (not part of the test suite; about 25 minutes on two
+[--from-json PATH ...]`` (not part of the test suite; under 3 minutes on two
 cores for every family). ``--from-json`` reports and plots replays saved by
 earlier ``--json`` runs, so families replayed apart make one report.
 """
