@@ -114,6 +114,8 @@ class Network:
         self._lane_sets: dict[tuple[tuple[int, ...], int], LaneSet] = {}
         #: device -> the device whose ports its ports follow (folded replicas)
         self.mirror: dict[int, int] = {}
+        self._mirror_seen: dict[int, int] | None = None
+        self._mirrored: dict[tuple[int, ...], list[tuple[int, int]]] = {}
         #: ``(src, dst, inter_node) -> bandwidth multiplier`` for degraded links (faults)
         self.link_factor: Callable[[int, int, bool], float] | None = None
 
@@ -232,17 +234,29 @@ class Network:
         traffic (not the collectives the replicas share) last ends. A NIC a device
         shares with its twin is the same port and needs nothing."""
         free = self.free_at
-        for d in devices:
-            twin = self.mirror.get(d)
-            if twin is not None:
+        for a, b in self._mirrored_lanes(devices):
+            end = own.get(b, 0.0)
+            if end > free.get(a, 0.0):
+                free[a] = end
+
+    def _mirrored_lanes(self, devices: tuple[int, ...]) -> list[tuple[int, int]]:
+        """``(lane, its twin's lane)`` of every port of ``devices`` that mirrors another
+        (:meth:`catch_up`), worked out once per group."""
+        if self._mirror_seen is not self.mirror:  # a new fold: forget the old pairs
+            self._mirror_seen, self._mirrored = self.mirror, {}
+        hit = self._mirrored.get(devices)
+        if hit is None:
+            hit = self._mirrored[devices] = []
+            for d in devices:
+                twin = self.mirror.get(d)
+                if twin is None:
+                    continue
                 for mine, theirs in zip(
                     self.ports_of_device(d), self.ports_of_device(twin), strict=True
                 ):
-                    if mine == theirs:
-                        continue
-                    for a, b in zip(lanes_of(mine), lanes_of(theirs), strict=True):
-                        if own.get(b, 0.0) > free.get(a, 0.0):
-                            free[a] = own[b]
+                    if mine != theirs:
+                        hit += zip(lanes_of(mine), lanes_of(theirs), strict=True)
+        return hit
 
     def reserve_lanes(
         self,

@@ -123,6 +123,14 @@ class ShapeArray:
     def __iadd__(self, other: Any) -> ShapeArray:
         return self
 
+    # it holds no values and never changes, so a copy may be the array itself (copying
+    # a shape-only model, once per replica or rank, then costs nothing per parameter)
+    def __copy__(self) -> ShapeArray:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ShapeArray:
+        return self
+
     def __isub__(self, other: Any) -> ShapeArray:
         return self
 
