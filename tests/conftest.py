@@ -117,7 +117,9 @@ def assert_run_fails(tmp_path, capsys, text: str, message: str) -> None:
 #: the tests that take seconds each (whole notebooks, whole scenarios, Hypothesis over
 #: layouts), longest first: started first, so that ``pytest -n`` shares them out among
 #: its workers before the many quick tests, instead of leaving one worker alone with a
-#: notebook at the end
+#: notebook at the end. That needs ``--maxschedchunk=1`` (``pyproject.toml``): without
+#: it pytest-xdist sends each worker a quarter of the suite at once, in order, and the
+#: first worker's quarter would hold every long test
 LONG_FIRST = (
     "tests/test_notebooks.py::test_notebook_runs_and_draws",
     "tests/test_doc_tables.py",
