@@ -23,9 +23,11 @@ def test_dask_and_local_processes_give_the_same_bytes(tmp_path):
     distributed = pytest.importorskip("dask.distributed")
     local = simulator.plan(CLUSTER, GPT, TRAINING, workers=2, **SPACE)
     local_files = local.write(tmp_path / "local")
-    # in-process workers: no external service, and the test's own interpreter
+    # in-process workers: no external service, and the test's own interpreter; the
+    # scheduler's HTTP server on a free port (it binds 8787 otherwise, which another
+    # test's cluster on the other pytest worker may hold)
     with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
     ) as cluster:
         remote = simulator.plan(CLUSTER, GPT, TRAINING, dask=cluster.scheduler_address, **SPACE)
     remote.write(tmp_path / "dask")
@@ -101,7 +103,7 @@ def test_sigterm_cancels_the_dask_tasks(monkeypatch):
 
     monkeypatch.setattr(executor, "_settle", stop_after_the_first)
     with distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
     ) as cluster:
         outcome = run_tasks([0.0, *[0.5] * 5], _slow, dask=cluster.scheduler_address)
     assert outcome.interrupted == "SIGTERM" and outcome.finished == 1
