@@ -32,16 +32,14 @@ its activations are charged when it ends.
 from __future__ import annotations
 
 from functools import partial
-from heapq import heappush
 from typing import Any
 
 import simpy
-from simpy.core import NORMAL
-from simpy.events import Timeout
 
 from ..comm.layout import GroupLayout, placed
 from ..engine import Engine
 from ..engine.cost import Cost
+from ..engine.events import timeout
 from ..engine.memory import ACTIVATIONS
 from ..nn.context import Reports, batch, collecting_reports
 from ..parallel.pipeline.actions import BW, Action, B, F, Kind, W
@@ -56,8 +54,6 @@ from .workers import SimWorker
 
 #: bytes per rank: one number when every rank of the group holds the same
 PerRank = list[int]
-
-_new_timeout = object.__new__
 
 
 class Known:
@@ -251,16 +247,7 @@ class Compute:
         sw.compute_s += seconds
         sw.span_end = end  # sw.end_action(end)
         sw.busy_at_end = sw.compute_s + sw.exposed_s
-        # env.timeout(seconds), written out (simpy.Timeout's fields, scheduled as
-        # Environment.schedule does): one event per action
-        env = self.env
-        done = _new_timeout(Timeout)
-        done.env = env
-        done.callbacks = []
-        done._value = None
-        done._delay = seconds
-        done._ok = True
-        heappush(env._queue, (env._now + seconds, NORMAL, next(env._eid), done))
+        done = timeout(self.env, seconds)  # one event per action
         if sends:
             self.mailbox.publish(outbox + base, done, end)
         if known.release is not None:

@@ -27,6 +27,7 @@ from typing import Any
 
 from ..comm.layout import placed
 from ..engine import Engine, Process
+from ..engine.events import timeout
 from ..engine.trace import COMPUTE
 from ..ops.tape import Mark, recording
 from ..parallel.pipeline.actions import Action
@@ -134,31 +135,31 @@ class Replay:
                 if stream is not None:  # an overlapped pair: one half computes at a time
                     turn = stream.request()
                     yield turn
-                now = env.now
+                now = env._now
                 record(track, now, now + seconds, mb)
                 sw.compute_s += seconds
-                yield env.timeout(seconds)
+                yield timeout(env, seconds)
                 if stream is not None:
                     sw.held[1].append((now, now + seconds))
                     stream.release(turn)
-            elif kind == COLLECTIVE:
-                _, call, booking = step
+                continue
+            if kind == COLLECTIVE:
+                _, call, booking, what = step
                 if booking is not None:
                     end = engine.book(booking)
                 elif call.plan.messages:
                     end = engine.collective(call.plan, sw.devices, call.kind, call.label, sw.shown)
                 else:
-                    end = env.now
+                    end = env._now
                 if call.handle >= 0:
                     pending[call.handle] = end
-                else:
-                    yield from self.wait(sw, end, f"a {call.op} of its group")
+                    continue
             elif kind == WAIT:
                 end = pending.pop(step[1])
                 if isinstance(end, tuple):
                     yield from self.exchanges.wait(sw, *end)
-                else:
-                    yield from self.wait(sw, end, "an asynchronous collective")
+                    continue
+                what = "an asynchronous collective"
             elif kind == EXCHANGE:
                 item = step[1]
                 meeting = self.exchanges.launch(sw, item, (action, item.label))
@@ -166,11 +167,21 @@ class Replay:
                     pending[item.handle] = (meeting, item)
                 else:
                     yield from self.exchanges.wait(sw, meeting, item)
-            elif kind == MARK:
-                assert self.on_mark is not None  # tapes keep marks only for a hook
+                continue
+            else:
+                assert kind == MARK and self.on_mark is not None  # kept only for a hook
                 reaction = self.on_mark(sw, step[1])
                 if reaction is not None:
                     yield from reaction
+                continue
+            # a blocking collective, or the wait for an asynchronous one: self.wait,
+            # written out (it runs once per tensor-parallel collective of a large run)
+            now = env._now
+            if end > now:
+                sw.waiting_for = what
+                yield timeout(env, end - now)
+                sw.waiting_for = ""
+                sw.expose(now, end)
 
     def _script(
         self, sw: SimWorker, compiled: CompiledTape, action: Action | str, cat: str
@@ -196,7 +207,7 @@ class Replay:
                 booking = None
                 if self.fused and call.plan.messages:
                     booking = engine.fused(call.plan, sw.devices, call.kind, call.label, sw.shown)
-                script.append((COLLECTIVE, call, booking))
+                script.append((COLLECTIVE, call, booking, f"a {call.op} of its group"))
             else:
                 script.append(item)
         if self.repeats:
@@ -205,9 +216,9 @@ class Replay:
 
     def wait(self, sw: SimWorker, end: float, what: str) -> Process:
         """Block ``sw`` until its own group's collective ends: exposed communication."""
-        now = self.env.now
+        now = self.env._now
         if end > now:
             sw.waiting_for = what
-            yield self.env.timeout(end - now)
+            yield timeout(self.env, end - now)
             sw.waiting_for = ""
             sw.expose(now, end)
