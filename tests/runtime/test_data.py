@@ -9,7 +9,13 @@ from simulator.nn.models import MLPConfig
 from simulator.parallel import Strategy
 from simulator.parallel.data import VARIANTS as LOWERED
 from simulator.runtime.data import SYNCS
-from tests.conftest import assert_matches_single, ideal_cluster, run, single_device
+from tests.conftest import (
+    assert_matches_single,
+    assert_run_fails,
+    ideal_cluster,
+    run,
+    single_device,
+)
 
 MODEL = MLPConfig(layers=6, width=16)
 
@@ -145,6 +151,24 @@ def test_fp32_gradients_leave_full_precision_training_alone():
     strategy = Strategy("zero1", dp=4, zero=1)
     result = run(MODEL, strategy, global_batch=24, steps=3, grad_precision="fp32")
     assert_matches_single(result, single_device(MODEL, global_batch=24, steps=3))
+
+
+def test_an_unknown_gradient_precision_is_one_line_naming_the_choices(tmp_path, capsys):
+    scenario = """
+name = "grads"
+[cluster]
+preset = "toy"
+[model]
+kind = "mlp"
+layers = 2
+width = 4
+[training]
+grad_precision = "fp64"
+[[strategy]]
+name = "ddp"
+dp = 2
+"""
+    assert_run_fails(tmp_path, capsys, scenario, "grad_precision must be one of 'model', 'fp32'")
 
 
 @pytest.mark.parametrize(("zero", "volumes"), [(0, 2), (1, 2), (2, 2), (3, 3)])
