@@ -297,6 +297,13 @@ def _stop(pool: ProcessPoolExecutor) -> None:
         process.terminate()
     for process in processes:
         process.join(timeout=5)  # reap them: no zombie is left behind
+    # and let the pool's manager thread see them gone and close its wakeup pipe now: at
+    # exit, concurrent.futures wakes that thread through the pipe without the pool's
+    # lock, and a close racing that write fails with "Bad file descriptor" (a traceback
+    # after the one line a signal should leave; CPython 3.11, ``_python_exit``)
+    manager = getattr(pool, "_executor_manager_thread", None)
+    if manager is not None:
+        manager.join(timeout=5)
 
 
 def _on_processes(
