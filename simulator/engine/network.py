@@ -112,9 +112,10 @@ class Network:
         self._routes: dict[tuple[int, int], Route] = {}
         self._placed: dict[tuple[TransferPlan, tuple[int, ...]], PlacedPlan] = {}
         self._lane_sets: dict[tuple[tuple[int, ...], int], LaneSet] = {}
-        #: device -> the device whose ports its ports follow (folded replicas)
+        #: device -> the device whose ports its ports follow (folded replicas; set by
+        #: :meth:`fold`)
         self.mirror: dict[int, int] = {}
-        self._mirror_seen: dict[int, int] | None = None
+        #: group -> its lanes that mirror a twin's, with the twin's (:meth:`catch_up`)
         self._mirrored: dict[tuple[int, ...], list[tuple[int, int]]] = {}
         #: ``(src, dst, inter_node) -> bandwidth multiplier`` for degraded links (faults)
         self.link_factor: Callable[[int, int, bool], float] | None = None
@@ -239,11 +240,14 @@ class Network:
             if end > free.get(a, 0.0):
                 free[a] = end
 
+    def fold(self, twins: dict[int, int]) -> None:
+        """Let each device of ``twins`` follow its twin's ports (:mod:`simulator.runtime.fold`)."""
+        self.mirror = twins
+        self._mirrored = {}
+
     def _mirrored_lanes(self, devices: tuple[int, ...]) -> list[tuple[int, int]]:
         """``(lane, its twin's lane)`` of every port of ``devices`` that mirrors another
         (:meth:`catch_up`), worked out once per group."""
-        if self._mirror_seen is not self.mirror:  # a new fold: forget the old pairs
-            self._mirror_seen, self._mirrored = self.mirror, {}
         hit = self._mirrored.get(devices)
         if hit is None:
             hit = self._mirrored[devices] = []

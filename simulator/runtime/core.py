@@ -99,7 +99,7 @@ class Runtime:
         allowed = training.fold_replicas if fold is None else fold
         self.fold: Fold = decide_fold(plan, allowed, self.faults)
         if self.fold:
-            engine.network.mirror = mirrors(plan)
+            engine.network.fold(mirrors(plan))
         s = plan.strategy
         self.feed = Feed(
             plan.model_config,

@@ -134,7 +134,7 @@ def test_mirrored_nic_ports_catch_up_with_their_twins():
     e = Engine(preset("dgx-a100", nodes=4).with_nics(4))
     net = e.network
     end = e.send(0, 8, 10**6, "pp", "twin's traffic")  # devices 0 and 8 ...
-    net.mirror = {16: 0, 24: 8}  # ... stand for 16 and 24
+    net.fold({16: 0, 24: 8})  # ... stand for 16 and 24
     own = {
         q: end
         for d in (0, 8)
