@@ -37,9 +37,9 @@ ports):
 * a pipeline message on every dependency between ranks: the fastest of the
   layout's activation messages (``1/t`` of it with the scatter/gather);
 * after a rank's last action, the data-parallel exchange of its gradients
-  (one all-reduce, or ZeRO's reduce-scatter), its optimizer step (its bytes
-  at the memory's speed) and, for ZeRO-1 and 2, the all-gather of the
-  updated parameters -- the step cannot end before.
+  (one all-reduce, or ZeRO-1's reduce-scatter without ``overlap_grad_reduce``),
+  its optimizer step (its bytes at the memory's speed) and, for ZeRO-1 and 2,
+  the all-gather of the updated parameters -- the step cannot end before.
 
 A block's compute is the same in every stage that holds it (compute segments
 end at every block's mark), so a stage's is the sum of its blocks', each
@@ -59,8 +59,10 @@ families' :meth:`StepBound.floor` is 0).
 The bound needs one kind of device (on mixed clusters it is 0: no layout is
 skipped) and the strategy variants whose compute is the chunks' own (the
 ``replicated`` variant gathers outputs on one device: 0 as well). Gradient
-buckets and ZeRO-2 and 3 reduce during backward, where only the last bucket is
-exposed: their exchange counts nothing (a weaker bound, still a bound).
+buckets, ZeRO-2 and 3, and ZeRO-1 with ``overlap_grad_reduce`` (its default)
+reduce during backward, where compute may hide all but the last bucket: their
+reductions count nothing (a weaker bound, still a bound), and ZeRO's all-gather
+after the step still does.
 """
 
 from __future__ import annotations
@@ -132,6 +134,15 @@ def _compute_only(s: Strategy) -> bool:
     """Whether the bound counts ``s``'s compute alone: context and expert parallelism
     (module docstring)."""
     return s.cp > 1 or s.ep > 1
+
+
+def _reduces_in_backward(s: Strategy) -> bool:
+    """Whether ZeRO's reduce-scatters run during backward, block by block, where the
+    bound cannot tell how much of them compute hides: every micro-batch under ZeRO-2,
+    and the last one's under ZeRO-1 with ``overlap_grad_reduce``
+    (:mod:`simulator.runtime.data.ddp`). Only the all-gather of the updated
+    parameters then surely follows a rank's last action."""
+    return s.zero == 2 or (s.zero == 1 and s.overlap_grad_reduce)
 
 
 class StepBound:
@@ -238,7 +249,8 @@ class StepBound:
     def _sync(self, s: Strategy) -> list[float]:
         """Per pipeline rank, what follows its last action: its gradients' exchange, its
         optimizer step and, under ZeRO-1 and 2, the gathering of its parameters."""
-        key = ("sync", s.dp, s.cp, s.ep, s.tp, s.pp, s.order, s.zero, s.bucket_mb, schedule_key(s),
+        key = ("sync", s.dp, s.cp, s.ep, s.tp, s.pp, s.order, s.zero, s.bucket_mb,
+               s.overlap_grad_reduce, schedule_key(s),
                s.partition, s.allreduce_algorithm, self.pruner.micro_batch(s),
                s.sequence_parallel)  # fmt: skip
         return self._memo(key, lambda: self._work_out_sync(s))
@@ -270,7 +282,7 @@ class StepBound:
                 layout = GroupLayout.of(pruner.cluster, group).relabelled()
                 xs = [ShapeArray((weights // item,), dtype)] * s.dp
                 ops = ["all_reduce"] if not sharded else ["reduce_scatter", "all_gather"]
-                if s.zero == 2:
+                if sharded and _reduces_in_backward(s):
                     ops = ["all_gather"]  # its reduce-scatters run during backward
                 for op in ops:
                     algorithm = s.allreduce_algorithm
@@ -311,7 +323,16 @@ class StepBound:
             (*_compute_key(s), s.async_tp, micro_batch),
             self.pruner.stages_of(s, micro_batch),
             schedule_key(s),
-            (s.dp, s.cp, s.order, s.zero, s.bucket_mb, s.allreduce_algorithm, s.pp_scatter_gather),
+            (
+                s.dp,
+                s.cp,
+                s.order,
+                s.zero,
+                s.bucket_mb,
+                s.overlap_grad_reduce,
+                s.allreduce_algorithm,
+                s.pp_scatter_gather,
+            ),
         )
 
     def _quick_bound(self, s: Strategy) -> float:
@@ -586,9 +607,11 @@ class StepBound:
 
     def _sync_floor(self, s: Strategy) -> float:
         """A floor on what follows a rank's last action under ``s``, whatever the order:
-        the bytes its gradient exchange must move over the fastest link (buckets and
-        ZeRO-2 and 3 reduce during backward: nothing)."""
-        if s.dp == 1 or _compute_only(s) or s.bucket_mb > 0 or s.zero >= 2:
+        the bytes its gradient exchange must move over the fastest link: an all-reduce,
+        or ZeRO's reduce-scatter and all-gather -- the all-gather alone where the
+        reduce-scatters run during backward (:func:`_reduces_in_backward`), nothing
+        with buckets or ZeRO-3."""
+        if s.dp == 1 or _compute_only(s) or s.bucket_mb > 0 or s.zero > 2:
             return 0.0
         pruner = self.pruner
         blocks = pruner.block_bytes(s)
@@ -596,7 +619,8 @@ class StepBound:
         weights = sum(layers) / s.pp  # the mean rank's: the largest holds at least that
         bandwidth = max(pruner.cluster.intra_node.effective_bandwidth,
                         pruner.cluster.inter_node.effective_bandwidth)  # fmt: skip
-        return 2 * (s.dp - 1) / s.dp * weights / bandwidth
+        passes = 1 if s.zero > 0 and _reduces_in_backward(s) else 2  # the gather alone
+        return passes * (s.dp - 1) / s.dp * weights / bandwidth
 
     def _ranks(self, s: Strategy) -> dict[int, int]:
         """Stage -> pipeline rank of ``s``'s schedule, read off a small instance of it
