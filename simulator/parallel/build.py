@@ -139,6 +139,8 @@ def check_layout(
         check_fp8(cluster, s)
     if s.partition not in partitions.PARTITIONS:
         raise LayoutError(f"strategy {s.name!r}: partition must be one of {partitions.PARTITIONS}")
+    if s.pp > 1 and s.zero and not s.schedule.startswith(FILE_SCHEDULE):
+        check_copies(s, get_schedule(s.schedule).directions)
     if model is not None:
         check_ep(s.name, s.ep, s.dp, model)
         if getattr(model, "experts", 0) and training.numerics and s.ep > 1:
@@ -146,6 +148,18 @@ def check_layout(
     elif s.ep > 1 and s.dp % s.ep:
         check_ep(s.name, s.ep, s.dp, None)
     return training.global_batch // replicas_batches
+
+
+def check_copies(s: Strategy, directions: int) -> None:
+    """A one-line :class:`LayoutError` for ZeRO with a schedule that runs ``directions``
+    > 1 pipelines over copies of every stage (DualPipe): the copies' gradients are
+    summed outside ZeRO's partitions."""
+    if directions > 1 and s.zero:
+        raise LayoutError(
+            f"strategy {s.name!r}: {s.schedule} keeps two copies of every stage, whose "
+            "gradients are summed outside ZeRO's partitions; use zero = 0 (or dualpipev, "
+            "which keeps one)"
+        )
 
 
 def check_tp_comm_overlap(s: Strategy) -> None:
@@ -328,12 +342,7 @@ def _build_plan(
     # DualPipe runs two pipelines the opposite ways over two copies of every model stage
     directions = schedule.directions
     half = num_stages // directions
-    if directions > 1 and s.zero:
-        raise LayoutError(
-            f"strategy {s.name!r}: {s.schedule} keeps two copies of every stage, whose "
-            "gradients are summed outside ZeRO's partitions; use zero = 0 (or dualpipev, "
-            "which keeps one)"
-        )
+    check_copies(s, directions)
 
     model = model_config.build(training.seed, numerics=training.numerics)
     stages = directions * split_blocks(

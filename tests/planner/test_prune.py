@@ -53,3 +53,16 @@ def test_memory_prunes_what_cannot_fit():
 def test_rule_names_drop_the_strategy_and_the_numbers():
     err = SimulatorError("strategy 'x': tp = 4 does not divide the heads (2); use tp = 1 or 2")
     assert rule_of(err) == "tp = N does not divide the heads (N)"
+
+
+def test_dualpipe_with_zero_is_rejected_before_simulation():
+    # DualPipe's two copies of every stage sum their gradients outside ZeRO's partitions:
+    # build_plan refuses it, and so must the checks, or a search simulates it to fail
+    model = GPTConfig(layers=6, hidden=16, heads=2, seq_len=8, vocab=32)
+    s = Strategy(pp=2, microbatches=4, schedule="dualpipe", chunks=2, zero=1)
+    pruner = Pruner(CLUSTER, model, TRAINING)
+    assert list(pruner.survivors([s])) == []
+    (rule,) = pruner.pruned
+    assert rule.startswith("dualpipe keeps two copies of every stage")
+    without = Strategy(pp=2, microbatches=4, schedule="dualpipe", chunks=2)
+    assert len(list(Pruner(CLUSTER, model, TRAINING).survivors([without]))) == 1
