@@ -229,6 +229,13 @@ class Strategy:
         return ("dp", "cp", "tp", "pp") if self.cp > 1 else ("dp", "tp", "pp")
 
     @property
+    def pairs_overlap(self) -> bool:
+        """Whether the two halves of a schedule's ``F&B`` pairs run overlapped, one
+        computing while the other waits (``ep_overlap`` ``fb`` or ``both``); otherwise
+        they run one after the other (:mod:`simulator.runtime.pairs`)."""
+        return self.ep_overlap in ("fb", "both")
+
+    @property
     def num_stages(self) -> int:
         """Model stages (chunks) of the pipeline."""
         return self.pp * self.chunks

@@ -32,8 +32,9 @@ ports):
 * the *blocking* tensor-parallel collectives of every action (those the code
   waits for at once; Megatron's asynchronous ones may hide behind GEMMs and
   count nothing, and so do the chunks ``tp_comm_overlap`` pipelines with the
-  GEMMs, and all of a schedule's that overlaps forwards with backwards in
-  ``F&B`` pairs, DualPipe's), on the stage's own tensor-parallel group;
+  GEMMs, and all of a schedule whose ``F&B`` pairs overlap a forward with a
+  backward, DualPipe's with ``ep_overlap`` ``fb`` or ``both``), on the stage's
+  own tensor-parallel group;
 * a pipeline message on every dependency between ranks: the fastest of the
   layout's activation messages (``1/t`` of it with the scatter/gather);
 * after a rank's last action, the data-parallel exchange of its gradients
@@ -202,8 +203,9 @@ class StepBound:
         stages = pruner.stages_of(s, micro_batch)
         facts = pruner.schedule_of(s)
         rank_of = facts.rank_of
-        # F&B pairs hide one's collectives behind the other's compute: compute alone
-        talks = not _compute_only(s) and not facts.paired
+        # overlapped F&B pairs hide one's collectives behind the other's compute: compute
+        # alone (pairs that do not overlap run their halves one after the other)
+        talks = not _compute_only(s) and not (facts.paired and s.pairs_overlap)
         mesh = Mesh(s.dp, s.tp, s.pp, s.order, cp=s.cp)
         out = []
         for c, stage in enumerate(stages):
@@ -330,6 +332,7 @@ class StepBound:
                 s.zero,
                 s.bucket_mb,
                 s.overlap_grad_reduce,
+                s.pairs_overlap,
                 s.allreduce_algorithm,
                 s.pp_scatter_gather,
             ),
@@ -340,7 +343,12 @@ class StepBound:
         times = self._stage_times(s)
         hop = self._message(s)
         sync = self._sync(s)
-        back = [b + w if facts.split else bw for _, b, w, bw in times]
+        # a paired schedule's backwards are whole in its pairs and split elsewhere: at
+        # least the shorter of the two (with collectives, a whole one hides some)
+        back = [
+            min(b + w, bw) if facts.paired else b + w if facts.split else bw
+            for _, b, w, bw in times
+        ]
         chain = [b if facts.split else bw for _, b, _, bw in times]
         busy = [0.0] * len(facts.ends)
         per_stage = s.microbatches // facts.directions  # DualPipe: half each way
@@ -434,14 +442,19 @@ class StepBound:
         except SimulatorError:
             return [0.0] * len(members)  # checking them says which rule fails
         b = self.pruner.micro_batch(s)
-        split = s.pp > 1 and get_schedule(s.schedule).split_backward
+        info = get_schedule(s.schedule) if s.pp > 1 else None
+        split = info is not None and info.split_backward
+        paired = info is not None and info.paired
+        # DualPipe: two pipelines over copies of the stages, half the micro-batches each
+        directions = info.directions if info is not None else 1
+        half, per_stage = len(stages) // directions, s.microbatches // directions
         first = [min((c for c in range(len(stages)) if rank_of[c] == r), default=0)
                  for r in range(s.pp)]  # fmt: skip
         pipeline: dict[tuple[str, bool], float] = {}
         out = []
         for i, m in enumerate(members):
-            if _compute_only(m):  # priced by :meth:`seconds` alone (module docstring)
-                out.append(0.0)
+            if _compute_only(m) or (paired and m.pairs_overlap):
+                out.append(0.0)  # priced by :meth:`seconds` alone (module docstring)
                 continue
             variant = (m.recompute, m.sequence_parallel, m.tp_comm_overlap)
             if variant not in pipeline:
@@ -453,10 +466,16 @@ class StepBound:
                 times = [[max(0.0, sum(units[i][k] for i in st)) for k in range(4)]
                          for st in stages]  # fmt: skip
                 busy = [0.0] * s.pp
+                # a rank starts when the first micro-batch has come down its direction's
+                # stages to one of its own: the soonest of its stages
+                head = [0.0 if r not in rank_of.values() else float("inf") for r in range(s.pp)]
                 for c, (f, bb, w, bw) in enumerate(times):
-                    busy[rank_of[c]] += s.microbatches * (f + (bb + w if split else bw))
+                    back = min(bb + w, bw) if paired else bb + w if split else bw
+                    busy[rank_of[c]] += per_stage * (f + back)
+                    came = sum(times[i][0] for i in range(c - c % half, c))
+                    head[rank_of[c]] = min(head[rank_of[c]], came)
                 pipeline[variant] = max(
-                    sum(times[i][0] for i in range(first[r])) + busy[r]
+                    head[r] + busy[r]
                     + (0.0 if split else sum(times[i][3] for i in range(first[r])))
                     for r in range(s.pp)
                 )  # fmt: skip

@@ -154,7 +154,7 @@ class Runtime:
             sw.pace = self.faults.pace(sw)
         self.handlers: list[Handler | None] = [None] * len(Op)
         self.handlers[Op.COMPUTE] = compute
-        self.handlers[Op.PAIR] = Pairs(engine.env, compute, s.ep_overlap in ("fb", "both"))
+        self.handlers[Op.PAIR] = Pairs(engine.env, compute, s.pairs_overlap)
         p2p = Rendezvous(self.mailbox) if plan.schedule.blocking else self.mailbox
         self.handlers[Op.SEND] = p2p.send
         self.handlers[Op.RECV] = p2p.recv

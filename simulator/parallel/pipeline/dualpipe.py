@@ -171,6 +171,7 @@ register(
         rules=_rules("dualpipe", even=True),
         checked=True,
         directions=2,
+        paired=True,
     )
 )
 register(
@@ -183,5 +184,6 @@ register(
         bubble=_bubble(halves=False),
         rules=_rules("dualpipev", even=False),
         checked=True,
+        paired=True,
     )
 )

@@ -52,6 +52,8 @@ class ScheduleInfo:
         blocking: its rows are steps and its messages blocking sends and receives
             (:attr:`.actions.Schedule.blocking`; DeepSpeed's, :mod:`.deepspeed`).
         searched: the planner tries it unless told which schedules to try.
+        paired: it runs forwards and backwards of two micro-batches as ``F&B`` pairs,
+            whose backwards are whole (``BW``) while its others are split (DualPipe).
     """
 
     name: str
@@ -65,6 +67,7 @@ class ScheduleInfo:
     directions: int = 1
     blocking: bool = False
     searched: bool = True
+    paired: bool = False
 
     def __call__(self, p: int, m: int, v: int = 1) -> Schedule:
         """The schedule for ``p`` ranks, ``m`` micro-batches and ``v`` chunks per rank.
