@@ -69,6 +69,7 @@ after the step still does.
 from __future__ import annotations
 
 import copy
+from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import replace
 from typing import Any
@@ -92,13 +93,13 @@ from ..parallel.build import (
 )
 from ..parallel.data import get_variant
 from ..parallel.mesh import Mesh
-from ..parallel.pipeline.actions import BW, Action, B, F, W
+from ..parallel.pipeline.actions import BW, B
 from ..parallel.pipeline.schedules import get_schedule
-from ..parallel.pipeline.timeline import run as place_in_time
 from ..parallel.stage import Chunk
 from ..parallel.strategy import Strategy
 from ..runtime.tapes import COLLECTIVE, compile_tape
 from ..transfer import TransferPlan
+from .longest_path import LongestPath
 from .prune import Pruner, schedule_key, signature
 
 
@@ -119,6 +120,8 @@ SLACK = 1.0 - 1e-9
 #: Schedules with more actions get the quick bound only (the longest path costs
 #: a few microseconds per action).
 MAX_ACTIONS = 50_000
+#: How many items of recorded schedule walks a bound keeps (each about 200 bytes).
+KEEP_PATH_ITEMS = 1_000_000
 #: Per block: seconds of F, B (input gradient), W (weight gradient) and BW (both).
 Times = tuple[float, float, float, float]
 #: Per block: the blocking tensor-parallel collectives of F, B, W and BW.
@@ -165,6 +168,9 @@ class StepBound:
         self._cached: dict[Hashable, Any] = {}
         self._bounds: dict[Hashable, float] = {}
         self._quick: dict[Hashable, float] = {}
+        #: the recorded walks of the schedules bounded last (:meth:`_ends`)
+        self._paths: OrderedDict[Hashable, LongestPath] = OrderedDict()
+        self._path_items = 0
 
     def _memo(self, key: Hashable, compute: Any) -> Any:
         hit = self._cached.get(key)
@@ -197,9 +203,15 @@ class StepBound:
 
     def _stage_times(self, s: Strategy) -> list[Times]:
         """Per stage of ``s``: the seconds of its F, B, W and BW -- compute and the
-        blocking tensor-parallel collectives on the stage's group (module docstring)."""
+        blocking tensor-parallel collectives on the stage's group (module docstring).
+        Layouts that differ in ZeRO and their data-parallel exchange share them."""
+        micro_batch = self.pruner.micro_batch(s)
+        key = ("stage times", *_compute_key(s), s.async_tp, micro_batch, schedule_key(s),
+               s.partition, s.pairs_overlap, s.dp, s.pp, s.order)  # fmt: skip
+        return self._memo(key, lambda: self._work_out_stage_times(s, micro_batch))
+
+    def _work_out_stage_times(self, s: Strategy, micro_batch: int) -> list[Times]:
         pruner = self.pruner
-        micro_batch = pruner.micro_batch(s)
         stages = pruner.stages_of(s, micro_batch)
         facts = pruner.schedule_of(s)
         rank_of = facts.rank_of
@@ -402,14 +414,18 @@ class StepBound:
         return bound
 
     def _ends(self, s: Strategy, per_stage: list[Times], message: float) -> list[float | None]:
-        """When every pipeline rank's last action ends on the longest path."""
-        index = {F: 0, B: 1, W: 2, BW: 3}
-
-        def took(a: Action) -> float:
-            return per_stage[a.stage][index[a.kind]]
-
-        timeline = place_in_time(self.pruner.built(s), duration_of=took, comm=message)
-        return [row[-1].end if row else None for row in timeline.rows]
+        """When every pipeline rank's last action ends on the longest path (the schedule's
+        walk recorded once, :mod:`.longest_path`)."""
+        key = schedule_key(s)
+        paths = self._paths.pop(key, None)
+        if paths is None:
+            paths = LongestPath.of(self.pruner.built(s))
+            self._path_items += len(paths.items)
+        self._paths[key] = paths  # the most recently used last
+        while self._path_items > KEEP_PATH_ITEMS and len(self._paths) > 1:
+            _, dropped = self._paths.popitem(last=False)
+            self._path_items -= len(dropped.items)
+        return paths.ends(per_stage, message)
 
     def floor(
         self, members: list[Strategy], orders: list[tuple[str, ...]] | None = None
@@ -420,7 +436,8 @@ class StepBound:
         in recomputation, sequence parallelism and ZeRO.
 
         Every rank runs its actions one at a time, after the forwards of the stages
-        before its first and, when its last action is a full backward, before the
+        before its first (in its direction, for DualPipe's two, each of which carries
+        half the micro-batches) and, when its last action is a full backward, before the
         backwards of the stages before it; each action takes at least its compute at
         ``tp = 1`` over ``tp`` (GEMMs at the device's best throughput: the FLOPs split
         evenly, every other kernel's work at least does) and its blocking

@@ -66,8 +66,9 @@ class ScheduleFacts:
         split: whether backward is split into ``B`` and ``W`` (zero-bubble).
         actions: how many actions the schedule has.
         directions: 2 for DualPipe's two pipelines (stages ``S/2 ..`` run the other way).
-        paired: whether it runs forwards and backwards as overlapped ``F&B`` pairs
-            (DualPipe), where one's collectives hide behind the other's compute.
+        paired: whether it runs forwards and backwards as ``F&B`` pairs (DualPipe),
+            where one's collectives hide behind the other's compute when the
+            strategy overlaps them (:attr:`~simulator.parallel.strategy.Strategy.pairs_overlap`).
     """
 
     directions: int

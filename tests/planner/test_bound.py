@@ -159,9 +159,9 @@ def test_zero1_reduce_scatters_that_backward_hides_are_not_counted():
 def test_dualpipe_bounds_count_its_pairs_and_its_two_directions(schedule, tp, dp):
     # Without ep_overlap a pair runs its halves one after the other, collectives and all:
     # the tight bound counts them, and comes within 15% of the step (compute alone it
-    # was 0.68 and 0.71 of it with tp = 4). Each of DualPipe's two directions carries half the micro-batches,
-    # from its own end of the pipeline: the family floor counted them all from one end
-    # (23.1 ms against a 21.3 ms step for the first case).
+    # was 0.68 and 0.71 of it with tp = 4). Each of DualPipe's two directions carries
+    # half the micro-batches, from its own end of the pipeline: the family floor
+    # counted them all from one end (23.1 ms against a 21.3 ms step for the first case).
     model = GPTConfig(layers=8, hidden=1024, heads=16, seq_len=512, vocab=1024, dtype="bf16")
     training = TrainingConfig(numerics=False, global_batch=16, steps=1, optimizer="adam")
     cluster = preset("dgx-a100", nodes=1)

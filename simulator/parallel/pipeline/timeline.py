@@ -123,6 +123,45 @@ def _common_unit(durations: list[Fraction]) -> Fraction:
     return Fraction(numerator, denominator)
 
 
+Placing = Callable[[int, int, Item, list[Action], list[Action]], None]
+
+
+def walk(schedule: Schedule, place: Placing) -> list[tuple]:
+    """Call ``place(rank, step, item, halves, wanted)`` for every item of ``schedule``
+    (an action or an ``F&B`` pair, its ``halves``), each after the items that finish
+    the actions it waits for (``wanted``, :func:`~.actions.needs`) and after the
+    item before it on its rank: the order :func:`run` places them in, which depends
+    on the dependencies alone, not on the times. Returns the items never placed,
+    as ``(rank, step, item)``: a cycle, or a dependency missing from the schedule.
+
+    Linear in the number of actions: a rank that must wait is put aside on the
+    action it waits for and taken up again when that action is placed.
+    """
+    kinds = backward_kinds(schedule)
+    rows = [[(s, a) for s, a in enumerate(row) if a is not None] for row in schedule.ranks]
+    placed: set[Action] = set()
+    waiting: dict[Action, list[int]] = {}
+    position = [0] * len(rows)
+    ready = deque(range(len(rows)))
+    while ready:
+        r = ready.popleft()
+        row = rows[r]
+        while position[r] < len(row):
+            step, item = row[position[r]]
+            halves = parts(item)
+            wanted = [d for a in halves for d in needs(schedule, a, kinds)]
+            missing = next((d for d in wanted if d not in placed), None)
+            if missing is not None:
+                waiting.setdefault(missing, []).append(r)
+                break
+            place(r, step, item, halves, wanted)
+            placed.update(halves)
+            position[r] += 1
+            for a in halves:
+                ready.extend(waiting.pop(a, ()))
+    return [(r, *row[position[r]]) for r, row in enumerate(rows) if position[r] < len(row)]
+
+
 def run(
     schedule: Schedule,
     t_f: Number = 1,
@@ -135,44 +174,26 @@ def run(
 
     Pass :class:`~fractions.Fraction` or integer times for exact arithmetic.
     ``duration_of(action)``, when given, replaces the per-kind times, e.g. with
-    each stage's own (the planner's lower bound on a step does so).
-    Actions whose dependencies are missing from the schedule wait forever and
-    show up in ``stuck``, like a cycle does.
-
-    Linear in the number of actions: a rank that must wait is put aside on the
-    action it waits for and taken up again when that action is placed.
+    each stage's own. Actions whose dependencies are missing from the schedule
+    wait forever and show up in ``stuck``, like a cycle does. Linear in the
+    number of actions (:func:`walk`).
     """
     duration = {F: t_f, B: t_b, W: t_w, BW: t_b + t_w}
     owner = schedule.stage_to_rank()
-    kinds = backward_kinds(schedule)
-    rows = [[(s, a) for s, a in enumerate(row) if a is not None] for row in schedule.ranks]
-    placed: list[list[Timed]] = [[] for _ in rows]
+    placed: list[list[Timed]] = [[] for _ in schedule.ranks]
     finish: dict[Action, tuple[Number, int]] = {}
-    waiting: dict[Action, list[int]] = {}
-    position = [0] * len(rows)
-    ready = deque(range(len(rows)))
-    while ready:
-        r = ready.popleft()
-        row, mine = rows[r], placed[r]
-        while position[r] < len(row):
-            step, item = row[position[r]]
-            halves = parts(item)
-            wanted = [d for a in halves for d in needs(schedule, a, kinds)]
-            missing = next((d for d in wanted if d not in finish), None)
-            if missing is not None:
-                waiting.setdefault(missing, []).append(r)
-                break
-            start = mine[-1].end if mine else 0
-            for d in wanted:
-                end, rank = finish[d]
-                start = max(start, end + (comm if rank != r else 0))
-            took = sum(duration[a.kind] if duration_of is None else duration_of(a) for a in halves)
-            timed = Timed(item, r, step, start, start + took)
-            mine.append(timed)
-            for a in halves:
-                finish[a] = (timed.end, owner.get(a.stage, r))
-            position[r] += 1
-            for a in halves:
-                ready.extend(waiting.pop(a, ()))
-    stuck = tuple((r, *row[position[r]]) for r, row in enumerate(rows) if position[r] < len(row))
+
+    def place(r: int, step: int, item: Item, halves: list[Action], wanted: list[Action]) -> None:
+        mine = placed[r]
+        start = mine[-1].end if mine else 0
+        for d in wanted:
+            end, rank = finish[d]
+            start = max(start, end + (comm if rank != r else 0))
+        took = sum(duration[a.kind] if duration_of is None else duration_of(a) for a in halves)
+        timed = Timed(item, r, step, start, start + took)
+        mine.append(timed)
+        for a in halves:
+            finish[a] = (timed.end, owner.get(a.stage, r))
+
+    stuck = tuple(walk(schedule, place))
     return Timeline(schedule, tuple(tuple(p) for p in placed), stuck)
