@@ -29,6 +29,7 @@ refuses them.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 
@@ -44,6 +45,7 @@ LISTED = ("dp", "cp", "tp", "pp")
 UNSUPPORTED_CP_EP = "ep > 1 with cp > 1 is not supported: set cp = 1 or ep = 1"
 
 
+@functools.lru_cache(maxsize=64)
 def parse_order(order: str) -> tuple[str, ...]:
     """``"tp-dp-pp"`` -> ``("tp", "cp", "ep", "dp", "pp")``: cp placed after tp and ep
     before dp when absent."""
@@ -100,15 +102,21 @@ class Mesh:
         # ep regroups the data ranks and moves no device: size 1 for placement
         return {**{axis: getattr(self, axis) for axis in LISTED}, "ep": 1}
 
+    @functools.cached_property
+    def _strides(self) -> dict[str, int]:
+        """How far apart two devices one rank apart on each axis are (the order's first
+        axis is the fastest)."""
+        sizes = self._sizes()
+        strides, stride = {}, 1
+        for axis in parse_order(self.order):
+            strides[axis] = stride
+            stride *= sizes[axis]
+        return strides
+
     def device(self, dp: int = 0, tp: int = 0, pp: int = 0, cp: int = 0) -> int:
         """The device at coordinates ``(dp, cp, tp, pp)``."""
-        coords = {"tp": tp, "cp": cp, "ep": 0, "dp": dp, "pp": pp}
-        sizes = self._sizes()
-        index, stride = 0, 1
-        for axis in parse_order(self.order):
-            index += coords[axis] * stride
-            stride *= sizes[axis]
-        return index
+        st = self._strides
+        return dp * st["dp"] + cp * st["cp"] + tp * st["tp"] + pp * st["pp"]
 
     def coords(self, device: int) -> dict[str, int]:
         """Inverse of :meth:`device`."""

@@ -75,7 +75,7 @@ from dataclasses import replace
 from typing import Any
 
 from .. import comm
-from ..comm.layout import GroupLayout, placed
+from ..comm.layout import GroupLayout, Layouts, placed
 from ..engine.cost import CostModel
 from ..engine.network import Network
 from ..errors import SimulatorError
@@ -163,6 +163,7 @@ class StepBound:
         self.active = cluster.homogeneous
         #: idle links: every booking here starts from free ports
         self.network = Network(cluster)
+        self._layouts = Layouts(cluster)
         self._blocks: dict[Hashable, list[tuple[Times, Blocking, int]]] = {}
         self._idle: dict[tuple[TransferPlan, tuple[int, ...]], float] = {}
         self._cached: dict[Hashable, Any] = {}
@@ -194,7 +195,7 @@ class StepBound:
         the tensor-parallel ``group`` (by default the first ``tp`` devices), and
         output bytes per rank."""
         micro_batch = self.pruner.micro_batch(s)
-        layout = GroupLayout.of(self.pruner.cluster, group or tuple(range(s.tp))).relabelled()
+        layout = self._layouts(group or tuple(range(s.tp)))
         key = (*_compute_key(s), s.async_tp, micro_batch, layout)
         blocks = self._blocks.get(key)
         if blocks is None:
@@ -223,15 +224,33 @@ class StepBound:
         for c, stage in enumerate(stages):
             group = tuple(mesh.group("tp", pp=rank_of[c]))
             blocks = self._blocks_of(s, group)  # the collectives its layout runs
+            idle = self._block_talk(blocks, group) if talks else None
             times = []
             for k in range(4):
                 compute = sum(blocks[i][0][k] for i in stage)
                 talk = 0.0
-                if talks:  # module docstring
-                    talk = sum(self.idle(plan, group) for i in stage for plan in blocks[i][1][k])
+                if idle is not None:  # module docstring
+                    talk = sum(seconds for i in stage for seconds in idle[i][k])
                 times.append(compute + talk)
             out.append(tuple(times))
         return out
+
+    def _block_talk(
+        self, blocks: list[tuple[Times, Blocking, int]], group: tuple[int, ...]
+    ) -> list[tuple[tuple[float, ...], ...]]:
+        """Per block and action kind, the seconds of each blocking collective on
+        ``group``'s idle links. Worked out once per list of blocks: a list serves the
+        groups of one relabelled layout (:meth:`_blocks_of`), whose collectives run
+        alike on a cluster of one kind (:meth:`~simulator.comm.layout.GroupLayout.relabelled`;
+        the bound is 0 on mixed clusters)."""
+
+        def work_out() -> list[tuple[tuple[float, ...], ...]]:
+            return [
+                tuple(tuple(self.idle(plan, group) for plan in plans) for plans in waits)
+                for _, waits, _ in blocks
+            ]
+
+        return self._memo(("talk", id(blocks)), work_out)
 
     def _message(self, s: Strategy) -> float:
         """The fastest pipeline message of ``s`` on idle links: an activation at a stage
@@ -263,8 +282,10 @@ class StepBound:
     def _sync(self, s: Strategy) -> list[float]:
         """Per pipeline rank, what follows its last action: its gradients' exchange, its
         optimizer step and, under ZeRO-1 and 2, the gathering of its parameters."""
+        # the schedule matters through its stages' ranks alone, which the micro-batches
+        # do not change (:meth:`_ranks`)
         key = ("sync", s.dp, s.cp, s.ep, s.tp, s.pp, s.order, s.zero, s.bucket_mb,
-               s.overlap_grad_reduce, schedule_key(s),
+               s.overlap_grad_reduce, s.schedule if s.pp > 1 else None, s.chunks,
                s.partition, s.allreduce_algorithm, self.pruner.micro_batch(s),
                s.sequence_parallel)  # fmt: skip
         return self._memo(key, lambda: self._work_out_sync(s))
@@ -293,19 +314,26 @@ class StepBound:
             talk = 0.0
             if s.dp > 1 and not _compute_only(s) and weights and s.bucket_mb == 0 and s.zero <= 2:
                 group = tuple(mesh.group("dp", pp=r))
-                layout = GroupLayout.of(pruner.cluster, group).relabelled()
-                xs = [ShapeArray((weights // item,), dtype)] * s.dp
                 ops = ["all_reduce"] if not sharded else ["reduce_scatter", "all_gather"]
                 if sharded and _reduces_in_backward(s):
                     ops = ["all_gather"]  # its reduce-scatters run during backward
                 for op in ops:
-                    algorithm = s.allreduce_algorithm
-                    parts = xs if op != "all_gather" else [ShapeArray((weights // item // s.dp,),
-                                                                       dtype)] * s.dp  # fmt: skip
-                    _, plan = comm.collective(op, parts, algorithm, layout=layout)
-                    talk += self.idle(plan, group)
+                    talk += self._exchange(op, weights // item, dtype, s, group)
             out.append(talk + step)
         return out
+
+    def _exchange(self, op: str, n: int, dtype: str, s: Strategy, group: tuple[int, ...]) -> float:
+        """Seconds of a data-parallel ``op`` of ``n`` elements per replica over ``group``'s
+        idle links; once per relabelled layout of the group (:meth:`_block_talk`)."""
+        layout = self._layouts(group)
+
+        def work_out() -> float:
+            size = n if op != "all_gather" else n // s.dp
+            parts = [ShapeArray((size,), dtype)] * s.dp
+            _, plan = comm.collective(op, parts, s.allreduce_algorithm, layout=layout)
+            return self.idle(plan, group)
+
+        return self._memo(("exchange", op, n, dtype, s.dp, s.allreduce_algorithm, layout), work_out)
 
     def quick(self, s: Strategy) -> float:
         """A lower bound in O(stages): the largest over the pipeline ranks of
