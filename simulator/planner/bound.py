@@ -389,7 +389,8 @@ class StepBound:
             min(b + w, bw) if facts.paired else b + w if facts.split else bw
             for _, b, w, bw in times
         ]
-        chain = [b if facts.split else bw for _, b, _, bw in times]
+        chain = [min(b, bw) if facts.paired else b if facts.split else bw
+                 for _, b, _, bw in times]  # fmt: skip
         busy = [0.0] * len(facts.ends)
         per_stage = s.microbatches // facts.directions  # DualPipe: half each way
         for stage, (f, *_rest) in enumerate(times):
