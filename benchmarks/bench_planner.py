@@ -18,16 +18,20 @@ Three parts, each printed as it finishes:
   recomputation and sequence parallelism as well, timed, and their best
   layouts against Megatron's choice on that cluster;
 * ``prune``: step 1 over the whole default space at full scale (no
-  simulation), with its wall time, and how many survivors have a lower
-  bound on the step under the best step ``plan`` found (the layouts branch
-  and bound would still simulate);
+  simulation), with its wall time; then, given the best step (the one
+  ``plan`` found, or ``--best``, e.g. 17.011 from the unrestricted search),
+  what the search does before it simulates -- check every family and price
+  its floor, expand the families whose floor is under the best step, work out
+  their layouts' tight bounds -- each timed, and how many layouts have a
+  tight bound under the best step (those branch and bound must simulate);
 * ``cost``: one full-scale simulation of Megatron's choice, timed;
 * ``facts``: the schedule facts the memory estimate and the bound read, for
   the schedules of the whole default space at full scale, in closed form
   (:mod:`simulator.planner.schedule_facts`) against building every schedule
   and walking it, in this process.
 
-Run: ``python benchmarks/bench_planner.py [--parts prune,cost,plan,facts] [--workers 2]``
+Run: ``python benchmarks/bench_planner.py [--parts prune,cost,plan,facts] [--workers 2]
+[--best SECONDS]``
 (not part of the test suite; ``cost`` alone takes minutes at full scale).
 """
 
@@ -38,12 +42,14 @@ import time
 
 from simulator import Strategy, TrainingConfig, preset, run_strategy
 from simulator.errors import SimulatorError
+from simulator.hardware import ClusterSpec
 from simulator.parallel.pipeline import get_schedule
 from simulator.planner import SearchSpace, model_preset, plan
 from simulator.planner.bound import StepBound
+from simulator.planner.branch import BranchAndBound, families
 from simulator.planner.prune import Pruner
 from simulator.planner.schedule_facts import CLOSED_FORMS, facts_of_schedule
-from simulator.planner.space import layout_groups
+from simulator.planner.space import layout_groups, layout_name
 
 MODEL = model_preset("gpt3-175b").config
 #: Megatron-LM's published family for GPT-3 175B (Narayanan et al. 2021, sec. 5)
@@ -103,13 +109,28 @@ def part_prune(nodes: int, batch: int, best_step: float | None) -> None:
     for rule, n in sorted(pruner.pruned.items(), key=lambda kv: -kv[1]):
         print(f"  {n:>8}  {rule}")
     if best_step is not None:
-        started = time.perf_counter()
-        bound = StepBound(pruner)
-        under = sum(bound.quick(s) < best_step for s in survivors)
-        print(
-            f"  {under} survivors have a lower bound under the best step {best_step:.2f} s "
-            f"(bounds in {time.perf_counter() - started:.1f} s)"
-        )
+        bounded(cluster, batch, best_step)
+
+
+def bounded(cluster: ClusterSpec, batch: int, best_step: float) -> None:
+    """What the search does before it simulates, given the best step: check every
+    family and price its floor, expand the families whose floor is under the best step,
+    and work out their layouts' tight bounds; each phase timed."""
+    started = time.perf_counter()
+    pruner = Pruner(cluster, MODEL, training(batch))
+    fams = families(layout_groups(cluster.num_devices, batch, SearchSpace()))
+    search = BranchAndBound(pruner, StepBound(pruner), fams, layout_name)
+    floors = time.perf_counter() - started
+    started = time.perf_counter()
+    candidates = search.expand(below=best_step)
+    expanded = time.perf_counter() - started
+    started = time.perf_counter()
+    under = sum(search.bound_of(c) < best_step for c in candidates)
+    tight = time.perf_counter() - started
+    print(f"  the search's bounds, given the best step {best_step:.3f} s:")
+    print(f"    {len(fams)} families checked and floored in {floors:.1f} s")
+    print(f"    {len(candidates)} layouts in the families under it, expanded in {expanded:.1f} s")
+    print(f"    {under} of them with a tight bound under it, bounds in {tight:.1f} s")
 
 
 def part_cost(nodes: int, batch: int) -> None:
@@ -194,9 +215,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--nodes", type=int, default=128, help="nodes of the plan part (128)")
     parser.add_argument("--batch", type=int, default=1536, help="batch of the plan part (1536)")
+    parser.add_argument(
+        "--best", type=float, help="the best step of the full search, for prune without plan"
+    )
     args = parser.parse_args()
     parts = args.parts.split(",")
-    best = part_plan(args.nodes, args.batch, args.workers) if "plan" in parts else None
+    best = part_plan(args.nodes, args.batch, args.workers) if "plan" in parts else args.best
     if "prune" in parts:
         part_prune(128, 1536, best if (args.nodes, args.batch) == (128, 1536) else None)
     if "cost" in parts:
