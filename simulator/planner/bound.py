@@ -149,6 +149,16 @@ def _reduces_in_backward(s: Strategy) -> bool:
     return s.zero == 2 or (s.zero == 1 and s.overlap_grad_reduce)
 
 
+def _backward(split: float, whole: float, splits: bool, paired: bool) -> float:
+    """The least a backward takes: ``split`` (B, or B + W) in a schedule that splits
+    them, ``whole`` (BW) in one that does not, and the shorter of the two in a paired
+    schedule, whose backwards are whole in its pairs and split elsewhere (with
+    collectives counted, a whole one hides some of them)."""
+    if paired:
+        return min(split, whole)
+    return split if splits else whole
+
+
 class StepBound:
     """Lower bounds on the step time of layouts a :class:`Pruner` let through."""
 
@@ -383,14 +393,8 @@ class StepBound:
         times = self._stage_times(s)
         hop = self._message(s)
         sync = self._sync(s)
-        # a paired schedule's backwards are whole in its pairs and split elsewhere: at
-        # least the shorter of the two (with collectives, a whole one hides some)
-        back = [
-            min(b + w, bw) if facts.paired else b + w if facts.split else bw
-            for _, b, w, bw in times
-        ]
-        chain = [min(b, bw) if facts.paired else b if facts.split else bw
-                 for _, b, _, bw in times]  # fmt: skip
+        back = [_backward(b + w, bw, facts.split, facts.paired) for _, b, w, bw in times]
+        chain = [_backward(b, bw, facts.split, facts.paired) for _, b, _, bw in times]
         busy = [0.0] * len(facts.ends)
         per_stage = s.microbatches // facts.directions  # DualPipe: half each way
         for stage, (f, *_rest) in enumerate(times):
@@ -516,7 +520,7 @@ class StepBound:
                 # stages to one of its own: the soonest of its stages
                 head = [0.0 if r not in rank_of.values() else float("inf") for r in range(s.pp)]
                 for c, (f, bb, w, bw) in enumerate(times):
-                    back = min(bb + w, bw) if paired else bb + w if split else bw
+                    back = _backward(bb + w, bw, split, paired)
                     busy[rank_of[c]] += per_stage * (f + back)
                     came = sum(times[i][0] for i in range(c - c % half, c))
                     head[rank_of[c]] = min(head[rank_of[c]], came)

@@ -70,7 +70,7 @@ class LongestPath:
             if start is None:
                 start = 0
             for i, elsewhere in waits:
-                ready = end[i] + comm if elsewhere else end[i] + 0
+                ready = end[i] + comm if elsewhere else end[i]
                 if ready > start:
                     start = ready
             if len(halves) == 1:
