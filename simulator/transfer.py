@@ -165,6 +165,13 @@ class TransferPlan:
         """How many point-to-point messages the plan sends."""
         return sum(len(r) for r in self.rounds)
 
+    @property
+    def sends(self) -> bool:
+        """Whether the plan sends any message (a group of one sends none): asked without
+        expanding :attr:`transfers`, which for a ring over hundreds of ranks holds
+        hundreds of thousands of records."""
+        return any(len(r) for r in self.rounds)
+
     @cached_property
     def transfers(self) -> tuple[Transfer, ...]:
         """Every message on its own, in issue order (``deps`` as :class:`Transfer` says)."""

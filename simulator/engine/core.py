@@ -297,7 +297,7 @@ class Engine:
     ) -> float:
         """Run ``plan`` over ``devices`` starting now; returns its end time."""
         now = self.env.now
-        if not plan.transfers:
+        if not plan.sends:
             return now
         if self.collective_detail == "steps":
             trace, network = self.trace, self.network

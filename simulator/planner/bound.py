@@ -756,7 +756,7 @@ class StepBound:
                 result = fn()
             compiled = compile_tape(tape, self.cost, False)
             waits = tuple(item[1].plan for item in compiled.items if item[0] == COLLECTIVE
-                          and item[1].handle < 0 and item[1].plan.transfers)  # fmt: skip
+                          and item[1].handle < 0 and item[1].plan.sends)  # fmt: skip
             return result, compiled.seconds, waits
 
         (out, ctx), f, cf = priced(lambda: chunk.forward(xs, targets))

@@ -228,7 +228,7 @@ class Mailbox:
             if hit is None:
                 _, plan = comm.collective("all_gather", scattered[0], layout=layout)
                 booking = None
-                if engine.collective_detail == "fused" and plan.transfers:
+                if engine.collective_detail == "fused" and plan.sends:
                     booking = engine.fused(plan, sw.devices, "tp", _GATHER, sw.shown)
                 hit = self._gathers[key] = (scattered, plan, booking)  # keeps the pieces alive
             _, plan, booking = hit
