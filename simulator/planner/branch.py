@@ -1,4 +1,4 @@
-"""Branch and bound over the layout space, families first (Land and Doig 1960).
+"""Branch and bound over the layout space, best first (Land and Doig 1960).
 
 The layouts of a search come in *families*: layouts that share ``dp``,
 ``tp``, ``pp``, the micro-batches, the schedule and its chunks, and differ in
@@ -8,22 +8,29 @@ a bound on every member's step from compute alone, priced without looking at
 any member; a layout has a tight bound (:meth:`~.bound.StepBound.seconds`)
 once its rules have been checked.
 
-The search works cheapest floor first. It *expands* a family -- checks each of
-its layouts with the rules ``run`` applies (:class:`~.prune.Pruner`) and bounds
-the survivors -- only while the family's floor is under the ``top``-th
-fastest step it may have to beat, and it simulates a survivor only while the
-survivor's bound is under the ``top``-th fastest step simulated so far. What
-it never expands or never simulates cannot beat that step: every layout it
-skips is provably no faster than the ``top`` it shows, so those are exactly
-the ones an exhaustive search finds. Layouts of families never expanded are
-never checked, and count as skipped by the bound whatever rule they might
-also break.
+One priority queue holds the families not yet expanded, keyed by their
+floors, and the layouts of the expanded ones, keyed by their bounds (each
+member's floor until its tight bound is worked out). The search takes the
+least key: a family is *expanded* -- its layouts checked with the rules
+``run`` applies (:class:`~.prune.Pruner`) and queued --, a layout with a
+floor gets its tight bound and goes back, and a layout with its tight bound
+is the next to simulate. Rounds of the least tight bounds are simulated
+together; the search ends when the least key is no better than the
+``top``-th fastest step simulated. Every layout it skips, simulated never
+or expanded never, is then provably no faster than the ``top`` it shows, so
+those are exactly the ones an exhaustive search finds. It works out no tight
+bound and expands no family that a key under that step did not call for,
+and it simulates in the order of the bounds, so the fastest layouts are
+found in the first rounds. Layouts of families never expanded are never
+checked, and count as skipped by the bound whatever rule they might also
+break.
 """
 
 from __future__ import annotations
 
 import contextlib
 import heapq
+import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,8 +40,9 @@ from ..parallel.strategy import Strategy
 from .bound import StepBound
 from .prune import Pruner
 
-#: A layout's bound is the family floor's slack: expand what might beat this much more.
-MARGIN = 1.03
+#: Layouts simulated together, a round of :func:`~.executor.run_tasks`: what one
+#: round runs is chosen from the results of the rounds before it alone.
+ROUND = 8
 
 
 @dataclass
@@ -101,6 +109,9 @@ class BranchAndBound:
             waiting.append((family.floor, i, family))
         heapq.heapify(waiting)
         self._waiting = waiting
+        #: expanded layouts by bound: (bound, order queued, candidate)
+        self._queue: list[tuple[float, int, Candidate]] = []
+        self._order = itertools.count()
 
     @property
     def next_floor(self) -> float:
@@ -112,31 +123,55 @@ class BranchAndBound:
         """Layouts in families not expanded (skipped by the bound if the search ends)."""
         return sum(f.layouts for _, _, f in self._waiting)
 
-    def expand(self, below: float, at_least: int = 0) -> list[Candidate]:
-        """Expand every family whose floor is under ``below`` -- and, cheapest first,
-        enough more to have ``at_least`` candidates -- returning their survivors, each
-        with its own floor (:meth:`bound` gives the tight one when it is wanted)."""
+    @property
+    def queued(self) -> int:
+        """Layouts expanded and not handed out by :meth:`next_round` (skipped if the
+        search ends)."""
+        return len(self._queue)
+
+    def expand(self, below: float) -> list[Candidate]:
+        """Expand every family whose floor is under ``below`` and return their
+        survivors, least floor first, each with its member's floor
+        (:meth:`bound_of` gives the tight one)."""
         found: list[Candidate] = []
-        while self._waiting and (self._waiting[0][0] < below or len(found) < at_least):
-            _, _, family = heapq.heappop(self._waiting)
-            for (s, orders), floor in zip(family.members, family.floors, strict=True):
-                for survivor, estimate in self.pruner.survivors_of_groups([(s, orders)]):
-                    found.append(Candidate(floor, _named(survivor, self.name), estimate))
+        while self._waiting and self._waiting[0][0] < below:
+            found += self._expand_next()
         return sorted(found)
 
-    def tighten(self, candidates: list[Candidate], k: int) -> None:
-        """Tighten bounds, least first, until the ``k`` least are all tight: those run
-        first, and the better they are the sooner the rest is skipped."""
-        heap = list(candidates)
-        heapq.heapify(heap)
-        tight = 0
-        while heap and tight < k:
-            c = heapq.heappop(heap)
+    def _expand_next(self) -> list[Candidate]:
+        """The survivors of the family with the least floor, which leaves the queue."""
+        _, _, family = heapq.heappop(self._waiting)
+        found = []
+        for (s, orders), floor in zip(family.members, family.floors, strict=True):
+            for survivor, estimate in self.pruner.survivors_of_groups([(s, orders)]):
+                found.append(Candidate(floor, _named(survivor, self.name), estimate))
+        return found
+
+    def next_round(self, size: int, below: float) -> list[Candidate]:
+        """The next ``size`` layouts to simulate (module docstring): the least tight
+        bounds under ``below`` of every layout not yet handed out, expanding families
+        and tightening bounds only as far as that takes. Fewer when fewer are under
+        ``below``; none ends the search."""
+        batch: list[Candidate] = []
+        while len(batch) < size:
+            queued = self._queue[0][0] if self._queue else float("inf")
+            if min(self.next_floor, queued) >= below:
+                break
+            if self.next_floor < queued:
+                for c in self._expand_next():
+                    self._push(c)
+                continue
+            _, _, c = heapq.heappop(self._queue)
             if c.tight:
-                tight += 1
+                batch.append(c)
             else:
                 self.bound_of(c)
-                heapq.heappush(heap, c)
+                self._push(c)
+        return batch
+
+    def _push(self, c: Candidate) -> None:
+        """Queue ``c`` by its bound; ties go in the order queued."""
+        heapq.heappush(self._queue, (c.bound, next(self._order), c))
 
     def bound_of(self, candidate: Candidate) -> float:
         """The tight bound of a candidate (:meth:`~.bound.StepBound.seconds`), worked out
@@ -173,30 +208,3 @@ class Fastest:
     def kth(self) -> float:
         """The ``k``-th fastest step (inf until ``k`` runs fit)."""
         return -self._steps[0] if len(self._steps) == self.k else float("inf")
-
-
-class Rounds:
-    """Which candidates a round of :func:`~simulator.planner.executor.run_tasks` still
-    runs: those whose bound is under the ``k``-th fastest step of the rounds before
-    (and of ``fastest``, what earlier waves found)."""
-
-    def __init__(self, candidates: list[Candidate], fastest: Fastest, round_size: int,
-                 tighten: Callable[[Candidate], float]) -> None:  # fmt: skip
-        self.candidates = candidates
-        self.fastest = fastest
-        self.round_size = round_size
-        self.tighten = tighten
-        self.skipped = 0
-        self._seen = 0  # results before this index are in ``fastest``
-
-    def wanted(self, i: int, results: list[dict[str, Any] | None]) -> bool:
-        final = i - i % self.round_size  # the rounds before i's are over: their results stand
-        for r in results[self._seen : final]:
-            self.fastest.add(r)
-        self._seen = max(self._seen, final)
-        kth = self.fastest.kth
-        candidate = self.candidates[i]
-        if candidate.bound >= kth or self.tighten(candidate) >= kth:
-            self.skipped += 1
-            return False
-        return True

@@ -53,8 +53,6 @@ from ..ranges import Range
 Result = dict[str, Any]
 #: How long to wait for a Dask scheduler to answer.
 DASK_TIMEOUT = "10s"
-#: Tasks per round when :func:`run_tasks` asks which tasks are still wanted.
-ROUND = 8
 #: How often a worker process checks that its parent is still alive (seconds).
 WATCH_S = 0.5
 #: The exit status of a command a signal stopped: 128 + the signal's number, as shells do.
@@ -180,10 +178,11 @@ class _Progress:
         )
         self.bar.update(1)
 
-    def skip(self) -> None:
-        """A task that will not run: one fewer to wait for."""
-        self.bar.total -= 1
-        self.bar.refresh()
+    def add(self, tasks: int) -> None:
+        """``tasks`` more to wait for (a round :func:`run_tasks` was given)."""
+        if tasks:
+            self.bar.total += tasks
+            self.bar.refresh()
 
     def close(self) -> None:
         self.bar.close()
@@ -196,19 +195,21 @@ def run_tasks(
     dask: str | None = None,
     progress: bool = False,
     label: str = "simulating",
-    wanted: Callable[[int, list[Result | None]], bool] | None = None,
+    then: Callable[[list[Result | None]], Sequence[Task]] | None = None,
 ) -> Outcome:
     """Run ``fn`` on every task (see the module docstring); never raises for a
     failed run.
 
-    With ``wanted``, the tasks run in rounds of :data:`ROUND` in task order, and
-    a task runs only if ``wanted(index, results so far)`` says so when its round
-    starts; the others keep None. What a round runs depends on the results of
-    the rounds before it alone, never on how many workers there are, so every
-    backend runs the same tasks (the planner's bound uses this)."""
+    With ``then``, the run goes on in rounds: once every task so far has
+    finished, ``then(the last round's results)`` gives the next round's tasks,
+    and the run ends when it gives none. The results are those of every task
+    run, in the order given. What a round runs depends on the results of the
+    rounds before it alone, never on how many workers there are, so every
+    backend runs the same tasks (the planner's branch and bound uses this)."""
+    tasks = list(tasks)
     results: list[Result | None] = [None] * len(tasks)
     bar = _Progress(len(tasks), label, progress)
-    rounds = _rounds(len(tasks), wanted, results, bar)
+    rounds = _rounds(tasks, then, results, bar)
     interrupted = ""
     try:
         with _StopOnSigterm():
@@ -232,25 +233,25 @@ def run_tasks(
 
 
 def _rounds(
-    n: int,
-    wanted: Callable[[int, list[Result | None]], bool] | None,
+    tasks: list[Task],
+    then: Callable[[list[Result | None]], Sequence[Task]] | None,
     results: list[Result | None],
     bar: _Progress,
 ) -> Iterator[list[int]]:
-    """The indices of the tasks to run, round by round (see :func:`run_tasks`);
-    a round is worked out only when the one before it has finished."""
-    if wanted is None:
-        yield list(range(n))
-        return
-    for start in range(0, n, ROUND):
-        batch = []
-        for i in range(start, min(n, start + ROUND)):
-            if wanted(i, results):
-                batch.append(i)
-            else:
-                bar.skip()
-        if batch:
-            yield batch
+    """The indices of the tasks to run, round by round (see :func:`run_tasks`): the
+    tasks given, then what ``then`` adds (to ``tasks`` and ``results``), worked out
+    only when the round before has finished."""
+    batch = list(range(len(tasks)))
+    while batch:
+        yield batch
+        if then is None:
+            return
+        more = list(then([results[i] for i in batch]))
+        start = len(tasks)
+        tasks += more
+        results += [None] * len(more)
+        bar.add(len(more))
+        batch = list(range(start, len(tasks)))
 
 
 def _settle(future: Any, i: int, results: list, bar: _Progress) -> None:

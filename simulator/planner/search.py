@@ -34,8 +34,8 @@ from ..scenario.limits import Limits, raised
 from ..scenario.parse import Scenario
 from ..scenario.sizes import check_sizes
 from .bound import BOUND_RULE, StepBound
-from .branch import MARGIN, BranchAndBound, Fastest, Rounds, families
-from .executor import ROUND, Task, check_arguments, run_tasks
+from .branch import ROUND, BranchAndBound, Candidate, Fastest, families
+from .executor import Task, check_arguments, run_tasks
 from .files import load_plan
 from .prune import Pruner
 from .results import PlanResult, make_row, sort_key
@@ -204,33 +204,27 @@ def _branch_and_bound(
     run: dict[str, Any],
     devices: int,
 ) -> tuple[list, bool, int, dict[str, int]]:
-    """The search of :mod:`simulator.planner.branch`: expand the families that may
-    beat the ``top``-th fastest step, simulate their layouts cheapest bound first,
-    and expand again while a family's floor is under the new ``top``-th fastest.
-    Returns every simulated layout with its result, whether the user interrupted,
-    the layouts enumerated and the rejections by rule."""
+    """The search of :mod:`simulator.planner.branch`: simulate, a round at a time, the
+    least tight bounds under the ``top``-th fastest step simulated so far, until no
+    layout or family left is under it. Returns every simulated layout with its result,
+    whether the user interrupted, the layouts enumerated and the rejections by rule."""
     fams = families(groups)
     enumerated = sum(f.layouts for f in fams)
     search = BranchAndBound(pruner, StepBound(pruner, devices), fams, layout_name)
-    candidates = search.expand(below=0.0, at_least=top)  # the cheapest families
-    if len(candidates) >= top:  # and every family whose floor might beat those
-        tight = sorted(search.bound_of(c) for c in candidates)
-        candidates += search.expand(below=tight[top - 1] * MARGIN)
-        search.tighten(candidates, top)  # the first to run: the least tight bounds
-    done: list = []
-    skipped = 0
-    interrupted = False
-    while candidates and not interrupted:
-        candidates.sort()
-        rounds = Rounds(candidates, Fastest(top, (r for _, r in done)), ROUND, search.bound_of)
-        outcome = run_tasks([task(c.strategy) for c in candidates], wanted=rounds.wanted, **run)
-        interrupted = outcome.interrupted
-        skipped += rounds.skipped
-        done += [((c.strategy, c.estimate), r) for c, r in zip(candidates, outcome.results,
-                                                                  strict=True)]  # fmt: skip
-        candidates = search.expand(below=Fastest(top, (r for _, r in done)).kth)
+    fastest = Fastest(top)
+    chosen: list[Candidate] = []
+
+    def then(results: list[dict[str, Any] | None]) -> list[Task]:
+        for result in results:
+            fastest.add(result)
+        batch = search.next_round(ROUND, fastest.kth)
+        chosen.extend(batch)
+        return [task(c.strategy) for c in batch]
+
+    outcome = run_tasks(then([]), then=then, **run)
+    done = [((c.strategy, c.estimate), r) for c, r in zip(chosen, outcome.results, strict=True)]
     pruned = dict(pruner.pruned)
-    skipped += search.unexpanded + len(candidates)
+    skipped = search.unexpanded + search.queued
     if skipped:
         pruned[BOUND_RULE] = skipped
-    return done, interrupted, enumerated, pruned
+    return done, outcome.interrupted, enumerated, pruned
