@@ -115,8 +115,11 @@ class Network:
         #: device -> the device whose ports its ports follow (folded replicas; set by
         #: :meth:`fold`)
         self.mirror: dict[int, int] = {}
-        #: group -> its lanes that mirror a twin's, with the twin's (:meth:`catch_up`)
-        self._mirrored: dict[tuple[int, ...], list[tuple[int, int]]] = {}
+        #: group -> its lanes that mirror a twin's, by the twin's lane, and the twins'
+        #: own ends it last caught up to (:meth:`catch_up`)
+        self._mirrored: dict[
+            tuple[int, ...], tuple[list[tuple[int, list[int]]], dict[int, float]]
+        ] = {}
         #: ``(src, dst, inter_node) -> bandwidth multiplier`` for degraded links (faults)
         self.link_factor: Callable[[int, int, bool], float] | None = None
 
@@ -233,24 +236,37 @@ class Network:
         :mod:`simulator.runtime.fold`): a folded replica's ports saw none of its own
         traffic, which its twin's saw for it; ``own`` holds when each lane's own
         traffic (not the collectives the replicas share) last ends. A NIC a device
-        shares with its twin is the same port and needs nothing."""
+        shares with its twin is the same port and needs nothing.
+
+        A lane's free moment only ever moves later, so a twin's lane whose own end is
+        what this group last caught up to needs nothing either: only the twins' lanes
+        that have had traffic of their own since are read across the group's devices
+        (a data-parallel group of hundreds of folded replicas has a few twins)."""
         free = self.free_at
-        for a, b in self._mirrored_lanes(devices):
+        by_twin, caught = self._mirrored_lanes(devices)
+        for b, mine in by_twin:
             end = own.get(b, 0.0)
-            if end > free.get(a, 0.0):
-                free[a] = end
+            if caught.get(b) == end:
+                continue
+            caught[b] = end
+            for a in mine:
+                if end > free.get(a, 0.0):
+                    free[a] = end
 
     def fold(self, twins: dict[int, int]) -> None:
         """Let each device of ``twins`` follow its twin's ports (:mod:`simulator.runtime.fold`)."""
         self.mirror = twins
         self._mirrored = {}
 
-    def _mirrored_lanes(self, devices: tuple[int, ...]) -> list[tuple[int, int]]:
-        """``(lane, its twin's lane)`` of every port of ``devices`` that mirrors another
-        (:meth:`catch_up`), worked out once per group."""
+    def _mirrored_lanes(
+        self, devices: tuple[int, ...]
+    ) -> tuple[list[tuple[int, list[int]]], dict[int, float]]:
+        """The lanes of ``devices``' ports that mirror another's, by the twin's lane they
+        follow (:meth:`catch_up`), worked out once per group; and, per twin's lane, the
+        own end the group last caught up to."""
         hit = self._mirrored.get(devices)
         if hit is None:
-            hit = self._mirrored[devices] = []
+            by_twin: dict[int, list[int]] = {}
             for d in devices:
                 twin = self.mirror.get(d)
                 if twin is None:
@@ -259,7 +275,9 @@ class Network:
                     self.ports_of_device(d), self.ports_of_device(twin), strict=True
                 ):
                     if mine != theirs:
-                        hit += zip(lanes_of(mine), lanes_of(theirs), strict=True)
+                        for a, b in zip(lanes_of(mine), lanes_of(theirs), strict=True):
+                            by_twin.setdefault(b, []).append(a)
+            hit = self._mirrored[devices] = (list(by_twin.items()), {})
         return hit
 
     def reserve_lanes(
