@@ -508,22 +508,21 @@ class StepBound:
                 continue
             variant = (m.recompute, m.sequence_parallel, m.tp_comm_overlap)
             if variant not in pipeline:
-                units = self._units(s.tp, *variant, s.precision, 1)
-                if b > 1:  # through 1 and 2 sequences: below a convex cost (:meth:`_units`)
-                    two = self._units(s.tp, *variant, s.precision, 2)
-                    units = [tuple(u + (b - 1) * (v - u) for u, v in zip(us, vs, strict=True))
-                             for us, vs in zip(units, two, strict=True)]  # fmt: skip
-                times = [[max(0.0, sum(units[i][k] for i in st)) for k in range(4)]
-                         for st in stages]  # fmt: skip
+                times = self._memo(
+                    ("floor times", s.tp, variant, s.precision, b, stages),
+                    lambda variant=variant: self._floor_times(s, variant, b, stages),
+                )
                 busy = [0.0] * s.pp
                 # a rank starts when the first micro-batch has come down its direction's
                 # stages to one of its own: the soonest of its stages
                 head = [0.0 if r not in rank_of.values() else float("inf") for r in range(s.pp)]
+                came = 0.0  # the forwards of the stages before c in its direction
                 for c, (f, bb, w, bw) in enumerate(times):
                     back = _backward(bb + w, bw, split, paired)
                     busy[rank_of[c]] += per_stage * (f + back)
-                    came = sum(times[i][0] for i in range(c - c % half, c))
+                    came = 0.0 if c % half == 0 else came
                     head[rank_of[c]] = min(head[rank_of[c]], came)
+                    came += f
                 pipeline[variant] = max(
                     head[r] + busy[r]
                     + (0.0 if split else sum(times[i][3] for i in range(first[r])))
@@ -532,6 +531,19 @@ class StepBound:
             ends = pipeline[variant] + self._sync_floor(m)
             out.append(max(ends, self._traffic_floor(m, orders[i])) * SLACK)
         return out
+
+    def _floor_times(
+        self, s: Strategy, variant: tuple[str, bool, bool], b: int, stages: tuple[range, ...]
+    ) -> list[list[float]]:
+        """For :meth:`floor`: every stage's floors of F, B, W and BW for a micro-batch of
+        ``b`` sequences, its blocks' :meth:`_units` summed (shared by the families of one
+        ``tp``, micro-batch and split into stages)."""
+        units = self._units(s.tp, *variant, s.precision, 1)
+        if b > 1:  # through 1 and 2 sequences: below a convex cost (:meth:`_units`)
+            two = self._units(s.tp, *variant, s.precision, 2)
+            units = [tuple(u + (b - 1) * (v - u) for u, v in zip(us, vs, strict=True))
+                     for us, vs in zip(units, two, strict=True)]  # fmt: skip
+        return [[max(0.0, sum(units[i][k] for i in st)) for k in range(4)] for st in stages]
 
     def _units(
         self,
