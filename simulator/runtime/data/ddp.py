@@ -161,6 +161,7 @@ class DataParallel(ParameterGathers):
         self._prefetched: dict[int, tuple[tuple[int, int], Handle, list[int]]] = {}
         self._phase: dict[int, str] = {}
         self._gathers: Counter = Counter()  # tells successive gathers of a block apart
+        self._parts = {}  # what a block's gather sends, per worker (ParameterGathers)
 
     def handlers(self) -> dict[Op, Callable[[SimWorker, tuple], Any]]:
         """The instructions this variant runs."""

@@ -47,6 +47,8 @@ class ParameterGathers:
     _phase: dict[int, str]
     strategy: Any
     _gathers: Counter
+    #: (worker, chunk, block) -> :meth:`_gather_parts`
+    _parts: dict[tuple[int, int, int], tuple[list[list[ShapeArray]], list[int]]]
     _shard: Callable[[Worker, int, Bucket], Param]
     _group: Callable[[Worker, Bucket], list[Worker]]
     _payloads: Callable[[SimWorker, Callable[[Worker], Any]], dict[int, Any]]
@@ -133,22 +135,11 @@ class ParameterGathers:
     def _launch_gather(self, sw: SimWorker, chunk: int, block: int) -> tuple[Handle, list[int]]:
         """Launch the all-gather of one block's parameters and hold its bytes."""
         group = self.plan.dp_group(sw.pp_rank)
-        w = sw.lead
-        (bucket,) = [b for b in self.buckets[sw.pp_rank] if b.blocks == {(chunk, block)}]
-        pieces, held = [], []
-        for r in range(len(w.devices)):
-            params = bucket.params(w, r)
-            size = sum(p.size for p in params)
-            dtype = dtype_of(params[0].value)
-            bounds = split_bounds(size, self.replicas)
-            pieces.append([ShapeArray((hi - lo,), dtype) for lo, hi in bounds])
-            held.append(sum(p.nbytes for p in params) - self._shard(w, r, bucket).nbytes)
+        payloads, held = self._gather_parts(sw, chunk, block)
         sw.charge(self.engine, BUFFERS, held)
 
         def run(_: list[Any]) -> tuple[list[Any], float]:
             # every member's part has the same shape; the values were gathered already
-            t = len(w.devices)
-            payloads = [[pieces[r][self.owner(m, r)] for r in range(t)] for m in group]
             _, end = self.meetings.per_rank(
                 "all_gather", self.algorithm, group, payloads, "dp", "param all-gather",
                 together=self.together(1),
@@ -159,6 +150,32 @@ class ParameterGathers:
         key = ("gather", sw.pp_rank, chunk, block, self._gathers[(sw.index, chunk, block)])
         handle = self.meetings.launch(key, group, dict.fromkeys(m.index for m in sw.members), run)
         return handle, held
+
+    def _gather_parts(
+        self, sw: SimWorker, chunk: int, block: int
+    ) -> tuple[list[list[ShapeArray]], list[int]]:
+        """For :meth:`_launch_gather`: every member's part of one block's parameters, per
+        tensor-parallel rank (their shapes: the values were gathered already), and the
+        bytes each rank holds once they are in; worked out once per worker and block (a
+        ZeRO-3 step gathers every block twice per micro-batch, over hundreds of replicas)."""
+        key = (sw.index, chunk, block)
+        hit = self._parts.get(key)
+        if hit is None:
+            w = sw.lead
+            (bucket,) = [b for b in self.buckets[sw.pp_rank] if b.blocks == {(chunk, block)}]
+            pieces, held = [], []
+            for r in range(len(w.devices)):
+                params = bucket.params(w, r)
+                size = sum(p.size for p in params)
+                dtype = dtype_of(params[0].value)
+                bounds = split_bounds(size, self.replicas)
+                pieces.append([ShapeArray((hi - lo,), dtype) for lo, hi in bounds])
+                held.append(sum(p.nbytes for p in params) - self._shard(w, r, bucket).nbytes)
+            t = len(w.devices)
+            group = self.plan.dp_group(sw.pp_rank)
+            payloads = [[pieces[r][self.owner(m, r)] for r in range(t)] for m in group]
+            hit = self._parts[key] = (payloads, held)
+        return hit
 
     def _release_gathered(self, sw: SimWorker) -> None:
         held = self._gathered.pop(sw.index, None)
