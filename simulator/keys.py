@@ -219,13 +219,15 @@ _ACCEPTED: dict[type, set[tuple[str, type, Any]]] = {}
 _ACCEPTED_MAX = 4096
 
 
-def check_fields(obj: Any) -> None:
-    """Check every field of the dataclass ``obj`` against its :class:`Key` (see the module
-    docstring); numpy scalars become Python numbers and lists tuples, in place (frozen
-    dataclasses too). Raises :class:`~simulator.errors.ConfigError`."""
+def check_fields(obj: Any, names: Iterable[str] | None = None) -> None:
+    """Check every field of the dataclass ``obj`` (or those ``names``) against its
+    :class:`Key` (see the module docstring); numpy scalars become Python numbers and
+    lists tuples, in place (frozen dataclasses too). Raises
+    :class:`~simulator.errors.ConfigError`."""
     cls = type(obj)
     accepted = _ACCEPTED.setdefault(cls, set())
-    for name, key in keys_of(cls).items():
+    keys = keys_of(cls)
+    for name, key in keys.items() if names is None else ((n, keys[n]) for n in names):
         value = getattr(obj, name)
         if type(value) in _PLAIN and (name, type(value), value) in accepted:
             continue

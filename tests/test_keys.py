@@ -92,6 +92,32 @@ HOSTILE = st.one_of(
 )
 
 
+STRATEGY_FIELDS = [name for name in keys_of(Strategy) if name != "name"]
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.sampled_from(STRATEGY_FIELDS), HOSTILE, st.sampled_from([{}, {"cp": 2}, {"ep": 2}]))
+def test_strategy_vary_refuses_what_the_constructor_refuses(name, value, base) -> None:
+    """``Strategy.vary`` checks the changed fields alone (the planner's fast replace):
+    it refuses exactly what building the strategy refuses, with the same message,
+    and otherwise makes the strategy ``dataclasses.replace`` makes."""
+    import dataclasses
+
+    try:
+        expected = dataclasses.replace(Strategy(**base), **{name: value})
+    except ConfigError as err:
+        expected = err
+    try:
+        got = Strategy(**base).vary(**{name: value})
+    except ConfigError as err:
+        got = err
+    if isinstance(expected, ConfigError):
+        assert isinstance(got, ConfigError) and str(got) == str(expected)
+    else:
+        assert got == expected and hash(got) == hash(expected)
+        assert got.__dict__ == expected.__dict__
+
+
 def toml_form(value):
     """``value`` as TOML would hold it (a tuple is a list), or None when TOML cannot."""
     if isinstance(value, list | tuple):

@@ -11,6 +11,7 @@ building one in Python checks the same rules (:func:`simulator.keys.check_fields
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from .. import comm
 from ..errors import ConfigError, LayoutError
@@ -215,8 +216,25 @@ class Strategy:
 
     def __post_init__(self) -> None:
         check_fields(self)  # the rules of a [[strategy]] table (raises ConfigError)
+        self._check_axes()
+
+    def _check_axes(self) -> None:
         if self.ep > 1 and self.cp > 1:
             raise ConfigError(f"Strategy {self.name!r}: {UNSUPPORTED_CP_EP}", "ep", "1 when cp > 1")
+
+    def vary(self, **changes: Any) -> Strategy:
+        """``dataclasses.replace(self, **changes)``, checking the rules of the changed
+        fields alone (the others passed theirs when ``self`` was made): the planner
+        makes hundreds of thousands of layouts from one strategy."""
+        unknown = changes.keys() - self.__dict__.keys()
+        if unknown:
+            raise TypeError(f"Strategy has no field {sorted(unknown)[0]!r}")
+        new = object.__new__(Strategy)
+        new.__dict__.update(self.__dict__)
+        new.__dict__.update(changes)
+        check_fields(new, changes)
+        new._check_axes()
+        return new
 
     @property
     def num_devices(self) -> int:

@@ -277,8 +277,7 @@ def layout_groups(
                 algorithms,
                 expert_sizes(dp, experts, space, cp),
             ):
-                strategy = replace(
-                    base,
+                strategy = base.vary(
                     dp=dp,
                     tp=tp,
                     pp=pp,
