@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,6 +113,8 @@ class BranchAndBound:
         #: expanded layouts by bound: (bound, order queued, candidate)
         self._queue: list[tuple[float, int, Candidate]] = []
         self._order = itertools.count()
+        #: layouts with their tight bounds, least first, all under every key left
+        self._ready: deque[Candidate] = deque()
 
     @property
     def next_floor(self) -> float:
@@ -127,7 +130,7 @@ class BranchAndBound:
     def queued(self) -> int:
         """Layouts expanded and not handed out by :meth:`next_round` (skipped if the
         search ends)."""
-        return len(self._queue)
+        return len(self._queue) + len(self._ready)
 
     def expand(self, below: float) -> list[Candidate]:
         """Expand every family whose floor is under ``below`` and return their
@@ -154,20 +157,44 @@ class BranchAndBound:
         ``below``; none ends the search."""
         batch: list[Candidate] = []
         while len(batch) < size:
-            queued = self._queue[0][0] if self._queue else float("inf")
-            if min(self.next_floor, queued) >= below:
+            if not self._ready and (self._least() >= below or not self._step()):
                 break
-            if self.next_floor < queued:
-                for c in self._expand_next():
-                    self._push(c)
-                continue
-            _, _, c = heapq.heappop(self._queue)
-            if c.tight:
-                batch.append(c)
-            else:
-                self.bound_of(c)
-                self._push(c)
+            if self._ready:
+                if self._ready[0].bound >= below:
+                    break
+                batch.append(self._ready.popleft())
         return batch
+
+    def prepare(self, size: int) -> bool:
+        """One step of the work a round of ``size`` will want, whatever the step it must
+        beat: while the workers simulate, the search expands and tightens ahead, in the
+        order :meth:`next_round` would, so what a round runs is the same. Returns
+        whether there is more to do."""
+        return len(self._ready) < size and self._step()
+
+    def _least(self) -> float:
+        """The least key of a family or layout not yet ready."""
+        queued = self._queue[0][0] if self._queue else float("inf")
+        return min(self.next_floor, queued)
+
+    def _step(self) -> bool:
+        """Take the least key: expand its family, or tighten its layout's bound, or, if
+        tight, make the layout ready (keys only grow, so ready layouts come in order).
+        False when nothing is left."""
+        if not self._waiting and not self._queue:
+            return False
+        queued = self._queue[0][0] if self._queue else float("inf")
+        if self.next_floor < queued:
+            for c in self._expand_next():
+                self._push(c)
+            return True
+        _, _, c = heapq.heappop(self._queue)
+        if c.tight:
+            self._ready.append(c)
+        else:
+            self.bound_of(c)
+            self._push(c)
+        return True
 
     def _push(self, c: Candidate) -> None:
         """Queue ``c`` by its bound; ties go in the order queued."""

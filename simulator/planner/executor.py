@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -196,6 +196,7 @@ def run_tasks(
     progress: bool = False,
     label: str = "simulating",
     then: Callable[[list[Result | None]], Sequence[Task]] | None = None,
+    idle: Callable[[], bool] | None = None,
 ) -> Outcome:
     """Run ``fn`` on every task (see the module docstring); never raises for a
     failed run.
@@ -205,7 +206,12 @@ def run_tasks(
     and the run ends when it gives none. The results are those of every task
     run, in the order given. What a round runs depends on the results of the
     rounds before it alone, never on how many workers there are, so every
-    backend runs the same tasks (the planner's branch and bound uses this)."""
+    backend runs the same tasks (the planner's branch and bound uses this).
+
+    ``idle()`` is called in this process while local worker processes run, again
+    and again until it returns False: work that a later round wants done and
+    that changes nothing any round runs (the planner tightens its bounds
+    ahead)."""
     tasks = list(tasks)
     results: list[Result | None] = [None] * len(tasks)
     bar = _Progress(len(tasks), label, progress)
@@ -222,7 +228,7 @@ def run_tasks(
                         bar.done(results[i])
             else:
                 workers = min(workers or default_workers(), len(tasks))
-                _on_processes(workers, tasks, fn, results, bar, rounds)
+                _on_processes(workers, tasks, fn, results, bar, rounds, idle)
     except Terminated:
         interrupted = "SIGTERM"
     except KeyboardInterrupt:
@@ -314,13 +320,22 @@ def _on_processes(
     results: list,
     bar: _Progress,
     rounds: Iterator[list[int]],
+    idle: Callable[[], bool] | None = None,
 ) -> None:
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init)
     try:
         for batch in rounds:
             futures = {pool.submit(fn, tasks[i]): i for i in batch}
-            for future in as_completed(futures):
-                _settle(future, futures[future], results, bar)
+            busy = idle is not None  # whether idle() has more to do
+            running = set(futures)
+            while running:
+                # a finished run is collected at once; between, idle() does a step
+                done, running = wait(running, timeout=0 if busy else None,
+                                     return_when=FIRST_COMPLETED)  # fmt: skip
+                for future in done:
+                    _settle(future, futures[future], results, bar)
+                if busy and running:
+                    busy = idle()
     except BaseException:  # Ctrl-C, SIGTERM, or a failure of our own: end the workers
         _stop(pool)
         raise

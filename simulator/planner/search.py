@@ -221,7 +221,7 @@ def _branch_and_bound(
         chosen.extend(batch)
         return [task(c.strategy) for c in batch]
 
-    outcome = run_tasks(then([]), then=then, **run)
+    outcome = run_tasks(then([]), then=then, idle=lambda: search.prepare(ROUND), **run)
     done = [((c.strategy, c.estimate), r) for c, r in zip(chosen, outcome.results, strict=True)]
     pruned = dict(pruner.pruned)
     skipped = search.unexpanded + search.queued
