@@ -25,12 +25,14 @@ Three parts, each printed as it finishes:
   their layouts' tight bounds -- each timed, and how many layouts have a
   tight bound under the best step (those branch and bound must simulate);
 * ``cost``: one full-scale simulation of Megatron's choice, timed;
+* ``full``: the unrestricted search (the whole default space) on ``--nodes``
+  nodes, timed, and its best layout against Megatron's choice;
 * ``facts``: the schedule facts the memory estimate and the bound read, for
   the schedules of the whole default space at full scale, in closed form
   (:mod:`simulator.planner.schedule_facts`) against building every schedule
   and walking it, in this process.
 
-Run: ``python benchmarks/bench_planner.py [--parts prune,cost,plan,facts] [--workers 2]
+Run: ``python benchmarks/bench_planner.py [--parts prune,cost,plan,facts,full] [--workers 2]
 [--best SECONDS]``
 (not part of the test suite; ``cost`` alone takes minutes at full scale).
 """
@@ -181,6 +183,26 @@ def part_plan(nodes: int, batch: int, workers: int) -> float:
     return fastest
 
 
+def part_full(nodes: int, batch: int, workers: int) -> None:
+    """The unrestricted search (the default space), timed, and its best layout against
+    Megatron's choice simulated the same way."""
+    cluster = preset("dgx-a100", nodes)
+    started = time.perf_counter()
+    result = plan(cluster, MODEL, training(batch), workers=workers)
+    seconds = time.perf_counter() - started
+    ref = run_strategy(cluster, MODEL, training(batch), megatron_choice(nodes, batch)).metrics
+    best = result.rows[0]
+    print(f"full: GPT-3 175B on {nodes} x 8 A100, batch {batch}, the whole default space")
+    print(result.summary())
+    print(result.table())
+    print(f"  {seconds:.1f} s on {workers} processes, {result.scheduled} layouts simulated")
+    print(
+        f"  best {best['name']}: {best['iteration_time_s']:.3f} s; Megatron's choice: "
+        f"{ref['iteration_time_s']:.3f} s; no slower: "
+        f"{best['iteration_time_s'] <= ref['iteration_time_s']}"
+    )
+
+
 def part_facts(nodes: int, batch: int) -> None:
     cluster = preset("dgx-a100", nodes)
     keys = sorted({(s.schedule, s.pp, s.microbatches, s.chunks)
@@ -211,7 +233,9 @@ def part_facts(nodes: int, batch: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parts", default="plan,prune", help="plan,prune,cost,facts (plan,prune)")
+    parser.add_argument(
+        "--parts", default="plan,prune", help="plan,prune,cost,facts,full (plan,prune)"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--nodes", type=int, default=128, help="nodes of the plan part (128)")
     parser.add_argument("--batch", type=int, default=1536, help="batch of the plan part (1536)")
@@ -227,6 +251,8 @@ def main() -> None:
         part_cost(128, 1536)
     if "facts" in parts:
         part_facts(128, 1536)
+    if "full" in parts:
+        part_full(args.nodes, args.batch, args.workers)
 
 
 if __name__ == "__main__":
