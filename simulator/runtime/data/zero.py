@@ -142,7 +142,7 @@ class ParameterGathers:
             # every member's part has the same shape; the values were gathered already
             _, end = self.meetings.per_rank(
                 "all_gather", self.algorithm, group, payloads, "dp", "param all-gather",
-                together=self.together(1),
+                together=self.together(1), stable=True,
             )  # fmt: skip
             return [None] * len(group), end
 
