@@ -162,6 +162,8 @@ class DataParallel(ParameterGathers):
         self._phase: dict[int, str] = {}
         self._gathers: Counter = Counter()  # tells successive gathers of a block apart
         self._parts = {}  # what a block's gather sends, per worker (ParameterGathers)
+        #: shape-only: a bucket's flattened gradients, per worker and rank
+        self._flat_shapes: dict[tuple[int, int, int], Any] = {}
 
     def handlers(self) -> dict[Op, Callable[[SimWorker, tuple], Any]]:
         """The instructions this variant runs."""
@@ -300,7 +302,14 @@ class DataParallel(ParameterGathers):
             payload = []
             for r in range(len(w.devices)):
                 params = bucket.params(w, r)
-                payload.append(concat([p.grad.reshape(-1) for p in params]))
+                if self.numerics:
+                    payload.append(concat([p.grad.reshape(-1) for p in params]))
+                else:  # shape-only: the same shape every time
+                    key = (w.index, bucket.index, r)
+                    flat = self._flat_shapes.get(key)
+                    if flat is None:
+                        flat = self._flat_shapes[key] = concat([p.grad.reshape(-1) for p in params])
+                    payload.append(flat)
                 if self.every_microbatch:
                     for p in params:  # the full gradient is handed over and dropped
                         p.zero_grad()
