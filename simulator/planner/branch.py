@@ -32,7 +32,7 @@ import contextlib
 import heapq
 import itertools
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,20 +150,20 @@ class BranchAndBound:
                 found.append(Candidate(floor, _named(survivor, self.name), estimate))
         return found
 
-    def next_round(self, size: int, below: float) -> list[Candidate]:
-        """The next ``size`` layouts to simulate (module docstring): the least tight
-        bounds under ``below`` of every layout not yet handed out, expanding families
-        and tightening bounds only as far as that takes. Fewer when fewer are under
-        ``below``; none ends the search."""
-        batch: list[Candidate] = []
-        while len(batch) < size:
+    def next_round(self, size: int, below: float) -> Iterator[Candidate]:
+        """The next ``size`` layouts to simulate (module docstring), each given as soon
+        as it is known: the least tight bounds under ``below`` of every layout not yet
+        handed out, expanding families and tightening bounds only as far as that
+        takes. Fewer when fewer are under ``below``; none ends the search."""
+        given = 0
+        while given < size:
             if not self._ready and (self._least() >= below or not self._step()):
-                break
+                return
             if self._ready:
                 if self._ready[0].bound >= below:
-                    break
-                batch.append(self._ready.popleft())
-        return batch
+                    return
+                given += 1
+                yield self._ready.popleft()
 
     def prepare(self, size: int) -> bool:
         """One step of the work a round of ``size`` will want, whatever the step it must

@@ -36,7 +36,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -195,18 +195,19 @@ def run_tasks(
     dask: str | None = None,
     progress: bool = False,
     label: str = "simulating",
-    then: Callable[[list[Result | None]], Sequence[Task]] | None = None,
+    then: Callable[[list[Result | None]], Iterable[Task]] | None = None,
     idle: Callable[[], bool] | None = None,
 ) -> Outcome:
     """Run ``fn`` on every task (see the module docstring); never raises for a
     failed run.
 
     With ``then``, the run goes on in rounds: once every task so far has
-    finished, ``then(the last round's results)`` gives the next round's tasks,
-    and the run ends when it gives none. The results are those of every task
-    run, in the order given. What a round runs depends on the results of the
-    rounds before it alone, never on how many workers there are, so every
-    backend runs the same tasks (the planner's branch and bound uses this).
+    finished, ``then(the last round's results)`` gives the next round's tasks
+    (each starts as soon as it is given), and the run ends when it gives none.
+    The results are those of every task run, in the order given. What a round
+    runs depends on the results of the rounds before it alone, never on how
+    many workers there are, so every backend runs the same tasks (the
+    planner's branch and bound uses this).
 
     ``idle()`` is called in this process while local worker processes run, again
     and again until it returns False: work that a later round wants done and
@@ -221,13 +222,15 @@ def run_tasks(
         with _StopOnSigterm():
             if dask is not None:
                 _on_dask(dask, tasks, fn, results, bar, rounds)
-            elif (workers or default_workers()) <= 1 or len(tasks) <= 1:
+            elif (workers or default_workers()) <= 1 or (then is None and len(tasks) <= 1):
                 for batch in rounds:
                     for i in batch:
                         results[i] = fn(tasks[i])
                         bar.done(results[i])
             else:
-                workers = min(workers or default_workers(), len(tasks))
+                workers = workers or default_workers()
+                if then is None:  # no more than the tasks
+                    workers = min(workers, len(tasks))
                 _on_processes(workers, tasks, fn, results, bar, rounds, idle)
     except Terminated:
         interrupted = "SIGTERM"
@@ -240,24 +243,36 @@ def run_tasks(
 
 def _rounds(
     tasks: list[Task],
-    then: Callable[[list[Result | None]], Sequence[Task]] | None,
+    then: Callable[[list[Result | None]], Iterable[Task]] | None,
     results: list[Result | None],
     bar: _Progress,
-) -> Iterator[list[int]]:
+) -> Iterator[Iterable[int]]:
     """The indices of the tasks to run, round by round (see :func:`run_tasks`): the
-    tasks given, then what ``then`` adds (to ``tasks`` and ``results``), worked out
-    only when the round before has finished."""
-    batch = list(range(len(tasks)))
-    while batch:
-        yield batch
-        if then is None:
+    tasks given, then what ``then`` adds (to ``tasks`` and ``results``), asked only
+    when the round before has finished, and taken one by one as it gives them (a
+    worker starts on the first while the next is being chosen)."""
+    last: list[int] = list(range(len(tasks)))
+    if tasks:
+        yield last
+    while then is not None:
+        ran: list[int] = []
+        yield _added(then([results[i] for i in last]), tasks, results, bar, ran)
+        if not ran:
             return
-        more = list(then([results[i] for i in batch]))
-        start = len(tasks)
-        tasks += more
-        results += [None] * len(more)
-        bar.add(len(more))
-        batch = list(range(start, len(tasks)))
+        last = ran
+
+
+def _added(
+    more: Iterable[Task], tasks: list[Task], results: list[Result | None], bar: _Progress,
+    ran: list[int],
+) -> Iterator[int]:  # fmt: skip
+    """For :func:`_rounds`: each task of ``more`` added, and its index, as it comes."""
+    for task in more:
+        tasks.append(task)
+        results.append(None)
+        bar.add(1)
+        ran.append(len(tasks) - 1)
+        yield ran[-1]
 
 
 def _settle(future: Any, i: int, results: list, bar: _Progress) -> None:
@@ -319,7 +334,7 @@ def _on_processes(
     fn: Callable[[Task], Result],
     results: list,
     bar: _Progress,
-    rounds: Iterator[list[int]],
+    rounds: Iterator[Iterable[int]],
     idle: Callable[[], bool] | None = None,
 ) -> None:
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init)
@@ -348,7 +363,7 @@ def _on_dask(
     fn: Callable[[Task], Result],
     results: list,
     bar: _Progress,
-    rounds: Iterator[list[int]],
+    rounds: Iterator[Iterable[int]],
 ) -> None:
     try:
         from dask.distributed import Client
@@ -368,7 +383,10 @@ def _on_dask(
         raise ScenarioError(f"cannot reach the Dask scheduler at {address!r}: {err}") from None
     futures: list = []
     try:
-        for batch in rounds:
+        for lazy in rounds:
+            batch = list(lazy)
+            if not batch:
+                continue
             futures = client.map(fn, [tasks[i] for i in batch], pure=False)
             index = {f.key: i for f, i in zip(futures, batch, strict=True)}
             for future in dask_completed(futures):

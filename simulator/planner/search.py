@@ -20,7 +20,7 @@ The same checks, the same simulation: a layout the planner proposes is one
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -214,14 +214,14 @@ def _branch_and_bound(
     fastest = Fastest(top)
     chosen: list[Candidate] = []
 
-    def then(results: list[dict[str, Any] | None]) -> list[Task]:
+    def then(results: list[dict[str, Any] | None]) -> Iterator[Task]:
         for result in results:
             fastest.add(result)
-        batch = search.next_round(ROUND, fastest.kth)
-        chosen.extend(batch)
-        return [task(c.strategy) for c in batch]
+        for c in search.next_round(ROUND, fastest.kth):
+            chosen.append(c)
+            yield task(c.strategy)
 
-    outcome = run_tasks(then([]), then=then, idle=lambda: search.prepare(ROUND), **run)
+    outcome = run_tasks([], then=then, idle=lambda: search.prepare(ROUND), **run)
     done = [((c.strategy, c.estimate), r) for c, r in zip(chosen, outcome.results, strict=True)]
     pruned = dict(pruner.pruned)
     skipped = search.unexpanded + search.queued

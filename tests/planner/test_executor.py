@@ -1,5 +1,7 @@
 """The executor: the same bytes from a process pool and from Dask; failures recorded; Ctrl-C."""
 
+import os
+
 import pytest
 
 import simulator
@@ -35,6 +37,32 @@ def test_dask_and_local_processes_give_the_same_bytes(tmp_path):
     for path in local_files:
         if path.suffix in (".csv", ".json", ".toml"):
             assert path.read_bytes() == (tmp_path / "dask" / path.name).read_bytes(), path.name
+
+
+def _where(n):
+    """A task's result: its number and the process that ran it."""
+    return {"status": "ok", "n": n, "pid": os.getpid()}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_then_gives_each_round_from_the_results_of_the_one_before(workers):
+    """The planner's rounds: ``then`` is asked once the round before has finished,
+    with its results, and gives the next round's tasks one by one; the run ends when
+    it gives none. With no tasks to start with, the rounds still run on the workers;
+    what ``idle`` does while they run changes nothing."""
+    asked = []
+    idled = []
+
+    def then(results):
+        asked.append([r["n"] for r in results])
+        if len(asked) <= 3:
+            yield from (10 * len(asked) + i for i in range(3))
+
+    outcome = run_tasks([], fn=_where, workers=workers, then=then,
+                        idle=lambda: idled.append(1) or len(idled) < 5)  # fmt: skip
+    assert asked == [[], [10, 11, 12], [20, 21, 22], [30, 31, 32]]
+    assert [r["n"] for r in outcome.results] == [10, 11, 12, 20, 21, 22, 30, 31, 32]
+    assert all((r["pid"] != os.getpid()) == (workers > 1) for r in outcome.results)
 
 
 def test_a_failing_run_is_recorded_and_the_others_finish():
