@@ -222,7 +222,9 @@ def _branch_and_bound(
             yield task(c.strategy)
 
     outcome = run_tasks([], then=then, idle=lambda: search.prepare(ROUND), **run)
-    done = [((c.strategy, c.estimate), r) for c, r in zip(chosen, outcome.results, strict=True)]
+    # a round stopped while being chosen may hold a layout whose task never came
+    results = outcome.results + [None] * (len(chosen) - len(outcome.results))
+    done = [((c.strategy, c.estimate), r) for c, r in zip(chosen, results, strict=True)]
     pruned = dict(pruner.pruned)
     skipped = search.unexpanded + search.queued
     if skipped:

@@ -138,7 +138,10 @@ def _interrupted(finished: int):
     """run_tasks as Ctrl-C leaves it after ``finished`` tasks."""
     from simulator.planner import executor
 
-    def run_tasks(tasks, fn=executor.simulate, **kwargs):
+    def run_tasks(tasks, fn=executor.simulate, then=None, **kwargs):
+        tasks = list(tasks)
+        if then is not None:  # the planner's rounds: the first, as ``then`` gives it
+            tasks += list(then([]))
         results = [fn(t) for t in tasks[:finished]] + [None] * (len(tasks) - finished)
         return executor.Outcome(results, "SIGINT")
 
@@ -173,8 +176,12 @@ def test_interrupted_plans_say_what_they_kept_and_where(tmp_path, capsys, monkey
 def test_no_picture_without_a_step_to_draw(tmp_path, capsys, monkeypatch):
     from simulator.planner import executor, search
 
-    def every_run_fails(tasks, **kwargs):
-        return executor.Outcome([{"status": "error", "message": "no"} for _ in tasks])
+    def every_run_fails(tasks, then, **kwargs):
+        results, last = [], []
+        while batch := list(then(last)):  # the planner's rounds, until it stops
+            last = [{"status": "error", "message": "no"} for _ in batch]
+            results += last
+        return executor.Outcome(results)
 
     monkeypatch.setattr(search, "run_tasks", every_run_fails)
     out = tmp_path / "o"
