@@ -18,8 +18,9 @@ is the next to simulate. Rounds of the least tight bounds are simulated
 together; the search ends when the least key is no better than the
 ``top``-th fastest step simulated. Every layout it skips, simulated never
 or expanded never, is then provably no faster than the ``top`` it shows, so
-those are exactly the ones an exhaustive search finds. It works out no tight
-bound and expands no family that a key under that step did not call for,
+those are exactly the ones an exhaustive search finds. It works out tight
+bounds and expands families only as the least keys call for them (and, while
+the workers simulate, up to a round ahead: :meth:`BranchAndBound.prepare`),
 and it simulates in the order of the bounds, so the fastest layouts are
 found in the first rounds. Layouts of families never expanded are never
 checked, and count as skipped by the bound whatever rule they might also

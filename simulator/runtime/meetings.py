@@ -60,6 +60,11 @@ class Handle:
     end: float = 0.0
 
 
+#: One collective of :meth:`Meetings.per_rank`: which of a member's payloads it joins,
+#: its devices, its results and its transfer plan.
+Collective = tuple[Sequence[int], tuple[int, ...], list[Any], Any]
+
+
 class Meetings:
     """Open meetings of one step, by key (see the module docstring); their collectives
     run on ``engine``, placed where ``layouts`` says their devices sit."""
@@ -70,7 +75,7 @@ class Meetings:
         self.layouts = layouts
         self._open: dict[tuple, Handle] = {}
         #: per_rank's collectives of ``stable`` payloads, by the payloads' identity
-        self._stable: dict[tuple, tuple[Any, list[tuple[tuple[int, ...], list, Any]]]] = {}
+        self._stable: dict[tuple, tuple[list[list[Any]], list[Collective]]] = {}
 
     def launch(
         self,
@@ -185,13 +190,14 @@ class Meetings:
         root: int,
         together: Sequence[Sequence[int]] | None,
         stable: bool,
-    ) -> list[tuple[Sequence[int], tuple[int, ...], list[Any], Any]]:
+    ) -> list[Collective]:
         """:meth:`per_rank`'s collectives: which payloads each joins, its devices, its
         results and its plan; once per ``payloads`` list when it is ``stable``."""
-        key = (id(payloads), op, algorithm, root, tuple(m.index for m in group),
-               None if ranks is None else tuple(ranks),
-               None if together is None else tuple(map(tuple, together)))  # fmt: skip
+        key: tuple = ()
         if stable:
+            key = (id(payloads), op, algorithm, root, tuple(m.index for m in group),
+                   None if ranks is None else tuple(ranks),
+                   None if together is None else tuple(map(tuple, together)))  # fmt: skip
             hit = self._stable.get(key)
             if hit is not None and hit[0] is payloads:  # (the list is kept: its id is its own)
                 return hit[1]
