@@ -194,8 +194,7 @@ class StepBound:
         key = (plan, devices)
         seconds = self._idle.get(key)
         if seconds is None:
-            placed_devices = devices
-            seconds = self._idle[key] = self.network.idle_duration(plan, placed_devices)
+            seconds = self._idle[key] = self.network.idle_duration(plan, devices)
         return seconds
 
     def _blocks_of(

@@ -220,11 +220,9 @@ def _named(s: Strategy, name: Callable[[Strategy], str]) -> Strategy:
 class Fastest:
     """The ``k`` fastest steps of the runs that fit so far."""
 
-    def __init__(self, k: int, results: Iterable[dict[str, Any] | None] = ()) -> None:
+    def __init__(self, k: int) -> None:
         self.k = k
         self._steps: list[float] = []  # negated: a max-heap of the k fastest
-        for r in results:
-            self.add(r)
 
     def add(self, result: dict[str, Any] | None) -> None:
         if result is not None and result["status"] == "ok":
