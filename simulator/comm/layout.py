@@ -187,6 +187,11 @@ def placed(layout: GroupLayout | None) -> Iterator[None]:
         _active.reset(token)
 
 
+def current_placement() -> GroupLayout | None:
+    """The layout set by :func:`placed` (None outside it)."""
+    return _active.get()
+
+
 def current_layout(p: int) -> GroupLayout | None:
     """The layout set by :func:`placed`, if it is one of ``p`` ranks."""
     layout = _active.get()

@@ -94,8 +94,19 @@ def collecting_reports(sink: Reports | None) -> Iterator[Reports | None]:
         _reports.reset(token)
 
 
+#: reports made so far in this process, heard or not (:func:`reports_made`)
+_made = [0]
+
+
+def reports_made() -> int:
+    """How many reports layers have made so far (whether a sink heard them or not):
+    code that reuses what a layer did knows from it whether the layer reports."""
+    return _made[0]
+
+
 def add_aux_loss(value: float) -> None:
     """Report an auxiliary loss of the micro-batch under way."""
+    _made[0] += 1
     sink = _reports.get()
     if sink is not None:
         sink.aux.append(value)
@@ -103,6 +114,7 @@ def add_aux_loss(value: float) -> None:
 
 def report_routing(layer: str, tokens: list[int]) -> None:
     """Report how many tokens each expert of ``layer`` got in the micro-batch under way."""
+    _made[0] += 1
     sink = _reports.get()
     if sink is not None:
         before = sink.tokens.get(layer)

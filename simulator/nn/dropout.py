@@ -97,6 +97,9 @@ class Dropout(Layer):
     """
 
     name = "dropout"
+    #: what seeds the masks alone: layers that differ only in it trace alike without
+    #: values (:func:`simulator.parallel.reuse.block_key`)
+    value_only = ("layer",)
 
     def __init__(
         self,

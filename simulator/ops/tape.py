@@ -157,6 +157,32 @@ class Tape:
         self._segments = []
         self._piece = {}
 
+    @property
+    def handles(self) -> int:
+        """The last handle given out (-1: none yet)."""
+        return self._handles
+
+    def open_segments(self) -> list[ComputeSegment]:
+        """The segments kernels recorded now may join (none after a collective or mark)."""
+        return self._segments
+
+    def pieces(self) -> dict[int, tuple[int, str]]:
+        """Per rank, the position among :meth:`open_segments` of its current piece and
+        that piece's tag."""
+        return dict(self._piece)
+
+    def extend(
+        self,
+        items: list[Item],
+        open_segments: list[ComputeSegment],
+        pieces: dict[int, tuple[int, str]],
+    ) -> None:
+        """Add ``items`` as if they had just been recorded, leaving ``open_segments``
+        (some of them) open with ``pieces`` (:mod:`simulator.parallel.reuse`)."""
+        self.items.extend(items)
+        self._segments = list(open_segments)
+        self._piece = dict(pieces)
+
     def kernels(self, rank: int = 0) -> list[Kernel]:
         """Every kernel one rank ran, in order."""
         return [

@@ -21,6 +21,7 @@ from ..nn.param import Param
 from ..ops.arrays import Array, tree_bytes
 from ..ops.precision import gemm_precision
 from ..ops.tape import Mark, record, tagged
+from .reuse import run_unit
 from .tensor import ParallelBlock, ShardLoss
 
 RECOMPUTE = ("none", "full", "selective")
@@ -79,13 +80,9 @@ class Chunk:
         ctxs = []
         for i, block in enumerate(self.blocks):
             record(Mark("block", (self.index, i, "F")))
-            if self._rerun(i):
-                inputs = xs
-                xs, _ = block.forward(xs)
-                ctxs.append(("inputs", inputs))
-            else:
-                xs, c = block.forward(xs)
-                ctxs.append(c)
+            inputs = xs
+            xs, c = run_unit("F", block, inputs, lambda b=block, x=inputs: b.forward(x))
+            ctxs.append(("inputs", inputs) if self._rerun(i) else c)
         if self.loss is None or not apply_loss:
             return xs, (ctxs, None)
         values, lctx = self.loss.forward(xs, targets)
@@ -121,7 +118,12 @@ class Chunk:
         wctxs: list[Any] = [None] * len(self.blocks)
         for i in reversed(range(len(self.blocks))):
             record(Mark("block", (self.index, i, "B")))
-            dys, wctxs[i] = self.blocks[i].backward_input(dys, self._block_ctx(i, ctxs[i]))
+            dys, wctxs[i] = run_unit(
+                f"B {self.recompute}",
+                self.blocks[i],
+                (dys, ctxs[i]),
+                lambda i=i, d=dys: self.blocks[i].backward_input(d, self._block_ctx(i, ctxs[i])),
+            )
         return dys, wctxs
 
     def backward_weight(self, wctxs: list[Any]) -> None:
@@ -132,7 +134,8 @@ class Chunk:
     def _backward_weight(self, wctxs: list[Any]) -> None:
         for i in reversed(range(len(self.blocks))):
             record(Mark("block", (self.index, i, "W")))
-            self.blocks[i].backward_weight(wctxs[i])
+            block = self.blocks[i]
+            run_unit("W", block, wctxs[i], lambda b=block, w=wctxs[i]: b.backward_weight(w))
             record(Mark("grads_ready", (self.index, i)))
 
     def backward(self, dys: list[Array] | None, ctx: Any, scale: float) -> list[Array]:
@@ -145,7 +148,12 @@ class Chunk:
         dys = self._start(dys, ctx, scale)
         for i in reversed(range(len(self.blocks))):
             record(Mark("block", (self.index, i, "B")))
-            dys = self.blocks[i].backward(dys, self._block_ctx(i, ctxs[i]))
+            dys = run_unit(
+                f"BW {self.recompute}",
+                self.blocks[i],
+                (dys, ctxs[i]),
+                lambda i=i, d=dys: self.blocks[i].backward(d, self._block_ctx(i, ctxs[i])),
+            )
             record(Mark("grads_ready", (self.index, i)))
         return dys
 

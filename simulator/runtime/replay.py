@@ -31,6 +31,7 @@ from ..engine.events import timeout
 from ..engine.trace import COMPUTE
 from ..ops.tape import Mark, recording
 from ..parallel.pipeline.actions import Action
+from ..parallel.reuse import BlockReuse, reusing
 from .tally import Tally
 from .tapes import COLLECTIVE, EXCHANGE, MARK, SEGMENT, WAIT, CompiledTape, compile_tape
 from .workers import SimWorker
@@ -59,6 +60,8 @@ class Replay:
         self.repeats = not numerics
         self.fused = engine.collective_detail == "fused" and not numerics
         self._scripts: dict[tuple[int, int], tuple[CompiledTape, list[tuple]]] = {}
+        #: shape-only: each kind of block is traced once (:mod:`simulator.parallel.reuse`)
+        self.reuse = None if numerics else BlockReuse()
         #: who hears the tapes' marks (None: nobody, and tapes keep none)
         self.on_mark: MarkHook | None = None
         #: who runs the tapes' expert-parallel exchanges (:mod:`.experts`)
@@ -80,7 +83,7 @@ class Replay:
         """Run ``fn`` on a new tape and price the tape on ``sw``'s devices; its
         collectives run over ``sw``'s layout, the placement of its tensor-parallel
         group."""
-        with placed(sw.layout), recording() as tape:
+        with placed(sw.layout), recording() as tape, reusing(self.reuse):
             result = fn()
         return result, compile_tape(tape, sw.cost, self.on_mark is not None)
 
