@@ -25,6 +25,7 @@ from ..nn.config import ModelConfig
 from ..ops.tape import Kernel, recording
 from . import partition as partitions
 from .mesh import Mesh
+from .reuse import BlockReuse, reusing, run_unit
 from .strategy import Strategy
 from .training import TrainingConfig
 
@@ -58,17 +59,24 @@ def _block_kernels(
     """The kernels of every block's forward and backward (the loss's in the last)."""
     model = model_config.build(training.seed, numerics=False)
     x, y = model_config.batch(training.seed, 0, micro_batch, numerics=False)
+    last = len(model.blocks) - 1
     out_kernels = []
-    for i, block in enumerate(model.blocks):
-        with recording() as tape:
-            out, ctx = block.forward(x)
-            dy = out
-            if i == len(model.blocks) - 1:
-                _, lctx = model.loss.forward(out, y)
-                dy = model.loss.backward(lctx, 1.0)
-            block.backward(dy, ctx)
-        out_kernels.append(tape.kernels())
-        x = out
+
+    def both(i: int, block: Any, x: Any) -> Any:
+        out, ctx = block.forward(x)
+        dy = out
+        if i == last:
+            _, lctx = model.loss.forward(out, y)
+            dy = model.loss.backward(lctx, 1.0)
+        block.backward(dy, ctx)
+        return out
+
+    with reusing(BlockReuse()):  # each kind of layer traced twice, not 96 times
+        for i, block in enumerate(model.blocks):
+            with recording() as tape:
+                unit = "last" if i == last else "forward and backward"
+                x = run_unit(unit, block, x, lambda i=i, block=block, x=x: both(i, block, x))
+            out_kernels.append(tape.kernels())
     return out_kernels
 
 
