@@ -98,7 +98,7 @@ class Dropout(Layer):
 
     name = "dropout"
     #: what seeds the masks alone: layers that differ only in it trace alike without
-    #: values (:func:`simulator.parallel.reuse.block_key`)
+    #: values (:func:`simulator.parallel.block_key.block_key`)
     value_only = ("layer",)
 
     def __init__(

@@ -10,7 +10,8 @@ lowering: nothing here advances a clock (the runtime executes the plan).
 * :mod:`.data` -- data-parallel variants (DDP, ZeRO, ``nn.DataParallel``) as
   registry entries;
 * :mod:`.partition` (blocks into stages), :mod:`.stage` (a chunk of blocks
-  and its stash), :mod:`.reuse` (shape-only traces of alike blocks, copied),
+  and its stash), :mod:`.reuse` and :mod:`.block_key` (shape-only traces of
+  alike blocks, copied),
   :mod:`.tied` (weights shared across stages),
   :mod:`.worker` and :mod:`.program` (one list of instructions per worker);
 * :mod:`.build` -- :func:`build_plan`: checks the layout and puts it all together.

@@ -9,19 +9,17 @@ pipeline stage of 12 layers costs 12 traces of the same code.
 While a :class:`BlockReuse` is active (:func:`reusing`, set by the runtime
 around every shape-only trace), :func:`run_unit` runs a chunk's unit of work on
 one block -- its forward, its backward (B and W fused), B or W -- for real the
-first time a kind of block meets a kind of input. Afterwards, for a block of
-the same kind given inputs of the same shapes, it appends to the tape a copy of
-what that first run recorded, with the block's own name in every label, and
+first two times a kind of block meets a kind of input. Afterwards, for a block
+of the same kind given inputs of the same shapes, it appends to the tape a copy
+of what the second run recorded, with the block's own name in every label, and
 returns a copy of its results built over the new inputs. The copies are
 exact: the same kernels, collectives and segments in the same order, and
 results with the same shapes and the same sharing of arrays, so a stage's
 saved activations (:func:`~simulator.ops.arrays.tree_bytes`) count the same.
 
 Two blocks are *of the same kind* when everything they hold is equal once
-their names are set aside (:func:`block_key`): classes, parameter shapes,
-settings, and which parts they share. Attributes a class lists in
-``value_only`` change the numbers a shape-only run never computes (a dropout
-layer's index, which seeds its masks) and are left out. A unit is never
+their names are set aside (:func:`~.block_key.block_key`): classes, parameter
+shapes, settings, and which parts they share. A unit is never
 reused when its first run recorded anything besides compute and collectives
 (marks, expert exchanges), reported to a mixture of experts' tally, left a
 collective to be waited for after it, or returned what cannot be copied.
@@ -30,22 +28,18 @@ collective to be waited for after it, or returned what cannot be copied.
 from __future__ import annotations
 
 import contextlib
-import functools
 import re
-import types
 from collections.abc import Callable, Hashable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-import numpy as np
-
 from ..comm.layout import current_placement
 from ..nn.context import current_batch, current_loss_scale, reports_made
-from ..nn.param import Param
 from ..ops.arrays import ShapeArray
 from ..ops.precision import linear_gemm_dtype
 from ..ops.tape import CollectiveCall, ComputeSegment, Kernel, Tape, Wait, active
+from .block_key import block_key, input_key
 
 R = TypeVar("R")
 
@@ -105,7 +99,7 @@ class BlockReuse:
 
     def run(self, unit: str, block: Any, inputs: Any, fn: Callable[[], R], tape: Tape) -> R:
         """``fn()``, or a copy of what an earlier run of the same unit did (module docstring)."""
-        shapes = _shapes(inputs)
+        shapes = input_key(inputs)
         if shapes is None:
             return fn()
         key = (
@@ -270,97 +264,6 @@ def run_unit(unit: str, block: Any, inputs: Any, fn: Callable[[], R]) -> R:
     return reuse.run(unit, block, inputs, fn, tape)
 
 
-#: what :func:`block_key` compares by identity: code, and what holds code
-_OPAQUE = (
-    types.FunctionType,
-    types.MethodType,
-    types.BuiltinFunctionType,
-    types.ModuleType,
-    functools.partial,
-)
-
-
-# -- keys ----------------------------------------------------------------------------
-def block_key(block: Any) -> Hashable:
-    """What makes ``block``'s traces what they are, its name set aside: a nested tuple of
-    its classes, settings and parameter shapes, with each object seen before given as
-    the position where it was first seen (module docstring). Every object it reads is
-    held by ``block``, which keeps them alive while the key is in use."""
-    name = getattr(block, "name", "")
-    pattern = re.compile(rf"(?<![\w]){re.escape(name)}(?![\w])") if name else None
-    seen: dict[int, int] = {}
-
-    def describe(obj: Any) -> Hashable:
-        cls = type(obj)
-        if cls in _PLAIN:
-            return obj
-        if cls is str:
-            return pattern.sub("\0", obj) if pattern is not None and name in obj else obj
-        first = seen.get(id(obj))
-        if first is not None:
-            return ("seen", first)
-        seen[id(obj)] = len(seen)
-        if cls is ShapeArray:
-            return (obj.shape, obj.dtype)
-        if cls is list or cls is tuple:
-            return (cls is list, *map(describe, obj))
-        if cls is Param:
-            return ("param", describe(obj.name), describe(obj.value))
-        if cls is dict:
-            return ("dict", *((describe(k), describe(v)) for k, v in obj.items()))
-        if isinstance(obj, (bool, int, float, complex, str)):  # numpy's scalars, say
-            return (cls.__qualname__, obj)
-        if cls is slice:
-            return ("slice", obj.start, obj.stop, obj.step)
-        if isinstance(obj, type):
-            return ("type", obj.__module__, obj.__qualname__)
-        if isinstance(obj, np.ndarray):
-            return ("ndarray", obj.shape, obj.dtype.str, obj.tobytes())
-        fields = None if isinstance(obj, _OPAQUE) else getattr(obj, "__dict__", None)
-        if fields is None:
-            slots = [s for c in cls.__mro__ for s in getattr(c, "__slots__", ())]
-            if not slots or isinstance(obj, _OPAQUE):
-                return ("object", id(obj))  # equal only to itself
-            fields = {s: getattr(obj, s, None) for s in slots if s != "__weakref__"}
-        skip = getattr(cls, "value_only", ())
-        return (
-            cls.__module__,
-            cls.__qualname__,
-            *((k, describe(v)) for k, v in fields.items() if k not in skip),
-        )
-
-    return describe(block)
-
-
-#: what :func:`block_key` compares as values
-_PLAIN = frozenset({type(None), bool, int, float, complex})
-
-
-def _shapes(tree: Any) -> Hashable | None:
-    """The shapes, dtypes and sharing of the arrays in ``tree``; None if it holds
-    anything else than arrays, containers and plain values."""
-    seen: dict[int, int] = {}
-
-    def walk(obj: Any) -> Hashable:
-        if obj is None or isinstance(obj, (bool, int, float, str)):
-            return obj
-        first = seen.get(id(obj))
-        if first is not None:
-            return ("seen", first)
-        seen[id(obj)] = len(seen)
-        if type(obj) is ShapeArray:
-            return (obj.shape, obj.dtype)
-        if type(obj) is list or type(obj) is tuple:
-            return (type(obj) is list, *map(walk, obj))
-        raise _Unclonable
-
-    try:
-        return walk(tree)
-    except _Unclonable:
-        return None
-
-
-# -- copies --------------------------------------------------------------------------
 def _clone(obj: Any, memo: dict[int, Any]) -> Any:
     """A copy of ``obj`` (arrays, lists, tuples, dicts and plain values) sharing what
     ``obj`` shares, with the objects ``memo`` maps replaced by their images."""
