@@ -251,17 +251,13 @@ class Pruner:
         )
 
     def _layer_bytes(self, s: Strategy, micro_batch: int) -> float:
+        """A transformer layer's activation bytes per device (once per distinct setting)."""
         if not isinstance(self.model_config, (GPTConfig, LlamaConfig)):
             return 0.0  # activations are estimated for transformer layers only
-        return layer_stash_bytes(
-            self.model_config,
-            micro_batch,
-            s.tp,
-            s.sequence_parallel,
-            s.recompute,
-            s.precision,
-            s.cp,
-            s.context_parallel,
+        args = (micro_batch, s.tp, s.sequence_parallel, s.recompute, s.precision, s.cp,
+                s.context_parallel)  # fmt: skip
+        return self._cached(
+            ("layer bytes", *args), lambda: layer_stash_bytes(self.model_config, *args)
         )
 
     def first_failure(self, s: Strategy) -> str | None:
