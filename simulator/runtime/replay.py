@@ -60,7 +60,8 @@ class Replay:
         self.repeats = not numerics
         self.fused = engine.collective_detail == "fused" and not numerics
         self._scripts: dict[tuple[int, int], tuple[CompiledTape, list[tuple]]] = {}
-        #: shape-only: each kind of block is traced once (:mod:`simulator.parallel.reuse`)
+        #: shape-only: each kind of block is traced twice, then copied
+        #: (:mod:`simulator.parallel.reuse`)
         self.reuse = None if numerics else BlockReuse()
         #: who hears the tapes' marks (None: nobody, and tapes keep none)
         self.on_mark: MarkHook | None = None
