@@ -187,11 +187,21 @@ def collective(
         if key not in _SHAPE_ONLY:
             _SHAPE_ONLY[key] = _run(op, xs, algorithm, root, layout, channels, splits)
         results, plan = _SHAPE_ONLY[key]
-        return list(results), plan
+        return [_fresh(r) for r in results], plan
     return _run(op, xs, algorithm, root, layout, channels, splits)
 
 
 _SHAPE_ONLY: dict[tuple, Result] = {}
+
+
+def _fresh(x: Array | None) -> Array | None:
+    """A new shape-only array like ``x``: every call's results are arrays of their own, as
+    they are with numbers, so memory that saves two of them counts both."""
+    if x is None:
+        return None
+    new = ShapeArray.__new__(ShapeArray)
+    new.shape, new.dtype, new.size, new.nbytes = x.shape, x.dtype, x.size, x.nbytes
+    return new
 
 
 def _check(
