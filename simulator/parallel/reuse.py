@@ -54,7 +54,7 @@ class _Unit:
 
     ``inputs`` and ``result`` are private copies (the result built over those
     inputs) but for ``shared``: the arrays, by id, that two runs of the unit
-    returned both (a shape-only collective's cached result, say), which every
+    returned both (one the layer code caches and hands out again, say), which every
     copy shares too. ``items`` are the tape's new items; ``open`` the positions
     among them of the segments still open at the end and ``piece`` the tape's
     pieces then (:class:`~simulator.ops.tape.Tape`), so that kernels recorded

@@ -21,7 +21,7 @@ from simulator.hardware import preset
 from simulator.nn.gpt import GPTConfig
 from simulator.nn.llama import LlamaConfig
 from simulator.nn.models import MLPConfig
-from simulator.ops.arrays import ShapeArray
+from simulator.ops.arrays import ShapeArray, tree_bytes
 from simulator.ops.basic import emit
 from simulator.ops.tape import ComputeSegment, Mark, Tape, on_rank, record, recording
 from simulator.parallel import Strategy
@@ -180,3 +180,29 @@ def test_what_follows_a_copy_joins_its_open_segments_as_it_would_the_traced() ->
     assert reuse.copied == 2  # layers 2 and 3
     assert copied == recorded(None)
     assert copied[-1] == {0: ["layer3.work", "loss"], 1: ["layer3.work"] * 2 + ["loss"]}
+
+
+class Cached(Layer):
+    """A block whose result keeps an array the code hands out to every block alike."""
+
+    TABLE = ShapeArray((64,), "float32")
+
+    def forward(self, xs: list[ShapeArray]) -> tuple[list[ShapeArray], list]:
+        ys, _ = super().forward(xs)
+        return ys, [(self.TABLE, ShapeArray((4,), "float32")) for _ in xs]
+
+
+def test_an_array_every_traced_block_returns_stays_shared_in_the_copies() -> None:
+    def stash(reuse: BlockReuse | None) -> int:
+        with recording(), reusing(reuse):
+            xs, ctxs = [ShapeArray((4,), "float32") for _ in range(2)], []
+            for i in range(4):
+                record(Mark("block", i))
+                layer = Cached(f"layer{i}")
+                xs, ctx = run_unit("F", layer, xs, lambda layer=layer, xs=xs: layer.forward(xs))
+                ctxs.append(ctx)
+        return tree_bytes(ctxs)
+
+    reuse = BlockReuse()
+    assert stash(reuse) == stash(None) == 64 * 4 + 8 * 4 * 4  # the table once, 8 arrays
+    assert reuse.copied == 2
