@@ -147,12 +147,20 @@ class BlockReuse:
             return None
         position = {id(item): k for k, item in enumerate(items)}
         open_ = [position[id(s)] for s in tape.open_segments()]
+        # the tape's open segments go on growing (a loss after the last block joins
+        # them): the unit keeps its segments as they are now
+        own_items = [
+            ComputeSegment({r: list(ks) for r, ks in item.kernels.items()}, item.tag)
+            if isinstance(item, ComputeSegment)
+            else item
+            for item in items
+        ]
         return _Unit(
             block.name,
             own_inputs,
             own_result,
             shared,
-            list(items),
+            own_items,
             open_,
             tape.pieces(),
             [item.handle for item in items if isinstance(item, CollectiveCall)

@@ -42,6 +42,11 @@ MODELS = {
         layers=4, hidden=16, heads=4, kv_heads=2, ffn_hidden=12, seq_len=8, vocab=16,
         experts=4, top_k=2,
     ),
+    # expert-parallel ranks whose experts get different loads: each prices its own tapes
+    "moe-zipf": LlamaConfig(
+        layers=4, hidden=16, heads=4, kv_heads=2, ffn_hidden=12, seq_len=8, vocab=16,
+        experts=4, top_k=2, routing="zipf:1.2",
+    ),
 }  # fmt: skip
 CLUSTER = preset("toy", nodes=2)  # 8 devices
 SHAPES = TrainingConfig(numerics=False, global_batch=8, steps=1, optimizer="adam")
@@ -53,7 +58,7 @@ def layouts(draw: st.DrawFn) -> tuple[str, Strategy]:
     tp = draw(st.sampled_from([1, 2]))
     pp = draw(st.sampled_from([1, 2]))
     dp = draw(st.sampled_from([1, 2]))
-    cp = draw(st.sampled_from([1, 2])) if model not in ("moe", "mlp") else 1
+    cp = draw(st.sampled_from([1, 2])) if model not in ("moe", "moe-zipf", "mlp") else 1
     schedule = draw(st.sampled_from(schedule_names())) if pp > 1 else "1f1b"
     chunked = ("interleaved", "zbv", "dualpipe", "dualpipev")
     return model, Strategy(
@@ -62,7 +67,7 @@ def layouts(draw: st.DrawFn) -> tuple[str, Strategy]:
         tp=tp,
         pp=pp,
         cp=cp,
-        ep=draw(st.sampled_from([1, dp])) if model == "moe" else 1,
+        ep=draw(st.sampled_from([1, dp])) if model.startswith("moe") else 1,
         schedule=schedule,
         chunks=draw(st.sampled_from([1, 2])) if schedule in chunked else 1,
         microbatches=draw(st.sampled_from([1, 2, 4])),
@@ -205,4 +210,30 @@ def test_an_array_every_traced_block_returns_stays_shared_in_the_copies() -> Non
 
     reuse = BlockReuse()
     assert stash(reuse) == stash(None) == 64 * 4 + 8 * 4 * 4  # the table once, 8 arrays
+    assert reuse.copied == 2
+
+
+def test_what_follows_the_traced_unit_on_its_tape_is_not_copied_with_it() -> None:
+    # the last block of every worker's chunk, then the loss on the same segments; the
+    # third worker copies the second's block, not the second's loss as well
+    def workers(reuse: BlockReuse | None) -> list:
+        tapes = []
+        with reusing(reuse):
+            for _ in range(4):
+                with recording() as tape:
+                    xs = [ShapeArray((4,), "float32") for _ in range(2)]
+                    record(Mark("block", 0))
+                    head = Layer("head")
+                    run_unit("F", head, xs, lambda head=head, xs=xs: head.forward(xs))
+                    for r in range(2):
+                        with on_rank(r):
+                            emit("loss", "elementwise", "float32", 0, 64)
+                tapes.append(
+                    [{r: [k.name for k in ks] for r, ks in item.kernels.items()}
+                     for item in tape.items if isinstance(item, ComputeSegment)]
+                )  # fmt: skip
+        return tapes
+
+    reuse = BlockReuse()
+    assert workers(reuse) == workers(None)
     assert reuse.copied == 2
