@@ -187,21 +187,13 @@ def collective(
         if key not in _SHAPE_ONLY:
             _SHAPE_ONLY[key] = _run(op, xs, algorithm, root, layout, channels, splits)
         results, plan = _SHAPE_ONLY[key]
-        return [_fresh(r) for r in results], plan
+        # arrays of their own for every call, as with numbers: memory that saves the
+        # results of two calls counts both
+        return [None if r is None else r.fresh() for r in results], plan
     return _run(op, xs, algorithm, root, layout, channels, splits)
 
 
 _SHAPE_ONLY: dict[tuple, Result] = {}
-
-
-def _fresh(x: Array | None) -> Array | None:
-    """A new shape-only array like ``x``: every call's results are arrays of their own, as
-    they are with numbers, so memory that saves two of them counts both."""
-    if x is None:
-        return None
-    new = ShapeArray.__new__(ShapeArray)
-    new.shape, new.dtype, new.size, new.nbytes = x.shape, x.dtype, x.size, x.nbytes
-    return new
 
 
 def _check(

@@ -90,6 +90,14 @@ class ShapeArray:
     def copy(self) -> ShapeArray:
         return self
 
+    def fresh(self) -> ShapeArray:
+        """Another array of this shape and dtype: memory that counts arrays by identity
+        (:func:`tree_bytes`) counts it apart from this one, as it would a copy with
+        values. (:meth:`copy` may return the array itself.)"""
+        new = ShapeArray.__new__(ShapeArray)
+        new.shape, new.dtype, new.size, new.nbytes = self.shape, self.dtype, self.size, self.nbytes
+        return new
+
     def __getitem__(self, key: Any) -> ShapeArray:
         keys = key if isinstance(key, tuple) else (key,)
         dims: list[int] = []

@@ -136,7 +136,7 @@ class BlockReuse:
     ) -> _Unit | None:
         """The unit to copy, from its second run (``first``: the first run's leaves)."""
         second = _leaves(result)
-        if first is None or len(first) != len(second):
+        if second is None or len(first) != len(second):
             return None
         shared = {id(b): b for a, b in zip(first, second, strict=True) if a is b}
         memo = dict(shared)
@@ -282,8 +282,7 @@ def _clone(obj: Any, memo: dict[int, Any]) -> Any:
         return hit
     cls = type(obj)
     if cls is ShapeArray:
-        new: Any = ShapeArray.__new__(ShapeArray)
-        new.shape, new.dtype, new.size, new.nbytes = obj.shape, obj.dtype, obj.size, obj.nbytes
+        new: Any = obj.fresh()
     elif cls is list:
         new = []
         memo[id(obj)] = new
