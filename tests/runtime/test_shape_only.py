@@ -6,7 +6,10 @@ device must hold the same bytes at its peak. It once did not: shape-only
 collectives hand out one cached result for every repeat, so the weight-gradient
 stashes of the zero-bubble schedules, which keep collective outputs of several
 layers, held the same array several times and counted it once (a ``zb-h1``
-stage came out 10% light). Each call now returns arrays of its own.
+stage came out 10% light). Each call now returns arrays of its own. (The
+gradients' reduce-scatters and all-reduces, whose results a shape-only run never
+reads, are worked out once per bucket and only timed again: the layouts draw
+ZeRO stages and buckets too.)
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ def layouts(draw: st.DrawFn) -> Strategy:
         microbatches=draw(st.sampled_from([1, 2, 4])),
         recompute=draw(st.sampled_from(RECOMPUTE)),
         sequence_parallel=draw(st.booleans()) if tp > 1 else False,
+        zero=draw(st.sampled_from([0, 1, 2, 3])),
+        bucket_mb=draw(st.sampled_from([0.0, 0.002])),
     )
 
 
