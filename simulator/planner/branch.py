@@ -166,6 +166,11 @@ class BranchAndBound:
                 given += 1
                 yield self._ready.popleft()
 
+    def ready(self) -> Iterator[Candidate]:
+        """The layouts whose tight bounds are known and that are not handed out yet, in
+        the order :meth:`next_round` hands them out: what may be run ahead of it."""
+        return iter(self._ready)
+
     def prepare(self, size: int) -> bool:
         """One step of the work a round of ``size`` will want, whatever the step it must
         beat: while the workers simulate, the search expands and tightens ahead, in the

@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,6 +197,7 @@ def run_tasks(
     label: str = "simulating",
     then: Callable[[list[Result | None]], Iterable[Task]] | None = None,
     idle: Callable[[], bool] | None = None,
+    ahead: Callable[[], Task | None] | None = None,
 ) -> Outcome:
     """Run ``fn`` on every task (see the module docstring); never raises for a
     failed run.
@@ -231,7 +232,7 @@ def run_tasks(
                 workers = workers or default_workers()
                 if then is None:  # no more than the tasks
                     workers = min(workers, len(tasks))
-                _on_processes(workers, tasks, fn, results, bar, rounds, idle)
+                _on_processes(workers, tasks, fn, results, bar, rounds, idle, ahead)
     except Terminated:
         interrupted = "SIGTERM"
     except KeyboardInterrupt:
@@ -336,25 +337,50 @@ def _on_processes(
     bar: _Progress,
     rounds: Iterator[Iterable[int]],
     idle: Callable[[], bool] | None = None,
+    ahead: Callable[[], Task | None] | None = None,
 ) -> None:
     pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init)
+    #: tasks run ahead of their round (:func:`run_tasks`), with their futures
+    early: list[tuple[Task, Future]] = []
     try:
         for batch in rounds:
-            futures = {pool.submit(fn, tasks[i]): i for i in batch}
+            futures = {}
+            for i in batch:
+                futures[_taken(early, tasks[i]) or pool.submit(fn, tasks[i])] = i
             busy = idle is not None  # whether idle() has more to do
             running = set(futures)
             while running:
+                pending = {f for _, f in early if not f.done()}
+                if ahead is not None and len(running) + len(pending) < workers:
+                    task = ahead()
+                    if task is not None:
+                        future = pool.submit(fn, task)
+                        early.append((task, future))
+                        pending.add(future)
                 # a finished run is collected at once; between, idle() does a step
-                done, running = wait(running, timeout=0 if busy else None,
-                                     return_when=FIRST_COMPLETED)  # fmt: skip
-                for future in done:
+                done, _ = wait(running | pending, timeout=0 if busy else None,
+                               return_when=FIRST_COMPLETED)  # fmt: skip
+                for future in done & running:
                     _settle(future, futures[future], results, bar)
+                running -= done
                 if busy and running:
                     busy = idle()
     except BaseException:  # Ctrl-C, SIGTERM, or a failure of our own: end the workers
         _stop(pool)
         raise
-    pool.shutdown()
+    if any(not f.done() for _, f in early):
+        _stop(pool)  # runs ahead that no round wanted: end them rather than wait
+    else:
+        pool.shutdown()
+
+
+def _taken(early: list[tuple[Task, Future]], task: Task) -> Future | None:
+    """The future of a task run ahead that equals ``task``, taken off ``early``."""
+    for j, (ran, future) in enumerate(early):
+        if ran == task:
+            del early[j]
+            return future
+    return None
 
 
 def _on_dask(

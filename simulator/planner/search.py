@@ -221,7 +221,19 @@ def _branch_and_bound(
             chosen.append(c)
             yield task(c.strategy)
 
-    outcome = run_tasks([], then=then, idle=lambda: search.prepare(ROUND), **run)
+    early: set[str] = set()
+
+    def ahead() -> Task | None:
+        # the least bound not handed out is what the next round begins with, if any
+        for c in search.ready():
+            if c.bound >= fastest.kth:
+                return None
+            if c.strategy.name not in early:
+                early.add(c.strategy.name)
+                return task(c.strategy)
+        return None
+
+    outcome = run_tasks([], then=then, idle=lambda: search.prepare(ROUND), ahead=ahead, **run)
     # a round stopped while being chosen may hold a layout whose task never came
     results = outcome.results + [None] * (len(chosen) - len(outcome.results))
     done = [((c.strategy, c.estimate), r) for c, r in zip(chosen, results, strict=True)]

@@ -1,6 +1,7 @@
 """The executor: the same bytes from a process pool and from Dask; failures recorded; Ctrl-C."""
 
 import os
+import time
 
 import pytest
 
@@ -63,6 +64,44 @@ def test_then_gives_each_round_from_the_results_of_the_one_before(workers):
     assert asked == [[], [10, 11, 12], [20, 21, 22], [30, 31, 32]]
     assert [r["n"] for r in outcome.results] == [10, 11, 12, 20, 21, 22, 30, 31, 32]
     assert all((r["pid"] != os.getpid()) == (workers > 1) for r in outcome.results)
+
+
+def _logged(task):
+    """Run ``(n, directory, seconds)``: note the start in the directory, sleep, note the end."""
+    n, directory, seconds = task
+    with open(os.path.join(directory, f"{n}.started"), "a") as f:
+        f.write("x")
+    time.sleep(seconds)
+    with open(os.path.join(directory, f"{n}.ended"), "a") as f:
+        f.write("x")
+    return {"status": "ok", "n": n}
+
+
+def test_a_task_run_ahead_is_taken_by_its_round_and_one_no_round_gives_is_ended(tmp_path):
+    """``ahead`` runs a task on a worker the round leaves idle: the round that gives an
+    equal task takes its result instead of running it again, and a task no round
+    gives is ended when the rounds are over, not waited for. The results are those
+    of the rounds alone."""
+    directory = str(tmp_path)
+    rounds = [[(1, directory, 0.0), (2, directory, 1.0)], [(3, directory, 0.0)]]
+    wanted = iter([(3, directory, 0.0), (9, directory, 60.0)])
+    asked = []
+    ahead_of_its_round = []
+
+    def then(results):
+        asked.append([r["n"] for r in results])
+        if len(asked) == 2:
+            ahead_of_its_round.append((tmp_path / "3.ended").exists())
+        if len(asked) <= len(rounds):
+            yield from rounds[len(asked) - 1]
+
+    outcome = run_tasks([], fn=_logged, workers=2, then=then, ahead=lambda: next(wanted, None))
+    assert [r["n"] for r in outcome.results] == [1, 2, 3]
+    assert asked == [[], [1, 2], [3]]
+    assert ahead_of_its_round == [True]
+    started = {name: (tmp_path / name).read_text() for name in os.listdir(tmp_path)}
+    assert started["3.started"] == "x"  # run ahead, and not again by its round
+    assert "9.started" in started and "9.ended" not in started  # ended, not waited for
 
 
 def test_a_failing_run_is_recorded_and_the_others_finish():
