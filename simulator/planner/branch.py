@@ -88,26 +88,24 @@ class BranchAndBound:
     """The families of a search and what expanding them found (module docstring)."""
 
     def __init__(self, pruner: Pruner, bound: StepBound, fams: list[Family],
-                 name: Callable[[Strategy], str]) -> None:  # fmt: skip
+                 name: Callable[[Strategy], str], workers: int = 1) -> None:  # fmt: skip
+        """Check every family's members and work out their floors (:func:`checked`),
+        in ``workers`` processes when there are more than one and this system can
+        fork; the outcome is the same."""
         self.pruner = pruner
         self.bound = bound
         self.name = name
         waiting = []
-        for i, family in enumerate(fams):
-            # members that break a layout rule or whose memory floor is over: counted now
-            kept = []
-            for s, orders in family.members:
-                rule = pruner.first_failure(s)
-                if rule is None:
-                    kept.append((s, orders))
-                else:
-                    pruner.reject(rule, len(orders))
+        for i, kept, rejected, floors in _checked_in(workers, pruner, bound, fams):
+            for rule, layouts in rejected.items():
+                pruner.reject(rule, layouts)
             if not kept:
                 continue
-            family.members = kept
-            family.layouts = sum(len(orders) for _, orders in kept)
-            family.floors = bound.floor([s for s, _ in kept], [orders for _, orders in kept])
-            family.floor = min(family.floors)
+            family = fams[i]
+            family.members = [family.members[j] for j in kept]
+            family.layouts = sum(len(orders) for _, orders in family.members)
+            family.floors = floors
+            family.floor = min(floors)
             waiting.append((family.floor, i, family))
         heapq.heapify(waiting)
         self._waiting = waiting
@@ -214,6 +212,69 @@ class BranchAndBound:
             with contextlib.suppress(SimulatorError):  # a rule only the run finds
                 candidate.bound = max(candidate.bound, self.bound.seconds(candidate.strategy))
         return candidate.bound
+
+
+#: A family's check: its index, the members kept, the layouts rejected by rule, and
+#: the kept members' floors.
+Checked = tuple[int, list[int], dict[str, int], list[float]]
+
+
+def checked(pruner: Pruner, bound: StepBound, fams: list[Family], which: range) -> list[Checked]:
+    """The families ``which`` of ``fams``, checked: the members that break a layout rule
+    or whose memory floor is over the device's are counted by rule and dropped, and
+    the others get their floors (:meth:`~.bound.StepBound.floor`)."""
+    out = []
+    for i in which:
+        kept: list[int] = []
+        rejected: dict[str, int] = {}
+        for j, (s, orders) in enumerate(fams[i].members):
+            rule = pruner.first_failure(s)
+            if rule is None:
+                kept.append(j)
+            else:
+                rejected[rule] = rejected.get(rule, 0) + len(orders)
+        members = [fams[i].members[j] for j in kept]
+        floors = bound.floor([s for s, _ in members], [o for _, o in members]) if kept else []
+        out.append((i, kept, rejected, floors))
+    return out
+
+
+#: What a forked process checks: set just before the fork, read by :func:`_check_forked`.
+_FORKED: tuple[Pruner, StepBound, list[Family]] | None = None
+
+
+def _check_forked(which: range) -> list[Checked]:
+    pruner, bound, fams = _FORKED  # type: ignore[misc]
+    return checked(pruner, bound, fams, which)
+
+
+def _checked_in(
+    workers: int, pruner: Pruner, bound: StepBound, fams: list[Family]
+) -> list[Checked]:
+    """:func:`checked` of every family, in order: with two processes or more and the
+    ``fork`` start method, the later families (half of the layouts) in a forked
+    process that inherits the search's state, while this one checks the earlier. The
+    checks depend on the family alone, so the outcome is the one process's."""
+    import multiprocessing
+
+    everything = range(len(fams))
+    if workers < 2 or len(fams) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return checked(pruner, bound, fams, everything)
+    from concurrent.futures import ProcessPoolExecutor
+
+    total, running, cut = sum(f.layouts for f in fams), 0, 0
+    while cut < len(fams) - 1 and 2 * running < total:
+        running += fams[cut].layouts
+        cut += 1
+    global _FORKED
+    _FORKED = (pruner, bound, fams)
+    try:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
+            later = pool.submit(_check_forked, range(cut, len(fams)))
+            earlier = checked(pruner, bound, fams, range(cut))
+            return earlier + later.result()
+    finally:
+        _FORKED = None
 
 
 def _named(s: Strategy, name: Callable[[Strategy], str]) -> Strategy:

@@ -35,7 +35,7 @@ from ..scenario.parse import Scenario
 from ..scenario.sizes import check_sizes
 from .bound import BOUND_RULE, StepBound
 from .branch import ROUND, BranchAndBound, Candidate, Fastest, families
-from .executor import Task, check_arguments, run_tasks
+from .executor import Task, check_arguments, default_workers, run_tasks
 from .files import load_plan
 from .prune import Pruner
 from .results import PlanResult, make_row, sort_key
@@ -210,7 +210,8 @@ def _branch_and_bound(
     whether the user interrupted, the layouts enumerated and the rejections by rule."""
     fams = families(groups)
     enumerated = sum(f.layouts for f in fams)
-    search = BranchAndBound(pruner, StepBound(pruner, devices), fams, layout_name)
+    local = run["workers"] or default_workers()  # the checks run here, even with Dask
+    search = BranchAndBound(pruner, StepBound(pruner, devices), fams, layout_name, local)
     fastest = Fastest(top)
     chosen: list[Candidate] = []
 

@@ -72,3 +72,19 @@ def test_working_ahead_changes_no_round(steps_ahead, cut_after):
         assert [c.strategy.name for c in one] == [c.strategy.name for c in two]
         if r == cut_after and one:
             below = one[-1].bound
+
+
+def test_checking_the_families_in_two_processes_finds_what_one_does():
+    """Half of the families are checked in a forked process: the same members kept,
+    the same floors and the same rejections, by rule, as checking all of them here."""
+
+    def checked(workers: int) -> tuple:
+        pruner = Pruner(CLUSTER, GPT, TRAINING)
+        fams = families(layout_groups(4, TRAINING.global_batch, SPACE))
+        found = BranchAndBound(pruner, StepBound(pruner, 4), fams, layout_name, workers)
+        waiting = [(floor, i, f.members, f.floors, f.layouts) for floor, i, f in found._waiting]
+        return sorted(waiting), dict(pruner.pruned), pruner.checked
+
+    alone, shared = checked(1), checked(2)
+    assert alone == shared
+    assert alone[1] and len(alone[0]) > 10  # some families rejected members, many kept
