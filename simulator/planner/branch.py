@@ -10,11 +10,15 @@ once its rules have been checked.
 
 One priority queue holds the families not yet expanded, keyed by their
 floors, and the layouts of the expanded ones, keyed by their bounds (each
-member's floor until its tight bound is worked out). The search takes the
+member's floor until its bounds are worked out). The search takes the
 least key: a family is *expanded* -- its layouts checked with the rules
 ``run`` applies (:class:`~.prune.Pruner`) and queued --, a layout with a
-floor gets its tight bound and goes back, and a layout with its tight bound
-is the next to simulate. Rounds of the least tight bounds are simulated
+floor gets its quick bound (:meth:`~.bound.StepBound.quick`, no walk
+through the schedule) and goes back, a layout with its quick bound gets its
+tight bound and goes back, and a layout with its tight bound is the next to
+simulate. Each bound is at least the one before (a key only grows), and most
+layouts of a large search never need the tight one: their quick bound is
+already over the step they must beat. Rounds of the least tight bounds are simulated
 together; the search ends when the least key is no better than the
 ``top``-th fastest step simulated. Every layout it skips, simulated never
 or expanded never, is then provably no faster than the ``top`` it shows, so
@@ -80,8 +84,10 @@ class Candidate:
     bound: float
     strategy: Strategy = field(compare=False)
     estimate: float = field(compare=False)
-    #: whether ``bound`` is the tight bound yet (else the member's floor)
+    #: whether ``bound`` is the tight bound yet
     tight: bool = field(default=False, compare=False)
+    #: whether ``bound`` is at least the quick bound yet (else the member's floor)
+    quick: bool = field(default=False, compare=False)
 
 
 class BranchAndBound:
@@ -195,6 +201,11 @@ class BranchAndBound:
         _, _, c = heapq.heappop(self._queue)
         if c.tight:
             self._ready.append(c)
+        elif not c.quick:
+            c.quick = True
+            with contextlib.suppress(SimulatorError):  # a rule only the run finds
+                c.bound = max(c.bound, self.bound.quick(c.strategy))
+            self._push(c)
         else:
             self.bound_of(c)
             self._push(c)

@@ -53,6 +53,12 @@ def test_a_round_stops_at_the_step_it_must_beat():
     rest = list(found.next_round(100, below))
     assert all(c.bound < below for c in rest)
     assert found.queued + found.unexpanded > 0  # what is left is skipped
+    # each bound is at least the one before, and what is left is over the step by its
+    # quick bound alone, or by its floor: no tight bound was worked out for it
+    queued = [c for _, _, c in found._queue]
+    assert all(key >= below for key, _, _ in found._queue)
+    assert any(c.quick and not c.tight for c in queued)
+    assert all(c.tight and c.bound >= found.bound.quick(c.strategy) for c in first + rest)
 
 
 @settings(max_examples=6, deadline=None, derandomize=True)
