@@ -29,3 +29,17 @@ def timeout(env: simpy.Environment, delay: float) -> Timeout:
     done._ok = True
     heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), done))
     return done
+
+
+def until(env: simpy.Environment, when: float) -> Timeout:
+    """A timeout that fires at ``when >= env.now`` exactly (``timeout(env, when - now)``
+    fires at ``now + (when - now)``, which floating point may round away from
+    ``when``)."""
+    done = _new(Timeout)
+    done.env = env
+    done.callbacks = []
+    done._value = None
+    done._delay = when - env._now
+    done._ok = True
+    heappush(env._queue, (when, NORMAL, next(env._eid), done))
+    return done

@@ -114,6 +114,7 @@ class Runtime:
         self.workers = self._simulated_workers(layouts)
         meetings = Meetings(engine, layouts)
         replay = Replay(engine, self.tally, numerics)
+        replay.joins = not self.faults.failures
         self.mailbox = Mailbox(
             engine,
             replay,

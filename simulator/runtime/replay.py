@@ -27,7 +27,7 @@ from typing import Any
 
 from ..comm.layout import placed
 from ..engine import Engine, Process
-from ..engine.events import timeout
+from ..engine.events import timeout, until
 from ..engine.trace import COMPUTE
 from ..ops.tape import Mark, recording
 from ..parallel.pipeline.actions import Action
@@ -67,6 +67,10 @@ class Replay:
         self.on_mark: MarkHook | None = None
         #: who runs the tapes' expert-parallel exchanges (:mod:`.experts`)
         self.exchanges: Any = None
+        #: whether a wait for a blocking collective and the segment after it may be one
+        #: event (:meth:`run`); the runtime turns it off when a device may fail, since
+        #: a failure during the wait must find the segment not yet started
+        self.joins = True
 
     def hear_marks(self, hook: MarkHook) -> None:
         """Let ``hook`` hear every mark of the tapes priced from now on (a data-parallel
@@ -129,10 +133,22 @@ class Replay:
         mb = action.mb if isinstance(action, Action) else -1
         record = engine.trace.record
         pending: dict[int, Any] = {}  # asynchronous collectives: handle -> end (or meeting)
+        # a blocking collective's wait, not yet spent, when it may join the next segment
+        joins = self.joins and sw.stream is None and sw.pace is None
+        resume: float | None = None
         for step in self._script(sw, compiled, action, cat):
             kind = step[0]
             if kind == SEGMENT:
                 _, seconds, track = step
+                if resume is not None:
+                    # the wait and this segment as one event, at the time the two
+                    # would end: nothing this worker does between them is seen by
+                    # anyone else (no booking, no message, no shared stream)
+                    record(track, resume, resume + seconds, mb)
+                    sw.compute_s += seconds
+                    yield until(env, resume + seconds)
+                    resume = None
+                    continue
                 if sw.pace is not None:
                     seconds = sw.pace(seconds)
                 stream = sw.stream
@@ -147,6 +163,9 @@ class Replay:
                     sw.held[1].append((now, now + seconds))
                     stream.release(turn)
                 continue
+            if resume is not None:  # anything else starts when the wait is over
+                yield until(env, resume)
+                resume = None
             if kind == COLLECTIVE:
                 _, call, booking, what = step
                 if booking is not None:
@@ -182,10 +201,16 @@ class Replay:
             # written out (it runs once per tensor-parallel collective of a large run)
             now = env._now
             if end > now:
+                if joins:
+                    sw.expose(now, end)
+                    resume = now + (end - now)  # when timeout(end - now) would fire
+                    continue
                 sw.waiting_for = what
                 yield timeout(env, end - now)
                 sw.waiting_for = ""
                 sw.expose(now, end)
+        if resume is not None:
+            yield until(env, resume)
 
     def _script(
         self, sw: SimWorker, compiled: CompiledTape, action: Action | str, cat: str
