@@ -3,8 +3,9 @@
 ``env.timeout(delay)`` is three calls (``Environment.timeout``,
 ``Timeout.__init__``, ``Environment.schedule``); a large shape-only run makes
 millions of them. :func:`timeout` sets the same fields and pushes the same
-entry onto the event queue in one call, so the simulation is event for event
-the one ``env.timeout`` would give.
+entry onto the event queue without them, so the simulation is event for event
+the one ``env.timeout`` would give; :func:`until` does it for a time rather
+than a delay.
 """
 
 from __future__ import annotations
@@ -21,14 +22,7 @@ _new = object.__new__
 def timeout(env: simpy.Environment, delay: float) -> Timeout:
     """``env.timeout(delay)`` for a ``delay >= 0`` (the caller's promise: SimPy would
     check it), scheduled as :meth:`simpy.Environment.schedule` does."""
-    done = _new(Timeout)
-    done.env = env
-    done.callbacks = []
-    done._value = None
-    done._delay = delay
-    done._ok = True
-    heappush(env._queue, (env._now + delay, NORMAL, next(env._eid), done))
-    return done
+    return until(env, env._now + delay)
 
 
 def until(env: simpy.Environment, when: float) -> Timeout:
