@@ -266,9 +266,13 @@ def layout_groups(
             if cp > 1
             else (base.context_parallel,)
         )
+        # the fields that stay, set (and checked) once per size and micro-batch size
+        # (ep = 1 until the last step, which sets each layout's own)
+        sized = base.vary(dp=dp, tp=tp, pp=pp, cp=cp, order=orders[0], ep=1, name="layout")
         for b in bs:
             if replica % b:
                 continue
+            batched = sized.vary(microbatches=replica // b)
             for (schedule, chunks), recompute, sp, zero, algorithm, ep in itertools.product(
                 pipelines(pp, space),
                 space.choices("recompute", space.recompute),
@@ -277,22 +281,15 @@ def layout_groups(
                 algorithms,
                 expert_sizes(dp, experts, space, cp),
             ):
-                strategy = base.vary(
-                    dp=dp,
-                    tp=tp,
-                    pp=pp,
-                    cp=cp,
+                strategy = batched.vary(
                     context_parallel=algorithm,
-                    microbatches=replica // b,
                     schedule=schedule or base.schedule,
                     chunks=chunks,
                     recompute=recompute,
                     sequence_parallel=sp,
                     zero=zero,
-                    order=orders[0],
                     ep=ep,
-                    name="layout",  # named by the planner, once it is kept
-                )
+                )  # named by the planner, once it is kept
                 yield strategy, tuple(orders)
 
 
