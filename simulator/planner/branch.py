@@ -18,8 +18,8 @@ through the schedule) and goes back, a layout with its quick bound gets its
 tight bound and goes back, and a layout with its tight bound is the next to
 simulate. Each bound is at least the one before (a key only grows), and most
 layouts of a large search never need the tight one: their quick bound is
-already over the step they must beat. Rounds of the least tight bounds are simulated
-together; the search ends when the least key is no better than the
+already over the step they must beat. Rounds of the least tight bounds are
+simulated together; the search ends when the least key is no better than the
 ``top``-th fastest step simulated. Every layout it skips, simulated never
 or expanded never, is then provably no faster than the ``top`` it shows, so
 those are exactly the ones an exhaustive search finds. It works out tight
