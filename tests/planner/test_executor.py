@@ -67,10 +67,15 @@ def test_then_gives_each_round_from_the_results_of_the_one_before(workers):
 
 
 def _logged(task):
-    """Run ``(n, directory, seconds)``: note the start in the directory, sleep, note the end."""
-    n, directory, seconds = task
+    """Run ``(n, directory, seconds, after)``: note the start in the directory, wait
+    until the files ``after`` are there (30 s at most), sleep, note the end."""
+    n, directory, seconds, after = task
     with open(os.path.join(directory, f"{n}.started"), "a") as f:
         f.write("x")
+    for _ in range(300):
+        if all(os.path.exists(os.path.join(directory, name)) for name in after):
+            break
+        time.sleep(0.1)
     time.sleep(seconds)
     with open(os.path.join(directory, f"{n}.ended"), "a") as f:
         f.write("x")
@@ -83,8 +88,11 @@ def test_a_task_run_ahead_is_taken_by_its_round_and_one_no_round_gives_is_ended(
     gives is ended when the rounds are over, not waited for. The results are those
     of the rounds alone."""
     directory = str(tmp_path)
-    rounds = [[(1, directory, 0.0), (2, directory, 1.0)], [(3, directory, 0.0)]]
-    wanted = iter([(3, directory, 0.0), (9, directory, 60.0)])
+    # task 2 ends once task 3 has ended and task 9 has started: on the other worker,
+    # ahead of the round that gives 3, and of none
+    late = ("3.ended", "9.started")
+    rounds = [[(1, directory, 0.0, ()), (2, directory, 0.0, late)], [(3, directory, 0.0, ())]]
+    wanted = iter([(3, directory, 0.0, ()), (9, directory, 60.0, ())])
     asked = []
     ahead_of_its_round = []
 
