@@ -74,7 +74,7 @@ class Meetings:
         self.env = engine.env
         self.layouts = layouts
         self._open: dict[tuple, Handle] = {}
-        #: per_rank's collectives of ``stable`` payloads, by the payloads' identity
+        #: per_rank's collectives of ``stable`` payloads, by the members' payloads' identity
         self._stable: dict[tuple, tuple[list[list[Any]], list[Collective]]] = {}
 
     def launch(
@@ -162,9 +162,11 @@ class Meetings:
         of one tensor-parallel rank hold replicas of the same shard). Returns the
         results in the same layout and the time the last collective ends (now,
         when ``timed`` is false: the numbers are needed but the time is paid
-        elsewhere). ``stable``: the caller passes this very ``payloads`` list, never
-        changed, whenever it passes these arguments (a ZeRO-3 block's gather), so
-        its collectives are worked out once and only timed again.
+        elsewhere). ``stable``: whenever the caller passes these arguments, each member's
+        payload is the very list it was before, never changed (a ZeRO-3 block's
+        gather, a shape-only gradient bucket), so the collectives are worked out once
+        and only timed again, and return the same result arrays each time (for a
+        caller that does not keep them).
         """
         count = len(payloads[0])
         results: list[list[Any]] = [[None] * count for _ in group]
@@ -192,14 +194,15 @@ class Meetings:
         stable: bool,
     ) -> list[Collective]:
         """:meth:`per_rank`'s collectives: which payloads each joins, its devices, its
-        results and its plan; once per ``payloads`` list when it is ``stable``."""
+        results and its plan; once per members' payload lists when they are ``stable``."""
         key: tuple = ()
         if stable:
-            key = (id(payloads), op, algorithm, root, tuple(m.index for m in group),
-                   None if ranks is None else tuple(ranks),
+            key = (tuple(map(id, payloads)), op, algorithm, root,
+                   tuple(m.index for m in group), None if ranks is None else tuple(ranks),
                    None if together is None else tuple(map(tuple, together)))  # fmt: skip
             hit = self._stable.get(key)
-            if hit is not None and hit[0] is payloads:  # (the list is kept: its id is its own)
+            # (the lists are kept, so their ids are their own)
+            if hit is not None and all(a is b for a, b in zip(hit[0], payloads, strict=True)):
                 return hit[1]
         count = len(payloads[0])
         where = ranks or range(count)

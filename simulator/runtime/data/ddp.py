@@ -164,10 +164,6 @@ class DataParallel(ParameterGathers):
         self._parts = {}  # what a block's gather sends, per worker (ParameterGathers)
         #: shape-only: a bucket's flattened gradients, per worker, one array per rank
         self._flat_shapes: dict[tuple[int, int], list[Any]] = {}
-        #: shape-only: the payloads of a bucket's first collective, handed in again
-        #: whenever every member's are the same lists (:meth:`Meetings.per_rank`'s
-        #: ``stable``)
-        self._stable_payloads: dict[tuple, list[list[Any]]] = {}
 
     def handlers(self) -> dict[Op, Callable[[SimWorker, tuple], Any]]:
         """The instructions this variant runs."""
@@ -323,21 +319,13 @@ class DataParallel(ParameterGathers):
 
         op = "all_reduce" if self.zero == 0 else "reduce_scatter"
         group = self._group(sw.lead, bucket)
-        stable_key = ("grads", sw.pp_rank, bucket.index, group[0].index)
 
         def run(payloads: list[list[Any]]) -> tuple[list[list[Any]], float]:
-            stable = False
-            if not self.numerics:
-                # shape-only: every round hands in the same lists, and no one reads the
-                # results, so the collectives are worked out once and only timed again
-                kept = self._stable_payloads.setdefault(stable_key, payloads)
-                stable = len(kept) == len(payloads) and all(
-                    a is b for a, b in zip(kept, payloads, strict=True)
-                )
-                payloads = kept if stable else payloads
+            # shape-only: every round hands in the same lists (flat_grads) and no one
+            # reads the results, so the collectives are worked out once, then timed
             return self.meetings.per_rank(
                 op, self.algorithm, group, payloads, "dp", f"grad {op}",
-                together=self.together(1), stable=stable,
+                together=self.together(1), stable=not self.numerics,
             )  # fmt: skip
 
         key = ("grads", sw.pp_rank, bucket.index, round_, group[0].index)
