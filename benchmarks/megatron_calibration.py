@@ -28,9 +28,12 @@ loss-passes optimizer-passes fp32-grads`` what the simulator models of
 Megatron-LM's software (:data:`SOFTWARE`: the loss's unfused FP32 passes, the
 mixed-precision optimizer's passes, BF16 gradients reduced in FP32), so
 that what each one does to every family is measured rather than claimed.
+``--with overlap-slowdown`` adds an effect on trial, not set on the presets
+(:data:`TRIALS`: compute slowed beside its own asynchronous collectives,
+``overlap_slowdown``), to measure it the same way.
 
 Run: ``python benchmarks/megatron_calibration.py [--families ...] [--every N]
-[--workers N] [--fit NAME] [--without ...] [--plot PATH] [--json PATH]
+[--workers N] [--fit NAME] [--without ...] [--with ...] [--plot PATH] [--json PATH]
 [--from-json PATH ...]`` (not part of the test suite; under 3 minutes on two
 cores for every family). ``--from-json`` reports and plots replays saved by
 earlier ``--json`` runs, so families replayed apart make one report.
@@ -50,6 +53,7 @@ import numpy as np
 from measured_runs import FAMILIES, SOURCES, VTRAIN, Run, every_run
 
 from simulator import TrainingConfig, run_strategy
+from simulator.hardware.presets import OVERLAP_SLOWDOWN
 
 ROOT = Path(__file__).resolve().parents[1]
 PLOT = ROOT / "docs" / "images" / "calibration.png"
@@ -72,16 +76,22 @@ FITS: dict[str, tuple[tuple[float, ...], Callable[[Run, float], Run]]] = {
 }
 
 
-def _without(run: Run, **fields: object) -> Run:
+def _device(run: Run, **fields: object) -> Run:
+    """``run`` on devices with ``fields`` changed."""
     device = replace(run.cluster.device, **fields)
     return replace(run, cluster=replace(run.cluster, device=device))
 
 
 #: Effects ``--without`` takes out, to measure what each one does: name -> how.
 ABLATIONS: dict[str, Callable[[Run], Run]] = {
-    "tiling": lambda r: _without(r, sms=0),
-    "jitter": lambda r: _without(r, jitter=0.0),
-    "mamf": lambda r: _without(r, efficiency={**r.cluster.device.efficiency, "gemm": 0.8}),
+    "tiling": lambda r: _device(r, sms=0),
+    "jitter": lambda r: _device(r, jitter=0.0),
+    "mamf": lambda r: _device(r, efficiency={**r.cluster.device.efficiency, "gemm": 0.8}),
+}
+
+#: Effects on trial that ``--with`` adds, to measure what each would do: name -> how.
+TRIALS: dict[str, Callable[[Run], Run]] = {
+    "overlap-slowdown": lambda r: _device(r, overlap_slowdown=OVERLAP_SLOWDOWN),
 }
 
 
@@ -366,6 +376,14 @@ def main() -> None:
         choices=sorted(ABLATIONS) + sorted(SOFTWARE),
         help="take these modelled effects out (what each one does)",
     )
+    parser.add_argument(
+        "--with",
+        dest="trials",
+        nargs="*",
+        default=[],
+        choices=sorted(TRIALS),
+        help="add these effects on trial, not set on the presets (what each would do)",
+    )
     args = parser.parse_args()
     runs = [r for r in every_run() if r.family in args.families]
     vtrain = [r for r in runs if r.family == VTRAIN][:: max(args.every, 1)]
@@ -378,6 +396,8 @@ def main() -> None:
             SWITCHED_OFF.append(name)
         else:
             runs = [ABLATIONS[name](r) for r in runs]
+    for name in args.trials:
+        runs = [TRIALS[name](r) for r in runs]
     if args.from_json:
         runs, predicted = saved(runs, args.from_json)
         print(f"\n{len(runs)} runs read from {', '.join(map(str, args.from_json))}")

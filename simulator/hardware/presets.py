@@ -97,6 +97,18 @@ def _efficiency(gemm: float, attention: float) -> dict[str, float]:
 # device (:mod:`simulator.engine.cost`).
 JITTER = 0.0175
 
+# Compute alongside communication (``overlap_slowdown``): a collective's kernels run
+# on the multiprocessors and the memory bandwidth the compute kernels beside them
+# would use. Lee et al. 2025 ("Characterizing Compute-Communication Overlap in
+# GPU-Accelerated Distributed Deep Learning: Performance and Power Implications",
+# arXiv:2507.03114, abstract) measure compute kernels 18.9% slower on
+# average (40% at most) while a collective runs beside them, over GPT and Llama
+# training on four A100s, H100s, MI250s and MI210s (:func:`simulator.engine.cost.overlapped`).
+# Measured on the calibration runs (``megatron_calibration.py --with overlap-slowdown``,
+# docs/accuracy.md) but not yet set on the presets: a scenario turns it on with
+# ``[cluster.device] overlap_slowdown``.
+OVERLAP_SLOWDOWN = 0.189
+
 
 A100_80GB = DeviceSpec(
     name="A100-SXM4-80GB",

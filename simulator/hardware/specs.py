@@ -46,6 +46,11 @@ class DeviceSpec:
         jitter: the coefficient of variation of a device's speed among devices
             of one kind; a step waits for the slowest of the devices it runs on
             (:mod:`simulator.engine.cost`). 0 for an ideal device.
+        overlap_slowdown: how much slower compute runs while a collective of its own
+            runs alongside it (communication kernels take multiprocessors and memory
+            bandwidth): a segment progresses at ``1 / (1 + overlap_slowdown)`` of its
+            speed while one is in flight (:func:`simulator.engine.cost.overlapped`).
+            0 for an ideal device.
 
     A device without an ``fp8`` peak has no FP8 tensor cores (A100, V100).
     """
@@ -59,6 +64,7 @@ class DeviceSpec:
     sms: int = 0
     host_overhead: float = 0.0
     jitter: float = 0.0
+    overlap_slowdown: float = 0.0
 
     def __post_init__(self) -> None:
         missing = [c for c in OP_CLASSES if c not in self.efficiency]
@@ -86,6 +92,7 @@ class DeviceSpec:
                 self.sms,
                 self.host_overhead,
                 self.jitter,
+                self.overlap_slowdown,
             )
         )
 

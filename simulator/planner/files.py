@@ -192,6 +192,7 @@ def cluster_tables(cluster: ClusterSpec) -> list[str]:
         "sms": d.sms,
         "host_us": d.host_overhead / US,
         "jitter": d.jitter,
+        "overlap_slowdown": d.overlap_slowdown,
         **{f"{cls}_efficiency": eff for cls, eff in d.efficiency.items()},
     }
     lines = _table(

@@ -5,7 +5,9 @@ into a :class:`~simulator.runtime.tapes.CompiledTape`. :meth:`Replay.run`
 spends that time on a simulated worker, item by item:
 
 * a compute segment occupies the worker's compute stream: one trace row, one
-  timeout (stretched when a straggler slows the worker);
+  timeout (stretched when a straggler slows the worker, and while one of the
+  tape's asynchronous collectives is in flight beside it on a device that
+  states ``overlap_slowdown``: :func:`~simulator.engine.cost.overlapped`);
 * a collective of the worker's own tensor-parallel group books its links; the
   worker waits for it -- exposed communication -- unless the collective is
   asynchronous, in which case it runs alongside the compute that follows,
@@ -27,6 +29,7 @@ from typing import Any
 
 from ..comm.layout import placed
 from ..engine import Engine, Process
+from ..engine.cost import overlapped
 from ..engine.events import timeout, until
 from ..engine.trace import COMPUTE
 from ..ops.tape import Mark, recording
@@ -136,6 +139,9 @@ class Replay:
         # a blocking collective's wait, not yet spent, when it may join the next segment
         joins = self.joins and sw.stream is None and sw.pace is None
         resume: float | None = None
+        # compute beside this tape's asynchronous collectives: when the last ends
+        beside = sw.cost.overlap_slowdown
+        busy = 0.0
         for step in self._script(sw, compiled, action, cat):
             kind = step[0]
             if kind == SEGMENT:
@@ -144,6 +150,8 @@ class Replay:
                     # the wait and this segment as one event, at the time the two
                     # would end: nothing this worker does between them is seen by
                     # anyone else (no booking, no message, no shared stream)
+                    if busy > resume:
+                        seconds = overlapped(resume, seconds, busy, beside)
                     record(track, resume, resume + seconds, mb)
                     sw.compute_s += seconds
                     yield until(env, resume + seconds)
@@ -156,6 +164,8 @@ class Replay:
                     turn = stream.request()
                     yield turn
                 now = env._now
+                if busy > now:
+                    seconds = overlapped(now, seconds, busy, beside)
                 record(track, now, now + seconds, mb)
                 sw.compute_s += seconds
                 yield timeout(env, seconds)
@@ -176,6 +186,8 @@ class Replay:
                     end = env._now
                 if call.handle >= 0:
                     pending[call.handle] = end
+                    if beside and end > busy:
+                        busy = end
                     continue
             elif kind == WAIT:
                 end = pending.pop(step[1])

@@ -90,6 +90,11 @@ DEVICE = {
         "coefficient of variation of device speed; a step waits for the slowest (0: off)",
         range=Range(lo=0, hi=1),
     ),
+    "overlap_slowdown": Key.of(
+        NUMBER,
+        "how much slower compute runs while its own collective runs alongside it (0: off)",
+        range=Range(lo=0, hi=10),
+    ),
 }
 LINK = {
     "bandwidth_gbs": Key.of(NUMBER, "bandwidth per direction, GB/s", **RATE_OR_INF),
@@ -178,6 +183,7 @@ def _override(node: NodeSpec, dev: dict[str, Any], links: dict[str, dict[str, An
         sms=dev.get("sms", device.sms),
         host_overhead=dev.get("host_us", device.host_overhead / US) * US,
         jitter=dev.get("jitter", device.jitter),
+        overlap_slowdown=dev.get("overlap_slowdown", device.overlap_slowdown),
     )
     new = {}
     for name, over in links.items():

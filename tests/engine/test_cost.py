@@ -2,9 +2,11 @@ import math
 from dataclasses import replace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from simulator import ops
-from simulator.engine.cost import CostModel, expected_max, tiling
+from simulator.engine.cost import CostModel, expected_max, overlapped, tiling
 from simulator.hardware import preset, single_switch
 from simulator.ops.arrays import ShapeArray
 from simulator.ops.tape import recording
@@ -66,4 +68,23 @@ def test_the_slowest_of_n_devices_is_the_expected_maximum():
 
 def test_ideal_devices_state_no_tiling_no_host_and_no_jitter():
     for d in (preset("toy").device, single_switch(4, 1e9, 0.0).device):
-        assert (d.sms, d.host_overhead, d.jitter) == (0, 0.0, 0.0)
+        assert (d.sms, d.host_overhead, d.jitter, d.overlap_slowdown) == (0, 0.0, 0.0, 0.0)
+
+
+TIMES = st.floats(0.0, 10.0, allow_nan=False)
+
+
+@given(start=TIMES, seconds=st.floats(1e-6, 10.0), busy=TIMES, slowdown=st.floats(0.0, 2.0))
+def test_compute_beside_communication_does_its_work_slower_until_the_communication_ends(
+    start: float, seconds: float, busy: float, slowdown: float
+) -> None:
+    took = overlapped(start, seconds, busy, slowdown)
+    assert seconds * (1 - 1e-12) <= took <= seconds * (1 + slowdown) * (1 + 1e-12)
+    # the work done: at 1 / (1 + slowdown) of full speed until busy, at full speed after
+    beside = min(took, max(busy - start, 0.0))
+    work = beside / (1 + slowdown) + (took - beside)
+    assert work == pytest.approx(seconds, rel=1e-9, abs=1e-15)
+    if busy <= start:
+        assert took == seconds
+    elif seconds * (1 + slowdown) <= busy - start:
+        assert took == seconds * (1 + slowdown)
