@@ -35,6 +35,13 @@ ports):
   GEMMs, and all of a schedule whose ``F&B`` pairs overlap a forward with a
   backward, DualPipe's with ``ep_overlap`` ``fb`` or ``both``), on the stage's
   own tensor-parallel group;
+* on a device that states ``overlap_slowdown``, the compute segment right after
+  one or more asynchronous collectives are launched (nothing between them)
+  runs beside them at least for their time on idle links, so it takes at least
+  :func:`~simulator.engine.cost.overlapped` of that (a collective only ends
+  later under contention, and a later end only slows the segment more); the
+  same for no segment the runtime may start later (after a wait, a blocking
+  collective or a mark) or that a paired schedule may hold for its turn;
 * a pipeline message on every dependency between ranks: the fastest of the
   layout's activation messages (``1/t`` of it with the scatter/gather);
 * after a rank's last action, the data-parallel exchange of its gradients
@@ -72,11 +79,11 @@ import copy
 from collections import OrderedDict
 from collections.abc import Hashable
 from dataclasses import replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import comm
 from ..comm.layout import GroupLayout, Layouts, placed
-from ..engine.cost import CostModel
+from ..engine.cost import CostModel, overlapped
 from ..engine.network import Network
 from ..errors import SimulatorError
 from ..nn.context import BatchInfo, batch
@@ -97,7 +104,7 @@ from ..parallel.pipeline.actions import BW, B
 from ..parallel.pipeline.schedules import get_schedule
 from ..parallel.stage import Chunk
 from ..parallel.strategy import Strategy
-from ..runtime.tapes import COLLECTIVE, compile_tape
+from ..runtime.tapes import COLLECTIVE, SEGMENT, compile_tape
 from ..transfer import TransferPlan
 from .longest_path import LongestPath
 from .prune import Pruner, schedule_key, signature
@@ -124,8 +131,41 @@ MAX_ACTIONS = 50_000
 KEEP_PATH_ITEMS = 1_000_000
 #: Per block: seconds of F, B (input gradient), W (weight gradient) and BW (both).
 Times = tuple[float, float, float, float]
-#: Per block: the blocking tensor-parallel collectives of F, B, W and BW.
-Blocking = tuple[tuple[TransferPlan, ...], ...]
+
+
+class Beside(NamedTuple):
+    """A compute segment of ``seconds`` that starts as the asynchronous collectives
+    ``plans`` are launched, so runs beside them (module docstring)."""
+
+    seconds: float
+    plans: tuple[TransferPlan, ...]
+
+
+#: Per block: what of F, B, W and BW the bound adds to their compute: the blocking
+#: tensor-parallel collectives, and the segments that run beside asynchronous ones.
+Blocking = tuple[tuple[TransferPlan | Beside, ...], ...]
+
+
+def _unhidden(compiled: Any, slowdown: float) -> tuple[TransferPlan | Beside, ...]:
+    """What of a priced tape no schedule hides: its blocking collectives (those with
+    messages) and, with ``slowdown``, each segment right after asynchronous launches."""
+    out: list[TransferPlan | Beside] = []
+    launched: list[TransferPlan] = []
+    for item in compiled.items:
+        kind = item[0]
+        if kind == COLLECTIVE:
+            call = item[1]
+            if call.handle < 0:
+                if call.plan.sends:
+                    out.append(call.plan)
+                launched = []
+            elif call.plan.sends:
+                launched.append(call.plan)
+            continue
+        if kind == SEGMENT and launched and slowdown:
+            out.append(Beside(item[1], tuple(launched)))
+        launched = []
+    return tuple(out)
 
 
 def _compute_key(s: Strategy) -> tuple:
@@ -253,11 +293,16 @@ class StepBound:
         alike on a cluster of one kind (:meth:`~simulator.comm.layout.GroupLayout.relabelled`;
         the bound is 0 on mixed clusters)."""
 
+        slowdown = self.cost.overlap_slowdown
+
+        def seconds(item: TransferPlan | Beside) -> float:
+            if isinstance(item, Beside):  # how much longer it takes beside them, at least
+                busy = max(self.idle(plan, group) for plan in item.plans)
+                return overlapped(0.0, item.seconds, busy, slowdown) - item.seconds
+            return self.idle(item, group)
+
         def work_out() -> list[tuple[tuple[float, ...], ...]]:
-            return [
-                tuple(tuple(self.idle(plan, group) for plan in plans) for plans in waits)
-                for _, waits, _ in blocks
-            ]
+            return [tuple(tuple(map(seconds, items)) for items in waits) for _, waits, _ in blocks]
 
         return self._memo(("talk", id(blocks)), work_out)
 
@@ -766,9 +811,7 @@ class StepBound:
             with recording() as tape:
                 result = fn()
             compiled = compile_tape(tape, self.cost, False)
-            waits = tuple(item[1].plan for item in compiled.items if item[0] == COLLECTIVE
-                          and item[1].handle < 0 and item[1].plan.sends)  # fmt: skip
-            return result, compiled.seconds, waits
+            return result, compiled.seconds, _unhidden(compiled, self.cost.overlap_slowdown)
 
         (out, ctx), f, cf = priced(lambda: chunk.forward(xs, targets))
         dys = None if targets is not None else out

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import simulator
 from simulator import GPTConfig, Strategy, TrainingConfig, preset, run_strategy
-from simulator.hardware import cluster_of
+from simulator.hardware import ClusterSpec, cluster_of
 from simulator.nn.abstract import AbstractConfig
 from simulator.planner.bound import BOUND_RULE, StepBound
 from simulator.planner.prune import Pruner
@@ -181,10 +181,10 @@ def test_dualpipe_bounds_count_its_pairs_and_its_two_directions(schedule, tp, dp
 
 
 @functools.cache
-def _costly_layouts() -> tuple[StepBound, list[Strategy]]:
-    """Every layout of a small GPT on two DGX A100 nodes whose links cost something:
-    all schedules, ZeRO 0 to 2, two mesh orders."""
-    pruner = Pruner(DGX2, MID, TRAINING16)
+def _costly_layouts(cluster: ClusterSpec | None = None) -> tuple[StepBound, list[Strategy]]:
+    """Every layout of a small GPT on two DGX A100 nodes (or ``cluster``) whose links
+    cost something: all schedules, ZeRO 0 to 2, two mesh orders."""
+    pruner = Pruner(cluster or DGX2, MID, TRAINING16)
     space = SearchSpace(max_chunks=2, zero=(0, 1, 2), orders=("tp-cp-dp-pp", "tp-pp-dp"),
                         microbatch_sizes=(1, 2))  # fmt: skip
     survivors = [s for s, _ in pruner.survivors(layouts(16, TRAINING16.global_batch, space))]
@@ -207,3 +207,25 @@ def test_where_links_cost_something_no_bound_is_over_the_step(data):
     step = run_strategy(DGX2, MID, TRAINING16, replace(s, name="s")).metrics["iteration_time_s"]
     assert bound.quick(s) <= bound.seconds(s) <= step
     assert bound.floor([s])[0] <= step
+
+
+#: The same nodes whose compute runs three times slower beside its own collectives
+SLOWED = DGX2.with_every_node(lambda n: replace(n, device=replace(n.device, overlap_slowdown=2.0)))
+
+
+@settings(max_examples=16, deadline=None, derandomize=True)
+@given(st.data())
+def test_compute_beside_its_own_collectives_lengthens_the_bound_but_not_over_the_step(data):
+    bound, survivors = _costly_layouts(SLOWED)
+    plain, _ = _costly_layouts()
+    s = data.draw(st.sampled_from(survivors))
+    step = run_strategy(SLOWED, MID, TRAINING16, replace(s, name="s")).metrics["iteration_time_s"]
+    assert bound.quick(s) <= bound.seconds(s) <= step
+    assert bound.seconds(s) >= plain.seconds(s)
+
+
+def test_the_segments_beside_asynchronous_collectives_count_in_the_bound():
+    bound, survivors = _costly_layouts(SLOWED)
+    plain, _ = _costly_layouts()
+    # Megatron's asynchronous all-reduce runs beside the weight-gradient GEMM
+    assert any(bound.seconds(s) > plain.seconds(s) for s in survivors if s.tp > 1)
