@@ -39,9 +39,10 @@ ports):
   one or more asynchronous collectives are launched (nothing between them)
   runs beside them at least for their time on idle links, so it takes at least
   :func:`~simulator.engine.cost.overlapped` of that (a collective only ends
-  later under contention, and a later end only slows the segment more); the
-  same for no segment the runtime may start later (after a wait, a blocking
-  collective or a mark) or that a paired schedule may hold for its turn;
+  later under contention, and a later end only slows the segment more).
+  Nothing is counted for a segment the runtime may start later than the
+  launch (after a wait, a blocking collective or a mark), nor in a schedule
+  whose overlapped ``F&B`` pairs make a segment wait for its turn;
 * a pipeline message on every dependency between ranks: the fastest of the
   layout's activation messages (``1/t`` of it with the scatter/gather);
 * after a rank's last action, the data-parallel exchange of its gradients
