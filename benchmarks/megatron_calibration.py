@@ -63,10 +63,15 @@ SIZES = ((0, 10), (10, 50), (50, 200), (200, 2000))
 GPUS = ((0, 128), (128, 600), (600, 2000), (2000, 5000), (5000, 20000))
 
 
+def _device(run: Run, **fields: object) -> Run:
+    """``run`` on devices with ``fields`` changed."""
+    device = replace(run.cluster.device, **fields)
+    return replace(run, cluster=replace(run.cluster, device=device))
+
+
 def _scale_gemm(run: Run, factor: float) -> Run:
-    device = run.cluster.device
-    eff = {**device.efficiency, "gemm": device.efficiency["gemm"] * factor}
-    return replace(run, cluster=replace(run.cluster, device=replace(device, efficiency=eff)))
+    eff = run.cluster.device.efficiency
+    return _device(run, efficiency={**eff, "gemm": eff["gemm"] * factor})
 
 
 #: Constants ``--fit`` may fit by leave-one-family-out: name -> (values tried, how a
@@ -74,12 +79,6 @@ def _scale_gemm(run: Run, factor: float) -> Run:
 FITS: dict[str, tuple[tuple[float, ...], Callable[[Run, float], Run]]] = {
     "gemm": ((0.85, 0.9, 0.95, 1.0, 1.05), _scale_gemm),
 }
-
-
-def _device(run: Run, **fields: object) -> Run:
-    """``run`` on devices with ``fields`` changed."""
-    device = replace(run.cluster.device, **fields)
-    return replace(run, cluster=replace(run.cluster, device=device))
 
 
 #: Effects ``--without`` takes out, to measure what each one does: name -> how.

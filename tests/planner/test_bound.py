@@ -14,6 +14,7 @@ from simulator.nn.abstract import AbstractConfig
 from simulator.planner.bound import BOUND_RULE, StepBound
 from simulator.planner.prune import Pruner
 from simulator.planner.space import SearchSpace, layouts
+from tests import slowed
 
 GPT = GPTConfig(layers=4, hidden=32, heads=4, seq_len=16, vocab=64, dtype="bf16")
 TRAINING = TrainingConfig(numerics=False, global_batch=8, steps=1, optimizer="adam")
@@ -210,7 +211,7 @@ def test_where_links_cost_something_no_bound_is_over_the_step(data):
 
 
 #: The same nodes whose compute runs three times slower beside its own collectives
-SLOWED = DGX2.with_every_node(lambda n: replace(n, device=replace(n.device, overlap_slowdown=2.0)))
+SLOWED = slowed(DGX2, 2.0)
 
 
 @settings(max_examples=16, deadline=None, derandomize=True)

@@ -12,8 +12,6 @@ that say so (``overlap_slowdown``, :func:`simulator.engine.cost.overlapped`).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 import simulator.runtime.core as core
@@ -23,6 +21,7 @@ from simulator.nn.gpt import GPTConfig
 from simulator.parallel import Strategy
 from simulator.parallel.training import TrainingConfig
 from simulator.runtime.replay import Replay
+from tests import slowed
 
 MODEL = GPTConfig(layers=4, hidden=16, heads=2, seq_len=8, vocab=16, dropout=0.1, dtype="float32")
 CLUSTER = preset("toy", nodes=2)
@@ -63,13 +62,6 @@ def test_joining_a_wait_to_its_next_segment_changes_no_time(
     apart = outcome(strategy, numerics)
     assert joined == apart
     assert any(lane == "comm" for _, lane, *_ in joined[1])  # there were waits to join
-
-
-def slowed(cluster: ClusterSpec, slowdown: float) -> ClusterSpec:
-    """``cluster`` with devices whose compute slows by ``slowdown`` beside communication."""
-    return cluster.with_every_node(
-        lambda n: replace(n, device=replace(n.device, overlap_slowdown=slowdown))
-    )
 
 
 def compute_rows(strategy: Strategy, cluster: ClusterSpec) -> tuple[float, list, list]:
