@@ -49,14 +49,19 @@ What the README leaves out, and what is assumed here:
   and so does the replay (``Run.grad_precision``); the simulator's
   parameter all-gather after the step is not overlapped with the next
   forward as ``--overlap-param-gather`` does;
-* pipeline schedule: interleaved 1F1B with 2 layers per virtual stage where a
-  stage's layers are even (as NVIDIA's NeMo performance recipes for GPT-3 175B
-  and Nemotron-340B on H100: 12 and 24 layers per stage, virtual pipeline 6
-  and 12), 1 layer where they are odd (119B: 23 per stage, 462B: 7); the
-  README does not name the schedule, but its pipeline communication
-  overlapped "by default" implies interleaving: Megatron-LM core_v0.8.0 turns
-  the overlap of pipeline messages (``overlap_p2p_comm``) off without a
-  virtual pipeline (``megatron/training/arguments.py``);
+* pipeline schedule: 1F1B, Megatron-LM's schedule when no virtual pipeline is
+  given (``--num-layers-per-virtual-pipeline-stage`` unset). The table gives
+  each run's tensor, pipeline and data-parallel sizes and no virtual-pipeline
+  size, and two of its layer counts leave no other choice worth making: 119B
+  has 23 layers per stage and 462B 7, both prime, so an interleaved schedule
+  could only be one layer per virtual stage. The README's "PP (enabled by
+  default)" is the default of ``--overlap-p2p-communication``, which
+  ``validate_args`` switches off, with a warning, when there is no virtual
+  pipeline ("non-interleaved schedule does not support overlapping p2p
+  communication"; ``megatron/training/arguments.py`` at core_v0.8.0): it
+  holds for either schedule and names neither. (Read as implying
+  interleaving, with 2 layers per virtual stage, it replays the family
+  further from the measurements: docs/accuracy.md gives both.)
 * cluster: DGX H100 nodes (NVSwitch, 8 NDR 400 Gb/s NICs), ``preset("dgx-h100")``;
 * tensor-parallel communication overlap (``--tp-comm-overlap``): see
   :data:`MCORE_OVERLAP`.
@@ -111,11 +116,6 @@ def dgx_h100(gpus: int) -> ClusterSpec:
     return preset("dgx-h100", nodes=math.ceil(gpus / 8))
 
 
-def layers_per_virtual_stage(stage_layers: int) -> int:
-    """2 layers per virtual pipeline stage where a stage's layers are even, else 1."""
-    return 2 if stage_layers % 2 == 0 else 1
-
-
 def bucket_mb(dp: int) -> float:
     """Megatron-Core's default gradient bucket, ``max(40M, 1M x d)`` parameters
     (``megatron/core/distributed/distributed_data_parallel.py``, core_v0.8.0), in MiB
@@ -123,20 +123,13 @@ def bucket_mb(dp: int) -> float:
     return max(40_000_000, 1_000_000 * dp) * 2 / 2**20
 
 
-def strategy_for(
-    name: str, layers: int, t: int, p: int, d: int, batch: int, **changes: object
-) -> Strategy:
+def strategy_for(name: str, t: int, p: int, d: int, batch: int, **changes: object) -> Strategy:
     """The assumed Megatron-Core layout of one row (module docstring); ``changes``
     override any option (the sensitivity checks)."""
-    pipeline: dict[str, object] = {}
-    if p > 1:
-        per_stage = layers // p
-        pipeline = dict(schedule="interleaved",
-                        chunks=per_stage // layers_per_virtual_stage(per_stage))  # fmt: skip
     options = dict(
         dp=d, tp=t, pp=p, microbatches=batch // d, partition="uniform", recompute="none",
         sequence_parallel=t > 1, zero=1, overlap_grad_reduce=True, bucket_mb=bucket_mb(d),
-        **pipeline, **_overlap_options(t),
+        **_overlap_options(t),
     )  # fmt: skip
     options.update(changes)
     return Strategy(name, **options)
@@ -148,7 +141,7 @@ def megatron_core(**changes: object) -> list[Run]:
     for name, a, h, layers, t, p, d, gpus, batch, tflops in _WEAK_SCALING:
         assert t * p * d == gpus, name
         model = gpt(layers, h, a, vocab=VOCAB, seq=SEQ, attention="flash")
-        strategy = strategy_for(f"{name}-t{t}p{p}d{d}", layers, t, p, d, batch, **changes)
+        strategy = strategy_for(f"{name}-t{t}p{p}d{d}", t, p, d, batch, **changes)
         seconds = model_flops(model, batch) / (gpus * tflops * 1e12)
         out.append(Run(MEGATRON_CORE, "Megatron-Core r0.8.0 weak scaling", strategy.name,
                        model, strategy, dgx_h100(gpus), batch, seconds))  # fmt: skip
