@@ -4,19 +4,20 @@ Run: ``python benchmarks/bench_simulator.py [--quick]`` (not part of the test
 suite; wall-clock times depend on the machine and on what else runs on it,
 so every figure is printed next to a baseline measured alongside it).
 
-1. **Pipeline ops per second.** The abstract 1F1B pipeline (F = 1 ms, B =
-   2 ms, no communication), the whole ``run_scenario`` call -- plan, lowering,
+1. **Pipeline ops per second.** The abstract 1F1B pipeline (F = 1 ms, B = 2
+   ms, no communication), the whole ``run_scenario`` call -- plan, lowering,
    runtime set-up, simulate, metrics, no files -- at 64 stages x 512
    micro-batches, as a fraction of the rate at which bare SimPy processes
-   ``env.timeout`` events in the same process; the cost per op at 64 x 512
-   against 8 x 32 (the core must scale linearly); and one 8 x 32 run against
-   PP-Schedule-Visualization (github.com/Victarry/PP-Schedule-Visualization)
-   building and executing the same 1F1B schedule, when a checkout of it is
-   found (``--peer DIR``, default ``../PP-Schedule-Visualization`` beside this
-   repository). Both sides in CPU time of this process
-   (``time.process_time``, which a busy machine disturbs least), each figure
-   the median of ``--repeat`` rounds, the two sides of a ratio taken in the
-   same round.
+   ``env.timeout`` events in the same process, beside the same 1F1B written
+   directly in SimPy with nothing recorded (:func:`plain_simpy_pipeline`); the
+   cost per op at 64 x 512 against 8 x 32 (the core must scale linearly); and
+   one 8 x 32 run against PP-Schedule-Visualization
+   (github.com/Victarry/PP-Schedule-Visualization) building and executing the
+   same 1F1B schedule, when a checkout of it is found (``--peer DIR``, default
+   ``../PP-Schedule-Visualization`` beside this repository). Both sides in CPU
+   time of this process (``time.process_time``, which a busy machine disturbs
+   least), each figure the median of ``--repeat`` rounds, the two sides of a
+   ratio taken in the same round.
 2. **Narayanan et al. 2021, Table 1**, each row one ``python -m simulator run``
    of a scenario in ``scenarios/megatron_table1/`` at full size, in a child
    process: its wall time and peak resident memory.
@@ -69,6 +70,41 @@ def bare_simpy_rate(events: int = 400_000) -> float:
     start = time.process_time()
     env.run()
     return events / (time.process_time() - start)
+
+
+def plain_simpy_pipeline(p: int, m: int) -> float:
+    """CPU seconds of 1F1B written directly in SimPy: one process per stage, an
+    ``env.timeout`` per op (F = 1, B = 2) and an event per message, nothing
+    recorded -- what a SimPy design pays before any bookkeeping (the ceiling of
+    a simulator that runs each stage as a SimPy process)."""
+    start = time.process_time()
+    env = simpy.Environment()
+    # the event of each message: [stage that receives it][micro-batch], per direction
+    activations = [[env.event() for _ in range(m)] for _ in range(p)]
+    gradients = [[env.event() for _ in range(m)] for _ in range(p)]
+
+    def stage(s: int):
+        warmup = min(p - s - 1, m)
+        order = [(True, i) for i in range(warmup)]
+        for i in range(m):  # steady state and cool-down: one forward, one backward
+            order += [(True, warmup + i)] if warmup + i < m else []
+            order.append((False, i))
+        for forward, mb in order:
+            inbox = activations if forward else gradients
+            if (s > 0 if forward else s < p - 1) and not inbox[s][mb].processed:
+                yield inbox[s][mb]
+            yield env.timeout(1.0 if forward else 2.0)
+            if forward and s < p - 1:
+                activations[s + 1][mb].succeed()
+            elif not forward and s > 0:
+                gradients[s - 1][mb].succeed()
+
+    for s in range(p):
+        env.process(stage(s))
+    env.run()
+    seconds = time.process_time() - start
+    assert env.now == 3.0 * (m + p - 1), "not 1F1B's step, (m + p - 1)(F + B)"
+    return seconds
 
 
 def pipeline_scenario(p: int, m: int) -> Scenario:
@@ -208,13 +244,21 @@ def main() -> None:
     for _ in range(args.repeat):
         bare = bare_simpy_rate()
         big_rate = 2 * 64 * 512 / pipeline_seconds(big)
+        plain_rate = 2 * 64 * 512 / plain_simpy_pipeline(64, 512)
         small_s = statistics.median(pipeline_seconds(small) for _ in range(21))
         peer_s = statistics.median(peer(8, 32) for _ in range(21)) if peer else math.nan
-        rounds.append((bare, big_rate, small_s, peer_s))
-    bare, big_rate, small_s, peer_s = (statistics.median(r[i] for r in rounds) for i in range(4))
+        rounds.append((bare, big_rate, small_s, peer_s, plain_rate))
+    bare, big_rate, small_s, peer_s, plain_rate = (
+        statistics.median(r[i] for r in rounds) for i in range(5)
+    )
     share = statistics.median(r[1] / r[0] for r in rounds)
+    plain_share = statistics.median(r[4] / r[0] for r in rounds)
     print(f"   bare SimPy timeouts:     {bare:>10,.0f} events/s")
     print(f"   64 x 512 pipeline:       {big_rate:>10,.0f} ops/s = {share:.1%} of bare SimPy")
+    print(
+        f"   the same in plain SimPy: {plain_rate:>10,.0f} ops/s = {plain_share:.1%} of bare "
+        "SimPy (a process per stage, an event per message, nothing recorded)"
+    )
     print(f"   8 x 32 pipeline:         {small_s * 1e3:>10.2f} ms per run")
     if peer is None:
         print(f"   PP-Schedule-Visualization: no checkout at {args.peer} (--peer DIR)")
