@@ -127,9 +127,9 @@ def strategy_for(name: str, t: int, p: int, d: int, batch: int, **changes: objec
     """The assumed Megatron-Core layout of one row (module docstring); ``changes``
     override any option (the sensitivity checks)."""
     options = dict(
-        dp=d, tp=t, pp=p, microbatches=batch // d, partition="uniform", recompute="none",
-        sequence_parallel=t > 1, zero=1, overlap_grad_reduce=True, bucket_mb=bucket_mb(d),
-        **_overlap_options(t),
+        dp=d, tp=t, pp=p, microbatches=batch // d, schedule="1f1b", partition="uniform",
+        recompute="none", sequence_parallel=t > 1, zero=1, overlap_grad_reduce=True,
+        bucket_mb=bucket_mb(d), **_overlap_options(t),
     )  # fmt: skip
     options.update(changes)
     return Strategy(name, **options)
