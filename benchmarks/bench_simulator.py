@@ -80,36 +80,32 @@ def plain_simpy_pipeline(p: int, m: int) -> float:
     a simulator that runs each stage as a SimPy process). The cyclic garbage
     collector is paused, as the simulator's runtime pauses it."""
     with collector_paused():
-        return _plain_simpy_pipeline(p, m)
+        start = time.process_time()
+        env = simpy.Environment()
+        # the event of each message: [stage that receives it][micro-batch], per direction
+        activations = [[env.event() for _ in range(m)] for _ in range(p)]
+        gradients = [[env.event() for _ in range(m)] for _ in range(p)]
 
+        def stage(s: int):
+            warmup = min(p - s - 1, m)
+            order = [(True, i) for i in range(warmup)]
+            for i in range(m):  # steady state and cool-down: one forward, one backward
+                order += [(True, warmup + i)] if warmup + i < m else []
+                order.append((False, i))
+            for forward, mb in order:
+                inbox = activations if forward else gradients
+                if (s > 0 if forward else s < p - 1) and not inbox[s][mb].processed:
+                    yield inbox[s][mb]
+                yield env.timeout(1.0 if forward else 2.0)
+                if forward and s < p - 1:
+                    activations[s + 1][mb].succeed()
+                elif not forward and s > 0:
+                    gradients[s - 1][mb].succeed()
 
-def _plain_simpy_pipeline(p: int, m: int) -> float:
-    start = time.process_time()
-    env = simpy.Environment()
-    # the event of each message: [stage that receives it][micro-batch], per direction
-    activations = [[env.event() for _ in range(m)] for _ in range(p)]
-    gradients = [[env.event() for _ in range(m)] for _ in range(p)]
-
-    def stage(s: int):
-        warmup = min(p - s - 1, m)
-        order = [(True, i) for i in range(warmup)]
-        for i in range(m):  # steady state and cool-down: one forward, one backward
-            order += [(True, warmup + i)] if warmup + i < m else []
-            order.append((False, i))
-        for forward, mb in order:
-            inbox = activations if forward else gradients
-            if (s > 0 if forward else s < p - 1) and not inbox[s][mb].processed:
-                yield inbox[s][mb]
-            yield env.timeout(1.0 if forward else 2.0)
-            if forward and s < p - 1:
-                activations[s + 1][mb].succeed()
-            elif not forward and s > 0:
-                gradients[s - 1][mb].succeed()
-
-    for s in range(p):
-        env.process(stage(s))
-    env.run()
-    seconds = time.process_time() - start
+        for s in range(p):
+            env.process(stage(s))
+        env.run()
+        seconds = time.process_time() - start
     assert env.now == 3.0 * (m + p - 1), "not 1F1B's step, (m + p - 1)(F + B)"
     return seconds
 
