@@ -89,6 +89,8 @@ class Channel:
         engine.channels.append(self)
         #: the one timed pair, when that is all there is (and it is what is shown)
         self.single = self.pairs[0] if len(self.pairs) == 1 and len(self.sent) == 1 else None
+        #: one device to another in no time (an abstract model's free messages)
+        self.free = self.single is not None and self.single[2] == 0.0
         #: folded replicas mirror this traffic: note when it leaves each port
         self.own = engine.own_free if len(src_shown) > k and engine.network.mirror else None
         # pieces side by side (a tensor-parallel group's ranks sending theirs), each on
@@ -154,6 +156,17 @@ class Channel:
             record(self.track, start, end, mb)
             return end
         return self._apart(times, mb)
+
+    def send_free(self, mb: int = -1) -> float:
+        """Send one :attr:`free` message now, in a run whose pipeline messages all take
+        no time: it arrives as it leaves, and it books no lane, since it holds none for
+        any time. (Unlike :meth:`send` it reads no lane either: its sender may run
+        ahead of the engine's clock, :meth:`simulator.runtime.core.Runtime._process`,
+        and lanes hold the engine's times.)"""
+        now = self._env._now
+        self._record(self.track, now, now, mb)
+        self.count += 1
+        return now
 
     def _together(self, now: float, mb: int) -> float | None:
         """Send the pieces at once when each would start now, or each when its lanes

@@ -220,7 +220,47 @@ class Compute:
         """A known action on a uniform worker (shape-only): its numbers, no math; its
         time is one timeout from ``now``. (The hot path of a large shape-only run:
         the bookkeeping of :meth:`__call__`, written out.)"""
-        _, action, inbox, outbox, sends, kind = ins
+        end = self._account(sw, ins, known, now)
+        done = timeout(self.env, known.seconds)  # one event per action
+        if ins[4]:  # it sends its product: receivers may wait on its end
+            self.mailbox.publish(ins[3] + sw.message_base, done, end)
+        if known.release is not None:
+            sw.releasing = known
+            finisher = self._finishers.get(sw.index)
+            if finisher is None:
+                finisher = self._finishers[sw.index] = partial(self._release, sw)
+            done.callbacks.append(finisher)
+        return done
+
+    def ahead(self, sw: SimWorker, ins: tuple) -> float | bool:
+        """A known action at the worker's own clock, which may be ahead of the engine's
+        (:meth:`simulator.runtime.core.Runtime._process`), with no event: returns its
+        end, the worker's clock after it; False when the action needs the engine --
+        any action :meth:`known` would not take."""
+        known = sw.known[ins[5]]
+        if (
+            known is None
+            or not known.fast
+            or sw.ledger is None
+            or sw.pace is not None
+            or sw.stream is not None
+        ):
+            return False
+        env = self.env
+        now = env._now
+        if sw.span_start < 0:  # sw.begin_action(now), as __call__
+            sw.span_start = now
+            sw.busy_at_start = sw.compute_s + sw.exposed_s
+        end = env._now = self._account(sw, ins, known, now)
+        if known.release is not None:  # at its end, as known()'s callback does
+            sw.releasing = known
+            self._release(sw)
+        return end
+
+    def _account(self, sw: SimWorker, ins: tuple, known: Known, now: float) -> float:
+        """Everything a known action does but wait: its buffers, memory, flops,
+        trace row and compute time; returns its end."""
+        _, action, inbox, outbox, _, kind = ins
         buffers, base = sw.buffers, sw.message_base
         if inbox >= 0:
             del buffers[inbox + base]
@@ -247,16 +287,7 @@ class Compute:
         sw.compute_s += seconds
         sw.span_end = end  # sw.end_action(end)
         sw.busy_at_end = sw.compute_s + sw.exposed_s
-        done = timeout(self.env, seconds)  # one event per action
-        if sends:
-            self.mailbox.publish(outbox + base, done, end)
-        if known.release is not None:
-            sw.releasing = known
-            finisher = self._finishers.get(sw.index)
-            if finisher is None:
-                finisher = self._finishers[sw.index] = partial(self._release, sw)
-            done.callbacks.append(finisher)
-        return done
+        return end
 
     @staticmethod
     def _release(sw: SimWorker, _event: Any = None) -> None:

@@ -50,6 +50,7 @@ from simpy.core import EmptySchedule, StopSimulation
 
 from ..comm.layout import Layouts
 from ..engine import Engine, Process
+from ..engine.events import until
 from ..engine.trace import COMPUTE
 from ..errors import DeadlockError, DeviceFailedError, DivergedError
 from ..hardware.faults import Fault
@@ -161,6 +162,14 @@ class Runtime:
         self.handlers[Op.RECV] = p2p.recv
         for op, handler in self.sync.handlers().items():
             self.handlers[op] = handler
+        #: per op, its handler at the worker's own clock (:meth:`_process`): a run whose
+        #: pipeline messages take no time, shape-only, without faults
+        self.early: list[Callable[[SimWorker, tuple], Any] | None] = [None] * len(Op)
+        free = self.mailbox.all_free(plan.schedule.num_stages)
+        if free and not numerics and not self.faults and not plan.schedule.blocking:
+            self.early[Op.COMPUTE] = compute.ahead
+            self.early[Op.SEND] = self.mailbox.send_ahead
+            self.early[Op.RECV] = self.mailbox.recv_ahead
         for when, device in self.faults.failures:
             engine.env.process(self._fail(device, when))
         self._result: RunRecord | None = None
@@ -445,23 +454,60 @@ class Runtime:
     def _process(self, sw: SimWorker) -> Process:
         """``sw``'s program, instruction by instruction. A handler returns what to wait
         for: nothing, an event, a process, or ``(event,)`` -- wait for the event, then
-        run the same instruction again (a receive whose message is not there yet)."""
-        handlers = self.handlers
+        run the same instruction again (a receive whose message is not there yet).
+
+        **Running ahead.** When no pipeline message takes time (:attr:`early`), a
+        worker keeps a clock of its own: a known compute moves it on instead of
+        waiting for a timeout, and its free messages are sent and taken at it, the
+        engine's clock (``env._now``) set to it while the worker runs. Nothing
+        another worker reads is then out of time order: each worker's compute,
+        memory and trace rows are its own, a message carries its arrival time, and a
+        free message holds no lane. A worker waits on the engine only for a message
+        not sent yet; before any other instruction -- a collective, a timed
+        message, a first action -- and at the end of its program, the engine
+        catches up with its clock (one event). The times are those of waiting at
+        every step: only the events are fewer (docs/design.md, key decision 8)."""
+        handlers, early = self.handlers, self.early
+        env = self.engine.env
         Event = simpy.Event
+        now = clock = env._now  # the engine's clock, and the worker's (never behind it)
         try:
             for ins in sw.program:
+                ahead = early[ins[0]]
+                if ahead is not None:  # env._now is the worker's clock here
+                    done = ahead(sw, ins)
+                    while done.__class__ is tuple:  # a message not sent yet
+                        env._now = now
+                        yield done[0]
+                        now = env._now
+                        if clock > now:
+                            env._now = clock
+                        else:
+                            clock = now
+                        done = ahead(sw, ins)
+                    if done is None:
+                        continue
+                    if done is not False:
+                        clock = done
+                        continue
+                if clock > now:  # the engine catches up first
+                    env._now = now
+                    yield until(env, clock)
                 handler = handlers[ins[0]]
                 waits = handler(sw, ins)
-                if waits is None:
-                    continue
-                if isinstance(waits, Event):
-                    yield waits
-                    continue
-                while waits.__class__ is tuple:
-                    yield waits[0]
-                    waits = handler(sw, ins)
                 if waits is not None:
-                    yield from waits
+                    if isinstance(waits, Event):
+                        yield waits
+                    else:
+                        while waits.__class__ is tuple:
+                            yield waits[0]
+                            waits = handler(sw, ins)
+                        if waits is not None:
+                            yield from waits
+                now = clock = env._now
+            if clock > now:
+                env._now = now
+                yield until(env, clock)
         except simpy.Interrupt:
             return  # a device of this worker failed: it does nothing more
 

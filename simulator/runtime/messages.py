@@ -112,6 +112,14 @@ class Mailbox:
         if waiting is not None:  # a receiver came early: wake it when the message is sent
             fire_at(self.env, waiting, end)
 
+    def all_free(self, stages: int) -> bool:
+        """Whether every message of the ``stages`` model stages takes no time (an
+        abstract model with ``comm_ms = 0``): then no message waits for a lane, and a
+        worker may run ahead of the engine's clock through its sends
+        (:meth:`send_ahead`)."""
+        hook = self.transfer_seconds
+        return all(hook(stage, what) == 0.0 for stage in range(stages) for what in WHAT)
+
     # -- sending ---------------------------------------------------------------------
     def send(self, sw: SimWorker, ins: tuple) -> None:
         message = ins[5] + sw.message_base
@@ -127,6 +135,23 @@ class Mailbox:
         slots[message] = (arrival, payloads, None)
         if waiting is not None and waiting._value is PENDING:  # not triggered yet
             fire_at(self.env, waiting, arrival)
+
+    def send_ahead(self, sw: SimWorker, ins: tuple) -> bool | None:
+        """:meth:`send` at the worker's own clock, which may be ahead of the engine's
+        (:meth:`simulator.runtime.core.Runtime._process`): a free message of a channel
+        already open (None); False when it needs the engine's clock -- a message that
+        takes time, or the channel's first."""
+        channel = self._channels.get((sw.index, ins[1], ins[2]))
+        if channel is None or not channel.free or channel.scatter:
+            return False
+        message = ins[5] + sw.message_base
+        slots = self.slots
+        waiting = slots[message]
+        arrival = channel.send_free(ins[3])
+        slots[message] = (arrival, sw.buffers.pop(message), None)
+        if waiting is not None and waiting._value is PENDING:  # the receiver came early
+            fire_at(self.env, waiting, arrival)
+        return None
 
     def deliver(self, sw: SimWorker, ins: tuple, payloads: list[Any], waiting: Any) -> float:
         """Put ``sw``'s message of the send ``ins`` on the links now and in its slot; wake
@@ -203,6 +228,14 @@ class Mailbox:
             # failed): leave an event for the sender to fire
             entry = slots[message] = self.env.event()
         return (entry,)  # that event, or the sender's compute: the send follows its end
+
+    def recv_ahead(self, sw: SimWorker, ins: tuple) -> tuple[simpy.Event] | bool | None:
+        """:meth:`recv` at the worker's own clock (:meth:`send_ahead`); False for
+        scattered pieces, whose all-gather needs the engine's clock."""
+        entry = self.slots[ins[5] + sw.message_base]
+        if entry.__class__ is tuple and entry[2] is not None:
+            return False
+        return self.recv(sw, ins)
 
     def _gathered(
         self, sw: SimWorker, message: int, pieces: list[Any], payloads: list[Any]
