@@ -81,6 +81,8 @@ class Runtime:
     ``fold`` (default: the plan's ``training.fold_replicas``) lets identical
     data-parallel replicas be simulated once (:mod:`simulator.runtime.fold`);
     ``faults`` are stragglers, slow links and failures (:mod:`.fault_model`).
+    ``ahead`` (default True) lets workers run ahead of the engine's clock where that
+    changes no time (:meth:`_process`); False waits for an event at every action.
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class Runtime:
         plan: Plan,
         fold: bool | None = None,
         faults: Iterable[Fault] = (),
+        ahead: bool = True,
     ) -> None:
         self.plan = plan
         training = plan.training
@@ -166,7 +169,7 @@ class Runtime:
         #: pipeline messages take no time, shape-only, without faults
         self.early: list[Callable[[SimWorker, tuple], Any] | None] = [None] * len(Op)
         free = self.mailbox.all_free(plan.schedule.num_stages)
-        if free and not numerics and not self.faults and not plan.schedule.blocking:
+        if ahead and free and not numerics and not self.faults and not plan.schedule.blocking:
             self.early[Op.COMPUTE] = compute.ahead
             self.early[Op.SEND] = self.mailbox.send_ahead
             self.early[Op.RECV] = self.mailbox.recv_ahead
