@@ -46,9 +46,9 @@ What the README leaves out, and what is assumed here:
   gradients reduce-scattered in buckets of Megatron-Core's default size,
   ``max(40M, 1M x d)`` parameters, overlapped with backward. Megatron reduces
   bf16 models' gradients in fp32 (``accumulate_allreduce_grads_in_fp32``),
-  and so does the replay (``Run.grad_precision``); the simulator's
-  parameter all-gather after the step is not overlapped with the next
-  forward as ``--overlap-param-gather`` does;
+  and so does the replay (``Run.grad_precision``); the updated parameters
+  are all-gathered beside the next step's forward, bucket by bucket, as
+  ``--overlap-param-gather`` does (``overlap_param_gather``);
 * pipeline schedule: 1F1B, Megatron-LM's schedule when no virtual pipeline is
   given (``--num-layers-per-virtual-pipeline-stage`` unset). The table gives
   each run's tensor, pipeline and data-parallel sizes and no virtual-pipeline
@@ -129,7 +129,7 @@ def strategy_for(name: str, t: int, p: int, d: int, batch: int, **changes: objec
     options = dict(
         dp=d, tp=t, pp=p, microbatches=batch // d, schedule="1f1b", partition="uniform",
         recompute="none", sequence_parallel=t > 1, zero=1, overlap_grad_reduce=True,
-        bucket_mb=bucket_mb(d), **_overlap_options(t),
+        overlap_param_gather=True, bucket_mb=bucket_mb(d), **_overlap_options(t),
     )  # fmt: skip
     options.update(changes)
     return Strategy(name, **options)

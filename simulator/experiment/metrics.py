@@ -53,7 +53,14 @@ from ..parallel.build import Plan
 from ..runtime import RunRecord, StepRecord
 
 #: the strategy's overlap options, listed in every result (docs/results.md)
-OVERLAPS = ("overlap_grad_reduce", "prefetch_params", "async_tp", "tp_comm_overlap", "ep_overlap")
+OVERLAPS = (
+    "overlap_grad_reduce",
+    "overlap_param_gather",
+    "prefetch_params",
+    "async_tp",
+    "tp_comm_overlap",
+    "ep_overlap",
+)
 
 
 def analytic_bubble(plan: Plan, record: StepRecord) -> float | None:

@@ -206,6 +206,14 @@ class Strategy:
             "DDP, Megatron's distributed optimizer); false: the compute stream waits for each"
         },
     )
+    overlap_param_gather: bool = field(
+        default=False,
+        metadata={
+            "doc": "ZeRO-1 and 2: all-gather the updated parameters bucket by bucket beside "
+            "the next step's first forward, each block waiting for its own bucket "
+            "(Megatron-Core's --overlap-param-gather); false: after the optimizer step"
+        },
+    )
     prefetch_params: bool = field(
         default=True,
         metadata={

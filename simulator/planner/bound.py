@@ -48,7 +48,8 @@ ports):
 * after a rank's last action, the data-parallel exchange of its gradients
   (one all-reduce, or ZeRO-1's reduce-scatter without ``overlap_grad_reduce``),
   its optimizer step (its bytes at the memory's speed) and, for ZeRO-1 and 2,
-  the all-gather of the updated parameters -- the step cannot end before.
+  the all-gather of the updated parameters unless ``overlap_param_gather``
+  moves it beside the next step's forward -- the step cannot end before.
 
 A block's compute is the same in every stage that holds it (compute segments
 end at every block's mark), so a stage's is the sum of its blocks', each
@@ -340,7 +341,8 @@ class StepBound:
         # the schedule matters through its stages' ranks alone, which the micro-batches
         # do not change (:meth:`_ranks`)
         key = ("sync", s.dp, s.cp, s.ep, s.tp, s.pp, s.order, s.zero, s.bucket_mb,
-               s.overlap_grad_reduce, s.schedule if s.pp > 1 else None, s.chunks,
+               s.overlap_grad_reduce, s.overlap_param_gather, s.schedule if s.pp > 1 else None,
+               s.chunks,
                s.partition, s.allreduce_algorithm, self.pruner.micro_batch(s),
                s.sequence_parallel)  # fmt: skip
         return self._memo(key, lambda: self._work_out_sync(s))
@@ -372,6 +374,8 @@ class StepBound:
                 ops = ["all_reduce"] if not sharded else ["reduce_scatter", "all_gather"]
                 if sharded and _reduces_in_backward(s):
                     ops = ["all_gather"]  # its reduce-scatters run during backward
+                if sharded and s.overlap_param_gather:
+                    ops.remove("all_gather")  # beside the next step's forward
                 for op in ops:
                     talk += self._exchange(op, weights // item, dtype, s, group)
             out.append(talk + step)
@@ -427,6 +431,7 @@ class StepBound:
                 s.zero,
                 s.bucket_mb,
                 s.overlap_grad_reduce,
+                s.overlap_param_gather,
                 s.pairs_overlap,
                 s.allreduce_algorithm,
                 s.pp_scatter_gather,
@@ -746,6 +751,8 @@ class StepBound:
         bandwidth = max(pruner.cluster.intra_node.effective_bandwidth,
                         pruner.cluster.inter_node.effective_bandwidth)  # fmt: skip
         passes = 1 if s.zero > 0 and _reduces_in_backward(s) else 2  # the gather alone
+        if s.zero > 0 and s.overlap_param_gather:
+            passes -= 1  # the gather runs beside the next step's forward
         return passes * (s.dp - 1) / s.dp * weights / bandwidth
 
     def _ranks(self, s: Strategy) -> dict[int, int]:

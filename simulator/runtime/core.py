@@ -275,6 +275,7 @@ class Runtime:
         self.mailbox.reset()
         for sw in self.workers:
             sw.start_step(step)
+            self.sync.start_step(sw)
         for sw in self.workers:
             sw.process = env.process(self._process(sw))
         done = simpy.AllOf(env, [sw.process for sw in self.workers])
@@ -413,6 +414,7 @@ class Runtime:
         for step in range(len(rows)):
             sw.start_step(step)
             self.feed.enter(sw.members, step)
+            self.sync.start_step(sw)
             yield from self._process(sw)
             if sw.failed:
                 return

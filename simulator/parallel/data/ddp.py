@@ -38,6 +38,13 @@ def check(s: Strategy) -> None:
             f"strategy {s.name!r}: allreduce_algorithm {algorithm!r} needs a power-of-two "
             f"data-parallel group, got dp = {s.dp}; use ring or a power-of-two dp"
         )
+    if s.overlap_param_gather and s.zero not in (1, 2):
+        raise LayoutError(
+            f"strategy {s.name!r}: overlap_param_gather overlaps the all-gather of the "
+            f"parameters a ZeRO-1 or 2 step updated, and zero = {s.zero} has none after "
+            "the step (ZeRO-3 gathers each block before it runs: prefetch_params); set "
+            "zero = 1 or 2, or overlap_param_gather = false"
+        )
     if s.zero == 3 and s.ep > 1:
         raise LayoutError(
             f"strategy {s.name!r}: zero = 3 with ep > 1 is not modelled (the experts' "

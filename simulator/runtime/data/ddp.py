@@ -88,7 +88,7 @@ from ..replay import Replay
 from ..tally import Tally
 from ..workers import SimWorker
 from .tied import sync_tied
-from .zero import ParameterGathers
+from .zero import ForwardOrder, ParameterGathers
 
 
 class DataParallel(ParameterGathers):
@@ -137,8 +137,12 @@ class DataParallel(ParameterGathers):
         self.overlap = self.replicas > 1 and (
             self.every_microbatch or (launches and s.overlap_grad_reduce)
         )
+        #: ZeRO-1 and 2: the updated parameters gathered beside the next step's forward
+        self.param_overlap = self.sharded and s.overlap_param_gather and self.zero in (1, 2)
         #: the runtime keeps the tape's marks only when a hook listens
-        self.wants_marks = self.overlap or (self.zero == 3 and self.replicas > 1)
+        self.wants_marks = (
+            self.overlap or self.param_overlap or (self.zero == 3 and self.replicas > 1)
+        )
         tied = {id(p) for pair in self.plan.tied for _, a, b in pair.params for p in (a, b)}
         per_block = self.zero == 3 or (
             s.bucket_mb == 0 and (self.every_microbatch or (self.zero == 1 and self.overlap))
@@ -162,6 +166,9 @@ class DataParallel(ParameterGathers):
         self._phase: dict[int, str] = {}
         self._gathers: Counter = Counter()  # tells successive gathers of a block apart
         self._parts = {}  # what a block's gather sends, per worker (ParameterGathers)
+        #: overlap_param_gather: per worker, the step and its buckets' gathers so far
+        self._ahead: dict[int, tuple[int, dict[int, Handle], set[int]]] = {}
+        self._forward_buckets: dict[int, ForwardOrder] = {}
         #: shape-only: a bucket's flattened gradients, per worker, one array per rank
         self._flat_shapes: dict[tuple[int, int], list[Any]] = {}
 
@@ -251,9 +258,16 @@ class DataParallel(ParameterGathers):
             if largest:
                 sw.charge(self.engine, BUFFERS, largest)
 
-    # -- during backward ---------------------------------------------------------------------
+    # -- during the step ---------------------------------------------------------------------
+    def start_step(self, sw: SimWorker) -> None:
+        """With ``overlap_param_gather``, launch the first parameter all-gather of the
+        last step's update (:mod:`.zero`)."""
+        if self.param_overlap:
+            self._first_gather(sw)
+
     def on_mark(self, sw: SimWorker, mark: Mark) -> Process | None:
-        """Launch bucket collectives as gradients become final; gather ZeRO-3 parameters."""
+        """Launch bucket collectives as gradients become final; gather ZeRO-3 parameters,
+        and with ``overlap_param_gather`` ZeRO-1 and 2's before a block's first forward."""
         if self.replicas == 1:
             return None
         if mark.name == "grads_ready" and self.overlap:
@@ -267,6 +281,8 @@ class DataParallel(ParameterGathers):
             self._phase[sw.index] = phase
             if phase != "W" and sw.lead.chunks[chunk].blocks[block].params(0):
                 return self._gather_block(sw, chunk, block)
+        elif mark.name == "block" and self.param_overlap and mark.value[2] == "F":
+            return self._params_for(sw, mark.value[0], mark.value[1])
         return None
 
     def _launch_ready(self, sw: SimWorker) -> list[Handle]:
@@ -409,7 +425,7 @@ class DataParallel(ParameterGathers):
             step(w)
         yield from self.replay.run(sw, compiled, "optimizer", "opt")
         if self.sharded:
-            yield from self._gather_params(sw)
+            yield from self._gather_params(sw, overlapped=self.param_overlap)
 
 
 def _bytes(params: list[Param]) -> tuple[int, int]:

@@ -32,6 +32,9 @@ class DataParallelSync(Protocol):
     def allocate_model_state(self) -> None:
         """Charge parameters, gradients and optimizer state to every worker's ledger."""
 
+    def start_step(self, sw: SimWorker) -> None:
+        """``sw`` starts a step: its program runs next."""
+
     def on_mark(self, sw: SimWorker, mark: Mark) -> Process | None:
         """React to a mark of a replayed tape; a process when that takes time."""
 

@@ -11,6 +11,23 @@ al. 2023, sec. 3.3) the gather of the block that runs next is launched as
 soon as the current block's parameters are in, so it overlaps the current
 block's compute and only the first block of each pass waits in full; the
 price is a second block's parameters held at once.
+
+With ``overlap_param_gather`` (ZeRO-1 and 2) the updated parameters are not
+gathered after the optimizer step but beside the next step's forward, as
+Megatron-Core's distributed optimizer does with ``--overlap-param-gather``
+(``megatron/core/optimizer/distrib_optimizer.py`` and
+``megatron/core/distributed``, core_v0.8.0): the first bucket's all-gather is
+launched as the next step starts (its ``zero_grad``), and a forward pre-hook
+makes each layer wait for its bucket's, then launches the next bucket's, so
+that it runs beside this bucket's layers (:meth:`ParameterGathers._params_for`).
+Only the first bucket is exposed when a bucket's layers compute longer than
+the next bucket takes to gather; otherwise the first forward waits for the
+gathers, on every pipeline stage in turn. (Later versions can launch every
+stage's gathers at once, ``--align-param-gather``: not modelled.) The
+simulator times them in every step, the first one too, so that a step is the
+steady state a measured iteration is, and assembles the numbers at the
+optimizer step, untimed, as ZeRO-3's are. The gathers of tied weights' tail
+buckets and of experts' buckets stay after the step.
 """
 
 from __future__ import annotations
@@ -28,6 +45,9 @@ from ...parallel.data.buckets import Bucket
 from ...parallel.worker import Worker
 from ..meetings import Handle, Meetings
 from ..workers import SimWorker
+
+#: ``overlap_param_gather``'s buckets in forward order, and by block their positions
+ForwardOrder = tuple[list[Bucket], dict[tuple[int, int], list[int]]]
 
 
 class ParameterGathers:
@@ -47,8 +67,12 @@ class ParameterGathers:
     _phase: dict[int, str]
     strategy: Any
     _gathers: Counter
-    #: (worker, chunk, block) -> :meth:`_gather_parts`
-    _parts: dict[tuple[int, int, int], tuple[list[list[ShapeArray]], list[int]]]
+    #: (worker, chunk, block) -> :meth:`_gather_parts`; (worker, bucket) -> a bucket's
+    _parts: dict[tuple, Any]
+    #: overlap_param_gather: worker -> (step, bucket position -> handle, positions waited)
+    _ahead: dict[int, tuple[int, dict[int, Handle], set[int]]]
+    #: pipeline rank -> :meth:`_forward_order`
+    _forward_buckets: dict[int, ForwardOrder]
     _shard: Callable[[Worker, int, Bucket], Param]
     _group: Callable[[Worker, Bucket], list[Worker]]
     _payloads: Callable[[SimWorker, Callable[[Worker], Any]], dict[int, Any]]
@@ -56,16 +80,22 @@ class ParameterGathers:
     together: Callable[[int], list[list[int]] | None]
     owner: Callable[[Worker, int], int]
 
-    def _gather_params(self, sw: SimWorker) -> Process:
+    def _gather_params(self, sw: SimWorker, overlapped: bool = False) -> Process:
         """All-gather the updated parts of every bucket and write the parameters back:
         one gather over the replicas, and one over the replicas holding the same
-        experts for the experts' buckets (expert parallelism)."""
+        experts for the experts' buckets (expert parallelism). ``overlapped``: the
+        buckets the next step's forward gathers (:meth:`_params_for`) are gathered
+        here untimed, for their numbers."""
+        later = self._forward_order(sw)[0] if overlapped else []
         for expert in (False, True):
             buckets = [b for b in self.buckets[sw.pp_rank] if b.expert == expert]
-            if buckets:
-                yield from self._gather_buckets(sw, buckets)
+            now = [b for b in buckets if b not in later]
+            if now:
+                yield from self._gather_buckets(sw, now)
+            if not expert and len(now) < len(buckets):
+                yield from self._gather_buckets(sw, later, timed=False)
 
-    def _gather_buckets(self, sw: SimWorker, buckets: list[Bucket]) -> Process:
+    def _gather_buckets(self, sw: SimWorker, buckets: list[Bucket], timed: bool = True) -> Process:
         group = self._group(sw.lead, buckets[0])
         t = len(sw.devices)
         ranks = [r for _ in buckets for r in range(t)]
@@ -82,7 +112,7 @@ class ParameterGathers:
                 payloads,
                 "dp",
                 "param all-gather",
-                timed=self.zero < 3,
+                timed=timed and self.zero < 3,
                 ranks=ranks,
                 together=self.together(len(buckets)),
             )
@@ -106,6 +136,90 @@ class ParameterGathers:
                     for p in bucket.params(w, r):
                         p.value[...] = flat[offset : offset + p.size].reshape(p.shape)
                         offset += p.size
+
+    def _forward_order(self, sw: SimWorker) -> ForwardOrder:
+        """The buckets whose gathers ``overlap_param_gather`` moves to the forward, in
+        the order the forward first uses them (neither tail nor expert buckets: module
+        docstring), and by block the positions of the buckets it waits for."""
+        hit = self._forward_buckets.get(sw.pp_rank)
+        if hit is None:
+            moved = [b for b in self.buckets[sw.pp_rank] if not b.tail and not b.expert]
+            order = sorted(moved, key=lambda b: min(b.blocks))
+            by_block: dict[tuple[int, int], list[int]] = {}
+            for i, bucket in enumerate(order):
+                for key in sorted(bucket.blocks):
+                    by_block.setdefault(key, []).append(i)
+            hit = self._forward_buckets[sw.pp_rank] = (order, by_block)
+        return hit
+
+    def _first_gather(self, sw: SimWorker) -> None:
+        """``overlap_param_gather``: ``sw`` starts a step; launch its first bucket's
+        all-gather (Megatron-Core's ``zero_grad``, module docstring)."""
+        order = self._forward_order(sw)[0]
+        launched = {0: self._launch_bucket_gather(sw, order[0])} if order else {}
+        self._ahead[sw.index] = (sw.step, launched, set())
+
+    def _params_for(self, sw: SimWorker, chunk: int, block: int) -> Process | None:
+        """``overlap_param_gather``: block ``block`` of ``chunk`` is about to run its
+        forward; the first time in the step, wait for its buckets' all-gathers. None
+        when they are in."""
+        order, by_block = self._forward_order(sw)
+        state = self._ahead.get(sw.index)
+        if state is None or state[0] != sw.step:
+            state = self._ahead[sw.index] = (sw.step, {}, set())
+        wanted = [i for i in by_block.get((chunk, block), ()) if i not in state[2]]
+        return self._await_params(sw, order, state, wanted) if wanted else None
+
+    def _await_params(
+        self,
+        sw: SimWorker,
+        order: list[Bucket],
+        state: tuple[int, dict[int, Handle], set[int]],
+        wanted: list[int],
+    ) -> Process:
+        """Wait for the ``wanted`` buckets' gathers (launching any not launched yet),
+        then launch the next bucket's, as Megatron-Core's forward pre-hook does."""
+        _, launched, waited = state
+        for i in wanted:
+            if i not in launched:
+                launched[i] = self._launch_bucket_gather(sw, order[i])
+        yield from self.meetings.wait(
+            sw, [launched[i] for i in wanted], "the parameter all-gather of its replicas"
+        )
+        waited.update(wanted)
+        after = max(wanted) + 1
+        if after < len(order) and after not in launched:
+            launched[after] = self._launch_bucket_gather(sw, order[after])
+
+    def _launch_bucket_gather(self, sw: SimWorker, bucket: Bucket) -> Handle:
+        """Launch the timed all-gather of one bucket's updated parameters (their shapes:
+        the values were gathered at the optimizer step)."""
+        w = sw.lead
+        group = self._group(w, bucket)
+        key = (sw.index, bucket.index)
+        payloads = self._parts.get(key)
+        if payloads is None:
+            pieces = []
+            for r in range(len(w.devices)):
+                params = bucket.params(w, r)
+                size = sum(p.size for p in params)
+                dtype = dtype_of(params[0].value)
+                bounds = split_bounds(size, self.replicas)
+                pieces.append([ShapeArray((hi - lo,), dtype) for lo, hi in bounds])
+            t = len(w.devices)
+            payloads = self._parts[key] = [
+                [pieces[r][self.owner(m, r)] for r in range(t)] for m in group
+            ]
+
+        def run(_: list[Any]) -> tuple[list[Any], float]:
+            _, end = self.meetings.per_rank(
+                "all_gather", self.algorithm, group, payloads, "dp", "param all-gather",
+                together=self.together(1), stable=True,
+            )  # fmt: skip
+            return [None] * len(group), end
+
+        key = ("params ahead", sw.pp_rank, bucket.index, sw.step, group[0].index)
+        return self.meetings.launch(key, group, dict.fromkeys(m.index for m in sw.members), run)
 
     def _gather_block(self, sw: SimWorker, chunk: int, block: int) -> Process:
         """Block ``block`` of ``chunk`` is about to run: wait for its parameters (gathered

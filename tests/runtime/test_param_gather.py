@@ -1,0 +1,81 @@
+"""``overlap_param_gather``: ZeRO-1 and 2 gather the updated parameters beside the next
+step's forward (:mod:`simulator.runtime.data.zero`): the same training, the same bytes,
+less exposed communication -- and, with a single bucket, nothing to hide behind."""
+
+from dataclasses import replace
+
+import pytest
+
+from simulator.hardware import preset
+from simulator import GPTConfig, MLPConfig
+from simulator.parallel import Strategy
+from tests.conftest import assert_matches_single, assert_run_fails, run, single_device
+
+MODEL = MLPConfig(layers=6, width=16)
+
+
+@pytest.mark.parametrize(
+    ("strategy", "fold"),
+    [
+        (Strategy("zero1", dp=4, zero=1), True),
+        (Strategy("zero1-buckets", dp=2, zero=1, bucket_mb=0.001, microbatches=2), True),
+        (Strategy("zero2", dp=4, zero=2, microbatches=2), True),
+        (Strategy("pipeline", dp=2, pp=2, microbatches=2, zero=1, bucket_mb=0.001), True),
+        (Strategy("unfolded", dp=2, pp=3, microbatches=4, zero=2), False),
+    ],
+    ids=lambda x: x.name if isinstance(x, Strategy) else str(x),
+)
+def test_overlapped_gathers_reproduce_single_device_training(strategy, fold):
+    s = replace(strategy, overlap_param_gather=True)
+    overlapped = run(MODEL, s, steps=3, fold_replicas=fold)
+    assert_matches_single(overlapped, single_device(MODEL, steps=3))
+
+
+GPT = GPTConfig(layers=4, hidden=256, heads=4, seq_len=128, vocab=512, dtype="bf16")
+
+
+def _pair(strategy: Strategy) -> tuple[dict, dict]:
+    out = []
+    for overlap in (False, True):
+        s = replace(strategy, overlap_param_gather=overlap)
+        out.append(
+            run(GPT, s, cluster=preset("toy", nodes=2), numerics=False, global_batch=16).metrics
+        )
+    return out[0], out[1]
+
+
+def test_a_single_bucket_has_nothing_to_hide_behind():
+    # one bucket: its gather is the first thing the step waits for, so the step only
+    # moves it from the end to the start -- every step as long, as exposed
+    after, before = _pair(Strategy("one", dp=4, zero=1, bucket_mb=1000))
+    assert before["iteration_time_s"] == pytest.approx(after["iteration_time_s"], rel=1e-12)
+    assert before["exposed_comm_s"] == pytest.approx(after["exposed_comm_s"], rel=1e-12)
+    assert before["comm_bytes"] == after["comm_bytes"]
+
+
+@pytest.mark.parametrize("zero", [1, 2])
+def test_block_buckets_hide_all_but_the_first_gather(zero):
+    after, before = _pair(Strategy("blocks", dp=4, zero=zero, microbatches=2))
+    assert before["comm_bytes"] == after["comm_bytes"]  # the same gathers, moved
+    assert before["exposed_comm_s"] < after["exposed_comm_s"]
+    assert before["iteration_time_s"] < after["iteration_time_s"]
+
+
+@pytest.mark.parametrize("zero", [0, 3])
+def test_it_needs_a_zero_that_gathers_after_the_step(tmp_path, capsys, zero):
+    text = f"""
+[cluster]
+preset = "toy"
+[model]
+kind = "mlp"
+layers = 2
+width = 8
+[training]
+global_batch = 8
+[[strategy]]
+name = "x"
+dp = 2
+zero = {zero}
+overlap_param_gather = true
+"""
+    assert_run_fails(tmp_path, capsys, text, "overlap_param_gather")
