@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from simulator.hardware import preset
 from simulator import GPTConfig, MLPConfig
+from simulator.hardware import preset
 from simulator.parallel import Strategy
 from tests.conftest import assert_matches_single, assert_run_fails, run, single_device
 
