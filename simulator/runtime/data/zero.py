@@ -119,7 +119,7 @@ class ParameterGathers:
 
         handle = yield from self.meetings.meet(
             sw,
-            ("params", sw.pp_rank, buckets[0].expert, group[0].index),
+            ("params", sw.pp_rank, buckets[0].expert, timed, group[0].index),
             group,
             self._payloads(sw, parts),
             run,
