@@ -5,7 +5,7 @@ A run's work is known before it starts: every simulated worker walks its
 program once per step, and each instruction costs about one simulation event
 (:attr:`simulator.runtime.Runtime.estimated_events`), so a huge run says how
 big it is before it starts, and the bar (tqdm, on standard error, only when
-that is a terminal) moves as the events are processed. Output meant for
+that is a terminal) moves as the instructions are run. Output meant for
 programs (``--json``) is never touched.
 """
 
@@ -46,7 +46,7 @@ class ProgressBar:
         return self
 
     def update(self, done: float) -> None:
-        """``done`` events processed (files written: a fraction is a file begun) so far."""
+        """``done`` instructions run (files written: a fraction is a file begun) so far."""
         if self._bar is not None:
             self._bar.n = min(done, self.total)
             self._bar.refresh()

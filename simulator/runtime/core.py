@@ -168,6 +168,8 @@ class Runtime:
         #: per op, its handler at the worker's own clock (:meth:`_process`): a run whose
         #: pipeline messages take no time, shape-only, without faults
         self.early: list[Callable[[SimWorker, tuple], Any] | None] = [None] * len(Op)
+        #: instructions run so far, what :attr:`estimated_events` counts (the progress bar)
+        self.walked = 0
         free = self.mailbox.all_free(plan.schedule.num_stages)
         if ahead and free and not numerics and not self.faults and not plan.schedule.blocking:
             self.early[Op.COMPUTE] = compute.ahead
@@ -214,7 +216,8 @@ class Runtime:
         """Simulate every step and return the record of the run (:meth:`result`);
         raises DeadlockError, DivergedError, DeviceFailedError or OutOfMemoryError,
         after which :meth:`result` still holds what was simulated. ``progress`` is
-        called with the number of events processed so far."""
+        called with the number of instructions run so far (:attr:`estimated_events`
+        counts them all), every few thousand events."""
         training = self.plan.training
         # a loss that overflows is reported once, as a diverged run (_check_loss),
         # rather than as numpy's warnings on the way there; the ZeRO shards made on
@@ -422,7 +425,8 @@ class Runtime:
 
     def _drive(self, done: simpy.Event, progress: Callable[[int], None] | None) -> None:
         """Process events until ``done`` fires (SimPy's own ``run(until=...)`` loop, with a
-        progress report every few thousand events); an empty queue first is a deadlock.
+        progress report, the instructions run, every few thousand events); an empty
+        queue first is a deadlock.
 
         The loop is :meth:`simpy.Environment.step`, written out: it runs once per event
         of the run."""
@@ -447,8 +451,10 @@ class Runtime:
                         raise failure
                 events += 4096
                 if progress is not None:
-                    progress(events)
+                    progress(self.walked)
         except StopSimulation:
+            if progress is not None:
+                progress(self.walked)
             return
         except EmptySchedule:
             failed = next((sw for sw in self.workers if sw.failed), None)
@@ -491,8 +497,10 @@ class Runtime:
                             clock = now
                         done = ahead(sw, ins)
                     if done is None:
+                        self.walked += 1
                         continue
                     if done is not False:
+                        self.walked += 1
                         clock = done
                         continue
                 if clock > now:  # the engine catches up first
@@ -510,6 +518,7 @@ class Runtime:
                         if waits is not None:
                             yield from waits
                 now = clock = env._now
+                self.walked += 1
             if clock > now:
                 env._now = now
                 yield until(env, clock)

@@ -6,6 +6,7 @@ action -- with fewer events."""
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -101,3 +102,16 @@ def test_it_takes_fewer_events_and_none_with_timed_messages() -> None:
             assert times.max() == runtime.result().end
     assert counts[0.0, True] <= counts[0.0, False] / 2
     assert counts[0.5, True] == counts[0.5, False]
+
+
+@pytest.mark.parametrize("comm", [0.0, 0.5])
+def test_progress_counts_every_instruction_once(comm) -> None:
+    """The progress reports count instructions run, ahead or not, up to the estimate."""
+    model = AbstractConfig(stages=4, forward_ms=1.0, backward_ms=2.0, comm_ms=comm)
+    training = TrainingConfig(numerics=False, global_batch=512, steps=2)
+    strategy = Strategy("1f1b", pp=4, microbatches=512, schedule="1f1b")
+    runtime = Runtime(build_plan(preset("toy", nodes=2), model, training, strategy))
+    seen: list[int] = []
+    runtime.run(seen.append)
+    assert seen == sorted(seen) and len(seen) >= 2  # every few thousand events, each end
+    assert seen[-1] == runtime.estimated_events
