@@ -192,34 +192,14 @@ class ParameterGathers:
             launched[after] = self._launch_bucket_gather(sw, order[after])
 
     def _launch_bucket_gather(self, sw: SimWorker, bucket: Bucket) -> Handle:
-        """Launch the timed all-gather of one bucket's updated parameters (their shapes:
-        the values were gathered at the optimizer step)."""
-        w = sw.lead
-        group = self._group(w, bucket)
+        """Launch the timed all-gather of one bucket's updated parameters."""
+        group = self._group(sw.lead, bucket)
         key = (sw.index, bucket.index)
         payloads = self._parts.get(key)
         if payloads is None:
-            pieces = []
-            for r in range(len(w.devices)):
-                params = bucket.params(w, r)
-                size = sum(p.size for p in params)
-                dtype = dtype_of(params[0].value)
-                bounds = split_bounds(size, self.replicas)
-                pieces.append([ShapeArray((hi - lo,), dtype) for lo, hi in bounds])
-            t = len(w.devices)
-            payloads = self._parts[key] = [
-                [pieces[r][self.owner(m, r)] for r in range(t)] for m in group
-            ]
-
-        def run(_: list[Any]) -> tuple[list[Any], float]:
-            _, end = self.meetings.per_rank(
-                "all_gather", self.algorithm, group, payloads, "dp", "param all-gather",
-                together=self.together(1), stable=True,
-            )  # fmt: skip
-            return [None] * len(group), end
-
+            payloads = self._parts[key] = self._shape_parts(sw, bucket, group)
         key = ("params ahead", sw.pp_rank, bucket.index, sw.step, group[0].index)
-        return self.meetings.launch(key, group, dict.fromkeys(m.index for m in sw.members), run)
+        return self._launch_shapes(sw, key, group, payloads)
 
     def _gather_block(self, sw: SimWorker, chunk: int, block: int) -> Process:
         """Block ``block`` of ``chunk`` is about to run: wait for its parameters (gathered
@@ -251,19 +231,40 @@ class ParameterGathers:
         group = self.plan.dp_group(sw.pp_rank)
         payloads, held = self._gather_parts(sw, chunk, block)
         sw.charge(self.engine, BUFFERS, held)
+        self._gathers[(sw.index, chunk, block)] += 1
+        key = ("gather", sw.pp_rank, chunk, block, self._gathers[(sw.index, chunk, block)])
+        return self._launch_shapes(sw, key, group, payloads), held
+
+    def _launch_shapes(
+        self, sw: SimWorker, key: tuple, group: list[Worker], payloads: list[list[ShapeArray]]
+    ) -> Handle:
+        """Launch the timed all-gather ``key`` of ``sw``'s members' parts over ``group``:
+        their shapes (:meth:`_shape_parts`), every member's the same; the values were
+        gathered already."""
 
         def run(_: list[Any]) -> tuple[list[Any], float]:
-            # every member's part has the same shape; the values were gathered already
             _, end = self.meetings.per_rank(
                 "all_gather", self.algorithm, group, payloads, "dp", "param all-gather",
                 together=self.together(1), stable=True,
             )  # fmt: skip
             return [None] * len(group), end
 
-        self._gathers[(sw.index, chunk, block)] += 1
-        key = ("gather", sw.pp_rank, chunk, block, self._gathers[(sw.index, chunk, block)])
-        handle = self.meetings.launch(key, group, dict.fromkeys(m.index for m in sw.members), run)
-        return handle, held
+        return self.meetings.launch(key, group, dict.fromkeys(m.index for m in sw.members), run)
+
+    def _shape_parts(
+        self, sw: SimWorker, bucket: Bucket, group: list[Worker]
+    ) -> list[list[ShapeArray]]:
+        """Every member of ``group``'s part of ``bucket``'s parameters, per
+        tensor-parallel rank, as shapes."""
+        w = sw.lead
+        t = len(w.devices)
+        pieces = []
+        for r in range(t):
+            params = bucket.params(w, r)
+            bounds = split_bounds(sum(p.size for p in params), self.replicas)
+            dtype = dtype_of(params[0].value)
+            pieces.append([ShapeArray((hi - lo,), dtype) for lo, hi in bounds])
+        return [[pieces[r][self.owner(m, r)] for r in range(t)] for m in group]
 
     def _gather_parts(
         self, sw: SimWorker, chunk: int, block: int
@@ -277,17 +278,11 @@ class ParameterGathers:
         if hit is None:
             w = sw.lead
             (bucket,) = [b for b in self.buckets[sw.pp_rank] if b.blocks == {(chunk, block)}]
-            pieces, held = [], []
-            for r in range(len(w.devices)):
-                params = bucket.params(w, r)
-                size = sum(p.size for p in params)
-                dtype = dtype_of(params[0].value)
-                bounds = split_bounds(size, self.replicas)
-                pieces.append([ShapeArray((hi - lo,), dtype) for lo, hi in bounds])
-                held.append(sum(p.nbytes for p in params) - self._shard(w, r, bucket).nbytes)
-            t = len(w.devices)
-            group = self.plan.dp_group(sw.pp_rank)
-            payloads = [[pieces[r][self.owner(m, r)] for r in range(t)] for m in group]
+            held = [
+                sum(p.nbytes for p in bucket.params(w, r)) - self._shard(w, r, bucket).nbytes
+                for r in range(len(w.devices))
+            ]
+            payloads = self._shape_parts(sw, bucket, self.plan.dp_group(sw.pp_rank))
             hit = self._parts[key] = (payloads, held)
         return hit
 
