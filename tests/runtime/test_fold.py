@@ -115,6 +115,19 @@ CASES = [
         Strategy("z1o", dp=2, tp=2, pp=2, microbatches=4, zero=1, overlap_grad_reduce=True),
         {"numerics": False, "optimizer": "adam"},
     ),
+    # the updated parameters gathered beside the next step's forward (overlap_param_gather)
+    (
+        preset("dgx-a100", nodes=2),
+        GPT,
+        Strategy("z1p", dp=2, tp=2, pp=2, microbatches=4, zero=1, overlap_param_gather=True),
+        {"numerics": False, "optimizer": "adam"},
+    ),
+    (
+        preset("toy", nodes=2),
+        MLPConfig(4, 16),
+        Strategy("z2p", dp=2, pp=2, microbatches=2, zero=2, overlap_param_gather=True),
+        {"optimizer": "adam"},
+    ),
 ]
 
 
