@@ -48,7 +48,9 @@ What the README leaves out, and what is assumed here:
   bf16 models' gradients in fp32 (``accumulate_allreduce_grads_in_fp32``),
   and so does the replay (``Run.grad_precision``); the updated parameters
   are all-gathered beside the next step's forward, bucket by bucket, as
-  ``--overlap-param-gather`` does (``overlap_param_gather``);
+  ``--overlap-param-gather`` does (``overlap_param_gather``), each bucket's
+  gather launched when the forward has waited for the one before, as r0.8
+  does (``align_param_gather = false``: r0.8 has no ``--align-param-gather``);
 * pipeline schedule: 1F1B, Megatron-LM's schedule when no virtual pipeline is
   given (``--num-layers-per-virtual-pipeline-stage`` unset). The table gives
   each run's tensor, pipeline and data-parallel sizes and no virtual-pipeline
@@ -129,7 +131,8 @@ def strategy_for(name: str, t: int, p: int, d: int, batch: int, **changes: objec
     options = dict(
         dp=d, tp=t, pp=p, microbatches=batch // d, schedule="1f1b", partition="uniform",
         recompute="none", sequence_parallel=t > 1, zero=1, overlap_grad_reduce=True,
-        overlap_param_gather=True, bucket_mb=bucket_mb(d), **_overlap_options(t),
+        overlap_param_gather=True, align_param_gather=False, bucket_mb=bucket_mb(d),
+        **_overlap_options(t),
     )  # fmt: skip
     options.update(changes)
     return Strategy(name, **options)

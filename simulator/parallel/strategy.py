@@ -214,6 +214,15 @@ class Strategy:
             "(Megatron-Core's --overlap-param-gather); false: after the optimizer step"
         },
     )
+    align_param_gather: bool = field(
+        default=True,
+        metadata={
+            "doc": "with overlap_param_gather: launch every bucket's all-gather as the step "
+            "starts, on every pipeline stage at once, each block waiting for its own "
+            "(Megatron-Core's default since it has --align-param-gather); false: one bucket "
+            "ahead of the forward, as Megatron-Core r0.8 does"
+        },
+    )
     prefetch_params: bool = field(
         default=True,
         metadata={

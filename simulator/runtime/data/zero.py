@@ -15,17 +15,23 @@ price is a second block's parameters held at once.
 With ``overlap_param_gather`` (ZeRO-1 and 2) the updated parameters are not
 gathered after the optimizer step but beside the next step's forward, as
 Megatron-Core's distributed optimizer does with ``--overlap-param-gather``
-(``megatron/core/optimizer/distrib_optimizer.py`` and
-``megatron/core/distributed``, core_v0.8.0): the first bucket's all-gather is
-launched as the next step starts (its ``zero_grad``), and a forward pre-hook
-makes each layer wait for its bucket's, then launches the next bucket's, so
-that it runs beside this bucket's layers (:meth:`ParameterGathers._params_for`).
-Only the first bucket is exposed when a bucket's layers compute longer than
-the next bucket takes to gather; otherwise the first forward waits for the
-gathers, on every pipeline stage in turn. (Later versions can launch every
-stage's gathers at once, ``--align-param-gather``: not modelled.) The
-simulator times them in every step, the first one too, so that a step is the
-steady state a measured iteration is, and assembles the numbers at the
+(``megatron/core/optimizer/distrib_optimizer.py``, ``megatron/core/distributed``);
+each block's first forward of the step waits for its bucket's gather
+(:meth:`ParameterGathers._params_for`). When the gathers are launched:
+
+* ``align_param_gather`` (the default, as Megatron-LM's ``--align-param-gather``
+  is in the versions that have it): every bucket's, in forward order, as the
+  step starts, on every pipeline stage at once; a stage's gathers run while it
+  waits for its first activation;
+* otherwise, as core_v0.8.0 does: the first bucket's as the step starts (its
+  ``zero_grad``), and each next one when a layer has waited for the one
+  before, so that it runs beside that bucket's layers. Only the first bucket
+  is exposed when a bucket's layers compute longer than the next bucket takes
+  to gather; otherwise the first forward waits for the gathers, on every
+  pipeline stage in turn, and delays the pipeline's fill.
+
+The simulator times them in every step, the first one too, so that a step is
+the steady state a measured iteration is, and assembles the numbers at the
 optimizer step, untimed, as ZeRO-3's are. The gathers of tied weights' tail
 buckets and of experts' buckets stay after the step.
 """
@@ -154,9 +160,11 @@ class ParameterGathers:
 
     def _first_gather(self, sw: SimWorker) -> None:
         """``overlap_param_gather``: ``sw`` starts a step; launch its first bucket's
-        all-gather (Megatron-Core's ``zero_grad``, module docstring)."""
+        all-gather (Megatron-Core's ``zero_grad``), or with ``align_param_gather``
+        every bucket's, in forward order (module docstring)."""
         order = self._forward_order(sw)[0]
-        launched = {0: self._launch_bucket_gather(sw, order[0])} if order else {}
+        first = order if self.strategy.align_param_gather else order[:1]
+        launched = {i: self._launch_bucket_gather(sw, bucket) for i, bucket in enumerate(first)}
         self._ahead[sw.index] = (sw.step, launched, set())
 
     def _params_for(self, sw: SimWorker, chunk: int, block: int) -> Process | None:
