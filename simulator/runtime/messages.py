@@ -232,17 +232,9 @@ class Mailbox:
     def recv_ahead(self, sw: SimWorker, ins: tuple) -> tuple[simpy.Event] | bool | None:
         """:meth:`recv` at the worker's own clock (:meth:`send_ahead`); False for
         scattered pieces, whose all-gather needs the engine's clock."""
-        message = ins[5] + sw.message_base
-        slots = self.slots
-        entry = slots[message]
-        if entry.__class__ is tuple:
-            if entry[2] is not None:
-                return False
-            if entry[0] <= self.env._now:  # arrived: recv's commonest case, written out
-                sw.waiting_for = ""  # its wait (if any) is over
-                slots[message] = None
-                sw.buffers[message] = entry[1]
-                return None
+        entry = self.slots[ins[5] + sw.message_base]
+        if entry.__class__ is tuple and entry[2] is not None:
+            return False
         return self.recv(sw, ins)
 
     def _gathered(

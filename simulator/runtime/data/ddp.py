@@ -166,8 +166,9 @@ class DataParallel(ParameterGathers):
         self._phase: dict[int, str] = {}
         self._gathers: Counter = Counter()  # tells successive gathers of a block apart
         self._parts = {}  # what a block's gather sends, per worker (ParameterGathers)
-        #: overlap_param_gather: per worker, the step and its buckets' gathers so far
-        self._ahead: dict[int, tuple[int, dict[int, Handle], set[int]]] = {}
+        self._shapes = {}  # a bucket's shape-only parts, per worker (ParameterGathers)
+        #: overlap_param_gather: per worker, this step's buckets' gathers so far
+        self._ahead: dict[int, tuple[dict[int, Handle], set[int]]] = {}
         self._forward_buckets: dict[int, ForwardOrder] = {}
         #: shape-only: a bucket's flattened gradients, per worker, one array per rank
         self._flat_shapes: dict[tuple[int, int], list[Any]] = {}

@@ -66,9 +66,6 @@ class Replicated(DataParallel):
             Op.PRIMARY_STEP: self.step,
         }
 
-    def start_step(self, sw: SimWorker) -> None:
-        """Nothing to do as a step starts."""
-
     def allocate_model_state(self) -> None:
         """Every replica holds parameters and gradients; only the primary optimizer state."""
         for sw in self.workers:

@@ -73,10 +73,13 @@ class ParameterGathers:
     _phase: dict[int, str]
     strategy: Any
     _gathers: Counter
-    #: (worker, chunk, block) -> :meth:`_gather_parts`; (worker, bucket) -> a bucket's
-    _parts: dict[tuple, Any]
-    #: overlap_param_gather: worker -> (step, bucket position -> handle, positions waited)
-    _ahead: dict[int, tuple[int, dict[int, Handle], set[int]]]
+    #: (worker, chunk, block) -> :meth:`_gather_parts`
+    _parts: dict[tuple[int, int, int], tuple[list[list[ShapeArray]], list[int]]]
+    #: (worker, bucket) -> :meth:`_shape_parts`
+    _shapes: dict[tuple[int, int], list[list[ShapeArray]]]
+    #: overlap_param_gather: worker -> this step's (bucket position -> handle, positions
+    #: waited for)
+    _ahead: dict[int, tuple[dict[int, Handle], set[int]]]
     #: pipeline rank -> :meth:`_forward_order`
     _forward_buckets: dict[int, ForwardOrder]
     _shard: Callable[[Worker, int, Bucket], Param]
@@ -165,29 +168,27 @@ class ParameterGathers:
         order = self._forward_order(sw)[0]
         first = order if self.strategy.align_param_gather else order[:1]
         launched = {i: self._launch_bucket_gather(sw, bucket) for i, bucket in enumerate(first)}
-        self._ahead[sw.index] = (sw.step, launched, set())
+        self._ahead[sw.index] = (launched, set())
 
     def _params_for(self, sw: SimWorker, chunk: int, block: int) -> Process | None:
         """``overlap_param_gather``: block ``block`` of ``chunk`` is about to run its
         forward; the first time in the step, wait for its buckets' all-gathers. None
         when they are in."""
         order, by_block = self._forward_order(sw)
-        state = self._ahead.get(sw.index)
-        if state is None or state[0] != sw.step:
-            state = self._ahead[sw.index] = (sw.step, {}, set())
-        wanted = [i for i in by_block.get((chunk, block), ()) if i not in state[2]]
-        return self._await_params(sw, order, state, wanted) if wanted else None
+        launched, waited = self._ahead[sw.index]  # this step's (:meth:`_first_gather`)
+        wanted = [i for i in by_block.get((chunk, block), ()) if i not in waited]
+        return self._await_params(sw, order, launched, waited, wanted) if wanted else None
 
     def _await_params(
         self,
         sw: SimWorker,
         order: list[Bucket],
-        state: tuple[int, dict[int, Handle], set[int]],
+        launched: dict[int, Handle],
+        waited: set[int],
         wanted: list[int],
     ) -> Process:
         """Wait for the ``wanted`` buckets' gathers (launching any not launched yet),
         then launch the next bucket's, as Megatron-Core's forward pre-hook does."""
-        _, launched, waited = state
         for i in wanted:
             if i not in launched:
                 launched[i] = self._launch_bucket_gather(sw, order[i])
@@ -202,12 +203,8 @@ class ParameterGathers:
     def _launch_bucket_gather(self, sw: SimWorker, bucket: Bucket) -> Handle:
         """Launch the timed all-gather of one bucket's updated parameters."""
         group = self._group(sw.lead, bucket)
-        key = (sw.index, bucket.index)
-        payloads = self._parts.get(key)
-        if payloads is None:
-            payloads = self._parts[key] = self._shape_parts(sw, bucket, group)
         key = ("params ahead", sw.pp_rank, bucket.index, sw.step, group[0].index)
-        return self._launch_shapes(sw, key, group, payloads)
+        return self._launch_shapes(sw, key, group, self._shape_parts(sw, bucket))
 
     def _gather_block(self, sw: SimWorker, chunk: int, block: int) -> Process:
         """Block ``block`` of ``chunk`` is about to run: wait for its parameters (gathered
@@ -259,20 +256,25 @@ class ParameterGathers:
 
         return self.meetings.launch(key, group, dict.fromkeys(m.index for m in sw.members), run)
 
-    def _shape_parts(
-        self, sw: SimWorker, bucket: Bucket, group: list[Worker]
-    ) -> list[list[ShapeArray]]:
-        """Every member of ``group``'s part of ``bucket``'s parameters, per
-        tensor-parallel rank, as shapes."""
-        w = sw.lead
-        t = len(w.devices)
-        pieces = []
-        for r in range(t):
-            params = bucket.params(w, r)
-            bounds = split_bounds(sum(p.size for p in params), self.replicas)
-            dtype = dtype_of(params[0].value)
-            pieces.append([ShapeArray((hi - lo,), dtype) for lo, hi in bounds])
-        return [[pieces[r][self.owner(m, r)] for r in range(t)] for m in group]
+    def _shape_parts(self, sw: SimWorker, bucket: Bucket) -> list[list[ShapeArray]]:
+        """Every replica's part of ``bucket``'s parameters (over :meth:`_group`), per
+        tensor-parallel rank, as shapes; worked out once per worker and bucket."""
+        key = (sw.index, bucket.index)
+        hit = self._shapes.get(key)
+        if hit is None:
+            w = sw.lead
+            t = len(w.devices)
+            pieces = []
+            for r in range(t):
+                params = bucket.params(w, r)
+                bounds = split_bounds(sum(p.size for p in params), self.replicas)
+                dtype = dtype_of(params[0].value)
+                pieces.append([ShapeArray((hi - lo,), dtype) for lo, hi in bounds])
+            group = self._group(w, bucket)
+            hit = self._shapes[key] = [
+                [pieces[r][self.owner(m, r)] for r in range(t)] for m in group
+            ]
+        return hit
 
     def _gather_parts(
         self, sw: SimWorker, chunk: int, block: int
@@ -290,8 +292,7 @@ class ParameterGathers:
                 sum(p.nbytes for p in bucket.params(w, r)) - self._shard(w, r, bucket).nbytes
                 for r in range(len(w.devices))
             ]
-            payloads = self._shape_parts(sw, bucket, self.plan.dp_group(sw.pp_rank))
-            hit = self._parts[key] = (payloads, held)
+            hit = self._parts[key] = (self._shape_parts(sw, bucket), held)
         return hit
 
     def _release_gathered(self, sw: SimWorker) -> None:
