@@ -29,9 +29,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Generator
 from functools import partial
+from heapq import heappush
 from typing import Any, NamedTuple
 
 import simpy
+from simpy.core import NORMAL
 
 from ..hardware import ClusterSpec
 from ..ops.tape import ComputeSegment
@@ -54,7 +56,10 @@ def fire_at(env: simpy.Environment, event: simpy.Event, when: float, value: Any 
     processed at that time, wakes whoever waits on it."""
     event._ok = True
     event._value = value
-    env.schedule(event, delay=max(0.0, when - env.now))
+    # env.schedule(event, delay=max(0.0, when - env.now)), written out (a large
+    # pipeline fires one per message): the same time, ``now + (when - now)``
+    now = env._now
+    heappush(env._queue, (now + (when - now) if when > now else now, NORMAL, next(env._eid), event))
 
 
 class Ledgers(dict[int, MemoryLedger]):

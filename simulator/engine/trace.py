@@ -29,7 +29,7 @@ from __future__ import annotations
 import io
 import json
 from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple, NoReturn
@@ -81,6 +81,24 @@ class Columns(NamedTuple):
     end: np.ndarray
 
 
+def _rows_appender(
+    track: array, start: array, end: array, mb: array
+) -> Callable[[int, float, float, int], None]:
+    """:meth:`Trace.record` for these columns: a row per compute and per message of a
+    run, so their ``append`` methods are looked up once, here."""
+    track_append, start_append, end_append, mb_append = (
+        track.append, start.append, end.append, mb.append
+    )  # fmt: skip
+
+    def record(track: int, start: float, end: float, mb: int = -1) -> None:
+        track_append(track)
+        start_append(start)
+        end_append(end)
+        mb_append(mb)
+
+    return record
+
+
 class Trace:
     """Columnar rows of (group, peer, label, start, end); see the module docstring."""
 
@@ -95,6 +113,7 @@ class Trace:
         self.start = array("d")
         self.end = array("d")
         self.mb = array("q")
+        self.record = _rows_appender(self.track, self.start, self.end, self.mb)
         #: device -> its MemoryLedger (a MemoryRecord once sealed), for memory counters
         self.ledgers: Mapping[int, Any] = {}
         self._events: tuple[int, list[Event]] = (0, [])
@@ -128,7 +147,10 @@ class Trace:
         return tid
 
     def record(self, track: int, start: float, end: float, mb: int = -1) -> None:
-        """Append one row (the engine's hot path: ``track`` comes from :meth:`track_id`)."""
+        """Append one row (the engine's hot path: ``track`` comes from :meth:`track_id`).
+
+        Each trace replaces this method with :func:`_rows_appender`'s, which does the
+        same with its columns' ``append`` bound once."""
         self.track.append(track)
         self.start.append(start)
         self.end.append(end)

@@ -238,13 +238,10 @@ class Compute:
         end, the worker's clock after it; False when the action needs the engine --
         any action :meth:`known` would not take."""
         known = sw.known[ins[5]]
-        if (
-            known is None
-            or not known.fast
-            or sw.ledger is None
-            or sw.pace is not None
-            or sw.stream is not None
-        ):
+        # what __call__ asks of a known action but for sw.pace and sw.stream: no worker
+        # has a pace in a run without faults, the only kind that runs ahead, and a
+        # stream only while an overlapped pair runs, never between instructions
+        if known is None or not known.fast or sw.ledger is None:
             return False
         env = self.env
         now = env._now

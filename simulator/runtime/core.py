@@ -174,7 +174,7 @@ class Runtime:
         if ahead and free and not numerics and not self.faults and not plan.schedule.blocking:
             self.early[Op.COMPUTE] = compute.ahead
             self.early[Op.SEND] = self.mailbox.send_ahead
-            self.early[Op.RECV] = self.mailbox.recv_ahead
+            self.early[Op.RECV] = self.mailbox.recv
         for when, device in self.faults.failures:
             engine.env.process(self._fail(device, when))
         self._result: RunRecord | None = None
@@ -482,12 +482,15 @@ class Runtime:
         env = self.engine.env
         Event = simpy.Event
         now = clock = env._now  # the engine's clock, and the worker's (never behind it)
+        walked = 0  # instructions run ahead since the last wait, added to self.walked at it
         try:
             for ins in sw.program:
                 ahead = early[ins[0]]
                 if ahead is not None:  # env._now is the worker's clock here
                     done = ahead(sw, ins)
                     while done.__class__ is tuple:  # a message not sent yet
+                        self.walked += walked
+                        walked = 0
                         env._now = now
                         yield done[0]
                         now = env._now
@@ -497,12 +500,14 @@ class Runtime:
                             clock = now
                         done = ahead(sw, ins)
                     if done is None:
-                        self.walked += 1
+                        walked += 1
                         continue
                     if done is not False:
-                        self.walked += 1
+                        walked += 1
                         clock = done
                         continue
+                self.walked += walked
+                walked = 0
                 if clock > now:  # the engine catches up first
                     env._now = now
                     yield until(env, clock)
@@ -519,6 +524,7 @@ class Runtime:
                             yield from waits
                 now = clock = env._now
                 self.walked += 1
+            self.walked += walked
             if clock > now:
                 env._now = now
                 yield until(env, clock)

@@ -114,9 +114,12 @@ class Mailbox:
 
     def all_free(self, stages: int) -> bool:
         """Whether every message of the ``stages`` model stages takes no time (an
-        abstract model with ``comm_ms = 0``): then no message waits for a lane, and a
-        worker may run ahead of the engine's clock through its sends
-        (:meth:`send_ahead`)."""
+        abstract model with ``comm_ms = 0``) and none is scattered (whose all-gather
+        takes time): then no message waits for a lane, and a worker may run ahead of
+        the engine's clock through its sends and receives (:meth:`send_ahead`,
+        :meth:`recv`)."""
+        if self.scatter_gather and any(len(sw.devices) > 1 for sw in self._peers.values()):
+            return False
         hook = self.transfer_seconds
         return all(hook(stage, what) == 0.0 for stage in range(stages) for what in WHAT)
 
@@ -140,9 +143,9 @@ class Mailbox:
         """:meth:`send` at the worker's own clock, which may be ahead of the engine's
         (:meth:`simulator.runtime.core.Runtime._process`): a free message of a channel
         already open (None); False when it needs the engine's clock -- a message that
-        takes time, or the channel's first."""
+        takes time, or the channel's first. (No channel is scattered: :meth:`all_free`.)"""
         channel = self._channels.get((sw.index, ins[1], ins[2]))
-        if channel is None or not channel.free or channel.scatter:
+        if channel is None or not channel.free:
             return False
         message = ins[5] + sw.message_base
         slots = self.slots
@@ -205,6 +208,10 @@ class Mailbox:
         event -- the sender's compute, an event the sender fires, or the message's
         arrival -- then receive again (the runtime's protocol for a wait that needs
         no process of its own); or, for scattered pieces, a process that gathers them.
+
+        A worker running ahead (:meth:`simulator.runtime.core.Runtime._process`)
+        receives here at its own clock too: a message's ``arrival`` and that clock are
+        both worker times, and no message is scattered (:meth:`all_free`).
         """
         message = ins[5] + sw.message_base
         slots = self.slots
@@ -228,14 +235,6 @@ class Mailbox:
             # failed): leave an event for the sender to fire
             entry = slots[message] = self.env.event()
         return (entry,)  # that event, or the sender's compute: the send follows its end
-
-    def recv_ahead(self, sw: SimWorker, ins: tuple) -> tuple[simpy.Event] | bool | None:
-        """:meth:`recv` at the worker's own clock (:meth:`send_ahead`); False for
-        scattered pieces, whose all-gather needs the engine's clock."""
-        entry = self.slots[ins[5] + sw.message_base]
-        if entry.__class__ is tuple and entry[2] is not None:
-            return False
-        return self.recv(sw, ins)
 
     def _gathered(
         self, sw: SimWorker, message: int, pieces: list[Any], payloads: list[Any]
