@@ -11,11 +11,14 @@ collective algorithm, only time, ports and bytes.
   placed on devices and booked on their ports;
 * :mod:`.channel` -- a stream of equal pipeline messages between two groups;
 * :mod:`.memory` -- :class:`MemoryLedger`: bytes by category over time, the
-  peak, and a clear out-of-memory error.
+  peak, and a clear out-of-memory error;
+* :mod:`.events` -- SimPy's timeouts and events written out for the hot paths
+  (:func:`fire_at`: trigger an event at a later time).
 """
 
-from .core import Engine, Process, fire_at
+from .core import Engine, Process
 from .cost import CostModel
+from .events import fire_at
 from .memory import MemoryLedger, MemoryRecord
 from .network import Network, Route
 

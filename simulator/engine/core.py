@@ -29,11 +29,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Generator
 from functools import partial
-from heapq import heappush
 from typing import Any, NamedTuple
 
 import simpy
-from simpy.core import NORMAL
 
 from ..hardware import ClusterSpec
 from ..ops.tape import ComputeSegment
@@ -49,17 +47,6 @@ DETAILS = ("steps", "fused")
 
 #: A SimPy process body: a generator that yields the events it waits for.
 Process = Generator[simpy.Event, Any, Any]
-
-
-def fire_at(env: simpy.Environment, event: simpy.Event, when: float, value: Any = None) -> None:
-    """Trigger ``event`` at time ``when`` (what ``succeed`` does, but later): one event,
-    processed at that time, wakes whoever waits on it."""
-    event._ok = True
-    event._value = value
-    # env.schedule(event, delay=max(0.0, when - env.now)), written out (a large
-    # pipeline fires one per message): the same time, ``now + (when - now)``
-    now = env._now
-    heappush(env._queue, (now + (when - now) if when > now else now, NORMAL, next(env._eid), event))
 
 
 class Ledgers(dict[int, MemoryLedger]):

@@ -1,20 +1,23 @@
-"""SimPy's timeout, written out for the hot paths.
+"""SimPy's events, written out for the hot paths.
 
 ``env.timeout(delay)`` is three calls (``Environment.timeout``,
 ``Timeout.__init__``, ``Environment.schedule``); a large shape-only run makes
 millions of them. :func:`timeout` sets the same fields and pushes the same
 entry onto the event queue without them, so the simulation is event for event
 the one ``env.timeout`` would give; :func:`until` does it for a time rather
-than a delay.
+than a delay. :func:`pending` is ``env.event()`` and :func:`fire_at` triggers
+such an event later, as ``Environment.schedule`` would: one each per message a
+worker waits for.
 """
 
 from __future__ import annotations
 
 from heapq import heappush
+from typing import Any
 
 import simpy
 from simpy.core import NORMAL
-from simpy.events import Timeout
+from simpy.events import PENDING, Event, Timeout
 
 _new = object.__new__
 
@@ -46,3 +49,22 @@ def until(env: simpy.Environment, when: float) -> Timeout:
     done._ok = True
     heappush(env._queue, (when, NORMAL, next(env._eid), done))
     return done
+
+
+def pending(env: simpy.Environment) -> Event:
+    """``env.event()``: an event not triggered yet, for a process to wait on."""
+    event = _new(Event)
+    event.env = env
+    event.callbacks = []
+    event._value = PENDING
+    return event
+
+
+def fire_at(env: simpy.Environment, event: simpy.Event, when: float, value: Any = None) -> None:
+    """Trigger ``event`` at time ``when`` (what ``succeed`` does, but later): one event,
+    processed at that time, wakes whoever waits on it."""
+    event._ok = True
+    event._value = value
+    # env.schedule(event, delay=max(0.0, when - env.now)): the same time, now + (when - now)
+    now = env._now
+    heappush(env._queue, (now + (when - now) if when > now else now, NORMAL, next(env._eid), event))

@@ -37,6 +37,7 @@ from simpy.events import PENDING
 from .. import comm
 from ..engine import Engine, Process, fire_at
 from ..engine.channel import Channel
+from ..engine.events import pending
 from ..ops.arrays import nbytes, split
 from ..parallel.program import ACTIVATION, SEND, WHAT
 from .replay import Replay
@@ -233,7 +234,7 @@ class Mailbox:
         if entry is None or entry.processed:
             # nothing sent yet, or a compute that ended without its send (its device
             # failed): leave an event for the sender to fire
-            entry = slots[message] = self.env.event()
+            entry = slots[message] = pending(self.env)
         return (entry,)  # that event, or the sender's compute: the send follows its end
 
     def _gathered(
