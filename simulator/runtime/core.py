@@ -506,8 +506,9 @@ class Runtime:
                         walked += 1
                         clock = done
                         continue
-                self.walked += walked
-                walked = 0
+                if walked:
+                    self.walked += walked
+                    walked = 0
                 if clock > now:  # the engine catches up first
                     env._now = now
                     yield until(env, clock)
