@@ -84,7 +84,7 @@ class Columns(NamedTuple):
 def _rows_appender(
     track: array, start: array, end: array, mb: array
 ) -> Callable[[int, float, float, int], None]:
-    """:meth:`Trace.record` for these columns: a row per compute and per message of a
+    """A trace's ``record`` for these columns: a row per compute and per message of a
     run, so their ``append`` methods are looked up once, here."""
     track_append, start_append, end_append, mb_append = (
         track.append, start.append, end.append, mb.append
@@ -113,6 +113,8 @@ class Trace:
         self.start = array("d")
         self.end = array("d")
         self.mb = array("q")
+        #: ``record(track, start, end, mb=-1)``: append one row (the engine's hot path:
+        #: ``track`` comes from :meth:`track_id`), with the columns' appends bound once
         self.record = _rows_appender(self.track, self.start, self.end, self.mb)
         #: device -> its MemoryLedger (a MemoryRecord once sealed), for memory counters
         self.ledgers: Mapping[int, Any] = {}
@@ -146,16 +148,6 @@ class Trace:
             self.tracks.append(key)
         return tid
 
-    def record(self, track: int, start: float, end: float, mb: int = -1) -> None:
-        """Append one row (the engine's hot path: ``track`` comes from :meth:`track_id`).
-
-        Each trace replaces this method with :func:`_rows_appender`'s, which does the
-        same with its columns' ``append`` bound once."""
-        self.track.append(track)
-        self.start.append(start)
-        self.end.append(end)
-        self.mb.append(mb)
-
     def add(
         self, device: int, lane: str, start: float, end: float, name: str, cat: str, **args: Any
     ) -> None:
@@ -171,7 +163,7 @@ class Trace:
         counters come from ``ledgers`` (the frozen records of the run's ledgers).
 
         The recording methods are replaced on this object, not checked on every call:
-        the hot path (:meth:`record`) stays as lean as it was.
+        the hot path (``record``) stays as lean as it was.
         """
         self.ledgers = MappingProxyType(dict(ledgers))
         self.sealed = True

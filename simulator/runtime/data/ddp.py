@@ -138,7 +138,8 @@ class DataParallel(ParameterGathers):
             self.every_microbatch or (launches and s.overlap_grad_reduce)
         )
         #: ZeRO-1 and 2: the updated parameters gathered beside the next step's forward
-        self.param_overlap = self.sharded and s.overlap_param_gather and self.zero in (1, 2)
+        #: (ZeRO-3 with it is refused: parallel.data.ddp.check)
+        self.param_overlap = self.sharded and s.overlap_param_gather
         #: the runtime keeps the tape's marks only when a hook listens
         self.wants_marks = (
             self.overlap or self.param_overlap or (self.zero == 3 and self.replicas > 1)
